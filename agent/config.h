@@ -1,0 +1,245 @@
+/* config: the validated, immutable configuration (prometheus.yml plus
+ * sidewatch's own top-level sections).
+ *
+ * A config is built from YAML in one go, validated completely, and never
+ * changed afterwards; reload builds a new one and swaps the pointer. Objects
+ * that outlive a reload hold a reference (config_ref/config_unref).
+ *
+ * Prometheus's prometheus.yml loads unchanged: keys that Prometheus knows and
+ * sidewatch does not use (runtime, tracing, storage.tsdb, remote_read, otlp,
+ * ...) are accepted and ignored; service discovery kinds that sidewatch does
+ * not implement are errors naming the kind ("not supported:
+ * kubernetes_sd_configs"). Unknown keys are errors as in Prometheus
+ * ("field foo not found in type config.plain"). */
+#ifndef SIDEWATCH_CONFIG_H
+#define SIDEWATCH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "labels.h"
+#include "regex.h"
+
+/* Defaults, as Prometheus. */
+#define CONFIG_DEFAULT_SCRAPE_INTERVAL_MS (60 * 1000)
+#define CONFIG_DEFAULT_SCRAPE_TIMEOUT_MS (10 * 1000)
+#define CONFIG_DEFAULT_EVAL_INTERVAL_MS (60 * 1000)
+#define CONFIG_DEFAULT_FILE_SD_REFRESH_MS (5 * 60 * 1000)
+/* The largest number of errors one load reports. */
+#define CONFIG_MAX_ERRORS 50
+
+enum relabel_action {
+    RELABEL_REPLACE,
+    RELABEL_KEEP,
+    RELABEL_DROP,
+    RELABEL_KEEPEQUAL,
+    RELABEL_DROPEQUAL,
+    RELABEL_HASHMOD,
+    RELABEL_LABELMAP,
+    RELABEL_LABELDROP,
+    RELABEL_LABELKEEP,
+    RELABEL_LOWERCASE,
+    RELABEL_UPPERCASE,
+};
+
+/* One relabel_configs entry, defaults applied (separator ";", regex "(.*)",
+ * replacement "$1", action replace). */
+typedef struct config_relabel {
+    enum relabel_action action;
+    char **source_labels;
+    size_t n_source_labels;
+    char *separator;
+    char *target_label; /* NULL when not set */
+    regex *regex;       /* never NULL */
+    uint64_t modulus;
+    char *replacement;
+} config_relabel;
+
+typedef struct config_secret {
+    char *value; /* inline secret or NULL */
+    char *file;  /* *_file variant or NULL */
+} config_secret;
+
+/* HTTP client settings shared by scrape configs, alertmanagers and
+ * remote_write (Prometheus's common HTTPClientConfig). */
+typedef struct config_http_client {
+    bool has_basic_auth;
+    char *basic_auth_username;
+    char *basic_auth_username_file;
+    config_secret basic_auth_password;
+    bool has_authorization; /* authorization: or bearer_token(_file) */
+    char *authorization_type; /* default "Bearer" */
+    config_secret authorization_credentials;
+    bool has_oauth2; /* parsed and validated; not used for requests yet */
+    char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name;
+    bool tls_insecure_skip_verify;
+    char *tls_min_version; /* "TLS10".."TLS13" or NULL */
+    char *proxy_url;
+    bool follow_redirects; /* default true */
+    bool enable_http2;     /* default true */
+} config_http_client;
+
+typedef struct config_target_group {
+    char **targets; /* host:port */
+    size_t n_targets;
+    labels *labels; /* group labels; never NULL */
+    char *source;   /* "file:index" for file_sd groups, else NULL */
+} config_target_group;
+
+typedef struct config_file_sd {
+    char **files; /* glob patterns, relative paths resolved against the config's directory */
+    size_t n_files;
+    int64_t refresh_interval_ms;
+} config_file_sd;
+
+typedef struct config_param {
+    char *name;
+    char **values;
+    size_t n_values;
+} config_param;
+
+enum config_scrape_protocol {
+    CONFIG_PROTO_OPENMETRICS_1_0_0,
+    CONFIG_PROTO_OPENMETRICS_0_0_1,
+    CONFIG_PROTO_PROMETHEUS_TEXT_1_0_0,
+    CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4,
+    CONFIG_PROTO_PROMETHEUS_PROTO,
+};
+
+typedef struct config_scrape {
+    char *job_name;
+    int64_t scrape_interval_ms;
+    int64_t scrape_timeout_ms;
+    char *metrics_path; /* default "/metrics" */
+    char *scheme;       /* "http" or "https" */
+    config_param *params;
+    size_t n_params;
+    bool honor_labels;
+    bool honor_timestamps; /* default true */
+    bool track_timestamps_staleness;
+    bool enable_compression; /* default true */
+    enum config_scrape_protocol *scrape_protocols;
+    size_t n_scrape_protocols;
+    bool has_fallback_protocol;
+    enum config_scrape_protocol fallback_scrape_protocol;
+
+    /* 0 = no limit, as Prometheus */
+    uint64_t sample_limit;
+    uint64_t target_limit;
+    uint64_t label_limit;
+    uint64_t label_name_length_limit;
+    uint64_t label_value_length_limit;
+    int64_t body_size_limit; /* bytes */
+
+    config_target_group *static_configs;
+    size_t n_static_configs;
+    config_file_sd *file_sd_configs;
+    size_t n_file_sd_configs;
+
+    config_relabel *relabel_configs;
+    size_t n_relabel_configs;
+    config_relabel *metric_relabel_configs;
+    size_t n_metric_relabel_configs;
+
+    config_http_client http;
+} config_scrape;
+
+typedef struct config_alertmanager {
+    char *scheme;
+    char *path_prefix;
+    int64_t timeout_ms;    /* default 10s */
+    char *api_version;     /* "v2" */
+    config_target_group *static_configs;
+    size_t n_static_configs;
+    config_file_sd *file_sd_configs;
+    size_t n_file_sd_configs;
+    config_relabel *relabel_configs;
+    size_t n_relabel_configs;
+    config_http_client http;
+} config_alertmanager;
+
+typedef struct config_header {
+    char *name, *value;
+} config_header;
+
+typedef struct config_remote_write {
+    char *url;
+    char *name;
+    int64_t remote_timeout_ms; /* default 30s */
+    config_header *headers;
+    size_t n_headers;
+    config_relabel *write_relabel_configs;
+    size_t n_write_relabel_configs;
+    config_http_client http;
+    /* queue_config, Prometheus's defaults */
+    int64_t queue_capacity;       /* 10000 */
+    int64_t queue_min_shards;     /* 1 */
+    int64_t queue_max_shards;     /* 50 */
+    int64_t queue_max_samples_per_send; /* 2000 */
+    int64_t queue_batch_send_deadline_ms; /* 5s */
+    int64_t queue_min_backoff_ms;  /* 30ms */
+    int64_t queue_max_backoff_ms;  /* 5s */
+    bool queue_retry_on_http_429;  /* true */
+    /* metadata_config */
+    bool metadata_send;            /* true */
+    int64_t metadata_send_interval_ms; /* 1m */
+    int64_t metadata_max_samples_per_send; /* 2000 */
+} config_remote_write;
+
+typedef struct config_global {
+    int64_t scrape_interval_ms;
+    int64_t scrape_timeout_ms;
+    int64_t evaluation_interval_ms;
+    int64_t rule_query_offset_ms;
+    labels *external_labels; /* never NULL; ${VAR} expanded */
+    bool legacy_name_validation; /* metric_name_validation_scheme: legacy */
+    /* scrape limits inherited by every scrape config */
+    uint64_t sample_limit, target_limit, label_limit;
+    uint64_t label_name_length_limit, label_value_length_limit;
+    int64_t body_size_limit;
+    enum config_scrape_protocol *scrape_protocols;
+    size_t n_scrape_protocols;
+} config_global;
+
+typedef struct config {
+    int refs; /* atomic */
+    char *source;    /* file name, or "<default>" for the embedded config */
+    char *yaml;      /* the original text (for /api/v1/status/config) */
+    config_global global;
+    char **rule_files; /* patterns, relative ones resolved against the config's directory */
+    size_t n_rule_files;
+    config_scrape *scrape_configs;
+    size_t n_scrape_configs;
+    config_relabel *alert_relabel_configs;
+    size_t n_alert_relabel_configs;
+    config_alertmanager *alertmanagers;
+    size_t n_alertmanagers;
+    config_remote_write *remote_write;
+    size_t n_remote_write;
+} config;
+
+/* Parses and validates YAML text. `source` names the file in messages
+ * ("<file>:<line>:<col>: <message>"); relative paths in the config are
+ * resolved against its directory. On success returns 0 and *out (refcount 1,
+ * caller unrefs). On failure returns -EINVAL, *out is NULL, and every error
+ * found (at most CONFIG_MAX_ERRORS) is appended to err, one per line. */
+int config_load_string(const char *yaml, size_t len, const char *source, config **out, buf *err);
+/* Reads and loads a file; a read failure is reported as "<file>: <errno text>". */
+int config_load_file(const char *path, config **out, buf *err);
+/* The embedded default config: scrape sidewatch's own /metrics at
+ * `self_address` (host:port) every 15s. Never fails. */
+config *config_default(const char *self_address);
+
+config *config_ref(config *c);
+/* Drops a reference; frees at zero. NULL is a no-op. */
+void config_unref(config *c);
+
+/* Looks up a scrape config by job name; NULL if absent. Borrowed. */
+const config_scrape *config_find_job(const config *c, const char *job_name);
+
+/* Names of the scrape protocols as written in YAML ("OpenMetricsText1.0.0"). */
+const char *config_scrape_protocol_name(enum config_scrape_protocol p);
+
+#endif

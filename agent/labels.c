@@ -1,0 +1,441 @@
+#include "labels.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "expfmt.h"
+#include "strutil.h"
+
+static const labels empty_labels = {0, sizeof(labels), 0};
+
+const labels *labels_empty(void)
+{
+    return &empty_labels;
+}
+
+void labels_free(labels *ls)
+{
+    if (ls && ls != &empty_labels) mem_free(ls);
+}
+
+/* Hash of the string area: names and values in order, NUL-separated. */
+static uint64_t hash_block(const labels *ls)
+{
+    if (ls->n == 0) return strutil_hash64("", 0, 0);
+    const char *start = ls->v[0].name;
+    const char *end = ls->v[ls->n - 1].value + ls->v[ls->n - 1].value_len + 1;
+    return strutil_hash64(start, (size_t)(end - start), 0);
+}
+
+labels *labels_dup(const labels *ls)
+{
+    labels *d = mem_malloc(ls->bytes);
+    memcpy(d, ls, ls->bytes);
+    ptrdiff_t delta = (const char *)d - (const char *)ls;
+    for (uint32_t i = 0; i < d->n; i++) {
+        d->v[i].name += delta;
+        d->v[i].value += delta;
+    }
+    return d;
+}
+
+const char *labels_get(const labels *ls, const char *name, size_t name_len, size_t *len)
+{
+    /* Sets are small; a linear scan beats bisection below ~16 labels. */
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        if (l->name_len == name_len && memcmp(l->name, name, name_len) == 0) {
+            if (len) *len = l->value_len;
+            return l->value;
+        }
+    }
+    if (len) *len = 0;
+    return NULL;
+}
+
+const char *labels_metric_name(const labels *ls, size_t *len)
+{
+    const char *v = labels_get(ls, LABELS_METRIC_NAME, 8, len);
+    return v ? v : "";
+}
+
+uint64_t labels_hash(const labels *ls)
+{
+    return ls->hash;
+}
+
+static int cmp_bytes(const char *a, size_t al, const char *b, size_t bl)
+{
+    size_t n = al < bl ? al : bl;
+    int c = memcmp(a, b, n);
+    if (c) return c;
+    return al < bl ? -1 : al > bl ? 1 : 0;
+}
+
+bool labels_equal(const labels *a, const labels *b)
+{
+    if (a == b) return true;
+    if (a->n != b->n || a->hash != b->hash) return false;
+    for (uint32_t i = 0; i < a->n; i++) {
+        const label *x = &a->v[i], *y = &b->v[i];
+        if (x->name_len != y->name_len || x->value_len != y->value_len ||
+            memcmp(x->name, y->name, x->name_len) || memcmp(x->value, y->value, x->value_len))
+            return false;
+    }
+    return true;
+}
+
+int labels_compare(const labels *a, const labels *b)
+{
+    uint32_t n = a->n < b->n ? a->n : b->n;
+    for (uint32_t i = 0; i < n; i++) {
+        int c = cmp_bytes(a->v[i].name, a->v[i].name_len, b->v[i].name, b->v[i].name_len);
+        if (c) return c;
+        c = cmp_bytes(a->v[i].value, a->v[i].value_len, b->v[i].value, b->v[i].value_len);
+        if (c) return c;
+    }
+    return a->n < b->n ? -1 : a->n > b->n ? 1 : 0;
+}
+
+void labels_escape_value(buf *out, const char *v, size_t len)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *esc = NULL;
+        switch (v[i]) {
+        case '\\': esc = "\\\\"; break;
+        case '"': esc = "\\\""; break;
+        case '\n': esc = "\\n"; break;
+        default: run++; continue;
+        }
+        buf_append(out, v + i - run, run);
+        run = 0;
+        buf_puts(out, esc);
+    }
+    buf_append(out, v + len - run, run);
+}
+
+static void put_name(buf *out, const char *name, size_t len)
+{
+    if (expfmt_legacy_label_name(name, len)) {
+        buf_append(out, name, len);
+    } else {
+        buf_putc(out, '"');
+        labels_escape_value(out, name, len);
+        buf_putc(out, '"');
+    }
+}
+
+void labels_format(const labels *ls, buf *out)
+{
+    buf_putc(out, '{');
+    for (uint32_t i = 0; i < ls->n; i++) {
+        if (i) buf_puts(out, ", ");
+        put_name(out, ls->v[i].name, ls->v[i].name_len);
+        buf_putc(out, '=');
+        expfmt_quote_go(buf_sink, out, ls->v[i].value, ls->v[i].value_len);
+    }
+    buf_putc(out, '}');
+}
+
+void labels_format_metric(const labels *ls, buf *out)
+{
+    size_t nlen;
+    const char *name = labels_get(ls, LABELS_METRIC_NAME, 8, &nlen);
+    bool quoted_name = name && !expfmt_legacy_metric_name(name, nlen);
+    if (name && !quoted_name) buf_append(out, name, nlen);
+    bool any = quoted_name;
+    for (uint32_t i = 0; i < ls->n; i++) {
+        if (ls->v[i].value == name) continue;
+        any = true;
+    }
+    if (!any && name) return;
+    buf_putc(out, '{');
+    bool first = true;
+    if (quoted_name) {
+        buf_putc(out, '"');
+        labels_escape_value(out, name, nlen);
+        buf_putc(out, '"');
+        first = false;
+    }
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        if (l->value == name) continue;
+        if (!first) buf_putc(out, ',');
+        first = false;
+        put_name(out, l->name, l->name_len);
+        buf_puts(out, "=\"");
+        labels_escape_value(out, l->value, l->value_len);
+        buf_putc(out, '"');
+    }
+    buf_putc(out, '}');
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static void put_varint(buf *out, uint64_t v)
+{
+    unsigned char tmp[10];
+    int n = 0;
+    while (v >= 0x80) {
+        tmp[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    tmp[n++] = (unsigned char)v;
+    buf_append(out, tmp, (size_t)n);
+}
+
+static int get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) return -EINVAL;
+        unsigned char c = *(*p)++;
+        r |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+void labels_encode(const labels *ls, buf *out)
+{
+    put_varint(out, ls->n);
+    for (uint32_t i = 0; i < ls->n; i++) {
+        put_varint(out, ls->v[i].name_len);
+        buf_append(out, ls->v[i].name, ls->v[i].name_len);
+        put_varint(out, ls->v[i].value_len);
+        buf_append(out, ls->v[i].value, ls->v[i].value_len);
+    }
+}
+
+int labels_decode(const void *data, size_t len, labels **out)
+{
+    const unsigned char *p = data, *end = p + len;
+    uint64_t n;
+    if (get_varint(&p, end, &n) < 0 || n > len) return -EINVAL;
+    labels_builder b;
+    labels_builder_init(&b);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t nl, vl;
+        if (get_varint(&p, end, &nl) < 0 || nl > (uint64_t)(end - p)) goto bad;
+        const char *name = (const char *)p;
+        p += nl;
+        if (get_varint(&p, end, &vl) < 0 || vl > (uint64_t)(end - p)) goto bad;
+        labels_builder_add(&b, name, nl, (const char *)p, vl);
+        p += vl;
+    }
+    if (p != end) goto bad;
+    const char *dup = NULL;
+    *out = labels_builder_finish(&b, &dup);
+    labels_builder_cleanup(&b);
+    return *out ? 0 : -EINVAL;
+bad:
+    labels_builder_cleanup(&b);
+    return -EINVAL;
+}
+
+/* ---- builder --------------------------------------------------------------- */
+
+void labels_builder_init(labels_builder *b)
+{
+    b->v = NULL;
+    b->n = b->cap = 0;
+}
+
+void labels_builder_cleanup(labels_builder *b)
+{
+    mem_free(b->v);
+    labels_builder_init(b);
+}
+
+void labels_builder_reset(labels_builder *b)
+{
+    b->n = 0;
+}
+
+void labels_builder_add(labels_builder *b, const char *name, size_t name_len, const char *value,
+                        size_t value_len)
+{
+    b->v = mem_grow(b->v, sizeof *b->v, b->n + 1, &b->cap);
+    b->v[b->n].name = name;
+    b->v[b->n].name_len = (uint32_t)name_len;
+    b->v[b->n].value = value;
+    b->v[b->n].value_len = (uint32_t)value_len;
+    b->n++;
+}
+
+void labels_builder_from(labels_builder *b, const labels *ls)
+{
+    b->n = 0;
+    b->v = mem_grow(b->v, sizeof *b->v, ls->n, &b->cap);
+    memcpy(b->v, ls->v, ls->n * sizeof *b->v);
+    b->n = ls->n;
+}
+
+static ptrdiff_t builder_find(const labels_builder *b, const char *name, size_t name_len)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i].name_len == name_len && memcmp(b->v[i].name, name, name_len) == 0)
+            return (ptrdiff_t)i;
+    }
+    return -1;
+}
+
+void labels_builder_set(labels_builder *b, const char *name, size_t name_len, const char *value,
+                        size_t value_len)
+{
+    ptrdiff_t i = builder_find(b, name, name_len);
+    if (value_len == 0) {
+        if (i >= 0) b->v[i] = b->v[--b->n];
+        return;
+    }
+    if (i >= 0) {
+        b->v[i].value = value;
+        b->v[i].value_len = (uint32_t)value_len;
+        return;
+    }
+    labels_builder_add(b, name, name_len, value, value_len);
+}
+
+void labels_builder_del(labels_builder *b, const char *name, size_t name_len)
+{
+    ptrdiff_t i = builder_find(b, name, name_len);
+    if (i >= 0) b->v[i] = b->v[--b->n];
+}
+
+const char *labels_builder_get(const labels_builder *b, const char *name, size_t name_len,
+                               size_t *len)
+{
+    ptrdiff_t i = builder_find(b, name, name_len);
+    if (i < 0) {
+        if (len) *len = 0;
+        return NULL;
+    }
+    if (len) *len = b->v[i].value_len;
+    return b->v[i].value;
+}
+
+static int cmp_label(const void *x, const void *y)
+{
+    const label *a = x, *b = y;
+    return cmp_bytes(a->name, a->name_len, b->name, b->name_len);
+}
+
+labels *labels_builder_finish(labels_builder *b, const char **dup_name)
+{
+    /* Drop empty values, then sort by name (insertion sort: sets are small
+     * and often nearly sorted). */
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i].value_len > 0) b->v[n++] = b->v[i];
+    }
+    b->n = n;
+    if (n > 32) {
+        qsort(b->v, n, sizeof *b->v, cmp_label);
+    } else {
+        for (size_t i = 1; i < n; i++) {
+            label t = b->v[i];
+            size_t j = i;
+            while (j > 0 && cmp_label(&b->v[j - 1], &t) > 0) {
+                b->v[j] = b->v[j - 1];
+                j--;
+            }
+            b->v[j] = t;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (cmp_label(&b->v[i - 1], &b->v[i]) == 0) {
+            if (dup_name) {
+                *dup_name = b->v[i].name;
+                return NULL;
+            }
+        }
+    }
+    size_t bytes = sizeof(labels) + n * sizeof(label);
+    for (size_t i = 0; i < n; i++) bytes += b->v[i].name_len + b->v[i].value_len + 2;
+    labels *ls = mem_malloc(bytes);
+    ls->n = (uint32_t)n;
+    ls->bytes = (uint32_t)bytes;
+    char *s = (char *)&ls->v[n];
+    for (size_t i = 0; i < n; i++) {
+        label *l = &ls->v[i];
+        memcpy(s, b->v[i].name, b->v[i].name_len);
+        s[b->v[i].name_len] = '\0';
+        l->name = s;
+        l->name_len = b->v[i].name_len;
+        s += l->name_len + 1;
+        memcpy(s, b->v[i].value, b->v[i].value_len);
+        s[b->v[i].value_len] = '\0';
+        l->value = s;
+        l->value_len = b->v[i].value_len;
+        s += l->value_len + 1;
+    }
+    ls->hash = hash_block(ls);
+    return ls;
+}
+
+/* ---- matchers ------------------------------------------------------------------ */
+
+int labels_matcher_init(label_matcher *m, enum matcher_type type, const char *name,
+                        size_t name_len, const char *value, size_t value_len, buf *err)
+{
+    memset(m, 0, sizeof *m);
+    m->type = type;
+    if (type == MATCH_RE || type == MATCH_NRE) {
+        if (regex_compile(&m->re, value, value_len, err) < 0) return -EINVAL;
+    }
+    m->name = mem_strndup(name, name_len);
+    m->name_len = name_len;
+    m->value = mem_strndup(value, value_len);
+    m->value_len = value_len;
+    return 0;
+}
+
+void labels_matcher_cleanup(label_matcher *m)
+{
+    mem_free(m->name);
+    mem_free(m->value);
+    regex_free(m->re);
+    memset(m, 0, sizeof *m);
+}
+
+bool labels_matcher_matches(const label_matcher *m, const char *v, size_t len)
+{
+    switch (m->type) {
+    case MATCH_EQ: return len == m->value_len && memcmp(v, m->value, len) == 0;
+    case MATCH_NEQ: return !(len == m->value_len && memcmp(v, m->value, len) == 0);
+    case MATCH_RE: return regex_match(m->re, v, len);
+    case MATCH_NRE: return !regex_match(m->re, v, len);
+    }
+    return false;
+}
+
+bool labels_matcher_matches_empty(const label_matcher *m)
+{
+    return labels_matcher_matches(m, "", 0);
+}
+
+bool labels_match_all(const labels *ls, const label_matcher *ms, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *v = labels_get(ls, ms[i].name, ms[i].name_len, &len);
+        if (!labels_matcher_matches(&ms[i], v ? v : "", len)) return false;
+    }
+    return true;
+}
+
+void labels_matcher_format(const label_matcher *m, buf *out)
+{
+    static const char *const ops[] = {"=", "!=", "=~", "!~"};
+    put_name(out, m->name, m->name_len);
+    buf_puts(out, ops[m->type]);
+    buf_putc(out, '"');
+    labels_escape_value(out, m->value, m->value_len);
+    buf_putc(out, '"');
+}

@@ -1,0 +1,43 @@
+/* regex: RE2-syntax regular expressions on PCRE2 (JIT), the only user of
+ * <pcre2.h>.
+ *
+ * Prometheus anchors every regex fully and lets '.' match '\n'
+ * (^(?s:<re>)$), for selectors, relabeling and label_replace alike; this
+ * module does the same. Constructs PCRE2 has but RE2 (Go) rejects —
+ * backreferences, lookaround, atomic groups, possessive quantifiers — are
+ * rejected with Go's error text, so a config that Prometheus refuses is
+ * refused here too. A compiled regex is immutable and may be shared by
+ * threads. */
+#ifndef SIDEWATCH_REGEX_H
+#define SIDEWATCH_REGEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+/* Longest pattern accepted (Prometheus has no limit; RE2 refuses programs
+ * over ~1 MB compiled). Longer patterns fail with "expression too large". */
+#define REGEX_MAX_PATTERN (64 * 1024)
+
+typedef struct regex regex;
+
+/* Compiles pattern[0..len). On success *out is a new regex (caller frees with
+ * regex_free) and 0 is returned. On failure returns -EINVAL and appends
+ * "error parsing regexp: <reason>: `<pattern>`" to err (if non-NULL). */
+int regex_compile(regex **out, const char *pattern, size_t len, buf *err);
+void regex_free(regex *re);
+
+/* The pattern as given (not anchored). Borrowed. */
+const char *regex_pattern(const regex *re);
+
+/* True if the whole of s[0..len) matches. */
+bool regex_match(const regex *re, const char *s, size_t len);
+
+/* If the whole of s matches, appends tmpl expanded with the match (Go's
+ * Regexp.Expand: $1, ${1}, $name, ${name}, $$) to out and returns 1;
+ * returns 0 if s does not match; -E2BIG if out's limit was reached. */
+int regex_expand(const regex *re, const char *s, size_t len, const char *tmpl, size_t tmpl_len,
+                 buf *out);
+
+#endif

@@ -1,0 +1,128 @@
+/* store: the time-series database, the only user of <sqlite3.h>.
+ *
+ * One SQLite database in WAL mode under the storage directory. One writer
+ * connection (appends, retention) guarded by a mutex, so several producers
+ * (scrapes, rule evaluations) may append from their own threads; readers
+ * open their own read-only connections (store_reader) and never block the
+ * writer.
+ *
+ * Callers see series by reference (a stable 64-bit id) and label set, never
+ * the schema: the internals may change (row-per-sample now, compressed chunks
+ * later) without any caller changing.
+ *
+ * Durability: store_batch_commit() returns only after the batch is committed
+ * to the database; a process killed afterwards (even with SIGKILL) keeps it.
+ *
+ * Samples are (timestamp in ms since the epoch, float64). The staleness
+ * marker (strutil_stale_nan) is stored bit-exactly. */
+#ifndef SIDEWATCH_STORE_H
+#define SIDEWATCH_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "expfmt.h"
+#include "labels.h"
+
+typedef struct store store;
+typedef struct store_batch store_batch;
+typedef struct store_reader store_reader;
+
+typedef struct store_options {
+    const char *path;     /* storage directory; created if missing */
+    int64_t retention_ms; /* 0 = keep forever; Prometheus's default is 15d */
+} store_options;
+
+typedef struct store_stats {
+    uint64_t series;           /* series in the index */
+    uint64_t samples_appended; /* since open */
+    uint64_t batches_committed;
+    uint64_t commit_errors;
+    uint64_t out_of_order_samples; /* rejected: older than the series' newest sample */
+    uint64_t duplicate_samples;    /* dropped: same timestamp and value */
+    uint64_t retention_deleted_samples;
+    int64_t size_bytes; /* database + WAL files on disk */
+    int64_t min_time_ms, max_time_ms; /* of stored samples; 0 when empty */
+} store_stats;
+
+/* Opens (creating if needed) the database in o->path. Returns 0 and *out, or
+ * a negative errno with a message ("storage: <path>: ...") appended to err.
+ * A database left by a crash (SIGKILL) opens without manual repair. */
+int store_open(store **out, const store_options *o, buf *err);
+/* Commits nothing more (batches are committed explicitly), closes every
+ * connection and frees the store. NULL is a no-op. Readers must be closed
+ * first. */
+void store_close(store *s);
+
+/* The reference for a label set, creating the series if it is new
+ * (*created = true). References are stable for the database's lifetime.
+ * Thread-safe. The labels are copied. Returns 0 or a negative errno. */
+int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created);
+
+/* ---- appending ------------------------------------------------------------ */
+
+/* Starts a batch (one scrape or one rule evaluation). Never fails; the
+ * batch is only memory until committed. */
+store_batch *store_batch_new(store *s);
+/* Adds a sample for a series reference. Out-of-order samples (older than
+ * the newest committed sample of the series) are counted and dropped at
+ * commit, as are exact duplicates; they are not errors. */
+void store_batch_add(store_batch *b, uint64_t ref, int64_t t_ms, double v);
+/* Records metadata for a metric family (kept: latest wins). Strings copied. */
+void store_batch_metadata(store_batch *b, const char *metric, enum expfmt_type type,
+                          const char *help, const char *unit);
+size_t store_batch_len(const store_batch *b);
+/* Commits the batch in one transaction and frees it. Returns 0, or a
+ * negative errno (nothing of the batch is stored) with the reason logged. */
+int store_batch_commit(store_batch *b);
+/* Frees a batch without storing it. NULL is a no-op. */
+void store_batch_free(store_batch *b);
+
+/* Deletes samples older than now_ms - retention. Returns 0 or -errno. */
+int store_apply_retention(store *s, int64_t now_ms);
+
+void store_get_stats(store *s, store_stats *out);
+
+/* ---- reading ----------------------------------------------------------------- */
+
+/* A read-only connection for one thread at a time. */
+int store_reader_open(store *s, store_reader **out);
+void store_reader_close(store_reader *r);
+
+typedef struct store_series {
+    uint64_t ref;
+    labels *labels; /* owned by the result */
+} store_series;
+
+typedef struct store_select_result {
+    store_series *series; /* sorted by labels */
+    size_t n;
+} store_select_result;
+
+/* Selects the series that match every matcher and have samples in
+ * [mint, maxt] (inclusive). At least one matcher must not match the empty
+ * string (as Prometheus requires); otherwise -EINVAL. Returns 0 and fills
+ * *out (free with store_select_result_free), or a negative errno. */
+int store_select(store_reader *r, const label_matcher *ms, size_t n, int64_t mint, int64_t maxt,
+                 store_select_result *out);
+void store_select_result_free(store_select_result *res);
+
+typedef struct store_sample {
+    int64_t t;
+    double v;
+} store_sample;
+
+/* Reads the samples of a series with mint <= t <= maxt in time order.
+ * Returns 0 and a malloc'd array in *out (caller frees with mem_free) with
+ * its length in *n, or a negative errno. */
+int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt,
+                       store_sample **out, size_t *n);
+
+/* Metadata of a metric family; returns 0 and copies (caller frees), or
+ * -ENOENT. */
+int store_get_metadata(store_reader *r, const char *metric, enum expfmt_type *type, char **help,
+                       char **unit);
+
+#endif

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Runs every unit/conformance test binary given as arguments, even after a
+# failure, and prints one summary line: "N passed, N failed, N skipped".
+# Exits non-zero if any test failed or any binary crashed.
+set -u
+passed=0; failed=0; skipped=0; crashed=0
+out=$(mktemp)
+for t in "$@"; do
+    echo "== $t"
+    "$t" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    p=$(grep -c '^\[       OK \]' "$out")
+    f=$(grep -c '^\[  FAILED  \] [a-z_]' "$out")
+    s=$(grep -c '^\[  SKIPPED \] [a-z_]' "$out")
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "!! $t exited with status $rc without a failed test (crash?)"
+        crashed=$((crashed + 1))
+    fi
+done
+rm -f "$out"
+echo "unit and conformance tests: $passed passed, $failed failed, $skipped skipped${crashed:+, $crashed binaries crashed}"
+[ "$failed" -eq 0 ] && [ "$crashed" -eq 0 ]
