@@ -239,6 +239,12 @@ void config_unref(config *c);
 /* Looks up a scrape config by job name; NULL if absent. Borrowed. */
 const config_scrape *config_find_job(const config *c, const char *job_name);
 
+/* The value of a secret: its inline value, or the content of its file with
+ * surrounding whitespace trimmed (as Prometheus reads credentials files).
+ * Returns a copy the caller frees (and should wipe), or NULL when neither
+ * is set or the file cannot be read (logged without the secret). */
+char *config_read_secret(const config_secret *s);
+
 /* Names of the scrape protocols as written in YAML ("OpenMetricsText1.0.0"). */
 const char *config_scrape_protocol_name(enum config_scrape_protocol p);
 

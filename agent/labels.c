@@ -1,6 +1,7 @@
 #include "labels.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -438,4 +439,334 @@ void labels_matcher_format(const label_matcher *m, buf *out)
     buf_putc(out, '"');
     labels_escape_value(out, m->value, m->value_len);
     buf_putc(out, '"');
+}
+
+/* ---- series selectors ---------------------------------------------------------- */
+
+typedef struct sel_parser {
+    const char *s;
+    size_t len, i;
+    buf *err;
+    bool failed;
+} sel_parser;
+
+static void sel_error(sel_parser *p, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sel_error(sel_parser *p, size_t at, const char *fmt, ...)
+{
+    if (p->failed) return;
+    p->failed = true;
+    size_t line = 1, col = 1;
+    for (size_t k = 0; k < at && k < p->len; k++) {
+        if (p->s[k] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    buf_printf(p->err, "%zu:%zu: parse error: ", line, col);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(p->err, fmt, ap);
+    va_end(ap);
+}
+
+static void sel_skip_space(sel_parser *p)
+{
+    while (p->i < p->len) {
+        char c = p->s[p->i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            p->i++;
+        } else if (c == '#') { /* PromQL comments run to the end of the line */
+            while (p->i < p->len && p->s[p->i] != '\n') p->i++;
+        } else {
+            break;
+        }
+    }
+}
+
+static bool sel_ident_char(char c, bool first, bool colon)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') return true;
+    if (colon && c == ':') return true;
+    return !first && c >= '0' && c <= '9';
+}
+
+static void put_utf8(buf *out, uint32_t r)
+{
+    char t[4];
+    if (r < 0x80) {
+        buf_putc(out, (char)r);
+    } else if (r < 0x800) {
+        t[0] = (char)(0xC0 | (r >> 6));
+        t[1] = (char)(0x80 | (r & 0x3F));
+        buf_append(out, t, 2);
+    } else if (r < 0x10000) {
+        t[0] = (char)(0xE0 | (r >> 12));
+        t[1] = (char)(0x80 | ((r >> 6) & 0x3F));
+        t[2] = (char)(0x80 | (r & 0x3F));
+        buf_append(out, t, 3);
+    } else {
+        t[0] = (char)(0xF0 | (r >> 18));
+        t[1] = (char)(0x80 | ((r >> 12) & 0x3F));
+        t[2] = (char)(0x80 | ((r >> 6) & 0x3F));
+        t[3] = (char)(0x80 | (r & 0x3F));
+        buf_append(out, t, 4);
+    }
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads a quoted string (Go unquoting rules) into out. */
+static bool sel_string(sel_parser *p, buf *out)
+{
+    size_t start = p->i;
+    char q = p->s[p->i++];
+    while (p->i < p->len) {
+        char c = p->s[p->i];
+        if (c == q) {
+            p->i++;
+            if (!expfmt_utf8_valid(buf_cstr(out), out->len)) {
+                sel_error(p, start, "invalid UTF-8 rune");
+                return false;
+            }
+            return true;
+        }
+        if (c == '\n' && q != '`') break;
+        if (c != '\\' || q == '`') {
+            buf_putc(out, c);
+            p->i++;
+            continue;
+        }
+        if (p->i + 1 >= p->len) break;
+        char e = p->s[p->i + 1];
+        p->i += 2;
+        int digits = 0, base = 16;
+        switch (e) {
+        case 'a': buf_putc(out, '\a'); break;
+        case 'b': buf_putc(out, '\b'); break;
+        case 'f': buf_putc(out, '\f'); break;
+        case 'n': buf_putc(out, '\n'); break;
+        case 'r': buf_putc(out, '\r'); break;
+        case 't': buf_putc(out, '\t'); break;
+        case 'v': buf_putc(out, '\v'); break;
+        case '\\': buf_putc(out, '\\'); break;
+        case '\'':
+        case '"':
+            if (e != q) {
+                sel_error(p, p->i - 2, "unknown escape sequence");
+                return false;
+            }
+            buf_putc(out, e);
+            break;
+        case 'x': digits = 2; break;
+        case 'u': digits = 4; break;
+        case 'U': digits = 8; break;
+        default:
+            if (e >= '0' && e <= '7') {
+                digits = 3;
+                base = 8;
+                p->i--;
+                break;
+            }
+            sel_error(p, p->i - 2, "unknown escape sequence");
+            return false;
+        }
+        if (digits) {
+            uint32_t v = 0;
+            for (int k = 0; k < digits; k++) {
+                if (p->i >= p->len) break;
+                int h = base == 8 ? (p->s[p->i] >= '0' && p->s[p->i] <= '7' ? p->s[p->i] - '0' : -1)
+                                  : hexval(p->s[p->i]);
+                if (h < 0) {
+                    sel_error(p, p->i, "illegal character in escape sequence");
+                    return false;
+                }
+                v = v * (uint32_t)base + (uint32_t)h;
+                p->i++;
+            }
+            if (e == 'x' || base == 8) {
+                if (v > 255) {
+                    sel_error(p, p->i, "octal escape value > 255");
+                    return false;
+                }
+                buf_putc(out, (char)v);
+            } else {
+                if (v > 0x10FFFF || (v >= 0xD800 && v < 0xE000)) {
+                    sel_error(p, p->i, "escape sequence is an invalid Unicode code point");
+                    return false;
+                }
+                put_utf8(out, v);
+            }
+        }
+    }
+    sel_error(p, start, "unterminated quoted string");
+    return false;
+}
+
+typedef struct sel_list {
+    label_matcher *v;
+    size_t n, cap;
+} sel_list;
+
+static bool sel_add(sel_parser *p, sel_list *l, enum matcher_type t, const char *name, size_t nl,
+                    const char *value, size_t vl, size_t at)
+{
+    l->v = mem_grow(l->v, sizeof *l->v, l->n + 1, &l->cap);
+    buf e;
+    buf_init(&e, 4096);
+    if (labels_matcher_init(&l->v[l->n], t, name, nl, value, vl, &e) < 0) {
+        sel_error(p, at, "%s", buf_cstr(&e));
+        buf_cleanup(&e);
+        return false;
+    }
+    buf_cleanup(&e);
+    l->n++;
+    return true;
+}
+
+void labels_matchers_free(label_matcher *ms, size_t n)
+{
+    if (!ms) return;
+    for (size_t i = 0; i < n; i++) labels_matcher_cleanup(&ms[i]);
+    mem_free(ms);
+}
+
+int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t *n, buf *err)
+{
+    sel_parser p = {s, len, 0, err, false};
+    sel_list l = {0};
+    buf name, value;
+    buf_init(&name, BUF_UNLIMITED);
+    buf_init(&value, BUF_UNLIMITED);
+    bool has_name = false;
+
+    sel_skip_space(&p);
+    if (p.i < len && sel_ident_char(s[p.i], true, true)) {
+        size_t st = p.i;
+        while (p.i < len && sel_ident_char(s[p.i], false, true)) p.i++;
+        if (!sel_add(&p, &l, MATCH_EQ, LABELS_METRIC_NAME, 8, s + st, p.i - st, st)) goto fail;
+        has_name = true;
+        sel_skip_space(&p);
+    }
+    if (p.i < len && s[p.i] == '{') {
+        p.i++;
+        for (;;) {
+            sel_skip_space(&p);
+            if (p.i >= len) {
+                sel_error(&p, p.i, "unexpected end of input inside braces");
+                goto fail;
+            }
+            if (s[p.i] == '}') {
+                p.i++;
+                break;
+            }
+            size_t at = p.i;
+            buf_reset(&name);
+            bool quoted = false;
+            if (s[p.i] == '"' || s[p.i] == '\'' || s[p.i] == '`') {
+                if (!sel_string(&p, &name)) goto fail;
+                quoted = true;
+            } else if (sel_ident_char(s[p.i], true, false)) {
+                size_t st = p.i;
+                while (p.i < len && sel_ident_char(s[p.i], false, false)) p.i++;
+                buf_append(&name, s + st, p.i - st);
+            } else {
+                sel_error(&p, at, "unexpected character inside braces: '%c'", s[p.i]);
+                goto fail;
+            }
+            sel_skip_space(&p);
+            /* A lone quoted string is the metric name. */
+            if (quoted && p.i < len && (s[p.i] == ',' || s[p.i] == '}')) {
+                if (has_name) {
+                    sel_error(&p, at, "metric name must not be set twice: %s", buf_cstr(&name));
+                    goto fail;
+                }
+                if (!sel_add(&p, &l, MATCH_EQ, LABELS_METRIC_NAME, 8, buf_cstr(&name), name.len, at))
+                    goto fail;
+                has_name = true;
+            } else {
+                enum matcher_type t;
+                if (p.i + 1 < len && s[p.i] == '=' && s[p.i + 1] == '~') {
+                    t = MATCH_RE;
+                    p.i += 2;
+                } else if (p.i + 1 < len && s[p.i] == '!' && s[p.i + 1] == '~') {
+                    t = MATCH_NRE;
+                    p.i += 2;
+                } else if (p.i + 1 < len && s[p.i] == '!' && s[p.i + 1] == '=') {
+                    t = MATCH_NEQ;
+                    p.i += 2;
+                } else if (p.i < len && s[p.i] == '=') {
+                    t = MATCH_EQ;
+                    p.i++;
+                } else {
+                    sel_error(&p, p.i, "unexpected %s in label matching, expected label matching operator",
+                              p.i < len ? "character" : "end of input");
+                    goto fail;
+                }
+                sel_skip_space(&p);
+                if (p.i >= len || !(s[p.i] == '"' || s[p.i] == '\'' || s[p.i] == '`')) {
+                    sel_error(&p, p.i, "unexpected %s in label matching, expected string",
+                              p.i < len ? "character" : "end of input");
+                    goto fail;
+                }
+                buf_reset(&value);
+                size_t vat = p.i;
+                if (!sel_string(&p, &value)) goto fail;
+                if (!sel_add(&p, &l, t, buf_cstr(&name), name.len, buf_cstr(&value), value.len, vat))
+                    goto fail;
+            }
+            sel_skip_space(&p);
+            if (p.i < len && s[p.i] == ',') {
+                p.i++;
+                continue;
+            }
+            if (p.i < len && s[p.i] == '}') {
+                p.i++;
+                break;
+            }
+            sel_error(&p, p.i, "unexpected %s in label matching, expected \",\" or \"}\"",
+                      p.i < len ? "character" : "end of input");
+            goto fail;
+        }
+    } else if (!has_name) {
+        if (p.i < len)
+            sel_error(&p, p.i, "unexpected character: '%c'", s[p.i]);
+        else
+            sel_error(&p, p.i, "unexpected end of input");
+        goto fail;
+    }
+    sel_skip_space(&p);
+    if (p.i < len) {
+        sel_error(&p, p.i, "unexpected character after selector: '%c'", s[p.i]);
+        goto fail;
+    }
+    bool nonempty = false;
+    for (size_t k = 0; k < l.n; k++) {
+        if (!labels_matcher_matches_empty(&l.v[k])) nonempty = true;
+    }
+    if (!nonempty) {
+        sel_error(&p, 0, "vector selector must contain at least one non-empty matcher");
+        goto fail;
+    }
+    buf_cleanup(&name);
+    buf_cleanup(&value);
+    *out = l.v;
+    *n = l.n;
+    return 0;
+fail:
+    buf_cleanup(&name);
+    buf_cleanup(&value);
+    labels_matchers_free(l.v, l.n);
+    *out = NULL;
+    *n = 0;
+    return -EINVAL;
 }

@@ -116,4 +116,13 @@ bool labels_match_all(const labels *ls, const label_matcher *ms, size_t n);
 /* Appends a="b", a!="b", a=~"b" or a!~"b". */
 void labels_matcher_format(const label_matcher *m, buf *out);
 
+/* Parses a series selector as Prometheus's parser.ParseMetricSelector does:
+ * `name`, `name{a="b", c=~"d"}`, `{__name__="x"}`, quoted UTF-8 names
+ * (`{"my.metric", "a.b"="x"}`), strings in "", '' or `` with Go escapes, and
+ * a trailing comma. On success returns 0 and a new array of *n matchers
+ * (free with labels_matchers_free). On failure returns -EINVAL and appends
+ * "<line>:<col>: parse error: <reason>" to err. */
+int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t *n, buf *err);
+void labels_matchers_free(label_matcher *ms, size_t n);
+
 #endif

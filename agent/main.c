@@ -1,1 +1,456 @@
-int main(void) { return 0; }
+/* sidewatch: flags, subcommands, wiring and signals. main.c owns every
+ * long-lived object; no other module holds mutable globals. */
+#include <errno.h>
+#include <stddef.h>
+#include <glob.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "buf.h"
+#include "config.h"
+#include "httpc.h"
+#include "log.h"
+#include "mem.h"
+#include "process.h"
+#include "registry.h"
+#include "scrape.h"
+#include "store.h"
+#include "strutil.h"
+
+#define DEFAULT_LISTEN "0.0.0.0:9277"
+#define DEFAULT_STORAGE "data/"
+#define DEFAULT_RETENTION "15d"
+#define DEFAULT_LOOKBACK_MS (5 * 60 * 1000)
+/* How often retention runs. */
+#define RETENTION_EVERY_MS (60 * 1000)
+
+typedef struct flags {
+    const char *config_file;
+    const char *storage_path;
+    const char *retention;
+    const char *listen;
+    const char *log_level;
+    bool enable_lifecycle;
+} flags;
+
+/* Everything the running daemon owns. */
+typedef struct daemon_state {
+    flags f;
+    pthread_mutex_t cfg_mu; /* guards cfg; also serialises reloads */
+    config *cfg;
+    store *st;
+    registry *reg;
+    scrape_manager *scrape;
+    api *web;
+    registry_metric *m_reload_success, *m_reload_ts;
+    pthread_t main_thread;
+} daemon_state;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sidewatch [<flags>]\n"
+            "       sidewatch check config FILE...\n"
+            "\n"
+            "A Prometheus-compatible monitoring and alerting sidecar.\n"
+            "\n"
+            "Flags:\n"
+            "  --config.file=FILE            Prometheus configuration file (default: embedded\n"
+            "                                config that scrapes sidewatch itself)\n"
+            "  --storage.path=DIR            where the database lives (default: " DEFAULT_STORAGE ")\n"
+            "  --storage.retention.time=DUR  how long to keep samples (default: " DEFAULT_RETENTION ")\n"
+            "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
+            "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
+            "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
+            "  --version                     print the version and exit\n"
+            "  -h, --help                    show this help\n");
+}
+
+/* kingpin-style flags: --name=value or --name value. Returns 0, 1 when the
+ * process should exit 0 (help/version), or -1 on error. */
+static int parse_flags(int argc, char **argv, flags *f)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } opts[] = {
+        {"config.file", offsetof(flags, config_file)},
+        {"storage.path", offsetof(flags, storage_path)},
+        {"storage.tsdb.path", offsetof(flags, storage_path)},
+        {"storage.retention.time", offsetof(flags, retention)},
+        {"storage.tsdb.retention.time", offsetof(flags, retention)},
+        {"web.listen-address", offsetof(flags, listen)},
+        {"log.level", offsetof(flags, log_level)},
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("sidewatch, version %s\n", SIDEWATCH_VERSION);
+            return 1;
+        }
+        if (strcmp(a, "--web.enable-lifecycle") == 0) {
+            f->enable_lifecycle = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "sidewatch: error: unexpected argument '%s', try --help\n", a);
+            return -1;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        bool found = false;
+        for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+            if (strlen(opts[k].name) != nlen || strncmp(opts[k].name, name, nlen) != 0) continue;
+            const char *v = eq ? eq + 1 : NULL;
+            if (!v) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "sidewatch: error: expected argument for flag '--%s'\n", opts[k].name);
+                    return -1;
+                }
+                v = argv[++i];
+            }
+            *(const char **)((char *)f + opts[k].off) = v;
+            found = true;
+            break;
+        }
+        if (!found) {
+            fprintf(stderr, "sidewatch: error: unknown long flag '--%.*s', try --help\n", (int)nlen,
+                    name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "host:port" that reaches our own listener, for the default config. */
+static void self_address(const char *listen, char *out, size_t n)
+{
+    const char *colon = strrchr(listen, ':');
+    const char *port = colon ? colon + 1 : "9277";
+    size_t hlen = colon ? (size_t)(colon - listen) : 0;
+    if (hlen == 0 || (hlen == 7 && strncmp(listen, "0.0.0.0", 7) == 0) ||
+        (hlen == 4 && strncmp(listen, "[::]", 4) == 0))
+        snprintf(out, n, "localhost:%s", port);
+    else
+        snprintf(out, n, "%.*s:%s", (int)hlen, listen, port);
+}
+
+static int load_config(daemon_state *d, config **out, buf *err)
+{
+    if (!d->f.config_file) {
+        char self[256];
+        self_address(d->f.listen, self, sizeof self);
+        *out = config_default(self);
+        return 0;
+    }
+    return config_load_file(d->f.config_file, out, err);
+}
+
+/* ---- check config ------------------------------------------------------- */
+
+static int check_config(int argc, char **argv)
+{
+    if (argc < 1) {
+        fprintf(stderr, "sidewatch: error: check config needs at least one FILE\n");
+        return 2;
+    }
+    int failed = 0;
+    for (int i = 0; i < argc; i++) {
+        printf("Checking %s\n", argv[i]);
+        config *c = NULL;
+        buf err;
+        buf_init(&err, 1 << 20);
+        if (config_load_file(argv[i], &c, &err) < 0) {
+            /* One error per line, indented like promtool's FAILED block. */
+            printf("  FAILED:\n");
+            const char *p = buf_cstr(&err);
+            while (*p) {
+                const char *nl = strchr(p, '\n');
+                int len = nl ? (int)(nl - p) : (int)strlen(p);
+                printf("    %.*s\n", len, p);
+                p += len + (nl ? 1 : 0);
+            }
+            failed++;
+            buf_cleanup(&err);
+            printf("\n");
+            continue;
+        }
+        size_t n_files = 0;
+        int missing = 0;
+        for (size_t k = 0; k < c->n_rule_files; k++) {
+            glob_t g;
+            if (glob(c->rule_files[k], 0, NULL, &g) == 0) {
+                n_files += g.gl_pathc;
+                globfree(&g);
+            } else if (!strpbrk(c->rule_files[k], "*?[")) {
+                printf("  FAILED: rule file %s: %s\n", c->rule_files[k], strerror(ENOENT));
+                missing++;
+            }
+        }
+        if (missing) {
+            failed++;
+        } else {
+            printf("  SUCCESS: %zu rule files found\n", n_files);
+            printf(" SUCCESS: %s is valid prometheus config file syntax\n", argv[i]);
+        }
+        printf("\n");
+        config_unref(c);
+        buf_cleanup(&err);
+    }
+    return failed ? 1 : 0;
+}
+
+/* ---- the daemon ------------------------------------------------------------------ */
+
+static config *current_config(void *ctx)
+{
+    daemon_state *d = ctx;
+    pthread_mutex_lock(&d->cfg_mu);
+    config *c = config_ref(d->cfg);
+    pthread_mutex_unlock(&d->cfg_mu);
+    return c;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Loads the config again; on any error the running config stays. */
+static int reload(void *ctx, buf *err)
+{
+    daemon_state *d = ctx;
+    pthread_mutex_lock(&d->cfg_mu);
+    log_info("main", "Loading configuration file %s", d->f.config_file ? d->f.config_file : "<default>");
+    config *next = NULL;
+    int rc = load_config(d, &next, err);
+    if (rc < 0) {
+        registry_set(d->m_reload_success, 0);
+        pthread_mutex_unlock(&d->cfg_mu);
+        log_error("main", "Error reloading config: %s", buf_cstr(err));
+        return rc;
+    }
+    config *old = d->cfg;
+    d->cfg = next;
+    scrape_manager_reload(d->scrape, next);
+    registry_set(d->m_reload_success, 1);
+    registry_set(d->m_reload_ts, (double)wall_ms() / 1000.0);
+    pthread_mutex_unlock(&d->cfg_mu);
+    config_unref(old);
+    log_info("main", "Completed loading of configuration file");
+    return 0;
+}
+
+static void quit(void *ctx)
+{
+    daemon_state *d = ctx;
+    pthread_kill(d->main_thread, SIGTERM);
+}
+
+static void collect_store(registry_collect *c, void *ctx)
+{
+    store *st = ctx;
+    store_stats s;
+    store_get_stats(st, &s);
+    static const struct {
+        const char *name, *help;
+        enum expfmt_type type;
+    } m[] = {
+        {"sidewatch_store_series", "Series in the store's index.", EXPFMT_GAUGE},
+        {"sidewatch_store_samples_appended_total", "Samples committed to the store.", EXPFMT_COUNTER},
+        {"sidewatch_store_commits_total", "Append batches committed.", EXPFMT_COUNTER},
+        {"sidewatch_store_commit_errors_total", "Append batches that failed to commit.", EXPFMT_COUNTER},
+        {"sidewatch_store_out_of_order_samples_total", "Samples rejected as out of order.", EXPFMT_COUNTER},
+        {"sidewatch_store_duplicate_samples_total", "Exact duplicate samples dropped.", EXPFMT_COUNTER},
+        {"sidewatch_store_retention_deleted_samples_total", "Samples deleted by retention.", EXPFMT_COUNTER},
+        {"sidewatch_store_size_bytes", "Size of the database files on disk.", EXPFMT_GAUGE},
+        {"sidewatch_store_lowest_timestamp_seconds", "Oldest sample timestamp in the store.", EXPFMT_GAUGE},
+        {"sidewatch_store_highest_timestamp_seconds", "Newest sample timestamp in the store.", EXPFMT_GAUGE},
+    };
+    double v[] = {(double)s.series,
+                  (double)s.samples_appended,
+                  (double)s.batches_committed,
+                  (double)s.commit_errors,
+                  (double)s.out_of_order_samples,
+                  (double)s.duplicate_samples,
+                  (double)s.retention_deleted_samples,
+                  (double)s.size_bytes,
+                  (double)s.min_time_ms / 1000.0,
+                  (double)s.max_time_ms / 1000.0};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        registry_collect_family(c, m[i].name, m[i].help, m[i].type);
+        registry_collect_sample(c, NULL, 0, v[i]);
+    }
+}
+
+static void register_self_metrics(daemon_state *d)
+{
+    static const char *const bl[] = {"version", NULL};
+    const char *bv[] = {SIDEWATCH_VERSION};
+    registry_set(registry_child(registry_gauge(d->reg, "sidewatch_build_info",
+                                               "A metric with a constant '1' value labeled by the "
+                                               "version of sidewatch.",
+                                               bl),
+                                bv),
+                 1);
+    d->m_reload_success = registry_child(
+        registry_gauge(d->reg, "sidewatch_config_last_reload_successful",
+                       "Whether the last configuration reload attempt was successful.", NULL),
+        NULL);
+    d->m_reload_ts = registry_child(
+        registry_gauge(d->reg, "sidewatch_config_last_reload_success_timestamp_seconds",
+                       "Timestamp of the last successful configuration reload.", NULL),
+        NULL);
+    process_register(d->reg);
+    registry_add_collector(d->reg, collect_store, d->st);
+}
+
+static int run_daemon(const flags *f)
+{
+    daemon_state d;
+    memset(&d, 0, sizeof d);
+    d.f = *f;
+    d.main_thread = pthread_self();
+    pthread_mutex_init(&d.cfg_mu, NULL);
+    int exit_code = 1;
+    buf err;
+    buf_init(&err, 1 << 20);
+
+    int64_t retention_ms;
+    if (strutil_parse_duration(f->retention, strlen(f->retention), &retention_ms, &err) < 0) {
+        fprintf(stderr, "sidewatch: error: --storage.retention.time: %s\n", buf_cstr(&err));
+        return 1;
+    }
+    /* Signals are taken synchronously by this thread; block them everywhere
+     * before any other thread starts. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("main", "Starting sidewatch version=%s", SIDEWATCH_VERSION);
+    if (load_config(&d, &d.cfg, &err) < 0) {
+        log_error("main", "Error loading config: %s", buf_cstr(&err));
+        fprintf(stderr, "sidewatch: error loading config (--config.file=%s):\n%s\n", f->config_file,
+                buf_cstr(&err));
+        goto out;
+    }
+    if (httpc_global_init() < 0) {
+        log_error("main", "could not initialise libcurl");
+        goto out;
+    }
+    store_options so = {.path = f->storage_path, .retention_ms = retention_ms};
+    if (store_open(&d.st, &so, &err) < 0) {
+        log_error("main", "Opening storage failed: %s", buf_cstr(&err));
+        goto out;
+    }
+    d.reg = registry_new();
+    register_self_metrics(&d);
+    registry_set(d.m_reload_success, 1);
+    registry_set(d.m_reload_ts, (double)wall_ms() / 1000.0);
+
+    api_options ao = {
+        .listen_address = f->listen,
+        .reg = d.reg,
+        .st = d.st,
+        .enable_lifecycle = f->enable_lifecycle,
+        .lookback_ms = DEFAULT_LOOKBACK_MS,
+        .reload = reload,
+        .quit = quit,
+        .current_config = current_config,
+        .ctx = &d,
+    };
+    d.scrape = scrape_manager_new(d.st, d.reg);
+    if (!d.scrape) {
+        log_error("main", "could not create the scrape manager");
+        goto out;
+    }
+    if (api_start(&d.web, &ao, &err) < 0) {
+        log_error("main", "%s", buf_cstr(&err));
+        goto out;
+    }
+    if (scrape_manager_start(d.scrape, d.cfg) < 0) {
+        log_error("main", "could not start scraping");
+        goto out;
+    }
+    api_set_ready(d.web, true);
+    log_info("main", "Server is ready to receive web requests. address=%s", f->listen);
+
+    int64_t next_retention = 0;
+    for (;;) {
+        struct timespec ts = {1, 0};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGHUP) {
+            buf rerr;
+            buf_init(&rerr, 1 << 20);
+            reload(&d, &rerr);
+            buf_cleanup(&rerr);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            log_info("main", "Received %s, exiting gracefully...", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        int64_t now = wall_ms();
+        if (retention_ms > 0 && now >= next_retention) {
+            store_apply_retention(d.st, now);
+            next_retention = now + RETENTION_EVERY_MS;
+        }
+    }
+    exit_code = 0;
+out:
+    if (d.web) api_set_ready(d.web, false);
+    /* Stop producers first, then the server, then the store: every finished
+     * scrape is committed before the database closes. */
+    if (d.scrape) scrape_manager_stop(d.scrape);
+    api_stop(d.web);
+    scrape_manager_free(d.scrape);
+    store_close(d.st);
+    registry_free(d.reg);
+    config_unref(d.cfg);
+    httpc_global_cleanup();
+    buf_cleanup(&err);
+    pthread_mutex_destroy(&d.cfg_mu);
+    if (exit_code == 0) log_info("main", "See you next time!");
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "check") == 0) {
+        if (argc >= 3 && strcmp(argv[2], "config") == 0) return check_config(argc - 3, argv + 3);
+        fprintf(stderr, "sidewatch: error: unknown check '%s' (known: config)\n",
+                argc >= 3 ? argv[2] : "");
+        return 2;
+    }
+    flags f = {
+        .storage_path = DEFAULT_STORAGE,
+        .retention = DEFAULT_RETENTION,
+        .listen = DEFAULT_LISTEN,
+        .log_level = "info",
+    };
+    int rc = parse_flags(argc, argv, &f);
+    if (rc != 0) return rc > 0 ? 0 : 1;
+    enum log_level lvl;
+    if (log_parse_level(f.log_level, &lvl) < 0) {
+        fprintf(stderr, "sidewatch: error: --log.level must be debug, info, warn or error\n");
+        return 1;
+    }
+    log_set_level(lvl);
+    return run_daemon(&f);
+}

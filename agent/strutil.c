@@ -4,6 +4,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <wchar.h>
+#include <wctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,4 +357,64 @@ bool strutil_has_suffix(const char *s, size_t len, const char *suffix)
 {
     size_t n = strlen(suffix);
     return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+void strutil_md5(const void *p, size_t len, unsigned char out[16])
+{
+    unsigned int n = 16;
+    EVP_Digest(p, len, out, &n, EVP_md5(), NULL);
+}
+
+static locale_t utf8_locale;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+
+static void utf8_locale_init(void)
+{
+    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+static void map_case(const char *s, size_t len, buf *out, bool upper)
+{
+    pthread_once(&utf8_once, utf8_locale_init);
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80 || !utf8_locale) {
+            char m = (char)c;
+            if (upper && c >= 'a' && c <= 'z') m = (char)(c - 32);
+            if (!upper && c >= 'A' && c <= 'Z') m = (char)(c + 32);
+            buf_putc(out, m);
+            i++;
+            continue;
+        }
+        mbstate_t st;
+        memset(&st, 0, sizeof st);
+        wchar_t wc;
+        locale_t old = uselocale(utf8_locale);
+        size_t n = mbrtowc(&wc, s + i, len - i, &st);
+        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+            uselocale(old);
+            buf_putc(out, (char)c);
+            i++;
+            continue;
+        }
+        wint_t m = upper ? towupper_l((wint_t)wc, utf8_locale) : towlower_l((wint_t)wc, utf8_locale);
+        char tmp[MB_LEN_MAX];
+        memset(&st, 0, sizeof st);
+        size_t k = wcrtomb(tmp, (wchar_t)m, &st);
+        uselocale(old);
+        if (k == (size_t)-1) buf_append(out, s + i, n);
+        else buf_append(out, tmp, k);
+        i += n;
+    }
+}
+
+void strutil_lower(const char *s, size_t len, buf *out)
+{
+    map_case(s, len, out, false);
+}
+
+void strutil_upper(const char *s, size_t len, buf *out)
+{
+    map_case(s, len, out, true);
 }

@@ -43,6 +43,15 @@ bool strutil_is_stale_nan(double v);
 /* 64-bit hash of bytes (XXH64 algorithm); stable across runs and hosts. */
 uint64_t strutil_hash64(const void *p, size_t len, uint64_t seed);
 
+/* MD5 digest (for hashmod relabeling, which must match Prometheus's
+ * target sharding exactly); the only user of OpenSSL's libcrypto. */
+void strutil_md5(const void *p, size_t len, unsigned char out[16]);
+
+/* Unicode-aware case mapping of UTF-8 text (Go's strings.ToLower/ToUpper);
+ * invalid bytes are copied unchanged. Appends to out. */
+void strutil_lower(const char *s, size_t len, buf *out);
+void strutil_upper(const char *s, size_t len, buf *out);
+
 /* Case-sensitive prefix/suffix tests on (pointer, length) strings. */
 bool strutil_has_prefix(const char *s, size_t len, const char *prefix);
 bool strutil_has_suffix(const char *s, size_t len, const char *suffix);

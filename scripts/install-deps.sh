@@ -11,7 +11,7 @@ PACKAGES="
 build-essential pkg-config
 libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev
 libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev sqlite3
-libpcre2-dev libjansson-dev libcmocka-dev zlib1g-dev
+libpcre2-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
 prometheus prometheus-alertmanager prometheus-node-exporter
 docker.io busybox-static
 python3 python3-pytest python3-requests

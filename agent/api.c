@@ -1,0 +1,529 @@
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "expfmt.h"
+#include "hmap.h"
+#include "labels.h"
+#include "log.h"
+#include "mem.h"
+#include "strutil.h"
+#include "textwrite.h"
+
+/* Responses above this size are gzip-compressed when the client accepts it. */
+#define API_GZIP_MIN_BYTES 1024
+/* Cap on a /federate or /metrics body. */
+#define API_MAX_RESPONSE (512 * 1024 * 1024)
+
+struct api {
+    api_options o;
+    struct MHD_Daemon *daemon;
+    atomic_bool ready;
+    int listen_fd;
+
+    pthread_mutex_t readers_mu; /* pool of idle read connections */
+    store_reader **readers;
+    size_t n_readers, cap_readers;
+};
+
+/* Per-request state across MHD callbacks. */
+typedef struct request {
+    buf body;
+    bool too_large;
+} request;
+
+/* ---- responses ----------------------------------------------------------- */
+
+static bool accepts_gzip(struct MHD_Connection *c)
+{
+    const char *ae = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept-Encoding");
+    return ae && strstr(ae, "gzip");
+}
+
+/* gzip-compresses in into out; returns 0 or -EIO. */
+static int gzip_buf(const buf *in, buf *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -EIO;
+    size_t bound = deflateBound(&z, in->len);
+    if (buf_reserve(out, bound) < 0) {
+        deflateEnd(&z);
+        return -E2BIG;
+    }
+    z.next_in = (Bytef *)(in->data ? in->data : "");
+    z.avail_in = (uInt)in->len;
+    z.next_out = (Bytef *)out->data + out->len;
+    z.avail_out = (uInt)bound;
+    int rc = deflate(&z, Z_FINISH);
+    if (rc != Z_STREAM_END) {
+        deflateEnd(&z);
+        return -EIO;
+    }
+    out->len += z.total_out;
+    deflateEnd(&z);
+    return 0;
+}
+
+/* Queues body (taken) with status and content type. */
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype, buf *body)
+{
+    bool gz = false;
+    if (body->len >= API_GZIP_MIN_BYTES && accepts_gzip(c)) {
+        buf z;
+        buf_init(&z, API_MAX_RESPONSE);
+        if (gzip_buf(body, &z) == 0) {
+            buf_cleanup(body);
+            *body = z;
+            gz = true;
+        } else {
+            buf_cleanup(&z);
+        }
+    }
+    size_t len;
+    char *data = buf_detach(body, &len);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(len, data, mem_free);
+    if (!r) {
+        mem_free(data);
+        return MHD_NO;
+    }
+    if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
+    if (gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
+    MHD_add_response_header(r, "Vary", "Accept-Encoding");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_puts(&b, text);
+    return respond(c, status, "text/plain; charset=utf-8", &b);
+}
+
+/* ---- store readers ------------------------------------------------------------ */
+
+static store_reader *reader_get(api *a)
+{
+    pthread_mutex_lock(&a->readers_mu);
+    store_reader *r = a->n_readers ? a->readers[--a->n_readers] : NULL;
+    pthread_mutex_unlock(&a->readers_mu);
+    if (!r && store_reader_open(a->o.st, &r) < 0) return NULL;
+    return r;
+}
+
+static void reader_put(api *a, store_reader *r)
+{
+    pthread_mutex_lock(&a->readers_mu);
+    if (a->n_readers < 8) {
+        a->readers = mem_grow(a->readers, sizeof *a->readers, a->n_readers + 1, &a->cap_readers);
+        a->readers[a->n_readers++] = r;
+        r = NULL;
+    }
+    pthread_mutex_unlock(&a->readers_mu);
+    if (r) store_reader_close(r);
+}
+
+/* ---- /metrics -------------------------------------------------------------------- */
+
+static enum MHD_Result handle_metrics(api *a, struct MHD_Connection *c)
+{
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    enum textparse_format f = textwrite_negotiate(accept);
+    buf b;
+    buf_init(&b, API_MAX_RESPONSE);
+    if (registry_write(a->o.reg, f, buf_sink, &b) < 0) {
+        buf_cleanup(&b);
+        return respond_text(c, 500, "error writing metrics\n");
+    }
+    return respond(c, 200,
+                   f == TEXTPARSE_OPENMETRICS ? TEXTWRITE_CONTENT_TYPE_OPENMETRICS
+                                              : TEXTWRITE_CONTENT_TYPE_PROMETHEUS,
+                   &b);
+}
+
+/* ---- /federate ---------------------------------------------------------------------- */
+
+typedef struct arg_list {
+    const char *name;
+    const char **v;
+    size_t n, cap;
+} arg_list;
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    arg_list *l = cls;
+    if (key && strcmp(key, l->name) == 0) {
+        l->v = mem_grow(l->v, sizeof *l->v, l->n + 1, &l->cap);
+        l->v[l->n++] = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+typedef struct fed_sample {
+    labels *ls;
+    int64_t t;
+    double v;
+} fed_sample;
+
+static int cmp_fed(const void *x, const void *y)
+{
+    const fed_sample *a = x, *b = y;
+    size_t al, bl;
+    const char *an = labels_metric_name(a->ls, &al), *bn = labels_metric_name(b->ls, &bl);
+    size_t n = al < bl ? al : bl;
+    int c = memcmp(an, bn, n);
+    if (c) return c;
+    if (al != bl) return al < bl ? -1 : 1;
+    return labels_compare(a->ls, b->ls);
+}
+
+static bool ref_eq(const void *val, const void *key)
+{
+    return (uint64_t)(uintptr_t)val == *(const uint64_t *)key;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
+{
+    arg_list args = {.name = "match[]"};
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
+    int64_t maxt = wall_ms(), mint = maxt - a->o.lookback_ms;
+    buf err;
+    buf_init(&err, 4096);
+    fed_sample *vec = NULL;
+    size_t nvec = 0, cap = 0;
+    hmap seen; /* series refs already taken (several match[] may overlap) */
+    hmap_init(&seen);
+    store_reader *r = NULL;
+    unsigned status = 200;
+
+    for (size_t i = 0; i < args.n && status == 200; i++) {
+        label_matcher *ms;
+        size_t nm;
+        if (labels_parse_selector(args.v[i], strlen(args.v[i]), &ms, &nm, &err) < 0) {
+            status = 400;
+            break;
+        }
+        if (!r && !(r = reader_get(a))) {
+            buf_puts(&err, "storage unavailable");
+            status = 503;
+            labels_matchers_free(ms, nm);
+            break;
+        }
+        store_select_result res;
+        if (store_select(r, ms, nm, mint, maxt, &res) < 0) {
+            buf_puts(&err, "error selecting series");
+            status = 500;
+            labels_matchers_free(ms, nm);
+            break;
+        }
+        labels_matchers_free(ms, nm);
+        for (size_t k = 0; k < res.n; k++) {
+            uint64_t ref = res.series[k].ref;
+            if (hmap_get(&seen, ref, ref_eq, &ref)) continue;
+            store_sample *ss;
+            size_t ns;
+            if (store_read_samples(r, ref, mint, maxt, &ss, &ns) < 0 || ns == 0) {
+                continue;
+            }
+            store_sample last = ss[ns - 1];
+            mem_free(ss);
+            if (strutil_is_stale_nan(last.v)) continue;
+            vec = mem_grow(vec, sizeof *vec, nvec + 1, &cap);
+            vec[nvec].ls = res.series[k].labels;
+            res.series[k].labels = NULL;
+            vec[nvec].t = last.t;
+            vec[nvec].v = last.v;
+            nvec++;
+            hmap_put(&seen, ref, (void *)(uintptr_t)ref);
+        }
+        store_select_result_free(&res);
+    }
+    if (r) reader_put(a, r);
+    hmap_cleanup(&seen);
+    mem_free(args.v);
+    if (status != 200) {
+        for (size_t i = 0; i < nvec; i++) labels_free(vec[i].ls);
+        mem_free(vec);
+        buf_putc(&err, '\n');
+        enum MHD_Result ret = respond(c, status, "text/plain; charset=utf-8", &err);
+        return ret;
+    }
+    buf_cleanup(&err);
+    qsort(vec, nvec, sizeof *vec, cmp_fed);
+
+    /* External labels are attached to samples that lack them; "instance" is
+     * always among them (empty when not configured), as Prometheus does. */
+    config *cfg = a->o.current_config(a->o.ctx);
+    const labels *el = cfg->global.external_labels;
+    textwrite_label *ext = mem_calloc(el->n + 1, sizeof *ext);
+    size_t n_ext = 0;
+    size_t il;
+    bool have_instance = labels_get(el, "instance", 8, &il) != NULL;
+    for (uint32_t k = 0; k < el->n; k++) {
+        if (!have_instance && strcmp(el->v[k].name, "instance") > 0) {
+            ext[n_ext++] = (textwrite_label){"instance", 8, "", 0};
+            have_instance = true;
+        }
+        ext[n_ext++] = (textwrite_label){el->v[k].name, el->v[k].name_len, el->v[k].value,
+                                         el->v[k].value_len};
+    }
+    if (!have_instance) ext[n_ext++] = (textwrite_label){"instance", 8, "", 0};
+
+    buf out;
+    buf_init(&out, API_MAX_RESPONSE);
+    textwrite w;
+    textwrite_init(&w, TEXTPARSE_PROMETHEUS, buf_sink, &out);
+    textwrite_label *lv = NULL;
+    size_t lcap = 0;
+    const char *last_name = NULL;
+    size_t last_len = 0;
+    for (size_t i = 0; i < nvec; i++) {
+        const labels *ls = vec[i].ls;
+        size_t nl;
+        const char *name = labels_metric_name(ls, &nl);
+        if (nl == 0) continue; /* nameless series are not federated */
+        if (!last_name || nl != last_len || memcmp(name, last_name, nl) != 0) {
+            textwrite_type(&w, name, nl, EXPFMT_UNKNOWN);
+            last_name = name;
+            last_len = nl;
+        }
+        size_t n = 0;
+        lv = mem_grow(lv, sizeof *lv, ls->n + n_ext + 1, &lcap);
+        for (uint32_t k = 0; k < ls->n; k++) {
+            if (ls->v[k].name_len == 8 && memcmp(ls->v[k].name, LABELS_METRIC_NAME, 8) == 0) continue;
+            lv[n++] = (textwrite_label){ls->v[k].name, ls->v[k].name_len, ls->v[k].value,
+                                        ls->v[k].value_len};
+        }
+        for (size_t k = 0; k < n_ext; k++) {
+            size_t dummy;
+            if (!labels_get(ls, ext[k].name, ext[k].name_len, &dummy)) lv[n++] = ext[k];
+        }
+        int64_t t = vec[i].t;
+        textwrite_sample(&w, name, nl, lv, n, vec[i].v, &t);
+    }
+    mem_free(lv);
+    mem_free(ext);
+    config_unref(cfg);
+    for (size_t i = 0; i < nvec; i++) labels_free(vec[i].ls);
+    mem_free(vec);
+    if (textwrite_error(&w) < 0) {
+        buf_cleanup(&out);
+        return respond_text(c, 500, "federation response too large\n");
+    }
+    return respond(c, 200, TEXTWRITE_CONTENT_TYPE_PROMETHEUS, &out);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+static enum MHD_Result handle_reload(api *a, struct MHD_Connection *c)
+{
+    if (!a->o.enable_lifecycle) return respond_text(c, 403, "Lifecycle API is not enabled.\n");
+    buf err;
+    buf_init(&err, 64 * 1024);
+    if (a->o.reload(a->o.ctx, &err) < 0) {
+        buf msg;
+        buf_init(&msg, BUF_UNLIMITED);
+        buf_printf(&msg, "failed to reload config: %s\n", buf_cstr(&err));
+        buf_cleanup(&err);
+        return respond(c, 500, "text/plain; charset=utf-8", &msg);
+    }
+    buf_cleanup(&err);
+    buf ok;
+    buf_init(&ok, BUF_UNLIMITED);
+    return respond(c, 200, "text/plain; charset=utf-8", &ok);
+}
+
+static enum MHD_Result handle_quit(api *a, struct MHD_Connection *c)
+{
+    if (!a->o.enable_lifecycle) return respond_text(c, 403, "Lifecycle API is not enabled.\n");
+    enum MHD_Result r = respond_text(c, 200, "Requesting termination... Goodbye!\n");
+    a->o.quit(a->o.ctx);
+    return r;
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char *url,
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    api *a = cls;
+    request *rq = *con_cls;
+    if (!rq) {
+        rq = mem_calloc(1, sizeof *rq);
+        buf_init(&rq->body, API_MAX_REQUEST_BODY);
+        *con_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (buf_append(&rq->body, upload, *upload_size) < 0) rq->too_large = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (rq->too_large) return respond_text(c, 413, "request body too large\n");
+
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool post = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
+    if (strcmp(url, "/metrics") == 0 && get) return handle_metrics(a, c);
+    if (strcmp(url, "/federate") == 0 && get) return handle_federate(a, c);
+    if (strcmp(url, "/-/healthy") == 0 && get) return respond_text(c, 200, "sidewatch is Healthy.\n");
+    if (strcmp(url, "/-/ready") == 0 && get) {
+        if (atomic_load(&a->ready)) return respond_text(c, 200, "sidewatch is Ready.\n");
+        return respond_text(c, 503, "Service Unavailable\n");
+    }
+    if (strcmp(url, "/-/reload") == 0 && post) return handle_reload(a, c);
+    if (strcmp(url, "/-/quit") == 0 && post) return handle_quit(a, c);
+    if (strcmp(url, "/-/reload") == 0 || strcmp(url, "/-/quit") == 0 ||
+        strcmp(url, "/metrics") == 0 || strcmp(url, "/federate") == 0 ||
+        strcmp(url, "/-/healthy") == 0 || strcmp(url, "/-/ready") == 0)
+        return respond_text(c, 405, "Method Not Allowed\n");
+    return respond_text(c, 404, "404 page not found\n");
+}
+
+static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    request *rq = *con_cls;
+    if (!rq) return;
+    buf_cleanup(&rq->body);
+    mem_free(rq);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    log_debug("web", "%s", msg);
+}
+
+/* ---- listening ----------------------------------------------------------------------------- */
+
+/* Splits "host:port", "[v6]:port" or ":port". Returns 0 or -EINVAL. */
+static int split_address(const char *addr, char *host, size_t hn, char *port, size_t pn)
+{
+    const char *colon;
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        if (!end || end[1] != ':') return -EINVAL;
+        snprintf(host, hn, "%.*s", (int)(end - addr - 1), addr + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon) return -EINVAL;
+        snprintf(host, hn, "%.*s", (int)(colon - addr), addr);
+    }
+    snprintf(port, pn, "%s", colon + 1);
+    return port[0] ? 0 : -EINVAL;
+}
+
+static int listen_on(const char *addr, buf *err)
+{
+    char host[256], port[32];
+    if (split_address(addr, host, sizeof host, port, sizeof port) < 0) {
+        buf_printf(err, "listen tcp %s: address %s: missing port in address", addr, addr);
+        return -EINVAL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (gai != 0) {
+        buf_printf(err, "listen tcp %s: %s", addr, gai_strerror(gai));
+        return -EINVAL;
+    }
+    int fd = -1, saved = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) break;
+        saved = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        buf_printf(err, "listen tcp %s: bind: %s", addr, strerror(saved));
+        return -saved;
+    }
+    return fd;
+}
+
+int api_start(api **out, const api_options *o, buf *err)
+{
+    int fd = listen_on(o->listen_address, err);
+    if (fd < 0) return fd;
+    api *a = mem_calloc(1, sizeof *a);
+    a->o = *o;
+    a->listen_fd = fd;
+    pthread_mutex_init(&a->readers_mu, NULL);
+    a->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, dispatch, a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, request_done, a,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_END);
+    if (!a->daemon) {
+        buf_printf(err, "could not start the HTTP server on %s", o->listen_address);
+        close(fd);
+        pthread_mutex_destroy(&a->readers_mu);
+        mem_free(a);
+        return -EIO;
+    }
+    *out = a;
+    return 0;
+}
+
+void api_set_ready(api *a, bool ready)
+{
+    atomic_store(&a->ready, ready);
+}
+
+void api_stop(api *a)
+{
+    if (!a) return;
+    MHD_stop_daemon(a->daemon);
+    close(a->listen_fd);
+    for (size_t i = 0; i < a->n_readers; i++) store_reader_close(a->readers[i]);
+    mem_free(a->readers);
+    pthread_mutex_destroy(&a->readers_mu);
+    mem_free(a);
+}

@@ -1,0 +1,58 @@
+/* api: every HTTP endpoint, the only user of <microhttpd.h>.
+ *
+ *   GET  /metrics        the agent's own metrics (text 0.0.4 or OpenMetrics by
+ *                        Accept; gzip when accepted)
+ *   GET  /federate       latest sample of each series matching match[] (text
+ *                        0.0.4, external labels attached), like Prometheus
+ *   GET  /-/healthy      200 while the process runs
+ *   GET  /-/ready        200 once serving, 503 while starting or stopping
+ *   POST /-/reload       reload the configuration (needs --web.enable-lifecycle)
+ *   POST /-/quit         shut down cleanly (needs --web.enable-lifecycle)
+ *
+ * The api only reads state; changes (reload, quit) go through callbacks
+ * that main.c provides. Requests run on libmicrohttpd's threads, one per
+ * connection. */
+#ifndef SIDEWATCH_API_H
+#define SIDEWATCH_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "registry.h"
+#include "store.h"
+
+/* Cap on a request body; larger bodies get 413. */
+#define API_MAX_REQUEST_BODY (1024 * 1024)
+/* Connections served at once; more are refused by the server. */
+#define API_MAX_CONNECTIONS 256
+/* Idle connections are closed after this many seconds. */
+#define API_CONNECTION_TIMEOUT_S 60
+
+typedef struct api api;
+
+typedef struct api_options {
+    const char *listen_address; /* "host:port", "[v6]:port" or ":port" */
+    registry *reg;              /* borrowed */
+    store *st;                  /* borrowed */
+    bool enable_lifecycle;      /* allow /-/reload and /-/quit */
+    int64_t lookback_ms;        /* federation lookback (5m) */
+    /* Reloads the config; returns 0 or -errno with the reason in err. */
+    int (*reload)(void *ctx, buf *err);
+    /* Asks the process to shut down. */
+    void (*quit)(void *ctx);
+    /* Returns a reference to the running config (caller unrefs). */
+    config *(*current_config)(void *ctx);
+    void *ctx;
+} api_options;
+
+/* Binds and starts serving. Returns 0 and *out, or -errno with the reason
+ * ("listen tcp 0.0.0.0:9277: bind: Address already in use") in err. */
+int api_start(api **out, const api_options *o, buf *err);
+/* Marks the server ready (or not): /-/ready answers accordingly. */
+void api_set_ready(api *a, bool ready);
+/* Stops accepting, waits for running requests and frees. NULL is a no-op. */
+void api_stop(api *a);
+
+#endif

@@ -1,0 +1,1324 @@
+#include "scrape.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "discovery.h"
+#include "expfmt.h"
+#include "hmap.h"
+#include "httpc.h"
+#include "log.h"
+#include "mem.h"
+#include "relabel.h"
+#include "strutil.h"
+#include "textparse.h"
+
+/* A cached series that was not seen for this many scrapes is forgotten. */
+#define SCRAPE_CACHE_EVICT_ITERATIONS 10
+/* Upper bound on the loop's sleep, so discovery refreshes stay timely. */
+#define SCRAPE_MAX_POLL_MS 1000
+/* Scratch memory for building one series' labels. */
+#define SCRAPE_SCRATCH_LIMIT (64 * 1024 * 1024)
+
+enum report_series {
+    REPORT_UP,
+    REPORT_DURATION,
+    REPORT_SAMPLES,
+    REPORT_POST_RELABEL,
+    REPORT_SERIES_ADDED,
+    REPORT_COUNT
+};
+
+static const char *const report_names[REPORT_COUNT] = {
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+};
+
+/* One exposed series of a target, keyed by its bytes in the exposition. */
+typedef struct series_entry {
+    char *key;
+    size_t key_len;
+    uint64_t ref;      /* store reference; 0 when metric relabeling dropped it */
+    uint64_t seen_iter; /* the scrape that last contained it (successful or not) */
+    bool live;         /* in the last successful scrape and not marked stale */
+    bool explicit_ts;  /* came with its own timestamp (no staleness then) */
+    enum textparse_format format;
+} series_entry;
+
+/* Metadata last written for a metric family of a target. */
+typedef struct meta_entry {
+    char *name;
+    uint64_t hash; /* of type, help and unit */
+} meta_entry;
+
+typedef struct target {
+    uint64_t id; /* identity: labels + URL */
+    size_t job;  /* index into cfg->scrape_configs */
+    const config_scrape *sc;
+    labels *labels;     /* public labels */
+    labels *discovered; /* before relabeling */
+    char *url;
+    char *error_reason; /* set when the target itself is invalid (target_limit) */
+    int64_t interval_ms, timeout_ms;
+    int64_t next_ms;
+    bool seen; /* marks targets of the current target set during a rebuild */
+
+    httpc_transfer *inflight;
+    int64_t scrape_start_ms;
+
+    hmap cache; /* series_entry by key */
+    hmap meta;  /* meta_entry by name */
+    uint64_t iter;
+    uint64_t report_refs[REPORT_COUNT];
+    bool report_live;
+
+    int health;
+    char *last_error;
+    int64_t last_scrape_ms;
+    double last_duration;
+
+    registry_metric *m_up, *m_duration, *m_samples, *m_scrapes, *m_failures;
+} target;
+
+struct scrape_manager {
+    store *st;
+    registry *reg;
+    pthread_t thread;
+    bool running;
+    atomic_bool stop;
+
+    pthread_mutex_t mu; /* guards pending, targets snapshot readers */
+    config *pending;    /* next config to apply */
+    httpc *http;
+
+    /* owned by the scrape thread (readers take mu) */
+    config *cfg;
+    discovery *disc;
+    target **targets;
+    size_t n_targets, cap_targets;
+
+    registry_family *f_up, *f_duration, *f_samples, *f_scrapes, *f_failures, *f_targets;
+    registry_metric *m_sample_limit, *m_body_limit, *m_duplicates, *m_label_limit;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- Accept header ------------------------------------------------------ */
+
+void scrape_accept_header(const enum config_scrape_protocol *p, size_t n, buf *out)
+{
+    /* Prometheus: weights count down from (number of known protocols + 1)
+     * = 6; the 1.0.0 text formats carry the escaping scheme. */
+    int weight = 6;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = NULL;
+        bool escaping = false;
+        switch (p[i]) {
+        case CONFIG_PROTO_OPENMETRICS_1_0_0:
+            v = "application/openmetrics-text;version=1.0.0";
+            escaping = true;
+            break;
+        case CONFIG_PROTO_OPENMETRICS_0_0_1: v = "application/openmetrics-text;version=0.0.1"; break;
+        case CONFIG_PROTO_PROMETHEUS_TEXT_1_0_0:
+            v = "text/plain;version=1.0.0";
+            escaping = true;
+            break;
+        case CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4: v = "text/plain;version=0.0.4"; break;
+        case CONFIG_PROTO_PROMETHEUS_PROTO: continue; /* not parsed by sidewatch yet */
+        }
+        buf_printf(out, "%s%s%s;q=0.%d", out->len ? "," : "", v,
+                   escaping ? ";escaping=allow-utf-8" : "", weight);
+        weight--;
+    }
+    buf_printf(out, "%s*/*;q=0.%d", out->len ? "," : "", weight);
+}
+
+/* ---- series cache ---------------------------------------------------------- */
+
+typedef struct key_view {
+    const char *p;
+    size_t len;
+    enum textparse_format format;
+} key_view;
+
+static bool entry_eq(const void *val, const void *key)
+{
+    const series_entry *e = val;
+    const key_view *k = key;
+    return e->key_len == k->len && e->format == k->format && memcmp(e->key, k->p, k->len) == 0;
+}
+
+static bool meta_eq(const void *val, const void *key)
+{
+    return strcmp(((const meta_entry *)val)->name, key) == 0;
+}
+
+static void cache_clear(target *t)
+{
+    size_t it = 0;
+    void *v;
+    while (hmap_next(&t->cache, &it, &v)) {
+        series_entry *e = v;
+        mem_free(e->key);
+        mem_free(e);
+    }
+    hmap_cleanup(&t->cache);
+    it = 0;
+    while (hmap_next(&t->meta, &it, &v)) {
+        meta_entry *e = v;
+        mem_free(e->name);
+        mem_free(e);
+    }
+    hmap_cleanup(&t->meta);
+}
+
+/* ---- target labels ------------------------------------------------------------ */
+
+/* Go's url.QueryEscape. */
+static void query_escape(buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            buf_putc(out, (char)c);
+        } else if (c == ' ') {
+            buf_putc(out, '+');
+        } else {
+            buf_putc(out, '%');
+            buf_putc(out, hex[c >> 4]);
+            buf_putc(out, hex[c & 15]);
+        }
+    }
+}
+
+typedef struct url_param {
+    const char *key;
+    const char *const *values;
+    size_t n;
+    const char *override; /* from a __param_<key> label */
+} url_param;
+
+static int cmp_param(const void *a, const void *b)
+{
+    return strcmp(((const url_param *)a)->key, ((const url_param *)b)->key);
+}
+
+/* Builds the scrape URL from __scheme__, __address__, __metrics_path__, the
+ * job's params and __param_* labels (url.Values.Encode: keys sorted). */
+static char *target_url(const config_scrape *sc, const labels *all)
+{
+    buf u;
+    buf_init(&u, BUF_UNLIMITED);
+    size_t len;
+    const char *v = labels_get(all, "__scheme__", 10, &len);
+    buf_append(&u, v ? v : "http", v ? len : 4);
+    buf_puts(&u, "://");
+    v = labels_get(all, "__address__", 11, &len);
+    if (v) buf_append(&u, v, len);
+    v = labels_get(all, "__metrics_path__", 16, &len);
+    if (v && len && v[0] != '/') buf_putc(&u, '/');
+    if (v) buf_append(&u, v, len);
+
+    size_t cap = sc->n_params + all->n + 1, n = 0;
+    url_param *ps = mem_calloc(cap, sizeof *ps);
+    for (size_t i = 0; i < sc->n_params; i++) {
+        ps[n++] = (url_param){sc->params[i].name, (const char *const *)sc->params[i].values,
+                              sc->params[i].n_values, NULL};
+    }
+    for (uint32_t i = 0; i < all->n; i++) {
+        const label *l = &all->v[i];
+        if (!strutil_has_prefix(l->name, l->name_len, "__param_")) continue;
+        const char *key = l->name + 8;
+        size_t j = 0;
+        while (j < n && strcmp(ps[j].key, key) != 0) j++;
+        if (j == n) ps[n++] = (url_param){key, NULL, 0, NULL};
+        ps[j].override = l->value;
+    }
+    qsort(ps, n, sizeof *ps, cmp_param);
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        size_t count = ps[i].n ? ps[i].n : 1;
+        for (size_t j = 0; j < count; j++) {
+            const char *val = (j == 0 && ps[i].override) ? ps[i].override
+                              : ps[i].n                 ? ps[i].values[j]
+                                                        : "";
+            buf_putc(&u, first ? '?' : '&');
+            first = false;
+            query_escape(&u, ps[i].key);
+            buf_putc(&u, '=');
+            query_escape(&u, val);
+        }
+    }
+    mem_free(ps);
+    return buf_detach(&u, NULL);
+}
+
+static char *format_ms(int64_t ms, char *out)
+{
+    strutil_format_duration(ms, out);
+    return out;
+}
+
+/* Prometheus's PopulateLabels for one address of a group. Returns 0 and the
+ * final labels (*all, including __ labels) and the discovered labels, 1 when
+ * relabeling dropped the target, or -EINVAL with a reason in err. */
+static int populate_labels(const config *cfg, const config_scrape *sc,
+                           const config_target_group *g, const char *address, labels **all,
+                           labels **discovered, int64_t *interval_ms, int64_t *timeout_ms, buf *err)
+{
+    labels_builder lb;
+    labels_builder_init(&lb);
+    arena scratch;
+    arena_init(&scratch, SCRAPE_SCRATCH_LIMIT);
+    char iv[32], tv[32];
+    int rc = 0;
+
+    labels_builder_set(&lb, "__address__", 11, address, strlen(address));
+    for (uint32_t i = 0; i < g->labels->n; i++) {
+        const label *l = &g->labels->v[i];
+        if (l->name_len == 11 && memcmp(l->name, "__address__", 11) == 0) continue;
+        labels_builder_set(&lb, l->name, l->name_len, l->value, l->value_len);
+    }
+    const char *defaults[][2] = {
+        {"job", sc->job_name},
+        {"__scrape_interval__", format_ms(sc->scrape_interval_ms, iv)},
+        {"__scrape_timeout__", format_ms(sc->scrape_timeout_ms, tv)},
+        {"__metrics_path__", sc->metrics_path},
+        {"__scheme__", sc->scheme},
+    };
+    for (size_t i = 0; i < 5; i++) {
+        size_t len;
+        if (!labels_builder_get(&lb, defaults[i][0], strlen(defaults[i][0]), &len))
+            labels_builder_set(&lb, defaults[i][0], strlen(defaults[i][0]), defaults[i][1],
+                               strlen(defaults[i][1]));
+    }
+    buf pname;
+    buf_init(&pname, BUF_UNLIMITED);
+    for (size_t i = 0; i < sc->n_params; i++) {
+        buf_reset(&pname);
+        buf_printf(&pname, "__param_%s", sc->params[i].name);
+        char *n = arena_strndup(&scratch, pname.data, pname.len);
+        size_t len;
+        if (sc->params[i].n_values > 0 && n && !labels_builder_get(&lb, n, pname.len, &len))
+            labels_builder_set(&lb, n, pname.len, sc->params[i].values[0],
+                               strlen(sc->params[i].values[0]));
+    }
+    buf_cleanup(&pname);
+    *discovered = labels_builder_finish(&lb, NULL);
+    labels_builder_from(&lb, *discovered);
+
+    if (!relabel_apply(sc->relabel_configs, sc->n_relabel_configs, &lb, &scratch,
+                       cfg->global.legacy_name_validation)) {
+        rc = 1;
+        goto out;
+    }
+    size_t alen;
+    const char *addr = labels_builder_get(&lb, "__address__", 11, &alen);
+    if (!addr || alen == 0) {
+        buf_puts(err, "no address");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (memchr(addr, '/', alen)) {
+        buf_puts(err, "\"");
+        buf_append(err, addr, alen);
+        buf_puts(err, "\" is not a valid hostname");
+        rc = -EINVAL;
+        goto out;
+    }
+    const char *names[2] = {"__scrape_interval__", "__scrape_timeout__"};
+    int64_t d[2];
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        const char *v = labels_builder_get(&lb, names[i], strlen(names[i]), &len);
+        if (strutil_parse_duration(v ? v : "", v ? len : 0, &d[i], NULL) < 0) {
+            buf_printf(err, "error parsing scrape %s: not a valid duration string: \"%.*s\"",
+                       i ? "timeout" : "interval", (int)len, v ? v : "");
+            rc = -EINVAL;
+            goto out;
+        }
+    }
+    if (d[0] == 0) {
+        buf_puts(err, "scrape interval cannot be 0");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (d[1] == 0) {
+        buf_puts(err, "scrape timeout cannot be 0");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (d[1] > d[0]) {
+        buf_puts(err, "scrape timeout cannot be greater than scrape interval");
+        rc = -EINVAL;
+        goto out;
+    }
+    *interval_ms = d[0];
+    *timeout_ms = d[1];
+    /* Meta labels go after relabeling; instance defaults to the address. */
+    for (size_t i = 0; i < lb.n;) {
+        if (strutil_has_prefix(lb.v[i].name, lb.v[i].name_len, "__meta_"))
+            labels_builder_del(&lb, lb.v[i].name, lb.v[i].name_len);
+        else
+            i++;
+    }
+    size_t ilen;
+    if (!labels_builder_get(&lb, "instance", 8, &ilen)) labels_builder_set(&lb, "instance", 8, addr, alen);
+    *all = labels_builder_finish(&lb, NULL);
+    for (uint32_t i = 0; i < (*all)->n; i++) {
+        if (!expfmt_utf8_valid((*all)->v[i].value, (*all)->v[i].value_len)) {
+            buf_printf(err, "invalid label value for \"%s\"", (*all)->v[i].name);
+            labels_free(*all);
+            *all = NULL;
+            rc = -EINVAL;
+            goto out;
+        }
+    }
+out:
+    if (rc != 0) {
+        labels_free(*discovered);
+        *discovered = NULL;
+    }
+    labels_builder_cleanup(&lb);
+    arena_cleanup(&scratch);
+    return rc;
+}
+
+/* The public labels: those not starting with "__". */
+static labels *public_labels(const labels *all)
+{
+    labels_builder lb;
+    labels_builder_init(&lb);
+    for (uint32_t i = 0; i < all->n; i++) {
+        if (!strutil_has_prefix(all->v[i].name, all->v[i].name_len, "__"))
+            labels_builder_add(&lb, all->v[i].name, all->v[i].name_len, all->v[i].value,
+                               all->v[i].value_len);
+    }
+    labels *ls = labels_builder_finish(&lb, NULL);
+    labels_builder_cleanup(&lb);
+    return ls;
+}
+
+/* ---- targets ------------------------------------------------------------------ */
+
+static void target_metrics(scrape_manager *m, target *t)
+{
+    size_t jl, il;
+    const char *job = labels_get(t->labels, "job", 3, &jl);
+    const char *inst = labels_get(t->labels, "instance", 8, &il);
+    const char *vals[2] = {job ? job : "", inst ? inst : ""};
+    t->m_up = registry_child(m->f_up, vals);
+    t->m_duration = registry_child(m->f_duration, vals);
+    t->m_samples = registry_child(m->f_samples, vals);
+    t->m_scrapes = registry_child(m->f_scrapes, vals);
+    t->m_failures = registry_child(m->f_failures, vals);
+}
+
+static void target_metrics_remove(scrape_manager *m, target *t)
+{
+    size_t jl, il;
+    const char *job = labels_get(t->labels, "job", 3, &jl);
+    const char *inst = labels_get(t->labels, "instance", 8, &il);
+    const char *vals[2] = {job ? job : "", inst ? inst : ""};
+    registry_family_remove(m->f_up, vals);
+    registry_family_remove(m->f_duration, vals);
+    registry_family_remove(m->f_samples, vals);
+    registry_family_remove(m->f_scrapes, vals);
+    registry_family_remove(m->f_failures, vals);
+}
+
+static void target_free(target *t)
+{
+    cache_clear(t);
+    labels_free(t->labels);
+    labels_free(t->discovered);
+    mem_free(t->url);
+    mem_free(t->error_reason);
+    mem_free(t->last_error);
+    mem_free(t);
+}
+
+/* The first scrape time: the next multiple of the interval plus the target's
+ * stable offset (as Prometheus's scrape loop computes it). */
+static int64_t first_scrape_time(const target *t, int64_t now)
+{
+    int64_t iv = t->interval_ms;
+    int64_t base = iv - now % iv;
+    int64_t next = base + (int64_t)(t->id % (uint64_t)iv);
+    if (next > iv) next -= iv;
+    return now + next;
+}
+
+/* Report series labels: target labels win, clashing names become
+ * exported_<name> (mutateReportSampleLabels). */
+static labels *report_labels(const target *t, const char *name)
+{
+    labels_builder lb;
+    labels_builder_init(&lb);
+    labels_builder_set(&lb, LABELS_METRIC_NAME, 8, name, strlen(name));
+    for (uint32_t i = 0; i < t->labels->n; i++) {
+        const label *l = &t->labels->v[i];
+        labels_builder_set(&lb, l->name, l->name_len, l->value, l->value_len);
+    }
+    labels *ls = labels_builder_finish(&lb, NULL);
+    labels_builder_cleanup(&lb);
+    return ls;
+}
+
+static void cancel_inflight(scrape_manager *m, target *t)
+{
+    if (t->inflight) httpc_cancel(m->http, t->inflight);
+}
+
+/* Appends staleness markers for every live series of t (and its report
+ * series when `report`) to b. */
+static void stale_all(target *t, store_batch *b, int64_t ts, bool report)
+{
+    double stale = strutil_stale_nan();
+    size_t it = 0;
+    void *v;
+    while (hmap_next(&t->cache, &it, &v)) {
+        series_entry *e = v;
+        if (e->live && e->ref && !e->explicit_ts) store_batch_add(b, e->ref, ts, stale);
+        e->live = false;
+    }
+    if (report && t->report_live) {
+        for (int i = 0; i < REPORT_COUNT; i++) store_batch_add(b, t->report_refs[i], ts, stale);
+        t->report_live = false;
+    }
+}
+
+static void target_remove(scrape_manager *m, target *t, bool write_staleness)
+{
+    cancel_inflight(m, t);
+    if (write_staleness) {
+        store_batch *b = store_batch_new(m->st);
+        stale_all(t, b, now_ms(), true);
+        if (store_batch_len(b) && store_batch_commit(b) < 0)
+            log_warn("scrape", "could not store staleness markers for removed target %s", t->url);
+        else if (!store_batch_len(b))
+            store_batch_free(b);
+    }
+    target_metrics_remove(m, t);
+    target_free(t);
+}
+
+static target *find_target(target **ts, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i]->id == id) return ts[i];
+    }
+    return NULL;
+}
+
+static int cmp_target(const void *a, const void *b)
+{
+    const target *x = *(target *const *)a, *y = *(target *const *)b;
+    if (x->job != y->job) return x->job < y->job ? -1 : 1;
+    return labels_compare(x->labels, y->labels);
+}
+
+/* Recomputes the target set from the config and discovery. Existing targets
+ * with the same identity keep their cache, health and phase. */
+static void rebuild_targets(scrape_manager *m)
+{
+    const config *cfg = m->cfg;
+    target **next = NULL;
+    size_t n_next = 0, cap_next = 0;
+    buf err;
+    buf_init(&err, 4096);
+    int64_t now = now_ms();
+
+    for (size_t j = 0; j < cfg->n_scrape_configs; j++) {
+        const config_scrape *sc = &cfg->scrape_configs[j];
+        const config_target_group *const *groups;
+        size_t ng = discovery_groups(m->disc, j, &groups);
+        size_t job_start = n_next;
+        for (size_t g = 0; g < ng; g++) {
+            for (size_t a = 0; a < groups[g]->n_targets; a++) {
+                labels *all = NULL, *disc = NULL;
+                int64_t iv = 0, to = 0;
+                buf_reset(&err);
+                int rc = populate_labels(cfg, sc, groups[g], groups[g]->targets[a], &all, &disc,
+                                         &iv, &to, &err);
+                if (rc == 1) continue;
+                if (rc < 0) {
+                    log_warn("scrape", "job %s: dropping target %s: %s", sc->job_name,
+                             groups[g]->targets[a], buf_cstr(&err));
+                    continue;
+                }
+                char *url = target_url(sc, all);
+                labels *pub = public_labels(all);
+                uint64_t id = labels_hash(pub) ^ strutil_hash64(url, strlen(url), 0x5ca1ab1e);
+                labels_free(all);
+                bool dup = false;
+                for (size_t k = job_start; k < n_next; k++) {
+                    if (next[k]->id == id) dup = true;
+                }
+                if (dup) {
+                    labels_free(pub);
+                    labels_free(disc);
+                    mem_free(url);
+                    continue;
+                }
+                target *t = find_target(m->targets, m->n_targets, id);
+                if (t && t->job == j && !t->seen) {
+                    labels_free(pub);
+                    labels_free(t->discovered);
+                    t->discovered = disc;
+                    mem_free(url);
+                } else {
+                    t = mem_calloc(1, sizeof *t);
+                    t->id = id;
+                    t->labels = pub;
+                    t->discovered = disc;
+                    t->url = url;
+                    t->health = -1;
+                    t->last_error = mem_strdup("");
+                    hmap_init(&t->cache);
+                    hmap_init(&t->meta);
+                    target_metrics(m, t);
+                }
+                t->seen = true;
+                t->job = j;
+                t->sc = sc;
+                if (t->interval_ms != iv || t->timeout_ms != to || t->next_ms == 0) {
+                    t->interval_ms = iv;
+                    t->timeout_ms = to;
+                    t->next_ms = first_scrape_time(t, now);
+                }
+                mem_free(t->error_reason);
+                t->error_reason = NULL;
+                next = mem_grow(next, sizeof *next, n_next + 1, &cap_next);
+                next[n_next++] = t;
+            }
+        }
+        if (sc->target_limit && n_next - job_start > sc->target_limit) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "target_limit exceeded (number of targets: %zu, limit: %" PRIu64 ")",
+                     n_next - job_start, sc->target_limit);
+            for (size_t k = job_start; k < n_next; k++) {
+                mem_free(next[k]->error_reason);
+                next[k]->error_reason = mem_strdup(msg);
+            }
+            log_warn("scrape", "job %s: %s", sc->job_name, msg);
+        }
+        const char *jv[1] = {sc->job_name};
+        registry_set(registry_child(m->f_targets, jv), (double)(n_next - job_start));
+    }
+    /* Targets no longer present: staleness for all their series. */
+    for (size_t i = 0; i < m->n_targets; i++) {
+        target *t = m->targets[i];
+        if (!t->seen) {
+            log_info("scrape", "target %s removed", t->url);
+            target_remove(m, t, true);
+        } else {
+            t->seen = false;
+        }
+    }
+    qsort(next, n_next, sizeof *next, cmp_target);
+    pthread_mutex_lock(&m->mu);
+    mem_free(m->targets);
+    m->targets = next;
+    m->n_targets = n_next;
+    m->cap_targets = cap_next;
+    pthread_mutex_unlock(&m->mu);
+    buf_cleanup(&err);
+}
+
+/* ---- one scrape ------------------------------------------------------------------ */
+
+typedef struct scrape_result {
+    uint64_t scraped;      /* samples in the exposition */
+    uint64_t post_relabel; /* samples kept after metric relabeling */
+    uint64_t added;        /* new series */
+    uint64_t duplicates;
+} scrape_result;
+
+/* Unescaped copy of a parser view, owned by the arena. */
+static const char *view_str(arena *a, textparse_str s, size_t *len)
+{
+    if (!s.escaped) {
+        *len = s.len;
+        return s.p;
+    }
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    textparse_unescape(s, false, buf_sink, &b);
+    char *r = arena_strndup(a, buf_cstr(&b), b.len);
+    *len = b.len;
+    buf_cleanup(&b);
+    return r ? r : "";
+}
+
+/* Checks Prometheus's label limits; appends the error text on violation. */
+static int check_label_limits(const config_scrape *sc, const labels *ls, buf *err)
+{
+    size_t nlen;
+    const char *name = labels_metric_name(ls, &nlen);
+    int show = nlen > 50 ? 50 : (int)nlen;
+    if (sc->label_limit && ls->n > sc->label_limit) {
+        buf_printf(err, "label_limit exceeded (metric: %.*s, number of labels: %u, limit: %" PRIu64 ")",
+                   show, name, ls->n, sc->label_limit);
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        if (sc->label_name_length_limit && l->name_len > sc->label_name_length_limit) {
+            buf_printf(err,
+                       "label_name_length_limit exceeded (metric: %.*s, label name: %.*s, length: %u, "
+                       "limit: %" PRIu64 ")",
+                       show, name, (int)(l->name_len > 50 ? 50 : l->name_len), l->name, l->name_len,
+                       sc->label_name_length_limit);
+            return -EINVAL;
+        }
+        if (sc->label_value_length_limit && l->value_len > sc->label_value_length_limit) {
+            buf_printf(err,
+                       "label_value_length_limit exceeded (metric: %.*s, label name: %.*s, value: ",
+                       show, name, (int)(l->name_len > 50 ? 50 : l->name_len), l->name);
+            expfmt_quote_go(buf_sink, err, l->value, l->value_len > 50 ? 50 : l->value_len);
+            buf_printf(err, ", length: %u, limit: %" PRIu64 ")", l->value_len,
+                       sc->label_value_length_limit);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Builds the stored labels of a scraped series (mutateSampleLabels and
+ * metric relabeling). Returns the new set, NULL when relabeling dropped it,
+ * or NULL with err set on an invalid series. */
+static labels *sample_labels(scrape_manager *m, target *t, textparse *p, arena *a, buf *err)
+{
+    labels_builder lb;
+    labels_builder_init(&lb);
+    size_t len;
+    const char *name = view_str(a, textparse_metric_name(p), &len);
+    labels_builder_add(&lb, LABELS_METRIC_NAME, 8, name, len);
+    size_t n = textparse_label_count(p);
+    for (size_t i = 0; i < n; i++) {
+        textparse_str ln, lv;
+        textparse_label(p, i, &ln, &lv);
+        size_t nl, vl;
+        const char *nm = view_str(a, ln, &nl);
+        char norm[EXPFMT_FLOAT_MAX];
+        size_t norm_len;
+        const char *v;
+        if (textparse_label_normalized(p, i, norm, &norm_len)) {
+            v = arena_strndup(a, norm, norm_len);
+            vl = norm_len;
+        } else {
+            v = view_str(a, lv, &vl);
+        }
+        labels_builder_add(&lb, nm, nl, v ? v : "", vl);
+    }
+    const char *dup = NULL;
+    labels *scraped = labels_builder_finish(&lb, &dup);
+    if (!scraped) {
+        buf_printf(err, "duplicate label name \"%s\" in series", dup);
+        labels_builder_cleanup(&lb);
+        return NULL;
+    }
+    labels_builder_from(&lb, scraped);
+    const labels *tl = t->labels;
+    if (t->sc->honor_labels) {
+        for (uint32_t i = 0; i < tl->n; i++) {
+            size_t l;
+            if (!labels_get(scraped, tl->v[i].name, tl->v[i].name_len, &l))
+                labels_builder_set(&lb, tl->v[i].name, tl->v[i].name_len, tl->v[i].value,
+                                   tl->v[i].value_len);
+        }
+    } else {
+        /* Clashing exposed labels become exported_<name>, shortest names
+         * first (resolveConflictingExposedLabels). */
+        const label *conflicts[64];
+        size_t nc = 0;
+        for (uint32_t i = 0; i < tl->n; i++) {
+            size_t l;
+            const char *ev = labels_get(scraped, tl->v[i].name, tl->v[i].name_len, &l);
+            if (ev && nc < 64) {
+                for (uint32_t k = 0; k < scraped->n; k++) {
+                    if (scraped->v[k].value == ev) conflicts[nc++] = &scraped->v[k];
+                }
+            }
+            labels_builder_set(&lb, tl->v[i].name, tl->v[i].name_len, tl->v[i].value,
+                               tl->v[i].value_len);
+        }
+        for (size_t i = 1; i < nc; i++) { /* stable sort by name length */
+            const label *x = conflicts[i];
+            size_t j = i;
+            while (j > 0 && conflicts[j - 1]->name_len > x->name_len) {
+                conflicts[j] = conflicts[j - 1];
+                j--;
+            }
+            conflicts[j] = x;
+        }
+        for (size_t i = 0; i < nc; i++) {
+            buf nn;
+            buf_init(&nn, BUF_UNLIMITED);
+            buf_append(&nn, conflicts[i]->name, conflicts[i]->name_len);
+            for (;;) {
+                char *prefixed = mem_malloc(nn.len + 10);
+                memcpy(prefixed, "exported_", 9);
+                memcpy(prefixed + 9, buf_cstr(&nn), nn.len + 1);
+                buf_reset(&nn);
+                buf_puts(&nn, prefixed);
+                mem_free(prefixed);
+                size_t l;
+                if (!labels_builder_get(&lb, nn.data, nn.len, &l)) {
+                    char *s = arena_strndup(a, nn.data, nn.len);
+                    if (s)
+                        labels_builder_set(&lb, s, nn.len, conflicts[i]->value,
+                                           conflicts[i]->value_len);
+                    break;
+                }
+            }
+            buf_cleanup(&nn);
+        }
+    }
+    bool keep = relabel_apply(t->sc->metric_relabel_configs, t->sc->n_metric_relabel_configs, &lb,
+                              a, m->cfg->global.legacy_name_validation);
+    labels *res = keep ? labels_builder_finish(&lb, NULL) : NULL;
+    labels_builder_cleanup(&lb);
+    labels_free(scraped);
+    if (res) {
+        size_t nl;
+        labels_metric_name(res, &nl);
+        if (nl == 0) {
+            buf_puts(err, "metric name is empty after relabeling");
+            labels_free(res);
+            return NULL;
+        }
+        if (check_label_limits(t->sc, res, err) < 0) {
+            labels_free(res);
+            return NULL;
+        }
+    }
+    return res;
+}
+
+/* Records HELP/TYPE/UNIT for the store when they changed. */
+static void note_metadata(target *t, store_batch *b, textparse_str name, enum expfmt_type type,
+                          textparse_str help, textparse_str unit, arena *a)
+{
+    size_t nl, hl, ul;
+    const char *n = view_str(a, name, &nl);
+    const char *h = help.p ? view_str(a, help, &hl) : "";
+    const char *u = unit.p ? view_str(a, unit, &ul) : "";
+    if (!help.p) hl = 0;
+    if (!unit.p) ul = 0;
+    char *key = mem_strndup(n, nl);
+    buf hb;
+    buf_init(&hb, BUF_UNLIMITED);
+    buf_printf(&hb, "%d|", (int)type);
+    buf_append(&hb, h, hl);
+    buf_putc(&hb, '|');
+    buf_append(&hb, u, ul);
+    uint64_t hash = strutil_hash64(hb.data, hb.len, 0);
+    uint64_t kh = strutil_hash64(key, nl, 0);
+    meta_entry *e = hmap_get(&t->meta, kh, meta_eq, key);
+    if (!e || e->hash != hash) {
+        if (!e) {
+            e = mem_calloc(1, sizeof *e);
+            e->name = key;
+            key = NULL;
+            hmap_put(&t->meta, kh, e);
+        }
+        e->hash = hash;
+        char *hs = mem_strndup(h, hl), *us = mem_strndup(u, ul);
+        store_batch_metadata(b, e->name, type, hs, us);
+        mem_free(hs);
+        mem_free(us);
+    }
+    mem_free(key);
+    buf_cleanup(&hb);
+}
+
+/* Parses a body and appends its samples. Returns 0, or -EINVAL with the
+ * reason in err (the caller then discards the batch). */
+static int append_body(scrape_manager *m, target *t, const char *body, size_t len,
+                       enum textparse_format fmt, int64_t ts, store_batch *b, scrape_result *res,
+                       buf *err)
+{
+    textparse p;
+    textparse_init(&p, fmt, body, len);
+    arena a;
+    arena_init(&a, SCRAPE_SCRATCH_LIMIT);
+    uint64_t iter = t->iter;
+    int rc = 0;
+    /* Metadata of the family being read (HELP/TYPE/UNIT lines). */
+    textparse_str mname = {0}, mhelp = {0}, munit = {0};
+    enum expfmt_type mtype = EXPFMT_UNKNOWN;
+    bool mpending = false;
+
+    for (;;) {
+        enum textparse_entry e = textparse_next(&p);
+        if (e == TEXTPARSE_END) break;
+        if (e == TEXTPARSE_ERROR) {
+            buf_printf(err, "%s (line %zu, column %zu)", textparse_error(&p),
+                       textparse_error_line(&p), textparse_error_column(&p));
+            rc = -EINVAL;
+            break;
+        }
+        if (e == TEXTPARSE_HELP || e == TEXTPARSE_TYPE || e == TEXTPARSE_UNIT) {
+            textparse_str name = textparse_meta_name(&p);
+            if (mpending && (name.len != mname.len || memcmp(name.p, mname.p, name.len) != 0)) {
+                note_metadata(t, b, mname, mtype, mhelp, munit, &a);
+                mhelp = munit = (textparse_str){0};
+                mtype = EXPFMT_UNKNOWN;
+            }
+            mname = name;
+            mpending = true;
+            if (e == TEXTPARSE_HELP) mhelp = textparse_meta_text(&p);
+            if (e == TEXTPARSE_UNIT) munit = textparse_meta_text(&p);
+            if (e == TEXTPARSE_TYPE) mtype = textparse_meta_type(&p);
+            continue;
+        }
+        if (e != TEXTPARSE_SERIES) continue;
+        res->scraped++;
+        textparse_str s = textparse_series(&p);
+        key_view k = {s.p, s.len, fmt};
+        uint64_t h = strutil_hash64(s.p, s.len, (uint64_t)fmt);
+        series_entry *se = hmap_get(&t->cache, h, entry_eq, &k);
+        if (se && se->seen_iter == iter) {
+            res->duplicates++;
+            continue;
+        }
+        if (!se) {
+            labels *ls = sample_labels(m, t, &p, &a, err);
+            if (!ls && err->len) {
+                rc = -EINVAL;
+                break;
+            }
+            se = mem_calloc(1, sizeof *se);
+            se->key = mem_strndup(s.p, s.len);
+            se->key_len = s.len;
+            se->format = fmt;
+            if (ls) {
+                bool created = false;
+                if (store_series_ref(m->st, ls, &se->ref, &created) < 0) se->ref = 0;
+                (void)created;
+                res->added++;
+                labels_free(ls);
+            }
+            hmap_put(&t->cache, h, se);
+        }
+        se->seen_iter = iter;
+        if (!se->ref) continue;
+        res->post_relabel++;
+        if (t->sc->sample_limit && res->post_relabel > t->sc->sample_limit) {
+            buf_puts(err, "sample limit exceeded");
+            registry_inc(m->m_sample_limit);
+            rc = -EINVAL;
+            break;
+        }
+        int64_t sts = ts;
+        int64_t explicit_ts;
+        se->explicit_ts = false;
+        if (textparse_timestamp(&p, &explicit_ts) && t->sc->honor_timestamps) {
+            sts = explicit_ts;
+            se->explicit_ts = !t->sc->track_timestamps_staleness;
+        }
+        store_batch_add(b, se->ref, sts, textparse_value(&p));
+        if (a.used > 1024 * 1024) { /* scratch of finished series */
+            arena_cleanup(&a);
+            arena_init(&a, SCRAPE_SCRATCH_LIMIT);
+        }
+    }
+    if (rc == 0 && mpending) note_metadata(t, b, mname, mtype, mhelp, munit, &a);
+    textparse_cleanup(&p);
+    arena_cleanup(&a);
+    return rc;
+}
+
+/* After a successful parse: mark series seen in this scrape live, write
+ * staleness markers for live series that are gone, forget old ones. */
+static void finish_series(target *t, store_batch *b, int64_t ts)
+{
+    double stale = strutil_stale_nan();
+    size_t it = 0;
+    void *v;
+    while (hmap_next(&t->cache, &it, &v)) {
+        series_entry *e = v;
+        if (e->seen_iter == t->iter) {
+            e->live = true;
+            continue;
+        }
+        if (e->live) {
+            if (e->ref && !e->explicit_ts) store_batch_add(b, e->ref, ts, stale);
+            e->live = false;
+        }
+        if (t->iter - e->seen_iter > SCRAPE_CACHE_EVICT_ITERATIONS) {
+            key_view k = {e->key, e->key_len, e->format};
+            hmap_del(&t->cache, strutil_hash64(e->key, e->key_len, (uint64_t)e->format), entry_eq, &k);
+            mem_free(e->key);
+            mem_free(e);
+        }
+    }
+}
+
+static void append_report(scrape_manager *m, target *t, store_batch *b, int64_t ts, bool up,
+                          double duration, const scrape_result *r)
+{
+    for (int i = 0; i < REPORT_COUNT; i++) {
+        if (!t->report_refs[i]) {
+            labels *ls = report_labels(t, report_names[i]);
+            bool created;
+            if (store_series_ref(m->st, ls, &t->report_refs[i], &created) < 0) t->report_refs[i] = 0;
+            labels_free(ls);
+        }
+    }
+    double vals[REPORT_COUNT] = {up ? 1 : 0, duration, (double)r->scraped, (double)r->post_relabel,
+                                 (double)r->added};
+    for (int i = 0; i < REPORT_COUNT; i++) {
+        if (t->report_refs[i]) store_batch_add(b, t->report_refs[i], ts, vals[i]);
+    }
+    t->report_live = true;
+}
+
+static void set_result(target *t, bool up, const char *error)
+{
+    if (!up && strcmp(t->last_error, error) != 0)
+        log_warn("scrape", "scrape of %s failed: %s", t->url, error);
+    else if (up && t->health == 0)
+        log_info("scrape", "scrape of %s recovered", t->url);
+    t->health = up ? 1 : 0;
+    mem_free(t->last_error);
+    t->last_error = mem_strdup(up ? "" : error);
+}
+
+typedef struct scrape_ctx {
+    scrape_manager *m;
+    target *t;
+} scrape_ctx;
+
+static void on_scrape_done(void *ctx, const httpc_response *r)
+{
+    scrape_ctx *sc_ctx = ctx;
+    scrape_manager *m = sc_ctx->m;
+    target *t = sc_ctx->t;
+    mem_free(sc_ctx);
+    t->inflight = NULL;
+    if (r->result == HTTPC_ERR_CANCELLED) return;
+
+    int64_t ts = t->scrape_start_ms;
+    double duration = r->seconds;
+    buf err;
+    buf_init(&err, 4096);
+    scrape_result res = {0};
+    t->iter++;
+    store_batch *b = store_batch_new(m->st);
+    int rc = -EINVAL;
+
+    if (r->result == HTTPC_ERR_TOO_LARGE) {
+        buf_puts(&err, "body size limit exceeded");
+        registry_inc(m->m_body_limit);
+    } else if (r->result == HTTPC_ERR_TIMEOUT) {
+        buf_printf(&err, "Get \"%s\": context deadline exceeded", t->url);
+    } else if (r->result != HTTPC_OK) {
+        buf_printf(&err, "Get \"%s\": %s", t->url, r->error ? r->error : "transfer failed");
+    } else if (r->status != 200) {
+        buf_printf(&err, "server returned HTTP status %ld", r->status);
+    } else {
+        enum textparse_format fmt;
+        const config_scrape *sc = t->sc;
+        if (textparse_format_from_content_type(r->content_type, &fmt) < 0) {
+            if (sc->has_fallback_protocol &&
+                sc->fallback_scrape_protocol != CONFIG_PROTO_PROMETHEUS_PROTO) {
+                fmt = (sc->fallback_scrape_protocol == CONFIG_PROTO_OPENMETRICS_1_0_0 ||
+                       sc->fallback_scrape_protocol == CONFIG_PROTO_OPENMETRICS_0_0_1)
+                          ? TEXTPARSE_OPENMETRICS
+                          : TEXTPARSE_PROMETHEUS;
+                rc = 0;
+            } else {
+                buf_printf(&err,
+                           "received unsupported Content-Type \"%s\" and no "
+                           "fallback_scrape_protocol specified for target",
+                           r->content_type);
+            }
+        } else {
+            rc = 0;
+        }
+        if (rc == 0) {
+            rc = append_body(m, t, r->body, r->body_len, fmt, ts, b, &res, &err);
+            if (res.duplicates) registry_add(m->m_duplicates, (double)res.duplicates);
+        }
+    }
+    if (rc == 0 && t->error_reason) {
+        rc = -EINVAL;
+        buf_reset(&err);
+        buf_puts(&err, t->error_reason);
+    }
+    if (rc == 0) {
+        finish_series(t, b, ts);
+        append_report(m, t, b, ts, true, duration, &res);
+    } else {
+        /* Nothing of a failed scrape is kept but its report and the
+         * staleness of what the previous scrape had. */
+        store_batch_free(b);
+        b = store_batch_new(m->st);
+        stale_all(t, b, ts, false);
+        scrape_result none = {0};
+        append_report(m, t, b, ts, false, duration, &none);
+    }
+    if (store_batch_commit(b) < 0) {
+        log_error("scrape", "could not store the scrape of %s", t->url);
+    }
+    set_result(t, rc == 0, buf_cstr(&err));
+    t->last_scrape_ms = ts;
+    t->last_duration = duration;
+    registry_set(t->m_up, rc == 0 ? 1 : 0);
+    registry_set(t->m_duration, duration);
+    registry_set(t->m_samples, (double)res.scraped);
+    registry_inc(t->m_scrapes);
+    if (rc != 0) registry_inc(t->m_failures);
+    buf_cleanup(&err);
+}
+
+static void start_scrape(scrape_manager *m, target *t, int64_t now)
+{
+    const config_scrape *sc = t->sc;
+    buf accept;
+    buf_init(&accept, BUF_UNLIMITED);
+    scrape_accept_header(sc->scrape_protocols, sc->n_scrape_protocols, &accept);
+    char accept_h[1024], timeout_h[96], auth_h[4096];
+    snprintf(accept_h, sizeof accept_h, "Accept: %s", buf_cstr(&accept));
+    buf_cleanup(&accept);
+    double tsec = (double)t->timeout_ms / 1000.0;
+    char num[EXPFMT_FLOAT_MAX];
+    expfmt_format_float(tsec, num);
+    snprintf(timeout_h, sizeof timeout_h, "X-Prometheus-Scrape-Timeout-Seconds: %s", num);
+    const char *headers[4] = {accept_h, timeout_h, NULL, NULL};
+
+    const config_http_client *hc = &sc->http;
+    char *cred = NULL, *user = NULL, *pass = NULL;
+    if (hc->has_authorization) {
+        cred = config_read_secret(&hc->authorization_credentials);
+        snprintf(auth_h, sizeof auth_h, "Authorization: %s %s",
+                 hc->authorization_type ? hc->authorization_type : "Bearer", cred ? cred : "");
+        headers[2] = auth_h;
+    }
+    if (hc->has_basic_auth) {
+        user = hc->basic_auth_username_file ? config_read_secret(&(config_secret){NULL, hc->basic_auth_username_file})
+                                            : mem_strdup(hc->basic_auth_username ? hc->basic_auth_username : "");
+        pass = config_read_secret(&hc->basic_auth_password);
+    }
+    httpc_request req = {
+        .url = t->url,
+        .headers = headers,
+        .gzip = sc->enable_compression,
+        .timeout_ms = t->timeout_ms,
+        .body_limit = sc->body_size_limit > 0 ? (size_t)sc->body_size_limit - 1 : 0,
+        .basic_user = user,
+        .basic_password = pass,
+        .tls_ca_file = hc->tls_ca_file,
+        .tls_cert_file = hc->tls_cert_file,
+        .tls_key_file = hc->tls_key_file,
+        .tls_server_name = hc->tls_server_name,
+        .tls_insecure_skip_verify = hc->tls_insecure_skip_verify,
+        .follow_redirects = hc->follow_redirects,
+    };
+    scrape_ctx *ctx = mem_malloc(sizeof *ctx);
+    ctx->m = m;
+    ctx->t = t;
+    t->scrape_start_ms = now;
+    if (httpc_start(m->http, &req, on_scrape_done, ctx, &t->inflight) < 0) {
+        mem_free(ctx);
+        t->inflight = NULL;
+        log_error("scrape", "could not start the scrape of %s", t->url);
+    }
+    if (cred) {
+        memset(cred, 0, strlen(cred));
+        mem_free(cred);
+    }
+    if (pass) {
+        memset(pass, 0, strlen(pass));
+        mem_free(pass);
+    }
+    mem_free(user);
+    memset(auth_h, 0, sizeof auth_h);
+}
+
+/* ---- the thread -------------------------------------------------------------------- */
+
+static void apply_config(scrape_manager *m, config *cfg)
+{
+    config *old = m->cfg;
+    m->cfg = cfg;
+    discovery_apply(m->disc, cfg);
+    rebuild_targets(m);
+    config_unref(old);
+}
+
+static void *scrape_thread(void *arg)
+{
+    scrape_manager *m = arg;
+    while (!atomic_load(&m->stop)) {
+        pthread_mutex_lock(&m->mu);
+        config *pending = m->pending;
+        m->pending = NULL;
+        pthread_mutex_unlock(&m->mu);
+        if (pending) apply_config(m, pending);
+
+        int64_t now = now_ms();
+        if (discovery_refresh(m->disc, now)) rebuild_targets(m);
+
+        int64_t wait = SCRAPE_MAX_POLL_MS;
+        for (size_t i = 0; i < m->n_targets; i++) {
+            target *t = m->targets[i];
+            if (t->next_ms <= now) {
+                if (!t->inflight) start_scrape(m, t, now);
+                /* Keep the phase; skip intervals that were missed. */
+                while (t->next_ms <= now) t->next_ms += t->interval_ms;
+            }
+            if (t->next_ms - now < wait) wait = t->next_ms - now;
+        }
+        if (wait < 0) wait = 0;
+        httpc_poll(m->http, (int)wait, discovery_fd(m->disc));
+    }
+    /* Cancel what is running; finished scrapes were committed already. */
+    for (size_t i = 0; i < m->n_targets; i++) cancel_inflight(m, m->targets[i]);
+    return NULL;
+}
+
+scrape_manager *scrape_manager_new(store *st, registry *reg)
+{
+    scrape_manager *m = mem_calloc(1, sizeof *m);
+    m->st = st;
+    m->reg = reg;
+    pthread_mutex_init(&m->mu, NULL);
+    m->http = httpc_new();
+    m->disc = discovery_new(reg);
+    if (!m->http || !m->disc) {
+        scrape_manager_free(m);
+        return NULL;
+    }
+    static const char *const tl[] = {"job", "instance", NULL};
+    static const char *const jl[] = {"job", NULL};
+    m->f_up = registry_gauge(reg, "sidewatch_scrape_target_up",
+                             "Whether the last scrape of the target succeeded (1) or failed (0).", tl);
+    m->f_duration = registry_gauge(reg, "sidewatch_scrape_target_duration_seconds",
+                                   "Duration of the last scrape of the target.", tl);
+    m->f_samples = registry_gauge(reg, "sidewatch_scrape_target_samples",
+                                  "Samples exposed by the target in its last scrape.", tl);
+    m->f_scrapes = registry_counter(reg, "sidewatch_scrape_target_scrapes_total",
+                                    "Scrapes of the target.", tl);
+    m->f_failures = registry_counter(reg, "sidewatch_scrape_target_failures_total",
+                                     "Failed scrapes of the target.", tl);
+    m->f_targets = registry_gauge(reg, "sidewatch_scrape_pool_targets",
+                                  "Current number of targets in the scrape pool.", jl);
+    m->m_sample_limit = registry_child(
+        registry_counter(reg, "sidewatch_scrapes_exceeded_sample_limit_total",
+                         "Scrapes that failed because sample_limit was exceeded.", NULL),
+        NULL);
+    m->m_body_limit = registry_child(
+        registry_counter(reg, "sidewatch_scrapes_exceeded_body_size_limit_total",
+                         "Scrapes that failed because body_size_limit was exceeded.", NULL),
+        NULL);
+    m->m_duplicates = registry_child(
+        registry_counter(reg, "sidewatch_scrapes_sample_duplicate_total",
+                         "Samples dropped because a series appeared twice in one scrape.", NULL),
+        NULL);
+    return m;
+}
+
+int scrape_manager_start(scrape_manager *m, config *cfg)
+{
+    m->cfg = config_ref(cfg);
+    discovery_apply(m->disc, cfg);
+    rebuild_targets(m);
+    atomic_store(&m->stop, false);
+    if (pthread_create(&m->thread, NULL, scrape_thread, m) != 0) return -errno;
+    m->running = true;
+    return 0;
+}
+
+void scrape_manager_reload(scrape_manager *m, config *cfg)
+{
+    pthread_mutex_lock(&m->mu);
+    config_unref(m->pending);
+    m->pending = config_ref(cfg);
+    pthread_mutex_unlock(&m->mu);
+    httpc_wakeup(m->http);
+}
+
+void scrape_manager_stop(scrape_manager *m)
+{
+    if (!m->running) return;
+    atomic_store(&m->stop, true);
+    httpc_wakeup(m->http);
+    pthread_join(m->thread, NULL);
+    m->running = false;
+}
+
+void scrape_manager_free(scrape_manager *m)
+{
+    if (!m) return;
+    scrape_manager_stop(m);
+    for (size_t i = 0; i < m->n_targets; i++) {
+        target_metrics_remove(m, m->targets[i]);
+        target_free(m->targets[i]);
+    }
+    mem_free(m->targets);
+    httpc_free(m->http);
+    discovery_free(m->disc);
+    config_unref(m->cfg);
+    config_unref(m->pending);
+    pthread_mutex_destroy(&m->mu);
+    mem_free(m);
+}
+
+int scrape_manager_targets(scrape_manager *m, scrape_target_status **out, size_t *n)
+{
+    pthread_mutex_lock(&m->mu);
+    scrape_target_status *s = mem_calloc(m->n_targets + 1, sizeof *s);
+    for (size_t i = 0; i < m->n_targets; i++) {
+        target *t = m->targets[i];
+        s[i].job = mem_strdup(t->sc->job_name);
+        s[i].url = mem_strdup(t->url);
+        s[i].labels = labels_dup(t->labels);
+        s[i].discovered = labels_dup(t->discovered);
+        s[i].health = t->health;
+        s[i].last_error = mem_strdup(t->last_error);
+        s[i].last_scrape_ms = t->last_scrape_ms;
+        s[i].last_duration_seconds = t->last_duration;
+        s[i].interval_ms = t->interval_ms;
+        s[i].timeout_ms = t->timeout_ms;
+    }
+    *n = m->n_targets;
+    pthread_mutex_unlock(&m->mu);
+    *out = s;
+    return 0;
+}
+
+void scrape_target_status_free(scrape_target_status *s, size_t n)
+{
+    if (!s) return;
+    for (size_t i = 0; i < n; i++) {
+        mem_free(s[i].job);
+        mem_free(s[i].url);
+        labels_free(s[i].labels);
+        labels_free(s[i].discovered);
+        mem_free(s[i].last_error);
+    }
+    mem_free(s);
+}

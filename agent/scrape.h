@@ -1,0 +1,65 @@
+/* scrape: scrapes every target of every scrape job concurrently from one
+ * thread driving libcurl's multi interface (no thread per target).
+ *
+ * Each target is scraped on its own interval at a stable offset derived
+ * from its identity, so load spreads evenly and restarts keep the phase.
+ * A scrape appends, in one store batch: the samples (after honor_labels,
+ * honor_timestamps and metric_relabel_configs), the synthetic series up,
+ * scrape_duration_seconds, scrape_samples_scraped,
+ * scrape_samples_post_metric_relabeling and scrape_series_added, and
+ * staleness markers for series that disappeared. A failed scrape (transport
+ * error, HTTP status, unsupported Content-Type, parse error, body or sample
+ * or label limits) stores up=0, marks every series of the previous scrape
+ * stale, logs the reason, and affects nothing else. Targets that go away
+ * (reload, file_sd change) get staleness markers for all their series. */
+#ifndef SIDEWATCH_SCRAPE_H
+#define SIDEWATCH_SCRAPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "registry.h"
+#include "store.h"
+
+typedef struct scrape_manager scrape_manager;
+
+/* Borrows the store and the registry (both must outlive the manager). */
+scrape_manager *scrape_manager_new(store *st, registry *reg);
+/* Starts the scrape thread serving cfg (a reference is taken). Returns 0 or
+ * -errno. */
+int scrape_manager_start(scrape_manager *m, config *cfg);
+/* Switches to a new config (a reference is taken); safe from any thread.
+ * Targets whose identity is unchanged keep their state and phase. */
+void scrape_manager_reload(scrape_manager *m, config *cfg);
+/* Stops the thread: in-flight scrapes are cancelled, finished ones are
+ * committed. No staleness markers are written (a restart continues the
+ * series). */
+void scrape_manager_stop(scrape_manager *m);
+/* Frees a stopped manager. NULL is a no-op. */
+void scrape_manager_free(scrape_manager *m);
+
+/* One target's state, for the API and tests. */
+typedef struct scrape_target_status {
+    char *job;
+    char *url;
+    labels *labels;     /* public target labels */
+    labels *discovered; /* labels before relabeling */
+    int health;         /* 1 up, 0 down, -1 unknown (not scraped yet) */
+    char *last_error;   /* "" when none */
+    int64_t last_scrape_ms;
+    double last_duration_seconds;
+    int64_t interval_ms, timeout_ms;
+} scrape_target_status;
+
+/* A snapshot of all targets sorted by job, then labels. Returns 0 and a
+ * malloc'd array the caller frees with scrape_target_status_free. */
+int scrape_manager_targets(scrape_manager *m, scrape_target_status **out, size_t *n);
+void scrape_target_status_free(scrape_target_status *s, size_t n);
+
+/* Builds the Accept header Prometheus 3.x sends for a list of protocols
+ * (protocols sidewatch cannot parse are left out). Appends to out. */
+void scrape_accept_header(const enum config_scrape_protocol *p, size_t n, buf *out);
+
+#endif
