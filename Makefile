@@ -42,6 +42,7 @@ EXPORTER_SRC := $(wildcard exporter/*.c)
 AGENT_OBJ    := $(AGENT_SRC:%.c=$(BUILD)/%.o)
 EXPORTER_OBJ := $(EXPORTER_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ      := $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(EXPORTER_OBJ)
+LIB          := $(BUILD)/libsidewatch.a
 
 UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -69,9 +70,14 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB_OBJ) | $(DEPS_OK)
+# Tests link against an archive, so each pulls in only the modules it uses.
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(UNIT_LIBS)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(UNIT_LIBS)
 
 -include $(AGENT_OBJ:.o=.d) $(EXPORTER_OBJ:.o=.d)
 
@@ -84,7 +90,7 @@ check-unit: $(UNIT_BIN) $(BIN)
 	@SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) tests/run-unit.sh $(UNIT_BIN)
 
 check-integration: $(BIN)
-	SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q tests/integration
+	SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -rs tests/integration
 
 test: all
 	$(MAKE) check-unit

@@ -20,5 +20,6 @@ for t in "$@"; do
     fi
 done
 rm -f "$out"
-echo "unit and conformance tests: $passed passed, $failed failed, $skipped skipped${crashed:+, $crashed binaries crashed}"
+extra=""; [ "$crashed" -gt 0 ] && extra=", $crashed binaries crashed"
+echo "unit and conformance tests: $passed passed, $failed failed, $skipped skipped$extra"
 [ "$failed" -eq 0 ] && [ "$crashed" -eq 0 ]
