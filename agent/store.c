@@ -88,13 +88,14 @@ typedef struct series {
     uint64_t id;
     labels *ls;
     /* Append state, guarded by write_mu. last_t is the newest committed
-     * timestamp (INT64_MIN before the first sample) and last_v its value's
-     * bits; they survive retention, so later samples are still ordered
-     * against it. min_t is the oldest stored timestamp (INT64_MAX when the
-     * series has no stored samples). */
+     * timestamp (valid if has_last) and last_v its value's bits; they
+     * survive retention, so later samples are still ordered against them.
+     * min_t is the oldest stored timestamp (valid if has_stored). */
     int64_t last_t;
     uint64_t last_v;
     int64_t min_t;
+    bool has_last;
+    bool has_stored;
     uint64_t gen; /* commit generation that saved undo state for it */
 } series;
 
@@ -341,7 +342,7 @@ static void recompute_time_range(store *s)
     pthread_mutex_lock(&s->index_mu);
     for (size_t i = 0; i < s->by_id_cap; i++) {
         series *se = s->by_id[i];
-        if (!se || se->min_t == INT64_MAX) continue;
+        if (!se || !se->has_stored) continue;
         if (se->min_t < mint) mint = se->min_t;
         if (se->last_t > maxt) maxt = se->last_t;
     }
@@ -498,8 +499,6 @@ static int load_state(store *s, buf *err)
         series *se = mem_calloc(1, sizeof *se);
         se->id = (uint64_t)id;
         se->ls = ls;
-        se->last_t = INT64_MIN;
-        se->min_t = INT64_MAX;
         index_add(s, se);
         if (se->id > max_id) max_id = se->id;
     }
@@ -515,12 +514,16 @@ static int load_state(store *s, buf *err)
         if (rc == SQLITE_ROW) {
             se->last_t = sqlite3_column_int64(s->st.last_sample, 0);
             se->last_v = value_decode(sqlite3_column_int64(s->st.last_sample, 1));
+            se->has_last = true;
         }
         sqlite3_reset(s->st.last_sample);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr;
         sqlite3_bind_int64(s->st.first_t, 1, (int64_t)id);
         rc = sqlite3_step(s->st.first_t);
-        if (rc == SQLITE_ROW) se->min_t = sqlite3_column_int64(s->st.first_t, 0);
+        if (rc == SQLITE_ROW) {
+            se->min_t = sqlite3_column_int64(s->st.first_t, 0);
+            se->has_stored = true;
+        }
         sqlite3_reset(s->st.first_t);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr;
     }
@@ -706,8 +709,6 @@ int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created)
         se = mem_calloc(1, sizeof *se);
         se->id = s->next_id++;
         se->ls = labels_dup(ls);
-        se->last_t = INT64_MIN;
-        se->min_t = INT64_MAX;
         index_add(s, se);
         s->pending = mem_grow(s->pending, sizeof *s->pending, s->npending + 1, &s->pending_cap);
         s->pending[s->npending++] = se;
@@ -812,6 +813,7 @@ typedef struct undo {
     series *se;
     int64_t last_t, min_t;
     uint64_t last_v;
+    bool has_last, has_stored;
 } undo;
 
 static bool meta_changed(const meta_entry *e, const batch_meta *m)
@@ -896,14 +898,15 @@ int store_batch_commit(store_batch *b)
         series *se = x->se;
         if (se->gen != gen) {
             undos = mem_grow(undos, sizeof *undos, nundo + 1, &undo_cap);
-            undos[nundo++] = (undo){se, se->last_t, se->min_t, se->last_v};
+            undos[nundo++] =
+                (undo){se, se->last_t, se->min_t, se->last_v, se->has_last, se->has_stored};
             se->gen = gen;
         }
-        if (x->t < se->last_t) {
+        if (se->has_last && x->t < se->last_t) {
             ooo++;
             continue;
         }
-        if (x->t == se->last_t) {
+        if (se->has_last && x->t == se->last_t) {
             /* Prometheus: same value = duplicate (ignored), different value =
              * "duplicate sample for timestamp" (rejected as out of order). */
             if (x->v == se->last_v)
@@ -918,7 +921,11 @@ int store_batch_commit(store_batch *b)
         if ((rc = step_done(s->st.ins_sample)) != SQLITE_OK) goto fail;
         se->last_t = x->t;
         se->last_v = x->v;
-        if (se->min_t == INT64_MAX) se->min_t = x->t;
+        se->has_last = true;
+        if (!se->has_stored) {
+            se->min_t = x->t;
+            se->has_stored = true;
+        }
         if (x->t < bmin) bmin = x->t;
         if (x->t > bmax) bmax = x->t;
         appended++;
@@ -971,6 +978,8 @@ fail:;
         undos[i].se->last_t = undos[i].last_t;
         undos[i].se->last_v = undos[i].last_v;
         undos[i].se->min_t = undos[i].min_t;
+        undos[i].se->has_last = undos[i].has_last;
+        undos[i].se->has_stored = undos[i].has_stored;
     }
     /* Queue the series again, ahead of any created meanwhile. */
     pthread_mutex_lock(&s->index_mu);
@@ -1003,6 +1012,7 @@ int store_apply_retention(store *s, int64_t now_ms)
     int64_t cutoff = now_ms - s->retention_ms;
     series *todo[STORE_RETENTION_SERIES_PER_TX];
     int64_t new_min[STORE_RETENTION_SERIES_PER_TX];
+    bool still[STORE_RETENTION_SERIES_PER_TX];
     size_t cursor = 1;
     int ret = 0;
     for (;;) {
@@ -1012,7 +1022,7 @@ int store_apply_retention(store *s, int64_t now_ms)
         size_t end = s->by_id_cap;
         while (cursor < end && n < STORE_RETENTION_SERIES_PER_TX) {
             series *se = s->by_id[cursor++];
-            if (se && se->min_t < cutoff) todo[n++] = se;
+            if (se && se->has_stored && se->min_t < cutoff) todo[n++] = se;
         }
         bool last = cursor >= end;
         pthread_mutex_unlock(&s->index_mu);
@@ -1031,7 +1041,8 @@ int store_apply_retention(store *s, int64_t now_ms)
             deleted += (uint64_t)sqlite3_changes(s->db);
             sqlite3_bind_int64(s->st.first_t, 1, (int64_t)todo[i]->id);
             rc = sqlite3_step(s->st.first_t);
-            new_min[i] = rc == SQLITE_ROW ? sqlite3_column_int64(s->st.first_t, 0) : INT64_MAX;
+            still[i] = rc == SQLITE_ROW;
+            new_min[i] = still[i] ? sqlite3_column_int64(s->st.first_t, 0) : 0;
             sqlite3_reset(s->st.first_t);
             rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
         }
@@ -1043,7 +1054,10 @@ int store_apply_retention(store *s, int64_t now_ms)
             pthread_mutex_unlock(&s->write_mu);
             break;
         }
-        for (size_t i = 0; i < n; i++) todo[i]->min_t = new_min[i];
+        for (size_t i = 0; i < n; i++) {
+            todo[i]->min_t = new_min[i];
+            todo[i]->has_stored = still[i];
+        }
         pthread_mutex_lock(&s->stats_mu);
         s->stats.retention_deleted_samples += deleted;
         pthread_mutex_unlock(&s->stats_mu);
