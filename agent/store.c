@@ -679,7 +679,12 @@ int store_open(store **out, const store_options *o, buf *err)
 
     if ((rc = init_schema(s, err)) < 0) goto fail;
     if ((sqlrc = prepare_writer(s)) != SQLITE_OK) goto sqlfail;
-    if ((rc = load_state(s, err)) < 0) goto fail;
+    /* One read transaction for the whole load: one snapshot, and no lock
+     * round trip per statement. */
+    if ((sqlrc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK) goto sqlfail;
+    rc = load_state(s, err);
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (rc < 0) goto fail;
     recompute_time_range(s);
     *out = s;
     return 0;
