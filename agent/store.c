@@ -166,6 +166,7 @@ struct store_batch {
 struct store_reader {
     store *s;
     sqlite3 *db;
+    bool snapshot; /* between store_reader_begin and store_reader_end */
     struct {
         sqlite3_stmt *begin, *end;
         sqlite3_stmt *lv_eq, *lv_name, *postings, *series_labels, *has_samples;
@@ -1292,14 +1293,34 @@ static int cmp_series(const void *x, const void *y)
     return labels_compare(((const store_series *)x)->labels, ((const store_series *)y)->labels);
 }
 
-/* A read transaction, so one call sees one snapshot. */
+/* A read transaction, so one call sees one snapshot, unless the caller
+ * holds one. */
 static int reader_begin(store_reader *r)
 {
-    return step_done(r->st.begin);
+    return r->snapshot ? SQLITE_OK : step_done(r->st.begin);
 }
 
 static void reader_end(store_reader *r)
 {
+    if (!r->snapshot && !sqlite3_get_autocommit(r->db)) step_done(r->st.end);
+}
+
+int store_reader_begin(store_reader *r)
+{
+    if (r->snapshot) return -EINVAL;
+    int rc = step_done(r->st.begin);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "starting a read snapshot: %s", sqlite3_errmsg(r->db));
+        return sql_errno(rc);
+    }
+    r->snapshot = true;
+    return 0;
+}
+
+void store_reader_end(store_reader *r)
+{
+    if (!r->snapshot) return;
+    r->snapshot = false;
     if (!sqlite3_get_autocommit(r->db)) step_done(r->st.end);
 }
 

@@ -91,6 +91,17 @@ void store_get_stats(store *s, store_stats *out);
 int store_reader_open(store *s, store_reader **out);
 void store_reader_close(store_reader *r);
 
+/* Optional: makes the calls on this reader until store_reader_end() see one
+ * snapshot of the database (a query sees one consistent state, and each call
+ * skips taking a snapshot of its own, which is most of the cost of reading a
+ * few samples). Without it every call reads its own, newest snapshot. Keep
+ * it short (one query): while it is held, checkpoints cannot complete past
+ * it and the WAL file grows. Returns 0, -EINVAL if a snapshot is already
+ * held, or a negative errno. */
+int store_reader_begin(store_reader *r);
+/* Releases the snapshot; a no-op without one. */
+void store_reader_end(store_reader *r);
+
 typedef struct store_series {
     uint64_t ref;
     labels *labels; /* owned by the result */

@@ -224,6 +224,42 @@ static void test_roundtrip(void **state)
     tmpdir_free(dir);
 }
 
+static void test_reader_snapshot(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    store_batch *b = store_batch_new(s);
+    store_batch_add(b, ra, 1, 1);
+    assert_int_equal(store_batch_commit(b), 0);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    store_reader_end(r); /* no-op without a snapshot */
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_reader_begin(r), -EINVAL);
+    ASSERT_SEL(r, 0, 10, "a", {MATCH_RE, "__name__", "a|b"});
+    /* Commits after the snapshot started are not visible in it... */
+    uint64_t rb = ref_pairs(s, mk("__name__", "b", NULL));
+    b = store_batch_new(s);
+    store_batch_add(b, ra, 2, 2);
+    store_batch_add(b, rb, 2, 2);
+    assert_int_equal(store_batch_commit(b), 0);
+    ASSERT_SEL(r, 0, 10, "a", {MATCH_RE, "__name__", "a|b"});
+    assert_int_equal(count_samples(r, ra, 0, 10), 1);
+    store_reader_end(r);
+    /* ...and are after it ended. */
+    ASSERT_SEL(r, 0, 10, "a b", {MATCH_RE, "__name__", "a|b"});
+    assert_int_equal(count_samples(r, ra, 0, 10), 2);
+    /* A snapshot left open is released by closing the reader. */
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(count_samples(r, rb, 0, 10), 1);
+    store_reader_close(r);
+    store_reader_close(NULL);
+    store_close(s);
+    tmpdir_free(dir);
+}
+
 static void test_matchers(void **state)
 {
     (void)state;
@@ -1117,6 +1153,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_reader_snapshot),
         cmocka_unit_test(test_matchers),
         cmocka_unit_test(test_sort_order),
         cmocka_unit_test(test_out_of_order_and_duplicates),
