@@ -897,6 +897,9 @@ int store_batch_commit(store_batch *b)
     bool anything = npending > 0 || b->n > unknown || b->nm > 0;
     if (!anything) goto done;
 
+    /* A transaction left open by a failed ROLLBACK would make every later
+     * BEGIN fail; end it first. */
+    if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
     if ((rc = step_done(s->st.begin)) != SQLITE_OK) goto fail;
 
     what = "writing series";
@@ -1049,6 +1052,7 @@ int store_apply_retention(store *s, int64_t now_ms)
             continue;
         }
         uint64_t deleted = 0;
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
         int rc = step_done(s->st.begin);
         for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
             sqlite3_bind_int64(s->st.del_samples, 1, (int64_t)todo[i]->id);

@@ -851,6 +851,77 @@ static void test_open_errors(void **state)
     tmpdir_free(dir);
 }
 
+/* A commit that fails (here: a sample row written behind the store's back
+ * by the sqlite3 shell makes the INSERT violate the primary key) stores
+ * nothing of the batch, restores the append state and keeps the new series
+ * queued for the next commit. */
+static void test_commit_failure(void **state)
+{
+    (void)state;
+    if (system("sqlite3 -version >/dev/null 2>&1") != 0) {
+        print_message("SKIPPED: the sqlite3 shell is not installed\n");
+        skip();
+    }
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    store_batch *b = store_batch_new(s);
+    store_batch_add(b, ra, 1, 1);
+    assert_int_equal(store_batch_commit(b), 0);
+
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/sidewatch.db 'PRAGMA busy_timeout=5000; "
+             "INSERT INTO samples(series_id, t, v) VALUES(%llu, 5, 0)' >/dev/null",
+             dir, (unsigned long long)ra);
+    assert_int_equal(system(cmd), 0);
+
+    bool created;
+    labels *lb = mk("__name__", "b", NULL);
+    uint64_t rb = ref_of(s, lb, &created);
+    assert_true(created);
+    b = store_batch_new(s);
+    store_batch_add(b, rb, 5, 5);
+    store_batch_add(b, ra, 3, 3);
+    store_batch_add(b, ra, 5, 5); /* collides with the row written above */
+    store_batch_metadata(b, "b", EXPFMT_GAUGE, "B.", "");
+    assert_int_equal(store_batch_commit(b), -EEXIST);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.commit_errors, 1);
+    assert_int_equal(st.samples_appended, 1);
+
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    assert_int_equal(count_samples(r, ra, 0, 100), 2); /* t=1 and the foreign t=5 */
+    ASSERT_SEL(r, 0, 100, "a", {MATCH_RE, "__name__", "a|b"});
+    enum expfmt_type type;
+    assert_int_equal(store_get_metadata(r, "b", &type, NULL, NULL), -ENOENT);
+
+    /* The append state was restored (t=3 is not out of order) and "b" is
+     * written by the next commit. */
+    b = store_batch_new(s);
+    store_batch_add(b, ra, 3, 3);
+    store_batch_add(b, rb, 6, 6);
+    store_batch_metadata(b, "b", EXPFMT_GAUGE, "B.", "");
+    assert_int_equal(store_batch_commit(b), 0);
+    store_get_stats(s, &st);
+    assert_int_equal(st.samples_appended, 3);
+    assert_int_equal(st.out_of_order_samples, 0);
+    ASSERT_SEL(r, 0, 100, "a b", {MATCH_RE, "__name__", "a|b"});
+    assert_int_equal(count_samples(r, ra, 0, 100), 3);
+    assert_int_equal(store_get_metadata(r, "b", &type, NULL, NULL), 0);
+    store_reader_close(r);
+    store_close(s);
+
+    s = open_store(dir, 0);
+    assert_int_equal(ref_of(s, lb, &created), rb);
+    assert_false(created);
+    store_close(s);
+    labels_free(lb);
+    tmpdir_free(dir);
+}
+
 /* ---- concurrency ------------------------------------------------------------------- */
 
 #define CONC_BATCHES 200
@@ -1162,6 +1233,7 @@ int main(void)
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_commit_failure),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_crash_safety),
     };
