@@ -37,7 +37,10 @@
  * so no committed sample can reference a series row that is not committed.
  * A failed commit puts the series back in the queue. Series are never
  * deleted (references are stable for the database's lifetime, and ids are
- * never reused: next_id = max(max(series.id) + 1, meta.next_series_id));
+ * never reused: next_id = max(max(series.id) + 1, meta.next_series_id), the
+ * high-water mark written with every new series row; an id handed out but
+ * never committed before a crash may be handed out again, which is harmless
+ * as nothing durable refers to it);
  * retention deletes samples only, so a series whose samples all expired
  * stays in the index (and in memory) without samples and is not selected by
  * store_select (which requires samples in the range). */
@@ -121,21 +124,21 @@ struct store {
         sqlite3_stmt *ins_sample, *upsert_metadata;
         sqlite3_stmt *del_samples, *first_t, *last_sample;
     } st;
-    uint64_t gen;    /* commit generation */
-    hmap metadata;   /* metric -> meta_entry: what the database holds */
+    uint64_t gen;  /* commit generation */
+    hmap metadata; /* metric -> meta_entry: what the database holds */
 
     pthread_mutex_t index_mu;
-    hmap by_labels;  /* labels -> series */
-    series **by_id;  /* index = id; NULL for ids never assigned */
+    hmap by_labels; /* labels -> series */
+    series **by_id; /* index = id; NULL for ids never assigned */
     size_t by_id_cap;
     uint64_t next_id;
     series **pending; /* series whose rows are not committed yet */
     size_t npending, pending_cap;
 
     pthread_mutex_t stats_mu;
-    store_stats stats;      /* counters; series, size and time range are filled in
-                             * by store_get_stats */
-    int64_t mint, maxt;     /* of stored samples; INT64_MAX, INT64_MIN when none */
+    store_stats stats;  /* counters; series, size and time range are filled in
+                         * by store_get_stats */
+    int64_t mint, maxt; /* of stored samples; INT64_MAX, INT64_MIN when none */
 
     atomic_int readers;
 };
@@ -179,19 +182,29 @@ struct store_reader {
 static int sql_errno(int rc)
 {
     switch (rc & 0xff) {
-    case SQLITE_OK: return 0;
-    case SQLITE_NOMEM: return -ENOMEM;
+    case SQLITE_OK:
+        return 0;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return -EBUSY;
-    case SQLITE_READONLY: return -EROFS;
-    case SQLITE_FULL: return -ENOSPC;
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_FULL:
+        return -ENOSPC;
     case SQLITE_PERM:
     case SQLITE_AUTH:
-    case SQLITE_CANTOPEN: return -EACCES;
-    case SQLITE_CONSTRAINT: return -EEXIST;
-    case SQLITE_TOOBIG: return -E2BIG;
-    case SQLITE_INTERRUPT: return -EINTR;
-    default: return -EIO;
+    case SQLITE_CANTOPEN:
+        return -EACCES;
+    case SQLITE_CONSTRAINT:
+        return -EEXIST;
+    case SQLITE_TOOBIG:
+        return -E2BIG;
+    case SQLITE_INTERRUPT:
+        return -EINTR;
+    default:
+        return -EIO;
     }
 }
 
@@ -255,7 +268,8 @@ static int mkdir_p(const char *path)
 {
     char *tmp = mem_strdup(path);
     size_t len = strlen(tmp);
-    while (len > 1 && tmp[len - 1] == '/') tmp[--len] = '\0';
+    while (len > 1 && tmp[len - 1] == '/')
+        tmp[--len] = '\0';
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
@@ -411,8 +425,10 @@ static int init_schema(store *s, buf *err)
         rc = query_int(s->db, "SELECT count(*) FROM sqlite_schema", &tables);
         if (rc != SQLITE_OK) goto sqlerr;
         if (tables > 0 || app_id != 0) {
-            open_error(err, s, "%s is not a sidewatch database (it has tables but no schema "
-                       "version)", STORE_DB_NAME);
+            open_error(err, s,
+                       "%s is not a sidewatch database (it has tables but no schema "
+                       "version)",
+                       STORE_DB_NAME);
             rc = -EINVAL;
             goto fail;
         }
@@ -429,7 +445,8 @@ static int init_schema(store *s, buf *err)
         rc = -EINVAL;
         goto fail;
     } else if (version > STORE_SCHEMA_VERSION) {
-        open_error(err, s, "database schema version %" PRId64 " is newer than this sidewatch "
+        open_error(err, s,
+                   "database schema version %" PRId64 " is newer than this sidewatch "
                    "supports (%d); upgrade sidewatch or use another --storage.path",
                    version, STORE_SCHEMA_VERSION);
         rc = -EPROTO;
@@ -538,8 +555,7 @@ static int load_state(store *s, buf *err)
     s->next_id = max_id + 1;
     if (hwm > 0 && (uint64_t)hwm > s->next_id) s->next_id = (uint64_t)hwm;
 
-    rc = sqlite3_prepare_v2(s->db, "SELECT metric, type, help, unit FROM metadata", -1, &st,
-                            NULL);
+    rc = sqlite3_prepare_v2(s->db, "SELECT metric, type, help, unit FROM metadata", -1, &st, NULL);
     if (rc != SQLITE_OK) goto sqlerr;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         meta_entry *e = mem_calloc(1, sizeof *e);
@@ -579,7 +595,8 @@ static void free_all(store *s)
     hmap_cleanup(&s->by_labels);
     size_t it = 0;
     void *v;
-    while (hmap_next(&s->metadata, &it, &v)) meta_entry_free(v);
+    while (hmap_next(&s->metadata, &it, &v))
+        meta_entry_free(v);
     hmap_cleanup(&s->metadata);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&s->write_mu);
@@ -628,14 +645,14 @@ int store_open(store **out, const store_options *o, buf *err)
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        open_error(err, s, "%s", rc == -EBUSY ? "in use by another sidewatch process (lock held)"
-                                              : strerror(-rc));
+        open_error(err, s, "%s",
+                   rc == -EBUSY ? "in use by another sidewatch process (lock held)"
+                                : strerror(-rc));
         goto fail;
     }
 
-    int sqlrc = sqlite3_open_v2(s->db_path, &s->db,
-                                SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                NULL);
+    int sqlrc = sqlite3_open_v2(
+        s->db_path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (sqlrc != SQLITE_OK) goto sqlfail;
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(s->db, 0);
@@ -878,10 +895,12 @@ int store_batch_commit(store_batch *b)
 
     size_t unknown = 0;
     if (b->n > 1) qsort(b->v, b->n, sizeof *b->v, cmp_batch_sample);
-    while (unknown < b->n && !b->v[unknown].se) unknown++;
+    while (unknown < b->n && !b->v[unknown].se)
+        unknown++;
     if (unknown)
-        log_warn(COMPONENT, "dropping %zu sample(s) with unknown series references (first: %" PRIu64
-                 ")", unknown, b->v[0].ref);
+        log_warn(COMPONENT,
+                 "dropping %zu sample(s) with unknown series references (first: %" PRIu64 ")",
+                 unknown, b->v[0].ref);
 
     bool *written_meta = mem_calloc(b->nm ? b->nm : 1, sizeof *written_meta);
     undo *undos = NULL;
@@ -1112,7 +1131,8 @@ void store_get_stats(store *s, store_stats *out)
 static void reader_free(store_reader *r)
 {
     sqlite3_stmt **stmts = (sqlite3_stmt **)&r->st;
-    for (size_t i = 0; i < sizeof r->st / sizeof(sqlite3_stmt *); i++) sqlite3_finalize(stmts[i]);
+    for (size_t i = 0; i < sizeof r->st / sizeof(sqlite3_stmt *); i++)
+        sqlite3_finalize(stmts[i]);
     sqlite3_close(r->db);
     mem_free(r);
 }
@@ -1130,7 +1150,8 @@ int store_reader_open(store *s, store_reader **out)
         R(lv_name, "SELECT id, series, value FROM label_values WHERE name = ?1"),
         R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
         R(series_labels, "SELECT labels FROM series WHERE id = ?1"),
-        R(has_samples, "SELECT 1 FROM samples WHERE series_id = ?1 AND t >= ?2 AND t <= ?3 LIMIT 1"),
+        R(has_samples,
+          "SELECT 1 FROM samples WHERE series_id = ?1 AND t >= ?2 AND t <= ?3 LIMIT 1"),
         R(samples, "SELECT t, v FROM samples WHERE series_id = ?1 AND t >= ?2 AND t <= ?3"
                    " ORDER BY t"),
         R(metadata, "SELECT type, help, unit FROM metadata WHERE metric = ?1"),
@@ -1244,7 +1265,8 @@ static int select_candidates(store_reader *r, const label_matcher *ms, size_t n,
     for (size_t i = 0; i < best.n; i++) {
         sqlite3_stmt *st = r->st.postings;
         sqlite3_bind_int64(st, 1, best.v[i]);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) idvec_push(ids, sqlite3_column_int64(st, 0));
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            idvec_push(ids, sqlite3_column_int64(st, 0));
         sqlite3_reset(st);
         if (rc != SQLITE_DONE) goto out;
         rc = SQLITE_OK;
@@ -1375,7 +1397,8 @@ int store_select(store_reader *r, const label_matcher *ms, size_t n, int64_t min
 void store_select_result_free(store_select_result *res)
 {
     if (!res) return;
-    for (size_t i = 0; i < res->n; i++) labels_free(res->series[i].labels);
+    for (size_t i = 0; i < res->n; i++)
+        labels_free(res->series[i].labels);
     mem_free(res->series);
     res->series = NULL;
     res->n = 0;
@@ -1469,7 +1492,8 @@ static void strings_sort_unique(store_strings *s)
 void store_strings_free(store_strings *s)
 {
     if (!s) return;
-    for (size_t i = 0; i < s->n; i++) mem_free(s->v[i].p);
+    for (size_t i = 0; i < s->n; i++)
+        mem_free(s->v[i].p);
     mem_free(s->v);
     s->v = NULL;
     s->n = 0;
@@ -1531,9 +1555,8 @@ int store_label_names(store_reader *r, const label_matcher *ms, size_t n, int64_
     return label_strings(r, NULL, 0, ms, n, mint, maxt, out);
 }
 
-int store_label_values(store_reader *r, const char *name, size_t name_len,
-                       const label_matcher *ms, size_t n, int64_t mint, int64_t maxt,
-                       store_strings *out)
+int store_label_values(store_reader *r, const char *name, size_t name_len, const label_matcher *ms,
+                       size_t n, int64_t mint, int64_t maxt, store_strings *out)
 {
     return label_strings(r, name, name_len, ms, n, mint, maxt, out);
 }

@@ -159,9 +159,8 @@ typedef struct store_strings {
 int store_label_names(store_reader *r, const label_matcher *ms, size_t n, int64_t mint,
                       int64_t maxt, store_strings *out);
 /* The values of label `name` over the same selection as store_label_names. */
-int store_label_values(store_reader *r, const char *name, size_t name_len,
-                       const label_matcher *ms, size_t n, int64_t mint, int64_t maxt,
-                       store_strings *out);
+int store_label_values(store_reader *r, const char *name, size_t name_len, const label_matcher *ms,
+                       size_t n, int64_t mint, int64_t maxt, store_strings *out);
 /* Frees the strings and empties *s. NULL is a no-op. */
 void store_strings_free(store_strings *s);
 

@@ -216,8 +216,8 @@ int main(int argc, char **argv)
          "bench_metric_7", maxt - hour},
     };
     for (int snap = 0; snap < 2; snap++) {
-        printf("select+read, %s:\n", snap ? "in one store_reader_begin() snapshot"
-                                           : "each call its own snapshot");
+        printf("select+read, %s:\n",
+               snap ? "in one store_reader_begin() snapshot" : "each call its own snapshot");
         for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
             run_query(r, qs[i].type, qs[i].name, qs[i].value, qs[i].mint, maxt, 1, snap); /* warm */
             query_stats q =

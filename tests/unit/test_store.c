@@ -107,7 +107,8 @@ static int sel(store_reader *r, const msel *m, size_t n, int64_t mint, int64_t m
                          0);
     }
     int rc = store_select(r, ms, n, mint, maxt, res);
-    for (size_t i = 0; i < n; i++) labels_matcher_cleanup(&ms[i]);
+    for (size_t i = 0; i < n; i++)
+        labels_matcher_cleanup(&ms[i]);
     return rc;
 }
 
@@ -285,7 +286,8 @@ static void test_matchers(void **state)
     ref_pairs(s, mk("__name__", "a", "job", "z", NULL));
 
     store_batch *b = store_batch_new(s);
-    for (size_t i = 0; i < 4; i++) store_batch_add(b, refs[i], 100, (double)i);
+    for (size_t i = 0; i < 4; i++)
+        store_batch_add(b, refs[i], 100, (double)i);
     store_batch_add(b, refs[4], -5, 1);
     store_batch_add(b, rnul, 100, 1);
     store_batch_add(b, rutf, 100, 1);
@@ -293,7 +295,8 @@ static void test_matchers(void **state)
 
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
-    const char *A1 = "a{inst=\"1\",job=\"x\"}", *A2 = "a{inst=\"2\",job=\"y\"}", *A3 = "a{inst=\"3\"}";
+    const char *A1 = "a{inst=\"1\",job=\"x\"}", *A2 = "a{inst=\"2\",job=\"y\"}",
+               *A3 = "a{inst=\"3\"}";
     char all_a[256];
     snprintf(all_a, sizeof all_a, "%s %s %s", A1, A2, A3);
     ASSERT_SEL(r, 0, 1000, all_a, {MATCH_EQ, "__name__", "a"});
@@ -399,7 +402,8 @@ static void test_sort_order(void **state)
     };
     const size_t n = sizeof sets / sizeof sets[0];
     store_batch *b = store_batch_new(s);
-    for (size_t i = 0; i < n; i++) store_batch_add(b, ref_of(s, sets[i], NULL), 1, 1);
+    for (size_t i = 0; i < n; i++)
+        store_batch_add(b, ref_of(s, sets[i], NULL), 1, 1);
     assert_int_equal(store_batch_commit(b), 0);
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
@@ -419,10 +423,12 @@ static void test_sort_order(void **state)
     store_strings ss;
     assert_int_equal(store_label_names(r, NULL, 0, 0, 0, &ss), 0);
     char *names[16];
-    for (size_t i = 0; i < ss.n; i++) names[i] = ss.v[i].p;
+    for (size_t i = 0; i < ss.n; i++)
+        names[i] = ss.v[i].p;
     assert_int_equal(ss.n, 6);
     const char *want_names[] = {"A", "__name__", "a", "x", "y", "z"};
-    for (size_t i = 0; i < ss.n; i++) assert_string_equal(names[i], want_names[i]);
+    for (size_t i = 0; i < ss.n; i++)
+        assert_string_equal(names[i], want_names[i]);
     (void)cmp_str;
     store_strings_free(&ss);
     assert_int_equal(store_label_values(r, "x", 1, NULL, 0, 0, 0, &ss), 0);
@@ -452,7 +458,8 @@ static void test_sort_order(void **state)
 
     store_reader_close(r);
     store_close(s);
-    for (size_t i = 0; i < n; i++) labels_free(sets[i]);
+    for (size_t i = 0; i < n; i++)
+        labels_free(sets[i]);
     tmpdir_free(dir);
 }
 
@@ -545,29 +552,27 @@ static void test_values_bit_exact(void **state)
     char *dir = tmpdir_new();
     store *s = open_store(dir, 0);
     const uint64_t patterns[] = {
-        STRUTIL_STALE_NAN_BITS,
-        0x7ff8000000000001ULL, /* Prometheus's NormalNaN */
-        0x7ff8000000000000ULL, /* quiet NaN */
-        0xfff8000000000000ULL, /* negative NaN */
-        0x7ff0000000000001ULL, /* signalling NaN */
-        0x7fffffffffffffffULL,
-        0x7ff0000000000000ULL, /* +Inf */
-        0xfff0000000000000ULL, /* -Inf */
-        0x8000000000000000ULL, /* -0 */
-        0x0000000000000000ULL, /* +0 */
-        0x0000000000000001ULL, /* smallest denormal */
-        0x7fefffffffffffffULL, /* DBL_MAX */
-        0x3ff0000000000000ULL, /* 1 */
-        0xbff0000000000000ULL, /* -1 */
-        0x4059000000000000ULL, /* 100 */
-        0x3fb999999999999aULL, /* 0.1 */
-        0xffffffffffffffffULL,
-        0x00000000000000ffULL,
+        STRUTIL_STALE_NAN_BITS, 0x7ff8000000000001ULL, /* Prometheus's NormalNaN */
+        0x7ff8000000000000ULL,                         /* quiet NaN */
+        0xfff8000000000000ULL,                         /* negative NaN */
+        0x7ff0000000000001ULL,                         /* signalling NaN */
+        0x7fffffffffffffffULL,  0x7ff0000000000000ULL, /* +Inf */
+        0xfff0000000000000ULL,                         /* -Inf */
+        0x8000000000000000ULL,                         /* -0 */
+        0x0000000000000000ULL,                         /* +0 */
+        0x0000000000000001ULL,                         /* smallest denormal */
+        0x7fefffffffffffffULL,                         /* DBL_MAX */
+        0x3ff0000000000000ULL,                         /* 1 */
+        0xbff0000000000000ULL,                         /* -1 */
+        0x4059000000000000ULL,                         /* 100 */
+        0x3fb999999999999aULL,                         /* 0.1 */
+        0xffffffffffffffffULL,  0x00000000000000ffULL,
     };
     const size_t np = sizeof patterns / sizeof patterns[0];
     uint64_t ref = ref_pairs(s, mk("__name__", "bits", NULL));
     store_batch *b = store_batch_new(s);
-    for (size_t i = 0; i < np; i++) store_batch_add(b, ref, (int64_t)i, from_bits(patterns[i]));
+    for (size_t i = 0; i < np; i++)
+        store_batch_add(b, ref, (int64_t)i, from_bits(patterns[i]));
     assert_int_equal(store_batch_commit(b), 0);
     for (int pass = 0; pass < 2; pass++) {
         store_reader *r;
@@ -649,8 +654,8 @@ static void test_metadata(void **state)
             /* Latest wins, also across batches; unchanged entries are fine. */
             b = store_batch_new(s);
             store_batch_metadata(b, "temp_celsius", EXPFMT_GAUGE, "Temperature in C.", "celsius");
-            store_batch_metadata(b, "http_requests_total", EXPFMT_COUNTER,
-                                 "Requests \"served\".\n", "");
+            store_batch_metadata(b, "http_requests_total", EXPFMT_COUNTER, "Requests \"served\".\n",
+                                 "");
             assert_int_equal(store_batch_commit(b), 0);
             store_close(s);
             s = open_store(dir, 0);
@@ -668,7 +673,8 @@ static void test_retention(void **state)
     uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
     uint64_t rb = ref_pairs(s, mk("__name__", "b", NULL));
     store_batch *b = store_batch_new(s);
-    for (int64_t t = 0; t <= 5000; t += 500) store_batch_add(b, ra, t, (double)t);
+    for (int64_t t = 0; t <= 5000; t += 500)
+        store_batch_add(b, ra, t, (double)t);
     store_batch_add(b, rb, 1000, 1);
     store_batch_add(b, rb, 2000, 2);
     assert_int_equal(store_batch_commit(b), 0);
@@ -761,7 +767,8 @@ static void test_reopen(void **state)
     }
     bool created;
     uint64_t fresh = ref_pairs(s, mk("__name__", "new", NULL));
-    for (int i = 0; i < 50; i++) assert_true(fresh != refs[i]);
+    for (int i = 0; i < 50; i++)
+        assert_true(fresh != refs[i]);
     assert_true(fresh >= uncommitted);
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
@@ -786,7 +793,8 @@ static void test_reopen(void **state)
     assert_false(created);
     labels_free(nl);
     store_close(s);
-    for (int i = 0; i < 50; i++) labels_free(ls[i]);
+    for (int i = 0; i < 50; i++)
+        labels_free(ls[i]);
     tmpdir_free(dir);
 }
 
@@ -1037,7 +1045,8 @@ static void test_concurrent(void **state)
     pthread_create(&th[0], NULL, conc_reader, &rc);
     pthread_create(&th[1], NULL, conc_writer, &w[0]);
     pthread_create(&th[2], NULL, conc_writer, &w[1]);
-    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
     assert_int_equal(atomic_load(&w[0].errors), 0);
     assert_int_equal(atomic_load(&w[1].errors), 0);
     assert_int_equal(atomic_load(&rc.errors), 0);
@@ -1070,8 +1079,8 @@ static void test_concurrent(void **state)
         shared_total += n;
     }
     assert_int_equal(st.samples_appended,
-                     shared_total + 2 * (uint64_t)(CONC_OWN * CONC_BATCHES -
-                                                   CONC_OWN * (CONC_OWN - 1) / 2));
+                     shared_total +
+                         2 * (uint64_t)(CONC_OWN * CONC_BATCHES - CONC_OWN * (CONC_OWN - 1) / 2));
     store_reader_close(r);
     store_close(s);
     tmpdir_free(dir);
@@ -1123,7 +1132,8 @@ static void crash_child(const char *dir, int round, int fd)
         if (store_series_ref(s, nl, &nref, NULL) != 0) _exit(3);
         labels_free(nl);
         store_batch *b = store_batch_new(s);
-        for (int j = 0; j < CRASH_FIXED; j++) store_batch_add(b, refs[j], t, crash_value(i, j));
+        for (int j = 0; j < CRASH_FIXED; j++)
+            store_batch_add(b, refs[j], t, crash_value(i, j));
         store_batch_add(b, nref, t, (double)i);
         if (i % 3 == 0) store_batch_metadata(b, "crash", EXPFMT_GAUGE, v, "");
         if (store_batch_commit(b) != 0) _exit(4);
@@ -1160,7 +1170,8 @@ static void test_crash_safety(void **state)
         kill(pid, SIGKILL);
         int status;
         assert_int_equal(waitpid(pid, &status, 0), pid);
-        while ((got = read(fds[0], &c, sizeof c)) == (ssize_t)sizeof c) committed = c;
+        while ((got = read(fds[0], &c, sizeof c)) == (ssize_t)sizeof c)
+            committed = c;
         close(fds[0]);
         if (!WIFSIGNALED(status))
             fail_msg("child exited with %d before being killed", WEXITSTATUS(status));
@@ -1205,13 +1216,15 @@ static void test_crash_safety(void **state)
         assert_int_equal(res.n, present);
         for (size_t i = 0; i < res.n; i++) {
             assert_int_equal(count_samples(r, res.series[i].ref, t0, t0 + CRASH_ROUND_T - 1), 1);
-            for (int j = 0; j < CRASH_FIXED; j++) assert_true(res.series[i].ref != fixed_refs[j]);
+            for (int j = 0; j < CRASH_FIXED; j++)
+                assert_true(res.series[i].ref != fixed_refs[j]);
         }
         store_select_result_free(&res);
         msel all = {MATCH_RE, "__name__", "crash.*"};
         assert_int_equal(sel(r, &all, 1, INT64_MIN, INT64_MAX, &res), 0);
         for (size_t i = 1; i < res.n; i++) {
-            for (size_t k = 0; k < i; k++) assert_true(res.series[i].ref != res.series[k].ref);
+            for (size_t k = 0; k < i; k++)
+                assert_true(res.series[i].ref != res.series[k].ref);
         }
         store_select_result_free(&res);
         store_reader_close(r);
