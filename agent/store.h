@@ -91,6 +91,17 @@ void store_get_stats(store *s, store_stats *out);
 int store_reader_open(store *s, store_reader **out);
 void store_reader_close(store_reader *r);
 
+/* Optional: makes the calls on this reader until store_reader_end() see one
+ * snapshot of the database (a query sees one consistent state, and each call
+ * skips taking a snapshot of its own, which is most of the cost of reading a
+ * few samples). Without it every call reads its own, newest snapshot. Keep
+ * it short (one query): while it is held, checkpoints cannot complete past
+ * it and the WAL file grows. Returns 0, -EINVAL if a snapshot is already
+ * held, or a negative errno. */
+int store_reader_begin(store_reader *r);
+/* Releases the snapshot; a no-op without one. */
+void store_reader_end(store_reader *r);
+
 typedef struct store_series {
     uint64_t ref;
     labels *labels; /* owned by the result */
@@ -124,5 +135,33 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
  * -ENOENT. */
 int store_get_metadata(store_reader *r, const char *metric, enum expfmt_type *type, char **help,
                        char **unit);
+
+/* ---- label index (for /api/v1/labels and /api/v1/label/<name>/values) ------ */
+
+/* A byte string owned by its list: p is NUL-terminated for convenience but
+ * may contain NUL bytes (label values may). */
+typedef struct store_string {
+    char *p;
+    size_t len;
+} store_string;
+
+typedef struct store_strings {
+    store_string *v; /* sorted bytewise, unique */
+    size_t n;
+} store_strings;
+
+/* The label names of the series that match every matcher and have samples
+ * in [mint, maxt]. With n == 0 (no matchers): every label name in the index,
+ * whatever the time range (series are kept after retention removed their
+ * samples, so this may name labels with no samples left). With matchers the
+ * rules of store_select apply (-EINVAL if all of them match ""). Returns 0
+ * and fills *out (free with store_strings_free), or a negative errno. */
+int store_label_names(store_reader *r, const label_matcher *ms, size_t n, int64_t mint,
+                      int64_t maxt, store_strings *out);
+/* The values of label `name` over the same selection as store_label_names. */
+int store_label_values(store_reader *r, const char *name, size_t name_len, const label_matcher *ms,
+                       size_t n, int64_t mint, int64_t maxt, store_strings *out);
+/* Frees the strings and empties *s. NULL is a no-op. */
+void store_strings_free(store_strings *s);
 
 #endif
