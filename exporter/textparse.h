@@ -58,22 +58,24 @@ typedef struct textparse {
     enum textparse_format format;
     const char *b; /* input */
     size_t len;
-    size_t i, start;   /* lexer position and token start */
-    size_t line_start; /* offset of the first byte of the current line */
-    int state;
+    size_t blen;        /* len, plus the virtual '\n' the text format appends */
+    size_t i, start;    /* lexer position and token start */
+    int state;          /* lexer start condition */
     size_t entry_start; /* offset where the current entry began */
+    bool finished;      /* END or ERROR was returned; `final` repeats */
+    enum textparse_entry final;
 
     /* current entry */
-    textparse_str series, name, text;
-    enum expfmt_type mtype; /* type from the last TYPE line */
-    enum expfmt_type entry_type;
-    textparse_str unit;
+    enum expfmt_type mtype;      /* type from the last TYPE line */
+    size_t name_start, name_end; /* metric name, or the family name of metadata */
+    size_t series_end;           /* series bytes are b[entry_start, series_end) */
+    size_t text_start, text_end; /* HELP/TYPE/UNIT text or comment */
+    bool text_is_help;           /* the text is HELP text (may hold escapes) */
     double value;
     bool has_ts;
     int64_t ts;
     size_t *offsets; /* label name/value view bounds, 4 per label */
     size_t n_offsets, cap_offsets;
-    size_t name_start, name_end;
 
     bool has_exemplar;
     size_t *eoffsets;
@@ -82,8 +84,9 @@ typedef struct textparse {
     bool exemplar_has_ts;
     int64_t exemplar_ts;
 
-    bool eof_seen;
     char err[TEXTPARSE_ERROR_MAX];
+    char *err_long; /* heap copy when the message outgrows err[] */
+    size_t err_len;
     size_t err_line, err_col, err_offset;
 } textparse;
 
