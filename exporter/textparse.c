@@ -1200,6 +1200,7 @@ enum textparse_entry textparse_next(textparse *p)
 
 static textparse_str view(const textparse *p, size_t a, size_t b, bool may_escape)
 {
+    if (a == NONE || b == NONE || a > b) return (textparse_str){p->b, 0, false};
     textparse_str s = {p->b + a, b - a, false};
     if (may_escape && s.len) s.escaped = memchr(s.p, '\\', s.len) != NULL;
     return s;
