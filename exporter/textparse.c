@@ -127,38 +127,109 @@ static inline int at(const textparse *p, size_t i)
     return i < p->len ? (unsigned char)p->b[i] : '\n';
 }
 
-/* golex's next(): advance one byte and return it, or 0 past the end. In
- * label values, metadata text and comments NUL bytes are skipped. */
-static inline int adv(textparse *p)
+static inline bool skips_nul(int state)
 {
-    p->i++;
+    return state == S_LVALUE || state == S_META2 || state == S_COMMENT;
+}
+
+/* The second half of golex's next(): the byte at the (just advanced)
+ * position, or 0 past the end. In label values, metadata text and comments
+ * NUL bytes are skipped. */
+static inline int settle(textparse *p)
+{
     if (p->i >= p->blen) return 0;
-    if (p->i < p->len && p->b[p->i] == 0 &&
-        (p->state == S_LVALUE || p->state == S_META2 || p->state == S_COMMENT)) {
+    if (p->i < p->len && p->b[p->i] == 0 && skips_nul(p->state)) {
         while (p->i < p->len && p->b[p->i] == 0) p->i++;
         if (p->i >= p->blen) return 0;
     }
     return at(p, p->i);
 }
 
-/* Scans the rest of a quoted string after the opening quote (c is the byte
- * after it). Returns true with the closing quote consumed, false (abort)
- * on a byte the DFA has no transition for. `newline` says whether a raw
- * '\n' may appear between the quotes. */
-static bool lex_quoted(textparse *p, int c, bool newline)
+/* golex's next(): advance one byte and return it. */
+static inline int adv(textparse *p)
 {
+    p->i++;
+    return settle(p);
+}
+
+/* Byte classes for the scanning loops. None contains NUL or '\n'. */
+enum {
+    C_NAME = 1,  /* {M}|{D} */
+    C_LNAME = 2, /* {L}|{D} */
+    C_DIGIT = 4,
+    C_PVAL = 8,  /* text-format value: [^{ \t\n] */
+    C_OVAL = 16, /* OpenMetrics value/timestamp: [^ \n] */
+};
+
+/* cls[byte]: the classes the byte belongs to (generated; 0x00-0xff). */
+static const unsigned char cls[256] = {
+     0, 24, 24, 24, 24, 24, 24, 24, 24, 16,  0, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+     0, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 25, 24, 24, 24, 24, 24,
+    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,
+    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 24, 24, 24, 24, 27,
+    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,
+    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 16, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+};
+
+/* Repeated adv() over bytes of class `mask`, from the byte after p->i.
+ * Exact only in states that do not skip NULs (mask never matches NUL or
+ * '\n', so neither the end nor the virtual '\n' can be passed). */
+static inline int scan(textparse *p, unsigned mask)
+{
+    const unsigned char *b = (const unsigned char *)p->b;
+    size_t i = p->i + 1, len = p->len;
+    while (i < len && (cls[b[i]] & mask)) i++;
+    p->i = i;
+    return settle(p);
+}
+
+/* Scans the rest of a quoted string; p->i is on the opening quote. Returns
+ * true with the closing quote consumed, false (abort) on a byte the DFA has
+ * no transition for. `newline` says whether a raw '\n' may appear between
+ * the quotes. Sets tok_ascii when every byte of the token is ASCII. */
+static bool lex_quoted(textparse *p, bool newline)
+{
+    const unsigned char *b = (const unsigned char *)p->b;
+    size_t i = p->i + 1, len = p->len;
+    unsigned hi = 0;
+    p->tok_ascii = false;
     for (;;) {
+        /* Plain bytes need no DFA bookkeeping. */
+        while (i < len) {
+            unsigned c = b[i];
+            if (c == '"' || c == '\\' || c == 0 || c == '\n') break;
+            hi |= c;
+            i++;
+        }
+        p->i = i;
+        int c = settle(p);
         if (c == '"') {
+            p->tok_ascii = hi < 0x80;
             adv(p);
             return true;
         }
         if (c == '\\') {
             c = adv(p);
             if (c == 0 || c == '\n') return false;
+            hi |= (unsigned)c;
+            adv(p);
         } else if (c == 0 || (c == '\n' && !newline)) {
             return false;
+        } else if (c == '\n') {
+            adv(p);
         }
-        c = adv(p);
+        /* Else NULs were skipped and c is a plain byte: rescan from it. */
+        i = p->i;
     }
 }
 
@@ -175,15 +246,24 @@ static int lex_ws(textparse *p)
 static int prom_consume_comment(textparse *p)
 {
     if (p->i >= p->blen) return T_EOF;
-    int c = at(p, p->i);
-    for (;;) {
-        if (c == 0) return T_EOF;
-        if (c == '\n') {
-            p->state = S_INIT;
-            return T_COMMENT;
+    int c = at(p, p->i); /* the current byte: no NUL skipping */
+    if (c != 0 && c != '\n') {
+        /* After it, NULs are skipped in sComment but end the input in the
+         * initial state ("#" followed by a non-blank). */
+        const unsigned char *b = (const unsigned char *)p->b;
+        size_t i = p->i + 1;
+        if (skips_nul(p->state)) {
+            const char *nl = memchr(p->b + i, '\n', p->len - i);
+            i = nl ? (size_t)(nl - p->b) : p->len;
+        } else {
+            while (i < p->len && b[i] != '\n' && b[i] != 0) i++;
         }
-        c = adv(p);
+        p->i = i;
+        c = settle(p);
     }
+    if (c == 0) return T_EOF;
+    p->state = S_INIT;
+    return T_COMMENT;
 }
 
 /* Matches the rest of a keyword: each byte of `rest` must follow. */
@@ -220,8 +300,7 @@ dispatch:
             return prom_consume_comment(p);
         }
         if (is_m(c)) {
-            do c = adv(p);
-            while (is_m(c) || is_digit(c));
+            c = scan(p, C_NAME);
             p->state = S_VALUE;
             return T_MNAME;
         }
@@ -258,13 +337,12 @@ dispatch:
 
     case S_META1:
         if (c == '"') {
-            if (!lex_quoted(p, adv(p), true)) break;
+            if (!lex_quoted(p, true)) break;
             p->state = S_META2;
             return T_MNAME;
         }
         if (is_m(c)) {
-            do c = adv(p);
-            while (is_m(c) || is_digit(c));
+            c = scan(p, C_NAME);
             p->state = S_META2;
             return T_MNAME;
         }
@@ -279,13 +357,18 @@ dispatch:
             while (is_ws(c));
             if (c == 0 || c == '\n') return T_WHITESPACE;
         }
-        while (c != 0 && c != '\n') c = adv(p);
+        if (c != 0 && c != '\n') {
+            /* NULs are skipped here, so the text runs to the line end. */
+            const char *nl = memchr(p->b + p->i + 1, '\n', p->len - p->i - 1);
+            p->i = nl ? (size_t)(nl - p->b) : p->len;
+            settle(p);
+        }
         p->state = S_INIT;
         return T_TEXT;
 
     case S_LABELS:
         if (c == '"') {
-            if (!lex_quoted(p, adv(p), true)) break;
+            if (!lex_quoted(p, true)) break;
             p->state = S_LABELS;
             return T_QSTRING;
         }
@@ -305,15 +388,14 @@ dispatch:
             return T_BCLOSE;
         }
         if (is_l(c)) {
-            do c = adv(p);
-            while (is_l(c) || is_digit(c));
+            c = scan(p, C_LNAME);
             return T_LNAME;
         }
         break;
 
     case S_LVALUE:
         if (c == '"') {
-            if (!lex_quoted(p, adv(p), true)) break;
+            if (!lex_quoted(p, true)) break;
             p->state = S_LABELS;
             return T_LVALUE;
         }
@@ -328,8 +410,7 @@ dispatch:
             return T_BOPEN;
         }
         if (c != 0 && c != '\n' && c != '{') {
-            do c = adv(p);
-            while (c != 0 && c != '\n' && c != '{' && !is_ws(c));
+            c = scan(p, C_PVAL);
             p->state = S_TIMESTAMP;
             return T_VALUE;
         }
@@ -343,8 +424,7 @@ dispatch:
         }
         if (is_ws(c)) return lex_ws(p);
         if (is_digit(c)) {
-            do c = adv(p);
-            while (is_digit(c));
+            c = scan(p, C_DIGIT);
             return T_TIMESTAMP;
         }
         break;
@@ -379,8 +459,7 @@ dispatch:
             goto dispatch;
         }
         if (is_m(c)) {
-            do c = adv(p);
-            while (is_m(c) || is_digit(c));
+            c = scan(p, C_NAME);
             p->state = S_VALUE;
             return T_MNAME;
         }
@@ -414,35 +493,37 @@ dispatch:
 
     case S_META1:
         if (c == '"') {
-            if (!lex_quoted(p, adv(p), true)) break;
+            if (!lex_quoted(p, true)) break;
             p->state = S_META2;
             return T_MNAME;
         }
         if (is_m(c)) {
-            do c = adv(p);
-            while (is_m(c) || is_digit(c));
+            c = scan(p, C_NAME);
             p->state = S_META2;
             return T_MNAME;
         }
         break;
 
-    case S_META2:
+    case S_META2: {
         if (c != ' ') break;
-        for (;;) {
-            c = adv(p);
-            if (c == '\n') {
-                adv(p);
-                p->state = S_INIT;
-                return T_TEXT;
-            }
-            if (c == 0) goto abort;
+        /* NULs are skipped, so the text runs to the line end; without one
+         * the input ends inside it. */
+        const char *nl = memchr(p->b + p->i + 1, '\n', p->len - p->i - 1);
+        if (!nl) {
+            p->i = p->len;
+            goto abort;
         }
+        p->i = (size_t)(nl - p->b);
+        adv(p);
+        p->state = S_INIT;
+        return T_TEXT;
+    }
 
     case S_LABELS:
     case S_EXEMPLAR:
         if (c == '"') {
             /* Label names may span lines in series, not in exemplars. */
-            if (!lex_quoted(p, adv(p), p->state == S_LABELS)) break;
+            if (!lex_quoted(p, p->state == S_LABELS)) break;
             return T_QSTRING;
         }
         if (c == ',') {
@@ -460,15 +541,14 @@ dispatch:
             return T_BCLOSE;
         }
         if (is_l(c)) {
-            do c = adv(p);
-            while (is_l(c) || is_digit(c));
+            c = scan(p, C_LNAME);
             return T_LNAME;
         }
         break;
 
     case S_LVALUE:
         if (c == '"') {
-            if (!lex_quoted(p, adv(p), false)) break;
+            if (!lex_quoted(p, false)) break;
             p->state = S_LABELS;
             return T_LVALUE;
         }
@@ -478,8 +558,7 @@ dispatch:
         if (c == ' ') {
             c = adv(p);
             if (!om_vchar(c)) break;
-            do c = adv(p);
-            while (om_vchar(c));
+            c = scan(p, C_OVAL);
             p->state = S_TIMESTAMP;
             return T_VALUE;
         }
@@ -503,12 +582,11 @@ dispatch:
                     p->state = S_EXEMPLAR;
                     return T_COMMENT;
                 }
-                while (om_vchar(c)) c = adv(p);
+                if (om_vchar(c)) c = scan(p, C_OVAL);
                 return T_TIMESTAMP;
             }
             if (!om_vchar(c)) break;
-            do c = adv(p);
-            while (om_vchar(c));
+            c = scan(p, C_OVAL);
             return T_TIMESTAMP;
         }
         if (c == '\n') {
@@ -522,13 +600,12 @@ dispatch:
         if (c == ' ') {
             c = adv(p);
             if (!om_vchar(c)) break;
-            do c = adv(p);
-            while (om_vchar(c));
+            c = scan(p, C_OVAL);
             p->state = S_ETIMESTAMP;
             return T_VALUE;
         }
         if (c == '"') {
-            if (!lex_quoted(p, adv(p), false)) break;
+            if (!lex_quoted(p, false)) break;
             p->state = S_EXEMPLAR;
             return T_LVALUE;
         }
@@ -538,8 +615,7 @@ dispatch:
         if (c == ' ') {
             c = adv(p);
             if (!om_vchar(c)) break;
-            do c = adv(p);
-            while (om_vchar(c));
+            c = scan(p, C_OVAL);
             return T_TIMESTAMP;
         }
         if (c == '\n') {
@@ -714,14 +790,68 @@ static bool push_offsets(size_t **arr, size_t *n, size_t *cap, size_t a, size_t 
     return true;
 }
 
+/* Clinger's fast path (as Go's atof64exact): a decimal with at most 19
+ * significant digits, a mantissa below 2^53 and a power of ten up to 22 is
+ * converted exactly by one correctly rounded multiplication or division.
+ * Returns false for anything else (the caller then uses the full parser). */
+static bool fast_float(const char *s, size_t n, double *out)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = 0;
+    bool neg = false, dot = false, digits = false;
+    if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    uint64_t mant = 0;
+    int nd = 0, exp10 = 0;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9') {
+            digits = true;
+            if (mant || c != '0') {
+                if (++nd > 19) return false;
+                mant = mant * 10 + (uint64_t)(c - '0');
+            }
+            if (dot) exp10--;
+        } else if (c == '.' && !dot) {
+            dot = true;
+        } else {
+            break;
+        }
+    }
+    if (!digits) return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        bool eneg = false;
+        if (i < n && (s[i] == '-' || s[i] == '+')) eneg = s[i++] == '-';
+        if (i >= n) return false;
+        int e = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (e > 1000) return false;
+            e = e * 10 + (s[i] - '0');
+        }
+        exp10 += eneg ? -e : e;
+    }
+    if (i != n || mant >= (UINT64_C(1) << 53)) return false;
+    double f = (double)mant;
+    if (exp10 > 0) {
+        if (exp10 > 22) return false;
+        f *= pow10[exp10];
+    } else if (exp10 < 0) {
+        if (exp10 < -22) return false;
+        f /= pow10[-exp10];
+    }
+    *out = neg ? -f : f;
+    return true;
+}
+
 /* Prometheus's parseFloat: Go's strconv.ParseFloat without the post-1.13
  * syntax (hex floats, underscores). Returns 0 or the expfmt error code,
  * -EDOM for the "unsupported character" rejection. */
 static int prom_parse_float(const char *s, size_t n, double *out)
 {
-    for (size_t k = 0; k < n; k++) {
-        if (s[k] == 'p' || s[k] == 'P' || s[k] == '_') return -EDOM;
-    }
+    if (memchr(s, 'p', n) || memchr(s, 'P', n) || memchr(s, '_', n)) return -EDOM;
+    if (fast_float(s, n, out)) return 0;
     return expfmt_parse_float(s, n, out);
 }
 
@@ -778,7 +908,7 @@ static enum textparse_entry prom_labels(textparse *p)
         if (t != T_EQUAL) return fail_parse(p, "expected equal", NULL, t);
         t = next_token(p);
         if (t != T_LVALUE) return fail_parse(p, "expected label value", NULL, t);
-        if (!expfmt_utf8_valid(p->b + p->start, p->i - p->start)) {
+        if (!p->tok_ascii && !expfmt_utf8_valid(p->b + p->start, p->i - p->start)) {
             err_begin(p);
             err_str(p, "invalid UTF-8 label value: ");
             err_quote(p, p->start, p->i);
@@ -964,7 +1094,7 @@ static enum textparse_entry om_labels(textparse *p, bool exemplar)
         if (t != T_EQUAL) return fail_parse(p, "expected equal", NULL, t);
         t = next_token(p);
         if (t != T_LVALUE) return fail_parse(p, "expected label value", NULL, t);
-        if (!expfmt_utf8_valid(p->b + p->start, p->i - p->start)) {
+        if (!p->tok_ascii && !expfmt_utf8_valid(p->b + p->start, p->i - p->start)) {
             err_begin(p);
             err_str(p, "invalid UTF-8 label value: ");
             err_quote(p, p->start, p->i);

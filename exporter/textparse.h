@@ -60,6 +60,7 @@ typedef struct textparse {
     size_t len;
     size_t blen;        /* len, plus the virtual '\n' the text format appends */
     size_t i, start;    /* lexer position and token start */
+    bool tok_ascii;     /* the last quoted token was all ASCII */
     int state;          /* lexer start condition */
     size_t entry_start; /* offset where the current entry began */
     bool finished;      /* END or ERROR was returned; `final` repeats */
