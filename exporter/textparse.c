@@ -69,30 +69,13 @@ enum {
 
 static const char *tok_name(int t)
 {
-    switch (t) {
-    case T_INVALID: return "INVALID";
-    case T_EOF: return "EOF";
-    case T_LINEBREAK: return "LINEBREAK";
-    case T_WHITESPACE: return "WHITESPACE";
-    case T_HELP: return "HELP";
-    case T_TYPE: return "TYPE";
-    case T_UNIT: return "UNIT";
-    case T_EOFWORD: return "EOFWORD";
-    case T_TEXT: return "TEXT";
-    case T_COMMENT: return "COMMENT";
-    case T_BLANK: return "BLANK";
-    case T_MNAME: return "MNAME";
-    case T_QSTRING: return "QSTRING";
-    case T_BOPEN: return "BOPEN";
-    case T_BCLOSE: return "BCLOSE";
-    case T_LNAME: return "LNAME";
-    case T_LVALUE: return "LVALUE";
-    case T_COMMA: return "COMMA";
-    case T_EQUAL: return "EQUAL";
-    case T_TIMESTAMP: return "TIMESTAMP";
-    case T_VALUE: return "VALUE";
-    }
-    return "<invalid>";
+    static const char *const names[] = {
+        "INVALID", "EOF",   "LINEBREAK", "WHITESPACE", "HELP",  "TYPE",      "UNIT",
+        "EOFWORD", "TEXT",  "COMMENT",   "BLANK",      "MNAME", "QSTRING",   "BOPEN",
+        "BCLOSE",  "LNAME", "LVALUE",    "COMMA",      "EQUAL", "TIMESTAMP", "VALUE",
+    };
+    if (t < T_INVALID || t > T_VALUE) return "<invalid>";
+    return names[t + 1];
 }
 
 /* ---- character classes -------------------------------------------------- */
@@ -139,7 +122,8 @@ static inline int settle(textparse *p)
 {
     if (p->i >= p->blen) return 0;
     if (p->i < p->len && p->b[p->i] == 0 && skips_nul(p->state)) {
-        while (p->i < p->len && p->b[p->i] == 0) p->i++;
+        while (p->i < p->len && p->b[p->i] == 0)
+            p->i++;
         if (p->i >= p->blen) return 0;
     }
     return at(p, p->i);
@@ -163,21 +147,16 @@ enum {
 
 /* cls[byte]: the classes the byte belongs to (generated; 0x00-0xff). */
 static const unsigned char cls[256] = {
-     0, 24, 24, 24, 24, 24, 24, 24, 24, 16,  0, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-     0, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 25, 24, 24, 24, 24, 24,
-    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,
-    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 24, 24, 24, 24, 27,
-    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,
-    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 16, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    0,  24, 24, 24, 24, 24, 24, 24, 24, 16, 0,  24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 0,  24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 25, 24, 24, 24, 24, 24, 24, 27, 27, 27, 27, 27, 27, 27,
+    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 24, 24, 24, 24, 27,
+    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,
+    27, 27, 27, 16, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
     24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
 };
 
@@ -188,7 +167,8 @@ static inline int scan(textparse *p, unsigned mask)
 {
     const unsigned char *b = (const unsigned char *)p->b;
     size_t i = p->i + 1, len = p->len;
-    while (i < len && (cls[b[i]] & mask)) i++;
+    while (i < len && (cls[b[i]] & mask))
+        i++;
     p->i = i;
     return settle(p);
 }
@@ -237,7 +217,8 @@ static bool lex_quoted(textparse *p, bool newline)
 static int lex_ws(textparse *p)
 {
     int c;
-    do c = adv(p);
+    do
+        c = adv(p);
     while (is_ws(c));
     return T_WHITESPACE;
 }
@@ -256,7 +237,8 @@ static int prom_consume_comment(textparse *p)
             const char *nl = memchr(p->b + i, '\n', p->len - i);
             i = nl ? (size_t)(nl - p->b) : p->len;
         } else {
-            while (i < p->len && b[i] != '\n' && b[i] != 0) i++;
+            while (i < p->len && b[i] != '\n' && b[i] != 0)
+                i++;
         }
         p->i = i;
         c = settle(p);
@@ -290,7 +272,8 @@ dispatch:
         if (c == '#') {
             c = adv(p);
             if (is_ws(c)) {
-                do c = adv(p);
+                do
+                    c = adv(p);
                 while (is_ws(c));
                 /* #[ \t]+ switches to sComment and keeps scanning with the
                  * same token start. */
@@ -327,7 +310,8 @@ dispatch:
             if (!lex_word(p, c == 'H' ? "ELP" : "YPE", &c)) break;
             c = adv(p);
             if (!is_ws(c)) break;
-            do c = adv(p);
+            do
+                c = adv(p);
             while (is_ws(c));
             p->state = S_META1;
             return tok;
@@ -353,7 +337,8 @@ dispatch:
         /* {C}* competes with [ \t]+: blanks followed by the end of line
          * are WHITESPACE, blanks followed by text are TEXT. */
         if (is_ws(c)) {
-            do c = adv(p);
+            do
+                c = adv(p);
             while (is_ws(c));
             if (c == 0 || c == '\n') return T_WHITESPACE;
         }
@@ -480,10 +465,17 @@ dispatch:
             if (c == '\n') adv(p);
             p->state = S_INIT;
             return T_EOFWORD;
-        case 'H': tok = T_HELP, rest = "ELP "; break;
-        case 'T': tok = T_TYPE, rest = "YPE "; break;
-        case 'U': tok = T_UNIT, rest = "NIT "; break;
-        default: goto abort;
+        case 'H':
+            tok = T_HELP, rest = "ELP ";
+            break;
+        case 'T':
+            tok = T_TYPE, rest = "YPE ";
+            break;
+        case 'U':
+            tok = T_UNIT, rest = "NIT ";
+            break;
+        default:
+            goto abort;
         }
         if (!lex_word(p, rest, &c)) break;
         adv(p);
@@ -634,7 +626,8 @@ static int next_token(textparse *p)
 {
     if (p->format == TEXTPARSE_OPENMETRICS) return om_lex(p);
     int t;
-    do t = prom_lex(p);
+    do
+        t = prom_lex(p);
     while (t == T_WHITESPACE);
     return t;
 }
@@ -884,10 +877,15 @@ static enum textparse_entry prom_labels(textparse *p)
         size_t ts = p->start, ti = p->i;
         bool quoted = false;
         switch (t) {
-        case T_BCLOSE: return TEXTPARSE_SERIES;
-        case T_LNAME: break;
-        case T_QSTRING: quoted = true; break;
-        default: return fail_parse(p, "expected label name", NULL, t);
+        case T_BCLOSE:
+            return TEXTPARSE_SERIES;
+        case T_LNAME:
+            break;
+        case T_QSTRING:
+            quoted = true;
+            break;
+        default:
+            return fail_parse(p, "expected label name", NULL, t);
         }
         t = next_token(p);
         /* A quoted string followed by ',' or '}' is the metric name. */
@@ -990,11 +988,16 @@ static enum textparse_entry prom_meta(textparse *p, int kind)
     const char *txt = p->b + p->text_start;
     size_t tn = p->text_end - p->text_start;
     if (kind == T_TYPE) {
-        if (bytes_eq(txt, tn, "counter")) p->mtype = EXPFMT_COUNTER;
-        else if (bytes_eq(txt, tn, "gauge")) p->mtype = EXPFMT_GAUGE;
-        else if (bytes_eq(txt, tn, "histogram")) p->mtype = EXPFMT_HISTOGRAM;
-        else if (bytes_eq(txt, tn, "summary")) p->mtype = EXPFMT_SUMMARY;
-        else if (bytes_eq(txt, tn, "untyped")) p->mtype = EXPFMT_UNKNOWN;
+        if (bytes_eq(txt, tn, "counter"))
+            p->mtype = EXPFMT_COUNTER;
+        else if (bytes_eq(txt, tn, "gauge"))
+            p->mtype = EXPFMT_GAUGE;
+        else if (bytes_eq(txt, tn, "histogram"))
+            p->mtype = EXPFMT_HISTOGRAM;
+        else if (bytes_eq(txt, tn, "summary"))
+            p->mtype = EXPFMT_SUMMARY;
+        else if (bytes_eq(txt, tn, "untyped"))
+            p->mtype = EXPFMT_UNKNOWN;
         else {
             err_begin(p);
             err_str(p, "invalid metric type ");
@@ -1021,10 +1024,15 @@ static enum textparse_entry prom_next(textparse *p)
         p->name_start = p->name_end = NONE;
         int t = next_token(p);
         switch (t) {
-        case T_EOF: p->finished = true; p->final = TEXTPARSE_END; return TEXTPARSE_END;
-        case T_LINEBREAK: continue; /* blank line */
+        case T_EOF:
+            p->finished = true;
+            p->final = TEXTPARSE_END;
+            return TEXTPARSE_END;
+        case T_LINEBREAK:
+            continue; /* blank line */
         case T_HELP:
-        case T_TYPE: return prom_meta(p, t);
+        case T_TYPE:
+            return prom_meta(p, t);
         case T_COMMENT:
             p->text_start = p->start;
             p->text_end = p->i;
@@ -1053,7 +1061,8 @@ static enum textparse_entry prom_next(textparse *p)
             }
             return prom_suffix(p, t2);
         }
-        default: return fail_parse(p, "expected a valid start token", NULL, t);
+        default:
+            return fail_parse(p, "expected a valid start token", NULL, t);
         }
     }
 }
@@ -1070,10 +1079,15 @@ static enum textparse_entry om_labels(textparse *p, bool exemplar)
         size_t ts = p->start, ti = p->i;
         bool quoted = false;
         switch (t) {
-        case T_BCLOSE: return TEXTPARSE_SERIES;
-        case T_LNAME: break;
-        case T_QSTRING: quoted = true; break;
-        default: return fail_parse(p, "expected label name", NULL, t);
+        case T_BCLOSE:
+            return TEXTPARSE_SERIES;
+        case T_LNAME:
+            break;
+        case T_QSTRING:
+            quoted = true;
+            break;
+        default:
+            return fail_parse(p, "expected label name", NULL, t);
         }
         t = next_token(p);
         if (quoted && (t == T_COMMA || t == T_BCLOSE)) {
@@ -1102,8 +1116,10 @@ static enum textparse_entry om_labels(textparse *p, bool exemplar)
         }
         if (!push_offsets(arr, n, cap, p->start + 1, p->i - 1)) return fail_oom(p);
         t = next_token(p);
-        if (t == T_COMMA) t = next_token(p);
-        else if (t != T_BCLOSE) return fail_parse(p, "expected comma or brace close", NULL, t);
+        if (t == T_COMMA)
+            t = next_token(p);
+        else if (t != T_BCLOSE)
+            return fail_parse(p, "expected comma or brace close", NULL, t);
     }
 }
 
@@ -1147,8 +1163,10 @@ static enum textparse_entry om_exemplar(textparse *p)
     p->exemplar_has_ts = false;
     int t = next_token(p);
     switch (t) {
-    case T_EOF: return fail_msg(p, "data does not end with # EOF");
-    case T_LINEBREAK: break;
+    case T_EOF:
+        return fail_msg(p, "data does not end with # EOF");
+    case T_LINEBREAK:
+        break;
     case T_TIMESTAMP:
         p->exemplar_has_ts = true;
         if (om_timestamp(p, "invalid exemplar timestamp ", &p->exemplar_ts) == TEXTPARSE_ERROR)
@@ -1157,7 +1175,8 @@ static enum textparse_entry om_exemplar(textparse *p)
         if (t != T_LINEBREAK)
             return fail_parse(p, "expected next entry after exemplar timestamp", NULL, t);
         break;
-    default: return fail_parse(p, "expected timestamp or comment", NULL, t);
+    default:
+        return fail_parse(p, "expected timestamp or comment", NULL, t);
     }
     return TEXTPARSE_SERIES;
 }
@@ -1172,17 +1191,22 @@ static enum textparse_entry om_series_end(textparse *p, int t)
     p->has_ts = false;
     t = next_token(p);
     switch (t) {
-    case T_EOF: return fail_msg(p, "data does not end with # EOF");
-    case T_LINEBREAK: break;
-    case T_COMMENT: return om_exemplar(p);
+    case T_EOF:
+        return fail_msg(p, "data does not end with # EOF");
+    case T_LINEBREAK:
+        break;
+    case T_COMMENT:
+        return om_exemplar(p);
     case T_TIMESTAMP:
         p->has_ts = true;
-        if (om_timestamp(p, "invalid timestamp ", &p->ts) == TEXTPARSE_ERROR) return TEXTPARSE_ERROR;
+        if (om_timestamp(p, "invalid timestamp ", &p->ts) == TEXTPARSE_ERROR)
+            return TEXTPARSE_ERROR;
         t = next_token(p);
         if (t == T_COMMENT) return om_exemplar(p);
         if (t != T_LINEBREAK) return fail_parse(p, "expected next entry after timestamp", NULL, t);
         break;
-    default: break;
+    default:
+        break;
     }
     return TEXTPARSE_SERIES;
 }
@@ -1213,14 +1237,22 @@ static enum textparse_entry om_meta(textparse *p, int kind)
     size_t tn = p->text_end - p->text_start;
     switch (kind) {
     case T_TYPE:
-        if (bytes_eq(txt, tn, "counter")) p->mtype = EXPFMT_COUNTER;
-        else if (bytes_eq(txt, tn, "gauge")) p->mtype = EXPFMT_GAUGE;
-        else if (bytes_eq(txt, tn, "histogram")) p->mtype = EXPFMT_HISTOGRAM;
-        else if (bytes_eq(txt, tn, "gaugehistogram")) p->mtype = EXPFMT_GAUGEHISTOGRAM;
-        else if (bytes_eq(txt, tn, "summary")) p->mtype = EXPFMT_SUMMARY;
-        else if (bytes_eq(txt, tn, "info")) p->mtype = EXPFMT_INFO;
-        else if (bytes_eq(txt, tn, "stateset")) p->mtype = EXPFMT_STATESET;
-        else if (bytes_eq(txt, tn, "unknown")) p->mtype = EXPFMT_UNKNOWN;
+        if (bytes_eq(txt, tn, "counter"))
+            p->mtype = EXPFMT_COUNTER;
+        else if (bytes_eq(txt, tn, "gauge"))
+            p->mtype = EXPFMT_GAUGE;
+        else if (bytes_eq(txt, tn, "histogram"))
+            p->mtype = EXPFMT_HISTOGRAM;
+        else if (bytes_eq(txt, tn, "gaugehistogram"))
+            p->mtype = EXPFMT_GAUGEHISTOGRAM;
+        else if (bytes_eq(txt, tn, "summary"))
+            p->mtype = EXPFMT_SUMMARY;
+        else if (bytes_eq(txt, tn, "info"))
+            p->mtype = EXPFMT_INFO;
+        else if (bytes_eq(txt, tn, "stateset"))
+            p->mtype = EXPFMT_STATESET;
+        else if (bytes_eq(txt, tn, "unknown"))
+            p->mtype = EXPFMT_UNKNOWN;
         else {
             err_begin(p);
             err_str(p, "invalid metric type ");
@@ -1270,10 +1302,12 @@ static enum textparse_entry om_next(textparse *p)
         p->finished = true;
         p->final = TEXTPARSE_END;
         return TEXTPARSE_END;
-    case T_EOF: return fail_msg(p, "data does not end with # EOF");
+    case T_EOF:
+        return fail_msg(p, "data does not end with # EOF");
     case T_HELP:
     case T_TYPE:
-    case T_UNIT: return om_meta(p, t);
+    case T_UNIT:
+        return om_meta(p, t);
     case T_BOPEN: {
         if (om_labels(p, false) == TEXTPARSE_ERROR) return TEXTPARSE_ERROR;
         p->series_end = p->i;
@@ -1291,7 +1325,8 @@ static enum textparse_entry om_next(textparse *p)
         }
         return om_series_end(p, t2);
     }
-    default: return fail_parse(p, "expected a valid start token", NULL, t);
+    default:
+        return fail_parse(p, "expected a valid start token", NULL, t);
     }
 }
 
@@ -1323,8 +1358,7 @@ void textparse_cleanup(textparse *p)
 enum textparse_entry textparse_next(textparse *p)
 {
     if (p->finished) return p->final;
-    enum textparse_entry e =
-        p->format == TEXTPARSE_OPENMETRICS ? om_next(p) : prom_next(p);
+    enum textparse_entry e = p->format == TEXTPARSE_OPENMETRICS ? om_next(p) : prom_next(p);
     return e;
 }
 
@@ -1374,7 +1408,8 @@ static int go_parse_float_full(const char *s, size_t n, double *out)
     size_t k = 0;
     int rc = -EINVAL;
     size_t j = 0;
-    for (; j < i; j++) buf[k++] = s[j];
+    for (; j < i; j++)
+        buf[k++] = s[j];
     if (hex) {
         buf[k++] = '0';
         buf[k++] = 'x';
@@ -1493,7 +1528,8 @@ size_t textparse_exemplar_label_count(const textparse *p)
     return p->has_exemplar ? p->n_eoffsets / 4 : 0;
 }
 
-void textparse_exemplar_label(const textparse *p, size_t i, textparse_str *name, textparse_str *value)
+void textparse_exemplar_label(const textparse *p, size_t i, textparse_str *name,
+                              textparse_str *value)
 {
     const size_t *o = p->eoffsets + 4 * i;
     if (name) *name = view(p, o[0], o[1], false);
@@ -1551,7 +1587,10 @@ int textparse_unescape(textparse_str s, bool help_text_prometheus, expfmt_sink s
             continue;
         }
         char c = s.p[i + 1];
-        const char *rep = c == '\\' ? "\\" : c == 'n' ? "\n" : (c == '"' && !help_text_prometheus) ? "\"" : NULL;
+        const char *rep = c == '\\'                             ? "\\"
+                          : c == 'n'                            ? "\n"
+                          : (c == '"' && !help_text_prometheus) ? "\""
+                                                                : NULL;
         if (!rep) {
             i++;
             continue;
@@ -1577,12 +1616,12 @@ static size_t space_at(const unsigned char *s, size_t n)
     if (c == ' ' || (c >= '\t' && c <= '\r')) return 1;
     if (c == 0xC2 && n >= 2 && (s[1] == 0x85 || s[1] == 0xA0)) return 2;
     if (n >= 3) {
-        if (c == 0xE1 && s[1] == 0x9A && s[2] == 0x80) return 3;                   /* U+1680 */
+        if (c == 0xE1 && s[1] == 0x9A && s[2] == 0x80) return 3; /* U+1680 */
         if (c == 0xE2 && s[1] == 0x80 &&
             ((s[2] >= 0x80 && s[2] <= 0x8A) || s[2] == 0xA8 || s[2] == 0xA9 || s[2] == 0xAF))
             return 3; /* U+2000-200A, U+2028, U+2029, U+202F */
-        if (c == 0xE2 && s[1] == 0x81 && s[2] == 0x9F) return 3;                   /* U+205F */
-        if (c == 0xE3 && s[1] == 0x80 && s[2] == 0x80) return 3;                   /* U+3000 */
+        if (c == 0xE2 && s[1] == 0x81 && s[2] == 0x9F) return 3; /* U+205F */
+        if (c == 0xE3 && s[1] == 0x80 && s[2] == 0x80) return 3; /* U+3000 */
     }
     return 0;
 }
@@ -1601,7 +1640,8 @@ static size_t space_before(const unsigned char *s, size_t n)
 static const unsigned char *skip_space(const unsigned char *s, const unsigned char *e)
 {
     size_t m;
-    while ((m = space_at(s, (size_t)(e - s))) > 0) s += m;
+    while ((m = space_at(s, (size_t)(e - s))) > 0)
+        s += m;
     return s;
 }
 
@@ -1613,7 +1653,8 @@ static bool token_char(unsigned char c)
 
 static const unsigned char *skip_token(const unsigned char *s, const unsigned char *e)
 {
-    while (s < e && token_char(*s)) s++;
+    while (s < e && token_char(*s))
+        s++;
     return s;
 }
 
@@ -1676,11 +1717,15 @@ int textparse_format_from_content_type(const char *content_type, enum textparse_
     /* The media type, trimmed and compared case-insensitively. */
     const unsigned char *a = skip_space(s, semi), *b = semi;
     size_t m;
-    while (b > a && (m = space_before(a, (size_t)(b - a))) > 0) b -= m;
+    while (b > a && (m = space_before(a, (size_t)(b - a))) > 0)
+        b -= m;
     enum textparse_format f;
-    if (eq_nocase(a, (size_t)(b - a), "text/plain")) f = TEXTPARSE_PROMETHEUS;
-    else if (eq_nocase(a, (size_t)(b - a), "application/openmetrics-text")) f = TEXTPARSE_OPENMETRICS;
-    else return -EINVAL;
+    if (eq_nocase(a, (size_t)(b - a), "text/plain"))
+        f = TEXTPARSE_PROMETHEUS;
+    else if (eq_nocase(a, (size_t)(b - a), "application/openmetrics-text"))
+        f = TEXTPARSE_OPENMETRICS;
+    else
+        return -EINVAL;
 
     /* Parameters must parse (mime.ParseMediaType fails otherwise), and no
      * name may repeat. */

@@ -18,7 +18,8 @@ static int count_sink(void *ctx, const char *p, size_t n)
 {
     size_t *total = ctx;
     /* Touch the bytes so the sanitizer checks them. */
-    for (size_t i = 0; i < n; i++) *total += (unsigned char)p[i];
+    for (size_t i = 0; i < n; i++)
+        *total += (unsigned char)p[i];
     *total += n;
     return 0;
 }
@@ -93,7 +94,8 @@ static void run(const uint8_t *data, size_t size, enum textparse_format f)
             sink += use(data, size, textparse_meta_text(&p), f == TEXTPARSE_PROMETHEUS);
             sink += (size_t)textparse_meta_type(&p);
             break;
-        default: __builtin_trap();
+        default:
+            __builtin_trap();
         }
         /* Every entry consumes at least one byte, so this bounds the loop. */
         if (entries > size + 1) __builtin_trap();
