@@ -145,20 +145,27 @@ enum {
     C_OVAL = 16, /* OpenMetrics value/timestamp: [^ \n] */
 };
 
-/* cls[byte]: the classes the byte belongs to (generated; 0x00-0xff). */
+/* cls[byte]: the classes the byte belongs to (generated; one row per 16 bytes). */
+// clang-format off
 static const unsigned char cls[256] = {
-    0,  24, 24, 24, 24, 24, 24, 24, 24, 16, 0,  24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 0,  24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 25, 24, 24, 24, 24, 24, 24, 27, 27, 27, 27, 27, 27, 27,
-    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 24, 24, 24, 24, 27,
-    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,
-    27, 27, 27, 16, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
-    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+     0, 24, 24, 24, 24, 24, 24, 24, 24, 16,  0, 24, 24, 24, 24, 24, /* 0x00 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0x10 */
+     0, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0x20 */
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 25, 24, 24, 24, 24, 24, /* 0x30 */
+    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, /* 0x40 */
+    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 24, 24, 24, 24, 27, /* 0x50 */
+    24, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, /* 0x60 */
+    27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 16, 24, 24, 24, 24, /* 0x70 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0x80 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0x90 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0xa0 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0xb0 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0xc0 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0xd0 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0xe0 */
+    24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, /* 0xf0 */
 };
+// clang-format on
 
 /* Repeated adv() over bytes of class `mask`, from the byte after p->i.
  * Exact only in states that do not skip NULs (mask never matches NUL or
@@ -283,7 +290,7 @@ dispatch:
             return prom_consume_comment(p);
         }
         if (is_m(c)) {
-            c = scan(p, C_NAME);
+            scan(p, C_NAME);
             p->state = S_VALUE;
             return T_MNAME;
         }
@@ -326,7 +333,7 @@ dispatch:
             return T_MNAME;
         }
         if (is_m(c)) {
-            c = scan(p, C_NAME);
+            scan(p, C_NAME);
             p->state = S_META2;
             return T_MNAME;
         }
@@ -373,7 +380,7 @@ dispatch:
             return T_BCLOSE;
         }
         if (is_l(c)) {
-            c = scan(p, C_LNAME);
+            scan(p, C_LNAME);
             return T_LNAME;
         }
         break;
@@ -395,7 +402,7 @@ dispatch:
             return T_BOPEN;
         }
         if (c != 0 && c != '\n' && c != '{') {
-            c = scan(p, C_PVAL);
+            scan(p, C_PVAL);
             p->state = S_TIMESTAMP;
             return T_VALUE;
         }
@@ -409,7 +416,7 @@ dispatch:
         }
         if (is_ws(c)) return lex_ws(p);
         if (is_digit(c)) {
-            c = scan(p, C_DIGIT);
+            scan(p, C_DIGIT);
             return T_TIMESTAMP;
         }
         break;
@@ -444,7 +451,7 @@ dispatch:
             goto dispatch;
         }
         if (is_m(c)) {
-            c = scan(p, C_NAME);
+            scan(p, C_NAME);
             p->state = S_VALUE;
             return T_MNAME;
         }
@@ -490,7 +497,7 @@ dispatch:
             return T_MNAME;
         }
         if (is_m(c)) {
-            c = scan(p, C_NAME);
+            scan(p, C_NAME);
             p->state = S_META2;
             return T_MNAME;
         }
@@ -533,7 +540,7 @@ dispatch:
             return T_BCLOSE;
         }
         if (is_l(c)) {
-            c = scan(p, C_LNAME);
+            scan(p, C_LNAME);
             return T_LNAME;
         }
         break;
@@ -550,7 +557,7 @@ dispatch:
         if (c == ' ') {
             c = adv(p);
             if (!om_vchar(c)) break;
-            c = scan(p, C_OVAL);
+            scan(p, C_OVAL);
             p->state = S_TIMESTAMP;
             return T_VALUE;
         }
@@ -574,11 +581,11 @@ dispatch:
                     p->state = S_EXEMPLAR;
                     return T_COMMENT;
                 }
-                if (om_vchar(c)) c = scan(p, C_OVAL);
+                if (om_vchar(c)) scan(p, C_OVAL);
                 return T_TIMESTAMP;
             }
             if (!om_vchar(c)) break;
-            c = scan(p, C_OVAL);
+            scan(p, C_OVAL);
             return T_TIMESTAMP;
         }
         if (c == '\n') {
@@ -592,7 +599,7 @@ dispatch:
         if (c == ' ') {
             c = adv(p);
             if (!om_vchar(c)) break;
-            c = scan(p, C_OVAL);
+            scan(p, C_OVAL);
             p->state = S_ETIMESTAMP;
             return T_VALUE;
         }
@@ -607,7 +614,7 @@ dispatch:
         if (c == ' ') {
             c = adv(p);
             if (!om_vchar(c)) break;
-            c = scan(p, C_OVAL);
+            scan(p, C_OVAL);
             return T_TIMESTAMP;
         }
         if (c == '\n') {
