@@ -184,6 +184,10 @@ size_t expfmt_format_float(double f, char *out)
 
 size_t expfmt_format_om_float(double f, char *out)
 {
+    if (f == 0) { /* -0 too, as Prometheus's FormatOpenMetricsFloat */
+        memcpy(out, "0.0", 4);
+        return 3;
+    }
     size_t n = expfmt_format_float(f, out);
     if (isnan(f) || isinf(f)) return n;
     if (!memchr(out, 'e', n) && !memchr(out, '.', n)) {

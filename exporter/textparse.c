@@ -1499,11 +1499,7 @@ bool textparse_label_normalized(const textparse *p, size_t i, char *out, size_t 
     if (memchr(v, '\\', vn)) return false;
     double f;
     if (go_parse_float_full(v, vn, &f) != 0) return false;
-    size_t n;
-    if (f == 0) /* FormatOpenMetricsFloat: -0 is "0.0" too */
-        n = (size_t)snprintf(out, EXPFMT_FLOAT_MAX, "0.0");
-    else
-        n = expfmt_format_om_float(f, out);
+    size_t n = expfmt_format_om_float(f, out);
     if (n == vn && memcmp(out, v, n) == 0) return false;
     if (out_len) *out_len = n;
     return true;
