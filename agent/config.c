@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "expfmt.h"
+#include "hmap.h"
 #include "mem.h"
 #include "strutil.h"
 #include "yamlconf.h"
@@ -133,6 +134,48 @@ static int cmp_err(const void *a, const void *b)
     if (x->line != y->line) return x->line < y->line ? -1 : 1;
     if (x->col != y->col) return x->col < y->col ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* ---- a set of byte strings, for duplicate checks in linear time ------------ */
+
+typedef struct strkey {
+    const char *s; /* borrowed */
+    size_t len;
+} strkey;
+
+typedef struct strset {
+    hmap m;
+} strset;
+
+static bool strkey_eq(const void *val, const void *key)
+{
+    const strkey *a = val, *b = key;
+    return a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
+}
+
+static void strset_init(strset *set)
+{
+    hmap_init(&set->m);
+}
+
+/* Adds s (borrowed: it must outlive the set); false if already present. */
+static bool strset_add(strset *set, const char *s, size_t len)
+{
+    strkey k = {s, len};
+    uint64_t h = strutil_hash64(s, len, 0);
+    if (hmap_get(&set->m, h, strkey_eq, &k)) return false;
+    strkey *e = mem_malloc(sizeof *e);
+    *e = k;
+    hmap_put(&set->m, h, e);
+    return true;
+}
+
+static void strset_cleanup(strset *set)
+{
+    size_t it = 0;
+    void *v;
+    while (hmap_next(&set->m, &it, &v)) mem_free(v);
+    hmap_cleanup(&set->m);
 }
 
 /* ---- paths (Go's filepath.Clean, Dir and config.JoinDir) ------------------- */
@@ -458,24 +501,21 @@ static int walk_map(ctx *c, const yamlconf_node *n, const char *go_type, pair_fn
         type_error(c, n, go_type);
         return -1;
     }
+    strset seen;
+    strset_init(&seen);
     for (size_t i = 0; i < n->n; i++) {
         const yamlconf_node *k = n->pairs[i].key;
         if (k->kind != YAMLCONF_SCALAR && k->kind != YAMLCONF_NULL) {
             type_error(c, k, "string");
             continue;
         }
-        bool dup = false;
-        for (size_t j = 0; j < i && !dup; j++) {
-            const yamlconf_node *o = n->pairs[j].key;
-            dup = (o->kind == YAMLCONF_SCALAR || o->kind == YAMLCONF_NULL) && o->len == k->len &&
-                  memcmp(o->str, k->str, k->len) == 0;
-        }
-        if (dup) {
+        if (!strset_add(&seen, k->str, k->len)) {
             errorf(c, k, "key %s already set in map", qs(c, k->str, k->len));
             continue;
         }
         fn(c, k, n->pairs[i].value, arg);
     }
+    strset_cleanup(&seen);
     return 1;
 }
 
@@ -1575,33 +1615,23 @@ static bool check_unsupported_sd(ctx *c, const slot *s, size_t kind)
     return ok;
 }
 
-/* CheckTargetAddress over static groups. */
-static bool check_static_targets(ctx *c, const slot *sd, const config_target_group *g, size_t n)
+/* CheckTargetAddress over the static targets as written (a URL is not a
+ * host:port; relabeling may rewrite it, so callers skip this when there is
+ * relabeling). */
+static void check_static_targets(ctx *c, const slot *st)
 {
-    bool ok = true;
-    const yamlconf_node *seq = sd[SD_STATIC].val;
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < g[i].n_targets; j++) {
-            const char *t = g[i].targets[j];
-            if (strchr(t, '/')) {
-                const yamlconf_node *at = seq ? seq : sd[SD_STATIC].key;
-                /* Find the target's own node for the position. */
-                for (size_t a = 0; seq && a < seq->n; a++) {
-                    const yamlconf_node *tn = yamlconf_map_get(seq->items[a], "targets", NULL);
-                    for (size_t b = 0; tn && tn->kind == YAMLCONF_SEQ && b < tn->n; b++) {
-                        if (yamlconf_str_eq(tn->items[b], t)) {
-                            at = tn->items[b];
-                            a = seq->n;
-                            break;
-                        }
-                    }
-                }
-                errorf(c, at, "%s is not a valid hostname", qz(c, t));
-                ok = false;
+    const yamlconf_node *seq = st->val;
+    if (!st->key || !seq || seq->kind != YAMLCONF_SEQ) return;
+    for (size_t a = 0; a < seq->n; a++) {
+        const yamlconf_node *tn = yamlconf_map_get(seq->items[a], "targets", NULL);
+        if (!tn || tn->kind != YAMLCONF_SEQ) continue;
+        for (size_t b = 0; b < tn->n; b++) {
+            const yamlconf_node *t = tn->items[b];
+            if (t->kind == YAMLCONF_SCALAR && memchr(t->str, '/', t->len)) {
+                errorf(c, t, "%s is not a valid hostname", qs(c, t->str, t->len));
             }
         }
     }
-    return ok;
 }
 
 /* ---- scrape protocols --------------------------------------------------------- */
@@ -2124,7 +2154,7 @@ static void decode_scrape(ctx *c, const yamlconf_node *n, config_scrape *sc)
                        s[SC_RELABEL_CONFIGS].val->n > 0;
     (void)rl_ok;
     if (!has_relabel) {
-        check_static_targets(c, sd, sc->static_configs, sc->n_static_configs);
+        check_static_targets(c, &sd[SD_STATIC]);
     }
     decode_relabels(c, &s[SC_METRIC_RELABEL_CONFIGS], legacy,
                     "empty or null metric relabeling rule in scrape config",
@@ -2301,7 +2331,7 @@ static void decode_alertmanager(ctx *c, const yamlconf_node *n, config_alertmana
     bool has_relabel = s[AM_RELABEL_CONFIGS].key && !yamlconf_is_null(s[AM_RELABEL_CONFIGS].val) &&
                        s[AM_RELABEL_CONFIGS].val->kind == YAMLCONF_SEQ &&
                        s[AM_RELABEL_CONFIGS].val->n > 0;
-    if (!has_relabel) check_static_targets(c, sd, a->static_configs, a->n_static_configs);
+    if (!has_relabel) check_static_targets(c, &sd[SD_STATIC]);
 }
 
 static const char *const alerting_names[] = {"alert_relabel_configs", "alertmanagers"};
@@ -2725,6 +2755,8 @@ static const char *const otlp_names[] = {"promote_all_resource_attributes",
 static void check_attributes(ctx *c, const slot *s, char **v, size_t n, const char *what,
                              const char *adjective)
 {
+    strset seen;
+    strset_init(&seen);
     for (size_t i = 0; i < n; i++) {
         const char *a = v[i];
         size_t l = strlen(a);
@@ -2733,20 +2765,12 @@ static void check_attributes(ctx *c, const slot *s, char **v, size_t n, const ch
         const yamlconf_node *at = i < s->val->n ? s->val->items[i] : s->val;
         if (l == 0) {
             errorf(c, at, "invalid '%s': empty %s OTel resource attribute", what, adjective);
-            continue;
-        }
-        for (size_t j = 0; j < i; j++) {
-            const char *b = v[j];
-            size_t bl = strlen(b);
-            while (bl && strchr(" \t\n\r\v\f", *b)) b++, bl--;
-            while (bl && strchr(" \t\n\r\v\f", b[bl - 1])) bl--;
-            if (bl == l && memcmp(a, b, l) == 0) {
-                errorf(c, at, "invalid '%s': duplicated %s OTel resource attribute %s", what,
-                       adjective, qs(c, a, l));
-                break;
-            }
+        } else if (!strset_add(&seen, a, l)) {
+            errorf(c, at, "invalid '%s': duplicated %s OTel resource attribute %s", what,
+                   adjective, qs(c, a, l));
         }
     }
+    strset_cleanup(&seen);
 }
 
 static void decode_otlp(ctx *c, const yamlconf_node *n)
@@ -2861,6 +2885,8 @@ static void decode_config(ctx *c, const yamlconf_node *root)
     }
     free_strv(scf, nscf);
 
+    strset names;
+    strset_init(&names);
     const yamlconf_node *seq = seq_of(c, &s[TOP_SCRAPE_CONFIGS], "[]*config.ScrapeConfig");
     if (seq) {
         cfg->scrape_configs = mem_calloc(seq->n ? seq->n : 1, sizeof *cfg->scrape_configs);
@@ -2875,20 +2901,18 @@ static void decode_config(ctx *c, const yamlconf_node *root)
             config_scrape *sc = &cfg->scrape_configs[cfg->n_scrape_configs++];
             decode_scrape(c, it, sc);
             if (!sc->job_name || !*sc->job_name) continue;
-            for (size_t j = 0; j + 1 < cfg->n_scrape_configs; j++) {
-                if (cfg->scrape_configs[j].job_name &&
-                    strcmp(cfg->scrape_configs[j].job_name, sc->job_name) == 0) {
-                    const yamlconf_node *at = yamlconf_map_get(it, "job_name", NULL);
-                    errorf(c, at ? at : it, "found multiple scrape configs with job name %s",
-                           qz(c, sc->job_name));
-                    break;
-                }
+            if (!strset_add(&names, sc->job_name, strlen(sc->job_name))) {
+                const yamlconf_node *at = yamlconf_map_get(it, "job_name", NULL);
+                errorf(c, at ? at : it, "found multiple scrape configs with job name %s",
+                       qz(c, sc->job_name));
             }
         }
     }
+    strset_cleanup(&names);
 
     if (s[TOP_ALERTING].key) decode_alerting(c, s[TOP_ALERTING].val);
 
+    strset_init(&names);
     seq = seq_of(c, &s[TOP_REMOTE_WRITE], "[]*config.RemoteWriteConfig");
     if (seq) {
         cfg->remote_write = mem_calloc(seq->n ? seq->n : 1, sizeof *cfg->remote_write);
@@ -2902,19 +2926,18 @@ static void decode_config(ctx *c, const yamlconf_node *root)
             config_remote_write *r = &cfg->remote_write[cfg->n_remote_write++];
             decode_remote_write(c, it, r);
             if (!r->name || !*r->name) continue;
-            for (size_t j = 0; j + 1 < cfg->n_remote_write; j++) {
-                if (cfg->remote_write[j].name && strcmp(cfg->remote_write[j].name, r->name) == 0) {
-                    const yamlconf_node *at = yamlconf_map_get(it, "name", NULL);
-                    errorf(c, at ? at : it, "found multiple remote write configs with job name %s",
-                           qz(c, r->name));
-                    break;
-                }
+            if (!strset_add(&names, r->name, strlen(r->name))) {
+                const yamlconf_node *at = yamlconf_map_get(it, "name", NULL);
+                errorf(c, at ? at : it, "found multiple remote write configs with job name %s",
+                       qz(c, r->name));
             }
         }
     }
+    strset_cleanup(&names);
 
     seq = seq_of(c, &s[TOP_REMOTE_READ], "[]*config.RemoteReadConfig");
     if (seq) {
+        strset_init(&names);
         char **rr_names = mem_calloc(seq->n ? seq->n : 1, sizeof *rr_names);
         size_t nrr = 0;
         for (size_t i = 0; i < seq->n; i++) {
@@ -2926,16 +2949,14 @@ static void decode_config(ctx *c, const yamlconf_node *root)
             }
             char *name = decode_remote_read(c, it);
             if (!name) continue;
-            for (size_t j = 0; *name && j < nrr; j++) {
-                if (strcmp(rr_names[j], name) == 0) {
-                    const yamlconf_node *at = yamlconf_map_get(it, "name", NULL);
-                    errorf(c, at ? at : it, "found multiple remote read configs with job name %s",
-                           qz(c, name));
-                    break;
-                }
-            }
             rr_names[nrr++] = name;
+            if (*name && !strset_add(&names, name, strlen(name))) {
+                const yamlconf_node *at = yamlconf_map_get(it, "name", NULL);
+                errorf(c, at ? at : it, "found multiple remote read configs with job name %s",
+                       qz(c, name));
+            }
         }
+        strset_cleanup(&names);
         free_strv(rr_names, nrr);
     }
 
