@@ -2311,12 +2311,11 @@ static void decode_alertmanager(ctx *c, const yamlconf_node *n, config_alertmana
     if (s[AM_API_VERSION].key) {
         bool fine;
         const char *v = str_of(c, &s[AM_API_VERSION], &fine);
-        if (fine && !yamlconf_is_null(s[AM_API_VERSION].val) && strcmp(v, "v2") != 0) {
-            errorf(c, s[AM_API_VERSION].val,
+        /* A null version is refused too: yaml.v2 would leave it empty and
+         * Prometheus would then silently send nothing. */
+        if (fine && strcmp(v, "v2") != 0) {
+            errorf(c, at_of(&s[AM_API_VERSION], n),
                    "expected Alertmanager api version to be one of [v2] but got %s", v);
-        } else if (fine) {
-            mem_free(a->api_version);
-            a->api_version = mem_strdup(v);
         }
     }
     const slot *sd = s + AM_SD;

@@ -97,6 +97,7 @@ static const struct {
     {"alert_relabel_null", "3:6: empty or null alert relabeling rule"},
     {"am_alert_relabel_null", "6:11: empty or null Alertmanager alert relabeling rule"},
     {"am_api_version", "3:20: expected Alertmanager api version to be one of [v2] but got v1"},
+    {"am_api_version_null", "3:7: expected Alertmanager api version to be one of [v2] but got "},
     {"am_null", "3:6: empty or null alertmanager config section"},
     {"am_relabel_null", "6:10: empty or null Alertmanager target relabeling rule"},
     {"am_scheme", "3:15: unsupported Alertmanager scheme \"smtp\" (sidewatch sends over \"http\" and \"https\")"},
