@@ -44,9 +44,9 @@ typedef struct ctx {
     size_t n_errs, cap_errs, seq;
     char **scratch; /* quoted strings for messages, freed at the end */
     size_t n_scratch, cap_scratch;
-    bool legacy; /* global metric_name_validation_scheme: legacy */
+    bool legacy;            /* global metric_name_validation_scheme: legacy */
     bool native_histograms; /* global scrape_native_histograms */
-    char *global_escaping; /* resolved global metric_name_escaping_scheme */
+    char *global_escaping;  /* resolved global metric_name_escaping_scheme */
     config *cfg;
 } ctx;
 
@@ -174,7 +174,8 @@ static void strset_cleanup(strset *set)
 {
     size_t it = 0;
     void *v;
-    while (hmap_next(&set->m, &it, &v)) mem_free(v);
+    while (hmap_next(&set->m, &it, &v))
+        mem_free(v);
     hmap_cleanup(&set->m);
 }
 
@@ -191,15 +192,18 @@ static char *path_clean(const char *p)
     size_t base = o; /* where ".." may no longer pop */
     size_t i = 0;
     while (i < n) {
-        while (i < n && p[i] == '/') i++;
+        while (i < n && p[i] == '/')
+            i++;
         size_t s = i;
-        while (i < n && p[i] != '/') i++;
+        while (i < n && p[i] != '/')
+            i++;
         size_t len = i - s;
         if (len == 0 || (len == 1 && p[s] == '.')) continue;
         if (len == 2 && p[s] == '.' && p[s + 1] == '.') {
             if (o > base) {
                 /* Pop the last element. */
-                while (o > base && out[o - 1] != '/') o--;
+                while (o > base && out[o - 1] != '/')
+                    o--;
                 if (o > base) o--;
             } else if (!rooted) {
                 if (o > 0) out[o++] = '/';
@@ -451,7 +455,8 @@ static int get_bytes(ctx *c, const slot *s, int64_t *out)
 
 static void free_strv(char **v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) mem_free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        mem_free(v[i]);
     mem_free(v);
 }
 
@@ -543,7 +548,8 @@ static void check_strv_value(ctx *c, const yamlconf_node *k, const yamlconf_node
         type_error(c, v, go_type);
         return;
     }
-    for (size_t i = 0; i < v->n; i++) string_value(c, v->items[i]);
+    for (size_t i = 0; i < v->n; i++)
+        string_value(c, v->items[i]);
 }
 
 /* Validates a list whose items are only checked for shape. Returns the
@@ -585,12 +591,14 @@ static bool legacy_target_with_vars(const char *s, size_t len)
             i++;
             if (i < len && s[i] == '{') {
                 size_t st = ++i;
-                while (i < len && is_word(s[i])) i++;
+                while (i < len && is_word(s[i]))
+                    i++;
                 if (i == st || i >= len || s[i] != '}') return false;
                 i++;
             } else {
                 size_t st = i;
-                while (i < len && is_word(s[i])) i++;
+                while (i < len && is_word(s[i]))
+                    i++;
                 if (i == st) return false;
             }
         } else if (first ? ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_')
@@ -615,13 +623,13 @@ static bool valid_label_name_with_vars(bool legacy, const char *s, size_t len)
 #define F_ENUM(id, name) id,
 #define F_NAME(id, name) name,
 
-#define RELABEL_FIELDS(X)                                                                         \
-    X(RL_SOURCE_LABELS, "source_labels")                                                          \
-    X(RL_SEPARATOR, "separator")                                                                  \
-    X(RL_REGEX, "regex")                                                                          \
-    X(RL_MODULUS, "modulus")                                                                      \
-    X(RL_TARGET_LABEL, "target_label")                                                            \
-    X(RL_REPLACEMENT, "replacement")                                                              \
+#define RELABEL_FIELDS(X)                                                                          \
+    X(RL_SOURCE_LABELS, "source_labels")                                                           \
+    X(RL_SEPARATOR, "separator")                                                                   \
+    X(RL_REGEX, "regex")                                                                           \
+    X(RL_MODULUS, "modulus")                                                                       \
+    X(RL_TARGET_LABEL, "target_label")                                                             \
+    X(RL_REPLACEMENT, "replacement")                                                               \
     X(RL_ACTION, "action")
 enum { RELABEL_FIELDS(F_ENUM) RL__N };
 static const char *const relabel_names[] = {RELABEL_FIELDS(F_NAME)};
@@ -658,7 +666,8 @@ static void relabel_cleanup(config_relabel *r)
 
 static void free_relabels(config_relabel *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) relabel_cleanup(&v[i]);
+    for (size_t i = 0; i < n; i++)
+        relabel_cleanup(&v[i]);
     mem_free(v);
 }
 
@@ -782,16 +791,15 @@ static bool decode_relabel(ctx *c, const yamlconf_node *n, bool legacy, config_r
         errorf(c, tl_at, "%s is invalid 'target_label' for %s action", qs(c, tl, tl_len), an);
         return false;
     }
-    bool case_or_eq = a == RELABEL_LOWERCASE || a == RELABEL_UPPERCASE ||
-                      a == RELABEL_KEEPEQUAL || a == RELABEL_DROPEQUAL;
+    bool case_or_eq = a == RELABEL_LOWERCASE || a == RELABEL_UPPERCASE || a == RELABEL_KEEPEQUAL ||
+                      a == RELABEL_DROPEQUAL;
     if (case_or_eq && !valid_label_name(legacy, tl, tl_len)) {
         errorf(c, tl_at, "%s is invalid 'target_label' for %s action", qs(c, tl, tl_len), an);
         return false;
     }
     bool default_replacement = strcmp(r->replacement, "$1") == 0;
     if (case_or_eq && !default_replacement) {
-        errorf(c, at_of(&s[RL_REPLACEMENT], n), "'replacement' can not be set for %s action",
-               an);
+        errorf(c, at_of(&s[RL_REPLACEMENT], n), "'replacement' can not be set for %s action", an);
         return false;
     }
     if (a == RELABEL_LABELMAP &&
@@ -865,76 +873,76 @@ static bool decode_relabels(ctx *c, const slot *s, bool legacy, const char *null
 
 /* ---- HTTP client settings (common's HTTPClientConfig) ----------------------------- */
 
-#define HTTP_FIELDS(X)                                                                            \
-    X(H_BASIC_AUTH, "basic_auth")                                                                 \
-    X(H_AUTHORIZATION, "authorization")                                                           \
-    X(H_OAUTH2, "oauth2")                                                                         \
-    X(H_BEARER_TOKEN, "bearer_token")                                                             \
-    X(H_BEARER_TOKEN_FILE, "bearer_token_file")                                                   \
-    X(H_TLS_CONFIG, "tls_config")                                                                 \
-    X(H_FOLLOW_REDIRECTS, "follow_redirects")                                                     \
-    X(H_ENABLE_HTTP2, "enable_http2")                                                             \
-    PROXY_FIELDS(X)                                                                               \
+#define HTTP_FIELDS(X)                                                                             \
+    X(H_BASIC_AUTH, "basic_auth")                                                                  \
+    X(H_AUTHORIZATION, "authorization")                                                            \
+    X(H_OAUTH2, "oauth2")                                                                          \
+    X(H_BEARER_TOKEN, "bearer_token")                                                              \
+    X(H_BEARER_TOKEN_FILE, "bearer_token_file")                                                    \
+    X(H_TLS_CONFIG, "tls_config")                                                                  \
+    X(H_FOLLOW_REDIRECTS, "follow_redirects")                                                      \
+    X(H_ENABLE_HTTP2, "enable_http2")                                                              \
+    PROXY_FIELDS(X)                                                                                \
     X(H_HTTP_HEADERS, "http_headers")
-#define PROXY_FIELDS(X)                                                                           \
-    X(H_PROXY_URL, "proxy_url")                                                                   \
-    X(H_NO_PROXY, "no_proxy")                                                                     \
-    X(H_PROXY_FROM_ENV, "proxy_from_environment")                                                 \
+#define PROXY_FIELDS(X)                                                                            \
+    X(H_PROXY_URL, "proxy_url")                                                                    \
+    X(H_NO_PROXY, "no_proxy")                                                                      \
+    X(H_PROXY_FROM_ENV, "proxy_from_environment")                                                  \
     X(H_PROXY_CONNECT_HEADER, "proxy_connect_header")
 enum { HTTP_FIELDS(F_ENUM) H__N };
 
-#define TLS_FIELDS(X)                                                                             \
-    X(T_CA, "ca")                                                                                 \
-    X(T_CERT, "cert")                                                                             \
-    X(T_KEY, "key")                                                                               \
-    X(T_CA_FILE, "ca_file")                                                                       \
-    X(T_CERT_FILE, "cert_file")                                                                   \
-    X(T_KEY_FILE, "key_file")                                                                     \
-    X(T_CA_REF, "ca_ref")                                                                         \
-    X(T_CERT_REF, "cert_ref")                                                                     \
-    X(T_KEY_REF, "key_ref")                                                                       \
-    X(T_SERVER_NAME, "server_name")                                                               \
-    X(T_INSECURE, "insecure_skip_verify")                                                         \
-    X(T_MIN_VERSION, "min_version")                                                               \
+#define TLS_FIELDS(X)                                                                              \
+    X(T_CA, "ca")                                                                                  \
+    X(T_CERT, "cert")                                                                              \
+    X(T_KEY, "key")                                                                                \
+    X(T_CA_FILE, "ca_file")                                                                        \
+    X(T_CERT_FILE, "cert_file")                                                                    \
+    X(T_KEY_FILE, "key_file")                                                                      \
+    X(T_CA_REF, "ca_ref")                                                                          \
+    X(T_CERT_REF, "cert_ref")                                                                      \
+    X(T_KEY_REF, "key_ref")                                                                        \
+    X(T_SERVER_NAME, "server_name")                                                                \
+    X(T_INSECURE, "insecure_skip_verify")                                                          \
+    X(T_MIN_VERSION, "min_version")                                                                \
     X(T_MAX_VERSION, "max_version")
 enum { TLS_FIELDS(F_ENUM) T__N };
 static const char *const tls_names[] = {TLS_FIELDS(F_NAME)};
 
-#define BASIC_FIELDS(X)                                                                           \
-    X(B_USERNAME, "username")                                                                     \
-    X(B_USERNAME_FILE, "username_file")                                                           \
-    X(B_USERNAME_REF, "username_ref")                                                             \
-    X(B_PASSWORD, "password")                                                                     \
-    X(B_PASSWORD_FILE, "password_file")                                                           \
+#define BASIC_FIELDS(X)                                                                            \
+    X(B_USERNAME, "username")                                                                      \
+    X(B_USERNAME_FILE, "username_file")                                                            \
+    X(B_USERNAME_REF, "username_ref")                                                              \
+    X(B_PASSWORD, "password")                                                                      \
+    X(B_PASSWORD_FILE, "password_file")                                                            \
     X(B_PASSWORD_REF, "password_ref")
 enum { BASIC_FIELDS(F_ENUM) B__N };
 static const char *const basic_names[] = {BASIC_FIELDS(F_NAME)};
 
-#define AUTHZ_FIELDS(X)                                                                           \
-    X(A_TYPE, "type")                                                                             \
-    X(A_CREDENTIALS, "credentials")                                                               \
-    X(A_CREDENTIALS_FILE, "credentials_file")                                                     \
+#define AUTHZ_FIELDS(X)                                                                            \
+    X(A_TYPE, "type")                                                                              \
+    X(A_CREDENTIALS, "credentials")                                                                \
+    X(A_CREDENTIALS_FILE, "credentials_file")                                                      \
     X(A_CREDENTIALS_REF, "credentials_ref")
 enum { AUTHZ_FIELDS(F_ENUM) A__N };
 static const char *const authz_names[] = {AUTHZ_FIELDS(F_NAME)};
 
-#define OAUTH2_FIELDS(X)                                                                          \
-    X(O_CLIENT_ID, "client_id")                                                                   \
-    X(O_CLIENT_SECRET, "client_secret")                                                           \
-    X(O_CLIENT_SECRET_FILE, "client_secret_file")                                                 \
-    X(O_CLIENT_SECRET_REF, "client_secret_ref")                                                   \
-    X(O_CERT_KEY_ID, "client_certificate_key_id")                                                 \
-    X(O_CERT_KEY, "client_certificate_key")                                                       \
-    X(O_CERT_KEY_FILE, "client_certificate_key_file")                                             \
-    X(O_CERT_KEY_REF, "client_certificate_key_ref")                                               \
-    X(O_GRANT_TYPE, "grant_type")                                                                 \
-    X(O_SIGNATURE_ALGORITHM, "signature_algorithm")                                               \
-    X(O_ISS, "iss")                                                                               \
-    X(O_AUDIENCE, "audience")                                                                     \
-    X(O_CLAIMS, "claims")                                                                         \
-    X(O_SCOPES, "scopes")                                                                         \
-    X(O_TOKEN_URL, "token_url")                                                                   \
-    X(O_ENDPOINT_PARAMS, "endpoint_params")                                                       \
+#define OAUTH2_FIELDS(X)                                                                           \
+    X(O_CLIENT_ID, "client_id")                                                                    \
+    X(O_CLIENT_SECRET, "client_secret")                                                            \
+    X(O_CLIENT_SECRET_FILE, "client_secret_file")                                                  \
+    X(O_CLIENT_SECRET_REF, "client_secret_ref")                                                    \
+    X(O_CERT_KEY_ID, "client_certificate_key_id")                                                  \
+    X(O_CERT_KEY, "client_certificate_key")                                                        \
+    X(O_CERT_KEY_FILE, "client_certificate_key_file")                                              \
+    X(O_CERT_KEY_REF, "client_certificate_key_ref")                                                \
+    X(O_GRANT_TYPE, "grant_type")                                                                  \
+    X(O_SIGNATURE_ALGORITHM, "signature_algorithm")                                                \
+    X(O_ISS, "iss")                                                                                \
+    X(O_AUDIENCE, "audience")                                                                      \
+    X(O_CLAIMS, "claims")                                                                          \
+    X(O_SCOPES, "scopes")                                                                          \
+    X(O_TOKEN_URL, "token_url")                                                                    \
+    X(O_ENDPOINT_PARAMS, "endpoint_params")                                                        \
     X(O_TLS_CONFIG, "tls_config")
 enum { OAUTH2_FIELDS(F_ENUM) O__OWN };
 enum { O_PROXY_URL = O__OWN, O_NO_PROXY, O_PROXY_FROM_ENV, O_PROXY_CONNECT_HEADER, O__N };
@@ -978,7 +986,8 @@ static bool decode_tls(ctx *c, const yamlconf_node *n, config_http_client *h)
     for (int i = T_MIN_VERSION; i <= T_MAX_VERSION; i++) {
         if (!s[i].key || yamlconf_is_null(s[i].val) || !ok) continue;
         bool known = false;
-        for (size_t k = 0; versions[k]; k++) known |= strcmp(versions[k], v[i]) == 0;
+        for (size_t k = 0; versions[k]; k++)
+            known |= strcmp(versions[k], v[i]) == 0;
         if (!known) {
             errorf(c, s[i].val, "unknown TLS version: %s", v[i]);
             ok = false;
@@ -1012,10 +1021,10 @@ static bool decode_tls(ctx *c, const yamlconf_node *n, config_http_client *h)
         return false;
     }
     if (h) {
-#define SETF(field, idx, join)                                                                    \
-    do {                                                                                          \
-        mem_free(h->field);                                                                       \
-        h->field = *v[idx] ? (join ? join_dir(c, v[idx]) : mem_strdup(v[idx])) : NULL;            \
+#define SETF(field, idx, join)                                                                     \
+    do {                                                                                           \
+        mem_free(h->field);                                                                        \
+        h->field = *v[idx] ? (join ? join_dir(c, v[idx]) : mem_strdup(v[idx])) : NULL;             \
     } while (0)
         SETF(tls_ca_file, T_CA_FILE, 1);
         SETF(tls_cert_file, T_CERT_FILE, 1);
@@ -1057,11 +1066,13 @@ static bool check_proxy(ctx *c, const slot *p, const yamlconf_node *owner, char 
         return false;
     }
     if (from_env && url_set) {
-        errorf(c, owner, "if proxy_from_environment is configured, proxy_url must not be configured");
+        errorf(c, owner,
+               "if proxy_from_environment is configured, proxy_url must not be configured");
         return false;
     }
     if (from_env && *no_proxy) {
-        errorf(c, owner, "if proxy_from_environment is configured, no_proxy must not be configured");
+        errorf(c, owner,
+               "if proxy_from_environment is configured, no_proxy must not be configured");
         return false;
     }
     if (!(p[0].key && !yamlconf_is_null(p[0].val)) && *no_proxy) {
@@ -1077,12 +1088,25 @@ static bool check_proxy(ctx *c, const slot *p, const yamlconf_node *owner, char 
 
 static bool header_reserved(const char *name)
 {
-    static const char *const reserved[] = {
-        "Authorization", "Host", "Content-Encoding", "Content-Length", "Content-Type",
-        "User-Agent", "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-        "Www-Authenticate", "Accept-Encoding", "X-Prometheus-Remote-Write-Version",
-        "X-Prometheus-Remote-Read-Version", "X-Prometheus-Scrape-Timeout-Seconds", "X-Amz-Date",
-        "X-Amz-Security-Token", "X-Amz-Content-Sha256", NULL};
+    static const char *const reserved[] = {"Authorization",
+                                           "Host",
+                                           "Content-Encoding",
+                                           "Content-Length",
+                                           "Content-Type",
+                                           "User-Agent",
+                                           "Connection",
+                                           "Keep-Alive",
+                                           "Proxy-Authenticate",
+                                           "Proxy-Authorization",
+                                           "Www-Authenticate",
+                                           "Accept-Encoding",
+                                           "X-Prometheus-Remote-Write-Version",
+                                           "X-Prometheus-Remote-Read-Version",
+                                           "X-Prometheus-Scrape-Timeout-Seconds",
+                                           "X-Amz-Date",
+                                           "X-Amz-Security-Token",
+                                           "X-Amz-Content-Sha256",
+                                           NULL};
     for (size_t i = 0; reserved[i]; i++) {
         if (strcmp(reserved[i], name) == 0) return true;
     }
@@ -1103,8 +1127,10 @@ static char *canonical_header(const char *s, size_t len)
     bool upper = true;
     for (size_t i = 0; i < len; i++) {
         char ch = out[i];
-        if (upper && ch >= 'a' && ch <= 'z') ch = (char)(ch - 'a' + 'A');
-        else if (!upper && ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
+        if (upper && ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 'a' + 'A');
+        else if (!upper && ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch - 'A' + 'a');
         out[i] = ch;
         upper = ch == '-';
     }
@@ -1245,8 +1271,8 @@ static bool decode_http(ctx *c, const slot *s, const yamlconf_node *owner, confi
     if (!ok) return false;
 
     /* Validate(), in common's order. */
-    const yamlconf_node *bt_at = s[H_BEARER_TOKEN].key ? s[H_BEARER_TOKEN].key
-                                                        : s[H_BEARER_TOKEN_FILE].key;
+    const yamlconf_node *bt_at =
+        s[H_BEARER_TOKEN].key ? s[H_BEARER_TOKEN].key : s[H_BEARER_TOKEN_FILE].key;
     if (*bearer && *bearer_file) {
         errorf(c, bt_at, "at most one of bearer_token & bearer_token_file must be configured");
         return false;
@@ -1257,15 +1283,13 @@ static bool decode_http(ctx *c, const slot *s, const yamlconf_node *owner, confi
                "configured");
         return false;
     }
-    if (has_basic &&
-        count3(*bv[B_USERNAME], *bv[B_USERNAME_FILE], *bv[B_USERNAME_REF]) > 1) {
+    if (has_basic && count3(*bv[B_USERNAME], *bv[B_USERNAME_FILE], *bv[B_USERNAME_REF]) > 1) {
         errorf(c, s[H_BASIC_AUTH].key,
                "at most one of basic_auth username, username_file & username_ref must be "
                "configured");
         return false;
     }
-    if (has_basic &&
-        count3(*bv[B_PASSWORD], *bv[B_PASSWORD_FILE], *bv[B_PASSWORD_REF]) > 1) {
+    if (has_basic && count3(*bv[B_PASSWORD], *bv[B_PASSWORD_FILE], *bv[B_PASSWORD_REF]) > 1) {
         errorf(c, s[H_BASIC_AUTH].key,
                "at most one of basic_auth password, password_file & password_ref must be "
                "configured");
@@ -1287,8 +1311,10 @@ static bool decode_http(ctx *c, const slot *s, const yamlconf_node *owner, confi
         /* strings.TrimSpace */
         const char *t = av[A_TYPE];
         size_t tl = strlen(t);
-        while (tl && strchr(" \t\n\r\v\f", *t)) t++, tl--;
-        while (tl && strchr(" \t\n\r\v\f", t[tl - 1])) tl--;
+        while (tl && strchr(" \t\n\r\v\f", *t))
+            t++, tl--;
+        while (tl && strchr(" \t\n\r\v\f", t[tl - 1]))
+            tl--;
         authz_type = tl ? mem_strndup(t, tl) : mem_strdup("Bearer");
         if (strcasecmp(authz_type, "basic") == 0) {
             mem_free(authz_type);
@@ -1342,7 +1368,8 @@ static bool decode_http(ctx *c, const slot *s, const yamlconf_node *owner, confi
     h->has_basic_auth = has_basic;
     if (has_basic) {
         h->basic_auth_username = dup_or_null(bv[B_USERNAME]);
-        h->basic_auth_username_file = nonempty(bv[B_USERNAME_FILE]) ? join_dir(c, bv[B_USERNAME_FILE]) : NULL;
+        h->basic_auth_username_file =
+            nonempty(bv[B_USERNAME_FILE]) ? join_dir(c, bv[B_USERNAME_FILE]) : NULL;
         h->basic_auth_password.value = dup_or_null(bv[B_PASSWORD]);
         h->basic_auth_password.file =
             nonempty(bv[B_PASSWORD_FILE]) ? join_dir(c, bv[B_PASSWORD_FILE]) : NULL;
@@ -1373,23 +1400,23 @@ static bool any_auth(const config_http_client *h)
 /* Every service discovery kind Prometheus 3.14 registers, static and file
  * first (implemented), then the others (not supported), as yaml keys. */
 static const char *const sd_keys[] = {
-    "static_configs",       "file_sd_configs",       "aws_sd_configs",
-    "azure_sd_configs",     "consul_sd_configs",     "digitalocean_sd_configs",
-    "dns_sd_configs",       "docker_sd_configs",     "dockerswarm_sd_configs",
-    "ec2_sd_configs",       "ecs_sd_configs",        "elasticache_sd_configs",
-    "eureka_sd_configs",    "gce_sd_configs",        "hetzner_sd_configs",
-    "http_sd_configs",      "ionos_sd_configs",      "kubernetes_sd_configs",
-    "kuma_sd_configs",      "lightsail_sd_configs",  "linode_sd_configs",
-    "marathon_sd_configs",  "msk_sd_configs",        "nerve_sd_configs",
-    "nomad_sd_configs",     "oci_sd_configs",        "openstack_sd_configs",
-    "outscale_sd_configs",  "ovhcloud_sd_configs",   "puppetdb_sd_configs",
-    "rds_sd_configs",       "scaleway_sd_configs",   "serverset_sd_configs",
-    "stackit_sd_configs",   "triton_sd_configs",     "uyuni_sd_configs",
+    "static_configs",      "file_sd_configs",      "aws_sd_configs",
+    "azure_sd_configs",    "consul_sd_configs",    "digitalocean_sd_configs",
+    "dns_sd_configs",      "docker_sd_configs",    "dockerswarm_sd_configs",
+    "ec2_sd_configs",      "ecs_sd_configs",       "elasticache_sd_configs",
+    "eureka_sd_configs",   "gce_sd_configs",       "hetzner_sd_configs",
+    "http_sd_configs",     "ionos_sd_configs",     "kubernetes_sd_configs",
+    "kuma_sd_configs",     "lightsail_sd_configs", "linode_sd_configs",
+    "marathon_sd_configs", "msk_sd_configs",       "nerve_sd_configs",
+    "nomad_sd_configs",    "oci_sd_configs",       "openstack_sd_configs",
+    "outscale_sd_configs", "ovhcloud_sd_configs",  "puppetdb_sd_configs",
+    "rds_sd_configs",      "scaleway_sd_configs",  "serverset_sd_configs",
+    "stackit_sd_configs",  "triton_sd_configs",    "uyuni_sd_configs",
     "vultr_sd_configs",
 };
 enum { SD_STATIC = 0, SD_FILE = 1, SD__N = sizeof sd_keys / sizeof sd_keys[0] };
 
-#define TG_TYPE                                                                                   \
+#define TG_TYPE                                                                                    \
     "struct { Targets []string \"yaml:\\\"targets\\\"\"; Labels model.LabelSet "                   \
     "\"yaml:\\\"labels\\\"\" }"
 static const char *const tg_names[] = {"targets", "labels"};
@@ -1403,7 +1430,8 @@ static void tg_cleanup(config_target_group *g)
 
 static void free_tgs(config_target_group *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) tg_cleanup(&v[i]);
+    for (size_t i = 0; i < n; i++)
+        tg_cleanup(&v[i]);
     mem_free(v);
 }
 
@@ -1446,7 +1474,8 @@ static bool decode_static(ctx *c, const slot *s, config_target_group **out, size
         if (get_strv(c, &f[0], "[]string", &g->targets, &g->n_targets, NULL) < 0) ok = false;
         labels_builder b;
         labels_builder_init(&b);
-        if (f[1].key && walk_map(c, f[1].val, "model.LabelSet", add_group_label, &b) < 0) ok = false;
+        if (f[1].key && walk_map(c, f[1].val, "model.LabelSet", add_group_label, &b) < 0)
+            ok = false;
         g->labels = labels_builder_finish(&b, NULL);
         labels_builder_cleanup(&b);
         if (!g->labels) g->labels = labels_dup(labels_empty());
@@ -1464,7 +1493,8 @@ static bool file_sd_name_ok(const char *s)
     if (!dot) return false;
     static const char *const exts[] = {"json", "yml", "yaml", "JSON", "YML", "YAML", NULL};
     bool ext = false;
-    for (size_t i = 0; exts[i]; i++) ext |= strcmp(dot + 1, exts[i]) == 0;
+    for (size_t i = 0; exts[i]; i++)
+        ext |= strcmp(dot + 1, exts[i]) == 0;
     if (!ext) return false;
     /* The part before the extension: at most one '*', and no '/' after it. */
     const char *star = NULL;
@@ -1513,12 +1543,12 @@ static bool decode_file_sd(ctx *c, const slot *s, config_file_sd **out, size_t *
         for (size_t j = 0; fine && j < fs->n_files; j++) {
             if (!file_sd_name_ok(fs->files[j])) {
                 const yamlconf_node *at = f[0].val->items[j];
-                errorf(c, at, "path name %s is not valid for file discovery",
-                       qz(c, fs->files[j]));
+                errorf(c, at, "path name %s is not valid for file discovery", qz(c, fs->files[j]));
                 fine = false;
             }
         }
-        for (size_t j = 0; fine && j < fs->n_files; j++) join_dir_inplace(c, &fs->files[j]);
+        for (size_t j = 0; fine && j < fs->n_files; j++)
+            join_dir_inplace(c, &fs->files[j]);
         if (!fine) ok = false;
     }
     *out = v;
@@ -1535,8 +1565,7 @@ static void url_scheme_host(const char *u, char *scheme, size_t cap, bool *has_h
     size_t i = 0;
     if ((u[0] >= 'a' && u[0] <= 'z') || (u[0] >= 'A' && u[0] <= 'Z')) {
         while (u[i] && ((u[i] >= 'a' && u[i] <= 'z') || (u[i] >= 'A' && u[i] <= 'Z') ||
-                        (u[i] >= '0' && u[i] <= '9') || u[i] == '+' || u[i] == '-' ||
-                        u[i] == '.'))
+                        (u[i] >= '0' && u[i] <= '9') || u[i] == '+' || u[i] == '-' || u[i] == '.'))
             i++;
         if (u[i] == ':') {
             size_t n = i < cap - 1 ? i : cap - 1;
@@ -1568,8 +1597,9 @@ static void url_scheme_host(const char *u, char *scheme, size_t cap, bool *has_h
  * checks while parsing). */
 static bool check_unsupported_sd(ctx *c, const slot *s, size_t kind)
 {
-    unsupportedf(c, s->key, "not supported: %s (sidewatch implements static_configs and "
-                            "file_sd_configs)",
+    unsupportedf(c, s->key,
+                 "not supported: %s (sidewatch implements static_configs and "
+                 "file_sd_configs)",
                  sd_keys[kind]);
     const yamlconf_node *seq = seq_of(c, s, "[]discovery.Config");
     if (!seq) return !(s->key && !yamlconf_is_null(s->val));
@@ -1644,8 +1674,8 @@ static const char *const proto_names[] = {
     [CONFIG_PROTO_PROMETHEUS_PROTO] = "PrometheusProto",
 };
 #define N_PROTOS (sizeof proto_names / sizeof proto_names[0])
-#define PROTO_SUPPORTED                                                                           \
-    "[OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4 "             \
+#define PROTO_SUPPORTED                                                                            \
+    "[OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4 "              \
     "PrometheusText1.0.0]"
 
 const char *config_scrape_protocol_name(enum config_scrape_protocol p)
@@ -1687,7 +1717,8 @@ static int decode_protocols(ctx *c, const slot *s, const char *suffix,
                 buf m;
                 buf_init(&m, BUF_UNLIMITED);
                 buf_putc(&m, '[');
-                for (size_t k = 0; k < nv; k++) buf_printf(&m, "%s%s", k ? " " : "", v[k]);
+                for (size_t k = 0; k < nv; k++)
+                    buf_printf(&m, "%s%s", k ? " " : "", v[k]);
                 buf_putc(&m, ']');
                 errorf(c, seq->items[i], "duplicated protocol in scrape_protocols, got %s%s",
                        buf_cstr(&m), suffix);
@@ -1699,8 +1730,9 @@ static int decode_protocols(ctx *c, const slot *s, const char *suffix,
         if (rc < 0) break;
         int k = proto_lookup(v[i], strlen(v[i]));
         if (k < 0) {
-            errorf(c, seq->items[i], "scrape_protocols: unknown scrape protocol %s, supported: %s%s",
-                   v[i], PROTO_SUPPORTED, suffix);
+            errorf(c, seq->items[i],
+                   "scrape_protocols: unknown scrape protocol %s, supported: %s%s", v[i],
+                   PROTO_SUPPORTED, suffix);
             rc = -1;
             break;
         }
@@ -1720,8 +1752,8 @@ static int decode_protocols(ctx *c, const slot *s, const char *suffix,
 static void set_default_protocols(enum config_scrape_protocol **out, size_t *n, bool proto_first)
 {
     static const enum config_scrape_protocol def[] = {
-        CONFIG_PROTO_PROMETHEUS_PROTO,       CONFIG_PROTO_OPENMETRICS_1_0_0,
-        CONFIG_PROTO_OPENMETRICS_0_0_1,      CONFIG_PROTO_PROMETHEUS_TEXT_1_0_0,
+        CONFIG_PROTO_PROMETHEUS_PROTO,      CONFIG_PROTO_OPENMETRICS_1_0_0,
+        CONFIG_PROTO_OPENMETRICS_0_0_1,     CONFIG_PROTO_PROMETHEUS_TEXT_1_0_0,
         CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4,
     };
     const enum config_scrape_protocol *src = proto_first ? def : def + 1;
@@ -1771,7 +1803,8 @@ static void shell_name(const char *s, size_t len, const char **name, size_t *nle
         return;
     }
     size_t i = 0;
-    while (i < len && is_word(s[i])) i++;
+    while (i < len && is_word(s[i]))
+        i++;
     *nlen = i;
     *w = i;
 }
@@ -1846,27 +1879,27 @@ static void add_external_label(ctx *c, const yamlconf_node *k, const yamlconf_no
 
 /* ---- global --------------------------------------------------------------------- */
 
-#define GLOBAL_FIELDS(X)                                                                          \
-    X(G_SCRAPE_INTERVAL, "scrape_interval")                                                       \
-    X(G_SCRAPE_TIMEOUT, "scrape_timeout")                                                         \
-    X(G_SCRAPE_PROTOCOLS, "scrape_protocols")                                                     \
-    X(G_EVALUATION_INTERVAL, "evaluation_interval")                                               \
-    X(G_RULE_QUERY_OFFSET, "rule_query_offset")                                                   \
-    X(G_QUERY_LOG_FILE, "query_log_file")                                                         \
-    X(G_SCRAPE_FAILURE_LOG_FILE, "scrape_failure_log_file")                                       \
-    X(G_EXTERNAL_LABELS, "external_labels")                                                       \
-    X(G_BODY_SIZE_LIMIT, "body_size_limit")                                                       \
-    X(G_SAMPLE_LIMIT, "sample_limit")                                                             \
-    X(G_TARGET_LIMIT, "target_limit")                                                             \
-    X(G_LABEL_LIMIT, "label_limit")                                                               \
-    X(G_LABEL_NAME_LENGTH_LIMIT, "label_name_length_limit")                                       \
-    X(G_LABEL_VALUE_LENGTH_LIMIT, "label_value_length_limit")                                     \
-    X(G_KEEP_DROPPED_TARGETS, "keep_dropped_targets")                                             \
-    X(G_METRIC_NAME_VALIDATION_SCHEME, "metric_name_validation_scheme")                           \
-    X(G_METRIC_NAME_ESCAPING_SCHEME, "metric_name_escaping_scheme")                               \
-    X(G_SCRAPE_NATIVE_HISTOGRAMS, "scrape_native_histograms")                                     \
-    X(G_CONVERT_CLASSIC_TO_NHCB, "convert_classic_histograms_to_nhcb")                            \
-    X(G_ALWAYS_SCRAPE_CLASSIC, "always_scrape_classic_histograms")                                \
+#define GLOBAL_FIELDS(X)                                                                           \
+    X(G_SCRAPE_INTERVAL, "scrape_interval")                                                        \
+    X(G_SCRAPE_TIMEOUT, "scrape_timeout")                                                          \
+    X(G_SCRAPE_PROTOCOLS, "scrape_protocols")                                                      \
+    X(G_EVALUATION_INTERVAL, "evaluation_interval")                                                \
+    X(G_RULE_QUERY_OFFSET, "rule_query_offset")                                                    \
+    X(G_QUERY_LOG_FILE, "query_log_file")                                                          \
+    X(G_SCRAPE_FAILURE_LOG_FILE, "scrape_failure_log_file")                                        \
+    X(G_EXTERNAL_LABELS, "external_labels")                                                        \
+    X(G_BODY_SIZE_LIMIT, "body_size_limit")                                                        \
+    X(G_SAMPLE_LIMIT, "sample_limit")                                                              \
+    X(G_TARGET_LIMIT, "target_limit")                                                              \
+    X(G_LABEL_LIMIT, "label_limit")                                                                \
+    X(G_LABEL_NAME_LENGTH_LIMIT, "label_name_length_limit")                                        \
+    X(G_LABEL_VALUE_LENGTH_LIMIT, "label_value_length_limit")                                      \
+    X(G_KEEP_DROPPED_TARGETS, "keep_dropped_targets")                                              \
+    X(G_METRIC_NAME_VALIDATION_SCHEME, "metric_name_validation_scheme")                            \
+    X(G_METRIC_NAME_ESCAPING_SCHEME, "metric_name_escaping_scheme")                                \
+    X(G_SCRAPE_NATIVE_HISTOGRAMS, "scrape_native_histograms")                                      \
+    X(G_CONVERT_CLASSIC_TO_NHCB, "convert_classic_histograms_to_nhcb")                             \
+    X(G_ALWAYS_SCRAPE_CLASSIC, "always_scrape_classic_histograms")                                 \
     X(G_EXTRA_SCRAPE_METRICS, "extra_scrape_metrics")
 enum { GLOBAL_FIELDS(F_ENUM) G__N };
 static const char *const global_names[] = {GLOBAL_FIELDS(F_NAME)};
@@ -1938,7 +1971,8 @@ static void decode_global(ctx *c, const yamlconf_node *n)
     get_duration(c, &s[G_RULE_QUERY_OFFSET], &g->rule_query_offset_ms);
     if (interval == 0) interval = CONFIG_DEFAULT_SCRAPE_INTERVAL_MS;
     if (ri >= 0 && rt >= 0 && timeout > interval) {
-        errorf(c, at_of(&s[G_SCRAPE_TIMEOUT], n), "global scrape timeout greater than scrape interval");
+        errorf(c, at_of(&s[G_SCRAPE_TIMEOUT], n),
+               "global scrape timeout greater than scrape interval");
     }
     if (timeout == 0) {
         timeout = CONFIG_DEFAULT_SCRAPE_TIMEOUT_MS < interval ? CONFIG_DEFAULT_SCRAPE_TIMEOUT_MS
@@ -1986,36 +2020,36 @@ static void decode_global(ctx *c, const yamlconf_node *n)
 
 /* ---- scrape configs ------------------------------------------------------------- */
 
-#define SCRAPE_FIELDS(X)                                                                          \
-    X(SC_JOB_NAME, "job_name")                                                                    \
-    X(SC_HONOR_LABELS, "honor_labels")                                                            \
-    X(SC_HONOR_TIMESTAMPS, "honor_timestamps")                                                    \
-    X(SC_TRACK_TIMESTAMPS_STALENESS, "track_timestamps_staleness")                                \
-    X(SC_PARAMS, "params")                                                                        \
-    X(SC_SCRAPE_INTERVAL, "scrape_interval")                                                      \
-    X(SC_SCRAPE_TIMEOUT, "scrape_timeout")                                                        \
-    X(SC_SCRAPE_PROTOCOLS, "scrape_protocols")                                                    \
-    X(SC_FALLBACK_PROTOCOL, "fallback_scrape_protocol")                                           \
-    X(SC_SCRAPE_NATIVE_HISTOGRAMS, "scrape_native_histograms")                                    \
-    X(SC_ALWAYS_SCRAPE_CLASSIC, "always_scrape_classic_histograms")                               \
-    X(SC_CONVERT_CLASSIC_TO_NHCB, "convert_classic_histograms_to_nhcb")                           \
-    X(SC_SCRAPE_FAILURE_LOG_FILE, "scrape_failure_log_file")                                      \
-    X(SC_METRICS_PATH, "metrics_path")                                                            \
-    X(SC_SCHEME, "scheme")                                                                        \
-    X(SC_ENABLE_COMPRESSION, "enable_compression")                                                \
-    X(SC_BODY_SIZE_LIMIT, "body_size_limit")                                                      \
-    X(SC_SAMPLE_LIMIT, "sample_limit")                                                            \
-    X(SC_TARGET_LIMIT, "target_limit")                                                            \
-    X(SC_LABEL_LIMIT, "label_limit")                                                              \
-    X(SC_LABEL_NAME_LENGTH_LIMIT, "label_name_length_limit")                                      \
-    X(SC_LABEL_VALUE_LENGTH_LIMIT, "label_value_length_limit")                                    \
-    X(SC_NATIVE_HISTOGRAM_BUCKET_LIMIT, "native_histogram_bucket_limit")                          \
-    X(SC_NATIVE_HISTOGRAM_MIN_BUCKET_FACTOR, "native_histogram_min_bucket_factor")                \
-    X(SC_KEEP_DROPPED_TARGETS, "keep_dropped_targets")                                            \
-    X(SC_METRIC_NAME_VALIDATION_SCHEME, "metric_name_validation_scheme")                          \
-    X(SC_METRIC_NAME_ESCAPING_SCHEME, "metric_name_escaping_scheme")                              \
-    X(SC_EXTRA_SCRAPE_METRICS, "extra_scrape_metrics")                                            \
-    X(SC_RELABEL_CONFIGS, "relabel_configs")                                                      \
+#define SCRAPE_FIELDS(X)                                                                           \
+    X(SC_JOB_NAME, "job_name")                                                                     \
+    X(SC_HONOR_LABELS, "honor_labels")                                                             \
+    X(SC_HONOR_TIMESTAMPS, "honor_timestamps")                                                     \
+    X(SC_TRACK_TIMESTAMPS_STALENESS, "track_timestamps_staleness")                                 \
+    X(SC_PARAMS, "params")                                                                         \
+    X(SC_SCRAPE_INTERVAL, "scrape_interval")                                                       \
+    X(SC_SCRAPE_TIMEOUT, "scrape_timeout")                                                         \
+    X(SC_SCRAPE_PROTOCOLS, "scrape_protocols")                                                     \
+    X(SC_FALLBACK_PROTOCOL, "fallback_scrape_protocol")                                            \
+    X(SC_SCRAPE_NATIVE_HISTOGRAMS, "scrape_native_histograms")                                     \
+    X(SC_ALWAYS_SCRAPE_CLASSIC, "always_scrape_classic_histograms")                                \
+    X(SC_CONVERT_CLASSIC_TO_NHCB, "convert_classic_histograms_to_nhcb")                            \
+    X(SC_SCRAPE_FAILURE_LOG_FILE, "scrape_failure_log_file")                                       \
+    X(SC_METRICS_PATH, "metrics_path")                                                             \
+    X(SC_SCHEME, "scheme")                                                                         \
+    X(SC_ENABLE_COMPRESSION, "enable_compression")                                                 \
+    X(SC_BODY_SIZE_LIMIT, "body_size_limit")                                                       \
+    X(SC_SAMPLE_LIMIT, "sample_limit")                                                             \
+    X(SC_TARGET_LIMIT, "target_limit")                                                             \
+    X(SC_LABEL_LIMIT, "label_limit")                                                               \
+    X(SC_LABEL_NAME_LENGTH_LIMIT, "label_name_length_limit")                                       \
+    X(SC_LABEL_VALUE_LENGTH_LIMIT, "label_value_length_limit")                                     \
+    X(SC_NATIVE_HISTOGRAM_BUCKET_LIMIT, "native_histogram_bucket_limit")                           \
+    X(SC_NATIVE_HISTOGRAM_MIN_BUCKET_FACTOR, "native_histogram_min_bucket_factor")                 \
+    X(SC_KEEP_DROPPED_TARGETS, "keep_dropped_targets")                                             \
+    X(SC_METRIC_NAME_VALIDATION_SCHEME, "metric_name_validation_scheme")                           \
+    X(SC_METRIC_NAME_ESCAPING_SCHEME, "metric_name_escaping_scheme")                               \
+    X(SC_EXTRA_SCRAPE_METRICS, "extra_scrape_metrics")                                             \
+    X(SC_RELABEL_CONFIGS, "relabel_configs")                                                       \
     X(SC_METRIC_RELABEL_CONFIGS, "metric_relabel_configs")
 enum { SCRAPE_FIELDS(F_ENUM) SC__OWN };
 enum { SC_HTTP = SC__OWN, SC_SD = SC__OWN + H__N, SC__N = SC__OWN + H__N + SD__N };
@@ -2024,16 +2058,18 @@ enum { SC_HTTP = SC__OWN, SC_SD = SC__OWN + H__N, SC__N = SC__OWN + H__N + SD__N
 static const char *const http_names[] = {HTTP_FIELDS(F_NAME)};
 static const char *const scrape_own_names[] = {SCRAPE_FIELDS(F_NAME)};
 
-static void build_names(const char **out, const char *const *own, size_t n_own, bool http,
-                        bool sd)
+static void build_names(const char **out, const char *const *own, size_t n_own, bool http, bool sd)
 {
     size_t k = 0;
-    for (size_t i = 0; i < n_own; i++) out[k++] = own[i];
+    for (size_t i = 0; i < n_own; i++)
+        out[k++] = own[i];
     if (http) {
-        for (size_t i = 0; i < H__N; i++) out[k++] = http_names[i];
+        for (size_t i = 0; i < H__N; i++)
+            out[k++] = http_names[i];
     }
     if (sd) {
-        for (size_t i = 0; i < SD__N; i++) out[k++] = sd_keys[i];
+        for (size_t i = 0; i < SD__N; i++)
+            out[k++] = sd_keys[i];
     }
 }
 
@@ -2230,8 +2266,10 @@ static void decode_scrape(ctx *c, const yamlconf_node *n, config_scrape *sc)
     if (fine) {
         const char *e = esc;
         if (!*e) {
-            if (local == 0) e = c->global_escaping;
-            else e = legacy ? "underscores" : "allow-utf-8";
+            if (local == 0)
+                e = c->global_escaping;
+            else
+                e = legacy ? "underscores" : "allow-utf-8";
         }
         const yamlconf_node *e_at = at_of(&s[SC_METRIC_NAME_ESCAPING_SCHEME], n);
         if (strcmp(e, "allow-utf-8") == 0) {
@@ -2251,13 +2289,13 @@ static void decode_scrape(ctx *c, const yamlconf_node *n, config_scrape *sc)
 
 /* ---- alerting ---------------------------------------------------------------------- */
 
-#define AM_FIELDS(X)                                                                              \
-    X(AM_SIGV4, "sigv4")                                                                          \
-    X(AM_SCHEME, "scheme")                                                                        \
-    X(AM_PATH_PREFIX, "path_prefix")                                                              \
-    X(AM_TIMEOUT, "timeout")                                                                      \
-    X(AM_API_VERSION, "api_version")                                                              \
-    X(AM_RELABEL_CONFIGS, "relabel_configs")                                                      \
+#define AM_FIELDS(X)                                                                               \
+    X(AM_SIGV4, "sigv4")                                                                           \
+    X(AM_SCHEME, "scheme")                                                                         \
+    X(AM_PATH_PREFIX, "path_prefix")                                                               \
+    X(AM_TIMEOUT, "timeout")                                                                       \
+    X(AM_API_VERSION, "api_version")                                                               \
+    X(AM_RELABEL_CONFIGS, "relabel_configs")                                                       \
     X(AM_ALERT_RELABEL_CONFIGS, "alert_relabel_configs")
 enum { AM_FIELDS(F_ENUM) AM__OWN };
 enum { AM_HTTP = AM__OWN, AM_SD = AM__OWN + H__N, AM__N = AM__OWN + H__N + SD__N };
@@ -2358,35 +2396,35 @@ static void decode_alerting(ctx *c, const yamlconf_node *n)
 
 /* ---- remote write / remote read ------------------------------------------------------ */
 
-#define RW_FIELDS(X)                                                                              \
-    X(RW_URL, "url")                                                                              \
-    X(RW_REMOTE_TIMEOUT, "remote_timeout")                                                        \
-    X(RW_HEADERS, "headers")                                                                      \
-    X(RW_WRITE_RELABEL_CONFIGS, "write_relabel_configs")                                          \
-    X(RW_NAME, "name")                                                                            \
-    X(RW_SEND_EXEMPLARS, "send_exemplars")                                                        \
-    X(RW_SEND_NATIVE_HISTOGRAMS, "send_native_histograms")                                        \
-    X(RW_ROUND_ROBIN_DNS, "round_robin_dns")                                                      \
-    X(RW_PROTOBUF_MESSAGE, "protobuf_message")                                                    \
-    X(RW_FAILED_REQUEST_LOGGING, "failed_request_logging")                                        \
-    X(RW_QUEUE_CONFIG, "queue_config")                                                            \
-    X(RW_METADATA_CONFIG, "metadata_config")                                                      \
-    X(RW_SIGV4, "sigv4")                                                                          \
-    X(RW_AZUREAD, "azuread")                                                                      \
+#define RW_FIELDS(X)                                                                               \
+    X(RW_URL, "url")                                                                               \
+    X(RW_REMOTE_TIMEOUT, "remote_timeout")                                                         \
+    X(RW_HEADERS, "headers")                                                                       \
+    X(RW_WRITE_RELABEL_CONFIGS, "write_relabel_configs")                                           \
+    X(RW_NAME, "name")                                                                             \
+    X(RW_SEND_EXEMPLARS, "send_exemplars")                                                         \
+    X(RW_SEND_NATIVE_HISTOGRAMS, "send_native_histograms")                                         \
+    X(RW_ROUND_ROBIN_DNS, "round_robin_dns")                                                       \
+    X(RW_PROTOBUF_MESSAGE, "protobuf_message")                                                     \
+    X(RW_FAILED_REQUEST_LOGGING, "failed_request_logging")                                         \
+    X(RW_QUEUE_CONFIG, "queue_config")                                                             \
+    X(RW_METADATA_CONFIG, "metadata_config")                                                       \
+    X(RW_SIGV4, "sigv4")                                                                           \
+    X(RW_AZUREAD, "azuread")                                                                       \
     X(RW_GOOGLE_IAM, "google_iam")
 enum { RW_FIELDS(F_ENUM) RW__OWN };
 enum { RW_HTTP = RW__OWN, RW__N = RW__OWN + H__N };
 static const char *const rw_own_names[] = {RW_FIELDS(F_NAME)};
 
-#define QUEUE_FIELDS(X)                                                                           \
-    X(Q_CAPACITY, "capacity")                                                                     \
-    X(Q_MAX_SHARDS, "max_shards")                                                                 \
-    X(Q_MIN_SHARDS, "min_shards")                                                                 \
-    X(Q_MAX_SAMPLES_PER_SEND, "max_samples_per_send")                                             \
-    X(Q_BATCH_SEND_DEADLINE, "batch_send_deadline")                                               \
-    X(Q_MIN_BACKOFF, "min_backoff")                                                               \
-    X(Q_MAX_BACKOFF, "max_backoff")                                                               \
-    X(Q_RETRY_ON_HTTP_429, "retry_on_http_429")                                                   \
+#define QUEUE_FIELDS(X)                                                                            \
+    X(Q_CAPACITY, "capacity")                                                                      \
+    X(Q_MAX_SHARDS, "max_shards")                                                                  \
+    X(Q_MIN_SHARDS, "min_shards")                                                                  \
+    X(Q_MAX_SAMPLES_PER_SEND, "max_samples_per_send")                                              \
+    X(Q_BATCH_SEND_DEADLINE, "batch_send_deadline")                                                \
+    X(Q_MIN_BACKOFF, "min_backoff")                                                                \
+    X(Q_MAX_BACKOFF, "max_backoff")                                                                \
+    X(Q_RETRY_ON_HTTP_429, "retry_on_http_429")                                                    \
     X(Q_SAMPLE_AGE_LIMIT, "sample_age_limit")
 enum { QUEUE_FIELDS(F_ENUM) Q__N };
 static const char *const queue_names[] = {QUEUE_FIELDS(F_NAME)};
@@ -2408,11 +2446,23 @@ static void rw_cleanup(config_remote_write *r)
 
 static bool reserved_header_lc(const char *name)
 {
-    static const char *const reserved[] = {
-        "host", "content-encoding", "content-length", "content-type", "user-agent", "connection",
-        "keep-alive", "proxy-authenticate", "proxy-authorization", "www-authenticate",
-        "accept-encoding", "x-prometheus-remote-write-version", "x-prometheus-remote-read-version",
-        "x-amz-date", "x-amz-security-token", "x-amz-content-sha256", NULL};
+    static const char *const reserved[] = {"host",
+                                           "content-encoding",
+                                           "content-length",
+                                           "content-type",
+                                           "user-agent",
+                                           "connection",
+                                           "keep-alive",
+                                           "proxy-authenticate",
+                                           "proxy-authorization",
+                                           "www-authenticate",
+                                           "accept-encoding",
+                                           "x-prometheus-remote-write-version",
+                                           "x-prometheus-remote-read-version",
+                                           "x-amz-date",
+                                           "x-amz-security-token",
+                                           "x-amz-content-sha256",
+                                           NULL};
     for (size_t i = 0; reserved[i]; i++) {
         if (strcasecmp(reserved[i], name) == 0) return true;
     }
@@ -2511,8 +2561,10 @@ static void decode_remote_write(ctx *c, const yamlconf_node *n, config_remote_wr
             qok &= get_int(c, &q[Q_CAPACITY], &r->queue_capacity, "int") >= 0;
             qok &= get_int(c, &q[Q_MAX_SHARDS], &r->queue_max_shards, "int") >= 0;
             qok &= get_int(c, &q[Q_MIN_SHARDS], &r->queue_min_shards, "int") >= 0;
-            qok &= get_int(c, &q[Q_MAX_SAMPLES_PER_SEND], &r->queue_max_samples_per_send, "int") >= 0;
-            qok &= get_duration(c, &q[Q_BATCH_SEND_DEADLINE], &r->queue_batch_send_deadline_ms) >= 0;
+            qok &=
+                get_int(c, &q[Q_MAX_SAMPLES_PER_SEND], &r->queue_max_samples_per_send, "int") >= 0;
+            qok &=
+                get_duration(c, &q[Q_BATCH_SEND_DEADLINE], &r->queue_batch_send_deadline_ms) >= 0;
             qok &= get_duration(c, &q[Q_MIN_BACKOFF], &r->queue_min_backoff_ms) >= 0;
             qok &= get_duration(c, &q[Q_MAX_BACKOFF], &r->queue_max_backoff_ms) >= 0;
             qok &= get_bool(c, &q[Q_RETRY_ON_HTTP_429], &r->queue_retry_on_http_429) >= 0;
@@ -2538,8 +2590,8 @@ static void decode_remote_write(ctx *c, const yamlconf_node *n, config_remote_wr
     }
     if (s[RW_METADATA_CONFIG].key) {
         slot m[3];
-        int d = decode_map(c, s[RW_METADATA_CONFIG].val, "config.MetadataConfig", metadata_names,
-                           3, m);
+        int d =
+            decode_map(c, s[RW_METADATA_CONFIG].val, "config.MetadataConfig", metadata_names, 3, m);
         if (d == 0) {
             r->metadata_send = false;
             r->metadata_send_interval_ms = 0;
@@ -2574,7 +2626,8 @@ static void decode_remote_write(ctx *c, const yamlconf_node *n, config_remote_wr
     if (na > 1) {
         buf m;
         buf_init(&m, BUF_UNLIMITED);
-        for (size_t i = 0; i < na; i++) buf_printf(&m, "%s%s", i ? " " : "", auths[i]);
+        for (size_t i = 0; i < na; i++)
+            buf_printf(&m, "%s%s", i ? " " : "", auths[i]);
         errorf(c, n,
                "at most one of basic_auth, authorization, oauth2, sigv4, azuread or google_iam "
                "must be configured. Currently configured: [%s]",
@@ -2583,14 +2636,14 @@ static void decode_remote_write(ctx *c, const yamlconf_node *n, config_remote_wr
     }
 }
 
-#define RR_FIELDS(X)                                                                              \
-    X(RR_URL, "url")                                                                              \
-    X(RR_REMOTE_TIMEOUT, "remote_timeout")                                                        \
-    X(RR_CHUNKED_READ_LIMIT, "chunked_read_limit")                                                \
-    X(RR_HEADERS, "headers")                                                                      \
-    X(RR_READ_RECENT, "read_recent")                                                              \
-    X(RR_NAME, "name")                                                                            \
-    X(RR_REQUIRED_MATCHERS, "required_matchers")                                                  \
+#define RR_FIELDS(X)                                                                               \
+    X(RR_URL, "url")                                                                               \
+    X(RR_REMOTE_TIMEOUT, "remote_timeout")                                                         \
+    X(RR_CHUNKED_READ_LIMIT, "chunked_read_limit")                                                 \
+    X(RR_HEADERS, "headers")                                                                       \
+    X(RR_READ_RECENT, "read_recent")                                                               \
+    X(RR_NAME, "name")                                                                             \
+    X(RR_REQUIRED_MATCHERS, "required_matchers")                                                   \
     X(RR_FILTER_EXTERNAL_LABELS, "filter_external_labels")
 enum { RR_FIELDS(F_ENUM) RR__OWN };
 enum { RR_HTTP = RR__OWN, RR__N = RR__OWN + H__N };
@@ -2642,9 +2695,8 @@ static char *decode_remote_read(ctx *c, const yamlconf_node *n)
 /* ---- ignored sections: storage, tracing, runtime, otlp ------------------------------ */
 
 static const char *const storage_names[] = {"tsdb", "exemplars"};
-static const char *const tsdb_names[] = {"out_of_order_time_window",
-                                         "stale_series_compaction_threshold", "chunk_encoding",
-                                         "retention"};
+static const char *const tsdb_names[] = {
+    "out_of_order_time_window", "stale_series_compaction_threshold", "chunk_encoding", "retention"};
 static const char *const retention_names[] = {"time", "size", "percentage"};
 static const char *const chunk_encoding_names[] = {"floats"};
 static const char *const exemplars_names[] = {"max_exemplars"};
@@ -2697,7 +2749,7 @@ static void decode_storage(ctx *c, const yamlconf_node *n)
     }
 }
 
-static const char *const tracing_names[] = {"client_type", "endpoint",  "sampling_fraction",
+static const char *const tracing_names[] = {"client_type", "endpoint",   "sampling_fraction",
                                             "insecure",    "tls_config", "headers",
                                             "compression", "timeout"};
 
@@ -2720,8 +2772,8 @@ static void decode_tracing(ctx *c, const yamlconf_node *n)
     const char *ct = str_of(c, &s[0], &fine);
     if (fine && s[0].key && !yamlconf_is_null(s[0].val) && strcmp(ct, "http") != 0 &&
         strcmp(ct, "grpc") != 0) {
-        errorf(c, s[0].val,
-               "expected tracing client type to be to be http or grpc, but got %s", ct);
+        errorf(c, s[0].val, "expected tracing client type to be to be http or grpc, but got %s",
+               ct);
     }
     const char *ep = str_of(c, &s[1], &fine);
     double f;
@@ -2759,14 +2811,16 @@ static void check_attributes(ctx *c, const slot *s, char **v, size_t n, const ch
     for (size_t i = 0; i < n; i++) {
         const char *a = v[i];
         size_t l = strlen(a);
-        while (l && strchr(" \t\n\r\v\f", *a)) a++, l--;
-        while (l && strchr(" \t\n\r\v\f", a[l - 1])) l--;
+        while (l && strchr(" \t\n\r\v\f", *a))
+            a++, l--;
+        while (l && strchr(" \t\n\r\v\f", a[l - 1]))
+            l--;
         const yamlconf_node *at = i < s->val->n ? s->val->items[i] : s->val;
         if (l == 0) {
             errorf(c, at, "invalid '%s': empty %s OTel resource attribute", what, adjective);
         } else if (!strset_add(&seen, a, l)) {
-            errorf(c, at, "invalid '%s': duplicated %s OTel resource attribute %s", what,
-                   adjective, qs(c, a, l));
+            errorf(c, at, "invalid '%s': duplicated %s OTel resource attribute %s", what, adjective,
+                   qs(c, a, l));
         }
     }
     strset_cleanup(&seen);
@@ -2778,7 +2832,8 @@ static void decode_otlp(ctx *c, const yamlconf_node *n)
     if (decode_map(c, n, "config.plain", otlp_names, 9, s) <= 0) return;
     bool all = false, b;
     get_bool(c, &s[0], &all);
-    for (int i = 4; i < 9; i++) get_bool(c, &s[i], &b);
+    for (int i = 4; i < 9; i++)
+        get_bool(c, &s[i], &b);
     char **promote = NULL, **ignore = NULL;
     size_t np = 0, ni = 0;
     get_strv(c, &s[1], "[]string", &promote, &np, NULL);
@@ -2822,17 +2877,17 @@ static void decode_otlp(ctx *c, const yamlconf_node *n)
 
 /* ---- top level ------------------------------------------------------------------------- */
 
-#define TOP_FIELDS(X)                                                                             \
-    X(TOP_GLOBAL, "global")                                                                       \
-    X(TOP_RUNTIME, "runtime")                                                                     \
-    X(TOP_ALERTING, "alerting")                                                                   \
-    X(TOP_RULE_FILES, "rule_files")                                                               \
-    X(TOP_SCRAPE_CONFIG_FILES, "scrape_config_files")                                             \
-    X(TOP_SCRAPE_CONFIGS, "scrape_configs")                                                       \
-    X(TOP_STORAGE, "storage")                                                                     \
-    X(TOP_TRACING, "tracing")                                                                     \
-    X(TOP_REMOTE_WRITE, "remote_write")                                                           \
-    X(TOP_REMOTE_READ, "remote_read")                                                             \
+#define TOP_FIELDS(X)                                                                              \
+    X(TOP_GLOBAL, "global")                                                                        \
+    X(TOP_RUNTIME, "runtime")                                                                      \
+    X(TOP_ALERTING, "alerting")                                                                    \
+    X(TOP_RULE_FILES, "rule_files")                                                                \
+    X(TOP_SCRAPE_CONFIG_FILES, "scrape_config_files")                                              \
+    X(TOP_SCRAPE_CONFIGS, "scrape_configs")                                                        \
+    X(TOP_STORAGE, "storage")                                                                      \
+    X(TOP_TRACING, "tracing")                                                                      \
+    X(TOP_REMOTE_WRITE, "remote_write")                                                            \
+    X(TOP_REMOTE_READ, "remote_read")                                                              \
     X(TOP_OTLP, "otlp")
 enum { TOP_FIELDS(F_ENUM) TOP__N };
 static const char *const top_names[] = {TOP_FIELDS(F_NAME)};
@@ -2892,8 +2947,8 @@ static void decode_config(ctx *c, const yamlconf_node *root)
         for (size_t i = 0; i < seq->n; i++) {
             const yamlconf_node *it = seq->items[i];
             if (yamlconf_is_null(it)) {
-                errorf(c, it->line > s[TOP_SCRAPE_CONFIGS].key->line ? it
-                                                                     : s[TOP_SCRAPE_CONFIGS].key,
+                errorf(c,
+                       it->line > s[TOP_SCRAPE_CONFIGS].key->line ? it : s[TOP_SCRAPE_CONFIGS].key,
                        "empty or null scrape config section");
                 continue;
             }
@@ -2974,12 +3029,15 @@ static void config_free(config *c)
     labels_free(c->global.external_labels);
     mem_free(c->global.scrape_protocols);
     free_strv(c->rule_files, c->n_rule_files);
-    for (size_t i = 0; i < c->n_scrape_configs; i++) scrape_cleanup(&c->scrape_configs[i]);
+    for (size_t i = 0; i < c->n_scrape_configs; i++)
+        scrape_cleanup(&c->scrape_configs[i]);
     mem_free(c->scrape_configs);
     free_relabels(c->alert_relabel_configs, c->n_alert_relabel_configs);
-    for (size_t i = 0; i < c->n_alertmanagers; i++) am_cleanup(&c->alertmanagers[i]);
+    for (size_t i = 0; i < c->n_alertmanagers; i++)
+        am_cleanup(&c->alertmanagers[i]);
     mem_free(c->alertmanagers);
-    for (size_t i = 0; i < c->n_remote_write; i++) rw_cleanup(&c->remote_write[i]);
+    for (size_t i = 0; i < c->n_remote_write; i++)
+        rw_cleanup(&c->remote_write[i]);
     mem_free(c->remote_write);
     mem_free(c);
 }
@@ -3037,17 +3095,20 @@ int config_load_string_opts(const char *yaml, size_t len, const char *source,
     if (c.n_errs > 0) {
         qsort(c.errs, c.n_errs, sizeof *c.errs, cmp_err);
         for (size_t i = 0; i < c.n_errs && i < CONFIG_MAX_ERRORS; i++) {
-            if (err) buf_printf(err, "%s:%u:%u: %s\n", source, c.errs[i].line, c.errs[i].col,
-                                c.errs[i].msg);
+            if (err)
+                buf_printf(err, "%s:%u:%u: %s\n", source, c.errs[i].line, c.errs[i].col,
+                           c.errs[i].msg);
         }
         config_free(c.cfg);
         rc = -EINVAL;
     } else {
         *out = c.cfg;
     }
-    for (size_t i = 0; i < c.n_errs; i++) mem_free(c.errs[i].msg);
+    for (size_t i = 0; i < c.n_errs; i++)
+        mem_free(c.errs[i].msg);
     mem_free(c.errs);
-    for (size_t i = 0; i < c.n_scratch; i++) mem_free(c.scratch[i]);
+    for (size_t i = 0; i < c.n_scratch; i++)
+        mem_free(c.scratch[i]);
     mem_free(c.scratch);
     mem_free(c.dir);
     mem_free(c.global_escaping);

@@ -109,10 +109,10 @@ static bool in_list(const char *s, size_t len, const char *const *list)
 }
 
 static const char *const null_words[] = {"~", "null", "Null", "NULL", NULL};
-static const char *const true_words[] = {"y", "Y", "yes", "Yes", "YES", "true", "True",
-                                         "TRUE", "on", "On", "ON", NULL};
-static const char *const false_words[] = {"n", "N", "no", "No", "NO", "false", "False",
-                                          "FALSE", "off", "Off", "OFF", NULL};
+static const char *const true_words[] = {"y",    "Y",    "yes", "Yes", "YES", "true",
+                                         "True", "TRUE", "on",  "On",  "ON",  NULL};
+static const char *const false_words[] = {"n",     "N",     "no",  "No",  "NO",  "false",
+                                          "False", "FALSE", "off", "Off", "OFF", NULL};
 static const char *const inf_words[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", NULL};
 static const char *const ninf_words[] = {"-.inf", "-.Inf", "-.INF", NULL};
 static const char *const nan_words[] = {".nan", ".NaN", ".NAN", NULL};
@@ -202,20 +202,24 @@ static bool yaml_style_float(const char *s)
     if (*s == '.') {
         s++;
         if (!is_digit(*s)) return false;
-        while (is_digit(*s)) s++;
+        while (is_digit(*s))
+            s++;
     } else {
         if (!is_digit(*s)) return false;
-        while (is_digit(*s)) s++;
+        while (is_digit(*s))
+            s++;
         if (*s == '.') {
             s++;
-            while (is_digit(*s)) s++;
+            while (is_digit(*s))
+                s++;
         }
     }
     if (*s == 'e' || *s == 'E') {
         s++;
         if (*s == '+' || *s == '-') s++;
         if (!is_digit(*s)) return false;
-        while (is_digit(*s)) s++;
+        while (is_digit(*s))
+            s++;
     }
     return *s == '\0';
 }
@@ -225,19 +229,23 @@ static bool yaml_style_float(const char *s)
 static bool looks_like_timestamp(const char *s, size_t len)
 {
     size_t i = 0;
-    while (i < len && is_digit(s[i])) i++;
+    while (i < len && is_digit(s[i]))
+        i++;
     if (i != 4 || i == len || s[i] != '-') return false;
     i++;
     size_t d = 0;
-    while (i < len && is_digit(s[i]) && d < 3) i++, d++;
+    while (i < len && is_digit(s[i]) && d < 3)
+        i++, d++;
     if (d < 1 || d > 2 || i == len || s[i] != '-') return false;
     i++;
     d = 0;
-    while (i < len && is_digit(s[i]) && d < 3) i++, d++;
+    while (i < len && is_digit(s[i]) && d < 3)
+        i++, d++;
     if (d < 1 || d > 2) return false;
     if (i == len) return true;
     if (s[i] != 'T' && s[i] != 't' && s[i] != ' ' && s[i] != '\t') return false;
-    while (i < len && (s[i] == ' ' || s[i] == '\t')) i++;
+    while (i < len && (s[i] == ' ' || s[i] == '\t'))
+        i++;
     if (i < len && (s[i] == 'T' || s[i] == 't')) i++;
     return i < len && is_digit(s[i]);
 }
@@ -247,8 +255,7 @@ static const char *resolve_plain(const char *s, size_t len)
 {
     if (len == 0 || in_list(s, len, null_words)) return TAG_NULL;
     if (in_list(s, len, true_words) || in_list(s, len, false_words)) return TAG_BOOL;
-    if (in_list(s, len, inf_words) || in_list(s, len, ninf_words) ||
-        in_list(s, len, nan_words))
+    if (in_list(s, len, inf_words) || in_list(s, len, ninf_words) || in_list(s, len, nan_words))
         return TAG_FLOAT;
     if (len == 2 && s[0] == '<' && s[1] == '<') return TAG_MERGE;
     char c = s[0];
@@ -341,8 +348,8 @@ static long b64_decode(const char *in, size_t len, char *out)
                 if (v[k] < 0) return -1;
             }
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         out[n++] = (char)(w >> 16);
         if (pad < 2) out[n++] = (char)(w >> 8);
         if (pad < 1) out[n++] = (char)w;
@@ -357,8 +364,8 @@ static long b64_decode(const char *in, size_t len, char *out)
 static xnode *new_node(builder *b, enum yamlconf_kind kind, const yaml_mark_t *mark)
 {
     if (++b->nodes > YAMLCONF_MAX_NODES) {
-        fail_at(b, mark->line + 1, mark->column + 1,
-                "document has too many nodes (more than %u)", YAMLCONF_MAX_NODES);
+        fail_at(b, mark->line + 1, mark->column + 1, "document has too many nodes (more than %u)",
+                YAMLCONF_MAX_NODES);
         return NULL;
     }
     xnode *x = arena_calloc(&b->doc->mem, sizeof *x);
@@ -393,9 +400,9 @@ static const char *short_tag(builder *b, const char *tag)
     if (strcmp(tag, "!") == 0) return NULL;
     if (strncmp(tag, prefix, sizeof prefix - 1) == 0) {
         const char *t = tag + sizeof prefix - 1;
-        static const char *const known[] = {TAG_STR,   TAG_INT,   TAG_FLOAT,     TAG_BOOL,
-                                            TAG_NULL,  TAG_BINARY, TAG_MERGE,    TAG_TIMESTAMP,
-                                            TAG_SEQ,   TAG_MAP,   NULL};
+        static const char *const known[] = {TAG_STR,  TAG_INT,    TAG_FLOAT, TAG_BOOL,
+                                            TAG_NULL, TAG_BINARY, TAG_MERGE, TAG_TIMESTAMP,
+                                            TAG_SEQ,  TAG_MAP,    NULL};
         for (size_t i = 0; known[i]; i++) {
             if (strcmp(known[i] + 2, t) == 0) return known[i];
         }
@@ -437,8 +444,7 @@ static bool apply_tag(builder *b, xnode *x, const char *tag)
         bool ok = r == tag || (tag == TAG_FLOAT && r == TAG_INT);
         if (!ok) {
             if (!b->failed && b->err) {
-                buf_printf(b->err, "%s:%u:%u: cannot decode %s `", b->source, n->line, n->col,
-                           r);
+                buf_printf(b->err, "%s:%u:%u: cannot decode %s `", b->source, n->line, n->col, r);
                 put_short(b->err, n->str, n->len);
                 buf_printf(b->err, "` as a %s\n", tag);
             }
@@ -612,8 +618,7 @@ static bool finish_container(builder *b)
     if (x->pub.kind == YAMLCONF_MAP) {
         ok = finish_mapping(b, f);
     } else {
-        const yamlconf_node **items =
-            arena_alloc(&b->doc->mem, (f->n ? f->n : 1) * sizeof *items);
+        const yamlconf_node **items = arena_alloc(&b->doc->mem, (f->n ? f->n : 1) * sizeof *items);
         if (!items) {
             fail_at(b, x->pub.line, x->pub.col, "document too large");
             ok = false;
@@ -771,15 +776,14 @@ static void free_anchors(builder *b)
     hmap_cleanup(&b->anchors);
 }
 
-int yamlconf_parse(const char *text, size_t len, const char *source, yamlconf_doc **out,
-                   buf *err)
+int yamlconf_parse(const char *text, size_t len, const char *source, yamlconf_doc **out, buf *err)
 {
     *out = NULL;
     if (!source) source = "<input>";
     if (len > YAMLCONF_MAX_INPUT) {
         if (err) {
-            buf_printf(err, "%s: YAML input too large (%zu bytes, the limit is %u)\n", source,
-                       len, YAMLCONF_MAX_INPUT);
+            buf_printf(err, "%s: YAML input too large (%zu bytes, the limit is %u)\n", source, len,
+                       YAMLCONF_MAX_INPUT);
         }
         return -E2BIG;
     }
@@ -805,28 +809,40 @@ int yamlconf_parse(const char *text, size_t len, const char *source, yamlconf_do
                 break;
             }
             switch (ev.type) {
-            case YAML_STREAM_END_EVENT: done = true; break;
+            case YAML_STREAM_END_EVENT:
+                done = true;
+                break;
             case YAML_DOCUMENT_START_EVENT:
                 if (++b->documents > 1) {
                     fail_at(b, ev.start_mark.line + 1, ev.start_mark.column + 1,
                             "multiple YAML documents are not supported (this is the second)");
                 }
                 break;
-            case YAML_SCALAR_EVENT: on_scalar(b, &ev); break;
-            case YAML_SEQUENCE_START_EVENT: on_start(b, &ev, YAMLCONF_SEQ); break;
-            case YAML_MAPPING_START_EVENT: on_start(b, &ev, YAMLCONF_MAP); break;
+            case YAML_SCALAR_EVENT:
+                on_scalar(b, &ev);
+                break;
+            case YAML_SEQUENCE_START_EVENT:
+                on_start(b, &ev, YAMLCONF_SEQ);
+                break;
+            case YAML_MAPPING_START_EVENT:
+                on_start(b, &ev, YAMLCONF_MAP);
+                break;
             case YAML_SEQUENCE_END_EVENT:
             case YAML_MAPPING_END_EVENT:
                 if (b->depth > 0) finish_container(b);
                 break;
-            case YAML_ALIAS_EVENT: on_alias(b, &ev); break;
-            default: break;
+            case YAML_ALIAS_EVENT:
+                on_alias(b, &ev);
+                break;
+            default:
+                break;
             }
             yaml_event_delete(&ev);
         }
         yaml_parser_delete(&parser);
     }
-    for (size_t i = 0; i < b->depth; i++) mem_free(b->stack[i].kids);
+    for (size_t i = 0; i < b->depth; i++)
+        mem_free(b->stack[i].kids);
     free_anchors(b);
 
     int rc = 0;
@@ -979,10 +995,14 @@ void yamlconf_type_error(buf *out, const yamlconf_node *n, const char *go_type)
 const char *yamlconf_kind_name(enum yamlconf_kind k)
 {
     switch (k) {
-    case YAMLCONF_NULL: return "null";
-    case YAMLCONF_SCALAR: return "scalar";
-    case YAMLCONF_SEQ: return "sequence";
-    case YAMLCONF_MAP: return "mapping";
+    case YAMLCONF_NULL:
+        return "null";
+    case YAMLCONF_SCALAR:
+        return "scalar";
+    case YAMLCONF_SEQ:
+        return "sequence";
+    case YAMLCONF_MAP:
+        return "mapping";
     }
     return "?";
 }

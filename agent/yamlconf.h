@@ -74,8 +74,8 @@ struct yamlconf_node {
      * sequences and mappings. */
     const char *str;
     size_t len;
-    bool quoted;   /* scalar written quoted or as a block (| >), not plain */
-    size_t n;      /* number of items (sequence) or pairs (mapping) */
+    bool quoted;                       /* scalar written quoted or as a block (| >), not plain */
+    size_t n;                          /* number of items (sequence) or pairs (mapping) */
     const yamlconf_node *const *items; /* sequence items */
     const yamlconf_pair *pairs;        /* mapping pairs, in document order */
 };
@@ -89,8 +89,7 @@ typedef struct yamlconf_doc yamlconf_doc;
  * NULL, and one line "<source>:<line>:<col>: <problem>" is appended to err
  * (if err is non-NULL), e.g.
  * "prometheus.yml:3:9: mapping values are not allowed in this context". */
-int yamlconf_parse(const char *text, size_t len, const char *source, yamlconf_doc **out,
-                   buf *err);
+int yamlconf_parse(const char *text, size_t len, const char *source, yamlconf_doc **out, buf *err);
 /* Frees a document and every node in it. NULL is a no-op. */
 void yamlconf_free(yamlconf_doc *doc);
 

@@ -82,7 +82,8 @@ static bool has_suffix(const char *s, const char *suffix)
 static size_t count_lines(const char *s)
 {
     size_t n = 0;
-    for (; *s; s++) n += *s == '\n';
+    for (; *s; s++)
+        n += *s == '\n';
     return n;
 }
 
@@ -100,11 +101,14 @@ static const struct {
     {"am_api_version_null", "3:7: expected Alertmanager api version to be one of [v2] but got "},
     {"am_null", "3:6: empty or null alertmanager config section"},
     {"am_relabel_null", "6:10: empty or null Alertmanager target relabeling rule"},
-    {"am_scheme", "3:15: unsupported Alertmanager scheme \"smtp\" (sidewatch sends over \"http\" and \"https\")"},
-    {"am_sigv4_with_auth", "5:7: at most one of basic_auth, authorization, oauth2, & sigv4 must be configured"},
+    {"am_scheme", "3:15: unsupported Alertmanager scheme \"smtp\" (sidewatch sends over \"http\" "
+                  "and \"https\")"},
+    {"am_sigv4_with_auth",
+     "5:7: at most one of basic_auth, authorization, oauth2, & sigv4 must be configured"},
     {"am_timeout", "3:16: not a valid duration string: \"10\""},
     {"am_unknown_field", "3:7: field path not found in type config.AlertmanagerConfig"},
-    {"am_unsupported_sd", "3:7: not supported: dns_sd_configs (sidewatch implements static_configs and file_sd_configs)"},
+    {"am_unsupported_sd", "3:7: not supported: dns_sd_configs (sidewatch implements static_configs "
+                          "and file_sd_configs)"},
     {"am_url_target", "4:21: \"http://am:9093\" is not a valid hostname"},
     {"binary_invalid", "3:11: !!binary value contains invalid base64 data"},
     {"external_labels_dup", "4:5: key \"foo\" already set in map"},
@@ -118,65 +122,99 @@ static const struct {
     {"file_sd_unknown_field", "5:9: field refresh not found in type file.plain"},
     {"global_bad_duration", "2:20: not a valid duration string: \"15\""},
     {"global_duration_type", "2:24: cannot unmarshal !!seq into string"},
-    {"global_escaping", "2:32: unknown global name escaping method specified, must be one of 'allow-utf-8', 'underscores', 'dots', or 'values', got \"hyphens\""},
+    {"global_escaping", "2:32: unknown global name escaping method specified, must be one of "
+                        "'allow-utf-8', 'underscores', 'dots', or 'values', got \"hyphens\""},
     {"global_label_limit_negative", "2:16: cannot unmarshal !!int `-5` into uint"},
-    {"global_protocols_dup", "2:39: duplicated protocol in scrape_protocols, got [PrometheusProto prometheusproto] for global config"},
+    {"global_protocols_dup", "2:39: duplicated protocol in scrape_protocols, got [PrometheusProto "
+                             "prometheusproto] for global config"},
     {"global_protocols_empty", "2:21: scrape_protocols cannot be empty for global config"},
-    {"global_protocols_unknown", "2:43: scrape_protocols: unknown scrape protocol JSON, supported: [OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4 PrometheusText1.0.0] for global config"},
+    {"global_protocols_unknown", "2:43: scrape_protocols: unknown scrape protocol JSON, supported: "
+                                 "[OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto "
+                                 "PrometheusText0.0.4 PrometheusText1.0.0] for global config"},
     {"global_sample_limit_type", "2:17: cannot unmarshal !!str `lots` into uint"},
     {"global_timeout_gt_interval", "3:19: global scrape timeout greater than scrape interval"},
     {"global_type", "2:3: cannot unmarshal !!seq into config.plain"},
     {"global_validation_scheme", "2:34: unrecognized ValidationScheme: \"ascii\""},
-    {"http_authz_and_basic", "3:5: at most one of basic_auth, oauth2 & authorization must be configured"},
-    {"http_authz_basic_type", "3:5: authorization type cannot be set to \"basic\", use \"basic_auth\" instead"},
-    {"http_authz_credentials_both", "3:5: at most one of authorization credentials & credentials_file must be configured"},
-    {"http_authz_with_bearer", "3:5: authorization is not compatible with bearer_token & bearer_token_file"},
-    {"http_basic_password_both", "3:5: at most one of basic_auth password, password_file & password_ref must be configured"},
+    {"http_authz_and_basic",
+     "3:5: at most one of basic_auth, oauth2 & authorization must be configured"},
+    {"http_authz_basic_type",
+     "3:5: authorization type cannot be set to \"basic\", use \"basic_auth\" instead"},
+    {"http_authz_credentials_both",
+     "3:5: at most one of authorization credentials & credentials_file must be configured"},
+    {"http_authz_with_bearer",
+     "3:5: authorization is not compatible with bearer_token & bearer_token_file"},
+    {"http_basic_password_both",
+     "3:5: at most one of basic_auth password, password_file & password_ref must be configured"},
     {"http_basic_unknown", "4:7: field user not found in type config.plain"},
-    {"http_basic_username_both", "3:5: at most one of basic_auth username, username_file & username_ref must be configured"},
+    {"http_basic_username_both",
+     "3:5: at most one of basic_auth username, username_file & username_ref must be configured"},
     {"http_bearer_both", "3:5: at most one of bearer_token & bearer_token_file must be configured"},
     {"http_headers_reserved", "4:7: setting header \"User-Agent\" is not allowed"},
     {"http_no_proxy_alone", "2:5: if no_proxy is configured, proxy_url must also be configured"},
     {"http_oauth2_client_id", "3:5: oauth2 client_id must be configured"},
-    {"http_oauth2_secret_both", "3:5: at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured using grant-type=client_credentials"},
+    {"http_oauth2_secret_both",
+     "3:5: at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be "
+     "configured using grant-type=client_credentials"},
     {"http_oauth2_token_url", "3:5: oauth2 token_url must be configured"},
-    {"http_oauth2_with_basic", "3:5: at most one of basic_auth, oauth2 & authorization must be configured"},
-    {"http_proxy_connect_header", "2:5: if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured"},
-    {"http_proxy_env_and_url", "2:5: if proxy_from_environment is configured, proxy_url must not be configured"},
+    {"http_oauth2_with_basic",
+     "3:5: at most one of basic_auth, oauth2 & authorization must be configured"},
+    {"http_proxy_connect_header", "2:5: if proxy_connect_header is configured, proxy_url or "
+                                  "proxy_from_environment must also be configured"},
+    {"http_proxy_env_and_url",
+     "2:5: if proxy_from_environment is configured, proxy_url must not be configured"},
     {"http_sd_missing_url", "4:9: URL is missing"},
     {"http_sd_no_host", "4:14: host is missing in URL"},
     {"http_tls_ca_both", "4:7: at most one of ca, ca_file & ca_ref must be configured"},
-    {"http_tls_cert_no_key", "4:7: exactly one of key or key_file must be configured when a client certificate is configured"},
-    {"http_tls_key_no_cert", "4:7: exactly one of cert or cert_file must be configured when a client key is configured"},
+    {"http_tls_cert_no_key", "4:7: exactly one of key or key_file must be configured when a client "
+                             "certificate is configured"},
+    {"http_tls_key_no_cert",
+     "4:7: exactly one of cert or cert_file must be configured when a client key is configured"},
     {"http_tls_unknown", "4:7: field verify not found in type config.plain"},
     {"http_tls_version", "4:20: unknown TLS version: TLS14"},
     {"metric_relabel_null", "7:9: empty or null metric relabeling rule in scrape config"},
     {"multi_doc", "3:1: multiple YAML documents are not supported (this is the second)"},
-    {"otlp_duplicate_attribute", "2:36: invalid 'promote_resource_attributes': duplicated promoted OTel resource attribute \"a\""},
-    {"otlp_promote_both", "3:3: 'promote_all_resource_attributes' and 'promote_resource_attributes' cannot be configured simultaneously"},
+    {"otlp_duplicate_attribute", "2:36: invalid 'promote_resource_attributes': duplicated promoted "
+                                 "OTel resource attribute \"a\""},
+    {"otlp_promote_both", "3:3: 'promote_all_resource_attributes' and "
+                          "'promote_resource_attributes' cannot be configured simultaneously"},
     {"otlp_strategy", "2:25: unsupported OTLP translation strategy \"Foo\""},
-    {"otlp_strategy_legacy", "4:25: OTLP translation strategy \"NoTranslation\" is not allowed when UTF8 is disabled"},
+    {"otlp_strategy_legacy",
+     "4:25: OTLP translation strategy \"NoTranslation\" is not allowed when UTF8 is disabled"},
     {"relabel_action_empty", "5:9: relabel action cannot be empty"},
     {"relabel_action_unknown", "5:17: unknown relabel action \"Explode\""},
     {"relabel_dropequal_replacement", "6:22: 'replacement' can not be set for dropequal action"},
-    {"relabel_dropequal_separator", "4:9: dropequal action requires only 'source_labels' and `target_label`, and no other fields"},
-    {"relabel_hashmod_target_invalid", "8:23: \"tmp-hash\" is invalid 'target_label' for hashmod action"},
-    {"relabel_hashmod_target_missing", "6:17: relabel configuration for hashmod action requires 'target_label' value"},
-    {"relabel_job_legacy_target", "7:23: \"host.name\" is invalid 'target_label' for replace action"},
-    {"relabel_keepequal_regex", "4:9: keepequal action requires only 'source_labels' and `target_label`, and no other fields"},
-    {"relabel_keepequal_target_missing", "5:17: relabel configuration for keepequal action requires 'target_label' value"},
-    {"relabel_labeldrop_empty_sources", "4:9: labeldrop action requires only 'regex', and no other fields"},
-    {"relabel_labeldrop_target", "4:9: labeldrop action requires only 'regex', and no other fields"},
-    {"relabel_labelkeep_modulus", "4:9: labelkeep action requires only 'regex', and no other fields"},
-    {"relabel_labelmap_replacement", "7:22: \"meta.$1\" is invalid 'replacement' for labelmap action"},
+    {"relabel_dropequal_separator",
+     "4:9: dropequal action requires only 'source_labels' and `target_label`, and no other fields"},
+    {"relabel_hashmod_target_invalid",
+     "8:23: \"tmp-hash\" is invalid 'target_label' for hashmod action"},
+    {"relabel_hashmod_target_missing",
+     "6:17: relabel configuration for hashmod action requires 'target_label' value"},
+    {"relabel_job_legacy_target",
+     "7:23: \"host.name\" is invalid 'target_label' for replace action"},
+    {"relabel_keepequal_regex",
+     "4:9: keepequal action requires only 'source_labels' and `target_label`, and no other fields"},
+    {"relabel_keepequal_target_missing",
+     "5:17: relabel configuration for keepequal action requires 'target_label' value"},
+    {"relabel_labeldrop_empty_sources",
+     "4:9: labeldrop action requires only 'regex', and no other fields"},
+    {"relabel_labeldrop_target",
+     "4:9: labeldrop action requires only 'regex', and no other fields"},
+    {"relabel_labelkeep_modulus",
+     "4:9: labelkeep action requires only 'regex', and no other fields"},
+    {"relabel_labelmap_replacement",
+     "7:22: \"meta.$1\" is invalid 'replacement' for labelmap action"},
     {"relabel_list_type", "3:22: cannot unmarshal !!str `keep ev...` into []*relabel.Config"},
-    {"relabel_lowercase_target_missing", "5:17: relabel configuration for lowercase action requires 'target_label' value"},
+    {"relabel_lowercase_target_missing",
+     "5:17: relabel configuration for lowercase action requires 'target_label' value"},
     {"relabel_lowercase_target_var", "7:23: \"$1\" is invalid 'target_label' for lowercase action"},
     {"relabel_modulus_negative", "5:18: cannot unmarshal !!int `-1` into uint64"},
-    {"relabel_regex_lookahead", "5:16: error parsing regexp: invalid or unsupported Perl syntax: `(?=`"},
-    {"relabel_replace_target_legacy", "7:23: \"foo.bar\" is invalid 'target_label' for replace action"},
+    {"relabel_regex_lookahead",
+     "5:16: error parsing regexp: invalid or unsupported Perl syntax: `(?=`"},
+    {"relabel_replace_target_legacy",
+     "7:23: \"foo.bar\" is invalid 'target_label' for replace action"},
     {"relabel_replace_target_utf8", "5:23: \"\\xff\" is invalid 'target_label' for replace action"},
-    {"relabel_replace_target_var_legacy", "7:23: \"${1}-x\" is invalid 'target_label' for replace action"},
+    {"relabel_replace_target_var_legacy",
+     "7:23: \"${1}-x\" is invalid 'target_label' for replace action"},
     {"relabel_source_label_empty", "4:25: \"\" is not a valid label name"},
     {"relabel_unknown_field", "5:9: field regexp not found in type relabel.plain"},
     {"relabel_uppercase_replacement", "6:22: 'replacement' can not be set for uppercase action"},
@@ -186,52 +224,76 @@ static const struct {
     {"rr_url_missing", "2:5: url for remote_read is empty"},
     {"rule_files_type", "1:13: cannot unmarshal !!str `alerts.yml` into []string"},
     {"runtime_type", "2:9: cannot unmarshal !!str `lots` into int"},
-    {"rw_auth_multiple", "2:5: at most one of basic_auth, authorization, oauth2, sigv4, azuread or google_iam must be configured. Currently configured: [basic_auth sigv4]"},
+    {"rw_auth_multiple", "2:5: at most one of basic_auth, authorization, oauth2, sigv4, azuread or "
+                         "google_iam must be configured. Currently configured: [basic_auth sigv4]"},
     {"rw_dup_name", "5:11: found multiple remote write configs with job name \"a\""},
-    {"rw_header_authorization", "4:7: authorization header must be changed via the basic_auth, authorization, oauth2, sigv4, azuread or google_iam parameter"},
+    {"rw_header_authorization", "4:7: authorization header must be changed via the basic_auth, "
+                                "authorization, oauth2, sigv4, azuread or google_iam parameter"},
     {"rw_header_reserved", "4:7: Content-Type is a reserved header. It must not be changed"},
-    {"rw_protobuf_message", "3:23: invalid protobuf_message value: unknown type for remote write protobuf message prometheus.WriteRequestV3, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request"},
+    {"rw_protobuf_message", "3:23: invalid protobuf_message value: unknown type for remote write "
+                            "protobuf message prometheus.WriteRequestV3, supported: "
+                            "prometheus.WriteRequest, io.prometheus.write.v2.Request"},
     {"rw_queue_backoff", "3:5: remote write queue max_backoff must not be less than min_backoff"},
     {"rw_queue_capacity", "3:5: remote write queue capacity must be positive"},
     {"rw_queue_max_shards", "3:5: remote write queue max_shards must be positive"},
-    {"rw_queue_min_gt_max", "3:5: remote write queue min_shards must not be greater than max_shards"},
+    {"rw_queue_min_gt_max",
+     "3:5: remote write queue min_shards must not be greater than max_shards"},
     {"rw_relabel_null", "4:8: empty or null relabeling rule in remote write config"},
     {"rw_url_missing", "2:5: url for remote_write is empty"},
     {"scrape_body_size_unit", "3:22: units: unknown unit XB in 10XB"},
     {"scrape_bool_type", "3:19: cannot unmarshal !!str `true` into bool"},
-    {"scrape_config_files", "1:1: not supported: scrape_config_files (sidewatch reads scrape configs from the main config file only)"},
+    {"scrape_config_files", "1:1: not supported: scrape_config_files (sidewatch reads scrape "
+                            "configs from the main config file only)"},
     {"scrape_config_files_pattern", "2:5: invalid scrape config file path \"scrape/*/x.yml\""},
     {"scrape_configs_type", "2:3: cannot unmarshal !!map into []*config.ScrapeConfig"},
     {"scrape_dup_field", "4:5: field job_name already set in type config.ScrapeConfig"},
     {"scrape_dup_job_three", "4:15: found multiple scrape configs with job name \"a\""},
-    {"scrape_escaping_unknown", "3:34: unknown scrape config name escaping method specified, must be one of 'allow-utf-8', 'underscores', 'dots', or 'values', got \"hyphens\""},
-    {"scrape_fallback", "3:31: invalid fallback_scrape_protocol for scrape config with job name \"a\": unknown scrape protocol Text, supported: [OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4 PrometheusText1.0.0]"},
+    {"scrape_escaping_unknown",
+     "3:34: unknown scrape config name escaping method specified, must be one of 'allow-utf-8', "
+     "'underscores', 'dots', or 'values', got \"hyphens\""},
+    {"scrape_fallback",
+     "3:31: invalid fallback_scrape_protocol for scrape config with job name \"a\": unknown scrape "
+     "protocol Text, supported: [OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto "
+     "PrometheusText0.0.4 PrometheusText1.0.0]"},
     {"scrape_item_type", "2:5: cannot unmarshal !!str `a` into config.ScrapeConfig"},
     {"scrape_job_name_type", "2:15: cannot unmarshal !!seq into string"},
-    {"scrape_legacy_utf8_escaping", "4:34: utf8 metric names requested but validation scheme is not set to UTF8"},
+    {"scrape_legacy_utf8_escaping",
+     "4:34: utf8 metric names requested but validation scheme is not set to UTF8"},
     {"scrape_params_type", "4:15: cannot unmarshal !!str `http_2xx` into []string"},
-    {"scrape_protocols_job", "3:24: scrape_protocols: unknown scrape protocol OpenMetricsText2.0.0, supported: [OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4 PrometheusText1.0.0] for scrape config with job name \"a\""},
-    {"scrape_scheme", "3:13: unsupported scheme \"ftp\" for scrape config with job name \"a\" (sidewatch scrapes \"http\" and \"https\")"},
-    {"scrape_timeout_gt_global_interval", "5:21: scrape timeout greater than scrape interval for scrape config with job name \"a\""},
+    {"scrape_protocols_job",
+     "3:24: scrape_protocols: unknown scrape protocol OpenMetricsText2.0.0, supported: "
+     "[OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4 "
+     "PrometheusText1.0.0] for scrape config with job name \"a\""},
+    {"scrape_scheme", "3:13: unsupported scheme \"ftp\" for scrape config with job name \"a\" "
+                      "(sidewatch scrapes \"http\" and \"https\")"},
+    {"scrape_timeout_gt_global_interval",
+     "5:21: scrape timeout greater than scrape interval for scrape config with job name \"a\""},
     {"scrape_unknown_field", "3:5: field scrape_intervall not found in type config.ScrapeConfig"},
     {"scrape_validation_scheme", "3:36: unrecognized ValidationScheme: \"ascii\""},
     {"static_label_dup", "7:11: key \"env\" already set in map"},
     {"static_label_name", "6:11: \"\" is not a valid label name"},
     {"static_type", "4:7: cannot unmarshal !!map into []*targetgroup.Group"},
-    {"static_unknown_field", "4:9: field target not found in type struct { Targets []string \"yaml:\\\"targets\\\"\"; Labels model.LabelSet \"yaml:\\\"labels\\\"\" }"},
-    {"storage_chunk_encoding", "4:15: 'storage.tsdb.chunk_encoding.floats' must be 'xor' or 'xor2', or the field must be omitted entirely, got \"gorilla\""},
-    {"storage_retention_percentage", "4:19: 'storage.tsdb.retention.percentage' must be in the range [0, 100], got 101"},
+    {"static_unknown_field",
+     "4:9: field target not found in type struct { Targets []string \"yaml:\\\"targets\\\"\"; "
+     "Labels model.LabelSet \"yaml:\\\"labels\\\"\" }"},
+    {"storage_chunk_encoding", "4:15: 'storage.tsdb.chunk_encoding.floats' must be 'xor' or "
+                               "'xor2', or the field must be omitted entirely, got \"gorilla\""},
+    {"storage_retention_percentage",
+     "4:19: 'storage.tsdb.retention.percentage' must be in the range [0, 100], got 101"},
     {"storage_unknown", "2:3: field wal not found in type config.StorageConfig"},
     {"top_scalar", "1:1: cannot unmarshal !!str `hello` into config.plain"},
-    {"tracing_client_type", "3:16: expected tracing client type to be to be http or grpc, but got udp"},
+    {"tracing_client_type",
+     "3:16: expected tracing client type to be to be http or grpc, but got udp"},
     {"tracing_compression", "3:16: invalid compression type zstd provided, valid options: gzip"},
     {"tracing_endpoint", "2:3: tracing endpoint must be set"},
     {"unknown_anchor", "2:5: unknown anchor 'base' referenced"},
     {"unknown_top", "3:1: field rules not found in type config.plain"},
-    {"unsupported_sd", "3:5: not supported: kubernetes_sd_configs (sidewatch implements static_configs and file_sd_configs)"},
+    {"unsupported_sd", "3:5: not supported: kubernetes_sd_configs (sidewatch implements "
+                       "static_configs and file_sd_configs)"},
     {"unsupported_sd_null_item", "4:9: empty or null section in consul_sd_configs"},
     {"yaml_syntax", "3:23: mapping values are not allowed in this context"},
-    {"yaml_tab", "2:1: while scanning for the next token found character that cannot start any token (started at line 2, column 1)"},
+    {"yaml_tab", "2:1: while scanning for the next token found character that cannot start any "
+                 "token (started at line 2, column 1)"},
 };
 
 static void test_own_bad_cases(void **state)
@@ -746,7 +808,8 @@ static void test_many_errors(void **state)
     buf y2;
     buf_init(&y2, BUF_UNLIMITED);
     buf_puts(&y2, "scrape_configs:\n");
-    for (int i = 0; i < 2 * CONFIG_MAX_ERRORS; i++) buf_puts(&y2, "  - job_name: \"\"\n");
+    for (int i = 0; i < 2 * CONFIG_MAX_ERRORS; i++)
+        buf_puts(&y2, "  - job_name: \"\"\n");
     buf_reset(&err);
     assert_null(load_yaml(y2.data, &err));
     assert_int_equal(count_lines(buf_cstr(&err)), CONFIG_MAX_ERRORS);
@@ -880,8 +943,8 @@ static void test_conformance_bad(void **state)
     (void)state;
     TU_REQUIRE_SHARED(CONF_DIR "/EXPECTED_ERRORS.tsv");
     char path[4096];
-    char *tsv = tu_read_file(tu_shared_path(path, sizeof path, CONF_DIR "/EXPECTED_ERRORS.tsv"),
-                             NULL);
+    char *tsv =
+        tu_read_file(tu_shared_path(path, sizeof path, CONF_DIR "/EXPECTED_ERRORS.tsv"), NULL);
     assert_non_null(tsv);
     size_t checked = 0, failed = 0;
     char *save = NULL;
@@ -913,10 +976,11 @@ static void test_conformance_bad(void **state)
     assert_non_null(d);
     size_t files = 0;
     struct dirent *e;
-    while ((e = readdir(d))) files += has_suffix(e->d_name, ".bad.yml");
+    while ((e = readdir(d)))
+        files += has_suffix(e->d_name, ".bad.yml");
     closedir(d);
-    print_message("conformance bad configs: %zu checked, %zu failed, %zu files\n", checked,
-                  failed, files);
+    print_message("conformance bad configs: %zu checked, %zu failed, %zu files\n", checked, failed,
+                  files);
     assert_int_equal(failed, 0);
     assert_int_equal(checked, files);
     assert_int_equal(checked, 20);
@@ -1035,8 +1099,9 @@ static void test_conformance_conf_good(void **state)
     for (const char *l = e; *l; l = strchr(l, '\n') + 1) {
         const char *nl = strchr(l, '\n');
         const char *m = strstr(l, ": not supported: ");
-        if (m && m < nl && strstr(m, "_sd_configs (sidewatch implements static_configs and "
-                                     "file_sd_configs)") < nl) {
+        if (m && m < nl &&
+            strstr(m, "_sd_configs (sidewatch implements static_configs and "
+                      "file_sd_configs)") < nl) {
             unsupported++;
         } else {
             print_message("unexpected error: %.*s\n", (int)(nl - l), l);
@@ -1048,21 +1113,23 @@ static void test_conformance_conf_good(void **state)
     size_t occ;
     size_t nk = unsupported_kinds(e, kinds, 64, &occ);
     static const char *const want_kinds[] = {
-        "azure_sd_configs",     "consul_sd_configs",    "digitalocean_sd_configs",
-        "dns_sd_configs",       "docker_sd_configs",    "dockerswarm_sd_configs",
-        "ec2_sd_configs",       "eureka_sd_configs",    "hetzner_sd_configs",
-        "http_sd_configs",      "ionos_sd_configs",     "kubernetes_sd_configs",
-        "kuma_sd_configs",      "lightsail_sd_configs", "linode_sd_configs",
-        "marathon_sd_configs",  "nerve_sd_configs",     "nomad_sd_configs",
-        "oci_sd_configs",       "openstack_sd_configs", "outscale_sd_configs",
-        "ovhcloud_sd_configs",  "puppetdb_sd_configs",  "scaleway_sd_configs",
-        "stackit_sd_configs",   "triton_sd_configs",    "uyuni_sd_configs",
+        "azure_sd_configs",    "consul_sd_configs",    "digitalocean_sd_configs",
+        "dns_sd_configs",      "docker_sd_configs",    "dockerswarm_sd_configs",
+        "ec2_sd_configs",      "eureka_sd_configs",    "hetzner_sd_configs",
+        "http_sd_configs",     "ionos_sd_configs",     "kubernetes_sd_configs",
+        "kuma_sd_configs",     "lightsail_sd_configs", "linode_sd_configs",
+        "marathon_sd_configs", "nerve_sd_configs",     "nomad_sd_configs",
+        "oci_sd_configs",      "openstack_sd_configs", "outscale_sd_configs",
+        "ovhcloud_sd_configs", "puppetdb_sd_configs",  "scaleway_sd_configs",
+        "stackit_sd_configs",  "triton_sd_configs",    "uyuni_sd_configs",
         "vultr_sd_configs",
     };
     size_t nwant = sizeof want_kinds / sizeof want_kinds[0];
-    for (size_t i = 0; i < nk; i++) print_message("unsupported in conf.good.yml: %s\n", kinds[i]);
+    for (size_t i = 0; i < nk; i++)
+        print_message("unsupported in conf.good.yml: %s\n", kinds[i]);
     assert_int_equal(nk, nwant);
-    for (size_t i = 0; i < nwant; i++) assert_string_equal(kinds[i], want_kinds[i]);
+    for (size_t i = 0; i < nwant; i++)
+        assert_string_equal(kinds[i], want_kinds[i]);
     assert_int_equal(occ, 29); /* kubernetes_sd_configs appears twice */
 
     /* Independently: every *_sd_configs key in the file except
@@ -1246,7 +1313,8 @@ static void test_conformance_conf_good(void **state)
     assert_true(has_suffix(rw->http.tls_cert_file, CONF_DIR "/valid_cert_file"));
 
     config_unref(c);
-    for (size_t i = 0; i < nk; i++) free(kinds[i]);
+    for (size_t i = 0; i < nk; i++)
+        free(kinds[i]);
     free(e);
     buf_cleanup(&warn);
     buf_cleanup(&err);

@@ -89,8 +89,8 @@ static void test_scalar_resolution(void **state)
         const yamlconf_node *n = yamlconf_root(doc);
         if (n->kind != cases[i].kind || strcmp(n->tag, cases[i].tag) != 0 ||
             n->quoted != cases[i].quoted) {
-            fail_msg("%s: got kind %s tag %s quoted %d", cases[i].text,
-                     yamlconf_kind_name(n->kind), n->tag, n->quoted);
+            fail_msg("%s: got kind %s tag %s quoted %d", cases[i].text, yamlconf_kind_name(n->kind),
+                     n->tag, n->quoted);
         }
         yamlconf_free(doc);
     }
@@ -117,7 +117,7 @@ static void test_typed_getters(void **state)
         {"9223372036854775807", 0, INT64_MAX, 0, 9223372036854775807ULL},
         {"-9223372036854775808", 0, INT64_MIN, -ERANGE, 0},
         {"9223372036854775808", -ERANGE, 0, 0, 9223372036854775808ULL},
-        {"1e3", 0, 1000, 0, 1000},   /* floats truncate, as yaml.v2 */
+        {"1e3", 0, 1000, 0, 1000}, /* floats truncate, as yaml.v2 */
         {"2.9", 0, 2, 0, 2},
         {"abc", -EINVAL, 0, -EINVAL, 0},
         {"'12'", -EINVAL, 0, -EINVAL, 0},
@@ -144,8 +144,8 @@ static void test_typed_getters(void **state)
         const char *text;
         int rc;
         bool v;
-    } bools[] = {{"true", 0, true},  {"Yes", 0, true},  {"on", 0, true},      {"y", 0, true},
-                 {"FALSE", 0, false}, {"no", 0, false}, {"Off", 0, false},    {"n", 0, false},
+    } bools[] = {{"true", 0, true},      {"Yes", 0, true},  {"on", 0, true},   {"y", 0, true},
+                 {"FALSE", 0, false},    {"no", 0, false},  {"Off", 0, false}, {"n", 0, false},
                  {"'true'", -EINVAL, 0}, {"1", -EINVAL, 0}, {"~", -EINVAL, 0}};
     for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++) {
         yamlconf_doc *doc = parse_ok(bools[i].text);
@@ -158,7 +158,7 @@ static void test_typed_getters(void **state)
     static const struct {
         const char *text;
         double v;
-    } floats[] = {{"1.5", 1.5}, {"-2", -2}, {"1e-3", 0.001}, {".inf", INFINITY},
+    } floats[] = {{"1.5", 1.5},         {"-2", -2},   {"1e-3", 0.001}, {".inf", INFINITY},
                   {"-.INF", -INFINITY}, {"0x10", 16}, {"1_0.5", 10.5}};
     for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
         yamlconf_doc *doc = parse_ok(floats[i].text);
@@ -346,7 +346,7 @@ static void test_errors(void **state)
         {"a: !!bool 'yes, please'\n", "t.yml:1:4: cannot decode !!str `yes, pl...` as a !!bool"},
         {"a: !!null x\n", "t.yml:1:4: cannot decode !!str `x` as a !!null"},
         {"a: \"\\q\"\n", "t.yml:1:5: while parsing a quoted scalar found unknown escape "
-                        "character (started at line 1, column 4)"},
+                         "character (started at line 1, column 4)"},
         {"a: 'x\n", "t.yml:2:1: while scanning a quoted scalar found unexpected end of stream"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -376,14 +376,18 @@ static void test_limits(void **state)
     /* Nesting depth. */
     buf y;
     buf_init(&y, BUF_UNLIMITED);
-    for (int i = 0; i < YAMLCONF_MAX_DEPTH + 1; i++) buf_putc(&y, '[');
-    for (int i = 0; i < YAMLCONF_MAX_DEPTH + 1; i++) buf_putc(&y, ']');
+    for (int i = 0; i < YAMLCONF_MAX_DEPTH + 1; i++)
+        buf_putc(&y, '[');
+    for (int i = 0; i < YAMLCONF_MAX_DEPTH + 1; i++)
+        buf_putc(&y, ']');
     char *msg = parse_err(y.data, y.len, -EINVAL);
     assert_non_null(strstr(msg, "t.yml:1:257: document nested too deeply (more than 256 levels)"));
     free(msg);
     buf_reset(&y);
-    for (int i = 0; i < YAMLCONF_MAX_DEPTH; i++) buf_putc(&y, '[');
-    for (int i = 0; i < YAMLCONF_MAX_DEPTH; i++) buf_putc(&y, ']');
+    for (int i = 0; i < YAMLCONF_MAX_DEPTH; i++)
+        buf_putc(&y, '[');
+    for (int i = 0; i < YAMLCONF_MAX_DEPTH; i++)
+        buf_putc(&y, ']');
     yamlconf_doc *doc = NULL;
     assert_int_equal(yamlconf_parse(y.data, y.len, "t.yml", &doc, NULL), 0);
     yamlconf_free(doc);
@@ -393,7 +397,8 @@ static void test_limits(void **state)
     buf_puts(&y, "a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
     for (int i = 1; i < 10; i++) {
         buf_printf(&y, "a%d: &a%d [", i, i);
-        for (int k = 0; k < 9; k++) buf_printf(&y, "%s*a%d", k ? ", " : "", i - 1);
+        for (int k = 0; k < 9; k++)
+            buf_printf(&y, "%s*a%d", k ? ", " : "", i - 1);
         buf_puts(&y, "]\n");
     }
     msg = parse_err(y.data, y.len, -EINVAL);
@@ -403,7 +408,8 @@ static void test_limits(void **state)
     /* Node count. */
     buf_reset(&y);
     buf_putc(&y, '[');
-    for (unsigned i = 0; i <= YAMLCONF_MAX_NODES; i++) buf_puts(&y, "1,");
+    for (unsigned i = 0; i <= YAMLCONF_MAX_NODES; i++)
+        buf_puts(&y, "1,");
     buf_putc(&y, ']');
     msg = parse_err(y.data, y.len, -EINVAL);
     assert_non_null(strstr(msg, "document has too many nodes"));
@@ -448,10 +454,14 @@ static void test_type_error_text(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalar_resolution), cmocka_unit_test(test_typed_getters),
-        cmocka_unit_test(test_tree_and_positions), cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_anchors_and_merge),  cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_limits),             cmocka_unit_test(test_type_error_text),
+        cmocka_unit_test(test_scalar_resolution),
+        cmocka_unit_test(test_typed_getters),
+        cmocka_unit_test(test_tree_and_positions),
+        cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_anchors_and_merge),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_type_error_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
