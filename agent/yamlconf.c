@@ -630,7 +630,7 @@ static bool finish_container(builder *b)
     }
     if (ok && x->weight > YAMLCONF_MAX_EXPANDED) {
         fail_at(b, x->pub.line, x->pub.col,
-                "document too large once aliases are expanded (more than %u nodes)",
+                "document too large once aliases are expanded (more than %u units)",
                 YAMLCONF_MAX_EXPANDED);
         ok = false;
     }
@@ -656,6 +656,7 @@ static bool on_scalar(builder *b, yaml_event_t *ev)
     }
     n->str = s;
     n->len = len;
+    x->weight = 1 + len / YAMLCONF_EXPANDED_BYTES;
     bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
     n->quoted = !plain;
     const char *tag = ev->data.scalar.tag ? short_tag(b, (const char *)ev->data.scalar.tag) : NULL;

@@ -31,9 +31,11 @@
  *
  * Limits (inputs are untrusted; alias bombs expand exponentially):
  * YAMLCONF_MAX_INPUT bytes, YAMLCONF_MAX_DEPTH nesting levels,
- * YAMLCONF_MAX_NODES nodes as written and YAMLCONF_MAX_EXPANDED nodes once
- * every alias is counted as a full copy, which bounds any walk over the
- * tree. */
+ * YAMLCONF_MAX_NODES nodes as written, and YAMLCONF_MAX_EXPANDED units once
+ * every alias is counted as a full copy, where a node is one unit plus one
+ * per YAMLCONF_EXPANDED_BYTES bytes of its text. That bounds both any walk
+ * over the tree and the text a consumer copies out of it (an alias of a
+ * long string repeated many times is refused). */
 #ifndef SIDEWATCH_YAMLCONF_H
 #define SIDEWATCH_YAMLCONF_H
 
@@ -46,7 +48,8 @@
 #define YAMLCONF_MAX_INPUT (64u * 1024 * 1024)
 #define YAMLCONF_MAX_DEPTH 256
 #define YAMLCONF_MAX_NODES (1u << 21)
-#define YAMLCONF_MAX_EXPANDED (1u << 22)
+#define YAMLCONF_MAX_EXPANDED (1u << 23)
+#define YAMLCONF_EXPANDED_BYTES 16
 
 enum yamlconf_kind {
     YAMLCONF_NULL,

@@ -405,6 +405,24 @@ static void test_limits(void **state)
     assert_non_null(strstr(msg, "document too large once aliases are expanded"));
     free(msg);
 
+    /* A long string repeated through aliases counts by its length. */
+    buf_reset(&y);
+    buf_puts(&y, "s: &s \"");
+    for (int i = 0; i < 1 << 20; i++)
+        buf_putc(&y, 'x');
+    buf_puts(&y, "\"\nl: [*s");
+    for (int i = 0; i < 200; i++)
+        buf_puts(&y, ", *s");
+    buf_puts(&y, "]\n");
+    msg = parse_err(y.data, y.len, -EINVAL);
+    assert_non_null(strstr(msg, "t.yml:2:4: document too large once aliases are expanded"));
+    free(msg);
+    /* ... while a few copies are fine. */
+    buf_truncate(&y, y.len - 2 - 4 * 190);
+    buf_puts(&y, "]\n");
+    assert_int_equal(yamlconf_parse(y.data, y.len, "t.yml", &doc, NULL), 0);
+    yamlconf_free(doc);
+
     /* Node count. */
     buf_reset(&y);
     buf_putc(&y, '[');
