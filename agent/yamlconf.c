@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "arena.h"
+#include "expfmt.h"
 #include "hmap.h"
 #include "mem.h"
 #include "strutil.h"
@@ -184,7 +185,7 @@ static int parse_go_uint(const char *s, uint64_t *out)
  * syntax with an optional sign). *neg tells the sign of the magnitude. */
 static int parse_int_text(const char *s, size_t len, bool *neg, uint64_t *mag)
 {
-    char tmp[80];
+    char tmp[512];
     if (!strip_underscores(s, len, tmp, sizeof tmp)) return -ERANGE;
     const char *p = tmp;
     *neg = false;
@@ -250,6 +251,8 @@ static bool looks_like_timestamp(const char *s, size_t len)
     return i < len && is_digit(s[i]);
 }
 
+static int float_of(const char *s, size_t len, double *out);
+
 /* The tag a plain scalar resolves to, as yaml.v2's resolve(). */
 static const char *resolve_plain(const char *s, size_t len)
 {
@@ -259,13 +262,10 @@ static const char *resolve_plain(const char *s, size_t len)
         return TAG_FLOAT;
     if (len == 2 && s[0] == '<' && s[1] == '<') return TAG_MERGE;
     char c = s[0];
+    double d;
     if (c == '.') {
-        char tmp[80];
-        if (len < sizeof tmp) {
-            memcpy(tmp, s, len);
-            tmp[len] = '\0';
-            if (yaml_style_float(tmp)) return TAG_FLOAT;
-        }
+        /* Go's ParseFloat(in): no underscores here. */
+        if (!memchr(s, '_', len) && float_of(s, len, &d) == 0) return TAG_FLOAT;
         return TAG_STR;
     }
     if (c == '+' || c == '-' || is_digit(c)) {
@@ -276,10 +276,9 @@ static const char *resolve_plain(const char *s, size_t len)
         if (rc == 0) {
             if (!neg || mag <= (uint64_t)INT64_MAX + 1) return TAG_INT;
         }
-        char tmp[80];
-        if (strip_underscores(s, len, tmp, sizeof tmp) && yaml_style_float(tmp)) return TAG_FLOAT;
-        /* A -ERANGE integer that is not float-shaped (0x...) is a string,
-         * as in yaml.v2. */
+        /* Float-shaped and in range (1e400 is a string, as in yaml.v2);
+         * an out-of-range integer that is not float-shaped (0x...) too. */
+        if (float_of(s, len, &d) == 0) return TAG_FLOAT;
     }
     return TAG_STR;
 }
@@ -298,13 +297,11 @@ static int float_of(const char *s, size_t len, double *out)
         *out = NAN;
         return 0;
     }
-    char tmp[80];
+    char tmp[512];
     if (!strip_underscores(s, len, tmp, sizeof tmp) || !yaml_style_float(tmp)) return -EINVAL;
-    errno = 0;
-    char *end;
-    double v = strtod(tmp, &end);
-    if (*end != '\0') return -EINVAL;
-    if (errno == ERANGE && isinf(v)) return -ERANGE;
+    double v;
+    int rc = expfmt_parse_float(tmp, strlen(tmp), &v); /* Go's ParseFloat, locale-free */
+    if (rc < 0) return rc;
     *out = v;
     return 0;
 }
