@@ -3094,10 +3094,18 @@ int config_load_string_opts(const char *yaml, size_t len, const char *source,
     int rc = 0;
     if (c.n_errs > 0) {
         qsort(c.errs, c.n_errs, sizeof *c.errs, cmp_err);
-        for (size_t i = 0; i < c.n_errs && i < CONFIG_MAX_ERRORS; i++) {
-            if (err)
-                buf_printf(err, "%s:%u:%u: %s\n", source, c.errs[i].line, c.errs[i].col,
-                           c.errs[i].msg);
+        for (size_t i = 0; err && i < c.n_errs && i < CONFIG_MAX_ERRORS; i++) {
+            buf_printf(err, "%s:%u:%u: ", source, c.errs[i].line, c.errs[i].col);
+            /* One line per error, even when a quoted value has newlines. */
+            for (const char *m = c.errs[i].msg; *m; m++) {
+                if (*m == '\n')
+                    buf_puts(err, "\\n");
+                else if (*m == '\r')
+                    buf_puts(err, "\\r");
+                else
+                    buf_putc(err, *m);
+            }
+            buf_putc(err, '\n');
         }
         config_free(c.cfg);
         rc = -EINVAL;

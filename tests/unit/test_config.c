@@ -171,6 +171,7 @@ static const struct {
      "4:7: exactly one of cert or cert_file must be configured when a client key is configured"},
     {"http_tls_unknown", "4:7: field verify not found in type config.plain"},
     {"http_tls_version", "4:20: unknown TLS version: TLS14"},
+    {"http_tls_version_newline", "4:20: unknown TLS version: TLS1\\n3"},
     {"metric_relabel_null", "7:9: empty or null metric relabeling rule in scrape config"},
     {"multi_doc", "3:1: multiple YAML documents are not supported (this is the second)"},
     {"otlp_duplicate_attribute", "2:36: invalid 'promote_resource_attributes': duplicated promoted "
