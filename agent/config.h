@@ -29,6 +29,8 @@
 #define CONFIG_DEFAULT_FILE_SD_REFRESH_MS (5 * 60 * 1000)
 /* The largest number of errors one load reports. */
 #define CONFIG_MAX_ERRORS 50
+/* Config files (and strings) larger than this are refused. */
+#define CONFIG_MAX_FILE_BYTES (16 * 1024 * 1024)
 
 enum relabel_action {
     RELABEL_REPLACE,
@@ -76,6 +78,7 @@ typedef struct config_http_client {
     char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name;
     bool tls_insecure_skip_verify;
     char *tls_min_version; /* "TLS10".."TLS13" or NULL */
+    char *tls_ca, *tls_cert, *tls_key; /* inline PEM (tls_config ca/cert/key) or NULL */
     char *proxy_url;
     bool follow_redirects; /* default true */
     bool enable_http2;     /* default true */
@@ -124,6 +127,12 @@ typedef struct config_scrape {
     size_t n_scrape_protocols;
     bool has_fallback_protocol;
     enum config_scrape_protocol fallback_scrape_protocol;
+    /* metric_name_validation_scheme of the job (own or global): legacy
+     * names only; relabel configs were validated with it. */
+    bool legacy_name_validation;
+    /* "allow-utf-8", "underscores", "dots" or "values" (resolved from the
+     * job's and the global settings as Prometheus does). */
+    char *metric_name_escaping_scheme;
 
     /* 0 = no limit, as Prometheus */
     uint64_t sample_limit;
@@ -132,6 +141,7 @@ typedef struct config_scrape {
     uint64_t label_name_length_limit;
     uint64_t label_value_length_limit;
     int64_t body_size_limit; /* bytes */
+    uint64_t keep_dropped_targets; /* 0 = keep all, as Prometheus */
 
     config_target_group *static_configs;
     size_t n_static_configs;
@@ -157,6 +167,10 @@ typedef struct config_alertmanager {
     size_t n_file_sd_configs;
     config_relabel *relabel_configs;
     size_t n_relabel_configs;
+    /* alert_relabel_configs of this Alertmanager only (after the global
+     * alerting.alert_relabel_configs). */
+    config_relabel *alert_relabel_configs;
+    size_t n_alert_relabel_configs;
     config_http_client http;
 } config_alertmanager;
 
@@ -181,11 +195,15 @@ typedef struct config_remote_write {
     int64_t queue_batch_send_deadline_ms; /* 5s */
     int64_t queue_min_backoff_ms;  /* 30ms */
     int64_t queue_max_backoff_ms;  /* 5s */
-    bool queue_retry_on_http_429;  /* true */
+    bool queue_retry_on_http_429;  /* false (Prometheus's default) */
+    int64_t queue_sample_age_limit_ms; /* 0 = no limit */
     /* metadata_config */
     bool metadata_send;            /* true */
     int64_t metadata_send_interval_ms; /* 1m */
     int64_t metadata_max_samples_per_send; /* 2000 */
+    /* "prometheus.WriteRequest" (remote write 1.0, default) or
+     * "io.prometheus.write.v2.Request" */
+    char *protobuf_message;
 } config_remote_write;
 
 typedef struct config_global {
@@ -199,6 +217,7 @@ typedef struct config_global {
     uint64_t sample_limit, target_limit, label_limit;
     uint64_t label_name_length_limit, label_value_length_limit;
     int64_t body_size_limit;
+    uint64_t keep_dropped_targets;
     enum config_scrape_protocol *scrape_protocols;
     size_t n_scrape_protocols;
 } config_global;
@@ -226,7 +245,25 @@ typedef struct config {
  * caller unrefs). On failure returns -EINVAL, *out is NULL, and every error
  * found (at most CONFIG_MAX_ERRORS) is appended to err, one per line. */
 int config_load_string(const char *yaml, size_t len, const char *source, config **out, buf *err);
-/* Reads and loads a file; a read failure is reported as "<file>: <errno text>". */
+/* Options for config_load_string_opts. */
+typedef struct config_load_opts {
+    /* Report the features sidewatch does not implement (service discovery
+     * kinds other than static_configs and file_sd_configs, and
+     * scrape_config_files) as warnings instead of errors: their sections
+     * are validated for shape and otherwise skipped, and each warning line
+     * ("<file>:<line>:<col>: not supported: ...") goes to `warnings` (may
+     * be NULL). Meant for `check config` style tooling and tests; the
+     * daemon loads with the default (errors). */
+    bool unsupported_as_warnings;
+    buf *warnings;
+} config_load_opts;
+
+/* config_load_string with options (opts may be NULL: the defaults). */
+int config_load_string_opts(const char *yaml, size_t len, const char *source,
+                            const config_load_opts *opts, config **out, buf *err);
+/* Reads and loads a file; a read failure is reported as "<file>: <errno text>".
+ * Files over CONFIG_MAX_FILE_BYTES are refused (-EFBIG). Returns 0, -EINVAL
+ * for an invalid config, or the negative errno of the failed read. */
 int config_load_file(const char *path, config **out, buf *err);
 /* The embedded default config: scrape sidewatch's own /metrics at
  * `self_address` (host:port) every 15s. Never fails. */
