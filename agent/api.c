@@ -497,10 +497,10 @@ int api_start(api **out, const api_options *o, buf *err)
     a->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
             MHD_USE_ERROR_LOG,
-        0, NULL, NULL, dispatch, a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, request_done, a,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_END);
+        0, NULL, NULL, dispatch, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_COMPLETED, request_done, a, MHD_OPTION_END);
     if (!a->daemon) {
         buf_printf(err, "could not start the HTTP server on %s", o->listen_address);
         close(fd);

@@ -21,6 +21,7 @@
 
 #include "expfmt.h"
 #include "hmap.h"
+#include "log.h"
 #include "mem.h"
 #include "strutil.h"
 #include "yamlconf.h"
@@ -3221,4 +3222,42 @@ config *config_default(const char *self_address)
     buf_cleanup(&err);
     buf_cleanup(&y);
     return c;
+}
+
+char *config_read_secret(const config_secret *s)
+{
+    if (s->value) return mem_strdup(s->value);
+    if (!s->file) return NULL;
+    FILE *f = fopen(s->file, "rb");
+    if (!f) {
+        log_warn("config", "cannot read secret file %s: %s", s->file, strerror(errno));
+        return NULL;
+    }
+    buf b;
+    buf_init(&b, CONFIG_MAX_FILE_BYTES);
+    char tmp[4096];
+    size_t r;
+    bool too_big = false;
+    while ((r = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        if (buf_append(&b, tmp, r) < 0) {
+            too_big = true;
+            break;
+        }
+    }
+    fclose(f);
+    if (too_big) {
+        log_warn("config", "secret file %s is too large", s->file);
+        buf_cleanup(&b);
+        return NULL;
+    }
+    /* Prometheus trims surrounding whitespace from credential files. */
+    size_t len;
+    char *d = buf_detach(&b, &len);
+    size_t a = 0;
+    while (a < len && (d[a] == ' ' || d[a] == '\t' || d[a] == '\n' || d[a] == '\r')) a++;
+    while (len > a && (d[len - 1] == ' ' || d[len - 1] == '\t' || d[len - 1] == '\n' || d[len - 1] == '\r'))
+        len--;
+    memmove(d, d + a, len - a);
+    d[len - a] = '\0';
+    return d;
 }

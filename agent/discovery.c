@@ -127,6 +127,18 @@ int discovery_fd(const discovery *d)
 static int parse_groups(const char *path, const char *text, size_t len, config_target_group **out,
                         size_t *n_out, buf *err)
 {
+    /* JSON is parsed as YAML (a superset), but an empty .json file is an
+     * error as in Prometheus ("unexpected end of JSON input"): a file caught
+     * half-written must not drop its targets. */
+    size_t plen = strlen(path);
+    if (plen > 5 && strcmp(path + plen - 5, ".json") == 0) {
+        size_t i = 0;
+        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+        if (i == len) {
+            buf_printf(err, "%s: unexpected end of JSON input", path);
+            return -EINVAL;
+        }
+    }
     yamlconf_doc *doc = NULL;
     if (yamlconf_parse(text, len, path, &doc, err) < 0) return -EINVAL;
     const yamlconf_node *root = yamlconf_root(doc);

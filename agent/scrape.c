@@ -631,10 +631,9 @@ static void rebuild_targets(scrape_manager *m)
         if (!t->seen) {
             log_info("scrape", "target %s removed", t->url);
             target_remove(m, t, true);
-        } else {
-            t->seen = false;
         }
     }
+    for (size_t i = 0; i < n_next; i++) next[i]->seen = false;
     qsort(next, n_next, sizeof *next, cmp_target);
     pthread_mutex_lock(&m->mu);
     mem_free(m->targets);

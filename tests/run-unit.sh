@@ -11,8 +11,8 @@ for t in "$@"; do
     rc=$?
     cat "$out"
     p=$(grep -c '^\[       OK \]' "$out")
-    f=$(grep -c '^\[  FAILED  \] [a-z_]' "$out")
-    s=$(grep -c '^\[  SKIPPED \] [a-z_]' "$out")
+    f=$(grep '^\[  FAILED  \] [a-z_]' "$out" | sort -u | wc -l)
+    s=$(grep '^\[  SKIPPED \] [a-z_]' "$out" | sort -u | wc -l)
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         echo "!! $t exited with status $rc without a failed test (crash?)"

@@ -101,8 +101,7 @@ scrape_configs:
     static_configs:
       - targets: ['{target.addr}']
 """)
-    wait_until(lambda: list(sw.federate_samples('up{job="flappy"}').values()) == [] or
-               list(sw.federate_samples('up{job="flappy"}').values())[0][0] == 0.0, what="down")
+    wait_until(lambda: [v for v, _ in sw.federate_samples('up{job="flappy"}').values()] == [0.0], what="down")
     target.routes["/m"] = (200, {"Content-Type": TEXT}, GOOD)
     wait_until(lambda: sw.federate_samples('good_metric{job="flappy"}'), what="recovered")
     assert "recovered" in sw.output()

@@ -48,7 +48,7 @@ def test_reload_good_and_broken(start_sidewatch, target):
     # SIGHUP with a broken config: logged, still running the old config.
     with open(sw.config_path, "w") as f:
         f.write("scrape_configs:\n  - job_name: [oops\n")
-    sw.signal(signal.SIGHUP)
+    sw.send_signal(signal.SIGHUP)
     wait_until(lambda: sw.output().count("Error reloading config") >= 2, what="SIGHUP reload error logged")
     assert sw.alive()
     t1 = list(sw.federate_samples('value{job="second"}').values())[0][1]
@@ -58,7 +58,7 @@ def test_reload_good_and_broken(start_sidewatch, target):
     # SIGHUP with a good config works too.
     with open(sw.config_path, "w") as f:
         f.write(cfg(target.addr, job="third"))
-    sw.signal(signal.SIGHUP)
+    sw.send_signal(signal.SIGHUP)
     wait_until(lambda: sw.federate_samples('value{job="third"}'), what="third job after SIGHUP")
     assert "sidewatch_config_last_reload_successful 1" in sw.metrics().text
 

@@ -20,7 +20,7 @@ static void test_text_format(void **state)
     buf_init(&b, BUF_UNLIMITED);
     textwrite w;
     textwrite_init(&w, TEXTPARSE_PROMETHEUS, buf_sink, &b);
-    textwrite_help(&w, "http_requests_total", 19, "Requests.\nSecond \\ line", 24);
+    textwrite_help(&w, "http_requests_total", 19, "Requests.\nSecond \\ line", 23);
     textwrite_type(&w, "http_requests_total", 19, EXPFMT_COUNTER);
     textwrite_label l[2] = {{"code", 4, "200", 3}, {"path", 4, "/a\"b\n", 5}};
     int64_t ts = 1700000000123;
