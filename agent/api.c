@@ -275,7 +275,7 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
         return ret;
     }
     buf_cleanup(&err);
-    qsort(vec, nvec, sizeof *vec, cmp_fed);
+    if (nvec > 1) qsort(vec, nvec, sizeof *vec, cmp_fed);
 
     /* External labels are attached to samples that lack them; "instance" is
      * always among them (empty when not configured), as Prometheus does. */

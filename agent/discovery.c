@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <glob.h>
 #include <limits.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ struct discovery {
     int ifd; /* inotify */
     char **dirs;
     size_t n_dirs;
+    char **names; /* basename patterns of every file_sd pattern */
+    size_t n_names;
     int64_t next_refresh_ms;
     bool dirty;
     uint64_t state_hash; /* of every job's groups, to tell changes */
@@ -96,6 +99,10 @@ static void unwatch_all(discovery *d)
     mem_free(d->dirs);
     d->dirs = NULL;
     d->n_dirs = 0;
+    for (size_t i = 0; i < d->n_names; i++) mem_free(d->names[i]);
+    mem_free(d->names);
+    d->names = NULL;
+    d->n_names = 0;
     if (d->ifd >= 0) {
         /* Closing is the simplest way to drop every watch at once. */
         close(d->ifd);
@@ -321,6 +328,8 @@ static void watch_dir(discovery *d, const char *pattern)
     else
         snprintf(dir, sizeof dir, ".");
     if (dir[0] == '\0') snprintf(dir, sizeof dir, "/");
+    d->names = mem_realloc(d->names, (d->n_names + 1) * sizeof *d->names);
+    d->names[d->n_names++] = mem_strdup(slash ? slash + 1 : pattern);
     for (size_t i = 0; i < d->n_dirs; i++) {
         if (strcmp(d->dirs[i], dir) == 0) return;
     }
@@ -440,9 +449,20 @@ bool discovery_refresh(discovery *d, int64_t now_ms)
 {
     if (!d->cfg) return false;
     if (d->ifd >= 0) {
+        /* Only events on names a pattern can match count: other files in a
+         * watched directory (a log file, say) must not cause rescans. */
         char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
         ssize_t r;
-        while ((r = read(d->ifd, ev, sizeof ev)) > 0) d->dirty = true;
+        while ((r = read(d->ifd, ev, sizeof ev)) > 0) {
+            for (char *p = ev; p < ev + r;) {
+                const struct inotify_event *e = (const struct inotify_event *)p;
+                if (e->len == 0 || (e->mask & IN_Q_OVERFLOW)) d->dirty = true;
+                for (size_t i = 0; e->len && i < d->n_names; i++) {
+                    if (fnmatch(d->names[i], e->name, FNM_PERIOD) == 0) d->dirty = true;
+                }
+                p += sizeof *e + e->len;
+            }
+        }
     }
     int64_t every = min_refresh_ms(d->cfg);
     if (every > 0 && d->next_refresh_ms == 0) d->next_refresh_ms = now_ms + every;

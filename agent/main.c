@@ -409,7 +409,9 @@ static int run_daemon(const flags *f)
         int64_t now = wall_ms();
         if (retention_ms > 0 && now >= next_retention) {
             store_apply_retention(d.st, now);
-            next_retention = now + RETENTION_EVERY_MS;
+            /* Short retentions are enforced more often than once a minute. */
+            int64_t every = retention_ms / 4 < RETENTION_EVERY_MS ? retention_ms / 4 : RETENTION_EVERY_MS;
+            next_retention = now + (every < 1000 ? 1000 : every);
         }
     }
     exit_code = 0;

@@ -426,24 +426,23 @@ static void target_metrics(scrape_manager *m, target *t)
     const char *job = labels_get(t->labels, "job", 3, &jl);
     const char *inst = labels_get(t->labels, "instance", 8, &il);
     const char *vals[2] = {job ? job : "", inst ? inst : ""};
-    t->m_up = registry_child(m->f_up, vals);
-    t->m_duration = registry_child(m->f_duration, vals);
-    t->m_samples = registry_child(m->f_samples, vals);
-    t->m_scrapes = registry_child(m->f_scrapes, vals);
-    t->m_failures = registry_child(m->f_failures, vals);
+    t->m_up = registry_acquire(m->f_up, vals);
+    t->m_duration = registry_acquire(m->f_duration, vals);
+    t->m_samples = registry_acquire(m->f_samples, vals);
+    t->m_scrapes = registry_acquire(m->f_scrapes, vals);
+    t->m_failures = registry_acquire(m->f_failures, vals);
 }
 
+/* Targets may share job and instance (differing in other labels), so the
+ * per-target children are reference counted. */
 static void target_metrics_remove(scrape_manager *m, target *t)
 {
-    size_t jl, il;
-    const char *job = labels_get(t->labels, "job", 3, &jl);
-    const char *inst = labels_get(t->labels, "instance", 8, &il);
-    const char *vals[2] = {job ? job : "", inst ? inst : ""};
-    registry_family_remove(m->f_up, vals);
-    registry_family_remove(m->f_duration, vals);
-    registry_family_remove(m->f_samples, vals);
-    registry_family_remove(m->f_scrapes, vals);
-    registry_family_remove(m->f_failures, vals);
+    (void)m;
+    registry_release(t->m_up);
+    registry_release(t->m_duration);
+    registry_release(t->m_samples);
+    registry_release(t->m_scrapes);
+    registry_release(t->m_failures);
 }
 
 static void target_free(target *t)
@@ -513,10 +512,10 @@ static void target_remove(scrape_manager *m, target *t, bool write_staleness)
     if (write_staleness) {
         store_batch *b = store_batch_new(m->st);
         stale_all(t, b, now_ms(), true);
-        if (store_batch_len(b) && store_batch_commit(b) < 0)
-            log_warn("scrape", "could not store staleness markers for removed target %s", t->url);
-        else if (!store_batch_len(b))
+        if (store_batch_len(b) == 0)
             store_batch_free(b);
+        else if (store_batch_commit(b) < 0)
+            log_warn("scrape", "could not store staleness markers for removed target %s", t->url);
     }
     target_metrics_remove(m, t);
     target_free(t);
@@ -634,7 +633,7 @@ static void rebuild_targets(scrape_manager *m)
         }
     }
     for (size_t i = 0; i < n_next; i++) next[i]->seen = false;
-    qsort(next, n_next, sizeof *next, cmp_target);
+    if (n_next > 1) qsort(next, n_next, sizeof *next, cmp_target);
     pthread_mutex_lock(&m->mu);
     mem_free(m->targets);
     m->targets = next;

@@ -10,6 +10,7 @@
 struct registry_metric {
     registry_family *fam;
     char **values;
+    size_t holders; /* registry_acquire count; guarded by the registry mutex */
     _Atomic uint64_t bits;     /* counter/gauge value, or histogram sum */
     _Atomic uint64_t count;    /* histogram observations */
     _Atomic uint64_t *buckets; /* histogram: n_bounds + 1 non-cumulative counts */
@@ -236,6 +237,33 @@ void registry_family_remove(registry_family *f, const char *const *label_values)
         }
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+registry_metric *registry_acquire(registry_family *f, const char *const *label_values)
+{
+    registry_metric *m = registry_child(f, label_values);
+    pthread_mutex_lock(&f->r->mu);
+    m->holders++;
+    pthread_mutex_unlock(&f->r->mu);
+    return m;
+}
+
+void registry_release(registry_metric *m)
+{
+    if (!m) return;
+    registry_family *f = m->fam;
+    pthread_mutex_lock(&f->r->mu);
+    if (m->holders > 0) m->holders--;
+    if (m->holders == 0) {
+        for (size_t i = 0; i < f->n_children; i++) {
+            if (f->children[i] == m) {
+                f->children[i] = f->children[--f->n_children];
+                free_metric(m);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&f->r->mu);
 }
 
 static void atomic_add_double(_Atomic uint64_t *bits, double v)

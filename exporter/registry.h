@@ -49,6 +49,13 @@ registry_metric *registry_child(registry_family *f, const char *const *label_val
  * invalid. Unknown children are ignored. */
 void registry_family_remove(registry_family *f, const char *const *label_values);
 
+/* Reference-counted children, for owners that may share label values (two
+ * targets with the same job and instance): acquire returns the child and
+ * counts a holder; release drops the holder and removes the child when the
+ * last one is gone. */
+registry_metric *registry_acquire(registry_family *f, const char *const *label_values);
+void registry_release(registry_metric *m);
+
 void registry_inc(registry_metric *m);
 void registry_add(registry_metric *m, double v);
 void registry_set(registry_metric *m, double v);

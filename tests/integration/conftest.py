@@ -126,12 +126,27 @@ class Sidewatch(Proc):
         return r
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 @pytest.fixture
 def procs():
+    """Processes a test started; all are stopped by PID afterwards. A
+    sidewatch that was still running must exit 0 on SIGTERM, and no
+    sidewatch may have printed a sanitizer report (ASan/UBSan builds)."""
     started = []
     yield started
+    problems = []
     for p in started:
-        p.stop()
+        was_running = p.alive()
+        rc = p.stop()
+        if isinstance(p, Sidewatch):
+            out = p.output()
+            if any(m in out for m in SANITIZER_MARKERS):
+                problems.append(f"sanitizer report from {p.args}:\n{out[-4000:]}")
+            elif was_running and rc != 0:
+                problems.append(f"sidewatch exited {rc} on SIGTERM:\n{out[-2000:]}")
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture

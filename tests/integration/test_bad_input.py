@@ -21,6 +21,15 @@ def truncated_mid_transfer(handler):
     handler.close_connection = True
 
 
+def slow(handler):
+    time.sleep(3)
+    handler.send_response(200)
+    handler.send_header("Content-Type", TEXT)
+    handler.send_header("Content-Length", "14")
+    handler.end_headers()
+    handler.wfile.write(b"good_metric 1\n")
+
+
 # name: (response, reason expected in the log, extra scrape config)
 CASES = {
     "garbage": ((200, {"Content-Type": TEXT}, b"<html><body>Not metrics</body></html>\n"),
@@ -39,6 +48,12 @@ CASES = {
     "server_error": ((500, {"Content-Type": TEXT}, b"boom"), "server returned HTTP status 500", ""),
     "openmetrics_without_eof": ((200, {"Content-Type": OPENMETRICS}, b"a 1\n"),
                                 "data does not end with # EOF", ""),
+    "slow": (slow, "context deadline exceeded", ""),
+    "too_many_labels": ((200, {"Content-Type": TEXT}, b'm{a="1",b="2",c="3"} 1\n'),
+                        "label_limit exceeded (metric: m, number of labels: 6, limit: 5)", "label_limit: 5"),
+    "long_label_name": ((200, {"Content-Type": TEXT}, b'm{averyveryverylongname="1"} 1\n'),
+                        "label_name_length_limit exceeded (metric: m, label name: averyveryverylongname, "
+                        "length: 21, limit: 10)", "label_name_length_limit: 10"),
     "too_many_samples": ((200, {"Content-Type": TEXT}, b"".join(b"s%d 1\n" % i for i in range(50))),
                          "sample limit exceeded", "sample_limit: 40"),
 }

@@ -159,3 +159,58 @@ def test_default_config_scrapes_itself(start_sidewatch):
     names = sw.federate_samples('{job="sidewatch",__name__=~"sidewatch_build_info|process_.*"}')
     assert any(k.startswith("sidewatch_build_info{") for k in names)
     assert any(k.startswith("process_resident_memory_bytes{") for k in names)
+
+
+def test_scrape_phase_is_stable_and_spread(start_sidewatch, target):
+    """Each target keeps its own offset within the interval, and offsets of
+    different targets differ (load is spread, not synchronised)."""
+    times = {}
+    def recorder(name):
+        def handle(handler):
+            times.setdefault(name, []).append(time.time())
+            handler.send_response(200)
+            handler.send_header("Content-Type", TEXT)
+            handler.send_header("Content-Length", "4")
+            handler.end_headers()
+            handler.wfile.write(b"m 1\n")
+        return handle
+    jobs = ""
+    for i in range(8):
+        target.routes[f"/t{i}"] = recorder(f"t{i}")
+        jobs += f"""
+  - job_name: t{i}
+    metrics_path: /t{i}
+    static_configs:
+      - targets: ['{target.addr}']
+"""
+    start_sidewatch("global:\n  scrape_interval: 1s\nscrape_configs:" + jobs)
+    wait_until(lambda: len(times) == 8 and all(len(v) >= 4 for v in times.values()), timeout=30,
+               what="4 scrapes of every target")
+    phases = []
+    for name, ts in times.items():
+        ph = [(t % 1.0) for t in ts[1:4]]
+        # Circular spread of one target's phases: well under the interval.
+        spread = min(max(ph) - min(ph), 1 - (max(ph) - min(ph)))
+        assert spread < 0.15, (name, ph)
+        phases.append(ph[0])
+    phases.sort()
+    gaps = [b - a for a, b in zip(phases, phases[1:])] + [1 - phases[-1] + phases[0]]
+    assert max(gaps) < 0.9, phases  # not all targets in one 100 ms window
+
+
+def test_retention_deletes_old_samples(start_sidewatch, target):
+    target.routes["/m"] = (200, {"Content-Type": TEXT}, b"m 1\n")
+    sw = start_sidewatch(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: r
+    metrics_path: /m
+    static_configs:
+      - targets: ['{target.addr}']
+""", extra_args=["--storage.retention.time=2s"])
+    def deleted():
+        for line in sw.metrics().text.splitlines():
+            if line.startswith("sidewatch_store_retention_deleted_samples_total "):
+                return float(line.split()[1]) > 0
+    wait_until(deleted, timeout=20, what="retention deleting samples")
