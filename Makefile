@@ -96,8 +96,12 @@ test: all
 	$(MAKE) check-unit
 	$(MAKE) check-integration
 
-bench: all
-	bench/run.sh
+$(BUILD)/bench/%: bench/%.c $(LIB) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+bench: all $(BUILD)/bench/store_bench
+	BUILD=$(BUILD) bench/run.sh
 
 clean:
 	rm -rf build sidewatch
