@@ -79,7 +79,8 @@ static int gzip_buf(const buf *in, buf *out)
 }
 
 /* Queues body (taken) with status and content type. */
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype, buf *body)
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype,
+                               buf *body)
 {
     bool gz = false;
     if (body->len >= API_GZIP_MIN_BYTES && accepts_gzip(c)) {
@@ -268,7 +269,8 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
     hmap_cleanup(&seen);
     mem_free(args.v);
     if (status != 200) {
-        for (size_t i = 0; i < nvec; i++) labels_free(vec[i].ls);
+        for (size_t i = 0; i < nvec; i++)
+            labels_free(vec[i].ls);
         mem_free(vec);
         buf_putc(&err, '\n');
         enum MHD_Result ret = respond(c, status, "text/plain; charset=utf-8", &err);
@@ -290,8 +292,8 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
             ext[n_ext++] = (textwrite_label){"instance", 8, "", 0};
             have_instance = true;
         }
-        ext[n_ext++] = (textwrite_label){el->v[k].name, el->v[k].name_len, el->v[k].value,
-                                         el->v[k].value_len};
+        ext[n_ext++] =
+            (textwrite_label){el->v[k].name, el->v[k].name_len, el->v[k].value, el->v[k].value_len};
     }
     if (!have_instance) ext[n_ext++] = (textwrite_label){"instance", 8, "", 0};
 
@@ -316,7 +318,8 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
         size_t n = 0;
         lv = mem_grow(lv, sizeof *lv, ls->n + n_ext + 1, &lcap);
         for (uint32_t k = 0; k < ls->n; k++) {
-            if (ls->v[k].name_len == 8 && memcmp(ls->v[k].name, LABELS_METRIC_NAME, 8) == 0) continue;
+            if (ls->v[k].name_len == 8 && memcmp(ls->v[k].name, LABELS_METRIC_NAME, 8) == 0)
+                continue;
             lv[n++] = (textwrite_label){ls->v[k].name, ls->v[k].name_len, ls->v[k].value,
                                         ls->v[k].value_len};
         }
@@ -330,7 +333,8 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
     mem_free(lv);
     mem_free(ext);
     config_unref(cfg);
-    for (size_t i = 0; i < nvec; i++) labels_free(vec[i].ls);
+    for (size_t i = 0; i < nvec; i++)
+        labels_free(vec[i].ls);
     mem_free(vec);
     if (textwrite_error(&w) < 0) {
         buf_cleanup(&out);
@@ -393,7 +397,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
     bool post = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
     if (strcmp(url, "/metrics") == 0 && get) return handle_metrics(a, c);
     if (strcmp(url, "/federate") == 0 && get) return handle_federate(a, c);
-    if (strcmp(url, "/-/healthy") == 0 && get) return respond_text(c, 200, "sidewatch is Healthy.\n");
+    if (strcmp(url, "/-/healthy") == 0 && get)
+        return respond_text(c, 200, "sidewatch is Healthy.\n");
     if (strcmp(url, "/-/ready") == 0 && get) {
         if (atomic_load(&a->ready)) return respond_text(c, 200, "sidewatch is Ready.\n");
         return respond_text(c, 503, "Service Unavailable\n");
@@ -426,7 +431,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     log_debug("web", "%s", msg);
 }
 
@@ -457,7 +463,8 @@ static int listen_on(const char *addr, buf *err)
         buf_printf(err, "listen tcp %s: address %s: missing port in address", addr, addr);
         return -EINVAL;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (gai != 0) {
@@ -494,13 +501,13 @@ int api_start(api **out, const api_options *o, buf *err)
     a->o = *o;
     a->listen_fd = fd;
     pthread_mutex_init(&a->readers_mu, NULL);
-    a->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, dispatch, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S,
-        MHD_OPTION_NOTIFY_COMPLETED, request_done, a, MHD_OPTION_END);
+    a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                     MHD_USE_POLL | MHD_USE_ERROR_LOG,
+                                 0, NULL, NULL, dispatch, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+                                 MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+                                 request_done, a, MHD_OPTION_END);
     if (!a->daemon) {
         buf_printf(err, "could not start the HTTP server on %s", o->listen_address);
         close(fd);
@@ -522,7 +529,8 @@ void api_stop(api *a)
     if (!a) return;
     MHD_stop_daemon(a->daemon);
     close(a->listen_fd);
-    for (size_t i = 0; i < a->n_readers; i++) store_reader_close(a->readers[i]);
+    for (size_t i = 0; i < a->n_readers; i++)
+        store_reader_close(a->readers[i]);
     mem_free(a->readers);
     pthread_mutex_destroy(&a->readers_mu);
     mem_free(a);

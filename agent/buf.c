@@ -33,7 +33,8 @@ int buf_reserve(buf *b, size_t n)
     size_t need = b->len + n + 1;
     if (need <= b->cap) return 0;
     size_t c = b->cap ? b->cap : 64;
-    while (c < need) c = c * 2 < c ? need : c * 2;
+    while (c < need)
+        c = c * 2 < c ? need : c * 2;
     b->data = mem_realloc(b->data, c);
     b->cap = c;
     return 0;

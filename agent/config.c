@@ -3254,8 +3254,10 @@ char *config_read_secret(const config_secret *s)
     size_t len;
     char *d = buf_detach(&b, &len);
     size_t a = 0;
-    while (a < len && (d[a] == ' ' || d[a] == '\t' || d[a] == '\n' || d[a] == '\r')) a++;
-    while (len > a && (d[len - 1] == ' ' || d[len - 1] == '\t' || d[len - 1] == '\n' || d[len - 1] == '\r'))
+    while (a < len && (d[a] == ' ' || d[a] == '\t' || d[a] == '\n' || d[a] == '\r'))
+        a++;
+    while (len > a &&
+           (d[len - 1] == ' ' || d[len - 1] == '\t' || d[len - 1] == '\n' || d[len - 1] == '\r'))
         len--;
     memmove(d, d + a, len - a);
     d[len - a] = '\0';

@@ -71,13 +71,13 @@ typedef struct config_http_client {
     char *basic_auth_username;
     char *basic_auth_username_file;
     config_secret basic_auth_password;
-    bool has_authorization; /* authorization: or bearer_token(_file) */
+    bool has_authorization;   /* authorization: or bearer_token(_file) */
     char *authorization_type; /* default "Bearer" */
     config_secret authorization_credentials;
     bool has_oauth2; /* parsed and validated; not used for requests yet */
     char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name;
     bool tls_insecure_skip_verify;
-    char *tls_min_version; /* "TLS10".."TLS13" or NULL */
+    char *tls_min_version;             /* "TLS10".."TLS13" or NULL */
     char *tls_ca, *tls_cert, *tls_key; /* inline PEM (tls_config ca/cert/key) or NULL */
     char *proxy_url;
     bool follow_redirects; /* default true */
@@ -140,7 +140,7 @@ typedef struct config_scrape {
     uint64_t label_limit;
     uint64_t label_name_length_limit;
     uint64_t label_value_length_limit;
-    int64_t body_size_limit; /* bytes */
+    int64_t body_size_limit;       /* bytes */
     uint64_t keep_dropped_targets; /* 0 = keep all, as Prometheus */
 
     config_target_group *static_configs;
@@ -159,8 +159,8 @@ typedef struct config_scrape {
 typedef struct config_alertmanager {
     char *scheme;
     char *path_prefix;
-    int64_t timeout_ms;    /* default 10s */
-    char *api_version;     /* "v2" */
+    int64_t timeout_ms; /* default 10s */
+    char *api_version;  /* "v2" */
     config_target_group *static_configs;
     size_t n_static_configs;
     config_file_sd *file_sd_configs;
@@ -188,18 +188,18 @@ typedef struct config_remote_write {
     size_t n_write_relabel_configs;
     config_http_client http;
     /* queue_config, Prometheus's defaults */
-    int64_t queue_capacity;       /* 10000 */
-    int64_t queue_min_shards;     /* 1 */
-    int64_t queue_max_shards;     /* 50 */
-    int64_t queue_max_samples_per_send; /* 2000 */
+    int64_t queue_capacity;               /* 10000 */
+    int64_t queue_min_shards;             /* 1 */
+    int64_t queue_max_shards;             /* 50 */
+    int64_t queue_max_samples_per_send;   /* 2000 */
     int64_t queue_batch_send_deadline_ms; /* 5s */
-    int64_t queue_min_backoff_ms;  /* 30ms */
-    int64_t queue_max_backoff_ms;  /* 5s */
-    bool queue_retry_on_http_429;  /* false (Prometheus's default) */
-    int64_t queue_sample_age_limit_ms; /* 0 = no limit */
+    int64_t queue_min_backoff_ms;         /* 30ms */
+    int64_t queue_max_backoff_ms;         /* 5s */
+    bool queue_retry_on_http_429;         /* false (Prometheus's default) */
+    int64_t queue_sample_age_limit_ms;    /* 0 = no limit */
     /* metadata_config */
-    bool metadata_send;            /* true */
-    int64_t metadata_send_interval_ms; /* 1m */
+    bool metadata_send;                    /* true */
+    int64_t metadata_send_interval_ms;     /* 1m */
     int64_t metadata_max_samples_per_send; /* 2000 */
     /* "prometheus.WriteRequest" (remote write 1.0, default) or
      * "io.prometheus.write.v2.Request" */
@@ -211,7 +211,7 @@ typedef struct config_global {
     int64_t scrape_timeout_ms;
     int64_t evaluation_interval_ms;
     int64_t rule_query_offset_ms;
-    labels *external_labels; /* never NULL; ${VAR} expanded */
+    labels *external_labels;     /* never NULL; ${VAR} expanded */
     bool legacy_name_validation; /* metric_name_validation_scheme: legacy */
     /* scrape limits inherited by every scrape config */
     uint64_t sample_limit, target_limit, label_limit;
@@ -223,9 +223,9 @@ typedef struct config_global {
 } config_global;
 
 typedef struct config {
-    int refs; /* atomic */
-    char *source;    /* file name, or "<default>" for the embedded config */
-    char *yaml;      /* the original text (for /api/v1/status/config) */
+    int refs;     /* atomic */
+    char *source; /* file name, or "<default>" for the embedded config */
+    char *yaml;   /* the original text (for /api/v1/status/config) */
     config_global global;
     char **rule_files; /* patterns, relative ones resolved against the config's directory */
     size_t n_rule_files;

@@ -23,9 +23,9 @@ typedef struct sd_file {
     char *path;
     config_target_group *groups;
     size_t n_groups;
-    uint64_t hash;   /* of the content that produced groups */
-    bool have;       /* groups hold a successful read */
-    bool matched;    /* matched by a pattern in the last refresh */
+    uint64_t hash; /* of the content that produced groups */
+    bool have;     /* groups hold a successful read */
+    bool matched;  /* matched by a pattern in the last refresh */
 } sd_file;
 
 typedef struct sd_job {
@@ -53,7 +53,8 @@ struct discovery {
 static void free_groups(config_target_group *g, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < g[i].n_targets; k++) mem_free(g[i].targets[k]);
+        for (size_t k = 0; k < g[i].n_targets; k++)
+            mem_free(g[i].targets[k]);
         mem_free(g[i].targets);
         labels_free(g[i].labels);
         mem_free(g[i].source);
@@ -72,12 +73,15 @@ discovery *discovery_new(registry *reg)
 {
     discovery *d = mem_calloc(1, sizeof *d);
     d->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (d->ifd < 0) log_warn("discovery", "inotify unavailable (%s): file_sd changes are seen at refresh_interval", strerror(errno));
+    if (d->ifd < 0)
+        log_warn("discovery",
+                 "inotify unavailable (%s): file_sd changes are seen at refresh_interval",
+                 strerror(errno));
     if (reg) {
-        d->m_read_errors = registry_child(
-            registry_counter(reg, "sidewatch_sd_file_read_errors_total",
-                             "Errors reading or parsing file_sd files.", NULL),
-            NULL);
+        d->m_read_errors =
+            registry_child(registry_counter(reg, "sidewatch_sd_file_read_errors_total",
+                                            "Errors reading or parsing file_sd files.", NULL),
+                           NULL);
         d->m_scans = registry_child(registry_counter(reg, "sidewatch_sd_file_scans_total",
                                                      "Scans of file_sd patterns.", NULL),
                                     NULL);
@@ -87,7 +91,8 @@ discovery *discovery_new(registry *reg)
 
 static void free_jobs(discovery *d)
 {
-    for (size_t i = 0; i < d->n_jobs; i++) mem_free(d->jobs[i].groups);
+    for (size_t i = 0; i < d->n_jobs; i++)
+        mem_free(d->jobs[i].groups);
     mem_free(d->jobs);
     d->jobs = NULL;
     d->n_jobs = 0;
@@ -95,11 +100,13 @@ static void free_jobs(discovery *d)
 
 static void unwatch_all(discovery *d)
 {
-    for (size_t i = 0; i < d->n_dirs; i++) mem_free(d->dirs[i]);
+    for (size_t i = 0; i < d->n_dirs; i++)
+        mem_free(d->dirs[i]);
     mem_free(d->dirs);
     d->dirs = NULL;
     d->n_dirs = 0;
-    for (size_t i = 0; i < d->n_names; i++) mem_free(d->names[i]);
+    for (size_t i = 0; i < d->n_names; i++)
+        mem_free(d->names[i]);
     mem_free(d->names);
     d->names = NULL;
     d->n_names = 0;
@@ -114,7 +121,8 @@ void discovery_free(discovery *d)
 {
     if (!d) return;
     free_jobs(d);
-    for (size_t i = 0; i < d->n_files; i++) free_file(d->files[i]);
+    for (size_t i = 0; i < d->n_files; i++)
+        free_file(d->files[i]);
     mem_free(d->files);
     unwatch_all(d);
     if (d->ifd >= 0) close(d->ifd);
@@ -140,7 +148,8 @@ static int parse_groups(const char *path, const char *text, size_t len, config_t
     size_t plen = strlen(path);
     if (plen > 5 && strcmp(path + plen - 5, ".json") == 0) {
         size_t i = 0;
-        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+            i++;
         if (i == len) {
             buf_printf(err, "%s: unexpected end of JSON input", path);
             return -EINVAL;
@@ -189,7 +198,8 @@ static int parse_groups(const char *path, const char *text, size_t len, config_t
                 for (size_t t = 0; t < val->n; t++) {
                     const yamlconf_node *tn = val->items[t];
                     if (tn->kind != YAMLCONF_SCALAR || memchr(tn->str, '\0', tn->len)) {
-                        buf_printf(err, "%s:%u:%u: a target must be a string", path, tn->line, tn->col);
+                        buf_printf(err, "%s:%u:%u: a target must be a string", path, tn->line,
+                                   tn->col);
                         rc = -EINVAL;
                         break;
                     }
@@ -204,7 +214,8 @@ static int parse_groups(const char *path, const char *text, size_t len, config_t
             } else if (yamlconf_str_eq(key, "labels")) {
                 if (yamlconf_is_null(val)) continue;
                 if (val->kind != YAMLCONF_MAP) {
-                    buf_printf(err, "%s:%u:%u: labels must be a mapping", path, val->line, val->col);
+                    buf_printf(err, "%s:%u:%u: labels must be a mapping", path, val->line,
+                               val->col);
                     rc = -EINVAL;
                     break;
                 }
@@ -212,8 +223,8 @@ static int parse_groups(const char *path, const char *text, size_t len, config_t
                     const yamlconf_node *ln = val->pairs[l].key, *lv = val->pairs[l].value;
                     if (ln->kind != YAMLCONF_SCALAR || !expfmt_utf8_valid(ln->str, ln->len) ||
                         ln->len == 0) {
-                        buf_printf(err, "%s:%u:%u: \"%s\" is not a valid label name", path, ln->line,
-                                   ln->col, ln->str);
+                        buf_printf(err, "%s:%u:%u: \"%s\" is not a valid label name", path,
+                                   ln->line, ln->col, ln->str);
                         rc = -EINVAL;
                         break;
                     }
@@ -280,7 +291,8 @@ static void file_read(discovery *d, sd_file *f)
         ssize_t r;
         while ((r = read(fd, tmp, sizeof tmp)) > 0) {
             if (buf_append(&content, tmp, (size_t)r) < 0) {
-                buf_printf(&err, "%s: file larger than %d bytes", f->path, DISCOVERY_MAX_FILE_BYTES);
+                buf_printf(&err, "%s: file larger than %d bytes", f->path,
+                           DISCOVERY_MAX_FILE_BYTES);
                 rc = -E2BIG;
                 break;
             }
@@ -353,7 +365,8 @@ static uint64_t groups_hash(const discovery *d)
             const config_target_group *tg = d->jobs[j].groups[g];
             h = h * 1099511628211ULL ^ labels_hash(tg->labels);
             for (size_t t = 0; t < tg->n_targets; t++)
-                h = h * 1099511628211ULL ^ strutil_hash64(tg->targets[t], strlen(tg->targets[t]), g);
+                h = h * 1099511628211ULL ^
+                    strutil_hash64(tg->targets[t], strlen(tg->targets[t]), g);
         }
     }
     return h;
@@ -371,7 +384,8 @@ static void scan(discovery *d)
 {
     const config *cfg = d->cfg;
     if (d->m_scans) registry_inc(d->m_scans);
-    for (size_t i = 0; i < d->n_files; i++) d->files[i]->matched = false;
+    for (size_t i = 0; i < d->n_files; i++)
+        d->files[i]->matched = false;
     free_jobs(d);
     d->n_jobs = cfg->n_scrape_configs;
     d->jobs = mem_calloc(d->n_jobs + 1, sizeof *d->jobs);
@@ -379,22 +393,23 @@ static void scan(discovery *d)
         const config_scrape *sc = &cfg->scrape_configs[j];
         sd_job *job = &d->jobs[j];
         size_t cap = 0;
-        for (size_t g = 0; g < sc->n_static_configs; g++) add_group(job, &sc->static_configs[g], &cap);
+        for (size_t g = 0; g < sc->n_static_configs; g++)
+            add_group(job, &sc->static_configs[g], &cap);
         for (size_t s = 0; s < sc->n_file_sd_configs; s++) {
             const config_file_sd *fs = &sc->file_sd_configs[s];
             for (size_t p = 0; p < fs->n_files; p++) {
                 glob_t gl;
                 int grc = glob(fs->files[p], 0, NULL, &gl);
                 if (grc != 0) {
-                    if (grc != GLOB_NOMATCH)
-                        log_warn("discovery", "glob %s failed", fs->files[p]);
+                    if (grc != GLOB_NOMATCH) log_warn("discovery", "glob %s failed", fs->files[p]);
                     continue;
                 }
                 for (size_t k = 0; k < gl.gl_pathc; k++) {
                     sd_file *f = file_get(d, gl.gl_pathv[k]);
                     if (!f->matched) file_read(d, f);
                     f->matched = true;
-                    for (size_t g = 0; g < f->n_groups; g++) add_group(job, &f->groups[g], &cap);
+                    for (size_t g = 0; g < f->n_groups; g++)
+                        add_group(job, &f->groups[g], &cap);
                 }
                 globfree(&gl);
             }
@@ -437,7 +452,8 @@ void discovery_apply(discovery *d, config *cfg)
         }
     }
     /* Re-read everything under the new config. */
-    for (size_t i = 0; i < d->n_files; i++) d->files[i]->have = false;
+    for (size_t i = 0; i < d->n_files; i++)
+        d->files[i]->have = false;
     scan(d);
     d->state_hash = groups_hash(d);
     d->dirty = false;

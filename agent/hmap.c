@@ -28,7 +28,8 @@ static void rehash(hmap *m, size_t cap)
         void *v = old[i].val;
         if (!v || v == HMAP_TOMBSTONE) continue;
         size_t j = old[i].hash & (cap - 1);
-        while (m->slots[j].val) j = (j + 1) & (cap - 1);
+        while (m->slots[j].val)
+            j = (j + 1) & (cap - 1);
         m->slots[j] = old[i];
     }
     mem_free(old);
@@ -50,11 +51,13 @@ void hmap_put(hmap *m, uint64_t h, void *val)
 {
     if ((m->used + 1) * 4 >= m->cap * 3) {
         size_t cap = m->cap ? m->cap : 16;
-        while ((m->len + 1) * 2 >= cap) cap *= 2;
+        while ((m->len + 1) * 2 >= cap)
+            cap *= 2;
         rehash(m, cap);
     }
     size_t i = h & (m->cap - 1);
-    while (m->slots[i].val && m->slots[i].val != HMAP_TOMBSTONE) i = (i + 1) & (m->cap - 1);
+    while (m->slots[i].val && m->slots[i].val != HMAP_TOMBSTONE)
+        i = (i + 1) & (m->cap - 1);
     if (!m->slots[i].val) m->used++;
     m->slots[i].hash = h;
     m->slots[i].val = val;

@@ -183,8 +183,10 @@ static void fill_response(httpc_transfer *t, CURLcode code, httpc_response *r)
 static void unlink_transfer(httpc *h, httpc_transfer *t)
 {
     curl_multi_remove_handle(h->multi, t->easy);
-    if (t->prev) t->prev->next = t->next;
-    else h->head = t->next;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        h->head = t->next;
     if (t->next) t->next->prev = t->prev;
     h->running--;
 }
@@ -204,7 +206,8 @@ void httpc_cancel(httpc *h, httpc_transfer *t)
 void httpc_free(httpc *h)
 {
     if (!h) return;
-    while (h->head) httpc_cancel(h, h->head);
+    while (h->head)
+        httpc_cancel(h, h->head);
     curl_multi_cleanup(h->multi);
     mem_free(h);
 }

@@ -18,14 +18,14 @@ typedef struct httpc_transfer httpc_transfer;
 
 typedef struct httpc_request {
     const char *url;
-    const char *method;        /* NULL = GET (POST when body is set) */
-    const char *unix_socket;   /* connect through this socket instead of TCP */
+    const char *method;         /* NULL = GET (POST when body is set) */
+    const char *unix_socket;    /* connect through this socket instead of TCP */
     const char *const *headers; /* "Name: value" strings, NULL-terminated, or NULL */
-    const char *body;          /* request body or NULL */
+    const char *body;           /* request body or NULL */
     size_t body_len;
-    bool gzip;                 /* advertise and decode gzip */
-    int64_t timeout_ms;        /* whole transfer; 0 = none */
-    size_t body_limit;         /* response bytes after decoding; 0 = none */
+    bool gzip;          /* advertise and decode gzip */
+    int64_t timeout_ms; /* whole transfer; 0 = none */
+    size_t body_limit;  /* response bytes after decoding; 0 = none */
     /* credentials: sent as given, never logged */
     const char *basic_user, *basic_password;
     /* TLS */
@@ -35,12 +35,12 @@ typedef struct httpc_request {
 } httpc_request;
 
 enum httpc_result {
-    HTTPC_OK = 0,          /* a response arrived (any status) */
-    HTTPC_ERR_TIMEOUT,     /* timeout_ms elapsed */
-    HTTPC_ERR_TOO_LARGE,   /* body exceeded body_limit */
-    HTTPC_ERR_CONNECT,     /* DNS, connect, TLS failures */
-    HTTPC_ERR_TRANSFER,    /* broken transfer, bad encoding, other curl errors */
-    HTTPC_ERR_CANCELLED,   /* httpc_cancel / httpc_free */
+    HTTPC_OK = 0,        /* a response arrived (any status) */
+    HTTPC_ERR_TIMEOUT,   /* timeout_ms elapsed */
+    HTTPC_ERR_TOO_LARGE, /* body exceeded body_limit */
+    HTTPC_ERR_CONNECT,   /* DNS, connect, TLS failures */
+    HTTPC_ERR_TRANSFER,  /* broken transfer, bad encoding, other curl errors */
+    HTTPC_ERR_CANCELLED, /* httpc_cancel / httpc_free */
 };
 
 typedef struct httpc_response {
@@ -49,9 +49,9 @@ typedef struct httpc_response {
     long status;              /* HTTP status, 0 without response */
     const char *content_type; /* "" when absent */
     const char *content_encoding;
-    const char *body;         /* decoded body, NUL-terminated */
+    const char *body; /* decoded body, NUL-terminated */
     size_t body_len;
-    double seconds;           /* total time */
+    double seconds; /* total time */
 } httpc_response;
 
 /* Called once per transfer from httpc_poll() (or httpc_cancel/httpc_free

@@ -89,10 +89,14 @@ int json_escape(buf *out, const char *s, size_t len)
         size_t n = 1;
         if (c >= 0x80) {
             /* Validate one UTF-8 sequence; invalid bytes become U+FFFD. */
-            size_t want = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+            size_t want = (c & 0xE0) == 0xC0   ? 2
+                          : (c & 0xF0) == 0xE0 ? 3
+                          : (c & 0xF8) == 0xF0 ? 4
+                                               : 0;
             if (want && i + want <= len && expfmt_utf8_valid(s + i, want)) {
                 /* U+2028 and U+2029 are escaped by Go. */
-                if (want == 3 && c == 0xE2 && p[i + 1] == 0x80 && (p[i + 2] == 0xA8 || p[i + 2] == 0xA9)) {
+                if (want == 3 && c == 0xE2 && p[i + 1] == 0x80 &&
+                    (p[i + 2] == 0xA8 || p[i + 2] == 0xA9)) {
                     esc = p[i + 2] == 0xA8 ? "\\u2028" : "\\u2029";
                     n = 3;
                 } else {

@@ -17,11 +17,11 @@
 #define JSON_MAX_DEPTH 64
 
 typedef struct json_writer {
-    buf *out;          /* borrowed */
+    buf *out; /* borrowed */
     int depth;
     bool first[JSON_MAX_DEPTH];
     bool after_key;
-    int err;           /* first error (negative), 0 if none */
+    int err; /* first error (negative), 0 if none */
 } json_writer;
 
 void json_init(json_writer *w, buf *out);

@@ -106,10 +106,18 @@ void labels_escape_value(buf *out, const char *v, size_t len)
     for (size_t i = 0; i < len; i++) {
         const char *esc = NULL;
         switch (v[i]) {
-        case '\\': esc = "\\\\"; break;
-        case '"': esc = "\\\""; break;
-        case '\n': esc = "\\n"; break;
-        default: run++; continue;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        default:
+            run++;
+            continue;
         }
         buf_append(out, v + i - run, run);
         run = 0;
@@ -358,7 +366,8 @@ labels *labels_builder_finish(labels_builder *b, const char **dup_name)
         }
     }
     size_t bytes = sizeof(labels) + n * sizeof(label);
-    for (size_t i = 0; i < n; i++) bytes += b->v[i].name_len + b->v[i].value_len + 2;
+    for (size_t i = 0; i < n; i++)
+        bytes += b->v[i].name_len + b->v[i].value_len + 2;
     labels *ls = mem_malloc(bytes);
     ls->n = (uint32_t)n;
     ls->bytes = (uint32_t)bytes;
@@ -382,8 +391,8 @@ labels *labels_builder_finish(labels_builder *b, const char **dup_name)
 
 /* ---- matchers ------------------------------------------------------------------ */
 
-int labels_matcher_init(label_matcher *m, enum matcher_type type, const char *name,
-                        size_t name_len, const char *value, size_t value_len, buf *err)
+int labels_matcher_init(label_matcher *m, enum matcher_type type, const char *name, size_t name_len,
+                        const char *value, size_t value_len, buf *err)
 {
     memset(m, 0, sizeof *m);
     m->type = type;
@@ -408,10 +417,14 @@ void labels_matcher_cleanup(label_matcher *m)
 bool labels_matcher_matches(const label_matcher *m, const char *v, size_t len)
 {
     switch (m->type) {
-    case MATCH_EQ: return len == m->value_len && memcmp(v, m->value, len) == 0;
-    case MATCH_NEQ: return !(len == m->value_len && memcmp(v, m->value, len) == 0);
-    case MATCH_RE: return regex_match(m->re, v, len);
-    case MATCH_NRE: return !regex_match(m->re, v, len);
+    case MATCH_EQ:
+        return len == m->value_len && memcmp(v, m->value, len) == 0;
+    case MATCH_NEQ:
+        return !(len == m->value_len && memcmp(v, m->value, len) == 0);
+    case MATCH_RE:
+        return regex_match(m->re, v, len);
+    case MATCH_NRE:
+        return !regex_match(m->re, v, len);
     }
     return false;
 }
@@ -480,7 +493,8 @@ static void sel_skip_space(sel_parser *p)
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
             p->i++;
         } else if (c == '#') { /* PromQL comments run to the end of the line */
-            while (p->i < p->len && p->s[p->i] != '\n') p->i++;
+            while (p->i < p->len && p->s[p->i] != '\n')
+                p->i++;
         } else {
             break;
         }
@@ -551,14 +565,30 @@ static bool sel_string(sel_parser *p, buf *out)
         p->i += 2;
         int digits = 0, base = 16;
         switch (e) {
-        case 'a': buf_putc(out, '\a'); break;
-        case 'b': buf_putc(out, '\b'); break;
-        case 'f': buf_putc(out, '\f'); break;
-        case 'n': buf_putc(out, '\n'); break;
-        case 'r': buf_putc(out, '\r'); break;
-        case 't': buf_putc(out, '\t'); break;
-        case 'v': buf_putc(out, '\v'); break;
-        case '\\': buf_putc(out, '\\'); break;
+        case 'a':
+            buf_putc(out, '\a');
+            break;
+        case 'b':
+            buf_putc(out, '\b');
+            break;
+        case 'f':
+            buf_putc(out, '\f');
+            break;
+        case 'n':
+            buf_putc(out, '\n');
+            break;
+        case 'r':
+            buf_putc(out, '\r');
+            break;
+        case 't':
+            buf_putc(out, '\t');
+            break;
+        case 'v':
+            buf_putc(out, '\v');
+            break;
+        case '\\':
+            buf_putc(out, '\\');
+            break;
         case '\'':
         case '"':
             if (e != q) {
@@ -567,9 +597,15 @@ static bool sel_string(sel_parser *p, buf *out)
             }
             buf_putc(out, e);
             break;
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
+        case 'x':
+            digits = 2;
+            break;
+        case 'u':
+            digits = 4;
+            break;
+        case 'U':
+            digits = 8;
+            break;
         default:
             if (e >= '0' && e <= '7') {
                 digits = 3;
@@ -636,7 +672,8 @@ static bool sel_add(sel_parser *p, sel_list *l, enum matcher_type t, const char 
 void labels_matchers_free(label_matcher *ms, size_t n)
 {
     if (!ms) return;
-    for (size_t i = 0; i < n; i++) labels_matcher_cleanup(&ms[i]);
+    for (size_t i = 0; i < n; i++)
+        labels_matcher_cleanup(&ms[i]);
     mem_free(ms);
 }
 
@@ -652,7 +689,8 @@ int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t
     sel_skip_space(&p);
     if (p.i < len && sel_ident_char(s[p.i], true, true)) {
         size_t st = p.i;
-        while (p.i < len && sel_ident_char(s[p.i], false, true)) p.i++;
+        while (p.i < len && sel_ident_char(s[p.i], false, true))
+            p.i++;
         if (!sel_add(&p, &l, MATCH_EQ, LABELS_METRIC_NAME, 8, s + st, p.i - st, st)) goto fail;
         has_name = true;
         sel_skip_space(&p);
@@ -677,7 +715,8 @@ int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t
                 quoted = true;
             } else if (sel_ident_char(s[p.i], true, false)) {
                 size_t st = p.i;
-                while (p.i < len && sel_ident_char(s[p.i], false, false)) p.i++;
+                while (p.i < len && sel_ident_char(s[p.i], false, false))
+                    p.i++;
                 buf_append(&name, s + st, p.i - st);
             } else {
                 sel_error(&p, at, "unexpected character inside braces: '%c'", s[p.i]);
@@ -690,7 +729,8 @@ int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t
                     sel_error(&p, at, "metric name must not be set twice: %s", buf_cstr(&name));
                     goto fail;
                 }
-                if (!sel_add(&p, &l, MATCH_EQ, LABELS_METRIC_NAME, 8, buf_cstr(&name), name.len, at))
+                if (!sel_add(&p, &l, MATCH_EQ, LABELS_METRIC_NAME, 8, buf_cstr(&name), name.len,
+                             at))
                     goto fail;
                 has_name = true;
             } else {
@@ -708,7 +748,8 @@ int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t
                     t = MATCH_EQ;
                     p.i++;
                 } else {
-                    sel_error(&p, p.i, "unexpected %s in label matching, expected label matching operator",
+                    sel_error(&p, p.i,
+                              "unexpected %s in label matching, expected label matching operator",
                               p.i < len ? "character" : "end of input");
                     goto fail;
                 }
@@ -721,7 +762,8 @@ int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t
                 buf_reset(&value);
                 size_t vat = p.i;
                 if (!sel_string(&p, &value)) goto fail;
-                if (!sel_add(&p, &l, t, buf_cstr(&name), name.len, buf_cstr(&value), value.len, vat))
+                if (!sel_add(&p, &l, t, buf_cstr(&name), name.len, buf_cstr(&value), value.len,
+                             vat))
                     goto fail;
             }
             sel_skip_space(&p);

@@ -104,8 +104,8 @@ typedef struct label_matcher {
 
 /* Initialises a matcher with copies of name and value. Returns 0, or
  * -EINVAL with the regex error appended to err. */
-int labels_matcher_init(label_matcher *m, enum matcher_type type, const char *name,
-                        size_t name_len, const char *value, size_t value_len, buf *err);
+int labels_matcher_init(label_matcher *m, enum matcher_type type, const char *name, size_t name_len,
+                        const char *value, size_t value_len, buf *err);
 void labels_matcher_cleanup(label_matcher *m);
 bool labels_matcher_matches(const label_matcher *m, const char *v, size_t len);
 /* True if the matcher accepts the empty string (i.e. also matches series

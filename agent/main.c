@@ -56,22 +56,24 @@ typedef struct daemon_state {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sidewatch [<flags>]\n"
-            "       sidewatch check config FILE...\n"
-            "\n"
-            "A Prometheus-compatible monitoring and alerting sidecar.\n"
-            "\n"
-            "Flags:\n"
-            "  --config.file=FILE            Prometheus configuration file (default: embedded\n"
-            "                                config that scrapes sidewatch itself)\n"
-            "  --storage.path=DIR            where the database lives (default: " DEFAULT_STORAGE ")\n"
-            "  --storage.retention.time=DUR  how long to keep samples (default: " DEFAULT_RETENTION ")\n"
-            "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
-            "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
-            "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
-            "  --version                     print the version and exit\n"
-            "  -h, --help                    show this help\n");
+    fprintf(
+        out,
+        "usage: sidewatch [<flags>]\n"
+        "       sidewatch check config FILE...\n"
+        "\n"
+        "A Prometheus-compatible monitoring and alerting sidecar.\n"
+        "\n"
+        "Flags:\n"
+        "  --config.file=FILE            Prometheus configuration file (default: embedded\n"
+        "                                config that scrapes sidewatch itself)\n"
+        "  --storage.path=DIR            where the database lives (default: " DEFAULT_STORAGE ")\n"
+        "  --storage.retention.time=DUR  how long to keep samples (default: " DEFAULT_RETENTION
+        ")\n"
+        "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
+        "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
+        "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
+        "  --version                     print the version and exit\n"
+        "  -h, --help                    show this help\n");
 }
 
 /* kingpin-style flags: --name=value or --name value. Returns 0, 1 when the
@@ -116,7 +118,8 @@ static int parse_flags(int argc, char **argv, flags *f)
             const char *v = eq ? eq + 1 : NULL;
             if (!v) {
                 if (i + 1 >= argc) {
-                    fprintf(stderr, "sidewatch: error: expected argument for flag '--%s'\n", opts[k].name);
+                    fprintf(stderr, "sidewatch: error: expected argument for flag '--%s'\n",
+                            opts[k].name);
                     return -1;
                 }
                 v = argv[++i];
@@ -235,7 +238,8 @@ static int reload(void *ctx, buf *err)
 {
     daemon_state *d = ctx;
     pthread_mutex_lock(&d->cfg_mu);
-    log_info("main", "Loading configuration file %s", d->f.config_file ? d->f.config_file : "<default>");
+    log_info("main", "Loading configuration file %s",
+             d->f.config_file ? d->f.config_file : "<default>");
     config *next = NULL;
     int rc = load_config(d, &next, err);
     if (rc < 0) {
@@ -271,15 +275,22 @@ static void collect_store(registry_collect *c, void *ctx)
         enum expfmt_type type;
     } m[] = {
         {"sidewatch_store_series", "Series in the store's index.", EXPFMT_GAUGE},
-        {"sidewatch_store_samples_appended_total", "Samples committed to the store.", EXPFMT_COUNTER},
+        {"sidewatch_store_samples_appended_total", "Samples committed to the store.",
+         EXPFMT_COUNTER},
         {"sidewatch_store_commits_total", "Append batches committed.", EXPFMT_COUNTER},
-        {"sidewatch_store_commit_errors_total", "Append batches that failed to commit.", EXPFMT_COUNTER},
-        {"sidewatch_store_out_of_order_samples_total", "Samples rejected as out of order.", EXPFMT_COUNTER},
-        {"sidewatch_store_duplicate_samples_total", "Exact duplicate samples dropped.", EXPFMT_COUNTER},
-        {"sidewatch_store_retention_deleted_samples_total", "Samples deleted by retention.", EXPFMT_COUNTER},
+        {"sidewatch_store_commit_errors_total", "Append batches that failed to commit.",
+         EXPFMT_COUNTER},
+        {"sidewatch_store_out_of_order_samples_total", "Samples rejected as out of order.",
+         EXPFMT_COUNTER},
+        {"sidewatch_store_duplicate_samples_total", "Exact duplicate samples dropped.",
+         EXPFMT_COUNTER},
+        {"sidewatch_store_retention_deleted_samples_total", "Samples deleted by retention.",
+         EXPFMT_COUNTER},
         {"sidewatch_store_size_bytes", "Size of the database files on disk.", EXPFMT_GAUGE},
-        {"sidewatch_store_lowest_timestamp_seconds", "Oldest sample timestamp in the store.", EXPFMT_GAUGE},
-        {"sidewatch_store_highest_timestamp_seconds", "Newest sample timestamp in the store.", EXPFMT_GAUGE},
+        {"sidewatch_store_lowest_timestamp_seconds", "Oldest sample timestamp in the store.",
+         EXPFMT_GAUGE},
+        {"sidewatch_store_highest_timestamp_seconds", "Newest sample timestamp in the store.",
+         EXPFMT_GAUGE},
     };
     double v[] = {(double)s.series,
                   (double)s.samples_appended,
@@ -403,14 +414,16 @@ static int run_daemon(const flags *f)
             reload(&d, &rerr);
             buf_cleanup(&rerr);
         } else if (sig == SIGTERM || sig == SIGINT) {
-            log_info("main", "Received %s, exiting gracefully...", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_info("main", "Received %s, exiting gracefully...",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
         int64_t now = wall_ms();
         if (retention_ms > 0 && now >= next_retention) {
             store_apply_retention(d.st, now);
             /* Short retentions are enforced more often than once a minute. */
-            int64_t every = retention_ms / 4 < RETENTION_EVERY_MS ? retention_ms / 4 : RETENTION_EVERY_MS;
+            int64_t every =
+                retention_ms / 4 < RETENTION_EVERY_MS ? retention_ms / 4 : RETENTION_EVERY_MS;
             next_retention = now + (every < 1000 ? 1000 : every);
         }
     }

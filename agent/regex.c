@@ -130,13 +130,19 @@ static const char *re2_incompatible(const char *p, size_t len, size_t *at, size_
 static const char *go_reason(int code)
 {
     switch (code) {
-    case PCRE2_ERROR_MISSING_CLOSING_PARENTHESIS: return "missing closing )";
-    case PCRE2_ERROR_UNMATCHED_CLOSING_PARENTHESIS: return "unexpected )";
-    case PCRE2_ERROR_MISSING_SQUARE_BRACKET: return "missing closing ]";
+    case PCRE2_ERROR_MISSING_CLOSING_PARENTHESIS:
+        return "missing closing )";
+    case PCRE2_ERROR_UNMATCHED_CLOSING_PARENTHESIS:
+        return "unexpected )";
+    case PCRE2_ERROR_MISSING_SQUARE_BRACKET:
+        return "missing closing ]";
     case PCRE2_ERROR_QUANTIFIER_INVALID:
-    case PCRE2_ERROR_QUANTIFIER_OUT_OF_ORDER: return "invalid repeat count";
-    case PCRE2_ERROR_END_BACKSLASH: return "trailing backslash at end of expression";
-    default: return NULL;
+    case PCRE2_ERROR_QUANTIFIER_OUT_OF_ORDER:
+        return "invalid repeat count";
+    case PCRE2_ERROR_END_BACKSLASH:
+        return "trailing backslash at end of expression";
+    default:
+        return NULL;
     }
 }
 
@@ -235,10 +241,14 @@ static pcre2_match_data *run(const regex *re, const char *s, size_t len)
 bool regex_match(const regex *re, const char *s, size_t len)
 {
     switch (re->kind) {
-    case REGEX_LITERAL: return len == re->pattern_len && memcmp(s, re->pattern, len) == 0;
-    case REGEX_ANY: return true;
-    case REGEX_NONEMPTY: return len > 0;
-    case REGEX_PCRE: break;
+    case REGEX_LITERAL:
+        return len == re->pattern_len && memcmp(s, re->pattern, len) == 0;
+    case REGEX_ANY:
+        return true;
+    case REGEX_NONEMPTY:
+        return len > 0;
+    case REGEX_PCRE:
+        break;
     }
     return run(re, s, len) != NULL;
 }
@@ -259,7 +269,8 @@ static int append_group(const regex *re, pcre2_match_data *md, const char *s, co
     }
     if (numeric) {
         idx = 0;
-        for (size_t i = 0; i < name_len && idx <= 100000; i++) idx = idx * 10 + (name[i] - '0');
+        for (size_t i = 0; i < name_len && idx <= 100000; i++)
+            idx = idx * 10 + (name[i] - '0');
     } else {
         char tmp[256];
         if (name_len >= sizeof tmp) return 0;
@@ -287,7 +298,8 @@ int regex_expand(const regex *re, const char *s, size_t len, const char *tmpl, s
         char c = tmpl[i];
         if (c != '$' || i + 1 >= tmpl_len) {
             size_t j = i;
-            while (j < tmpl_len && tmpl[j] != '$') j++;
+            while (j < tmpl_len && tmpl[j] != '$')
+                j++;
             if (j == i) j = i + 1;
             rc = buf_append(out, tmpl + i, j - i);
             i = j;
@@ -299,7 +311,8 @@ int regex_expand(const regex *re, const char *s, size_t len, const char *tmpl, s
             i += 2;
         } else if (d == '{') {
             size_t j = i + 2;
-            while (j < tmpl_len && name_char(tmpl[j])) j++;
+            while (j < tmpl_len && name_char(tmpl[j]))
+                j++;
             if (j < tmpl_len && tmpl[j] == '}' && j > i + 2) {
                 rc = append_group(re, md, s, tmpl + i + 2, j - i - 2, out);
                 i = j + 1;
@@ -309,7 +322,8 @@ int regex_expand(const regex *re, const char *s, size_t len, const char *tmpl, s
             }
         } else if (name_char(d)) {
             size_t j = i + 1;
-            while (j < tmpl_len && name_char(tmpl[j])) j++;
+            while (j < tmpl_len && name_char(tmpl[j]))
+                j++;
             rc = append_group(re, md, s, tmpl + i + 1, j - i - 1, out);
             i = j;
         } else {

@@ -80,8 +80,9 @@ static bool apply_one(const config_relabel *c, labels_builder *lb, arena *a, boo
         buf_init(&res, RELABEL_MAX_VALUE);
         if (regex_expand(c->regex, sv, slen, c->target_label, strlen(c->target_label), &target) ==
             1) {
-            bool valid = legacy ? expfmt_legacy_label_name(buf_cstr(&target), target.len)
-                                : (target.len > 0 && expfmt_utf8_valid(buf_cstr(&target), target.len));
+            bool valid = legacy
+                             ? expfmt_legacy_label_name(buf_cstr(&target), target.len)
+                             : (target.len > 0 && expfmt_utf8_valid(buf_cstr(&target), target.len));
             if (valid) {
                 regex_expand(c->regex, sv, slen, c->replacement, strlen(c->replacement), &res);
                 char *t = keep_copy(a, &target);
@@ -114,7 +115,8 @@ static bool apply_one(const config_relabel *c, labels_builder *lb, arena *a, boo
         unsigned char sum[16];
         strutil_md5(sv, slen, sum);
         uint64_t h = 0;
-        for (int i = 8; i < 16; i++) h = (h << 8) | sum[i];
+        for (int i = 8; i < 16; i++)
+            h = (h << 8) | sum[i];
         char num[32];
         int n = snprintf(num, sizeof num, "%" PRIu64, c->modulus ? h % c->modulus : 0);
         char *r = arena_strndup(a, num, (size_t)n);

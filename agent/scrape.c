@@ -50,10 +50,10 @@ static const char *const report_names[REPORT_COUNT] = {
 typedef struct series_entry {
     char *key;
     size_t key_len;
-    uint64_t ref;      /* store reference; 0 when metric relabeling dropped it */
+    uint64_t ref;       /* store reference; 0 when metric relabeling dropped it */
     uint64_t seen_iter; /* the scrape that last contained it (successful or not) */
-    bool live;         /* in the last successful scrape and not marked stale */
-    bool explicit_ts;  /* came with its own timestamp (no staleness then) */
+    bool live;          /* in the last successful scrape and not marked stale */
+    bool explicit_ts;   /* came with its own timestamp (no staleness then) */
     enum textparse_format format;
 } series_entry;
 
@@ -135,13 +135,18 @@ void scrape_accept_header(const enum config_scrape_protocol *p, size_t n, buf *o
             v = "application/openmetrics-text;version=1.0.0";
             escaping = true;
             break;
-        case CONFIG_PROTO_OPENMETRICS_0_0_1: v = "application/openmetrics-text;version=0.0.1"; break;
+        case CONFIG_PROTO_OPENMETRICS_0_0_1:
+            v = "application/openmetrics-text;version=0.0.1";
+            break;
         case CONFIG_PROTO_PROMETHEUS_TEXT_1_0_0:
             v = "text/plain;version=1.0.0";
             escaping = true;
             break;
-        case CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4: v = "text/plain;version=0.0.4"; break;
-        case CONFIG_PROTO_PROMETHEUS_PROTO: continue; /* not parsed by sidewatch yet */
+        case CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4:
+            v = "text/plain;version=0.0.4";
+            break;
+        case CONFIG_PROTO_PROMETHEUS_PROTO:
+            continue; /* not parsed by sidewatch yet */
         }
         buf_printf(out, "%s%s%s;q=0.%d", out->len ? "," : "", v,
                    escaping ? ";escaping=allow-utf-8" : "", weight);
@@ -249,7 +254,8 @@ static char *target_url(const config_scrape *sc, const labels *all)
         if (!strutil_has_prefix(l->name, l->name_len, "__param_")) continue;
         const char *key = l->name + 8;
         size_t j = 0;
-        while (j < n && strcmp(ps[j].key, key) != 0) j++;
+        while (j < n && strcmp(ps[j].key, key) != 0)
+            j++;
         if (j == n) ps[n++] = (url_param){key, NULL, 0, NULL};
         ps[j].override = l->value;
     }
@@ -259,8 +265,8 @@ static char *target_url(const config_scrape *sc, const labels *all)
         size_t count = ps[i].n ? ps[i].n : 1;
         for (size_t j = 0; j < count; j++) {
             const char *val = (j == 0 && ps[i].override) ? ps[i].override
-                              : ps[i].n                 ? ps[i].values[j]
-                                                        : "";
+                              : ps[i].n                  ? ps[i].values[j]
+                                                         : "";
             buf_putc(&u, first ? '?' : '&');
             first = false;
             query_escape(&u, ps[i].key);
@@ -281,9 +287,9 @@ static char *format_ms(int64_t ms, char *out)
 /* Prometheus's PopulateLabels for one address of a group. Returns 0 and the
  * final labels (*all, including __ labels) and the discovered labels, 1 when
  * relabeling dropped the target, or -EINVAL with a reason in err. */
-static int populate_labels(const config *cfg, const config_scrape *sc,
-                           const config_target_group *g, const char *address, labels **all,
-                           labels **discovered, int64_t *interval_ms, int64_t *timeout_ms, buf *err)
+static int populate_labels(const config *cfg, const config_scrape *sc, const config_target_group *g,
+                           const char *address, labels **all, labels **discovered,
+                           int64_t *interval_ms, int64_t *timeout_ms, buf *err)
 {
     labels_builder lb;
     labels_builder_init(&lb);
@@ -382,7 +388,8 @@ static int populate_labels(const config *cfg, const config_scrape *sc,
             i++;
     }
     size_t ilen;
-    if (!labels_builder_get(&lb, "instance", 8, &ilen)) labels_builder_set(&lb, "instance", 8, addr, alen);
+    if (!labels_builder_get(&lb, "instance", 8, &ilen))
+        labels_builder_set(&lb, "instance", 8, addr, alen);
     *all = labels_builder_finish(&lb, NULL);
     for (uint32_t i = 0; i < (*all)->n; i++) {
         if (!expfmt_utf8_valid((*all)->v[i].value, (*all)->v[i].value_len)) {
@@ -501,7 +508,8 @@ static void stale_all(target *t, store_batch *b, int64_t ts, bool report)
         e->live = false;
     }
     if (report && t->report_live) {
-        for (int i = 0; i < REPORT_COUNT; i++) store_batch_add(b, t->report_refs[i], ts, stale);
+        for (int i = 0; i < REPORT_COUNT; i++)
+            store_batch_add(b, t->report_refs[i], ts, stale);
         t->report_live = false;
     }
 }
@@ -613,7 +621,8 @@ static void rebuild_targets(scrape_manager *m)
         }
         if (sc->target_limit && n_next - job_start > sc->target_limit) {
             char msg[128];
-            snprintf(msg, sizeof msg, "target_limit exceeded (number of targets: %zu, limit: %" PRIu64 ")",
+            snprintf(msg, sizeof msg,
+                     "target_limit exceeded (number of targets: %zu, limit: %" PRIu64 ")",
                      n_next - job_start, sc->target_limit);
             for (size_t k = job_start; k < n_next; k++) {
                 mem_free(next[k]->error_reason);
@@ -632,7 +641,8 @@ static void rebuild_targets(scrape_manager *m)
             target_remove(m, t, true);
         }
     }
-    for (size_t i = 0; i < n_next; i++) next[i]->seen = false;
+    for (size_t i = 0; i < n_next; i++)
+        next[i]->seen = false;
     if (n_next > 1) qsort(next, n_next, sizeof *next, cmp_target);
     pthread_mutex_lock(&m->mu);
     mem_free(m->targets);
@@ -675,18 +685,20 @@ static int check_label_limits(const config_scrape *sc, const labels *ls, buf *er
     const char *name = labels_metric_name(ls, &nlen);
     int show = nlen > 50 ? 50 : (int)nlen;
     if (sc->label_limit && ls->n > sc->label_limit) {
-        buf_printf(err, "label_limit exceeded (metric: %.*s, number of labels: %u, limit: %" PRIu64 ")",
+        buf_printf(err,
+                   "label_limit exceeded (metric: %.*s, number of labels: %u, limit: %" PRIu64 ")",
                    show, name, ls->n, sc->label_limit);
         return -EINVAL;
     }
     for (uint32_t i = 0; i < ls->n; i++) {
         const label *l = &ls->v[i];
         if (sc->label_name_length_limit && l->name_len > sc->label_name_length_limit) {
-            buf_printf(err,
-                       "label_name_length_limit exceeded (metric: %.*s, label name: %.*s, length: %u, "
-                       "limit: %" PRIu64 ")",
-                       show, name, (int)(l->name_len > 50 ? 50 : l->name_len), l->name, l->name_len,
-                       sc->label_name_length_limit);
+            buf_printf(
+                err,
+                "label_name_length_limit exceeded (metric: %.*s, label name: %.*s, length: %u, "
+                "limit: %" PRIu64 ")",
+                show, name, (int)(l->name_len > 50 ? 50 : l->name_len), l->name, l->name_len,
+                sc->label_name_length_limit);
             return -EINVAL;
         }
         if (sc->label_value_length_limit && l->value_len > sc->label_value_length_limit) {
@@ -967,7 +979,8 @@ static void finish_series(target *t, store_batch *b, int64_t ts)
         }
         if (t->iter - e->seen_iter > SCRAPE_CACHE_EVICT_ITERATIONS) {
             key_view k = {e->key, e->key_len, e->format};
-            hmap_del(&t->cache, strutil_hash64(e->key, e->key_len, (uint64_t)e->format), entry_eq, &k);
+            hmap_del(&t->cache, strutil_hash64(e->key, e->key_len, (uint64_t)e->format), entry_eq,
+                     &k);
             mem_free(e->key);
             mem_free(e);
         }
@@ -981,7 +994,8 @@ static void append_report(scrape_manager *m, target *t, store_batch *b, int64_t 
         if (!t->report_refs[i]) {
             labels *ls = report_labels(t, report_names[i]);
             bool created;
-            if (store_series_ref(m->st, ls, &t->report_refs[i], &created) < 0) t->report_refs[i] = 0;
+            if (store_series_ref(m->st, ls, &t->report_refs[i], &created) < 0)
+                t->report_refs[i] = 0;
             labels_free(ls);
         }
     }
@@ -1116,8 +1130,9 @@ static void start_scrape(scrape_manager *m, target *t, int64_t now)
         headers[2] = auth_h;
     }
     if (hc->has_basic_auth) {
-        user = hc->basic_auth_username_file ? config_read_secret(&(config_secret){NULL, hc->basic_auth_username_file})
-                                            : mem_strdup(hc->basic_auth_username ? hc->basic_auth_username : "");
+        user = hc->basic_auth_username_file
+                   ? config_read_secret(&(config_secret){NULL, hc->basic_auth_username_file})
+                   : mem_strdup(hc->basic_auth_username ? hc->basic_auth_username : "");
         pass = config_read_secret(&hc->basic_auth_password);
     }
     httpc_request req = {
@@ -1186,7 +1201,8 @@ static void *scrape_thread(void *arg)
             if (t->next_ms <= now) {
                 if (!t->inflight) start_scrape(m, t, now);
                 /* Keep the phase; skip intervals that were missed. */
-                while (t->next_ms <= now) t->next_ms += t->interval_ms;
+                while (t->next_ms <= now)
+                    t->next_ms += t->interval_ms;
             }
             if (t->next_ms - now < wait) wait = t->next_ms - now;
         }
@@ -1194,7 +1210,8 @@ static void *scrape_thread(void *arg)
         httpc_poll(m->http, (int)wait, discovery_fd(m->disc));
     }
     /* Cancel what is running; finished scrapes were committed already. */
-    for (size_t i = 0; i < m->n_targets; i++) cancel_inflight(m, m->targets[i]);
+    for (size_t i = 0; i < m->n_targets; i++)
+        cancel_inflight(m, m->targets[i]);
     return NULL;
 }
 
@@ -1212,8 +1229,9 @@ scrape_manager *scrape_manager_new(store *st, registry *reg)
     }
     static const char *const tl[] = {"job", "instance", NULL};
     static const char *const jl[] = {"job", NULL};
-    m->f_up = registry_gauge(reg, "sidewatch_scrape_target_up",
-                             "Whether the last scrape of the target succeeded (1) or failed (0).", tl);
+    m->f_up =
+        registry_gauge(reg, "sidewatch_scrape_target_up",
+                       "Whether the last scrape of the target succeeded (1) or failed (0).", tl);
     m->f_duration = registry_gauge(reg, "sidewatch_scrape_target_duration_seconds",
                                    "Duration of the last scrape of the target.", tl);
     m->f_samples = registry_gauge(reg, "sidewatch_scrape_target_samples",

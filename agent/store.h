@@ -43,7 +43,7 @@ typedef struct store_stats {
     uint64_t out_of_order_samples; /* rejected: older than the series' newest sample */
     uint64_t duplicate_samples;    /* dropped: same timestamp and value */
     uint64_t retention_deleted_samples;
-    int64_t size_bytes; /* database + WAL files on disk */
+    int64_t size_bytes;               /* database + WAL files on disk */
     int64_t min_time_ms, max_time_ms; /* of stored samples; 0 when empty */
 } store_stats;
 

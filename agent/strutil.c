@@ -69,7 +69,8 @@ int strutil_parse_duration(const char *s, size_t len, int64_t *ms, buf *err)
             v = v * 10 + (uint64_t)(s[j] - '0');
         }
         size_t k = j;
-        while (k < len && !is_digit(s[k])) k++;
+        while (k < len && !is_digit(s[k]))
+            k++;
         if (k == j) {
             dur_error(err, s, len);
             return -EINVAL;
@@ -121,9 +122,12 @@ size_t strutil_format_duration(int64_t ms, char out[32])
         uint64_t mult;
         bool exact;
     } steps[] = {
-        {"y", 365ULL * 24 * 3600 * 1000, true}, {"w", 7ULL * 24 * 3600 * 1000, true},
-        {"d", 24ULL * 3600 * 1000, false},       {"h", 3600ULL * 1000, false},
-        {"m", 60ULL * 1000, false},             {"s", 1000, false},
+        {"y", 365ULL * 24 * 3600 * 1000, true},
+        {"w", 7ULL * 24 * 3600 * 1000, true},
+        {"d", 24ULL * 3600 * 1000, false},
+        {"h", 3600ULL * 1000, false},
+        {"m", 60ULL * 1000, false},
+        {"s", 1000, false},
         {"ms", 1, false},
     };
     for (int i = 0; i < 7; i++) {
@@ -185,7 +189,8 @@ static int parse_unit(const char *orig, bool old_style, int64_t *out, buf *err)
         }
         double g = 0;
         const char *p = s;
-        while (is_digit(*s)) g = g * 10 + (*s++ - '0');
+        while (is_digit(*s))
+            g = g * 10 + (*s++ - '0');
         bool pre = s != p, post = false;
         if (*s == '.') {
             s++;
@@ -202,7 +207,8 @@ static int parse_unit(const char *orig, bool old_style, int64_t *out, buf *err)
             return -EINVAL;
         }
         const char *u = s;
-        while (*s && *s != '.' && !is_digit(*s)) s++;
+        while (*s && *s != '.' && !is_digit(*s))
+            s++;
         double mult;
         if (bytes_unit(u, (size_t)(s - u), old_style, &mult) < 0) {
             if (err) buf_printf(err, "units: unknown unit %.*s in %s", (int)(s - u), u, orig);
@@ -398,13 +404,16 @@ static void map_case(const char *s, size_t len, buf *out, bool upper)
             i++;
             continue;
         }
-        wint_t m = upper ? towupper_l((wint_t)wc, utf8_locale) : towlower_l((wint_t)wc, utf8_locale);
+        wint_t m =
+            upper ? towupper_l((wint_t)wc, utf8_locale) : towlower_l((wint_t)wc, utf8_locale);
         char tmp[MB_LEN_MAX];
         memset(&st, 0, sizeof st);
         size_t k = wcrtomb(tmp, (wchar_t)m, &st);
         uselocale(old);
-        if (k == (size_t)-1) buf_append(out, s + i, n);
-        else buf_append(out, tmp, k);
+        if (k == (size_t)-1)
+            buf_append(out, s + i, n);
+        else
+            buf_append(out, tmp, k);
         i += n;
     }
 }

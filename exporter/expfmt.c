@@ -62,12 +62,14 @@ int expfmt_parse_float(const char *s, size_t len, double *out)
     size_t i = 0;
     if (i < len && (s[i] == '+' || s[i] == '-')) i++;
     size_t mant = i;
-    while (i < len && is_digit(s[i])) i++;
+    while (i < len && is_digit(s[i]))
+        i++;
     bool digits = i > mant;
     if (i < len && s[i] == '.') {
         i++;
         size_t f = i;
-        while (i < len && is_digit(s[i])) i++;
+        while (i < len && is_digit(s[i]))
+            i++;
         digits = digits || i > f;
     }
     if (!digits) return -EINVAL;
@@ -75,7 +77,8 @@ int expfmt_parse_float(const char *s, size_t len, double *out)
         i++;
         if (i < len && (s[i] == '+' || s[i] == '-')) i++;
         size_t e = i;
-        while (i < len && is_digit(s[i])) i++;
+        while (i < len && is_digit(s[i]))
+            i++;
         if (i == e) return -EINVAL;
     }
     if (i != len) return -EINVAL;
@@ -114,7 +117,8 @@ static int shortest_digits(double a, char digits[24], int *dp)
         if (is_digit(*p)) digits[nd++] = *p;
     }
     int exp10 = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     digits[nd] = '\0';
     *dp = exp10 + 1;
     return nd;
@@ -126,7 +130,8 @@ static int integer_digits(double a, char digits[24], int *dp)
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%.0f", a);
     *dp = n;
-    while (n > 1 && tmp[n - 1] == '0') n--;
+    while (n > 1 && tmp[n - 1] == '0')
+        n--;
     memcpy(digits, tmp, (size_t)n);
     digits[n] = '\0';
     return n;
@@ -164,13 +169,15 @@ size_t expfmt_format_float(double f, char *out)
     if (dp <= 0) {
         out[n++] = '0';
         out[n++] = '.';
-        for (int i = 0; i < -dp; i++) out[n++] = '0';
+        for (int i = 0; i < -dp; i++)
+            out[n++] = '0';
         memcpy(out + n, d, (size_t)nd);
         n += (size_t)nd;
     } else if (dp >= nd) {
         memcpy(out + n, d, (size_t)nd);
         n += (size_t)nd;
-        for (int i = nd; i < dp; i++) out[n++] = '0';
+        for (int i = nd; i < dp; i++)
+            out[n++] = '0';
     } else {
         memcpy(out + n, d, (size_t)dp);
         n += (size_t)dp;
@@ -319,14 +326,29 @@ int expfmt_quote_go(expfmt_sink sink, void *ctx, const char *s, size_t len)
         } else {
             const char *esc = NULL;
             switch (r) {
-            case '\a': esc = "\\a"; break;
-            case '\b': esc = "\\b"; break;
-            case '\f': esc = "\\f"; break;
-            case '\n': esc = "\\n"; break;
-            case '\r': esc = "\\r"; break;
-            case '\t': esc = "\\t"; break;
-            case '\v': esc = "\\v"; break;
-            default: break;
+            case '\a':
+                esc = "\\a";
+                break;
+            case '\b':
+                esc = "\\b";
+                break;
+            case '\f':
+                esc = "\\f";
+                break;
+            case '\n':
+                esc = "\\n";
+                break;
+            case '\r':
+                esc = "\\r";
+                break;
+            case '\t':
+                esc = "\\t";
+                break;
+            case '\v':
+                esc = "\\v";
+                break;
+            default:
+                break;
             }
             if (esc) {
                 rc = sink(ctx, esc, 2);

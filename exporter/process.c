@@ -44,7 +44,8 @@ int process_read(process_stats *out)
     unsigned long long v[24] = {0};
     int field = 3;
     char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok && field <= 24; tok = strtok_r(NULL, " ", &save)) {
+    for (char *tok = strtok_r(p, " ", &save); tok && field <= 24;
+         tok = strtok_r(NULL, " ", &save)) {
         v[field - 1] = strtoull(tok, NULL, 10);
         field++;
     }

@@ -10,7 +10,7 @@
 struct registry_metric {
     registry_family *fam;
     char **values;
-    size_t holders; /* registry_acquire count; guarded by the registry mutex */
+    size_t holders;            /* registry_acquire count; guarded by the registry mutex */
     _Atomic uint64_t bits;     /* counter/gauge value, or histogram sum */
     _Atomic uint64_t count;    /* histogram observations */
     _Atomic uint64_t *buckets; /* histogram: n_bounds + 1 non-cumulative counts */
@@ -100,7 +100,8 @@ registry *registry_new(void)
 static void free_strv(char **v, size_t n)
 {
     if (!v) return;
-    for (size_t i = 0; i < n; i++) free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -116,7 +117,8 @@ void registry_free(registry *r)
     if (!r) return;
     for (size_t i = 0; i < r->n_fams; i++) {
         registry_family *f = r->fams[i];
-        for (size_t j = 0; j < f->n_children; j++) free_metric(f->children[j]);
+        for (size_t j = 0; j < f->n_children; j++)
+            free_metric(f->children[j]);
         free(f->children);
         free(f->name);
         free(f->help);
@@ -148,10 +150,12 @@ static registry_family *add_family(registry *r, const char *name, const char *he
     f->name = xstrdup(name);
     f->help = xstrdup(help);
     f->type = type;
-    while (label_names && label_names[f->n_labels]) f->n_labels++;
+    while (label_names && label_names[f->n_labels])
+        f->n_labels++;
     if (f->n_labels) {
         f->label_names = xrealloc(NULL, f->n_labels * sizeof(char *));
-        for (size_t i = 0; i < f->n_labels; i++) f->label_names[i] = xstrdup(label_names[i]);
+        for (size_t i = 0; i < f->n_labels; i++)
+            f->label_names[i] = xstrdup(label_names[i]);
     }
     if (n_bounds) {
         f->bounds = xrealloc(NULL, n_bounds * sizeof(double));
@@ -210,7 +214,8 @@ registry_metric *registry_child(registry_family *f, const char *const *label_val
     m->fam = f;
     if (f->n_labels) {
         m->values = xrealloc(NULL, f->n_labels * sizeof(char *));
-        for (size_t i = 0; i < f->n_labels; i++) m->values[i] = xstrdup(label_values[i]);
+        for (size_t i = 0; i < f->n_labels; i++)
+            m->values[i] = xstrdup(label_values[i]);
     }
     if (f->type == EXPFMT_HISTOGRAM) {
         m->buckets = calloc(f->n_bounds + 1, sizeof(uint64_t));
@@ -295,7 +300,8 @@ void registry_observe(registry_metric *m, double v)
     registry_family *f = m->fam;
     if (!m->buckets) return;
     size_t i = 0;
-    while (i < f->n_bounds && v > f->bounds[i]) i++;
+    while (i < f->n_bounds && v > f->bounds[i])
+        i++;
     atomic_fetch_add(&m->buckets[i], 1);
     atomic_add_double(&m->bits, v);
     atomic_fetch_add(&m->count, 1);
@@ -453,7 +459,8 @@ int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, 
     pthread_mutex_unlock(&r->mu);
     /* Collectors run without the registry lock: they may be slow (reading
      * /proc, the database) and must not block counters being created. */
-    for (size_t i = 0; i < n_collectors; i++) cs[i].fn(&col, cs[i].ctx);
+    for (size_t i = 0; i < n_collectors; i++)
+        cs[i].fn(&col, cs[i].ctx);
     free(cs);
 
     pthread_mutex_lock(&r->mu);
@@ -464,7 +471,8 @@ int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, 
         views[i] = (fview){r->fams[i]->name, r->fams[i], NULL};
         if (r->fams[i]->n_labels > max_labels) max_labels = r->fams[i]->n_labels;
     }
-    for (size_t i = 0; i < col.n; i++) views[r->n_fams + i] = (fview){col.fams[i].name, NULL, &col.fams[i]};
+    for (size_t i = 0; i < col.n; i++)
+        views[r->n_fams + i] = (fview){col.fams[i].name, NULL, &col.fams[i]};
     qsort(views, n, sizeof *views, cmp_fview);
 
     textwrite w;

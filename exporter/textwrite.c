@@ -92,11 +92,21 @@ void textwrite_type(textwrite *w, const char *name, size_t name_len, enum expfmt
         t = expfmt_type_name(type);
     } else {
         switch (type) {
-        case EXPFMT_COUNTER: t = "counter"; break;
-        case EXPFMT_GAUGE: t = "gauge"; break;
-        case EXPFMT_HISTOGRAM: t = "histogram"; break;
-        case EXPFMT_SUMMARY: t = "summary"; break;
-        default: t = "untyped"; break;
+        case EXPFMT_COUNTER:
+            t = "counter";
+            break;
+        case EXPFMT_GAUGE:
+            t = "gauge";
+            break;
+        case EXPFMT_HISTOGRAM:
+            t = "histogram";
+            break;
+        case EXPFMT_SUMMARY:
+            t = "summary";
+            break;
+        default:
+            t = "untyped";
+            break;
         }
     }
     puts_(w, "# TYPE ");
@@ -117,8 +127,9 @@ void textwrite_unit(textwrite *w, const char *name, size_t name_len, const char 
     put(w, "\n", 1);
 }
 
-void textwrite_sample(textwrite *w, const char *name, size_t name_len, const textwrite_label *labels,
-                      size_t n_labels, double value, const int64_t *ts_ms)
+void textwrite_sample(textwrite *w, const char *name, size_t name_len,
+                      const textwrite_label *labels, size_t n_labels, double value,
+                      const int64_t *ts_ms)
 {
     bool quoted = !expfmt_legacy_metric_name(name, name_len);
     if (!quoted) put(w, name, name_len);
@@ -178,9 +189,11 @@ static double media_q(const char *params, size_t len)
 {
     const char *p = params, *end = params + len;
     while (p < end) {
-        while (p < end && (*p == ';' || *p == ' ')) p++;
+        while (p < end && (*p == ';' || *p == ' '))
+            p++;
         if (end - p > 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') return strtod(p + 2, NULL);
-        while (p < end && *p != ';') p++;
+        while (p < end && *p != ';')
+            p++;
     }
     return 1;
 }
@@ -199,7 +212,8 @@ enum textparse_format textwrite_negotiate(const char *accept)
         }
         const char *semi = memchr(p, ';', len);
         size_t mlen = semi ? (size_t)(semi - p) : len;
-        while (mlen && p[mlen - 1] == ' ') mlen--;
+        while (mlen && p[mlen - 1] == ' ')
+            mlen--;
         double q = semi ? media_q(semi, len - (size_t)(semi - p)) : 1;
         if (mlen == 28 && strncasecmp(p, "application/openmetrics-text", 28) == 0) {
             if (q > om) om = q;

@@ -31,7 +31,8 @@ typedef struct textwrite {
 
 /* Content-Type values of what the writer produces. */
 #define TEXTWRITE_CONTENT_TYPE_PROMETHEUS "text/plain; version=0.0.4; charset=utf-8"
-#define TEXTWRITE_CONTENT_TYPE_OPENMETRICS "application/openmetrics-text; version=1.0.0; charset=utf-8"
+#define TEXTWRITE_CONTENT_TYPE_OPENMETRICS                                                         \
+    "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 void textwrite_init(textwrite *w, enum textparse_format format, expfmt_sink sink, void *ctx);
 int textwrite_error(const textwrite *w);
@@ -48,8 +49,9 @@ void textwrite_unit(textwrite *w, const char *name, size_t name_len, const char 
                     size_t unit_len);
 /* One sample line. ts_ms may be NULL. Names that are not legacy-valid are
  * written in the quoted form {"name",...}. */
-void textwrite_sample(textwrite *w, const char *name, size_t name_len, const textwrite_label *labels,
-                      size_t n_labels, double value, const int64_t *ts_ms);
+void textwrite_sample(textwrite *w, const char *name, size_t name_len,
+                      const textwrite_label *labels, size_t n_labels, double value,
+                      const int64_t *ts_ms);
 /* "# EOF" (OpenMetrics only). */
 void textwrite_eof(textwrite *w);
 

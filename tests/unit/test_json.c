@@ -34,7 +34,9 @@ static void test_structure(void **state)
     json_array_end(&w);
     json_object_end(&w);
     assert_int_equal(json_error(&w), 0);
-    assert_string_equal(buf_cstr(&b), "{\"status\":\"success\",\"data\":[-1,2,1.5,null,\"1e+06\",\"+Inf\",true,null,{},[]]}");
+    assert_string_equal(
+        buf_cstr(&b),
+        "{\"status\":\"success\",\"data\":[-1,2,1.5,null,\"1e+06\",\"+Inf\",true,null,{},[]]}");
     buf_cleanup(&b);
 }
 

@@ -13,7 +13,8 @@ static labels *mk(const char *const *kv)
 {
     labels_builder b;
     labels_builder_init(&b);
-    for (size_t i = 0; kv[i]; i += 2) labels_builder_set(&b, kv[i], strlen(kv[i]), kv[i + 1], strlen(kv[i + 1]));
+    for (size_t i = 0; kv[i]; i += 2)
+        labels_builder_set(&b, kv[i], strlen(kv[i]), kv[i + 1], strlen(kv[i + 1]));
     labels *ls = labels_builder_finish(&b, NULL);
     labels_builder_cleanup(&b);
     return ls;
@@ -145,16 +146,12 @@ static void test_matchers(void **state)
         const char *name, *value;
         bool match, empty;
     } cases[] = {
-        {MATCH_EQ, "job", "node", true, false},
-        {MATCH_EQ, "job", "nod", false, false},
-        {MATCH_NEQ, "job", "x", true, true},
-        {MATCH_RE, "job", "no.*", true, false},
+        {MATCH_EQ, "job", "node", true, false},   {MATCH_EQ, "job", "nod", false, false},
+        {MATCH_NEQ, "job", "x", true, true},      {MATCH_RE, "job", "no.*", true, false},
         {MATCH_RE, "job", "no", false, false}, /* fully anchored */
-        {MATCH_RE, "job", "node|x", true, false},
-        {MATCH_NRE, "job", "n.*", false, true},
-        {MATCH_EQ, "missing", "", true, true},   /* absent label is "" */
-        {MATCH_RE, "missing", ".*", true, true},
-        {MATCH_RE, "missing", ".+", false, false},
+        {MATCH_RE, "job", "node|x", true, false}, {MATCH_NRE, "job", "n.*", false, true},
+        {MATCH_EQ, "missing", "", true, true}, /* absent label is "" */
+        {MATCH_RE, "missing", ".*", true, true},  {MATCH_RE, "missing", ".+", false, false},
         {MATCH_NEQ, "missing", "", false, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -204,7 +201,7 @@ static void test_selector_cases(void **state)
             buf_printf(&got, "ERROR: %s", buf_cstr(&err));
         }
         bool ok = strncmp(want, "ERROR: ", 7) == 0 ? (rc < 0 && strstr(buf_cstr(&got), want + 7))
-                                                    : strcmp(buf_cstr(&got), want) == 0;
+                                                   : strcmp(buf_cstr(&got), want) == 0;
         if (!ok) {
             print_message("selector case %s\n  want: %s\n  got:  %s\n", in, want, buf_cstr(&got));
             failed++;

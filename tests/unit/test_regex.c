@@ -25,14 +25,25 @@ static void test_match(void **state)
         const char *re, *s;
         bool match;
     } cases[] = {
-        {"abc", "abc", true},       {"abc", "abcd", false},     {"abc", "xabc", false},
-        {"a.c", "a\nc", true},      {".*", "", true},           {".*", "any\nthing", true},
-        {".+", "", false},          {".+", "x", true},          {"a|ab", "ab", true},
-        {"(a|b)+", "abba", true},   {"[a-c]{2,3}", "abc", true}, {"[a-c]{2,3}", "abcd", false},
-        {"foo$", "foo\n", false},   {"(?i)FOO", "foo", true},   {"\\d+", "123", true},
+        {"abc", "abc", true},
+        {"abc", "abcd", false},
+        {"abc", "xabc", false},
+        {"a.c", "a\nc", true},
+        {".*", "", true},
+        {".*", "any\nthing", true},
+        {".+", "", false},
+        {".+", "x", true},
+        {"a|ab", "ab", true},
+        {"(a|b)+", "abba", true},
+        {"[a-c]{2,3}", "abc", true},
+        {"[a-c]{2,3}", "abcd", false},
+        {"foo$", "foo\n", false},
+        {"(?i)FOO", "foo", true},
+        {"\\d+", "123", true},
         {"\\w+", "caf\xc3\xa9", false}, /* \w is ASCII-only as in Go */
         {"caf.", "caf\xc3\xa9", true},  /* . matches one rune */
-        {"", "", true},             {"", "x", false},
+        {"", "", true},
+        {"", "x", false},
         {"10\\.0\\.0\\.1:9100", "10.0.0.1:9100", true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -84,13 +95,13 @@ static void test_expand(void **state)
         {"(.*)", "abc", "$1", "abc", 1},
         {"(.*)some-(.*)", "xsome-y", "foo-${1}-$2", "foo-x-y", 1},
         {"(a)(b)", "ab", "$2$1", "ba", 1},
-        {"(a)", "a", "$1x", "", 1},          /* $1x names group "1x": empty */
+        {"(a)", "a", "$1x", "", 1}, /* $1x names group "1x": empty */
         {"(a)", "a", "${1}x", "ax", 1},
         {"(a)", "a", "$$1", "$1", 1},
         {"(?P<name>a+)", "aaa", "[$name]", "[aaa]", 1},
-        {"(a)", "a", "$9", "", 1},           /* missing group: empty */
-        {"(a)", "b", "$1", "", 0},           /* no match */
-        {"(a)", "a", "${", "${", 1},         /* malformed stays literal */
+        {"(a)", "a", "$9", "", 1},   /* missing group: empty */
+        {"(a)", "b", "$1", "", 0},   /* no match */
+        {"(a)", "a", "${", "${", 1}, /* malformed stays literal */
         {"label:([^=]+)=([^,]+)", "label:k=v", "${2}", "v", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -17,9 +17,17 @@ static void test_parse_duration(void **state)
         const char *in;
         int64_t ms;
     } good[] = {
-        {"0", 0},          {"1s", 1000},          {"5m", 300000},   {"1h30m", 5400000},
-        {"100ms", 100},    {"1d", 86400000},      {"1w", 604800000}, {"1y", 31536000000LL},
-        {"2h45m10s", 9910000}, {"1m0s", 60000},   {"0s", 0},
+        {"0", 0},
+        {"1s", 1000},
+        {"5m", 300000},
+        {"1h30m", 5400000},
+        {"100ms", 100},
+        {"1d", 86400000},
+        {"1w", 604800000},
+        {"1y", 31536000000LL},
+        {"2h45m10s", 9910000},
+        {"1m0s", 60000},
+        {"0s", 0},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         int64_t ms = -1;
@@ -58,9 +66,9 @@ static void test_format_duration(void **state)
         int64_t ms;
         const char *out;
     } cases[] = {
-        {0, "0s"},           {1000, "1s"},          {5400000, "1h30m"},  {86400000, "1d"},
-        {90000000, "1d1h"},  {604800000, "1w"},     {31536000000LL, "1y"}, {100, "100ms"},
-        {1500, "1s500ms"},   {-300000, "-5m"},      {93600000, "1d2h"},
+        {0, "0s"},          {1000, "1s"},      {5400000, "1h30m"},    {86400000, "1d"},
+        {90000000, "1d1h"}, {604800000, "1w"}, {31536000000LL, "1y"}, {100, "100ms"},
+        {1500, "1s500ms"},  {-300000, "-5m"},  {93600000, "1d2h"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[32];
@@ -76,8 +84,8 @@ static void test_parse_bytes(void **state)
         const char *in;
         int64_t v;
     } good[] = {
-        {"0", 0}, {"15MB", 15 << 20}, {"10MiB", 10 << 20}, {"512B", 512}, {"1KB", 1024},
-        {"1.5KB", 1536}, {"1GB", 1LL << 30},
+        {"0", 0},      {"15MB", 15 << 20}, {"10MiB", 10 << 20}, {"512B", 512},
+        {"1KB", 1024}, {"1.5KB", 1536},    {"1GB", 1LL << 30},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         int64_t v;
@@ -161,8 +169,16 @@ static void test_parse_float(void **state)
         const char *in;
         double v;
     } good[] = {
-        {"1", 1}, {"-2.5", -2.5}, {"1e3", 1000}, {".5", 0.5}, {"5.", 5}, {"+Inf", INFINITY},
-        {"-inf", -INFINITY}, {"Infinity", INFINITY}, {"1E-2", 0.01}, {"0.000118953", 0.000118953},
+        {"1", 1},
+        {"-2.5", -2.5},
+        {"1e3", 1000},
+        {".5", 0.5},
+        {"5.", 5},
+        {"+Inf", INFINITY},
+        {"-inf", -INFINITY},
+        {"Infinity", INFINITY},
+        {"1E-2", 0.01},
+        {"0.000118953", 0.000118953},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         double v;
@@ -173,7 +189,8 @@ static void test_parse_float(void **state)
     assert_int_equal(expfmt_parse_float("NaN", 3, &v), 0);
     assert_true(isnan(v));
     assert_int_equal(expfmt_parse_float("nan", 3, &v), 0);
-    static const char *bad[] = {"", "true", "1_2", "0x1f", "1e", "+nan", "infin", "1.2.3", " 1", "--1"};
+    static const char *bad[] = {"",     "true",  "1_2",   "0x1f", "1e",
+                                "+nan", "infin", "1.2.3", " 1",   "--1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(expfmt_parse_float(bad[i], strlen(bad[i]), &v), -EINVAL);
     }
@@ -193,12 +210,9 @@ static void test_quote_go(void **state)
         size_t len;
         const char *out;
     } cases[] = {
-        {"abc", 3, "\"abc\""},
-        {"a\"b\\c", 5, "\"a\\\"b\\\\c\""},
-        {"\n\t", 2, "\"\\n\\t\""},
-        {"\xff", 1, "\"\\xff\""},
-        {"a\0b", 3, "\"a\\x00b\""},
-        {"\xe6\xb8\xac", 3, "\"\xe6\xb8\xac\""},
+        {"abc", 3, "\"abc\""},          {"a\"b\\c", 5, "\"a\\\"b\\\\c\""},
+        {"\n\t", 2, "\"\\n\\t\""},      {"\xff", 1, "\"\\xff\""},
+        {"a\0b", 3, "\"a\\x00b\""},     {"\xe6\xb8\xac", 3, "\"\xe6\xb8\xac\""},
         {"\xc2\xa0", 2, "\"\\u00a0\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -216,9 +230,9 @@ static void test_utf8_and_names(void **state)
     assert_true(expfmt_utf8_valid("abc", 3));
     assert_true(expfmt_utf8_valid("\xe6\xb8\xac\xe8\xa9\xa6", 6));
     assert_false(expfmt_utf8_valid("\xff", 1));
-    assert_false(expfmt_utf8_valid("\xc0\x80", 2));       /* overlong */
-    assert_false(expfmt_utf8_valid("\xed\xa0\x80", 3));   /* surrogate */
-    assert_false(expfmt_utf8_valid("\xe6\xb8", 2));       /* truncated */
+    assert_false(expfmt_utf8_valid("\xc0\x80", 2));     /* overlong */
+    assert_false(expfmt_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    assert_false(expfmt_utf8_valid("\xe6\xb8", 2));     /* truncated */
     assert_true(expfmt_legacy_metric_name("a:b_c1", 6));
     assert_false(expfmt_legacy_label_name("a:b", 3));
     assert_false(expfmt_legacy_label_name("1a", 2));

@@ -58,14 +58,13 @@ static void test_openmetrics_format(void **state)
     textwrite_unit(&w, "g_seconds", 9, "seconds", 7);
     textwrite_sample(&w, "g", 1, NULL, 0, 0.5, NULL);
     textwrite_eof(&w);
-    assert_string_equal(buf_cstr(&b),
-                        "# HELP foo_total Say \\\"hi\\\"\n"
-                        "# TYPE foo counter\n"
-                        "foo_total 1.0 1520879607.789\n"
-                        "# TYPE g unknown\n"
-                        "# UNIT g_seconds seconds\n"
-                        "g 0.5\n"
-                        "# EOF\n");
+    assert_string_equal(buf_cstr(&b), "# HELP foo_total Say \\\"hi\\\"\n"
+                                      "# TYPE foo counter\n"
+                                      "foo_total 1.0 1520879607.789\n"
+                                      "# TYPE g unknown\n"
+                                      "# UNIT g_seconds seconds\n"
+                                      "g 0.5\n"
+                                      "# EOF\n");
     buf_cleanup(&b);
 }
 
@@ -76,16 +75,18 @@ static void test_negotiate(void **state)
     assert_int_equal(textwrite_negotiate("text/plain"), TEXTPARSE_PROMETHEUS);
     assert_int_equal(textwrite_negotiate("*/*"), TEXTPARSE_PROMETHEUS);
     /* What Prometheus 2.42 sends. */
-    assert_int_equal(textwrite_negotiate("application/openmetrics-text;version=1.0.0,application/"
-                                         "openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;"
-                                         "q=0.5,*/*;q=0.1"),
-                     TEXTPARSE_OPENMETRICS);
+    assert_int_equal(
+        textwrite_negotiate("application/openmetrics-text;version=1.0.0,application/"
+                            "openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;"
+                            "q=0.5,*/*;q=0.1"),
+        TEXTPARSE_OPENMETRICS);
     /* What Prometheus 3.x sends. */
-    assert_int_equal(textwrite_negotiate("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;"
-                                         "q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;"
-                                         "version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;"
-                                         "q=0.3,*/*;q=0.2"),
-                     TEXTPARSE_OPENMETRICS);
+    assert_int_equal(
+        textwrite_negotiate("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;"
+                            "q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;"
+                            "version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;"
+                            "q=0.3,*/*;q=0.2"),
+        TEXTPARSE_OPENMETRICS);
     assert_int_equal(textwrite_negotiate("text/plain;q=0.9,application/openmetrics-text;q=0.5"),
                      TEXTPARSE_PROMETHEUS);
 }
@@ -124,14 +125,15 @@ static void test_registry(void **state)
     buf b;
     buf_init(&b, BUF_UNLIMITED);
     assert_int_equal(registry_write(r, TEXTPARSE_PROMETHEUS, buf_sink, &b), 0);
-    assert_string_equal(buf_cstr(&b),
-                        "# HELP a_gauge Gauge.\n# TYPE a_gauge gauge\na_gauge 3.5\n"
-                        "# HELP b_collected Collected.\n# TYPE b_collected gauge\nb_collected{k=\"v\"} 7\n"
-                        "# HELP m_seconds Histogram.\n# TYPE m_seconds histogram\n"
-                        "m_seconds_bucket{le=\"0.1\"} 1\nm_seconds_bucket{le=\"1\"} 2\n"
-                        "m_seconds_bucket{le=\"+Inf\"} 3\nm_seconds_sum 5.55\nm_seconds_count 3\n"
-                        "# HELP z_total Counter.\n# TYPE z_total counter\n"
-                        "z_total{job=\"a\"} 1\nz_total{job=\"b\"} 3\n");
+    assert_string_equal(
+        buf_cstr(&b),
+        "# HELP a_gauge Gauge.\n# TYPE a_gauge gauge\na_gauge 3.5\n"
+        "# HELP b_collected Collected.\n# TYPE b_collected gauge\nb_collected{k=\"v\"} 7\n"
+        "# HELP m_seconds Histogram.\n# TYPE m_seconds histogram\n"
+        "m_seconds_bucket{le=\"0.1\"} 1\nm_seconds_bucket{le=\"1\"} 2\n"
+        "m_seconds_bucket{le=\"+Inf\"} 3\nm_seconds_sum 5.55\nm_seconds_count 3\n"
+        "# HELP z_total Counter.\n# TYPE z_total counter\n"
+        "z_total{job=\"a\"} 1\nz_total{job=\"b\"} 3\n");
     buf_reset(&b);
     registry_family_remove(c, v1);
     assert_int_equal(registry_write(r, TEXTPARSE_OPENMETRICS, buf_sink, &b), 0);
@@ -154,7 +156,8 @@ static void test_roundtrip_through_parser(void **state)
     for (int f = 0; f < 2; f++) {
         buf b;
         buf_init(&b, BUF_UNLIMITED);
-        assert_int_equal(registry_write(r, f ? TEXTPARSE_OPENMETRICS : TEXTPARSE_PROMETHEUS, buf_sink, &b), 0);
+        assert_int_equal(
+            registry_write(r, f ? TEXTPARSE_OPENMETRICS : TEXTPARSE_PROMETHEUS, buf_sink, &b), 0);
         textparse p;
         textparse_init(&p, f ? TEXTPARSE_OPENMETRICS : TEXTPARSE_PROMETHEUS, b.data, b.len);
         int series = 0, found = 0;
@@ -200,9 +203,12 @@ static void test_process_stats(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text_format),      cmocka_unit_test(test_openmetrics_format),
-        cmocka_unit_test(test_negotiate),        cmocka_unit_test(test_registry),
-        cmocka_unit_test(test_roundtrip_through_parser), cmocka_unit_test(test_process_stats),
+        cmocka_unit_test(test_text_format),
+        cmocka_unit_test(test_openmetrics_format),
+        cmocka_unit_test(test_negotiate),
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_roundtrip_through_parser),
+        cmocka_unit_test(test_process_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
