@@ -111,6 +111,7 @@ struct scrape_manager {
 
     registry_family *f_up, *f_duration, *f_samples, *f_scrapes, *f_failures, *f_targets;
     registry_metric *m_sample_limit, *m_body_limit, *m_duplicates, *m_label_limit;
+    bool legacy_names; /* legacy_name_validation of the config targets were last built with */
 };
 
 static int64_t now_ms(void)
@@ -544,6 +545,54 @@ static int cmp_target(const void *a, const void *b)
     return labels_compare(x->labels, y->labels);
 }
 
+static bool relabel_equal(const config_relabel *a, const config_relabel *b)
+{
+    if (a->action != b->action || a->modulus != b->modulus ||
+        a->n_source_labels != b->n_source_labels || strcmp(a->separator, b->separator) != 0 ||
+        strcmp(a->replacement, b->replacement) != 0 ||
+        strcmp(regex_pattern(a->regex), regex_pattern(b->regex)) != 0 ||
+        (a->target_label == NULL) != (b->target_label == NULL) ||
+        (a->target_label && strcmp(a->target_label, b->target_label) != 0))
+        return false;
+    for (size_t i = 0; i < a->n_source_labels; i++) {
+        if (strcmp(a->source_labels[i], b->source_labels[i]) != 0) return false;
+    }
+    return true;
+}
+
+/* True if a new scrape config turns scraped series into the same stored
+ * series as the old one, so the target's series cache stays valid. */
+static bool same_sample_rules(const config_scrape *a, const config_scrape *b, bool legacy_b,
+                              bool legacy_a)
+{
+    if (a == b) return true;
+    if (a->honor_labels != b->honor_labels || a->honor_timestamps != b->honor_timestamps ||
+        a->track_timestamps_staleness != b->track_timestamps_staleness || legacy_a != legacy_b ||
+        a->n_metric_relabel_configs != b->n_metric_relabel_configs)
+        return false;
+    for (size_t i = 0; i < a->n_metric_relabel_configs; i++) {
+        if (!relabel_equal(&a->metric_relabel_configs[i], &b->metric_relabel_configs[i]))
+            return false;
+    }
+    return true;
+}
+
+/* The sample rules of a target changed: its series so far go stale (their
+ * label sets may not come again) and the cache starts over. */
+static void reset_series(scrape_manager *m, target *t)
+{
+    cancel_inflight(m, t);
+    store_batch *b = store_batch_new(m->st);
+    stale_all(t, b, now_ms(), false);
+    if (store_batch_len(b) == 0)
+        store_batch_free(b);
+    else if (store_batch_commit(b) < 0)
+        log_warn("scrape", "could not store staleness markers for %s", t->url);
+    cache_clear(t);
+    hmap_init(&t->cache);
+    hmap_init(&t->meta);
+}
+
 /* Recomputes the target set from the config and discovery. Existing targets
  * with the same identity keep their cache, health and phase. */
 static void rebuild_targets(scrape_manager *m)
@@ -593,6 +642,9 @@ static void rebuild_targets(scrape_manager *m)
                     labels_free(t->discovered);
                     t->discovered = disc;
                     mem_free(url);
+                    if (t->sc && !same_sample_rules(t->sc, sc, cfg->global.legacy_name_validation,
+                                                    m->legacy_names))
+                        reset_series(m, t);
                 } else {
                     t = mem_calloc(1, sizeof *t);
                     t->id = id;
@@ -633,6 +685,7 @@ static void rebuild_targets(scrape_manager *m)
         const char *jv[1] = {sc->job_name};
         registry_set(registry_child(m->f_targets, jv), (double)(n_next - job_start));
     }
+    m->legacy_names = cfg->global.legacy_name_validation;
     /* Targets no longer present: staleness for all their series. */
     for (size_t i = 0; i < m->n_targets; i++) {
         target *t = m->targets[i];

@@ -124,3 +124,24 @@ def test_storage_survives_many_kills(tmp_path, procs, target):
         time.sleep(0.3 * round_)
         sw.stop(signal.SIGKILL)
     assert len(seen) == 200
+
+
+def test_reload_with_new_metric_relabeling(start_sidewatch, target):
+    """A reload that changes metric_relabel_configs applies to the very next
+    scrape, and series the new rules no longer produce go stale."""
+    target.routes["/m"] = (200, {"Content-Type": TEXT}, b'a 1\nb 2\n')
+    base = cfg(target.addr)
+    sw = start_sidewatch(base)
+    wait_until(lambda: len(sw.federate_samples('{job="app",__name__=~"a|b"}')) == 2, what="a and b")
+    with open(sw.config_path, "w") as f:
+        f.write(base + """    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: b
+        action: drop
+      - target_label: env
+        replacement: prod
+""")
+    assert requests.post(sw.url + "/-/reload", timeout=10).status_code == 200
+    want = [f'a{{env="prod",instance="{target.addr}",job="app"}}']
+    wait_until(lambda: list(sw.federate_samples('{job="app",__name__=~"a|b"}')) == want,
+               what="new rules applied, old series stale")
