@@ -320,7 +320,8 @@ static void file_read(discovery *d, sd_file *f)
         }
     }
     if (rc < 0) {
-        log_error("discovery", "Error reading file %s: %s", f->path, buf_cstr(&err));
+        /* err names the file (and the position, for parse errors). */
+        log_error("discovery", "Error reading file_sd file: %s", buf_cstr(&err));
         if (d->m_read_errors) registry_inc(d->m_read_errors);
     }
 out:

@@ -62,6 +62,8 @@ void log_write(enum log_level level, const char *component, const char *kv, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
 
     struct timeval tv;
     gettimeofday(&tv, NULL);
