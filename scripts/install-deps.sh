@@ -15,7 +15,7 @@ libpcre2-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
 prometheus prometheus-alertmanager prometheus-node-exporter
 docker.io busybox-static
 python3 python3-pytest python3-requests
-curl procps
+curl procps openssl
 "
 
 missing=""
