@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <glob.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -14,8 +15,10 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "backfill.h"
 #include "buf.h"
 #include "config.h"
+#include "expfmt.h"
 #include "httpc.h"
 #include "log.h"
 #include "mem.h"
@@ -36,6 +39,7 @@ typedef struct flags {
     const char *config_file;
     const char *storage_path;
     const char *retention;
+    const char *retention_size;
     const char *listen;
     const char *log_level;
     bool enable_lifecycle;
@@ -56,24 +60,27 @@ typedef struct daemon_state {
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: sidewatch [<flags>]\n"
-        "       sidewatch check config FILE...\n"
-        "\n"
-        "A Prometheus-compatible monitoring and alerting sidecar.\n"
-        "\n"
-        "Flags:\n"
-        "  --config.file=FILE            Prometheus configuration file (default: embedded\n"
-        "                                config that scrapes sidewatch itself)\n"
-        "  --storage.path=DIR            where the database lives (default: " DEFAULT_STORAGE ")\n"
-        "  --storage.retention.time=DUR  how long to keep samples (default: " DEFAULT_RETENTION
-        ")\n"
-        "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
-        "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
-        "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
-        "  --version                     print the version and exit\n"
-        "  -h, --help                    show this help\n");
+    fputs("usage: sidewatch [<flags>]\n"
+          "       sidewatch check config FILE...\n"
+          "       sidewatch check store DIR\n"
+          "       sidewatch import openmetrics FILE [--storage.path=DIR]\n"
+          "       sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]\n"
+          "\n"
+          "A Prometheus-compatible monitoring and alerting sidecar.\n"
+          "\n"
+          "Flags:\n"
+          "  --config.file=FILE            Prometheus configuration file (default: embedded\n"
+          "                                config that scrapes sidewatch itself)\n"
+          "  --storage.path=DIR            where the database lives (default: " DEFAULT_STORAGE ")\n"
+          "  --storage.retention.time=DUR  how long to keep samples (default: " DEFAULT_RETENTION ")\n"
+          "  --storage.retention.size=SIZE most bytes of samples to keep, oldest first out\n"
+          "                                (512MB, 10GB; default: no limit)\n"
+          "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
+          "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
+          "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
+          "  --version                     print the version and exit\n"
+          "  -h, --help                    show this help\n",
+          out);
 }
 
 /* kingpin-style flags: --name=value or --name value. Returns 0, 1 when the
@@ -89,6 +96,8 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"storage.tsdb.path", offsetof(flags, storage_path)},
         {"storage.retention.time", offsetof(flags, retention)},
         {"storage.tsdb.retention.time", offsetof(flags, retention)},
+        {"storage.retention.size", offsetof(flags, retention_size)},
+        {"storage.tsdb.retention.size", offsetof(flags, retention_size)},
         {"web.listen-address", offsetof(flags, listen)},
         {"log.level", offsetof(flags, log_level)},
     };
@@ -270,41 +279,46 @@ static void collect_store(registry_collect *c, void *ctx)
     store *st = ctx;
     store_stats s;
     store_get_stats(st, &s);
-    static const struct {
+    const struct {
         const char *name, *help;
         enum expfmt_type type;
+        double value;
     } m[] = {
-        {"sidewatch_store_series", "Series in the store's index.", EXPFMT_GAUGE},
-        {"sidewatch_store_samples_appended_total", "Samples committed to the store.",
-         EXPFMT_COUNTER},
-        {"sidewatch_store_commits_total", "Append batches committed.", EXPFMT_COUNTER},
+        {"sidewatch_store_series", "Series in the store's index.", EXPFMT_GAUGE, (double)s.series},
+        {"sidewatch_store_samples_appended_total", "Samples committed to the store.", EXPFMT_COUNTER,
+         (double)s.samples_appended},
+        {"sidewatch_store_commits_total", "Append batches committed.", EXPFMT_COUNTER,
+         (double)s.batches_committed},
         {"sidewatch_store_commit_errors_total", "Append batches that failed to commit.",
-         EXPFMT_COUNTER},
+         EXPFMT_COUNTER, (double)s.commit_errors},
         {"sidewatch_store_out_of_order_samples_total", "Samples rejected as out of order.",
-         EXPFMT_COUNTER},
+         EXPFMT_COUNTER, (double)s.out_of_order_samples},
         {"sidewatch_store_duplicate_samples_total", "Exact duplicate samples dropped.",
-         EXPFMT_COUNTER},
+         EXPFMT_COUNTER, (double)s.duplicate_samples},
         {"sidewatch_store_retention_deleted_samples_total", "Samples deleted by retention.",
-         EXPFMT_COUNTER},
-        {"sidewatch_store_size_bytes", "Size of the database files on disk.", EXPFMT_GAUGE},
+         EXPFMT_COUNTER, (double)s.retention_deleted_samples},
+        {"sidewatch_store_retention_deleted_chunks_total", "Chunks deleted by retention.",
+         EXPFMT_COUNTER, (double)s.retention_deleted_chunks},
+        {"sidewatch_store_chunks_written_total", "Closed chunks written to the database.",
+         EXPFMT_COUNTER, (double)s.chunks_persisted},
+        {"sidewatch_store_corrupt_chunks_total", "Chunks that failed to decode when read.",
+         EXPFMT_COUNTER, (double)s.corrupt_chunks},
+        {"sidewatch_store_head_chunks", "Open chunks held in memory.", EXPFMT_GAUGE,
+         (double)s.head_chunks},
+        {"sidewatch_store_head_memory_bytes", "Bytes of chunk data held in memory.", EXPFMT_GAUGE,
+         (double)s.head_memory_bytes},
+        {"sidewatch_store_write_ahead_rows", "Write-ahead rows not yet truncated.", EXPFMT_GAUGE,
+         (double)s.wal_rows},
+        {"sidewatch_store_size_bytes", "Size of the database files on disk.", EXPFMT_GAUGE,
+         (double)s.size_bytes},
         {"sidewatch_store_lowest_timestamp_seconds", "Oldest sample timestamp in the store.",
-         EXPFMT_GAUGE},
+         EXPFMT_GAUGE, (double)s.min_time_ms / 1000.0},
         {"sidewatch_store_highest_timestamp_seconds", "Newest sample timestamp in the store.",
-         EXPFMT_GAUGE},
+         EXPFMT_GAUGE, (double)s.max_time_ms / 1000.0},
     };
-    double v[] = {(double)s.series,
-                  (double)s.samples_appended,
-                  (double)s.batches_committed,
-                  (double)s.commit_errors,
-                  (double)s.out_of_order_samples,
-                  (double)s.duplicate_samples,
-                  (double)s.retention_deleted_samples,
-                  (double)s.size_bytes,
-                  (double)s.min_time_ms / 1000.0,
-                  (double)s.max_time_ms / 1000.0};
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
         registry_collect_family(c, m[i].name, m[i].help, m[i].type);
-        registry_collect_sample(c, NULL, 0, v[i]);
+        registry_collect_sample(c, NULL, 0, m[i].value);
     }
 }
 
@@ -341,9 +355,13 @@ static int run_daemon(const flags *f)
     buf err;
     buf_init(&err, 1 << 20);
 
-    int64_t retention_ms;
+    int64_t retention_ms, retention_bytes = 0;
     if (strutil_parse_duration(f->retention, strlen(f->retention), &retention_ms, &err) < 0) {
         fprintf(stderr, "sidewatch: error: --storage.retention.time: %s\n", buf_cstr(&err));
+        return 1;
+    }
+    if (f->retention_size && strutil_parse_bytes(f->retention_size, &retention_bytes, &err) < 0) {
+        fprintf(stderr, "sidewatch: error: --storage.retention.size: %s\n", buf_cstr(&err));
         return 1;
     }
     /* Signals are taken synchronously by this thread; block them everywhere
@@ -367,7 +385,8 @@ static int run_daemon(const flags *f)
         log_error("main", "could not initialise libcurl");
         goto out;
     }
-    store_options so = {.path = f->storage_path, .retention_ms = retention_ms};
+    store_options so = {
+        .path = f->storage_path, .retention_ms = retention_ms, .retention_bytes = retention_bytes};
     if (store_open(&d.st, &so, &err) < 0) {
         log_error("main", "Opening storage failed: %s", buf_cstr(&err));
         goto out;
@@ -404,7 +423,7 @@ static int run_daemon(const flags *f)
     api_set_ready(d.web, true);
     log_info("main", "Server is ready to receive web requests. address=%s", f->listen);
 
-    int64_t next_retention = 0;
+    int64_t next_maintenance = wall_ms() + 1000;
     for (;;) {
         struct timespec ts = {1, 0};
         int sig = sigtimedwait(&sigs, NULL, &ts);
@@ -419,12 +438,14 @@ static int run_daemon(const flags *f)
             break;
         }
         int64_t now = wall_ms();
-        if (retention_ms > 0 && now >= next_retention) {
-            store_apply_retention(d.st, now);
-            /* Short retentions are enforced more often than once a minute. */
-            int64_t every =
-                retention_ms / 4 < RETENTION_EVERY_MS ? retention_ms / 4 : RETENTION_EVERY_MS;
-            next_retention = now + (every < 1000 ? 1000 : every);
+        if (now >= next_maintenance) {
+            /* Writes closed chunks, truncates the write-ahead table and
+             * applies retention; short retentions run more often than once
+             * a minute. */
+            store_maintain(d.st, now);
+            int64_t every = RETENTION_EVERY_MS;
+            if (retention_ms > 0 && retention_ms / 4 < every) every = retention_ms / 4;
+            next_maintenance = now + (every < 1000 ? 1000 : every);
         }
     }
     exit_code = 0;
@@ -445,11 +466,168 @@ out:
     return exit_code;
 }
 
+/* sidewatch check store DIR */
+static int check_store(int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf(stderr, "sidewatch: error: check store needs exactly one DIR\n");
+        return 2;
+    }
+    printf("Checking %s\n", argv[0]);
+    buf report;
+    buf_init(&report, 64 << 20);
+    int rc = store_check(argv[0], &report);
+    fputs(buf_cstr(&report), stdout);
+    if (rc == 0)
+        printf(" SUCCESS: %s is a sound sidewatch store\n", argv[0]);
+    else
+        printf(" FAILED: %s\n", rc == -EIO ? "problems found" : strerror(-rc));
+    buf_cleanup(&report);
+    return rc == 0 ? 0 : 1;
+}
+
+/* sidewatch import openmetrics FILE [--storage.path=DIR] */
+static int import_openmetrics(int argc, char **argv)
+{
+    const char *file = NULL, *dir = DEFAULT_STORAGE;
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--storage.path=", 15) == 0 ||
+            strncmp(argv[i], "--storage.tsdb.path=", 20) == 0) {
+            dir = strchr(argv[i], '=') + 1;
+        } else if ((strcmp(argv[i], "--storage.path") == 0 ||
+                    strcmp(argv[i], "--storage.tsdb.path") == 0) &&
+                   i + 1 < argc) {
+            dir = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            fprintf(stderr, "sidewatch: error: unknown flag '%s' for import openmetrics\n", argv[i]);
+            return 2;
+        } else if (!file) {
+            file = argv[i];
+        } else {
+            fprintf(stderr, "sidewatch: error: import openmetrics takes one FILE\n");
+            return 2;
+        }
+    }
+    if (!file) {
+        fprintf(stderr, "sidewatch: error: import openmetrics needs a FILE\n");
+        return 2;
+    }
+    buf err;
+    buf_init(&err, 1 << 20);
+    store *st = NULL;
+    store_options so = {.path = dir};
+    if (store_open(&st, &so, &err) < 0) {
+        fprintf(stderr, "sidewatch: error: %s\n", buf_cstr(&err));
+        buf_cleanup(&err);
+        return 1;
+    }
+    backfill_result res;
+    int rc = backfill_openmetrics_file(st, file, &res, &err);
+    store_close(st);
+    if (rc < 0) {
+        fprintf(stderr, "sidewatch: error: import failed, nothing was imported: %s\n",
+                buf_cstr(&err));
+        buf_cleanup(&err);
+        return 1;
+    }
+    printf("imported %" PRIu64 " samples of %" PRIu64 " series into %s", res.samples, res.series,
+           dir);
+    if (res.samples) printf(" (timestamps %" PRId64 " to %" PRId64 " ms)", res.min_t, res.max_t);
+    if (res.duplicates) printf("; %" PRIu64 " duplicate samples dropped", res.duplicates);
+    printf("\n");
+    buf_cleanup(&err);
+    return 0;
+}
+
+/* sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]:
+ * every stored sample, one line each, like `promtool tsdb dump`. */
+static int dump_store(int argc, char **argv)
+{
+    const char *dir = NULL, *match = "{__name__=~\".+\"}";
+    int64_t mint = INT64_MIN, maxt = INT64_MAX;
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--match=", 8) == 0)
+            match = argv[i] + 8;
+        else if (strncmp(argv[i], "--min-time=", 11) == 0)
+            mint = strtoll(argv[i] + 11, NULL, 10);
+        else if (strncmp(argv[i], "--max-time=", 11) == 0)
+            maxt = strtoll(argv[i] + 11, NULL, 10);
+        else if (!dir && argv[i][0] != '-')
+            dir = argv[i];
+        else {
+            fprintf(stderr, "sidewatch: error: unexpected argument '%s' for dump\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!dir) {
+        fprintf(stderr, "sidewatch: error: dump needs a storage DIR\n");
+        return 2;
+    }
+    buf err;
+    buf_init(&err, 1 << 20);
+    label_matcher *ms = NULL;
+    size_t nm = 0;
+    if (labels_parse_selector(match, strlen(match), &ms, &nm, &err) < 0) {
+        fprintf(stderr, "sidewatch: error: --match: %s\n", buf_cstr(&err));
+        buf_cleanup(&err);
+        return 2;
+    }
+    store *st = NULL;
+    store_options so = {.path = dir};
+    int rc = 1;
+    store_reader *r = NULL;
+    store_select_result res = {0};
+    if (store_open(&st, &so, &err) < 0) {
+        fprintf(stderr, "sidewatch: error: %s\n", buf_cstr(&err));
+        goto out;
+    }
+    if (store_reader_open(st, &r) < 0 || store_select(r, ms, nm, mint, maxt, &res) < 0) {
+        fprintf(stderr, "sidewatch: error: reading %s failed\n", dir);
+        goto out;
+    }
+    buf line;
+    buf_init(&line, BUF_UNLIMITED);
+    for (size_t i = 0; i < res.n; i++) {
+        store_sample *v;
+        size_t n;
+        if (store_read_samples(r, res.series[i].ref, mint, maxt, &v, &n) < 0) continue;
+        buf_reset(&line);
+        labels_format(res.series[i].labels, &line);
+        size_t prefix = line.len;
+        for (size_t k = 0; k < n; k++) {
+            buf_truncate(&line, prefix);
+            char num[EXPFMT_FLOAT_MAX];
+            expfmt_format_float(v[k].v, num);
+            buf_printf(&line, " %s %" PRId64 "\n", num, v[k].t);
+            fwrite(line.data, 1, line.len, stdout);
+        }
+        mem_free(v);
+    }
+    buf_cleanup(&line);
+    rc = 0;
+out:
+    store_select_result_free(&res);
+    store_reader_close(r);
+    store_close(st);
+    labels_matchers_free(ms, nm);
+    buf_cleanup(&err);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) {
         if (argc >= 3 && strcmp(argv[2], "config") == 0) return check_config(argc - 3, argv + 3);
-        fprintf(stderr, "sidewatch: error: unknown check '%s' (known: config)\n",
+        if (argc >= 3 && strcmp(argv[2], "store") == 0) return check_store(argc - 3, argv + 3);
+        fprintf(stderr, "sidewatch: error: unknown check '%s' (known: config, store)\n",
+                argc >= 3 ? argv[2] : "");
+        return 2;
+    }
+    if (argc >= 2 && strcmp(argv[1], "dump") == 0) return dump_store(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "import") == 0) {
+        if (argc >= 3 && strcmp(argv[2], "openmetrics") == 0)
+            return import_openmetrics(argc - 3, argv + 3);
+        fprintf(stderr, "sidewatch: error: unknown import format '%s' (known: openmetrics)\n",
                 argc >= 3 ? argv[2] : "");
         return 2;
     }

@@ -1,14 +1,15 @@
-/* store: the time-series database on SQLite (first version: one row per
- * sample; see store.h for the contract callers rely on).
+/* store: the time-series database on SQLite (see store.h for the contract
+ * callers rely on).
  *
  * Files in the storage directory:
- *   sidewatch.db (+ -wal, -shm)  the database, in WAL mode
+ *   sidewatch.db (+ -wal, -shm)  the database, in SQLite's WAL mode
  *   lock                         flock()ed while open, so a second process
  *                                cannot open the same store (the kernel
  *                                drops the lock when the holder dies, even
  *                                by SIGKILL)
  *
- * Schema (version STORE_SCHEMA_VERSION in PRAGMA user_version):
+ * On-disk format (schema version STORE_SCHEMA_VERSION in PRAGMA
+ * user_version, application_id "SDWT"; auto_vacuum=INCREMENTAL):
  *   meta(key, value)                   next_series_id high-water mark
  *   series(id, labels, metric)         labels = labels_encode() of the
  *                                      canonical set, UNIQUE
@@ -17,33 +18,61 @@
  *                                      number of series carrying it (the
  *                                      selectivity estimate of store_select)
  *   postings(lv_id, series_id)         the inverted index: pair -> series
- *   samples(series_id, t, v)           WITHOUT ROWID, key (series_id, t);
- *                                      v is the float64's bit pattern,
- *                                      byte-swapped, as an INTEGER (see
- *                                      value_encode)
+ *   chunks(series_id, max_t, min_t, data)
+ *                                      WITHOUT ROWID, key (series_id, max_t,
+ *                                      min_t): one closed chunk (chunkenc.h
+ *                                      format, usually 120 samples) per row,
+ *                                      found by range scans on the key
+ *   wal(seq, data)                     the write-ahead table: one row per
+ *                                      committed batch whose samples are not
+ *                                      all in chunk rows yet (format below)
  *   metadata(metric, type, help, unit) latest wins
  * Label names and values are BLOBs (they may contain NUL; BLOBs compare with
  * memcmp, i.e. like Go strings).
  *
- * Locking: write_mu guards the writer connection, the per-series append
- * state (last_t, last_v, min_t) and the metadata cache; index_mu guards the
- * in-memory series index (by_labels, by_id, next_id, pending); stats_mu the
- * published counters. Order: write_mu, then index_mu, then stats_mu. Readers
- * use their own connections and take none of these locks.
+ * Write-ahead row: uvarint n, then n samples, each as zigzag varint of
+ * (ref - previous ref), zigzag varint of (t - previous t) (both starting at
+ * 0) and the value's 8 bytes little-endian. Only accepted samples are
+ * written (out-of-order and duplicate ones are dropped before).
  *
- * Series lifecycle: store_series_ref() gives a new series its id at once
- * and queues it in `pending`; the next commit (whichever producer makes it)
- * writes every pending series row in the same transaction as its samples,
- * so no committed sample can reference a series row that is not committed.
- * A failed commit puts the series back in the queue. Series are never
- * deleted (references are stable for the database's lifetime, and ids are
- * never reused: next_id = max(max(series.id) + 1, meta.next_series_id), the
- * high-water mark written with every new series row; an id handed out but
- * never committed before a crash may be handed out again, which is harmless
- * as nothing durable refers to it);
- * retention deletes samples only, so a series whose samples all expired
- * stays in the index (and in memory) without samples and is not selected by
- * store_select (which requires samples in the range). */
+ * The head. Each series has an open chunk in memory. A commit writes, in one
+ * SQLite transaction: the rows of series created since the last commit,
+ * every chunk closed since the last commit, one write-ahead row with the
+ * batch, and metadata changes. Only when COMMIT succeeded are the samples
+ * appended to the open chunks; a chunk reaching CHUNKENC_TARGET_SAMPLES is
+ * closed and waits in memory for the next commit (or store_maintain) to write
+ * it. A write-ahead row is deleted once no series still holds one of its
+ * samples only in memory: the truncation point is the oldest write-ahead
+ * sequence number pinned by an open or unwritten chunk. Head chunks open
+ * longer than STORE_HEAD_MAX_AGE_MS are closed early by store_maintain, so a
+ * series that stopped receiving samples does not pin the table forever.
+ * At open the write-ahead rows are replayed into the head, skipping samples
+ * already in chunk rows; store_close writes every chunk (open ones too) and
+ * empties the table, so a clean restart replays nothing.
+ *
+ * Readers. A read merges chunk rows (through the reader's connection) with
+ * the series' chunks still in memory. Chunks written to the database stay
+ * in memory while a reader registered before that commit is active
+ * (register, then start the SQLite snapshot: everything written before the
+ * registration is in the snapshot, everything after is still in memory), so
+ * no sample is ever missed; samples seen twice are merged by timestamp.
+ * Chunks may overlap in time only after a backfill; reads sort and
+ * deduplicate then.
+ *
+ * Locking: write_mu guards the writer connection, the per-series append
+ * state and the head's structure; head_lock (a read-write lock) is held for
+ * writing while the head is changed and for reading while a reader copies a
+ * series' in-memory chunks; index_mu guards the series index (by_labels,
+ * by_id, next_id, pending); readers_mu the list of active read snapshots;
+ * stats_mu the counters. Order: write_mu, head_lock, index_mu, readers_mu,
+ * stats_mu.
+ *
+ * Series lifecycle: store_series_ref() gives a new series its id at once and
+ * queues it in `pending`; the next commit writes every pending series row in
+ * the same transaction as its samples, so no committed sample can reference
+ * a series row that is not committed. Series are never deleted (references
+ * are stable for the database's lifetime, and ids are never reused:
+ * next_id = max(max(series.id) + 1, meta.next_series_id)). */
 #include "store.h"
 
 #include <errno.h>
@@ -60,47 +89,92 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "chunkenc.h"
 #include "hmap.h"
 #include "log.h"
 #include "mem.h"
 #include "strutil.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_APPLICATION_ID 0x53445754 /* "SDWT" */
 #define STORE_DB_NAME "sidewatch.db"
 #define STORE_LOCK_NAME "lock"
 /* How long a connection waits for a lock held by another connection
  * (checkpoints, WAL recovery) before giving up with -EBUSY. */
 #define STORE_BUSY_TIMEOUT_MS 10000
-/* Bound the WAL file left behind after a checkpoint. */
-#define STORE_JOURNAL_SIZE_LIMIT (64 * 1024 * 1024)
-/* Retention deletes this many series' samples per transaction, so producers
- * waiting for the writer are not stalled by one huge delete. */
-#define STORE_RETENTION_SERIES_PER_TX 256
+/* Bound the SQLite WAL file left behind after a checkpoint. */
+#define STORE_JOURNAL_SIZE_LIMIT (8 * 1024 * 1024)
+/* store_maintain's checkpoint waits this long for readers. */
+#define STORE_CHECKPOINT_WAIT_MS 200
 /* store_select stops estimating regex matchers once an equality matcher
  * narrowed the candidates to this many series. */
 #define STORE_SELECT_GOOD_ENOUGH 256
+/* A head chunk open longer than this is closed by store_maintain (default
+ * of store_options.head_max_age_ms). */
+#define STORE_HEAD_MAX_AGE_MS (60 * 60 * 1000)
+/* Commits between write-ahead truncations done inside a commit (besides
+ * store_maintain's). */
+#define STORE_TRUNCATE_EVERY_COMMITS 512
+/* Backfill: chunks per transaction. */
+#define STORE_IMPORT_CHUNKS_PER_TX 4096
+/* Retention deletes at most this many chunk rows per transaction, so
+ * producers waiting for the writer are not stalled by one huge delete. */
+#define STORE_RETENTION_SERIES_PER_TX 512
+/* Free pages are given back (incremental vacuum) when they exceed this share
+ * of the file. */
+#define STORE_VACUUM_FREE_RATIO 0.25
 
 #define COMPONENT "storage"
 
-/* ---- in-memory series index ----------------------------------------------- */
+/* ---- in-memory structures --------------------------------------------------- */
 
-typedef struct series {
+typedef struct series series;
+
+/* A closed chunk held in memory: not written yet (persisted_seq == 0), or
+ * written but kept for readers whose snapshot predates the write. */
+typedef struct mchunk {
+    struct mchunk *next;  /* the series' list, oldest first */
+    struct mchunk *gnext; /* store's unwritten or retained list */
+    series *se;
+    int64_t min_t, max_t;
+    uint64_t first_seq;     /* write-ahead row of its first sample */
+    uint64_t persisted_seq; /* commit that wrote it; 0 = not written */
+    uint32_t len;
+    uint8_t data[];
+} mchunk;
+
+struct series {
     uint64_t id;
-    labels *ls;
-    /* Append state, guarded by write_mu. last_t is the newest committed
-     * timestamp (valid if has_last) and last_v its value's bits; they
-     * survive retention, so later samples are still ordered against them.
-     * min_t is the oldest stored timestamp (valid if has_stored). */
+    uint8_t *lenc; /* labels_encode() of the set: equality = byte equality */
+    uint32_t lenc_len;
+    uint64_t hash; /* labels_hash() */
+
+    /* Append state (write_mu; changed under head_lock for writing). */
     int64_t last_t;
     uint64_t last_v;
-    int64_t min_t;
     bool has_last;
-    bool has_stored;
-    uint64_t gen; /* commit generation that saved undo state for it */
-} series;
+    bool last_v_known; /* false after a restart until a sample is appended */
+    bool has_data;     /* min_t valid */
+    int64_t min_t;     /* oldest sample stored (never raised by retention) */
+    int64_t persisted_max_t; /* newest sample in a chunk row, INT64_MIN if none */
+    chunk_appender open;
+    int64_t open_min_t;
+    uint64_t open_seq;      /* write-ahead row of the open chunk's first sample */
+    int64_t open_since_ms;  /* wall time of that sample's append */
+    mchunk *chunks;         /* closed chunks in memory, oldest first */
+    uint64_t batch_seq;     /* write-ahead row of the last batch appended */
+    int64_t batch_first_t;  /* timestamp of that batch's first sample here */
+
+    /* Tentative state while a commit checks its batch (write_mu). */
+    uint64_t gen;
+    int64_t tent_t;
+    uint64_t tent_v;
+    bool tent_has;
+    bool tent_v_known;
+};
 
 typedef struct meta_entry {
     char *metric;
@@ -115,17 +189,28 @@ struct store {
     char *wal_path;
     int lock_fd;
     int64_t retention_ms;
+    int64_t retention_bytes;
+    int64_t head_max_age_ms;
 
     pthread_mutex_t write_mu;
     sqlite3 *db;
     struct {
         sqlite3_stmt *begin, *commit, *rollback;
         sqlite3_stmt *ins_series, *find_lv, *ins_lv, *inc_lv, *ins_posting, *set_meta;
-        sqlite3_stmt *ins_sample, *upsert_metadata;
-        sqlite3_stmt *del_samples, *first_t, *last_sample;
+        sqlite3_stmt *ins_chunk, *ins_wal, *del_wal, *upsert_metadata;
+        sqlite3_stmt *del_chunks_before, *oldest_chunks, *del_chunk;
+        sqlite3_stmt *first_chunk, *last_chunk;
     } st;
-    uint64_t gen;  /* commit generation */
+    uint64_t gen;  /* commit generation, for the tentative state */
     hmap metadata; /* metric -> meta_entry: what the database holds */
+    mchunk *unwritten, *unwritten_tail; /* closed chunks to write, oldest first */
+    mchunk *retained, *retained_tail;   /* written, kept for readers */
+    uint64_t commits_since_truncate;
+    _Atomic uint64_t last_wal_seq; /* newest write-ahead row whose samples are in the head */
+    uint64_t truncated_upto; /* rows below this are deleted */
+
+    pthread_rwlock_t head_lock;
+    _Atomic uint64_t commit_seq; /* commits that wrote chunks or rows */
 
     pthread_mutex_t index_mu;
     hmap by_labels; /* labels -> series */
@@ -135,20 +220,22 @@ struct store {
     series **pending; /* series whose rows are not committed yet */
     size_t npending, pending_cap;
 
-    pthread_mutex_t stats_mu;
-    store_stats stats;  /* counters; series, size and time range are filled in
-                         * by store_get_stats */
-    int64_t mint, maxt; /* of stored samples; INT64_MAX, INT64_MIN when none */
+    pthread_mutex_t readers_mu;
+    struct store_reader *readers; /* open readers (for their snapshots) */
+    bool no_flush;                /* store_check: close without writing */
+    bool closing;                 /* store_close is flushing */
 
-    atomic_int readers;
+    pthread_mutex_t stats_mu;
+    store_stats stats;  /* counters; series, size, head and time range are
+                         * filled in by store_get_stats */
+    int64_t mint, maxt; /* of stored samples; INT64_MAX, INT64_MIN when none */
+    uint64_t head_bytes;
 };
 
 typedef struct batch_sample {
     uint64_t ref;
     int64_t t;
     uint64_t v; /* bits */
-    size_t seq;
-    series *se; /* resolved at commit */
 } batch_sample;
 
 typedef struct batch_meta {
@@ -169,12 +256,22 @@ struct store_batch {
 struct store_reader {
     store *s;
     sqlite3 *db;
-    bool snapshot; /* between store_reader_begin and store_reader_end */
+    bool snapshot;     /* between store_reader_begin and store_reader_end */
+    uint64_t snap_seq; /* commit_seq at registration; 0 = not registered */
+    uint64_t visible;  /* last_wal_seq at registration: newer batches are hidden */
+    struct store_reader *next;
     struct {
         sqlite3_stmt *begin, *end;
-        sqlite3_stmt *lv_eq, *lv_name, *postings, *series_labels, *has_samples;
-        sqlite3_stmt *samples, *metadata, *names, *values;
+        sqlite3_stmt *lv_eq, *lv_name, *postings;
+        sqlite3_stmt *chunks, *metadata, *names, *values, *touch;
     } st;
+};
+
+struct store_import {
+    store *s;
+    size_t chunks_in_tx;
+    bool in_tx;
+    int err;
 };
 
 /* ---- helpers ----------------------------------------------------------------- */
@@ -208,18 +305,8 @@ static int sql_errno(int rc)
     }
 }
 
-/* Values are stored as the float64's 8 bytes in reverse order, read as a
- * signed 64-bit INTEGER: a bijection, so every bit pattern (NaN payloads,
- * the staleness marker, -0) round-trips exactly, unlike REAL columns where
- * SQLite turns NaN into NULL. Reversing puts the sign/exponent byte low and
- * the (often zero) low mantissa bytes high, so round values such as 1 or
- * 100 become small integers and take 1-3 bytes in SQLite's varint-sized
- * records instead of 8. */
-static int64_t value_encode(uint64_t bits)
-{
-    return (int64_t)__builtin_bswap64(bits);
-}
-
+/* Schema version 1 stored each value as the float64's 8 bytes in reverse
+ * order, read as a signed 64-bit INTEGER; the migration decodes them. */
 static uint64_t value_decode(int64_t x)
 {
     return __builtin_bswap64((uint64_t)x);
@@ -299,11 +386,6 @@ static char *path_join(const char *dir, const char *name)
     return buf_detach(&b, NULL);
 }
 
-static bool series_eq(const void *val, const void *key)
-{
-    return labels_equal(((const series *)val)->ls, key);
-}
-
 static bool meta_eq(const void *val, const void *key)
 {
     return strcmp(((const meta_entry *)val)->metric, key) == 0;
@@ -337,11 +419,25 @@ static enum expfmt_type type_from_name(const char *name)
     return EXPFMT_UNKNOWN;
 }
 
+static bool series_eq(const void *val, const void *key)
+{
+    const series *se = val;
+    const buf *enc = key;
+    return se->lenc_len == enc->len && memcmp(se->lenc, enc->data, enc->len) == 0;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Adds a series to the in-memory index. Caller holds index_mu (or owns the
  * store exclusively, at open). */
 static void index_add(store *s, series *se)
 {
-    hmap_put(&s->by_labels, labels_hash(se->ls), se);
+    hmap_put(&s->by_labels, se->hash, se);
     if (se->id >= s->by_id_cap) {
         size_t old = s->by_id_cap;
         s->by_id = mem_grow(s->by_id, sizeof *s->by_id, se->id + 1, &s->by_id_cap);
@@ -350,22 +446,242 @@ static void index_add(store *s, series *se)
     s->by_id[se->id] = se;
 }
 
-/* Recomputes min/max time from the series. Caller holds write_mu. */
-static void recompute_time_range(store *s)
+static series *series_new(uint64_t id, const labels *ls, const buf *enc)
 {
-    int64_t mint = INT64_MAX, maxt = INT64_MIN;
+    series *se = mem_calloc(1, sizeof *se);
+    se->id = id;
+    se->lenc = mem_malloc(enc->len ? enc->len : 1);
+    memcpy(se->lenc, enc->data, enc->len);
+    se->lenc_len = (uint32_t)enc->len;
+    se->hash = labels_hash(ls);
+    se->persisted_max_t = INT64_MIN;
+    chunkenc_init(&se->open);
+    return se;
+}
+
+static series *series_by_ref(store *s, uint64_t ref)
+{
     pthread_mutex_lock(&s->index_mu);
-    for (size_t i = 0; i < s->by_id_cap; i++) {
+    series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
+    pthread_mutex_unlock(&s->index_mu);
+    return se;
+}
+
+/* ---- varints and the write-ahead row ------------------------------------------ */
+
+/* Writes v as an unsigned LEB128 varint into p (room for 10 bytes);
+ * returns the length. */
+static size_t encode_uvarint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static int get_uvarint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) return -EINVAL;
+        uint8_t c = *(*p)++;
+        r |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int get_varint(const uint8_t **p, const uint8_t *end, int64_t *v)
+{
+    uint64_t u;
+    if (get_uvarint(p, end, &u) < 0) return -EINVAL;
+    *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+    return 0;
+}
+
+typedef struct wal_reader {
+    const uint8_t *p, *end;
+    uint64_t n, i;
+    uint64_t ref;
+    int64_t t;
+} wal_reader;
+
+static int wal_reader_init(wal_reader *w, const void *data, size_t len)
+{
+    w->p = data;
+    w->end = w->p + len;
+    w->i = 0;
+    w->ref = 0;
+    w->t = 0;
+    if (get_uvarint(&w->p, w->end, &w->n) < 0 || w->n > len) return -EINVAL;
+    return 0;
+}
+
+/* 1 and the next sample, 0 at the end, -EINVAL if corrupt. */
+static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v)
+{
+    if (w->i >= w->n) return w->p == w->end ? 0 : -EINVAL;
+    int64_t dr, dt;
+    if (get_varint(&w->p, w->end, &dr) < 0 || get_varint(&w->p, w->end, &dt) < 0) return -EINVAL;
+    if (w->end - w->p < 8) return -EINVAL;
+    uint64_t bits = 0;
+    for (int k = 7; k >= 0; k--) bits = (bits << 8) | w->p[k];
+    w->p += 8;
+    w->ref += (uint64_t)dr;
+    w->t = (int64_t)((uint64_t)w->t + (uint64_t)dt);
+    w->i++;
+    *ref = w->ref;
+    *t = w->t;
+    *v = bits;
+    return 1;
+}
+
+/* ---- the head --------------------------------------------------------------------- */
+
+static void list_push(mchunk **head, mchunk **tail, mchunk *c)
+{
+    c->gnext = NULL;
+    if (*tail)
+        (*tail)->gnext = c;
+    else
+        *head = c;
+    *tail = c;
+}
+
+/* Closes a series' open chunk into its in-memory list and the store's list
+ * of chunks to write. Caller holds write_mu and head_lock for writing. */
+static void close_open_chunk(store *s, series *se)
+{
+    if (se->open.count == 0) return;
+    size_t len;
+    const uint8_t *bytes = chunkenc_bytes(&se->open, &len);
+    mchunk *c = mem_malloc(sizeof *c + len);
+    memset(c, 0, sizeof *c);
+    memcpy(c->data, bytes, len);
+    c->len = (uint32_t)len;
+    c->se = se;
+    c->min_t = se->open_min_t;
+    c->max_t = se->open.t;
+    c->first_seq = se->open_seq;
+    mchunk **pp = &se->chunks;
+    while (*pp) pp = &(*pp)->next;
+    *pp = c;
+    list_push(&s->unwritten, &s->unwritten_tail, c);
+    s->head_bytes += len;
+    s->head_bytes -= chunkenc_capacity(&se->open);
+    chunkenc_cleanup(&se->open);
+}
+
+/* Appends one accepted sample to the head. Caller holds write_mu and
+ * head_lock for writing. */
+static void head_append(store *s, series *se, int64_t t, uint64_t v, uint64_t seq, int64_t now)
+{
+    if (se->batch_seq != seq) {
+        se->batch_seq = seq;
+        se->batch_first_t = t;
+    }
+    if (se->open.count == 0) {
+        se->open_min_t = t;
+        se->open_seq = seq;
+        se->open_since_ms = now;
+    }
+    size_t before = chunkenc_capacity(&se->open);
+    double d;
+    memcpy(&d, &v, sizeof d);
+    if (chunkenc_append(&se->open, t, d) < 0) {
+        /* Cannot happen for an accepted sample (t > last); keep the head
+         * consistent anyway by starting a new chunk. */
+        close_open_chunk(s, se);
+        se->open_min_t = t;
+        se->open_seq = seq;
+        se->open_since_ms = now;
+        before = 0;
+        chunkenc_append(&se->open, t, d);
+    }
+    s->head_bytes += chunkenc_capacity(&se->open) - before;
+    if (!se->has_data || t < se->min_t) {
+        se->min_t = t;
+        se->has_data = true;
+    }
+    se->last_t = t;
+    se->last_v = v;
+    se->has_last = true;
+    se->last_v_known = true;
+    if (se->open.count >= CHUNKENC_TARGET_SAMPLES) close_open_chunk(s, se);
+}
+
+/* The oldest active reader snapshot, UINT64_MAX when none. */
+static uint64_t oldest_reader(store *s)
+{
+    uint64_t m = UINT64_MAX;
+    pthread_mutex_lock(&s->readers_mu);
+    for (struct store_reader *r = s->readers; r; r = r->next) {
+        if (r->snap_seq && r->snap_seq < m) m = r->snap_seq;
+    }
+    pthread_mutex_unlock(&s->readers_mu);
+    return m;
+}
+
+/* Frees written chunks that no active reader can still need. Caller holds
+ * write_mu and head_lock for writing. */
+static void release_retained(store *s)
+{
+    uint64_t oldest = oldest_reader(s);
+    while (s->retained && s->retained->persisted_seq < oldest) {
+        mchunk *c = s->retained;
+        s->retained = c->gnext;
+        if (!s->retained) s->retained_tail = NULL;
+        /* Written chunks are the oldest of their series' list. */
+        series *se = c->se;
+        if (se->chunks == c) {
+            se->chunks = c->next;
+        } else {
+            mchunk **pp = &se->chunks;
+            while (*pp && *pp != c) pp = &(*pp)->next;
+            if (*pp) *pp = c->next;
+        }
+        s->head_bytes -= c->len;
+        mem_free(c);
+    }
+}
+
+/* After a commit that wrote the chunks from `first` (the old unwritten
+ * list): marks them written and moves them to the retained list. Caller
+ * holds write_mu and head_lock for writing. */
+static void mark_written(store *s, mchunk *first, uint64_t seq)
+{
+    while (first) {
+        mchunk *next = first->gnext;
+        first->persisted_seq = seq;
+        if (first->max_t > first->se->persisted_max_t) first->se->persisted_max_t = first->max_t;
+        list_push(&s->retained, &s->retained_tail, first);
+        first = next;
+    }
+}
+
+/* The oldest write-ahead row still needed: pinned by an open chunk or a
+ * chunk not yet written. Caller holds write_mu. */
+static uint64_t wal_pin(store *s, bool count_unwritten)
+{
+    uint64_t pin = s->last_wal_seq + 1;
+    if (count_unwritten) {
+        for (mchunk *c = s->unwritten; c; c = c->gnext) {
+            if (c->first_seq < pin) pin = c->first_seq;
+        }
+    }
+    pthread_mutex_lock(&s->index_mu);
+    for (size_t i = 1; i < s->by_id_cap; i++) {
         series *se = s->by_id[i];
-        if (!se || !se->has_stored) continue;
-        if (se->min_t < mint) mint = se->min_t;
-        if (se->last_t > maxt) maxt = se->last_t;
+        if (se && se->open.count && se->open_seq < pin) pin = se->open_seq;
     }
     pthread_mutex_unlock(&s->index_mu);
-    pthread_mutex_lock(&s->stats_mu);
-    s->mint = mint;
-    s->maxt = maxt;
-    pthread_mutex_unlock(&s->stats_mu);
+    return pin;
 }
 
 /* ---- open and close ------------------------------------------------------------ */
@@ -378,10 +694,15 @@ static const char schema_sql[] =
     " value BLOB NOT NULL, series INTEGER NOT NULL, UNIQUE(name, value));"
     "CREATE TABLE postings(lv_id INTEGER NOT NULL, series_id INTEGER NOT NULL,"
     " PRIMARY KEY(lv_id, series_id)) WITHOUT ROWID;"
-    "CREATE TABLE samples(series_id INTEGER NOT NULL, t INTEGER NOT NULL, v INTEGER NOT NULL,"
-    " PRIMARY KEY(series_id, t)) WITHOUT ROWID;"
     "CREATE TABLE metadata(metric TEXT PRIMARY KEY, type TEXT NOT NULL, help TEXT NOT NULL,"
     " unit TEXT NOT NULL) WITHOUT ROWID;";
+
+/* Tables added by schema version 2 (also the migration from version 1). */
+static const char schema_v2_sql[] =
+    "CREATE TABLE chunks(series_id INTEGER NOT NULL, max_t INTEGER NOT NULL,"
+    " min_t INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(series_id, max_t, min_t))"
+    " WITHOUT ROWID;"
+    "CREATE TABLE wal(seq INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -413,10 +734,73 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *out)
     return rc;
 }
 
-/* Creates the schema or checks the existing one, in one transaction. */
+/* Version 1 kept one row per sample (values as byte-swapped INTEGERs);
+ * re-encode them as chunks. Runs inside init_schema's transaction. */
+static int migrate_v1(store *s)
+{
+    int rc = sqlite3_exec(s->db, schema_v2_sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    rc = sqlite3_prepare_v2(s->db, "SELECT series_id, t, v FROM samples ORDER BY series_id, t", -1,
+                            &rd, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO chunks(series_id, max_t, min_t, data) VALUES(?1,?2,?3,?4)",
+                                -1, &wr, NULL);
+    chunk_appender a;
+    chunkenc_init(&a);
+    int64_t cur = -1, min_t = 0;
+    uint64_t migrated = 0;
+    for (;;) {
+        int step = rc == SQLITE_OK ? sqlite3_step(rd) : rc;
+        bool row = step == SQLITE_ROW;
+        if (!row && step != SQLITE_DONE) {
+            rc = step;
+            break;
+        }
+        int64_t id = row ? sqlite3_column_int64(rd, 0) : -2;
+        if (a.count && (id != cur || a.count >= CHUNKENC_TARGET_SAMPLES)) {
+            size_t len;
+            const uint8_t *bytes = chunkenc_bytes(&a, &len);
+            sqlite3_bind_int64(wr, 1, cur);
+            sqlite3_bind_int64(wr, 2, a.t);
+            sqlite3_bind_int64(wr, 3, min_t);
+            sqlite3_bind_blob(wr, 4, bytes, (int)len, SQLITE_STATIC);
+            rc = step_done(wr);
+            chunkenc_cleanup(&a);
+            if (rc != SQLITE_OK) break;
+        }
+        if (!row) {
+            rc = SQLITE_OK;
+            break;
+        }
+        cur = id;
+        int64_t t = sqlite3_column_int64(rd, 1);
+        double v = bits_double(value_decode(sqlite3_column_int64(rd, 2)));
+        if (a.count == 0) min_t = t;
+        if (chunkenc_append(&a, t, v) == 0) migrated++;
+    }
+    chunkenc_cleanup(&a);
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, "DROP TABLE samples", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        log_info(COMPONENT, "migrated %" PRIu64 " samples from schema version 1 to chunks", migrated);
+    return rc;
+}
+
+/* Creates the schema or checks (and migrates) the existing one, in one
+ * transaction. */
 static int init_schema(store *s, buf *err)
 {
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int64_t pages = 0;
+    int rc = query_int(s->db, "PRAGMA page_count", &pages);
+    if (rc != SQLITE_OK) goto sqlerr;
+    /* auto_vacuum can only be chosen before the first table exists. */
+    if (pages == 0 &&
+        (rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL", NULL, NULL, NULL)) != SQLITE_OK)
+        goto sqlerr;
+    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) goto sqlerr;
     int64_t version, app_id, tables;
     if ((rc = query_int(s->db, "PRAGMA user_version", &version)) != SQLITE_OK) goto sqlerr;
@@ -433,11 +817,7 @@ static int init_schema(store *s, buf *err)
             goto fail;
         }
         rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
-        if (rc != SQLITE_OK) goto sqlerr;
-        char pragmas[128];
-        snprintf(pragmas, sizeof pragmas, "PRAGMA application_id=%d; PRAGMA user_version=%d",
-                 STORE_APPLICATION_ID, STORE_SCHEMA_VERSION);
-        rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v2_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) goto sqlerr;
     } else if (app_id != STORE_APPLICATION_ID) {
         open_error(err, s, "%s is not a sidewatch database (application_id 0x%" PRIx64 ")",
@@ -451,8 +831,16 @@ static int init_schema(store *s, buf *err)
                    version, STORE_SCHEMA_VERSION);
         rc = -EPROTO;
         goto fail;
+    } else if (version == 1) {
+        if ((rc = migrate_v1(s)) != SQLITE_OK) goto sqlerr;
     }
-    /* Older versions would be migrated here; version 1 is the first. */
+    if (version < STORE_SCHEMA_VERSION) {
+        char pragmas[128];
+        snprintf(pragmas, sizeof pragmas, "PRAGMA application_id=%d; PRAGMA user_version=%d",
+                 STORE_APPLICATION_ID, STORE_SCHEMA_VERSION);
+        rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) goto sqlerr;
+    }
     rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) goto sqlerr;
     return 0;
@@ -482,13 +870,21 @@ static int prepare_writer(store *s)
         W(inc_lv, "UPDATE label_values SET series = series + 1 WHERE id = ?1"),
         W(ins_posting, "INSERT INTO postings(lv_id, series_id) VALUES(?1, ?2)"),
         W(set_meta, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"),
-        W(ins_sample, "INSERT INTO samples(series_id, t, v) VALUES(?1, ?2, ?3)"),
+        W(ins_chunk, "INSERT OR REPLACE INTO chunks(series_id, max_t, min_t, data)"
+                     " VALUES(?1, ?2, ?3, ?4)"),
+        W(ins_wal, "INSERT INTO wal(data) VALUES(?1)"),
+        W(del_wal, "DELETE FROM wal WHERE seq < ?1"),
         W(upsert_metadata, "INSERT INTO metadata(metric, type, help, unit) VALUES(?1, ?2, ?3, ?4)"
                            " ON CONFLICT(metric) DO UPDATE SET type = excluded.type,"
                            " help = excluded.help, unit = excluded.unit"),
-        W(del_samples, "DELETE FROM samples WHERE series_id = ?1 AND t < ?2"),
-        W(first_t, "SELECT t FROM samples WHERE series_id = ?1 ORDER BY t LIMIT 1"),
-        W(last_sample, "SELECT t, v FROM samples WHERE series_id = ?1 ORDER BY t DESC LIMIT 1"),
+        W(del_chunks_before, "DELETE FROM chunks WHERE series_id = ?1 AND max_t < ?2"
+                             " RETURNING data"),
+        W(oldest_chunks, "SELECT series_id, max_t, min_t FROM chunks ORDER BY max_t LIMIT ?1"),
+        W(del_chunk, "DELETE FROM chunks WHERE series_id = ?1 AND max_t = ?2 AND min_t = ?3"
+                     " RETURNING data"),
+        W(first_chunk, "SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
+        W(last_chunk, "SELECT max_t, data FROM chunks WHERE series_id = ?1"
+                      " ORDER BY max_t DESC LIMIT 1"),
 #undef W
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
@@ -498,11 +894,30 @@ static int prepare_writer(store *s)
     return SQLITE_OK;
 }
 
-/* Loads the series index, each series' newest and oldest sample, the id
- * high-water mark and the metadata cache. */
+/* The last sample of an encoded chunk; false if it has none or is corrupt. */
+static bool chunk_last(const uint8_t *data, size_t len, int64_t *t, uint64_t *v)
+{
+    chunk_iter it;
+    if (chunkenc_iter_init(&it, data, len) < 0) return false;
+    int64_t tt;
+    double vv;
+    bool any = false;
+    int rc;
+    while ((rc = chunkenc_iter_next(&it, &tt, &vv)) == 1) {
+        *t = tt;
+        *v = double_bits(vv);
+        any = true;
+    }
+    return any && rc == 0;
+}
+
+/* Loads the series index, each series' stored time range and newest sample,
+ * the id high-water mark and the metadata cache. */
 static int load_state(store *s, buf *err)
 {
     sqlite3_stmt *st = NULL;
+    buf enc;
+    buf_init(&enc, BUF_UNLIMITED);
     int rc = sqlite3_prepare_v2(s->db, "SELECT id, labels FROM series ORDER BY id", -1, &st, NULL);
     if (rc != SQLITE_OK) goto sqlerr;
     uint64_t max_id = 0;
@@ -515,37 +930,50 @@ static int load_state(store *s, buf *err)
         if (id <= 0 || labels_decode(p, len, &ls) < 0) {
             open_error(err, s, "corrupt series row %" PRId64, id);
             sqlite3_finalize(st);
+            buf_cleanup(&enc);
             return -EIO;
         }
-        series *se = mem_calloc(1, sizeof *se);
-        se->id = (uint64_t)id;
-        se->ls = ls;
+        buf_reset(&enc);
+        labels_encode(ls, &enc);
+        series *se = series_new((uint64_t)id, ls, &enc);
+        labels_free(ls);
         index_add(s, se);
         if (se->id > max_id) max_id = se->id;
     }
     sqlite3_finalize(st);
     st = NULL;
+    buf_cleanup(&enc);
     if (rc != SQLITE_DONE) goto sqlerr;
 
+    /* Each series' stored range: two seeks on the chunks key per series. */
     for (uint64_t id = 1; id <= max_id; id++) {
         series *se = s->by_id[id];
         if (!se) continue;
-        sqlite3_bind_int64(s->st.last_sample, 1, (int64_t)id);
-        rc = sqlite3_step(s->st.last_sample);
+        sqlite3_bind_int64(s->st.last_chunk, 1, (int64_t)id);
+        rc = sqlite3_step(s->st.last_chunk);
         if (rc == SQLITE_ROW) {
-            se->last_t = sqlite3_column_int64(s->st.last_sample, 0);
-            se->last_v = value_decode(sqlite3_column_int64(s->st.last_sample, 1));
+            se->persisted_max_t = sqlite3_column_int64(s->st.last_chunk, 0);
+            se->last_t = se->persisted_max_t;
             se->has_last = true;
+            const char *p;
+            size_t len;
+            column_bytes(s->st.last_chunk, 1, &p, &len);
+            int64_t lt = 0;
+            uint64_t lv = 0;
+            if (chunk_last((const uint8_t *)p, len, &lt, &lv) && lt == se->last_t) {
+                se->last_v = lv;
+                se->last_v_known = true;
+            }
         }
-        sqlite3_reset(s->st.last_sample);
+        sqlite3_reset(s->st.last_chunk);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr;
-        sqlite3_bind_int64(s->st.first_t, 1, (int64_t)id);
-        rc = sqlite3_step(s->st.first_t);
+        sqlite3_bind_int64(s->st.first_chunk, 1, (int64_t)id);
+        rc = sqlite3_step(s->st.first_chunk);
         if (rc == SQLITE_ROW) {
-            se->min_t = sqlite3_column_int64(s->st.first_t, 0);
-            se->has_stored = true;
+            se->min_t = sqlite3_column_int64(s->st.first_chunk, 0);
+            se->has_data = true;
         }
-        sqlite3_reset(s->st.first_t);
+        sqlite3_reset(s->st.first_chunk);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr;
     }
 
@@ -575,6 +1003,82 @@ sqlerr_nofin:
     return sql_errno(rc);
 }
 
+/* Replays the write-ahead rows into the head: samples newer than the
+ * series' chunk rows are appended again, exactly as when first committed. */
+static int replay_wal(store *s, buf *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT seq, data FROM wal ORDER BY seq", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        open_error(err, s, "reading the write-ahead table: %s", sqlite3_errmsg(s->db));
+        return sql_errno(rc);
+    }
+    int64_t now = wall_ms();
+    uint64_t replayed = 0, skipped = 0, rows = 0, bad_rows = 0, unknown = 0;
+    uint64_t first_seq = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+        if (!rows) first_seq = seq;
+        rows++;
+        s->last_wal_seq = seq;
+        const char *p;
+        size_t len;
+        column_bytes(st, 1, &p, &len);
+        wal_reader w;
+        int r = wal_reader_init(&w, p, len);
+        uint64_t ref, v;
+        int64_t t;
+        while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v)) == 1) {
+            series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
+            if (!se) {
+                unknown++;
+                r = 0;
+                continue;
+            }
+            r = 0;
+            if (t <= se->persisted_max_t || (se->has_last && t <= se->last_t)) {
+                skipped++;
+                continue;
+            }
+            head_append(s, se, t, v, seq, now);
+            replayed++;
+        }
+        if (r < 0) {
+            /* A row SQLite committed cannot be torn; a corrupt one means the
+             * file was damaged. Keep what could be read, say so. */
+            bad_rows++;
+            log_error(COMPONENT, "write-ahead row %" PRIu64 " is corrupt; samples after the damage "
+                                 "in that row are lost",
+                      seq);
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        open_error(err, s, "reading the write-ahead table: %s", sqlite3_errmsg(s->db));
+        return sql_errno(rc);
+    }
+    s->truncated_upto = first_seq ? first_seq : s->last_wal_seq + 1;
+    if (s->last_wal_seq == 0) {
+        int64_t seq = 0;
+        /* AUTOINCREMENT keeps the highest sequence ever used. */
+        if (query_int(s->db, "SELECT seq FROM sqlite_sequence WHERE name = 'wal'", &seq) == SQLITE_OK)
+            s->last_wal_seq = (uint64_t)seq;
+        s->truncated_upto = s->last_wal_seq + 1;
+    }
+    s->stats.replayed_samples = replayed;
+    s->stats.wal_rows = rows;
+    if (rows)
+        log_info(COMPONENT,
+                 "replayed %" PRIu64 " samples from %" PRIu64 " write-ahead rows (%" PRIu64
+                 " already in chunks)",
+                 replayed, rows, skipped);
+    if (unknown)
+        log_error(COMPONENT, "write-ahead rows reference %" PRIu64 " samples of unknown series",
+                  unknown);
+    (void)bad_rows;
+    return 0;
+}
+
 static void free_all(store *s)
 {
     if (s->db) {
@@ -586,26 +1090,52 @@ static void free_all(store *s)
             log_error(COMPONENT, "closing %s: %s", s->db_path, sqlite3_errmsg(s->db));
     }
     for (size_t i = 0; i < s->by_id_cap; i++) {
-        if (!s->by_id[i]) continue;
-        labels_free(s->by_id[i]->ls);
-        mem_free(s->by_id[i]);
+        series *se = s->by_id[i];
+        if (!se) continue;
+        mchunk *c = se->chunks;
+        while (c) {
+            mchunk *next = c->next;
+            mem_free(c);
+            c = next;
+        }
+        chunkenc_cleanup(&se->open);
+        mem_free(se->lenc);
+        mem_free(se);
     }
     mem_free(s->by_id);
     mem_free(s->pending);
     hmap_cleanup(&s->by_labels);
     size_t it = 0;
     void *v;
-    while (hmap_next(&s->metadata, &it, &v))
-        meta_entry_free(v);
+    while (hmap_next(&s->metadata, &it, &v)) meta_entry_free(v);
     hmap_cleanup(&s->metadata);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->index_mu);
+    pthread_mutex_destroy(&s->readers_mu);
     pthread_mutex_destroy(&s->stats_mu);
+    pthread_rwlock_destroy(&s->head_lock);
     mem_free(s->dir);
     mem_free(s->db_path);
     mem_free(s->wal_path);
     mem_free(s);
+}
+
+static void recompute_time_range(store *s)
+{
+    int64_t mint = INT64_MAX, maxt = INT64_MIN;
+    pthread_mutex_lock(&s->index_mu);
+    for (size_t i = 0; i < s->by_id_cap; i++) {
+        series *se = s->by_id[i];
+        if (!se || !se->has_data) continue;
+        if (se->min_t < mint) mint = se->min_t;
+        if (se->has_last && se->last_t > maxt) maxt = se->last_t;
+    }
+    pthread_mutex_unlock(&s->index_mu);
+    pthread_mutex_lock(&s->stats_mu);
+    s->mint = mint;
+    s->maxt = maxt;
+    pthread_mutex_unlock(&s->stats_mu);
 }
 
 int store_open(store **out, const store_options *o, buf *err)
@@ -621,12 +1151,16 @@ int store_open(store **out, const store_options *o, buf *err)
     s->wal_path = path_join(o->path, STORE_DB_NAME "-wal");
     s->lock_fd = -1;
     s->retention_ms = o->retention_ms > 0 ? o->retention_ms : 0;
+    s->retention_bytes = o->retention_bytes > 0 ? o->retention_bytes : 0;
+    s->head_max_age_ms = o->head_max_age_ms > 0 ? o->head_max_age_ms : STORE_HEAD_MAX_AGE_MS;
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->index_mu, NULL);
+    pthread_mutex_init(&s->readers_mu, NULL);
     pthread_mutex_init(&s->stats_mu, NULL);
+    pthread_rwlock_init(&s->head_lock, NULL);
     hmap_init(&s->by_labels);
     hmap_init(&s->metadata);
-    atomic_init(&s->readers, 0);
+    atomic_init(&s->commit_seq, 1);
     s->mint = INT64_MAX;
     s->maxt = INT64_MIN;
 
@@ -648,6 +1182,11 @@ int store_open(store **out, const store_options *o, buf *err)
         open_error(err, s, "%s",
                    rc == -EBUSY ? "in use by another sidewatch process (lock held)"
                                 : strerror(-rc));
+        goto fail;
+    }
+    if (access(o->path, W_OK) != 0) {
+        rc = -errno;
+        open_error(err, s, "the storage directory is not writable: %s", strerror(-rc));
         goto fail;
     }
 
@@ -701,6 +1240,7 @@ int store_open(store **out, const store_options *o, buf *err)
      * round trip per statement. */
     if ((sqlrc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK) goto sqlfail;
     rc = load_state(s, err);
+    if (rc == 0) rc = replay_wal(s, err);
     sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc < 0) goto fail;
     recompute_time_range(s);
@@ -715,26 +1255,19 @@ fail:
     return rc;
 }
 
-void store_close(store *s)
-{
-    if (!s) return;
-    int n = atomic_load(&s->readers);
-    if (n != 0) log_error(COMPONENT, "store_close with %d reader(s) still open", n);
-    free_all(s);
-}
-
 /* ---- series ---------------------------------------------------------------------- */
 
 int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created)
 {
     if (created) *created = false;
     if (!ls || ls->n == 0) return -EINVAL;
+    buf enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    labels_encode(ls, &enc);
     pthread_mutex_lock(&s->index_mu);
-    series *se = hmap_get(&s->by_labels, labels_hash(ls), series_eq, ls);
+    series *se = hmap_get(&s->by_labels, labels_hash(ls), series_eq, &enc);
     if (!se) {
-        se = mem_calloc(1, sizeof *se);
-        se->id = s->next_id++;
-        se->ls = labels_dup(ls);
+        se = series_new(s->next_id++, ls, &enc);
         index_add(s, se);
         s->pending = mem_grow(s->pending, sizeof *s->pending, s->npending + 1, &s->pending_cap);
         s->pending[s->npending++] = se;
@@ -742,24 +1275,24 @@ int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created)
     }
     *ref = se->id;
     pthread_mutex_unlock(&s->index_mu);
+    buf_cleanup(&enc);
     return 0;
 }
 
 /* Writes a series row and its postings. Caller holds write_mu, in a
  * transaction. */
-static int write_series(store *s, const series *se, buf *enc)
+static int write_series(store *s, const series *se)
 {
-    buf_reset(enc);
-    labels_encode(se->ls, enc);
+    labels *ls = NULL;
+    if (labels_decode(se->lenc, se->lenc_len, &ls) < 0) return SQLITE_CORRUPT;
     size_t mlen;
-    const char *metric = labels_metric_name(se->ls, &mlen);
+    const char *metric = labels_metric_name(ls, &mlen);
     sqlite3_bind_int64(s->st.ins_series, 1, (int64_t)se->id);
-    bind_bytes(s->st.ins_series, 2, enc->data, enc->len);
+    bind_bytes(s->st.ins_series, 2, (const char *)se->lenc, se->lenc_len);
     bind_bytes(s->st.ins_series, 3, metric, mlen);
     int rc = step_done(s->st.ins_series);
-    if (rc != SQLITE_OK) return rc;
-    for (uint32_t i = 0; i < se->ls->n; i++) {
-        const label *l = &se->ls->v[i];
+    for (uint32_t i = 0; rc == SQLITE_OK && i < ls->n; i++) {
+        const label *l = &ls->v[i];
         bind_bytes(s->st.find_lv, 1, l->name, l->name_len);
         bind_bytes(s->st.find_lv, 2, l->value, l->value_len);
         rc = sqlite3_step(s->st.find_lv);
@@ -774,13 +1307,85 @@ static int write_series(store *s, const series *se, buf *enc)
             rc = step_done(s->st.ins_lv);
             lv_id = sqlite3_last_insert_rowid(s->db);
         }
-        if (rc != SQLITE_OK) return rc;
+        if (rc != SQLITE_OK) break;
         sqlite3_bind_int64(s->st.ins_posting, 1, lv_id);
         sqlite3_bind_int64(s->st.ins_posting, 2, (int64_t)se->id);
         rc = step_done(s->st.ins_posting);
+    }
+    labels_free(ls);
+    return rc;
+}
+
+/* Writes every series row queued since the last commit. Caller holds
+ * write_mu, in a transaction; *taken receives the queue (to put back on
+ * failure with requeue_series). */
+static int write_pending_series(store *s, series ***taken, size_t *ntaken)
+{
+    pthread_mutex_lock(&s->index_mu);
+    *taken = s->pending;
+    *ntaken = s->npending;
+    s->pending = NULL;
+    s->npending = s->pending_cap = 0;
+    if (s->closing) {
+        /* Series that never got a sample are not worth keeping. */
+        size_t k = 0;
+        for (size_t i = 0; i < *ntaken; i++) {
+            series *se = (*taken)[i];
+            if (se->has_last || se->open.count || se->chunks) (*taken)[k++] = se;
+        }
+        *ntaken = k;
+    }
+    uint64_t next_id = s->next_id;
+    pthread_mutex_unlock(&s->index_mu);
+    int rc = SQLITE_OK;
+    for (size_t i = 0; i < *ntaken && rc == SQLITE_OK; i++) rc = write_series(s, (*taken)[i]);
+    if (rc == SQLITE_OK && *ntaken) {
+        sqlite3_bind_text(s->st.set_meta, 1, "next_series_id", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s->st.set_meta, 2, (int64_t)next_id);
+        rc = step_done(s->st.set_meta);
+    }
+    return rc;
+}
+
+/* Puts series rows that a failed commit did not write back in the queue,
+ * ahead of any created meanwhile. */
+static void requeue_series(store *s, series **taken, size_t ntaken)
+{
+    if (!ntaken) {
+        mem_free(taken);
+        return;
+    }
+    pthread_mutex_lock(&s->index_mu);
+    size_t total = ntaken + s->npending, cap = ntaken;
+    taken = mem_grow(taken, sizeof *taken, total, &cap);
+    if (s->npending) memcpy(taken + ntaken, s->pending, s->npending * sizeof *taken);
+    mem_free(s->pending);
+    s->pending = taken;
+    s->npending = total;
+    s->pending_cap = cap;
+    pthread_mutex_unlock(&s->index_mu);
+}
+
+/* Writes the chunks of the unwritten list. Caller holds write_mu, in a
+ * transaction. */
+static int write_chunks(store *s, mchunk *first)
+{
+    for (mchunk *c = first; c; c = c->gnext) {
+        sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)c->se->id);
+        sqlite3_bind_int64(s->st.ins_chunk, 2, c->max_t);
+        sqlite3_bind_int64(s->st.ins_chunk, 3, c->min_t);
+        sqlite3_bind_blob(s->st.ins_chunk, 4, c->data, (int)c->len, SQLITE_STATIC);
+        int rc = step_done(s->st.ins_chunk);
         if (rc != SQLITE_OK) return rc;
     }
     return SQLITE_OK;
+}
+
+static size_t list_len(const mchunk *c)
+{
+    size_t n = 0;
+    for (; c; c = c->gnext) n++;
+    return n;
 }
 
 /* ---- batches ------------------------------------------------------------------------ */
@@ -794,14 +1399,11 @@ store_batch *store_batch_new(store *s)
 
 void store_batch_add(store_batch *b, uint64_t ref, int64_t t_ms, double v)
 {
-    b->v = mem_grow(b->v, sizeof *b->v, b->n + 1, &b->cap);
-    batch_sample *x = &b->v[b->n];
+    if (b->n == b->cap) b->v = mem_grow(b->v, sizeof *b->v, b->n + 1, &b->cap);
+    batch_sample *x = &b->v[b->n++];
     x->ref = ref;
     x->t = t_ms;
-    x->v = double_bits(v);
-    x->seq = b->n;
-    x->se = NULL;
-    b->n++;
+    memcpy(&x->v, &v, sizeof x->v);
 }
 
 void store_batch_metadata(store_batch *b, const char *metric, enum expfmt_type type,
@@ -833,23 +1435,6 @@ void store_batch_free(store_batch *b)
     mem_free(b);
 }
 
-/* Orders a batch by series (unknown references first), keeping the order
- * of each series' samples as added. */
-static int cmp_batch_sample(const void *x, const void *y)
-{
-    const batch_sample *a = x, *b = y;
-    uint64_t ia = a->se ? a->se->id : 0, ib = b->se ? b->se->id : 0;
-    if (ia != ib) return ia < ib ? -1 : 1;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-typedef struct undo {
-    series *se;
-    int64_t last_t, min_t;
-    uint64_t last_v;
-    bool has_last, has_stored;
-} undo;
-
 static bool meta_changed(const meta_entry *e, const batch_meta *m)
 {
     return !e || e->type != m->type || strcmp(e->help, m->help) != 0 ||
@@ -875,101 +1460,123 @@ static void meta_cache_put(store *s, const batch_meta *m)
     e->unit = mem_strdup(m->unit);
 }
 
+/* One accepted sample of a batch, with its series resolved. */
+typedef struct accepted {
+    series *se;
+    int64_t t;
+    uint64_t v;
+} accepted;
+
 int store_batch_commit(store_batch *b)
 {
     store *s = b->s;
     pthread_mutex_lock(&s->write_mu);
+    uint64_t gen = ++s->gen;
+    uint64_t ooo = 0, dup = 0, unknown = 0;
+    accepted *acc = mem_malloc((b->n ? b->n : 1) * sizeof *acc);
+    size_t nacc = 0;
 
-    /* Resolve references and take the queue of unwritten series. */
+    /* Check every sample against its series' newest one (and the samples
+     * before it in this batch) without touching the series yet. */
     pthread_mutex_lock(&s->index_mu);
-    series **pending = s->pending;
-    size_t npending = s->npending;
-    s->pending = NULL;
-    s->npending = s->pending_cap = 0;
-    uint64_t next_id = s->next_id;
+    series **by_id = s->by_id;
+    size_t cap = s->by_id_cap;
     for (size_t i = 0; i < b->n; i++) {
-        uint64_t ref = b->v[i].ref;
-        b->v[i].se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
+        const batch_sample *x = &b->v[i];
+        series *se = x->ref < cap ? by_id[x->ref] : NULL;
+        if (!se) {
+            unknown++;
+            continue;
+        }
+        if (se->gen != gen) {
+            se->gen = gen;
+            se->tent_t = se->last_t;
+            se->tent_v = se->last_v;
+            se->tent_has = se->has_last;
+            se->tent_v_known = se->last_v_known;
+        }
+        if (se->tent_has && x->t <= se->tent_t) {
+            /* Prometheus: same timestamp and value = duplicate (ignored),
+             * otherwise out of order. After a restart the last value may be
+             * unknown; an equal timestamp then counts as a duplicate. */
+            if (x->t == se->tent_t && (!se->tent_v_known || x->v == se->tent_v))
+                dup++;
+            else
+                ooo++;
+            continue;
+        }
+        se->tent_t = x->t;
+        se->tent_v = x->v;
+        se->tent_has = true;
+        se->tent_v_known = true;
+        acc[nacc++] = (accepted){se, x->t, x->v};
     }
     pthread_mutex_unlock(&s->index_mu);
-
-    size_t unknown = 0;
-    if (b->n > 1) qsort(b->v, b->n, sizeof *b->v, cmp_batch_sample);
-    while (unknown < b->n && !b->v[unknown].se)
-        unknown++;
     if (unknown)
-        log_warn(COMPONENT,
-                 "dropping %zu sample(s) with unknown series references (first: %" PRIu64 ")",
-                 unknown, b->v[0].ref);
+        log_warn(COMPONENT, "dropping %" PRIu64 " sample(s) with unknown series references", unknown);
 
+    /* The write-ahead row: the accepted samples, compactly (at most 28
+     * bytes each: two 10-byte varints and the value). */
+    buf wal;
+    buf_init(&wal, BUF_UNLIMITED);
+    buf_reserve(&wal, 10 + nacc * 28);
+    uint8_t *w = (uint8_t *)wal.data;
+    w += encode_uvarint(w, nacc);
+    uint64_t pref = 0;
+    int64_t pt = 0;
+    for (size_t i = 0; i < nacc; i++) {
+        int64_t dr = (int64_t)(acc[i].se->id - pref);
+        int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
+        w += encode_uvarint(w, ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63));
+        w += encode_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
+        uint64_t v = acc[i].v;
+        for (int k = 0; k < 8; k++) w[k] = (uint8_t)(v >> (8 * k));
+        w += 8;
+        pref = acc[i].se->id;
+        pt = acc[i].t;
+    }
+    wal.len = (size_t)(w - (uint8_t *)wal.data);
+
+    series **taken = NULL;
+    size_t ntaken = 0;
+    mchunk *to_write = s->unwritten;
+    s->unwritten = s->unwritten_tail = NULL;
     bool *written_meta = mem_calloc(b->nm ? b->nm : 1, sizeof *written_meta);
-    undo *undos = NULL;
-    size_t nundo = 0, undo_cap = 0;
-    uint64_t appended = 0, ooo = 0, dup = 0;
-    int64_t bmin = INT64_MAX, bmax = INT64_MIN;
-    uint64_t gen = ++s->gen;
+    bool truncate = ++s->commits_since_truncate >= STORE_TRUNCATE_EVERY_COMMITS;
+    uint64_t pin = 0;
     const char *what = "BEGIN";
-    buf enc;
-    buf_init(&enc, BUF_UNLIMITED);
     int rc = SQLITE_OK;
+    uint64_t wal_seq = 0;
 
-    bool anything = npending > 0 || b->n > unknown || b->nm > 0;
+    pthread_mutex_lock(&s->index_mu);
+    bool anything = s->npending > 0 || nacc > 0 || b->nm > 0 || to_write;
+    pthread_mutex_unlock(&s->index_mu);
     if (!anything) goto done;
 
     /* A transaction left open by a failed ROLLBACK would make every later
      * BEGIN fail; end it first. */
     if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
     if ((rc = step_done(s->st.begin)) != SQLITE_OK) goto fail;
-
     what = "writing series";
-    for (size_t i = 0; i < npending; i++) {
-        if ((rc = write_series(s, pending[i], &enc)) != SQLITE_OK) goto fail;
+    if ((rc = write_pending_series(s, &taken, &ntaken)) != SQLITE_OK) goto fail;
+    what = "writing chunks";
+    if ((rc = write_chunks(s, to_write)) != SQLITE_OK) goto fail;
+    if (nacc) {
+        what = "writing the write-ahead row";
+        bind_bytes(s->st.ins_wal, 1, wal.data, wal.len);
+        if ((rc = step_done(s->st.ins_wal)) != SQLITE_OK) goto fail;
+        wal_seq = (uint64_t)sqlite3_last_insert_rowid(s->db);
     }
-    if (npending) {
-        sqlite3_bind_text(s->st.set_meta, 1, "next_series_id", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s->st.set_meta, 2, (int64_t)next_id);
-        if ((rc = step_done(s->st.set_meta)) != SQLITE_OK) goto fail;
+    if (truncate) {
+        /* Chunks written in this transaction no longer pin their rows. */
+        pin = wal_pin(s, false);
+        if (nacc && wal_seq < pin) pin = wal_seq; /* this batch is not in the head yet */
+        if (pin > s->truncated_upto) {
+            what = "truncating the write-ahead table";
+            sqlite3_bind_int64(s->st.del_wal, 1, (int64_t)pin);
+            if ((rc = step_done(s->st.del_wal)) != SQLITE_OK) goto fail;
+        }
     }
-
-    what = "writing samples";
-    for (size_t i = unknown; i < b->n; i++) {
-        batch_sample *x = &b->v[i];
-        series *se = x->se;
-        if (se->gen != gen) {
-            undos = mem_grow(undos, sizeof *undos, nundo + 1, &undo_cap);
-            undos[nundo++] =
-                (undo){se, se->last_t, se->min_t, se->last_v, se->has_last, se->has_stored};
-            se->gen = gen;
-        }
-        if (se->has_last && x->t < se->last_t) {
-            ooo++;
-            continue;
-        }
-        if (se->has_last && x->t == se->last_t) {
-            /* Prometheus: same value = duplicate (ignored), different value =
-             * "duplicate sample for timestamp" (rejected as out of order). */
-            if (x->v == se->last_v)
-                dup++;
-            else
-                ooo++;
-            continue;
-        }
-        sqlite3_bind_int64(s->st.ins_sample, 1, (int64_t)se->id);
-        sqlite3_bind_int64(s->st.ins_sample, 2, x->t);
-        sqlite3_bind_int64(s->st.ins_sample, 3, value_encode(x->v));
-        if ((rc = step_done(s->st.ins_sample)) != SQLITE_OK) goto fail;
-        se->last_t = x->t;
-        se->last_v = x->v;
-        se->has_last = true;
-        if (!se->has_stored) {
-            se->min_t = x->t;
-            se->has_stored = true;
-        }
-        if (x->t < bmin) bmin = x->t;
-        if (x->t > bmax) bmax = x->t;
-        appended++;
-    }
-
     what = "writing metadata";
     for (size_t i = 0; i < b->nm; i++) {
         const batch_meta *m = &b->m[i];
@@ -983,27 +1590,55 @@ int store_batch_commit(store_batch *b)
         if ((rc = step_done(st)) != SQLITE_OK) goto fail;
         written_meta[i] = true;
     }
-
     what = "COMMIT";
     if ((rc = step_done(s->st.commit)) != SQLITE_OK) goto fail;
 
-done:
+    /* Committed: now the head may change. */
+    mem_free(taken);
+    size_t nwritten = list_len(to_write);
+    uint64_t seq = atomic_load(&s->commit_seq);
+    pthread_rwlock_wrlock(&s->head_lock);
+    mark_written(s, to_write, seq);
+    int64_t now = wall_ms();
+    int64_t bmin = INT64_MAX, bmax = INT64_MIN;
+    for (size_t i = 0; i < nacc; i++) {
+        head_append(s, acc[i].se, acc[i].t, acc[i].v, wal_seq, now);
+        if (acc[i].t < bmin) bmin = acc[i].t;
+        if (acc[i].t > bmax) bmax = acc[i].t;
+    }
+    release_retained(s);
+    pthread_rwlock_unlock(&s->head_lock);
+    atomic_fetch_add(&s->commit_seq, 1);
+    if (nacc) atomic_store(&s->last_wal_seq, wal_seq);
+    uint64_t deleted_rows = 0;
+    if (truncate) {
+        s->commits_since_truncate = 0;
+        if (pin > s->truncated_upto) {
+            deleted_rows = (uint64_t)sqlite3_changes64(s->db);
+            s->truncated_upto = pin;
+        }
+    }
     for (size_t i = 0; i < b->nm; i++) {
         if (written_meta[i]) meta_cache_put(s, &b->m[i]);
     }
     pthread_mutex_lock(&s->stats_mu);
-    s->stats.samples_appended += appended;
+    s->stats.chunks_persisted += nwritten;
+    if (bmin < s->mint) s->mint = bmin;
+    if (bmax > s->maxt) s->maxt = bmax;
+    s->stats.wal_rows += nacc ? 1 : 0;
+    s->stats.wal_rows -= deleted_rows < s->stats.wal_rows ? deleted_rows : s->stats.wal_rows;
+    pthread_mutex_unlock(&s->stats_mu);
+done:
+    pthread_mutex_lock(&s->stats_mu);
+    s->stats.samples_appended += nacc;
     s->stats.batches_committed++;
     s->stats.out_of_order_samples += ooo;
     s->stats.duplicate_samples += dup;
-    if (bmin < s->mint) s->mint = bmin;
-    if (bmax > s->maxt) s->maxt = bmax;
     pthread_mutex_unlock(&s->stats_mu);
     pthread_mutex_unlock(&s->write_mu);
-    mem_free(pending);
-    mem_free(undos);
+    buf_cleanup(&wal);
+    mem_free(acc);
     mem_free(written_meta);
-    buf_cleanup(&enc);
     store_batch_free(b);
     return 0;
 
@@ -1013,101 +1648,268 @@ fail:;
     log_error(COMPONENT, "commit failed (%s): %s; %zu sample(s) not stored", what,
               sqlite3_errmsg(s->db), b->n);
     if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
-    for (size_t i = 0; i < nundo; i++) {
-        undos[i].se->last_t = undos[i].last_t;
-        undos[i].se->last_v = undos[i].last_v;
-        undos[i].se->min_t = undos[i].min_t;
-        undos[i].se->has_last = undos[i].has_last;
-        undos[i].se->has_stored = undos[i].has_stored;
+    requeue_series(s, taken, ntaken);
+    /* The chunks go back to the front of the unwritten list. */
+    if (to_write) {
+        mchunk *last = to_write;
+        while (last->gnext) last = last->gnext;
+        last->gnext = s->unwritten;
+        if (!s->unwritten) s->unwritten_tail = last;
+        s->unwritten = to_write;
     }
-    /* Queue the series again, ahead of any created meanwhile. */
-    pthread_mutex_lock(&s->index_mu);
-    size_t total = npending + s->npending;
-    size_t cap = npending;
-    pending = mem_grow(pending, sizeof *pending, total, &cap);
-    if (s->npending) memcpy(pending + npending, s->pending, s->npending * sizeof *pending);
-    mem_free(s->pending);
-    s->pending = pending;
-    s->npending = total;
-    s->pending_cap = cap;
-    pthread_mutex_unlock(&s->index_mu);
+    if (truncate) s->commits_since_truncate = 0;
     pthread_mutex_lock(&s->stats_mu);
     s->stats.commit_errors++;
     pthread_mutex_unlock(&s->stats_mu);
     pthread_mutex_unlock(&s->write_mu);
-    mem_free(undos);
+    buf_cleanup(&wal);
+    mem_free(acc);
     mem_free(written_meta);
-    buf_cleanup(&enc);
     store_batch_free(b);
     return err;
 }
 
-/* ---- retention ------------------------------------------------------------------------ */
+/* ---- maintenance ------------------------------------------------------------------------ */
 
-int store_apply_retention(store *s, int64_t now_ms)
+/* Deletes chunk rows that end before `cutoff`, STORE_RETENTION_SERIES_PER_TX
+ * series per transaction. Caller holds write_mu, outside a transaction. */
+static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
 {
-    if (s->retention_ms <= 0) return 0;
-    if (now_ms < INT64_MIN + s->retention_ms) return 0;
-    int64_t cutoff = now_ms - s->retention_ms;
-    series *todo[STORE_RETENTION_SERIES_PER_TX];
-    int64_t new_min[STORE_RETENTION_SERIES_PER_TX];
-    bool still[STORE_RETENTION_SERIES_PER_TX];
     size_t cursor = 1;
-    int ret = 0;
+    uint64_t chunks = 0, samples = 0;
+    int rc = SQLITE_OK;
+    series *todo[STORE_RETENTION_SERIES_PER_TX];
     for (;;) {
-        pthread_mutex_lock(&s->write_mu);
         size_t n = 0;
         pthread_mutex_lock(&s->index_mu);
         size_t end = s->by_id_cap;
         while (cursor < end && n < STORE_RETENTION_SERIES_PER_TX) {
             series *se = s->by_id[cursor++];
-            if (se && se->has_stored && se->min_t < cutoff) todo[n++] = se;
+            if (se && se->has_data && se->min_t < cutoff && se->persisted_max_t != INT64_MIN)
+                todo[n++] = se;
         }
         bool last = cursor >= end;
         pthread_mutex_unlock(&s->index_mu);
-        if (n == 0) {
-            pthread_mutex_unlock(&s->write_mu);
-            if (last) break;
-            continue;
-        }
-        uint64_t deleted = 0;
-        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
-        int rc = step_done(s->st.begin);
-        for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
-            sqlite3_bind_int64(s->st.del_samples, 1, (int64_t)todo[i]->id);
-            sqlite3_bind_int64(s->st.del_samples, 2, cutoff);
-            rc = step_done(s->st.del_samples);
+        if (n > 0) {
+            if ((rc = step_done(s->st.begin)) != SQLITE_OK) break;
+            for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+                sqlite3_stmt *st = s->st.del_chunks_before;
+                sqlite3_bind_int64(st, 1, (int64_t)todo[i]->id);
+                sqlite3_bind_int64(st, 2, cutoff);
+                uint64_t here = 0;
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                    const void *d = sqlite3_column_blob(st, 0);
+                    samples += chunkenc_count(d, (size_t)sqlite3_column_bytes(st, 0));
+                    here++;
+                }
+                sqlite3_reset(st);
+                if (rc != SQLITE_DONE) break;
+                rc = SQLITE_OK;
+                chunks += here;
+                if (!here) continue;
+                /* The series now starts at its first remaining chunk (or in
+                 * the head). */
+                sqlite3_bind_int64(s->st.first_chunk, 1, (int64_t)todo[i]->id);
+                int r = sqlite3_step(s->st.first_chunk);
+                int64_t first = r == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 0) : INT64_MAX;
+                sqlite3_reset(s->st.first_chunk);
+                if (r != SQLITE_ROW && r != SQLITE_DONE) {
+                    rc = r;
+                    break;
+                }
+                pthread_rwlock_wrlock(&s->head_lock);
+                series *se = todo[i];
+                for (mchunk *c = se->chunks; c; c = c->next) {
+                    if (c->persisted_seq == 0 && c->min_t < first) first = c->min_t;
+                }
+                if (se->open.count && se->open_min_t < first) first = se->open_min_t;
+                if (first == INT64_MAX) {
+                    se->has_data = false;
+                    se->persisted_max_t = INT64_MIN;
+                } else {
+                    se->min_t = first;
+                }
+                pthread_rwlock_unlock(&s->head_lock);
+            }
+            if (rc == SQLITE_OK) rc = step_done(s->st.commit);
             if (rc != SQLITE_OK) break;
-            deleted += (uint64_t)sqlite3_changes(s->db);
-            sqlite3_bind_int64(s->st.first_t, 1, (int64_t)todo[i]->id);
-            rc = sqlite3_step(s->st.first_t);
-            still[i] = rc == SQLITE_ROW;
-            new_min[i] = still[i] ? sqlite3_column_int64(s->st.first_t, 0) : 0;
-            sqlite3_reset(s->st.first_t);
-            rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SQLITE_OK : rc;
         }
-        if (rc == SQLITE_OK) rc = step_done(s->st.commit);
-        if (rc != SQLITE_OK) {
-            log_error(COMPONENT, "retention failed: %s", sqlite3_errmsg(s->db));
-            if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
-            ret = sql_errno(rc);
-            pthread_mutex_unlock(&s->write_mu);
-            break;
-        }
-        for (size_t i = 0; i < n; i++) {
-            todo[i]->min_t = new_min[i];
-            todo[i]->has_stored = still[i];
-        }
-        pthread_mutex_lock(&s->stats_mu);
-        s->stats.retention_deleted_samples += deleted;
-        pthread_mutex_unlock(&s->stats_mu);
-        pthread_mutex_unlock(&s->write_mu);
         if (last) break;
     }
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    pthread_mutex_lock(&s->stats_mu);
+    s->stats.retention_deleted_chunks += chunks;
+    s->stats.retention_deleted_samples += samples;
+    pthread_mutex_unlock(&s->stats_mu);
+    if (deleted_chunks) *deleted_chunks = chunks;
+    return rc;
+}
+
+/* Bytes the database's pages hold (free pages excluded). */
+static int64_t used_bytes(store *s)
+{
+    int64_t pages = 0, free_pages = 0, page_size = 0;
+    query_int(s->db, "PRAGMA page_count", &pages);
+    query_int(s->db, "PRAGMA freelist_count", &free_pages);
+    query_int(s->db, "PRAGMA page_size", &page_size);
+    return (pages - free_pages) * page_size;
+}
+
+/* Writes every closed chunk (and pending series) and truncates the
+ * write-ahead table to the head's pin. Caller holds write_mu. */
+static int flush(store *s, bool close_all)
+{
+    if (close_all) {
+        pthread_rwlock_wrlock(&s->head_lock);
+        pthread_mutex_lock(&s->index_mu);
+        size_t n = s->by_id_cap;
+        series **by_id = s->by_id;
+        pthread_mutex_unlock(&s->index_mu);
+        for (size_t i = 1; i < n; i++) {
+            if (by_id[i] && by_id[i]->open.count) close_open_chunk(s, by_id[i]);
+        }
+        pthread_rwlock_unlock(&s->head_lock);
+    }
+    mchunk *to_write = s->unwritten;
+    s->unwritten = s->unwritten_tail = NULL;
+    series **taken = NULL;
+    size_t ntaken = 0;
+    if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    int rc = step_done(s->st.begin);
+    if (rc == SQLITE_OK) rc = write_pending_series(s, &taken, &ntaken);
+    if (rc == SQLITE_OK) rc = write_chunks(s, to_write);
+    uint64_t pin = wal_pin(s, false);
+    if (rc == SQLITE_OK && pin > s->truncated_upto) {
+        sqlite3_bind_int64(s->st.del_wal, 1, (int64_t)pin);
+        rc = step_done(s->st.del_wal);
+    }
+    uint64_t deleted = rc == SQLITE_OK ? (uint64_t)sqlite3_changes64(s->db) : 0;
+    if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "writing chunks failed: %s", sqlite3_errmsg(s->db));
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+        requeue_series(s, taken, ntaken);
+        if (to_write) {
+            mchunk *last = to_write;
+            while (last->gnext) last = last->gnext;
+            last->gnext = s->unwritten;
+            if (!s->unwritten) s->unwritten_tail = last;
+            s->unwritten = to_write;
+        }
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    mem_free(taken);
+    size_t nwritten = list_len(to_write);
+    uint64_t seq = atomic_load(&s->commit_seq);
+    pthread_rwlock_wrlock(&s->head_lock);
+    mark_written(s, to_write, seq);
+    release_retained(s);
+    pthread_rwlock_unlock(&s->head_lock);
+    atomic_fetch_add(&s->commit_seq, 1);
+    if (pin > s->truncated_upto) s->truncated_upto = pin;
+    s->commits_since_truncate = 0;
+    pthread_mutex_lock(&s->stats_mu);
+    s->stats.chunks_persisted += nwritten;
+    s->stats.wal_rows -= deleted < s->stats.wal_rows ? deleted : s->stats.wal_rows;
+    pthread_mutex_unlock(&s->stats_mu);
+    return 0;
+}
+
+/* Time retention, then size retention. Caller holds write_mu. */
+static int retention(store *s, int64_t now_ms)
+{
+    int rc = SQLITE_OK;
+    if (s->retention_ms > 0 && now_ms > INT64_MIN + s->retention_ms)
+        rc = delete_before(s, now_ms - s->retention_ms, NULL);
+    /* Size: drop the oldest hour of chunks until the data fits. */
+    for (int guard = 0; rc == SQLITE_OK && s->retention_bytes > 0 && guard < 100000; guard++) {
+        if (used_bytes(s) <= s->retention_bytes) break;
+        int64_t oldest = INT64_MAX;
+        pthread_mutex_lock(&s->index_mu);
+        for (size_t i = 1; i < s->by_id_cap; i++) {
+            series *se = s->by_id[i];
+            if (se && se->has_data && se->persisted_max_t != INT64_MIN && se->min_t < oldest)
+                oldest = se->min_t;
+        }
+        pthread_mutex_unlock(&s->index_mu);
+        if (oldest == INT64_MAX) break; /* only the head is left */
+        uint64_t deleted = 0;
+        rc = delete_before(s, oldest + STRUTIL_MS_PER_HOUR, &deleted);
+        if (rc == SQLITE_OK && deleted == 0) {
+            /* Nothing ended within that hour: widen the step. */
+            rc = delete_before(s, oldest + 24 * STRUTIL_MS_PER_HOUR, &deleted);
+            if (deleted == 0) break;
+        }
+        /* Free pages count only once vacuumed; reuse makes the file stop
+         * growing, the vacuum below makes it shrink. */
+        sqlite3_exec(s->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) log_error(COMPONENT, "retention failed: %s", sqlite3_errmsg(s->db));
+    return rc == SQLITE_OK ? 0 : (sql_errno(rc) ? sql_errno(rc) : -EIO);
+}
+
+int store_apply_retention(store *s, int64_t now_ms)
+{
     pthread_mutex_lock(&s->write_mu);
-    recompute_time_range(s);
+    int rc = retention(s, now_ms);
     pthread_mutex_unlock(&s->write_mu);
-    return ret;
+    recompute_time_range(s);
+    return rc;
+}
+
+int store_maintain(store *s, int64_t now_ms)
+{
+    pthread_mutex_lock(&s->write_mu);
+    /* Close head chunks open for too long (also those of series that stopped
+     * receiving samples), so they are written and stop pinning rows. */
+    int64_t wall = wall_ms();
+    pthread_rwlock_wrlock(&s->head_lock);
+    pthread_mutex_lock(&s->index_mu);
+    size_t n = s->by_id_cap;
+    series **by_id = s->by_id;
+    pthread_mutex_unlock(&s->index_mu);
+    for (size_t i = 1; i < n; i++) {
+        series *se = by_id[i];
+        if (se && se->open.count && wall - se->open_since_ms >= s->head_max_age_ms)
+            close_open_chunk(s, se);
+    }
+    pthread_rwlock_unlock(&s->head_lock);
+    int rc = flush(s, false);
+    int rc2 = retention(s, now_ms);
+    if (rc == 0) rc = rc2;
+    /* Move SQLite's WAL into the database file and truncate it, waiting
+     * only briefly for readers (a busy checkpoint is retried next time);
+     * give free pages back once they are many. */
+    sqlite3_busy_timeout(s->db, STORE_CHECKPOINT_WAIT_MS);
+    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    int64_t pages = 0, free_pages = 0;
+    query_int(s->db, "PRAGMA page_count", &pages);
+    query_int(s->db, "PRAGMA freelist_count", &free_pages);
+    if (pages > 0 && (double)free_pages / (double)pages > STORE_VACUUM_FREE_RATIO)
+        sqlite3_exec(s->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->write_mu);
+    recompute_time_range(s);
+    return rc;
+}
+
+void store_close(store *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->readers_mu);
+    bool busy = s->readers != NULL;
+    pthread_mutex_unlock(&s->readers_mu);
+    if (busy) log_error(COMPONENT, "store_close with reader(s) still open");
+    /* Write every chunk, open ones too, and empty the write-ahead table, so
+     * the next start replays nothing. If this fails, the rows stay and are
+     * replayed. */
+    pthread_mutex_lock(&s->write_mu);
+    s->closing = true;
+    if (!s->no_flush && flush(s, true) == 0)
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    pthread_mutex_unlock(&s->write_mu);
+    free_all(s);
 }
 
 void store_get_stats(store *s, store_stats *out)
@@ -1118,72 +1920,20 @@ void store_get_stats(store *s, store_stats *out)
     out->min_time_ms = empty ? 0 : s->mint;
     out->max_time_ms = empty ? 0 : s->maxt;
     pthread_mutex_unlock(&s->stats_mu);
+    pthread_rwlock_rdlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
     out->series = hmap_len(&s->by_labels);
+    uint64_t open = 0;
+    for (size_t i = 1; i < s->by_id_cap; i++) {
+        if (s->by_id[i] && s->by_id[i]->open.count) open++;
+    }
     pthread_mutex_unlock(&s->index_mu);
+    out->head_chunks = open;
+    out->head_memory_bytes = s->head_bytes;
+    pthread_rwlock_unlock(&s->head_lock);
     out->size_bytes = 0;
     stat_add_size(s->db_path, &out->size_bytes);
     stat_add_size(s->wal_path, &out->size_bytes);
-}
-
-/* ---- readers --------------------------------------------------------------------------- */
-
-static void reader_free(store_reader *r)
-{
-    sqlite3_stmt **stmts = (sqlite3_stmt **)&r->st;
-    for (size_t i = 0; i < sizeof r->st / sizeof(sqlite3_stmt *); i++)
-        sqlite3_finalize(stmts[i]);
-    sqlite3_close(r->db);
-    mem_free(r);
-}
-
-int store_reader_open(store *s, store_reader **out)
-{
-    static const struct {
-        size_t off;
-        const char *sql;
-    } stmts[] = {
-#define R(field, sql) {offsetof(store_reader, st.field), sql}
-        R(begin, "BEGIN"),
-        R(end, "COMMIT"),
-        R(lv_eq, "SELECT id, series FROM label_values WHERE name = ?1 AND value = ?2"),
-        R(lv_name, "SELECT id, series, value FROM label_values WHERE name = ?1"),
-        R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
-        R(series_labels, "SELECT labels FROM series WHERE id = ?1"),
-        R(has_samples,
-          "SELECT 1 FROM samples WHERE series_id = ?1 AND t >= ?2 AND t <= ?3 LIMIT 1"),
-        R(samples, "SELECT t, v FROM samples WHERE series_id = ?1 AND t >= ?2 AND t <= ?3"
-                   " ORDER BY t"),
-        R(metadata, "SELECT type, help, unit FROM metadata WHERE metric = ?1"),
-        R(names, "SELECT DISTINCT name FROM label_values ORDER BY name"),
-        R(values, "SELECT value FROM label_values WHERE name = ?1 ORDER BY value"),
-#undef R
-    };
-    *out = NULL;
-    store_reader *r = mem_calloc(1, sizeof *r);
-    r->s = s;
-    int rc = sqlite3_open_v2(s->db_path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(r->db, STORE_BUSY_TIMEOUT_MS);
-        for (size_t i = 0; i < sizeof stmts / sizeof stmts[0] && rc == SQLITE_OK; i++)
-            rc = prepare(r->db, stmts[i].sql, (sqlite3_stmt **)((char *)r + stmts[i].off));
-    }
-    if (rc != SQLITE_OK) {
-        log_error(COMPONENT, "opening a reader on %s: %s", s->db_path,
-                  r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
-        reader_free(r);
-        return sql_errno(rc);
-    }
-    atomic_fetch_add(&s->readers, 1);
-    *out = r;
-    return 0;
-}
-
-void store_reader_close(store_reader *r)
-{
-    if (!r) return;
-    atomic_fetch_sub(&r->s->readers, 1);
-    reader_free(r);
 }
 
 typedef struct idvec {
@@ -1279,62 +2029,118 @@ out:
     return rc;
 }
 
-static int load_labels(store_reader *r, int64_t id, labels **out)
+/* ---- readers --------------------------------------------------------------------------- */
+
+static void reader_free(store_reader *r)
 {
-    sqlite3_stmt *st = r->st.series_labels;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
+    sqlite3_stmt **stmts = (sqlite3_stmt **)&r->st;
+    for (size_t i = 0; i < sizeof r->st / sizeof(sqlite3_stmt *); i++) sqlite3_finalize(stmts[i]);
+    sqlite3_close(r->db);
+    mem_free(r);
+}
+
+int store_reader_open(store *s, store_reader **out)
+{
+    static const struct {
+        size_t off;
+        const char *sql;
+    } stmts[] = {
+#define R(field, sql) {offsetof(store_reader, st.field), sql}
+        R(begin, "BEGIN"),
+        R(end, "COMMIT"),
+        R(lv_eq, "SELECT id, series FROM label_values WHERE name = ?1 AND value = ?2"),
+        R(lv_name, "SELECT id, series, value FROM label_values WHERE name = ?1"),
+        R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
+        R(chunks, "SELECT min_t, max_t, data FROM chunks WHERE series_id = ?1 AND max_t >= ?2"
+                  " ORDER BY max_t"),
+        R(metadata, "SELECT type, help, unit FROM metadata WHERE metric = ?1"),
+        R(names, "SELECT DISTINCT name FROM label_values ORDER BY name"),
+        R(values, "SELECT value FROM label_values WHERE name = ?1 ORDER BY value"),
+        R(touch, "SELECT 1 FROM meta LIMIT 1"),
+#undef R
+    };
     *out = NULL;
-    if (rc == SQLITE_ROW) {
-        const char *p;
-        size_t len;
-        column_bytes(st, 0, &p, &len);
-        if (labels_decode(p, len, out) < 0) {
-            log_error(COMPONENT, "corrupt labels in series row %" PRId64, id);
-            rc = SQLITE_CORRUPT;
-        } else {
-            rc = SQLITE_OK;
-        }
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_OK; /* not found: *out stays NULL */
+    store_reader *r = mem_calloc(1, sizeof *r);
+    r->s = s;
+    int rc = sqlite3_open_v2(s->db_path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(r->db, STORE_BUSY_TIMEOUT_MS);
+        for (size_t i = 0; i < sizeof stmts / sizeof stmts[0] && rc == SQLITE_OK; i++)
+            rc = prepare(r->db, stmts[i].sql, (sqlite3_stmt **)((char *)r + stmts[i].off));
     }
-    sqlite3_reset(st);
-    return rc;
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "opening a reader on %s: %s", s->db_path,
+                  r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
+        reader_free(r);
+        return sql_errno(rc);
+    }
+    pthread_mutex_lock(&s->readers_mu);
+    r->next = s->readers;
+    s->readers = r;
+    pthread_mutex_unlock(&s->readers_mu);
+    *out = r;
+    return 0;
 }
 
-static int has_samples(store_reader *r, int64_t id, int64_t mint, int64_t maxt, bool *yes)
+void store_reader_close(store_reader *r)
 {
-    sqlite3_stmt *st = r->st.has_samples;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, mint);
-    sqlite3_bind_int64(st, 3, maxt);
-    int rc = sqlite3_step(st);
-    *yes = rc == SQLITE_ROW;
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (!r) return;
+    store *s = r->s;
+    pthread_mutex_lock(&s->readers_mu);
+    for (store_reader **pp = &s->readers; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->readers_mu);
+    reader_free(r);
 }
 
-static int cmp_series(const void *x, const void *y)
+/* Registers a read: chunks written from now on stay in memory until
+ * unregister. Must happen before the SQLite snapshot starts. */
+static void reader_register(store_reader *r)
 {
-    return labels_compare(((const store_series *)x)->labels, ((const store_series *)y)->labels);
+    pthread_mutex_lock(&r->s->readers_mu);
+    r->snap_seq = atomic_load(&r->s->commit_seq);
+    r->visible = atomic_load(&r->s->last_wal_seq);
+    pthread_mutex_unlock(&r->s->readers_mu);
 }
 
-/* A read transaction, so one call sees one snapshot, unless the caller
- * holds one. */
+static void reader_unregister(store_reader *r)
+{
+    pthread_mutex_lock(&r->s->readers_mu);
+    r->snap_seq = 0;
+    pthread_mutex_unlock(&r->s->readers_mu);
+}
+
+/* A read transaction, so one call sees one snapshot, unless the caller holds
+ * one. */
 static int reader_begin(store_reader *r)
 {
-    return r->snapshot ? SQLITE_OK : step_done(r->st.begin);
+    if (r->snapshot) return SQLITE_OK;
+    reader_register(r);
+    int rc = step_done(r->st.begin);
+    if (rc == SQLITE_OK) { /* a first read starts the snapshot now */
+        rc = sqlite3_step(r->st.touch);
+        sqlite3_reset(r->st.touch);
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc != SQLITE_OK) reader_unregister(r);
+    return rc;
 }
 
 static void reader_end(store_reader *r)
 {
-    if (!r->snapshot && !sqlite3_get_autocommit(r->db)) step_done(r->st.end);
+    if (r->snapshot) return;
+    if (!sqlite3_get_autocommit(r->db)) step_done(r->st.end);
+    reader_unregister(r);
 }
 
 int store_reader_begin(store_reader *r)
 {
     if (r->snapshot) return -EINVAL;
-    int rc = step_done(r->st.begin);
+    int rc = reader_begin(r);
     if (rc != SQLITE_OK) {
         log_error(COMPONENT, "starting a read snapshot: %s", sqlite3_errmsg(r->db));
         return sql_errno(rc);
@@ -1347,7 +2153,33 @@ void store_reader_end(store_reader *r)
 {
     if (!r->snapshot) return;
     r->snapshot = false;
-    if (!sqlite3_get_autocommit(r->db)) step_done(r->st.end);
+    reader_end(r);
+}
+
+/* The labels of a series, from memory. */
+static labels *series_labels(store *s, int64_t id)
+{
+    series *se = series_by_ref(s, (uint64_t)id);
+    labels *ls = NULL;
+    if (se && labels_decode(se->lenc, se->lenc_len, &ls) < 0) ls = NULL;
+    return ls;
+}
+
+/* Whether a series may have samples in [mint, maxt]: its stored range,
+ * chunk-granular (retention drops whole chunks). */
+static bool series_in_range(store *s, int64_t id, int64_t mint, int64_t maxt)
+{
+    series *se = series_by_ref(s, (uint64_t)id);
+    if (!se) return false;
+    pthread_rwlock_rdlock(&s->head_lock);
+    bool yes = se->has_data && se->has_last && se->min_t <= maxt && se->last_t >= mint;
+    pthread_rwlock_unlock(&s->head_lock);
+    return yes;
+}
+
+static int cmp_series(const void *x, const void *y)
+{
+    return labels_compare(((const store_series *)x)->labels, ((const store_series *)y)->labels);
 }
 
 static bool selectable(const label_matcher *ms, size_t n)
@@ -1370,11 +2202,10 @@ int store_select(store_reader *r, const label_matcher *ms, size_t n, int64_t min
     int rc = reader_begin(r);
     if (rc == SQLITE_OK) rc = select_candidates(r, ms, n, &ids);
     for (size_t i = 0; i < ids.n && rc == SQLITE_OK; i++) {
-        labels *ls;
-        if ((rc = load_labels(r, ids.v[i], &ls)) != SQLITE_OK || !ls) continue;
-        bool yes = false;
-        if (labels_match_all(ls, ms, n)) rc = has_samples(r, ids.v[i], mint, maxt, &yes);
-        if (!yes) {
+        if (!series_in_range(r->s, ids.v[i], mint, maxt)) continue;
+        labels *ls = series_labels(r->s, ids.v[i]);
+        if (!ls) continue;
+        if (!labels_match_all(ls, ms, n)) {
             labels_free(ls);
             continue;
         }
@@ -1397,11 +2228,77 @@ int store_select(store_reader *r, const label_matcher *ms, size_t n, int64_t min
 void store_select_result_free(store_select_result *res)
 {
     if (!res) return;
-    for (size_t i = 0; i < res->n; i++)
-        labels_free(res->series[i].labels);
+    for (size_t i = 0; i < res->n; i++) labels_free(res->series[i].labels);
     mem_free(res->series);
     res->series = NULL;
     res->n = 0;
+}
+
+typedef struct sample_vec {
+    store_sample *v;
+    size_t n, cap;
+    bool sorted; /* every sample so far was newer than the previous one */
+} sample_vec;
+
+/* Decodes a chunk's samples within [mint, maxt] into out. Returns 0 or
+ * -EINVAL for a corrupt chunk (what decoded before the damage is kept). */
+static int decode_into(const uint8_t *data, size_t len, int64_t mint, int64_t maxt, sample_vec *out)
+{
+    chunk_iter it;
+    if (chunkenc_iter_init(&it, data, len) < 0) return -EINVAL;
+    int64_t t;
+    double v;
+    int rc;
+    while ((rc = chunkenc_iter_next(&it, &t, &v)) == 1) {
+        if (t < mint) continue;
+        if (t > maxt) break;
+        if (out->n && t <= out->v[out->n - 1].t) out->sorted = false;
+        if (out->n == out->cap) out->v = mem_grow(out->v, sizeof *out->v, out->n + 1, &out->cap);
+        out->v[out->n].t = t;
+        out->v[out->n].v = v;
+        out->n++;
+    }
+    return rc < 0 ? -EINVAL : 0;
+}
+
+static int cmp_sample(const void *x, const void *y)
+{
+    int64_t a = ((const store_sample *)x)->t, b = ((const store_sample *)y)->t;
+    return a < b ? -1 : a > b;
+}
+
+/* A copy of a series' in-memory chunks overlapping [mint, maxt]. */
+typedef struct head_copy {
+    buf data;      /* concatenated chunk bytes */
+    size_t *lens;  /* per chunk */
+    size_t n, cap;
+} head_copy;
+
+/* Also returns, in *hide_from, the first timestamp the reader must not see:
+ * the series' last batch, if it was committed after the reader registered
+ * (isolation: a read sees whole batches). Only the last batch per series is
+ * tracked; a read that lasts longer than two of a series' batches may see
+ * the older one. */
+static void copy_head(store *s, series *se, uint64_t visible, int64_t mint, int64_t maxt,
+                      head_copy *hc, bool *hide, int64_t *hide_from)
+{
+    pthread_rwlock_rdlock(&s->head_lock);
+    *hide = se->batch_seq > visible;
+    *hide_from = se->batch_first_t;
+    for (mchunk *c = se->chunks; c; c = c->next) {
+        if (c->max_t < mint || c->min_t > maxt) continue;
+        buf_append(&hc->data, c->data, c->len);
+        hc->lens = mem_grow(hc->lens, sizeof *hc->lens, hc->n + 1, &hc->cap);
+        hc->lens[hc->n++] = c->len;
+    }
+    if (se->open.count && se->open.t >= mint && se->open_min_t <= maxt) {
+        size_t len;
+        const uint8_t *bytes = chunkenc_bytes(&se->open, &len);
+        buf_append(&hc->data, bytes, len);
+        hc->lens = mem_grow(hc->lens, sizeof *hc->lens, hc->n + 1, &hc->cap);
+        hc->lens[hc->n++] = len;
+    }
+    pthread_rwlock_unlock(&s->head_lock);
 }
 
 int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt,
@@ -1410,27 +2307,67 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     *out = NULL;
     *n = 0;
     if (mint > maxt) return 0;
-    sqlite3_stmt *st = r->st.samples;
+    store *s = r->s;
+    series *se = series_by_ref(s, ref);
+    if (!se) return 0;
+    int rc = reader_begin(r);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "reading samples: %s", sqlite3_errmsg(r->db));
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    sample_vec sv = {.sorted = true};
+    uint64_t corrupt = 0;
+    /* Chunk rows first (the snapshot started at registration), then the
+     * head: a chunk written meanwhile is still in memory, see the top. */
+    sqlite3_stmt *st = r->st.chunks;
     sqlite3_bind_int64(st, 1, (int64_t)ref);
     sqlite3_bind_int64(st, 2, mint);
-    sqlite3_bind_int64(st, 3, maxt);
-    store_sample *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        v = mem_grow(v, sizeof *v, len + 1, &cap);
-        v[len].t = sqlite3_column_int64(st, 0);
-        v[len].v = bits_double(value_decode(sqlite3_column_int64(st, 1)));
-        len++;
+        int64_t cmin = sqlite3_column_int64(st, 0);
+        if (cmin > maxt) continue; /* ordered by max_t, so later ones may still overlap */
+        const void *d = sqlite3_column_blob(st, 2);
+        if (decode_into(d, (size_t)sqlite3_column_bytes(st, 2), mint, maxt, &sv) < 0) corrupt++;
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        log_error(COMPONENT, "reading samples: %s", sqlite3_errmsg(r->db));
-        mem_free(v);
+        log_error(COMPONENT, "reading chunks: %s", sqlite3_errmsg(r->db));
+        reader_end(r);
+        mem_free(sv.v);
         return sql_errno(rc) ? sql_errno(rc) : -EIO;
     }
-    *out = v;
-    *n = len;
+    head_copy hc = {0};
+    buf_init(&hc.data, BUF_UNLIMITED);
+    int64_t hide_from;
+    bool hide;
+    copy_head(s, se, r->visible, mint, maxt, &hc, &hide, &hide_from);
+    reader_end(r);
+    size_t off = 0;
+    for (size_t i = 0; i < hc.n; i++) {
+        if (decode_into((const uint8_t *)hc.data.data + off, hc.lens[i], mint, maxt, &sv) < 0) corrupt++;
+        off += hc.lens[i];
+    }
+    buf_cleanup(&hc.data);
+    mem_free(hc.lens);
+    if (corrupt) {
+        log_error(COMPONENT, "series %" PRIu64 ": %" PRIu64 " corrupt chunk(s) skipped", ref, corrupt);
+        pthread_mutex_lock(&s->stats_mu);
+        s->stats.corrupt_chunks += corrupt;
+        pthread_mutex_unlock(&s->stats_mu);
+    }
+    /* A chunk may be seen twice (written while this read ran) or overlap
+     * another (backfill): sort if needed, then keep one sample per
+     * timestamp. */
+    if (!sv.sorted && sv.n > 1) {
+        qsort(sv.v, sv.n, sizeof *sv.v, cmp_sample);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < sv.n; i++) {
+        if (hide && sv.v[i].t >= hide_from) break;
+        if (k && sv.v[k - 1].t == sv.v[i].t) continue;
+        sv.v[k++] = sv.v[i];
+    }
+    *out = sv.v;
+    *n = k;
     return 0;
 }
 
@@ -1559,4 +2496,211 @@ int store_label_values(store_reader *r, const char *name, size_t name_len, const
                        size_t n, int64_t mint, int64_t maxt, store_strings *out)
 {
     return label_strings(r, name, name_len, ms, n, mint, maxt, out);
+}
+
+/* ---- backfill ----------------------------------------------------------------------- */
+
+int store_import_begin(store *s, store_import **out)
+{
+    store_import *im = mem_calloc(1, sizeof *im);
+    im->s = s;
+    pthread_mutex_lock(&s->write_mu);
+    *out = im;
+    return 0;
+}
+
+/* Commits the open import transaction. Caller holds write_mu. */
+static int import_commit(store_import *im)
+{
+    store *s = im->s;
+    if (!im->in_tx) return 0;
+    im->in_tx = false;
+    im->chunks_in_tx = 0;
+    int rc = step_done(s->st.commit);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "import: commit failed: %s", sqlite3_errmsg(s->db));
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    return 0;
+}
+
+int store_import_series(store_import *im, const labels *ls, const store_sample *samples, size_t n)
+{
+    store *s = im->s;
+    if (im->err) return im->err;
+    for (size_t i = 1; i < n; i++) {
+        if (samples[i].t <= samples[i - 1].t) return -EINVAL;
+    }
+    if (n == 0) return 0;
+    uint64_t ref;
+    bool created;
+    int rc = store_series_ref(s, ls, &ref, &created);
+    if (rc < 0) return rc;
+    series *se = series_by_ref(s, ref);
+    if (!im->in_tx) {
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+        if ((rc = step_done(s->st.begin)) != SQLITE_OK) goto fail;
+        im->in_tx = true;
+    }
+    series **taken = NULL;
+    size_t ntaken = 0;
+    rc = write_pending_series(s, &taken, &ntaken);
+    mem_free(taken);
+    if (rc != SQLITE_OK) goto fail;
+    chunk_appender a;
+    chunkenc_init(&a);
+    int64_t cmin = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (a.count && (i == n || a.count >= CHUNKENC_TARGET_SAMPLES)) {
+            size_t len;
+            const uint8_t *bytes = chunkenc_bytes(&a, &len);
+            sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)ref);
+            sqlite3_bind_int64(s->st.ins_chunk, 2, a.t);
+            sqlite3_bind_int64(s->st.ins_chunk, 3, cmin);
+            sqlite3_bind_blob(s->st.ins_chunk, 4, bytes, (int)len, SQLITE_STATIC);
+            rc = step_done(s->st.ins_chunk);
+            chunkenc_cleanup(&a);
+            if (rc != SQLITE_OK) break;
+            im->chunks_in_tx++;
+        }
+        if (i == n) break;
+        if (a.count == 0) cmin = samples[i].t;
+        chunkenc_append(&a, samples[i].t, samples[i].v);
+    }
+    chunkenc_cleanup(&a);
+    if (rc != SQLITE_OK) goto fail;
+    /* The series' range grows; later live samples must be newer than what
+     * was imported. */
+    pthread_rwlock_wrlock(&s->head_lock);
+    int64_t first = samples[0].t, last = samples[n - 1].t;
+    if (!se->has_data || first < se->min_t) se->min_t = first;
+    se->has_data = true;
+    if (last > se->persisted_max_t) se->persisted_max_t = last;
+    if (!se->has_last || last > se->last_t) {
+        se->last_t = last;
+        uint64_t bits;
+        memcpy(&bits, &samples[n - 1].v, sizeof bits);
+        se->last_v = bits;
+        se->last_v_known = true;
+        se->has_last = true;
+    }
+    pthread_rwlock_unlock(&s->head_lock);
+    pthread_mutex_lock(&s->stats_mu);
+    s->stats.samples_appended += n;
+    if (first < s->mint) s->mint = first;
+    if (last > s->maxt) s->maxt = last;
+    pthread_mutex_unlock(&s->stats_mu);
+    if (im->chunks_in_tx >= STORE_IMPORT_CHUNKS_PER_TX) return im->err = import_commit(im);
+    return 0;
+fail:
+    log_error(COMPONENT, "import: %s", sqlite3_errmsg(s->db));
+    if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    im->in_tx = false;
+    return im->err = sql_errno(rc) ? sql_errno(rc) : -EIO;
+}
+
+int store_import_finish(store_import *im)
+{
+    if (!im) return 0;
+    store *s = im->s;
+    int rc = im->err ? im->err : import_commit(im);
+    if (im->in_tx && !sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    pthread_mutex_unlock(&s->write_mu);
+    mem_free(im);
+    return rc;
+}
+
+/* ---- checking ------------------------------------------------------------------------- */
+
+int store_check(const char *path, buf *report)
+{
+    store *s = NULL;
+    store_options o = {.path = path};
+    buf err;
+    buf_init(&err, 64 * 1024);
+    int rc = store_open(&s, &o, &err);
+    if (rc < 0) {
+        buf_printf(report, "cannot open the store: %s\n", buf_cstr(&err));
+        buf_cleanup(&err);
+        return rc;
+    }
+    buf_cleanup(&err);
+    uint64_t problems = 0, chunks = 0, samples = 0, rows = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *msg = (const char *)sqlite3_column_text(st, 0);
+            if (msg && strcmp(msg, "ok") != 0) {
+                buf_printf(report, "integrity_check: %s\n", msg);
+                problems++;
+            }
+        }
+        sqlite3_finalize(st);
+    } else {
+        buf_printf(report, "integrity_check could not run: %s\n", sqlite3_errmsg(s->db));
+        problems++;
+    }
+    if (sqlite3_prepare_v2(s->db, "SELECT series_id, max_t, min_t, data FROM chunks", -1, &st, NULL) ==
+        SQLITE_OK) {
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            chunks++;
+            int64_t id = sqlite3_column_int64(st, 0), max_t = sqlite3_column_int64(st, 1),
+                    min_t = sqlite3_column_int64(st, 2);
+            const uint8_t *d = sqlite3_column_blob(st, 3);
+            size_t len = (size_t)sqlite3_column_bytes(st, 3);
+            chunk_iter it;
+            int64_t t, first = 0, lastt = 0;
+            double v;
+            int r = chunkenc_iter_init(&it, d, len);
+            uint64_t count = 0;
+            while (r == 0 && (r = chunkenc_iter_next(&it, &t, &v)) == 1) {
+                if (!count) first = t;
+                lastt = t;
+                count++;
+                r = 0;
+            }
+            samples += count;
+            if (r < 0 || count == 0 || first != min_t || lastt != max_t ||
+                (uint64_t)id >= s->by_id_cap || !s->by_id[id]) {
+                buf_printf(report,
+                           "chunk of series %" PRId64 " [%" PRId64 ", %" PRId64 "]: %s\n", id,
+                           min_t, max_t,
+                           r < 0                ? "does not decode"
+                           : count == 0         ? "is empty"
+                           : (uint64_t)id >= s->by_id_cap || !s->by_id[id] ? "has no series row"
+                                                : "bounds do not match its samples");
+                problems++;
+            }
+        }
+        if (step != SQLITE_DONE) {
+            buf_printf(report, "reading chunks: %s\n", sqlite3_errmsg(s->db));
+            problems++;
+        }
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(s->db, "SELECT seq, data FROM wal", -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            rows++;
+            wal_reader w;
+            int r = wal_reader_init(&w, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+            uint64_t ref, v;
+            int64_t t;
+            while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v)) == 1) r = 0;
+            if (r < 0) {
+                buf_printf(report, "write-ahead row %" PRId64 " does not decode\n",
+                           (int64_t)sqlite3_column_int64(st, 0));
+                problems++;
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    buf_printf(report,
+               "%zu series, %" PRIu64 " chunks with %" PRIu64 " samples, %" PRIu64
+               " write-ahead rows: %" PRIu64 " problem(s)\n",
+               hmap_len(&s->by_labels), chunks, samples, rows, problems);
+    s->no_flush = true;
+    store_close(s);
+    return problems ? -EIO : 0;
 }

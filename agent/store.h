@@ -1,14 +1,19 @@
 /* store: the time-series database, the only user of <sqlite3.h>.
  *
- * One SQLite database in WAL mode under the storage directory. One writer
- * connection (appends, retention) guarded by a mutex, so several producers
- * (scrapes, rule evaluations) may append from their own threads; readers
- * open their own read-only connections (store_reader) and never block the
- * writer.
+ * One SQLite database in WAL mode under the storage directory. Samples are
+ * compressed into Gorilla chunks (chunkenc.h): each series has an open chunk
+ * in memory (the head); every committed batch is also written as one compact
+ * row of a write-ahead table, so a crash loses nothing the head held; closed
+ * chunks become BLOB rows. The on-disk format is described at the top of
+ * store.c.
+ *
+ * One writer connection (appends, maintenance) guarded by a mutex, so several
+ * producers (scrapes, rule evaluations) may append from their own threads;
+ * readers open their own read-only connections (store_reader) and never
+ * block the writer for longer than copying a series' head chunk.
  *
  * Callers see series by reference (a stable 64-bit id) and label set, never
- * the schema: the internals may change (row-per-sample now, compressed chunks
- * later) without any caller changing.
+ * the schema.
  *
  * Durability: store_batch_commit() returns only after the batch is committed
  * to the database; a process killed afterwards (even with SIGKILL) keeps it.
@@ -31,8 +36,11 @@ typedef struct store_batch store_batch;
 typedef struct store_reader store_reader;
 
 typedef struct store_options {
-    const char *path;     /* storage directory; created if missing */
-    int64_t retention_ms; /* 0 = keep forever; Prometheus's default is 15d */
+    const char *path;        /* storage directory; created if missing */
+    int64_t retention_ms;    /* 0 = keep forever; Prometheus's default is 15d */
+    int64_t retention_bytes; /* 0 = no size limit; else oldest chunks go first */
+    int64_t head_max_age_ms; /* store_maintain closes head chunks open longer
+                              * than this; 0 = one hour */
 } store_options;
 
 typedef struct store_stats {
@@ -43,6 +51,13 @@ typedef struct store_stats {
     uint64_t out_of_order_samples; /* rejected: older than the series' newest sample */
     uint64_t duplicate_samples;    /* dropped: same timestamp and value */
     uint64_t retention_deleted_samples;
+    uint64_t retention_deleted_chunks;
+    uint64_t chunks_persisted;   /* closed chunks written since open */
+    uint64_t corrupt_chunks;     /* chunks that failed to decode when read */
+    uint64_t head_chunks;        /* open chunks in memory (series with samples in the head) */
+    uint64_t head_memory_bytes;  /* bytes of chunk data held in memory */
+    uint64_t wal_rows;           /* write-ahead rows not yet truncated */
+    uint64_t replayed_samples;   /* samples replayed from the write-ahead table at open */
     int64_t size_bytes;               /* database + WAL files on disk */
     int64_t min_time_ms, max_time_ms; /* of stored samples; 0 when empty */
 } store_stats;
@@ -80,8 +95,16 @@ int store_batch_commit(store_batch *b);
 /* Frees a batch without storing it. NULL is a no-op. */
 void store_batch_free(store_batch *b);
 
-/* Deletes samples older than now_ms - retention. Returns 0 or -errno. */
+/* Deletes samples older than now_ms - retention. Returns 0 or -errno.
+ * (Part of store_maintain; kept for callers that only want retention.) */
 int store_apply_retention(store *s, int64_t now_ms);
+
+/* Periodic upkeep; call about once a minute. Closes head chunks that have
+ * been open longer than an hour, writes closed chunks, truncates the
+ * write-ahead table, applies time and size retention, checkpoints SQLite's
+ * own WAL and returns free pages to the file system when many are free.
+ * Returns 0 or -errno (logged). */
+int store_maintain(store *s, int64_t now_ms);
 
 void store_get_stats(store *s, store_stats *out);
 
@@ -163,5 +186,32 @@ int store_label_values(store_reader *r, const char *name, size_t name_len, const
                        size_t n, int64_t mint, int64_t maxt, store_strings *out);
 /* Frees the strings and empties *s. NULL is a no-op. */
 void store_strings_free(store_strings *s);
+
+/* ---- backfill ----------------------------------------------------------------- */
+
+/* Writes whole chunks straight into the database, bypassing the head and the
+ * write-ahead table (for `sidewatch import openmetrics`). Samples may be older
+ * than what the series already holds; overlapping data is merged on read.
+ * Not for use while producers append to the same series. */
+typedef struct store_import store_import;
+
+/* Starts an import; returns 0 and *out, or -errno. */
+int store_import_begin(store *s, store_import **out);
+/* Adds samples of one series (sorted by time, no equal timestamps; else
+ * -EINVAL). Chunks are written in large transactions; the series is created
+ * if new. Returns 0 or -errno. */
+int store_import_series(store_import *im, const labels *ls, const store_sample *samples, size_t n);
+/* Commits what is left and frees the import. Returns 0 or -errno; on error
+ * the samples of the last transaction are not stored. */
+int store_import_finish(store_import *im);
+
+/* ---- checking --------------------------------------------------------------------- */
+
+/* `sidewatch check store DIR`: runs SQLite's integrity_check and decodes every
+ * chunk and write-ahead row. Appends one line per problem (and a summary) to
+ * report. Returns 0 if the store is sound, -EIO if problems were found, or
+ * another -errno if it could not be checked. Opens the store itself (so it
+ * fails with -EBUSY while a sidewatch process holds it). */
+int store_check(const char *path, buf *report);
 
 #endif

@@ -199,10 +199,14 @@ def test_scrape_phase_is_stable_and_spread(start_sidewatch, target):
 
 
 def test_retention_deletes_old_samples(start_sidewatch, target):
+    """Retention drops whole chunks (120 samples): scraping every 100 ms
+    closes a chunk every 12 s, and with 2 s retention it is deleted soon
+    after."""
     target.routes["/m"] = (200, {"Content-Type": TEXT}, b"m 1\n")
     sw = start_sidewatch(f"""
 global:
-  scrape_interval: 1s
+  scrape_interval: 100ms
+  scrape_timeout: 100ms
 scrape_configs:
   - job_name: r
     metrics_path: /m
@@ -213,4 +217,4 @@ scrape_configs:
         for line in sw.metrics().text.splitlines():
             if line.startswith("sidewatch_store_retention_deleted_samples_total "):
                 return float(line.split()[1]) > 0
-    wait_until(deleted, timeout=20, what="retention deleting samples")
+    wait_until(deleted, timeout=45, what="retention deleting samples")
