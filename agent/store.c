@@ -12,17 +12,19 @@
  * user_version, application_id "SDWT"; auto_vacuum=INCREMENTAL):
  *   meta(key, value)                   next_series_id high-water mark
  *   series(id, labels, metric)         labels = labels_encode() of the
- *                                      canonical set, UNIQUE
+ *                                      canonical set (unique: the in-memory
+ *                                      index never creates a set twice)
  *   label_values(id, name, value, series)
  *                                      one row per label pair, with the
  *                                      number of series carrying it (the
  *                                      selectivity estimate of store_select)
  *   postings(lv_id, series_id)         the inverted index: pair -> series
- *   chunks(series_id, max_t, min_t, data)
- *                                      WITHOUT ROWID, key (series_id, max_t,
- *                                      min_t): one closed chunk (chunkenc.h
- *                                      format, usually 120 samples) per row,
- *                                      found by range scans on the key
+ *   chunks(id, series_id, max_t, min_t, data)
+ *                                      one closed chunk (chunkenc.h format,
+ *                                      usually 120 samples) per row, appended
+ *                                      in write order (so table pages fill
+ *                                      completely); the index chunks_series
+ *                                      (series_id, max_t) serves range scans
  *   wal(seq, data)                     the write-ahead table: one row per
  *                                      committed batch whose samples are not
  *                                      all in chunk rows yet (format below)
@@ -105,6 +107,11 @@
 /* How long a connection waits for a lock held by another connection
  * (checkpoints, WAL recovery) before giving up with -EBUSY. */
 #define STORE_BUSY_TIMEOUT_MS 10000
+/* Database page size: chunk rows average a few hundred bytes, and a page
+ * wastes on average half a row at its end. */
+#ifndef STORE_PAGE_SIZE
+#define STORE_PAGE_SIZE 8192
+#endif
 /* Bound the SQLite WAL file left behind after a checkpoint. */
 #define STORE_JOURNAL_SIZE_LIMIT (8 * 1024 * 1024)
 /* store_maintain's checkpoint waits this long for readers. */
@@ -688,8 +695,7 @@ static uint64_t wal_pin(store *s, bool count_unwritten)
 
 static const char schema_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE series(id INTEGER PRIMARY KEY, labels BLOB NOT NULL UNIQUE,"
-    " metric BLOB NOT NULL);"
+    "CREATE TABLE series(id INTEGER PRIMARY KEY, labels BLOB NOT NULL, metric BLOB NOT NULL);"
     "CREATE TABLE label_values(id INTEGER PRIMARY KEY, name BLOB NOT NULL,"
     " value BLOB NOT NULL, series INTEGER NOT NULL, UNIQUE(name, value));"
     "CREATE TABLE postings(lv_id INTEGER NOT NULL, series_id INTEGER NOT NULL,"
@@ -699,9 +705,9 @@ static const char schema_sql[] =
 
 /* Tables added by schema version 2 (also the migration from version 1). */
 static const char schema_v2_sql[] =
-    "CREATE TABLE chunks(series_id INTEGER NOT NULL, max_t INTEGER NOT NULL,"
-    " min_t INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(series_id, max_t, min_t))"
-    " WITHOUT ROWID;"
+    "CREATE TABLE chunks(id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,"
+    " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE INDEX chunks_series ON chunks(series_id, max_t);"
     "CREATE TABLE wal(seq INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
@@ -793,14 +799,7 @@ static int migrate_v1(store *s)
  * transaction. */
 static int init_schema(store *s, buf *err)
 {
-    int64_t pages = 0;
-    int rc = query_int(s->db, "PRAGMA page_count", &pages);
-    if (rc != SQLITE_OK) goto sqlerr;
-    /* auto_vacuum can only be chosen before the first table exists. */
-    if (pages == 0 &&
-        (rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL", NULL, NULL, NULL)) != SQLITE_OK)
-        goto sqlerr;
-    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) goto sqlerr;
     int64_t version, app_id, tables;
     if ((rc = query_int(s->db, "PRAGMA user_version", &version)) != SQLITE_OK) goto sqlerr;
@@ -870,8 +869,7 @@ static int prepare_writer(store *s)
         W(inc_lv, "UPDATE label_values SET series = series + 1 WHERE id = ?1"),
         W(ins_posting, "INSERT INTO postings(lv_id, series_id) VALUES(?1, ?2)"),
         W(set_meta, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"),
-        W(ins_chunk, "INSERT OR REPLACE INTO chunks(series_id, max_t, min_t, data)"
-                     " VALUES(?1, ?2, ?3, ?4)"),
+        W(ins_chunk, "INSERT INTO chunks(series_id, max_t, min_t, data) VALUES(?1, ?2, ?3, ?4)"),
         W(ins_wal, "INSERT INTO wal(data) VALUES(?1)"),
         W(del_wal, "DELETE FROM wal WHERE seq < ?1"),
         W(upsert_metadata, "INSERT INTO metadata(metric, type, help, unit) VALUES(?1, ?2, ?3, ?4)"
@@ -1209,6 +1207,16 @@ int store_open(store **out, const store_options *o, buf *err)
      * consistent, but recent batches can roll back); FULL would, at the
      * price of one fsync per batch, which a monitoring sidecar committing
      * every scrape does not need. */
+    /* Page size and auto_vacuum can only be chosen while the file is empty,
+     * before WAL mode writes its first page. */
+    int64_t pages = 0;
+    if ((sqlrc = query_int(s->db, "PRAGMA page_count", &pages)) != SQLITE_OK) goto sqlfail;
+    if (pages == 0) {
+        char ps[96];
+        snprintf(ps, sizeof ps, "PRAGMA page_size=%d; PRAGMA auto_vacuum=INCREMENTAL",
+                 STORE_PAGE_SIZE);
+        if ((sqlrc = sqlite3_exec(s->db, ps, NULL, NULL, NULL)) != SQLITE_OK) goto sqlfail;
+    }
     char *mode = NULL;
     sqlrc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (sqlrc != SQLITE_OK) goto sqlfail;
