@@ -28,6 +28,8 @@
 #define DETACH_TRIM_SLACK 32
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
+#define INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 static inline uint64_t load_be64(const uint8_t *p)
@@ -59,32 +61,46 @@ static inline double u2f(uint64_t u)
 
 /* ---- writing ---- */
 
-/* ORs the low n bits of x (1 <= n <= 57) into the stream at bit *pos. The
- * bits at and after *pos must be zero and the buffer must hold them. */
-static inline void put(uint8_t *d, uint32_t cap, uint32_t *pos, uint64_t x, unsigned n)
+/* Bit writer over the appender's buffer, kept in locals while a sample is
+ * written (stores through uint8_t * would otherwise force the compiler to
+ * reload the appender's fields after each one). */
+typedef struct {
+    uint8_t *d;
+    uint32_t cap; /* bytes */
+    uint32_t pos; /* bits written */
+} bitw;
+
+/* Writes the low n bits of x (1 <= n <= 57) at the current position. Every
+ * bit from the position on is zero, so the 8 bytes from the current byte
+ * are that byte's written bits and then zeros: the word is built in a
+ * register from that one byte, and stored. (Loading the 8 bytes instead
+ * would partly overlap the previous field's 8-byte store at another
+ * offset, which store-to-load forwarding cannot serve: a stall per
+ * field.) */
+static INLINE void put(bitw *w, uint64_t x, unsigned n)
 {
-    uint32_t p = *pos;
-    uint8_t *b = d + (p >> 3);
+    uint32_t p = w->pos;
+    uint8_t *b = w->d + (p >> 3);
     uint64_t v = (x << (64 - n)) >> (p & 7);
-    if (LIKELY((p >> 3) + 8 <= cap)) {
-        store_be64(b, load_be64(b) | v);
+    if (LIKELY((p >> 3) + 8 <= w->cap)) {
+        store_be64(b, ((uint64_t)b[0] << 56) | v);
     } else {
         /* Near the end of the buffer: touch only the bytes the field spans. */
         unsigned nbytes = ((p & 7) + n + 7) >> 3;
         for (unsigned i = 0; i < nbytes; i++)
             b[i] |= (uint8_t)(v >> (56 - 8 * i));
     }
-    *pos = p + n;
+    w->pos = p + n;
 }
 
 /* Like put for 1 <= n <= 64. */
-static inline void put_long(uint8_t *d, uint32_t cap, uint32_t *pos, uint64_t x, unsigned n)
+static INLINE void put_long(bitw *w, uint64_t x, unsigned n)
 {
     if (n > 57) {
-        put(d, cap, pos, x >> 32, n - 32);
-        put(d, cap, pos, x & 0xffffffffu, 32);
+        put(w, x >> 32, n - 32);
+        put(w, x & 0xffffffffu, 32);
     } else {
-        put(d, cap, pos, x, n);
+        put(w, x, n);
     }
 }
 
@@ -124,21 +140,23 @@ static int grow(chunk_appender *a, uint64_t need)
     return 0;
 }
 
-/* How the value of the next sample is written: its size in bits, and for
- * a new window the window. */
+/* How the value of the next sample is written. */
 typedef struct {
-    uint64_t x; /* bits(v) ^ bits(previous v) */
+    uint64_t x;    /* bits(v) ^ bits(previous v) */
+    uint64_t code; /* the whole field, when nbits <= 57 */
     unsigned nbits;
-    uint8_t leading, trailing; /* new window (when nbits counts '11') */
-    bool reuse;
+    uint8_t leading, trailing; /* the new window (kind NEW) */
+    enum { SAME, REUSE, NEW } kind;
 } vplan;
 
-static inline void plan_value(const chunk_appender *a, uint64_t v, vplan *p)
+static INLINE void plan_value(const chunk_appender *a, uint64_t v, vplan *p)
 {
     uint64_t x = v ^ a->v;
     p->x = x;
-    p->reuse = false;
+    p->code = 0; /* '0', or unused when the field is longer than 57 bits */
+    p->leading = p->trailing = 0;
     if (x == 0) {
+        p->kind = SAME;
         p->nbits = 1;
         return;
     }
@@ -146,36 +164,46 @@ static inline void plan_value(const chunk_appender *a, uint64_t v, vplan *p)
     unsigned trail = (unsigned)__builtin_ctzll(x);
     if (lead > 31) lead = 31; /* the 5-bit field's limit */
     if (a->leading != 0xff && lead >= a->leading && trail >= a->trailing) {
-        p->reuse = true;
-        p->nbits = 2 + 64 - a->leading - a->trailing;
+        unsigned m = 64 - a->leading - a->trailing;
+        p->kind = REUSE;
+        p->nbits = 2 + m;
+        if (m <= 55) p->code = (UINT64_C(2) << m) | (x >> a->trailing); /* '10' */
         return;
     }
+    unsigned m = 64 - lead - trail;
+    p->kind = NEW;
     p->leading = (uint8_t)lead;
     p->trailing = (uint8_t)trail;
-    p->nbits = 13 + 64 - lead - trail;
+    p->nbits = 13 + m;
+    /* '11', 5 bits leading, 6 bits meaningful count (64 wraps to 0) */
+    p->code = (UINT64_C(3) << 11) | ((uint64_t)lead << 6) | (m & 63);
+    if (m <= 44) p->code = (p->code << m) | (x >> trail);
 }
 
-static inline void write_value(chunk_appender *a, const vplan *p)
+/* Writes the value field, after tbits of timestamp code tcode when the two
+ * fit one write (tbits 0: none). */
+static INLINE void write_value(bitw *w, chunk_appender *a, const vplan *p, uint64_t tcode,
+                               unsigned tbits)
 {
-    uint8_t *d = a->data;
-    uint32_t cap = a->cap;
-    if (p->x == 0) {
-        a->bits += 1; /* '0' */
-    } else if (p->reuse) {
-        unsigned m = 64 - a->leading - a->trailing;
-        uint64_t bits = p->x >> a->trailing;
-        if (m <= 55) {
-            put(d, cap, &a->bits, (UINT64_C(2) << m) | bits, 2 + m);
-        } else {
-            put(d, cap, &a->bits, 2, 2);
-            put_long(d, cap, &a->bits, bits, m);
-        }
+    if (tbits + p->nbits <= 57) {
+        uint64_t code = (tcode << p->nbits) | p->code;
+        if (code)
+            put(w, code, tbits + p->nbits);
+        else
+            w->pos += tbits + p->nbits; /* '0' '0': nothing to set */
     } else {
-        unsigned m = 64 - p->leading - p->trailing;
-        /* '11', 5 bits leading, 6 bits meaningful count (64 wraps to 0). */
-        uint64_t ctl = (UINT64_C(3) << 11) | ((uint64_t)p->leading << 6) | (m & 63);
-        put(d, cap, &a->bits, ctl, 13);
-        put_long(d, cap, &a->bits, p->x >> p->trailing, m);
+        if (tbits) put(w, tcode, tbits);
+        if (p->kind == REUSE) {
+            unsigned m = p->nbits - 2;
+            put(w, 2, 2);
+            put_long(w, p->x >> a->trailing, m);
+        } else {
+            unsigned m = p->nbits - 13;
+            put(w, (UINT64_C(3) << 11) | ((uint64_t)p->leading << 6) | (m & 63), 13);
+            put_long(w, p->x >> p->trailing, m);
+        }
+    }
+    if (p->kind == NEW) {
         a->leading = p->leading;
         a->trailing = p->trailing;
     }
@@ -200,46 +228,10 @@ static inline bool dod_fits(int64_t dod, unsigned nbits)
     return dod >= -(hi - 1) && dod <= hi;
 }
 
-int chunkenc_append(chunk_appender *a, int64_t t, double v)
+/* Sample 0 or 1 (byte-aligned varints): out of the hot path. */
+static NOINLINE int append_start(chunk_appender *a, int64_t t, uint64_t vbits)
 {
-    uint64_t vbits = f2u(v);
-    uint16_t n = a->count;
-
-    if (UNLIKELY(n == CHUNKENC_MAX_SAMPLES)) return -E2BIG;
-    if (LIKELY(n >= 2)) {
-        if (UNLIKELY(t <= a->t)) return -EINVAL;
-        /* Deltas are exact as unsigned (t > a->t), dod wraps like Go's. */
-        uint64_t delta = (uint64_t)t - (uint64_t)a->t;
-        int64_t dod = (int64_t)(delta - (uint64_t)a->delta);
-        unsigned tbits;
-        uint64_t tcode;
-        if (dod == 0) {
-            tbits = 1, tcode = 0;
-        } else if (dod_fits(dod, 14)) {
-            tbits = 16, tcode = (UINT64_C(2) << 14) | ((uint64_t)dod & 0x3fff);
-        } else if (dod_fits(dod, 17)) {
-            tbits = 20, tcode = (UINT64_C(6) << 17) | ((uint64_t)dod & 0x1ffff);
-        } else if (dod_fits(dod, 20)) {
-            tbits = 24, tcode = (UINT64_C(14) << 20) | ((uint64_t)dod & 0xfffff);
-        } else {
-            tbits = 68, tcode = 15;
-        }
-        vplan vp;
-        plan_value(a, vbits, &vp);
-        uint64_t need = ((uint64_t)a->bits + tbits + vp.nbits + 7) >> 3;
-        if (UNLIKELY(need > a->cap) && grow(a, need) < 0) return -ENOMEM;
-
-        if (tbits == 1) {
-            a->bits += 1;
-        } else if (tbits < 68) {
-            put(a->data, a->cap, &a->bits, tcode, tbits);
-        } else {
-            put(a->data, a->cap, &a->bits, tcode, 4);
-            put_long(a->data, a->cap, &a->bits, (uint64_t)dod, 64);
-        }
-        write_value(a, &vp);
-        a->delta = (int64_t)delta;
-    } else if (n == 1) {
+    if (a->count == 1) {
         if (t <= a->t) return -EINVAL;
         uint64_t delta = (uint64_t)t - (uint64_t)a->t;
         vplan vp;
@@ -247,23 +239,74 @@ int chunkenc_append(chunk_appender *a, int64_t t, double v)
         /* The uvarint starts on a byte boundary (16 + 8k + 64 bits). */
         uint64_t need = (a->bits >> 3) + uvarint_len(delta) + ((vp.nbits + 7) >> 3);
         if (need > a->cap && grow(a, need) < 0) return -ENOMEM;
-        a->bits += 8 * put_uvarint(a->data + (a->bits >> 3), delta);
-        write_value(a, &vp);
+        bitw w = {a->data, a->cap, a->bits};
+        w.pos += 8 * put_uvarint(w.d + (w.pos >> 3), delta);
+        write_value(&w, a, &vp, 0, 0);
+        a->bits = w.pos;
         a->delta = (int64_t)delta;
     } else {
         /* zigzag, as Go's binary.PutVarint */
         uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
         uint64_t need = 2 + uvarint_len(zz) + 8;
         if (need > a->cap && grow(a, need) < 0) return -ENOMEM;
-        a->bits = HEADER_BITS;
-        a->bits += 8 * put_uvarint(a->data + 2, zz);
-        put_long(a->data, a->cap, &a->bits, vbits, 64);
+        bitw w = {a->data, a->cap, HEADER_BITS};
+        w.pos += 8 * put_uvarint(w.d + 2, zz);
+        put_long(&w, vbits, 64);
+        a->bits = w.pos;
     }
     a->t = t;
     a->v = vbits;
+    a->count++;
+    a->data[0] = 0;
+    a->data[1] = (uint8_t)a->count;
+    return 0;
+}
+
+int chunkenc_append(chunk_appender *a, int64_t t, double v)
+{
+    uint64_t vbits = f2u(v);
+    uint16_t n = a->count;
+
+    if (UNLIKELY(n < 2)) return append_start(a, t, vbits);
+    if (UNLIKELY(n == CHUNKENC_MAX_SAMPLES)) return -E2BIG;
+    if (UNLIKELY(t <= a->t)) return -EINVAL;
+
+    /* Deltas are exact as unsigned (t > a->t), dod wraps like Go's. */
+    uint64_t delta = (uint64_t)t - (uint64_t)a->t;
+    int64_t dod = (int64_t)(delta - (uint64_t)a->delta);
+    unsigned tbits;
+    uint64_t tcode;
+    if (dod == 0) {
+        tbits = 1, tcode = 0;
+    } else if (dod_fits(dod, 14)) {
+        tbits = 16, tcode = (UINT64_C(2) << 14) | ((uint64_t)dod & 0x3fff);
+    } else if (dod_fits(dod, 17)) {
+        tbits = 20, tcode = (UINT64_C(6) << 17) | ((uint64_t)dod & 0x1ffff);
+    } else if (dod_fits(dod, 20)) {
+        tbits = 24, tcode = (UINT64_C(14) << 20) | ((uint64_t)dod & 0xfffff);
+    } else {
+        tbits = 68, tcode = 15;
+    }
+    vplan vp;
+    plan_value(a, vbits, &vp);
+    uint64_t need = ((uint64_t)a->bits + tbits + vp.nbits + 7) >> 3;
+    if (UNLIKELY(need > a->cap) && grow(a, need) < 0) return -ENOMEM;
+
+    bitw w = {a->data, a->cap, a->bits};
+    if (UNLIKELY(tbits == 68)) {
+        put(&w, tcode, 4);
+        put_long(&w, (uint64_t)dod, 64);
+        write_value(&w, a, &vp, 0, 0);
+    } else {
+        write_value(&w, a, &vp, tcode, tbits);
+    }
+    a->bits = w.pos;
+    a->delta = (int64_t)delta;
+    a->t = t;
+    a->v = vbits;
     a->count = ++n;
-    a->data[0] = (uint8_t)(n >> 8);
-    a->data[1] = (uint8_t)n;
+    w.d[0] = (uint8_t)(n >> 8);
+    w.d[1] = (uint8_t)n;
     return 0;
 }
 
@@ -307,7 +350,7 @@ size_t chunkenc_capacity(const chunk_appender *a)
 
 /* 64 bits of the stream from bit pos on, most significant first; at least
  * 57 of them are data unless the data ends sooner, then zero bits follow. */
-static inline uint64_t window(const uint8_t *d, size_t len, uint64_t pos)
+static INLINE uint64_t window(const uint8_t *d, size_t len, uint64_t pos)
 {
     size_t b = (size_t)(pos >> 3);
     uint64_t w;
@@ -323,7 +366,7 @@ static inline uint64_t window(const uint8_t *d, size_t len, uint64_t pos)
 
 /* The next n bits (1 <= n <= 64); *pos advances even past the end, so the
  * caller checks *pos against the length once per sample. */
-static inline uint64_t get_long(const uint8_t *d, size_t len, uint64_t *pos, unsigned n)
+static INLINE uint64_t get_long(const uint8_t *d, size_t len, uint64_t *pos, unsigned n)
 {
     uint64_t x;
     if (n <= 57) {
@@ -357,11 +400,12 @@ static int get_uvarint(const uint8_t *d, size_t len, uint64_t *pos, uint64_t *ou
     return -EINVAL;
 }
 
-/* Reads an XOR-encoded value into it->v and the window; returns false if a
- * field is out of range. */
-static inline bool get_value(chunk_iter *it, uint64_t *pos)
+/* Reads an XOR-encoded value into it->v and the window. w holds the stream
+ * from *pos on, its top `avail` bits valid (as window() gives them); it is
+ * reloaded only when a field reaches past them. Returns false if a field
+ * is out of range. */
+static INLINE bool get_value(chunk_iter *it, uint64_t *pos, uint64_t w, unsigned avail)
 {
-    uint64_t w = window(it->data, it->len, *pos);
     if (!(w >> 63)) { /* '0': unchanged */
         *pos += 1;
         return true;
@@ -369,7 +413,7 @@ static inline bool get_value(chunk_iter *it, uint64_t *pos)
     if (!((w >> 62) & 1)) { /* '10': the previous window */
         unsigned m = 64 - it->leading - it->trailing;
         uint64_t x;
-        if (m <= 55) {
+        if (2 + m <= avail) {
             x = (w << 2) >> (64 - m);
             *pos += 2 + m;
         } else {
@@ -380,13 +424,17 @@ static inline bool get_value(chunk_iter *it, uint64_t *pos)
         return true;
     }
     /* '11': a new window */
+    if (avail < 13) {
+        w = window(it->data, it->len, *pos);
+        avail = 64 - (unsigned)(*pos & 7);
+    }
     unsigned lead = (unsigned)(w >> 57) & 31;
     unsigned m = (unsigned)(w >> 51) & 63;
     if (m == 0) m = 64;
     if (lead + m > 64) return false;
     unsigned trail = 64 - lead - m;
     uint64_t x;
-    if (m <= 44) {
+    if (13 + m <= avail) {
         x = (w << 13) >> (64 - m);
         *pos += 13 + m;
     } else {
@@ -433,31 +481,44 @@ int chunkenc_iter_next(chunk_iter *it, int64_t *t, double *v)
     uint64_t end = (uint64_t)it->len * 8;
     uint64_t delta;
 
+    uint64_t w;
+    unsigned avail;
     if (LIKELY(it->i >= 2)) {
-        uint64_t w = window(it->data, it->len, pos);
+        w = window(it->data, it->len, pos);
+        avail = 64 - (unsigned)(pos & 7);
         int64_t dod;
+        unsigned used;
         if (!(w >> 63)) {
             dod = 0;
-            pos += 1;
+            used = 1;
         } else if (!((w >> 62) & 1)) {
             uint64_t b = (w >> 48) & 0x3fff;
             dod = b > 0x2000 ? (int64_t)b - 0x4000 : (int64_t)b;
-            pos += 16;
+            used = 16;
         } else if (!((w >> 61) & 1)) {
             uint64_t b = (w >> 44) & 0x1ffff;
             dod = b > 0x10000 ? (int64_t)b - 0x20000 : (int64_t)b;
-            pos += 20;
+            used = 20;
         } else if (!((w >> 60) & 1)) {
             uint64_t b = (w >> 40) & 0xfffff;
             dod = b > 0x80000 ? (int64_t)b - 0x100000 : (int64_t)b;
-            pos += 24;
+            used = 24;
         } else {
             pos += 4;
             dod = (int64_t)get_long(it->data, it->len, &pos, 64);
+            w = window(it->data, it->len, pos);
+            avail = 64 - (unsigned)(pos & 7);
+            used = 0;
         }
+        /* used <= 24 < avail: the value's control bits are in w */
+        pos += used;
+        w <<= used;
+        avail -= used;
         delta = (uint64_t)it->delta + (uint64_t)dod;
     } else if (it->i == 1) {
         if (get_uvarint(it->data, it->len, &pos, &delta) < 0) return corrupt(it);
+        w = window(it->data, it->len, pos);
+        avail = 64 - (unsigned)(pos & 7);
     } else {
         uint64_t zz;
         if (get_uvarint(it->data, it->len, &pos, &zz) < 0) return corrupt(it);
@@ -473,7 +534,7 @@ int chunkenc_iter_next(chunk_iter *it, int64_t *t, double *v)
 
     int64_t nt = (int64_t)((uint64_t)it->t + delta);
     if (UNLIKELY(nt <= it->t)) return corrupt(it); /* not increasing, or overflow */
-    if (UNLIKELY(!get_value(it, &pos))) return corrupt(it);
+    if (UNLIKELY(!get_value(it, &pos, w, avail))) return corrupt(it);
     if (UNLIKELY(pos > end)) return corrupt(it);
     it->pos = pos;
     it->t = nt;
