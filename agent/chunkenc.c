@@ -1,12 +1,14 @@
 /* chunkenc: Gorilla/Prometheus XOR chunk encoder and decoder (layout in
  * chunkenc.h).
  *
- * Writing: the buffer is kept zeroed beyond the bits written, so a write ORs
- * a whole field (up to 57 bits) into place with one unaligned big-endian
- * 64-bit load/store, and zero bits (the '0' codes) are written by only
- * advancing the bit count. Each append first works out the sample's exact
- * size in bits, grows the buffer if needed (geometrically, starting small)
- * and only then writes, so a failed append leaves the chunk untouched.
+ * Writing: the buffer is kept zeroed beyond the bits written, so a field of
+ * up to 57 bits is written with one unaligned big-endian 64-bit store of a
+ * word built from the current partial byte, and zero bits (the '0' codes)
+ * by only advancing the bit count; a sample's timestamp and value codes go
+ * in one store when they fit. Each append first works out the sample's
+ * exact size in bits, grows the buffer if needed (geometrically, starting
+ * small) and only then writes, so a failed append leaves the chunk as it
+ * was.
  *
  * Reading: each field is taken from a 64-bit window loaded at the current
  * bit position (at least 57 valid bits; past the end of the data the window
@@ -28,9 +30,9 @@
 #define DETACH_TRIM_SLACK 32
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define INLINE inline __attribute__((always_inline))
 #define NOINLINE __attribute__((noinline))
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 static inline uint64_t load_be64(const uint8_t *p)
 {
