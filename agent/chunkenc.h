@@ -52,14 +52,16 @@ typedef struct chunk_appender {
     uint64_t v;      /* bits of the last value */
 } chunk_appender;
 
-/* An empty chunk; never fails (allocation is lazy). */
+/* An empty chunk; never fails (allocation is lazy). An all-zero struct is
+ * not an empty appender (leading must start at 0xff): call this first. */
 void chunkenc_init(chunk_appender *a);
 /* Frees the buffer; the appender is empty and reusable afterwards. */
 void chunkenc_cleanup(chunk_appender *a);
 
 /* Appends a sample. Returns 0, -EINVAL if t is not greater than the last
  * timestamp (nothing written), or -E2BIG when the chunk already holds
- * CHUNKENC_MAX_SAMPLES. */
+ * CHUNKENC_MAX_SAMPLES. Also -ENOMEM if the buffer cannot grow; every
+ * error leaves the chunk unchanged. */
 int chunkenc_append(chunk_appender *a, int64_t t, double v);
 
 /* The encoded chunk so far (valid until the next append) and its length in
@@ -67,7 +69,9 @@ int chunkenc_append(chunk_appender *a, int64_t t, double v);
 const uint8_t *chunkenc_bytes(const chunk_appender *a, size_t *len);
 
 /* Hands the encoded bytes to the caller (who frees them with free()) and
- * leaves the appender empty. *len gets the byte length. */
+ * leaves the appender empty. *len gets the byte length. The buffer is
+ * trimmed when it has more than 32 bytes of slack. An empty appender gives
+ * a new 2-byte chunk; NULL (and *len 0) only if that allocation fails. */
 uint8_t *chunkenc_detach(chunk_appender *a, size_t *len);
 
 /* Bytes used by the appender's buffer (for memory accounting). */
@@ -87,7 +91,7 @@ typedef struct chunk_iter {
 } chunk_iter;
 
 /* Starts reading; returns 0, or -EINVAL when the data is shorter than the
- * header. */
+ * header (or NULL). */
 int chunkenc_iter_init(chunk_iter *it, const uint8_t *data, size_t len);
 /* The next sample: returns 1 and sets *t and *v, 0 at the end, or -EINVAL
  * when the chunk is corrupt (truncated bits, timestamps not increasing,
