@@ -18,6 +18,7 @@
 #include "chunkenc.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -474,10 +475,13 @@ static int corrupt(chunk_iter *it)
     return -EINVAL;
 }
 
+static int dec_next(chunk_iter *it, int64_t *t, double *v);
+
 int chunkenc_iter_next(chunk_iter *it, int64_t *t, double *v)
 {
     if (UNLIKELY(it->bad)) return -EINVAL;
     if (it->i >= it->n) return 0;
+    if (it->enc == CHUNKENC_DECIMAL) return dec_next(it, t, v);
 
     uint64_t pos = it->pos;
     uint64_t end = (uint64_t)it->len * 8;
@@ -551,4 +555,256 @@ uint16_t chunkenc_count(const uint8_t *data, size_t len)
 {
     if (!data || len < 2) return 0;
     return (uint16_t)(data[0] << 8 | data[1]);
+}
+
+/* ---- the decimal encoding ---------------------------------------------------- */
+
+static const double pow10_table[CHUNKENC_DECIMAL_MAX_SCALE + 1] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+};
+
+#define DEC_LIMIT 9007199254740992.0 /* 2^53 */
+
+/* Whether v is m / 10^scale for an integer m (bit for bit); sets *m. */
+static bool decimal_at(double v, unsigned scale, int64_t *m)
+{
+    double x = v * pow10_table[scale];
+    if (!(x >= -DEC_LIMIT && x <= DEC_LIMIT)) return false; /* also NaN */
+    double r = nearbyint(x);
+    int64_t mi = (int64_t)r;
+    double back = (double)mi / pow10_table[scale];
+    if (f2u(back) != f2u(v)) return false; /* also -0 (back is +0) */
+    *m = mi;
+    return true;
+}
+
+/* The smallest scale >= from at which v is a decimal, or -1. */
+static int decimal_scale(double v, int from)
+{
+    int64_t m;
+    for (int s = from; s <= CHUNKENC_DECIMAL_MAX_SCALE; s++) {
+        if (decimal_at(v, (unsigned)s, &m)) return s;
+    }
+    return -1;
+}
+
+static void put_dod(bitw *w, int64_t dod)
+{
+    if (dod == 0) {
+        w->pos += 1;
+    } else if (dod_fits(dod, 14)) {
+        put(w, (UINT64_C(2) << 14) | ((uint64_t)dod & 0x3fff), 16);
+    } else if (dod_fits(dod, 17)) {
+        put(w, (UINT64_C(6) << 17) | ((uint64_t)dod & 0x1ffff), 20);
+    } else if (dod_fits(dod, 20)) {
+        put(w, (UINT64_C(14) << 20) | ((uint64_t)dod & 0xfffff), 24);
+    } else {
+        put(w, 15, 4);
+        put_long(w, (uint64_t)dod, 64);
+    }
+}
+
+static void put_vdelta(bitw *w, int64_t d)
+{
+    if (d == 0) {
+        w->pos += 1;
+    } else if (dod_fits(d, 7)) {
+        put(w, (UINT64_C(2) << 7) | ((uint64_t)d & 0x7f), 9);
+    } else if (dod_fits(d, 15)) {
+        put(w, (UINT64_C(6) << 15) | ((uint64_t)d & 0x7fff), 18);
+    } else if (dod_fits(d, 31)) {
+        put(w, (UINT64_C(14) << 31) | ((uint64_t)d & 0x7fffffff), 35);
+    } else {
+        put(w, 15, 4);
+        put_long(w, (uint64_t)d, 64);
+    }
+}
+
+int chunkenc_decimal_encode(const int64_t *t, const double *v, size_t n, uint8_t **out,
+                            size_t *len)
+{
+    if (n == 0 || n > CHUNKENC_MAX_SAMPLES || !t || !v) return -EINVAL;
+    int scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i && t[i] <= t[i - 1]) return -EINVAL;
+        scale = decimal_scale(v[i], scale);
+        if (scale < 0) return -EDOM;
+    }
+    /* Header, three varints, then at most 68 + 68 bits per sample, plus the
+     * 8 bytes put() may touch past the last field. */
+    size_t cap = 3 + 30 + n * 17 + 8;
+    uint8_t *d = calloc(1, cap);
+    if (!d) return -ENOMEM;
+    d[0] = (uint8_t)(n >> 8);
+    d[1] = (uint8_t)n;
+    d[2] = (uint8_t)scale;
+    size_t b = 3;
+    int64_t prev_m = 0;
+    if (!decimal_at(v[0], (unsigned)scale, &prev_m)) {
+        free(d);
+        return -EDOM;
+    }
+    b += put_uvarint(d + b, ((uint64_t)t[0] << 1) ^ (uint64_t)(t[0] >> 63));
+    b += put_uvarint(d + b, ((uint64_t)prev_m << 1) ^ (uint64_t)(prev_m >> 63));
+    int64_t delta = 0;
+    if (n >= 2) {
+        delta = (int64_t)((uint64_t)t[1] - (uint64_t)t[0]);
+        b += put_uvarint(d + b, (uint64_t)delta);
+    }
+    bitw w = {d, (uint32_t)cap, (uint32_t)(b * 8)};
+    for (size_t i = 1; i < n; i++) {
+        if (i >= 2) {
+            int64_t nd = (int64_t)((uint64_t)t[i] - (uint64_t)t[i - 1]);
+            put_dod(&w, (int64_t)((uint64_t)nd - (uint64_t)delta));
+            delta = nd;
+        }
+        int64_t m = 0;
+        if (!decimal_at(v[i], (unsigned)scale, &m)) {
+            /* A value valid at a smaller scale but out of range at the
+             * final one. */
+            free(d);
+            return -EDOM;
+        }
+        put_vdelta(&w, m - prev_m);
+        prev_m = m;
+    }
+    *len = (w.pos + 7) / 8;
+    *out = d;
+    return 0;
+}
+
+int chunkenc_compact(const uint8_t *data, size_t len, uint8_t **out, size_t *out_len)
+{
+    chunk_iter it;
+    if (chunkenc_iter_init(&it, data, len) < 0) return -EINVAL;
+    size_t n = it.n;
+    if (n == 0) return 0;
+    int64_t ts[CHUNKENC_TARGET_SAMPLES], *tv = ts;
+    double vs[CHUNKENC_TARGET_SAMPLES], *vv = vs;
+    if (n > CHUNKENC_TARGET_SAMPLES) {
+        tv = malloc(n * sizeof *tv);
+        vv = malloc(n * sizeof *vv);
+        if (!tv || !vv) {
+            free(tv);
+            free(vv);
+            return 0;
+        }
+    }
+    size_t k = 0;
+    int rc;
+    int scale = 0;
+    while ((rc = chunkenc_iter_next(&it, &tv[k], &vv[k])) == 1) {
+        scale = scale >= 0 ? decimal_scale(vv[k], scale) : -1;
+        k++;
+    }
+    int ret = 0;
+    if (rc < 0 || k != n) {
+        ret = -EINVAL;
+    } else if (scale >= 0) {
+        uint8_t *d;
+        size_t dl;
+        if (chunkenc_decimal_encode(tv, vv, n, &d, &dl) == 0) {
+            if (dl < len) {
+                *out = d;
+                *out_len = dl;
+                ret = 1;
+            } else {
+                free(d);
+            }
+        }
+    }
+    if (tv != ts) {
+        free(tv);
+        free(vv);
+    }
+    return ret;
+}
+
+int chunkenc_iter_init_enc(chunk_iter *it, enum chunkenc_encoding enc, const uint8_t *data,
+                           size_t len)
+{
+    if (enc == CHUNKENC_XOR) return chunkenc_iter_init(it, data, len);
+    memset(it, 0, sizeof *it);
+    if (enc != CHUNKENC_DECIMAL || !data || len < 3 || data[2] > CHUNKENC_DECIMAL_MAX_SCALE) {
+        it->bad = true;
+        return -EINVAL;
+    }
+    it->enc = CHUNKENC_DECIMAL;
+    it->data = data;
+    it->len = len;
+    it->n = (uint16_t)(data[0] << 8 | data[1]);
+    it->scale = data[2];
+    it->pos = 24;
+    return 0;
+}
+
+/* The next n-bit two's complement field of a bucket code. */
+static INLINE int64_t get_signed(const uint8_t *d, size_t len, uint64_t *pos, unsigned n)
+{
+    uint64_t b = get_long(d, len, pos, n);
+    uint64_t half = UINT64_C(1) << (n - 1);
+    return b > half ? (int64_t)(b - (half << 1)) : (int64_t)b;
+}
+
+/* A bucket code: '0', '10'+a, '110'+b, '1110'+c or '1111'+64 bits. */
+static INLINE int64_t get_bucket(const uint8_t *d, size_t len, uint64_t *pos, unsigned a,
+                                 unsigned b, unsigned c)
+{
+    uint64_t w = window(d, len, *pos);
+    if (!(w >> 63)) {
+        *pos += 1;
+        return 0;
+    }
+    if (!((w >> 62) & 1)) {
+        *pos += 2;
+        return get_signed(d, len, pos, a);
+    }
+    if (!((w >> 61) & 1)) {
+        *pos += 3;
+        return get_signed(d, len, pos, b);
+    }
+    if (!((w >> 60) & 1)) {
+        *pos += 4;
+        return get_signed(d, len, pos, c);
+    }
+    *pos += 4;
+    return (int64_t)get_long(d, len, pos, 64);
+}
+
+static int dec_next(chunk_iter *it, int64_t *t, double *v)
+{
+    uint64_t pos = it->pos;
+    uint64_t end = (uint64_t)it->len * 8;
+    if (it->i == 0) {
+        uint64_t zt, zm;
+        if (get_uvarint(it->data, it->len, &pos, &zt) < 0 ||
+            get_uvarint(it->data, it->len, &pos, &zm) < 0)
+            return corrupt(it);
+        it->t = (int64_t)(zt >> 1) ^ -(int64_t)(zt & 1);
+        it->m = (int64_t)(zm >> 1) ^ -(int64_t)(zm & 1);
+        if (it->n >= 2) {
+            uint64_t delta;
+            if (get_uvarint(it->data, it->len, &pos, &delta) < 0) return corrupt(it);
+            it->delta = (int64_t)delta;
+        }
+    } else {
+        int64_t delta = it->delta;
+        if (it->i >= 2) {
+            int64_t dod = get_bucket(it->data, it->len, &pos, 14, 17, 20);
+            delta = (int64_t)((uint64_t)delta + (uint64_t)dod);
+        }
+        int64_t nt = (int64_t)((uint64_t)it->t + (uint64_t)delta);
+        if (UNLIKELY(delta <= 0 || nt <= it->t)) return corrupt(it);
+        int64_t dv = get_bucket(it->data, it->len, &pos, 7, 15, 31);
+        it->m = (int64_t)((uint64_t)it->m + (uint64_t)dv);
+        it->t = nt;
+        it->delta = delta;
+    }
+    if (UNLIKELY(pos > end)) return corrupt(it);
+    if (UNLIKELY(it->m > (int64_t)DEC_LIMIT || it->m < -(int64_t)DEC_LIMIT)) return corrupt(it);
+    it->pos = pos;
+    it->i++;
+    *t = it->t;
+    *v = (double)it->m / pow10_table[it->scale];
+    return 1;
 }

@@ -88,6 +88,9 @@ typedef struct chunk_iter {
     int64_t t, delta;
     uint64_t v;
     bool bad;
+    uint8_t enc;     /* enum chunkenc_encoding */
+    uint8_t scale;   /* decimal: fraction digits */
+    int64_t m;       /* decimal: the last value times 10^scale */
 } chunk_iter;
 
 /* Starts reading; returns 0, or -EINVAL when the data is shorter than the
@@ -97,7 +100,53 @@ int chunkenc_iter_init(chunk_iter *it, const uint8_t *data, size_t len);
  * when the chunk is corrupt (truncated bits, timestamps not increasing,
  * field values out of range). Never reads outside data[0..len). */
 int chunkenc_iter_next(chunk_iter *it, int64_t *t, double *v);
-/* The sample count stored in the header (0 for data shorter than 2 bytes). */
+/* The sample count stored in the header (0 for data shorter than 2 bytes);
+ * the same for both encodings. */
 uint16_t chunkenc_count(const uint8_t *data, size_t len);
+
+/* ---- the decimal encoding -------------------------------------------------
+ *
+ * Most values scraped are integers (counters, bucket counts) or decimals
+ * with few fraction digits (21.5, 0.125). For a chunk whose values all are,
+ * sidewatch stores them as integers m = v * 10^scale and encodes the
+ * differences of consecutive m with the same bucket idea as the timestamps.
+ * A chunk is written this way only when that is smaller than the XOR chunk;
+ * the encoding is recorded next to the chunk (the store's `enc` column), as
+ * the bytes do not say it.
+ *
+ * Decimal chunk:
+ *   bytes 0-1   number of samples, big-endian uint16
+ *   byte 2      scale: fraction digits, 0..CHUNKENC_DECIMAL_MAX_SCALE
+ *   varints     t0 (zigzag), m0 (zigzag), and t1 - t0 (unsigned) if n >= 2
+ *   bit stream  for each sample i >= 1: (if i >= 2: the timestamp's
+ *               delta-of-delta, coded as in the XOR chunk), then
+ *               d = m_i - m_{i-1}:
+ *                 d == 0                        '0'
+ *                 -63 <= d <= 64                '10'   + 7 bits
+ *                 -16383 <= d <= 16384          '110'  + 15 bits
+ *                 -(2^30 - 1) <= d <= 2^30      '1110' + 31 bits
+ *                 otherwise                     '1111' + 64 bits
+ * A value is a decimal of `scale` digits when it is finite, not -0,
+ * |m| <= 2^53 and (double)m / 10^scale is bit for bit the value: decoding
+ * computes exactly that, so values round-trip exactly. */
+
+enum chunkenc_encoding { CHUNKENC_XOR = 0, CHUNKENC_DECIMAL = 1 };
+#define CHUNKENC_DECIMAL_MAX_SCALE 9
+
+/* Encodes n samples (1 <= n <= CHUNKENC_MAX_SAMPLES, timestamps strictly
+ * increasing) as a decimal chunk. Returns 0 and a malloc'd buffer (caller
+ * frees) with its length; -EDOM if a value is not a short decimal; -EINVAL
+ * for bad arguments. */
+int chunkenc_decimal_encode(const int64_t *t, const double *v, size_t n, uint8_t **out,
+                            size_t *len);
+
+/* Re-encodes an XOR chunk as a decimal chunk when every value allows it and
+ * the result is smaller. Returns 1 and a malloc'd buffer in *out (caller
+ * frees), 0 when the XOR chunk stays, -EINVAL if it does not decode. */
+int chunkenc_compact(const uint8_t *data, size_t len, uint8_t **out, size_t *out_len);
+
+/* Like chunkenc_iter_init for a chunk in either encoding. */
+int chunkenc_iter_init_enc(chunk_iter *it, enum chunkenc_encoding enc, const uint8_t *data,
+                           size_t len);
 
 #endif

@@ -24,6 +24,8 @@
 
 /* A cached series that was not seen for this many scrapes is forgotten. */
 #define SCRAPE_CACHE_EVICT_ITERATIONS 10
+/* Scrape timestamps within this of the schedule are aligned to it. */
+#define SCRAPE_TIMESTAMP_TOLERANCE_MS 2
 /* Upper bound on the loop's sleep, so discovery refreshes stay timely. */
 #define SCRAPE_MAX_POLL_MS 1000
 /* Scratch memory for building one series' labels. */
@@ -1252,7 +1254,15 @@ static void *scrape_thread(void *arg)
         for (size_t i = 0; i < m->n_targets; i++) {
             target *t = m->targets[i];
             if (t->next_ms <= now) {
-                if (!t->inflight) start_scrape(m, t, now);
+                /* As Prometheus: a scrape that starts within the tolerance
+                 * (2 ms, at most 1% of the interval) of its schedule is
+                 * stamped with the scheduled time, so timestamps stay
+                 * regular and compress to one bit each. */
+                int64_t tol = t->interval_ms / 100 < SCRAPE_TIMESTAMP_TOLERANCE_MS
+                                  ? t->interval_ms / 100
+                                  : SCRAPE_TIMESTAMP_TOLERANCE_MS;
+                int64_t stamp = now - t->next_ms <= tol ? t->next_ms : now;
+                if (!t->inflight) start_scrape(m, t, stamp);
                 /* Keep the phase; skip intervals that were missed. */
                 while (t->next_ms <= now)
                     t->next_ms += t->interval_ms;

@@ -19,9 +19,11 @@
  *                                      number of series carrying it (the
  *                                      selectivity estimate of store_select)
  *   postings(lv_id, series_id)         the inverted index: pair -> series
- *   chunks(id, series_id, max_t, min_t, data)
- *                                      one closed chunk (chunkenc.h format,
- *                                      usually 120 samples) per row, appended
+ *   chunks(id, series_id, max_t, min_t, enc, data)
+ *                                      one closed chunk (usually 120 samples)
+ *                                      per row in the chunkenc.h encoding
+ *                                      `enc` (XOR, or decimal when smaller),
+ *                                      appended
  *                                      in write order (so table pages fill
  *                                      completely); the index chunks_series
  *                                      (series_id, max_t) serves range scans
@@ -32,9 +34,11 @@
  * Label names and values are BLOBs (they may contain NUL; BLOBs compare with
  * memcmp, i.e. like Go strings).
  *
- * Write-ahead row: uvarint n, then n samples, each as zigzag varint of
- * (ref - previous ref), zigzag varint of (t - previous t) (both starting at
- * 0) and the value's 8 bytes little-endian. Only accepted samples are
+ * Write-ahead row: uvarint n, then n samples, each as: uvarint of
+ * (zigzag(ref - previous ref) << 1 | I); zigzag varint of (t - previous t)
+ * (previous values start at 0); then the value: if I is set, a zigzag varint
+ * of the value, which is an integer that a double holds exactly (counters,
+ * most gauges), else its 8 bytes little-endian. Only accepted samples are
  * written (out-of-order and duplicate ones are dropped before).
  *
  * The head. Each series has an open chunk in memory. A commit writes, in one
@@ -114,6 +118,10 @@
 #endif
 /* Bound the SQLite WAL file left behind after a checkpoint. */
 #define STORE_JOURNAL_SIZE_LIMIT (8 * 1024 * 1024)
+/* The checkpointer runs when SQLite's WAL holds this many frames, and at
+ * least every STORE_CHECKPOINT_EVERY_S seconds. */
+#define STORE_CHECKPOINT_FRAMES 2000
+#define STORE_CHECKPOINT_EVERY_S 5
 /* store_maintain's checkpoint waits this long for readers. */
 #define STORE_CHECKPOINT_WAIT_MS 200
 /* store_select stops estimating regex matchers once an equality matcher
@@ -215,6 +223,15 @@ struct store {
     uint64_t commits_since_truncate;
     _Atomic uint64_t last_wal_seq; /* newest write-ahead row whose samples are in the head */
     uint64_t truncated_upto; /* rows below this are deleted */
+
+    /* Checkpoints of SQLite's WAL run on their own thread and connection, so
+     * commits never wait for the fsync()s a checkpoint does. */
+    pthread_t ckpt_thread;
+    bool ckpt_running;
+    sqlite3 *ckpt_db;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cond;
+    bool ckpt_stop, ckpt_wanted;
 
     pthread_rwlock_t head_lock;
     _Atomic uint64_t commit_seq; /* commits that wrote chunks or rows */
@@ -534,12 +551,22 @@ static int wal_reader_init(wal_reader *w, const void *data, size_t len)
 static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v)
 {
     if (w->i >= w->n) return w->p == w->end ? 0 : -EINVAL;
-    int64_t dr, dt;
-    if (get_varint(&w->p, w->end, &dr) < 0 || get_varint(&w->p, w->end, &dt) < 0) return -EINVAL;
-    if (w->end - w->p < 8) return -EINVAL;
+    uint64_t rf;
+    int64_t dt;
+    if (get_uvarint(&w->p, w->end, &rf) < 0 || get_varint(&w->p, w->end, &dt) < 0) return -EINVAL;
+    uint64_t zz = rf >> 1;
+    int64_t dr = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
     uint64_t bits = 0;
-    for (int k = 7; k >= 0; k--) bits = (bits << 8) | w->p[k];
-    w->p += 8;
+    if (rf & 1) {
+        int64_t iv;
+        if (get_varint(&w->p, w->end, &iv) < 0) return -EINVAL;
+        double d = (double)iv;
+        memcpy(&bits, &d, sizeof bits);
+    } else {
+        if (w->end - w->p < 8) return -EINVAL;
+        for (int k = 7; k >= 0; k--) bits = (bits << 8) | w->p[k];
+        w->p += 8;
+    }
     w->ref += (uint64_t)dr;
     w->t = (int64_t)((uint64_t)w->t + (uint64_t)dt);
     w->i++;
@@ -706,7 +733,7 @@ static const char schema_sql[] =
 /* Tables added by schema version 2 (also the migration from version 1). */
 static const char schema_v2_sql[] =
     "CREATE TABLE chunks(id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,"
-    " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, data BLOB NOT NULL);"
+    " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, enc INTEGER NOT NULL, data BLOB NOT NULL);"
     "CREATE INDEX chunks_series ON chunks(series_id, max_t);"
     "CREATE TABLE wal(seq INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);";
 
@@ -751,7 +778,8 @@ static int migrate_v1(store *s)
                             &rd, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO chunks(series_id, max_t, min_t, data) VALUES(?1,?2,?3,?4)",
+                                "INSERT INTO chunks(series_id, max_t, min_t, enc, data)"
+                                " VALUES(?1,?2,?3,0,?4)",
                                 -1, &wr, NULL);
     chunk_appender a;
     chunkenc_init(&a);
@@ -869,7 +897,8 @@ static int prepare_writer(store *s)
         W(inc_lv, "UPDATE label_values SET series = series + 1 WHERE id = ?1"),
         W(ins_posting, "INSERT INTO postings(lv_id, series_id) VALUES(?1, ?2)"),
         W(set_meta, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"),
-        W(ins_chunk, "INSERT INTO chunks(series_id, max_t, min_t, data) VALUES(?1, ?2, ?3, ?4)"),
+        W(ins_chunk, "INSERT INTO chunks(series_id, max_t, min_t, enc, data)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5)"),
         W(ins_wal, "INSERT INTO wal(data) VALUES(?1)"),
         W(del_wal, "DELETE FROM wal WHERE seq < ?1"),
         W(upsert_metadata, "INSERT INTO metadata(metric, type, help, unit) VALUES(?1, ?2, ?3, ?4)"
@@ -881,7 +910,7 @@ static int prepare_writer(store *s)
         W(del_chunk, "DELETE FROM chunks WHERE series_id = ?1 AND max_t = ?2 AND min_t = ?3"
                      " RETURNING data"),
         W(first_chunk, "SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
-        W(last_chunk, "SELECT max_t, data FROM chunks WHERE series_id = ?1"
+        W(last_chunk, "SELECT max_t, data, enc FROM chunks WHERE series_id = ?1"
                       " ORDER BY max_t DESC LIMIT 1"),
 #undef W
     };
@@ -893,10 +922,10 @@ static int prepare_writer(store *s)
 }
 
 /* The last sample of an encoded chunk; false if it has none or is corrupt. */
-static bool chunk_last(const uint8_t *data, size_t len, int64_t *t, uint64_t *v)
+static bool chunk_last(int enc, const uint8_t *data, size_t len, int64_t *t, uint64_t *v)
 {
     chunk_iter it;
-    if (chunkenc_iter_init(&it, data, len) < 0) return false;
+    if (chunkenc_iter_init_enc(&it, (enum chunkenc_encoding)enc, data, len) < 0) return false;
     int64_t tt;
     double vv;
     bool any = false;
@@ -958,7 +987,8 @@ static int load_state(store *s, buf *err)
             column_bytes(s->st.last_chunk, 1, &p, &len);
             int64_t lt = 0;
             uint64_t lv = 0;
-            if (chunk_last((const uint8_t *)p, len, &lt, &lv) && lt == se->last_t) {
+            int enc = sqlite3_column_int(s->st.last_chunk, 2);
+            if (chunk_last(enc, (const uint8_t *)p, len, &lt, &lv) && lt == se->last_t) {
                 se->last_v = lv;
                 se->last_v_known = true;
             }
@@ -1077,8 +1107,23 @@ static int replay_wal(store *s, buf *err)
     return 0;
 }
 
+static void ckpt_stop(store *s)
+{
+    if (s->ckpt_running) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_stop = true;
+        pthread_cond_signal(&s->ckpt_cond);
+        pthread_mutex_unlock(&s->ckpt_mu);
+        pthread_join(s->ckpt_thread, NULL);
+        s->ckpt_running = false;
+    }
+    if (s->ckpt_db) sqlite3_close(s->ckpt_db);
+    s->ckpt_db = NULL;
+}
+
 static void free_all(store *s)
 {
+    ckpt_stop(s);
     if (s->db) {
         sqlite3_stmt **stmts = (sqlite3_stmt **)&s->st;
         for (size_t i = 0; i < sizeof s->st / sizeof(sqlite3_stmt *); i++)
@@ -1113,10 +1158,74 @@ static void free_all(store *s)
     pthread_mutex_destroy(&s->readers_mu);
     pthread_mutex_destroy(&s->stats_mu);
     pthread_rwlock_destroy(&s->head_lock);
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->ckpt_cond);
     mem_free(s->dir);
     mem_free(s->db_path);
     mem_free(s->wal_path);
     mem_free(s);
+}
+
+/* Called by SQLite after each commit on the writer connection. */
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    store *s = ctx;
+    if (frames >= STORE_CHECKPOINT_FRAMES) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_wanted = true;
+        pthread_cond_signal(&s->ckpt_cond);
+        pthread_mutex_unlock(&s->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    store *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    while (!s->ckpt_stop) {
+        if (!s->ckpt_wanted) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += STORE_CHECKPOINT_EVERY_S;
+            pthread_cond_timedwait(&s->ckpt_cond, &s->ckpt_mu, &until);
+            if (s->ckpt_stop) break;
+        }
+        s->ckpt_wanted = false;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        /* PASSIVE: copies what it can without blocking the writer or
+         * readers; the next writer restarts the WAL once all is copied. */
+        int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn(COMPONENT, "checkpoint failed: %s", sqlite3_errmsg(s->ckpt_db));
+        pthread_mutex_lock(&s->ckpt_mu);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
+
+/* Starts the checkpointer; on failure the writer checkpoints itself. */
+static void ckpt_start(store *s)
+{
+    if (sqlite3_open_v2(s->db_path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        log_warn(COMPONENT, "no checkpoint connection: %s",
+                 s->ckpt_db ? sqlite3_errmsg(s->ckpt_db) : "out of memory");
+        sqlite3_close(s->ckpt_db);
+        s->ckpt_db = NULL;
+        return;
+    }
+    sqlite3_busy_timeout(s->ckpt_db, STORE_BUSY_TIMEOUT_MS);
+    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0) {
+        sqlite3_close(s->ckpt_db);
+        s->ckpt_db = NULL;
+        return;
+    }
+    s->ckpt_running = true;
+    sqlite3_wal_autocheckpoint(s->db, 0);
+    sqlite3_wal_hook(s->db, wal_hook, s);
 }
 
 static void recompute_time_range(store *s)
@@ -1156,6 +1265,8 @@ int store_open(store **out, const store_options *o, buf *err)
     pthread_mutex_init(&s->readers_mu, NULL);
     pthread_mutex_init(&s->stats_mu, NULL);
     pthread_rwlock_init(&s->head_lock, NULL);
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cond, NULL);
     hmap_init(&s->by_labels);
     hmap_init(&s->metadata);
     atomic_init(&s->commit_seq, 1);
@@ -1252,6 +1363,7 @@ int store_open(store **out, const store_options *o, buf *err)
     sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc < 0) goto fail;
     recompute_time_range(s);
+    ckpt_start(s);
     *out = s;
     return 0;
 
@@ -1379,11 +1491,18 @@ static void requeue_series(store *s, series **taken, size_t ntaken)
 static int write_chunks(store *s, mchunk *first)
 {
     for (mchunk *c = first; c; c = c->gnext) {
+        /* Stored as a decimal chunk when that is smaller. */
+        uint8_t *dec = NULL;
+        size_t dec_len = 0;
+        bool use_dec = chunkenc_compact(c->data, c->len, &dec, &dec_len) == 1;
         sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)c->se->id);
         sqlite3_bind_int64(s->st.ins_chunk, 2, c->max_t);
         sqlite3_bind_int64(s->st.ins_chunk, 3, c->min_t);
-        sqlite3_bind_blob(s->st.ins_chunk, 4, c->data, (int)c->len, SQLITE_STATIC);
+        sqlite3_bind_int(s->st.ins_chunk, 4, use_dec ? CHUNKENC_DECIMAL : CHUNKENC_XOR);
+        sqlite3_bind_blob(s->st.ins_chunk, 5, use_dec ? dec : c->data, (int)(use_dec ? dec_len : c->len),
+                          SQLITE_STATIC);
         int rc = step_done(s->st.ins_chunk);
+        free(dec);
         if (rc != SQLITE_OK) return rc;
     }
     return SQLITE_OK;
@@ -1535,11 +1654,27 @@ int store_batch_commit(store_batch *b)
     for (size_t i = 0; i < nacc; i++) {
         int64_t dr = (int64_t)(acc[i].se->id - pref);
         int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
-        w += encode_uvarint(w, ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63));
-        w += encode_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
         uint64_t v = acc[i].v;
-        for (int k = 0; k < 8; k++) w[k] = (uint8_t)(v >> (8 * k));
-        w += 8;
+        double d;
+        memcpy(&d, &v, sizeof d);
+        /* Integers a double holds exactly, bit for bit (not -0). */
+        bool is_int = d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
+        int64_t iv = is_int ? (int64_t)d : 0;
+        if (is_int) {
+            double back = (double)iv;
+            uint64_t bb;
+            memcpy(&bb, &back, sizeof bb);
+            is_int = bb == v;
+        }
+        uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
+        w += encode_uvarint(w, zr << 1 | (is_int ? 1 : 0));
+        w += encode_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
+        if (is_int) {
+            w += encode_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
+        } else {
+            for (int k = 0; k < 8; k++) w[k] = (uint8_t)(v >> (8 * k));
+            w += 8;
+        }
         pref = acc[i].se->id;
         pt = acc[i].t;
     }
@@ -1912,6 +2047,7 @@ void store_close(store *s)
     /* Write every chunk, open ones too, and empty the write-ahead table, so
      * the next start replays nothing. If this fails, the rows stay and are
      * replayed. */
+    ckpt_stop(s);
     pthread_mutex_lock(&s->write_mu);
     s->closing = true;
     if (!s->no_flush && flush(s, true) == 0)
@@ -2059,7 +2195,7 @@ int store_reader_open(store *s, store_reader **out)
         R(lv_eq, "SELECT id, series FROM label_values WHERE name = ?1 AND value = ?2"),
         R(lv_name, "SELECT id, series, value FROM label_values WHERE name = ?1"),
         R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
-        R(chunks, "SELECT min_t, max_t, data FROM chunks WHERE series_id = ?1 AND max_t >= ?2"
+        R(chunks, "SELECT min_t, max_t, data, enc FROM chunks WHERE series_id = ?1 AND max_t >= ?2"
                   " ORDER BY max_t"),
         R(metadata, "SELECT type, help, unit FROM metadata WHERE metric = ?1"),
         R(names, "SELECT DISTINCT name FROM label_values ORDER BY name"),
@@ -2250,10 +2386,11 @@ typedef struct sample_vec {
 
 /* Decodes a chunk's samples within [mint, maxt] into out. Returns 0 or
  * -EINVAL for a corrupt chunk (what decoded before the damage is kept). */
-static int decode_into(const uint8_t *data, size_t len, int64_t mint, int64_t maxt, sample_vec *out)
+static int decode_into(int enc, const uint8_t *data, size_t len, int64_t mint, int64_t maxt,
+                       sample_vec *out)
 {
     chunk_iter it;
-    if (chunkenc_iter_init(&it, data, len) < 0) return -EINVAL;
+    if (chunkenc_iter_init_enc(&it, (enum chunkenc_encoding)enc, data, len) < 0) return -EINVAL;
     int64_t t;
     double v;
     int rc;
@@ -2334,7 +2471,9 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
         int64_t cmin = sqlite3_column_int64(st, 0);
         if (cmin > maxt) continue; /* ordered by max_t, so later ones may still overlap */
         const void *d = sqlite3_column_blob(st, 2);
-        if (decode_into(d, (size_t)sqlite3_column_bytes(st, 2), mint, maxt, &sv) < 0) corrupt++;
+        if (decode_into(sqlite3_column_int(st, 3), d, (size_t)sqlite3_column_bytes(st, 2), mint, maxt,
+                        &sv) < 0)
+            corrupt++;
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
@@ -2351,7 +2490,9 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     reader_end(r);
     size_t off = 0;
     for (size_t i = 0; i < hc.n; i++) {
-        if (decode_into((const uint8_t *)hc.data.data + off, hc.lens[i], mint, maxt, &sv) < 0) corrupt++;
+        if (decode_into(CHUNKENC_XOR, (const uint8_t *)hc.data.data + off, hc.lens[i], mint, maxt,
+                        &sv) < 0)
+            corrupt++;
         off += hc.lens[i];
     }
     buf_cleanup(&hc.data);
@@ -2556,27 +2697,33 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
     rc = write_pending_series(s, &taken, &ntaken);
     mem_free(taken);
     if (rc != SQLITE_OK) goto fail;
-    chunk_appender a;
-    chunkenc_init(&a);
-    int64_t cmin = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (a.count && (i == n || a.count >= CHUNKENC_TARGET_SAMPLES)) {
-            size_t len;
-            const uint8_t *bytes = chunkenc_bytes(&a, &len);
-            sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)ref);
-            sqlite3_bind_int64(s->st.ins_chunk, 2, a.t);
-            sqlite3_bind_int64(s->st.ins_chunk, 3, cmin);
-            sqlite3_bind_blob(s->st.ins_chunk, 4, bytes, (int)len, SQLITE_STATIC);
-            rc = step_done(s->st.ins_chunk);
-            chunkenc_cleanup(&a);
-            if (rc != SQLITE_OK) break;
-            im->chunks_in_tx++;
+    /* Chunks of CHUNKENC_TARGET_SAMPLES, each in the smaller encoding. */
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i += CHUNKENC_TARGET_SAMPLES) {
+        size_t k = n - i < CHUNKENC_TARGET_SAMPLES ? n - i : CHUNKENC_TARGET_SAMPLES;
+        int64_t ts[CHUNKENC_TARGET_SAMPLES];
+        double vs[CHUNKENC_TARGET_SAMPLES];
+        chunk_appender a;
+        chunkenc_init(&a);
+        for (size_t j = 0; j < k; j++) {
+            ts[j] = samples[i + j].t;
+            vs[j] = samples[i + j].v;
+            chunkenc_append(&a, ts[j], vs[j]);
         }
-        if (i == n) break;
-        if (a.count == 0) cmin = samples[i].t;
-        chunkenc_append(&a, samples[i].t, samples[i].v);
+        size_t xlen, dlen = 0;
+        const uint8_t *xbytes = chunkenc_bytes(&a, &xlen);
+        uint8_t *dbytes = NULL;
+        bool dec = chunkenc_decimal_encode(ts, vs, k, &dbytes, &dlen) == 0 && dlen < xlen;
+        sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)ref);
+        sqlite3_bind_int64(s->st.ins_chunk, 2, ts[k - 1]);
+        sqlite3_bind_int64(s->st.ins_chunk, 3, ts[0]);
+        sqlite3_bind_int(s->st.ins_chunk, 4, dec ? CHUNKENC_DECIMAL : CHUNKENC_XOR);
+        sqlite3_bind_blob(s->st.ins_chunk, 5, dec ? dbytes : xbytes, (int)(dec ? dlen : xlen),
+                          SQLITE_STATIC);
+        rc = step_done(s->st.ins_chunk);
+        free(dbytes);
+        chunkenc_cleanup(&a);
+        im->chunks_in_tx++;
     }
-    chunkenc_cleanup(&a);
     if (rc != SQLITE_OK) goto fail;
     /* The series' range grows; later live samples must be newer than what
      * was imported. */
@@ -2649,7 +2796,7 @@ int store_check(const char *path, buf *report)
         buf_printf(report, "integrity_check could not run: %s\n", sqlite3_errmsg(s->db));
         problems++;
     }
-    if (sqlite3_prepare_v2(s->db, "SELECT series_id, max_t, min_t, data FROM chunks", -1, &st, NULL) ==
+    if (sqlite3_prepare_v2(s->db, "SELECT series_id, max_t, min_t, data, enc FROM chunks", -1, &st, NULL) ==
         SQLITE_OK) {
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -2661,7 +2808,7 @@ int store_check(const char *path, buf *report)
             chunk_iter it;
             int64_t t, first = 0, lastt = 0;
             double v;
-            int r = chunkenc_iter_init(&it, d, len);
+            int r = chunkenc_iter_init_enc(&it, (enum chunkenc_encoding)sqlite3_column_int(st, 4), d, len);
             uint64_t count = 0;
             while (r == 0 && (r = chunkenc_iter_next(&it, &t, &v)) == 1) {
                 if (!count) first = t;
