@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "expfmt.h"
 #include "mem.h"
 
 enum regex_kind {
@@ -19,6 +20,7 @@ struct regex {
     enum regex_kind kind;
     char *pattern;
     size_t pattern_len;
+    size_t prefix_len; /* literal prefix of every match */
     pcre2_code *code;
     uint32_t captures;
 };
@@ -154,6 +156,41 @@ static void compile_error(buf *err, const char *reason, const char *pat, size_t 
     buf_putc(err, '`');
 }
 
+/* Length of the literal text at the start of every match: the leading
+ * run of plain characters, minus the last one when a quantifier follows it;
+ * nothing when the pattern has an alternation outside a class (it may not
+ * apply to all branches). */
+static size_t literal_prefix(const char *p, size_t len)
+{
+    bool in_class = false;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\\') {
+            i++;
+            continue;
+        }
+        if (in_class) {
+            if (p[i] == ']') in_class = false;
+        } else if (p[i] == '[') {
+            in_class = true;
+        } else if (p[i] == '|') {
+            return 0;
+        }
+    }
+    size_t n = 0;
+    while (n < len && !is_meta(p[n])) n++;
+    if (n > 0 && n < len && (p[n] == '*' || p[n] == '?' || p[n] == '{')) n--;
+    /* Stop before a multi-byte UTF-8 character cut by the quantifier rule. */
+    while (n > 0 && ((unsigned char)p[n - 1] & 0xC0) == 0x80) n--;
+    if (n > 0 && ((unsigned char)p[n - 1] & 0xC0) == 0xC0) n--;
+    return n;
+}
+
+const char *regex_literal_prefix(const regex *re, size_t *len)
+{
+    *len = re->prefix_len;
+    return re->pattern;
+}
+
 int regex_compile(regex **out, const char *pattern, size_t len, buf *err)
 {
     if (len > REGEX_MAX_PATTERN) {
@@ -210,6 +247,7 @@ int regex_compile(regex **out, const char *pattern, size_t len, buf *err)
         regex_free(re);
         return -EINVAL;
     }
+    re->prefix_len = literal_prefix(pattern, len);
     pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);
     pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &re->captures);
     *out = re;
@@ -230,11 +268,42 @@ const char *regex_pattern(const regex *re)
 }
 
 /* Runs PCRE2; returns the match data on a match, else NULL. */
-static pcre2_match_data *run(const regex *re, const char *s, size_t len)
+/* s with every byte that is not part of valid UTF-8 replaced by U+FFFD, as
+ * Go's regexp reads such text. Caller frees. */
+static char *sanitize_utf8(const char *s, size_t len, size_t *out_len)
 {
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (n && i + n <= len && expfmt_utf8_valid(s + i, n)) {
+            buf_append(&b, s + i, n);
+            i += n;
+        } else {
+            buf_append(&b, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+    return buf_detach(&b, out_len);
+}
+
+/* Runs PCRE2; returns the match data on a match, else NULL. Text that is not
+ * valid UTF-8 is matched as Go does (each bad byte a U+FFFD); then *subject
+ * points to that copy, which the caller frees (else it is s). */
+static pcre2_match_data *run(const regex *re, const char *s, size_t len, const char **subject)
+{
+    *subject = s;
     pcre2_match_data *md = thread_match_data(re->captures + 1);
     if (!md) return NULL;
     int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+    if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21) {
+        size_t clen;
+        char *copy = sanitize_utf8(s, len, &clen);
+        rc = pcre2_match(re->code, (PCRE2_SPTR)copy, clen, 0, 0, md, NULL);
+        *subject = copy;
+    }
     return rc >= 0 ? md : NULL;
 }
 
@@ -250,7 +319,10 @@ bool regex_match(const regex *re, const char *s, size_t len)
     case REGEX_PCRE:
         break;
     }
-    return run(re, s, len) != NULL;
+    const char *subject;
+    bool m = run(re, s, len, &subject) != NULL;
+    if (subject != s) mem_free((char *)subject);
+    return m;
 }
 
 static bool name_char(char c)
@@ -290,8 +362,12 @@ static int append_group(const regex *re, pcre2_match_data *md, const char *s, co
 int regex_expand(const regex *re, const char *s, size_t len, const char *tmpl, size_t tmpl_len,
                  buf *out)
 {
-    pcre2_match_data *md = run(re, s, len);
-    if (!md) return 0;
+    const char *subject;
+    pcre2_match_data *md = run(re, s, len, &subject);
+    if (!md) {
+        if (subject != s) mem_free((char *)subject);
+        return 0;
+    }
     size_t i = 0;
     int rc = 0;
     while (i < tmpl_len && rc == 0) {
@@ -314,7 +390,7 @@ int regex_expand(const regex *re, const char *s, size_t len, const char *tmpl, s
             while (j < tmpl_len && name_char(tmpl[j]))
                 j++;
             if (j < tmpl_len && tmpl[j] == '}' && j > i + 2) {
-                rc = append_group(re, md, s, tmpl + i + 2, j - i - 2, out);
+                rc = append_group(re, md, subject, tmpl + i + 2, j - i - 2, out);
                 i = j + 1;
             } else {
                 rc = buf_putc(out, '$'); /* malformed: kept literally, as Go does */
@@ -324,12 +400,13 @@ int regex_expand(const regex *re, const char *s, size_t len, const char *tmpl, s
             size_t j = i + 1;
             while (j < tmpl_len && name_char(tmpl[j]))
                 j++;
-            rc = append_group(re, md, s, tmpl + i + 1, j - i - 1, out);
+            rc = append_group(re, md, subject, tmpl + i + 1, j - i - 1, out);
             i = j;
         } else {
             rc = buf_putc(out, '$');
             i++;
         }
     }
+    if (subject != s) mem_free((char *)subject);
     return rc < 0 ? rc : 1;
 }

@@ -34,6 +34,11 @@ const char *regex_pattern(const regex *re);
 /* True if the whole of s[0..len) matches. */
 bool regex_match(const regex *re, const char *s, size_t len);
 
+/* The literal text every match must start with (maybe empty), as a view
+ * into the pattern: "pod-00[0-9]{3}" gives "pod-00", "a|b" and "(?i)x" give
+ * "". Lets callers narrow a search to a key range before matching. */
+const char *regex_literal_prefix(const regex *re, size_t *len);
+
 /* If the whole of s matches, appends tmpl expanded with the match (Go's
  * Regexp.Expand: $1, ${1}, $name, ${name}, $$) to out and returns 1;
  * returns 0 if s does not match; -E2BIG if out's limit was reached. */

@@ -133,6 +133,8 @@
 /* Commits between write-ahead truncations done inside a commit (besides
  * store_maintain's). */
 #define STORE_TRUNCATE_EVERY_COMMITS 512
+/* How many samples ahead a commit prefetches series and chunk memory. */
+#define STORE_PREFETCH 8
 /* Backfill: chunks per transaction. */
 #define STORE_IMPORT_CHUNKS_PER_TX 4096
 /* Retention deletes at most this many chunk rows per transaction, so
@@ -286,7 +288,7 @@ struct store_reader {
     struct store_reader *next;
     struct {
         sqlite3_stmt *begin, *end;
-        sqlite3_stmt *lv_eq, *lv_name, *postings;
+        sqlite3_stmt *lv_eq, *lv_name, *lv_range, *postings;
         sqlite3_stmt *chunks, *metadata, *names, *values, *touch;
     } st;
 };
@@ -1610,6 +1612,9 @@ int store_batch_commit(store_batch *b)
     size_t cap = s->by_id_cap;
     for (size_t i = 0; i < b->n; i++) {
         const batch_sample *x = &b->v[i];
+        /* Series are scattered in memory; fetch a few samples ahead. */
+        if (i + STORE_PREFETCH < b->n && b->v[i + STORE_PREFETCH].ref < cap)
+            __builtin_prefetch(by_id[b->v[i + STORE_PREFETCH].ref], 1);
         series *se = x->ref < cap ? by_id[x->ref] : NULL;
         if (!se) {
             unknown++;
@@ -1745,6 +1750,13 @@ int store_batch_commit(store_batch *b)
     int64_t now = wall_ms();
     int64_t bmin = INT64_MAX, bmax = INT64_MIN;
     for (size_t i = 0; i < nacc; i++) {
+        /* The series (fetched ahead in the check above, maybe evicted
+         * since) and the end of its open chunk. */
+        if (i + 2 * STORE_PREFETCH < nacc) __builtin_prefetch(acc[i + 2 * STORE_PREFETCH].se, 1);
+        if (i + STORE_PREFETCH < nacc) {
+            const chunk_appender *pa = &acc[i + STORE_PREFETCH].se->open;
+            if (pa->data) __builtin_prefetch(pa->data + (pa->bits >> 3), 1);
+        }
         head_append(s, acc[i].se, acc[i].t, acc[i].v, wal_seq, now);
         if (acc[i].t < bmin) bmin = acc[i].t;
         if (acc[i].t > bmax) bmax = acc[i].t;
@@ -2116,8 +2128,26 @@ static int matcher_pairs(store_reader *r, const label_matcher *m, idvec *lvs, in
             rc = SQLITE_DONE;
         }
     } else {
-        st = r->st.lv_name;
-        bind_bytes(st, 1, m->name, m->name_len);
+        /* A regex with a literal prefix only needs the values in the
+         * prefix's key range [prefix, prefix with its last byte + 1). */
+        size_t plen = 0;
+        const char *prefix = m->type == MATCH_RE ? regex_literal_prefix(m->re, &plen) : NULL;
+        char upper[256];
+        size_t ulen = plen < sizeof upper ? plen : 0;
+        if (ulen) {
+            memcpy(upper, prefix, ulen);
+            while (ulen > 0 && (unsigned char)upper[ulen - 1] == 0xff) ulen--;
+            if (ulen) upper[ulen - 1] = (char)((unsigned char)upper[ulen - 1] + 1);
+        }
+        if (ulen) {
+            st = r->st.lv_range;
+            bind_bytes(st, 1, m->name, m->name_len);
+            bind_bytes(st, 2, prefix, plen);
+            bind_bytes(st, 3, upper, ulen);
+        } else {
+            st = r->st.lv_name;
+            bind_bytes(st, 1, m->name, m->name_len);
+        }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             const char *v;
             size_t len;
@@ -2194,6 +2224,8 @@ int store_reader_open(store *s, store_reader **out)
         R(end, "COMMIT"),
         R(lv_eq, "SELECT id, series FROM label_values WHERE name = ?1 AND value = ?2"),
         R(lv_name, "SELECT id, series, value FROM label_values WHERE name = ?1"),
+        R(lv_range, "SELECT id, series, value FROM label_values WHERE name = ?1 AND value >= ?2"
+                    " AND value < ?3"),
         R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
         R(chunks, "SELECT min_t, max_t, data, enc FROM chunks WHERE series_id = ?1 AND max_t >= ?2"
                   " ORDER BY max_t"),

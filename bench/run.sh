@@ -1,12 +1,40 @@
 #!/bin/sh
-# `make bench`: benchmarks, sidewatch side by side with the real Prometheus
-# tools where a real counterpart exists. Results go to stdout; record new
-# figures in bench/README.md with the command that produced them.
+# `make bench`: every benchmark, sidewatch side by side with the real
+# Prometheus tools (Debian's prometheus 2.42 package) where one exists.
+# Record new figures in bench/README.md with the command that produced them.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
-echo "== store: append throughput, bytes per sample, select+read latency (sidewatch only)"
+PROM=$(prometheus --version 2>&1 | head -1 | awk '{print $3}')
+TMP=$(mktemp -d /tmp/sidewatch-bench-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+
+echo "== backfill: sidewatch import openmetrics vs promtool tsdb create-blocks-from openmetrics ($PROM)"
+/usr/bin/python3 bench/backfill.py
+echo
+
+echo "== ingest through the head (store API, write-ahead table included) vs promtool tsdb bench write"
+"$BUILD/bench/ingest_bench" 100 "$TMP/ingest"
+cp "$TMP/ingest/series.json" "$TMP/series.json"
+promtool tsdb bench write --out="$TMP/promtool" --metrics=10000 --scrapes=100 "$TMP/series.json" 2>&1 |
+    grep -E "total samples|samples/sec" | sed 's/^/promtool:/'
+echo
+
+echo "== memory per active series: 100,000 series scraped by sidewatch and Prometheus $PROM"
+/usr/bin/python3 bench/memory.py 10000 10 "${BENCH_SECONDS:-40}"
+echo
+
+echo "== select"
+"$BUILD/bench/select_bench" "$TMP/select"
+echo
+
+echo "== store: append/select on the row-per-series workload of the first store (sidewatch only)"
 "$BUILD/bench/store_bench" 100
 echo
-echo "== footprint: sidewatch vs Prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
+
+echo "== chunk codec"
+"$BUILD/bench/chunkenc_bench"
+echo
+
+echo "== footprint: scraping node_exporter next to Prometheus $PROM"
 /usr/bin/python3 bench/footprint.py "${BENCH_SECONDS:-60}"

@@ -45,6 +45,8 @@ static void test_match(void **state)
         {"", "", true},
         {"", "x", false},
         {"10\\.0\\.0\\.1:9100", "10.0.0.1:9100", true},
+        {"a.b", "a\xff" "b", true}, /* invalid UTF-8: one byte, one U+FFFD, as Go */
+        {"a..b", "a\xff" "b", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         regex *re = compile(cases[i].re);
@@ -117,12 +119,35 @@ static void test_expand(void **state)
     }
 }
 
+static void test_literal_prefix(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *re, *prefix;
+    } cases[] = {
+        {"pod-00[0-9]{3}", "pod-00"}, {"abc", "abc"},   {"ab*", "a"},       {"ab?c", "a"},
+        {"ab{2}", "a"},               {"a|b", ""},      {"(?i)abc", ""},    {".*x", ""},
+        {"x.*", "x"},                 {"ab[|]c", "ab"}, {"ab\\.c", "ab"}, {"caf\xc3\xa9*", "caf"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        regex *re = compile(cases[i].re);
+        size_t len;
+        const char *p = regex_literal_prefix(re, &len);
+        if (len != strlen(cases[i].prefix) || memcmp(p, cases[i].prefix, len) != 0)
+            fail_msg("case %zu (%s): got \"%.*s\"", i, cases[i].re, (int)len, p);
+        /* Every match starts with the prefix. */
+        regex_free(re);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_rejects_like_go),
         cmocka_unit_test(test_expand),
+        cmocka_unit_test(test_literal_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -385,6 +385,31 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Regex matchers with a literal prefix search a key range of label values;
+ * values around the range's ends must be handled exactly. */
+static void test_regex_prefix_ranges(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    static const char *const pods[] = {"pod", "pod-", "pod-0", "pod-00", "pod-009", "pod-01", "pod-0/",
+                                       "pod-00\xff", "pocket", "q"};
+    store_batch *b = store_batch_new(s);
+    for (size_t i = 0; i < sizeof pods / sizeof pods[0]; i++)
+        store_batch_add(b, ref_pairs(s, mk("__name__", "m", "pod", pods[i], NULL)), 1, 1);
+    assert_int_equal(store_batch_commit(b), 0);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    ASSERT_SEL(r, 0, 10, "m{pod=\"pod-00\"} m{pod=\"pod-009\"} m{pod=\"pod-00\xff\"}",
+               {MATCH_RE, "pod", "pod-00.*"});
+    ASSERT_SEL(r, 0, 10, "m{pod=\"pod-009\"}", {MATCH_RE, "pod", "pod-00[0-9]+"});
+    ASSERT_SEL(r, 0, 10, "m{pod=\"pocket\"} m{pod=\"pod\"}", {MATCH_RE, "pod", "po(d|cket)"});
+    ASSERT_SEL(r, 0, 10, "m{pod=\"pod\"} m{pod=\"pod-\"}", {MATCH_RE, "pod", "pod-?"});
+    store_reader_close(r);
+    store_close(s);
+    tmpdir_free(dir);
+}
+
 static void test_sort_order(void **state)
 {
     (void)state;
@@ -1630,6 +1655,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_reader_snapshot),
         cmocka_unit_test(test_matchers),
+        cmocka_unit_test(test_regex_prefix_ranges),
         cmocka_unit_test(test_sort_order),
         cmocka_unit_test(test_out_of_order_and_duplicates),
         cmocka_unit_test(test_values_bit_exact),
