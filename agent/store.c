@@ -114,7 +114,7 @@
 /* Database page size: chunk rows average a few hundred bytes, and a page
  * wastes on average half a row at its end. */
 #ifndef STORE_PAGE_SIZE
-#define STORE_PAGE_SIZE 8192
+#define STORE_PAGE_SIZE 4096
 #endif
 /* Bound the SQLite WAL file left behind after a checkpoint. */
 #define STORE_JOURNAL_SIZE_LIMIT (8 * 1024 * 1024)
@@ -224,6 +224,7 @@ struct store {
     mchunk *retained, *retained_tail;   /* written, kept for readers */
     uint64_t commits_since_truncate;
     _Atomic uint64_t last_wal_seq; /* newest write-ahead row whose samples are in the head */
+    uint64_t wal_next;             /* sequence number of the next row */
     uint64_t truncated_upto; /* rows below this are deleted */
 
     /* Checkpoints of SQLite's WAL run on their own thread and connection, so
@@ -737,7 +738,7 @@ static const char schema_v2_sql[] =
     "CREATE TABLE chunks(id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,"
     " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, enc INTEGER NOT NULL, data BLOB NOT NULL);"
     "CREATE INDEX chunks_series ON chunks(series_id, max_t);"
-    "CREATE TABLE wal(seq INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);";
+    "CREATE TABLE wal(seq INTEGER PRIMARY KEY, data BLOB NOT NULL);";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -901,7 +902,7 @@ static int prepare_writer(store *s)
         W(set_meta, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"),
         W(ins_chunk, "INSERT INTO chunks(series_id, max_t, min_t, enc, data)"
                      " VALUES(?1, ?2, ?3, ?4, ?5)"),
-        W(ins_wal, "INSERT INTO wal(data) VALUES(?1)"),
+        W(ins_wal, "INSERT INTO wal(seq, data) VALUES(?1, ?2)"),
         W(del_wal, "DELETE FROM wal WHERE seq < ?1"),
         W(upsert_metadata, "INSERT INTO metadata(metric, type, help, unit) VALUES(?1, ?2, ?3, ?4)"
                            " ON CONFLICT(metric) DO UPDATE SET type = excluded.type,"
@@ -1088,13 +1089,9 @@ static int replay_wal(store *s, buf *err)
         return sql_errno(rc);
     }
     s->truncated_upto = first_seq ? first_seq : s->last_wal_seq + 1;
-    if (s->last_wal_seq == 0) {
-        int64_t seq = 0;
-        /* AUTOINCREMENT keeps the highest sequence ever used. */
-        if (query_int(s->db, "SELECT seq FROM sqlite_sequence WHERE name = 'wal'", &seq) == SQLITE_OK)
-            s->last_wal_seq = (uint64_t)seq;
-        s->truncated_upto = s->last_wal_seq + 1;
-    }
+    /* Sequence numbers continue after the newest row (numbers of deleted
+     * rows may come again once the table is empty: nothing refers to them). */
+    s->wal_next = s->last_wal_seq + 1;
     s->stats.replayed_samples = replayed;
     s->stats.wal_rows = rows;
     if (rows)
@@ -1711,9 +1708,10 @@ int store_batch_commit(store_batch *b)
     if ((rc = write_chunks(s, to_write)) != SQLITE_OK) goto fail;
     if (nacc) {
         what = "writing the write-ahead row";
-        bind_bytes(s->st.ins_wal, 1, wal.data, wal.len);
+        wal_seq = s->wal_next;
+        sqlite3_bind_int64(s->st.ins_wal, 1, (int64_t)wal_seq);
+        bind_bytes(s->st.ins_wal, 2, wal.data, wal.len);
         if ((rc = step_done(s->st.ins_wal)) != SQLITE_OK) goto fail;
-        wal_seq = (uint64_t)sqlite3_last_insert_rowid(s->db);
     }
     if (truncate) {
         /* Chunks written in this transaction no longer pin their rows. */
@@ -1764,7 +1762,10 @@ int store_batch_commit(store_batch *b)
     release_retained(s);
     pthread_rwlock_unlock(&s->head_lock);
     atomic_fetch_add(&s->commit_seq, 1);
-    if (nacc) atomic_store(&s->last_wal_seq, wal_seq);
+    if (nacc) {
+        atomic_store(&s->last_wal_seq, wal_seq);
+        s->wal_next = wal_seq + 1;
+    }
     uint64_t deleted_rows = 0;
     if (truncate) {
         s->commits_since_truncate = 0;
