@@ -794,7 +794,7 @@ static int dec_next(chunk_iter *it, int64_t *t, double *v)
             delta = (int64_t)((uint64_t)delta + (uint64_t)dod);
         }
         int64_t nt = (int64_t)((uint64_t)it->t + (uint64_t)delta);
-        if (UNLIKELY(delta <= 0 || nt <= it->t)) return corrupt(it);
+        if (UNLIKELY(nt <= it->t)) return corrupt(it); /* not increasing, or overflow */
         int64_t dv = get_bucket(it->data, it->len, &pos, 7, 15, 31);
         it->m = (int64_t)((uint64_t)it->m + (uint64_t)dv);
         it->t = nt;

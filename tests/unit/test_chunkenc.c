@@ -1253,6 +1253,10 @@ static void test_decimal_roundtrip(void **state)
     dec_roundtrip(it, iv, 6);
     /* One sample. */
     dec_roundtrip(t, v, 1);
+    /* Regression (fuzzing): a first delta above INT64_MAX is valid. */
+    int64_t huge[2] = {-9151313341519480168LL, 6557242158748809880LL};
+    double zero[2] = {0, 0};
+    dec_roundtrip(huge, zero, 2);
 }
 
 static void test_decimal_rejects(void **state)
