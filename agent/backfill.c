@@ -86,6 +86,53 @@ static labels *series_labels(textparse *p, buf *err)
     return ls;
 }
 
+/* HELP, TYPE and UNIT of a metric family in the file. */
+typedef struct bmeta {
+    char *name, *help, *unit;
+    enum expfmt_type type;
+} bmeta;
+
+typedef struct meta_list {
+    bmeta *v;
+    size_t n, cap;
+} meta_list;
+
+static bmeta *meta_for(meta_list *l, textparse_str name)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    textparse_unescape(name, false, buf_sink, &b);
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->v[i].name, buf_cstr(&b)) == 0) {
+            buf_cleanup(&b);
+            return &l->v[i];
+        }
+    }
+    l->v = mem_grow(l->v, sizeof *l->v, l->n + 1, &l->cap);
+    bmeta *m = &l->v[l->n++];
+    memset(m, 0, sizeof *m);
+    m->name = buf_detach(&b, NULL);
+    return m;
+}
+
+static char *text_of(textparse_str t)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    textparse_unescape(t, false, buf_sink, &b);
+    return buf_detach(&b, NULL);
+}
+
+static void meta_free(meta_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        mem_free(l->v[i].name);
+        mem_free(l->v[i].help);
+        mem_free(l->v[i].unit);
+    }
+    mem_free(l->v);
+}
+
 static int cmp_sample(const void *x, const void *y)
 {
     int64_t a = ((const store_sample *)x)->t, b = ((const store_sample *)y)->t;
@@ -115,6 +162,7 @@ int backfill_openmetrics(store *st, const char *data, size_t len, backfill_resul
     textparse p;
     textparse_init(&p, TEXTPARSE_OPENMETRICS, data, len);
     int rc = 0;
+    meta_list metas = {0};
 
     /* 1. Parse and check everything; nothing is written yet. */
     for (;;) {
@@ -125,6 +173,17 @@ int backfill_openmetrics(store *st, const char *data, size_t len, backfill_resul
                        textparse_error(&p));
             rc = -EINVAL;
             break;
+        }
+        if (e == TEXTPARSE_HELP || e == TEXTPARSE_TYPE || e == TEXTPARSE_UNIT) {
+            bmeta *m = meta_for(&metas, textparse_meta_name(&p));
+            if (e == TEXTPARSE_TYPE) {
+                m->type = textparse_meta_type(&p);
+            } else {
+                char **slot = e == TEXTPARSE_HELP ? &m->help : &m->unit;
+                mem_free(*slot);
+                *slot = text_of(textparse_meta_text(&p));
+            }
+            continue;
         }
         if (e != TEXTPARSE_SERIES) continue;
         textparse_str k = textparse_series(&p);
@@ -204,10 +263,18 @@ int backfill_openmetrics(store *st, const char *data, size_t len, backfill_resul
         }
         int frc = store_import_finish(im);
         if (rc == 0) rc = frc;
+        if (rc == 0 && metas.n) {
+            store_batch *b = store_batch_new(st);
+            for (size_t i = 0; i < metas.n; i++)
+                store_batch_metadata(b, metas.v[i].name, metas.v[i].type, metas.v[i].help,
+                                     metas.v[i].unit);
+            rc = store_batch_commit(b);
+        }
         if (rc < 0) buf_printf(err, "writing to the store failed: %s", strerror(-rc));
     }
     if (res->samples == 0) res->min_t = res->max_t = 0;
     free_all(all, n_all, &m);
+    meta_free(&metas);
     return rc;
 }
 

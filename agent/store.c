@@ -19,7 +19,7 @@
  *                                      number of series carrying it (the
  *                                      selectivity estimate of store_select)
  *   postings(lv_id, series_id)         the inverted index: pair -> series
- *   chunks(id, series_id, max_t, min_t, enc, data)
+ *   chunks(id, series_id, max_t, min_t, count, enc, data)
  *                                      one closed chunk (usually 120 samples)
  *                                      per row in the chunkenc.h encoding
  *                                      `enc` (XOR, or decimal when smaller),
@@ -736,7 +736,8 @@ static const char schema_sql[] =
 /* Tables added by schema version 2 (also the migration from version 1). */
 static const char schema_v2_sql[] =
     "CREATE TABLE chunks(id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,"
-    " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, enc INTEGER NOT NULL, data BLOB NOT NULL);"
+    " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, count INTEGER NOT NULL, enc INTEGER NOT NULL,"
+    " data BLOB NOT NULL);"
     "CREATE INDEX chunks_series ON chunks(series_id, max_t);"
     "CREATE TABLE wal(seq INTEGER PRIMARY KEY, data BLOB NOT NULL);";
 
@@ -781,8 +782,8 @@ static int migrate_v1(store *s)
                             &rd, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO chunks(series_id, max_t, min_t, enc, data)"
-                                " VALUES(?1,?2,?3,0,?4)",
+                                "INSERT INTO chunks(series_id, max_t, min_t, count, enc, data)"
+                                " VALUES(?1,?2,?3,?5,0,?4)",
                                 -1, &wr, NULL);
     chunk_appender a;
     chunkenc_init(&a);
@@ -803,6 +804,7 @@ static int migrate_v1(store *s)
             sqlite3_bind_int64(wr, 2, a.t);
             sqlite3_bind_int64(wr, 3, min_t);
             sqlite3_bind_blob(wr, 4, bytes, (int)len, SQLITE_STATIC);
+            sqlite3_bind_int(wr, 5, a.count);
             rc = step_done(wr);
             chunkenc_cleanup(&a);
             if (rc != SQLITE_OK) break;
@@ -900,15 +902,15 @@ static int prepare_writer(store *s)
         W(inc_lv, "UPDATE label_values SET series = series + 1 WHERE id = ?1"),
         W(ins_posting, "INSERT INTO postings(lv_id, series_id) VALUES(?1, ?2)"),
         W(set_meta, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"),
-        W(ins_chunk, "INSERT INTO chunks(series_id, max_t, min_t, enc, data)"
-                     " VALUES(?1, ?2, ?3, ?4, ?5)"),
+        W(ins_chunk, "INSERT INTO chunks(series_id, max_t, min_t, count, enc, data)"
+                     " VALUES(?1, ?2, ?3, ?6, ?4, ?5)"),
         W(ins_wal, "INSERT INTO wal(seq, data) VALUES(?1, ?2)"),
         W(del_wal, "DELETE FROM wal WHERE seq < ?1"),
         W(upsert_metadata, "INSERT INTO metadata(metric, type, help, unit) VALUES(?1, ?2, ?3, ?4)"
                            " ON CONFLICT(metric) DO UPDATE SET type = excluded.type,"
                            " help = excluded.help, unit = excluded.unit"),
         W(del_chunks_before, "DELETE FROM chunks WHERE series_id = ?1 AND max_t < ?2"
-                             " RETURNING data"),
+                             " RETURNING count"),
         W(oldest_chunks, "SELECT series_id, max_t, min_t FROM chunks ORDER BY max_t LIMIT ?1"),
         W(del_chunk, "DELETE FROM chunks WHERE series_id = ?1 AND max_t = ?2 AND min_t = ?3"
                      " RETURNING data"),
@@ -1500,6 +1502,7 @@ static int write_chunks(store *s, mchunk *first)
         sqlite3_bind_int(s->st.ins_chunk, 4, use_dec ? CHUNKENC_DECIMAL : CHUNKENC_XOR);
         sqlite3_bind_blob(s->st.ins_chunk, 5, use_dec ? dec : c->data, (int)(use_dec ? dec_len : c->len),
                           SQLITE_STATIC);
+        sqlite3_bind_int(s->st.ins_chunk, 6, chunkenc_count(c->data, c->len));
         int rc = step_done(s->st.ins_chunk);
         free(dec);
         if (rc != SQLITE_OK) return rc;
@@ -1854,8 +1857,7 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
                 sqlite3_bind_int64(st, 2, cutoff);
                 uint64_t here = 0;
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                    const void *d = sqlite3_column_blob(st, 0);
-                    samples += chunkenc_count(d, (size_t)sqlite3_column_bytes(st, 0));
+                    samples += (uint64_t)sqlite3_column_int64(st, 0);
                     here++;
                 }
                 sqlite3_reset(st);
@@ -2752,6 +2754,7 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
         sqlite3_bind_int(s->st.ins_chunk, 4, dec ? CHUNKENC_DECIMAL : CHUNKENC_XOR);
         sqlite3_bind_blob(s->st.ins_chunk, 5, dec ? dbytes : xbytes, (int)(dec ? dlen : xlen),
                           SQLITE_STATIC);
+        sqlite3_bind_int(s->st.ins_chunk, 6, (int)k);
         rc = step_done(s->st.ins_chunk);
         free(dbytes);
         chunkenc_cleanup(&a);
@@ -2829,7 +2832,7 @@ int store_check(const char *path, buf *report)
         buf_printf(report, "integrity_check could not run: %s\n", sqlite3_errmsg(s->db));
         problems++;
     }
-    if (sqlite3_prepare_v2(s->db, "SELECT series_id, max_t, min_t, data, enc FROM chunks", -1, &st, NULL) ==
+    if (sqlite3_prepare_v2(s->db, "SELECT series_id, max_t, min_t, data, enc, count FROM chunks", -1, &st, NULL) ==
         SQLITE_OK) {
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -2851,6 +2854,7 @@ int store_check(const char *path, buf *report)
             }
             samples += count;
             if (r < 0 || count == 0 || first != min_t || lastt != max_t ||
+                count != (uint64_t)sqlite3_column_int64(st, 5) ||
                 (uint64_t)id >= s->by_id_cap || !s->by_id[id]) {
                 buf_printf(report,
                            "chunk of series %" PRId64 " [%" PRId64 ", %" PRId64 "]: %s\n", id,

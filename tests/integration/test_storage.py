@@ -129,3 +129,27 @@ def test_import_openmetrics_roundtrip(tmp_path):
     p = subprocess.run([BIN, "import", "openmetrics", str(nots), f"--storage.path={store2}"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and 'expected timestamp for series {__name__="a"}, got none' in p.stderr
+
+
+def test_read_only_directory_is_refused(tmp_path):
+    """A read-only storage directory (a read-only bind mount in a private
+    mount namespace: as root, permissions alone do not stop writes) gives a
+    clear error at start-up, for a new and for an existing store."""
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        import pytest
+        pytest.skip("needs root and unshare(1) for a read-only bind mount")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    existing = tmp_path / "existing"
+    om = tmp_path / "one.om"
+    om.write_text("up 1 1700000000\n# EOF\n")
+    p = subprocess.run([BIN, "import", "openmetrics", str(om), f"--storage.path={existing}"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    for d in (fresh, existing):
+        script = (f"mount --bind {d} {d} && mount -o remount,ro,bind {d} && "
+                  f"exec {BIN} --storage.path={d} --web.listen-address=127.0.0.1:0")
+        p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1, (d, p.stdout, p.stderr)
+        assert "Read-only file system" in p.stderr, p.stderr
