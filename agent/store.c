@@ -27,12 +27,23 @@
  *                                      in write order (so table pages fill
  *                                      completely); the index chunks_series
  *                                      (series_id, max_t) serves range scans
- *   wal(seq, data)                     the write-ahead table: one row per
- *                                      committed batch whose samples are not
- *                                      all in chunk rows yet (format below)
+ *   wal(slot, data)                    the write-ahead table: slots holding
+ *                                      one committed batch each (format
+ *                                      below); meta.wal_pin says which are
+ *                                      still needed
  *   metadata(metric, type, help, unit) latest wins
  * Label names and values are BLOBs (they may contain NUL; BLOBs compare with
  * memcmp, i.e. like Go strings).
+ *
+ * Write-ahead slot: a blob of fixed capacity (size classes: the leaf page,
+ * plus one overflow page per class) holding a 12-byte header (the batch's
+ * sequence number, 8 bytes, then the row's length, 4 bytes, both
+ * little-endian; sequence 0 = never used) and the row. A slot whose
+ * sequence number is below meta.wal_pin is free: its samples are all in
+ * chunk rows. Slots are rewritten in place (sqlite3_blob_write), which
+ * changes only the pages the row covers, where an INSERT and a later DELETE
+ * also rewrite free-list, pointer-map and header pages: 2 pages per commit
+ * instead of 5 for a 1,000-sample batch.
  *
  * Write-ahead row: uvarint n, then n samples, each as: uvarint of
  * (zigzag(ref - previous ref) << 1 | I); zigzag varint of (t - previous t)
@@ -47,9 +58,11 @@
  * batch, and metadata changes. Only when COMMIT succeeded are the samples
  * appended to the open chunks; a chunk reaching CHUNKENC_TARGET_SAMPLES is
  * closed and waits in memory for the next commit (or store_maintain) to write
- * it. A write-ahead row is deleted once no series still holds one of its
- * samples only in memory: the truncation point is the oldest write-ahead
- * sequence number pinned by an open or unwritten chunk. Head chunks open
+ * it. A write-ahead row is released (meta.wal_pin moves past it, its slot is
+ * reused) once no series still holds one of its samples only in memory: the
+ * truncation point is the oldest write-ahead sequence number pinned by an
+ * open or unwritten chunk. store_maintain deletes free slots beyond
+ * STORE_WAL_SPARE_SLOTS (or beyond the number in use). Head chunks open
  * longer than STORE_HEAD_MAX_AGE_MS are closed early by store_maintain, so a
  * series that stopped receiving samples does not pin the table forever.
  * At open the write-ahead rows are replayed into the head, skipping samples
@@ -133,6 +146,19 @@
 /* Commits between write-ahead truncations done inside a commit (besides
  * store_maintain's). */
 #define STORE_TRUNCATE_EVERY_COMMITS 512
+/* Write-ahead slots. A slot's blob is a 12-byte header (the batch's
+ * sequence number, 8 bytes, and the row's length, 4 bytes, little-endian)
+ * and the row. Class 0 holds up to STORE_WAL_SLOT_BASE bytes, which SQLite
+ * keeps on the table's leaf page; each class above adds one overflow page. */
+#define STORE_WAL_HEADER 12
+#define STORE_WAL_SLOT_BASE 3800
+#define STORE_WAL_SLOT_STEP (STORE_PAGE_SIZE - 4)
+/* Free slots are listed by class; classes from STORE_WAL_CLASSES - 1 up
+ * share the last list. */
+#define STORE_WAL_CLASSES 64
+/* store_maintain deletes free slots beyond this many (or beyond the number
+ * in use, if larger). */
+#define STORE_WAL_SPARE_SLOTS 64
 /* How many samples ahead a commit prefetches series and chunk memory. */
 #define STORE_PREFETCH 8
 /* Backfill: chunks per transaction. */
@@ -162,6 +188,18 @@ typedef struct mchunk {
     uint32_t len;
     uint8_t data[];
 } mchunk;
+
+/* A row of the write-ahead table. */
+typedef struct wal_slot {
+    int64_t id;
+    uint64_t seq; /* of the batch it holds (while in use) */
+    uint32_t cls; /* size class: capacity slot_capacity(cls) */
+} wal_slot;
+
+typedef struct slot_list {
+    wal_slot *v;
+    size_t n, cap;
+} slot_list;
 
 struct series {
     uint64_t id;
@@ -214,7 +252,7 @@ struct store {
     struct {
         sqlite3_stmt *begin, *commit, *rollback;
         sqlite3_stmt *ins_series, *find_lv, *ins_lv, *inc_lv, *ins_posting, *set_meta;
-        sqlite3_stmt *ins_chunk, *ins_wal, *del_wal, *upsert_metadata;
+        sqlite3_stmt *ins_chunk, *ins_slot, *del_slot, *upsert_metadata;
         sqlite3_stmt *del_chunks_before, *oldest_chunks, *del_chunk;
         sqlite3_stmt *first_chunk, *last_chunk;
     } st;
@@ -225,7 +263,14 @@ struct store {
     uint64_t commits_since_truncate;
     _Atomic uint64_t last_wal_seq; /* newest write-ahead row whose samples are in the head */
     uint64_t wal_next;             /* sequence number of the next row */
-    uint64_t truncated_upto; /* rows below this are deleted */
+    uint64_t truncated_upto; /* rows below this are free (and meta.wal_pin says so) */
+    /* Write-ahead slots: those holding needed rows in sequence order (a
+     * ring), and free ones by size class. */
+    wal_slot *slots_used;
+    size_t used_head, used_len, used_cap;
+    slot_list slots_free[STORE_WAL_CLASSES];
+    size_t free_total;
+    int64_t next_slot_id;
 
     /* Checkpoints of SQLite's WAL run on their own thread and connection, so
      * commits never wait for the fsync()s a checkpoint does. */
@@ -579,6 +624,138 @@ static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v
     return 1;
 }
 
+/* ---- write-ahead slots ---------------------------------------------------------------- */
+
+static int64_t slot_capacity(uint32_t cls)
+{
+    return STORE_WAL_SLOT_BASE + (int64_t)cls * STORE_WAL_SLOT_STEP;
+}
+
+/* The smallest class holding `len` bytes (header included). */
+static uint32_t slot_class(size_t len)
+{
+    if (len <= STORE_WAL_SLOT_BASE) return 0;
+    return (uint32_t)((len - STORE_WAL_SLOT_BASE + STORE_WAL_SLOT_STEP - 1) / STORE_WAL_SLOT_STEP);
+}
+
+/* The largest class a blob of `cap` bytes holds. */
+static uint32_t class_of_capacity(int64_t cap)
+{
+    if (cap <= STORE_WAL_SLOT_BASE) return 0;
+    return (uint32_t)((cap - STORE_WAL_SLOT_BASE) / STORE_WAL_SLOT_STEP);
+}
+
+static void slot_list_push(slot_list *l, wal_slot x)
+{
+    if (l->n == l->cap) l->v = mem_grow(l->v, sizeof *l->v, l->n + 1, &l->cap);
+    l->v[l->n++] = x;
+}
+
+static void slot_free_push(store *s, wal_slot x)
+{
+    uint32_t i = x.cls < STORE_WAL_CLASSES ? x.cls : STORE_WAL_CLASSES - 1;
+    slot_list_push(&s->slots_free[i], x);
+    s->free_total++;
+}
+
+/* Takes a free slot of class `cls` or the nearest larger one. */
+static bool slot_free_take(store *s, uint32_t cls, wal_slot *out)
+{
+    for (uint32_t i = cls; i < STORE_WAL_CLASSES - 1; i++) {
+        slot_list *l = &s->slots_free[i];
+        if (l->n) {
+            *out = l->v[--l->n];
+            s->free_total--;
+            return true;
+        }
+    }
+    slot_list *big = &s->slots_free[STORE_WAL_CLASSES - 1];
+    for (size_t i = 0; i < big->n; i++) {
+        if (big->v[i].cls >= cls) {
+            *out = big->v[i];
+            big->v[i] = big->v[--big->n];
+            s->free_total--;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void slot_used_push(store *s, wal_slot x)
+{
+    if (s->used_len == s->used_cap) {
+        size_t cap = s->used_cap ? 2 * s->used_cap : 64;
+        wal_slot *v = mem_malloc(cap * sizeof *v);
+        for (size_t i = 0; i < s->used_len; i++) v[i] = s->slots_used[(s->used_head + i) % s->used_cap];
+        mem_free(s->slots_used);
+        s->slots_used = v;
+        s->used_cap = cap;
+        s->used_head = 0;
+    }
+    s->slots_used[(s->used_head + s->used_len) % s->used_cap] = x;
+    s->used_len++;
+}
+
+/* Frees the slots whose rows are all below `pin` (in chunk rows). */
+static void slots_release_below(store *s, uint64_t pin)
+{
+    while (s->used_len && s->slots_used[s->used_head].seq < pin) {
+        slot_free_push(s, s->slots_used[s->used_head]);
+        s->used_head = (s->used_head + 1) % s->used_cap;
+        s->used_len--;
+    }
+}
+
+/* Writes the write-ahead row `rec` (len bytes, the first STORE_WAL_HEADER
+ * of them left for the header) for batch `seq` into a free slot, or a new
+ * one. Caller holds write_mu, in a transaction; on success *slot is the
+ * slot to mark used once the transaction commits, and *created says it is
+ * new (its id is next_slot_id); on failure a reused slot is free again. */
+static int slot_write(store *s, uint64_t seq, uint8_t *rec, size_t len, wal_slot *slot,
+                      bool *created)
+{
+    uint32_t n = (uint32_t)(len - STORE_WAL_HEADER);
+    for (int k = 0; k < 8; k++) rec[k] = (uint8_t)(seq >> (8 * k));
+    for (int k = 0; k < 4; k++) rec[8 + k] = (uint8_t)(n >> (8 * k));
+    uint32_t cls = slot_class(len);
+    *created = !slot_free_take(s, cls, slot);
+    int rc = SQLITE_OK;
+    if (*created) {
+        /* Rows are few and reused: a new one is rare once the store has
+         * run for a while. */
+        *slot = (wal_slot){.id = s->next_slot_id, .cls = cls};
+        sqlite3_bind_int64(s->st.ins_slot, 1, slot->id);
+        sqlite3_bind_int64(s->st.ins_slot, 2, slot_capacity(cls));
+        rc = step_done(s->st.ins_slot);
+    }
+    if (rc == SQLITE_OK) {
+        /* Writing in place changes only the pages the row covers: no page
+         * is allocated or freed, unlike an INSERT and a later DELETE. */
+        sqlite3_blob *bl = NULL;
+        rc = sqlite3_blob_open(s->db, "main", "wal", "data", slot->id, 1, &bl);
+        if (rc == SQLITE_OK) rc = sqlite3_blob_write(bl, rec, (int)len, 0);
+        int rc2 = sqlite3_blob_close(bl);
+        if (rc == SQLITE_OK) rc = rc2;
+    }
+    if (rc != SQLITE_OK && !*created) slot_free_push(s, *slot);
+    slot->seq = seq;
+    return rc;
+}
+
+/* Reads a slot's header: false if it holds no row (never written) or a
+ * header that does not fit the slot (a damaged file). */
+static bool slot_header(const uint8_t *p, size_t blob_len, uint64_t *seq, uint32_t *len)
+{
+    if (blob_len < STORE_WAL_HEADER) return false;
+    uint64_t q = 0;
+    uint32_t n = 0;
+    for (int k = 7; k >= 0; k--) q = q << 8 | p[k];
+    for (int k = 3; k >= 0; k--) n = n << 8 | p[8 + k];
+    *seq = q;
+    *len = n;
+    return q != 0 && (size_t)n <= blob_len - STORE_WAL_HEADER;
+}
+
 /* ---- the head --------------------------------------------------------------------- */
 
 static void list_push(mchunk **head, mchunk **tail, mchunk *c)
@@ -739,7 +916,7 @@ static const char schema_v2_sql[] =
     " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, count INTEGER NOT NULL, enc INTEGER NOT NULL,"
     " data BLOB NOT NULL);"
     "CREATE INDEX chunks_series ON chunks(series_id, max_t);"
-    "CREATE TABLE wal(seq INTEGER PRIMARY KEY, data BLOB NOT NULL);";
+    "CREATE TABLE wal(slot INTEGER PRIMARY KEY, data BLOB NOT NULL);";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -904,8 +1081,8 @@ static int prepare_writer(store *s)
         W(set_meta, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"),
         W(ins_chunk, "INSERT INTO chunks(series_id, max_t, min_t, count, enc, data)"
                      " VALUES(?1, ?2, ?3, ?6, ?4, ?5)"),
-        W(ins_wal, "INSERT INTO wal(seq, data) VALUES(?1, ?2)"),
-        W(del_wal, "DELETE FROM wal WHERE seq < ?1"),
+        W(ins_slot, "INSERT INTO wal(slot, data) VALUES(?1, zeroblob(?2))"),
+        W(del_slot, "DELETE FROM wal WHERE slot = ?1"),
         W(upsert_metadata, "INSERT INTO metadata(metric, type, help, unit) VALUES(?1, ?2, ?3, ?4)"
                            " ON CONFLICT(metric) DO UPDATE SET type = excluded.type,"
                            " help = excluded.help, unit = excluded.unit"),
@@ -1036,76 +1213,128 @@ sqlerr_nofin:
     return sql_errno(rc);
 }
 
-/* Replays the write-ahead rows into the head: samples newer than the
- * series' chunk rows are appended again, exactly as when first committed. */
+static int cmp_slot_seq(const void *x, const void *y)
+{
+    const wal_slot *a = x, *b = y;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Replays one write-ahead row into the head; false if it is corrupt. */
+static bool replay_row(store *s, uint64_t seq, const uint8_t *p, size_t len, int64_t now,
+                       uint64_t *replayed, uint64_t *skipped, uint64_t *unknown)
+{
+    wal_reader w;
+    int r = wal_reader_init(&w, p, len);
+    uint64_t ref, v;
+    int64_t t;
+    while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v)) == 1) {
+        r = 0;
+        series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
+        if (!se) {
+            (*unknown)++;
+            continue;
+        }
+        if (t <= se->persisted_max_t || (se->has_last && t <= se->last_t)) {
+            (*skipped)++;
+            continue;
+        }
+        head_append(s, se, t, v, seq, now);
+        (*replayed)++;
+    }
+    return r == 0;
+}
+
+/* Replays the write-ahead rows into the head, oldest first: samples newer
+ * than the series' chunk rows are appended again, exactly as when first
+ * committed. Slots below meta.wal_pin hold rows already in chunk rows and
+ * become free slots. */
 static int replay_wal(store *s, buf *err)
 {
+    int64_t pin = 0;
+    int rc = query_int(s->db, "SELECT value FROM meta WHERE key = 'wal_pin'", &pin);
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT seq, data FROM wal ORDER BY seq", -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        open_error(err, s, "reading the write-ahead table: %s", sqlite3_errmsg(s->db));
-        return sql_errno(rc);
-    }
-    int64_t now = wall_ms();
-    uint64_t replayed = 0, skipped = 0, rows = 0, bad_rows = 0, unknown = 0;
-    uint64_t first_seq = 0;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "SELECT slot, length(data), substr(data, 1, 12) FROM wal", -1,
+                                &st, NULL);
+    if (rc != SQLITE_OK) goto sqlerr;
+    slot_list used = {0};
+    uint64_t max_seq = pin > 0 ? (uint64_t)pin - 1 : 0;
+    int64_t max_id = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-        if (!rows) first_seq = seq;
-        rows++;
-        s->last_wal_seq = seq;
-        const char *p;
-        size_t len;
-        column_bytes(st, 1, &p, &len);
-        wal_reader w;
-        int r = wal_reader_init(&w, p, len);
-        uint64_t ref, v;
-        int64_t t;
-        while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v)) == 1) {
-            series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
-            if (!se) {
-                unknown++;
-                r = 0;
-                continue;
-            }
-            r = 0;
-            if (t <= se->persisted_max_t || (se->has_last && t <= se->last_t)) {
-                skipped++;
-                continue;
-            }
-            head_append(s, se, t, v, seq, now);
-            replayed++;
-        }
-        if (r < 0) {
-            /* A row SQLite committed cannot be torn; a corrupt one means the
-             * file was damaged. Keep what could be read, say so. */
-            bad_rows++;
-            log_error(COMPONENT, "write-ahead row %" PRIu64 " is corrupt; samples after the damage "
-                                 "in that row are lost",
-                      seq);
+        wal_slot x = {.id = sqlite3_column_int64(st, 0),
+                      .cls = class_of_capacity(sqlite3_column_int64(st, 1))};
+        if (x.id > max_id) max_id = x.id;
+        uint64_t seq = 0;
+        uint32_t len = 0;
+        size_t blob_len = (size_t)sqlite3_column_int64(st, 1);
+        const uint8_t *h = sqlite3_column_blob(st, 2);
+        bool ok = h && slot_header(h, blob_len, &seq, &len);
+        if (seq > max_seq) max_seq = seq;
+        if (ok && seq >= (uint64_t)pin) {
+            x.seq = seq;
+            slot_list_push(&used, x);
+        } else {
+            if (!ok && seq != 0)
+                log_error(COMPONENT, "write-ahead slot %" PRId64 " has a damaged header; ignored",
+                          x.id);
+            slot_free_push(s, x);
         }
     }
     sqlite3_finalize(st);
+    st = NULL;
     if (rc != SQLITE_DONE) {
-        open_error(err, s, "reading the write-ahead table: %s", sqlite3_errmsg(s->db));
-        return sql_errno(rc);
+        mem_free(used.v);
+        goto sqlerr_nofin;
     }
-    s->truncated_upto = first_seq ? first_seq : s->last_wal_seq + 1;
-    /* Sequence numbers continue after the newest row (numbers of deleted
-     * rows may come again once the table is empty: nothing refers to them). */
-    s->wal_next = s->last_wal_seq + 1;
+    if (used.n) qsort(used.v, used.n, sizeof *used.v, cmp_slot_seq);
+    rc = sqlite3_prepare_v2(s->db, "SELECT data FROM wal WHERE slot = ?1", -1, &st, NULL);
+    int64_t now = wall_ms();
+    uint64_t replayed = 0, skipped = 0, unknown = 0;
+    for (size_t i = 0; rc == SQLITE_OK && i < used.n; i++) {
+        sqlite3_bind_int64(st, 1, used.v[i].id);
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW) break;
+        rc = SQLITE_OK;
+        const uint8_t *p = sqlite3_column_blob(st, 0);
+        size_t blob_len = (size_t)sqlite3_column_bytes(st, 0);
+        uint64_t seq;
+        uint32_t len;
+        if (p && slot_header(p, blob_len, &seq, &len) &&
+            !replay_row(s, seq, p + STORE_WAL_HEADER, len, now, &replayed, &skipped, &unknown))
+            /* A row SQLite committed cannot be torn; a corrupt one means the
+             * file was damaged. Keep what could be read, say so. */
+            log_error(COMPONENT, "write-ahead row %" PRIu64 " is corrupt; samples after the damage "
+                                 "in that row are lost",
+                      seq);
+        sqlite3_reset(st);
+        s->last_wal_seq = used.v[i].seq;
+        slot_used_push(s, used.v[i]);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    mem_free(used.v);
+    if (rc != SQLITE_OK) goto sqlerr_nofin;
+    /* Sequence numbers continue after every number a slot or the pin has
+     * seen, so a stale slot never looks newer than the pin. */
+    s->last_wal_seq = max_seq;
+    s->wal_next = max_seq + 1;
+    s->truncated_upto = pin > 0 ? (uint64_t)pin : 0;
+    s->next_slot_id = max_id + 1;
     s->stats.replayed_samples = replayed;
-    s->stats.wal_rows = rows;
-    if (rows)
+    s->stats.wal_rows = s->used_len;
+    if (s->used_len)
         log_info(COMPONENT,
-                 "replayed %" PRIu64 " samples from %" PRIu64 " write-ahead rows (%" PRIu64
+                 "replayed %" PRIu64 " samples from %zu write-ahead rows (%" PRIu64
                  " already in chunks)",
-                 replayed, rows, skipped);
+                 replayed, s->used_len, skipped);
     if (unknown)
         log_error(COMPONENT, "write-ahead rows reference %" PRIu64 " samples of unknown series",
                   unknown);
-    (void)bad_rows;
     return 0;
+sqlerr:
+    sqlite3_finalize(st);
+sqlerr_nofin:
+    open_error(err, s, "reading the write-ahead table: %s", sqlite3_errmsg(s->db));
+    return sql_errno(rc);
 }
 
 static void ckpt_stop(store *s)
@@ -1148,6 +1377,8 @@ static void free_all(store *s)
     }
     mem_free(s->by_id);
     mem_free(s->pending);
+    mem_free(s->slots_used);
+    for (int i = 0; i < STORE_WAL_CLASSES; i++) mem_free(s->slots_free[i].v);
     hmap_cleanup(&s->by_labels);
     size_t it = 0;
     void *v;
@@ -1596,6 +1827,15 @@ typedef struct accepted {
     uint64_t v;
 } accepted;
 
+/* Records that write-ahead rows below `pin` are no longer needed (their
+ * slots may be reused once this commits). Caller in a transaction. */
+static int set_wal_pin(store *s, uint64_t pin)
+{
+    sqlite3_bind_text(s->st.set_meta, 1, "wal_pin", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->st.set_meta, 2, (int64_t)pin);
+    return step_done(s->st.set_meta);
+}
+
 int store_batch_commit(store_batch *b)
 {
     store *s = b->s;
@@ -1651,8 +1891,8 @@ int store_batch_commit(store_batch *b)
      * bytes each: two 10-byte varints and the value). */
     buf wal;
     buf_init(&wal, BUF_UNLIMITED);
-    buf_reserve(&wal, 10 + nacc * 28);
-    uint8_t *w = (uint8_t *)wal.data;
+    buf_reserve(&wal, STORE_WAL_HEADER + 10 + nacc * 28);
+    uint8_t *w = (uint8_t *)wal.data + STORE_WAL_HEADER;
     w += encode_uvarint(w, nacc);
     uint64_t pref = 0;
     int64_t pt = 0;
@@ -1695,6 +1935,8 @@ int store_batch_commit(store_batch *b)
     const char *what = "BEGIN";
     int rc = SQLITE_OK;
     uint64_t wal_seq = 0;
+    wal_slot slot = {0};
+    bool have_slot = false, slot_created = false;
 
     pthread_mutex_lock(&s->index_mu);
     bool anything = s->npending > 0 || nacc > 0 || b->nm > 0 || to_write;
@@ -1712,9 +1954,9 @@ int store_batch_commit(store_batch *b)
     if (nacc) {
         what = "writing the write-ahead row";
         wal_seq = s->wal_next;
-        sqlite3_bind_int64(s->st.ins_wal, 1, (int64_t)wal_seq);
-        bind_bytes(s->st.ins_wal, 2, wal.data, wal.len);
-        if ((rc = step_done(s->st.ins_wal)) != SQLITE_OK) goto fail;
+        rc = slot_write(s, wal_seq, (uint8_t *)wal.data, wal.len, &slot, &slot_created);
+        if (rc != SQLITE_OK) goto fail;
+        have_slot = true;
     }
     if (truncate) {
         /* Chunks written in this transaction no longer pin their rows. */
@@ -1722,8 +1964,7 @@ int store_batch_commit(store_batch *b)
         if (nacc && wal_seq < pin) pin = wal_seq; /* this batch is not in the head yet */
         if (pin > s->truncated_upto) {
             what = "truncating the write-ahead table";
-            sqlite3_bind_int64(s->st.del_wal, 1, (int64_t)pin);
-            if ((rc = step_done(s->st.del_wal)) != SQLITE_OK) goto fail;
+            if ((rc = set_wal_pin(s, pin)) != SQLITE_OK) goto fail;
         }
     }
     what = "writing metadata";
@@ -1768,12 +2009,13 @@ int store_batch_commit(store_batch *b)
     if (nacc) {
         atomic_store(&s->last_wal_seq, wal_seq);
         s->wal_next = wal_seq + 1;
+        if (slot_created) s->next_slot_id++;
+        slot_used_push(s, slot);
     }
-    uint64_t deleted_rows = 0;
     if (truncate) {
         s->commits_since_truncate = 0;
         if (pin > s->truncated_upto) {
-            deleted_rows = (uint64_t)sqlite3_changes64(s->db);
+            slots_release_below(s, pin);
             s->truncated_upto = pin;
         }
     }
@@ -1784,8 +2026,7 @@ int store_batch_commit(store_batch *b)
     s->stats.chunks_persisted += nwritten;
     if (bmin < s->mint) s->mint = bmin;
     if (bmax > s->maxt) s->maxt = bmax;
-    s->stats.wal_rows += nacc ? 1 : 0;
-    s->stats.wal_rows -= deleted_rows < s->stats.wal_rows ? deleted_rows : s->stats.wal_rows;
+    s->stats.wal_rows = s->used_len;
     pthread_mutex_unlock(&s->stats_mu);
 done:
     pthread_mutex_lock(&s->stats_mu);
@@ -1808,6 +2049,8 @@ fail:;
               sqlite3_errmsg(s->db), b->n);
     if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
     requeue_series(s, taken, ntaken);
+    /* A reused slot is free again (its old row is back); a new one is gone. */
+    if (have_slot && !slot_created) slot_free_push(s, slot);
     /* The chunks go back to the front of the unwritten list. */
     if (to_write) {
         mchunk *last = to_write;
@@ -1913,6 +2156,33 @@ static int64_t used_bytes(store *s)
     return (pages - free_pages) * page_size;
 }
 
+/* Deletes free slots, largest first, until at most `keep` are left. On
+ * failure they stay (and are tried again next time). Caller holds write_mu,
+ * outside a transaction. */
+static void slots_trim(store *s, size_t keep)
+{
+    if (s->free_total <= keep) return;
+    slot_list doomed = {0};
+    int rc = step_done(s->st.begin);
+    for (uint32_t i = STORE_WAL_CLASSES; rc == SQLITE_OK && s->free_total > keep && i-- > 0;) {
+        slot_list *l = &s->slots_free[i];
+        while (rc == SQLITE_OK && l->n && s->free_total > keep) {
+            wal_slot x = l->v[--l->n];
+            s->free_total--;
+            slot_list_push(&doomed, x);
+            sqlite3_bind_int64(s->st.del_slot, 1, x.id);
+            rc = step_done(s->st.del_slot);
+        }
+    }
+    if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+    if (rc != SQLITE_OK) {
+        log_warn(COMPONENT, "deleting free write-ahead slots failed: %s", sqlite3_errmsg(s->db));
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+        for (size_t i = 0; i < doomed.n; i++) slot_free_push(s, doomed.v[i]);
+    }
+    mem_free(doomed.v);
+}
+
 /* Writes every closed chunk (and pending series) and truncates the
  * write-ahead table to the head's pin. Caller holds write_mu. */
 static int flush(store *s, bool close_all)
@@ -1937,11 +2207,7 @@ static int flush(store *s, bool close_all)
     if (rc == SQLITE_OK) rc = write_pending_series(s, &taken, &ntaken);
     if (rc == SQLITE_OK) rc = write_chunks(s, to_write);
     uint64_t pin = wal_pin(s, false);
-    if (rc == SQLITE_OK && pin > s->truncated_upto) {
-        sqlite3_bind_int64(s->st.del_wal, 1, (int64_t)pin);
-        rc = step_done(s->st.del_wal);
-    }
-    uint64_t deleted = rc == SQLITE_OK ? (uint64_t)sqlite3_changes64(s->db) : 0;
+    if (rc == SQLITE_OK && pin > s->truncated_upto) rc = set_wal_pin(s, pin);
     if (rc == SQLITE_OK) rc = step_done(s->st.commit);
     if (rc != SQLITE_OK) {
         log_error(COMPONENT, "writing chunks failed: %s", sqlite3_errmsg(s->db));
@@ -1964,11 +2230,17 @@ static int flush(store *s, bool close_all)
     release_retained(s);
     pthread_rwlock_unlock(&s->head_lock);
     atomic_fetch_add(&s->commit_seq, 1);
-    if (pin > s->truncated_upto) s->truncated_upto = pin;
+    if (pin > s->truncated_upto) {
+        slots_release_below(s, pin);
+        s->truncated_upto = pin;
+    }
+    /* Free slots beyond what the table needs go (all at close: everything
+     * is in chunk rows then, and the table ends up empty). */
+    slots_trim(s, close_all ? 0 : s->used_len > STORE_WAL_SPARE_SLOTS ? s->used_len : STORE_WAL_SPARE_SLOTS);
     s->commits_since_truncate = 0;
     pthread_mutex_lock(&s->stats_mu);
     s->stats.chunks_persisted += nwritten;
-    s->stats.wal_rows -= deleted < s->stats.wal_rows ? deleted : s->stats.wal_rows;
+    s->stats.wal_rows = s->used_len;
     pthread_mutex_unlock(&s->stats_mu);
     return 0;
 }
@@ -2872,17 +3144,32 @@ int store_check(const char *path, buf *report)
         }
         sqlite3_finalize(st);
     }
-    if (sqlite3_prepare_v2(s->db, "SELECT seq, data FROM wal", -1, &st, NULL) == SQLITE_OK) {
+    /* The rows replay would read (store_open already replayed them; this
+     * checks every one decodes to the end). */
+    int64_t pin = 0;
+    query_int(s->db, "SELECT value FROM meta WHERE key = 'wal_pin'", &pin);
+    if (sqlite3_prepare_v2(s->db, "SELECT slot, data FROM wal", -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
+            const uint8_t *p = sqlite3_column_blob(st, 1);
+            size_t blob_len = (size_t)sqlite3_column_bytes(st, 1);
+            uint64_t seq = 0;
+            uint32_t len = 0;
+            bool ok = p && slot_header(p, blob_len, &seq, &len);
+            if (!ok && seq != 0) {
+                buf_printf(report, "write-ahead slot %" PRId64 " has a damaged header\n",
+                           (int64_t)sqlite3_column_int64(st, 0));
+                problems++;
+                continue;
+            }
+            if (!ok || seq < (uint64_t)pin) continue; /* free */
             rows++;
             wal_reader w;
-            int r = wal_reader_init(&w, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+            int r = wal_reader_init(&w, p + STORE_WAL_HEADER, len);
             uint64_t ref, v;
             int64_t t;
             while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v)) == 1) r = 0;
             if (r < 0) {
-                buf_printf(report, "write-ahead row %" PRId64 " does not decode\n",
-                           (int64_t)sqlite3_column_int64(st, 0));
+                buf_printf(report, "write-ahead row %" PRIu64 " does not decode\n", seq);
                 problems++;
             }
         }

@@ -3,13 +3,21 @@
  * input for `promtool tsdb bench write`.
  *
  * Stream: 10 targets x 1,000 series (half integer counters, a third gauges
- * with two decimals, the rest arbitrary doubles), 100 scrapes at 15 s: 1M
- * samples, one batch (commit) per target scrape, as the scrape loop does.
+ * with two decimals, the rest arbitrary doubles), scraped every 15 s, one
+ * batch (commit) per target scrape, as the scrape loop does.
  *
  *   build/release/bench/ingest_bench [SCRAPES] [DIR]
  *
+ * Two timed phases:
+ *   cold    SCRAPES scrapes (default 100: 1M samples) from an empty store,
+ *           as `promtool tsdb bench write` does: every write-ahead row
+ *           needs a new slot, no chunk is closed;
+ *   steady  120 scrapes (1.2M samples: one chunk's worth, so every series
+ *           closes and writes one chunk in it) after 240 scrapes (an hour
+ *           at 15 s) and a store_maintain, as in a store that has been
+ *           running: write-ahead slots are reused.
  * Prints samples/s by wall clock and per CPU second of the appending thread
- * (SQLite's checkpoints run on their own thread), and writes
+ * (SQLite's checkpoints run on their own thread) for each, and writes
  * DIR/series.json, the same 10,000 label sets in promtool's input format. */
 #include <errno.h>
 #include <ftw.h>
@@ -49,6 +57,14 @@ static int rm_entry(const char *p, const struct stat *s, int f, struct FTW *w)
     (void)f;
     (void)w;
     return remove(p);
+}
+
+static void report(const char *phase, uint64_t total, int scrapes, double dt, double dc)
+{
+    printf("ingest %s: %" PRIu64 " samples in %d batches of %d: %.2f s, %.2f CPU s\n", phase, total,
+           scrapes * TARGETS, PER_TARGET, dt, dc);
+    printf("ingest %s: %.2f million samples/s (wall), %.2f million samples/s per CPU second\n", phase,
+           (double)total / dt / 1e6, (double)total / dc / 1e6);
 }
 
 int main(int argc, char **argv)
@@ -94,16 +110,22 @@ int main(int argc, char **argv)
     double *counters = mem_calloc(TARGETS * PER_TARGET, sizeof(double));
     uint64_t rnd = 12345, total = 0;
     double t0 = 0, c0 = 0, first = 0;
+    const int warm = 240;
+    int steady_from = warm > scrapes ? warm : scrapes;
     /* Scrape -1 creates the series (their rows and index entries are
      * written with it); it is timed on its own. */
-    for (int k = -1; k < scrapes; k++) {
-        if (k == 0) {
-            first = now() - t0;
+    const int steady = 120;
+    for (int k = -1; k < steady_from + steady; k++) {
+        if (k == 0 || k == steady_from) {
+            if (k == 0) first = now() - t0;
+            if (k == steady_from) store_maintain(s, 0);
             t0 = now();
             c0 = thread_cpu();
             total = 0;
         } else if (k == -1) {
             t0 = now();
+        } else if (k == scrapes) {
+            report("cold", total, scrapes, now() - t0, thread_cpu() - c0);
         }
         int64_t ts = 1700000000000LL + (int64_t)(k + 1) * 15000;
         for (int t = 0; t < TARGETS; t++) {
@@ -129,12 +151,8 @@ int main(int argc, char **argv)
             }
         }
     }
-    double dt = now() - t0, dc = thread_cpu() - c0;
+    report("steady", total, steady, now() - t0, thread_cpu() - c0);
     printf("ingest: first scrape (creates %d series): %.3f s\n", TARGETS * PER_TARGET, first);
-    printf("ingest: %" PRIu64 " samples in %d batches of %d: %.2f s, %.2f CPU s\n", total,
-           scrapes * TARGETS, PER_TARGET, dt, dc);
-    printf("ingest: %.2f million samples/s (wall), %.2f million samples/s per CPU second\n",
-           (double)total / dt / 1e6, (double)total / dc / 1e6);
     store_close(s);
     mem_free(refs);
     mem_free(counters);
