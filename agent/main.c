@@ -307,7 +307,7 @@ static void collect_store(registry_collect *c, void *ctx)
          (double)s.head_chunks},
         {"sidewatch_store_head_memory_bytes", "Bytes of chunk data held in memory.", EXPFMT_GAUGE,
          (double)s.head_memory_bytes},
-        {"sidewatch_store_write_ahead_rows", "Write-ahead rows not yet truncated.", EXPFMT_GAUGE,
+        {"sidewatch_store_write_ahead_rows", "Write-ahead rows still needed (samples not all in chunk rows yet).", EXPFMT_GAUGE,
          (double)s.wal_rows},
         {"sidewatch_store_size_bytes", "Size of the database files on disk.", EXPFMT_GAUGE,
          (double)s.size_bytes},
