@@ -37,7 +37,7 @@ CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializ
 LDFLAGS  += $(if $(SANITIZER),-fsanitize=$(SANITIZER),)
 LDLIBS    = $(PKG_LIBS) -lm -pthread
 
-AGENT_SRC    := $(wildcard agent/*.c)
+AGENT_SRC    := $(wildcard agent/*.c agent/promql/*.c)
 EXPORTER_SRC := $(wildcard exporter/*.c)
 AGENT_OBJ    := $(AGENT_SRC:%.c=$(BUILD)/%.o)
 EXPORTER_OBJ := $(EXPORTER_SRC:%.c=$(BUILD)/%.o)
