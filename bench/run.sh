@@ -21,6 +21,10 @@ echo "== memory per active series: 100,000 series scraped by sidewatch and Prome
 /usr/bin/python3 bench/memory.py 10000 10 "${BENCH_SECONDS:-40}"
 echo
 
+echo "== dashboard queries over HTTP: sidewatch vs Prometheus $PROM on the same backfilled data"
+/usr/bin/python3 bench/query.py 5
+echo
+
 echo "== select"
 "$BUILD/bench/select_bench" "$TMP/select"
 echo
