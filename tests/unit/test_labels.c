@@ -98,6 +98,21 @@ static void test_hash_equal_compare(void **state)
     labels_free(ld);
 }
 
+/* labels_empty() equals (and hashes as) an empty set built normally. */
+static void test_empty_set(void **state)
+{
+    (void)state;
+    labels_builder b;
+    labels_builder_init(&b);
+    labels *e = labels_builder_finish(&b, NULL);
+    assert_int_equal(e->n, 0);
+    assert_true(labels_hash(e) == labels_hash(labels_empty()));
+    assert_true(labels_equal(e, labels_empty()));
+    assert_int_equal(labels_compare(e, labels_empty()), 0);
+    labels_free(e);
+    labels_builder_cleanup(&b);
+}
+
 static void test_encode_decode(void **state)
 {
     (void)state;
@@ -222,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_builder_sorts_and_drops_empty),
         cmocka_unit_test(test_set_del_and_duplicates),
         cmocka_unit_test(test_hash_equal_compare),
+        cmocka_unit_test(test_empty_set),
         cmocka_unit_test(test_encode_decode),
         cmocka_unit_test(test_format_quoting),
         cmocka_unit_test(test_matchers),
