@@ -144,9 +144,14 @@ int json_escape(buf *out, const char *s, size_t len)
 
 void json_key(json_writer *w, const char *key)
 {
+    json_key_n(w, key, strlen(key));
+}
+
+void json_key_n(json_writer *w, const char *key, size_t len)
+{
     value_prefix(w);
     put(w, "\"", 1);
-    if (!w->err) w->err = json_escape(w->out, key, strlen(key));
+    if (!w->err) w->err = json_escape(w->out, key, len);
     put(w, "\":", 2);
     w->after_key = true;
 }

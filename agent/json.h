@@ -33,6 +33,8 @@ void json_array_begin(json_writer *w);
 void json_array_end(json_writer *w);
 /* An object key; the next call writes its value. */
 void json_key(json_writer *w, const char *key);
+/* A key of len bytes (may contain NUL). */
+void json_key_n(json_writer *w, const char *key, size_t len);
 void json_string(json_writer *w, const char *s);
 void json_string_n(json_writer *w, const char *s, size_t len);
 void json_int(json_writer *w, int64_t v);
