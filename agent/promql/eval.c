@@ -3617,7 +3617,7 @@ int promql_eval(const promql_engine_options *opts, const promql_queryable *src,
         promql_matrix_cleanup(&m);
     } else {
         out->type = PROMQL_TYPE_MATRIX;
-        qsort(m.v, m.n, sizeof *m.v, cmp_series);
+        if (m.n > 1) qsort(m.v, m.n, sizeof *m.v, cmp_series);
         out->matrix = m;
     }
 done:

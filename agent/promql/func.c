@@ -1325,7 +1325,7 @@ static int cmp_bucket(const void *pa, const void *pb)
 
 /* Sorts by upper bound and merges buckets with the same bound; returns
  * the new count. */
-static size_t coalesce_buckets(bucket *b, size_t n)
+static size_t sort_buckets(bucket *b, size_t n)
 {
     /* Go's slices.SortFunc: insertion sort for small inputs is stable. */
     if (n <= 12) {
@@ -1408,7 +1408,7 @@ static double bucket_quantile(double q, bucket *b, size_t n, mono *m)
     if (isnan(q)) return NAN;
     if (q < 0) return -INFINITY;
     if (q > 1) return INFINITY;
-    coalesce_buckets(b, n);
+    sort_buckets(b, n);
     if (!(isinf(b[n - 1].upper) && b[n - 1].upper > 0)) return NAN;
     n = merge_equal_bounds(b, n);
     ensure_monotonic(b, n, m);
@@ -1437,7 +1437,7 @@ static double bucket_quantile(double q, bucket *b, size_t n, mono *m)
 
 static double bucket_fraction(double lower, double upper, bucket *b, size_t n)
 {
-    coalesce_buckets(b, n);
+    sort_buckets(b, n);
     if (!(isinf(b[n - 1].upper) && b[n - 1].upper > 0)) return NAN;
     n = merge_equal_bounds(b, n);
     double count = b[n - 1].count;
@@ -1550,8 +1550,6 @@ static int f_histogram_quantiles(promql_fcall *c)
     group_buckets(c, &c->in[0], arg_pos(c, 0), &g);
     labels_builder lb;
     labels_builder_init(&lb);
-    bucket *tmp = NULL;
-    size_t tmp_cap = 0;
     for (size_t k = 0; k < nq; k++) {
         char qstr[EXPFMT_FLOAT_MAX];
         if (isnan(qs[k])) strcpy(qstr, "NaN");
@@ -1559,9 +1557,8 @@ static int f_histogram_quantiles(promql_fcall *c)
         for (size_t i = 0; i < g.n; i++) {
             bgroup *bg = &g.g[i];
             if (!bg->n) continue;
-            /* BucketQuantile sorts and fixes the buckets in place. */
-            tmp = mem_grow(tmp, sizeof *tmp, bg->n, &tmp_cap);
-            memcpy(tmp, bg->b, bg->n * sizeof *tmp);
+            /* BucketQuantile sorts, merges and fixes the buckets in place,
+             * and later quantiles see that, as in Prometheus. */
             mono m;
             double r = bucket_quantile(qs[k], bg->b, bg->n, &m);
             report_mono(c, bg, &m, arg_pos(c, 0));
@@ -1572,7 +1569,6 @@ static int f_histogram_quantiles(promql_fcall *c)
             promql_evec_push(c->out, ls, r, 0, true);
         }
     }
-    mem_free(tmp);
     labels_builder_cleanup(&lb);
     bgroups_free(&g);
     mem_free(qs);

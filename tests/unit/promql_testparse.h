@@ -384,7 +384,7 @@ static int tp_dur_primary(tp *p, promql_node **out)
     if (tp_accept(p, "-") || tp_accept(p, "+")) {
         bool neg = p->s[p->pos - 1] == '-';
         promql_node *in;
-        if ((rc = tp_dur_expr(p, 5, &in))) return rc;
+        if ((rc = tp_dur_expr(p, 3, &in))) return rc;
         promql_node *n = tp_node(p, PROMQL_NODE_DURATION, start);
         n->duration.op = neg ? PROMQL_OP_SUB : PROMQL_OP_ADD;
         n->duration.lhs = in;
@@ -477,9 +477,11 @@ static int tp_duration(tp *p, bool offset, int64_t *ms, promql_node **expr)
     size_t save = p->pos;
     *expr = NULL;
     if (offset) {
-        /* offset binds to a literal (optionally signed); functions and
-         * parenthesised expressions may continue with operators. */
+        /* offset takes one (optionally signed) literal, function form or
+         * parenthesised expression; operators after it apply to the
+         * selector. */
         bool neg = false;
+        uint32_t start = (uint32_t)p->pos;
         if (tp_accept(p, "-")) neg = true;
         else tp_accept(p, "+");
         tp_ws(p);
@@ -491,8 +493,18 @@ static int tp_duration(tp *p, bool offset, int64_t *ms, promql_node **expr)
             *ms = (int64_t)llround(v * 1000) * (neg ? -1 : 1);
             return 0;
         }
-        p->pos = save;
-        return tp_dur_expr(p, 0, expr);
+        promql_node *in;
+        int rc = tp_dur_primary(p, &in);
+        if (rc) return rc;
+        if (neg) {
+            promql_node *n = tp_node(p, PROMQL_NODE_DURATION, start);
+            n->duration.op = PROMQL_OP_SUB;
+            n->duration.lhs = in;
+            in = n;
+        }
+        (void)save;
+        *expr = in;
+        return 0;
     }
     int rc = tp_dur_expr(p, 0, expr);
     if (rc) return rc;
@@ -552,6 +564,27 @@ static int tp_selector(tp *p, uint32_t start, promql_node **out)
     label_matcher *ms = NULL;
     size_t n = 0;
     int rc = labels_parse_selector(buf_cstr(&text), text.len, &ms, &n, &err);
+    if (rc && strstr(buf_cstr(&err), "at least one non-empty matcher") && i > name_end) {
+        /* info()'s data-label selector may match the empty string: parse
+         * it with a placeholder matcher and drop that again. */
+        buf t2;
+        buf_init(&t2, BUF_UNLIMITED);
+        buf_append(&t2, text.data, text.len - 1);
+        buf_puts(&t2, text.len > 2 ? ", __tp__=\"x\"}" : "__tp__=\"x\"}");
+        buf_reset(&err);
+        rc = labels_parse_selector(buf_cstr(&t2), t2.len, &ms, &n, &err);
+        buf_cleanup(&t2);
+        if (!rc) {
+            for (size_t k = 0; k < n; k++) {
+                if (!strcmp(ms[k].name, "__tp__")) {
+                    labels_matcher_cleanup(&ms[k]);
+                    memmove(&ms[k], &ms[k + 1], (n - k - 1) * sizeof *ms);
+                    n--;
+                    break;
+                }
+            }
+        }
+    }
     if (rc) {
         buf_printf(p->err, "selector %s: %s", buf_cstr(&text), buf_cstr(&err));
         p->failed = 1;
@@ -935,6 +968,12 @@ static int tp_expr(tp *p, int min_prec, promql_node **out)
         }
         for (;;) {
             bool l = false, r = false;
+            const char *fid;
+            size_t fl = tp_peek_ident(p, &fid);
+            size_t after = p->pos + fl;
+            while (after < p->len && (p->s[after] == ' ' || p->s[after] == '\t'))
+                after++;
+            if (!fl || after >= p->len || p->s[after] != '(') break;
             if (tp_is_kw(p, "fill")) l = r = true, p->pos += 4;
             else if (tp_is_kw(p, "fill_left")) l = true, p->pos += 9;
             else if (tp_is_kw(p, "fill_right")) r = true, p->pos += 10;

@@ -558,6 +558,178 @@ typedef struct tstats {
     int passed, failed, xfailed, xpassed;
 } tstats;
 
+/* Sets @ t on every selector and subquery without one, except under a
+ * subquery that has one (promqltest's atModifierTestCases). Returns false
+ * if the expression uses a function whose result depends on the time. */
+static bool add_at(promql_node *n, int64_t t, bool under_at)
+{
+    if (!n) return true;
+    bool ok = true;
+    switch (n->kind) {
+    case PROMQL_NODE_AGGREGATE:
+        ok = add_at(n->aggregate.expr, t, under_at) & add_at(n->aggregate.param, t, under_at);
+        break;
+    case PROMQL_NODE_BINARY:
+        ok = add_at(n->binary.lhs, t, under_at) & add_at(n->binary.rhs, t, under_at);
+        break;
+    case PROMQL_NODE_CALL: {
+        static const char *const unsafe[] = {"days_in_month", "day_of_month", "day_of_week",
+                                             "day_of_year", "end", "hour", "minute", "month",
+                                             "year", "predict_linear", "range", "start", "step",
+                                             "time", "timestamp"};
+        for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++)
+            if (!strcmp(n->call.func->name, unsafe[i])) ok = false;
+        for (size_t i = 0; i < n->call.nargs; i++)
+            ok = add_at(n->call.args[i], t, under_at) && ok;
+        break;
+    }
+    case PROMQL_NODE_MATRIX_SELECTOR: ok = add_at(n->matrix.vs, t, under_at); break;
+    case PROMQL_NODE_SUBQUERY: {
+        if (!under_at && !n->subquery.at.set) {
+            n->subquery.at.set = true;
+            n->subquery.at.ts_ms = t;
+            n->subquery.at.start_or_end = PROMQL_OP_NONE;
+        }
+        ok = add_at(n->subquery.expr, t, under_at || n->subquery.at.set);
+        break;
+    }
+    case PROMQL_NODE_PAREN: ok = add_at(n->paren.expr, t, under_at); break;
+    case PROMQL_NODE_UNARY: ok = add_at(n->unary.expr, t, under_at); break;
+    case PROMQL_NODE_VECTOR_SELECTOR:
+        if (!under_at && !n->vector.at.set) {
+            n->vector.at.set = true;
+            n->vector.at.ts_ms = t;
+            n->vector.at.start_or_end = PROMQL_OP_NONE;
+        }
+        break;
+    default: break;
+    }
+    return ok;
+}
+
+static promql_engine_options test_opts(const tcase *c)
+{
+    promql_engine_options o = {0};
+    o.lookback_delta_ms = 5 * 60 * 1000;
+    o.max_samples = c->max_samples ? c->max_samples : 10000;
+    o.default_subquery_step_ms = 60 * 1000;
+    o.delayed_name_removal = true;
+    return o;
+}
+
+/* One evaluation of the case's expression; false with a reason in why. */
+static bool run_query(memstore *m, const tcase *c, const promql_ast *ast, int64_t t, buf *why,
+                      bool *rerun_range)
+{
+    promql_value v;
+    memset(&v, 0, sizeof v);
+    promql_annotations ann;
+    memset(&ann, 0, sizeof ann);
+    promql_error err;
+    promql_error_init(&err);
+    promql_engine_options o = test_opts(c);
+    promql_queryable src = {m, memstore_select};
+    promql_query q = {ast, ast->root, t, c->range ? c->end : t, c->range ? c->step : 0};
+    if (c->range_vector) q.start_ms = q.end_ms = c->rv_to;
+    int rc = promql_eval(&o, &src, &q, &v, &ann, &err);
+    bool ok = true;
+    *rerun_range = false;
+    if (c->expect_fail) {
+        if (rc == 0) {
+            buf_puts(why, "expected failure, got success");
+            ok = false;
+        } else if (c->fail_msg && strcmp(buf_cstr(&err.msg), c->fail_msg)) {
+            buf_printf(why, "expected error \"%s\", got \"%s\"", c->fail_msg, buf_cstr(&err.msg));
+            ok = false;
+        } else if (c->fail_re && !re_search(c->fail_re, buf_cstr(&err.msg))) {
+            buf_printf(why, "error \"%s\" does not match /%s/", buf_cstr(&err.msg), c->fail_re);
+            ok = false;
+        }
+    } else if (rc != 0) {
+        buf_printf(why, "unexpected error: %s", buf_cstr(&err.msg));
+        ok = false;
+    } else {
+        ok = compare_result(c, &v, why);
+        *rerun_range = ok && !c->range;
+    }
+    if (ok)
+        ok = check_annos(why, "warning", c->warn_msgs, c->n_warn, ann.warnings, ann.n_warnings,
+                         c->any_warn, c->no_warn) &&
+             check_annos(why, "info", c->info_msgs, c->n_info, ann.infos, ann.n_infos, c->any_info,
+                         c->no_info);
+    promql_value_cleanup(&v);
+    promql_annotations_cleanup(&ann);
+    promql_error_cleanup(&err);
+    return ok;
+}
+
+/* The instant query re-run as a range query from t-1m to t+1m, step 1m;
+ * the point at t must match. */
+static bool run_as_range(memstore *m, const tcase *c, const promql_ast *ast, int64_t t, buf *why)
+{
+    promql_value v;
+    memset(&v, 0, sizeof v);
+    promql_error err;
+    promql_error_init(&err);
+    promql_engine_options o = test_opts(c);
+    promql_queryable src = {m, memstore_select};
+    promql_query q = {ast, ast->root, t - 60000, t + 60000, 60000};
+    int rc = promql_eval(&o, &src, &q, &v, NULL, &err);
+    bool ok = true;
+    if (rc) {
+        buf_printf(why, "range mode: unexpected error: %s", buf_cstr(&err.msg));
+        ok = false;
+    } else if (!c->ordered) {
+        promql_value iv;
+        memset(&iv, 0, sizeof iv);
+        iv.type = c->has_scalar ? PROMQL_TYPE_SCALAR : PROMQL_TYPE_VECTOR;
+        for (size_t i = 0; i < v.matrix.n; i++) {
+            const promql_series *s = &v.matrix.v[i];
+            for (size_t k = 0; k < s->n; k++) {
+                if (s->pts[k].t != t) continue;
+                if (iv.type == PROMQL_TYPE_SCALAR) {
+                    iv.scalar = s->pts[k].v;
+                } else {
+                    iv.vector.v = mem_realloc(iv.vector.v, (iv.vector.n + 1) * sizeof *iv.vector.v);
+                    promql_sample *x = &iv.vector.v[iv.vector.n++];
+                    x->metric = labels_dup(s->metric);
+                    x->t = t;
+                    x->v = s->pts[k].v;
+                    x->drop_name = false;
+                }
+            }
+        }
+        buf w;
+        buf_init(&w, BUF_UNLIMITED);
+        if (!compare_result(c, &iv, &w)) {
+            buf_printf(why, "range mode: %s", buf_cstr(&w));
+            ok = false;
+        }
+        buf_cleanup(&w);
+        promql_value_cleanup(&iv);
+    }
+    promql_value_cleanup(&v);
+    promql_error_cleanup(&err);
+    return ok;
+}
+
+static bool uses_query_context_funcs(const char *e)
+{
+    static const char *const f[] = {"start()", "end()", "range()", "step()"};
+    for (size_t i = 0; i < 4; i++)
+        if (strstr(e, f[i])) return true;
+    return false;
+}
+
+static bool run_variant(memstore *m, const tcase *c, const promql_ast *ast, int64_t t, buf *why)
+{
+    bool rerun;
+    if (!run_query(m, c, ast, t, why, &rerun)) return false;
+    if (rerun && !c->range_vector && !c->has_string && !uses_query_context_funcs(c->expr))
+        return run_as_range(m, c, ast, t, why);
+    return true;
+}
+
 static void run_case(memstore *m, tcase *c, tstats *st)
 {
     buf why, perr;
@@ -572,44 +744,30 @@ static void run_case(memstore *m, tcase *c, tstats *st)
         buf_printf(&why, "test parser: %s", buf_cstr(&perr));
         ok = false;
     }
-    promql_value v;
-    memset(&v, 0, sizeof v);
-    promql_annotations ann;
-    memset(&ann, 0, sizeof ann);
-    promql_error err;
-    promql_error_init(&err);
-    if (ok) {
-        promql_engine_options o = {0};
-        o.lookback_delta_ms = 5 * 60 * 1000;
-        o.max_samples = c->max_samples ? c->max_samples : 10000;
-        o.default_subquery_step_ms = 60 * 1000;
-        o.delayed_name_removal = true;
-        promql_queryable src = {m, memstore_select};
-        promql_query q = {ast, ast->root, c->start, c->end, c->range ? c->step : 0};
-        if (c->range_vector) q.start_ms = q.end_ms = c->rv_to;
-        int rc = promql_eval(&o, &src, &q, &v, &ann, &err);
-        if (c->expect_fail) {
-            if (rc == 0) {
-                buf_puts(&why, "expected failure, got success");
-                ok = false;
-            } else if (c->fail_msg && strcmp(buf_cstr(&err.msg), c->fail_msg)) {
-                buf_printf(&why, "expected error \"%s\", got \"%s\"", c->fail_msg, buf_cstr(&err.msg));
-                ok = false;
-            } else if (c->fail_re && !re_search(c->fail_re, buf_cstr(&err.msg))) {
-                buf_printf(&why, "error \"%s\" does not match /%s/", buf_cstr(&err.msg), c->fail_re);
-                ok = false;
-            }
-        } else if (rc != 0) {
-            buf_printf(&why, "unexpected error: %s", buf_cstr(&err.msg));
-            ok = false;
-        } else {
-            ok = compare_result(c, &v, &why);
+    if (ok) ok = run_variant(m, c, ast, c->start, &why);
+    if (ok && !c->range && !c->range_vector) {
+        /* the @ variants at other evaluation times */
+        int64_t t = c->start;
+        int64_t times[5] = {-10 * t, 0, t / 5, t, 10 * t};
+        size_t nt = 5;
+        if (t == 0) {
+            times[0] = -1000;
+            times[1] = 0;
+            times[2] = 1000;
+            nt = 3;
         }
-        if (ok)
-            ok = check_annos(&why, "warning", c->warn_msgs, c->n_warn, ann.warnings, ann.n_warnings,
-                             c->any_warn, c->no_warn) &&
-                 check_annos(&why, "info", c->info_msgs, c->n_info, ann.infos, ann.n_infos,
-                             c->any_info, c->no_info);
+        for (size_t i = 0; i < nt && ok; i++) {
+            promql_ast *a2 = NULL;
+            if (tp_parse(c->expr, strlen(c->expr), &a2, &perr) != 0) break;
+            if (add_at(a2->root, t, false)) {
+                ok = run_variant(m, c, a2, times[i], &why);
+                if (!ok) buf_printf(&why, " [with @ %lld, evaluated at %lld ms]", (long long)t,
+                                    (long long)times[i]);
+            } else {
+                nt = 0;
+            }
+            promql_ast_free(a2);
+        }
     }
     if (c->xfail) {
         if (ok) {
@@ -626,9 +784,6 @@ static void run_case(memstore *m, tcase *c, tstats *st)
         st->failed++;
         printf("  FAIL %s:%d: %s\n    %s\n", c->file, c->line, c->expr, buf_cstr(&why));
     }
-    promql_value_cleanup(&v);
-    promql_annotations_cleanup(&ann);
-    promql_error_cleanup(&err);
     promql_ast_free(ast);
     buf_cleanup(&why);
     buf_cleanup(&perr);
