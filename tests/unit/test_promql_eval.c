@@ -3,17 +3,21 @@
  * The main test runs every .test file in tests/data/promql-eval: float cases
  * ported from Prometheus's promqltest corpus, in a subset of its DSL
  *
- *   load <step>            series lines: <series> <values> (1+2x3, _, stale, ...)
+ *   load <step> [from <t>] series lines: <series> <values> (1+2x3, _, stale, ...);
+ *                          "from" (an extension) puts the first value at t
+ *                          instead of 0
  *   clear
  *   eval[_fail|_ordered|_warn|_info] instant at <t> <expr>
  *   eval[_fail|_warn|_info] range from <t0> to <t1> step <s> <expr>
  *     expect fail|warn|info [msg:<text>|regex:<re>], expect no_warn|no_info,
- *     expect ordered, expect string "<s>", expect range vector from a to b step s,
+ *     expect ordered, expect string "<s>", expect range vector from a to b step s
+ *     (evaluated at the eval line's time, which promqltest sets to b),
  *     a scalar, or <labels> <values> lines
  *
  * evaluated against an array-backed promql_queryable with the corpus's
  * engine settings (lookback 5m, max samples 10000 unless `# max_samples: N`,
- * default subquery step 1m, delayed __name__ removal). A comment line
+ * default subquery step 1m, delayed __name__ removal unless
+ * `# delayed_name_removal: false`). A comment line
  * `# xfail: <reason>` before an eval marks a known difference: it is run,
  * printed and counted as "known failure" but does not fail the test (and
  * is reported if it unexpectedly passes). Every other failing case is
@@ -148,6 +152,7 @@ typedef struct tcase {
     char *xfail;
     char *bad; /* an expected line this runner cannot read */
     int64_t max_samples;
+    bool no_delayed; /* `# delayed_name_removal: false` */
 } tcase;
 
 static void tcase_free(tcase *c)
@@ -613,7 +618,7 @@ static promql_engine_options test_opts(const tcase *c)
     o.lookback_delta_ms = 5 * 60 * 1000;
     o.max_samples = c->max_samples ? c->max_samples : 10000;
     o.default_subquery_step_ms = 60 * 1000;
-    o.delayed_name_removal = true;
+    o.delayed_name_removal = !c->no_delayed && !getenv("PROMQL_EVAL_NO_DELAYED");
     return o;
 }
 
@@ -630,7 +635,6 @@ static bool run_query(memstore *m, const tcase *c, const promql_ast *ast, int64_
     promql_engine_options o = test_opts(c);
     promql_queryable src = {m, memstore_select};
     promql_query q = {ast, ast->root, t, c->range ? c->end : t, c->range ? c->step : 0};
-    if (c->range_vector) q.start_ms = q.end_ms = c->rv_to;
     int rc = promql_eval(&o, &src, &q, &v, &ann, &err);
     bool ok = true;
     *rerun_range = false;
@@ -847,6 +851,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
     memstore m = {0};
     char *xfail = NULL;
     int64_t max_samples = 0;
+    bool no_delayed = false;
     bool good = true;
     for (size_t i = 0; i < nl; i++) {
         char *l = trim(lines[i]);
@@ -858,6 +863,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
                 xfail = mem_strdup(trim(x));
             }
             if ((x = after_prefix(l, "# max_samples:"))) max_samples = atoll(x);
+            if ((x = after_prefix(l, "# delayed_name_removal:"))) no_delayed = !strcmp(trim(x), "false");
             continue;
         }
         if (!strcmp(l, "clear")) {
@@ -866,8 +872,18 @@ static bool run_file(const char *path, const char *name, tstats *st)
         }
         char *rest;
         if ((rest = after_prefix(l, "load ")) || (rest = after_prefix(l, "load_with_nhcb "))) {
-            int64_t step;
+            int64_t step, from = 0;
             char *sp = trim(rest);
+            char *fr = strstr(sp, " from ");
+            if (fr) {
+                *fr = 0;
+                char *ft = trim(fr + 6);
+                if (!parse_dur(ft, strlen(ft), &from)) {
+                    printf("  %s:%zu: bad load start\n", name, i + 1);
+                    good = false;
+                    break;
+                }
+            }
             if (!parse_dur(sp, strlen(sp), &step)) {
                 printf("  %s:%zu: bad load step\n", name, i + 1);
                 good = false;
@@ -888,7 +904,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
                     }
                 } else {
                     for (size_t k = 0; k < nv; k++)
-                        if (have[k]) memstore_add(&m, ls, (int64_t)k * step, vals[k]);
+                        if (have[k]) memstore_add(&m, ls, from + (int64_t)k * step, vals[k]);
                 }
                 mem_free(vs);
                 mem_free(vals);
@@ -905,6 +921,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
             c.line = (int)i + 1;
             c.xfail = xfail;
             c.max_samples = max_samples;
+            c.no_delayed = no_delayed;
             xfail = NULL;
             char *sp = strchr(l, ' ');
             if (!sp) {
@@ -1184,6 +1201,75 @@ static void test_limits(void **state)
     memstore_clear(&m);
 }
 
+/* Peak samples at the limit (Prometheus's TestMaxQuerySamples, float
+ * cases): each query succeeds with max_samples = peak and fails with
+ * peak - 1. */
+static void test_max_samples_exact(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *q;
+        int64_t max, start, end, step; /* ms; step 0 = instant */
+    } cases[] = {
+        {"1", 1, 1000, 1000, 0},
+        {"metric", 1, 1000, 1000, 0},
+        {"metric[20s]", 2, 10000, 10000, 0},
+        {"rate(metric[20s])", 3, 10000, 10000, 0},
+        {"metric[20s:5s]", 3, 10000, 10000, 0},
+        {"metric[20s] @ 10", 2, 0, 0, 0},
+        {"1", 3, 0, 2000, 1000},
+        {"metric", 3, 0, 2000, 1000},
+        {"metric", 3, 0, 10000, 5000},
+        {"rate(bigmetric[1s])", 1, 0, 10000, 5000},
+        {"metric @ 10", 3, 0, 10000, 5000},
+        {"rate(bigmetric[10s:1s] @ 10)", 32, 0, 10000, 5000},
+        {"rate(bigmetric[10s:1s] @ 10) + rate(bigmetric[10s:1s] @ 30)", 34, 0, 10000, 5000},
+        {"rate(bigmetric[10s:1s]) + rate(bigmetric[10s:1s] @ 30)", 56, 10000, 20000, 5000},
+        {"rate(rate(bigmetric[10:1s] @ 10)[100s:25s] @ 1000)[100s:20s] @ 2000", 32, 10000, 10000, 0},
+        {"rate(rate(bigmetric[10s:1s] @ 10)[100s:25s] @ 1000)[17s:1s] @ 2000", 34, 10000, 10000, 0},
+    };
+    memstore m = {0};
+    const char *names[3][3] = {{"__name__", "metric", NULL}, {"__name__", "bigmetric", "1"},
+                               {"__name__", "bigmetric", "2"}};
+    for (int s = 0; s < 3; s++) {
+        labels_builder b;
+        labels_builder_init(&b);
+        labels_builder_set(&b, names[s][0], 8, names[s][1], strlen(names[s][1]));
+        if (names[s][2]) labels_builder_set(&b, "a", 1, names[s][2], 1);
+        labels *ls = labels_builder_finish(&b, NULL);
+        labels_builder_cleanup(&b);
+        for (int k = 0; k <= 100; k++)
+            memstore_add(&m, ls, k * 10000, 1 + k);
+        labels_free(ls);
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int over = 0; over < 2; over++) {
+            if (over && cases[i].max == 1) continue; /* 0 means the default limit */
+            promql_ast *ast;
+            buf pe;
+            buf_init(&pe, BUF_UNLIMITED);
+            assert_int_equal(tp_parse(cases[i].q, strlen(cases[i].q), &ast, &pe), 0);
+            buf_cleanup(&pe);
+            promql_engine_options o = {0};
+            o.max_samples = cases[i].max - over;
+            o.delayed_name_removal = true;
+            promql_queryable src = {&m, memstore_select};
+            promql_query q = {ast, ast->root, cases[i].start, cases[i].end, cases[i].step};
+            promql_value v;
+            promql_error err;
+            promql_error_init(&err);
+            int rc = promql_eval(&o, &src, &q, &v, NULL, &err);
+            if (rc != (over ? -E2BIG : 0))
+                fail_msg("%s with max_samples %lld: rc %d (%s)", cases[i].q,
+                         (long long)o.max_samples, rc, buf_cstr(&err.msg));
+            promql_value_cleanup(&v);
+            promql_error_cleanup(&err);
+            promql_ast_free(ast);
+        }
+    }
+    memstore_clear(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1191,6 +1277,7 @@ int main(void)
         cmocka_unit_test(test_quantile_and_kahan),
         cmocka_unit_test(test_annotations_dedup_and_render),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_max_samples_exact),
         cmocka_unit_test(test_corpus_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
