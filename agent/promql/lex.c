@@ -1018,6 +1018,11 @@ static bool lex_statements(promql_lexer *l, promql_token *t)
     return true;
 }
 
+bool promql_lex_done(const promql_lexer *l)
+{
+    return l->mode == MODE_DONE;
+}
+
 void promql_lex_next(promql_lexer *l, promql_token *t)
 {
     for (;;) {

@@ -124,6 +124,9 @@ void promql_lex_cleanup(promql_lexer *l);
  * of the string, as Prometheus's lexer does, other errors end the input. */
 void promql_lex_next(promql_lexer *l, promql_token *t);
 
+/* True once the input has ended (EOF or an error that ends lexing). */
+bool promql_lex_done(const promql_lexer *l);
+
 /* Prometheus's name of a token type for "unexpected ..." messages: the
  * fixed text of punctuation, operators and keywords ("(", "+", "by"), or
  * NULL for the types whose text varies (identifiers, numbers, ...). */
