@@ -635,8 +635,8 @@ static int parse_matchers(const apiv1_param *const *v, size_t n, matcher_sets *o
     out->sets = mem_calloc(n + 1, sizeof *out->sets);
     out->counts = mem_calloc(n + 1, sizeof *out->counts);
     for (size_t i = 0; i < n; i++) {
-        if (labels_parse_selector(v[i]->value, v[i]->value_len, &out->sets[i], &out->counts[i],
-                                  err) < 0) {
+        if (labels_parse_metric_selector(v[i]->value, v[i]->value_len, &out->sets[i],
+                                         &out->counts[i], err) < 0) {
             matcher_sets_free(out);
             return -EINVAL;
         }
@@ -908,6 +908,7 @@ static void h_series(req *r)
     }
     if (snap) store_reader_end(sr);
     reader_put(r, sr);
+    size_t n_sets = ms.n;
     matcher_sets_free(&ms);
     if (rc < 0) {
         for (size_t i = 0; i < n_all; i++)
@@ -917,7 +918,7 @@ static void h_series(req *r)
         return;
     }
     /* Several selectors: merged and deduplicated, as storage.NewMergeSeriesSet. */
-    if (ms.n > 1) {
+    if (n_sets > 1) {
         qsort(all, n_all, sizeof *all, cmp_series_labels);
         size_t k = 0;
         for (size_t i = 0; i < n_all; i++) {
