@@ -708,7 +708,10 @@ int api_start(api **out, const api_options *o, buf *err)
                                  0, NULL, NULL, dispatch, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
                                  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
                                  (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+                                 (unsigned)API_CONNECTION_TIMEOUT_S,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                 (size_t)API_MAX_HEADER_BYTES + 64 * 1024,
+                                 MHD_OPTION_NOTIFY_COMPLETED,
                                  request_done, a, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, a,
                                  MHD_OPTION_END);
     if (!a->daemon) {

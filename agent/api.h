@@ -33,6 +33,11 @@
 #define API_MAX_CONNECTIONS 256
 /* Idle connections are closed after this many seconds. */
 #define API_CONNECTION_TIMEOUT_S 60
+/* Memory for one connection's request line and headers (libmicrohttpd's
+ * pool, mapped lazily: unused parts cost nothing): Go's
+ * DefaultMaxHeaderBytes, so GET queries as long as Prometheus accepts fit.
+ * Longer requests get 414. */
+#define API_MAX_HEADER_BYTES (1024 * 1024)
 
 typedef struct api api;
 

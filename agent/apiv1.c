@@ -1992,8 +1992,11 @@ static void h_query_range(req *r)
         return;
     }
     /* end.Sub(start) saturates at the largest time.Duration. */
-    int64_t range_ms = qa.end - qa.start;
-    int64_t range_ns = range_ms > INT64_MAX / 1000000 ? INT64_MAX : range_ms * 1000000;
+    int64_t range_ms, range_ns;
+    if (__builtin_sub_overflow(qa.end, qa.start, &range_ms) || range_ms > INT64_MAX / 1000000)
+        range_ns = INT64_MAX;
+    else
+        range_ns = range_ms * 1000000;
     if (range_ns / step_ns > APIV1_MAX_POINTS_PER_SERIES) {
         respond_error(r, ERR_BAD_DATA,
                       "exceeded maximum resolution of 11,000 points per timeseries. Try "
