@@ -1526,14 +1526,11 @@ static promql_node *parse_postfix(parser *p, promql_node *e)
         ts *= sign;
         p->ctx = saved;
         if (isinf(ts) || isnan(ts) || ts >= 9223372036854775807.0 || ts <= -9223372036854775808.0) {
-            char tmp[64];
-            if (isnan(ts))
-                snprintf(tmp, sizeof tmp, "NaN");
-            else if (isinf(ts))
-                snprintf(tmp, sizeof tmp, ts > 0 ? "+Inf" : "-Inf");
-            else
-                snprintf(tmp, sizeof tmp, "%f", ts);
-            fail_at(p, e->pos.start, "timestamp out of bounds for @ modifier: %s", tmp);
+            /* Go's %f: NaN, +Inf, -Inf, or every digit of the value */
+            if (isnan(ts) || isinf(ts))
+                fail_at(p, e->pos.start, "timestamp out of bounds for @ modifier: %s",
+                        isnan(ts) ? "NaN" : ts > 0 ? "+Inf" : "-Inf");
+            fail_at(p, e->pos.start, "timestamp out of bounds for @ modifier: %f", ts);
         }
         check_at_target(p, e, &mt);
         mt.at->set = true;
