@@ -86,12 +86,12 @@ bool promql_lex_rune_printable(uint32_t r)
     if (r <= 0xA0 || r == 0xAD) return false;
     if (r == 0x1680 || (r >= 0x2000 && r <= 0x200F) || (r >= 0x2028 && r <= 0x202F) ||
         (r >= 0x205F && r <= 0x206F) || r == 0x3000 || r == 0xFEFF ||
-        (r >= 0xFFF9 && r <= 0xFFFB) || (r >= 0xD800 && r <= 0xF8FF) ||
-        r == 0x061C || r == 0x180E || (r >= 0x0600 && r <= 0x0605) || r == 0x06DD ||
-        r == 0x070F || r == 0x08E2 || r == 0x110BD || r == 0x110CD ||
-        (r >= 0x13430 && r <= 0x1343F) || (r >= 0x1BCA0 && r <= 0x1BCA3) ||
-        (r >= 0x1D173 && r <= 0x1D17A) || r == 0xE0001 || (r >= 0xE0020 && r <= 0xE007F) ||
-        (r & 0xFFFE) == 0xFFFE || (r >= 0xFDD0 && r <= 0xFDEF) || r >= 0xF0000 || r > 0x10FFFF)
+        (r >= 0xFFF9 && r <= 0xFFFB) || (r >= 0xD800 && r <= 0xF8FF) || r == 0x061C ||
+        r == 0x180E || (r >= 0x0600 && r <= 0x0605) || r == 0x06DD || r == 0x070F || r == 0x08E2 ||
+        r == 0x110BD || r == 0x110CD || (r >= 0x13430 && r <= 0x1343F) ||
+        (r >= 0x1BCA0 && r <= 0x1BCA3) || (r >= 0x1D173 && r <= 0x1D17A) || r == 0xE0001 ||
+        (r >= 0xE0020 && r <= 0xE007F) || (r & 0xFFFE) == 0xFFFE || (r >= 0xFDD0 && r <= 0xFDEF) ||
+        r >= 0xF0000 || r > 0x10FFFF)
         return false;
     return true;
 }
@@ -129,14 +129,29 @@ static void quote_rune_body(buf *out, uint32_t r, uint32_t quote)
         return;
     }
     switch (r) {
-    case '\a': buf_puts(out, "\\a"); return;
-    case '\b': buf_puts(out, "\\b"); return;
-    case '\f': buf_puts(out, "\\f"); return;
-    case '\n': buf_puts(out, "\\n"); return;
-    case '\r': buf_puts(out, "\\r"); return;
-    case '\t': buf_puts(out, "\\t"); return;
-    case '\v': buf_puts(out, "\\v"); return;
-    default: break;
+    case '\a':
+        buf_puts(out, "\\a");
+        return;
+    case '\b':
+        buf_puts(out, "\\b");
+        return;
+    case '\f':
+        buf_puts(out, "\\f");
+        return;
+    case '\n':
+        buf_puts(out, "\\n");
+        return;
+    case '\r':
+        buf_puts(out, "\\r");
+        return;
+    case '\t':
+        buf_puts(out, "\\t");
+        return;
+    case '\v':
+        buf_puts(out, "\\v");
+        return;
+    default:
+        break;
     }
     if (r < ' ' || r == 0x7f) {
         e[0] = '\\';
@@ -248,33 +263,60 @@ enum promql_tok promql_lex_keyword(const char *s, size_t len)
 const char *promql_tok_text(enum promql_tok t)
 {
     switch (t) {
-    case PROMQL_TOK_LEFT_PAREN: return "(";
-    case PROMQL_TOK_RIGHT_PAREN: return ")";
-    case PROMQL_TOK_LEFT_BRACE: return "{";
-    case PROMQL_TOK_RIGHT_BRACE: return "}";
-    case PROMQL_TOK_LEFT_BRACKET: return "[";
-    case PROMQL_TOK_RIGHT_BRACKET: return "]";
-    case PROMQL_TOK_COMMA: return ",";
-    case PROMQL_TOK_EQL: return "=";
-    case PROMQL_TOK_COLON: return ":";
-    case PROMQL_TOK_ADD: return "+";
-    case PROMQL_TOK_DIV: return "/";
-    case PROMQL_TOK_EQLC: return "==";
-    case PROMQL_TOK_EQL_REGEX: return "=~";
-    case PROMQL_TOK_GTE: return ">=";
-    case PROMQL_TOK_GTR: return ">";
-    case PROMQL_TOK_TRIM_UPPER: return "</";
-    case PROMQL_TOK_TRIM_LOWER: return ">/";
-    case PROMQL_TOK_LSS: return "<";
-    case PROMQL_TOK_LTE: return "<=";
-    case PROMQL_TOK_MOD: return "%";
-    case PROMQL_TOK_MUL: return "*";
-    case PROMQL_TOK_NEQ: return "!=";
-    case PROMQL_TOK_NEQ_REGEX: return "!~";
-    case PROMQL_TOK_POW: return "^";
-    case PROMQL_TOK_SUB: return "-";
-    case PROMQL_TOK_AT: return "@";
-    default: break;
+    case PROMQL_TOK_LEFT_PAREN:
+        return "(";
+    case PROMQL_TOK_RIGHT_PAREN:
+        return ")";
+    case PROMQL_TOK_LEFT_BRACE:
+        return "{";
+    case PROMQL_TOK_RIGHT_BRACE:
+        return "}";
+    case PROMQL_TOK_LEFT_BRACKET:
+        return "[";
+    case PROMQL_TOK_RIGHT_BRACKET:
+        return "]";
+    case PROMQL_TOK_COMMA:
+        return ",";
+    case PROMQL_TOK_EQL:
+        return "=";
+    case PROMQL_TOK_COLON:
+        return ":";
+    case PROMQL_TOK_ADD:
+        return "+";
+    case PROMQL_TOK_DIV:
+        return "/";
+    case PROMQL_TOK_EQLC:
+        return "==";
+    case PROMQL_TOK_EQL_REGEX:
+        return "=~";
+    case PROMQL_TOK_GTE:
+        return ">=";
+    case PROMQL_TOK_GTR:
+        return ">";
+    case PROMQL_TOK_TRIM_UPPER:
+        return "</";
+    case PROMQL_TOK_TRIM_LOWER:
+        return ">/";
+    case PROMQL_TOK_LSS:
+        return "<";
+    case PROMQL_TOK_LTE:
+        return "<=";
+    case PROMQL_TOK_MOD:
+        return "%";
+    case PROMQL_TOK_MUL:
+        return "*";
+    case PROMQL_TOK_NEQ:
+        return "!=";
+    case PROMQL_TOK_NEQ_REGEX:
+        return "!~";
+    case PROMQL_TOK_POW:
+        return "^";
+    case PROMQL_TOK_SUB:
+        return "-";
+    case PROMQL_TOK_AT:
+        return "@";
+    default:
+        break;
     }
     for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++) {
         if (keywords[i].tok == t && t != PROMQL_TOK_NUMBER) return keywords[i].word;
@@ -572,9 +614,23 @@ static bool lex_escape(promql_lexer *l, promql_token *t)
     int n;
     uint32_t base, max;
     switch (c) {
-    case 'a': case 'b': case 'f': case 'n': case 'r': case 't': case 'v': case '\\':
+    case 'a':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
+    case 'v':
+    case '\\':
         return true;
-    case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
         n = 3;
         base = 8;
         max = 255;
@@ -847,14 +903,29 @@ static bool lex_duration_expr(promql_lexer *l, promql_token *t)
         l->paren_depth--;
         if (l->paren_depth < 0) err_rune(l, t, "unexpected right parenthesis ", c, NULL);
         return true;
-    case '+': emit(l, t, PROMQL_TOK_ADD); return true;
-    case '-': emit(l, t, PROMQL_TOK_SUB); return true;
-    case '*': emit(l, t, PROMQL_TOK_MUL); return true;
-    case '/': emit(l, t, PROMQL_TOK_DIV); return true;
-    case '%': emit(l, t, PROMQL_TOK_MOD); return true;
-    case '^': emit(l, t, PROMQL_TOK_POW); return true;
-    case ',': emit(l, t, PROMQL_TOK_COMMA); return true;
-    default: break;
+    case '+':
+        emit(l, t, PROMQL_TOK_ADD);
+        return true;
+    case '-':
+        emit(l, t, PROMQL_TOK_SUB);
+        return true;
+    case '*':
+        emit(l, t, PROMQL_TOK_MUL);
+        return true;
+    case '/':
+        emit(l, t, PROMQL_TOK_DIV);
+        return true;
+    case '%':
+        emit(l, t, PROMQL_TOK_MOD);
+        return true;
+    case '^':
+        emit(l, t, PROMQL_TOK_POW);
+        return true;
+    case ',':
+        emit(l, t, PROMQL_TOK_COMMA);
+        return true;
+    default:
+        break;
     }
     if (is_space(c)) {
         skip_spaces(l);
@@ -900,14 +971,30 @@ static bool lex_statements(promql_lexer *l, promql_token *t)
         return false;
     }
     switch (c) {
-    case ',': emit(l, t, PROMQL_TOK_COMMA); return true;
-    case '*': emit(l, t, PROMQL_TOK_MUL); return true;
-    case '/': emit(l, t, PROMQL_TOK_DIV); return true;
-    case '%': emit(l, t, PROMQL_TOK_MOD); return true;
-    case '+': emit(l, t, PROMQL_TOK_ADD); return true;
-    case '-': emit(l, t, PROMQL_TOK_SUB); return true;
-    case '^': emit(l, t, PROMQL_TOK_POW); return true;
-    case '@': emit(l, t, PROMQL_TOK_AT); return true;
+    case ',':
+        emit(l, t, PROMQL_TOK_COMMA);
+        return true;
+    case '*':
+        emit(l, t, PROMQL_TOK_MUL);
+        return true;
+    case '/':
+        emit(l, t, PROMQL_TOK_DIV);
+        return true;
+    case '%':
+        emit(l, t, PROMQL_TOK_MOD);
+        return true;
+    case '+':
+        emit(l, t, PROMQL_TOK_ADD);
+        return true;
+    case '-':
+        emit(l, t, PROMQL_TOK_SUB);
+        return true;
+    case '^':
+        emit(l, t, PROMQL_TOK_POW);
+        return true;
+    case '@':
+        emit(l, t, PROMQL_TOK_AT);
+        return true;
     case '=': {
         int32_t n = rd_peek(&r);
         if (n == '=') {
@@ -983,7 +1070,8 @@ static bool lex_statements(promql_lexer *l, promql_token *t)
         emit(l, t, PROMQL_TOK_RIGHT_BRACKET);
         l->bracket_open = false;
         return true;
-    default: break;
+    default:
+        break;
     }
     if (is_digit(c) || (c == '.' && is_digit(rd_peek(&r)))) {
         rd_backup(&r);
@@ -1033,10 +1121,18 @@ void promql_lex_next(promql_lexer *l, promql_token *t)
             t->pos = l->pos;
             t->len = 0;
             return;
-        case MODE_STRING: got = (lex_string(l, t), true); break;
-        case MODE_RAW: got = (lex_raw_string(l, t), true); break;
-        case MODE_DURATION: got = lex_duration_expr(l, t); break;
-        default: got = lex_statements(l, t); break;
+        case MODE_STRING:
+            got = (lex_string(l, t), true);
+            break;
+        case MODE_RAW:
+            got = (lex_raw_string(l, t), true);
+            break;
+        case MODE_DURATION:
+            got = lex_duration_expr(l, t);
+            break;
+        default:
+            got = lex_statements(l, t);
+            break;
         }
         if (got) return;
     }

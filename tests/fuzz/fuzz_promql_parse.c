@@ -46,8 +46,7 @@ static bool leftmost_number(const promql_node *d)
 static bool offset_lossy(const promql_offset *o)
 {
     if (o->ns != 0 && o->original_ms == 0) return true;
-    if (durations_off && o->expr && o->expr->duration.op == PROMQL_OP_ADD &&
-        !o->expr->duration.rhs)
+    if (durations_off && o->expr && o->expr->duration.op == PROMQL_OP_ADD && !o->expr->duration.rhs)
         return true;
     return o->expr && !o->expr->duration.wrapped && o->expr->duration.rhs &&
            o->expr->duration.op != PROMQL_OP_MIN_OF && o->expr->duration.op != PROMQL_OP_MAX_OF &&
@@ -67,16 +66,19 @@ static bool prometheus_lossy(const promql_node *n)
             if (prometheus_lossy(n->call.args[i])) return true;
         return false;
     case PROMQL_NODE_MATRIX_SELECTOR:
-        return (n->matrix.range_ms == 0 && !n->matrix.range_expr) ||
-               prometheus_lossy(n->matrix.vs);
+        return (n->matrix.range_ms == 0 && !n->matrix.range_expr) || prometheus_lossy(n->matrix.vs);
     case PROMQL_NODE_SUBQUERY:
         return (n->subquery.range_ms == 0 && !n->subquery.range_expr) ||
                (n->subquery.step_ns != 0 && n->subquery.step_ms == 0) ||
                offset_lossy(&n->subquery.offset) || prometheus_lossy(n->subquery.expr);
-    case PROMQL_NODE_PAREN: return prometheus_lossy(n->paren.expr);
-    case PROMQL_NODE_UNARY: return prometheus_lossy(n->unary.expr);
-    case PROMQL_NODE_VECTOR_SELECTOR: return offset_lossy(&n->vector.offset);
-    default: return false;
+    case PROMQL_NODE_PAREN:
+        return prometheus_lossy(n->paren.expr);
+    case PROMQL_NODE_UNARY:
+        return prometheus_lossy(n->unary.expr);
+    case PROMQL_NODE_VECTOR_SELECTOR:
+        return offset_lossy(&n->vector.offset);
+    default:
+        return false;
     }
 }
 
@@ -122,8 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rc == 0 || lossy);
         if (rc == 0) {
             promql_format(again->root, &s2);
-            CHECK(lossy ||
-                  (s1.len == s2.len && memcmp(buf_cstr(&s1), buf_cstr(&s2), s1.len) == 0));
+            CHECK(lossy || (s1.len == s2.len && memcmp(buf_cstr(&s1), buf_cstr(&s2), s1.len) == 0));
         }
         promql_ast_free(again);
         buf_cleanup(&err2);
