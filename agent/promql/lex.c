@@ -41,22 +41,19 @@ uint32_t promql_lex_rune(const char *s, size_t len, uint32_t *width)
     *width = 1;
     if (c < 0x80) return c;
     size_t need;
-    uint32_t r, min;
+    uint32_t r;
     unsigned lo = 0x80, hi = 0xBF;
     if (c >= 0xC2 && c <= 0xDF) {
         need = 2;
         r = c & 0x1F;
-        min = 0x80;
     } else if (c >= 0xE0 && c <= 0xEF) {
         need = 3;
         r = c & 0x0F;
-        min = 0x800;
         if (c == 0xE0) lo = 0xA0;
         if (c == 0xED) hi = 0x9F;
     } else if (c >= 0xF0 && c <= 0xF4) {
         need = 4;
         r = c & 0x07;
-        min = 0x10000;
         if (c == 0xF0) lo = 0x90;
         if (c == 0xF4) hi = 0x8F;
     } else {
@@ -69,7 +66,6 @@ uint32_t promql_lex_rune(const char *s, size_t len, uint32_t *width)
         if (p[i] < 0x80 || p[i] > 0xBF) return RUNE_ERROR;
         r = (r << 6) | (p[i] & 0x3F);
     }
-    (void)min;
     *width = (uint32_t)need;
     return r;
 }
@@ -453,27 +449,10 @@ static void put_unicode(buf *out, uint32_t r)
     buf_printf(out, "U+%04X", (unsigned)r);
     if (r <= 0x10FFFF && promql_lex_rune_printable(r)) {
         buf_puts(out, " '");
-        uint32_t w;
-        char e[4];
-        (void)w;
-        if (r < 0x80) {
-            buf_putc(out, (char)r);
-        } else if (r < 0x800) {
-            e[0] = (char)(0xC0 | (r >> 6));
-            e[1] = (char)(0x80 | (r & 0x3F));
-            buf_append(out, e, 2);
-        } else if (r < 0x10000) {
-            e[0] = (char)(0xE0 | (r >> 12));
-            e[1] = (char)(0x80 | ((r >> 6) & 0x3F));
-            e[2] = (char)(0x80 | (r & 0x3F));
-            buf_append(out, e, 3);
-        } else {
-            e[0] = (char)(0xF0 | (r >> 18));
-            e[1] = (char)(0x80 | ((r >> 12) & 0x3F));
-            e[2] = (char)(0x80 | ((r >> 6) & 0x3F));
-            e[3] = (char)(0x80 | (r & 0x3F));
-            buf_append(out, e, 4);
-        }
+        if (r == '\\')
+            buf_putc(out, '\\');
+        else
+            quote_rune_body(out, r, 0); /* printable: written as is */
         buf_putc(out, '\'');
     }
 }

@@ -774,13 +774,10 @@ static void register_matchers(parser *p, label_matcher *v, size_t n)
 {
     promql_ast *a = p->ast;
     if (a->n_matcher_arrays == a->cap_matcher_arrays) {
-        size_t cap = a->cap_matcher_arrays;
-        a->matcher_arrays =
-            mem_grow(a->matcher_arrays, sizeof *a->matcher_arrays, a->n_matcher_arrays + 1, &cap);
-        size_t cap2 = a->cap_matcher_arrays;
-        a->matcher_counts =
-            mem_grow(a->matcher_counts, sizeof *a->matcher_counts, a->n_matcher_arrays + 1, &cap2);
-        a->cap_matcher_arrays = cap < cap2 ? cap : cap2;
+        size_t cap = a->cap_matcher_arrays ? a->cap_matcher_arrays * 2 : 8;
+        a->matcher_arrays = mem_realloc(a->matcher_arrays, cap * sizeof *a->matcher_arrays);
+        a->matcher_counts = mem_realloc(a->matcher_counts, cap * sizeof *a->matcher_counts);
+        a->cap_matcher_arrays = cap;
     }
     a->matcher_arrays[a->n_matcher_arrays] = v;
     a->matcher_counts[a->n_matcher_arrays] = n;
@@ -1521,7 +1518,7 @@ static promql_node *parse_range(parser *p, promql_node *e, const promql_token *l
     const promql_token *t = peek(p);
     promql_node *n;
     if (t->type == PROMQL_TOK_RIGHT_BRACKET) {
-        promql_token rb = next(p);
+        next(p); /* ] */
         const char *msg = NULL;
         if (e->kind != PROMQL_NODE_VECTOR_SELECTOR)
             msg = "ranges only allowed for vector selectors";
@@ -1530,7 +1527,6 @@ static promql_node *parse_range(parser *p, promql_node *e, const promql_token *l
         else if (e->vector.at.set)
             msg = "no @ modifiers allowed before range";
         if (msg) fail_at(p, lb->pos, "%s", msg);
-        (void)rb;
         n = new_node(p, PROMQL_NODE_MATRIX_SELECTOR, max_u32(node_depth(e), node_depth(r)),
                      e->pos.start);
         n->matrix.vs = e;
