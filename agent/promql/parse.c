@@ -2277,6 +2277,7 @@ int promql_parse(const char *query, size_t len, const promql_parse_options *opts
 {
     static const promql_parse_options none = {0};
     *out = NULL;
+    if (!query) query = "";
     if (len > PROMQL_MAX_QUERY_BYTES) {
         buf_printf(err, "1:1: parse error: query is longer than %d bytes", PROMQL_MAX_QUERY_BYTES);
         return -EINVAL;
