@@ -14,7 +14,8 @@
  *     (evaluated at the eval line's time, which promqltest sets to b),
  *     a scalar, or <labels> <values> lines
  *
- * evaluated against an array-backed promql_queryable with the corpus's
+ * parsed by promql_parse() with every option on and evaluated against an
+ * array-backed promql_queryable with the corpus's
  * engine settings (lookback 5m, max samples 10000 unless `# max_samples: N`,
  * default subquery step 1m, delayed __name__ removal unless
  * `# delayed_name_removal: false`). A comment line
@@ -35,9 +36,16 @@
 #include "promql/ast.h"
 #include "promql/eval.h"
 #include "promql/func.h"
-#include "promql_testparse.h"
+#include "promql/parse.h"
 #include "regex.h"
 #include "strutil.h"
+
+/* Parses with every option the promqltest corpus assumes turned on. */
+static int parse_expr(const char *q, size_t len, promql_ast **out, buf *err)
+{
+    promql_parse_options po = {true, true, true, true};
+    return promql_parse(q, len, &po, out, err);
+}
 
 /* ---- an in-memory data source ------------------------------------------------- */
 
@@ -744,8 +752,8 @@ static void run_case(memstore *m, tcase *c, tstats *st)
     if (c->bad) {
         buf_printf(&why, "unsupported expected line: %s", c->bad);
         ok = false;
-    } else if (tp_parse(c->expr, strlen(c->expr), &ast, &perr) != 0) {
-        buf_printf(&why, "test parser: %s", buf_cstr(&perr));
+    } else if (parse_expr(c->expr, strlen(c->expr), &ast, &perr) != 0) {
+        buf_printf(&why, "parse error: %s", buf_cstr(&perr));
         ok = false;
     }
     if (ok) ok = run_variant(m, c, ast, c->start, &why);
@@ -762,7 +770,7 @@ static void run_case(memstore *m, tcase *c, tstats *st)
         }
         for (size_t i = 0; i < nt && ok; i++) {
             promql_ast *a2 = NULL;
-            if (tp_parse(c->expr, strlen(c->expr), &a2, &perr) != 0) break;
+            if (parse_expr(c->expr, strlen(c->expr), &a2, &perr) != 0) break;
             if (add_at(a2->root, t, false)) {
                 ok = run_variant(m, c, a2, times[i], &why);
                 if (!ok) buf_printf(&why, " [with @ %lld, evaluated at %lld ms]", (long long)t,
@@ -1153,7 +1161,7 @@ static int eval_text(memstore *m, const char *q, int64_t t, const promql_engine_
     promql_ast *ast;
     buf pe;
     buf_init(&pe, BUF_UNLIMITED);
-    assert_int_equal(tp_parse(q, strlen(q), &ast, &pe), 0);
+    assert_int_equal(parse_expr(q, strlen(q), &ast, &pe), 0);
     buf_cleanup(&pe);
     promql_queryable src = {m, memstore_select};
     promql_query qq = {ast, ast->root, t, t, 0};
@@ -1248,7 +1256,7 @@ static void test_max_samples_exact(void **state)
             promql_ast *ast;
             buf pe;
             buf_init(&pe, BUF_UNLIMITED);
-            assert_int_equal(tp_parse(cases[i].q, strlen(cases[i].q), &ast, &pe), 0);
+            assert_int_equal(parse_expr(cases[i].q, strlen(cases[i].q), &ast, &pe), 0);
             buf_cleanup(&pe);
             promql_engine_options o = {0};
             o.max_samples = cases[i].max - over;
