@@ -1297,7 +1297,7 @@ static void group_buckets(promql_fcall *c, const promql_evec *in, uint32_t pos, 
             g->sigs = mem_realloc(g->sigs, cap2 * sizeof *g->sigs);
             g->sig_lens = mem_realloc(g->sig_lens, cap2 * sizeof *g->sig_lens);
             gi = g->n++;
-            labels_builder_from(&lb, m);
+            promql_builder_from(&lb, m);
             labels_builder_del(&lb, "le", 2);
             g->g[gi].metric = promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL));
             g->g[gi].b = NULL;
@@ -1563,7 +1563,7 @@ static int f_histogram_quantiles(promql_fcall *c)
             double r = bucket_quantile(qs[k], bg->b, bg->n, &m);
             report_mono(c, bg, &m, arg_pos(c, 0));
             const labels *base = out_metric(c, bg->metric);
-            labels_builder_from(&lb, base);
+            promql_builder_from(&lb, base);
             labels_builder_set(&lb, lbl->string.val.p, lbl->string.val.len, qstr, strlen(qstr));
             const labels *ls = promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL));
             promql_evec_push(c->out, ls, r, 0, true);

@@ -801,6 +801,49 @@ static void run_case(memstore *m, tcase *c, tstats *st)
     buf_cleanup(&perr);
 }
 
+/* Smoke mode: every expression evaluated at odd times and as range queries
+ * with odd steps; only crashes, leaks and sanitizer reports count. */
+static bool smoke_mode;
+
+static void run_smoke(memstore *m, tcase *c, tstats *st)
+{
+    buf perr;
+    buf_init(&perr, BUF_UNLIMITED);
+    promql_ast *ast = NULL;
+    if (parse_expr(c->expr, strlen(c->expr), &ast, &perr) != 0) {
+        buf_cleanup(&perr);
+        return;
+    }
+    buf_cleanup(&perr);
+    int64_t t = c->start;
+    const int64_t q[][3] = {
+        {t, t, 0},           {-t - 1234, -t - 1234, 0}, {t + 1, t + 1, 0},
+        {t - 300000, t + 300000, 17000}, {0, t, 60000}, {t, t + 1000, 1},
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        promql_engine_options o = test_opts(c);
+        o.delayed_name_removal = i % 2 == 0;
+        promql_queryable src = {m, memstore_select};
+        promql_query qq = {ast, ast->root, q[i][0], q[i][1], q[i][2]};
+        promql_value v;
+        promql_annotations ann;
+        memset(&ann, 0, sizeof ann);
+        promql_error err;
+        promql_error_init(&err);
+        int rc = promql_eval(&o, &src, &qq, &v, &ann, &err);
+        if (rc == 0 && err.kind != PROMQL_ERR_NONE) st->failed++;
+        if (rc != 0 && err.kind == PROMQL_ERR_NONE) {
+            printf("  %s:%d: %s: error without a kind (rc %d)\n", c->file, c->line, c->expr, rc);
+            st->failed++;
+        }
+        promql_value_cleanup(&v);
+        promql_annotations_cleanup(&ann);
+        promql_error_cleanup(&err);
+    }
+    st->passed++;
+    promql_ast_free(ast);
+}
+
 /* Splits the file into lines (in place). */
 static size_t split_lines(char *d, char ***lines)
 {
@@ -1034,7 +1077,8 @@ static bool run_file(const char *path, const char *name, tstats *st)
                 mem_free(vs);
             }
             i--;
-            run_case(&m, &c, st);
+            if (smoke_mode) run_smoke(&m, &c, st);
+            else run_case(&m, &c, st);
             tcase_free(&c);
             continue;
         }
@@ -1093,6 +1137,35 @@ static void test_corpus_files(void **state)
     assert_true(good);
     assert_int_equal(total.failed, 0);
     assert_int_equal(total.xpassed, 0);
+}
+
+/* Every expression of Prometheus's whole corpus (histogram data skipped)
+ * evaluated at odd times: nothing may crash, leak or trip a sanitizer. */
+static void test_corpus_never_crashes(void **state)
+{
+    (void)state;
+    TU_REQUIRE_SHARED("conformance/promql");
+    char dir[4096];
+    tu_shared_path(dir, sizeof dir, "conformance/promql");
+    DIR *dh = opendir(dir);
+    assert_non_null(dh);
+    struct dirent *de;
+    tstats st = {0};
+    smoke_mode = true;
+    setenv("PROMQL_EVAL_LENIENT", "1", 1);
+    while ((de = readdir(dh))) {
+        size_t l = strlen(de->d_name);
+        if (l < 6 || strcmp(de->d_name + l - 5, ".test")) continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        run_file(path, de->d_name, &st);
+    }
+    closedir(dh);
+    unsetenv("PROMQL_EVAL_LENIENT");
+    smoke_mode = false;
+    printf("smoke: %d expressions evaluated 6 ways, %d bad error reports\n", st.passed, st.failed);
+    assert_int_equal(st.failed, 0);
+    assert_true(st.passed > 1500);
 }
 
 /* ---- pieces ------------------------------------------------------------------------- */
@@ -1287,6 +1360,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_max_samples_exact),
         cmocka_unit_test(test_corpus_files),
+        cmocka_unit_test(test_corpus_never_crashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
