@@ -31,6 +31,7 @@
 #include "mem.h"
 #include "promql/anno.h"
 #include "promql/func.h"
+#include "promql/gosort.h"
 #include "promql/parse.h"
 #include "regex.h"
 #include "strutil.h"
@@ -2176,41 +2177,30 @@ static void heap_push(hgroup *g, hsample s, bool rev)
     heap_up(g->heap, g->hn - 1, rev);
 }
 
-/* sort.Sort(sort.Reverse(heap)) for the final topk/bottomk order, with
- * Go's insertion sort for small heaps (a stable merge for larger ones). */
-static bool rev_heap_less(const hsample *a, const hsample *b, bool rev)
+/* sort.Sort(sort.Reverse(heap)) for the final topk/bottomk order:
+ * Reverse(h).Less(i, j) = h.Less(j, i). */
+typedef struct hsort {
+    hsample *h;
+    bool rev;
+} hsort;
+
+static bool hsort_less(void *ctx, size_t i, size_t j)
 {
-    /* Reverse(h).Less(i, j) = h.Less(j, i) */
-    double vi = b->f, vj = a->f;
-    if (isnan(vi)) return true;
-    return rev ? vi > vj : vi < vj;
+    const hsort *x = ctx;
+    return heap_less(x->h, j, i, x->rev);
+}
+
+static void hsort_swap(void *ctx, size_t i, size_t j)
+{
+    hsort *x = ctx;
+    heap_swap(x->h, i, j);
 }
 
 static void sort_heap_output(hsample *h, size_t n, bool rev)
 {
-    if (n < 2) return;
-    if (n <= 12) {
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && rev_heap_less(&h[j], &h[j - 1], rev); j--)
-                heap_swap(h, j, j - 1);
-        return;
-    }
-    hsample *tmp = mem_malloc(n * sizeof *tmp);
-    /* bottom-up merge sort */
-    for (size_t w = 1; w < n; w *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * w) {
-            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            size_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                tmp[k++] = rev_heap_less(&h[j], &h[i], rev) ? h[j++] : h[i++];
-            while (i < mid)
-                tmp[k++] = h[i++];
-            while (j < hi)
-                tmp[k++] = h[j++];
-        }
-        memcpy(h, tmp, n * sizeof *h);
-    }
-    mem_free(tmp);
+    hsort x = {h, rev};
+    promql_gosort_iface d = {&x, hsort_less, hsort_swap};
+    promql_gosort(&d, n);
 }
 
 typedef struct fparams {

@@ -36,6 +36,7 @@
 #include "promql/ast.h"
 #include "promql/eval.h"
 #include "promql/func.h"
+#include "promql/gosort.h"
 #include "promql/parse.h"
 #include "regex.h"
 #include "strutil.h"
@@ -1226,6 +1227,60 @@ static void test_annotations_dedup_and_render(void **state)
     promql_anno_cleanup(&s);
 }
 
+/* gosort sorts any input (patterns that drive pdqsort into every branch). */
+typedef struct ints {
+    int *v;
+} ints;
+
+static bool ints_less(void *ctx, size_t i, size_t j)
+{
+    ints *x = ctx;
+    return x->v[i] < x->v[j];
+}
+
+static void ints_swap(void *ctx, size_t i, size_t j)
+{
+    ints *x = ctx;
+    int t = x->v[i];
+    x->v[i] = x->v[j];
+    x->v[j] = t;
+}
+
+static void test_gosort(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 2, 12, 13, 49, 50, 51, 100, 1000, 5000};
+    unsigned seed = 1;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t n = sizes[si];
+        for (int pattern = 0; pattern < 6; pattern++) {
+            int *v = mem_calloc(n ? n : 1, sizeof *v);
+            long sum = 0;
+            for (size_t i = 0; i < n; i++) {
+                switch (pattern) {
+                case 0: v[i] = (int)i; break;                  /* sorted */
+                case 1: v[i] = (int)(n - i); break;            /* reversed */
+                case 2: v[i] = 7; break;                       /* all equal */
+                case 3: v[i] = (int)(rand_r(&seed) % 5); break; /* many duplicates */
+                case 4: v[i] = (int)rand_r(&seed); break;       /* random */
+                default: v[i] = (int)(i % 2 ? n - i : i); break; /* saw */
+                }
+                sum += v[i];
+            }
+            ints x = {v};
+            promql_gosort_iface d = {&x, ints_less, ints_swap};
+            promql_gosort(&d, n);
+            long sum2 = 0;
+            for (size_t i = 0; i < n; i++) {
+                sum2 += v[i];
+                if (i) assert_true(v[i - 1] <= v[i]);
+            }
+            assert_true(sum == sum2);
+            mem_free(v);
+        }
+    }
+}
+
 /* Limits: max samples, timeout, cancellation, and never crashing on
  * unusual but valid trees. */
 static int eval_text(memstore *m, const char *q, int64_t t, const promql_engine_options *o,
@@ -1357,6 +1412,7 @@ int main(void)
         cmocka_unit_test(test_format_float_f),
         cmocka_unit_test(test_quantile_and_kahan),
         cmocka_unit_test(test_annotations_dedup_and_render),
+        cmocka_unit_test(test_gosort),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_max_samples_exact),
         cmocka_unit_test(test_corpus_files),
