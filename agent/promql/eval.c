@@ -510,7 +510,7 @@ static int dur_eval(qctx *q, const promql_node *n, double *out)
                          n->pos.end);
         *out = fmod(lv, rv);
         return 0;
-    case PROMQL_OP_POW: *out = pow(lv, rv); return 0;
+    case PROMQL_OP_POW: *out = promql_pow(lv, rv); return 0;
     default:
         return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL,
                      "unexpected duration expression operator \"%s\"", promql_op_name(op));
@@ -1050,6 +1050,18 @@ static void out_acc_free(out_acc *a)
     imap_free(&a->idx);
 }
 
+typedef struct evec_key {
+    const promql_evec *v;
+    const labels *ls;
+} evec_key;
+
+static bool evec_key_eq(void *ctx, uint32_t idx)
+{
+    const evec_key *k = ctx;
+    return labels_equal(k->v->v[idx].metric, k->ls);
+}
+
+/* Vector.ContainsSameLabelset */
 static bool evec_has_dupes(const promql_evec *v)
 {
     if (v->n < 2) return false;
@@ -1057,25 +1069,10 @@ static bool evec_has_dupes(const promql_evec *v)
     imap m;
     imap_init(&m);
     bool dup = false;
-    promql_matrix tmp = {0};
-    (void)tmp;
     for (size_t i = 0; i < v->n && !dup; i++) {
+        evec_key k = {v, v->v[i].metric};
         uint64_t h = labels_hash(v->v[i].metric);
-        /* compare through the vector itself */
-        size_t cap = m.cap;
-        (void)cap;
-        int64_t found = -1;
-        if (m.cap) {
-            size_t j = h & (m.cap - 1);
-            while (m.idx[j]) {
-                if (m.h[j] == h && labels_equal(v->v[m.idx[j] - 1].metric, v->v[i].metric)) {
-                    found = m.idx[j] - 1;
-                    break;
-                }
-                j = (j + 1) & (m.cap - 1);
-            }
-        }
-        if (found >= 0) dup = true;
+        if (imap_get(&m, h, evec_key_eq, &k) >= 0) dup = true;
         else imap_put(&m, h, (uint32_t)i);
     }
     imap_free(&m);
@@ -1469,10 +1466,8 @@ static int merge_same_labelsets(qctx *q, promql_matrix *m)
     imap_init(&idx);
     size_t *target = mem_malloc(m->n * sizeof *target);
     bool any = false;
-    promql_matrix tmp = {m->v, 0, m->cap}; /* the prefix being indexed */
     for (size_t i = 0; i < m->n; i++) {
-        mat_key k = {&tmp, m->v[i].metric};
-        tmp.n = m->n;
+        mat_key k = {m, m->v[i].metric};
         int64_t j = imap_get(&idx, labels_hash(m->v[i].metric), mat_key_eq, &k);
         if (j >= 0) {
             target[i] = (size_t)j;
@@ -1568,7 +1563,7 @@ static double scalar_binop(enum promql_op op, double l, double r)
     case PROMQL_OP_SUB: return l - r;
     case PROMQL_OP_MUL: return l * r;
     case PROMQL_OP_DIV: return l / r;
-    case PROMQL_OP_POW: return pow(l, r);
+    case PROMQL_OP_POW: return promql_pow(l, r);
     case PROMQL_OP_MOD: return fmod(l, r);
     case PROMQL_OP_EQLC: return btos(l == r);
     case PROMQL_OP_NEQ: return btos(l != r);

@@ -37,6 +37,80 @@ static double go_min(double x, double y)
     return x < y ? x : y;
 }
 
+/* Go's math.Pow: integral exponents by repeated squaring of the mantissa
+ * (so x^3 rounds as in Go, not as a correctly rounded pow()), the
+ * fractional part through exp(yf * log(x)). */
+double promql_pow(double x, double y)
+{
+    if (y == 0 || x == 1) return 1;
+    if (y == 1) return x;
+    if (isnan(x) || isnan(y)) return NAN;
+    if (x == 0) {
+        /* isOddInt */
+        bool odd = false;
+        if (fabs(y) < 9007199254740992.0) {
+            double yi0, yf0 = modf(y, &yi0);
+            odd = yf0 == 0 && ((int64_t)yi0 & 1) == 1;
+        }
+        if (y < 0) return signbit(x) && odd ? -INFINITY : INFINITY;
+        if (y > 0) return signbit(x) && odd ? x : 0;
+    }
+    if (isinf(y)) {
+        if (x == -1) return 1;
+        if ((fabs(x) < 1) == (y > 0)) return 0;
+        return INFINITY;
+    }
+    if (isinf(x)) {
+        if (x < 0) return promql_pow(1 / x, -y); /* Pow(-0, -y) */
+        return y < 0 ? 0 : INFINITY;
+    }
+    if (y == 0.5) return sqrt(x);
+    if (y == -0.5) return 1 / sqrt(x);
+    double yi, yf = modf(fabs(y), &yi);
+    if (yf != 0 && x < 0) return NAN;
+    if (yi >= 9223372036854775808.0) {
+        /* a large even integer: overflow or underflow except for -1 */
+        if (x == -1) return 1;
+        if ((fabs(x) < 1) == (y > 0)) return 0;
+        return INFINITY;
+    }
+    double a1 = 1.0;
+    int64_t ae = 0;
+    if (yf != 0) {
+        if (yf > 0.5) {
+            yf--;
+            yi++;
+        }
+        a1 = exp(yf * log(x));
+    }
+    int xe;
+    double x1 = frexp(x, &xe);
+    int64_t xe64 = xe;
+    for (int64_t i = (int64_t)yi; i != 0; i >>= 1) {
+        if (xe64 < -(1 << 12) || (1 << 12) < xe64) {
+            ae += xe64;
+            break;
+        }
+        if (i & 1) {
+            a1 *= x1;
+            ae += xe64;
+        }
+        x1 *= x1;
+        xe64 <<= 1;
+        if (x1 < .5) {
+            x1 += x1;
+            xe64--;
+        }
+    }
+    if (y < 0) {
+        a1 = 1 / a1;
+        ae = -ae;
+    }
+    if (ae > 1 << 20) ae = 1 << 20;
+    if (ae < -(1 << 20)) ae = -(1 << 20);
+    return ldexp(a1, (int)ae);
+}
+
 /* Sorting of plain values: NaN is smaller than everything (Prometheus's
  * vectorByValueHeap order). Any correct sort gives the same array. */
 static int cmp_nan_first(const void *pa, const void *pb)
@@ -941,7 +1015,7 @@ static double date_value(int64_t secs, enum date_field f)
 static int date_fn(promql_fcall *c, enum date_field f)
 {
     if (c->nin == 0) {
-        promql_evec_push(c->out, promql_empty_labels(), date_value(floordiv(c->ts, 1000), f), 0, false);
+        promql_evec_push(c->out, promql_empty_labels(), date_value(c->ts / 1000, f), 0, false);
         return 0;
     }
     const promql_evec *in = &c->in[0];

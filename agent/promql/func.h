@@ -46,6 +46,10 @@ static inline void promql_kahan_inc(double inc, double *sum, double *c)
     *sum = t;
 }
 
+/* Go's math.Pow (which differs from pow() in the last bit for some
+ * integral exponents). */
+double promql_pow(double x, double y);
+
 /* The q-quantile of vals (sorted in place, NaN first), as Prometheus's
  * quantile(): NaN for an empty set or NaN q, -Inf for q < 0, +Inf for q > 1,
  * otherwise linear interpolation between the closest ranks. */
