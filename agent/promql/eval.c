@@ -2156,6 +2156,13 @@ static bool heap_down(hsample *h, size_t i0, size_t n, bool rev)
     return i > i0;
 }
 
+/* The running state of sum, avg, count, min, max, group, stddev and
+ * stdvar for one group at one step. */
+typedef struct acell {
+    double value, mean, kahan, count;
+    bool seen, has_incremental, drop_name;
+} acell;
+
 typedef struct hgroup {
     bool seen, complete, has_incremental, drop_name;
     double value, mean, kahan, count;
@@ -2290,9 +2297,83 @@ typedef struct agg_state {
     out_acc acc;
 } agg_state;
 
+/* The first sample of a group at a step. */
+static void acell_first(acell *g, enum promql_op op, double f, bool drop)
+{
+    g->seen = true;
+    g->value = f;
+    g->mean = f;
+    g->kahan = 0;
+    g->count = 1;
+    g->has_incremental = false;
+    g->drop_name = drop;
+    if (op == PROMQL_OP_STDVAR || op == PROMQL_OP_STDDEV) g->value = (isnan(f) || isinf(f)) ? NAN : 0;
+    else if (op == PROMQL_OP_GROUP) g->value = 1;
+}
+
+/* Every further sample (not for quantile). */
+static void acell_next(acell *g, enum promql_op op, double f, bool drop)
+{
+    if (drop) g->drop_name = true;
+    switch (op) {
+    case PROMQL_OP_SUM: promql_kahan_inc(f, &g->value, &g->kahan); break;
+    case PROMQL_OP_AVG:
+        g->count++;
+        if (!g->has_incremental) {
+            double nv = g->value, nc = g->kahan;
+            promql_kahan_inc(f, &nv, &nc);
+            if (!isinf(nv)) {
+                g->value = nv;
+                g->kahan = nc;
+                break;
+            }
+            g->has_incremental = true;
+            g->mean = g->value / (g->count - 1);
+            g->kahan /= g->count - 1;
+        }
+        {
+            double qq = (g->count - 1) / g->count;
+            double m = qq * g->mean, c = qq * g->kahan;
+            promql_kahan_inc(f / g->count, &m, &c);
+            g->mean = m;
+            g->kahan = c;
+        }
+        break;
+    case PROMQL_OP_MAX:
+        if (g->value < f || isnan(g->value)) g->value = f;
+        break;
+    case PROMQL_OP_MIN:
+        if (g->value > f || isnan(g->value)) g->value = f;
+        break;
+    case PROMQL_OP_COUNT: g->count++; break;
+    case PROMQL_OP_STDVAR:
+    case PROMQL_OP_STDDEV: {
+        g->count++;
+        double delta = f - g->mean;
+        g->mean += delta / g->count;
+        g->value += delta * (f - g->mean);
+        break;
+    }
+    default: break;
+    }
+}
+
+static double acell_value(const acell *g, enum promql_op op)
+{
+    switch (op) {
+    case PROMQL_OP_AVG:
+        return g->has_incremental ? g->mean + g->kahan : g->value / g->count + g->kahan / g->count;
+    case PROMQL_OP_COUNT: return g->count;
+    case PROMQL_OP_STDVAR: return g->value / g->count;
+    case PROMQL_OP_STDDEV: return sqrt(g->value / g->count);
+    case PROMQL_OP_SUM: return g->value + g->kahan;
+    default: return g->value;
+    }
+}
+
+/* aggregation at one step (Prometheus's order: series by series). */
 static void agg_step(agg_state *st, double param, int64_t ts)
 {
-    qctx *q = st->ev->q;
     enum promql_op op = st->op;
     for (size_t i = 0; i < st->ngroups; i++)
         st->groups[i].seen = false;
@@ -2301,96 +2382,83 @@ static void agg_step(agg_state *st, double param, int64_t ts)
         if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) continue;
         hgroup *g = &st->groups[st->group_of[si]];
         bool drop = st->in->v[si].drop_name;
-        if (!g->seen) {
-            g->seen = true;
-            g->value = f;
-            g->mean = f;
-            g->kahan = 0;
-            g->count = 1;
-            g->has_incremental = false;
-            g->drop_name = drop;
-            g->vn = 0;
-            switch (op) {
-            case PROMQL_OP_STDVAR:
-            case PROMQL_OP_STDDEV: g->value = (isnan(f) || isinf(f)) ? NAN : 0; break;
-            case PROMQL_OP_QUANTILE:
-                g->vals = mem_grow(g->vals, sizeof *g->vals, 1, &g->vcap);
-                g->vals[g->vn++] = f;
-                break;
-            case PROMQL_OP_GROUP: g->value = 1; break;
-            default: break;
+        if (op == PROMQL_OP_QUANTILE) {
+            if (!g->seen) {
+                g->seen = true;
+                g->drop_name = drop;
+                g->vn = 0;
+            } else if (drop) {
+                g->drop_name = true;
             }
-            continue;
-        }
-        if (drop) g->drop_name = true;
-        switch (op) {
-        case PROMQL_OP_SUM: promql_kahan_inc(f, &g->value, &g->kahan); break;
-        case PROMQL_OP_AVG:
-            g->count++;
-            if (!g->has_incremental) {
-                double nv = g->value, nc = g->kahan;
-                promql_kahan_inc(f, &nv, &nc);
-                if (!isinf(nv)) {
-                    g->value = nv;
-                    g->kahan = nc;
-                    break;
-                }
-                g->has_incremental = true;
-                g->mean = g->value / (g->count - 1);
-                g->kahan /= g->count - 1;
-            }
-            {
-                double qq = (g->count - 1) / g->count;
-                double m = qq * g->mean, c = qq * g->kahan;
-                promql_kahan_inc(f / g->count, &m, &c);
-                g->mean = m;
-                g->kahan = c;
-            }
-            break;
-        case PROMQL_OP_GROUP: break;
-        case PROMQL_OP_MAX:
-            if (g->value < f || isnan(g->value)) g->value = f;
-            break;
-        case PROMQL_OP_MIN:
-            if (g->value > f || isnan(g->value)) g->value = f;
-            break;
-        case PROMQL_OP_COUNT: g->count++; break;
-        case PROMQL_OP_STDVAR:
-        case PROMQL_OP_STDDEV: {
-            g->count++;
-            double delta = f - g->mean;
-            g->mean += delta / g->count;
-            g->value += delta * (f - g->mean);
-            break;
-        }
-        case PROMQL_OP_QUANTILE:
             g->vals = mem_grow(g->vals, sizeof *g->vals, g->vn + 1, &g->vcap);
             g->vals[g->vn++] = f;
-            break;
-        default: break;
+            continue;
         }
+        acell c = {g->value, g->mean, g->kahan, g->count, g->seen, g->has_incremental, g->drop_name};
+        if (!c.seen) acell_first(&c, op, f, drop);
+        else acell_next(&c, op, f, drop);
+        g->value = c.value;
+        g->mean = c.mean;
+        g->kahan = c.kahan;
+        g->count = c.count;
+        g->seen = c.seen;
+        g->has_incremental = c.has_incremental;
+        g->drop_name = c.drop_name;
     }
-    (void)q;
     for (size_t gi = 0; gi < st->ngroups; gi++) {
         hgroup *g = &st->groups[gi];
         if (!g->seen) continue;
-        double v = g->value;
-        switch (op) {
-        case PROMQL_OP_AVG:
-            v = g->has_incremental ? g->mean + g->kahan
-                                   : g->value / g->count + g->kahan / g->count;
-            break;
-        case PROMQL_OP_COUNT: v = g->count; break;
-        case PROMQL_OP_STDVAR: v = g->value / g->count; break;
-        case PROMQL_OP_STDDEV: v = sqrt(g->value / g->count); break;
-        case PROMQL_OP_QUANTILE: v = promql_quantile(param, g->vals, g->vn); break;
-        case PROMQL_OP_SUM: v = g->value + g->kahan; break;
-        default: break;
+        double v;
+        if (op == PROMQL_OP_QUANTILE) {
+            v = promql_quantile(param, g->vals, g->vn);
+        } else {
+            acell c = {g->value, g->mean, g->kahan, g->count, true, g->has_incremental, g->drop_name};
+            v = acell_value(&c, op);
         }
         promql_series *s = &st->res->v[gi];
         series_add(s, ts, v);
         s->drop_name = g->drop_name;
     }
+}
+
+/* The same over all steps at once, series by series: each (group, step)
+ * cell still sees the series in Prometheus's order, but every input series
+ * is read once from start to end instead of once per step. */
+#define AGG_MAX_CELLS (1 << 18)
+
+static int agg_all_steps(agg_state *st, promql_matrix *res)
+{
+    evaluator *ev = st->ev;
+    enum promql_op op = st->op;
+    size_t nsteps = (size_t)num_steps(ev);
+    acell *cells = mem_calloc(st->ngroups * nsteps, sizeof *cells);
+    int rc = 0;
+    uint32_t it = 0;
+    for (size_t si = 0; si < st->in->n && !rc; si++) {
+        const promql_series *s = &st->in->v[si];
+        acell *row = cells + (size_t)st->group_of[si] * nsteps;
+        for (size_t k = 0; k < s->n; k++) {
+            if ((rc = qcheck_every(ev->q, &it))) break;
+            int64_t d = s->pts[k].t - ev->start;
+            if (d < 0 || d % ev->interval) continue;
+            size_t step = (size_t)(d / ev->interval);
+            if (step >= nsteps) continue;
+            acell *c = &row[step];
+            if (!c->seen) acell_first(c, op, s->pts[k].v, s->drop_name);
+            else acell_next(c, op, s->pts[k].v, s->drop_name);
+        }
+    }
+    for (size_t gi = 0; gi < st->ngroups && !rc; gi++) {
+        acell *row = cells + gi * nsteps;
+        promql_series *out = &res->v[gi];
+        for (size_t k = 0; k < nsteps; k++) {
+            if (!row[k].seen) continue;
+            series_add(out, ev->start + (int64_t)k * ev->interval, acell_value(&row[k], op));
+            out->drop_name = row[k].drop_name;
+        }
+    }
+    mem_free(cells);
+    return rc;
 }
 
 /* aggregationK: topk, bottomk, limitk, limit_ratio at one step. In an
@@ -2568,7 +2636,11 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
     }
 
     int64_t temp = q->cur;
-    if (!rc && !empty) {
+    bool all_steps = !kop && op != PROMQL_OP_QUANTILE && ev->start != ev->end &&
+                     st.ngroups * (uint64_t)num_steps(ev) <= AGG_MAX_CELLS;
+    if (!rc && !empty && all_steps) {
+        rc = agg_all_steps(&st, &res);
+    } else if (!rc && !empty) {
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
             double param = fparams_next(&fp);
             if ((rc = qcheck(q))) break;
@@ -3015,6 +3087,8 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     promql_lcache lc;
     promql_lcache_init(&lc);
     fc.lcache = &lc;
+    uint32_t *resets = NULL;
+    size_t nresets = 0, resets_cap = 0;
 
     for (size_t i = 0; i < raw.n && !rc; i++) {
         promql_series *s = &raw.v[i];
@@ -3025,6 +3099,18 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
         bool drop = !keep_name || s->drop_name;
         promql_series ss = {NULL, NULL, 0, 0, drop};
         fc.metric = s->metric;
+        fc.resets = NULL;
+        if ((fd->flags & PROMQL_F_RESETS) && s->n <= UINT32_MAX) {
+            nresets = 0;
+            for (size_t k = 1; k < s->n; k++) {
+                if (s->pts[k].v < s->pts[k - 1].v) {
+                    resets = mem_grow(resets, sizeof *resets, nresets + 1, &resets_cap);
+                    resets[nresets++] = (uint32_t)k;
+                }
+            }
+            fc.resets = resets ? resets : (const uint32_t *)"";
+            fc.nresets = nresets;
+        }
         size_t lo = 0, hi = 0;
         int64_t step = -1;
         uint32_t it = 0;
@@ -3061,6 +3147,7 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
             fc.ts = ts;
             fc.pts = s->pts + lo;
             fc.n = hi - lo;
+            fc.base = lo;
             double v;
             int r = fd->range(&fc, &v);
             if (r < 0) {
@@ -3107,6 +3194,7 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     }
     q->cur -= win;
     promql_lcache_cleanup(&lc);
+    mem_free(resets);
     if (rc) goto done;
 
     if (!strcmp(fname, "absent_over_time")) {

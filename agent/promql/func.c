@@ -398,7 +398,17 @@ static int extrapolated_rate(const promql_fcall *c, double *out, bool counter, b
     int64_t range_start = c->ts - (c->range_ms + c->offset_ms);
     int64_t range_end = c->ts - c->offset_ms;
     double result = p[n - 1].v - p[0].v;
-    if (counter) {
+    if (counter && c->resets) {
+        /* the same additions in the same order, found without a scan */
+        size_t lo = 0, hi = c->nresets, first = c->base + 1, last = c->base + n - 1;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (c->resets[mid] < first) lo = mid + 1;
+            else hi = mid;
+        }
+        for (size_t r = lo; r < c->nresets && c->resets[r] <= last; r++)
+            result += p[c->resets[r] - c->base - 1].v;
+    } else if (counter) {
         for (size_t i = 1; i < n; i++)
             if (p[i].v < p[i - 1].v) result += p[i - 1].v;
     }
@@ -1694,7 +1704,7 @@ static const promql_fdef fdefs[] = {
     {"histogram_sum", NULL, f_nothing, 0},
     {"hour", NULL, f_hour, AT_UNSAFE},
     {"idelta", f_idelta, NULL, 0},
-    {"increase", f_increase, NULL, ANCH | SMOOTH},
+    {"increase", f_increase, NULL, ANCH | SMOOTH | PROMQL_F_RESETS},
     {"info", NULL, NULL, PROMQL_F_SPECIAL},
     {"irate", f_irate, NULL, 0},
     {"label_join", NULL, NULL, PROMQL_F_SPECIAL},
@@ -1716,7 +1726,7 @@ static const promql_fdef fdefs[] = {
     {"quantile_over_time", f_quantile_over_time, NULL, 0},
     {"rad", NULL, f_rad, 0},
     {"range", NULL, NULL, AT_UNSAFE | PROMQL_F_QUERY_CONST},
-    {"rate", f_rate, NULL, ANCH | SMOOTH},
+    {"rate", f_rate, NULL, ANCH | SMOOTH | PROMQL_F_RESETS},
     {"resets", f_resets, NULL, ANCH},
     {"round", NULL, f_round, 0},
     {"scalar", NULL, f_scalar, 0},

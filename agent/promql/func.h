@@ -135,6 +135,11 @@ typedef struct promql_fcall {
     const double *sargs; /* scalar arguments by argument index (the matrix one unused) */
     int64_t range_ms, offset_ms;
     bool anchored, smoothed;
+    /* optional, for PROMQL_F_RESETS functions: the indexes i of the whole
+     * series where pts[i] < pts[i - 1], ascending, and the index of this
+     * window's first point in the series */
+    const uint32_t *resets;
+    size_t nresets, base;
 } promql_fcall;
 
 /* Returns 1 and sets *out if the window yields a value, 0 if not, or a
@@ -151,6 +156,7 @@ enum {
     PROMQL_F_SORT = 1 << 4,           /* warns in range queries */
     PROMQL_F_SPECIAL = 1 << 5,        /* evaluated by eval.c itself */
     PROMQL_F_QUERY_CONST = 1 << 6,    /* start(), end(), range(), step(): folded per query */
+    PROMQL_F_RESETS = 1 << 7,         /* uses promql_fcall.resets when given */
 };
 
 typedef struct promql_fdef {
