@@ -12,6 +12,7 @@
 
 #include "expfmt.h"
 #include "mem.h"
+#include "promql/gosort.h"
 #include "strutil.h"
 
 /* ---- numeric helpers ------------------------------------------------------ */
@@ -34,6 +35,80 @@ static double go_min(double x, double y)
     if (isnan(x) || isnan(y)) return NAN;
     if (x == 0 && x == y) return signbit(x) ? x : y;
     return x < y ? x : y;
+}
+
+/* Go's math.Pow: integral exponents by repeated squaring of the mantissa
+ * (so x^3 rounds as in Go, not as a correctly rounded pow()), the
+ * fractional part through exp(yf * log(x)). */
+double promql_pow(double x, double y)
+{
+    if (y == 0 || x == 1) return 1;
+    if (y == 1) return x;
+    if (isnan(x) || isnan(y)) return NAN;
+    if (x == 0) {
+        /* isOddInt */
+        bool odd = false;
+        if (fabs(y) < 9007199254740992.0) {
+            double yi0, yf0 = modf(y, &yi0);
+            odd = yf0 == 0 && ((int64_t)yi0 & 1) == 1;
+        }
+        if (y < 0) return signbit(x) && odd ? -INFINITY : INFINITY;
+        if (y > 0) return signbit(x) && odd ? x : 0;
+    }
+    if (isinf(y)) {
+        if (x == -1) return 1;
+        if ((fabs(x) < 1) == (y > 0)) return 0;
+        return INFINITY;
+    }
+    if (isinf(x)) {
+        if (x < 0) return promql_pow(1 / x, -y); /* Pow(-0, -y) */
+        return y < 0 ? 0 : INFINITY;
+    }
+    if (y == 0.5) return sqrt(x);
+    if (y == -0.5) return 1 / sqrt(x);
+    double yi, yf = modf(fabs(y), &yi);
+    if (yf != 0 && x < 0) return NAN;
+    if (yi >= 9223372036854775808.0) {
+        /* a large even integer: overflow or underflow except for -1 */
+        if (x == -1) return 1;
+        if ((fabs(x) < 1) == (y > 0)) return 0;
+        return INFINITY;
+    }
+    double a1 = 1.0;
+    int64_t ae = 0;
+    if (yf != 0) {
+        if (yf > 0.5) {
+            yf--;
+            yi++;
+        }
+        a1 = exp(yf * log(x));
+    }
+    int xe;
+    double x1 = frexp(x, &xe);
+    int64_t xe64 = xe;
+    for (int64_t i = (int64_t)yi; i != 0; i >>= 1) {
+        if (xe64 < -(1 << 12) || (1 << 12) < xe64) {
+            ae += xe64;
+            break;
+        }
+        if (i & 1) {
+            a1 *= x1;
+            ae += xe64;
+        }
+        x1 *= x1;
+        xe64 <<= 1;
+        if (x1 < .5) {
+            x1 += x1;
+            xe64--;
+        }
+    }
+    if (y < 0) {
+        a1 = 1 / a1;
+        ae = -ae;
+    }
+    if (ae > 1 << 20) ae = 1 << 20;
+    if (ae < -(1 << 20)) ae = -(1 << 20);
+    return ldexp(a1, (int)ae);
 }
 
 /* Sorting of plain values: NaN is smaller than everything (Prometheus's
@@ -323,7 +398,17 @@ static int extrapolated_rate(const promql_fcall *c, double *out, bool counter, b
     int64_t range_start = c->ts - (c->range_ms + c->offset_ms);
     int64_t range_end = c->ts - c->offset_ms;
     double result = p[n - 1].v - p[0].v;
-    if (counter) {
+    if (counter && c->resets) {
+        /* the same additions in the same order, found without a scan */
+        size_t lo = 0, hi = c->nresets, first = c->base + 1, last = c->base + n - 1;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (c->resets[mid] < first) lo = mid + 1;
+            else hi = mid;
+        }
+        for (size_t r = lo; r < c->nresets && c->resets[r] <= last; r++)
+            result += p[c->resets[r] - c->base - 1].v;
+    } else if (counter) {
         for (size_t i = 1; i < n; i++)
             if (p[i].v < p[i - 1].v) result += p[i - 1].v;
     }
@@ -940,7 +1025,7 @@ static double date_value(int64_t secs, enum date_field f)
 static int date_fn(promql_fcall *c, enum date_field f)
 {
     if (c->nin == 0) {
-        promql_evec_push(c->out, promql_empty_labels(), date_value(floordiv(c->ts, 1000), f), 0, false);
+        promql_evec_push(c->out, promql_empty_labels(), date_value(c->ts / 1000, f), 0, false);
         return 0;
     }
     const promql_evec *in = &c->in[0];
@@ -966,42 +1051,34 @@ DATE(year, D_YEAR)
 
 /* ---- sorting --------------------------------------------------------------------- */
 
-/* Go's sort.Sort for the small vectors it sorts by insertion (n <= 12);
- * larger ones get a stable merge with the same "less" function. */
+/* Go's sort.Sort over samples with a "less" on two samples. */
 typedef bool (*less_fn)(const promql_esample *a, const promql_esample *b, void *ctx);
 
-static void merge_sort(promql_esample *v, promql_esample *tmp, size_t n, less_fn less, void *ctx)
+typedef struct vsort {
+    promql_esample *v;
+    less_fn less;
+    void *ctx;
+} vsort;
+
+static bool vsort_less(void *ctx, size_t i, size_t j)
 {
-    if (n <= 12) {
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && less(&v[j], &v[j - 1], ctx); j--) {
-                promql_esample t = v[j];
-                v[j] = v[j - 1];
-                v[j - 1] = t;
-            }
-        return;
-    }
-    size_t h = n / 2;
-    merge_sort(v, tmp, h, less, ctx);
-    merge_sort(v + h, tmp, n - h, less, ctx);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) {
-        if (less(&v[j], &v[i], ctx)) tmp[k++] = v[j++];
-        else tmp[k++] = v[i++];
-    }
-    while (i < h)
-        tmp[k++] = v[i++];
-    while (j < n)
-        tmp[k++] = v[j++];
-    memcpy(v, tmp, n * sizeof *v);
+    vsort *x = ctx;
+    return x->less(&x->v[i], &x->v[j], x->ctx);
+}
+
+static void vsort_swap(void *ctx, size_t i, size_t j)
+{
+    vsort *x = ctx;
+    promql_esample t = x->v[i];
+    x->v[i] = x->v[j];
+    x->v[j] = t;
 }
 
 static void sort_vec(promql_esample *v, size_t n, less_fn less, void *ctx)
 {
-    if (n < 2) return;
-    promql_esample *tmp = n > 12 ? mem_malloc(n * sizeof *tmp) : NULL;
-    merge_sort(v, tmp, n, less, ctx);
-    mem_free(tmp);
+    vsort x = {v, less, ctx};
+    promql_gosort_iface d = {&x, vsort_less, vsort_swap};
+    promql_gosort(&d, n);
 }
 
 /* sort(): sort.Reverse(vectorByReverseValueHeap): i before j when j is NaN
@@ -1297,7 +1374,7 @@ static void group_buckets(promql_fcall *c, const promql_evec *in, uint32_t pos, 
             g->sigs = mem_realloc(g->sigs, cap2 * sizeof *g->sigs);
             g->sig_lens = mem_realloc(g->sig_lens, cap2 * sizeof *g->sig_lens);
             gi = g->n++;
-            labels_builder_from(&lb, m);
+            promql_builder_from(&lb, m);
             labels_builder_del(&lb, "le", 2);
             g->g[gi].metric = promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL));
             g->g[gi].b = NULL;
@@ -1325,20 +1402,25 @@ static int cmp_bucket(const void *pa, const void *pb)
 
 /* Sorts by upper bound and merges buckets with the same bound; returns
  * the new count. */
-static size_t sort_buckets(bucket *b, size_t n)
+static bool bucket_less(void *ctx, size_t i, size_t j)
 {
-    /* Go's slices.SortFunc: insertion sort for small inputs is stable. */
-    if (n <= 12) {
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && cmp_bucket(&b[j], &b[j - 1]) < 0; j--) {
-                bucket t = b[j];
-                b[j] = b[j - 1];
-                b[j - 1] = t;
-            }
-    } else {
-        qsort(b, n, sizeof *b, cmp_bucket);
-    }
-    return n;
+    const bucket *b = ctx;
+    return cmp_bucket(&b[i], &b[j]) < 0;
+}
+
+static void bucket_swap(void *ctx, size_t i, size_t j)
+{
+    bucket *b = ctx;
+    bucket t = b[i];
+    b[i] = b[j];
+    b[j] = t;
+}
+
+/* slices.SortFunc(buckets, by upper bound) */
+static void sort_buckets(bucket *b, size_t n)
+{
+    promql_gosort_iface d = {b, bucket_less, bucket_swap};
+    promql_gosort(&d, n);
 }
 
 static size_t merge_equal_bounds(bucket *b, size_t n)
@@ -1563,7 +1645,7 @@ static int f_histogram_quantiles(promql_fcall *c)
             double r = bucket_quantile(qs[k], bg->b, bg->n, &m);
             report_mono(c, bg, &m, arg_pos(c, 0));
             const labels *base = out_metric(c, bg->metric);
-            labels_builder_from(&lb, base);
+            promql_builder_from(&lb, base);
             labels_builder_set(&lb, lbl->string.val.p, lbl->string.val.len, qstr, strlen(qstr));
             const labels *ls = promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL));
             promql_evec_push(c->out, ls, r, 0, true);
@@ -1622,7 +1704,7 @@ static const promql_fdef fdefs[] = {
     {"histogram_sum", NULL, f_nothing, 0},
     {"hour", NULL, f_hour, AT_UNSAFE},
     {"idelta", f_idelta, NULL, 0},
-    {"increase", f_increase, NULL, ANCH | SMOOTH},
+    {"increase", f_increase, NULL, ANCH | SMOOTH | PROMQL_F_RESETS},
     {"info", NULL, NULL, PROMQL_F_SPECIAL},
     {"irate", f_irate, NULL, 0},
     {"label_join", NULL, NULL, PROMQL_F_SPECIAL},
@@ -1644,7 +1726,7 @@ static const promql_fdef fdefs[] = {
     {"quantile_over_time", f_quantile_over_time, NULL, 0},
     {"rad", NULL, f_rad, 0},
     {"range", NULL, NULL, AT_UNSAFE | PROMQL_F_QUERY_CONST},
-    {"rate", f_rate, NULL, ANCH | SMOOTH},
+    {"rate", f_rate, NULL, ANCH | SMOOTH | PROMQL_F_RESETS},
     {"resets", f_resets, NULL, ANCH},
     {"round", NULL, f_round, 0},
     {"scalar", NULL, f_scalar, 0},

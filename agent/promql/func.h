@@ -46,6 +46,10 @@ static inline void promql_kahan_inc(double inc, double *sum, double *c)
     *sum = t;
 }
 
+/* Go's math.Pow (which differs from pow() in the last bit for some
+ * integral exponents). */
+double promql_pow(double x, double y);
+
 /* The q-quantile of vals (sorted in place, NaN first), as Prometheus's
  * quantile(): NaN for an empty set or NaN q, -Inf for q < 0, +Inf for q > 1,
  * otherwise linear interpolation between the closest ranks. */
@@ -64,6 +68,14 @@ const promql_node *promql_unparen(const promql_node *n);
  * set (labels_empty()'s differs, so the two would not compare equal).
  * Borrowed; never free it (labels_dup() it for an owned copy). */
 const labels *promql_empty_labels(void);
+
+/* labels_builder_from() that also accepts an empty set with an empty
+ * builder (labels.c would memcpy from NULL). */
+static inline void promql_builder_from(labels_builder *b, const labels *ls)
+{
+    labels_builder_reset(b);
+    if (ls->n) labels_builder_from(b, ls);
+}
 
 /* ---- instant vectors with borrowed labels --------------------------------- */
 
@@ -123,6 +135,11 @@ typedef struct promql_fcall {
     const double *sargs; /* scalar arguments by argument index (the matrix one unused) */
     int64_t range_ms, offset_ms;
     bool anchored, smoothed;
+    /* optional, for PROMQL_F_RESETS functions: the indexes i of the whole
+     * series where pts[i] < pts[i - 1], ascending, and the index of this
+     * window's first point in the series */
+    const uint32_t *resets;
+    size_t nresets, base;
 } promql_fcall;
 
 /* Returns 1 and sets *out if the window yields a value, 0 if not, or a
@@ -139,6 +156,7 @@ enum {
     PROMQL_F_SORT = 1 << 4,           /* warns in range queries */
     PROMQL_F_SPECIAL = 1 << 5,        /* evaluated by eval.c itself */
     PROMQL_F_QUERY_CONST = 1 << 6,    /* start(), end(), range(), step(): folded per query */
+    PROMQL_F_RESETS = 1 << 7,         /* uses promql_fcall.resets when given */
 };
 
 typedef struct promql_fdef {

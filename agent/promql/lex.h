@@ -144,7 +144,7 @@ uint32_t promql_lex_rune(const char *s, size_t len, uint32_t *width);
 void promql_lex_quote_rune(buf *out, int32_t r);
 /* Appends s quoted as Go's %q / strconv.Quote. */
 void promql_lex_quote(buf *out, const char *s, size_t len);
-/* Go's strconv.IsPrint (approximated for code points outside ASCII). */
+/* Go's strconv.IsPrint (Unicode 15.0.0, as Go's tables). */
 bool promql_lex_rune_printable(uint32_t r);
 
 #endif

@@ -327,12 +327,23 @@ static void tok_desc(const parser *p, const promql_token *t, buf *out)
     bool fixed = promql_tok_text(t->type) != NULL;
     if (!fixed) {
         switch (t->type) {
-        case PROMQL_TOK_IDENTIFIER: buf_puts(out, "identifier "); break;
-        case PROMQL_TOK_METRIC_IDENTIFIER: buf_puts(out, "metric identifier "); break;
-        case PROMQL_TOK_STRING: buf_puts(out, "string "); break;
-        case PROMQL_TOK_NUMBER: buf_puts(out, "number "); break;
-        case PROMQL_TOK_DURATION: buf_puts(out, "duration "); break;
-        default: break;
+        case PROMQL_TOK_IDENTIFIER:
+            buf_puts(out, "identifier ");
+            break;
+        case PROMQL_TOK_METRIC_IDENTIFIER:
+            buf_puts(out, "metric identifier ");
+            break;
+        case PROMQL_TOK_STRING:
+            buf_puts(out, "string ");
+            break;
+        case PROMQL_TOK_NUMBER:
+            buf_puts(out, "number ");
+            break;
+        case PROMQL_TOK_DURATION:
+            buf_puts(out, "duration ");
+            break;
+        default:
+            break;
         }
     }
     if (t->type == PROMQL_TOK_IDENTIFIER || t->type == PROMQL_TOK_METRIC_IDENTIFIER) {
@@ -381,16 +392,22 @@ static void syntax_error(parser *p) __attribute__((noreturn));
 static void syntax_error(parser *p)
 {
     switch (p->ctx) {
-    case CTX_TOP: unexpected(p, NULL, NULL);
-    case CTX_AGGREGATION: unexpected(p, "aggregation", NULL);
-    case CTX_OFFSET: unexpected(p, "offset", "number, duration, step(), or range()");
-    case CTX_AT: unexpected(p, "@", "timestamp");
+    case CTX_TOP:
+        unexpected(p, NULL, NULL);
+    case CTX_AGGREGATION:
+        unexpected(p, "aggregation", NULL);
+    case CTX_OFFSET:
+        unexpected(p, "offset", "number, duration, step(), or range()");
+    case CTX_AT:
+        unexpected(p, "@", "timestamp");
     case CTX_RANGE_OPEN:
         unexpected(p, "subquery or range selector", "number, duration, step(), or range()");
-    case CTX_RANGE_AFTER: unexpected(p, "subquery or range", "\":\" or \"]\"");
+    case CTX_RANGE_AFTER:
+        unexpected(p, "subquery or range", "\":\" or \"]\"");
     case CTX_SUBQ_STEP:
         unexpected(p, "subquery selector", "number, duration, step(), range(), or \"]\"");
-    case CTX_SUBQ_END: unexpected(p, "subquery selector", "\"]\"");
+    case CTX_SUBQ_END:
+        unexpected(p, "subquery selector", "\"]\"");
     }
     unexpected(p, NULL, NULL);
 }
@@ -415,8 +432,8 @@ static bool underscore_ok(const char *s, size_t n)
     char saw = '^';
     size_t i = 0;
     bool hex = false;
-    if (n >= 2 && s[0] == '0' && (s[1] == 'b' || s[1] == 'B' || s[1] == 'o' || s[1] == 'O' ||
-                                  s[1] == 'x' || s[1] == 'X')) {
+    if (n >= 2 && s[0] == '0' &&
+        (s[1] == 'b' || s[1] == 'B' || s[1] == 'o' || s[1] == 'O' || s[1] == 'x' || s[1] == 'X')) {
         i = 2;
         saw = '0';
         hex = s[1] == 'x' || s[1] == 'X';
@@ -665,16 +682,34 @@ static promql_str unquote(parser *p, const promql_token *t)
         char e = s[i + 1];
         i += 2;
         switch (e) {
-        case 'a': out[k++] = '\a'; break;
-        case 'b': out[k++] = '\b'; break;
-        case 'f': out[k++] = '\f'; break;
-        case 'n': out[k++] = '\n'; break;
-        case 'r': out[k++] = '\r'; break;
-        case 't': out[k++] = '\t'; break;
-        case 'v': out[k++] = '\v'; break;
-        case '\\': out[k++] = '\\'; break;
+        case 'a':
+            out[k++] = '\a';
+            break;
+        case 'b':
+            out[k++] = '\b';
+            break;
+        case 'f':
+            out[k++] = '\f';
+            break;
+        case 'n':
+            out[k++] = '\n';
+            break;
+        case 'r':
+            out[k++] = '\r';
+            break;
+        case 't':
+            out[k++] = '\t';
+            break;
+        case 'v':
+            out[k++] = '\v';
+            break;
+        case '\\':
+            out[k++] = '\\';
+            break;
         case '\'':
-        case '"': out[k++] = e; break;
+        case '"':
+            out[k++] = e;
+            break;
         case 'x':
         case 'u':
         case 'U': {
@@ -739,13 +774,10 @@ static void register_matchers(parser *p, label_matcher *v, size_t n)
 {
     promql_ast *a = p->ast;
     if (a->n_matcher_arrays == a->cap_matcher_arrays) {
-        size_t cap = a->cap_matcher_arrays;
-        a->matcher_arrays =
-            mem_grow(a->matcher_arrays, sizeof *a->matcher_arrays, a->n_matcher_arrays + 1, &cap);
-        size_t cap2 = a->cap_matcher_arrays;
-        a->matcher_counts =
-            mem_grow(a->matcher_counts, sizeof *a->matcher_counts, a->n_matcher_arrays + 1, &cap2);
-        a->cap_matcher_arrays = cap < cap2 ? cap : cap2;
+        size_t cap = a->cap_matcher_arrays ? a->cap_matcher_arrays * 2 : 8;
+        a->matcher_arrays = mem_realloc(a->matcher_arrays, cap * sizeof *a->matcher_arrays);
+        a->matcher_counts = mem_realloc(a->matcher_counts, cap * sizeof *a->matcher_counts);
+        a->cap_matcher_arrays = cap;
     }
     a->matcher_arrays[a->n_matcher_arrays] = v;
     a->matcher_counts[a->n_matcher_arrays] = n;
@@ -758,8 +790,11 @@ static void matchers_add(parser *p, matcher_list *l, size_t slot, enum matcher_t
                          const char *name, size_t nl, const char *val, size_t vl, uint32_t pos)
 {
     if (l->n == l->cap) {
-        size_t cap = l->cap;
-        label_matcher *nv = mem_grow(l->v, sizeof *nv, l->n + 1, &cap);
+        /* In the arena, as every array of the tree (promql_ast_free
+         * releases what the matchers own, not the arrays). */
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        label_matcher *nv = alloc(p, cap * sizeof *nv);
+        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
         l->v = nv;
         l->cap = cap;
         p->ast->matcher_arrays[slot] = nv;
@@ -782,11 +817,20 @@ static void matchers_add(parser *p, matcher_list *l, size_t slot, enum matcher_t
 static bool is_match_op(enum promql_tok t, enum matcher_type *mt)
 {
     switch (t) {
-    case PROMQL_TOK_EQL: *mt = MATCH_EQ; return true;
-    case PROMQL_TOK_NEQ: *mt = MATCH_NEQ; return true;
-    case PROMQL_TOK_EQL_REGEX: *mt = MATCH_RE; return true;
-    case PROMQL_TOK_NEQ_REGEX: *mt = MATCH_NRE; return true;
-    default: return false;
+    case PROMQL_TOK_EQL:
+        *mt = MATCH_EQ;
+        return true;
+    case PROMQL_TOK_NEQ:
+        *mt = MATCH_NEQ;
+        return true;
+    case PROMQL_TOK_EQL_REGEX:
+        *mt = MATCH_RE;
+        return true;
+    case PROMQL_TOK_NEQ_REGEX:
+        *mt = MATCH_NRE;
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -1021,25 +1065,62 @@ enum { PREC_OR = 1, PREC_AND, PREC_CMP, PREC_ADD, PREC_MUL, PREC_POW };
 static int binop_prec(enum promql_tok t, enum promql_op *op)
 {
     switch (t) {
-    case PROMQL_TOK_LOR: *op = PROMQL_OP_LOR; return PREC_OR;
-    case PROMQL_TOK_LAND: *op = PROMQL_OP_LAND; return PREC_AND;
-    case PROMQL_TOK_LUNLESS: *op = PROMQL_OP_LUNLESS; return PREC_AND;
-    case PROMQL_TOK_EQLC: *op = PROMQL_OP_EQLC; return PREC_CMP;
-    case PROMQL_TOK_NEQ: *op = PROMQL_OP_NEQ; return PREC_CMP;
-    case PROMQL_TOK_GTE: *op = PROMQL_OP_GTE; return PREC_CMP;
-    case PROMQL_TOK_GTR: *op = PROMQL_OP_GTR; return PREC_CMP;
-    case PROMQL_TOK_LSS: *op = PROMQL_OP_LSS; return PREC_CMP;
-    case PROMQL_TOK_LTE: *op = PROMQL_OP_LTE; return PREC_CMP;
-    case PROMQL_TOK_TRIM_UPPER: *op = PROMQL_OP_TRIM_UPPER; return PREC_CMP;
-    case PROMQL_TOK_TRIM_LOWER: *op = PROMQL_OP_TRIM_LOWER; return PREC_CMP;
-    case PROMQL_TOK_ADD: *op = PROMQL_OP_ADD; return PREC_ADD;
-    case PROMQL_TOK_SUB: *op = PROMQL_OP_SUB; return PREC_ADD;
-    case PROMQL_TOK_MUL: *op = PROMQL_OP_MUL; return PREC_MUL;
-    case PROMQL_TOK_DIV: *op = PROMQL_OP_DIV; return PREC_MUL;
-    case PROMQL_TOK_MOD: *op = PROMQL_OP_MOD; return PREC_MUL;
-    case PROMQL_TOK_ATAN2: *op = PROMQL_OP_ATAN2; return PREC_MUL;
-    case PROMQL_TOK_POW: *op = PROMQL_OP_POW; return PREC_POW;
-    default: return 0;
+    case PROMQL_TOK_LOR:
+        *op = PROMQL_OP_LOR;
+        return PREC_OR;
+    case PROMQL_TOK_LAND:
+        *op = PROMQL_OP_LAND;
+        return PREC_AND;
+    case PROMQL_TOK_LUNLESS:
+        *op = PROMQL_OP_LUNLESS;
+        return PREC_AND;
+    case PROMQL_TOK_EQLC:
+        *op = PROMQL_OP_EQLC;
+        return PREC_CMP;
+    case PROMQL_TOK_NEQ:
+        *op = PROMQL_OP_NEQ;
+        return PREC_CMP;
+    case PROMQL_TOK_GTE:
+        *op = PROMQL_OP_GTE;
+        return PREC_CMP;
+    case PROMQL_TOK_GTR:
+        *op = PROMQL_OP_GTR;
+        return PREC_CMP;
+    case PROMQL_TOK_LSS:
+        *op = PROMQL_OP_LSS;
+        return PREC_CMP;
+    case PROMQL_TOK_LTE:
+        *op = PROMQL_OP_LTE;
+        return PREC_CMP;
+    case PROMQL_TOK_TRIM_UPPER:
+        *op = PROMQL_OP_TRIM_UPPER;
+        return PREC_CMP;
+    case PROMQL_TOK_TRIM_LOWER:
+        *op = PROMQL_OP_TRIM_LOWER;
+        return PREC_CMP;
+    case PROMQL_TOK_ADD:
+        *op = PROMQL_OP_ADD;
+        return PREC_ADD;
+    case PROMQL_TOK_SUB:
+        *op = PROMQL_OP_SUB;
+        return PREC_ADD;
+    case PROMQL_TOK_MUL:
+        *op = PROMQL_OP_MUL;
+        return PREC_MUL;
+    case PROMQL_TOK_DIV:
+        *op = PROMQL_OP_DIV;
+        return PREC_MUL;
+    case PROMQL_TOK_MOD:
+        *op = PROMQL_OP_MOD;
+        return PREC_MUL;
+    case PROMQL_TOK_ATAN2:
+        *op = PROMQL_OP_ATAN2;
+        return PREC_MUL;
+    case PROMQL_TOK_POW:
+        *op = PROMQL_OP_POW;
+        return PREC_POW;
+    default:
+        return 0;
     }
 }
 
@@ -1047,13 +1128,26 @@ static int binop_prec(enum promql_tok t, enum promql_op *op)
 static int dur_prec(enum promql_tok t, enum promql_op *op)
 {
     switch (t) {
-    case PROMQL_TOK_ADD: *op = PROMQL_OP_ADD; return PREC_ADD;
-    case PROMQL_TOK_SUB: *op = PROMQL_OP_SUB; return PREC_ADD;
-    case PROMQL_TOK_MUL: *op = PROMQL_OP_MUL; return PREC_MUL;
-    case PROMQL_TOK_DIV: *op = PROMQL_OP_DIV; return PREC_MUL;
-    case PROMQL_TOK_MOD: *op = PROMQL_OP_MOD; return PREC_MUL;
-    case PROMQL_TOK_POW: *op = PROMQL_OP_POW; return PREC_POW;
-    default: return 0;
+    case PROMQL_TOK_ADD:
+        *op = PROMQL_OP_ADD;
+        return PREC_ADD;
+    case PROMQL_TOK_SUB:
+        *op = PROMQL_OP_SUB;
+        return PREC_ADD;
+    case PROMQL_TOK_MUL:
+        *op = PROMQL_OP_MUL;
+        return PREC_MUL;
+    case PROMQL_TOK_DIV:
+        *op = PROMQL_OP_DIV;
+        return PREC_MUL;
+    case PROMQL_TOK_MOD:
+        *op = PROMQL_OP_MOD;
+        return PREC_MUL;
+    case PROMQL_TOK_POW:
+        *op = PROMQL_OP_POW;
+        return PREC_POW;
+    default:
+        return 0;
     }
 }
 
@@ -1107,7 +1201,8 @@ static promql_node *unary_duration(parser *p, const promql_token *op, promql_nod
 {
     if (wrapped) e = wrap_paren(p, e, e->pos.start);
     if (e->kind == PROMQL_NODE_DURATION) {
-        if (op->type == PROMQL_TOK_SUB) return dur_node(p, PROMQL_OP_SUB, e, NULL, op->pos, e->pos.end);
+        if (op->type == PROMQL_TOK_SUB)
+            return dur_node(p, PROMQL_OP_SUB, e, NULL, op->pos, e->pos.end);
         return e;
     }
     if (op->type == PROMQL_TOK_SUB) e->number.val = -e->number.val;
@@ -1260,9 +1355,8 @@ static promql_node *parse_offset_operand(parser *p)
             promql_node *inner =
                 dur_node(p, kw.type == PROMQL_TOK_STEP ? PROMQL_OP_STEP : PROMQL_OP_RANGE, NULL,
                          NULL, kw.pos, rp.pos + rp.len);
-            promql_node *n =
-                dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD, inner, NULL,
-                         op.pos, inner->pos.end);
+            promql_node *n = dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD,
+                                      inner, NULL, op.pos, inner->pos.end);
             experimental_duration(p, n);
             return n;
         }
@@ -1280,9 +1374,8 @@ static promql_node *parse_offset_operand(parser *p)
             promql_node *inner =
                 dur_node(p, kw.type == PROMQL_TOK_MAX_OF ? PROMQL_OP_MAX_OF : PROMQL_OP_MIN_OF, a,
                          b, a->pos.start, b->pos.end);
-            promql_node *n =
-                dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD, inner, NULL,
-                         op.pos, b->pos.end);
+            promql_node *n = dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD,
+                                      inner, NULL, op.pos, b->pos.end);
             experimental_duration(p, n);
             return n;
         }
@@ -1307,7 +1400,8 @@ static promql_node *parse_offset_operand(parser *p)
                 experimental_duration(p, e);
                 if ((dop == PROMQL_OP_DIV || dop == PROMQL_OP_MOD) && is_dur_number(rhs) &&
                     rhs->number.val == 0)
-                    fail_at(p, ot.pos, dop == PROMQL_OP_DIV ? "division by zero" : "modulo by zero");
+                    fail_at(p, ot.pos,
+                            dop == PROMQL_OP_DIV ? "division by zero" : "modulo by zero");
                 e = dur_node(p, dop, e, rhs, e->pos.start, rhs->pos.end);
             }
         }
@@ -1394,7 +1488,9 @@ static void apply_extended(parser *p, promql_node *e, bool anchored)
         fail_at(p, e->pos.start, "%s modifier is experimental and not enabled", what);
     promql_node *vs;
     switch (e->kind) {
-    case PROMQL_NODE_VECTOR_SELECTOR: vs = e; break;
+    case PROMQL_NODE_VECTOR_SELECTOR:
+        vs = e;
+        break;
     case PROMQL_NODE_MATRIX_SELECTOR:
         vs = e->matrix.vs;
         if (vs->kind != PROMQL_NODE_VECTOR_SELECTOR) return;
@@ -1422,7 +1518,7 @@ static promql_node *parse_range(parser *p, promql_node *e, const promql_token *l
     const promql_token *t = peek(p);
     promql_node *n;
     if (t->type == PROMQL_TOK_RIGHT_BRACKET) {
-        promql_token rb = next(p);
+        next(p); /* ] */
         const char *msg = NULL;
         if (e->kind != PROMQL_NODE_VECTOR_SELECTOR)
             msg = "ranges only allowed for vector selectors";
@@ -1431,7 +1527,6 @@ static promql_node *parse_range(parser *p, promql_node *e, const promql_token *l
         else if (e->vector.at.set)
             msg = "no @ modifiers allowed before range";
         if (msg) fail_at(p, lb->pos, "%s", msg);
-        (void)rb;
         n = new_node(p, PROMQL_NODE_MATRIX_SELECTOR, max_u32(node_depth(e), node_depth(r)),
                      e->pos.start);
         n->matrix.vs = e;
@@ -1523,14 +1618,13 @@ static promql_node *parse_postfix(parser *p, promql_node *e)
         ts *= sign;
         p->ctx = saved;
         if (isinf(ts) || isnan(ts) || ts >= 9223372036854775807.0 || ts <= -9223372036854775808.0) {
-            char tmp[64];
-            if (isnan(ts))
-                snprintf(tmp, sizeof tmp, "NaN");
-            else if (isinf(ts))
-                snprintf(tmp, sizeof tmp, ts > 0 ? "+Inf" : "-Inf");
-            else
-                snprintf(tmp, sizeof tmp, "%f", ts);
-            fail_at(p, e->pos.start, "timestamp out of bounds for @ modifier: %s", tmp);
+            /* Go's %f: NaN, +Inf, -Inf, or every digit of the value */
+            if (isnan(ts) || isinf(ts))
+                fail_at(p, e->pos.start, "timestamp out of bounds for @ modifier: %s",
+                        isnan(ts) ? "NaN"
+                        : ts > 0  ? "+Inf"
+                                  : "-Inf");
+            fail_at(p, e->pos.start, "timestamp out of bounds for @ modifier: %f", ts);
         }
         check_at_target(p, e, &mt);
         mt.at->set = true;
@@ -1634,20 +1728,34 @@ static promql_node *parse_call(parser *p, const promql_token *name)
 static enum promql_op agg_op(enum promql_tok t)
 {
     switch (t) {
-    case PROMQL_TOK_AVG: return PROMQL_OP_AVG;
-    case PROMQL_TOK_BOTTOMK: return PROMQL_OP_BOTTOMK;
-    case PROMQL_TOK_COUNT: return PROMQL_OP_COUNT;
-    case PROMQL_TOK_COUNT_VALUES: return PROMQL_OP_COUNT_VALUES;
-    case PROMQL_TOK_GROUP: return PROMQL_OP_GROUP;
-    case PROMQL_TOK_MAX: return PROMQL_OP_MAX;
-    case PROMQL_TOK_MIN: return PROMQL_OP_MIN;
-    case PROMQL_TOK_QUANTILE: return PROMQL_OP_QUANTILE;
-    case PROMQL_TOK_STDDEV: return PROMQL_OP_STDDEV;
-    case PROMQL_TOK_STDVAR: return PROMQL_OP_STDVAR;
-    case PROMQL_TOK_SUM: return PROMQL_OP_SUM;
-    case PROMQL_TOK_TOPK: return PROMQL_OP_TOPK;
-    case PROMQL_TOK_LIMITK: return PROMQL_OP_LIMITK;
-    default: return PROMQL_OP_LIMIT_RATIO;
+    case PROMQL_TOK_AVG:
+        return PROMQL_OP_AVG;
+    case PROMQL_TOK_BOTTOMK:
+        return PROMQL_OP_BOTTOMK;
+    case PROMQL_TOK_COUNT:
+        return PROMQL_OP_COUNT;
+    case PROMQL_TOK_COUNT_VALUES:
+        return PROMQL_OP_COUNT_VALUES;
+    case PROMQL_TOK_GROUP:
+        return PROMQL_OP_GROUP;
+    case PROMQL_TOK_MAX:
+        return PROMQL_OP_MAX;
+    case PROMQL_TOK_MIN:
+        return PROMQL_OP_MIN;
+    case PROMQL_TOK_QUANTILE:
+        return PROMQL_OP_QUANTILE;
+    case PROMQL_TOK_STDDEV:
+        return PROMQL_OP_STDDEV;
+    case PROMQL_TOK_STDVAR:
+        return PROMQL_OP_STDVAR;
+    case PROMQL_TOK_SUM:
+        return PROMQL_OP_SUM;
+    case PROMQL_TOK_TOPK:
+        return PROMQL_OP_TOPK;
+    case PROMQL_TOK_LIMITK:
+        return PROMQL_OP_LIMITK;
+    default:
+        return PROMQL_OP_LIMIT_RATIO;
     }
 }
 
@@ -1716,9 +1824,10 @@ static promql_node *parse_aggregate(parser *p, const promql_token *op)
         want = 2;
     }
     if (args.n != want)
-        fail_at(p, op->pos,
-                "wrong number of arguments for aggregate expression provided, expected %zu, got %zu",
-                want, args.n);
+        fail_at(
+            p, op->pos,
+            "wrong number of arguments for aggregate expression provided, expected %zu, got %zu",
+            want, args.n);
     promql_node *n = new_node(p, PROMQL_NODE_AGGREGATE, depth, op->pos);
     n->aggregate.op = aop;
     n->aggregate.param = want == 2 ? args.v[0] : NULL;
@@ -1766,7 +1875,8 @@ static void parse_bin_modifiers(parser *p, promql_vector_matching *vm, bool *ret
         vm->matching_labels = parse_grouping_labels(p, &vm->n_matching);
         t = peek_type(p);
         if (t == PROMQL_TOK_GROUP_LEFT || t == PROMQL_TOK_GROUP_RIGHT) {
-            vm->card = t == PROMQL_TOK_GROUP_LEFT ? PROMQL_CARD_MANY_TO_ONE : PROMQL_CARD_ONE_TO_MANY;
+            vm->card =
+                t == PROMQL_TOK_GROUP_LEFT ? PROMQL_CARD_MANY_TO_ONE : PROMQL_CARD_ONE_TO_MANY;
             next(p);
             t = peek_type(p);
             if (t == PROMQL_TOK_LEFT_PAREN)
@@ -2001,7 +2111,8 @@ static enum promql_type check(parser *p, promql_node *n)
         case PROMQL_OP_COUNT_VALUES:
             expect_type(p, n->aggregate.param, PROMQL_TYPE_STRING, "aggregation parameter");
             break;
-        default: break;
+        default:
+            break;
         }
         break;
     case PROMQL_NODE_BINARY: {
@@ -2021,10 +2132,10 @@ static enum promql_type check(parser *p, promql_node *n)
             for (size_t i = 0; i < vm->n_matching; i++) {
                 for (size_t k = 0; k < vm->n_include; k++) {
                     if (vm->matching_labels[i].len == vm->include[k].len &&
-                        memcmp(vm->matching_labels[i].p, vm->include[k].p,
-                               vm->include[k].len) == 0)
+                        memcmp(vm->matching_labels[i].p, vm->include[k].p, vm->include[k].len) == 0)
                         check_fail_q(p, op_pos(p, n), "label ", vm->include[k].p,
-                                     vm->include[k].len, " must not occur in ON and GROUP clause at once");
+                                     vm->include[k].len,
+                                     " must not occur in ON and GROUP clause at once");
                 }
             }
         }
@@ -2058,30 +2169,31 @@ static enum promql_type check(parser *p, promql_node *n)
     case PROMQL_NODE_CALL: {
         const promql_function *f = n->call.func;
         size_t nargs = f->n_args, got = n->call.nargs;
-        buf q;
-        buf_init(&q, BUF_UNLIMITED);
-        promql_lex_quote(&q, f->name, strlen(f->name));
+        char qname[64]; /* the name as Go's %q writes it (names are plain ASCII) */
+        snprintf(qname, sizeof qname, "\"%s\"", f->name);
         if (f->variadic == 0) {
             if (nargs != got)
                 fail_at(p, n->pos.start, "expected %zu argument(s) in call to %s, got %zu", nargs,
-                        buf_cstr(&q), got);
+                        qname, got);
         } else {
             size_t na = nargs - 1;
             if (na > got)
                 fail_at(p, n->pos.start, "expected at least %zu argument(s) in call to %s, got %zu",
-                        na, buf_cstr(&q), got);
+                        na, qname, got);
             else if (f->variadic > 0 && na + (size_t)f->variadic < got)
                 fail_at(p, n->pos.start, "expected at most %zu argument(s) in call to %s, got %zu",
-                        na + (size_t)f->variadic, buf_cstr(&q), got);
+                        na + (size_t)f->variadic, qname, got);
         }
         const promql_node *saved_bypass = p->bypass;
         if (strcmp(f->name, "info") == 0 && got > 1) {
             promql_node *a1 = n->call.args[1];
             if (promql_node_type(a1) != PROMQL_TYPE_VECTOR)
-                fail_at(p, n->pos.start, "expected type instant vector in call to function %s, got %s",
-                        buf_cstr(&q), promql_type_doc_name(promql_node_type(a1)));
+                fail_at(p, n->pos.start,
+                        "expected type instant vector in call to function %s, got %s", qname,
+                        promql_type_doc_name(promql_node_type(a1)));
             if (a1->kind == PROMQL_NODE_VECTOR_SELECTOR && a1->vector.name.len > 0)
-                fail_at(p, a1->pos.start, "expected label selectors only, got vector selector instead");
+                fail_at(p, a1->pos.start,
+                        "expected label selectors only, got vector selector instead");
             else if (a1->kind == PROMQL_NODE_VECTOR_SELECTOR)
                 p->bypass = a1;
             else
@@ -2097,11 +2209,9 @@ static enum promql_type check(parser *p, promql_node *n)
             enum promql_type t = check(p, a);
             if (t != f->arg_types[k])
                 fail_at(p, a->pos.start, "expected type %s in call to function %s, got %s",
-                        promql_type_doc_name(f->arg_types[k]), buf_cstr(&q),
-                        promql_type_doc_name(t));
+                        promql_type_doc_name(f->arg_types[k]), qname, promql_type_doc_name(t));
         }
         p->bypass = saved_bypass;
-        buf_cleanup(&q);
         break;
     }
     case PROMQL_NODE_PAREN:
@@ -2167,6 +2277,7 @@ int promql_parse(const char *query, size_t len, const promql_parse_options *opts
 {
     static const promql_parse_options none = {0};
     *out = NULL;
+    if (!query) query = "";
     if (len > PROMQL_MAX_QUERY_BYTES) {
         buf_printf(err, "1:1: parse error: query is longer than %d bytes", PROMQL_MAX_QUERY_BYTES);
         return -EINVAL;

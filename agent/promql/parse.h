@@ -47,8 +47,11 @@ typedef struct promql_parse_options {
  * message is the first error Prometheus's parser would report. -ENOMEM
  * is never returned (memory wrappers abort). A NULL `opts` means all
  * options off.
- * Limits: queries longer than PROMQL_MAX_QUERY_BYTES or nested deeper than
- * PROMQL_MAX_DEPTH are refused with a parse error, never a stack overflow. */
+ * Limits: queries longer than PROMQL_MAX_QUERY_BYTES ("1:1: parse error:
+ * query is longer than ... bytes") and trees deeper than PROMQL_MAX_DEPTH
+ * nodes, long operator chains included ("... parse error: expression nested
+ * too deeply (more than 1000 levels)") are refused, never a stack overflow;
+ * Prometheus has neither limit. */
 #define PROMQL_MAX_QUERY_BYTES (1 << 20)
 #define PROMQL_MAX_DEPTH 1000
 int promql_parse(const char *query, size_t len, const promql_parse_options *opts, promql_ast **out,

@@ -354,8 +354,12 @@ static void fmt_node(const promql_node *n, buf *out)
     case PROMQL_NODE_DURATION:
         if (n->duration.wrapped) buf_putc(out, '(');
         switch (n->duration.op) {
-        case PROMQL_OP_STEP: buf_puts(out, "step()"); break;
-        case PROMQL_OP_RANGE: buf_puts(out, "range()"); break;
+        case PROMQL_OP_STEP:
+            buf_puts(out, "step()");
+            break;
+        case PROMQL_OP_RANGE:
+            buf_puts(out, "range()");
+            break;
         case PROMQL_OP_MIN_OF:
         case PROMQL_OP_MAX_OF:
             buf_puts(out, promql_op_name(n->duration.op));

@@ -84,16 +84,36 @@ static const char *go_unquote(const char *s, buf *out)
         s++;
         char c = *s++;
         switch (c) {
-        case 'a': buf_putc(out, '\a'); break;
-        case 'b': buf_putc(out, '\b'); break;
-        case 'f': buf_putc(out, '\f'); break;
-        case 'n': buf_putc(out, '\n'); break;
-        case 'r': buf_putc(out, '\r'); break;
-        case 't': buf_putc(out, '\t'); break;
-        case 'v': buf_putc(out, '\v'); break;
-        case '\\': buf_putc(out, '\\'); break;
-        case '"': buf_putc(out, '"'); break;
-        case '\'': buf_putc(out, '\''); break;
+        case 'a':
+            buf_putc(out, '\a');
+            break;
+        case 'b':
+            buf_putc(out, '\b');
+            break;
+        case 'f':
+            buf_putc(out, '\f');
+            break;
+        case 'n':
+            buf_putc(out, '\n');
+            break;
+        case 'r':
+            buf_putc(out, '\r');
+            break;
+        case 't':
+            buf_putc(out, '\t');
+            break;
+        case 'v':
+            buf_putc(out, '\v');
+            break;
+        case '\\':
+            buf_putc(out, '\\');
+            break;
+        case '"':
+            buf_putc(out, '"');
+            break;
+        case '\'':
+            buf_putc(out, '\'');
+            break;
         case 'x':
         case 'u':
         case 'U': {
@@ -161,10 +181,14 @@ static void dump_mods(const promql_offset *o, const promql_at *a, buf *out)
 static const char *card_name(enum promql_card c)
 {
     switch (c) {
-    case PROMQL_CARD_ONE_TO_ONE: return "one-to-one";
-    case PROMQL_CARD_MANY_TO_ONE: return "many-to-one";
-    case PROMQL_CARD_ONE_TO_MANY: return "one-to-many";
-    case PROMQL_CARD_MANY_TO_MANY: return "many-to-many";
+    case PROMQL_CARD_ONE_TO_ONE:
+        return "one-to-one";
+    case PROMQL_CARD_MANY_TO_ONE:
+        return "many-to-one";
+    case PROMQL_CARD_ONE_TO_MANY:
+        return "one-to-many";
+    case PROMQL_CARD_MANY_TO_MANY:
+        return "many-to-many";
     }
     return "?";
 }
@@ -312,15 +336,77 @@ static void dump(const promql_node *n, buf *out)
 static const char *tok_name(enum promql_tok t)
 {
     static const char *const names[PROMQL_TOK__COUNT] = {
-        "EOF", "ERROR", "COMMENT", "IDENTIFIER", "METRIC_IDENTIFIER", "NUMBER", "DURATION",
-        "STRING", "LEFT_PAREN", "RIGHT_PAREN", "LEFT_BRACE", "RIGHT_BRACE", "LEFT_BRACKET",
-        "RIGHT_BRACKET", "COMMA", "EQL", "COLON", "ADD", "DIV", "EQLC", "EQL_REGEX", "GTE", "GTR",
-        "TRIM_UPPER", "TRIM_LOWER", "LAND", "LOR", "LSS", "LTE", "LUNLESS", "MOD", "MUL", "NEQ",
-        "NEQ_REGEX", "POW", "SUB", "AT", "ATAN2", "AVG", "BOTTOMK", "COUNT", "COUNT_VALUES",
-        "GROUP", "MAX", "MIN", "QUANTILE", "STDDEV", "STDVAR", "SUM", "TOPK", "LIMITK",
-        "LIMIT_RATIO", "BOOL", "BY", "GROUP_LEFT", "GROUP_RIGHT", "FILL", "FILL_LEFT",
-        "FILL_RIGHT", "IGNORING", "OFFSET", "SMOOTHED", "ANCHORED", "ON", "WITHOUT", "START",
-        "END", "STEP", "RANGE", "MAX_OF", "MIN_OF",
+        "EOF",
+        "ERROR",
+        "COMMENT",
+        "IDENTIFIER",
+        "METRIC_IDENTIFIER",
+        "NUMBER",
+        "DURATION",
+        "STRING",
+        "LEFT_PAREN",
+        "RIGHT_PAREN",
+        "LEFT_BRACE",
+        "RIGHT_BRACE",
+        "LEFT_BRACKET",
+        "RIGHT_BRACKET",
+        "COMMA",
+        "EQL",
+        "COLON",
+        "ADD",
+        "DIV",
+        "EQLC",
+        "EQL_REGEX",
+        "GTE",
+        "GTR",
+        "TRIM_UPPER",
+        "TRIM_LOWER",
+        "LAND",
+        "LOR",
+        "LSS",
+        "LTE",
+        "LUNLESS",
+        "MOD",
+        "MUL",
+        "NEQ",
+        "NEQ_REGEX",
+        "POW",
+        "SUB",
+        "AT",
+        "ATAN2",
+        "AVG",
+        "BOTTOMK",
+        "COUNT",
+        "COUNT_VALUES",
+        "GROUP",
+        "MAX",
+        "MIN",
+        "QUANTILE",
+        "STDDEV",
+        "STDVAR",
+        "SUM",
+        "TOPK",
+        "LIMITK",
+        "LIMIT_RATIO",
+        "BOOL",
+        "BY",
+        "GROUP_LEFT",
+        "GROUP_RIGHT",
+        "FILL",
+        "FILL_LEFT",
+        "FILL_RIGHT",
+        "IGNORING",
+        "OFFSET",
+        "SMOOTHED",
+        "ANCHORED",
+        "ON",
+        "WITHOUT",
+        "START",
+        "END",
+        "STEP",
+        "RANGE",
+        "MAX_OF",
+        "MIN_OF",
     };
     return t < PROMQL_TOK__COUNT ? names[t] : "?";
 }
@@ -521,8 +607,8 @@ static void run_func_line(const char *file, int line, const char *s, counts *cnt
     snprintf(where, sizeof where, "%s:%d", file, line);
     char name[64], args[256], ret[32], exp[32] = "";
     int variadic;
-    if (sscanf(s, "func %63s (%255[^)]) variadic %d returns %31s %31s", name, args, &variadic,
-               ret, exp) < 4 &&
+    if (sscanf(s, "func %63s (%255[^)]) variadic %d returns %31s %31s", name, args, &variadic, ret,
+               exp) < 4 &&
         sscanf(s, "func %63s () variadic %d returns %31s %31s", name, &variadic, ret, exp) < 3) {
         report(cnt, where, s, "line", "func NAME (ARGS) variadic N returns TYPE", s);
         return;
@@ -714,7 +800,7 @@ static void test_limits(void **state)
     (void)state;
     /* Deep nesting of every kind is refused cleanly, not by overflowing the
      * stack. */
-    const char *units[][2] = {{"(", ")"}, {"-", ""}, {"sum(", ")"}, {"abs(", ")"},
+    const char *units[][2] = {{"(", ")"},          {"-", ""},   {"sum(", ")"}, {"abs(", ")"},
                               {"x[1m:][1m:]", ""}, {"1+", "1"}, {"2^", "2"}};
     for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
         buf q;
@@ -860,10 +946,10 @@ static void test_conformance_evals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lexer),        cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_printer),      cmocka_unit_test(test_pretty),
-        cmocka_unit_test(test_functions),    cmocka_unit_test(test_extra),
-        cmocka_unit_test(test_limits),       cmocka_unit_test(test_conformance_evals),
+        cmocka_unit_test(test_lexer),     cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_printer),   cmocka_unit_test(test_pretty),
+        cmocka_unit_test(test_functions), cmocka_unit_test(test_extra),
+        cmocka_unit_test(test_limits),    cmocka_unit_test(test_conformance_evals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
