@@ -6,6 +6,8 @@
 #   make bench                run the benchmarks side by side with the real Prometheus tools
 #   make SANITIZER=address    build instrumented binaries under build/address/
 #   make SANITIZER=address check-unit   unit + conformance tests under ASan (also: undefined)
+#   make fuzz [FUZZ_SECONDS=60]          build every tests/fuzz/fuzz_*.c with libFuzzer, ASan and
+#                             UBSan (clang) and run each for FUZZ_SECONDS seconds
 
 CC        ?= cc
 SANITIZER ?=
@@ -104,6 +106,66 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
 bench: all $(BENCH_BIN)
 	BUILD=$(BUILD) bench/run.sh
+
+# ---- fuzzing ----------------------------------------------------------------------
+# Every tests/fuzz/fuzz_NAME.c is linked with all of agent/ (but main.c) and
+# exporter/, built with clang's libFuzzer, ASan and UBSan into
+# build/fuzz/fuzz_NAME, and run for FUZZ_SECONDS on build/fuzz/corpus-NAME
+# (kept between runs), which starts from the seed directories in
+# FUZZ_SEEDS_NAME. Crashes are written to build/fuzz/crash-NAME-*.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link -std=gnu11 \
+                -Wall -Wextra -Werror -Wno-missing-field-initializers -D_GNU_SOURCE -pthread \
+                -Iagent -Iexporter -DSIDEWATCH_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out agent/main.c,$(AGENT_SRC)) $(EXPORTER_SRC))
+FUZZ_LIB     := $(FUZZ_DIR)/libsidewatch.a
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+FUZZ_SEEDS_config       := $(SHARED)/conformance/config tests/data/config
+FUZZ_SEEDS_textparse    := $(SHARED)/conformance/exposition tests/data/exposition
+FUZZ_SEEDS_chunkenc     :=
+FUZZ_SEEDS_promql_parse := $(FUZZ_DIR)/seeds-promql_parse
+FUZZ_ARGS_config        := -max_len=65536
+FUZZ_ARGS_promql_parse  := -max_len=4096
+
+$(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) | $(DEPS_OK)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(LDLIBS)
+
+# PromQL seeds: the queries of the parser's test data and of the promqltest
+# files, one per file, after an option byte that turns every option on.
+$(FUZZ_DIR)/seeds-promql_parse: $(wildcard tests/data/promql-parse/*.txt)
+	@rm -rf $@ && mkdir -p $@
+	@{ sed -n 's/^in "\(.*\)"$$/\1/p' tests/data/promql-parse/*.txt; \
+	   if [ -d $(SHARED)/conformance/promql ]; then \
+	     sed -n 's/^ *eval[a-z_]* \(instant at [^ ]*\|range from [^ ]* to [^ ]* step [^ ]*\) //p' \
+	       $(SHARED)/conformance/promql/*.test; fi; } | \
+	  awk -v dir=$@ '{ f = sprintf("%s/seed-%05d", dir, NR); printf "\017%s", $$0 > f; close(f) }'
+
+define FUZZ_RUN
+fuzz-$(1): $(FUZZ_DIR)/fuzz_$(1) $(filter $(FUZZ_DIR)/%,$(FUZZ_SEEDS_$(1)))
+	@mkdir -p $(FUZZ_DIR)/corpus-$(1)
+	@echo "== fuzz_$(1): $(FUZZ_SECONDS)s"
+	$(FUZZ_DIR)/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_DIR)/crash-$(1)- $(FUZZ_ARGS_$(1)) \
+	    $(FUZZ_DIR)/corpus-$(1) $$(wildcard $(FUZZ_SEEDS_$(1)))
+endef
+$(foreach n,$(FUZZ_NAMES),$(eval $(call FUZZ_RUN,$(n))))
+
+.PHONY: $(FUZZ_NAMES:%=fuzz-%)
+fuzz: $(FUZZ_NAMES:%=fuzz-%)
+
+-include $(FUZZ_OBJ:.o=.d)
 
 clean:
 	rm -rf build sidewatch

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "apiv1.h"
 #include "expfmt.h"
 #include "hmap.h"
 #include "labels.h"
@@ -36,13 +37,20 @@ struct api {
     pthread_mutex_t readers_mu; /* pool of idle read connections */
     store_reader **readers;
     size_t n_readers, cap_readers;
+
+    apiv1 *v1; /* /api/v1/ */
 };
 
-/* Per-request state across MHD callbacks. */
+/* Per-request state across MHD callbacks, created by the URI logger (the
+ * only place that sees the raw query string). */
 typedef struct request {
+    char *uri; /* as received: path and query string, still escaped */
     buf body;
     bool too_large;
+    bool started; /* the access handler has seen the headers */
 } request;
+
+#define API_V1_PREFIX "/api/v1"
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -78,9 +86,42 @@ static int gzip_buf(const buf *in, buf *out)
     return 0;
 }
 
+/* Prometheus's CORS headers (httputil.SetCORS with the default origin
+ * pattern), sent when the request has an Origin header. */
+static void add_cors(struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            "Accept, Authorization, Content-Type, Origin");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "Date");
+    MHD_add_response_header(r, "Vary", "Origin");
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+}
+
+/* The headers of an /api/v1 response besides the body's. */
+static void add_v1_headers(struct MHD_Response *r, const apiv1_response *v)
+{
+    if (!v) return;
+    if (v->allow) MHD_add_response_header(r, "Allow", v->allow);
+    if (v->location) MHD_add_response_header(r, "Location", v->location);
+    if (v->cors) add_cors(r);
+    if (v->content_type && strncmp(v->content_type, "text/plain", 10) == 0)
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+}
+
+static enum MHD_Result respond_v1(struct MHD_Connection *c, unsigned status, const char *ctype,
+                                  buf *body, const apiv1_response *v);
+
 /* Queues body (taken) with status and content type. */
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype,
                                buf *body)
+{
+    return respond_v1(c, status, ctype, body, NULL);
+}
+
+/* respond(), with the extra headers of an /api/v1 response (v may be NULL). */
+static enum MHD_Result respond_v1(struct MHD_Connection *c, unsigned status, const char *ctype,
+                                  buf *body, const apiv1_response *v)
 {
     bool gz = false;
     if (body->len >= API_GZIP_MIN_BYTES && accepts_gzip(c)) {
@@ -105,6 +146,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const 
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
     if (gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
     MHD_add_response_header(r, "Vary", "Accept-Encoding");
+    add_v1_headers(r, v);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -343,6 +385,146 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
     return respond(c, 200, TEXTWRITE_CONTENT_TYPE_PROMETHEUS, &out);
 }
 
+/* ---- /api/v1 ---------------------------------------------------------------------------- */
+
+/* A streamed /api/v1 body: parts from apiv1_stream_next, gzip-compressed
+ * on the fly (zlib, one deflate stream) when the client accepts it. */
+typedef struct stream_ctx {
+    apiv1_stream *s;
+    buf part; /* the current part, uncompressed */
+    buf out;  /* bytes ready to send */
+    size_t off;
+    bool gz, done;
+    z_stream z;
+} stream_ctx;
+
+/* Deflates in[0..len) into out; with finish, ends the gzip stream. Returns
+ * 0 or -EIO. */
+static int deflate_into(z_stream *z, const char *in, size_t len, buf *out, bool finish)
+{
+    z->next_in = (Bytef *)(in ? in : "");
+    z->avail_in = (uInt)len;
+    for (;;) {
+        if (buf_reserve(out, 64 * 1024) < 0) return -EIO;
+        z->next_out = (Bytef *)out->data + out->len;
+        z->avail_out = (uInt)(out->cap - out->len - 1);
+        uInt before = z->avail_out;
+        int rc = deflate(z, finish ? Z_FINISH : Z_NO_FLUSH);
+        out->len += before - z->avail_out;
+        out->data[out->len] = '\0';
+        if (rc == Z_STREAM_END) return 0;
+        if (rc != Z_OK && rc != Z_BUF_ERROR) return -EIO;
+        if (z->avail_in == 0 && !finish && z->avail_out > 0) return 0;
+    }
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max)
+{
+    (void)pos;
+    stream_ctx *c = cls;
+    /* MHD runs this on the connection's thread: block until there is data
+     * (0 would make it spin). */
+    while (c->off == c->out.len) {
+        if (c->done) return MHD_CONTENT_READER_END_OF_STREAM;
+        buf_reset(&c->out);
+        buf_reset(&c->part);
+        c->off = 0;
+        int rc = apiv1_stream_next(c->s, &c->part);
+        if (rc < 0) {
+            log_warn("web", "streaming a response failed: %s", strerror(-rc));
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (rc == 0) c->done = true;
+        if (c->gz) {
+            if (deflate_into(&c->z, c->part.data, c->part.len, &c->out, c->done) < 0)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        } else {
+            buf tmp = c->out;
+            c->out = c->part;
+            c->part = tmp;
+        }
+    }
+    size_t n = c->out.len - c->off;
+    if (n > max) n = max;
+    memcpy(dst, c->out.data + c->off, n);
+    c->off += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    stream_ctx *c = cls;
+    apiv1_stream_free(c->s);
+    if (c->gz) deflateEnd(&c->z);
+    buf_cleanup(&c->part);
+    buf_cleanup(&c->out);
+    mem_free(c);
+}
+
+static enum MHD_Result respond_stream(struct MHD_Connection *c, apiv1_response *v)
+{
+    stream_ctx *sc = mem_calloc(1, sizeof *sc);
+    sc->s = v->stream;
+    v->stream = NULL;
+    buf_init(&sc->part, BUF_UNLIMITED);
+    buf_init(&sc->out, BUF_UNLIMITED);
+    if (accepts_gzip(c) &&
+        deflateInit2(&sc->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK)
+        sc->gz = true;
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, APIV1_STREAM_CHUNK, stream_read, sc, stream_free);
+    if (!r) {
+        stream_free(sc);
+        return MHD_NO;
+    }
+    if (v->content_type) MHD_add_response_header(r, "Content-Type", v->content_type);
+    if (sc->gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
+    MHD_add_response_header(r, "Vary", "Accept-Encoding");
+    add_v1_headers(r, v);
+    enum MHD_Result ret = MHD_queue_response(c, v->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result handle_v1(api *a, struct MHD_Connection *c, const char *url,
+                                 const char *method, request *rq)
+{
+    const char *q = strchr(rq->uri, '?');
+    apiv1_request ar = {
+        .method = method,
+        .path = url + strlen(API_V1_PREFIX),
+        .query = q ? q + 1 : NULL,
+        .query_len = q ? strlen(q + 1) : 0,
+        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
+        .body = rq->body.data,
+        .body_len = rq->body.len,
+        .body_too_large = rq->too_large,
+        .has_origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin") != NULL,
+    };
+    apiv1_response v;
+    apiv1_handle(a->v1, &ar, &v);
+    enum MHD_Result ret;
+    if (v.stream) {
+        ret = respond_stream(c, &v);
+    } else {
+        buf body = v.body;
+        buf_init(&v.body, BUF_UNLIMITED);
+        ret = respond_v1(c, v.status, v.content_type, &body, &v);
+    }
+    apiv1_response_cleanup(&v);
+    return ret;
+}
+
+static store_reader *v1_reader_get(void *ctx)
+{
+    return reader_get(ctx);
+}
+
+static void v1_reader_put(void *ctx, store_reader *r)
+{
+    reader_put(ctx, r);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
 static enum MHD_Result handle_reload(api *a, struct MHD_Connection *c)
@@ -380,10 +562,11 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
     (void)version;
     api *a = cls;
     request *rq = *con_cls;
-    if (!rq) {
-        rq = mem_calloc(1, sizeof *rq);
-        buf_init(&rq->body, API_MAX_REQUEST_BODY);
-        *con_cls = rq;
+    bool v1 = strncmp(url, API_V1_PREFIX "/", strlen(API_V1_PREFIX) + 1) == 0;
+    if (!rq->started) {
+        rq->started = true;
+        /* API requests may carry forms up to Go's 10 MB. */
+        if (v1) buf_init(&rq->body, APIV1_MAX_BODY);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -391,6 +574,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         *upload_size = 0;
         return MHD_YES;
     }
+    if (v1) return handle_v1(a, c, url, method, rq);
     if (rq->too_large) return respond_text(c, 413, "request body too large\n");
 
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -421,8 +605,19 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
     request *rq = *con_cls;
     if (!rq) return;
     buf_cleanup(&rq->body);
+    mem_free(rq->uri);
     mem_free(rq);
     *con_cls = NULL;
+}
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    request *rq = mem_calloc(1, sizeof *rq);
+    rq->uri = mem_strdup(uri ? uri : "");
+    buf_init(&rq->body, API_MAX_REQUEST_BODY);
+    return rq;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -501,15 +696,27 @@ int api_start(api **out, const api_options *o, buf *err)
     a->o = *o;
     a->listen_fd = fd;
     pthread_mutex_init(&a->readers_mu, NULL);
+    apiv1_options v1 = o->v1;
+    v1.st = o->st;
+    v1.reader_get = v1_reader_get;
+    v1.reader_put = v1_reader_put;
+    v1.reader_ctx = a;
+    if (!v1.listen_address) v1.listen_address = o->listen_address;
+    a->v1 = apiv1_new(&v1);
     a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                      MHD_USE_POLL | MHD_USE_ERROR_LOG,
                                  0, NULL, NULL, dispatch, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
                                  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
                                  (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
-                                 request_done, a, MHD_OPTION_END);
+                                 (unsigned)API_CONNECTION_TIMEOUT_S,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                 (size_t)API_MAX_HEADER_BYTES + 64 * 1024,
+                                 MHD_OPTION_NOTIFY_COMPLETED,
+                                 request_done, a, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, a,
+                                 MHD_OPTION_END);
     if (!a->daemon) {
         buf_printf(err, "could not start the HTTP server on %s", o->listen_address);
+        apiv1_free(a->v1);
         close(fd);
         pthread_mutex_destroy(&a->readers_mu);
         mem_free(a);
@@ -529,6 +736,7 @@ void api_stop(api *a)
     if (!a) return;
     MHD_stop_daemon(a->daemon);
     close(a->listen_fd);
+    apiv1_free(a->v1);
     for (size_t i = 0; i < a->n_readers; i++)
         store_reader_close(a->readers[i]);
     mem_free(a->readers);

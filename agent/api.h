@@ -8,6 +8,9 @@
  *   GET  /-/ready        200 once serving, 503 while starting or stopping
  *   POST /-/reload       reload the configuration (needs --web.enable-lifecycle)
  *   POST /-/quit         shut down cleanly (needs --web.enable-lifecycle)
+ *   /api/v1/...          the Prometheus HTTP API (apiv1.h); large matrices are
+ *                        streamed (chunked, gzip-compressed on the fly when
+ *                        accepted)
  *
  * The api only reads state; changes (reload, quit) go through callbacks
  * that main.c provides. Requests run on libmicrohttpd's threads, one per
@@ -18,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "apiv1.h"
 #include "buf.h"
 #include "config.h"
 #include "registry.h"
@@ -29,6 +33,11 @@
 #define API_MAX_CONNECTIONS 256
 /* Idle connections are closed after this many seconds. */
 #define API_CONNECTION_TIMEOUT_S 60
+/* Memory for one connection's request line and headers (libmicrohttpd's
+ * pool, mapped lazily: unused parts cost nothing): Go's
+ * DefaultMaxHeaderBytes, so GET queries as long as Prometheus accepts fit.
+ * Longer requests get 414. */
+#define API_MAX_HEADER_BYTES (1024 * 1024)
 
 typedef struct api api;
 
@@ -45,6 +54,10 @@ typedef struct api_options {
     /* Returns a reference to the running config (caller unrefs). */
     config *(*current_config)(void *ctx);
     void *ctx;
+    /* /api/v1: everything but the store and its readers, which the api
+     * provides (st, reader_get, reader_put and reader_ctx are set by
+     * api_start; listen_address defaults to the one above). */
+    apiv1_options v1;
 } api_options;
 
 /* Binds and starts serving. Returns 0 and *out, or -errno with the reason

@@ -1,8 +1,11 @@
 #include "json.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -141,9 +144,14 @@ int json_escape(buf *out, const char *s, size_t len)
 
 void json_key(json_writer *w, const char *key)
 {
+    json_key_n(w, key, strlen(key));
+}
+
+void json_key_n(json_writer *w, const char *key, size_t len)
+{
     value_prefix(w);
     put(w, "\"", 1);
-    if (!w->err) w->err = json_escape(w->out, key, strlen(key));
+    if (!w->err) w->err = json_escape(w->out, key, len);
     put(w, "\":", 2);
     w->after_key = true;
 }
@@ -177,23 +185,129 @@ void json_uint(json_writer *w, uint64_t v)
     put(w, tmp, (size_t)n);
 }
 
+/* Shortest decimal digits of a > 0 that read back as a (Go's shortest
+ * formatting): digits[] without trailing zeros and the decimal point
+ * position *dp (a = 0.d1d2... x 10^dp). Integral values below 2^53 are
+ * exact; otherwise the correctly rounded 15-, 16- and 17-digit forms are
+ * tried in turn: the first that reads back is the shortest (a shorter one
+ * would make the 15-digit form read back), and being correctly rounded it
+ * is the closest of its length, as Go picks. Subnormals (whose relative
+ * precision is lower) search from one digit up. */
+static int shortest_digits(double a, char d[24], int *dp)
+{
+    char tmp[40];
+    int nd = 0;
+    if (a < 9007199254740992.0 && a == floor(a)) {
+        int n = snprintf(tmp, sizeof tmp, "%.0f", a);
+        *dp = n;
+        while (n > 1 && tmp[n - 1] == '0')
+            n--;
+        memcpy(d, tmp, (size_t)n);
+        d[n] = '\0';
+        return n;
+    }
+    for (int prec = a < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, a);
+        if (prec == 17 || strtod(tmp, NULL) == a) break;
+    }
+    const char *p = tmp;
+    for (; *p && *p != 'e'; p++) {
+        if (*p >= '0' && *p <= '9') d[nd++] = *p;
+    }
+    int exp10 = atoi(p + 1);
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    d[nd] = '\0';
+    *dp = exp10 + 1;
+    return nd;
+}
+
+size_t json_format_float(double v, enum json_float_style style, char out[JSON_FLOAT_MAX])
+{
+    if (isnan(v)) return (size_t)snprintf(out, JSON_FLOAT_MAX, "NaN");
+    if (isinf(v)) return (size_t)snprintf(out, JSON_FLOAT_MAX, v > 0 ? "+Inf" : "-Inf");
+    size_t n = 0;
+    if (signbit(v)) out[n++] = '-';
+    double a = fabs(v);
+    if (a == 0) {
+        out[n++] = '0';
+        out[n] = '\0';
+        return n;
+    }
+    char d[24];
+    int dp;
+    int nd = shortest_digits(a, d, &dp);
+    bool exp_form = style != JSON_FLOAT_FIXED && (a < 1e-6 || a >= 1e21);
+    if (exp_form) {
+        int exp = dp - 1;
+        out[n++] = d[0];
+        if (nd > 1) {
+            out[n++] = '.';
+            memcpy(out + n, d + 1, (size_t)nd - 1);
+            n += (size_t)nd - 1;
+        }
+        out[n++] = 'e';
+        out[n++] = exp < 0 ? '-' : '+';
+        int e = exp < 0 ? -exp : exp;
+        /* Go writes at least two exponent digits; encoding/json then drops
+         * the leading zero of a negative one ("1e-07" -> "1e-7"). */
+        if (e < 10 && !(style == JSON_FLOAT_GO_JSON && exp < 0)) out[n++] = '0';
+        n += (size_t)snprintf(out + n, JSON_FLOAT_MAX - n, "%d", e);
+        return n;
+    }
+    if (dp <= 0) {
+        out[n++] = '0';
+        out[n++] = '.';
+        for (int i = 0; i < -dp; i++)
+            out[n++] = '0';
+        memcpy(out + n, d, (size_t)nd);
+        n += (size_t)nd;
+    } else if (dp >= nd) {
+        memcpy(out + n, d, (size_t)nd);
+        n += (size_t)nd;
+        for (int i = nd; i < dp; i++)
+            out[n++] = '0';
+    } else {
+        memcpy(out + n, d, (size_t)dp);
+        n += (size_t)dp;
+        out[n++] = '.';
+        memcpy(out + n, d + dp, (size_t)(nd - dp));
+        n += (size_t)(nd - dp);
+    }
+    out[n] = '\0';
+    return n;
+}
+
 void json_double(json_writer *w, double v)
 {
     if (isnan(v) || isinf(v)) {
         json_null(w);
         return;
     }
-    char tmp[EXPFMT_FLOAT_MAX];
-    size_t n = expfmt_format_float(v, tmp);
+    char tmp[JSON_FLOAT_MAX];
+    size_t n = json_format_float(v, JSON_FLOAT_GO_JSON, tmp);
     value_prefix(w);
     put(w, tmp, n);
 }
 
 void json_float_string(json_writer *w, double v)
 {
-    char tmp[EXPFMT_FLOAT_MAX];
-    size_t n = expfmt_format_float(v, tmp);
+    char tmp[JSON_FLOAT_MAX];
+    size_t n = json_format_float(v, JSON_FLOAT_PROMETHEUS, tmp);
     json_string_n(w, tmp, n);
+}
+
+void json_timestamp(json_writer *w, int64_t ms)
+{
+    char tmp[32];
+    size_t n = 0;
+    uint64_t u = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+    if (ms < 0) tmp[n++] = '-';
+    n += (size_t)snprintf(tmp + n, sizeof tmp - n, "%" PRIu64, u / 1000);
+    unsigned frac = (unsigned)(u % 1000);
+    if (frac) n += (size_t)snprintf(tmp + n, sizeof tmp - n, ".%03u", frac);
+    value_prefix(w);
+    put(w, tmp, n);
 }
 
 void json_bool(json_writer *w, bool v)

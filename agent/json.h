@@ -33,14 +33,35 @@ void json_array_begin(json_writer *w);
 void json_array_end(json_writer *w);
 /* An object key; the next call writes its value. */
 void json_key(json_writer *w, const char *key);
+/* A key of len bytes (may contain NUL). */
+void json_key_n(json_writer *w, const char *key, size_t len);
 void json_string(json_writer *w, const char *s);
 void json_string_n(json_writer *w, const char *s, size_t len);
 void json_int(json_writer *w, int64_t v);
 void json_uint(json_writer *w, uint64_t v);
-/* A JSON number; NaN/Inf (not representable) become null. */
+/* A JSON number as Go's encoding/json writes a float64 ("1.5", "1000000",
+ * "1e-7", "1e+21"); NaN/Inf (not representable) become null. */
 void json_double(json_writer *w, double v);
-/* A float formatted as Prometheus's API does: a string ("1.5", "NaN"). */
+/* A sample value as Prometheus's API writes it (jsonutil.MarshalFloat): a
+ * string, fixed notation for 1e-6 <= |v| < 1e21 and exponent notation
+ * otherwise ("1000000", "0.25", "1e-07", "NaN", "+Inf", "-Inf"). */
 void json_float_string(json_writer *w, double v);
+/* A timestamp in milliseconds as Prometheus's API writes it
+ * (jsonutil.MarshalTimestamp): seconds, and when not whole a '.' and
+ * exactly three digits of milliseconds ("1.500", "-0.001", "1700000000"). */
+void json_timestamp(json_writer *w, int64_t ms);
+
+/* Go's shortest float formatting in three styles. */
+enum json_float_style {
+    JSON_FLOAT_GO_JSON,    /* encoding/json: 'f', or 'e' for |v| < 1e-6 or >= 1e21, "e-7" */
+    JSON_FLOAT_PROMETHEUS, /* jsonutil.MarshalFloat: the same thresholds, "e-07" */
+    JSON_FLOAT_FIXED,      /* strconv.FormatFloat(v, 'f', -1, 64): never an exponent */
+};
+/* Longest output: a fixed-notation 1e308 or a 5e-324 with its digits. */
+#define JSON_FLOAT_MAX 400
+/* Formats v (NaN, +Inf, -Inf spelled so) into out, NUL-terminated; returns
+ * the length. */
+size_t json_format_float(double v, enum json_float_style style, char out[JSON_FLOAT_MAX]);
 void json_bool(json_writer *w, bool v);
 void json_null(json_writer *w);
 /* Pre-encoded JSON text, inserted as one value. */

@@ -679,7 +679,22 @@ void labels_matchers_free(label_matcher *ms, size_t n)
     mem_free(ms);
 }
 
+static int parse_selector(const char *s, size_t len, bool need_nonempty, label_matcher **out,
+                          size_t *n, buf *err);
+
 int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t *n, buf *err)
+{
+    return parse_selector(s, len, true, out, n, err);
+}
+
+int labels_parse_metric_selector(const char *s, size_t len, label_matcher **out, size_t *n,
+                                 buf *err)
+{
+    return parse_selector(s, len, false, out, n, err);
+}
+
+static int parse_selector(const char *s, size_t len, bool need_nonempty, label_matcher **out,
+                          size_t *n, buf *err)
 {
     sel_parser p = {s, len, 0, err, false};
     sel_list l = {0};
@@ -797,7 +812,7 @@ int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t
     for (size_t k = 0; k < l.n; k++) {
         if (!labels_matcher_matches_empty(&l.v[k])) nonempty = true;
     }
-    if (!nonempty) {
+    if (!nonempty && need_nonempty) {
         sel_error(&p, 0, "vector selector must contain at least one non-empty matcher");
         goto fail;
     }

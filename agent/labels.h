@@ -123,6 +123,11 @@ void labels_matcher_format(const label_matcher *m, buf *out);
  * (free with labels_matchers_free). On failure returns -EINVAL and appends
  * "<line>:<col>: parse error: <reason>" to err. */
 int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t *n, buf *err);
+/* The same without the check that some matcher does not match "" (as
+ * Prometheus's ParseMetricSelector, which leaves that check to callers:
+ * the API reports "match[] must contain at least one non-empty matcher"). */
+int labels_parse_metric_selector(const char *s, size_t len, label_matcher **out, size_t *n,
+                                 buf *err);
 void labels_matchers_free(label_matcher *ms, size_t n);
 
 #endif

@@ -31,7 +31,12 @@
 #define DEFAULT_LISTEN "0.0.0.0:9277"
 #define DEFAULT_STORAGE "data/"
 #define DEFAULT_RETENTION "15d"
-#define DEFAULT_LOOKBACK_MS (5 * 60 * 1000)
+#define DEFAULT_LOOKBACK "5m"
+#define DEFAULT_QUERY_TIMEOUT "2m"
+#define DEFAULT_QUERY_MAX_SAMPLES "50000000"
+#define DEFAULT_QUERY_MAX_CONCURRENCY "20"
+/* Cap on --enable-feature values kept (each may list several). */
+#define MAX_FEATURE_FLAGS 64
 /* How often retention runs. */
 #define RETENTION_EVERY_MS (60 * 1000)
 
@@ -43,7 +48,20 @@ typedef struct flags {
     const char *listen;
     const char *log_level;
     bool enable_lifecycle;
+    const char *query_timeout;
+    const char *query_max_samples;
+    const char *query_lookback;
+    const char *query_max_concurrency;
+    const char *features[MAX_FEATURE_FLAGS]; /* --enable-feature values, in order */
+    size_t n_features;
 } flags;
+
+/* What the flags select for queries. */
+typedef struct query_settings {
+    promql_engine_options engine;
+    promql_parse_options parse;
+    int max_concurrency;
+} query_settings;
 
 /* Everything the running daemon owns. */
 typedef struct daemon_state {
@@ -56,6 +74,11 @@ typedef struct daemon_state {
     api *web;
     registry_metric *m_reload_success, *m_reload_ts;
     pthread_t main_thread;
+    int64_t start_ms;
+    bool last_reload_ok;     /* under cfg_mu */
+    int64_t last_reload_ms;  /* of the last successful load, under cfg_mu */
+    char retention_text[96]; /* for runtimeinfo */
+    char features_text[1024]; /* --enable-feature values joined, for status/flags */
 } daemon_state;
 
 static void usage(FILE *out)
@@ -78,6 +101,16 @@ static void usage(FILE *out)
           "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
           "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
           "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
+          "  --query.timeout=DUR           longest a query may run (default: " DEFAULT_QUERY_TIMEOUT ")\n"
+          "  --query.max-samples=N         most samples one query may hold in memory\n"
+          "                                (default: " DEFAULT_QUERY_MAX_SAMPLES ")\n"
+          "  --query.lookback-delta=DUR    how far back an instant selector looks for a sample\n"
+          "                                (default: " DEFAULT_LOOKBACK ")\n"
+          "  --query.max-concurrency=N     queries evaluated at once; more wait (default: " DEFAULT_QUERY_MAX_CONCURRENCY ")\n"
+          "  --enable-feature=NAME,...     Prometheus feature flags: promql-experimental-functions,\n"
+          "                                promql-extended-range-selectors,\n"
+          "                                promql-binop-fill-modifiers, promql-delayed-name-removal\n"
+          "                                (others are logged and ignored)\n"
           "  --version                     print the version and exit\n"
           "  -h, --help                    show this help\n",
           out);
@@ -100,6 +133,11 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"storage.tsdb.retention.size", offsetof(flags, retention_size)},
         {"web.listen-address", offsetof(flags, listen)},
         {"log.level", offsetof(flags, log_level)},
+        {"query.timeout", offsetof(flags, query_timeout)},
+        {"query.max-samples", offsetof(flags, query_max_samples)},
+        {"query.lookback-delta", offsetof(flags, query_lookback)},
+        {"query.max-concurrency", offsetof(flags, query_max_concurrency)},
+        {"enable-feature", 0},
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -133,8 +171,17 @@ static int parse_flags(int argc, char **argv, flags *f)
                 }
                 v = argv[++i];
             }
-            *(const char **)((char *)f + opts[k].off) = v;
             found = true;
+            if (strcmp(opts[k].name, "enable-feature") == 0) {
+                /* Repeatable, as kingpin's Strings(). */
+                if (f->n_features == MAX_FEATURE_FLAGS) {
+                    fprintf(stderr, "sidewatch: error: too many --enable-feature flags\n");
+                    return -1;
+                }
+                f->features[f->n_features++] = v;
+                break;
+            }
+            *(const char **)((char *)f + opts[k].off) = v;
             break;
         }
         if (!found) {
@@ -224,6 +271,108 @@ static int check_config(int argc, char **argv)
     return failed ? 1 : 0;
 }
 
+/* ---- query settings ---------------------------------------------------------------- */
+
+/* Parses the --query.* flags and --enable-feature into *q. Feature names
+ * follow Prometheus 3.x: those that change PromQL are applied, the ones
+ * Prometheus has but sidewatch does not need are logged and ignored, and
+ * unknown ones are logged and ignored, as Prometheus does. Returns 0, or -1
+ * after printing the problem. */
+static int query_settings_from_flags(const flags *f, query_settings *q, char *features_text,
+                                     size_t features_len)
+{
+    memset(q, 0, sizeof *q);
+    buf err;
+    buf_init(&err, 4096);
+    int64_t ms;
+    if (strutil_parse_duration(f->query_timeout, strlen(f->query_timeout), &ms, &err) < 0 ||
+        ms <= 0) {
+        fprintf(stderr, "sidewatch: error: --query.timeout: %s\n",
+                err.len ? buf_cstr(&err) : "must be positive");
+        buf_cleanup(&err);
+        return -1;
+    }
+    q->engine.timeout_ms = ms;
+    buf_reset(&err);
+    if (strutil_parse_duration(f->query_lookback, strlen(f->query_lookback), &ms, &err) < 0 ||
+        ms <= 0) {
+        fprintf(stderr, "sidewatch: error: --query.lookback-delta: %s\n",
+                err.len ? buf_cstr(&err) : "must be positive");
+        buf_cleanup(&err);
+        return -1;
+    }
+    q->engine.lookback_delta_ms = ms;
+    buf_cleanup(&err);
+    char *end;
+    errno = 0;
+    long long n = strtoll(f->query_max_samples, &end, 10);
+    if (errno || *end || end == f->query_max_samples || n <= 0) {
+        fprintf(stderr, "sidewatch: error: --query.max-samples must be a positive integer\n");
+        return -1;
+    }
+    q->engine.max_samples = n;
+    errno = 0;
+    n = strtoll(f->query_max_concurrency, &end, 10);
+    if (errno || *end || end == f->query_max_concurrency || n <= 0 || n > 100000) {
+        fprintf(stderr, "sidewatch: error: --query.max-concurrency must be a positive integer\n");
+        return -1;
+    }
+    q->max_concurrency = (int)n;
+    /* Duration expressions are always on in Prometheus 3.14. */
+    q->parse.duration_expressions = true;
+    static const char *const ignored[] = {
+        "exemplar-storage", "memory-snapshot-on-shutdown", "extra-scrape-metrics",
+        "metadata-wal-records", "promql-per-step-stats", "auto-reload-config",
+        "concurrent-rule-eval", "native-histograms", "ooo-native-histograms",
+        "created-timestamp-zero-ingestion", "xor2-encoding", "histograms-st-encoding",
+        "st-synthesis", "st-storage", "use-start-timestamps", "delayed-compaction", "old-ui",
+        "otlp-deltatocumulative", "otlp-native-delta-ingestion", "type-and-unit-labels",
+        "use-uncached-io", "fast-startup", "search-api",
+    };
+    buf joined;
+    buf_init(&joined, features_len - 1);
+    for (size_t i = 0; i < f->n_features; i++) {
+        if (i) buf_putc(&joined, ',');
+        buf_puts(&joined, f->features[i]);
+        const char *p = f->features[i];
+        while (*p) {
+            size_t len = strcspn(p, ",");
+            char o[128];
+            snprintf(o, sizeof o, "%.*s", (int)len, p);
+            p += len + (p[len] == ',');
+            if (strcmp(o, "promql-experimental-functions") == 0) {
+                q->parse.experimental_functions = true;
+                log_info("main", "Experimental PromQL functions enabled.");
+            } else if (strcmp(o, "promql-extended-range-selectors") == 0) {
+                q->parse.extended_range_selectors = true;
+                log_info("main", "Experimental PromQL extended range selectors enabled.");
+            } else if (strcmp(o, "promql-binop-fill-modifiers") == 0) {
+                q->parse.fill_modifiers = true;
+                log_info("main", "Experimental PromQL binary operator fill modifiers enabled.");
+            } else if (strcmp(o, "promql-delayed-name-removal") == 0) {
+                q->engine.delayed_name_removal = true;
+                log_info("main", "Experimental PromQL delayed name removal enabled.");
+            } else if (strcmp(o, "promql-duration-expr") == 0) {
+                log_warn("main",
+                         "This option for --enable-feature is now permanently enabled and "
+                         "therefore a no-op. option=%s",
+                         o);
+            } else {
+                bool known = false;
+                for (size_t k = 0; k < sizeof ignored / sizeof ignored[0]; k++)
+                    known = known || strcmp(o, ignored[k]) == 0;
+                if (known)
+                    log_warn("main", "Feature not implemented by sidewatch, ignored. option=%s", o);
+                else if (o[0])
+                    log_warn("main", "Unknown option for --enable-feature option=%s", o);
+            }
+        }
+    }
+    snprintf(features_text, features_len, "%s", buf_cstr(&joined));
+    buf_cleanup(&joined);
+    return 0;
+}
+
 /* ---- the daemon ------------------------------------------------------------------ */
 
 static config *current_config(void *ctx)
@@ -253,12 +402,15 @@ static int reload(void *ctx, buf *err)
     int rc = load_config(d, &next, err);
     if (rc < 0) {
         registry_set(d->m_reload_success, 0);
+        d->last_reload_ok = false;
         pthread_mutex_unlock(&d->cfg_mu);
         log_error("main", "Error reloading config: %s", buf_cstr(err));
         return rc;
     }
     config *old = d->cfg;
     d->cfg = next;
+    d->last_reload_ok = true;
+    d->last_reload_ms = wall_ms();
     scrape_manager_reload(d->scrape, next);
     registry_set(d->m_reload_success, 1);
     registry_set(d->m_reload_ts, (double)wall_ms() / 1000.0);
@@ -266,6 +418,20 @@ static int reload(void *ctx, buf *err)
     config_unref(old);
     log_info("main", "Completed loading of configuration file");
     return 0;
+}
+
+static void runtime_info(void *ctx, apiv1_runtime *out)
+{
+    daemon_state *d = ctx;
+    out->start_time_ms = d->start_ms;
+    pthread_mutex_lock(&d->cfg_mu);
+    out->reload_config_success = d->last_reload_ok;
+    out->last_config_time_ms = d->last_reload_ms;
+    pthread_mutex_unlock(&d->cfg_mu);
+    snprintf(out->storage_retention, sizeof out->storage_retention, "%.63s", d->retention_text);
+    store_stats s;
+    store_get_stats(d->st, &s);
+    out->corruption_count = (int64_t)s.corrupt_chunks;
 }
 
 static void quit(void *ctx)
@@ -364,6 +530,18 @@ static int run_daemon(const flags *f)
         fprintf(stderr, "sidewatch: error: --storage.retention.size: %s\n", buf_cstr(&err));
         return 1;
     }
+    query_settings qs;
+    if (query_settings_from_flags(f, &qs, d.features_text, sizeof d.features_text) < 0) return 1;
+    d.start_ms = wall_ms();
+    /* runtimeinfo's storageRetention: "15d", "15d or 512MiB" */
+    {
+        char dur[32], bytes[32];
+        if (retention_ms > 0) strutil_format_duration(retention_ms, dur);
+        if (retention_bytes > 0) strutil_format_bytes(retention_bytes, bytes);
+        snprintf(d.retention_text, sizeof d.retention_text, "%s%s%s",
+                 retention_ms > 0 ? dur : "", retention_ms > 0 && retention_bytes > 0 ? " or " : "",
+                 retention_bytes > 0 ? bytes : "");
+    }
     /* Signals are taken synchronously by this thread; block them everywhere
      * before any other thread starts. */
     sigset_t sigs;
@@ -395,23 +573,52 @@ static int run_daemon(const flags *f)
     register_self_metrics(&d);
     registry_set(d.m_reload_success, 1);
     registry_set(d.m_reload_ts, (double)wall_ms() / 1000.0);
+    d.last_reload_ok = true;
+    d.last_reload_ms = wall_ms();
 
-    api_options ao = {
-        .listen_address = f->listen,
-        .reg = d.reg,
-        .st = d.st,
-        .enable_lifecycle = f->enable_lifecycle,
-        .lookback_ms = DEFAULT_LOOKBACK_MS,
-        .reload = reload,
-        .quit = quit,
-        .current_config = current_config,
-        .ctx = &d,
-    };
     d.scrape = scrape_manager_new(d.st, d.reg);
     if (!d.scrape) {
         log_error("main", "could not create the scrape manager");
         goto out;
     }
+    /* Every flag with its value, for /api/v1/status/flags. */
+    const apiv1_flag flag_list[] = {
+        {"config.file", f->config_file ? f->config_file : ""},
+        {"storage.path", f->storage_path},
+        {"storage.retention.time", f->retention},
+        {"storage.retention.size", f->retention_size ? f->retention_size : "0B"},
+        {"web.listen-address", f->listen},
+        {"web.enable-lifecycle", f->enable_lifecycle ? "true" : "false"},
+        {"log.level", f->log_level},
+        {"query.timeout", f->query_timeout},
+        {"query.max-samples", f->query_max_samples},
+        {"query.lookback-delta", f->query_lookback},
+        {"query.max-concurrency", f->query_max_concurrency},
+        {"enable-feature", d.features_text},
+    };
+    api_options ao = {
+        .listen_address = f->listen,
+        .reg = d.reg,
+        .st = d.st,
+        .enable_lifecycle = f->enable_lifecycle,
+        .lookback_ms = qs.engine.lookback_delta_ms,
+        .reload = reload,
+        .quit = quit,
+        .current_config = current_config,
+        .ctx = &d,
+        .v1 =
+            {
+                .scrape = d.scrape,
+                .current_config = current_config,
+                .runtime_info = runtime_info,
+                .ctx = &d,
+                .flags = flag_list,
+                .n_flags = sizeof flag_list / sizeof flag_list[0],
+                .engine = qs.engine,
+                .parse = qs.parse,
+                .max_concurrency = qs.max_concurrency,
+            },
+    };
     if (api_start(&d.web, &ao, &err) < 0) {
         log_error("main", "%s", buf_cstr(&err));
         goto out;
@@ -636,6 +843,10 @@ int main(int argc, char **argv)
         .retention = DEFAULT_RETENTION,
         .listen = DEFAULT_LISTEN,
         .log_level = "info",
+        .query_timeout = DEFAULT_QUERY_TIMEOUT,
+        .query_max_samples = DEFAULT_QUERY_MAX_SAMPLES,
+        .query_lookback = DEFAULT_LOOKBACK,
+        .query_max_concurrency = DEFAULT_QUERY_MAX_CONCURRENCY,
     };
     int rc = parse_flags(argc, argv, &f);
     if (rc != 0) return rc > 0 ? 0 : 1;

@@ -101,8 +101,11 @@ struct scrape_manager {
     bool running;
     atomic_bool stop;
 
-    pthread_mutex_t mu; /* guards pending, targets snapshot readers */
-    config *pending;    /* next config to apply */
+    /* Guards pending, and every target field the API reads (the list,
+     * labels, health, last error and times): the scrape thread, the only
+     * writer, changes them under mu; it reads them without. */
+    pthread_mutex_t mu;
+    config *pending; /* next config to apply */
     httpc *http;
 
     /* owned by the scrape thread (readers take mu) */
@@ -110,6 +113,7 @@ struct scrape_manager {
     discovery *disc;
     target **targets;
     size_t n_targets, cap_targets;
+    scrape_dropped dropped; /* targets relabeling dropped, for the API (under mu) */
 
     registry_family *f_up, *f_duration, *f_samples, *f_scrapes, *f_failures, *f_targets;
     registry_metric *m_sample_limit, *m_body_limit, *m_duplicates, *m_label_limit;
@@ -289,7 +293,8 @@ static char *format_ms(int64_t ms, char *out)
 
 /* Prometheus's PopulateLabels for one address of a group. Returns 0 and the
  * final labels (*all, including __ labels) and the discovered labels, 1 when
- * relabeling dropped the target, or -EINVAL with a reason in err. */
+ * relabeling dropped the target (*discovered is still set: the caller frees
+ * it), or -EINVAL with a reason in err. */
 static int populate_labels(const config *cfg, const config_scrape *sc, const config_target_group *g,
                            const char *address, labels **all, labels **discovered,
                            int64_t *interval_ms, int64_t *timeout_ms, buf *err)
@@ -404,7 +409,7 @@ static int populate_labels(const config *cfg, const config_scrape *sc, const con
         }
     }
 out:
-    if (rc != 0) {
+    if (rc < 0) {
         labels_free(*discovered);
         *discovered = NULL;
     }
@@ -605,12 +610,18 @@ static void rebuild_targets(scrape_manager *m)
     buf err;
     buf_init(&err, 4096);
     int64_t now = now_ms();
+    scrape_dropped dropped = {0};
+    size_t cap_dropped = 0;
+    dropped.jobs = mem_calloc(cfg->n_scrape_configs + 1, sizeof *dropped.jobs);
+    dropped.n_jobs = cfg->n_scrape_configs;
 
     for (size_t j = 0; j < cfg->n_scrape_configs; j++) {
         const config_scrape *sc = &cfg->scrape_configs[j];
         const config_target_group *const *groups;
         size_t ng = discovery_groups(m->disc, j, &groups);
         size_t job_start = n_next;
+        uint64_t kept_dropped = 0;
+        dropped.jobs[j].job = mem_strdup(sc->job_name);
         for (size_t g = 0; g < ng; g++) {
             for (size_t a = 0; a < groups[g]->n_targets; a++) {
                 labels *all = NULL, *disc = NULL;
@@ -618,7 +629,22 @@ static void rebuild_targets(scrape_manager *m)
                 buf_reset(&err);
                 int rc = populate_labels(cfg, sc, groups[g], groups[g]->targets[a], &all, &disc,
                                          &iv, &to, &err);
-                if (rc == 1) continue;
+                if (rc == 1) {
+                    /* As Prometheus: every dropped target is counted, at
+                     * most keep_dropped_targets of them (0: all) are kept. */
+                    dropped.jobs[j].count++;
+                    if (sc->keep_dropped_targets == 0 || kept_dropped < sc->keep_dropped_targets) {
+                        dropped.targets = mem_grow(dropped.targets, sizeof *dropped.targets,
+                                                   dropped.n_targets + 1, &cap_dropped);
+                        dropped.targets[dropped.n_targets].job = mem_strdup(sc->job_name);
+                        dropped.targets[dropped.n_targets].discovered = disc;
+                        dropped.n_targets++;
+                        kept_dropped++;
+                    } else {
+                        labels_free(disc);
+                    }
+                    continue;
+                }
                 if (rc < 0) {
                     log_warn("scrape", "job %s: dropping target %s: %s", sc->job_name,
                              groups[g]->targets[a], buf_cstr(&err));
@@ -641,8 +667,11 @@ static void rebuild_targets(scrape_manager *m)
                 target *t = find_target(m->targets, m->n_targets, id);
                 if (t && t->job == j && !t->seen) {
                     labels_free(pub);
-                    labels_free(t->discovered);
+                    pthread_mutex_lock(&m->mu);
+                    labels *old_disc = t->discovered;
                     t->discovered = disc;
+                    pthread_mutex_unlock(&m->mu);
+                    labels_free(old_disc);
                     mem_free(url);
                     if (t->sc && !same_sample_rules(t->sc, sc, cfg->global.legacy_name_validation,
                                                     m->legacy_names))
@@ -660,6 +689,7 @@ static void rebuild_targets(scrape_manager *m)
                     target_metrics(m, t);
                 }
                 t->seen = true;
+                pthread_mutex_lock(&m->mu);
                 t->job = j;
                 t->sc = sc;
                 if (t->interval_ms != iv || t->timeout_ms != to || t->next_ms == 0) {
@@ -667,6 +697,7 @@ static void rebuild_targets(scrape_manager *m)
                     t->timeout_ms = to;
                     t->next_ms = first_scrape_time(t, now);
                 }
+                pthread_mutex_unlock(&m->mu);
                 mem_free(t->error_reason);
                 t->error_reason = NULL;
                 next = mem_grow(next, sizeof *next, n_next + 1, &cap_next);
@@ -688,12 +719,14 @@ static void rebuild_targets(scrape_manager *m)
         registry_set(registry_child(m->f_targets, jv), (double)(n_next - job_start));
     }
     m->legacy_names = cfg->global.legacy_name_validation;
-    /* Targets no longer present: staleness for all their series. */
+    /* Targets no longer present go after the new list is published (the
+     * API may be reading the old one until then). */
+    target **gone = NULL;
+    size_t n_gone = 0, cap_gone = 0;
     for (size_t i = 0; i < m->n_targets; i++) {
-        target *t = m->targets[i];
-        if (!t->seen) {
-            log_info("scrape", "target %s removed", t->url);
-            target_remove(m, t, true);
+        if (!m->targets[i]->seen) {
+            gone = mem_grow(gone, sizeof *gone, n_gone + 1, &cap_gone);
+            gone[n_gone++] = m->targets[i];
         }
     }
     for (size_t i = 0; i < n_next; i++)
@@ -704,7 +737,16 @@ static void rebuild_targets(scrape_manager *m)
     m->targets = next;
     m->n_targets = n_next;
     m->cap_targets = cap_next;
+    scrape_dropped old_dropped = m->dropped;
+    m->dropped = dropped;
     pthread_mutex_unlock(&m->mu);
+    scrape_dropped_cleanup(&old_dropped);
+    /* Staleness for all the series of targets no longer present. */
+    for (size_t i = 0; i < n_gone; i++) {
+        log_info("scrape", "target %s removed", gone[i]->url);
+        target_remove(m, gone[i], true);
+    }
+    mem_free(gone);
     buf_cleanup(&err);
 }
 
@@ -1062,15 +1104,23 @@ static void append_report(scrape_manager *m, target *t, store_batch *b, int64_t 
     t->report_live = true;
 }
 
-static void set_result(target *t, bool up, const char *error)
+/* Records a scrape's outcome (under mu: the API reads these). */
+static void set_result(scrape_manager *m, target *t, bool up, const char *error, int64_t ts,
+                       double duration)
 {
     if (!up && strcmp(t->last_error, error) != 0)
         log_warn("scrape", "scrape of %s failed: %s", t->url, error);
     else if (up && t->health == 0)
         log_info("scrape", "scrape of %s recovered", t->url);
+    char *next = mem_strdup(up ? "" : error);
+    pthread_mutex_lock(&m->mu);
+    char *old = t->last_error;
     t->health = up ? 1 : 0;
-    mem_free(t->last_error);
-    t->last_error = mem_strdup(up ? "" : error);
+    t->last_error = next;
+    t->last_scrape_ms = ts;
+    t->last_duration = duration;
+    pthread_mutex_unlock(&m->mu);
+    mem_free(old);
 }
 
 typedef struct scrape_ctx {
@@ -1150,9 +1200,7 @@ static void on_scrape_done(void *ctx, const httpc_response *r)
     if (store_batch_commit(b) < 0) {
         log_error("scrape", "could not store the scrape of %s", t->url);
     }
-    set_result(t, rc == 0, buf_cstr(&err));
-    t->last_scrape_ms = ts;
-    t->last_duration = duration;
+    set_result(m, t, rc == 0, buf_cstr(&err), ts, duration);
     registry_set(t->m_up, rc == 0 ? 1 : 0);
     registry_set(t->m_duration, duration);
     registry_set(t->m_samples, (double)res.scraped);
@@ -1358,6 +1406,7 @@ void scrape_manager_free(scrape_manager *m)
         target_free(m->targets[i]);
     }
     mem_free(m->targets);
+    scrape_dropped_cleanup(&m->dropped);
     httpc_free(m->http);
     discovery_free(m->disc);
     config_unref(m->cfg);
@@ -1387,6 +1436,40 @@ int scrape_manager_targets(scrape_manager *m, scrape_target_status **out, size_t
     pthread_mutex_unlock(&m->mu);
     *out = s;
     return 0;
+}
+
+int scrape_manager_dropped(scrape_manager *m, scrape_dropped *out)
+{
+    pthread_mutex_lock(&m->mu);
+    const scrape_dropped *d = &m->dropped;
+    out->targets = mem_calloc(d->n_targets + 1, sizeof *out->targets);
+    out->n_targets = d->n_targets;
+    for (size_t i = 0; i < d->n_targets; i++) {
+        out->targets[i].job = mem_strdup(d->targets[i].job);
+        out->targets[i].discovered = labels_dup(d->targets[i].discovered);
+    }
+    out->jobs = mem_calloc(d->n_jobs + 1, sizeof *out->jobs);
+    out->n_jobs = d->n_jobs;
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        out->jobs[i].job = mem_strdup(d->jobs[i].job);
+        out->jobs[i].count = d->jobs[i].count;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+void scrape_dropped_cleanup(scrape_dropped *d)
+{
+    if (!d) return;
+    for (size_t i = 0; i < d->n_targets; i++) {
+        mem_free(d->targets[i].job);
+        labels_free(d->targets[i].discovered);
+    }
+    for (size_t i = 0; i < d->n_jobs; i++)
+        mem_free(d->jobs[i].job);
+    mem_free(d->targets);
+    mem_free(d->jobs);
+    memset(d, 0, sizeof *d);
 }
 
 void scrape_target_status_free(scrape_target_status *s, size_t n)

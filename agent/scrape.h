@@ -58,6 +58,28 @@ typedef struct scrape_target_status {
 int scrape_manager_targets(scrape_manager *m, scrape_target_status **out, size_t *n);
 void scrape_target_status_free(scrape_target_status *s, size_t n);
 
+/* Targets that relabel_configs dropped (Prometheus's droppedTargets): per
+ * job the first keep_dropped_targets of them (0: all), in discovery order,
+ * and for every configured job how many were dropped in all. */
+typedef struct scrape_dropped {
+    struct scrape_dropped_target {
+        char *job;
+        labels *discovered; /* labels before relabeling */
+    } * targets;
+    size_t n_targets;
+    struct scrape_dropped_job {
+        char *job;
+        uint64_t count;
+    } * jobs; /* in config order */
+    size_t n_jobs;
+} scrape_dropped;
+
+/* A snapshot of the dropped targets; fills *out (free with
+ * scrape_dropped_cleanup). Returns 0. */
+int scrape_manager_dropped(scrape_manager *m, scrape_dropped *out);
+/* Frees and empties; NULL is a no-op. */
+void scrape_dropped_cleanup(scrape_dropped *d);
+
 /* Builds the Accept header Prometheus 3.x sends for a list of protocols
  * (protocols sidewatch cannot parse are left out). Appends to out. */
 void scrape_accept_header(const enum config_scrape_protocol *p, size_t n, buf *out);

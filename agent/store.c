@@ -336,6 +336,7 @@ struct store_reader {
         sqlite3_stmt *begin, *end;
         sqlite3_stmt *lv_eq, *lv_name, *lv_range, *postings;
         sqlite3_stmt *chunks, *metadata, *names, *values, *touch;
+        sqlite3_stmt *meta_all, *lv_all;
     } st;
 };
 
@@ -2508,6 +2509,8 @@ int store_reader_open(store *s, store_reader **out)
         R(names, "SELECT DISTINCT name FROM label_values ORDER BY name"),
         R(values, "SELECT value FROM label_values WHERE name = ?1 ORDER BY value"),
         R(touch, "SELECT 1 FROM meta LIMIT 1"),
+        R(meta_all, "SELECT metric, type, help, unit FROM metadata ORDER BY metric"),
+        R(lv_all, "SELECT name, value, series FROM label_values"),
 #undef R
     };
     *out = NULL;
@@ -2847,6 +2850,219 @@ int store_get_metadata(store_reader *r, const char *metric, enum expfmt_type *ty
     }
     sqlite3_reset(st);
     return ret;
+}
+
+int store_metadata_list(store_reader *r, store_metadata **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = reader_begin(r);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "reading metadata: %s", sqlite3_errmsg(r->db));
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    sqlite3_stmt *st = r->st.meta_all;
+    store_metadata *v = NULL;
+    size_t len = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = mem_grow(v, sizeof *v, len + 1, &cap);
+        v[len].metric = mem_strdup((const char *)sqlite3_column_text(st, 0));
+        v[len].type = type_from_name((const char *)sqlite3_column_text(st, 1));
+        v[len].help = mem_strdup((const char *)sqlite3_column_text(st, 2));
+        v[len].unit = mem_strdup((const char *)sqlite3_column_text(st, 3));
+        len++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) log_error(COMPONENT, "reading metadata: %s", sqlite3_errmsg(r->db));
+    reader_end(r);
+    if (rc != SQLITE_DONE) {
+        store_metadata_free(v, len);
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+void store_metadata_free(store_metadata *m, size_t n)
+{
+    if (!m) return;
+    for (size_t i = 0; i < n; i++) {
+        mem_free(m[i].metric);
+        mem_free(m[i].help);
+        mem_free(m[i].unit);
+    }
+    mem_free(m);
+}
+
+/* ---- index statistics ------------------------------------------------------------------ */
+
+/* The `limit` largest entries seen (a bounded selection; names copied only
+ * when they enter). */
+typedef struct topk {
+    store_stat *v;
+    size_t n, limit;
+    size_t min; /* index of the smallest entry once full */
+} topk;
+
+static int cmp_stat(const void *x, const void *y)
+{
+    const store_stat *a = x, *b = y;
+    if (a->count != b->count) return a->count > b->count ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+/* Whether (count, name) ranks above the entry e (higher count, then the
+ * smaller name). */
+static bool stat_above(uint64_t count, const char *name, size_t len, const store_stat *e)
+{
+    if (count != e->count) return count > e->count;
+    size_t el = strlen(e->name);
+    int c = memcmp(name, e->name, len < el ? len : el);
+    return c ? c < 0 : len < el;
+}
+
+static void topk_push(topk *t, const char *name, size_t len, uint64_t count)
+{
+    if (t->limit == 0) return;
+    if (t->n < t->limit) {
+        t->v[t->n].name = mem_strndup(name, len);
+        t->v[t->n].count = count;
+        t->n++;
+    } else {
+        if (!stat_above(count, name, len, &t->v[t->min])) return;
+        mem_free(t->v[t->min].name);
+        t->v[t->min].name = mem_strndup(name, len);
+        t->v[t->min].count = count;
+    }
+    if (t->n == t->limit) { /* find the new smallest */
+        t->min = 0;
+        for (size_t i = 1; i < t->n; i++) {
+            const store_stat *e = &t->v[i];
+            if (!stat_above(e->count, e->name, strlen(e->name), &t->v[t->min])) t->min = i;
+        }
+    }
+}
+
+static void topk_finish(topk *t, store_stat **out, size_t *n)
+{
+    if (t->n > 1) qsort(t->v, t->n, sizeof *t->v, cmp_stat);
+    *out = t->v;
+    *n = t->n;
+}
+
+/* Bytes of a string with its varint length prefix. */
+static uint64_t varint_string_size(size_t len)
+{
+    uint64_t n = 1;
+    for (size_t x = len; x >= 0x80; x >>= 7)
+        n++;
+    return n + len;
+}
+
+/* Per label name: distinct values and estimated bytes. */
+typedef struct name_stat {
+    char *name;
+    size_t len;
+    uint64_t values, bytes;
+} name_stat;
+
+static bool name_stat_eq(const void *val, const void *key)
+{
+    const name_stat *ns = val;
+    const store_string *k = key;
+    return ns->len == k->len && memcmp(ns->name, k->p, k->len) == 0;
+}
+
+int store_index_stats_get(store_reader *r, size_t limit, store_index_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    topk metrics = {.limit = limit}, pairs = {.limit = limit};
+    metrics.v = mem_calloc(limit + 1, sizeof *metrics.v);
+    pairs.v = mem_calloc(limit + 1, sizeof *pairs.v);
+    hmap names;
+    hmap_init(&names);
+    name_stat **all = NULL;
+    size_t n_all = 0, cap_all = 0;
+    buf pair;
+    buf_init(&pair, BUF_UNLIMITED);
+
+    int rc = reader_begin(r);
+    if (rc == SQLITE_OK) {
+        sqlite3_stmt *st = r->st.lv_all;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *name, *value;
+            size_t nlen, vlen;
+            column_bytes(st, 0, &name, &nlen);
+            column_bytes(st, 1, &value, &vlen);
+            uint64_t series = (uint64_t)sqlite3_column_int64(st, 2);
+            out->num_label_pairs++;
+            store_string key = {(char *)name, nlen};
+            uint64_t h = strutil_hash64(name, nlen, 0);
+            name_stat *ns = hmap_get(&names, h, name_stat_eq, &key);
+            if (!ns) {
+                ns = mem_calloc(1, sizeof *ns);
+                ns->name = mem_strndup(name, nlen);
+                ns->len = nlen;
+                hmap_put(&names, h, ns);
+                all = mem_grow(all, sizeof *all, n_all + 1, &cap_all);
+                all[n_all++] = ns;
+            }
+            ns->values++;
+            ns->bytes += (varint_string_size(nlen) + varint_string_size(vlen)) * series;
+            if (nlen == 8 && memcmp(name, LABELS_METRIC_NAME, 8) == 0)
+                topk_push(&metrics, value, vlen, series);
+            buf_reset(&pair);
+            buf_append(&pair, name, nlen);
+            buf_putc(&pair, '=');
+            buf_append(&pair, value, vlen);
+            topk_push(&pairs, pair.data, pair.len, series);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) log_error(COMPONENT, "index stats: %s", sqlite3_errmsg(r->db));
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        reader_end(r);
+    } else {
+        log_error(COMPONENT, "index stats: %s", sqlite3_errmsg(r->db));
+    }
+    buf_cleanup(&pair);
+    topk values = {.limit = limit}, bytes = {.limit = limit};
+    values.v = mem_calloc(limit + 1, sizeof *values.v);
+    bytes.v = mem_calloc(limit + 1, sizeof *bytes.v);
+    for (size_t i = 0; i < n_all; i++) {
+        topk_push(&values, all[i]->name, all[i]->len, all[i]->values);
+        topk_push(&bytes, all[i]->name, all[i]->len, all[i]->bytes);
+        mem_free(all[i]->name);
+        mem_free(all[i]);
+    }
+    mem_free(all);
+    hmap_cleanup(&names);
+    topk_finish(&metrics, &out->series_by_metric, &out->n_series_by_metric);
+    topk_finish(&values, &out->values_by_label, &out->n_values_by_label);
+    topk_finish(&bytes, &out->bytes_by_label, &out->n_bytes_by_label);
+    topk_finish(&pairs, &out->series_by_pair, &out->n_series_by_pair);
+    if (rc != SQLITE_OK) {
+        store_index_stats_free(out);
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    return 0;
+}
+
+static void stats_list_free(store_stat *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        mem_free(v[i].name);
+    mem_free(v);
+}
+
+void store_index_stats_free(store_index_stats *s)
+{
+    if (!s) return;
+    stats_list_free(s->series_by_metric, s->n_series_by_metric);
+    stats_list_free(s->values_by_label, s->n_values_by_label);
+    stats_list_free(s->bytes_by_label, s->n_bytes_by_label);
+    stats_list_free(s->series_by_pair, s->n_series_by_pair);
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- label names and values ---------------------------------------------------------- */

@@ -159,6 +159,47 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
 int store_get_metadata(store_reader *r, const char *metric, enum expfmt_type *type, char **help,
                        char **unit);
 
+/* Every metric family's metadata, sorted by metric name. Returns 0 and a
+ * malloc'd array in *out (free with store_metadata_free) with its length in
+ * *n, or a negative errno. */
+typedef struct store_metadata {
+    char *metric, *help, *unit; /* owned */
+    enum expfmt_type type;
+} store_metadata;
+int store_metadata_list(store_reader *r, store_metadata **out, size_t *n);
+void store_metadata_free(store_metadata *m, size_t n);
+
+/* ---- index statistics (for /api/v1/status/tsdb) ------------------------------ */
+
+/* One entry of a top list: a name and a count; name is owned. */
+typedef struct store_stat {
+    char *name;
+    uint64_t count;
+} store_stat;
+
+/* Cardinality of the series index, as Prometheus's head postings stats:
+ * the `limit` highest entries of each list, by count (descending; equal
+ * counts by name). */
+typedef struct store_index_stats {
+    uint64_t num_label_pairs;       /* distinct (name, value) pairs */
+    store_stat *series_by_metric;   /* series per __name__ value */
+    store_stat *values_by_label;    /* distinct values per label name */
+    store_stat *bytes_by_label;     /* estimated bytes of label strings per name:
+                                     * (length of name and value, each with a
+                                     * varint length prefix) x series, as
+                                     * Prometheus estimates memoryInBytesByLabelName */
+    store_stat *series_by_pair;     /* series per "name=value" */
+    size_t n_series_by_metric, n_values_by_label, n_bytes_by_label, n_series_by_pair;
+} store_index_stats;
+
+/* Computes the statistics in one pass over the label index (one row per
+ * label pair, each with its series count; memory O(label names + limit)),
+ * from the reader's snapshot. Series whose samples retention removed still
+ * count (series are kept). Returns 0 and fills *out (free with
+ * store_index_stats_free), or a negative errno. */
+int store_index_stats_get(store_reader *r, size_t limit, store_index_stats *out);
+void store_index_stats_free(store_index_stats *s);
+
 /* ---- label index (for /api/v1/labels and /api/v1/label/<name>/values) ------ */
 
 /* A byte string owned by its list: p is NUL-terminated for convenience but

@@ -8,7 +8,7 @@
 set -eu
 
 PACKAGES="
-build-essential pkg-config
+build-essential pkg-config clang libclang-rt-14-dev
 libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev
 libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev sqlite3
 libpcre2-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev

@@ -36,7 +36,7 @@ static void test_structure(void **state)
     assert_int_equal(json_error(&w), 0);
     assert_string_equal(
         buf_cstr(&b),
-        "{\"status\":\"success\",\"data\":[-1,2,1.5,null,\"1e+06\",\"+Inf\",true,null,{},[]]}");
+        "{\"status\":\"success\",\"data\":[-1,2,1.5,null,\"1000000\",\"+Inf\",true,null,{},[]]}");
     buf_cleanup(&b);
 }
 
@@ -69,6 +69,81 @@ static void test_escaping_like_go(void **state)
     }
 }
 
+/* Floats as Go formats them: the API's sample values (jsonutil.MarshalFloat),
+ * encoding/json numbers, and strconv.FormatFloat(v, 'f', -1, 64). */
+static void test_float_styles_like_go(void **state)
+{
+    (void)state;
+    static const struct {
+        double v;
+        const char *prom, *json, *fixed;
+    } cases[] = {
+        {0, "0", "0", "0"},
+        {-0.0, "-0", "-0", "-0"},
+        {1, "1", "1", "1"},
+        {1e6, "1000000", "1000000", "1000000"},
+        {0.1, "0.1", "0.1", "0.1"},
+        {-2.5, "-2.5", "-2.5", "-2.5"},
+        {0.30000000000000004, "0.30000000000000004", "0.30000000000000004",
+         "0.30000000000000004"},
+        {0.000001, "0.000001", "0.000001", "0.000001"},
+        {1e-7, "1e-07", "1e-7", "0.0000001"},
+        {1.5e-10, "1.5e-10", "1.5e-10", "0.00000000015"},
+        {1e20, "100000000000000000000", "100000000000000000000", "100000000000000000000"},
+        {1e21, "1e+21", "1e+21", "1000000000000000000000"},
+        {1.5e300, "1.5e+300", "1.5e+300", NULL},
+        {123456789.123, "123456789.123", "123456789.123", "123456789.123"},
+        {9007199254740994.0, "9007199254740994", "9007199254740994", "9007199254740994"},
+        {1.7976931348623157e308, "1.7976931348623157e+308", "1.7976931348623157e+308", NULL},
+        {5e-324, "5e-324", "5e-324", NULL},
+        {1.0 / 3, "0.3333333333333333", "0.3333333333333333", "0.3333333333333333"},
+        {NAN, "NaN", NULL, "NaN"},
+        {INFINITY, "+Inf", NULL, "+Inf"},
+        {-INFINITY, "-Inf", NULL, "-Inf"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[JSON_FLOAT_MAX];
+        json_format_float(cases[i].v, JSON_FLOAT_PROMETHEUS, out);
+        assert_string_equal(out, cases[i].prom);
+        if (cases[i].json) {
+            json_format_float(cases[i].v, JSON_FLOAT_GO_JSON, out);
+            assert_string_equal(out, cases[i].json);
+        }
+        if (cases[i].fixed) {
+            json_format_float(cases[i].v, JSON_FLOAT_FIXED, out);
+            assert_string_equal(out, cases[i].fixed);
+        }
+    }
+    char big[JSON_FLOAT_MAX];
+    size_t n = json_format_float(1.7976931348623157e308, JSON_FLOAT_FIXED, big);
+    assert_int_equal(n, 309);
+    assert_memory_equal(big, "17976931348623157", 17);
+    n = json_format_float(5e-324, JSON_FLOAT_FIXED, big);
+    assert_int_equal(n, 2 + 323 + 1);
+    assert_string_equal(big + 325, "5");
+}
+
+static void test_timestamps_like_prometheus(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t ms;
+        const char *out;
+    } cases[] = {
+        {0, "0"}, {1000, "1"}, {1500, "1.500"}, {5, "0.005"}, {1435781451781, "1435781451.781"},
+        {-1, "-0.001"}, {-1500, "-1.500"}, {1700000000010, "1700000000.010"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf b;
+        buf_init(&b, BUF_UNLIMITED);
+        json_writer w;
+        json_init(&w, &b);
+        json_timestamp(&w, cases[i].ms);
+        assert_string_equal(buf_cstr(&b), cases[i].out);
+        buf_cleanup(&b);
+    }
+}
+
 static void test_limit_is_sticky(void **state)
 {
     (void)state;
@@ -89,6 +164,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_structure),
         cmocka_unit_test(test_escaping_like_go),
+        cmocka_unit_test(test_float_styles_like_go),
+        cmocka_unit_test(test_timestamps_like_prometheus),
         cmocka_unit_test(test_limit_is_sticky),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

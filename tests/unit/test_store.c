@@ -691,6 +691,112 @@ static void test_metadata(void **state)
     tmpdir_free(dir);
 }
 
+/* store_metadata_list: every family, sorted by name, latest values. */
+static void test_metadata_list(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    store_metadata *md;
+    size_t n;
+    assert_int_equal(store_metadata_list(r, &md, &n), 0);
+    assert_int_equal(n, 0);
+    store_metadata_free(md, n);
+    store_batch *b = store_batch_new(s);
+    store_batch_metadata(b, "zeta", EXPFMT_GAUGE, "Last.", "");
+    store_batch_metadata(b, "alpha_seconds", EXPFMT_HISTOGRAM, "First.", "seconds");
+    store_batch_metadata(b, "mid", EXPFMT_UNKNOWN, "", "");
+    assert_int_equal(store_batch_commit(b), 0);
+    assert_int_equal(store_metadata_list(r, &md, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(md[0].metric, "alpha_seconds");
+    assert_int_equal(md[0].type, EXPFMT_HISTOGRAM);
+    assert_string_equal(md[0].help, "First.");
+    assert_string_equal(md[0].unit, "seconds");
+    assert_string_equal(md[1].metric, "mid");
+    assert_int_equal(md[1].type, EXPFMT_UNKNOWN);
+    assert_string_equal(md[2].metric, "zeta");
+    store_metadata_free(md, n);
+    /* Inside a snapshot too. */
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_metadata_list(r, &md, &n), 0);
+    assert_int_equal(n, 3);
+    store_metadata_free(md, n);
+    store_reader_end(r);
+    store_reader_close(r);
+    store_close(s);
+    tmpdir_free(dir);
+}
+
+static void assert_stats(const store_stat *v, size_t n, const char *expect)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, "%s%s:%llu", i ? " " : "", v[i].name, (unsigned long long)v[i].count);
+    assert_string_equal(buf_cstr(&b), expect);
+    buf_cleanup(&b);
+}
+
+/* store_index_stats_get: Prometheus's head cardinality lists. */
+static void test_index_stats(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    store_index_stats st;
+    assert_int_equal(store_index_stats_get(r, 10, &st), 0);
+    assert_int_equal(st.num_label_pairs, 0);
+    assert_int_equal(st.n_series_by_metric, 0);
+    store_index_stats_free(&st);
+
+    store_batch *b = store_batch_new(s);
+    /* up: 3 series (jobs a, b, c), http_total: 2 (job a, codes 200/500),
+     * one series with a long value. */
+    const char *jobs[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++)
+        store_batch_add(b, ref_pairs(s, mk("__name__", "up", "job", jobs[i], NULL)), 1000, 1);
+    store_batch_add(b, ref_pairs(s, mk("__name__", "http_total", "job", "a", "code", "200", NULL)),
+                    1000, 1);
+    store_batch_add(b, ref_pairs(s, mk("__name__", "http_total", "job", "a", "code", "500", NULL)),
+                    1000, 1);
+    store_batch_add(b, ref_pairs(s, mk("__name__", "x", "path", "/a/very/long/path", NULL)), 1000,
+                    1);
+    assert_int_equal(store_batch_commit(b), 0);
+
+    assert_int_equal(store_index_stats_get(r, 10, &st), 0);
+    /* pairs: __name__ x3, job x3, code x2, path x1 */
+    assert_int_equal(st.num_label_pairs, 9);
+    assert_stats(st.series_by_metric, st.n_series_by_metric, "up:3 http_total:2 x:1");
+    assert_stats(st.values_by_label, st.n_values_by_label, "__name__:3 job:3 code:2 path:1");
+    assert_stats(st.series_by_pair, st.n_series_by_pair,
+                 "__name__=up:3 job=a:3 __name__=http_total:2 __name__=x:1 code=200:1 "
+                 "code=500:1 job=b:1 job=c:1 path=/a/very/long/path:1");
+    /* bytes: (1+len(name)) + (1+len(value)) per series:
+     * __name__: up 3x(9+3) + http_total 2x(9+11) + x 1x(9+2) = 36+40+11 = 87;
+     * job: a 3x(4+2) + b 6 + c 6 = 30; code: 2x(5+4) = 18; path: 5+18 = 23 */
+    assert_stats(st.bytes_by_label, st.n_bytes_by_label, "__name__:87 job:30 path:23 code:18");
+    store_index_stats_free(&st);
+
+    /* A smaller limit keeps the largest entries. */
+    assert_int_equal(store_index_stats_get(r, 2, &st), 0);
+    assert_stats(st.series_by_metric, st.n_series_by_metric, "up:3 http_total:2");
+    assert_stats(st.series_by_pair, st.n_series_by_pair, "__name__=up:3 job=a:3");
+    assert_stats(st.values_by_label, st.n_values_by_label, "__name__:3 job:3");
+    store_index_stats_free(&st);
+    assert_int_equal(store_index_stats_get(r, 0, &st), 0);
+    assert_int_equal(st.n_series_by_pair, 0);
+    assert_int_equal(st.num_label_pairs, 9);
+    store_index_stats_free(&st);
+    store_reader_close(r);
+    store_close(s);
+    tmpdir_free(dir);
+}
+
 /* Appends n samples t = t0, t0+step, ... with value = t to one series, in
  * batches of `per_batch`. */
 static void append_run(store *s, uint64_t ref, int64_t t0, int64_t step, int n, int per_batch)
@@ -1790,6 +1896,8 @@ int main(void)
         cmocka_unit_test(test_out_of_order_and_duplicates),
         cmocka_unit_test(test_values_bit_exact),
         cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_metadata_list),
+        cmocka_unit_test(test_index_stats),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_size_retention_and_file_growth),
         cmocka_unit_test(test_write_ahead_table),
