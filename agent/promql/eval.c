@@ -1386,7 +1386,9 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
         if ((rc = add_samples(q, (int64_t)(hi - lo)))) break;
         promql_fpoint *pts = NULL;
         size_t np = hi - lo;
-        if (vs->anchored || vs->smoothed) {
+        if (!s->pts) {
+            np = 0;
+        } else if (vs->anchored || vs->smoothed) {
             np = extend_floats(s->pts + lo, hi - lo, mmint, mmaxt, vs->smoothed, &pts);
         } else if (np) {
             pts = mem_malloc(np * sizeof *pts);
