@@ -130,6 +130,8 @@ FUZZ_SEEDS_chunkenc     :=
 FUZZ_SEEDS_promql_parse := $(FUZZ_DIR)/seeds-promql_parse
 FUZZ_ARGS_config        := -max_len=65536
 FUZZ_ARGS_promql_parse  := -max_len=4096
+FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse
+FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)

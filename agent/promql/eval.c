@@ -1024,6 +1024,7 @@ typedef struct out_acc {
     int64_t *last_ts;
     size_t last_cap;
     imap idx;
+    bool no_dupe_check; /* topk & co. append without Prometheus's check */
 } out_acc;
 
 static int out_acc_add(qctx *q, out_acc *a, const promql_esample *s, int64_t ts)
@@ -1032,7 +1033,7 @@ static int out_acc_add(qctx *q, out_acc *a, const promql_esample *s, int64_t ts)
     uint64_t h = labels_hash(s->metric);
     int64_t i = imap_get(&a->idx, h, mat_key_eq, &k);
     if (i >= 0) {
-        if (a->last_ts[i] == ts) return same_labelset_error(q);
+        if (a->last_ts[i] == ts && !a->no_dupe_check) return same_labelset_error(q);
     } else {
         i = (int64_t)a->m->n;
         mat_add(a->m, labels_dup(s->metric), s->drop_name);
@@ -1094,7 +1095,7 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
     promql_evec res = {0};
     promql_lcache lc;
     promql_lcache_init(&lc);
-    out_acc acc = {out, NULL, 0, {0}};
+    out_acc acc = {out, NULL, 0, {0}, false};
     imap_init(&acc.idx);
     sigtab sigs;
     sigtab_init(&sigs);
@@ -1207,6 +1208,10 @@ static bool sample_at(const promql_series *s, size_t *idx, int64_t ref, int64_t 
     return true;
 }
 
+/* smoothSeries: a smoothed vector selector takes the sample at the step's
+ * time or interpolates linearly between its neighbours (the previous
+ * value once no later sample is there). Samples count as Prometheus counts
+ * them: the window of each step is held, the output is not counted. */
 static int smooth_series(evaluator *ev, pnode *n, promql_matrix *raw, promql_matrix *out)
 {
     qctx *q = ev->q;
@@ -1218,28 +1223,38 @@ static int smooth_series(evaluator *ev, pnode *n, promql_matrix *raw, promql_mat
         promql_series ss = {s->metric, NULL, 0, 0, false};
         s->metric = NULL;
         size_t lo = 0, hi = 0;
+        int64_t win = 0;
         uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
             if ((rc = qcheck_every(q, &it))) break;
             int64_t data_ts = ts - n->offset;
             window_advance(s->pts, s->n, data_ts - lb, data_ts + lb, &lo, &hi);
+            q->cur += (int64_t)(hi - lo) - win;
+            win = (int64_t)(hi - lo);
+            if (q->cur > q->max_samples) {
+                rc = too_many_samples(q);
+                break;
+            }
             if (hi == lo) continue;
             const promql_fpoint *w = s->pts + lo;
-            size_t wn = hi - lo, k = 0;
-            while (k < wn && w[k].t < data_ts)
-                k++;
+            size_t wn = hi - lo, a = 0, b = wn;
+            while (a < b) { /* first point with t >= data_ts */
+                size_t mid = a + (b - a) / 2;
+                if (w[mid].t >= data_ts) b = mid;
+                else a = mid + 1;
+            }
+            size_t k = a;
             double v;
             if (k < wn && w[k].t == data_ts) {
                 v = w[k].v;
             } else if (k > 0 && k < wn) {
-                promql_fpoint a = w[k - 1], b = w[k];
-                v = a.v + (b.v - a.v) * (double)(data_ts - a.t) / (double)(b.t - a.t);
+                promql_fpoint p1 = w[k - 1], p2 = w[k];
+                v = p1.v + (p2.v - p1.v) * (double)(data_ts - p1.t) / (double)(p2.t - p1.t);
             } else if (k > 0) {
                 v = w[k - 1].v;
             } else {
                 continue;
             }
-            if ((rc = add_samples(q, 1))) break;
             series_add(&ss, ts, v);
         }
         if (ss.n) {
@@ -1386,7 +1401,9 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
         if ((rc = add_samples(q, (int64_t)(hi - lo)))) break;
         promql_fpoint *pts = NULL;
         size_t np = hi - lo;
-        if (vs->anchored || vs->smoothed) {
+        if (!s->pts) {
+            np = 0;
+        } else if (vs->anchored || vs->smoothed) {
             np = extend_floats(s->pts + lo, hi - lo, mmint, mmaxt, vs->smoothed, &pts);
         } else if (np) {
             pts = mem_malloc(np * sizeof *pts);
@@ -2582,6 +2599,7 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
     st.cursor = mem_calloc(in.n ? in.n : 1, sizeof *st.cursor);
     st.group_of = mem_calloc(in.n ? in.n : 1, sizeof *st.group_of);
     st.acc.m = out;
+    st.acc.no_dupe_check = true;
     imap_init(&st.acc.idx);
     promql_matrix res = {0};
     st.res = &res;
@@ -3108,7 +3126,8 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
                     resets[nresets++] = (uint32_t)k;
                 }
             }
-            fc.resets = resets ? resets : (const uint32_t *)"";
+            static const uint32_t no_resets[1];
+            fc.resets = resets ? resets : no_resets;
             fc.nresets = nresets;
         }
         size_t lo = 0, hi = 0;
@@ -3509,7 +3528,7 @@ static int eval_info(evaluator *ev, pnode *n, promql_matrix *out)
         const char *name = labels_metric_name(infom.v[i].metric, &nl);
         sigtab_intern(&inames, name, nl, NULL);
     }
-    out_acc acc = {out, NULL, 0, {0}};
+    out_acc acc = {out, NULL, 0, {0}, false};
     imap_init(&acc.idx);
     labels_builder lb, ib;
     labels_builder_init(&lb);

@@ -96,7 +96,7 @@ double promql_pow(double x, double y)
             ae += xe64;
         }
         x1 *= x1;
-        xe64 <<= 1;
+        xe64 *= 2;
         if (x1 < .5) {
             x1 += x1;
             xe64--;
@@ -967,8 +967,11 @@ static bool is_leap(int64_t y)
 
 static void civil_from_unix(int64_t secs, civil *c)
 {
-    int64_t days = floordiv(secs, 86400);
-    int64_t rem = secs - days * 86400;
+    int64_t days = secs / 86400, rem = secs % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
     c->hour = (int)(rem / 3600);
     c->minute = (int)(rem % 3600 / 60);
     int64_t wd = (days + 4) % 7; /* 1970-01-01 was a Thursday */
@@ -1099,6 +1102,7 @@ static bool less_sort_desc(const promql_esample *a, const promql_esample *b, voi
 static int sort_by_value(promql_fcall *c, less_fn less)
 {
     const promql_evec *in = &c->in[0];
+    if (!in->n) return 0;
     size_t start = c->out->n;
     for (size_t i = 0; i < in->n; i++)
         promql_evec_push(c->out, in->v[i].metric, in->v[i].f, in->v[i].t, in->v[i].drop_name);
@@ -1223,6 +1227,10 @@ static int sort_by_label(promql_fcall *c, bool desc)
     }
     sbl_ctx x = {names, nn, desc};
     const promql_evec *in = &c->in[0];
+    if (!in->n) {
+        mem_free(names);
+        return 0;
+    }
     size_t start = c->out->n;
     for (size_t i = 0; i < in->n; i++)
         promql_evec_push(c->out, in->v[i].metric, in->v[i].f, in->v[i].t, in->v[i].drop_name);

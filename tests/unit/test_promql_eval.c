@@ -1328,6 +1328,12 @@ static void test_limits(void **state)
     assert_int_equal(err.kind, PROMQL_ERR_EXECUTION);
     assert_string_equal(buf_cstr(&err.msg),
                         "query processing would load too many samples into memory in query execution");
+    o.max_samples = 0;
+    o.timeout_ms = 50;
+    assert_int_equal(eval_text(&m, "count_over_time(x[1h:1ms])", 1000000, &o, &v, &err), -ETIMEDOUT);
+    assert_int_equal(err.kind, PROMQL_ERR_TIMEOUT);
+    assert_string_equal(buf_cstr(&err.msg), "query timed out in expression evaluation");
+    o.timeout_ms = 0;
     atomic_bool cancel = true;
     o.max_samples = 0;
     o.cancel = &cancel;
