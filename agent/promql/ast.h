@@ -150,6 +150,11 @@ typedef struct promql_node promql_node;
 typedef struct promql_offset {
     int64_t original_ms;
     promql_node *expr; /* PROMQL_NODE_DURATION or NULL */
+    /* The offset in nanoseconds, as Prometheus keeps it (original_ms is this
+     * divided by 10^6, truncated): only differs for offsets written as
+     * fractions of a millisecond, which Prometheus still prints ("0s") and
+     * counts as set. */
+    int64_t ns;
 } promql_offset;
 
 /* An @ modifier: none, a fixed timestamp (ms), or @ start() / @ end(). */
@@ -195,6 +200,8 @@ struct promql_node {
             promql_node *range_expr;  /* or NULL */
             int64_t step_ms;         /* 0 = the default step (not written) */
             promql_node *step_expr;   /* or NULL */
+            int64_t step_ns;         /* the step in ns as Prometheus keeps it (non-zero
+                                      * with step_ms 0 only below 1ms) */
             promql_offset offset;
             promql_at at;
         } subquery;

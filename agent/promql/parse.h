@@ -43,8 +43,10 @@ typedef struct promql_parse_options {
  * (caller frees with promql_ast_free). On failure returns -EINVAL and
  * appends Prometheus's message to err, e.g.
  *   1:14: parse error: unexpected right parenthesis ')'
- * (several errors are joined by "; " in the order Prometheus reports them).
- * -ENOMEM if memory runs out. A NULL `opts` means all options off.
+ * Like Prometheus (ParseErrors.Error() prints its first error only), the
+ * message is the first error Prometheus's parser would report. -ENOMEM
+ * is never returned (memory wrappers abort). A NULL `opts` means all
+ * options off.
  * Limits: queries longer than PROMQL_MAX_QUERY_BYTES or nested deeper than
  * PROMQL_MAX_DEPTH are refused with a parse error, never a stack overflow. */
 #define PROMQL_MAX_QUERY_BYTES (1 << 20)
@@ -57,5 +59,8 @@ int promql_parse(const char *query, size_t len, const promql_parse_options *opts
 void promql_format(const promql_node *n, buf *out);
 /* Appends Prometheus's Pretty(0) form (used by /api/v1/format_query). */
 void promql_pretty(const promql_node *n, buf *out);
+/* The same with another line width than Prometheus's 100 characters
+ * (maxCharactersPerLine; its tests use 10). */
+void promql_pretty_width(const promql_node *n, size_t width, buf *out);
 
 #endif

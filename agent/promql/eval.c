@@ -1,0 +1,3629 @@
+/* promql/eval: the PromQL evaluator, with Prometheus 3.x's semantics
+ * (promql/engine.go).
+ *
+ * A query is evaluated over a range of steps [start, end] (an instant query
+ * is a range with one step). Every node evaluates to a matrix holding, for
+ * each output series, at most one point per step; functions and operators
+ * gather the instant vector of each step from their inputs' matrices, as
+ * Prometheus's rangeEval does, so range queries, subqueries and the @
+ * modifier share one code path.
+ *
+ * The syntax tree is never modified: each query first builds a "plan", a
+ * mutable copy of the tree that holds what Prometheus computes by rewriting
+ * its tree (durations of duration expressions, folded start()/end()/range()/
+ * step(), step-invariant subtrees, @ start()/end(), offsets adjusted for @).
+ *
+ * Errors propagate as negative return codes; the first error's kind and
+ * message go to the query's promql_error. Intermediate matrices are freed as
+ * soon as their parent has consumed them. */
+#include "promql/eval.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "expfmt.h"
+#include "mem.h"
+#include "promql/anno.h"
+#include "promql/func.h"
+#include "promql/parse.h"
+#include "regex.h"
+#include "strutil.h"
+
+#define DEFAULT_LOOKBACK_MS (5 * 60 * 1000LL)
+#define DEFAULT_MAX_SAMPLES 50000000LL
+#define DEFAULT_TIMEOUT_MS (2 * 60 * 1000LL)
+#define DEFAULT_SUBQUERY_STEP_MS (60 * 1000LL)
+
+/* Prometheus's limits for converting a float parameter to int64. */
+#define MAX_INT64_F 9223372036854774784.0
+#define MIN_INT64_F (-9223372036854775808.0)
+
+/* ---- values ------------------------------------------------------------------ */
+
+void promql_matrix_cleanup(promql_matrix *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        labels_free(m->v[i].metric);
+        mem_free(m->v[i].pts);
+    }
+    mem_free(m->v);
+    m->v = NULL;
+    m->n = m->cap = 0;
+}
+
+void promql_vector_cleanup(promql_vector *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        labels_free(v->v[i].metric);
+    mem_free(v->v);
+    v->v = NULL;
+    v->n = v->cap = 0;
+}
+
+void promql_value_cleanup(promql_value *v)
+{
+    promql_matrix_cleanup(&v->matrix);
+    promql_vector_cleanup(&v->vector);
+    mem_free(v->string);
+    memset(v, 0, sizeof *v);
+}
+
+void promql_error_init(promql_error *e)
+{
+    e->kind = PROMQL_ERR_NONE;
+    buf_init(&e->msg, 64 * 1024);
+}
+
+void promql_error_cleanup(promql_error *e)
+{
+    buf_cleanup(&e->msg);
+    e->kind = PROMQL_ERR_NONE;
+}
+
+void promql_annotations_cleanup(promql_annotations *a)
+{
+    for (size_t i = 0; i < a->n_warnings; i++)
+        mem_free(a->warnings[i]);
+    for (size_t i = 0; i < a->n_infos; i++)
+        mem_free(a->infos[i]);
+    mem_free(a->warnings);
+    mem_free(a->infos);
+    memset(a, 0, sizeof *a);
+}
+
+static promql_series *mat_add(promql_matrix *m, labels *metric, bool drop_name)
+{
+    m->v = mem_grow(m->v, sizeof *m->v, m->n + 1, &m->cap);
+    promql_series *s = &m->v[m->n++];
+    memset(s, 0, sizeof *s);
+    s->metric = metric;
+    s->drop_name = drop_name;
+    return s;
+}
+
+static void series_add(promql_series *s, int64_t t, double v)
+{
+    if (s->n == s->cap) s->pts = mem_grow(s->pts, sizeof *s->pts, s->n + 1, &s->cap);
+    s->pts[s->n].t = t;
+    s->pts[s->n].v = v;
+    s->n++;
+}
+
+static int64_t mat_total(const promql_matrix *m)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < m->n; i++)
+        n += (int64_t)m->v[i].n;
+    return n;
+}
+
+static void series_free(promql_series *s)
+{
+    labels_free(s->metric);
+    mem_free(s->pts);
+    s->metric = NULL;
+    s->pts = NULL;
+    s->n = s->cap = 0;
+}
+
+/* Drops the empty series and compacts the array. */
+static void mat_drop_empty(promql_matrix *m)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->v[i].n == 0) series_free(&m->v[i]);
+        else m->v[k++] = m->v[i];
+    }
+    m->n = k;
+}
+
+/* ---- a map from label sets to indexes --------------------------------------------- */
+
+/* Open addressing over (hash, index); equality through a callback that
+ * compares the stored index with the probe. */
+typedef struct imap {
+    uint64_t *h;
+    uint32_t *idx; /* index + 1; 0 = empty */
+    size_t cap, len;
+} imap;
+
+typedef bool (*imap_eq)(void *ctx, uint32_t idx);
+
+static void imap_init(imap *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+static void imap_free(imap *m)
+{
+    mem_free(m->h);
+    mem_free(m->idx);
+    imap_init(m);
+}
+
+static void imap_clear(imap *m)
+{
+    if (m->cap) memset(m->idx, 0, m->cap * sizeof *m->idx);
+    m->len = 0;
+}
+
+static void imap_grow(imap *m)
+{
+    size_t ncap = m->cap ? m->cap * 2 : 16;
+    uint64_t *nh = mem_calloc(ncap, sizeof *nh);
+    uint32_t *ni = mem_calloc(ncap, sizeof *ni);
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->idx[i]) continue;
+        size_t j = m->h[i] & (ncap - 1);
+        while (ni[j])
+            j = (j + 1) & (ncap - 1);
+        nh[j] = m->h[i];
+        ni[j] = m->idx[i];
+    }
+    mem_free(m->h);
+    mem_free(m->idx);
+    m->h = nh;
+    m->idx = ni;
+    m->cap = ncap;
+}
+
+/* Returns the stored index, or -1. */
+static int64_t imap_get(const imap *m, uint64_t h, imap_eq eq, void *ctx)
+{
+    if (!m->cap) return -1;
+    size_t i = h & (m->cap - 1);
+    while (m->idx[i]) {
+        if (m->h[i] == h && eq(ctx, m->idx[i] - 1)) return m->idx[i] - 1;
+        i = (i + 1) & (m->cap - 1);
+    }
+    return -1;
+}
+
+static void imap_put(imap *m, uint64_t h, uint32_t idx)
+{
+    if ((m->len + 1) * 4 >= m->cap * 3) imap_grow(m);
+    size_t i = h & (m->cap - 1);
+    while (m->idx[i])
+        i = (i + 1) & (m->cap - 1);
+    m->h[i] = h;
+    m->idx[i] = idx + 1;
+    m->len++;
+}
+
+/* Label sets of a matrix by content. */
+typedef struct mat_key {
+    const promql_matrix *m;
+    const labels *ls;
+} mat_key;
+
+static bool mat_key_eq(void *ctx, uint32_t idx)
+{
+    const mat_key *k = ctx;
+    return labels_equal(k->m->v[idx].metric, k->ls);
+}
+
+/* Interned byte strings (matching and grouping signatures) -> ordinals. */
+typedef struct sigtab {
+    imap m;
+    char **s;
+    size_t *len;
+    size_t n, cap;
+} sigtab;
+
+typedef struct sig_key {
+    const sigtab *t;
+    const char *p;
+    size_t len;
+} sig_key;
+
+static bool sig_eq(void *ctx, uint32_t idx)
+{
+    const sig_key *k = ctx;
+    return k->t->len[idx] == k->len && memcmp(k->t->s[idx], k->p, k->len) == 0;
+}
+
+static void sigtab_init(sigtab *t)
+{
+    memset(t, 0, sizeof *t);
+}
+
+static void sigtab_free(sigtab *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        mem_free(t->s[i]);
+    mem_free(t->s);
+    mem_free(t->len);
+    imap_free(&t->m);
+    sigtab_init(t);
+}
+
+static uint32_t sigtab_intern(sigtab *t, const char *p, size_t len, bool *added)
+{
+    uint64_t h = strutil_hash64(p, len, 0);
+    sig_key k = {t, p, len};
+    int64_t i = imap_get(&t->m, h, sig_eq, &k);
+    if (added) *added = i < 0;
+    if (i >= 0) return (uint32_t)i;
+    if (t->n == t->cap) {
+        size_t cap = t->cap;
+        t->s = mem_grow(t->s, sizeof *t->s, t->n + 1, &cap);
+        t->len = mem_realloc(t->len, cap * sizeof *t->len);
+        t->cap = cap;
+    }
+    t->s[t->n] = mem_strndup(p, len);
+    t->len[t->n] = len;
+    imap_put(&t->m, h, (uint32_t)t->n);
+    return (uint32_t)t->n++;
+}
+
+/* ---- the query context -------------------------------------------------------------- */
+
+typedef struct pnode pnode;
+
+typedef struct qctx {
+    const promql_queryable *src;
+    const char *query;
+    size_t query_len;
+    int64_t qstart, qend, qstep;
+    int64_t lookback, max_samples, default_step;
+    bool delayed;
+    struct timespec deadline;
+    const atomic_bool *cancel;
+    int64_t cur; /* Prometheus's currentSamples */
+    promql_anno_set anno;
+    promql_error *err;
+    arena mem; /* the plan */
+} qctx;
+
+typedef struct evaluator {
+    qctx *q;
+    int64_t start, end, interval;
+} evaluator;
+
+static int qfailv(qctx *q, enum promql_error_kind kind, int rc, const char *fmt, va_list ap)
+{
+    if (q->err && q->err->kind == PROMQL_ERR_NONE) {
+        q->err->kind = kind;
+        buf_reset(&q->err->msg);
+        buf_vprintf(&q->err->msg, fmt, ap);
+    }
+    return rc;
+}
+
+static int qfail(qctx *q, enum promql_error_kind kind, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int qfail(qctx *q, enum promql_error_kind kind, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    qfailv(q, kind, rc, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* An evaluation error (Prometheus panics with these inside the evaluator). */
+static int exec_fail(qctx *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int exec_fail(qctx *q, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    qfailv(q, PROMQL_ERR_EXECUTION, -EINVAL, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static int too_many_samples(qctx *q)
+{
+    return qfail(q, PROMQL_ERR_EXECUTION, -E2BIG,
+                 "query processing would load too many samples into memory in query execution");
+}
+
+static int same_labelset_error(qctx *q)
+{
+    return exec_fail(q, "vector cannot contain metrics with the same labelset");
+}
+
+/* Timeout and cancellation, checked once per step and per series. */
+static int qcheck(qctx *q)
+{
+    if (q->cancel && atomic_load(q->cancel))
+        return qfail(q, PROMQL_ERR_CANCELED, -ECANCELED,
+                     "query was canceled in expression evaluation");
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > q->deadline.tv_sec ||
+        (now.tv_sec == q->deadline.tv_sec && now.tv_nsec > q->deadline.tv_nsec))
+        return qfail(q, PROMQL_ERR_TIMEOUT, -ETIMEDOUT, "query timed out in expression evaluation");
+    return 0;
+}
+
+static inline int add_samples(qctx *q, int64_t n)
+{
+    q->cur += n;
+    if (q->cur > q->max_samples) return too_many_samples(q);
+    return 0;
+}
+
+static int64_t num_steps(const evaluator *ev)
+{
+    return (ev->end - ev->start) / ev->interval + 1;
+}
+
+static void anno_str_g(buf *b, double f)
+{
+    promql_format_float_g(f, b);
+}
+
+/* ---- the plan ------------------------------------------------------------------------ */
+
+enum pkind {
+    PK_AGG,
+    PK_BIN,
+    PK_CALL,
+    PK_MSEL, /* matrix selector; a = its vector selector */
+    PK_SUBQ,
+    PK_NUM,
+    PK_STR,
+    PK_UNARY,
+    PK_VSEL,
+    PK_STEPINV, /* Prometheus's StepInvariantExpr */
+};
+
+struct pnode {
+    enum pkind kind;
+    enum promql_type type;
+    const promql_node *ast; /* positions, operators, matchers, strings */
+    pnode *a, *b;           /* children: expr/param, lhs/rhs, ... */
+    pnode **args;
+    size_t nargs;
+    const promql_fdef *fdef;
+    double num;
+    enum promql_op op;
+    /* selectors and subqueries */
+    int64_t orig_offset, offset;
+    bool has_at;
+    int64_t at;
+    int64_t range; /* matrix selector, subquery */
+    int64_t step;  /* subquery (0 = default) */
+    bool anchored, smoothed;
+    int64_t sel_mint, sel_maxt; /* what a vector selector fetches */
+};
+
+static pnode *pnew(qctx *q, enum pkind kind, const promql_node *ast)
+{
+    pnode *p = arena_calloc(&q->mem, sizeof *p);
+    if (!p) return NULL;
+    p->kind = kind;
+    p->ast = ast;
+    return p;
+}
+
+static const promql_node *unparen(const promql_node *n)
+{
+    return promql_unparen(n);
+}
+
+static double go_fmax(double x, double y)
+{
+    if (isinf(x) && x > 0) return x;
+    if (isinf(y) && y > 0) return y;
+    if (isnan(x) || isnan(y)) return NAN;
+    if (x == 0 && x == y) return signbit(x) ? y : x;
+    return x > y ? x : y;
+}
+
+static double go_fmin(double x, double y)
+{
+    if (isinf(x) && x < 0) return x;
+    if (isinf(y) && y < 0) return y;
+    if (isnan(x) || isnan(y)) return NAN;
+    if (x == 0 && x == y) return signbit(x) ? x : y;
+    return x < y ? x : y;
+}
+
+/* Evaluates a duration expression to seconds (durations.go). */
+static int dur_eval(qctx *q, const promql_node *n, double *out)
+{
+    if (!n) {
+        *out = 0;
+        return 0;
+    }
+    switch (n->kind) {
+    case PROMQL_NODE_NUMBER: *out = n->number.val; return 0;
+    case PROMQL_NODE_PAREN: return dur_eval(q, n->paren.expr, out);
+    case PROMQL_NODE_UNARY: {
+        double v;
+        int rc = dur_eval(q, n->unary.expr, &v);
+        if (rc) return rc;
+        *out = n->unary.op == PROMQL_OP_SUB ? -v : v;
+        return 0;
+    }
+    case PROMQL_NODE_DURATION: break;
+    default:
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "unexpected duration expression type");
+    }
+    enum promql_op op = n->duration.op;
+    if (op == PROMQL_OP_STEP) {
+        *out = (double)q->qstep / 1000.0;
+        return 0;
+    }
+    if (op == PROMQL_OP_RANGE) {
+        *out = (double)(q->qend - q->qstart) / 1000.0;
+        return 0;
+    }
+    const promql_node *l = n->duration.lhs, *r = n->duration.rhs;
+    double lv = 0, rv = 0;
+    int rc;
+    if (l && (rc = dur_eval(q, l, &lv))) return rc;
+    if (r && (rc = dur_eval(q, r, &rv))) return rc;
+    bool unary = !l || !r;
+    double x = l ? lv : rv; /* the operand of a unary operator */
+    switch (op) {
+    case PROMQL_OP_NONE: *out = x; return 0;
+    case PROMQL_OP_MIN_OF: *out = go_fmin(lv, rv); return 0;
+    case PROMQL_OP_MAX_OF: *out = go_fmax(lv, rv); return 0;
+    case PROMQL_OP_ADD: *out = unary ? x : lv + rv; return 0;
+    case PROMQL_OP_SUB: *out = unary ? -x : lv - rv; return 0;
+    case PROMQL_OP_MUL: *out = lv * rv; return 0;
+    case PROMQL_OP_DIV:
+        if (rv == 0)
+            return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "%u:%u: division by zero", n->pos.start,
+                         n->pos.end);
+        *out = lv / rv;
+        return 0;
+    case PROMQL_OP_MOD:
+        if (rv == 0)
+            return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "%u:%u: modulo by zero", n->pos.start,
+                         n->pos.end);
+        *out = fmod(lv, rv);
+        return 0;
+    case PROMQL_OP_POW: *out = pow(lv, rv); return 0;
+    default:
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL,
+                     "unexpected duration expression operator \"%s\"", promql_op_name(op));
+    }
+}
+
+static int calc_duration(qctx *q, const promql_node *n, bool allow_neg, int64_t *ms)
+{
+    double d;
+    int rc = dur_eval(q, n, &d);
+    if (rc) return rc;
+    if (isnan(d) || isinf(d))
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "%u:%u: duration is NaN or infinite",
+                     n->pos.start, n->pos.end);
+    if (d <= 0 && !allow_neg)
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "%u:%u: duration must be greater than 0",
+                     n->pos.start, n->pos.end);
+    if (d > 9223372036.854775807 || d < -9223372036.854775808)
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "%u:%u: duration is out of range",
+                     n->pos.start, n->pos.end);
+    *ms = (int64_t)(d * 1000);
+    return 0;
+}
+
+static int plan_offset(qctx *q, const promql_offset *o, int64_t *ms)
+{
+    if (o->expr) return calc_duration(q, o->expr, true, ms);
+    *ms = o->original_ms;
+    return 0;
+}
+
+static void plan_at(qctx *q, const promql_at *at, pnode *p)
+{
+    if (!at->set) return;
+    p->has_at = true;
+    if (at->start_or_end == PROMQL_OP_START) p->at = q->qstart;
+    else if (at->start_or_end == PROMQL_OP_END) p->at = q->qend;
+    else p->at = at->ts_ms;
+}
+
+static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth);
+
+#define NOMEM(q) qfail((q), PROMQL_ERR_INTERNAL, -ENOMEM, "out of memory")
+
+static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
+{
+    int rc;
+    n = unparen(n);
+    if (!n) return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "missing expression");
+    if (depth > 4 * PROMQL_MAX_DEPTH)
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "expression nested too deeply");
+    pnode *p = NULL;
+    switch (n->kind) {
+    case PROMQL_NODE_AGGREGATE:
+        if (!(p = pnew(q, PK_AGG, n))) return NOMEM(q);
+        p->op = n->aggregate.op;
+        if ((rc = plan_build(q, n->aggregate.expr, &p->a, depth + 1))) return rc;
+        if (n->aggregate.param && (rc = plan_build(q, n->aggregate.param, &p->b, depth + 1)))
+            return rc;
+        p->type = PROMQL_TYPE_VECTOR;
+        break;
+    case PROMQL_NODE_BINARY:
+        if (!(p = pnew(q, PK_BIN, n))) return NOMEM(q);
+        p->op = n->binary.op;
+        if ((rc = plan_build(q, n->binary.lhs, &p->a, depth + 1))) return rc;
+        if ((rc = plan_build(q, n->binary.rhs, &p->b, depth + 1))) return rc;
+        p->type = p->a->type == PROMQL_TYPE_SCALAR && p->b->type == PROMQL_TYPE_SCALAR
+                      ? PROMQL_TYPE_SCALAR
+                      : PROMQL_TYPE_VECTOR;
+        break;
+    case PROMQL_NODE_CALL: {
+        const char *name = n->call.func->name;
+        const promql_fdef *fd = promql_func_find(name);
+        if (!fd)
+            return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "function \"%s\" is not implemented",
+                         name);
+        if (fd->flags & PROMQL_F_QUERY_CONST) {
+            if (!(p = pnew(q, PK_NUM, n))) return NOMEM(q);
+            p->type = PROMQL_TYPE_SCALAR;
+            if (!strcmp(name, "start")) p->num = (double)q->qstart / 1000;
+            else if (!strcmp(name, "end")) p->num = (double)q->qend / 1000;
+            else if (!strcmp(name, "range")) p->num = (double)(q->qend - q->qstart) / 1000;
+            else p->num = q->qstart != q->qend ? (double)q->qstep / 1000 : 0;
+            break;
+        }
+        if (!(p = pnew(q, PK_CALL, n))) return NOMEM(q);
+        p->fdef = fd;
+        p->type = n->call.func->return_type;
+        p->nargs = n->call.nargs;
+        if (p->nargs) {
+            p->args = arena_calloc(&q->mem, p->nargs * sizeof *p->args);
+            if (!p->args) return NOMEM(q);
+        }
+        for (size_t i = 0; i < p->nargs; i++) {
+            if ((rc = plan_build(q, n->call.args[i], &p->args[i], depth + 1))) return rc;
+        }
+        break;
+    }
+    case PROMQL_NODE_MATRIX_SELECTOR:
+        if (!(p = pnew(q, PK_MSEL, n))) return NOMEM(q);
+        p->type = PROMQL_TYPE_MATRIX;
+        if ((rc = plan_build(q, n->matrix.vs, &p->a, depth + 1))) return rc;
+        if (p->a->kind != PK_VSEL)
+            return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "matrix selector without a selector");
+        if (n->matrix.range_expr) {
+            if ((rc = calc_duration(q, n->matrix.range_expr, false, &p->range))) return rc;
+        } else {
+            p->range = n->matrix.range_ms;
+        }
+        p->anchored = p->a->anchored;
+        p->smoothed = p->a->smoothed;
+        break;
+    case PROMQL_NODE_SUBQUERY:
+        if (!(p = pnew(q, PK_SUBQ, n))) return NOMEM(q);
+        p->type = PROMQL_TYPE_MATRIX;
+        if ((rc = plan_build(q, n->subquery.expr, &p->a, depth + 1))) return rc;
+        if ((rc = plan_offset(q, &n->subquery.offset, &p->orig_offset))) return rc;
+        p->offset = p->orig_offset;
+        if (n->subquery.step_expr) {
+            if ((rc = calc_duration(q, n->subquery.step_expr, false, &p->step))) return rc;
+        } else {
+            p->step = n->subquery.step_ms;
+        }
+        if (n->subquery.range_expr) {
+            if ((rc = calc_duration(q, n->subquery.range_expr, false, &p->range))) return rc;
+        } else {
+            p->range = n->subquery.range_ms;
+        }
+        plan_at(q, &n->subquery.at, p);
+        break;
+    case PROMQL_NODE_NUMBER:
+        if (!(p = pnew(q, PK_NUM, n))) return NOMEM(q);
+        p->type = PROMQL_TYPE_SCALAR;
+        p->num = n->number.val;
+        break;
+    case PROMQL_NODE_DURATION: {
+        double v;
+        if ((rc = dur_eval(q, n, &v))) return rc;
+        if (!(p = pnew(q, PK_NUM, n))) return NOMEM(q);
+        p->type = PROMQL_TYPE_SCALAR;
+        p->num = v;
+        break;
+    }
+    case PROMQL_NODE_STRING:
+        if (!(p = pnew(q, PK_STR, n))) return NOMEM(q);
+        p->type = PROMQL_TYPE_STRING;
+        break;
+    case PROMQL_NODE_UNARY:
+        if (!(p = pnew(q, PK_UNARY, n))) return NOMEM(q);
+        p->op = n->unary.op;
+        if ((rc = plan_build(q, n->unary.expr, &p->a, depth + 1))) return rc;
+        p->type = p->a->type;
+        break;
+    case PROMQL_NODE_VECTOR_SELECTOR:
+        if (!(p = pnew(q, PK_VSEL, n))) return NOMEM(q);
+        p->type = PROMQL_TYPE_VECTOR;
+        if ((rc = plan_offset(q, &n->vector.offset, &p->orig_offset))) return rc;
+        p->offset = p->orig_offset;
+        plan_at(q, &n->vector.at, p);
+        p->anchored = n->vector.anchored;
+        p->smoothed = n->vector.smoothed;
+        break;
+    case PROMQL_NODE_PAREN: /* unreachable: unparen() */
+        return plan_build(q, n->paren.expr, out, depth + 1);
+    }
+    *out = p;
+    return 0;
+}
+
+static pnode *wrap_stepinv(qctx *q, pnode *c)
+{
+    pnode *p = pnew(q, PK_STEPINV, c->ast);
+    if (!p) return NULL;
+    p->type = c->type;
+    p->a = c;
+    return p;
+}
+
+/* Prometheus's preprocessExprHelper: wraps the highest step-invariant
+ * subtrees in PK_STEPINV. Returns -ENOMEM, else 0 with the two flags. */
+static int plan_stepinv(qctx *q, pnode *n, bool *inv, bool *wrap)
+{
+    bool li, lw, ri, rw;
+    int rc;
+    switch (n->kind) {
+    case PK_VSEL:
+        *inv = *wrap = n->has_at;
+        return 0;
+    case PK_AGG: return plan_stepinv(q, n->a, inv, wrap);
+    case PK_BIN:
+        if ((rc = plan_stepinv(q, n->a, &li, &lw)) || (rc = plan_stepinv(q, n->b, &ri, &rw)))
+            return rc;
+        if (li && ri) {
+            *inv = *wrap = true;
+            return 0;
+        }
+        if (lw && !(n->a = wrap_stepinv(q, n->a))) return NOMEM(q);
+        if (rw && !(n->b = wrap_stepinv(q, n->b))) return NOMEM(q);
+        *inv = *wrap = false;
+        return 0;
+    case PK_CALL: {
+        bool all_inv = !(n->fdef->flags & PROMQL_F_AT_UNSAFE);
+        bool ts_special = !strcmp(n->fdef->name, "timestamp");
+        bool wraps[64];
+        bool *w = n->nargs <= 64 ? wraps : mem_calloc(n->nargs, sizeof *w);
+        for (size_t i = 0; i < n->nargs; i++) {
+            bool ai;
+            if ((rc = plan_stepinv(q, n->args[i], &ai, &w[i]))) {
+                if (w != wraps) mem_free(w);
+                return rc;
+            }
+            all_inv = all_inv && ai;
+            if (!ai || n->args[i]->kind != PK_VSEL) ts_special = false;
+        }
+        if (all_inv || ts_special) {
+            if (w != wraps) mem_free(w);
+            *inv = *wrap = true;
+            return 0;
+        }
+        for (size_t i = 0; i < n->nargs; i++) {
+            if (w[i] && !(n->args[i] = wrap_stepinv(q, n->args[i]))) {
+                if (w != wraps) mem_free(w);
+                return NOMEM(q);
+            }
+        }
+        if (w != wraps) mem_free(w);
+        *inv = *wrap = false;
+        return 0;
+    }
+    case PK_MSEL:
+        if ((rc = plan_stepinv(q, n->a, &li, &lw))) return rc;
+        *inv = li;
+        *wrap = false;
+        return 0;
+    case PK_SUBQ:
+        if ((rc = plan_stepinv(q, n->a, &li, &lw))) return rc;
+        if (li && !(n->a = wrap_stepinv(q, n->a))) return NOMEM(q);
+        *inv = n->has_at;
+        *wrap = false;
+        return 0;
+    case PK_UNARY: return plan_stepinv(q, n->a, inv, wrap);
+    case PK_STR:
+    case PK_NUM:
+        *inv = true;
+        *wrap = false;
+        return 0;
+    case PK_STEPINV: return plan_stepinv(q, n->a, inv, wrap);
+    }
+    *inv = *wrap = false;
+    return 0;
+}
+
+/* The children of a plan node, for the tree walks below. */
+static size_t pchildren(pnode *n, pnode ***kids, pnode **tmp)
+{
+    switch (n->kind) {
+    case PK_CALL: *kids = n->args; return n->nargs;
+    default: break;
+    }
+    size_t k = 0;
+    if (n->a) tmp[k++] = n->a;
+    if (n->b) tmp[k++] = n->b;
+    *kids = tmp;
+    return k;
+}
+
+/* The stack of ancestors of the node being visited. */
+typedef struct ppath {
+    pnode **v;
+    size_t n, cap;
+} ppath;
+
+/* Prometheus's subqueryTimes: the summed offsets and ranges of the
+ * subqueries on the path, reset by a subquery with @. */
+static void subquery_times(const ppath *path, int64_t *off, int64_t *rng, bool *has_ts, int64_t *ts)
+{
+    *off = *rng = 0;
+    *has_ts = false;
+    for (size_t i = 0; i < path->n; i++) {
+        const pnode *p = path->v[i];
+        if (p->kind != PK_SUBQ) continue;
+        *off += p->orig_offset;
+        *rng += p->range;
+        if (p->has_at) {
+            *off = p->orig_offset;
+            *rng = p->range;
+            *has_ts = true;
+            *ts = p->at;
+        }
+    }
+}
+
+/* getTimeRangesForSelector: the time range a vector selector reads. */
+static void plan_window(qctx *q, pnode *n, const ppath *path, int64_t eval_range)
+{
+    int64_t start = q->qstart, end = q->qend;
+    int64_t soff, srng, sts = 0;
+    bool has_ts;
+    subquery_times(path, &soff, &srng, &has_ts, &sts);
+    if (has_ts) start = end = sts;
+    if (n->has_at) {
+        start = end = n->at;
+    } else {
+        start = start - soff - srng;
+        end -= soff;
+    }
+    if (eval_range == 0) {
+        start -= q->lookback - 1;
+        if (n->smoothed) end += q->lookback;
+    } else if (n->anchored) {
+        start -= q->lookback + eval_range - 1;
+    } else if (n->smoothed) {
+        start -= q->lookback + eval_range - 1;
+        end += q->lookback;
+    } else {
+        start -= eval_range - 1;
+    }
+    start -= n->orig_offset;
+    end -= n->orig_offset;
+    n->sel_mint = start;
+    n->sel_maxt = end;
+}
+
+static void path_push(ppath *p, pnode *n)
+{
+    p->v = mem_grow(p->v, sizeof *p->v, p->n + 1, &p->cap);
+    p->v[p->n++] = n;
+}
+
+static void plan_windows(qctx *q, pnode *n, ppath *path, int64_t eval_range)
+{
+    if (n->kind == PK_VSEL) {
+        plan_window(q, n, path, eval_range);
+        return;
+    }
+    int64_t child_range = n->kind == PK_MSEL ? n->range : 0;
+    pnode *tmp[2], **kids;
+    size_t k = pchildren(n, &kids, tmp);
+    path_push(path, n);
+    for (size_t i = 0; i < k; i++)
+        plan_windows(q, kids[i], path, child_range);
+    path->n--;
+}
+
+/* setOffsetForAtModifier: offsets of selectors and subqueries with @,
+ * relative to the evaluation start time `t`. The path starts at the node
+ * the walk began from. */
+static int64_t at_offset(int64_t t, const pnode *n, const ppath *path)
+{
+    if (!n->has_at) return n->orig_offset;
+    int64_t soff, srng, sts = 0;
+    bool has_ts;
+    subquery_times(path, &soff, &srng, &has_ts, &sts);
+    if (has_ts) soff += t - sts;
+    return n->orig_offset + (t - n->at) - soff;
+}
+
+static void set_offsets(int64_t t, pnode *n, ppath *path)
+{
+    if (n->kind == PK_VSEL || n->kind == PK_SUBQ) n->offset = at_offset(t, n, path);
+    pnode *tmp[2], **kids;
+    size_t k = pchildren(n, &kids, tmp);
+    path_push(path, n);
+    for (size_t i = 0; i < k; i++)
+        set_offsets(t, kids[i], path);
+    path->n--;
+}
+
+static void set_offsets_for_at(int64_t t, pnode *n)
+{
+    ppath path = {0};
+    set_offsets(t, n, &path);
+    mem_free(path.v);
+}
+
+/* ---- reading series ------------------------------------------------------------------- */
+
+static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, promql_matrix *out)
+{
+    buf e;
+    buf_init(&e, 4096);
+    memset(out, 0, sizeof *out);
+    const promql_node *a = vs->ast;
+    int rc = q->src && q->src->select
+                 ? q->src->select(q->src->ctx, a->vector.matchers, a->vector.n_matchers, mint,
+                                  maxt, out, &e)
+                 : 0;
+    if (rc < 0) {
+        promql_matrix_cleanup(out);
+        qfail(q, PROMQL_ERR_INTERNAL, -EIO, "expanding series: %s",
+              e.len ? buf_cstr(&e) : strerror(-rc));
+        buf_cleanup(&e);
+        return -EIO;
+    }
+    buf_cleanup(&e);
+    return 0;
+}
+
+/* Removes staleness markers from a series' points (range selections never
+ * see them). */
+static void drop_stale(promql_series *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (strutil_is_stale_nan(s->pts[i].v)) continue;
+        s->pts[k++] = s->pts[i];
+    }
+    s->n = k;
+}
+
+/* [lo, hi): the points of pts with mint < t <= maxt. lo/hi are moved
+ * forward from their previous values (windows only move forward). */
+static void window_advance(const promql_fpoint *pts, size_t n, int64_t mint, int64_t maxt,
+                           size_t *lo, size_t *hi)
+{
+    if (*hi < *lo) *hi = *lo;
+    /* Windows may move backwards with negative steps never; but a fresh
+     * window (e.g. @) starts at 0. */
+    while (*lo < n && pts[*lo].t <= mint)
+        (*lo)++;
+    if (*hi < *lo) *hi = *lo;
+    while (*hi < n && pts[*hi].t <= maxt)
+        (*hi)++;
+}
+
+static int eval_node(evaluator *ev, pnode *n, promql_matrix *out);
+
+/* ---- rangeEval: per-step evaluation over gathered instant vectors ------------------------ */
+
+typedef struct step_env {
+    evaluator *ev;
+    int64_t ts;
+    size_t nin;
+    promql_evec *in;   /* the input vectors of this step */
+    uint32_t **sig;    /* per input: matching-signature ordinals aligned with in[i] */
+    uint32_t nsigs;
+    promql_evec *out;
+    promql_lcache *lc; /* labels created by the step function */
+} step_env;
+
+typedef int (*step_fn)(step_env *e, void *ctx);
+
+/* Matching signatures (rangeEval with a VectorMatching): on(...) uses the
+ * listed labels, ignoring(...) everything but them and __name__. */
+static void match_sig(const labels *ls, const promql_vector_matching *vm, buf *out)
+{
+    buf_reset(out);
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        bool listed = false;
+        for (size_t k = 0; k < vm->n_matching && !listed; k++)
+            listed = vm->matching_labels[k].len == l->name_len &&
+                     memcmp(vm->matching_labels[k].p, l->name, l->name_len) == 0;
+        bool take;
+        if (vm->on) take = listed;
+        else take = !listed && !(l->name_len == 8 && memcmp(l->name, "__name__", 8) == 0);
+        if (!take) continue;
+        buf_append(out, l->name, l->name_len + 1);
+        buf_append(out, l->value, l->value_len + 1);
+    }
+}
+
+/* Output matrix assembly for range evaluations. */
+typedef struct out_acc {
+    promql_matrix *m;
+    int64_t *last_ts;
+    size_t last_cap;
+    imap idx;
+} out_acc;
+
+static int out_acc_add(qctx *q, out_acc *a, const promql_esample *s, int64_t ts)
+{
+    mat_key k = {a->m, s->metric};
+    uint64_t h = labels_hash(s->metric);
+    int64_t i = imap_get(&a->idx, h, mat_key_eq, &k);
+    if (i >= 0) {
+        if (a->last_ts[i] == ts) return same_labelset_error(q);
+    } else {
+        i = (int64_t)a->m->n;
+        mat_add(a->m, labels_dup(s->metric), s->drop_name);
+        a->last_ts = mem_grow(a->last_ts, sizeof *a->last_ts, a->m->n, &a->last_cap);
+        imap_put(&a->idx, h, (uint32_t)i);
+    }
+    a->last_ts[i] = ts;
+    series_add(&a->m->v[i], ts, s->f);
+    return 0;
+}
+
+static void out_acc_free(out_acc *a)
+{
+    mem_free(a->last_ts);
+    imap_free(&a->idx);
+}
+
+static bool evec_has_dupes(const promql_evec *v)
+{
+    if (v->n < 2) return false;
+    if (v->n == 2) return labels_equal(v->v[0].metric, v->v[1].metric);
+    imap m;
+    imap_init(&m);
+    bool dup = false;
+    promql_matrix tmp = {0};
+    (void)tmp;
+    for (size_t i = 0; i < v->n && !dup; i++) {
+        uint64_t h = labels_hash(v->v[i].metric);
+        /* compare through the vector itself */
+        size_t cap = m.cap;
+        (void)cap;
+        int64_t found = -1;
+        if (m.cap) {
+            size_t j = h & (m.cap - 1);
+            while (m.idx[j]) {
+                if (m.h[j] == h && labels_equal(v->v[m.idx[j] - 1].metric, v->v[i].metric)) {
+                    found = m.idx[j] - 1;
+                    break;
+                }
+                j = (j + 1) & (m.cap - 1);
+            }
+        }
+        if (found >= 0) dup = true;
+        else imap_put(&m, h, (uint32_t)i);
+    }
+    imap_free(&m);
+    return dup;
+}
+
+static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
+                      const promql_vector_matching *matching, step_fn fn, void *ctx,
+                      promql_matrix *out)
+{
+    qctx *q = ev->q;
+    int rc = 0;
+    int64_t orig = q->cur;
+    promql_matrix *mats = mem_calloc(nexprs ? nexprs : 1, sizeof *mats);
+    size_t **cursor = mem_calloc(nexprs ? nexprs : 1, sizeof *cursor);
+    uint32_t **ssig = mem_calloc(nexprs ? nexprs : 1, sizeof *ssig); /* per series */
+    uint32_t **vsig = mem_calloc(nexprs ? nexprs : 1, sizeof *vsig); /* per gathered sample */
+    promql_evec *vecs = mem_calloc(nexprs ? nexprs : 1, sizeof *vecs);
+    promql_evec res = {0};
+    promql_lcache lc;
+    promql_lcache_init(&lc);
+    out_acc acc = {out, NULL, 0, {0}};
+    imap_init(&acc.idx);
+    sigtab sigs;
+    sigtab_init(&sigs);
+    memset(out, 0, sizeof *out);
+
+    for (size_t i = 0; i < nexprs; i++) {
+        if (!exprs[i] || exprs[i]->type == PROMQL_TYPE_STRING) continue;
+        if ((rc = eval_node(ev, exprs[i], &mats[i]))) goto done;
+    }
+    if (matching) {
+        buf b;
+        buf_init(&b, BUF_UNLIMITED);
+        for (size_t i = 0; i < nexprs; i++) {
+            ssig[i] = mem_calloc(mats[i].n ? mats[i].n : 1, sizeof **ssig);
+            vsig[i] = mem_calloc(mats[i].n ? mats[i].n : 1, sizeof **vsig);
+            for (size_t s = 0; s < mats[i].n; s++) {
+                match_sig(mats[i].v[s].metric, matching, &b);
+                ssig[i][s] = sigtab_intern(&sigs, b.data ? b.data : "", b.len, NULL);
+            }
+        }
+        buf_cleanup(&b);
+    }
+    for (size_t i = 0; i < nexprs; i++)
+        cursor[i] = mem_calloc(mats[i].n ? mats[i].n : 1, sizeof **cursor);
+
+    int64_t temp = q->cur;
+    step_env env = {ev, 0, nexprs, vecs, matching ? vsig : NULL, (uint32_t)sigs.n, &res, &lc};
+    for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+        if ((rc = qcheck(q))) goto done;
+        q->cur = temp;
+        for (size_t i = 0; i < nexprs; i++) {
+            promql_evec *v = &vecs[i];
+            v->n = 0;
+            for (size_t s = 0; s < mats[i].n; s++) {
+                promql_series *se = &mats[i].v[s];
+                size_t c = cursor[i][s];
+                if (c < se->n && se->pts[c].t == ts) {
+                    if (matching) vsig[i][v->n] = ssig[i][s];
+                    promql_evec_push(v, se->metric, se->pts[c].v, ts, se->drop_name);
+                    cursor[i][s] = c + 1;
+                    if ((rc = add_samples(q, 1))) goto done;
+                }
+            }
+        }
+        res.n = 0;
+        env.ts = ts;
+        if ((rc = fn(&env, ctx))) goto done;
+        q->cur += (int64_t)res.n;
+        temp += (int64_t)res.n;
+        if (q->cur > q->max_samples) {
+            rc = too_many_samples(q);
+            goto done;
+        }
+        if (ev->start == ev->end) {
+            if (!q->delayed && evec_has_dupes(&res)) {
+                rc = same_labelset_error(q);
+                goto done;
+            }
+            for (size_t k = 0; k < res.n; k++) {
+                promql_series *se = mat_add(out, labels_dup(res.v[k].metric), res.v[k].drop_name);
+                series_add(se, ts, res.v[k].f);
+            }
+            break;
+        }
+        for (size_t k = 0; k < res.n; k++)
+            if ((rc = out_acc_add(q, &acc, &res.v[k], ts))) goto done;
+    }
+done:
+    for (size_t i = 0; i < nexprs; i++) {
+        promql_matrix_cleanup(&mats[i]);
+        mem_free(cursor[i]);
+        mem_free(ssig[i]);
+        mem_free(vsig[i]);
+        promql_evec_free(&vecs[i]);
+    }
+    mem_free(mats);
+    mem_free(cursor);
+    mem_free(ssig);
+    mem_free(vsig);
+    mem_free(vecs);
+    promql_evec_free(&res);
+    promql_lcache_cleanup(&lc);
+    out_acc_free(&acc);
+    sigtab_free(&sigs);
+    if (rc) {
+        promql_matrix_cleanup(out);
+        return rc;
+    }
+    q->cur = orig + mat_total(out);
+    return 0;
+}
+
+/* ---- selectors -------------------------------------------------------------------------- */
+
+/* The last sample at or before ref, if it is newer than ref - lookback and
+ * not a staleness marker (vectorSelectorSingle). *idx is a cursor: the
+ * number of points with t <= the previous ref. */
+static bool sample_at(const promql_series *s, size_t *idx, int64_t ref, int64_t lookback,
+                      promql_fpoint *p)
+{
+    size_t i = *idx;
+    if (i > 0 && i <= s->n && s->pts[i - 1].t > ref) i = 0; /* moved backwards */
+    while (i < s->n && s->pts[i].t <= ref)
+        i++;
+    *idx = i;
+    if (i == 0) return false;
+    *p = s->pts[i - 1];
+    if (p->t <= ref - lookback) return false;
+    if (strutil_is_stale_nan(p->v)) return false;
+    return true;
+}
+
+static int smooth_series(evaluator *ev, pnode *n, promql_matrix *raw, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    int rc = 0;
+    int64_t lb = q->lookback;
+    for (size_t i = 0; i < raw->n; i++) {
+        promql_series *s = &raw->v[i];
+        drop_stale(s);
+        promql_series ss = {s->metric, NULL, 0, 0, false};
+        s->metric = NULL;
+        size_t lo = 0, hi = 0;
+        for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+            int64_t data_ts = ts - n->offset;
+            window_advance(s->pts, s->n, data_ts - lb, data_ts + lb, &lo, &hi);
+            if (hi == lo) continue;
+            const promql_fpoint *w = s->pts + lo;
+            size_t wn = hi - lo, k = 0;
+            while (k < wn && w[k].t < data_ts)
+                k++;
+            double v;
+            if (k < wn && w[k].t == data_ts) {
+                v = w[k].v;
+            } else if (k > 0 && k < wn) {
+                promql_fpoint a = w[k - 1], b = w[k];
+                v = a.v + (b.v - a.v) * (double)(data_ts - a.t) / (double)(b.t - a.t);
+            } else if (k > 0) {
+                v = w[k - 1].v;
+            } else {
+                continue;
+            }
+            if ((rc = add_samples(q, 1))) break;
+            series_add(&ss, ts, v);
+        }
+        if (ss.n) {
+            promql_series *d = mat_add(out, ss.metric, false);
+            *d = ss;
+        } else {
+            series_free(&ss);
+        }
+        series_free(s);
+        if (rc) break;
+    }
+    return rc;
+}
+
+/* evalSeries: one point per step from the latest sample within lookback.
+ * `lookup_at` (>= 0 flag) evaluates every step at that fixed time; with
+ * `orig_t` the value is the sample's timestamp (info metrics). Takes raw. */
+static int eval_series(evaluator *ev, promql_matrix *raw, int64_t offset, bool has_lookup,
+                       int64_t lookup, bool orig_t, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < raw->n; i++) {
+        promql_series *s = &raw->v[i];
+        if ((rc = qcheck(q))) break;
+        promql_series ss = {s->metric, NULL, 0, 0, false};
+        s->metric = NULL;
+        size_t idx = 0;
+        for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+            int64_t look = has_lookup ? lookup : ts;
+            promql_fpoint p;
+            if (!sample_at(s, &idx, look - offset, q->lookback, &p)) continue;
+            if ((rc = add_samples(q, 1))) break;
+            series_add(&ss, ts, orig_t ? (double)p.t : p.v);
+        }
+        mem_free(s->pts);
+        s->pts = NULL;
+        s->n = 0;
+        if (ss.n) {
+            promql_series *d = mat_add(out, ss.metric, false);
+            *d = ss;
+        } else {
+            series_free(&ss);
+        }
+        if (rc) break;
+    }
+    promql_matrix_cleanup(raw);
+    if (rc) promql_matrix_cleanup(out);
+    return rc;
+}
+
+static int eval_vsel(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    promql_matrix raw;
+    int rc = fetch(ev->q, n, n->sel_mint, n->sel_maxt, &raw);
+    if (rc) return rc;
+    if (n->smoothed) {
+        memset(out, 0, sizeof *out);
+        rc = smooth_series(ev, n, &raw, out);
+        promql_matrix_cleanup(&raw);
+        if (rc) promql_matrix_cleanup(out);
+        return rc;
+    }
+    return eval_series(ev, &raw, n->offset, false, 0, false, out);
+}
+
+/* extendFloats: the window of an anchored or smoothed range selector with
+ * points at its two boundaries. Returns the new point count. */
+static size_t extend_floats(promql_fpoint *f, size_t n, int64_t mint, int64_t maxt, bool smoothed,
+                            promql_fpoint **outp)
+{
+    *outp = NULL;
+    if (n == 0) return 0;
+    ptrdiff_t last = (ptrdiff_t)n - 1;
+    ptrdiff_t lo = 0, hi = last;
+    while (lo < hi) {
+        ptrdiff_t mid = lo + (hi - lo) / 2;
+        if (f[mid].t > mint) hi = mid;
+        else lo = mid + 1;
+    }
+    ptrdiff_t first = lo - 1 > 0 ? lo - 1 : 0;
+    if (smoothed) {
+        lo = 0;
+        hi = last;
+        while (lo < hi) {
+            ptrdiff_t mid = lo + (hi - lo) / 2;
+            if (f[mid].t >= maxt) hi = mid;
+            else lo = mid + 1;
+        }
+        last = lo;
+    }
+    if (f[last].t <= mint) return 0;
+    double left = f[first].v, right = f[last].v;
+    if (smoothed && f[first].t < mint && first + 1 < (ptrdiff_t)n) {
+        promql_fpoint a = f[first], b = f[first + 1];
+        left = a.v + (b.v - a.v) * (double)(mint - a.t) / (double)(b.t - a.t);
+    }
+    if (smoothed && last > 0 && f[last].t > maxt) {
+        promql_fpoint a = f[last - 1], b = f[last];
+        right = a.v + (b.v - a.v) * (double)(maxt - a.t) / (double)(b.t - a.t);
+    }
+    if (f[first].t <= mint) first++;
+    if (f[last].t >= maxt) last--;
+    ptrdiff_t cnt = last - first + 1;
+    if (cnt < 0) cnt = 0;
+    promql_fpoint *o = mem_malloc(((size_t)cnt + 2) * sizeof *o);
+    o[0].t = mint;
+    o[0].v = left;
+    if (cnt) memcpy(o + 1, f + first, (size_t)cnt * sizeof *o);
+    o[cnt + 1].t = maxt;
+    o[cnt + 1].v = right;
+    *outp = o;
+    return (size_t)cnt + 2;
+}
+
+/* A range selector evaluated on its own (instant queries only). */
+static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    memset(out, 0, sizeof *out);
+    if (ev->start != ev->end)
+        return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "cannot do range evaluation of matrix selector");
+    pnode *vs = n->a;
+    int64_t maxt = ev->start - vs->offset, mint = maxt - n->range;
+    int64_t mmint = mint, mmaxt = maxt;
+    if (vs->anchored) {
+        mint -= q->lookback;
+    } else if (vs->smoothed) {
+        mint -= q->lookback;
+        maxt += q->lookback;
+    }
+    promql_matrix raw;
+    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, &raw);
+    if (rc) return rc;
+    for (size_t i = 0; i < raw.n; i++) {
+        promql_series *s = &raw.v[i];
+        if ((rc = qcheck(q))) break;
+        drop_stale(s);
+        size_t lo = 0, hi = 0;
+        if (mint != maxt) window_advance(s->pts, s->n, mint, maxt, &lo, &hi);
+        if ((rc = add_samples(q, (int64_t)(hi - lo)))) break;
+        promql_fpoint *pts = NULL;
+        size_t np = hi - lo;
+        if (vs->anchored || vs->smoothed) {
+            np = extend_floats(s->pts + lo, hi - lo, mmint, mmaxt, vs->smoothed, &pts);
+        } else if (np) {
+            pts = mem_malloc(np * sizeof *pts);
+            memcpy(pts, s->pts + lo, np * sizeof *pts);
+        }
+        if (np) {
+            promql_series *d = mat_add(out, s->metric, false);
+            s->metric = NULL;
+            d->pts = pts;
+            d->n = d->cap = np;
+        } else {
+            mem_free(pts);
+        }
+    }
+    promql_matrix_cleanup(&raw);
+    if (rc) promql_matrix_cleanup(out);
+    return rc;
+}
+
+/* ---- subqueries and step-invariant subtrees --------------------------------------------- */
+
+static int run_subquery(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    int64_t offset = n->offset, range = n->range;
+    int64_t parent_end = ev->end;
+    if (ev->interval > 0) parent_end = ev->start + ((ev->end - ev->start) / ev->interval) * ev->interval;
+    int64_t interval = n->step ? n->step : q->default_step;
+    if (interval <= 0) return exec_fail(q, "subquery step must be positive");
+    int64_t base = ev->start - offset - range;
+    int64_t start = interval * (base / interval);
+    if (start <= base) start += interval;
+    evaluator child = {q, start, parent_end - offset, interval};
+    if (start != ev->start) set_offsets_for_at(start, n->a);
+    return eval_node(&child, n->a, out);
+}
+
+static int eval_stepinv(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    evaluator child = {q, ev->start, ev->start, ev->interval};
+    int rc = eval_node(&child, n->a, out);
+    if (rc) return rc;
+    if (n->a->kind == PK_MSEL || n->a->kind == PK_SUBQ) return 0;
+    for (size_t i = 0; i < out->n; i++) {
+        promql_series *s = &out->v[i];
+        if (s->n != 1) {
+            promql_matrix_cleanup(out);
+            return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unexpected number of samples");
+        }
+        double v = s->pts[0].v;
+        for (int64_t ts = ev->start + ev->interval; ts <= ev->end; ts += ev->interval) {
+            series_add(s, ts, v);
+            if ((rc = add_samples(q, 1))) {
+                promql_matrix_cleanup(out);
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- delayed name removal and collisions --------------------------------------------- */
+
+static int cmp_point_t(const void *a, const void *b)
+{
+    int64_t x = ((const promql_fpoint *)a)->t, y = ((const promql_fpoint *)b)->t;
+    return x < y ? -1 : x > y;
+}
+
+/* mergeSeriesWithSameLabelset: series whose label sets became equal are
+ * merged if their timestamps do not collide. */
+static int merge_same_labelsets(qctx *q, promql_matrix *m)
+{
+    if (m->n <= 1) return 0;
+    imap idx;
+    imap_init(&idx);
+    size_t *target = mem_malloc(m->n * sizeof *target);
+    bool any = false;
+    promql_matrix tmp = {m->v, 0, m->cap}; /* the prefix being indexed */
+    for (size_t i = 0; i < m->n; i++) {
+        mat_key k = {&tmp, m->v[i].metric};
+        tmp.n = m->n;
+        int64_t j = imap_get(&idx, labels_hash(m->v[i].metric), mat_key_eq, &k);
+        if (j >= 0) {
+            target[i] = (size_t)j;
+            any = true;
+        } else {
+            target[i] = i;
+            imap_put(&idx, labels_hash(m->v[i].metric), (uint32_t)i);
+        }
+    }
+    imap_free(&idx);
+    int rc = 0;
+    if (any) {
+        for (size_t i = 0; i < m->n; i++) {
+            if (target[i] == i) continue;
+            promql_series *d = &m->v[target[i]], *s = &m->v[i];
+            for (size_t k = 0; k < s->n; k++)
+                series_add(d, s->pts[k].t, s->pts[k].v);
+            series_free(s);
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            if (target[i] != i) continue;
+            promql_series *s = &m->v[i];
+            qsort(s->pts, s->n, sizeof *s->pts, cmp_point_t);
+            for (size_t j = 1; j < s->n; j++)
+                if (s->pts[j].t == s->pts[j - 1].t) rc = -1;
+            m->v[k++] = *s;
+        }
+        m->n = k;
+    }
+    mem_free(target);
+    if (rc) return same_labelset_error(q);
+    return 0;
+}
+
+/* Drops __name__ (and __type__, __unit__) from the series marked for it. */
+static void drop_marked_names(promql_matrix *m)
+{
+    promql_lcache lc;
+    promql_lcache_init(&lc);
+    for (size_t i = 0; i < m->n; i++) {
+        if (!m->v[i].drop_name) continue;
+        const labels *d = promql_drop_metric_name(&lc, m->v[i].metric);
+        if (d != m->v[i].metric) {
+            labels *c = labels_dup(d);
+            labels_free(m->v[i].metric);
+            m->v[i].metric = c;
+        }
+    }
+    promql_lcache_cleanup(&lc);
+}
+
+/* Without delayed name removal: drops the names now (series labels). */
+static void drop_names_now(promql_series *s)
+{
+    promql_lcache lc;
+    promql_lcache_init(&lc);
+    const labels *d = promql_drop_metric_name(&lc, s->metric);
+    if (d != s->metric) {
+        labels *c = labels_dup(d);
+        labels_free(s->metric);
+        s->metric = c;
+    }
+    promql_lcache_cleanup(&lc);
+}
+
+/* ---- unary and binary operators ---------------------------------------------------------- */
+
+static int eval_unary(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    int rc = eval_node(ev, n->a, out);
+    if (rc || n->op != PROMQL_OP_SUB) return rc;
+    for (size_t i = 0; i < out->n; i++) {
+        promql_series *s = &out->v[i];
+        if (!ev->q->delayed) drop_names_now(s);
+        s->drop_name = true;
+        for (size_t k = 0; k < s->n; k++)
+            s->pts[k].v = -s->pts[k].v;
+    }
+    if (!ev->q->delayed && (rc = merge_same_labelsets(ev->q, out))) promql_matrix_cleanup(out);
+    return rc;
+}
+
+static double btos(bool b)
+{
+    return b ? 1 : 0;
+}
+
+static double scalar_binop(enum promql_op op, double l, double r)
+{
+    switch (op) {
+    case PROMQL_OP_ADD: return l + r;
+    case PROMQL_OP_SUB: return l - r;
+    case PROMQL_OP_MUL: return l * r;
+    case PROMQL_OP_DIV: return l / r;
+    case PROMQL_OP_POW: return pow(l, r);
+    case PROMQL_OP_MOD: return fmod(l, r);
+    case PROMQL_OP_EQLC: return btos(l == r);
+    case PROMQL_OP_NEQ: return btos(l != r);
+    case PROMQL_OP_GTR: return btos(l > r);
+    case PROMQL_OP_LSS: return btos(l < r);
+    case PROMQL_OP_GTE: return btos(l >= r);
+    case PROMQL_OP_LTE: return btos(l <= r);
+    case PROMQL_OP_ATAN2: return atan2(l, r);
+    default: return NAN;
+    }
+}
+
+/* vectorElemBinop for two floats: the value and whether to keep it; the
+ * trim operators are not defined on floats (*incompatible). */
+static double elem_binop(enum promql_op op, double l, double r, bool *keep, bool *incompatible)
+{
+    *keep = true;
+    *incompatible = false;
+    switch (op) {
+    case PROMQL_OP_EQLC: *keep = l == r; return l;
+    case PROMQL_OP_NEQ: *keep = l != r; return l;
+    case PROMQL_OP_GTR: *keep = l > r; return l;
+    case PROMQL_OP_LSS: *keep = l < r; return l;
+    case PROMQL_OP_GTE: *keep = l >= r; return l;
+    case PROMQL_OP_LTE: *keep = l <= r; return l;
+    case PROMQL_OP_TRIM_UPPER:
+    case PROMQL_OP_TRIM_LOWER:
+        *keep = false;
+        *incompatible = true;
+        return 0;
+    default: return scalar_binop(op, l, r);
+    }
+}
+
+static bool changes_metric_schema(enum promql_op op)
+{
+    switch (op) {
+    case PROMQL_OP_ADD:
+    case PROMQL_OP_SUB:
+    case PROMQL_OP_DIV:
+    case PROMQL_OP_MUL:
+    case PROMQL_OP_POW:
+    case PROMQL_OP_MOD:
+    case PROMQL_OP_ATAN2: return true;
+    default: return false;
+    }
+}
+
+static void incompatible_info(qctx *q, const pnode *n)
+{
+    const char *op = promql_op_name(n->op);
+    promql_anno_add(&q->anno, PROMQL_ANNO_INFO, n->ast->pos.start,
+                    "incompatible sample types encountered for binary operator \"%s\": float %s float",
+                    op, op);
+}
+
+typedef struct bin_ctx {
+    pnode *n;
+    bool swap; /* scalar on the left */
+    /* vector matching state */
+    const promql_vector_matching *vm;
+    const promql_esample **right; /* by signature */
+    uint64_t *right_stamp, *matched_stamp;
+    uint32_t *matched_count;
+    size_t nsig;
+    uint64_t stamp;
+    imap result_cache; /* (lhs, rhs) -> labels */
+    const labels **rc_l, **rc_r, **rc_v;
+    size_t rc_n, rc_cap;
+    imap inserted; /* many-to-one: (sig, metric) inserted this step */
+    uint32_t *ins_sig;
+    const labels **ins_metric;
+    size_t ins_n, ins_cap;
+    labels_builder lb;
+} bin_ctx;
+
+static int step_scalar_scalar(step_env *e, void *ctx)
+{
+    bin_ctx *b = ctx;
+    double l = e->in[0].n ? e->in[0].v[0].f : NAN, r = e->in[1].n ? e->in[1].v[0].f : NAN;
+    promql_evec_push(e->out, promql_empty_labels(), scalar_binop(b->n->op, l, r), e->ts, false);
+    return 0;
+}
+
+static int step_vector_scalar(step_env *e, void *ctx)
+{
+    bin_ctx *b = ctx;
+    qctx *q = e->ev->q;
+    const pnode *n = b->n;
+    const promql_evec *vec = b->swap ? &e->in[1] : &e->in[0];
+    const promql_evec *sc = b->swap ? &e->in[0] : &e->in[1];
+    double s = sc->n ? sc->v[0].f : NAN;
+    bool ret_bool = n->ast->binary.return_bool;
+    bool incompatible_seen = false;
+    for (size_t i = 0; i < vec->n; i++) {
+        const promql_esample *x = &vec->v[i];
+        double lf = x->f, rf = s;
+        if (b->swap) {
+            lf = s;
+            rf = x->f;
+        }
+        bool keep, inc;
+        double v = elem_binop(n->op, lf, rf, &keep, &inc);
+        if (inc) {
+            incompatible_seen = true;
+            continue;
+        }
+        if (promql_op_is_comparison(n->op) && b->swap) v = rf;
+        if (ret_bool) {
+            v = keep ? 1 : 0;
+            keep = true;
+        }
+        if (!keep) continue;
+        const labels *m = x->metric;
+        bool drop = x->drop_name;
+        if (changes_metric_schema(n->op) || ret_bool) {
+            if (!q->delayed) m = promql_drop_metric_name(e->lc, m);
+            drop = true;
+        }
+        promql_evec_push(e->out, m, v, e->ts, drop);
+    }
+    if (incompatible_seen) incompatible_info(q, n);
+    return 0;
+}
+
+static int step_and(step_env *e, void *ctx)
+{
+    bin_ctx *b = ctx;
+    const promql_evec *l = &e->in[0], *r = &e->in[1];
+    if (!l->n || !r->n) return 0;
+    b->stamp++;
+    for (size_t j = 0; j < r->n; j++)
+        b->right_stamp[e->sig[1][j]] = b->stamp;
+    for (size_t i = 0; i < l->n; i++)
+        if (b->right_stamp[e->sig[0][i]] == b->stamp)
+            promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+    return 0;
+}
+
+static int step_or(step_env *e, void *ctx)
+{
+    bin_ctx *b = ctx;
+    const promql_evec *l = &e->in[0], *r = &e->in[1];
+    b->stamp++;
+    for (size_t i = 0; i < l->n; i++) {
+        b->right_stamp[e->sig[0][i]] = b->stamp;
+        promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+    }
+    for (size_t j = 0; j < r->n; j++)
+        if (b->right_stamp[e->sig[1][j]] != b->stamp)
+            promql_evec_push(e->out, r->v[j].metric, r->v[j].f, e->ts, r->v[j].drop_name);
+    return 0;
+}
+
+static int step_unless(step_env *e, void *ctx)
+{
+    bin_ctx *b = ctx;
+    const promql_evec *l = &e->in[0], *r = &e->in[1];
+    b->stamp++;
+    for (size_t j = 0; j < r->n; j++)
+        b->right_stamp[e->sig[1][j]] = b->stamp;
+    for (size_t i = 0; i < l->n; i++)
+        if (!r->n || b->right_stamp[e->sig[0][i]] != b->stamp)
+            promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+    return 0;
+}
+
+static bool name_listed(const promql_str *names, size_t n, const char *name, size_t len)
+{
+    for (size_t k = 0; k < n; k++)
+        if (names[k].len == len && memcmp(names[k].p, name, len) == 0) return true;
+    return false;
+}
+
+/* labels.MatchLabels(on, names...) */
+static labels *match_labels(const labels *ls, const promql_vector_matching *vm)
+{
+    labels_builder b;
+    labels_builder_init(&b);
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        bool listed = name_listed(vm->matching_labels, vm->n_matching, l->name, l->name_len);
+        bool take = vm->on ? listed
+                           : !listed && !(l->name_len == 8 && !memcmp(l->name, "__name__", 8));
+        if (take) labels_builder_add(&b, l->name, l->name_len, l->value, l->value_len);
+    }
+    labels *r = labels_builder_finish(&b, NULL);
+    labels_builder_cleanup(&b);
+    return r;
+}
+
+typedef struct pair_key {
+    const bin_ctx *b;
+    const labels *l, *r;
+} pair_key;
+
+static bool pair_eq(void *ctx, uint32_t idx)
+{
+    const pair_key *k = ctx;
+    return k->b->rc_l[idx] == k->l && k->b->rc_r[idx] == k->r;
+}
+
+static bool is_meta_name(const label *l)
+{
+    return l->name_len == 8 &&
+           (!memcmp(l->name, "__name__", 8) || !memcmp(l->name, "__type__", 8) ||
+            !memcmp(l->name, "__unit__", 8));
+}
+
+/* resultMetric: the labels of a vector-vector binary operation's result. */
+static const labels *result_metric(bin_ctx *b, step_env *e, const labels *lhs, const labels *rhs,
+                                   bool drop_name)
+{
+    pair_key k = {b, lhs, rhs};
+    uint64_t h = (uint64_t)(uintptr_t)lhs * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)rhs;
+    int64_t i = imap_get(&b->result_cache, h, pair_eq, &k);
+    if (i >= 0) return b->rc_v[i];
+    const promql_vector_matching *vm = b->vm;
+    labels_builder *lb = &b->lb;
+    labels_builder_reset(lb);
+    bool del_meta = drop_name || changes_metric_schema(b->n->op);
+    for (uint32_t j = 0; j < lhs->n; j++) {
+        const label *l = &lhs->v[j];
+        if (del_meta && is_meta_name(l)) continue;
+        if (vm->card == PROMQL_CARD_ONE_TO_ONE) {
+            bool listed = name_listed(vm->matching_labels, vm->n_matching, l->name, l->name_len);
+            if (vm->on ? !listed : listed) continue;
+        }
+        labels_builder_add(lb, l->name, l->name_len, l->value, l->value_len);
+    }
+    for (size_t j = 0; j < vm->n_include; j++) {
+        size_t vl;
+        const char *v = labels_get(rhs, vm->include[j].p, vm->include[j].len, &vl);
+        if (v && vl) labels_builder_set(lb, vm->include[j].p, vm->include[j].len, v, vl);
+        else labels_builder_del(lb, vm->include[j].p, vm->include[j].len);
+    }
+    const labels *r = promql_lcache_put(e->lc, labels_builder_finish(lb, NULL));
+    if (b->rc_n == b->rc_cap) {
+        size_t cap = b->rc_cap;
+        b->rc_l = mem_grow(b->rc_l, sizeof *b->rc_l, b->rc_n + 1, &cap);
+        b->rc_r = mem_realloc(b->rc_r, cap * sizeof *b->rc_r);
+        b->rc_v = mem_realloc(b->rc_v, cap * sizeof *b->rc_v);
+        b->rc_cap = cap;
+    }
+    b->rc_l[b->rc_n] = lhs;
+    b->rc_r[b->rc_n] = rhs;
+    b->rc_v[b->rc_n] = r;
+    imap_put(&b->result_cache, h, (uint32_t)b->rc_n);
+    b->rc_n++;
+    return r;
+}
+
+typedef struct ins_key {
+    const bin_ctx *b;
+    uint32_t sig;
+    const labels *m;
+} ins_key;
+
+static bool ins_eq(void *ctx, uint32_t idx)
+{
+    const ins_key *k = ctx;
+    return k->b->ins_sig[idx] == k->sig && labels_equal(k->b->ins_metric[idx], k->m);
+}
+
+static int do_binop(bin_ctx *b, step_env *e, const promql_esample *ls, const promql_esample *rs,
+                    uint32_t sig, bool *incompatible)
+{
+    qctx *q = e->ev->q;
+    const promql_vector_matching *vm = b->vm;
+    bool ret_bool = b->n->ast->binary.return_bool;
+    double fl = ls->f, fr = rs->f;
+    if (vm->card == PROMQL_CARD_ONE_TO_MANY) {
+        fl = rs->f;
+        fr = ls->f;
+    }
+    bool keep, inc;
+    double v = elem_binop(b->n->op, fl, fr, &keep, &inc);
+    if (inc) *incompatible = true;
+    if (ret_bool) v = keep ? 1 : 0;
+    const labels *metric = result_metric(b, e, ls->metric, rs->metric, !q->delayed && ret_bool);
+    if (vm->card == PROMQL_CARD_ONE_TO_ONE) {
+        if (b->matched_stamp[sig] == b->stamp)
+            return exec_fail(q, "multiple matches for labels: many-to-one matching must be "
+                                "explicit (group_left/group_right)");
+        b->matched_stamp[sig] = b->stamp;
+    } else {
+        ins_key k = {b, sig, metric};
+        uint64_t h = labels_hash(metric) ^ ((uint64_t)sig * 0x9E3779B97F4A7C15ULL);
+        if (imap_get(&b->inserted, h, ins_eq, &k) >= 0)
+            return exec_fail(q, "multiple matches for labels: grouping labels must ensure unique "
+                                "matches");
+        if (b->ins_n == b->ins_cap) {
+            size_t cap = b->ins_cap;
+            b->ins_sig = mem_grow(b->ins_sig, sizeof *b->ins_sig, b->ins_n + 1, &cap);
+            b->ins_metric = mem_realloc(b->ins_metric, cap * sizeof *b->ins_metric);
+            b->ins_cap = cap;
+        }
+        b->ins_sig[b->ins_n] = sig;
+        b->ins_metric[b->ins_n] = metric;
+        imap_put(&b->inserted, h, (uint32_t)b->ins_n);
+        b->ins_n++;
+        if (b->matched_stamp[sig] != b->stamp) {
+            b->matched_stamp[sig] = b->stamp;
+            b->matched_count[sig] = 0;
+        }
+        b->matched_count[sig]++;
+    }
+    if (!keep && !ret_bool) return 0;
+    promql_evec_push(e->out, metric, v, e->ts, ret_bool);
+    return 0;
+}
+
+static int step_vector_vector(step_env *e, void *ctx)
+{
+    bin_ctx *b = ctx;
+    qctx *q = e->ev->q;
+    const promql_vector_matching *vm = b->vm;
+    const promql_evec *lhs = &e->in[0], *rhs = &e->in[1];
+    const uint32_t *lsig = e->sig[0], *rsig = e->sig[1];
+    if ((!lhs->n && !rhs->n) || ((!lhs->n || !rhs->n) && !vm->has_fill_lhs && !vm->has_fill_rhs))
+        return 0;
+    if (vm->card == PROMQL_CARD_ONE_TO_MANY) {
+        const promql_evec *t = lhs;
+        lhs = rhs;
+        rhs = t;
+        const uint32_t *ts = lsig;
+        lsig = rsig;
+        rsig = ts;
+    }
+    b->stamp++;
+    imap_clear(&b->inserted);
+    b->ins_n = 0;
+    for (size_t j = 0; j < rhs->n; j++) {
+        uint32_t s = rsig[j];
+        if (b->right_stamp[s] == b->stamp) {
+            const promql_esample *dup = b->right[s];
+            const promql_esample *rs = &rhs->v[j];
+            labels *ml = match_labels(rs->metric, vm);
+            buf d1, d2, g;
+            buf_init(&d1, BUF_UNLIMITED);
+            buf_init(&d2, BUF_UNLIMITED);
+            buf_init(&g, BUF_UNLIMITED);
+            labels_format(rs->metric, &d1);
+            labels_format(dup->metric, &d2);
+            labels_format(ml, &g);
+            labels_free(ml);
+            if (strcmp(buf_cstr(&d1), buf_cstr(&d2)) > 0) {
+                buf t = d1;
+                d1 = d2;
+                d2 = t;
+            }
+            exec_fail(q,
+                      "found duplicate series for the match group %s on the %s hand-side of the "
+                      "operation: [%s, %s];many-to-many matching not allowed: matching labels "
+                      "must be unique on one side",
+                      buf_cstr(&g), vm->card == PROMQL_CARD_ONE_TO_MANY ? "left" : "right",
+                      buf_cstr(&d1), buf_cstr(&d2));
+            buf_cleanup(&d1);
+            buf_cleanup(&d2);
+            buf_cleanup(&g);
+            return -EINVAL;
+        }
+        b->right[s] = &rhs->v[j];
+        b->right_stamp[s] = b->stamp;
+    }
+    bool incompatible = false;
+    int rc;
+    for (size_t i = 0; i < lhs->n; i++) {
+        uint32_t s = lsig[i];
+        promql_esample fill;
+        const promql_esample *rs;
+        if (b->right_stamp[s] == b->stamp) {
+            rs = b->right[s];
+        } else {
+            if (!vm->has_fill_rhs) continue;
+            fill.metric = promql_lcache_put(e->lc, match_labels(lhs->v[i].metric, vm));
+            fill.f = vm->fill_rhs;
+            fill.t = e->ts;
+            fill.drop_name = false;
+            rs = &fill;
+        }
+        if ((rc = do_binop(b, e, &lhs->v[i], rs, s, &incompatible))) return rc;
+    }
+    if (vm->has_fill_lhs) {
+        for (size_t j = 0; j < rhs->n; j++) {
+            uint32_t s = rsig[j];
+            bool matched = vm->card == PROMQL_CARD_ONE_TO_ONE
+                               ? b->matched_stamp[s] == b->stamp
+                               : b->matched_stamp[s] == b->stamp && b->matched_count[s] > 0;
+            if (matched) continue;
+            promql_esample fill;
+            fill.metric = promql_lcache_put(e->lc, match_labels(rhs->v[j].metric, vm));
+            fill.f = vm->fill_lhs;
+            fill.t = e->ts;
+            fill.drop_name = false;
+            if ((rc = do_binop(b, e, &fill, &rhs->v[j], s, &incompatible))) return rc;
+        }
+    }
+    if (incompatible) incompatible_info(q, b->n);
+    return 0;
+}
+
+static void bin_ctx_free(bin_ctx *b)
+{
+    mem_free(b->right);
+    mem_free(b->right_stamp);
+    mem_free(b->matched_stamp);
+    mem_free(b->matched_count);
+    imap_free(&b->result_cache);
+    mem_free(b->rc_l);
+    mem_free(b->rc_r);
+    mem_free(b->rc_v);
+    imap_free(&b->inserted);
+    mem_free(b->ins_sig);
+    mem_free(b->ins_metric);
+    labels_builder_cleanup(&b->lb);
+}
+
+/* Sized on the first step, once the number of signatures is known. */
+static int step_vv_dispatch(step_env *e, void *ctx)
+{
+    bin_ctx *b = ctx;
+    if (!b->right_stamp) {
+        size_t n = e->nsigs ? e->nsigs : 1;
+        b->nsig = n;
+        b->right = mem_calloc(n, sizeof *b->right);
+        b->right_stamp = mem_calloc(n, sizeof *b->right_stamp);
+        b->matched_stamp = mem_calloc(n, sizeof *b->matched_stamp);
+        b->matched_count = mem_calloc(n, sizeof *b->matched_count);
+    }
+    switch (b->n->op) {
+    case PROMQL_OP_LAND: return step_and(e, ctx);
+    case PROMQL_OP_LOR: return step_or(e, ctx);
+    case PROMQL_OP_LUNLESS: return step_unless(e, ctx);
+    default: return step_vector_vector(e, ctx);
+    }
+}
+
+static int eval_binary(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    bin_ctx b;
+    memset(&b, 0, sizeof b);
+    b.n = n;
+    imap_init(&b.result_cache);
+    imap_init(&b.inserted);
+    labels_builder_init(&b.lb);
+    pnode *exprs[2] = {n->a, n->b};
+    enum promql_type lt = n->a->type, rt = n->b->type;
+    int rc;
+    if (lt == PROMQL_TYPE_SCALAR && rt == PROMQL_TYPE_SCALAR) {
+        rc = range_eval(ev, exprs, 2, NULL, step_scalar_scalar, &b, out);
+    } else if (lt == PROMQL_TYPE_VECTOR && rt == PROMQL_TYPE_VECTOR) {
+        static const promql_vector_matching none = {PROMQL_CARD_ONE_TO_ONE};
+        static const promql_vector_matching many = {PROMQL_CARD_MANY_TO_MANY};
+        b.vm = n->ast->binary.matching ? n->ast->binary.matching
+               : promql_op_is_set(n->op) ? &many
+                                         : &none;
+        rc = range_eval(ev, exprs, 2, b.vm, step_vv_dispatch, &b, out);
+    } else {
+        b.swap = lt == PROMQL_TYPE_SCALAR;
+        rc = range_eval(ev, exprs, 2, NULL, step_vector_scalar, &b, out);
+    }
+    bin_ctx_free(&b);
+    return rc;
+}
+
+/* ---- aggregations ------------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    const promql_str *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->p, y->p, n);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static bool is_name_label(const label *l)
+{
+    return l->name_len == 8 && !memcmp(l->name, "__name__", 8);
+}
+
+static void group_sig(const labels *ls, const promql_str *g, size_t ng, bool without, buf *out)
+{
+    buf_reset(out);
+    if (!without && ng == 0) return;
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        bool listed = name_listed(g, ng, l->name, l->name_len);
+        bool take = without ? !listed && !is_name_label(l) : listed;
+        if (!take) continue;
+        buf_append(out, l->name, l->name_len + 1);
+        buf_append(out, l->value, l->value_len + 1);
+    }
+}
+
+static labels *group_labels(const labels *ls, const promql_str *g, size_t ng, bool without)
+{
+    if (!without && ng == 0) return labels_dup(promql_empty_labels());
+    labels_builder b;
+    labels_builder_init(&b);
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        bool listed = name_listed(g, ng, l->name, l->name_len);
+        bool take = without ? !listed && !is_name_label(l) : listed;
+        if (take) labels_builder_add(&b, l->name, l->name_len, l->value, l->value_len);
+    }
+    labels *r = labels_builder_finish(&b, NULL);
+    labels_builder_cleanup(&b);
+    return r;
+}
+
+/* Prometheus's labels.Hash() (xxhash of the stringlabels encoding), used by
+ * limit_ratio to pick series deterministically. */
+static uint64_t prom_labels_hash(const labels *ls)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        const char *s[2] = {l->name, l->value};
+        size_t n[2] = {l->name_len, l->value_len};
+        for (int k = 0; k < 2; k++) {
+            if (n[k] < 255) {
+                buf_putc(&b, (char)n[k]);
+            } else {
+                unsigned char sz[4] = {255, (unsigned char)n[k], (unsigned char)(n[k] >> 8),
+                                       (unsigned char)(n[k] >> 16)};
+                buf_append(&b, sz, 4);
+            }
+            buf_append(&b, s[k], n[k]);
+        }
+    }
+    uint64_t h = strutil_hash64(b.data ? b.data : "", b.len, 0);
+    buf_cleanup(&b);
+    return h;
+}
+
+static bool add_ratio_sample(double ratio, const labels *ls)
+{
+    double off = (double)prom_labels_hash(ls) / 18446744073709551615.0;
+    return (ratio >= 0 && off < ratio) || (ratio < 0 && off >= 1.0 + ratio);
+}
+
+/* A sample in a topk/bottomk/limitk heap. */
+typedef struct hsample {
+    const labels *metric;
+    double f;
+    bool drop_name;
+} hsample;
+
+/* container/heap over vectorByValueHeap (rev = false: smallest on top, NaN
+ * first) or vectorByReverseValueHeap (rev = true). */
+static bool heap_less(const hsample *h, size_t i, size_t j, bool rev)
+{
+    double vi = h[i].f, vj = h[j].f;
+    if (isnan(vi)) return true;
+    return rev ? vi > vj : vi < vj;
+}
+
+static void heap_swap(hsample *h, size_t i, size_t j)
+{
+    hsample t = h[i];
+    h[i] = h[j];
+    h[j] = t;
+}
+
+static void heap_up(hsample *h, size_t j, bool rev)
+{
+    while (j > 0) {
+        size_t i = (j - 1) / 2;
+        if (!heap_less(h, j, i, rev)) break;
+        heap_swap(h, i, j);
+        j = i;
+    }
+}
+
+static bool heap_down(hsample *h, size_t i0, size_t n, bool rev)
+{
+    size_t i = i0;
+    for (;;) {
+        size_t j1 = 2 * i + 1;
+        if (j1 >= n) break;
+        size_t j = j1;
+        if (j1 + 1 < n && heap_less(h, j1 + 1, j1, rev)) j = j1 + 1;
+        if (!heap_less(h, j, i, rev)) break;
+        heap_swap(h, i, j);
+        i = j;
+    }
+    return i > i0;
+}
+
+typedef struct hgroup {
+    bool seen, complete, has_incremental, drop_name;
+    double value, mean, kahan, count;
+    hsample *heap;
+    size_t hn, hcap;
+    double *vals; /* quantile */
+    size_t vn, vcap;
+} hgroup;
+
+static void heap_push(hgroup *g, hsample s, bool rev)
+{
+    g->heap = mem_grow(g->heap, sizeof *g->heap, g->hn + 1, &g->hcap);
+    g->heap[g->hn++] = s;
+    heap_up(g->heap, g->hn - 1, rev);
+}
+
+/* sort.Sort(sort.Reverse(heap)) for the final topk/bottomk order, with
+ * Go's insertion sort for small heaps (a stable merge for larger ones). */
+static bool rev_heap_less(const hsample *a, const hsample *b, bool rev)
+{
+    /* Reverse(h).Less(i, j) = h.Less(j, i) */
+    double vi = b->f, vj = a->f;
+    if (isnan(vi)) return true;
+    return rev ? vi > vj : vi < vj;
+}
+
+static void sort_heap_output(hsample *h, size_t n, bool rev)
+{
+    if (n < 2) return;
+    if (n <= 12) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && rev_heap_less(&h[j], &h[j - 1], rev); j--)
+                heap_swap(h, j, j - 1);
+        return;
+    }
+    hsample *tmp = mem_malloc(n * sizeof *tmp);
+    /* bottom-up merge sort */
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                tmp[k++] = rev_heap_less(&h[j], &h[i], rev) ? h[j++] : h[i++];
+            while (i < mid)
+                tmp[k++] = h[i++];
+            while (j < hi)
+                tmp[k++] = h[j++];
+        }
+        memcpy(h, tmp, n * sizeof *h);
+    }
+    mem_free(tmp);
+}
+
+typedef struct fparams {
+    bool constant, any_nan;
+    double const_value, minv, maxv;
+    promql_matrix m;
+    size_t next;
+} fparams;
+
+static int fparams_init(evaluator *ev, pnode *param, fparams *fp)
+{
+    memset(fp, 0, sizeof *fp);
+    if (!param || param->type == PROMQL_TYPE_STRING) return 0;
+    int rc = eval_node(ev, param, &fp->m);
+    if (rc) return rc;
+    if (fp->m.n == 0) return 0;
+    fp->minv = 1.7976931348623157e308;
+    fp->maxv = -1.7976931348623157e308;
+    promql_series *s = &fp->m.v[0];
+    if (param->kind == PK_NUM && param->ast->kind == PROMQL_NODE_NUMBER) {
+        fp->constant = true;
+        fp->const_value = s->n ? s->pts[0].v : 0;
+        fp->minv = fp->maxv = fp->const_value;
+        fp->any_nan = isnan(fp->const_value);
+        return 0;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        fp->maxv = go_fmax(fp->maxv, s->pts[i].v);
+        fp->minv = go_fmin(fp->minv, s->pts[i].v);
+        if (isnan(s->pts[i].v)) fp->any_nan = true;
+    }
+    return 0;
+}
+
+static double fparams_next(fparams *fp)
+{
+    if (fp->constant) return fp->const_value;
+    if (fp->m.n && fp->next < fp->m.v[0].n) return fp->m.v[0].pts[fp->next++].v;
+    return 0;
+}
+
+/* nextValues: the point of series si at ts, consuming it. */
+static bool next_value(const promql_series *s, size_t *cur, int64_t ts, double *f)
+{
+    size_t c = *cur;
+    while (c < s->n && s->pts[c].t < ts)
+        c++;
+    if (c < s->n && s->pts[c].t == ts) {
+        *f = s->pts[c].v;
+        *cur = c + 1;
+        return true;
+    }
+    *cur = c;
+    return false;
+}
+
+static void warn_quantile_param(qctx *q, double v, uint32_t pos)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    anno_str_g(&b, v);
+    promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                    "quantile value should be between 0 and 1, got %s", buf_cstr(&b));
+    buf_cleanup(&b);
+}
+
+static void warn_ratio(qctx *q, double v, double to, uint32_t pos)
+{
+    buf b, c;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&c, BUF_UNLIMITED);
+    anno_str_g(&b, v);
+    anno_str_g(&c, to);
+    promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                    "ratio value should be between -1 and 1, got %s, capping to %s",
+                    buf_cstr(&b), buf_cstr(&c));
+    buf_cleanup(&b);
+    buf_cleanup(&c);
+}
+
+typedef struct agg_state {
+    evaluator *ev;
+    pnode *n;
+    enum promql_op op;
+    promql_matrix *in;
+    size_t *cursor;
+    uint32_t *group_of; /* input series -> group */
+    size_t ngroups;
+    hgroup *groups;
+    promql_matrix *res; /* non-K: one series per group */
+    /* K ops in range queries: output series by labels */
+    out_acc acc;
+} agg_state;
+
+static void agg_step(agg_state *st, double param, int64_t ts)
+{
+    qctx *q = st->ev->q;
+    enum promql_op op = st->op;
+    for (size_t i = 0; i < st->ngroups; i++)
+        st->groups[i].seen = false;
+    for (size_t si = 0; si < st->in->n; si++) {
+        double f;
+        if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) continue;
+        hgroup *g = &st->groups[st->group_of[si]];
+        bool drop = st->in->v[si].drop_name;
+        if (!g->seen) {
+            g->seen = true;
+            g->value = f;
+            g->mean = f;
+            g->kahan = 0;
+            g->count = 1;
+            g->has_incremental = false;
+            g->drop_name = drop;
+            g->vn = 0;
+            switch (op) {
+            case PROMQL_OP_STDVAR:
+            case PROMQL_OP_STDDEV: g->value = (isnan(f) || isinf(f)) ? NAN : 0; break;
+            case PROMQL_OP_QUANTILE:
+                g->vals = mem_grow(g->vals, sizeof *g->vals, 1, &g->vcap);
+                g->vals[g->vn++] = f;
+                break;
+            case PROMQL_OP_GROUP: g->value = 1; break;
+            default: break;
+            }
+            continue;
+        }
+        if (drop) g->drop_name = true;
+        switch (op) {
+        case PROMQL_OP_SUM: promql_kahan_inc(f, &g->value, &g->kahan); break;
+        case PROMQL_OP_AVG:
+            g->count++;
+            if (!g->has_incremental) {
+                double nv = g->value, nc = g->kahan;
+                promql_kahan_inc(f, &nv, &nc);
+                if (!isinf(nv)) {
+                    g->value = nv;
+                    g->kahan = nc;
+                    break;
+                }
+                g->has_incremental = true;
+                g->mean = g->value / (g->count - 1);
+                g->kahan /= g->count - 1;
+            }
+            {
+                double qq = (g->count - 1) / g->count;
+                double m = qq * g->mean, c = qq * g->kahan;
+                promql_kahan_inc(f / g->count, &m, &c);
+                g->mean = m;
+                g->kahan = c;
+            }
+            break;
+        case PROMQL_OP_GROUP: break;
+        case PROMQL_OP_MAX:
+            if (g->value < f || isnan(g->value)) g->value = f;
+            break;
+        case PROMQL_OP_MIN:
+            if (g->value > f || isnan(g->value)) g->value = f;
+            break;
+        case PROMQL_OP_COUNT: g->count++; break;
+        case PROMQL_OP_STDVAR:
+        case PROMQL_OP_STDDEV: {
+            g->count++;
+            double delta = f - g->mean;
+            g->mean += delta / g->count;
+            g->value += delta * (f - g->mean);
+            break;
+        }
+        case PROMQL_OP_QUANTILE:
+            g->vals = mem_grow(g->vals, sizeof *g->vals, g->vn + 1, &g->vcap);
+            g->vals[g->vn++] = f;
+            break;
+        default: break;
+        }
+    }
+    (void)q;
+    for (size_t gi = 0; gi < st->ngroups; gi++) {
+        hgroup *g = &st->groups[gi];
+        if (!g->seen) continue;
+        double v = g->value;
+        switch (op) {
+        case PROMQL_OP_AVG:
+            v = g->has_incremental ? g->mean + g->kahan
+                                   : g->value / g->count + g->kahan / g->count;
+            break;
+        case PROMQL_OP_COUNT: v = g->count; break;
+        case PROMQL_OP_STDVAR: v = g->value / g->count; break;
+        case PROMQL_OP_STDDEV: v = sqrt(g->value / g->count); break;
+        case PROMQL_OP_QUANTILE: v = promql_quantile(param, g->vals, g->vn); break;
+        case PROMQL_OP_SUM: v = g->value + g->kahan; break;
+        default: break;
+        }
+        promql_series *s = &st->res->v[gi];
+        series_add(s, ts, v);
+        s->drop_name = g->drop_name;
+    }
+}
+
+/* aggregationK: topk, bottomk, limitk, limit_ratio at one step. In an
+ * instant query the result goes to `inst` in group/heap order. */
+static int aggk_step(agg_state *st, double param, int64_t ts, promql_matrix *inst)
+{
+    qctx *q = st->ev->q;
+    enum promql_op op = st->op;
+    size_t remaining = st->ngroups;
+    for (size_t i = 0; i < st->ngroups; i++) {
+        st->groups[i].seen = false;
+        st->groups[i].complete = false;
+        st->groups[i].hn = 0;
+    }
+    int64_t k = 0;
+    double r = 0;
+    for (size_t si = 0; si < st->in->n; si++) {
+        double f;
+        if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) continue;
+        hsample s = {st->in->v[si].metric, f, st->in->v[si].drop_name};
+        if (op == PROMQL_OP_LIMIT_RATIO) {
+            if (param == 0) return 0;
+            r = param < -1.0 ? -1.0 : param > 1.0 ? 1.0 : param;
+        } else {
+            k = (int64_t)param;
+            if ((int64_t)st->in->n < k) k = (int64_t)st->in->n;
+            if (k < 1) return 0;
+        }
+        hgroup *g = &st->groups[st->group_of[si]];
+        if (!g->seen) {
+            g->seen = true;
+            g->hn = 0;
+            switch (op) {
+            case PROMQL_OP_LIMIT_RATIO:
+                if (add_ratio_sample(r, s.metric)) heap_push(g, s, false);
+                break;
+            case PROMQL_OP_LIMITK:
+                g->heap = mem_grow(g->heap, sizeof *g->heap, 1, &g->hcap);
+                g->heap[g->hn++] = s;
+                break;
+            case PROMQL_OP_TOPK: heap_push(g, s, false); break;
+            default: heap_push(g, s, true); break;
+            }
+            continue;
+        }
+        switch (op) {
+        case PROMQL_OP_TOPK:
+            if ((int64_t)g->hn < k) {
+                heap_push(g, s, false);
+            } else if (g->heap[0].f < s.f || (isnan(g->heap[0].f) && !isnan(s.f))) {
+                g->heap[0] = s;
+                if (k > 1 && !heap_down(g->heap, 0, g->hn, false)) heap_up(g->heap, 0, false);
+            }
+            break;
+        case PROMQL_OP_BOTTOMK:
+            if ((int64_t)g->hn < k) {
+                heap_push(g, s, true);
+            } else if (g->heap[0].f > s.f || (isnan(g->heap[0].f) && !isnan(s.f))) {
+                g->heap[0] = s;
+                if (k > 1 && !heap_down(g->heap, 0, g->hn, true)) heap_up(g->heap, 0, true);
+            }
+            break;
+        case PROMQL_OP_LIMITK:
+            if ((int64_t)g->hn < k) heap_push(g, s, false);
+            if (!g->complete && (int64_t)g->hn == k) {
+                g->complete = true;
+                remaining--;
+                if (remaining == 0) goto assemble;
+            }
+            break;
+        default:
+            if (add_ratio_sample(r, s.metric)) heap_push(g, s, false);
+            break;
+        }
+    }
+assemble:
+    for (size_t gi = 0; gi < st->ngroups; gi++) {
+        hgroup *g = &st->groups[gi];
+        if (!g->seen) continue;
+        if (op == PROMQL_OP_TOPK) sort_heap_output(g->heap, g->hn, false);
+        else if (op == PROMQL_OP_BOTTOMK) sort_heap_output(g->heap, g->hn, true);
+        for (size_t i = 0; i < g->hn; i++) {
+            hsample *h = &g->heap[i];
+            if (inst) {
+                promql_series *s = mat_add(inst, labels_dup(h->metric), h->drop_name);
+                series_add(s, ts, h->f);
+            } else {
+                promql_esample es = {h->metric, h->f, ts, h->drop_name};
+                int rc = out_acc_add(q, &st->acc, &es, ts);
+                if (rc) return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, size_t ng,
+                         promql_matrix *out)
+{
+    qctx *q = ev->q;
+    enum promql_op op = n->op;
+    bool without = n->ast->aggregate.without;
+    bool kop = op == PROMQL_OP_TOPK || op == PROMQL_OP_BOTTOMK || op == PROMQL_OP_LIMITK ||
+               op == PROMQL_OP_LIMIT_RATIO;
+    int64_t orig = q->cur;
+    int rc;
+    fparams fp;
+    promql_matrix in = {0};
+    memset(out, 0, sizeof *out);
+    if ((rc = fparams_init(ev, n->b, &fp))) return rc;
+    if ((rc = eval_node(ev, n->a, &in))) {
+        promql_matrix_cleanup(&fp.m);
+        return rc;
+    }
+    agg_state st;
+    memset(&st, 0, sizeof st);
+    st.ev = ev;
+    st.n = n;
+    st.op = op;
+    st.in = &in;
+    st.cursor = mem_calloc(in.n ? in.n : 1, sizeof *st.cursor);
+    st.group_of = mem_calloc(in.n ? in.n : 1, sizeof *st.group_of);
+    st.acc.m = out;
+    imap_init(&st.acc.idx);
+    promql_matrix res = {0};
+    st.res = &res;
+    sigtab groups;
+    sigtab_init(&groups);
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    for (size_t si = 0; si < in.n; si++) {
+        group_sig(in.v[si].metric, grouping, ng, without, &b);
+        bool added;
+        st.group_of[si] = sigtab_intern(&groups, b.data ? b.data : "", b.len, &added);
+        if (added && !kop) mat_add(&res, group_labels(in.v[si].metric, grouping, ng, without), false);
+    }
+    buf_cleanup(&b);
+    st.ngroups = groups.n;
+    sigtab_free(&groups);
+    st.groups = mem_calloc(st.ngroups ? st.ngroups : 1, sizeof *st.groups);
+    uint32_t ppos = n->b ? unparen(n->ast->aggregate.param)->pos.start : 0;
+
+    bool empty = false;
+    if (op == PROMQL_OP_TOPK || op == PROMQL_OP_BOTTOMK || op == PROMQL_OP_LIMITK) {
+        if (fp.maxv < 1) {
+            empty = true;
+        } else if (fp.any_nan) {
+            rc = exec_fail(q, "Parameter value is NaN");
+        } else if (fp.minv <= MIN_INT64_F) {
+            buf t;
+            buf_init(&t, 64);
+            anno_str_g(&t, fp.minv);
+            rc = exec_fail(q, "Scalar value %s underflows int64", buf_cstr(&t));
+            buf_cleanup(&t);
+        } else if (fp.maxv >= MAX_INT64_F) {
+            buf t;
+            buf_init(&t, 64);
+            anno_str_g(&t, fp.maxv);
+            rc = exec_fail(q, "Scalar value %s overflows int64", buf_cstr(&t));
+            buf_cleanup(&t);
+        }
+    } else if (op == PROMQL_OP_LIMIT_RATIO) {
+        if (fp.maxv == 0 && fp.minv == 0) {
+            empty = true;
+        } else if (fp.any_nan) {
+            rc = exec_fail(q, "Ratio value is NaN");
+        } else {
+            if (fp.maxv > 1.0) warn_ratio(q, fp.maxv, 1.0, ppos);
+            if (fp.minv < -1.0) warn_ratio(q, fp.minv, -1.0, ppos);
+        }
+    } else if (op == PROMQL_OP_QUANTILE) {
+        if (fp.any_nan) warn_quantile_param(q, NAN, ppos);
+        if (fp.maxv > 1) warn_quantile_param(q, fp.maxv, ppos);
+        if (fp.minv < 0) warn_quantile_param(q, fp.minv, ppos);
+    }
+
+    int64_t temp = q->cur;
+    if (!rc && !empty) {
+        for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+            double param = fparams_next(&fp);
+            if ((rc = qcheck(q))) break;
+            q->cur = temp;
+            if (kop) {
+                if (ev->start == ev->end) {
+                    rc = aggk_step(&st, param, ts, out);
+                    break;
+                }
+                if ((rc = aggk_step(&st, param, ts, NULL))) break;
+            } else {
+                agg_step(&st, param, ts);
+            }
+            if (q->cur > q->max_samples) {
+                rc = too_many_samples(q);
+                break;
+            }
+        }
+    }
+    if (!rc && !kop) {
+        *out = res;
+        memset(&res, 0, sizeof res);
+        mat_drop_empty(out);
+    }
+    for (size_t i = 0; i < st.ngroups; i++) {
+        mem_free(st.groups[i].heap);
+        mem_free(st.groups[i].vals);
+    }
+    mem_free(st.groups);
+    mem_free(st.cursor);
+    mem_free(st.group_of);
+    out_acc_free(&st.acc);
+    promql_matrix_cleanup(&res);
+    promql_matrix_cleanup(&in);
+    promql_matrix_cleanup(&fp.m);
+    if (rc) {
+        promql_matrix_cleanup(out);
+        return rc;
+    }
+    q->cur = orig + mat_total(out);
+    return 0;
+}
+
+typedef struct cv_ctx {
+    const promql_str *grouping;
+    size_t ng;
+    bool without;
+    promql_str vlabel;
+    sigtab groups;
+    const labels **glabels;
+    int64_t *counts;
+    size_t cap;
+    labels_builder lb;
+    buf sig, val;
+} cv_ctx;
+
+static int step_count_values(step_env *e, void *ctx)
+{
+    cv_ctx *c = ctx;
+    sigtab_free(&c->groups);
+    const promql_evec *in = &e->in[0];
+    for (size_t i = 0; i < in->n; i++) {
+        buf_reset(&c->val);
+        promql_format_float_f(in->v[i].f, &c->val);
+        labels_builder_from(&c->lb, in->v[i].metric);
+        labels_builder_set(&c->lb, c->vlabel.p, c->vlabel.len, buf_cstr(&c->val), c->val.len);
+        labels *m = labels_builder_finish(&c->lb, NULL);
+        group_sig(m, c->grouping, c->ng, c->without, &c->sig);
+        bool added;
+        uint32_t g = sigtab_intern(&c->groups, c->sig.data ? c->sig.data : "", c->sig.len, &added);
+        if (added) {
+            if (g >= c->cap) {
+                size_t cap = c->cap;
+                c->glabels = mem_grow(c->glabels, sizeof *c->glabels, g + 1, &cap);
+                c->counts = mem_realloc(c->counts, cap * sizeof *c->counts);
+                c->cap = cap;
+            }
+            c->glabels[g] =
+                promql_lcache_put(e->lc, group_labels(m, c->grouping, c->ng, c->without));
+            c->counts[g] = 0;
+        }
+        c->counts[g]++;
+        labels_free(m);
+    }
+    for (size_t g = 0; g < c->groups.n; g++)
+        promql_evec_push(e->out, c->glabels[g], (double)c->counts[g], e->ts, false);
+    return 0;
+}
+
+static int eval_agg(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    const promql_node *a = n->ast;
+    size_t ng = a->aggregate.n_grouping;
+    promql_str *g = mem_calloc(ng + 2, sizeof *g);
+    for (size_t i = 0; i < ng; i++)
+        g[i] = a->aggregate.grouping[i];
+    int rc;
+    if (n->op == PROMQL_OP_COUNT_VALUES) {
+        const promql_node *p = unparen(a->aggregate.param);
+        promql_str vl = p && p->kind == PROMQL_NODE_STRING ? p->string.val : (promql_str){"", 0};
+        if (vl.len == 0 || !expfmt_utf8_valid(vl.p, vl.len)) {
+            buf t;
+            buf_init(&t, BUF_UNLIMITED);
+            expfmt_quote_go(buf_sink, &t, vl.p, vl.len);
+            rc = exec_fail(q, "invalid label name %s", buf_cstr(&t));
+            buf_cleanup(&t);
+            mem_free(g);
+            return rc;
+        }
+        if (!a->aggregate.without) g[ng++] = vl;
+        cv_ctx c;
+        memset(&c, 0, sizeof c);
+        c.grouping = g;
+        c.ng = ng;
+        c.without = a->aggregate.without;
+        c.vlabel = vl;
+        sigtab_init(&c.groups);
+        labels_builder_init(&c.lb);
+        buf_init(&c.sig, BUF_UNLIMITED);
+        buf_init(&c.val, BUF_UNLIMITED);
+        pnode *exprs[1] = {n->a};
+        rc = range_eval(ev, exprs, 1, NULL, step_count_values, &c, out);
+        sigtab_free(&c.groups);
+        mem_free(c.glabels);
+        mem_free(c.counts);
+        labels_builder_cleanup(&c.lb);
+        buf_cleanup(&c.sig);
+        buf_cleanup(&c.val);
+        mem_free(g);
+        return rc;
+    }
+    qsort(g, ng, sizeof *g, cmp_str);
+    rc = eval_agg_main(ev, n, g, ng, out);
+    mem_free(g);
+    return rc;
+}
+
+/* ---- function calls ---------------------------------------------------------------------- */
+
+typedef struct call_ctx {
+    pnode *n;
+    buf err;
+} call_ctx;
+
+static int step_vec_call(step_env *e, void *ctx)
+{
+    call_ctx *c = ctx;
+    qctx *q = e->ev->q;
+    promql_fcall fc;
+    memset(&fc, 0, sizeof fc);
+    fc.call = c->n->ast;
+    fc.ts = e->ts;
+    fc.delayed_name = q->delayed;
+    fc.anno = &q->anno;
+    fc.lcache = e->lc;
+    fc.err = &c->err;
+    fc.in = e->in;
+    fc.nin = e->nin;
+    fc.out = e->out;
+    int rc = c->n->fdef->vec(&fc);
+    if (rc) return exec_fail(q, "%s", buf_cstr(&c->err));
+    return 0;
+}
+
+/* timestamp(selector): the timestamps of the samples themselves. */
+typedef struct ts_ctx {
+    pnode *vs;
+    promql_matrix raw;
+    size_t *cursor;
+    pnode *call;
+} ts_ctx;
+
+static int step_timestamp(step_env *e, void *ctx)
+{
+    ts_ctx *c = ctx;
+    qctx *q = e->ev->q;
+    int64_t offset = c->vs->has_at ? e->ts - c->vs->at : c->vs->offset;
+    promql_evec in = {0};
+    int rc = 0;
+    for (size_t i = 0; i < c->raw.n; i++) {
+        promql_fpoint p;
+        if (!sample_at(&c->raw.v[i], &c->cursor[i], e->ts - offset, q->lookback, &p)) continue;
+        promql_evec_push(&in, c->raw.v[i].metric, 0, p.t, false);
+        if ((rc = add_samples(q, 1))) break;
+    }
+    if (!rc) {
+        for (size_t i = 0; i < in.n; i++) {
+            const labels *m = q->delayed ? in.v[i].metric : promql_drop_metric_name(e->lc, in.v[i].metric);
+            promql_evec_push(e->out, m, (double)in.v[i].t / 1000, e->ts, true);
+        }
+    }
+    promql_evec_free(&in);
+    return rc;
+}
+
+static int eval_timestamp_vsel(evaluator *ev, pnode *n, pnode *vs, promql_matrix *out)
+{
+    ts_ctx c;
+    memset(&c, 0, sizeof c);
+    c.vs = vs;
+    c.call = n;
+    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, &c.raw);
+    if (rc) return rc;
+    c.cursor = mem_calloc(c.raw.n ? c.raw.n : 1, sizeof *c.cursor);
+    if (!strcmp(n->fdef->name, "start_timestamp")) {
+        /* No start timestamps in float data: nothing to return. */
+        memset(out, 0, sizeof *out);
+    } else {
+        rc = range_eval(ev, NULL, 0, NULL, step_timestamp, &c, out);
+    }
+    mem_free(c.cursor);
+    promql_matrix_cleanup(&c.raw);
+    return rc;
+}
+
+static bool has_suffix(const char *s, size_t len, const char *suf)
+{
+    return strutil_has_suffix(s, len, suf);
+}
+
+static int eval_label_replace(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    const promql_node *a = n->ast;
+    promql_str dst = unparen(a->call.args[1])->string.val;
+    promql_str repl = unparen(a->call.args[2])->string.val;
+    promql_str src = unparen(a->call.args[3])->string.val;
+    promql_str re_s = unparen(a->call.args[4])->string.val;
+    regex *re = NULL;
+    if (regex_compile(&re, re_s.p, re_s.len, NULL) != 0)
+        return exec_fail(q, "invalid regular expression in label_replace(): %s", re_s.p);
+    if (dst.len == 0 || !expfmt_utf8_valid(dst.p, dst.len)) {
+        regex_free(re);
+        return exec_fail(q, "invalid destination label name in label_replace(): %s", dst.p);
+    }
+    int rc = eval_node(ev, n->args[0], out);
+    if (rc) {
+        regex_free(re);
+        return rc;
+    }
+    buf res;
+    buf_init(&res, BUF_UNLIMITED);
+    labels_builder lb;
+    labels_builder_init(&lb);
+    bool dst_is_name = dst.len == 8 && !memcmp(dst.p, "__name__", 8);
+    for (size_t i = 0; i < out->n; i++) {
+        promql_series *s = &out->v[i];
+        size_t vl;
+        const char *v = labels_get(s->metric, src.p, src.len, &vl);
+        if (!v) v = "";
+        buf_reset(&res);
+        if (regex_expand(re, v, vl, repl.p, repl.len, &res) != 1) continue;
+        labels_builder_from(&lb, s->metric);
+        labels_builder_set(&lb, dst.p, dst.len, buf_cstr(&res), res.len);
+        labels *m = labels_builder_finish(&lb, NULL);
+        labels_free(s->metric);
+        s->metric = m;
+        if (dst_is_name) s->drop_name = false;
+    }
+    labels_builder_cleanup(&lb);
+    buf_cleanup(&res);
+    regex_free(re);
+    if ((rc = merge_same_labelsets(q, out))) promql_matrix_cleanup(out);
+    return rc;
+}
+
+static int eval_label_join(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    const promql_node *a = n->ast;
+    promql_str dst = unparen(a->call.args[1])->string.val;
+    promql_str sep = unparen(a->call.args[2])->string.val;
+    size_t nsrc = a->call.nargs > 3 ? a->call.nargs - 3 : 0;
+    for (size_t i = 0; i < nsrc; i++) {
+        promql_str s = unparen(a->call.args[3 + i])->string.val;
+        if (s.len == 0 || !expfmt_utf8_valid(s.p, s.len))
+            return exec_fail(q, "invalid source label name in label_join(): %s", s.p);
+    }
+    if (dst.len == 0 || !expfmt_utf8_valid(dst.p, dst.len))
+        return exec_fail(q, "invalid destination label name in label_join(): %s", dst.p);
+    int rc = eval_node(ev, n->args[0], out);
+    if (rc) return rc;
+    buf v;
+    buf_init(&v, BUF_UNLIMITED);
+    labels_builder lb;
+    labels_builder_init(&lb);
+    bool dst_is_name = dst.len == 8 && !memcmp(dst.p, "__name__", 8);
+    for (size_t i = 0; i < out->n; i++) {
+        promql_series *s = &out->v[i];
+        buf_reset(&v);
+        for (size_t k = 0; k < nsrc; k++) {
+            promql_str sl = unparen(a->call.args[3 + k])->string.val;
+            if (k) buf_append(&v, sep.p, sep.len);
+            size_t vl;
+            const char *x = labels_get(s->metric, sl.p, sl.len, &vl);
+            if (x) buf_append(&v, x, vl);
+        }
+        labels_builder_from(&lb, s->metric);
+        labels_builder_set(&lb, dst.p, dst.len, buf_cstr(&v), v.len);
+        labels *m = labels_builder_finish(&lb, NULL);
+        labels_free(s->metric);
+        s->metric = m;
+        if (dst_is_name) s->drop_name = false;
+    }
+    labels_builder_cleanup(&lb);
+    buf_cleanup(&v);
+    if ((rc = merge_same_labelsets(q, out))) promql_matrix_cleanup(out);
+    return rc;
+}
+
+static int eval_info(evaluator *ev, pnode *n, promql_matrix *out);
+
+static bool matrix_has_dupes(const promql_matrix *m)
+{
+    if (m->n < 2) return false;
+    imap idx;
+    imap_init(&idx);
+    bool dup = false;
+    for (size_t i = 0; i < m->n && !dup; i++) {
+        mat_key k = {m, m->v[i].metric};
+        uint64_t h = labels_hash(m->v[i].metric);
+        if (imap_get(&idx, h, mat_key_eq, &k) >= 0) dup = true;
+        else imap_put(&idx, h, (uint32_t)i);
+    }
+    imap_free(&idx);
+    return dup;
+}
+
+static const char *const anchored_safe = "changes, delta, increase, rate, resets";
+static const char *const smoothed_safe = "delta, increase, rate";
+
+/* A function with a range-vector argument: one series at a time, one
+ * window per step. */
+static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    const promql_fdef *fd = n->fdef;
+    const char *fname = fd->name;
+    pnode *marg = n->args[mi];
+    promql_matrix raw = {0};
+    promql_matrix *vals = mem_calloc(n->nargs, sizeof *vals);
+    double *sargs = mem_calloc(n->nargs, sizeof *sargs);
+    int64_t subq_total = 0;
+    int64_t offset, range;
+    bool has_at, anchored = false, smoothed = false, from_subq = marg->kind == PK_SUBQ;
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    buf ferr;
+    buf_init(&ferr, 4096);
+
+    if (from_subq) {
+        if ((rc = run_subquery(ev, marg, &raw))) goto done;
+        subq_total = mat_total(&raw);
+        offset = marg->orig_offset + (marg->has_at ? ev->start - marg->at : 0);
+        range = marg->range;
+        has_at = marg->has_at;
+    } else {
+        pnode *vs = marg->a;
+        offset = vs->offset;
+        range = marg->range;
+        has_at = vs->has_at;
+        anchored = vs->anchored;
+        smoothed = vs->smoothed;
+    }
+    for (size_t j = 0; j < n->nargs; j++) {
+        if (j == mi || n->args[j]->type == PROMQL_TYPE_STRING) continue;
+        if ((rc = eval_node(ev, n->args[j], &vals[j]))) goto done;
+    }
+    if (anchored && !(fd->flags & PROMQL_F_ANCHORED_SAFE)) {
+        rc = exec_fail(q, "anchored modifier can only be used with: %s - not with %s", anchored_safe,
+                       fname);
+        goto done;
+    }
+    if (smoothed && !(fd->flags & PROMQL_F_SMOOTHED_SAFE)) {
+        rc = exec_fail(q, "smoothed modifier can only be used with: %s - not with %s", smoothed_safe,
+                       fname);
+        goto done;
+    }
+    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, &raw)))
+        goto done;
+
+    bool keep_name = fd->flags & PROMQL_F_KEEP_NAME;
+    bool is_rate = !strcmp(fname, "rate") || !strcmp(fname, "increase");
+    uint32_t arg0_pos = unparen(n->ast->call.args[0])->pos.start;
+    int64_t win = 0; /* samples of the current window, counted in q->cur */
+    promql_fcall fc;
+    memset(&fc, 0, sizeof fc);
+    fc.call = n->ast;
+    fc.delayed_name = q->delayed;
+    fc.anno = &q->anno;
+    fc.err = &ferr;
+    fc.sargs = sargs;
+    fc.range_ms = range;
+    fc.offset_ms = offset;
+    fc.anchored = anchored;
+    fc.smoothed = smoothed;
+    promql_lcache lc;
+    promql_lcache_init(&lc);
+    fc.lcache = &lc;
+
+    for (size_t i = 0; i < raw.n && !rc; i++) {
+        promql_series *s = &raw.v[i];
+        if ((rc = qcheck(q))) break;
+        q->cur -= win;
+        win = 0;
+        drop_stale(s);
+        bool drop = !keep_name || s->drop_name;
+        promql_series ss = {NULL, NULL, 0, 0, drop};
+        fc.metric = s->metric;
+        size_t lo = 0, hi = 0;
+        int64_t step = -1;
+        for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+            step++;
+            for (size_t j = 0; j < n->nargs; j++) {
+                if (j == mi || !vals[j].n) continue;
+                const promql_series *vs = &vals[j].v[0];
+                sargs[j] = (size_t)step < vs->n ? vs->pts[step].v : NAN;
+            }
+            if (ts == ev->start || !has_at) {
+                int64_t maxt = ts - offset, mint = maxt - range;
+                if (anchored) {
+                    mint -= q->lookback;
+                } else if (smoothed) {
+                    mint -= q->lookback;
+                    maxt += q->lookback;
+                }
+                if (mint == maxt) {
+                    lo = hi = 0;
+                } else {
+                    window_advance(s->pts, s->n, mint, maxt, &lo, &hi);
+                }
+                int64_t nw = (int64_t)(hi - lo);
+                q->cur += nw - win;
+                win = nw;
+                if (q->cur > q->max_samples) {
+                    rc = too_many_samples(q);
+                    break;
+                }
+            }
+            if (hi == lo) continue;
+            fc.ts = ts;
+            fc.pts = s->pts + lo;
+            fc.n = hi - lo;
+            double v;
+            int r = fd->range(&fc, &v);
+            if (r < 0) {
+                rc = exec_fail(q, "%s", buf_cstr(&ferr));
+                break;
+            }
+            if (r > 0) series_add(&ss, ts, v);
+        }
+        if (rc) {
+            mem_free(ss.pts);
+            break;
+        }
+        if (ss.n) {
+            if (q->cur + (int64_t)ss.n > q->max_samples) {
+                mem_free(ss.pts);
+                rc = too_many_samples(q);
+                break;
+            }
+            q->cur += (int64_t)ss.n;
+            if (is_rate) {
+                size_t nl;
+                const char *name = labels_metric_name(s->metric, &nl);
+                if (nl && !has_suffix(name, nl, "_total") && !has_suffix(name, nl, "_sum") &&
+                    !has_suffix(name, nl, "_count") && !has_suffix(name, nl, "_bucket")) {
+                    buf t;
+                    buf_init(&t, BUF_UNLIMITED);
+                    expfmt_quote_go(buf_sink, &t, name, nl);
+                    promql_anno_add(&q->anno, PROMQL_ANNO_INFO, arg0_pos,
+                                    "metric might not be a counter, name does not end in "
+                                    "_total/_sum/_count/_bucket: %s",
+                                    buf_cstr(&t));
+                    buf_cleanup(&t);
+                }
+            }
+            ss.metric = s->metric;
+            s->metric = NULL;
+            if (!q->delayed && drop) drop_names_now(&ss);
+            promql_series *d = mat_add(out, ss.metric, drop);
+            *d = ss;
+        }
+        mem_free(s->pts);
+        s->pts = NULL;
+        s->n = 0;
+    }
+    q->cur -= win;
+    promql_lcache_cleanup(&lc);
+    if (rc) goto done;
+
+    if (!strcmp(fname, "absent_over_time")) {
+        int64_t steps = num_steps(ev);
+        bool complete = false;
+        for (size_t i = 0; i < out->n && !complete; i++)
+            if ((int64_t)out->v[i].n == steps) complete = true;
+        promql_matrix res = {0};
+        if (!complete) {
+            /* the steps where no series had a point */
+            bool *found = mem_calloc((size_t)steps, sizeof *found);
+            int64_t nfound = 0;
+            for (size_t i = 0; i < out->n; i++)
+                for (size_t k = 0; k < out->v[i].n; k++) {
+                    int64_t si = (out->v[i].pts[k].t - ev->start) / ev->interval;
+                    if (si >= 0 && si < steps && !found[si]) {
+                        found[si] = true;
+                        nfound++;
+                    }
+                }
+            if (nfound < steps) {
+                promql_series *s = mat_add(&res, promql_absent_labels(n->ast->call.args[0]), true);
+                for (int64_t k = 0; k < steps; k++)
+                    if (!found[k]) series_add(s, ev->start + k * ev->interval, 1);
+            }
+            mem_free(found);
+        }
+        promql_matrix_cleanup(out);
+        *out = res;
+        goto done;
+    }
+    if (!q->delayed && matrix_has_dupes(out)) rc = same_labelset_error(q);
+
+done:
+    q->cur -= subq_total;
+    for (size_t j = 0; j < n->nargs; j++)
+        promql_matrix_cleanup(&vals[j]);
+    mem_free(vals);
+    mem_free(sargs);
+    promql_matrix_cleanup(&raw);
+    buf_cleanup(&ferr);
+    if (rc) promql_matrix_cleanup(out);
+    return rc;
+}
+
+static int eval_call(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    const char *name = n->fdef->name;
+    memset(out, 0, sizeof *out);
+    if ((!strcmp(name, "timestamp") || !strcmp(name, "start_timestamp")) && n->nargs == 1 &&
+        n->args[0]->kind == PK_VSEL)
+        return eval_timestamp_vsel(ev, n, n->args[0], out);
+    size_t mi = SIZE_MAX;
+    for (size_t i = 0; i < n->nargs; i++) {
+        if (n->args[i]->kind == PK_MSEL || n->args[i]->kind == PK_SUBQ) {
+            mi = i;
+            break;
+        }
+    }
+    if (!strcmp(name, "label_replace")) return eval_label_replace(ev, n, out);
+    if (!strcmp(name, "label_join")) return eval_label_join(ev, n, out);
+    if (!strcmp(name, "info")) return eval_info(ev, n, out);
+    if ((n->fdef->flags & PROMQL_F_SORT) && ev->start != ev->end)
+        promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, n->ast->pos.start,
+                        "sort is ineffective for range queries since results are always ordered "
+                        "by labels");
+    if (mi == SIZE_MAX) {
+        if (!n->fdef->vec)
+            return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unexpected nil implementation for "
+                                                          "function \"%s\"",
+                         name);
+        call_ctx c;
+        c.n = n;
+        buf_init(&c.err, 4096);
+        int rc = range_eval(ev, n->args, n->nargs, NULL, step_vec_call, &c, out);
+        buf_cleanup(&c.err);
+        return rc;
+    }
+    if (!n->fdef->range)
+        return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "function \"%s\" takes no range vector", name);
+    return eval_range_call(ev, n, mi, out);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+static int step_number(step_env *e, void *ctx)
+{
+    const pnode *n = ctx;
+    promql_evec_push(e->out, promql_empty_labels(), n->num, e->ts, false);
+    return 0;
+}
+
+static int eval_node(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    memset(out, 0, sizeof *out);
+    int rc = qcheck(q);
+    if (rc) return rc;
+    if (ev->end < ev->start) return 0;
+    switch (n->kind) {
+    case PK_AGG: return eval_agg(ev, n, out);
+    case PK_CALL: return eval_call(ev, n, out);
+    case PK_UNARY: return eval_unary(ev, n, out);
+    case PK_BIN: return eval_binary(ev, n, out);
+    case PK_NUM: return range_eval(ev, NULL, 0, NULL, step_number, n, out);
+    case PK_STR: return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unexpected string expression");
+    case PK_VSEL: return eval_vsel(ev, n, out);
+    case PK_MSEL: return eval_msel(ev, n, out);
+    case PK_SUBQ: return run_subquery(ev, n, out);
+    case PK_STEPINV: return eval_stepinv(ev, n, out);
+    }
+    return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unhandled expression");
+}
+
+/* ---- info() -------------------------------------------------------------------------------- */
+
+/* The first vector selector of expr (depth first) and, walking up through
+ * enclosing subqueries until an @ is found, its @ time and summed offset. */
+static bool info_ts_offset(pnode *n, ppath *path, bool *has_ts, int64_t *ts, int64_t *off)
+{
+    if (n->kind == PK_VSEL) {
+        *has_ts = n->has_at;
+        *ts = n->at;
+        *off = n->orig_offset;
+        for (size_t i = path->n; !*has_ts && i-- > 0;) {
+            pnode *p = path->v[i];
+            if (p->kind == PK_SUBQ) {
+                *off += p->orig_offset;
+                *has_ts = p->has_at;
+                *ts = p->at;
+            }
+        }
+        return true;
+    }
+    pnode *tmp[2], **kids;
+    size_t k = pchildren(n, &kids, tmp);
+    path_push(path, n);
+    for (size_t i = 0; i < k; i++) {
+        if (info_ts_offset(kids[i], path, has_ts, ts, off)) {
+            path->n--;
+            return true;
+        }
+    }
+    path->n--;
+    return false;
+}
+
+static bool is_name_matcher(const label_matcher *m)
+{
+    return m->name_len == 8 && !memcmp(m->name, "__name__", 8);
+}
+
+/* The matchers an info metric's name must satisfy (effectiveInfoNameMatchers):
+ * the given ones if one of them is = or =~, else `=~".+_info"` plus them;
+ * `="target_info"` when none are given. Appends owned matchers to *v. */
+static void effective_name_matchers(const label_matcher **given, size_t n, label_matcher **v,
+                                    size_t *nv, size_t *cap, bool *owned_extra)
+{
+    bool positive = false;
+    for (size_t i = 0; i < n; i++)
+        if (given[i]->type == MATCH_EQ || given[i]->type == MATCH_RE) positive = true;
+    *owned_extra = false;
+    if (!positive) {
+        *v = mem_grow(*v, sizeof **v, *nv + 1, cap);
+        if (n > 0) labels_matcher_init(&(*v)[*nv], MATCH_RE, "__name__", 8, ".+_info", 7, NULL);
+        else labels_matcher_init(&(*v)[*nv], MATCH_EQ, "__name__", 8, "target_info", 11, NULL);
+        (*nv)++;
+        *owned_extra = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        *v = mem_grow(*v, sizeof **v, *nv + 1, cap);
+        const label_matcher *m = given[i];
+        labels_matcher_init(&(*v)[*nv], m->type, m->name, m->name_len, m->value, m->value_len, NULL);
+        (*nv)++;
+    }
+}
+
+static void quote_meta(buf *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (strchr("\\.+*?()|[]{}^$", s[i]) && s[i]) buf_putc(out, '\\');
+        buf_putc(out, s[i]);
+    }
+}
+
+static int eval_info(evaluator *ev, pnode *n, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    int rc;
+    bool has_ts = false;
+    int64_t ts_at = 0, off = 0;
+    ppath path = {0};
+    info_ts_offset(n->args[0], &path, &has_ts, &ts_at, &off);
+    mem_free(path.v);
+
+    promql_matrix base;
+    if ((rc = eval_node(ev, n->args[0], &base))) return rc;
+
+    /* data label matchers (args[1]) */
+    const label_matcher *dm = NULL;
+    size_t ndm = 0;
+    if (n->nargs > 1) {
+        const promql_node *sel = unparen(n->ast->call.args[1]);
+        if (sel->kind == PROMQL_NODE_VECTOR_SELECTOR) {
+            dm = sel->vector.matchers;
+            ndm = sel->vector.n_matchers;
+        }
+    }
+    const label_matcher **name_ms = mem_calloc(ndm + 1, sizeof *name_ms);
+    size_t nname = 0;
+    for (size_t i = 0; i < ndm; i++)
+        if (is_name_matcher(&dm[i])) name_ms[nname++] = &dm[i];
+    label_matcher *eff = NULL;
+    size_t neff = 0, effcap = 0;
+    bool extra;
+    label_matcher target;
+    if (n->nargs > 1) {
+        effective_name_matchers(name_ms, nname, &eff, &neff, &effcap, &extra);
+    } else {
+        labels_matcher_init(&target, MATCH_EQ, "__name__", 8, "target_info", 11, NULL);
+        const label_matcher *t = &target;
+        effective_name_matchers(&t, 1, &eff, &neff, &effcap, &extra);
+        labels_matcher_cleanup(&target);
+    }
+    /* series that are info metrics themselves pass through unchanged */
+    bool *ignore = mem_calloc(base.n ? base.n : 1, sizeof *ignore);
+    for (size_t i = 0; i < base.n; i++) {
+        size_t nl;
+        const char *name = labels_metric_name(base.v[i].metric, &nl);
+        bool all = true;
+        for (size_t k = 0; k < neff && all; k++)
+            all = labels_matcher_matches(&eff[k], name, nl);
+        ignore[i] = all;
+    }
+    /* identifying label values of the other series */
+    static const char *const idl[2] = {"instance", "job"};
+    buf idre[2];
+    bool idset[2] = {false, false};
+    sigtab seen[2];
+    for (int k = 0; k < 2; k++) {
+        buf_init(&idre[k], BUF_UNLIMITED);
+        sigtab_init(&seen[k]);
+    }
+    for (size_t i = 0; i < base.n; i++) {
+        if (ignore[i]) continue;
+        for (int k = 0; k < 2; k++) {
+            size_t vl;
+            const char *v = labels_get(base.v[i].metric, idl[k], strlen(idl[k]), &vl);
+            if (!v || !vl) continue;
+            bool added;
+            sigtab_intern(&seen[k], v, vl, &added);
+            if (!added) continue;
+            if (idset[k]) buf_putc(&idre[k], '|');
+            quote_meta(&idre[k], v, vl);
+            idset[k] = true;
+        }
+    }
+    promql_matrix infom = {0};
+    if (idset[0] || idset[1]) {
+        label_matcher *ms = NULL;
+        size_t nms = 0, cap = 0;
+        for (int k = 0; k < 2; k++) {
+            if (!idset[k]) continue;
+            ms = mem_grow(ms, sizeof *ms, nms + 1, &cap);
+            labels_matcher_init(&ms[nms++], MATCH_RE, idl[k], strlen(idl[k]), buf_cstr(&idre[k]),
+                                idre[k].len, NULL);
+        }
+        for (size_t i = 0; i < ndm; i++) {
+            if (is_name_matcher(&dm[i])) continue;
+            ms = mem_grow(ms, sizeof *ms, nms + 1, &cap);
+            labels_matcher_init(&ms[nms++], dm[i].type, dm[i].name, dm[i].name_len, dm[i].value,
+                                dm[i].value_len, NULL);
+        }
+        bool x;
+        effective_name_matchers(name_ms, nname, &ms, &nms, &cap, &x);
+        int64_t start = has_ts ? ts_at : ev->start, end = has_ts ? ts_at : ev->end;
+        start -= q->lookback - 1;
+        start -= off;
+        end -= off;
+        buf e;
+        buf_init(&e, 4096);
+        promql_matrix raw = {0};
+        rc = q->src && q->src->select ? q->src->select(q->src->ctx, ms, nms, start, end, &raw, &e) : 0;
+        if (rc < 0) {
+            promql_matrix_cleanup(&raw);
+            rc = qfail(q, PROMQL_ERR_INTERNAL, -EIO, "%s", e.len ? buf_cstr(&e) : strerror(-rc));
+        } else {
+            rc = eval_series(ev, &raw, off, has_ts, ts_at, true, &infom);
+        }
+        buf_cleanup(&e);
+        labels_matchers_free(ms, nms);
+    }
+    for (int k = 0; k < 2; k++) {
+        buf_cleanup(&idre[k]);
+        sigtab_free(&seen[k]);
+    }
+    /* the data label names info labels are restricted to (without __name__) */
+    bool have_data = false;
+    for (size_t i = 0; i < ndm; i++)
+        if (!is_name_matcher(&dm[i])) have_data = true;
+
+    size_t *bcur = mem_calloc(base.n ? base.n : 1, sizeof *bcur);
+    size_t *icur = mem_calloc(infom.n ? infom.n : 1, sizeof *icur);
+    /* info signature: name + instance + job of the info series itself */
+    buf sig;
+    buf_init(&sig, BUF_UNLIMITED);
+    sigtab isig;
+    sigtab_init(&isig);
+    uint32_t *info_sig = mem_calloc(infom.n ? infom.n : 1, sizeof *info_sig);
+    for (size_t i = 0; i < infom.n && !rc; i++) {
+        buf_reset(&sig);
+        size_t nl;
+        const char *name = labels_metric_name(infom.v[i].metric, &nl);
+        buf_append(&sig, name, nl + 1);
+        for (int k = 0; k < 2; k++) {
+            size_t vl;
+            const char *v = labels_get(infom.v[i].metric, idl[k], strlen(idl[k]), &vl);
+            buf_puts(&sig, "\x01");
+            if (v) buf_append(&sig, v, vl);
+        }
+        info_sig[i] = sigtab_intern(&isig, sig.data, sig.len, NULL);
+    }
+    size_t nsig = isig.n;
+    int64_t *best = mem_calloc(nsig ? nsig : 1, sizeof *best);
+    int32_t *best_i = mem_calloc(nsig ? nsig : 1, sizeof *best_i);
+    uint64_t *best_stamp = mem_calloc(nsig ? nsig : 1, sizeof *best_stamp);
+    uint64_t stamp = 0;
+    /* info metric names present */
+    sigtab inames;
+    sigtab_init(&inames);
+    for (size_t i = 0; i < infom.n; i++) {
+        size_t nl;
+        const char *name = labels_metric_name(infom.v[i].metric, &nl);
+        sigtab_intern(&inames, name, nl, NULL);
+    }
+    out_acc acc = {out, NULL, 0, {0}};
+    imap_init(&acc.idx);
+    labels_builder lb, ib;
+    labels_builder_init(&lb);
+    labels_builder_init(&ib);
+    promql_lcache lc;
+    promql_lcache_init(&lc);
+    int64_t orig = q->cur, temp = q->cur;
+    memset(out, 0, sizeof *out);
+    for (int64_t ts = ev->start; ts <= ev->end && !rc; ts += ev->interval) {
+        if ((rc = qcheck(q))) break;
+        q->cur = temp;
+        stamp++;
+        /* newest info sample per signature */
+        for (size_t i = 0; i < infom.n && !rc; i++) {
+            double f;
+            if (!next_value(&infom.v[i], &icur[i], ts, &f)) continue;
+            int64_t ot = (int64_t)f;
+            uint32_t s = info_sig[i];
+            if (best_stamp[s] == stamp) {
+                if (best[s] < ot) {
+                    best[s] = ot;
+                    best_i[s] = (int32_t)i;
+                } else if (best[s] == ot) {
+                    buf a, b;
+                    buf_init(&a, BUF_UNLIMITED);
+                    buf_init(&b, BUF_UNLIMITED);
+                    labels_format(infom.v[best_i[s]].metric, &a);
+                    labels_format(infom.v[i].metric, &b);
+                    rc = exec_fail(q, "found duplicate series for info metric: existing %s @ %lld, new %s @ %lld",
+                                   buf_cstr(&a), (long long)best[s], buf_cstr(&b), (long long)ot);
+                    buf_cleanup(&a);
+                    buf_cleanup(&b);
+                }
+            } else {
+                best_stamp[s] = stamp;
+                best[s] = ot;
+                best_i[s] = (int32_t)i;
+            }
+        }
+        if (rc) break;
+        int64_t nout = 0;
+        for (size_t bi = 0; bi < base.n && !rc; bi++) {
+            double f;
+            if (!next_value(&base.v[bi], &bcur[bi], ts, &f)) continue;
+            if ((rc = add_samples(q, 1))) break;
+            const labels *bm = base.v[bi].metric;
+            promql_esample es = {bm, f, ts, base.v[bi].drop_name};
+            if (ignore[bi]) {
+                if ((rc = out_acc_add(q, &acc, &es, ts))) break;
+                nout++;
+                continue;
+            }
+            labels_builder_reset(&ib);
+            bool any_info = false;
+            for (size_t k = 0; k < inames.n && !rc; k++) {
+                buf_reset(&sig);
+                buf_append(&sig, inames.s[k], inames.len[k] + 1);
+                for (int j = 0; j < 2; j++) {
+                    size_t vl;
+                    const char *v = labels_get(bm, idl[j], strlen(idl[j]), &vl);
+                    buf_puts(&sig, "\x01");
+                    if (v) buf_append(&sig, v, vl);
+                }
+                sig_key key = {&isig, sig.data, sig.len};
+                int64_t s = imap_get(&isig.m, strutil_hash64(sig.data, sig.len, 0), sig_eq, &key);
+                if (s < 0 || best_stamp[s] != stamp) continue;
+                const labels *im = infom.v[best_i[s]].metric;
+                for (uint32_t li = 0; li < im->n; li++) {
+                    const label *l = &im->v[li];
+                    if (is_name_label(l)) continue;
+                    if (have_data) {
+                        bool listed = false;
+                        for (size_t d = 0; d < ndm && !listed; d++)
+                            listed = !is_name_matcher(&dm[d]) && dm[d].name_len == l->name_len &&
+                                     !memcmp(dm[d].name, l->name, l->name_len);
+                        if (!listed) continue;
+                    }
+                    size_t vl;
+                    const char *v = labels_builder_get(&ib, l->name, l->name_len, &vl);
+                    if (v && vl && (vl != l->value_len || memcmp(v, l->value, vl))) {
+                        rc = exec_fail(q, "conflicting label: %.*s", (int)l->name_len, l->name);
+                        break;
+                    }
+                    if (labels_get(bm, l->name, l->name_len, NULL)) continue;
+                    labels_builder_set(&ib, l->name, l->name_len, l->value, l->value_len);
+                }
+                any_info = true;
+            }
+            if (rc) break;
+            if (!any_info) {
+                bool all_empty = true;
+                for (size_t d = 0; d < ndm && all_empty; d++)
+                    if (!is_name_matcher(&dm[d])) all_empty = labels_matcher_matches_empty(&dm[d]);
+                if (!all_empty) continue;
+            }
+            labels_builder_from(&lb, bm);
+            for (size_t k = 0; k < ib.n; k++)
+                labels_builder_set(&lb, ib.v[k].name, ib.v[k].name_len, ib.v[k].value,
+                                   ib.v[k].value_len);
+            es.metric = promql_lcache_put(&lc, labels_builder_finish(&lb, NULL));
+            if ((rc = out_acc_add(q, &acc, &es, ts))) break;
+            nout++;
+        }
+        q->cur += nout;
+        temp += nout;
+        if (!rc && q->cur > q->max_samples) rc = too_many_samples(q);
+    }
+    if (!rc) q->cur = orig + mat_total(out);
+    labels_builder_cleanup(&lb);
+    labels_builder_cleanup(&ib);
+    promql_lcache_cleanup(&lc);
+    out_acc_free(&acc);
+    sigtab_free(&inames);
+    sigtab_free(&isig);
+    buf_cleanup(&sig);
+    mem_free(info_sig);
+    mem_free(best);
+    mem_free(best_i);
+    mem_free(best_stamp);
+    mem_free(bcur);
+    mem_free(icur);
+    mem_free(ignore);
+    mem_free(name_ms);
+    labels_matchers_free(eff, neff);
+    promql_matrix_cleanup(&infom);
+    promql_matrix_cleanup(&base);
+    if (rc) promql_matrix_cleanup(out);
+    return rc;
+}
+
+/* ---- the entry point ---------------------------------------------------------------------- */
+
+static int cmp_series(const void *a, const void *b)
+{
+    return labels_compare(((const promql_series *)a)->metric, ((const promql_series *)b)->metric);
+}
+
+int promql_eval(const promql_engine_options *opts, const promql_queryable *src,
+                const promql_query *query, promql_value *out, promql_annotations *ann,
+                promql_error *err)
+{
+    static const promql_engine_options defaults = {0};
+    if (!opts) opts = &defaults;
+    memset(out, 0, sizeof *out);
+    qctx q;
+    memset(&q, 0, sizeof q);
+    q.src = src;
+    q.err = err;
+    if (err) {
+        err->kind = PROMQL_ERR_NONE;
+        buf_reset(&err->msg);
+    }
+    q.lookback = opts->lookback_delta_ms > 0 ? opts->lookback_delta_ms : DEFAULT_LOOKBACK_MS;
+    q.max_samples = opts->max_samples > 0 ? opts->max_samples : DEFAULT_MAX_SAMPLES;
+    q.default_step =
+        opts->default_subquery_step_ms > 0 ? opts->default_subquery_step_ms : DEFAULT_SUBQUERY_STEP_MS;
+    q.delayed = opts->delayed_name_removal;
+    q.cancel = opts->cancel;
+    int64_t timeout = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+    clock_gettime(CLOCK_MONOTONIC, &q.deadline);
+    q.deadline.tv_sec += timeout / 1000;
+    q.deadline.tv_nsec += (timeout % 1000) * 1000000L;
+    if (q.deadline.tv_nsec >= 1000000000L) {
+        q.deadline.tv_sec++;
+        q.deadline.tv_nsec -= 1000000000L;
+    }
+    promql_anno_init(&q.anno);
+    arena_init(&q.mem, 0);
+
+    int rc = 0;
+    const promql_node *root = query ? query->expr : NULL;
+    if (!root && query && query->ast) root = query->ast->root;
+    if (!root) {
+        rc = qfail(&q, PROMQL_ERR_BAD_DATA, -EINVAL, "no expression to evaluate");
+        goto done;
+    }
+    if (query->ast) {
+        q.query = query->ast->query;
+        q.query_len = query->ast->query_len;
+    }
+    q.qstart = query->start_ms;
+    q.qend = query->end_ms;
+    q.qstep = query->step_ms;
+    bool instant = query->start_ms == query->end_ms && query->step_ms == 0;
+    enum promql_type rtype = promql_node_type(root);
+    if (!instant) {
+        if (query->step_ms <= 0) {
+            rc = qfail(&q, PROMQL_ERR_BAD_DATA, -EINVAL,
+                       "zero or negative query resolution step widths are not accepted. Try a "
+                       "positive integer");
+            goto done;
+        }
+        if (query->end_ms < query->start_ms) {
+            rc = qfail(&q, PROMQL_ERR_BAD_DATA, -EINVAL, "end timestamp must not be before start time");
+            goto done;
+        }
+        if (rtype != PROMQL_TYPE_VECTOR && rtype != PROMQL_TYPE_SCALAR) {
+            rc = qfail(&q, PROMQL_ERR_BAD_DATA, -EINVAL,
+                       "invalid expression type \"%s\" for range query, must be Scalar or instant "
+                       "Vector",
+                       promql_type_doc_name(rtype));
+            goto done;
+        }
+    }
+    pnode *plan;
+    if ((rc = plan_build(&q, root, &plan, 0))) goto done;
+    bool inv, wrap;
+    if ((rc = plan_stepinv(&q, plan, &inv, &wrap))) goto done;
+    if (wrap && !(plan = wrap_stepinv(&q, plan))) {
+        rc = NOMEM(&q);
+        goto done;
+    }
+    {
+        ppath path = {0};
+        plan_windows(&q, plan, &path, 0);
+        mem_free(path.v);
+    }
+    set_offsets_for_at(q.qstart, plan);
+
+    if (plan->kind == PK_STR) {
+        out->type = PROMQL_TYPE_STRING;
+        out->t = q.qstart;
+        out->string = mem_strndup(plan->ast->string.val.p, plan->ast->string.val.len);
+        out->string_len = plan->ast->string.val.len;
+        goto done;
+    }
+    evaluator ev = {&q, q.qstart, instant ? q.qstart : q.qend, instant ? 1 : q.qstep};
+    promql_matrix m;
+    if ((rc = eval_node(&ev, plan, &m))) goto done;
+    if (q.delayed) {
+        drop_marked_names(&m);
+        if ((rc = merge_same_labelsets(&q, &m))) {
+            promql_matrix_cleanup(&m);
+            goto done;
+        }
+    }
+    if (!instant && (rc = qcheck(&q))) {
+        promql_matrix_cleanup(&m);
+        goto done;
+    }
+    if (instant && rtype == PROMQL_TYPE_VECTOR) {
+        out->type = PROMQL_TYPE_VECTOR;
+        out->t = q.qstart;
+        out->vector.v = mem_calloc(m.n ? m.n : 1, sizeof *out->vector.v);
+        out->vector.cap = m.n ? m.n : 1;
+        for (size_t i = 0; i < m.n; i++) {
+            promql_sample *s = &out->vector.v[out->vector.n++];
+            s->metric = m.v[i].metric;
+            m.v[i].metric = NULL;
+            s->t = q.qstart;
+            s->v = m.v[i].n ? m.v[i].pts[0].v : NAN;
+            s->drop_name = m.v[i].drop_name;
+        }
+        promql_matrix_cleanup(&m);
+    } else if (instant && rtype == PROMQL_TYPE_SCALAR) {
+        out->type = PROMQL_TYPE_SCALAR;
+        out->t = q.qstart;
+        out->scalar = m.n && m.v[0].n ? m.v[0].pts[0].v : NAN;
+        promql_matrix_cleanup(&m);
+    } else {
+        out->type = PROMQL_TYPE_MATRIX;
+        if (m.n > 1) qsort(m.v, m.n, sizeof *m.v, cmp_series);
+        out->matrix = m;
+    }
+done:
+    if (ann) promql_anno_render(&q.anno, q.query ? q.query : "", q.query_len, ann);
+    promql_anno_cleanup(&q.anno);
+    arena_cleanup(&q.mem);
+    if (rc) promql_value_cleanup(out);
+    return rc;
+}
