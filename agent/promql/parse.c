@@ -734,7 +734,7 @@ typedef struct matcher_list {
     size_t n, cap;
 } matcher_list;
 
-/* Hands the matcher array to the tree (freed by promql_ast_free). */
+/* Hands the matcher array to the tree (its regexes are freed by promql_ast_free). */
 static void register_matchers(parser *p, label_matcher *v, size_t n)
 {
     promql_ast *a = p->ast;
@@ -758,8 +758,11 @@ static void matchers_add(parser *p, matcher_list *l, size_t slot, enum matcher_t
                          const char *name, size_t nl, const char *val, size_t vl, uint32_t pos)
 {
     if (l->n == l->cap) {
-        size_t cap = l->cap;
-        label_matcher *nv = mem_grow(l->v, sizeof *nv, l->n + 1, &cap);
+        /* In the tree's arena, as ast.h has it: promql_ast_free releases
+         * the matchers' regexes and the arena, not the arrays. */
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        label_matcher *nv = alloc(p, cap * sizeof *nv);
+        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
         l->v = nv;
         l->cap = cap;
         p->ast->matcher_arrays[slot] = nv;
@@ -2058,28 +2061,34 @@ static enum promql_type check(parser *p, promql_node *n)
     case PROMQL_NODE_CALL: {
         const promql_function *f = n->call.func;
         size_t nargs = f->n_args, got = n->call.nargs;
-        buf q;
-        buf_init(&q, BUF_UNLIMITED);
-        promql_lex_quote(&q, f->name, strlen(f->name));
+        /* The quoted name on the stack: fail_at() jumps out of here. */
+        char qname[64];
+        {
+            buf qb;
+            buf_init(&qb, BUF_UNLIMITED);
+            promql_lex_quote(&qb, f->name, strlen(f->name));
+            snprintf(qname, sizeof qname, "%s", buf_cstr(&qb));
+            buf_cleanup(&qb);
+        }
         if (f->variadic == 0) {
             if (nargs != got)
                 fail_at(p, n->pos.start, "expected %zu argument(s) in call to %s, got %zu", nargs,
-                        buf_cstr(&q), got);
+                        qname, got);
         } else {
             size_t na = nargs - 1;
             if (na > got)
                 fail_at(p, n->pos.start, "expected at least %zu argument(s) in call to %s, got %zu",
-                        na, buf_cstr(&q), got);
+                        na, qname, got);
             else if (f->variadic > 0 && na + (size_t)f->variadic < got)
                 fail_at(p, n->pos.start, "expected at most %zu argument(s) in call to %s, got %zu",
-                        na + (size_t)f->variadic, buf_cstr(&q), got);
+                        na + (size_t)f->variadic, qname, got);
         }
         const promql_node *saved_bypass = p->bypass;
         if (strcmp(f->name, "info") == 0 && got > 1) {
             promql_node *a1 = n->call.args[1];
             if (promql_node_type(a1) != PROMQL_TYPE_VECTOR)
                 fail_at(p, n->pos.start, "expected type instant vector in call to function %s, got %s",
-                        buf_cstr(&q), promql_type_doc_name(promql_node_type(a1)));
+                        qname, promql_type_doc_name(promql_node_type(a1)));
             if (a1->kind == PROMQL_NODE_VECTOR_SELECTOR && a1->vector.name.len > 0)
                 fail_at(p, a1->pos.start, "expected label selectors only, got vector selector instead");
             else if (a1->kind == PROMQL_NODE_VECTOR_SELECTOR)
@@ -2097,11 +2106,10 @@ static enum promql_type check(parser *p, promql_node *n)
             enum promql_type t = check(p, a);
             if (t != f->arg_types[k])
                 fail_at(p, a->pos.start, "expected type %s in call to function %s, got %s",
-                        promql_type_doc_name(f->arg_types[k]), buf_cstr(&q),
+                        promql_type_doc_name(f->arg_types[k]), qname,
                         promql_type_doc_name(t));
         }
         p->bypass = saved_bypass;
-        buf_cleanup(&q);
         break;
     }
     case PROMQL_NODE_PAREN:
