@@ -75,13 +75,14 @@ BEGIN {
     if (a[1] < fv) { note = "  BELOW FLOOR (regression)"; bad++ }
     else if (a[1] > fv) note = "  above floor: raise it to " a[1]
     if (!(file in floor)) note = note "  (no floor entry)"
-    printf "%-28s %8d/%-6d %7d %10d/%-6d%s\n", file, a[1], a[2], fv, b[1], b[2], note
+    printf "%-28s %8d/%-6d %7d %10d/%d%s\n", file, a[1], a[2], fv, b[1], b[2], note
 }
 END {
     for (k in floor) if (!(k in seen)) { printf "%-28s no result (has a floor of %d)\n", k, floor[k]; bad++ }
     pct = ft ? 100 * fp / ft : 100
     printf "corpus float evals: %d/%d passed (%.1f%%; %d to go for 100%%)\n", fp, ft, pct, ft - fp
     printf "corpus histogram evals: %d/%d passed (native histograms are not supported yet)\n", hp, ht
+    printf "corpus, all evals: %d/%d passed\n", fp + hp, ft + ht
     if (bad) { printf "!! %d file(s) below their floor in %s\n", bad, floorfile; exit 1 }
 }'
 [ $? -eq 0 ] || status=1

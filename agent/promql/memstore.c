@@ -15,7 +15,7 @@ typedef struct ms_point {
 } ms_point;
 
 typedef struct ms_series {
-    labels *ls; /* owned */
+    labels *ls;    /* owned */
     ms_point *pts; /* sorted by t, unique t */
     size_t n, cap;
 } ms_series;

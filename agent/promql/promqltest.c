@@ -342,22 +342,44 @@ static int go_unquote(const char *s, size_t len, buf *out)
         p += 2;
         int digits = 0, base = 16;
         switch (e) {
-        case 'a': buf_putc(out, '\a'); break;
-        case 'b': buf_putc(out, '\b'); break;
-        case 'f': buf_putc(out, '\f'); break;
-        case 'n': buf_putc(out, '\n'); break;
-        case 'r': buf_putc(out, '\r'); break;
-        case 't': buf_putc(out, '\t'); break;
-        case 'v': buf_putc(out, '\v'); break;
-        case '\\': buf_putc(out, '\\'); break;
+        case 'a':
+            buf_putc(out, '\a');
+            break;
+        case 'b':
+            buf_putc(out, '\b');
+            break;
+        case 'f':
+            buf_putc(out, '\f');
+            break;
+        case 'n':
+            buf_putc(out, '\n');
+            break;
+        case 'r':
+            buf_putc(out, '\r');
+            break;
+        case 't':
+            buf_putc(out, '\t');
+            break;
+        case 'v':
+            buf_putc(out, '\v');
+            break;
+        case '\\':
+            buf_putc(out, '\\');
+            break;
         case '\'':
         case '"':
             if (e != q) return -EINVAL;
             buf_putc(out, e);
             break;
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
+        case 'x':
+            digits = 2;
+            break;
+        case 'u':
+            digits = 4;
+            break;
+        case 'U':
+            digits = 8;
+            break;
         default:
             if (e < '0' || e > '7') return -EINVAL;
             digits = 3;
@@ -545,13 +567,27 @@ static int next_tok(sp *p, tok *t)
 static void describe_tok(const sp *p, const tok *t, buf *out)
 {
     switch (t->kind) {
-    case TOK_EOF: buf_puts(out, "end of input"); break;
-    case TOK_SPACE: buf_puts(out, "<space>"); break;
-    case TOK_ADD: buf_puts(out, "\"+\""); break;
-    case TOK_SUB: buf_puts(out, "\"-\""); break;
-    case TOK_TIMES: buf_puts(out, "\"x\""); break;
-    case TOK_BLANK: buf_puts(out, "\"_\""); break;
-    case TOK_OPEN_HIST: buf_puts(out, "\"{{\""); break;
+    case TOK_EOF:
+        buf_puts(out, "end of input");
+        break;
+    case TOK_SPACE:
+        buf_puts(out, "<space>");
+        break;
+    case TOK_ADD:
+        buf_puts(out, "\"+\"");
+        break;
+    case TOK_SUB:
+        buf_puts(out, "\"-\"");
+        break;
+    case TOK_TIMES:
+        buf_puts(out, "\"x\"");
+        break;
+    case TOK_BLANK:
+        buf_puts(out, "\"_\"");
+        break;
+    case TOK_OPEN_HIST:
+        buf_puts(out, "\"{{\"");
+        break;
     case TOK_NUMBER:
         buf_puts(out, "number ");
         put_quoted(out, p->s + t->start, t->len);
@@ -647,9 +683,8 @@ static int hnumber(sp *p, bool allow_sign, double *v)
             p->i++;
         if (!eq_nocase(p->s + st, p->i - st, "inf") && !eq_nocase(p->s + st, p->i - st, "nan"))
             return sp_error(p, at, "expected a number in histogram description");
-    } else if (p->i < p->len &&
-               (is_digit(p->s[p->i]) ||
-                (p->s[p->i] == '.' && p->i + 1 < p->len && is_digit(p->s[p->i + 1])))) {
+    } else if (p->i < p->len && (is_digit(p->s[p->i]) || (p->s[p->i] == '.' && p->i + 1 < p->len &&
+                                                          is_digit(p->s[p->i + 1])))) {
         if (!scan_number(p) || (p->i < p->len && p->s[p->i] == 'x'))
             return sp_error(p, at, "bad number syntax in histogram description");
     } else {
@@ -709,8 +744,8 @@ static int hbuckets(sp *p, double **out, size_t *n)
 }
 
 static const char *const hist_keys[] = {
-    "schema",  "sum",       "count",   "z_bucket",      "z_bucket_w",         "buckets",
-    "offset",  "n_buckets", "n_offset", "custom_values", "counter_reset_hint",
+    "schema", "sum",       "count",    "z_bucket",      "z_bucket_w",         "buckets",
+    "offset", "n_buckets", "n_offset", "custom_values", "counter_reset_hint",
 };
 
 /* Parses {{...}} (the "{{" already consumed, at p->i). */
@@ -753,16 +788,36 @@ static int parse_histogram(sp *p, size_t open_at, promqltest_histogram **out)
         p->i++;
         int rc = 0;
         switch (key) {
-        case 0: rc = hint(p, &h->schema); break;
-        case 1: rc = hnumber(p, true, &h->sum); break;
-        case 2: rc = hnumber(p, true, &h->count); break;
-        case 3: rc = hnumber(p, true, &h->zero_count); break;
-        case 4: rc = hnumber(p, false, &h->zero_threshold); break;
-        case 5: rc = hbuckets(p, &h->pos, &h->n_pos); break;
-        case 6: rc = hint(p, &h->offset); break;
-        case 7: rc = hbuckets(p, &h->neg, &h->n_neg); break;
-        case 8: rc = hint(p, &h->n_offset); break;
-        case 9: rc = hbuckets(p, &h->custom, &h->n_custom); break;
+        case 0:
+            rc = hint(p, &h->schema);
+            break;
+        case 1:
+            rc = hnumber(p, true, &h->sum);
+            break;
+        case 2:
+            rc = hnumber(p, true, &h->count);
+            break;
+        case 3:
+            rc = hnumber(p, true, &h->zero_count);
+            break;
+        case 4:
+            rc = hnumber(p, false, &h->zero_threshold);
+            break;
+        case 5:
+            rc = hbuckets(p, &h->pos, &h->n_pos);
+            break;
+        case 6:
+            rc = hint(p, &h->offset);
+            break;
+        case 7:
+            rc = hbuckets(p, &h->neg, &h->n_neg);
+            break;
+        case 8:
+            rc = hint(p, &h->n_offset);
+            break;
+        case 9:
+            rc = hbuckets(p, &h->custom, &h->n_custom);
+            break;
         case 10: {
             size_t ws = p->i;
             while (p->i < p->len && is_alpha(p->s[p->i]))
@@ -889,8 +944,8 @@ static int series_item(sp *p, const tok *t)
 static bool metric_keyword_rejected(const char *s, size_t n)
 {
     /* Keywords that the grammar's metric_identifier does not accept. */
-    static const char *const kw[] = {"atan2", "on",  "ignoring", "group_left", "group_right",
-                                     "bool",  "inf", "nan"};
+    static const char *const kw[] = {"atan2",       "on",   "ignoring", "group_left",
+                                     "group_right", "bool", "inf",      "nan"};
     for (size_t i = 0; i < sizeof kw / sizeof *kw; i++) {
         if (eq_nocase(s, n, kw[i])) return true;
     }
@@ -941,8 +996,9 @@ static int parse_metric(sp *p, labels **out)
         i++;
     } else if (!has_name) {
         if (i < len)
-            return sp_error(p, i, "unexpected character '%c': a series starts with a metric name "
-                                  "or '{'",
+            return sp_error(p, i,
+                            "unexpected character '%c': a series starts with a metric name "
+                            "or '{'",
                             s[i]);
         return sp_error(p, i, "unexpected end of input");
     }
@@ -954,7 +1010,12 @@ static int parse_metric(sp *p, labels **out)
         }
     }
     if (empty_set) {
-        *out = labels_dup(labels_empty());
+        /* Built, not labels_dup(labels_empty()): the static empty set does
+         * not carry the hash that built empty sets (results) have. */
+        labels_builder b;
+        labels_builder_init(&b);
+        *out = labels_builder_finish(&b, NULL);
+        labels_builder_cleanup(&b);
         return 0;
     }
     /* labels_parse_selector reads the same syntax (with Go's string
@@ -1054,7 +1115,8 @@ static const char *line_at(const pctx *c, size_t i, size_t *len)
     return c->s->lines[i];
 }
 
-static int perr(pctx *c, size_t line_idx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int perr(pctx *c, size_t line_idx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int perr(pctx *c, size_t line_idx, const char *fmt, ...)
 {
     c->err_line = (uint32_t)(line_idx + 1);
@@ -1067,15 +1129,15 @@ static int perr(pctx *c, size_t line_idx, const char *fmt, ...)
 
 static void own_labels(promqltest_script *s, labels *ls)
 {
-    s->owned_labels =
-        mem_grow(s->owned_labels, sizeof *s->owned_labels, s->n_owned_labels + 1, &s->cap_owned_labels);
+    s->owned_labels = mem_grow(s->owned_labels, sizeof *s->owned_labels, s->n_owned_labels + 1,
+                               &s->cap_owned_labels);
     s->owned_labels[s->n_owned_labels++] = ls;
 }
 
 static void own_regex(promqltest_script *s, regex *re)
 {
-    s->owned_regexes = mem_grow(s->owned_regexes, sizeof *s->owned_regexes,
-                                s->n_owned_regexes + 1, &s->cap_owned_regexes);
+    s->owned_regexes = mem_grow(s->owned_regexes, sizeof *s->owned_regexes, s->n_owned_regexes + 1,
+                                &s->cap_owned_regexes);
     s->owned_regexes[s->n_owned_regexes++] = re;
 }
 
@@ -1093,8 +1155,7 @@ static size_t skip_ws(const char *s, size_t len, size_t i)
 }
 
 /* Parses a series line; the error gets "<line>:<col>" context. */
-static int parse_series_line(pctx *c, size_t idx, const char *s, size_t len,
-                             promqltest_series *out)
+static int parse_series_line(pctx *c, size_t idx, const char *s, size_t len, promqltest_series *out)
 {
     buf e;
     buf_init(&e, BUF_UNLIMITED);
@@ -2044,11 +2105,12 @@ static bool compare_matrix(const promqltest_eval *ev, const promql_matrix *m, bu
             int64_t t = ev->start_ms + (int64_t)i * ev->step_ms;
             const promql_fpoint *a = &s->pts[k];
             if (a->t != t) {
-                buf_printf(why,
-                           "expected float value at index %zu for ", k);
+                buf_printf(why, "expected float value at index %zu for ", k);
                 put_labels(why, x->s.ls);
-                buf_printf(why, " to have timestamp %" PRId64 ", but it had timestamp %" PRId64
-                                " (result has ", t, a->t);
+                buf_printf(why,
+                           " to have timestamp %" PRId64 ", but it had timestamp %" PRId64
+                           " (result has ",
+                           t, a->t);
                 put_series_result(why, s);
                 buf_putc(why, ')');
                 ok = false;
@@ -2428,8 +2490,7 @@ static void put_value(buf *out, const promql_value *v, size_t max_lines)
 /* Prints a failed eval: header, reason, expected (the block as written)
  * and got. */
 static void report(runner *r, const promqltest_eval *ev, const char *reason, bool details,
-                   const promql_value *got, const char *got_error,
-                   const promql_annotations *ann)
+                   const promql_value *got, const char *got_error, const promql_annotations *ann)
 {
     buf o;
     buf_init(&o, BUF_UNLIMITED);
@@ -2653,7 +2714,8 @@ static void put_parse_error(buf *out, const runner *r, const promqltest_eval *ev
     if (l == 1 && *end == ':') {
         unsigned long col = strtoul(end + 1, &end, 10);
         if (*end == ':') {
-            buf_printf(out, "%s:%" PRIu32 ":%lu:%s", r->path, ev->line, col + ev->expr_col, end + 1);
+            buf_printf(out, "%s:%" PRIu32 ":%lu:%s", r->path, ev->line, col + ev->expr_col,
+                       end + 1);
             return;
         }
     }
@@ -2864,8 +2926,8 @@ int promqltest_main(int argc, char **argv)
         fflush(stdout);
     }
     if (argc - first > 1)
-        printf("total: float: %zu/%zu, histogram: %zu/%zu\n", total.float_passed,
-               total.float_total, total.hist_passed, total.hist_total);
+        printf("total: float: %zu/%zu, histogram: %zu/%zu\n", total.float_passed, total.float_total,
+               total.hist_passed, total.hist_total);
     printf("%zu passed, %zu failed\n", total.passed, total.failed);
     return worst;
 }

@@ -80,10 +80,10 @@ typedef struct promqltest_item {
 
 /* A `<series> <values>` line. */
 typedef struct promqltest_series {
-    labels *ls; /* owned by the script (or by the caller of promqltest_parse_series) */
+    labels *ls;             /* owned by the script (or by the caller of promqltest_parse_series) */
     promqltest_item *items; /* in the arena */
     size_t n;
-    uint32_t line; /* 1-based line in the file (0 when parsed alone) */
+    uint32_t line;   /* 1-based line in the file (0 when parsed alone) */
     bool histograms; /* some item is a histogram */
 } promqltest_series;
 
@@ -134,12 +134,12 @@ typedef struct promqltest_expected {
 } promqltest_expected;
 
 typedef struct promqltest_eval {
-    uint32_t line;    /* of the eval header */
+    uint32_t line;     /* of the eval header */
     uint32_t end_line; /* last line of its block */
-    const char *expr; /* NUL-terminated, in the script */
+    const char *expr;  /* NUL-terminated, in the script */
     size_t expr_len;
-    size_t expr_col; /* 0-based byte offset of expr in the trimmed header line */
-    bool range;      /* eval range */
+    size_t expr_col;                   /* 0-based byte offset of expr in the trimmed header line */
+    bool range;                        /* eval range */
     int64_t start_ms, end_ms, step_ms; /* range, or `expect range vector` */
     int64_t eval_ms;                   /* instant: the evaluation time */
     bool has_range_vector;             /* `expect range vector from .. to .. step ..` */
@@ -234,8 +234,8 @@ typedef struct promqltest_counts {
 } promqltest_counts;
 
 typedef struct promqltest_options {
-    FILE *out;              /* failures and per-file lines; NULL = stdout */
-    size_t max_points;      /* memstore cap; 0 = MEMSTORE_DEFAULT_MAX_POINTS */
+    FILE *out;               /* failures and per-file lines; NULL = stdout */
+    size_t max_points;       /* memstore cap; 0 = MEMSTORE_DEFAULT_MAX_POINTS */
     size_t max_result_lines; /* lines of a result printed with a failure; 0 = 20 */
 } promqltest_options;
 

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "labels.h"
 #include "mem.h"
@@ -178,11 +180,11 @@ static void test_numbers(void **state)
         const char *in;
         double want; /* NAN: error expected */
     } cases[] = {
-        {"1", 1},           {"-2.5", -2.5},      {"0x1f", 31},   {"0X1F", 31},   {"0o17", 15},
-        {"0b101", 5},       {"010", 8},          {"08", 8},      {"1_000", 1000}, {"1e3", 1000},
-        {"+Inf", INFINITY}, {"-inf", -INFINITY}, {"0x1p-2", 0.25}, {"-0x10", -16},
-        {"1_", NAN},        {"_1", NAN},         {"1e400", NAN}, {"", NAN},      {"1 2", NAN},
-        {"abc", NAN},       {"0x", NAN},
+        {"1", 1},           {"-2.5", -2.5},      {"0x1f", 31},     {"0X1F", 31},    {"0o17", 15},
+        {"0b101", 5},       {"010", 8},          {"08", 8},        {"1_000", 1000}, {"1e3", 1000},
+        {"+Inf", INFINITY}, {"-inf", -INFINITY}, {"0x1p-2", 0.25}, {"-0x10", -16},  {"1_", NAN},
+        {"_1", NAN},        {"1e400", NAN},      {"", NAN},        {"1 2", NAN},    {"abc", NAN},
+        {"0x", NAN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         double v = 0;
@@ -216,40 +218,41 @@ static promqltest_script *parse_ok(const char *text)
 static void test_script_commands(void **state)
 {
     (void)state;
-    const char *text = "# a comment\n"
-                       "load 5m\n"
-                       "  a{x=\"1\"} 0+10x2\n"
-                       "  a{x=\"1\"} 7\n" /* repeated in one load: replaces */
-                       "  b 1\n"
-                       "\n"
-                       "load_with_nhcb 1m\n"
-                       "  c_bucket{le=\"1\"} 1\n"
-                       "\n"
-                       "clear\n"
-                       "eval instant at 1m30s sum by (x) (a)\n"
-                       "  {x=\"1\"} 1\n"
-                       "  expect no_warn\n"
-                       "  {x=\"2\"} _\n"
-                       "  {x=\"1\"} 2\n"
-                       "\n"
-                       "eval range from 0 to 10m step 5m a\n"
-                       "  expect warn msg: some  text \n"
-                       "  expect info regex: ^PromQL info: .* \\(1:1\\)$\n"
-                       "  a{x=\"1\"} 1 _ 3\n"
-                       "\n"
-                       "eval range from 0 to 1m step 30s label_replace(a, \"b\", \" to \", \"c\", \"d\")\n"
-                       "\n"
-                       "eval_fail instant at 0 foo(\n"
-                       "  expected_fail_message some message\n"
-                       "eval_ordered instant at 1s   topk(2, a)\n"
-                       "  expect string `x`\n"
-                       "\n"
-                       "eval instant at 0 1\n"
-                       "  -Inf\n"
-                       "eval instant at 1m x[1m]\n"
-                       "  expect range vector from 10s to 1m step 10s\n"
-                       "  expect fail\n"
-                       "  x 1 2 3 4 5 6\n";
+    const char *text =
+        "# a comment\n"
+        "load 5m\n"
+        "  a{x=\"1\"} 0+10x2\n"
+        "  a{x=\"1\"} 7\n" /* repeated in one load: replaces */
+        "  b 1\n"
+        "\n"
+        "load_with_nhcb 1m\n"
+        "  c_bucket{le=\"1\"} 1\n"
+        "\n"
+        "clear\n"
+        "eval instant at 1m30s sum by (x) (a)\n"
+        "  {x=\"1\"} 1\n"
+        "  expect no_warn\n"
+        "  {x=\"2\"} _\n"
+        "  {x=\"1\"} 2\n"
+        "\n"
+        "eval range from 0 to 10m step 5m a\n"
+        "  expect warn msg: some  text \n"
+        "  expect info regex: ^PromQL info: .* \\(1:1\\)$\n"
+        "  a{x=\"1\"} 1 _ 3\n"
+        "\n"
+        "eval range from 0 to 1m step 30s label_replace(a, \"b\", \" to \", \"c\", \"d\")\n"
+        "\n"
+        "eval_fail instant at 0 foo(\n"
+        "  expected_fail_message some message\n"
+        "eval_ordered instant at 1s   topk(2, a)\n"
+        "  expect string `x`\n"
+        "\n"
+        "eval instant at 0 1\n"
+        "  -Inf\n"
+        "eval instant at 1m x[1m]\n"
+        "  expect range vector from 10s to 1m step 10s\n"
+        "  expect fail\n"
+        "  x 1 2 3 4 5 6\n";
     promqltest_script *s = parse_ok(text);
     assert_int_equal(s->n_cmds, 10);
     assert_int_equal(s->n_evals, 7);
@@ -325,8 +328,10 @@ static const struct script_error_case {
     {"loadx 5m\n", 1, "invalid load command"},
     {"load 5x\n a 1\n", 1, "invalid step definition \"5x\": "},
     {"EVAL instant at 0 y\n", 1, "invalid evaluation command"},
-    {"eval instant at 0 x\n  a 1\nEVAL instant at 0 y\n", 3, "3:6: unexpected identifier \"instant\""},
-    {"load 5m\n  a 1\n  b{c!=\"d\"} 1\n", 3, "3:2: unexpected matcher c!=\"d\" in a series: only = is allowed"},
+    {"eval instant at 0 x\n  a 1\nEVAL instant at 0 y\n", 3,
+     "3:6: unexpected identifier \"instant\""},
+    {"load 5m\n  a 1\n  b{c!=\"d\"} 1\n", 3,
+     "3:2: unexpected matcher c!=\"d\" in a series: only = is allowed"},
     {"load 5m\n  a 1 1+\n", 2, "2:"},
     {"eval instant at 1m\n", 1, "invalid evaluation command"},
     {"eval instant foo\n", 1, "invalid evaluation command"},
@@ -351,7 +356,8 @@ static const struct script_error_case {
     {"eval instant at 0 foo\n  expect fail\n  expect fail\n", 3,
      "multiple expect fail lines are not allowed"},
     {"eval instant at 0 foo\n  expect warn regex: (\n", 2, "invalid regex ( for warn"},
-    {"eval instant at 0 foo\n  expect string foo\n", 2, "check that the string is correctly quoted"},
+    {"eval instant at 0 foo\n  expect string foo\n", 2,
+     "check that the string is correctly quoted"},
     {"eval instant at 0 foo\n  expect string\n", 2, "a quoted string literal is required"},
     {"eval instant at 0 foo\n  expect string \"a\"b\"\n", 2, "correctly quoted"},
     {"eval instant at 0 foo\n  expect range vector from 1m to 0 step 1s\n", 2,
@@ -400,11 +406,21 @@ static void test_script_garbage(void **state)
 {
     (void)state;
     static const char *const inputs[] = {
-        "eval", "eval instant", "eval range from 0 to 1 step", "load 1m\n {",
-        "load 1m\n a{\"", "load 1m\n a{b=\"\\", "load 1m\n a {{", "load 1m\n a {{buckets:[",
-        "load 1m\n a {{buckets:[1", "load 1m\n a 1x99999999999999999999999",
+        "eval",
+        "eval instant",
+        "eval range from 0 to 1 step",
+        "load 1m\n {",
+        "load 1m\n a{\"",
+        "load 1m\n a{b=\"\\",
+        "load 1m\n a {{",
+        "load 1m\n a {{buckets:[",
+        "load 1m\n a {{buckets:[1",
+        "load 1m\n a 1x99999999999999999999999",
         "eval instant at 0 x\n expect string '",
-        "load 1m\n a{b=\"\xff\"} 1", "load 1m\n a 1e", "load 1m\n a .", "\x01",
+        "load 1m\n a{b=\"\xff\"} 1",
+        "load 1m\n a 1e",
+        "load 1m\n a .",
+        "\x01",
     };
     for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
         promqltest_script *s = NULL;
@@ -532,7 +548,8 @@ static void test_compare_vectors(void **state)
     check(unordered, &v, NULL);
     vec_add(&v, "a{i=\"2\"}", 2);
     vec_add(&v, "a{i=\"1\"}", 1);
-    check(ordered, &v, "expected metric {__name__=\"a\", i=\"2\"} with [2] at position 2 but was at 1");
+    check(ordered, &v,
+          "expected metric {__name__=\"a\", i=\"2\"} with [2] at position 2 but was at 1");
     vec_add(&v, "a{i=\"2\"}", 2);
     vec_add(&v, "a{i=\"1\"}", 1);
     check(legacy, &v, "at position 2 but was at 1");
@@ -556,7 +573,8 @@ static void test_compare_vectors(void **state)
     vec_add(&v, "a", NAN);
     check("eval instant at 0 x\n  a NaN\n", &v, NULL);
     vec_add(&v, "a", strutil_stale_nan());
-    check("eval instant at 0 x\n  a NaN\n", &v, "expected NaN for {__name__=\"a\"} but got StaleNaN");
+    check("eval instant at 0 x\n  a NaN\n", &v,
+          "expected NaN for {__name__=\"a\"} but got StaleNaN");
     vec_add(&v, "a", strutil_stale_nan());
     check("eval instant at 0 x\n  a stale\n", &v, NULL);
     /* An empty result matches no expectations. */
@@ -616,7 +634,8 @@ static void test_compare_matrices(void **state)
           "had timestamp 60000");
     mat_add(&v, "a", t3, v3, 3);
     mat_add(&v, "b", t3, v3, 3);
-    check(range, &v, "expected 2 float points and 0 histogram points for {__name__=\"a\"}, but got 3");
+    check(range, &v,
+          "expected 2 float points and 0 histogram points for {__name__=\"a\"}, but got 3");
     mat_add(&v, "b", t3, v3, 3);
     mat_add(&v, "a", t2, v2, 2);
     check(range, &v, "matrix results should always be sorted by labels");
@@ -625,7 +644,8 @@ static void test_compare_matrices(void **state)
     double w3[] = {1, 2, 3.5};
     mat_add(&v, "a", t2, v2, 2);
     mat_add(&v, "b", t3, w3, 3);
-    check(range, &v, "expected float value at index 2 (t=120000) for {__name__=\"b\"} to be 3, but got 3.5");
+    check(range, &v,
+          "expected float value at index 2 (t=120000) for {__name__=\"b\"} to be 3, but got 3.5");
     /* Too many expected points for the range. */
     mat_add(&v, "a", t3, v3, 3);
     check("eval range from 0 to 1m step 1m x\n  a 1 2 3\n", &v,
@@ -639,8 +659,7 @@ static void test_compare_matrices(void **state)
     mat_add(&v, "a", t3, v3, 3);
     check("eval instant at 2m x[3m]\n  expect ordered\n  expect range vector from 0 to 2m step 1m\n"
           "  a 1 2 3\n",
-          &v,
-          "expected ordered result, but query returned a matrix");
+          &v, "expected ordered result, but query returned a matrix");
     mat_add(&v, "a", t3, v3, 3);
     check("eval range from 0 to 2m step 1m x\n  1\n", &v, "expected scalar result, but got matrix");
     /* A scalar range query is one series with no labels. */
@@ -698,8 +717,7 @@ static void test_annotations_and_failures(void **state)
         const promqltest_eval *ev = s->cmds[0].eval;
         buf why;
         buf_init(&why, BUF_UNLIMITED);
-        bool ok = promqltest_check_annotations(ev, cases[i].with_annotations ? &both : &none,
-                                               &why);
+        bool ok = promqltest_check_annotations(ev, cases[i].with_annotations ? &both : &none, &why);
         if (!cases[i].want && !ok) fail_msg("case %zu failed: %s", i, buf_cstr(&why));
         if (cases[i].want && (ok || !strstr(buf_cstr(&why), cases[i].want)))
             fail_msg("case %zu: %s, want %s", i, ok ? "passed" : buf_cstr(&why), cases[i].want);
@@ -730,28 +748,224 @@ static void test_annotations_and_failures(void **state)
         buf why;
         buf_init(&why, BUF_UNLIMITED);
         bool ok = promqltest_check_failure(s->cmds[0].eval, fails[i].error, &why);
-        if (ok != fails[i].pass)
-            fail_msg("failure case %zu: got %d (%s)", i, ok, buf_cstr(&why));
+        if (ok != fails[i].pass) fail_msg("failure case %zu: got %d (%s)", i, ok, buf_cstr(&why));
         buf_cleanup(&why);
         promqltest_script_free(s);
     }
 }
 
+/* ---- the runner (with the real parser and evaluator) ---------------------- */
+
+/* Runs `text` as a test file; the output goes to *out (caller frees). */
+static int run_text(const char *text, size_t max_points, promqltest_counts *c, char **out)
+{
+    char path[] = "/tmp/promqltest-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    size_t len;
+    FILE *f = open_memstream(out, &len);
+    promqltest_options o = {.out = f, .max_points = max_points};
+    promqltest_counts total = {0};
+    memset(c, 0, sizeof *c);
+    int rc = promqltest_run_file(path, &o, &total, c);
+    fclose(f);
+    unlink(path);
+    assert_int_equal(total.passed, c->passed);
+    assert_int_equal(total.failed, c->failed);
+    /* Every output line names the file. */
+    char *base = strrchr(path, '/') + 1;
+    assert_non_null(strstr(*out, base));
+    return rc;
+}
+
+#define ASSERT_COUNTS(c, p, f, fp, ft, hp, ht)                                                     \
+    do {                                                                                           \
+        assert_int_equal((c).passed, p);                                                           \
+        assert_int_equal((c).failed, f);                                                           \
+        assert_int_equal((c).float_passed, fp);                                                    \
+        assert_int_equal((c).float_total, ft);                                                     \
+        assert_int_equal((c).hist_passed, hp);                                                     \
+        assert_int_equal((c).hist_total, ht);                                                      \
+    } while (0)
+
+static void assert_has(const char *out, const char *want)
+{
+    if (!strstr(out, want)) fail_msg("output lacks \"%s\":\n%s", want, out);
+}
+
+static void test_runner_pass_and_fail(void **state)
+{
+    (void)state;
+    promqltest_counts c;
+    char *out;
+    int rc = run_text("load 1m\n"
+                      "  a{x=\"1\"} 1+1x5\n"
+                      "  a{x=\"2\"} 5\n"
+                      "\n"
+                      "eval instant at 2m a\n"
+                      "  a{x=\"1\"} 3\n"
+                      "  a{x=\"2\"} 5\n"
+                      "\n"
+                      "eval instant at 2m a{x=\"1\"} * 2\n"
+                      "  {x=\"1\"} 7\n"
+                      "\n"
+                      "eval range from 0 to 2m step 1m sum(a)\n"
+                      "  {} 6 7 8\n"
+                      "\n"
+                      "eval instant at 0 nosuchfunction(a)\n"
+                      "  expect fail\n"
+                      "\n"
+                      "eval instant at 0 1 + 1\n"
+                      "  2\n"
+                      "eval instant at 0 \"s\"\n"
+                      "  expect string \"s\"\n",
+                      0, &c, &out);
+    /* nosuchfunction does not parse: the whole file is rejected. */
+    assert_int_equal(rc, 1);
+    ASSERT_COUNTS(c, 0, 6, 0, 6, 0, 0);
+    assert_has(out, ":15: FAILED: eval instant at 0 nosuchfunction(a)");
+    assert_has(out, ":15:19: parse error");
+    assert_has(out, "rejected");
+    assert_has(out, ": 0 passed, 6 failed (float: 0/6, histogram: 0/0)\n");
+    free(out);
+
+    rc = run_text("load 1m\n"
+                  "  a{x=\"1\"} 1+1x5\n"
+                  "  a{x=\"2\"} 5\n"
+                  "\n"
+                  "eval instant at 2m a\n"
+                  "  a{x=\"1\"} 3\n"
+                  "  a{x=\"2\"} 5\n"
+                  "\n"
+                  "eval instant at 2m a{x=\"1\"} * 2\n"
+                  "  {x=\"1\"} 7\n"
+                  "\n"
+                  "eval range from 0 to 2m step 1m sum(a)\n"
+                  "  {} 6 7 8\n"
+                  "\n"
+                  "eval instant at 0 1 + 1\n"
+                  "  2\n"
+                  "eval instant at 0 \"s\"\n"
+                  "  expect string \"s\"\n"
+                  "\n"
+                  "eval instant at 0 a + on() a\n"
+                  "  expect fail\n",
+                  0, &c, &out);
+    assert_int_equal(rc, 1);
+    ASSERT_COUNTS(c, 5, 1, 5, 6, 0, 0);
+    assert_has(out, ":9: FAILED: eval instant at 2m a{x=\"1\"} * 2\n"
+                    "    expected 7 for {x=\"1\"} but got 6\n"
+                    "    expected:\n"
+                    "      {x=\"1\"} 7\n"
+                    "    got:\n"
+                    "      {x=\"1\"} 6\n");
+    assert_has(out, ": 5 passed, 1 failed (float: 5/6, histogram: 0/0)\n");
+    free(out);
+
+    rc = run_text("load 1m\n  a 1\n\neval instant at 0 a\n  a 1\n", 0, &c, &out);
+    assert_int_equal(rc, 0);
+    ASSERT_COUNTS(c, 1, 0, 1, 1, 0, 0);
+    free(out);
+}
+
+static void test_runner_histograms(void **state)
+{
+    (void)state;
+    promqltest_counts c;
+    char *out;
+    /* Evals reading histogram samples, or expecting histograms, are
+     * histogram evals; the others are float evals even in the same file. */
+    int rc = run_text("load 1m\n"
+                      "  h {{schema:0 sum:1 count:1 buckets:[1]}}x3\n"
+                      "  f 1x3\n"
+                      "\n"
+                      "eval instant at 1m f\n"
+                      "  f 1\n"
+                      "\n"
+                      "eval instant at 1m h\n"
+                      "  h {{schema:0 sum:1 count:1 buckets:[1]}}\n"
+                      "\n"
+                      "eval instant at 1m count({__name__=~\".+\"})\n"
+                      "  {} 2\n"
+                      "\n"
+                      "eval instant at 1m f\n"
+                      "  f {{count:1}}\n"
+                      "\n"
+                      "clear\n"
+                      "load_with_nhcb 1m\n"
+                      "  m_bucket{le=\"1\"} 1x3\n"
+                      "  m_bucket{le=\"+Inf\"} 2x3\n"
+                      "\n"
+                      "eval instant at 1m m_bucket\n"
+                      "  m_bucket{le=\"1\"} 1\n"
+                      "  m_bucket{le=\"+Inf\"} 2\n"
+                      "\n"
+                      "eval instant at 1m m\n",
+                      0, &c, &out);
+    assert_int_equal(rc, 1);
+    ASSERT_COUNTS(c, 2, 4, 2, 2, 0, 4);
+    assert_has(out, ":8: FAILED: eval instant at 1m h\n    native histograms are not supported yet\n");
+    assert_has(out, ":11: FAILED");
+    assert_has(out, ":14: FAILED");
+    assert_has(out, ":26: FAILED: eval instant at 1m m\n");
+    free(out);
+}
+
+static void test_runner_bad_files(void **state)
+{
+    (void)state;
+    promqltest_counts c;
+    char *out;
+    /* A DSL error: every eval line counts as a failed eval. */
+    int rc = run_text("load 1m\n  a{b!=\"c\"} 1\n\neval instant at 0 a\n  a 1\n"
+                      "eval instant at 0 a\n  a 1\n",
+                      0, &c, &out);
+    assert_int_equal(rc, 1);
+    ASSERT_COUNTS(c, 0, 2, 0, 2, 0, 0);
+    assert_has(out, ":2: error: 2:2: unexpected matcher b!=\"c\"");
+    free(out);
+
+    /* A load that does not fit ends the file. */
+    rc = run_text("eval instant at 0 vector(1)\n  {} 1\n\nload 1m\n  a 1x10\n\n"
+                  "eval instant at 0 a\n  a 1\n",
+                  5, &c, &out);
+    assert_int_equal(rc, 1);
+    ASSERT_COUNTS(c, 1, 1, 1, 2, 0, 0);
+    assert_has(out, ":4: error: load failed: too many samples");
+    free(out);
+
+    /* An empty label set cannot be loaded. */
+    rc = run_text("load 1m\n  {} 1\n\neval instant at 0 vector(1)\n  {} 1\n", 0, &c, &out);
+    assert_int_equal(rc, 1);
+    assert_has(out, "empty label set");
+    free(out);
+
+    promqltest_options o = {0};
+    char *buf_ = NULL;
+    size_t len;
+    o.out = open_memstream(&buf_, &len);
+    promqltest_counts t = {0};
+    assert_int_equal(promqltest_run_file("/nonexistent/x.test", &o, &t, NULL), 2);
+    fclose(o.out);
+    assert_non_null(strstr(buf_, "/nonexistent/x.test: error: cannot open"));
+    free(buf_);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_series_notation),
-        cmocka_unit_test(test_histogram_fields),
-        cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_script_commands),
-        cmocka_unit_test(test_script_errors),
-        cmocka_unit_test(test_script_st_lines),
-        cmocka_unit_test(test_script_garbage),
-        cmocka_unit_test(test_float_equal),
-        cmocka_unit_test(test_compare_vectors),
-        cmocka_unit_test(test_compare_scalars_strings),
+        cmocka_unit_test(test_series_notation),  cmocka_unit_test(test_histogram_fields),
+        cmocka_unit_test(test_numbers),          cmocka_unit_test(test_script_commands),
+        cmocka_unit_test(test_script_errors),    cmocka_unit_test(test_script_st_lines),
+        cmocka_unit_test(test_script_garbage),   cmocka_unit_test(test_float_equal),
+        cmocka_unit_test(test_compare_vectors),  cmocka_unit_test(test_compare_scalars_strings),
         cmocka_unit_test(test_compare_matrices),
         cmocka_unit_test(test_annotations_and_failures),
+        cmocka_unit_test(test_runner_pass_and_fail),
+        cmocka_unit_test(test_runner_histograms),
+        cmocka_unit_test(test_runner_bad_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
