@@ -15,12 +15,17 @@
  * samples 10000, default subquery step 1m, delayed __name__ removal, every
  * parser option on) and compares results as test.go does. It does not run
  * test.go's extra checks (the re-runs of each instant eval with `@` and as
- * a range query), and says so in its first output line.
+ * a range query), and says so in its first output line. `@st` lines
+ * (start timestamps) are parsed and checked but not loaded: the engine's
+ * data source has no start timestamps.
  *
  * Native histograms do not exist in the engine yet: an eval whose
  * expectations contain `{{...}}` or whose selectors read histogram samples
  * (native or load_with_nhcb) is a "histogram eval" and fails with "native
- * histograms are not supported yet". */
+ * histograms are not supported yet". In a rejected file (see
+ * promqltest_run_file) nothing runs, so an eval counts as a histogram eval
+ * when `{{` appears in its block or in a load since the last `clear`, or
+ * load_with_nhcb was used since. */
 #ifndef SIDEWATCH_PROMQL_PROMQLTEST_H
 #define SIDEWATCH_PROMQL_PROMQLTEST_H
 
