@@ -31,6 +31,7 @@
 #include "mem.h"
 #include "promql/anno.h"
 #include "promql/func.h"
+#include "promql/gosort.h"
 #include "promql/parse.h"
 #include "regex.h"
 #include "strutil.h"
@@ -363,6 +364,12 @@ static int qcheck(qctx *q)
     return 0;
 }
 
+/* qcheck() once every 4096 calls, for inner loops over steps. */
+static inline int qcheck_every(qctx *q, uint32_t *it)
+{
+    return ((++*it) & 4095) == 0 ? qcheck(q) : 0;
+}
+
 static inline int add_samples(qctx *q, int64_t n)
 {
     q->cur += n;
@@ -546,6 +553,43 @@ static void plan_at(qctx *q, const promql_at *at, pnode *p)
 
 static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth);
 
+/* The parser guarantees argument counts and types; a tree that breaks them
+ * is refused rather than read out of bounds. */
+static int check_call(qctx *q, const promql_node *n)
+{
+    const promql_function *f = n->call.func;
+    size_t na = n->call.nargs, want = f->n_args;
+    bool ok;
+    if (f->variadic == 0) ok = na == want;
+    else if (f->variadic < 0) ok = want == 0 || na + 1 >= want;
+    else ok = (want == 0 || na + 1 >= want) && na + 1 <= want + (size_t)f->variadic;
+    for (size_t i = 0; ok && i < na; i++) {
+        const promql_node *a = promql_unparen(n->call.args[i]);
+        if (!a || !want) {
+            ok = false;
+            break;
+        }
+        enum promql_type t = f->arg_types[i < want ? i : want - 1];
+        if (promql_node_type(a) != t) ok = false;
+        if (t == PROMQL_TYPE_STRING && a->kind != PROMQL_NODE_STRING) ok = false;
+    }
+    if (!ok)
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "invalid arguments in call to function \"%s\"",
+                     f->name);
+    return 0;
+}
+
+/* Times, offsets, ranges and steps beyond +-10^15 ms (31,000 years) are
+ * refused so that no sum of them can overflow. */
+#define TIME_LIMIT_MS 1000000000000000LL
+
+static int check_time(qctx *q, int64_t v)
+{
+    if (v > TIME_LIMIT_MS || v < -TIME_LIMIT_MS)
+        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "time or duration out of range");
+    return 0;
+}
+
 #define NOMEM(q) qfail((q), PROMQL_ERR_INTERNAL, -ENOMEM, "out of memory")
 
 static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
@@ -589,6 +633,7 @@ static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
             else p->num = q->qstart != q->qend ? (double)q->qstep / 1000 : 0;
             break;
         }
+        if ((rc = check_call(q, n))) return rc;
         if (!(p = pnew(q, PK_CALL, n))) return NOMEM(q);
         p->fdef = fd;
         p->type = n->call.func->return_type;
@@ -613,6 +658,7 @@ static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
         } else {
             p->range = n->matrix.range_ms;
         }
+        if ((rc = check_time(q, p->range))) return rc;
         p->anchored = p->a->anchored;
         p->smoothed = p->a->smoothed;
         break;
@@ -633,6 +679,11 @@ static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
             p->range = n->subquery.range_ms;
         }
         plan_at(q, &n->subquery.at, p);
+        if ((rc = check_time(q, p->orig_offset)) || (rc = check_time(q, p->step)) ||
+            (rc = check_time(q, p->range)) || (rc = check_time(q, p->at)))
+            return rc;
+        if (p->step == 0 && n->subquery.step_ns != 0)
+            return exec_fail(q, "unexpected error: runtime error: integer divide by zero");
         break;
     case PROMQL_NODE_NUMBER:
         if (!(p = pnew(q, PK_NUM, n))) return NOMEM(q);
@@ -663,6 +714,7 @@ static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
         if ((rc = plan_offset(q, &n->vector.offset, &p->orig_offset))) return rc;
         p->offset = p->orig_offset;
         plan_at(q, &n->vector.at, p);
+        if ((rc = check_time(q, p->orig_offset)) || (rc = check_time(q, p->at))) return rc;
         p->anchored = n->vector.anchored;
         p->smoothed = n->vector.smoothed;
         break;
@@ -1169,7 +1221,9 @@ static int smooth_series(evaluator *ev, pnode *n, promql_matrix *raw, promql_mat
         promql_series ss = {s->metric, NULL, 0, 0, false};
         s->metric = NULL;
         size_t lo = 0, hi = 0;
+        uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+            if ((rc = qcheck_every(q, &it))) break;
             int64_t data_ts = ts - n->offset;
             window_advance(s->pts, s->n, data_ts - lb, data_ts + lb, &lo, &hi);
             if (hi == lo) continue;
@@ -1218,7 +1272,9 @@ static int eval_series(evaluator *ev, promql_matrix *raw, int64_t offset, bool h
         promql_series ss = {s->metric, NULL, 0, 0, false};
         s->metric = NULL;
         size_t idx = 0;
+        uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+            if ((rc = qcheck_every(q, &it))) break;
             int64_t look = has_lookup ? lookup : ts;
             promql_fpoint p;
             if (!sample_at(s, &idx, look - offset, q->lookback, &p)) continue;
@@ -2121,41 +2177,30 @@ static void heap_push(hgroup *g, hsample s, bool rev)
     heap_up(g->heap, g->hn - 1, rev);
 }
 
-/* sort.Sort(sort.Reverse(heap)) for the final topk/bottomk order, with
- * Go's insertion sort for small heaps (a stable merge for larger ones). */
-static bool rev_heap_less(const hsample *a, const hsample *b, bool rev)
+/* sort.Sort(sort.Reverse(heap)) for the final topk/bottomk order:
+ * Reverse(h).Less(i, j) = h.Less(j, i). */
+typedef struct hsort {
+    hsample *h;
+    bool rev;
+} hsort;
+
+static bool hsort_less(void *ctx, size_t i, size_t j)
 {
-    /* Reverse(h).Less(i, j) = h.Less(j, i) */
-    double vi = b->f, vj = a->f;
-    if (isnan(vi)) return true;
-    return rev ? vi > vj : vi < vj;
+    const hsort *x = ctx;
+    return heap_less(x->h, j, i, x->rev);
+}
+
+static void hsort_swap(void *ctx, size_t i, size_t j)
+{
+    hsort *x = ctx;
+    heap_swap(x->h, i, j);
 }
 
 static void sort_heap_output(hsample *h, size_t n, bool rev)
 {
-    if (n < 2) return;
-    if (n <= 12) {
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && rev_heap_less(&h[j], &h[j - 1], rev); j--)
-                heap_swap(h, j, j - 1);
-        return;
-    }
-    hsample *tmp = mem_malloc(n * sizeof *tmp);
-    /* bottom-up merge sort */
-    for (size_t w = 1; w < n; w *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * w) {
-            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            size_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                tmp[k++] = rev_heap_less(&h[j], &h[i], rev) ? h[j++] : h[i++];
-            while (i < mid)
-                tmp[k++] = h[i++];
-            while (j < hi)
-                tmp[k++] = h[j++];
-        }
-        memcpy(h, tmp, n * sizeof *h);
-    }
-    mem_free(tmp);
+    hsort x = {h, rev};
+    promql_gosort_iface d = {&x, hsort_less, hsort_swap};
+    promql_gosort(&d, n);
 }
 
 typedef struct fparams {
@@ -2593,7 +2638,7 @@ static int step_count_values(step_env *e, void *ctx)
     for (size_t i = 0; i < in->n; i++) {
         buf_reset(&c->val);
         promql_format_float_f(in->v[i].f, &c->val);
-        labels_builder_from(&c->lb, in->v[i].metric);
+        promql_builder_from(&c->lb, in->v[i].metric);
         labels_builder_set(&c->lb, c->vlabel.p, c->vlabel.len, buf_cstr(&c->val), c->val.len);
         labels *m = labels_builder_finish(&c->lb, NULL);
         group_sig(m, c->grouping, c->ng, c->without, &c->sig);
@@ -2782,7 +2827,7 @@ static int eval_label_replace(evaluator *ev, pnode *n, promql_matrix *out)
         if (!v) v = "";
         buf_reset(&res);
         if (regex_expand(re, v, vl, repl.p, repl.len, &res) != 1) continue;
-        labels_builder_from(&lb, s->metric);
+        promql_builder_from(&lb, s->metric);
         labels_builder_set(&lb, dst.p, dst.len, buf_cstr(&res), res.len);
         labels *m = labels_builder_finish(&lb, NULL);
         labels_free(s->metric);
@@ -2827,7 +2872,7 @@ static int eval_label_join(evaluator *ev, pnode *n, promql_matrix *out)
             const char *x = labels_get(s->metric, sl.p, sl.len, &vl);
             if (x) buf_append(&v, x, vl);
         }
-        labels_builder_from(&lb, s->metric);
+        promql_builder_from(&lb, s->metric);
         labels_builder_set(&lb, dst.p, dst.len, buf_cstr(&v), v.len);
         labels *m = labels_builder_finish(&lb, NULL);
         labels_free(s->metric);
@@ -2856,6 +2901,52 @@ static bool matrix_has_dupes(const promql_matrix *m)
     }
     imap_free(&idx);
     return dup;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* absent_over_time: one series with 1 at every step where no series of m
+ * had a value (nothing if some step is covered by all). */
+static int absent_steps(evaluator *ev, const promql_matrix *m, const promql_node *arg,
+                        promql_matrix *out)
+{
+    qctx *q = ev->q;
+    int64_t steps = num_steps(ev);
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < m->n; i++)
+        if ((int64_t)m->v[i].n == steps) return 0;
+    size_t total = 0;
+    for (size_t i = 0; i < m->n; i++)
+        total += m->v[i].n;
+    int64_t *ts = mem_malloc((total ? total : 1) * sizeof *ts);
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++)
+        for (size_t j = 0; j < m->v[i].n; j++)
+            ts[k++] = m->v[i].pts[j].t;
+    qsort(ts, total, sizeof *ts, cmp_i64);
+    size_t distinct = 0;
+    for (size_t i = 0; i < total; i++)
+        if (i == 0 || ts[i] != ts[i - 1]) distinct++;
+    int rc = 0;
+    if ((int64_t)distinct < steps) {
+        promql_series *s = mat_add(out, promql_absent_labels(arg), true);
+        size_t j = 0;
+        uint32_t it = 0;
+        for (int64_t t = ev->start; t <= ev->end; t += ev->interval) {
+            if ((rc = qcheck_every(q, &it))) break;
+            while (j < total && ts[j] < t)
+                j++;
+            if (j < total && ts[j] == t) continue;
+            series_add(s, t, 1); /* not counted, as in Prometheus */
+        }
+    }
+    mem_free(ts);
+    if (rc) promql_matrix_cleanup(out);
+    return rc;
 }
 
 static const char *const anchored_safe = "changes, delta, increase, rate, resets";
@@ -2941,7 +3032,9 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
         fc.metric = s->metric;
         size_t lo = 0, hi = 0;
         int64_t step = -1;
+        uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
+            if ((rc = qcheck_every(q, &it))) break;
             step++;
             for (size_t j = 0; j < n->nargs; j++) {
                 if (j == mi || !vals[j].n) continue;
@@ -3022,30 +3115,8 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     if (rc) goto done;
 
     if (!strcmp(fname, "absent_over_time")) {
-        int64_t steps = num_steps(ev);
-        bool complete = false;
-        for (size_t i = 0; i < out->n && !complete; i++)
-            if ((int64_t)out->v[i].n == steps) complete = true;
         promql_matrix res = {0};
-        if (!complete) {
-            /* the steps where no series had a point */
-            bool *found = mem_calloc((size_t)steps, sizeof *found);
-            int64_t nfound = 0;
-            for (size_t i = 0; i < out->n; i++)
-                for (size_t k = 0; k < out->v[i].n; k++) {
-                    int64_t si = (out->v[i].pts[k].t - ev->start) / ev->interval;
-                    if (si >= 0 && si < steps && !found[si]) {
-                        found[si] = true;
-                        nfound++;
-                    }
-                }
-            if (nfound < steps) {
-                promql_series *s = mat_add(&res, promql_absent_labels(n->ast->call.args[0]), true);
-                for (int64_t k = 0; k < steps; k++)
-                    if (!found[k]) series_add(s, ev->start + k * ev->interval, 1);
-            }
-            mem_free(found);
-        }
+        rc = absent_steps(ev, out, n->ast->call.args[0], &res);
         promql_matrix_cleanup(out);
         *out = res;
         goto done;
@@ -3451,7 +3522,7 @@ static int eval_info(evaluator *ev, pnode *n, promql_matrix *out)
                     if (!is_name_matcher(&dm[d])) all_empty = labels_matcher_matches_empty(&dm[d]);
                 if (!all_empty) continue;
             }
-            labels_builder_from(&lb, bm);
+            promql_builder_from(&lb, bm);
             for (size_t k = 0; k < ib.n; k++)
                 labels_builder_set(&lb, ib.v[k].name, ib.v[k].name_len, ib.v[k].value,
                                    ib.v[k].value_len);
@@ -3540,6 +3611,9 @@ int promql_eval(const promql_engine_options *opts, const promql_queryable *src,
     q.qend = query->end_ms;
     q.qstep = query->step_ms;
     bool instant = query->start_ms == query->end_ms && query->step_ms == 0;
+    if ((rc = check_time(&q, q.qstart)) || (rc = check_time(&q, q.qend)) ||
+        (rc = check_time(&q, q.qstep)))
+        goto done;
     enum promql_type rtype = promql_node_type(root);
     if (!instant) {
         if (query->step_ms <= 0) {

@@ -12,6 +12,7 @@
 
 #include "expfmt.h"
 #include "mem.h"
+#include "promql/gosort.h"
 #include "strutil.h"
 
 /* ---- numeric helpers ------------------------------------------------------ */
@@ -966,42 +967,34 @@ DATE(year, D_YEAR)
 
 /* ---- sorting --------------------------------------------------------------------- */
 
-/* Go's sort.Sort for the small vectors it sorts by insertion (n <= 12);
- * larger ones get a stable merge with the same "less" function. */
+/* Go's sort.Sort over samples with a "less" on two samples. */
 typedef bool (*less_fn)(const promql_esample *a, const promql_esample *b, void *ctx);
 
-static void merge_sort(promql_esample *v, promql_esample *tmp, size_t n, less_fn less, void *ctx)
+typedef struct vsort {
+    promql_esample *v;
+    less_fn less;
+    void *ctx;
+} vsort;
+
+static bool vsort_less(void *ctx, size_t i, size_t j)
 {
-    if (n <= 12) {
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && less(&v[j], &v[j - 1], ctx); j--) {
-                promql_esample t = v[j];
-                v[j] = v[j - 1];
-                v[j - 1] = t;
-            }
-        return;
-    }
-    size_t h = n / 2;
-    merge_sort(v, tmp, h, less, ctx);
-    merge_sort(v + h, tmp, n - h, less, ctx);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) {
-        if (less(&v[j], &v[i], ctx)) tmp[k++] = v[j++];
-        else tmp[k++] = v[i++];
-    }
-    while (i < h)
-        tmp[k++] = v[i++];
-    while (j < n)
-        tmp[k++] = v[j++];
-    memcpy(v, tmp, n * sizeof *v);
+    vsort *x = ctx;
+    return x->less(&x->v[i], &x->v[j], x->ctx);
+}
+
+static void vsort_swap(void *ctx, size_t i, size_t j)
+{
+    vsort *x = ctx;
+    promql_esample t = x->v[i];
+    x->v[i] = x->v[j];
+    x->v[j] = t;
 }
 
 static void sort_vec(promql_esample *v, size_t n, less_fn less, void *ctx)
 {
-    if (n < 2) return;
-    promql_esample *tmp = n > 12 ? mem_malloc(n * sizeof *tmp) : NULL;
-    merge_sort(v, tmp, n, less, ctx);
-    mem_free(tmp);
+    vsort x = {v, less, ctx};
+    promql_gosort_iface d = {&x, vsort_less, vsort_swap};
+    promql_gosort(&d, n);
 }
 
 /* sort(): sort.Reverse(vectorByReverseValueHeap): i before j when j is NaN
@@ -1297,7 +1290,7 @@ static void group_buckets(promql_fcall *c, const promql_evec *in, uint32_t pos, 
             g->sigs = mem_realloc(g->sigs, cap2 * sizeof *g->sigs);
             g->sig_lens = mem_realloc(g->sig_lens, cap2 * sizeof *g->sig_lens);
             gi = g->n++;
-            labels_builder_from(&lb, m);
+            promql_builder_from(&lb, m);
             labels_builder_del(&lb, "le", 2);
             g->g[gi].metric = promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL));
             g->g[gi].b = NULL;
@@ -1325,20 +1318,25 @@ static int cmp_bucket(const void *pa, const void *pb)
 
 /* Sorts by upper bound and merges buckets with the same bound; returns
  * the new count. */
-static size_t sort_buckets(bucket *b, size_t n)
+static bool bucket_less(void *ctx, size_t i, size_t j)
 {
-    /* Go's slices.SortFunc: insertion sort for small inputs is stable. */
-    if (n <= 12) {
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && cmp_bucket(&b[j], &b[j - 1]) < 0; j--) {
-                bucket t = b[j];
-                b[j] = b[j - 1];
-                b[j - 1] = t;
-            }
-    } else {
-        qsort(b, n, sizeof *b, cmp_bucket);
-    }
-    return n;
+    const bucket *b = ctx;
+    return cmp_bucket(&b[i], &b[j]) < 0;
+}
+
+static void bucket_swap(void *ctx, size_t i, size_t j)
+{
+    bucket *b = ctx;
+    bucket t = b[i];
+    b[i] = b[j];
+    b[j] = t;
+}
+
+/* slices.SortFunc(buckets, by upper bound) */
+static void sort_buckets(bucket *b, size_t n)
+{
+    promql_gosort_iface d = {b, bucket_less, bucket_swap};
+    promql_gosort(&d, n);
 }
 
 static size_t merge_equal_bounds(bucket *b, size_t n)
@@ -1563,7 +1561,7 @@ static int f_histogram_quantiles(promql_fcall *c)
             double r = bucket_quantile(qs[k], bg->b, bg->n, &m);
             report_mono(c, bg, &m, arg_pos(c, 0));
             const labels *base = out_metric(c, bg->metric);
-            labels_builder_from(&lb, base);
+            promql_builder_from(&lb, base);
             labels_builder_set(&lb, lbl->string.val.p, lbl->string.val.len, qstr, strlen(qstr));
             const labels *ls = promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL));
             promql_evec_push(c->out, ls, r, 0, true);

@@ -65,6 +65,14 @@ const promql_node *promql_unparen(const promql_node *n);
  * Borrowed; never free it (labels_dup() it for an owned copy). */
 const labels *promql_empty_labels(void);
 
+/* labels_builder_from() that also accepts an empty set with an empty
+ * builder (labels.c would memcpy from NULL). */
+static inline void promql_builder_from(labels_builder *b, const labels *ls)
+{
+    labels_builder_reset(b);
+    if (ls->n) labels_builder_from(b, ls);
+}
+
 /* ---- instant vectors with borrowed labels --------------------------------- */
 
 typedef struct promql_esample {

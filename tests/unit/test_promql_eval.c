@@ -3,17 +3,22 @@
  * The main test runs every .test file in tests/data/promql-eval: float cases
  * ported from Prometheus's promqltest corpus, in a subset of its DSL
  *
- *   load <step>            series lines: <series> <values> (1+2x3, _, stale, ...)
+ *   load <step> [from <t>] series lines: <series> <values> (1+2x3, _, stale, ...);
+ *                          "from" (an extension) puts the first value at t
+ *                          instead of 0
  *   clear
  *   eval[_fail|_ordered|_warn|_info] instant at <t> <expr>
  *   eval[_fail|_warn|_info] range from <t0> to <t1> step <s> <expr>
  *     expect fail|warn|info [msg:<text>|regex:<re>], expect no_warn|no_info,
- *     expect ordered, expect string "<s>", expect range vector from a to b step s,
+ *     expect ordered, expect string "<s>", expect range vector from a to b step s
+ *     (evaluated at the eval line's time, which promqltest sets to b),
  *     a scalar, or <labels> <values> lines
  *
- * evaluated against an array-backed promql_queryable with the corpus's
+ * parsed by promql_parse() with every option on and evaluated against an
+ * array-backed promql_queryable with the corpus's
  * engine settings (lookback 5m, max samples 10000 unless `# max_samples: N`,
- * default subquery step 1m, delayed __name__ removal). A comment line
+ * default subquery step 1m, delayed __name__ removal unless
+ * `# delayed_name_removal: false`). A comment line
  * `# xfail: <reason>` before an eval marks a known difference: it is run,
  * printed and counted as "known failure" but does not fail the test (and
  * is reported if it unexpectedly passes). Every other failing case is
@@ -31,9 +36,17 @@
 #include "promql/ast.h"
 #include "promql/eval.h"
 #include "promql/func.h"
-#include "promql_testparse.h"
+#include "promql/gosort.h"
+#include "promql/parse.h"
 #include "regex.h"
 #include "strutil.h"
+
+/* Parses with every option the promqltest corpus assumes turned on. */
+static int parse_expr(const char *q, size_t len, promql_ast **out, buf *err)
+{
+    promql_parse_options po = {true, true, true, true};
+    return promql_parse(q, len, &po, out, err);
+}
 
 /* ---- an in-memory data source ------------------------------------------------- */
 
@@ -148,6 +161,7 @@ typedef struct tcase {
     char *xfail;
     char *bad; /* an expected line this runner cannot read */
     int64_t max_samples;
+    bool no_delayed; /* `# delayed_name_removal: false` */
 } tcase;
 
 static void tcase_free(tcase *c)
@@ -613,7 +627,7 @@ static promql_engine_options test_opts(const tcase *c)
     o.lookback_delta_ms = 5 * 60 * 1000;
     o.max_samples = c->max_samples ? c->max_samples : 10000;
     o.default_subquery_step_ms = 60 * 1000;
-    o.delayed_name_removal = true;
+    o.delayed_name_removal = !c->no_delayed && !getenv("PROMQL_EVAL_NO_DELAYED");
     return o;
 }
 
@@ -630,7 +644,6 @@ static bool run_query(memstore *m, const tcase *c, const promql_ast *ast, int64_
     promql_engine_options o = test_opts(c);
     promql_queryable src = {m, memstore_select};
     promql_query q = {ast, ast->root, t, c->range ? c->end : t, c->range ? c->step : 0};
-    if (c->range_vector) q.start_ms = q.end_ms = c->rv_to;
     int rc = promql_eval(&o, &src, &q, &v, &ann, &err);
     bool ok = true;
     *rerun_range = false;
@@ -740,8 +753,8 @@ static void run_case(memstore *m, tcase *c, tstats *st)
     if (c->bad) {
         buf_printf(&why, "unsupported expected line: %s", c->bad);
         ok = false;
-    } else if (tp_parse(c->expr, strlen(c->expr), &ast, &perr) != 0) {
-        buf_printf(&why, "test parser: %s", buf_cstr(&perr));
+    } else if (parse_expr(c->expr, strlen(c->expr), &ast, &perr) != 0) {
+        buf_printf(&why, "parse error: %s", buf_cstr(&perr));
         ok = false;
     }
     if (ok) ok = run_variant(m, c, ast, c->start, &why);
@@ -758,7 +771,7 @@ static void run_case(memstore *m, tcase *c, tstats *st)
         }
         for (size_t i = 0; i < nt && ok; i++) {
             promql_ast *a2 = NULL;
-            if (tp_parse(c->expr, strlen(c->expr), &a2, &perr) != 0) break;
+            if (parse_expr(c->expr, strlen(c->expr), &a2, &perr) != 0) break;
             if (add_at(a2->root, t, false)) {
                 ok = run_variant(m, c, a2, times[i], &why);
                 if (!ok) buf_printf(&why, " [with @ %lld, evaluated at %lld ms]", (long long)t,
@@ -787,6 +800,49 @@ static void run_case(memstore *m, tcase *c, tstats *st)
     promql_ast_free(ast);
     buf_cleanup(&why);
     buf_cleanup(&perr);
+}
+
+/* Smoke mode: every expression evaluated at odd times and as range queries
+ * with odd steps; only crashes, leaks and sanitizer reports count. */
+static bool smoke_mode;
+
+static void run_smoke(memstore *m, tcase *c, tstats *st)
+{
+    buf perr;
+    buf_init(&perr, BUF_UNLIMITED);
+    promql_ast *ast = NULL;
+    if (parse_expr(c->expr, strlen(c->expr), &ast, &perr) != 0) {
+        buf_cleanup(&perr);
+        return;
+    }
+    buf_cleanup(&perr);
+    int64_t t = c->start;
+    const int64_t q[][3] = {
+        {t, t, 0},           {-t - 1234, -t - 1234, 0}, {t + 1, t + 1, 0},
+        {t - 300000, t + 300000, 17000}, {0, t, 60000}, {t, t + 1000, 1},
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        promql_engine_options o = test_opts(c);
+        o.delayed_name_removal = i % 2 == 0;
+        promql_queryable src = {m, memstore_select};
+        promql_query qq = {ast, ast->root, q[i][0], q[i][1], q[i][2]};
+        promql_value v;
+        promql_annotations ann;
+        memset(&ann, 0, sizeof ann);
+        promql_error err;
+        promql_error_init(&err);
+        int rc = promql_eval(&o, &src, &qq, &v, &ann, &err);
+        if (rc == 0 && err.kind != PROMQL_ERR_NONE) st->failed++;
+        if (rc != 0 && err.kind == PROMQL_ERR_NONE) {
+            printf("  %s:%d: %s: error without a kind (rc %d)\n", c->file, c->line, c->expr, rc);
+            st->failed++;
+        }
+        promql_value_cleanup(&v);
+        promql_annotations_cleanup(&ann);
+        promql_error_cleanup(&err);
+    }
+    st->passed++;
+    promql_ast_free(ast);
 }
 
 /* Splits the file into lines (in place). */
@@ -847,6 +903,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
     memstore m = {0};
     char *xfail = NULL;
     int64_t max_samples = 0;
+    bool no_delayed = false;
     bool good = true;
     for (size_t i = 0; i < nl; i++) {
         char *l = trim(lines[i]);
@@ -858,6 +915,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
                 xfail = mem_strdup(trim(x));
             }
             if ((x = after_prefix(l, "# max_samples:"))) max_samples = atoll(x);
+            if ((x = after_prefix(l, "# delayed_name_removal:"))) no_delayed = !strcmp(trim(x), "false");
             continue;
         }
         if (!strcmp(l, "clear")) {
@@ -866,8 +924,18 @@ static bool run_file(const char *path, const char *name, tstats *st)
         }
         char *rest;
         if ((rest = after_prefix(l, "load ")) || (rest = after_prefix(l, "load_with_nhcb "))) {
-            int64_t step;
+            int64_t step, from = 0;
             char *sp = trim(rest);
+            char *fr = strstr(sp, " from ");
+            if (fr) {
+                *fr = 0;
+                char *ft = trim(fr + 6);
+                if (!parse_dur(ft, strlen(ft), &from)) {
+                    printf("  %s:%zu: bad load start\n", name, i + 1);
+                    good = false;
+                    break;
+                }
+            }
             if (!parse_dur(sp, strlen(sp), &step)) {
                 printf("  %s:%zu: bad load step\n", name, i + 1);
                 good = false;
@@ -888,7 +956,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
                     }
                 } else {
                     for (size_t k = 0; k < nv; k++)
-                        if (have[k]) memstore_add(&m, ls, (int64_t)k * step, vals[k]);
+                        if (have[k]) memstore_add(&m, ls, from + (int64_t)k * step, vals[k]);
                 }
                 mem_free(vs);
                 mem_free(vals);
@@ -905,6 +973,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
             c.line = (int)i + 1;
             c.xfail = xfail;
             c.max_samples = max_samples;
+            c.no_delayed = no_delayed;
             xfail = NULL;
             char *sp = strchr(l, ' ');
             if (!sp) {
@@ -1009,7 +1078,8 @@ static bool run_file(const char *path, const char *name, tstats *st)
                 mem_free(vs);
             }
             i--;
-            run_case(&m, &c, st);
+            if (smoke_mode) run_smoke(&m, &c, st);
+            else run_case(&m, &c, st);
             tcase_free(&c);
             continue;
         }
@@ -1070,6 +1140,35 @@ static void test_corpus_files(void **state)
     assert_int_equal(total.xpassed, 0);
 }
 
+/* Every expression of Prometheus's whole corpus (histogram data skipped)
+ * evaluated at odd times: nothing may crash, leak or trip a sanitizer. */
+static void test_corpus_never_crashes(void **state)
+{
+    (void)state;
+    TU_REQUIRE_SHARED("conformance/promql");
+    char dir[4096];
+    tu_shared_path(dir, sizeof dir, "conformance/promql");
+    DIR *dh = opendir(dir);
+    assert_non_null(dh);
+    struct dirent *de;
+    tstats st = {0};
+    smoke_mode = true;
+    setenv("PROMQL_EVAL_LENIENT", "1", 1);
+    while ((de = readdir(dh))) {
+        size_t l = strlen(de->d_name);
+        if (l < 6 || strcmp(de->d_name + l - 5, ".test")) continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        run_file(path, de->d_name, &st);
+    }
+    closedir(dh);
+    unsetenv("PROMQL_EVAL_LENIENT");
+    smoke_mode = false;
+    printf("smoke: %d expressions evaluated 6 ways, %d bad error reports\n", st.passed, st.failed);
+    assert_int_equal(st.failed, 0);
+    assert_true(st.passed > 1500);
+}
+
 /* ---- pieces ------------------------------------------------------------------------- */
 
 static void test_format_float_f(void **state)
@@ -1128,6 +1227,60 @@ static void test_annotations_dedup_and_render(void **state)
     promql_anno_cleanup(&s);
 }
 
+/* gosort sorts any input (patterns that drive pdqsort into every branch). */
+typedef struct ints {
+    int *v;
+} ints;
+
+static bool ints_less(void *ctx, size_t i, size_t j)
+{
+    ints *x = ctx;
+    return x->v[i] < x->v[j];
+}
+
+static void ints_swap(void *ctx, size_t i, size_t j)
+{
+    ints *x = ctx;
+    int t = x->v[i];
+    x->v[i] = x->v[j];
+    x->v[j] = t;
+}
+
+static void test_gosort(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 2, 12, 13, 49, 50, 51, 100, 1000, 5000};
+    unsigned seed = 1;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t n = sizes[si];
+        for (int pattern = 0; pattern < 6; pattern++) {
+            int *v = mem_calloc(n ? n : 1, sizeof *v);
+            long sum = 0;
+            for (size_t i = 0; i < n; i++) {
+                switch (pattern) {
+                case 0: v[i] = (int)i; break;                  /* sorted */
+                case 1: v[i] = (int)(n - i); break;            /* reversed */
+                case 2: v[i] = 7; break;                       /* all equal */
+                case 3: v[i] = (int)(rand_r(&seed) % 5); break; /* many duplicates */
+                case 4: v[i] = (int)rand_r(&seed); break;       /* random */
+                default: v[i] = (int)(i % 2 ? n - i : i); break; /* saw */
+                }
+                sum += v[i];
+            }
+            ints x = {v};
+            promql_gosort_iface d = {&x, ints_less, ints_swap};
+            promql_gosort(&d, n);
+            long sum2 = 0;
+            for (size_t i = 0; i < n; i++) {
+                sum2 += v[i];
+                if (i) assert_true(v[i - 1] <= v[i]);
+            }
+            assert_true(sum == sum2);
+            mem_free(v);
+        }
+    }
+}
+
 /* Limits: max samples, timeout, cancellation, and never crashing on
  * unusual but valid trees. */
 static int eval_text(memstore *m, const char *q, int64_t t, const promql_engine_options *o,
@@ -1136,7 +1289,7 @@ static int eval_text(memstore *m, const char *q, int64_t t, const promql_engine_
     promql_ast *ast;
     buf pe;
     buf_init(&pe, BUF_UNLIMITED);
-    assert_int_equal(tp_parse(q, strlen(q), &ast, &pe), 0);
+    assert_int_equal(parse_expr(q, strlen(q), &ast, &pe), 0);
     buf_cleanup(&pe);
     promql_queryable src = {m, memstore_select};
     promql_query qq = {ast, ast->root, t, t, 0};
@@ -1184,14 +1337,86 @@ static void test_limits(void **state)
     memstore_clear(&m);
 }
 
+/* Peak samples at the limit (Prometheus's TestMaxQuerySamples, float
+ * cases): each query succeeds with max_samples = peak and fails with
+ * peak - 1. */
+static void test_max_samples_exact(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *q;
+        int64_t max, start, end, step; /* ms; step 0 = instant */
+    } cases[] = {
+        {"1", 1, 1000, 1000, 0},
+        {"metric", 1, 1000, 1000, 0},
+        {"metric[20s]", 2, 10000, 10000, 0},
+        {"rate(metric[20s])", 3, 10000, 10000, 0},
+        {"metric[20s:5s]", 3, 10000, 10000, 0},
+        {"metric[20s] @ 10", 2, 0, 0, 0},
+        {"1", 3, 0, 2000, 1000},
+        {"metric", 3, 0, 2000, 1000},
+        {"metric", 3, 0, 10000, 5000},
+        {"rate(bigmetric[1s])", 1, 0, 10000, 5000},
+        {"metric @ 10", 3, 0, 10000, 5000},
+        {"rate(bigmetric[10s:1s] @ 10)", 32, 0, 10000, 5000},
+        {"rate(bigmetric[10s:1s] @ 10) + rate(bigmetric[10s:1s] @ 30)", 34, 0, 10000, 5000},
+        {"rate(bigmetric[10s:1s]) + rate(bigmetric[10s:1s] @ 30)", 56, 10000, 20000, 5000},
+        {"rate(rate(bigmetric[10:1s] @ 10)[100s:25s] @ 1000)[100s:20s] @ 2000", 32, 10000, 10000, 0},
+        {"rate(rate(bigmetric[10s:1s] @ 10)[100s:25s] @ 1000)[17s:1s] @ 2000", 34, 10000, 10000, 0},
+    };
+    memstore m = {0};
+    const char *names[3][3] = {{"__name__", "metric", NULL}, {"__name__", "bigmetric", "1"},
+                               {"__name__", "bigmetric", "2"}};
+    for (int s = 0; s < 3; s++) {
+        labels_builder b;
+        labels_builder_init(&b);
+        labels_builder_set(&b, names[s][0], 8, names[s][1], strlen(names[s][1]));
+        if (names[s][2]) labels_builder_set(&b, "a", 1, names[s][2], 1);
+        labels *ls = labels_builder_finish(&b, NULL);
+        labels_builder_cleanup(&b);
+        for (int k = 0; k <= 100; k++)
+            memstore_add(&m, ls, k * 10000, 1 + k);
+        labels_free(ls);
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int over = 0; over < 2; over++) {
+            if (over && cases[i].max == 1) continue; /* 0 means the default limit */
+            promql_ast *ast;
+            buf pe;
+            buf_init(&pe, BUF_UNLIMITED);
+            assert_int_equal(parse_expr(cases[i].q, strlen(cases[i].q), &ast, &pe), 0);
+            buf_cleanup(&pe);
+            promql_engine_options o = {0};
+            o.max_samples = cases[i].max - over;
+            o.delayed_name_removal = true;
+            promql_queryable src = {&m, memstore_select};
+            promql_query q = {ast, ast->root, cases[i].start, cases[i].end, cases[i].step};
+            promql_value v;
+            promql_error err;
+            promql_error_init(&err);
+            int rc = promql_eval(&o, &src, &q, &v, NULL, &err);
+            if (rc != (over ? -E2BIG : 0))
+                fail_msg("%s with max_samples %lld: rc %d (%s)", cases[i].q,
+                         (long long)o.max_samples, rc, buf_cstr(&err.msg));
+            promql_value_cleanup(&v);
+            promql_error_cleanup(&err);
+            promql_ast_free(ast);
+        }
+    }
+    memstore_clear(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_float_f),
         cmocka_unit_test(test_quantile_and_kahan),
         cmocka_unit_test(test_annotations_dedup_and_render),
+        cmocka_unit_test(test_gosort),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_max_samples_exact),
         cmocka_unit_test(test_corpus_files),
+        cmocka_unit_test(test_corpus_never_crashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
