@@ -1547,8 +1547,8 @@ static int compile_search_regex(const char *pat, size_t len, regex **out, buf *e
 }
 
 /* `expect <type> [msg:<text>|regex:<re>]`. */
-static int parse_expect(pctx *c, size_t idx, promqltest_eval *ev, size_t *cap, const char *l,
-                        size_t len, buf *why)
+static int parse_expect(pctx *c, promqltest_eval *ev, size_t *cap, const char *l, size_t len,
+                        buf *why)
 {
     static const struct {
         const char *word;
@@ -1558,7 +1558,6 @@ static int parse_expect(pctx *c, size_t idx, promqltest_eval *ev, size_t *cap, c
         {"warn", PROMQLTEST_EXPECT_WARN},       {"no_warn", PROMQLTEST_EXPECT_NO_WARN},
         {"info", PROMQLTEST_EXPECT_INFO},       {"no_info", PROMQLTEST_EXPECT_NO_INFO},
     };
-    (void)idx;
     size_t p = 6;
     if (p >= len || !is_re_space(l[p])) goto invalid;
     p = skip_ws(l, len, p);
@@ -1793,7 +1792,7 @@ static int parse_eval(pctx *c, size_t *pi)
         if (w == 6 && memcmp(d, "expect", 6) == 0) {
             buf why;
             buf_init(&why, BUF_UNLIMITED);
-            if (parse_expect(c, i, ev, &cap_expects, d, dl, &why) < 0) {
+            if (parse_expect(c, ev, &cap_expects, d, dl, &why) < 0) {
                 rc = eval_error(c, i, ev, "%s", buf_cstr(&why));
                 buf_cleanup(&why);
                 break;
@@ -2705,6 +2704,25 @@ static void count_rejected(runner *r, const char *text, size_t len)
     }
 }
 
+/* The same for a file whose DSL parsed but whose expressions did not: the
+ * commands give the evals exactly. */
+static void count_rejected_script(runner *r, const promqltest_script *s)
+{
+    bool hist_loaded = false;
+    for (size_t i = 0; i < s->n_cmds; i++) {
+        const promqltest_cmd *c = &s->cmds[i];
+        if (c->kind == PROMQLTEST_CMD_CLEAR) {
+            hist_loaded = false;
+        } else if (c->kind == PROMQLTEST_CMD_LOAD) {
+            if (c->load->with_nhcb) hist_loaded = true;
+            for (size_t k = 0; k < c->load->n_series; k++)
+                hist_loaded = hist_loaded || c->load->series[k].histograms;
+        } else {
+            count(r, hist_loaded || c->eval->histograms, false);
+        }
+    }
+}
+
 /* "1:14: parse error: ..." relative to the expression, made relative to
  * the file: "<line>:<col>: parse error: ...". */
 static void put_parse_error(buf *out, const runner *r, const promqltest_eval *ev, const char *m)
@@ -2826,7 +2844,10 @@ int promqltest_run_file(const char *path, const promqltest_options *o, promqltes
     int ret;
     if (rejected) {
         fwrite(msgs.data ? msgs.data : "", 1, msgs.len, r.out);
-        count_rejected(&r, text, len);
+        if (prc < 0)
+            count_rejected(&r, text, len);
+        else
+            count_rejected_script(&r, s);
         fprintf(r.out,
                 "%s: rejected: the file does not parse (first error at line %" PRIu32
                 "); as test.go does, none of its %zu evals run and all count as failed\n",
