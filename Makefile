@@ -2,7 +2,8 @@
 #
 #   make                      build ./sidewatch (installs missing Debian packages first)
 #   make run                  build, then run sidewatch on its embedded default config
-#   make test                 build, then run every test (unit, conformance, integration)
+#   make test                 build, then run every test (unit, conformance, PromQL, integration)
+#   make check-promql         PromQL test scripts: ours must pass, the corpus must stay above its floor
 #   make bench                run the benchmarks side by side with the real Prometheus tools
 #   make SANITIZER=address    build instrumented binaries under build/address/
 #   make SANITIZER=address check-unit   unit + conformance tests under ASan (also: undefined)
@@ -50,7 +51,7 @@ UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_LIBS    = $(LDLIBS) $(shell pkg-config --libs cmocka)
 
-.PHONY: all run test check-unit check-conformance check-integration bench fuzz clean deps format
+.PHONY: all run test check-unit check-conformance check-promql check-integration bench fuzz clean deps format
 
 all: $(BIN)
 
@@ -91,11 +92,18 @@ run: all
 check-unit: $(UNIT_BIN) $(BIN)
 	@SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) tests/run-unit.sh $(UNIT_BIN)
 
+# PromQL test scripts (Prometheus's promqltest format): tests/data/promql/*.test
+# must all pass; over the corpus in $(SHARED)/conformance/promql each file must
+# pass at least the float evals in tests/data/promql-conformance-floor.txt.
+check-promql: $(BIN)
+	@SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) BUILD=$(BUILD) tests/run-promql.sh
+
 check-integration: $(BIN)
 	SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -rs tests/integration
 
 test: all
 	$(MAKE) check-unit
+	$(MAKE) check-promql
 	$(MAKE) check-integration
 
 $(BUILD)/bench/%: bench/%.c $(LIB) | $(DEPS_OK)

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mem.h"
 #include "process.h"
+#include "promql/promqltest.h"
 #include "registry.h"
 #include "scrape.h"
 #include "store.h"
@@ -88,6 +89,7 @@ static void usage(FILE *out)
           "       sidewatch check store DIR\n"
           "       sidewatch import openmetrics FILE [--storage.path=DIR]\n"
           "       sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]\n"
+          "       sidewatch promql test FILE...\n"
           "\n"
           "A Prometheus-compatible monitoring and alerting sidecar.\n"
           "\n"
@@ -831,6 +833,12 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc >= 2 && strcmp(argv[1], "dump") == 0) return dump_store(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "promql") == 0) {
+        if (argc >= 3 && strcmp(argv[2], "test") == 0) return promqltest_main(argc - 3, argv + 3);
+        fprintf(stderr, "sidewatch: error: unknown promql command '%s' (known: test)\n",
+                argc >= 3 ? argv[2] : "");
+        return 2;
+    }
     if (argc >= 2 && strcmp(argv[1], "import") == 0) {
         if (argc >= 3 && strcmp(argv[2], "openmetrics") == 0)
             return import_openmetrics(argc - 3, argv + 3);

@@ -769,7 +769,7 @@ typedef struct matcher_list {
     size_t n, cap;
 } matcher_list;
 
-/* Hands the matcher array to the tree (freed by promql_ast_free). */
+/* Hands the matcher array to the tree (its regexes are freed by promql_ast_free). */
 static void register_matchers(parser *p, label_matcher *v, size_t n)
 {
     promql_ast *a = p->ast;

@@ -1,0 +1,232 @@
+/* Unit tests for promql/memstore: appends in any order, replacement at the
+ * same timestamp, selection by matchers and time range, sorting, staleness
+ * markers, histogram placeholders, clear and the point cap. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+
+#include "labels.h"
+#include "mem.h"
+#include "promql/memstore.h"
+#include "strutil.h"
+
+static labels *L(const char *sel)
+{
+    label_matcher *ms;
+    size_t n;
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(labels_parse_selector(sel, strlen(sel), &ms, &n, &err), 0);
+    labels_builder b;
+    labels_builder_init(&b);
+    for (size_t i = 0; i < n; i++)
+        labels_builder_add(&b, ms[i].name, ms[i].name_len, ms[i].value, ms[i].value_len);
+    labels *ls = labels_builder_finish(&b, NULL);
+    labels_builder_cleanup(&b);
+    labels_matchers_free(ms, n);
+    buf_cleanup(&err);
+    return ls;
+}
+
+static void append(memstore *ms, const char *sel, int64_t t, double v)
+{
+    labels *ls = L(sel);
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(memstore_append(ms, ls, t, v, &err), 0);
+    buf_cleanup(&err);
+    labels_free(ls);
+}
+
+/* The matrix as text: one "labels t=v,t=v" line per series. */
+static void select_text(memstore *ms, const char *sel, int64_t mint, int64_t maxt, buf *out)
+{
+    label_matcher *m;
+    size_t n;
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(labels_parse_selector(sel, strlen(sel), &m, &n, &err), 0);
+    promql_matrix mx = {0};
+    promql_queryable q = memstore_queryable(ms);
+    assert_int_equal(q.select(q.ctx, m, n, mint, maxt, &mx, &err), 0);
+    for (size_t i = 0; i < mx.n; i++) {
+        labels_format(mx.v[i].metric, out);
+        for (size_t k = 0; k < mx.v[i].n; k++) {
+            double v = mx.v[i].pts[k].v;
+            if (strutil_is_stale_nan(v))
+                buf_printf(out, "%s%" PRId64 "=stale", k ? "," : " ", mx.v[i].pts[k].t);
+            else
+                buf_printf(out, "%s%" PRId64 "=%g", k ? "," : " ", mx.v[i].pts[k].t, v);
+        }
+        buf_putc(out, '\n');
+        labels_free(mx.v[i].metric);
+        mem_free(mx.v[i].pts);
+    }
+    mem_free(mx.v);
+    labels_matchers_free(m, n);
+    buf_cleanup(&err);
+}
+
+static void assert_select(memstore *ms, const char *sel, int64_t mint, int64_t maxt,
+                          const char *want)
+{
+    buf got;
+    buf_init(&got, BUF_UNLIMITED);
+    select_text(ms, sel, mint, maxt, &got);
+    if (strcmp(buf_cstr(&got), want) != 0)
+        fail_msg("select %s [%" PRId64 ",%" PRId64 "]:\n got: %s\nwant: %s", sel, mint, maxt,
+                 buf_cstr(&got), want);
+    buf_cleanup(&got);
+}
+
+static void test_append_orders_and_replaces(void **state)
+{
+    (void)state;
+    memstore *ms = memstore_new(0);
+    append(ms, "a{x=\"1\"}", 20, 2);
+    append(ms, "a{x=\"1\"}", 0, 0);
+    append(ms, "a{x=\"1\"}", 10, 1);
+    append(ms, "a{x=\"1\"}", 30, 3);
+    append(ms, "a{x=\"1\"}", 10, 11); /* replaces */
+    assert_int_equal(memstore_series_count(ms), 1);
+    assert_int_equal(memstore_point_count(ms), 4);
+    assert_select(ms, "a", 0, 100, "{__name__=\"a\", x=\"1\"} 0=0,10=11,20=2,30=3\n");
+    /* The range is inclusive at both ends. */
+    assert_select(ms, "a", 10, 20, "{__name__=\"a\", x=\"1\"} 10=11,20=2\n");
+    assert_select(ms, "a", 31, 100, "");
+    memstore_free(ms);
+    memstore_free(NULL);
+}
+
+static void test_select_matchers_and_sorting(void **state)
+{
+    (void)state;
+    memstore *ms = memstore_new(0);
+    append(ms, "b{job=\"z\"}", 0, 1);
+    append(ms, "a{job=\"y\", i=\"2\"}", 0, 2);
+    append(ms, "a{job=\"y\", i=\"1\"}", 0, 3);
+    append(ms, "a{job=\"x\"}", 0, 4);
+    append(ms, "a{job=\"x\"}", 5, strutil_stale_nan());
+    assert_select(ms, "a", 0, 10,
+                  "{__name__=\"a\", i=\"1\", job=\"y\"} 0=3\n"
+                  "{__name__=\"a\", i=\"2\", job=\"y\"} 0=2\n"
+                  "{__name__=\"a\", job=\"x\"} 0=4,5=stale\n");
+    assert_select(ms, "{job=~\"x|z\"}", 0, 10,
+                  "{__name__=\"a\", job=\"x\"} 0=4,5=stale\n"
+                  "{__name__=\"b\", job=\"z\"} 0=1\n");
+    assert_select(ms, "a{i!=\"1\"}", 0, 10,
+                  "{__name__=\"a\", i=\"2\", job=\"y\"} 0=2\n"
+                  "{__name__=\"a\", job=\"x\"} 0=4,5=stale\n");
+    assert_select(ms, "a{i=\"\"}", 0, 10, "{__name__=\"a\", job=\"x\"} 0=4,5=stale\n");
+    assert_select(ms, "nothing", 0, 10, "");
+    memstore_free(ms);
+}
+
+static void test_histograms_are_counted_not_returned(void **state)
+{
+    (void)state;
+    memstore *ms = memstore_new(0);
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    labels *h = L("h{a=\"1\"}");
+    assert_int_equal(memstore_append_histogram(ms, h, 0, &err), 0);
+    assert_int_equal(memstore_append_histogram(ms, h, 10, &err), 0);
+    append(ms, "h{a=\"1\"}", 20, 5);
+    append(ms, "f", 0, 1);
+    assert_select(ms, "f", 0, 100, "{__name__=\"f\"} 0=1\n");
+    assert_int_equal(memstore_histograms_selected(ms), 0);
+    /* Only histograms in range: no series, but counted. */
+    assert_select(ms, "h", 0, 10, "");
+    assert_int_equal(memstore_histograms_selected(ms), 2);
+    assert_select(ms, "h", 0, 20, "{__name__=\"h\", a=\"1\"} 20=5\n");
+    assert_int_equal(memstore_histograms_selected(ms), 4);
+    memstore_reset_histograms_selected(ms);
+    /* A float at the same timestamp replaces the histogram. */
+    append(ms, "h{a=\"1\"}", 10, 7);
+    assert_select(ms, "h", 0, 20, "{__name__=\"h\", a=\"1\"} 10=7,20=5\n");
+    assert_int_equal(memstore_histograms_selected(ms), 1);
+    labels_free(h);
+    buf_cleanup(&err);
+    memstore_free(ms);
+}
+
+static void test_clear_errors_and_cap(void **state)
+{
+    (void)state;
+    memstore *ms = memstore_new(3);
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(memstore_append(ms, labels_empty(), 0, 1, &err), -EINVAL);
+    assert_non_null(strstr(buf_cstr(&err), "empty label set"));
+    append(ms, "a", 0, 1);
+    append(ms, "a", 1, 1);
+    append(ms, "b", 0, 1);
+    labels *a = L("a");
+    buf_reset(&err);
+    assert_int_equal(memstore_append(ms, a, 2, 1, &err), -E2BIG);
+    assert_non_null(strstr(buf_cstr(&err), "at most 3"));
+    /* Replacing needs no room. */
+    assert_int_equal(memstore_append(ms, a, 1, 9, &err), 0);
+    assert_int_equal(memstore_point_count(ms), 3);
+    memstore_clear(ms);
+    assert_int_equal(memstore_series_count(ms), 0);
+    assert_int_equal(memstore_point_count(ms), 0);
+    assert_select(ms, "a", 0, 10, "");
+    append(ms, "a", 5, 2);
+    assert_select(ms, "a", 0, 10, "{__name__=\"a\"} 5=2\n");
+    labels_free(a);
+    buf_cleanup(&err);
+    memstore_free(ms);
+}
+
+static void test_many_series_random_order(void **state)
+{
+    (void)state;
+    memstore *ms = memstore_new(0);
+    /* 200 series x 50 points appended in a scrambled order. */
+    for (int k = 0; k < 10000; k++) {
+        int i = (k * 7919) % 10000;
+        char sel[64];
+        snprintf(sel, sizeof sel, "m{s=\"%03d\"}", i % 200);
+        append(ms, sel, (int64_t)(i / 200) * 1000, i / 200);
+    }
+    assert_int_equal(memstore_series_count(ms), 200);
+    assert_int_equal(memstore_point_count(ms), 10000);
+    label_matcher *m;
+    size_t n;
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(labels_parse_selector("m", 1, &m, &n, &err), 0);
+    promql_matrix mx = {0};
+    assert_int_equal(memstore_select(ms, m, n, 10000, 19000, &mx, &err), 0);
+    assert_int_equal(mx.n, 200);
+    for (size_t i = 0; i < mx.n; i++) {
+        if (i) assert_true(labels_compare(mx.v[i - 1].metric, mx.v[i].metric) < 0);
+        assert_int_equal(mx.v[i].n, 10);
+        for (size_t k = 0; k < mx.v[i].n; k++)
+            assert_true(mx.v[i].pts[k].t == (int64_t)(10 + k) * 1000 &&
+                        mx.v[i].pts[k].v == (double)(10 + k));
+    }
+    for (size_t i = 0; i < mx.n; i++) {
+        labels_free(mx.v[i].metric);
+        mem_free(mx.v[i].pts);
+    }
+    mem_free(mx.v);
+    labels_matchers_free(m, n);
+    buf_cleanup(&err);
+    memstore_free(ms);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_append_orders_and_replaces),
+        cmocka_unit_test(test_select_matchers_and_sorting),
+        cmocka_unit_test(test_histograms_are_counted_not_returned),
+        cmocka_unit_test(test_clear_errors_and_cap),
+        cmocka_unit_test(test_many_series_random_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
