@@ -579,15 +579,28 @@ static int check_call(qctx *q, const promql_node *n)
     return 0;
 }
 
-/* Times, offsets, ranges and steps beyond +-10^15 ms (31,000 years) are
- * refused so that no sum of them can overflow. */
-#define TIME_LIMIT_MS 1000000000000000LL
+/* Offsets, ranges and steps beyond +-10^15 ms (31,000 years; Go's
+ * durations end at 292 years) and times beyond +-2 * 10^18 ms are refused,
+ * so that no sum of them can overflow: a time plus one offset, range, step
+ * and lookback per nesting level (PROMQL_MAX_DEPTH) stays below 2^63 ms.
+ * Times as far out as the API accepts (time=1e15 seconds) still evaluate, as
+ * in Prometheus, to an empty result. */
+#define DURATION_LIMIT_MS 1000000000000000LL
+#define TIME_LIMIT_MS 2000000000000000000LL
+
+static int out_of_range(qctx *q)
+{
+    return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "time or duration out of range");
+}
 
 static int check_time(qctx *q, int64_t v)
 {
-    if (v > TIME_LIMIT_MS || v < -TIME_LIMIT_MS)
-        return qfail(q, PROMQL_ERR_BAD_DATA, -EINVAL, "time or duration out of range");
-    return 0;
+    return v > TIME_LIMIT_MS || v < -TIME_LIMIT_MS ? out_of_range(q) : 0;
+}
+
+static int check_dur(qctx *q, int64_t v)
+{
+    return v > DURATION_LIMIT_MS || v < -DURATION_LIMIT_MS ? out_of_range(q) : 0;
 }
 
 #define NOMEM(q) qfail((q), PROMQL_ERR_INTERNAL, -ENOMEM, "out of memory")
@@ -658,7 +671,7 @@ static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
         } else {
             p->range = n->matrix.range_ms;
         }
-        if ((rc = check_time(q, p->range))) return rc;
+        if ((rc = check_dur(q, p->range))) return rc;
         p->anchored = p->a->anchored;
         p->smoothed = p->a->smoothed;
         break;
@@ -679,8 +692,8 @@ static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
             p->range = n->subquery.range_ms;
         }
         plan_at(q, &n->subquery.at, p);
-        if ((rc = check_time(q, p->orig_offset)) || (rc = check_time(q, p->step)) ||
-            (rc = check_time(q, p->range)) || (rc = check_time(q, p->at)))
+        if ((rc = check_dur(q, p->orig_offset)) || (rc = check_dur(q, p->step)) ||
+            (rc = check_dur(q, p->range)) || (rc = check_time(q, p->at)))
             return rc;
         if (p->step == 0 && n->subquery.step_ns != 0)
             return exec_fail(q, "unexpected error: runtime error: integer divide by zero");
@@ -714,7 +727,7 @@ static int plan_build(qctx *q, const promql_node *n, pnode **out, int depth)
         if ((rc = plan_offset(q, &n->vector.offset, &p->orig_offset))) return rc;
         p->offset = p->orig_offset;
         plan_at(q, &n->vector.at, p);
-        if ((rc = check_time(q, p->orig_offset)) || (rc = check_time(q, p->at))) return rc;
+        if ((rc = check_dur(q, p->orig_offset)) || (rc = check_time(q, p->at))) return rc;
         p->anchored = n->vector.anchored;
         p->smoothed = n->vector.smoothed;
         break;
@@ -3714,7 +3727,7 @@ int promql_eval(const promql_engine_options *opts, const promql_queryable *src,
     q.qstep = query->step_ms;
     bool instant = query->start_ms == query->end_ms && query->step_ms == 0;
     if ((rc = check_time(&q, q.qstart)) || (rc = check_time(&q, q.qend)) ||
-        (rc = check_time(&q, q.qstep)))
+        (rc = check_dur(&q, q.qstep)) || (rc = check_dur(&q, q.lookback)))
         goto done;
     enum promql_type rtype = promql_node_type(root);
     if (!instant) {

@@ -1339,6 +1339,17 @@ static void test_limits(void **state)
     o.cancel = &cancel;
     assert_int_equal(eval_text(&m, "sum(x)", 1000000, &o, &v, &err), -ECANCELED);
     assert_string_equal(buf_cstr(&err.msg), "query was canceled in expression evaluation");
+    o.cancel = NULL;
+    /* Far times evaluate (time=1e15 seconds is a valid API time); times and
+     * durations that could overflow a sum are refused. */
+    assert_int_equal(eval_text(&m, "x", 1000000000000000000LL, &o, &v, &err), 0);
+    assert_int_equal(v.type, PROMQL_TYPE_VECTOR);
+    assert_int_equal(v.vector.n, 0);
+    promql_value_cleanup(&v);
+    assert_int_equal(eval_text(&m, "x", 3000000000000000000LL, &o, &v, &err), -EINVAL);
+    assert_string_equal(buf_cstr(&err.msg), "time or duration out of range");
+    assert_int_equal(err.kind, PROMQL_ERR_BAD_DATA);
+    assert_int_equal(eval_text(&m, "x", -3000000000000000000LL, &o, &v, &err), -EINVAL);
     promql_error_cleanup(&err);
     memstore_clear(&m);
 }
