@@ -31,7 +31,7 @@
 #include "mem.h"
 #include "promql/anno.h"
 #include "promql/func.h"
-#include "promql/gosort.h"
+#include "promql/sort.h"
 #include "promql/parse.h"
 #include "regex.h"
 #include "strutil.h"
@@ -2209,8 +2209,8 @@ static void heap_push(hgroup *g, hsample s, bool rev)
     heap_up(g->heap, g->hn - 1, rev);
 }
 
-/* sort.Sort(sort.Reverse(heap)) for the final topk/bottomk order:
- * Reverse(h).Less(i, j) = h.Less(j, i). */
+/* The final topk/bottomk order, as Prometheus sorts its heap in reverse
+ * (Reverse(h).Less(i, j) = h.Less(j, i)); stable, see promql/sort.h. */
 typedef struct hsort {
     hsample *h;
     bool rev;
@@ -2231,8 +2231,8 @@ static void hsort_swap(void *ctx, size_t i, size_t j)
 static void sort_heap_output(hsample *h, size_t n, bool rev)
 {
     hsort x = {h, rev};
-    promql_gosort_iface d = {&x, hsort_less, hsort_swap};
-    promql_gosort(&d, n);
+    promql_sort_iface d = {&x, hsort_less, hsort_swap};
+    promql_sort_stable(&d, n);
 }
 
 typedef struct fparams {

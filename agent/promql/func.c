@@ -12,7 +12,7 @@
 
 #include "expfmt.h"
 #include "mem.h"
-#include "promql/gosort.h"
+#include "promql/sort.h"
 #include "strutil.h"
 
 /* ---- numeric helpers ------------------------------------------------------ */
@@ -1054,7 +1054,7 @@ DATE(year, D_YEAR)
 
 /* ---- sorting --------------------------------------------------------------------- */
 
-/* Go's sort.Sort over samples with a "less" on two samples. */
+/* Stable sort of samples with a "less" on two samples (promql/sort.h). */
 typedef bool (*less_fn)(const promql_esample *a, const promql_esample *b, void *ctx);
 
 typedef struct vsort {
@@ -1080,8 +1080,8 @@ static void vsort_swap(void *ctx, size_t i, size_t j)
 static void sort_vec(promql_esample *v, size_t n, less_fn less, void *ctx)
 {
     vsort x = {v, less, ctx};
-    promql_gosort_iface d = {&x, vsort_less, vsort_swap};
-    promql_gosort(&d, n);
+    promql_sort_iface d = {&x, vsort_less, vsort_swap};
+    promql_sort_stable(&d, n);
 }
 
 /* sort(): sort.Reverse(vectorByReverseValueHeap): i before j when j is NaN
@@ -1424,11 +1424,11 @@ static void bucket_swap(void *ctx, size_t i, size_t j)
     b[j] = t;
 }
 
-/* slices.SortFunc(buckets, by upper bound) */
+/* Buckets by upper bound (Prometheus: slices.SortFunc; stable here). */
 static void sort_buckets(bucket *b, size_t n)
 {
-    promql_gosort_iface d = {b, bucket_less, bucket_swap};
-    promql_gosort(&d, n);
+    promql_sort_iface d = {b, bucket_less, bucket_swap};
+    promql_sort_stable(&d, n);
 }
 
 static size_t merge_equal_bounds(bucket *b, size_t n)

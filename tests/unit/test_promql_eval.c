@@ -36,7 +36,7 @@
 #include "promql/ast.h"
 #include "promql/eval.h"
 #include "promql/func.h"
-#include "promql/gosort.h"
+#include "promql/sort.h"
 #include "promql/parse.h"
 #include "regex.h"
 #include "strutil.h"
@@ -1227,9 +1227,12 @@ static void test_annotations_dedup_and_render(void **state)
     promql_anno_cleanup(&s);
 }
 
-/* gosort sorts any input (patterns that drive pdqsort into every branch). */
+/* promql_sort_stable sorts any input and keeps equal keys in input order;
+ * elements carry their input position to check that. */
 typedef struct ints {
     int *v;
+    size_t *orig;
+    size_t swaps;
 } ints;
 
 static bool ints_less(void *ctx, size_t i, size_t j)
@@ -1244,17 +1247,22 @@ static void ints_swap(void *ctx, size_t i, size_t j)
     int t = x->v[i];
     x->v[i] = x->v[j];
     x->v[j] = t;
+    size_t o = x->orig[i];
+    x->orig[i] = x->orig[j];
+    x->orig[j] = o;
+    x->swaps++;
 }
 
-static void test_gosort(void **state)
+static void test_sort_stable(void **state)
 {
     (void)state;
-    static const size_t sizes[] = {0, 1, 2, 12, 13, 49, 50, 51, 100, 1000, 5000};
+    static const size_t sizes[] = {0, 1, 2, 12, 15, 16, 17, 31, 33, 100, 1000, 5000};
     unsigned seed = 1;
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         size_t n = sizes[si];
         for (int pattern = 0; pattern < 6; pattern++) {
             int *v = mem_calloc(n ? n : 1, sizeof *v);
+            size_t *orig = mem_calloc(n ? n : 1, sizeof *orig);
             long sum = 0;
             for (size_t i = 0; i < n; i++) {
                 switch (pattern) {
@@ -1265,18 +1273,23 @@ static void test_gosort(void **state)
                 case 4: v[i] = (int)rand_r(&seed); break;       /* random */
                 default: v[i] = (int)(i % 2 ? n - i : i); break; /* saw */
                 }
+                orig[i] = i;
                 sum += v[i];
             }
-            ints x = {v};
-            promql_gosort_iface d = {&x, ints_less, ints_swap};
-            promql_gosort(&d, n);
+            ints x = {v, orig, 0};
+            promql_sort_iface d = {&x, ints_less, ints_swap};
+            promql_sort_stable(&d, n);
             long sum2 = 0;
             for (size_t i = 0; i < n; i++) {
                 sum2 += v[i];
                 if (i) assert_true(v[i - 1] <= v[i]);
+                if (i && v[i - 1] == v[i]) assert_true(orig[i - 1] < orig[i]);
             }
             assert_true(sum == sum2);
+            assert_true(x.swaps < (n ? n : 1));
+            if (pattern == 0 || pattern == 2) assert_int_equal(x.swaps, 0);
             mem_free(v);
+            mem_free(orig);
         }
     }
 }
@@ -1429,7 +1442,7 @@ int main(void)
         cmocka_unit_test(test_format_float_f),
         cmocka_unit_test(test_quantile_and_kahan),
         cmocka_unit_test(test_annotations_dedup_and_render),
-        cmocka_unit_test(test_gosort),
+        cmocka_unit_test(test_sort_stable),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_max_samples_exact),
         cmocka_unit_test(test_corpus_files),
