@@ -52,6 +52,7 @@ void promql_matrix_cleanup(promql_matrix *m)
     for (size_t i = 0; i < m->n; i++) {
         labels_free(m->v[i].metric);
         mem_free(m->v[i].pts);
+        mem_free(m->v[i].st);
     }
     mem_free(m->v);
     m->v = NULL;
@@ -128,8 +129,10 @@ static void series_free(promql_series *s)
 {
     labels_free(s->metric);
     mem_free(s->pts);
+    mem_free(s->st);
     s->metric = NULL;
     s->pts = NULL;
+    s->st = NULL;
     s->n = s->cap = 0;
 }
 
@@ -294,6 +297,7 @@ typedef struct qctx {
     int64_t qstart, qend, qstep;
     int64_t lookback, max_samples, default_step;
     bool delayed;
+    bool use_st; /* use_start_timestamps */
     struct timespec deadline;
     const atomic_bool *cancel;
     int64_t cur; /* Prometheus's currentSamples */
@@ -946,7 +950,11 @@ static void set_offsets_for_at(int64_t t, pnode *n)
 
 /* ---- reading series ------------------------------------------------------------------- */
 
-static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, promql_matrix *out)
+/* Selects the series of `vs` in [mint, maxt]. Their start timestamps are
+ * kept only if `want_st` and the query uses them; otherwise each series'
+ * st is NULL. */
+static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want_st,
+                 promql_matrix *out)
 {
     buf e;
     buf_init(&e, 4096);
@@ -964,6 +972,13 @@ static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, promql_ma
         return -EIO;
     }
     buf_cleanup(&e);
+    if (!want_st || !q->use_st) {
+        for (size_t i = 0; i < out->n; i++) {
+            if (!out->v[i].st) continue;
+            mem_free(out->v[i].st);
+            out->v[i].st = NULL;
+        }
+    }
     return 0;
 }
 
@@ -972,9 +987,17 @@ static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, promql_ma
 static void drop_stale(promql_series *s)
 {
     size_t k = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        if (strutil_is_stale_nan(s->pts[i].v)) continue;
-        s->pts[k++] = s->pts[i];
+    if (s->st) {
+        for (size_t i = 0; i < s->n; i++) {
+            if (strutil_is_stale_nan(s->pts[i].v)) continue;
+            s->st[k] = s->st[i];
+            s->pts[k++] = s->pts[i];
+        }
+    } else {
+        for (size_t i = 0; i < s->n; i++) {
+            if (strutil_is_stale_nan(s->pts[i].v)) continue;
+            s->pts[k++] = s->pts[i];
+        }
     }
     s->n = k;
 }
@@ -1325,7 +1348,7 @@ static int eval_series(evaluator *ev, promql_matrix *raw, int64_t offset, bool h
 static int eval_vsel(evaluator *ev, pnode *n, promql_matrix *out)
 {
     promql_matrix raw;
-    int rc = fetch(ev->q, n, n->sel_mint, n->sel_maxt, &raw);
+    int rc = fetch(ev->q, n, n->sel_mint, n->sel_maxt, false, &raw);
     if (rc) return rc;
     if (n->smoothed) {
         memset(out, 0, sizeof *out);
@@ -1403,7 +1426,7 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
         maxt += q->lookback;
     }
     promql_matrix raw;
-    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, &raw);
+    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, false, &raw);
     if (rc) return rc;
     for (size_t i = 0; i < raw.n; i++) {
         promql_series *s = &raw.v[i];
@@ -2837,12 +2860,14 @@ static int step_vec_call(step_env *e, void *ctx)
     return 0;
 }
 
-/* timestamp(selector): the timestamps of the samples themselves. */
+/* timestamp(selector): the timestamps of the samples themselves;
+ * start_timestamp(selector): their start timestamps (0 when unknown). */
 typedef struct ts_ctx {
     pnode *vs;
     promql_matrix raw;
     size_t *cursor;
     pnode *call;
+    bool start; /* start_timestamp */
 } ts_ctx;
 
 static int step_timestamp(step_env *e, void *ctx)
@@ -2853,12 +2878,17 @@ static int step_timestamp(step_env *e, void *ctx)
     promql_evec in = {0};
     int rc = 0;
     for (size_t i = 0; i < c->raw.n; i++) {
+        const promql_series *s = &c->raw.v[i];
         promql_fpoint p;
-        if (!sample_at(&c->raw.v[i], &c->cursor[i], e->ts - offset, q->lookback, &p)) continue;
-        promql_evec_push(&in, c->raw.v[i].metric, 0, p.t, false);
+        if (!sample_at(s, &c->cursor[i], e->ts - offset, q->lookback, &p)) continue;
+        /* sample_at leaves the cursor just past the point it returns */
+        int64_t t = c->start ? (s->st ? s->st[c->cursor[i] - 1] : 0) : p.t;
+        promql_evec_push(&in, s->metric, 0, t, false);
         if ((rc = add_samples(q, 1))) break;
     }
-    if (!rc) {
+    /* Without use-start-timestamps, start_timestamp() reads the samples
+     * (they count) but returns nothing, as in Prometheus. */
+    if (!rc && !(c->start && !q->use_st)) {
         for (size_t i = 0; i < in.n; i++) {
             const labels *m = q->delayed ? in.v[i].metric : promql_drop_metric_name(e->lc, in.v[i].metric);
             promql_evec_push(e->out, m, (double)in.v[i].t / 1000, e->ts, true);
@@ -2874,15 +2904,11 @@ static int eval_timestamp_vsel(evaluator *ev, pnode *n, pnode *vs, promql_matrix
     memset(&c, 0, sizeof c);
     c.vs = vs;
     c.call = n;
-    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, &c.raw);
+    c.start = !strcmp(n->fdef->name, "start_timestamp");
+    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, c.start, &c.raw);
     if (rc) return rc;
     c.cursor = mem_calloc(c.raw.n ? c.raw.n : 1, sizeof *c.cursor);
-    if (!strcmp(n->fdef->name, "start_timestamp")) {
-        /* No start timestamps in float data: nothing to return. */
-        memset(out, 0, sizeof *out);
-    } else {
-        rc = range_eval(ev, NULL, 0, NULL, step_timestamp, &c, out);
-    }
+    rc = range_eval(ev, NULL, 0, NULL, step_timestamp, &c, out);
     mem_free(c.cursor);
     promql_matrix_cleanup(&c.raw);
     return rc;
@@ -3097,7 +3123,10 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
                        fname);
         goto done;
     }
-    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, &raw)))
+    /* Start timestamps reach a function only from a range selector:
+     * subqueries (like every expression) have none. */
+    bool want_st = fd->flags & PROMQL_F_ST;
+    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, &raw)))
         goto done;
 
     bool keep_name = fd->flags & PROMQL_F_KEEP_NAME;
@@ -3133,10 +3162,22 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
         fc.resets = NULL;
         if ((fd->flags & PROMQL_F_RESETS) && s->n <= UINT32_MAX) {
             nresets = 0;
-            for (size_t k = 1; k < s->n; k++) {
-                if (s->pts[k].v < s->pts[k - 1].v) {
-                    resets = mem_grow(resets, sizeof *resets, nresets + 1, &resets_cap);
-                    resets[nresets++] = (uint32_t)k;
+            const promql_fpoint *p = s->pts;
+            const int64_t *st = s->st;
+            if (st) {
+                for (size_t k = 1; k < s->n; k++) {
+                    if (p[k].v < p[k - 1].v ||
+                        promql_st_reset(st[k - 1], p[k - 1].t, st[k], p[k].t)) {
+                        resets = mem_grow(resets, sizeof *resets, nresets + 1, &resets_cap);
+                        resets[nresets++] = (uint32_t)k;
+                    }
+                }
+            } else {
+                for (size_t k = 1; k < s->n; k++) {
+                    if (p[k].v < p[k - 1].v) {
+                        resets = mem_grow(resets, sizeof *resets, nresets + 1, &resets_cap);
+                        resets[nresets++] = (uint32_t)k;
+                    }
                 }
             }
             static const uint32_t no_resets[1];
@@ -3178,6 +3219,7 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
             if (hi == lo) continue;
             fc.ts = ts;
             fc.pts = s->pts + lo;
+            fc.st = s->st ? s->st + lo : NULL;
             fc.n = hi - lo;
             fc.base = lo;
             double v;
@@ -3699,6 +3741,7 @@ int promql_eval(const promql_engine_options *opts, const promql_queryable *src,
     q.default_step =
         opts->default_subquery_step_ms > 0 ? opts->default_subquery_step_ms : DEFAULT_SUBQUERY_STEP_MS;
     q.delayed = opts->delayed_name_removal;
+    q.use_st = opts->use_start_timestamps;
     q.cancel = opts->cancel;
     int64_t timeout = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     clock_gettime(CLOCK_MONOTONIC, &q.deadline);

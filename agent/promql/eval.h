@@ -51,6 +51,10 @@ typedef struct promql_series {
     promql_fpoint *pts; /* in time order */
     size_t n, cap;
     bool drop_name;
+    /* Start timestamps (ms; 0 = unknown), one per point of pts, or NULL
+     * when the series has none. Owned. Only a data source that records
+     * them sets this (the store does not); results never carry them. */
+    int64_t *st;
 } promql_series;
 
 typedef struct promql_matrix {
@@ -82,9 +86,11 @@ typedef struct promql_queryable {
     void *ctx;
     /* Fills *out with the series that match every matcher and have samples
      * in [mint, maxt], each with its samples in [mint, maxt] in time order
-     * (staleness markers included), sorted by labels. *out is empty on
-     * entry; the engine takes what is put in it. Returns 0, or a negative
-     * errno with a message appended to err. */
+     * (staleness markers included), sorted by labels. A source that records
+     * sample start timestamps may set each series' `st`; one that does not
+     * leaves it NULL. *out is empty on entry; the engine takes what is put
+     * in it. Returns 0, or a negative errno with a message appended to
+     * err. */
     int (*select)(void *ctx, const label_matcher *ms, size_t n, int64_t mint, int64_t maxt,
                   promql_matrix *out, buf *err);
 } promql_queryable;
@@ -98,6 +104,14 @@ typedef struct promql_engine_options {
     int64_t default_subquery_step_ms; /* 0 = 1 minute (the rule evaluation interval for rules) */
     /* Prometheus 3.x feature flags that change results. */
     bool delayed_name_removal; /* promql-delayed-name-removal */
+    /* use-start-timestamps: rate, increase, irate and resets read the start
+     * timestamps of the samples a range selector gives them (a start
+     * timestamp after the previous sample is a counter reset, and rate and
+     * increase assume a zero at a start timestamp inside the range instead
+     * of extrapolating to the left); start_timestamp(selector) returns
+     * them. Off: start timestamps are ignored and start_timestamp() returns
+     * nothing, as in Prometheus. */
+    bool use_start_timestamps;
     /* Set to true from another thread to cancel (client went away). */
     const atomic_bool *cancel;
 } promql_engine_options;

@@ -307,6 +307,12 @@ static size_t metric_name(const labels *ls, const char **name)
 
 /* ---- range functions ---------------------------------------------------------- */
 
+static uint32_t arg_pos(const promql_fcall *c, size_t i)
+{
+    if (i >= c->call->call.nargs) return c->call->pos.start;
+    return promql_unparen(c->call->call.args[i])->pos.start;
+}
+
 static double range_secs(const promql_fcall *c)
 {
     return (double)c->range_ms / 1000.0;
@@ -389,15 +395,42 @@ static int extended_rate(const promql_fcall *c, double *out, bool counter, bool 
     return 1;
 }
 
+/* Warns (once per window) if a start timestamp of the window overlaps
+ * the previous sample. */
+static void warn_st_overlap(const promql_fcall *c)
+{
+    for (size_t i = 1; i < c->n; i++) {
+        if (!promql_st_overlap(c->st[i - 1], c->pts[i - 1].t, c->st[i])) continue;
+        const char *name;
+        size_t nl = metric_name(c->metric, &name);
+        buf q;
+        buf_init(&q, BUF_UNLIMITED);
+        expfmt_quote_go(buf_sink, &q, name, nl);
+        promql_anno_add(c->anno, PROMQL_ANNO_WARNING, arg_pos(c, 0),
+                        "sample has start time that overlaps with previous sample timestamp for "
+                        "metric %s",
+                        buf_cstr(&q));
+        buf_cleanup(&q);
+        return;
+    }
+}
+
 static int extrapolated_rate(const promql_fcall *c, double *out, bool counter, bool is_rate)
 {
     if (c->anchored || c->smoothed) return extended_rate(c, out, counter, is_rate);
     const promql_fpoint *p = c->pts;
     size_t n = c->n;
-    if (n < 2) return 0;
     int64_t range_start = c->ts - (c->range_ms + c->offset_ms);
     int64_t range_end = c->ts - c->offset_ms;
+    /* Start timestamps matter for counters only. One of the first sample
+     * that lies inside the range (which is left-open) says that the
+     * counter was 0 then: the increase is measured from there instead of
+     * being extrapolated to the left, even from a single sample. */
+    const int64_t *st = counter ? c->st : NULL;
+    bool from_st = st && st[0] != 0 && st[0] > range_start && st[0] < p[0].t;
+    if (n < 2 && !from_st) return 0;
     double result = p[n - 1].v - p[0].v;
+    if (st) warn_st_overlap(c);
     if (counter && c->resets) {
         /* the same additions in the same order, found without a scan */
         size_t lo = 0, hi = c->nresets, first = c->base + 1, last = c->base + n - 1;
@@ -408,6 +441,10 @@ static int extrapolated_rate(const promql_fcall *c, double *out, bool counter, b
         }
         for (size_t r = lo; r < c->nresets && c->resets[r] <= last; r++)
             result += p[c->resets[r] - c->base - 1].v;
+    } else if (st) {
+        for (size_t i = 1; i < n; i++)
+            if (p[i].v < p[i - 1].v || promql_st_reset(st[i - 1], p[i - 1].t, st[i], p[i].t))
+                result += p[i - 1].v;
     } else if (counter) {
         for (size_t i = 1; i < n; i++)
             if (p[i].v < p[i - 1].v) result += p[i - 1].v;
@@ -416,13 +453,20 @@ static int extrapolated_rate(const promql_fcall *c, double *out, bool counter, b
     double to_start = (double)(first_t - range_start) / 1000;
     double to_end = (double)(range_end - last_t) / 1000;
     double sampled = (double)(last_t - first_t) / 1000;
-    double avg = sampled / (double)(n - 1);
+    double avg = n > 1 ? sampled / (double)(n - 1) : 0;
     double threshold = avg * 1.1;
-    if (to_start >= threshold) to_start = avg / 2;
-    if (counter) {
-        double to_zero = to_start;
-        if (result > 0 && p[0].v >= 0) to_zero = sampled * (p[0].v / result);
-        if (to_zero < to_start) to_start = to_zero;
+    if (from_st) {
+        /* With a single sample avg is 0: no extrapolation to the right. */
+        to_start = 0;
+        sampled = (double)(last_t - st[0]) / 1000;
+        result += p[0].v;
+    } else {
+        if (to_start >= threshold) to_start = avg / 2;
+        if (counter) {
+            double to_zero = to_start;
+            if (result > 0 && p[0].v >= 0) to_zero = sampled * (p[0].v / result);
+            if (to_zero < to_start) to_start = to_zero;
+        }
     }
     if (to_end >= threshold) to_end = avg / 2;
     double factor = 1.0;
@@ -454,7 +498,10 @@ static int instant_value(const promql_fcall *c, double *out, bool is_rate)
     int64_t interval = b.t - a.t;
     if (interval == 0) return 0;
     double r = b.v;
-    if (!is_rate || !(b.v < a.v)) r = b.v - a.v;
+    bool reset = b.v < a.v;
+    if (is_rate && !reset && c->st)
+        reset = promql_st_reset(c->st[c->n - 2], a.t, c->st[c->n - 1], b.t);
+    if (!is_rate || !reset) r = b.v - a.v;
     if (is_rate) r /= (double)interval / 1000;
     *out = r;
     return 1;
@@ -542,8 +589,15 @@ static int f_resets(const promql_fcall *c, double *out)
     size_t first;
     if (!first_index(c, &first)) return 0;
     int resets = 0;
-    for (size_t i = first + 1; i < c->n; i++)
-        if (c->pts[i].v < c->pts[i - 1].v) resets++;
+    const promql_fpoint *p = c->pts;
+    if (c->st) {
+        for (size_t i = first + 1; i < c->n; i++)
+            if (p[i].v < p[i - 1].v || promql_st_reset(c->st[i - 1], p[i - 1].t, c->st[i], p[i].t))
+                resets++;
+    } else {
+        for (size_t i = first + 1; i < c->n; i++)
+            if (p[i].v < p[i - 1].v) resets++;
+    }
     *out = resets;
     return 1;
 }
@@ -679,12 +733,6 @@ static int f_ts_of_max_over_time(const promql_fcall *c, double *out)
 static int f_ts_of_min_over_time(const promql_fcall *c, double *out)
 {
     return compare_over_time(c, out, CMP_TS_MIN);
-}
-
-static uint32_t arg_pos(const promql_fcall *c, size_t i)
-{
-    if (i >= c->call->call.nargs) return c->call->pos.start;
-    return promql_unparen(c->call->call.args[i])->pos.start;
 }
 
 static int f_quantile_over_time(const promql_fcall *c, double *out)
@@ -1712,9 +1760,9 @@ static const promql_fdef fdefs[] = {
     {"histogram_sum", NULL, f_nothing, 0},
     {"hour", NULL, f_hour, AT_UNSAFE},
     {"idelta", f_idelta, NULL, 0},
-    {"increase", f_increase, NULL, ANCH | SMOOTH | PROMQL_F_RESETS},
+    {"increase", f_increase, NULL, ANCH | SMOOTH | PROMQL_F_RESETS | PROMQL_F_ST},
     {"info", NULL, NULL, PROMQL_F_SPECIAL},
-    {"irate", f_irate, NULL, 0},
+    {"irate", f_irate, NULL, PROMQL_F_ST},
     {"label_join", NULL, NULL, PROMQL_F_SPECIAL},
     {"label_replace", NULL, NULL, PROMQL_F_SPECIAL},
     {"last_over_time", f_last_over_time, NULL, PROMQL_F_KEEP_NAME},
@@ -1734,8 +1782,8 @@ static const promql_fdef fdefs[] = {
     {"quantile_over_time", f_quantile_over_time, NULL, 0},
     {"rad", NULL, f_rad, 0},
     {"range", NULL, NULL, AT_UNSAFE | PROMQL_F_QUERY_CONST},
-    {"rate", f_rate, NULL, ANCH | SMOOTH | PROMQL_F_RESETS},
-    {"resets", f_resets, NULL, ANCH},
+    {"rate", f_rate, NULL, ANCH | SMOOTH | PROMQL_F_RESETS | PROMQL_F_ST},
+    {"resets", f_resets, NULL, ANCH | PROMQL_F_ST},
     {"round", NULL, f_round, 0},
     {"scalar", NULL, f_scalar, 0},
     {"sgn", NULL, f_sgn, 0},

@@ -136,10 +136,15 @@ typedef struct promql_fcall {
     int64_t range_ms, offset_ms;
     bool anchored, smoothed;
     /* optional, for PROMQL_F_RESETS functions: the indexes i of the whole
-     * series where pts[i] < pts[i - 1], ascending, and the index of this
-     * window's first point in the series */
+     * series where a counter reset lies between pts[i - 1] and pts[i]
+     * (pts[i] < pts[i - 1], or promql_st_reset() of their start
+     * timestamps), ascending, and the index of this window's first point
+     * in the series */
     const uint32_t *resets;
     size_t nresets, base;
+    /* optional, for PROMQL_F_ST functions: the start timestamps of pts (0 =
+     * unknown), NULL when the series has none */
+    const int64_t *st;
 } promql_fcall;
 
 /* Returns 1 and sets *out if the window yields a value, 0 if not, or a
@@ -157,7 +162,30 @@ enum {
     PROMQL_F_SPECIAL = 1 << 5,        /* evaluated by eval.c itself */
     PROMQL_F_QUERY_CONST = 1 << 6,    /* start(), end(), range(), step(): folded per query */
     PROMQL_F_RESETS = 1 << 7,         /* uses promql_fcall.resets when given */
+    PROMQL_F_ST = 1 << 8,             /* uses promql_fcall.st (use_start_timestamps) */
 };
+
+/* Whether the start timestamp cur_st of the sample at cur_t says that the
+ * counter was reset after the previous sample (prev_st, prev_t): no for
+ * an unknown (0) start, one at or after cur_t (invalid, or OTel's
+ * "unknown start"), or one before prev_t; yes for one after prev_t. A
+ * start equal to prev_t is a reset only if the previous sample's start
+ * is known, valid and not prev_t itself (a delta sample, not a cumulative
+ * series whose start is unknown). Prometheus's isStartTimestampReset. */
+static inline bool promql_st_reset(int64_t prev_st, int64_t prev_t, int64_t cur_st, int64_t cur_t)
+{
+    if (cur_st == 0 || cur_st >= cur_t || cur_st < prev_t) return false;
+    if (cur_st > prev_t) return true;
+    return prev_st != 0 && prev_st < prev_t;
+}
+
+/* Whether a start timestamp reaches back over the previous sample without
+ * being the previous sample's start: the samples' intervals overlap
+ * (Prometheus warns about it). */
+static inline bool promql_st_overlap(int64_t prev_st, int64_t prev_t, int64_t cur_st)
+{
+    return cur_st != 0 && cur_st < prev_t && cur_st != prev_st;
+}
 
 typedef struct promql_fdef {
     const char *name;

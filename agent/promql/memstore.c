@@ -11,7 +11,8 @@
 typedef struct ms_point {
     int64_t t;
     double v;
-    bool hist; /* a native histogram sample (value not kept) */
+    int64_t st; /* start timestamp; 0 = unknown */
+    bool hist;  /* a native histogram sample (value not kept) */
 } ms_point;
 
 typedef struct ms_series {
@@ -95,13 +96,15 @@ static size_t lower_bound(const ms_point *p, size_t n, int64_t t)
     return lo;
 }
 
-static int put_point(memstore *ms, const labels *ls, int64_t t, double v, bool hist, buf *err)
+static int put_point(memstore *ms, const labels *ls, int64_t t, double v, int64_t st, bool hist,
+                     buf *err)
 {
     ms_series *s = series_get(ms, ls, err);
     if (!s) return -EINVAL;
     size_t i = s->n && s->pts[s->n - 1].t < t ? s->n : lower_bound(s->pts, s->n, t);
     if (i < s->n && s->pts[i].t == t) {
         s->pts[i].v = v;
+        s->pts[i].st = st;
         s->pts[i].hist = hist;
         return 0;
     }
@@ -111,7 +114,7 @@ static int put_point(memstore *ms, const labels *ls, int64_t t, double v, bool h
     }
     s->pts = mem_grow(s->pts, sizeof *s->pts, s->n + 1, &s->cap);
     memmove(s->pts + i + 1, s->pts + i, (s->n - i) * sizeof *s->pts);
-    s->pts[i] = (ms_point){t, v, hist};
+    s->pts[i] = (ms_point){t, v, st, hist};
     s->n++;
     ms->points++;
     return 0;
@@ -119,12 +122,17 @@ static int put_point(memstore *ms, const labels *ls, int64_t t, double v, bool h
 
 int memstore_append(memstore *ms, const labels *ls, int64_t t, double v, buf *err)
 {
-    return put_point(ms, ls, t, v, false, err);
+    return put_point(ms, ls, t, v, 0, false, err);
+}
+
+int memstore_append_st(memstore *ms, const labels *ls, int64_t t, double v, int64_t st, buf *err)
+{
+    return put_point(ms, ls, t, v, st, false, err);
 }
 
 int memstore_append_histogram(memstore *ms, const labels *ls, int64_t t, buf *err)
 {
-    return put_point(ms, ls, t, 0, true, err);
+    return put_point(ms, ls, t, 0, 0, true, err);
 }
 
 size_t memstore_series_count(const memstore *ms)
@@ -150,12 +158,14 @@ int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, i
     for (size_t i = 0; i < ms->n; i++) {
         const ms_series *s = ms->series[i];
         if (!labels_match_all(s->ls, m, n)) continue;
-        size_t lo = lower_bound(s->pts, s->n, mint), hi = lo, floats = 0;
+        size_t lo = lower_bound(s->pts, s->n, mint), hi = lo, floats = 0, sts = 0;
         for (; hi < s->n && s->pts[hi].t <= maxt; hi++) {
-            if (s->pts[hi].hist)
+            if (s->pts[hi].hist) {
                 ms->hist_selected++;
-            else
+            } else {
                 floats++;
+                sts += s->pts[hi].st != 0;
+            }
         }
         if (!floats) continue;
         out->v = mem_grow(out->v, sizeof *out->v, out->n + 1, &out->cap);
@@ -164,8 +174,10 @@ int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, i
         ps->metric = labels_dup(s->ls);
         ps->pts = mem_malloc(floats * sizeof *ps->pts);
         ps->cap = floats;
+        if (sts) ps->st = mem_malloc(floats * sizeof *ps->st);
         for (size_t k = lo; k < hi; k++) {
             if (s->pts[k].hist) continue;
+            if (ps->st) ps->st[ps->n] = s->pts[k].st;
             ps->pts[ps->n++] = (promql_fpoint){s->pts[k].t, s->pts[k].v};
         }
     }

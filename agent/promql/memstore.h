@@ -46,6 +46,9 @@ void memstore_clear(memstore *ms);
  * appended to err for an empty label set; -E2BIG (store unchanged) when
  * the store already holds max_points points. */
 int memstore_append(memstore *ms, const labels *ls, int64_t t, double v, buf *err);
+/* memstore_append with the sample's start timestamp st (ms; 0 = unknown,
+ * as memstore_append): the promqltest `@st` lines. */
+int memstore_append_st(memstore *ms, const labels *ls, int64_t t, double v, int64_t st, buf *err);
 /* Records that series `ls` has a native histogram sample at t (replacing
  * a float point at t, and replaced by a later float append at t). Its
  * value is not kept until the engine has histograms. Errors as
@@ -60,9 +63,10 @@ size_t memstore_point_count(const memstore *ms);
  * (empty on entry; the caller owns what is put in it and frees it with
  * promql_matrix_cleanup) with copies of the series matching every matcher
  * that have float points in [mint, maxt], with those points in time
- * order, sorted by labels (labels_compare). Histogram points in the range
- * are left out and counted (memstore_histograms_selected). Returns 0
- * (it does not fail). */
+ * order, sorted by labels (labels_compare). A series gets start
+ * timestamps (promql_series.st) when one of those points has one.
+ * Histogram points in the range are left out and counted
+ * (memstore_histograms_selected). Returns 0 (it does not fail). */
 int memstore_select(void *ctx, const label_matcher *ms, size_t n, int64_t mint, int64_t maxt,
                     promql_matrix *out, buf *err);
 /* A promql_queryable reading this store (borrowed; valid while ms is). */

@@ -1205,40 +1205,69 @@ static size_t st_duration(const char *s, size_t len, int64_t *ms)
     return i;
 }
 
-/* Counts the positions of an @st item (`_`, `_xN`, `<d>`, `<d>xN`,
- * `<d>±<d>xN`); returns false if malformed. */
-static bool st_item(const char *s, size_t len, uint64_t *count)
+/* One item of an @st line: `count` offsets starting at `base` and
+ * stepping by `delta`, or `count` omitted positions. */
+typedef struct st_run {
+    bool omitted;
+    int64_t base, delta;
+    uint64_t count;
+} st_run;
+
+/* Parses an @st item (`_`, `_xN`, `<d>`, `<d>xN`, `<d>±<d>xN`); returns
+ * false if malformed. */
+static bool st_item(const char *s, size_t len, st_run *r)
 {
+    memset(r, 0, sizeof *r);
     if (len == 1 && s[0] == '_') {
-        *count = 1;
+        r->omitted = true;
+        r->count = 1;
         return true;
     }
-    if (len >= 2 && s[0] == '_' && s[1] == 'x')
-        return parse_uint10(s + 2, len - 2, count) && *count > 0;
-    int64_t d;
-    size_t n = st_duration(s, len, &d);
+    if (len >= 2 && s[0] == '_' && s[1] == 'x') {
+        r->omitted = true;
+        return parse_uint10(s + 2, len - 2, &r->count) && r->count > 0;
+    }
+    size_t n = st_duration(s, len, &r->base);
     if (!n) return false;
     if (n == len) {
-        *count = 1;
+        r->count = 1;
         return true;
     }
     if (s[n] == 'x') {
-        if (!parse_uint10(s + n + 1, len - n - 1, count) || *count == UINT64_MAX) return false;
-        (*count)++;
+        if (!parse_uint10(s + n + 1, len - n - 1, &r->count) || r->count == UINT64_MAX)
+            return false;
+        r->count++;
         return true;
     }
     if (s[n] != '+' && s[n] != '-') return false;
-    size_t m = st_duration(s + n + 1, len - n - 1, &d);
+    size_t m = st_duration(s + n + 1, len - n - 1, &r->delta);
     if (!m || n + 1 + m >= len || s[n + 1 + m] != 'x') return false;
+    if (s[n] == '-') r->delta = -r->delta;
     size_t k = n + 1 + m + 1;
-    if (!parse_uint10(s + k, len - k, count) || *count == UINT64_MAX) return false;
-    (*count)++;
+    if (!parse_uint10(s + k, len - k, &r->count) || r->count == UINT64_MAX) return false;
+    r->count++;
     return true;
 }
 
-/* Parses `metric@st <items>`: the metric and the number of positions. */
-static int parse_st_line(pctx *c, size_t idx, const char *s, size_t len, labels **ls,
-                         uint64_t *count)
+/* A parsed @st line waiting for its sample line. */
+typedef struct st_line {
+    labels *ls; /* owned */
+    st_run *runs;
+    size_t n_runs, cap_runs;
+    uint64_t count; /* positions of all runs */
+    size_t idx;     /* line index */
+} st_line;
+
+static void st_line_cleanup(st_line *l)
+{
+    labels_free(l->ls);
+    mem_free(l->runs);
+    memset(l, 0, sizeof *l);
+}
+
+/* Parses `metric@st <items>` into *out (empty on entry; cleaned up on
+ * failure). */
+static int parse_st_line(pctx *c, size_t idx, const char *s, size_t len, st_line *out)
 {
     size_t sp_ = 0;
     while (sp_ < len && s[sp_] != ' ' && s[sp_] != '\t')
@@ -1261,8 +1290,8 @@ static int parse_st_line(pctx *c, size_t idx, const char *s, size_t len, labels 
     }
     buf_cleanup(&e);
     buf_cleanup(&m);
-    *ls = ser.ls;
-    *count = 0;
+    out->ls = ser.ls;
+    out->idx = idx;
     size_t i = sp_;
     for (;;) {
         i = skip_ws(s, len, i);
@@ -1270,15 +1299,44 @@ static int parse_st_line(pctx *c, size_t idx, const char *s, size_t len, labels 
         size_t st = i;
         while (i < len && !is_re_space(s[i]))
             i++;
-        uint64_t k;
-        if (!st_item(s + st, i - st, &k) || k > PROMQLTEST_MAX_LINE_ITEMS) {
-            labels_free(*ls);
-            *ls = NULL;
+        st_run r;
+        if (!st_item(s + st, i - st, &r)) {
+            st_line_cleanup(out);
             return perr(c, idx, "invalid @st sequence: invalid ST item \"%.*s\"", (int)(i - st),
                         s + st);
         }
-        *count += k;
+        if (r.count > PROMQLTEST_MAX_LINE_ITEMS - out->count) {
+            st_line_cleanup(out);
+            perr(c, idx, "too many values in one line (at most %zu)", PROMQLTEST_MAX_LINE_ITEMS);
+            return -E2BIG;
+        }
+        out->runs = mem_grow(out->runs, sizeof *out->runs, out->n_runs + 1, &out->cap_runs);
+        out->runs[out->n_runs++] = r;
+        out->count += r.count;
     }
+    return 0;
+}
+
+/* The offsets of an @st line, one per position (PROMQLTEST_ST_NONE for
+ * `_`), in the script's arena. Fails (-EINVAL) if one overflows. */
+static int st_expand(pctx *c, const st_line *l, int64_t **out)
+{
+    int64_t *v = xalloc(&c->s->mem, l->count * sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < l->n_runs; i++) {
+        const st_run *r = &l->runs[i];
+        int64_t off = r->base;
+        for (uint64_t j = 0; j < r->count; j++) {
+            if (r->omitted) {
+                v[k++] = PROMQLTEST_ST_NONE;
+                continue;
+            }
+            if (off == PROMQLTEST_ST_NONE || (j > 0 && __builtin_add_overflow(off, r->delta, &off)))
+                return perr(c, l->idx, "invalid @st sequence: offset out of range");
+            v[k++] = off;
+        }
+    }
+    *out = v;
     return 0;
 }
 
@@ -1332,9 +1390,7 @@ static int parse_load(pctx *c, size_t *pi)
     size_t n = 0, cap = 0;
     hmap seen;
     hmap_init(&seen);
-    labels *st_ls = NULL;
-    uint64_t st_count = 0;
-    size_t st_idx = 0;
+    st_line stl = {0};
     int rc = 0;
     while (i + 1 < c->s->n_lines) {
         size_t dl;
@@ -1342,28 +1398,27 @@ static int parse_load(pctx *c, size_t *pi)
         if (dl == 0) break;
         i++;
         if (is_st_line(d, dl)) {
-            if (st_ls) {
-                rc = perr(c, st_idx, "@st line has no following sample line");
+            if (stl.ls) {
+                rc = perr(c, stl.idx, "@st line has no following sample line");
                 break;
             }
-            if ((rc = parse_st_line(c, i, d, dl, &st_ls, &st_count)) < 0) break;
-            st_idx = i;
+            if ((rc = parse_st_line(c, i, d, dl, &stl)) < 0) break;
             continue;
         }
         promqltest_series ser;
         if ((rc = parse_series_line(c, i, d, dl, &ser)) < 0) break;
-        if (st_ls) {
-            if (!labels_equal(st_ls, ser.ls)) {
-                rc = perr(c, st_idx, "@st metric does not match the following sample line metric");
+        if (stl.ls) {
+            if (!labels_equal(stl.ls, ser.ls)) {
+                rc = perr(c, stl.idx, "@st metric does not match the following sample line metric");
                 break;
             }
-            if (st_count != ser.n) {
-                rc = perr(c, st_idx, "@st line has %" PRIu64 " values but sample line has %zu",
-                          st_count, ser.n);
+            if (stl.count != ser.n) {
+                rc = perr(c, stl.idx, "@st line has %" PRIu64 " values but sample line has %zu",
+                          stl.count, ser.n);
                 break;
             }
-            labels_free(st_ls);
-            st_ls = NULL;
+            if ((rc = st_expand(c, &stl, &ser.st)) < 0) break;
+            st_line_cleanup(&stl);
         }
         /* As test.go's map: a repeated series replaces the earlier line. */
         idx_key key = {v, sizeof *v, ser.ls};
@@ -1376,8 +1431,8 @@ static int parse_load(pctx *c, size_t *pi)
         v[n++] = ser;
         hmap_put(&seen, labels_hash(ser.ls), (void *)(uintptr_t)n);
     }
-    if (rc == 0 && st_ls) rc = perr(c, st_idx, "@st line has no following sample line");
-    labels_free(st_ls);
+    if (rc == 0 && stl.ls) rc = perr(c, stl.idx, "@st line has no following sample line");
+    st_line_cleanup(&stl);
     hmap_cleanup(&seen);
     if (rc < 0) {
         mem_free(v);
@@ -2571,10 +2626,16 @@ static int run_load(memstore *ms, const promqltest_load *ld, buf *err)
             const promqltest_item *it = &s->items[k];
             int64_t t = (int64_t)k * ld->step_ms;
             int rc = 0;
-            if (it->kind == PROMQLTEST_ITEM_FLOAT)
-                rc = memstore_append(ms, s->ls, t, it->v, err);
-            else if (it->kind == PROMQLTEST_ITEM_HISTOGRAM)
+            int64_t st = 0; /* Prometheus: a start timestamp of 0 is none */
+            if (s->st && s->st[k] != PROMQLTEST_ST_NONE &&
+                __builtin_add_overflow(t, s->st[k], &st)) {
+                buf_puts(err, "start timestamp out of range");
+                rc = -EINVAL;
+            } else if (it->kind == PROMQLTEST_ITEM_FLOAT) {
+                rc = memstore_append_st(ms, s->ls, t, it->v, st, err);
+            } else if (it->kind == PROMQLTEST_ITEM_HISTOGRAM) {
                 rc = memstore_append_histogram(ms, s->ls, t, err);
+            }
             if (rc < 0) {
                 buf_printf(err, " (series at line %" PRIu32 ")", s->line);
                 return rc;
@@ -2593,6 +2654,7 @@ static void run_eval(runner *r, memstore *ms, const promqltest_eval *ev, const p
         .timeout_ms = 100 * STRUTIL_MS_PER_SECOND,
         .default_subquery_step_ms = STRUTIL_MS_PER_MINUTE,
         .delayed_name_removal = true,
+        .use_start_timestamps = true,
     };
     promql_queryable src = memstore_queryable(ms);
     promql_query q = {.ast = ast, .expr = ast->root};
@@ -2934,8 +2996,8 @@ int promqltest_main(int argc, char **argv)
         return 2;
     }
     printf("sidewatch promql test: %d file%s; lookback 5m, max samples 10000, subquery step 1m, "
-           "delayed __name__ removal; test.go's extra checks (re-runs with @ and as range "
-           "queries) are not run\n",
+           "delayed __name__ removal, start timestamps used; test.go's extra checks (re-runs "
+           "with @ and as range queries) are not run\n",
            argc - first, argc - first == 1 ? "" : "s");
     fflush(stdout);
     promqltest_counts total = {0};

@@ -12,12 +12,13 @@
  *
  * The runner loads the data into a memstore (promql/memstore.h), parses and
  * evaluates every eval with promql_parse/promql_eval (lookback 5m, max
- * samples 10000, default subquery step 1m, delayed __name__ removal, every
- * parser option on) and compares results as test.go does. It does not run
- * test.go's extra checks (the re-runs of each instant eval with `@` and as
- * a range query), and says so in its first output line. `@st` lines
- * (start timestamps) are parsed and checked but not loaded: the engine's
- * data source has no start timestamps.
+ * samples 10000, default subquery step 1m, delayed __name__ removal, start
+ * timestamps used, every parser option on) and compares results as
+ * test.go does. It does not run test.go's extra checks (the re-runs of
+ * each instant eval with `@` and as a range query), and says so in its
+ * first output line. `name{...}@st <offsets>` lines give the start
+ * timestamps of the float samples of the line that follows (a histogram
+ * sample's start timestamp is dropped with its value).
  *
  * Native histograms do not exist in the engine yet: an eval whose
  * expectations contain `{{...}}` or whose selectors read histogram samples
@@ -83,11 +84,18 @@ typedef struct promqltest_item {
     int64_t k;                             /* negative for {{A}}-{{B}}xN */
 } promqltest_item;
 
+/* An omitted position (`_`) of an `@st` line. */
+#define PROMQLTEST_ST_NONE INT64_MIN
+
 /* A `<series> <values>` line. */
 typedef struct promqltest_series {
     labels *ls;             /* owned by the script (or by the caller of promqltest_parse_series) */
     promqltest_item *items; /* in the arena */
     size_t n;
+    /* The `@st` line before it in a load: n start-timestamp offsets from
+     * each item's time in ms (PROMQLTEST_ST_NONE for `_`), in the arena;
+     * NULL without one (and from promqltest_parse_series). */
+    int64_t *st;
     uint32_t line;   /* 1-based line in the file (0 when parsed alone) */
     bool histograms; /* some item is a histogram */
 } promqltest_series;

@@ -1,6 +1,7 @@
 /* Unit tests for promql/memstore: appends in any order, replacement at the
  * same timestamp, selection by matchers and time range, sorting, staleness
- * markers, histogram placeholders, clear and the point cap. */
+ * markers, start timestamps, histogram placeholders, clear and the point
+ * cap. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -40,7 +41,18 @@ static void append(memstore *ms, const char *sel, int64_t t, double v)
     labels_free(ls);
 }
 
-/* The matrix as text: one "labels t=v,t=v" line per series. */
+static void append_st(memstore *ms, const char *sel, int64_t t, double v, int64_t st)
+{
+    labels *ls = L(sel);
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(memstore_append_st(ms, ls, t, v, st, &err), 0);
+    buf_cleanup(&err);
+    labels_free(ls);
+}
+
+/* The matrix as text: one "labels t=v,t=v" line per series ("t=v/st"
+ * when the series has start timestamps). */
 static void select_text(memstore *ms, const char *sel, int64_t mint, int64_t maxt, buf *out)
 {
     label_matcher *m;
@@ -59,12 +71,11 @@ static void select_text(memstore *ms, const char *sel, int64_t mint, int64_t max
                 buf_printf(out, "%s%" PRId64 "=stale", k ? "," : " ", mx.v[i].pts[k].t);
             else
                 buf_printf(out, "%s%" PRId64 "=%g", k ? "," : " ", mx.v[i].pts[k].t, v);
+            if (mx.v[i].st) buf_printf(out, "/%" PRId64, mx.v[i].st[k]);
         }
         buf_putc(out, '\n');
-        labels_free(mx.v[i].metric);
-        mem_free(mx.v[i].pts);
     }
-    mem_free(mx.v);
+    promql_matrix_cleanup(&mx);
     labels_matchers_free(m, n);
     buf_cleanup(&err);
 }
@@ -152,6 +163,37 @@ static void test_histograms_are_counted_not_returned(void **state)
     memstore_free(ms);
 }
 
+static void test_start_timestamps(void **state)
+{
+    (void)state;
+    memstore *ms = memstore_new(0);
+    append(ms, "a", 0, 1);
+    append_st(ms, "a", 10, 2, 5);
+    append_st(ms, "a", 20, 3, 0);
+    append_st(ms, "b", 10, 1, 0);
+    /* Only a series with a start timestamp in the selected range has
+     * them; points without one read 0. */
+    assert_select(ms, "a", 0, 20, "{__name__=\"a\"} 0=1/0,10=2/5,20=3/0\n");
+    assert_select(ms, "a", 11, 20, "{__name__=\"a\"} 20=3\n");
+    assert_select(ms, "b", 0, 20, "{__name__=\"b\"} 10=1\n");
+    /* Replacing a point replaces its start timestamp; negative ones are
+     * times like any other. */
+    append(ms, "a", 10, 7);
+    append_st(ms, "a", 20, 8, -3);
+    assert_select(ms, "a", 0, 20, "{__name__=\"a\"} 0=1/0,10=7/0,20=8/-3\n");
+    /* Histogram points are left out together with their place. */
+    labels *h = L("a");
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(memstore_append_histogram(ms, h, 10, &err), 0);
+    append_st(ms, "a", 30, 9, 25);
+    assert_select(ms, "a", 0, 30, "{__name__=\"a\"} 0=1/0,20=8/-3,30=9/25\n");
+    assert_int_equal(memstore_point_count(ms), 5);
+    labels_free(h);
+    buf_cleanup(&err);
+    memstore_free(ms);
+}
+
 static void test_clear_errors_and_cap(void **state)
 {
     (void)state;
@@ -225,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_append_orders_and_replaces),
         cmocka_unit_test(test_select_matchers_and_sorting),
         cmocka_unit_test(test_histograms_are_counted_not_returned),
+        cmocka_unit_test(test_start_timestamps),
         cmocka_unit_test(test_clear_errors_and_cap),
         cmocka_unit_test(test_many_series_random_order),
     };

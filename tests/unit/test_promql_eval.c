@@ -5,7 +5,10 @@
  *
  *   load <step> [from <t>] series lines: <series> <values> (1+2x3, _, stale, ...);
  *                          "from" (an extension) puts the first value at t
- *                          instead of 0
+ *                          instead of 0; a line <series>@st <offsets>
+ *                          before one gives its start timestamps (offsets
+ *                          from each sample's time: _, _xN, 1m, -1mxN,
+ *                          -30s-1mxN)
  *   clear
  *   eval[_fail|_ordered|_warn|_info] instant at <t> <expr>
  *   eval[_fail|_warn|_info] range from <t0> to <t1> step <s> <expr>
@@ -18,7 +21,8 @@
  * array-backed promql_queryable with the corpus's
  * engine settings (lookback 5m, max samples 10000 unless `# max_samples: N`,
  * default subquery step 1m, delayed __name__ removal unless
- * `# delayed_name_removal: false`). A comment line
+ * `# delayed_name_removal: false`, start timestamps used unless
+ * `# start_timestamps: false`). A comment line
  * `# xfail: <reason>` before an eval marks a known difference: it is run,
  * printed and counted as "known failure" but does not fail the test (and
  * is reported if it unexpectedly passes). Every other failing case is
@@ -53,6 +57,7 @@ static int parse_expr(const char *q, size_t len, promql_ast **out, buf *err)
 typedef struct mseries {
     labels *ls;
     promql_fpoint *pts;
+    int64_t *st; /* start timestamps, parallel to pts (0 = none) */
     size_t n, cap;
 } mseries;
 
@@ -67,13 +72,15 @@ static void memstore_clear(memstore *m)
     for (size_t i = 0; i < m->n; i++) {
         labels_free(m->v[i].ls);
         mem_free(m->v[i].pts);
+        mem_free(m->v[i].st);
     }
     mem_free(m->v);
     memset(m, 0, sizeof *m);
 }
 
-/* Adds a sample; a sample at an existing timestamp replaces it. */
-static void memstore_add(memstore *m, const labels *ls, int64_t t, double v)
+/* Adds a sample with start timestamp st (0 = none); a sample at an
+ * existing timestamp replaces it. */
+static void memstore_add_st(memstore *m, const labels *ls, int64_t t, double v, int64_t st)
 {
     mseries *s = NULL;
     for (size_t i = 0; i < m->n; i++)
@@ -94,13 +101,23 @@ static void memstore_add(memstore *m, const labels *ls, int64_t t, double v)
         at--;
     if (at > 0 && s->pts[at - 1].t == t) {
         s->pts[at - 1].v = v;
+        s->st[at - 1] = st;
         return;
     }
+    size_t cap = s->cap;
     s->pts = mem_grow(s->pts, sizeof *s->pts, s->n + 1, &s->cap);
+    if (s->cap != cap) s->st = mem_realloc(s->st, s->cap * sizeof *s->st);
     memmove(&s->pts[at + 1], &s->pts[at], (s->n - at) * sizeof *s->pts);
+    memmove(&s->st[at + 1], &s->st[at], (s->n - at) * sizeof *s->st);
     s->pts[at].t = t;
     s->pts[at].v = v;
+    s->st[at] = st;
     s->n++;
+}
+
+static void memstore_add(memstore *m, const labels *ls, int64_t t, double v)
+{
+    memstore_add_st(m, ls, t, v, 0);
 }
 
 static int memstore_select(void *ctx, const label_matcher *ms, size_t n, int64_t mint, int64_t maxt,
@@ -126,6 +143,12 @@ static int memstore_select(void *ctx, const label_matcher *ms, size_t n, int64_t
         d->n = d->cap = hi - lo;
         d->pts = mem_malloc(d->n * sizeof *d->pts);
         memcpy(d->pts, s->pts + lo, d->n * sizeof *d->pts);
+        for (size_t k = lo; k < hi; k++) {
+            if (!s->st[k]) continue;
+            d->st = mem_malloc(d->n * sizeof *d->st);
+            memcpy(d->st, s->st + lo, d->n * sizeof *d->st);
+            break;
+        }
     }
     return 0;
 }
@@ -162,6 +185,7 @@ typedef struct tcase {
     char *bad; /* an expected line this runner cannot read */
     int64_t max_samples;
     bool no_delayed; /* `# delayed_name_removal: false` */
+    bool no_st;      /* `# start_timestamps: false` */
 } tcase;
 
 static void tcase_free(tcase *c)
@@ -344,6 +368,60 @@ static labels *parse_series_labels(const char *s, size_t n)
     labels_builder_cleanup(&b);
     labels_matchers_free(ms, nm);
     return ls;
+}
+
+/* A duration with an optional sign. */
+static bool st_dur(const char *s, size_t n, int64_t *ms)
+{
+    if (n && s[0] == '+') return n > 1 && s[1] != '-' && parse_dur(s + 1, n - 1, ms);
+    return parse_dur(s, n, ms);
+}
+
+/* Expands one @st item (`_`, `_xN`, `<d>`, `<d>xN`, `<d>+<d>xN`,
+ * `<d>-<d>xN`, durations signed) into offsets/have; false if malformed. */
+static bool expand_st_item(const char *it, int64_t **offs, bool **have, size_t *n, size_t *cap)
+{
+    size_t len = strlen(it);
+    const char *x = strrchr(it, 'x');
+    long count = 0;
+    size_t base_len = len;
+    if (x) {
+        char *end;
+        count = strtol(x + 1, &end, 10);
+        if (*end || end == x + 1 || count < 0) return false;
+        base_len = (size_t)(x - it);
+    }
+    int64_t a = 0, d = 0;
+    bool omitted = base_len == 1 && it[0] == '_';
+    if (omitted) {
+        if (x && count == 0) return false;
+        count = x ? count - 1 : 0;
+    } else if (!st_dur(it, base_len, &a)) {
+        size_t i = 1;
+        while (i < base_len && it[i] != '+' && it[i] != '-')
+            i++;
+        if (!x || i >= base_len || !st_dur(it, i, &a) ||
+            !parse_dur(it + i + 1, base_len - i - 1, &d))
+            return false;
+        if (it[i] == '-') d = -d;
+    }
+    for (long k = 0; k <= count; k++) {
+        *offs = mem_grow(*offs, sizeof **offs, *n + 1, cap);
+        *have = mem_realloc(*have, *cap * sizeof **have);
+        (*offs)[*n] = a + d * k;
+        (*have)[(*n)++] = !omitted;
+    }
+    return true;
+}
+
+/* The length of the series part of a `<series>@st <offsets>` line (without
+ * the @st), or 0 if the line is not one. */
+static size_t st_line_series(const char *sl)
+{
+    size_t se = series_end(sl);
+    if (!strncmp(sl + se, "@st", 3) && (sl[se + 3] == ' ' || sl[se + 3] == '\t')) return se;
+    if (se > 3 && !strncmp(sl + se - 3, "@st", 3)) return se - 3;
+    return 0;
 }
 
 static bool parse_values(char *s, double **vals, bool **have, size_t *n)
@@ -628,6 +706,7 @@ static promql_engine_options test_opts(const tcase *c)
     o.max_samples = c->max_samples ? c->max_samples : 10000;
     o.default_subquery_step_ms = 60 * 1000;
     o.delayed_name_removal = !c->no_delayed && !getenv("PROMQL_EVAL_NO_DELAYED");
+    o.use_start_timestamps = !c->no_st;
     return o;
 }
 
@@ -903,7 +982,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
     memstore m = {0};
     char *xfail = NULL;
     int64_t max_samples = 0;
-    bool no_delayed = false;
+    bool no_delayed = false, no_st = false;
     bool good = true;
     for (size_t i = 0; i < nl; i++) {
         char *l = trim(lines[i]);
@@ -916,6 +995,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
             }
             if ((x = after_prefix(l, "# max_samples:"))) max_samples = atoll(x);
             if ((x = after_prefix(l, "# delayed_name_removal:"))) no_delayed = !strcmp(trim(x), "false");
+            if ((x = after_prefix(l, "# start_timestamps:"))) no_st = !strcmp(trim(x), "false");
             continue;
         }
         if (!strcmp(l, "clear")) {
@@ -941,28 +1021,59 @@ static bool run_file(const char *path, const char *name, tstats *st)
                 good = false;
                 break;
             }
+            int64_t *st = NULL; /* offsets of the preceding @st line */
+            bool *st_have = NULL;
+            size_t n_st = 0;
             for (i++; i < nl && !is_blank(lines[i]); i++) {
                 char *sl = trim(lines[i]);
-                size_t se = series_end(sl);
+                size_t se = st_line_series(sl);
+                if (se) {
+                    size_t cap = 0;
+                    mem_free(st);
+                    mem_free(st_have);
+                    st = NULL;
+                    st_have = NULL;
+                    n_st = 0;
+                    char *os = mem_strdup(sl + se + 3);
+                    for (char *tok = strtok(os, " \t"); tok; tok = strtok(NULL, " \t")) {
+                        if (!expand_st_item(tok, &st, &st_have, &n_st, &cap)) {
+                            printf("  %s:%zu: bad @st item: %s\n", name, i + 1, tok);
+                            good = false;
+                        }
+                    }
+                    mem_free(os);
+                    continue;
+                }
+                se = series_end(sl);
                 labels *ls = parse_series_labels(sl, se);
                 double *vals = NULL;
                 bool *have = NULL;
                 size_t nv = 0;
                 char *vs = mem_strdup(sl + se);
-                if (!ls || !parse_values(vs, &vals, &have, &nv)) {
+                if (!ls || !parse_values(vs, &vals, &have, &nv) || (st && n_st != nv)) {
                     if (!getenv("PROMQL_EVAL_LENIENT")) {
                         printf("  %s:%zu: bad load line: %s\n", name, i + 1, sl);
                         good = false;
                     }
                 } else {
-                    for (size_t k = 0; k < nv; k++)
-                        if (have[k]) memstore_add(&m, ls, from + (int64_t)k * step, vals[k]);
+                    for (size_t k = 0; k < nv; k++) {
+                        if (!have[k]) continue;
+                        int64_t t = from + (int64_t)k * step;
+                        memstore_add_st(&m, ls, t, vals[k], st && st_have[k] ? t + st[k] : 0);
+                    }
                 }
+                mem_free(st);
+                mem_free(st_have);
+                st = NULL;
+                st_have = NULL;
+                n_st = 0;
                 mem_free(vs);
                 mem_free(vals);
                 mem_free(have);
                 labels_free(ls);
             }
+            mem_free(st);
+            mem_free(st_have);
             i--;
             continue;
         }
@@ -974,6 +1085,7 @@ static bool run_file(const char *path, const char *name, tstats *st)
             c.xfail = xfail;
             c.max_samples = max_samples;
             c.no_delayed = no_delayed;
+            c.no_st = no_st;
             xfail = NULL;
             char *sp = strchr(l, ' ');
             if (!sp) {
@@ -1227,6 +1339,138 @@ static void test_annotations_dedup_and_render(void **state)
     promql_anno_cleanup(&s);
 }
 
+/* Start timestamps: the reset and overlap rules (Prometheus's
+ * isStartTimestampReset and checkStartTimeOverlap). */
+static void test_st_reset_and_overlap_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t prev_st, prev_t, cur_st, cur_t;
+        bool reset, overlap;
+    } cases[] = {
+        {0, 1000, 0, 2000, false, false},       /* no start timestamps */
+        {500, 1000, 0, 2000, false, false},     /* current one unknown */
+        {0, 1000, 2000, 2000, false, false},    /* ST == T: OTel's unknown start */
+        {0, 1000, 2001, 2000, false, false},    /* ST > T: invalid */
+        {500, 1000, 500, 2000, false, false},   /* cumulative, same start */
+        {500, 1000, 400, 2000, false, true},    /* reaches back over prev, other start */
+        {0, 1000, 400, 2000, false, true},      /* the same after an unknown start */
+        {500, 1000, 1500, 2000, true, false},   /* started after the previous sample */
+        {500, 1000, 1000, 2000, true, false},   /* delta: ST == prev T, prev ST known */
+        {0, 1000, 1000, 2000, false, false},    /* cumulative with unknown start */
+        {1000, 1000, 1000, 2000, false, false}, /* prev ST == prev T: unknown start */
+        {1500, 1000, 1000, 2000, false, false}, /* prev ST > prev T: invalid, unknown */
+        {-500, 1000, 1000, 2000, true, false},  /* negative times are times */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool r =
+            promql_st_reset(cases[i].prev_st, cases[i].prev_t, cases[i].cur_st, cases[i].cur_t);
+        bool o = promql_st_overlap(cases[i].prev_st, cases[i].prev_t, cases[i].cur_st);
+        if (r != cases[i].reset || o != cases[i].overlap)
+            fail_msg("case %zu: reset %d overlap %d", i, r, o);
+    }
+}
+
+/* rate/increase/irate/resets over start timestamps called directly: with
+ * and without eval.c's reset index (the scan and the index must agree),
+ * and with no start timestamps at all. */
+static void test_st_range_functions(void **state)
+{
+    (void)state;
+    /* 0@60s (start 30s), 5@120s (start 90s: reset), 3@180s (start 90s:
+     * a value reset only), 3@240s (start 180s: delta reset), 1@300s (start
+     * 240s: delta reset and value reset) */
+    static const promql_fpoint pts[] = {
+        {60000, 0}, {120000, 5}, {180000, 3}, {240000, 3}, {300000, 1}};
+    static const int64_t st[] = {30000, 90000, 90000, 180000, 240000};
+    static const uint32_t idx[] = {1, 2, 3, 4}; /* every pair is a reset */
+    const size_t n = sizeof pts / sizeof pts[0];
+    const char *q = "increase(x[5m])";
+    promql_ast *ast;
+    buf pe;
+    buf_init(&pe, BUF_UNLIMITED);
+    assert_int_equal(parse_expr(q, strlen(q), &ast, &pe), 0);
+    buf_cleanup(&pe);
+    promql_anno_set anno;
+    promql_anno_init(&anno);
+    promql_lcache lc;
+    promql_lcache_init(&lc);
+    buf ferr;
+    buf_init(&ferr, BUF_UNLIMITED);
+    labels *metric = parse_series_labels("x", 1);
+    promql_fcall fc;
+    memset(&fc, 0, sizeof fc);
+    fc.call = ast->root;
+    fc.anno = &anno;
+    fc.lcache = &lc;
+    fc.err = &ferr;
+    fc.metric = metric;
+    fc.pts = pts;
+    fc.n = n;
+    fc.range_ms = 300000;
+    fc.ts = 300000;
+    double v;
+    /* Range (0, 300s]: from 0 at 30s: +0, reset, +5, reset, +3, reset, +3,
+     * reset, +1. */
+    const promql_fdef *inc = promql_func_find("increase");
+    assert_true(inc->flags & PROMQL_F_ST);
+    fc.st = st;
+    assert_int_equal(inc->range(&fc, &v), 1);
+    assert_true(v == 12);
+    fc.resets = idx;
+    fc.nresets = 4;
+    assert_int_equal(inc->range(&fc, &v), 1);
+    assert_true(v == 12);
+    /* rate divides by the range */
+    fc.resets = NULL;
+    assert_int_equal(promql_func_find("rate")->range(&fc, &v), 1);
+    assert_true(fabs(v - 12.0 / 300) < 1e-15);
+    /* Without start timestamps only the value resets count (1 - 0 + 5 + 3),
+     * and the start is extrapolated to the zero point, the first sample. */
+    fc.st = NULL;
+    assert_int_equal(inc->range(&fc, &v), 1);
+    assert_true(v == 9);
+    /* irate: the last pair is a reset either way; one with an ST reset only */
+    const promql_fdef *irate = promql_func_find("irate");
+    fc.st = st;
+    fc.n = 4;
+    assert_int_equal(irate->range(&fc, &v), 1);
+    assert_true(v == 3.0 / 60);
+    fc.st = NULL;
+    assert_int_equal(irate->range(&fc, &v), 1);
+    assert_true(v == 0);
+    /* resets: all four pairs with start timestamps, two without */
+    const promql_fdef *resets = promql_func_find("resets");
+    fc.n = n;
+    fc.st = st;
+    assert_int_equal(resets->range(&fc, &v), 1);
+    assert_true(v == 4);
+    fc.st = NULL;
+    assert_int_equal(resets->range(&fc, &v), 1);
+    assert_true(v == 2);
+    /* delta and idelta never take start timestamps */
+    assert_false(promql_func_find("delta")->flags & PROMQL_F_ST);
+    assert_false(promql_func_find("idelta")->flags & PROMQL_F_ST);
+    assert_int_equal(anno.n, 0);
+    /* An overlap warns once, at the argument */
+    static const int64_t st_overlap[] = {30000, 90000, 60000, 180000, 240000};
+    fc.st = st_overlap;
+    assert_int_equal(inc->range(&fc, &v), 1);
+    assert_int_equal(anno.n, 1);
+    promql_annotations a;
+    memset(&a, 0, sizeof a);
+    promql_anno_render(&anno, q, strlen(q), &a);
+    assert_int_equal(a.n_warnings, 1);
+    assert_string_equal(a.warnings[0], "PromQL warning: sample has start time that overlaps with "
+                                       "previous sample timestamp for metric \"x\" (1:10)");
+    promql_annotations_cleanup(&a);
+    labels_free(metric);
+    buf_cleanup(&ferr);
+    promql_lcache_cleanup(&lc);
+    promql_anno_cleanup(&anno);
+    promql_ast_free(ast);
+}
+
 /* promql_sort_stable sorts any input and keeps equal keys in input order;
  * elements carry their input position to check that. */
 typedef struct ints {
@@ -1442,6 +1686,8 @@ int main(void)
         cmocka_unit_test(test_format_float_f),
         cmocka_unit_test(test_quantile_and_kahan),
         cmocka_unit_test(test_annotations_dedup_and_render),
+        cmocka_unit_test(test_st_reset_and_overlap_rules),
+        cmocka_unit_test(test_st_range_functions),
         cmocka_unit_test(test_sort_stable),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_max_samples_exact),

@@ -369,6 +369,23 @@ static const struct script_error_case {
     {"load 1m\n  a@st 1s\n  b 1\n", 2, "@st metric does not match"},
     {"load 1m\n  a@st 1q\n  a 1\n", 2, "invalid ST item \"1q\""},
     {"load 1m\n  a@st 1s\n  a@st 1s\n  a 1\n", 2, "@st line has no following sample line"},
+    {"load 1m\n  a 1\n  b@st 1s\n", 3, "@st line has no following sample line"},
+    {"load 1m\n  a@st _x0\n  a 1\n", 2, "invalid ST item \"_x0\""},
+    {"load 1m\n  a@st _x\n  a 1\n", 2, "invalid ST item \"_x\""},
+    {"load 1m\n  a@st 1sx\n  a 1\n", 2, "invalid ST item \"1sx\""},
+    {"load 1m\n  a@st 1sxa\n  a 1\n", 2, "invalid ST item \"1sxa\""},
+    {"load 1m\n  a@st 1s+1s\n  a 1\n", 2, "invalid ST item \"1s+1s\""},
+    {"load 1m\n  a@st 1s+x2\n  a 1 1 1\n", 2, "invalid ST item \"1s+x2\""},
+    {"load 1m\n  a@st 1s*2\n  a 1\n", 2, "invalid ST item \"1s*2\""},
+    {"load 1m\n  a@st --1s\n  a 1\n", 2, "invalid ST item \"--1s\""},
+    {"load 1m\n  a@st 1.5s\n  a 1\n", 2, "invalid ST item \"1.5s\""},
+    {"load 1m\n  a@st s\n  a 1\n", 2, "invalid ST item \"s\""},
+    {"load 1m\n  a@st 1m30s\n  a 1\n", 2, "invalid ST item \"1m30s\""},
+    {"load 1m\n  a@st {{}}\n  a 1\n", 2, "invalid ST item \"{{}}\""},
+    {"load 1m\n  a{b=\"c\"@st 1s\n  a 1\n", 2, "invalid @st line metric"},
+    {"load 1m\n  a@st 1s _x3\n  a 1 2 3\n", 2, "@st line has 4 values but sample line has 3"},
+    {"load 1m\n  a@st 1sx2000000\n  a 1\n", 2, "too many values in one line"},
+    {"load 1m\n  a@st 293y\n  a 1\n", 2, "invalid ST item \"293y\""},
 };
 
 static void test_script_errors(void **state)
@@ -395,9 +412,22 @@ static void test_script_st_lines(void **state)
     (void)state;
     promqltest_script *s = parse_ok("load 1m\n"
                                     "  a{t=\"x\"}@st _ _ -30s-1mx2 -1m-1mx1 -1msx1 _x2\n"
-                                    "  a{t=\"x\"} 1+1x10\n");
-    assert_int_equal(s->cmds[0].load->n_series, 1);
-    assert_int_equal(s->cmds[0].load->series[0].n, 11);
+                                    "  a{t=\"x\"} 1+1x10\n"
+                                    "  b 1 2\n"
+                                    "  c@st\t+1m 0+59999msx1 -0ms 1d\n"
+                                    "  c 1 2 3 4 5\n");
+    const promqltest_load *ld = s->cmds[0].load;
+    assert_int_equal(ld->n_series, 3);
+    assert_int_equal(ld->series[0].n, 11);
+    const int64_t N = PROMQLTEST_ST_NONE;
+    const int64_t want_a[] = {N, N, -30000, -90000, -150000, -60000, -120000, -1, -1, N, N};
+    for (size_t i = 0; i < 11; i++)
+        assert_int_equal(ld->series[0].st[i], want_a[i]);
+    assert_null(ld->series[1].st);
+    const int64_t want_c[] = {60000, 0, 59999, 0, 86400000};
+    assert_int_equal(ld->series[2].n, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(ld->series[2].st[i], want_c[i]);
     promqltest_script_free(s);
 }
 
@@ -913,6 +943,51 @@ static void test_runner_histograms(void **state)
     free(out);
 }
 
+/* @st lines reach the engine, which runs with start timestamps used. */
+static void test_runner_start_timestamps(void **state)
+{
+    (void)state;
+    promqltest_counts c;
+    char *out;
+    int rc = run_text("load 1m\n"
+                      "  d_total@st _ -1mx3\n"
+                      "  d_total    _ 60x3\n"
+                      "  o_total@st _ -2mx2\n"
+                      "  o_total    _ 60 120 180\n"
+                      "  h@st       _ -1m\n"
+                      "  h          _ {{schema:0 sum:1 count:1}}\n"
+                      "\n"
+                      "eval instant at 4m increase(d_total[3m])\n"
+                      "  {} 180\n"
+                      "  expect no_warn\n"
+                      "\n"
+                      "eval instant at 4m resets(d_total[3m])\n"
+                      "  {} 2\n"
+                      "\n"
+                      "eval instant at 4m irate(d_total[3m])\n"
+                      "  {} 1\n"
+                      "\n"
+                      "eval instant at 4m start_timestamp(d_total)\n"
+                      "  {} 180\n"
+                      "\n"
+                      "eval instant at 4m increase(d_total[3m:1m])\n"
+                      "  {} 0\n"
+                      "\n"
+                      "eval instant at 4m rate(o_total[3m])\n"
+                      "  {} 1\n"
+                      "  expect warn msg: PromQL warning: sample has start time that overlaps with "
+                      "previous sample timestamp for metric \"o_total\" (1:6)\n"
+                      "\n"
+                      "eval instant at 1m rate(h[5m])\n"
+                      "  {} {{count:0.2 sum:0.2}}\n",
+                      0, &c, &out);
+    assert_int_equal(rc, 1);
+    ASSERT_COUNTS(c, 6, 1, 6, 6, 0, 1);
+    assert_has(out, ":29: FAILED: eval instant at 1m rate(h[5m])\n"
+                    "    native histograms are not supported yet\n");
+    free(out);
+}
+
 static void test_runner_bad_files(void **state)
 {
     (void)state;
@@ -956,15 +1031,21 @@ static void test_runner_bad_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_series_notation),  cmocka_unit_test(test_histogram_fields),
-        cmocka_unit_test(test_numbers),          cmocka_unit_test(test_script_commands),
-        cmocka_unit_test(test_script_errors),    cmocka_unit_test(test_script_st_lines),
-        cmocka_unit_test(test_script_garbage),   cmocka_unit_test(test_float_equal),
-        cmocka_unit_test(test_compare_vectors),  cmocka_unit_test(test_compare_scalars_strings),
+        cmocka_unit_test(test_series_notation),
+        cmocka_unit_test(test_histogram_fields),
+        cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_script_commands),
+        cmocka_unit_test(test_script_errors),
+        cmocka_unit_test(test_script_st_lines),
+        cmocka_unit_test(test_script_garbage),
+        cmocka_unit_test(test_float_equal),
+        cmocka_unit_test(test_compare_vectors),
+        cmocka_unit_test(test_compare_scalars_strings),
         cmocka_unit_test(test_compare_matrices),
         cmocka_unit_test(test_annotations_and_failures),
         cmocka_unit_test(test_runner_pass_and_fail),
         cmocka_unit_test(test_runner_histograms),
+        cmocka_unit_test(test_runner_start_timestamps),
         cmocka_unit_test(test_runner_bad_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
