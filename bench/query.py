@@ -31,7 +31,11 @@ BIN = os.environ.get("SIDEWATCH_BIN", os.path.join(REPO, "sidewatch"))
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 STEP = 15
 HOURS = 3
-STEPS = HOURS * 3600 // STEP + 20  # and 5 minutes before, for the first rate window
+# and 5.5 minutes before, so that even the first (shifted, see EVAL_SHIFT)
+# rate window is full: over a partly empty window 2.42 extrapolates
+# differently (it clamps at the counter's zero point before choosing the
+# extrapolation, 3.x after).
+STEPS = HOURS * 3600 // STEP + 22
 END = int(time.time()) // 60 * 60
 START = END - (STEPS - 1) * STEP
 BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
@@ -131,12 +135,20 @@ def hwm(pid):
     return 0
 
 
+# Evaluation times sit 7 s off the sample grid. Prometheus 3.x (and
+# sidewatch) select range windows left-open, (t - 5m, t]; the 2.42 here
+# selects [t - 5m, t]. With a sample exactly at t - 5m the two windows hold
+# different samples and the answers differ by design; off the grid they
+# hold the same samples, so the results must match.
+EVAL_SHIFT = 7
+
+
 def run_query(base, kind, q):
     params = {"query": q}
     if kind == "query_range":
-        params.update(start=END - HOURS * 3600, end=END, step=STEP)
+        params.update(start=END - HOURS * 3600 - EVAL_SHIFT, end=END - EVAL_SHIFT, step=STEP)
     else:
-        params["time"] = END
+        params["time"] = END - EVAL_SHIFT
     body = urllib.parse.urlencode(params).encode()
     t0 = time.perf_counter()
     try:
@@ -151,30 +163,30 @@ def run_query(base, kind, q):
         return dt, {"status": "error", "error": data[:200].decode(errors="replace")}
 
 
-def same(a, b):
-    """Both results equal, values within 1e-9 relative (float summation
-    order may differ)."""
+def difference(a, b):
+    """None when both results are equal (values within 1e-9 relative: float
+    summation order may differ), else the first difference."""
     if a.get("status") != "success" or b.get("status") != "success":
-        return False
+        return f"status {a.get('status')} vs {b.get('status')}"
     ra, rb = a["data"]["result"], b["data"]["result"]
     key = lambda s: json.dumps(s["metric"], sort_keys=True)
     ra, rb = sorted(ra, key=key), sorted(rb, key=key)
     if len(ra) != len(rb):
-        return False
+        return f"{len(ra)} vs {len(rb)} series"
     for x, y in zip(ra, rb):
         if x["metric"] != y["metric"]:
-            return False
+            return f"series {x['metric']} vs {y['metric']}"
         px = x.get("values") or [x.get("value")]
         py = y.get("values") or [y.get("value")]
         if len(px) != len(py):
-            return False
+            return f"{x['metric']}: {len(px)} vs {len(py)} points"
         for (tx, vx), (ty, vy) in zip(px, py):
             if tx != ty:
-                return False
+                return f"{x['metric']}: point at {tx} vs {ty}"
             fx, fy = float(vx), float(vy)
             if fx != fy and not (abs(fx - fy) <= 1e-9 * max(abs(fx), abs(fy))) and not (fx != fx and fy != fy):
-                return False
-    return True
+                return f"{x['metric']} at {tx}: {vx} vs {vy}"
+    return None
 
 
 def main():
@@ -215,11 +227,13 @@ def main():
                     times[who].append(dt)
                     results[who] = res
             s, p = statistics.median(times["sidewatch"]), statistics.median(times["prometheus"])
-            ok = same(results["sidewatch"], results["prometheus"])
+            diff = difference(results["sidewatch"], results["prometheus"])
             err = ""
             if results["sidewatch"].get("status") != "success":
                 err = f" (sidewatch: {str(results['sidewatch'].get('error')).strip()})"
-            print(f"{name:66}{s * 1000:9.1f}ms{p * 1000:9.1f}ms{s / p:7.2f}  {'yes' if ok else 'NO'}{err}")
+            elif diff:
+                err = f" ({diff})"
+            print(f"{name:66}{s * 1000:9.1f}ms{p * 1000:9.1f}ms{s / p:7.2f}  {'NO' if diff else 'yes'}{err}")
         m = {who: hwm(pr.pid) for who, pr in (("sidewatch", sw), ("prometheus", prom))}
         print(f"{'peak resident memory (VmHWM) after the queries':66}{m['sidewatch'] / 2**20:9.1f}MB"
               f"{m['prometheus'] / 2**20:9.1f}MB{m['sidewatch'] / m['prometheus']:7.2f}")
