@@ -63,7 +63,7 @@ $(DEPS_OK): scripts/install-deps.sh
 
 ifeq ($(SANITIZER),)
 $(BIN): $(BUILD)/sidewatch
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 endif
 
 $(BUILD)/sidewatch: $(AGENT_OBJ) $(EXPORTER_OBJ)

@@ -124,6 +124,8 @@
 /* How long a connection waits for a lock held by another connection
  * (checkpoints, WAL recovery) before giving up with -EBUSY. */
 #define STORE_BUSY_TIMEOUT_MS 10000
+/* Address space a reader maps (SQLite caps it at its compile-time maximum). */
+#define STORE_READER_MMAP_BYTES "1099511627776"
 /* Database page size: chunk rows average a few hundred bytes, and a page
  * wastes on average half a row at its end. */
 #ifndef STORE_PAGE_SIZE
@@ -2519,6 +2521,10 @@ int store_reader_open(store *s, store_reader **out)
     int rc = sqlite3_open_v2(s->db_path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(r->db, STORE_BUSY_TIMEOUT_MS);
+        /* Readers map the file instead of copying each page out of the OS
+         * cache: a query touches thousands of chunk pages and a pooled
+         * reader's page cache is dropped whenever a scrape commits. */
+        rc = sqlite3_exec(r->db, "PRAGMA mmap_size=" STORE_READER_MMAP_BYTES, NULL, NULL, NULL);
         for (size_t i = 0; i < sizeof stmts / sizeof stmts[0] && rc == SQLITE_OK; i++)
             rc = prepare(r->db, stmts[i].sql, (sqlite3_stmt **)((char *)r + stmts[i].off));
     }
