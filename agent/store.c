@@ -2518,8 +2518,8 @@ int store_reader_open(store *s, store_reader **out)
         R(lv_range, "SELECT id, series, value FROM label_values WHERE name = ?1 AND value >= ?2"
                     " AND value < ?3"),
         R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
-        R(chunks, "SELECT min_t, max_t, data, enc FROM chunks WHERE series_id = ?1 AND max_t >= ?2"
-                  " AND min_t <= ?3 ORDER BY max_t"),
+        R(chunks, "SELECT min_t, max_t, data, enc, count FROM chunks WHERE series_id = ?1"
+                  " AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t"),
         R(metadata, "SELECT type, help, unit FROM metadata WHERE metric = ?1"),
         R(names, "SELECT DISTINCT name FROM label_values ORDER BY name"),
         R(values, "SELECT value FROM label_values WHERE name = ?1 ORDER BY value"),
@@ -2798,6 +2798,17 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     sqlite3_bind_int64(st, 2, mint);
     sqlite3_bind_int64(st, 3, maxt);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* Room for the chunk's samples in the window, estimated from its
+         * span: one allocation instead of a doubling series per read. */
+        int64_t count = sqlite3_column_int64(st, 4);
+        int64_t cmin = sqlite3_column_int64(st, 0), cmax = sqlite3_column_int64(st, 1);
+        if (count > 0 && count <= CHUNKENC_MAX_SAMPLES && cmax >= cmin) {
+            double lo = (double)(cmin > mint ? cmin : mint), hi = (double)(cmax < maxt ? cmax : maxt);
+            double span = (double)cmax - (double)cmin;
+            size_t want = span > 0 ? (size_t)((hi - lo) / span * (double)count) + 2 : (size_t)count;
+            if (want > (size_t)count) want = (size_t)count;
+            if (sv.n + want > sv.cap) sv.v = mem_grow(sv.v, sizeof *sv.v, sv.n + want, &sv.cap);
+        }
         const void *d = sqlite3_column_blob(st, 2);
         if (decode_into(sqlite3_column_int(st, 3), d, (size_t)sqlite3_column_bytes(st, 2), mint, maxt,
                         &sv) < 0)
