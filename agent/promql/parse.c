@@ -27,6 +27,7 @@
 #include "expfmt.h"
 #include "mem.h"
 #include "promql/lex.h"
+#include "strutil.h"
 
 /* ---- the function table (Prometheus's functions.go) ------------------------ */
 
@@ -661,98 +662,22 @@ static promql_node *number_node(parser *p, const promql_token *t)
 /* strutil.Unquote for a string token the lexer accepted. */
 static promql_str unquote(parser *p, const promql_token *t)
 {
-    const char *s = p->lx.in + t->pos + 1;
-    size_t n = t->len - 2;
-    char q = s[-1];
+    const char *s = p->lx.in + t->pos;
     promql_str r;
-    if (q == '`' || (!memchr(s, '\\', n))) {
-        r.p = dup_str(p, s, n);
-        r.len = n;
+    if (s[0] == '`' || !memchr(s, '\\', t->len)) {
+        r.len = t->len - 2;
+        r.p = dup_str(p, s + 1, r.len);
         return r;
     }
-    char *out = alloc(p, n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n;) {
-        char c = s[i];
-        if (c != '\\') {
-            out[k++] = c;
-            i++;
-            continue;
-        }
-        char e = s[i + 1];
-        i += 2;
-        switch (e) {
-        case 'a':
-            out[k++] = '\a';
-            break;
-        case 'b':
-            out[k++] = '\b';
-            break;
-        case 'f':
-            out[k++] = '\f';
-            break;
-        case 'n':
-            out[k++] = '\n';
-            break;
-        case 'r':
-            out[k++] = '\r';
-            break;
-        case 't':
-            out[k++] = '\t';
-            break;
-        case 'v':
-            out[k++] = '\v';
-            break;
-        case '\\':
-            out[k++] = '\\';
-            break;
-        case '\'':
-        case '"':
-            out[k++] = e;
-            break;
-        case 'x':
-        case 'u':
-        case 'U': {
-            int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-            uint32_t v = 0;
-            for (int j = 0; j < digits; j++) {
-                char h = s[i + (size_t)j];
-                v = v * 16 + (uint32_t)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
-            }
-            i += (size_t)digits;
-            if (e == 'x') {
-                out[k++] = (char)v;
-            } else if (v < 0x80) {
-                out[k++] = (char)v;
-            } else if (v < 0x800) {
-                out[k++] = (char)(0xC0 | (v >> 6));
-                out[k++] = (char)(0x80 | (v & 0x3F));
-            } else if (v < 0x10000) {
-                out[k++] = (char)(0xE0 | (v >> 12));
-                out[k++] = (char)(0x80 | ((v >> 6) & 0x3F));
-                out[k++] = (char)(0x80 | (v & 0x3F));
-            } else {
-                out[k++] = (char)(0xF0 | (v >> 18));
-                out[k++] = (char)(0x80 | ((v >> 12) & 0x3F));
-                out[k++] = (char)(0x80 | ((v >> 6) & 0x3F));
-                out[k++] = (char)(0x80 | (v & 0x3F));
-            }
-            break;
-        }
-        default: {
-            /* octal: \ooo */
-            uint32_t v = (uint32_t)(e - '0');
-            v = v * 8 + (uint32_t)(s[i] - '0');
-            v = v * 8 + (uint32_t)(s[i + 1] - '0');
-            i += 2;
-            out[k++] = (char)v;
-            break;
-        }
-        }
-    }
-    out[k] = '\0';
-    r.p = out;
-    r.len = k;
+    buf v;
+    buf_init(&v, BUF_UNLIMITED);
+    size_t end;
+    /* Cannot fail: the lexer checked the escapes with the same function. */
+    strutil_go_unquote(s, t->len, STRUTIL_UNQUOTE_PROMQL, &v, &end, NULL);
+    r.len = v.len;
+    r.p = arena_strndup(&p->ast->mem, buf_cstr(&v), v.len);
+    buf_cleanup(&v);
+    if (!r.p) fail_at(p, 0, "query too large");
     return r;
 }
 
