@@ -794,28 +794,7 @@ static void unescape_name(const char *name, size_t len, buf *out)
             i++;
         }
         if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) goto invalid;
-        char e[4];
-        size_t el;
-        if (cp < 0x80) {
-            e[0] = (char)cp;
-            el = 1;
-        } else if (cp < 0x800) {
-            e[0] = (char)(0xC0 | cp >> 6);
-            e[1] = (char)(0x80 | (cp & 0x3F));
-            el = 2;
-        } else if (cp < 0x10000) {
-            e[0] = (char)(0xE0 | cp >> 12);
-            e[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-            e[2] = (char)(0x80 | (cp & 0x3F));
-            el = 3;
-        } else {
-            e[0] = (char)(0xF0 | cp >> 18);
-            e[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-            e[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-            e[3] = (char)(0x80 | (cp & 0x3F));
-            el = 4;
-        }
-        buf_append(&u, e, el);
+        strutil_append_rune(&u, cp);
     }
     buf_append(out, u.data ? u.data : "", u.len);
     buf_cleanup(&u);
