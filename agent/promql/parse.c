@@ -1054,23 +1054,12 @@ static int dur_prec(enum promql_tok t, enum promql_op *op)
 {
     switch (t) {
     case PROMQL_TOK_ADD:
-        *op = PROMQL_OP_ADD;
-        return PREC_ADD;
     case PROMQL_TOK_SUB:
-        *op = PROMQL_OP_SUB;
-        return PREC_ADD;
     case PROMQL_TOK_MUL:
-        *op = PROMQL_OP_MUL;
-        return PREC_MUL;
     case PROMQL_TOK_DIV:
-        *op = PROMQL_OP_DIV;
-        return PREC_MUL;
     case PROMQL_TOK_MOD:
-        *op = PROMQL_OP_MOD;
-        return PREC_MUL;
     case PROMQL_TOK_POW:
-        *op = PROMQL_OP_POW;
-        return PREC_POW;
+        return binop_prec(t, op);
     default:
         return 0;
     }
@@ -1137,7 +1126,8 @@ static promql_node *unary_duration(parser *p, const promql_token *op, promql_nod
 }
 
 /* step() / range() / max_of(a, b) / min_of(a, b) in a duration expression;
- * the keyword token was read. */
+ * the keyword token was read. The caller checks that duration expressions
+ * are enabled, at the start of its node (a sign before the keyword). */
 static promql_node *parse_duration_call(parser *p, const promql_token *kw)
 {
     if (peek_type(p) != PROMQL_TOK_LEFT_PAREN) syntax_error(p);
@@ -1158,7 +1148,6 @@ static promql_node *parse_duration_call(parser *p, const promql_token *kw)
         n = dur_node(p, kw->type == PROMQL_TOK_MAX_OF ? PROMQL_OP_MAX_OF : PROMQL_OP_MIN_OF, a, b,
                      a->pos.start, b->pos.end);
     }
-    experimental_duration(p, n);
     return n;
 }
 
@@ -1188,6 +1177,7 @@ static promql_node *parse_duration_operand(parser *p)
         enter(p, kw.pos);
         promql_node *n = parse_duration_call(p, &kw);
         leave(p);
+        experimental_duration(p, n);
         return n;
     }
     case PROMQL_TOK_LEFT_PAREN: {
@@ -1254,7 +1244,9 @@ static promql_node *parse_offset_operand(parser *p)
     case PROMQL_TOK_MAX_OF:
     case PROMQL_TOK_MIN_OF: {
         promql_token kw = next(p);
-        return parse_duration_call(p, &kw);
+        promql_node *n = parse_duration_call(p, &kw);
+        experimental_duration(p, n);
+        return n;
     }
     case PROMQL_TOK_ADD:
     case PROMQL_TOK_SUB: {
@@ -1271,36 +1263,13 @@ static promql_node *parse_offset_operand(parser *p)
             return nl;
         }
         case PROMQL_TOK_STEP:
-        case PROMQL_TOK_RANGE: {
-            promql_token kw = next(p);
-            if (peek_type(p) != PROMQL_TOK_LEFT_PAREN) syntax_error(p);
-            next(p);
-            if (peek_type(p) != PROMQL_TOK_RIGHT_PAREN) syntax_error(p);
-            promql_token rp = next(p);
-            promql_node *inner =
-                dur_node(p, kw.type == PROMQL_TOK_STEP ? PROMQL_OP_STEP : PROMQL_OP_RANGE, NULL,
-                         NULL, kw.pos, rp.pos + rp.len);
-            promql_node *n = dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD,
-                                      inner, NULL, op.pos, inner->pos.end);
-            experimental_duration(p, n);
-            return n;
-        }
+        case PROMQL_TOK_RANGE:
         case PROMQL_TOK_MAX_OF:
         case PROMQL_TOK_MIN_OF: {
             promql_token kw = next(p);
-            if (peek_type(p) != PROMQL_TOK_LEFT_PAREN) syntax_error(p);
-            next(p);
-            promql_node *a = parse_duration_expr(p, 0);
-            if (peek_type(p) != PROMQL_TOK_COMMA) syntax_error(p);
-            next(p);
-            promql_node *b = parse_duration_expr(p, 0);
-            if (peek_type(p) != PROMQL_TOK_RIGHT_PAREN) syntax_error(p);
-            next(p);
-            promql_node *inner =
-                dur_node(p, kw.type == PROMQL_TOK_MAX_OF ? PROMQL_OP_MAX_OF : PROMQL_OP_MIN_OF, a,
-                         b, a->pos.start, b->pos.end);
+            promql_node *inner = parse_duration_call(p, &kw);
             promql_node *n = dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD,
-                                      inner, NULL, op.pos, b->pos.end);
+                                      inner, NULL, op.pos, inner->pos.end);
             experimental_duration(p, n);
             return n;
         }
