@@ -246,6 +246,18 @@ static char *dup_str(parser *p, const char *s, size_t n)
     return r;
 }
 
+/* Room for one more element in an arena array of n elements of elem bytes
+ * and capacity *cap: the array itself, or a copy twice as large. */
+static void *grow(parser *p, void *v, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap) return v;
+    size_t c = *cap ? *cap * 2 : 4;
+    void *nv = alloc(p, c * elem);
+    if (n) memcpy(nv, v, n * elem);
+    *cap = c;
+    return nv;
+}
+
 static promql_node *new_node(parser *p, enum promql_node_kind kind, uint32_t depth_of_children,
                              uint32_t start)
 {
@@ -714,26 +726,14 @@ static void register_matchers(parser *p, label_matcher *v, size_t n)
 static void matchers_add(parser *p, matcher_list *l, size_t slot, enum matcher_type type,
                          const char *name, size_t nl, const char *val, size_t vl, uint32_t pos)
 {
-    if (l->n == l->cap) {
-        /* In the arena, as every array of the tree (promql_ast_free
-         * releases what the matchers own, not the arrays). */
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        label_matcher *nv = alloc(p, cap * sizeof *nv);
-        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
-        l->v = nv;
-        l->cap = cap;
-        p->ast->matcher_arrays[slot] = nv;
-    }
+    /* In the arena, as every array of the tree (promql_ast_free releases
+     * what the matchers own, not the arrays). */
+    l->v = grow(p, l->v, l->n, &l->cap, sizeof *l->v);
+    p->ast->matcher_arrays[slot] = l->v;
     buf err;
     buf_init(&err, BUF_UNLIMITED);
-    if (labels_matcher_init(&l->v[l->n], type, name, nl, val, vl, &err) < 0) {
-        buf_reset(&p->msg);
-        promql_pos_format(p->lx.in, p->lx.len, pos, &p->msg);
-        buf_puts(&p->msg, ": parse error: ");
-        buf_append(&p->msg, err.data ? err.data : "", err.len);
-        buf_cleanup(&err);
-        longjmp(p->fail, 1);
-    }
+    if (labels_matcher_init(&l->v[l->n], type, name, nl, val, vl, &err) < 0)
+        fail_take(p, pos, &err);
     buf_cleanup(&err);
     l->n++;
     p->ast->matcher_counts[slot] = l->n;
@@ -883,13 +883,7 @@ typedef struct str_list {
 
 static void str_list_add(parser *p, str_list *l, promql_str s)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        promql_str *nv = alloc(p, cap * sizeof *nv);
-        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
-        l->v = nv;
-        l->cap = cap;
-    }
+    l->v = grow(p, l->v, l->n, &l->cap, sizeof *l->v);
     l->v[l->n++] = s;
 }
 
@@ -1548,13 +1542,7 @@ typedef struct node_list {
 
 static void node_list_add(parser *p, node_list *l, promql_node *n)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        promql_node **nv = alloc(p, cap * sizeof *nv);
-        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
-        l->v = nv;
-        l->cap = cap;
-    }
+    l->v = grow(p, l->v, l->n, &l->cap, sizeof *l->v);
     l->v[l->n++] = n;
 }
 
