@@ -1331,6 +1331,19 @@ static void indent(buf *out, int n)
         buf_putc(out, ' ');
 }
 
+/* A value that ends its line: a scalar, or {} / [] for a map or sequence
+ * that is empty or beyond the depth budget. */
+static void yaml_leaf(buf *out, const yamlconf_node *v)
+{
+    if (v->kind == YAMLCONF_MAP)
+        buf_puts(out, "{}");
+    else if (v->kind == YAMLCONF_SEQ)
+        buf_puts(out, "[]");
+    else
+        yaml_scalar(out, v);
+    buf_putc(out, '\n');
+}
+
 static void yaml_seq(buf *out, const yamlconf_node *n, int ind, const char *parent, int budget);
 
 /* A mapping in yaml.v2's block style at indentation ind; with first_inline
@@ -1355,13 +1368,7 @@ static void yaml_map(buf *out, const yamlconf_node *n, int ind, bool first_inlin
             yaml_seq(out, v, ind, kname, budget - 1);
         } else {
             buf_putc(out, ' ');
-            if (v->kind == YAMLCONF_MAP)
-                buf_puts(out, "{}");
-            else if (v->kind == YAMLCONF_SEQ)
-                buf_puts(out, "[]");
-            else
-                yaml_scalar(out, v);
-            buf_putc(out, '\n');
+            yaml_leaf(out, v);
         }
     }
 }
@@ -1379,13 +1386,7 @@ static void yaml_seq(buf *out, const yamlconf_node *n, int ind, const char *pare
             buf_putc(out, '\n');
             yaml_seq(out, v, ind + 2, parent, budget - 1);
         } else {
-            if (v->kind == YAMLCONF_MAP)
-                buf_puts(out, "{}");
-            else if (v->kind == YAMLCONF_SEQ)
-                buf_puts(out, "[]");
-            else
-                yaml_scalar(out, v);
-            buf_putc(out, '\n');
+            yaml_leaf(out, v);
         }
     }
 }
