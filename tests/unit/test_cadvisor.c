@@ -212,13 +212,12 @@ static char *render(const cadvisor_case *c)
     return buf_detach(&l.out, NULL);
 }
 
-static void test_exact_series(void **state)
+static void run_cases(bool shared)
 {
-    (void)state;
-    TU_REQUIRE_SHARED("docker/example-stats-cgroupv1.json");
     bool update = getenv("SIDEWATCH_UPDATE_EXPECTED") != NULL;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const cadvisor_case *c = &cases[i];
+        if ((c->capture || c->shared_root) != shared) continue;
         char path[256];
         snprintf(path, sizeof path, DATA "%s.txt", c->name);
         print_message("  %s\n", path);
@@ -238,6 +237,22 @@ static void test_exact_series(void **state)
         free(want);
         free(got);
     }
+}
+
+/* Cases over the captures and the v1 snapshot in ../shared. */
+static void test_exact_series_shared(void **state)
+{
+    (void)state;
+    TU_REQUIRE_SHARED("docker/example-stats-cgroupv1.json");
+    TU_REQUIRE_SHARED("docker/cgroupv1-snapshot/sidecar-test");
+    run_cases(true);
+}
+
+/* Cases over fixtures in this repository. */
+static void test_exact_series_local(void **state)
+{
+    (void)state;
+    run_cases(false);
 }
 
 /* ---- labels ---------------------------------------------------------------------- */
@@ -573,9 +588,13 @@ static void test_store_sink(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exact_series),    cmocka_unit_test(test_sanitize),
-        cmocka_unit_test(test_label_selection), cmocka_unit_test(test_metadata_only_and_machine),
-        cmocka_unit_test(test_sink_errors),     cmocka_unit_test(test_text_sink),
+        cmocka_unit_test(test_exact_series_shared),
+        cmocka_unit_test(test_exact_series_local),
+        cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_label_selection),
+        cmocka_unit_test(test_metadata_only_and_machine),
+        cmocka_unit_test(test_sink_errors),
+        cmocka_unit_test(test_text_sink),
         cmocka_unit_test(test_store_sink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
