@@ -140,6 +140,8 @@ FUZZ_ARGS_config        := -max_len=65536
 FUZZ_ARGS_promql_parse  := -max_len=4096
 FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
+FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stats
+FUZZ_ARGS_docker_stats  := -max_len=16384
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -161,6 +163,14 @@ $(FUZZ_DIR)/seeds-promql_parse: $(wildcard tests/data/promql-parse/*.txt)
 	     sed -n 's/^ *eval[a-z_]* \(instant at [^ ]*\|range from [^ ]* to [^ ]* step [^ ]*\) //p' \
 	       $(SHARED)/conformance/promql/*.test; fi; } | \
 	  awk -v dir=$@ '{ f = sprintf("%s/seed-%05d", dir, NR); printf "\017%s", $$0 > f; close(f) }'
+
+# Docker stats seeds: every stats body captured in ../shared/docker, one per
+# file (streamed captures split into their lines).
+$(FUZZ_DIR)/seeds-docker_stats: $(wildcard $(SHARED)/docker/*-stats-*)
+	@rm -rf $@ && mkdir -p $@
+	@for f in $(SHARED)/docker/*-stats-*.json; do [ ! -f "$$f" ] || cp "$$f" $@/; done; \
+	 for f in $(SHARED)/docker/*-stats-*.ndjson; do [ ! -f "$$f" ] || \
+	   awk -v p="$@/$$(basename $$f)" '{ f = p "-" NR; print > f; close(f) }' "$$f"; done
 
 define FUZZ_RUN
 fuzz-$(1): $(FUZZ_DIR)/fuzz_$(1) $(filter $(FUZZ_DIR)/%,$(FUZZ_SEEDS_$(1)))
