@@ -284,7 +284,7 @@ void labels_builder_from(labels_builder *b, const labels *ls)
 {
     b->n = 0;
     b->v = mem_grow(b->v, sizeof *b->v, ls->n, &b->cap);
-    memcpy(b->v, ls->v, ls->n * sizeof *b->v);
+    if (ls->n) memcpy(b->v, ls->v, ls->n * sizeof *b->v);
     b->n = ls->n;
 }
 
