@@ -3483,7 +3483,8 @@ static const char default_yaml_head[] =
 
 /* The common Prometheus recipe for annotated containers: keep those
  * labelled prometheus.io/scrape=true; prometheus.io/port replaces the port
- * of the address (host networking's "localhost" gains it),
+ * of the address (host networking's "localhost" gains it; a container
+ * without an IP, --network none, gets ":<port>", which cannot be scraped),
  * prometheus.io/path and prometheus.io/scheme set __metrics_path__ and
  * __scheme__; the container's name (without "/") becomes `container`. */
 static const char default_yaml_docker[] =
@@ -3496,7 +3497,7 @@ static const char default_yaml_docker[] =
     "        regex: 'true'\n"
     "        action: keep\n"
     "      - source_labels: [__address__, __meta_docker_container_label_prometheus_io_port]\n"
-    "        regex: '(.+?)(?::\\d+)?;(\\d+)'\n"
+    "        regex: '(.*?)(?::\\d+)?;(\\d+)'\n"
     "        replacement: '$1:$2'\n"
     "        target_label: __address__\n"
     "      - source_labels: [__meta_docker_container_label_prometheus_io_path]\n"
