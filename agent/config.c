@@ -3486,9 +3486,12 @@ static const char default_yaml_head[] =
  * of the address (host networking's "localhost" gains it; a container
  * without an IP, --network none, gets ":<port>", which cannot be scraped),
  * prometheus.io/path and prometheus.io/scheme set __metrics_path__ and
- * __scheme__; the container's name (without "/") becomes `container`. */
+ * __scheme__; the container's name (without "/") becomes `container`.
+ * Targets that send no Content-Type (simple servers such as busybox httpd)
+ * are read as the text format (fallback_scrape_protocol). */
 static const char default_yaml_docker[] =
     "  - job_name: docker\n"
+    "    fallback_scrape_protocol: PrometheusText0.0.4\n"
     "    docker_sd_configs:\n"
     "      - host: %s\n"
     "        refresh_interval: 15s\n"

@@ -906,6 +906,8 @@ static void test_default_config(void **state)
     assert_int_equal(s->n_docker_sd_configs, 1);
     assert_string_equal(s->docker_sd_configs[0].host, "unix:///run/x y/docker.sock");
     assert_int_equal(s->docker_sd_configs[0].refresh_interval_ms, 15000);
+    assert_true(s->has_fallback_protocol);
+    assert_int_equal(s->fallback_scrape_protocol, CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4);
     assert_int_equal(s->n_relabel_configs, 5);
     assert_int_equal(s->relabel_configs[0].action, RELABEL_KEEP);
     assert_string_equal(s->relabel_configs[0].source_labels[0],
