@@ -139,6 +139,8 @@ FUZZ_SEEDS_promql_parse := $(FUZZ_DIR)/seeds-promql_parse
 FUZZ_ARGS_config        := -max_len=65536
 FUZZ_ARGS_promql_parse  := -max_len=4096
 FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse
+FUZZ_SEEDS_docker_sd    := $(FUZZ_DIR)/seeds-docker_sd
+FUZZ_ARGS_docker_sd     := -max_len=65536
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
@@ -161,6 +163,16 @@ $(FUZZ_DIR)/seeds-promql_parse: $(wildcard tests/data/promql-parse/*.txt)
 	     sed -n 's/^ *eval[a-z_]* \(instant at [^ ]*\|range from [^ ]* to [^ ]* step [^ ]*\) //p' \
 	       $(SHARED)/conformance/promql/*.test; fi; } | \
 	  awk -v dir=$@ '{ f = sprintf("%s/seed-%05d", dir, NR); printf "\017%s", $$0 > f; close(f) }'
+
+# Docker discovery seeds: an option byte, a fixture's containers body, NUL,
+# its networks body (tests/fuzz/fuzz_docker_sd.c).
+$(FUZZ_DIR)/seeds-docker_sd: $(wildcard tests/data/docker-sd/*/containers/json.json)
+	@rm -rf $@ && mkdir -p $@
+	@n=0; for d in $(SHARED)/conformance/docker-sd/dockerprom $(SHARED)/conformance/docker-sd/dockeripv6 \
+	    tests/data/docker-sd/annotated; do \
+	  [ -f $$d/containers/json.json ] || continue; n=$$((n + 1)); \
+	  { printf '\001'; cat $$d/containers/json.json; printf '\000'; cat $$d/networks.json; } > $@/seed-$$n; \
+	done
 
 define FUZZ_RUN
 fuzz-$(1): $(FUZZ_DIR)/fuzz_$(1) $(filter $(FUZZ_DIR)/%,$(FUZZ_SEEDS_$(1)))

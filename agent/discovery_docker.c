@@ -12,36 +12,41 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hmap.h"
 #include "httpc.h"
 #include "log.h"
 #include "mem.h"
 #include "strutil.h"
 
 #define META "__meta_docker_"
+/* Most "container:<id>" links followed to find a shared network namespace
+ * (Prometheus follows any number, and loops forever on a cycle). */
+#define MAX_SHARED_HOPS 1000
 /* Longest poll while a request runs (see fetch()). */
 #define FETCH_POLL_MS 20
 
 /* ---- label lists ----------------------------------------------------------------- */
 
+/* Labels in assignment order; ll_finish keeps the last value of each name,
+ * as assigning into Go's map does. Appending keeps building linear in the
+ * number of labels. */
+typedef struct lent {
+    char *name, *value;
+    size_t seq;
+} lent;
+
 typedef struct llist {
-    discovery_docker_label *v;
+    lent *v;
     size_t n, cap;
 } llist;
 
-/* Sets name=value (copies both), replacing an earlier value as Go's map
- * assignment does. */
+/* Sets name=value (copies both); a later set of the same name wins. */
 static void ll_set(llist *l, const char *name, const char *value)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        if (strcmp(l->v[i].name, name) == 0) {
-            mem_free(l->v[i].value);
-            l->v[i].value = mem_strdup(value);
-            return;
-        }
-    }
     l->v = mem_grow(l->v, sizeof *l->v, l->n + 1, &l->cap);
     l->v[l->n].name = mem_strdup(name);
     l->v[l->n].value = mem_strdup(value);
+    l->v[l->n].seq = l->n;
     l->n++;
 }
 
@@ -61,10 +66,81 @@ static void ll_cleanup(llist *l)
     memset(l, 0, sizeof *l);
 }
 
-static int cmp_label(const void *a, const void *b)
+static int cmp_lent(const void *a, const void *b)
 {
-    return strcmp(((const discovery_docker_label *)a)->name,
-                  ((const discovery_docker_label *)b)->name);
+    const lent *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c) return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The labels sorted by name, the last set of each name kept; empties l.
+ * Returns a new array (*n entries) the caller owns. */
+static discovery_docker_label *ll_finish(llist *l, size_t *n)
+{
+    qsort(l->v, l->n, sizeof *l->v, cmp_lent);
+    discovery_docker_label *out = mem_calloc(l->n + 1, sizeof *out);
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (i + 1 < l->n && strcmp(l->v[i].name, l->v[i + 1].name) == 0) {
+            mem_free(l->v[i].name);
+            mem_free(l->v[i].value);
+            continue;
+        }
+        out[k].name = l->v[i].name;
+        out[k].value = l->v[i].value;
+        k++;
+    }
+    mem_free(l->v);
+    memset(l, 0, sizeof *l);
+    *n = k;
+    return out;
+}
+
+/* An entry of an ID index (containers and networks by ID). */
+typedef struct id_ent {
+    const char *id;
+    const void *val;
+} id_ent;
+
+static bool id_eq(const void *val, const void *key)
+{
+    return strcmp(((const id_ent *)val)->id, key) == 0;
+}
+
+static uint64_t id_hash(const char *id)
+{
+    return strutil_hash64(id, strlen(id), 0x1d);
+}
+
+static const void *id_get(const hmap *m, const char *id)
+{
+    const id_ent *e = hmap_get(m, id_hash(id), id_eq, id);
+    return e ? e->val : NULL;
+}
+
+/* Sets id -> val; a later ID replaces the earlier one (a Go map). The
+ * entries are allocated; id_index_cleanup frees them. */
+static void id_put(hmap *m, const char *id, const void *val)
+{
+    id_ent *e = hmap_get(m, id_hash(id), id_eq, id);
+    if (e) {
+        e->val = val;
+        return;
+    }
+    e = mem_malloc(sizeof *e);
+    e->id = id;
+    e->val = val;
+    hmap_put(m, id_hash(id), e);
+}
+
+static void id_index_cleanup(hmap *m)
+{
+    size_t it = 0;
+    void *v;
+    while (hmap_next(m, &it, &v))
+        mem_free(v);
+    hmap_cleanup(m);
 }
 
 /* Prometheus's strutil.SanitizeLabelName: every rune outside [a-zA-Z0-9_]
@@ -576,15 +652,9 @@ static int decode_networks(const char *body, size_t len, json_t **root, dk_netwo
             rc = -EINVAL;
             break;
         }
-        /* A repeated ID replaces the earlier entry (a Go map). */
-        dk_network *dn = NULL;
-        for (size_t x = 0; x < k; x++) {
-            if (strcmp(ns[x].id, id) == 0) {
-                dn = &ns[x];
-                ll_cleanup(&dn->labels);
-            }
-        }
-        if (!dn) dn = &ns[k++];
+        /* A repeated ID replaces the earlier entry in the index (a Go
+         * map), built by the caller. */
+        dk_network *dn = &ns[k++];
         dn->id = id;
         ll_set(&dn->labels, META "network_id", id);
         ll_set(&dn->labels, META "network_name", nm);
@@ -623,28 +693,9 @@ typedef struct tbuild {
 
 static void emit(tbuild *tb, llist *l)
 {
-    qsort(l->v, l->n, sizeof *l->v, cmp_label);
     tb->v = mem_grow(tb->v, sizeof *tb->v, tb->n + 1, &tb->cap);
-    tb->v[tb->n].labels = l->v;
-    tb->v[tb->n].n = l->n;
+    tb->v[tb->n].labels = ll_finish(l, &tb->v[tb->n].n);
     tb->n++;
-    memset(l, 0, sizeof *l);
-}
-
-static const llist *network_labels(const dk_network *ns, size_t n, const char *id)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(ns[i].id, id) == 0) return &ns[i].labels;
-    }
-    return NULL;
-}
-
-static const dk_container *find_container(const dk_container *cs, size_t n, const char *id)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (cs[i].id && strcmp(cs[i].id, id) == 0) return &cs[i];
-    }
-    return NULL;
 }
 
 int discovery_docker_build(const config_docker_sd *sd, const char *containers,
@@ -672,6 +723,15 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
         return -EINVAL;
     }
     buf_cleanup(&e);
+    /* Networks and containers by ID (Go maps: a later entry wins). */
+    hmap netidx, cidx;
+    hmap_init(&netidx);
+    hmap_init(&cidx);
+    for (size_t i = 0; i < nn; i++)
+        id_put(&netidx, ns[i].id, &ns[i]);
+    for (size_t i = 0; i < nc; i++) {
+        if (cs[i].id) id_put(&cidx, cs[i].id, &cs[i]);
+    }
 
     char port_s[32], priv_s[16], pub_s[16];
     snprintf(port_s, sizeof port_s, "%llu", (unsigned long long)(uint64_t)sd->port);
@@ -705,8 +765,10 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
         size_t n_nets = c->n_nets;
         if (n_nets == 0) {
             const char *mode = c->network_mode;
-            for (size_t hops = 0; hops <= nc && strncmp(mode, "container:", 10) == 0; hops++) {
-                const dk_container *o = find_container(cs, nc, mode + 10);
+            for (size_t hops = 0;
+                 hops <= nc && hops < MAX_SHARED_HOPS && strncmp(mode, "container:", 10) == 0;
+                 hops++) {
+                const dk_container *o = id_get(&cidx, mode + 10);
                 if (!o) break;
                 nets = o->nets;
                 n_nets = o->n_nets;
@@ -729,7 +791,8 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
         for (size_t k = first; k < last; k++) {
             const dk_net *nw = &nets[k];
             if (nw->nil) continue;
-            const llist *nl = network_labels(ns, nn, nw->network_id);
+            const dk_network *dnw = id_get(&netidx, nw->network_id);
+            const llist *nl = dnw ? &dnw->labels : NULL;
             bool added = false;
             for (size_t p = 0; p < c->n_ports; p++) {
                 const dk_port *pt = &c->ports[p];
@@ -768,6 +831,8 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
         ll_cleanup(&common);
     }
     buf_cleanup(&tmp);
+    id_index_cleanup(&netidx);
+    id_index_cleanup(&cidx);
     containers_free(cs, nc);
     networks_free(ns, nn);
     json_decref(cj);
@@ -781,8 +846,11 @@ void discovery_docker_targets_free(discovery_docker_target *t, size_t n)
 {
     if (!t) return;
     for (size_t i = 0; i < n; i++) {
-        llist l = {t[i].labels, t[i].n, t[i].n};
-        ll_cleanup(&l);
+        for (size_t k = 0; k < t[i].n; k++) {
+            mem_free(t[i].labels[k].name);
+            mem_free(t[i].labels[k].value);
+        }
+        mem_free(t[i].labels);
     }
     mem_free(t);
 }

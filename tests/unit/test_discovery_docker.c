@@ -660,6 +660,21 @@ static void test_labels_and_addresses(void **state)
     discovery_docker_groups_free(g, n);
     discovery_docker_targets_free(t, n);
 
+    /* Repeated IDs: the later network and container win, as in Go maps. */
+    t = build(NULL,
+              "[{\"Id\":\"x\",\"Names\":[\"/x1\"],\"HostConfig\":{\"NetworkMode\":\"front\"},"
+              "\"NetworkSettings\":{\"Networks\":{\"front\":{\"NetworkID\":\"n1\",\"IPAddress\":"
+              "\"10.0.0.1\"}}}},"
+              "{\"Id\":\"x\",\"Names\":[\"/x2\"],\"HostConfig\":{\"NetworkMode\":\"front\"},"
+              "\"NetworkSettings\":{\"Networks\":{\"front\":{\"NetworkID\":\"n1\",\"IPAddress\":"
+              "\"10.0.0.2\"}}}},"
+              "{\"Id\":\"y\",\"Names\":[\"/y\"],\"HostConfig\":{\"NetworkMode\":\"container:x\"}}]",
+              "[{\"Id\":\"n1\",\"Name\":\"old\"},{\"Id\":\"n1\",\"Name\":\"new\"}]", &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(tlabel(&t[0], "__meta_docker_network_name"), "new");
+    assert_string_equal(tlabel(&t[2], "__address__"), "10.0.0.2:80");
+    discovery_docker_targets_free(t, n);
+
     /* null and empty answers are no containers. */
     t = build(NULL, "null", "null", &n);
     assert_int_equal(n, 0);
