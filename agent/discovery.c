@@ -524,7 +524,7 @@ static void apply_dockers(discovery *d, config *cfg)
             nd->job = j;
             for (size_t o = 0; o < d->n_dockers; o++) {
                 sd_docker *od = &d->dockers[o];
-                if (od->dd && discovery_docker_same(od->dd, sd)) {
+                if (od->dd && discovery_docker_same(od->dd, sd, sc->job_name)) {
                     *nd = *od;
                     nd->job = j;
                     memset(od, 0, sizeof *od);

@@ -1534,10 +1534,10 @@ static bool http_eq(const config_http_client *a, const config_http_client *b)
            a->enable_http2 == b->enable_http2;
 }
 
-bool discovery_docker_same(const discovery_docker *d, const config_docker_sd *sd)
+bool discovery_docker_same(const discovery_docker *d, const config_docker_sd *sd, const char *job)
 {
     const config_docker_sd *a = d->sd;
-    if (!str_eq(a->host, sd->host) || a->port != sd->port ||
+    if (strcmp(d->job, job ? job : "") != 0 || !str_eq(a->host, sd->host) || a->port != sd->port ||
         !str_eq(a->host_networking_host, sd->host_networking_host) ||
         a->refresh_interval_ms != sd->refresh_interval_ms ||
         a->match_first_network != sd->match_first_network || a->n_filters != sd->n_filters ||

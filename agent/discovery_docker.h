@@ -101,9 +101,9 @@ void discovery_docker_free(discovery_docker *d);
  * true; else returns false and leaves *out untouched. Thread-safe. */
 bool discovery_docker_take(discovery_docker *d, config_target_group **out, size_t *n);
 
-/* Whether d runs with a config equal to sd (so a reload can keep it and
- * its targets). */
-bool discovery_docker_same(const discovery_docker *d, const config_docker_sd *sd);
+/* Whether d runs for job `job` with a config equal to sd (so a reload can
+ * keep it and its targets). */
+bool discovery_docker_same(const discovery_docker *d, const config_docker_sd *sd, const char *job);
 
 /* Refreshes done and failed so far (for tests). */
 uint64_t discovery_docker_refreshes(const discovery_docker *d);
