@@ -78,7 +78,7 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB) | $(DEPS_OK)
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h tests/unit/fakesrv.h $(LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(UNIT_LIBS)
 
