@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -271,6 +272,30 @@ static inline fsrv *fsrv_start(const char *path, fsrv_fn fn, void *ctx)
     return s;
 }
 
+/* Listens on 127.0.0.1 on a free port (written to *port). NULL on failure. */
+static inline fsrv *fsrv_start_tcp(fsrv_fn fn, void *ctx, int *port)
+{
+    fsrv *s = calloc(1, sizeof *s);
+    s->fn = fn;
+    s->ctx = ctx;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(s->lfd, 64) < 0 ||
+        getsockname(s->lfd, (struct sockaddr *)&a, &al) < 0) {
+        if (s->lfd >= 0) close(s->lfd);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s);
+        return NULL;
+    }
+    *port = ntohs(a.sin_port);
+    pthread_create(&s->acceptor, NULL, fsrv_accept_main, s);
+    return s;
+}
+
 /* Wakes every fsrv_sleep (handlers that wait on their own conditions use
  * s->mu / s->cv too). */
 static inline void fsrv_broadcast(fsrv *s)
@@ -297,7 +322,7 @@ static inline unsigned long fsrv_requests(fsrv *s)
     return n;
 }
 
-/* Stops listening, removes the socket file, closes every connection and
+/* Stops listening, removes the socket file (unix), closes every connection and
  * joins every thread. NULL is a no-op. */
 static inline void fsrv_stop(fsrv *s)
 {
@@ -306,7 +331,7 @@ static inline void fsrv_stop(fsrv *s)
     s->stopping = true;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    unlink(s->path);
+    if (s->path[0]) unlink(s->path);
     shutdown(s->lfd, SHUT_RDWR);
     pthread_join(s->acceptor, NULL);
     close(s->lfd);
