@@ -140,6 +140,8 @@ FUZZ_ARGS_config        := -max_len=65536
 FUZZ_ARGS_promql_parse  := -max_len=4096
 FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
+FUZZ_SEEDS_docker_events := $(FUZZ_DIR)/seeds-docker_events
+FUZZ_ARGS_docker_events  := -max_len=65536
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -161,6 +163,22 @@ $(FUZZ_DIR)/seeds-promql_parse: $(wildcard tests/data/promql-parse/*.txt)
 	     sed -n 's/^ *eval[a-z_]* \(instant at [^ ]*\|range from [^ ]* to [^ ]* step [^ ]*\) //p' \
 	       $(SHARED)/conformance/promql/*.test; fi; } | \
 	  awk -v dir=$@ '{ f = sprintf("%s/seed-%05d", dir, NR); printf "\017%s", $$0 > f; close(f) }'
+
+# Docker seeds: the captured engine bodies in $(SHARED)/docker, each after
+# the two bytes fuzz_docker_events reads first (kind: 0 events, 1 list,
+# 2 inspect, 3 info, 4 version, +0x80 to publish a snapshot; chunk size).
+$(FUZZ_DIR)/seeds-docker_events: $(wildcard $(SHARED)/docker/*.json $(SHARED)/docker/*.ndjson)
+	@rm -rf $@ && mkdir -p $@
+	@for f in $(SHARED)/docker/*.ndjson; do [ -f "$$f" ] || continue; \
+	   { printf '\200\007'; cat "$$f"; } > $@/events-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*containers-json*.json; do [ -f "$$f" ] || continue; \
+	   { printf '\201\001'; cat "$$f"; } > $@/list-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*inspect*.json; do [ -f "$$f" ] || continue; \
+	   { printf '\202\001'; cat "$$f"; } > $@/inspect-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*-info.json; do [ -f "$$f" ] || continue; \
+	   { printf '\203\001'; cat "$$f"; } > $@/info-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*-version.json; do [ -f "$$f" ] || continue; \
+	   { printf '\204\001'; cat "$$f"; } > $@/version-$$(basename $$f); done
 
 define FUZZ_RUN
 fuzz-$(1): $(FUZZ_DIR)/fuzz_$(1) $(filter $(FUZZ_DIR)/%,$(FUZZ_SEEDS_$(1)))
