@@ -139,6 +139,7 @@ struct docker {
     char *version, *os, *arch, *kernel, *cgroup_driver, *last_error;
     int cgroup_version;
     bool podman, connected, synced;
+    bool events_unfiltered; /* the engine refused the events filter */
     int64_t ncpu, mem_total;
 
     /* publishing */
@@ -1016,6 +1017,12 @@ static void done_session(docker *d, req *r, const httpc_response *resp)
             enum docker_error e = classify(resp);
             session_fail(d, e == DOCKER_ERR_NOT_FOUND ? DOCKER_ERR_HTTP_STATUS : e, what[r->kind],
                          why);
+            /* An engine that rejects the type filter gets the unfiltered
+             * stream next time (other types are ignored anyway). */
+            if (resp->result == HTTPC_OK && resp->status >= 400 && !d->events_unfiltered) {
+                d->events_unfiltered = true;
+                dlog(d, LOG_WARN, NULL, -1, "the events stream will be requested without filters");
+            }
         }
         return;
     }
@@ -1389,7 +1396,10 @@ int64_t docker_step(docker *d)
         session_start(d, R_INFO, "/info", ST_INFO_WAIT, now);
         break;
     case ST_EVENTS_START:
-        session_start(d, R_EVENTS, "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D",
+        session_start(d, R_EVENTS,
+                      d->events_unfiltered
+                          ? "/events"
+                          : "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D",
                       ST_EVENTS_WAIT, now);
         if (d->state == ST_EVENTS_WAIT) wait = 10;
         break;

@@ -45,6 +45,7 @@ typedef struct engine {
     size_t n;
     char *list_override; /* served instead of the list when set */
     int slow_ms;         /* how long M_SLOW waits */
+    bool reject_filters; /* /events?filters=... answers 400 */
     /* events: every emitted piece; a stream sends what is newer than its start */
     char *ev[512];
     size_t n_ev;
@@ -404,7 +405,13 @@ static bool engine_handle(fsrv *s, int fd, const fsrv_req *rq, void *ctx)
         free(b);
         return ok;
     }
-    if (strncmp(p, "/events?", 8) == 0) return serve_events(s, fd);
+    if (strncmp(p, "/events", 7) == 0) {
+        pthread_mutex_lock(&eng.mu);
+        bool reject = eng.reject_filters && strchr(p, '?');
+        pthread_mutex_unlock(&eng.mu);
+        if (reject) return fsrv_respond_json(fd, 400, "{\"message\":\"invalid filter 'type'\"}");
+        return serve_events(s, fd);
+    }
     if (strcmp(p, "/containers/json?all=true") == 0) {
         pthread_mutex_lock(&eng.mu);
         eng.lists++;
@@ -1363,6 +1370,33 @@ static void test_slow_engine(void **state)
     docker_free(d);
 }
 
+/* An engine that rejects the events filter: the next session asks for the
+ * unfiltered stream, and network events in it are ignored. */
+static void test_events_filter_rejected(void **state)
+{
+    (void)state;
+    TU_REQUIRE_SHARED("docker/dockerd-version.json");
+    engine_load_docker();
+    pthread_mutex_lock(&eng.mu);
+    eng.reject_filters = true;
+    pthread_mutex_unlock(&eng.mu);
+    start_engine();
+    docker *d = open_docker(2000);
+    WAIT_UNTIL(d, 5000, synced_with(s, 5));
+    assert_int_equal(docker_errors(d, DOCKER_ERR_HTTP_STATUS), 1);
+    char *net = capture_line("docker/example-events.ndjson", "\"Type\":\"network\"");
+    emit_raw(net);
+    free(net);
+    engine_state(ID_MINI1, "exited", 0, 4);
+    emit("die", ID_MINI1, "{\"exitCode\":\"4\"}");
+    WAIT_UNTIL(d, 3000, docker_snapshot_find(s, ID_MINI1)->exit_code == 4);
+    docker_counters c;
+    docker_counters_get(d, &c);
+    assert_true(c.events_ignored >= 1);
+    assert_int_equal(docker_errors(d, DOCKER_ERR_BAD_EVENT), 0);
+    docker_free(d);
+}
+
 /* tcp:// against the same fake engine on loopback. */
 static void test_tcp(void **state)
 {
@@ -1381,6 +1415,7 @@ static void test_tcp(void **state)
     assert_int_equal(docker_new(&o, NULL, &d, &err), 0);
     buf_cleanup(&err);
     WAIT_UNTIL(d, 5000, synced_with(s, 5));
+    engine_state(ID_MINI1, "exited", 0, 3);
     emit("die", ID_MINI1, "{\"exitCode\":\"3\"}");
     WAIT_UNTIL(d, 3000, docker_snapshot_find(s, ID_MINI1)->exit_code == 3);
     docker_free(d);
@@ -1524,6 +1559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_podman_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_engine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_filter_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_loop, setup, teardown),
