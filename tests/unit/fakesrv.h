@@ -164,6 +164,8 @@ static inline bool fsrv_read_request(int fd, char *pend, size_t *npend, size_t c
 {
     for (;;) {
         pend[*npend] = '\0';
+        /* Not HTTP (a TLS ClientHello starts with 0x16): hang up. */
+        if (*npend > 0 && (pend[0] < 'A' || pend[0] > 'Z')) return false;
         char *end = strstr(pend, "\r\n\r\n");
         if (end) {
             size_t head = (size_t)(end - pend) + 4;

@@ -1421,6 +1421,54 @@ static void test_tcp(void **state)
     docker_free(d);
 }
 
+/* TLS is attempted when asked for (explicitly, or by DOCKER_TLS_VERIFY /
+ * DOCKER_CERT_PATH with no host given): against the plain-HTTP fake the
+ * handshake fails and counts as a connect error. (No TLS engine here: the
+ * handshake itself is libcurl's, as for TLS scrapes.) */
+static void test_tls_attempted(void **state)
+{
+    (void)state;
+    TU_REQUIRE_SHARED("docker/dockerd-version.json");
+    engine_load_docker();
+    int port = 0;
+    srv = fsrv_start_tcp(engine_handle, NULL, &port);
+    assert_non_null(srv);
+    char host[64];
+    snprintf(host, sizeof host, "tcp://127.0.0.1:%d", port);
+    docker_opts o = {.host = host, .tls = true, .backoff_initial_ms = 20, .backoff_max_ms = 50};
+    docker *d = NULL;
+    buf err;
+    buf_init(&err, 1024);
+    assert_int_equal(docker_new(&o, NULL, &d, &err), 0);
+    WAIT_UNTIL(d, 3000, docker_errors(d, DOCKER_ERR_CONNECT) >= 2 && !s->engine.connected);
+    docker_free(d);
+
+    const char *keys[] = {"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"};
+    char *saved[3];
+    for (int i = 0; i < 3; i++)
+        saved[i] = getenv(keys[i]) ? strdup(getenv(keys[i])) : NULL;
+    setenv("DOCKER_HOST", host, 1);
+    setenv("DOCKER_TLS_VERIFY", "1", 1);
+    setenv("DOCKER_CERT_PATH", dir, 1); /* no ca.pem/cert.pem/key.pem there */
+    assert_int_equal(docker_new(NULL, NULL, &d, &err), 0);
+    WAIT_UNTIL(d, 3000, docker_errors(d, DOCKER_ERR_CONNECT) >= 1 && !s->engine.connected);
+    docker_free(d);
+    /* Without them, the same host speaks plain HTTP. */
+    unsetenv("DOCKER_TLS_VERIFY");
+    unsetenv("DOCKER_CERT_PATH");
+    assert_int_equal(docker_new(NULL, NULL, &d, &err), 0);
+    WAIT_UNTIL(d, 5000, synced_with(s, 5));
+    docker_free(d);
+    for (int i = 0; i < 3; i++) {
+        if (saved[i])
+            setenv(keys[i], saved[i], 1);
+        else
+            unsetenv(keys[i]);
+        free(saved[i]);
+    }
+    buf_cleanup(&err);
+}
+
 /* Readers on other threads take snapshots while the loop applies events;
  * a snapshot outlives docker_free. */
 static atomic_bool reader_stop;
@@ -1561,6 +1609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_engine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_filter_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_attempted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_loop, setup, teardown),
     };
