@@ -86,12 +86,13 @@ typedef struct docker_opts {
     bool tls; /* TLS on tcp:// (https:// implies it) */
     bool tls_insecure_skip_verify;
     const char *tls_ca_file, *tls_cert_file, *tls_key_file; /* NULL: none */
-    int64_t request_timeout_ms; /* each list/inspect/version/info request; 0: 10 s */
-    int64_t backoff_initial_ms; /* 0: 500 ms */
-    int64_t backoff_max_ms;     /* 0: 30 s */
-    size_t body_limit;          /* 0: DOCKER_BODY_LIMIT */
-    size_t event_line_limit;    /* 0: DOCKER_EVENT_LINE_LIMIT */
-    unsigned max_concurrent;    /* inspects in flight, and stats in flight; 0: 16 */
+    int64_t request_timeout_ms;    /* each list/inspect/version/info request; 0: 10 s */
+    int64_t backoff_initial_ms;    /* 0: 500 ms */
+    int64_t backoff_max_ms;        /* 0: 30 s */
+    size_t body_limit;             /* 0: DOCKER_BODY_LIMIT */
+    size_t event_line_limit;       /* 0: DOCKER_EVENT_LINE_LIMIT */
+    unsigned max_concurrent;       /* inspects in flight; 0: 16 */
+    unsigned max_concurrent_stats; /* stats requests in flight (one connection each); 0: 128 */
 } docker_opts;
 
 /* Error reasons, the label values of sidewatch_docker_errors_total. */
@@ -229,7 +230,8 @@ typedef struct docker_stats_result {
 typedef void (*docker_stats_fn)(void *ctx, const docker_stats_result *r);
 
 /* Requests GET /containers/{id}/stats?stream=false&one-shot=true for every
- * id (copied), at most opts.max_concurrent at a time, each with timeout_ms
+ * id (copied), at most opts.max_concurrent_stats at a time (dockerd answers
+ * them together on its next 1 s collection tick), each with timeout_ms
  * (0: opts.request_timeout_ms). Failures are counted and logged like any
  * other, and each id's result goes to fn. Returns 0, -EINVAL if an id is
  * not a plausible container id (nothing is started then), or -ENOTCONN if

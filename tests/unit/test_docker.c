@@ -482,7 +482,8 @@ static docker *open_docker(int64_t timeout_ms)
                      .request_timeout_ms = timeout_ms,
                      .backoff_initial_ms = 20,
                      .backoff_max_ms = 200,
-                     .max_concurrent = 3};
+                     .max_concurrent = 3,
+                     .max_concurrent_stats = 2};
     docker *d = NULL;
     buf err;
     buf_init(&err, 1024);
