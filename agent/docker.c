@@ -1106,6 +1106,11 @@ static void done_inspect(docker *d, req *r, const httpc_response *resp)
         reason = classify(resp);
         describe_for(d, resp, why, sizeof why);
     }
+    if (reason == DOCKER_ERR_NOT_FOUND && !e) {
+        /* Its destroy event came first: a short-lived container, no error. */
+        dlog(d, LOG_DEBUG, r->id, -1, "container destroyed before its inspect returned");
+        return;
+    }
     count(d, reason);
     if (reason == DOCKER_ERR_NOT_FOUND) {
         /* Gone between the list (or event) and the inspect. */

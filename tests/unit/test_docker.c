@@ -26,7 +26,7 @@
 
 /* ---- the fake engine ------------------------------------------------------------- */
 
-enum mode { M_OK = 0, M_404, M_GARBAGE, M_TRUNCATED, M_SLOW };
+enum mode { M_OK = 0, M_404, M_GARBAGE, M_TRUNCATED, M_SLOW, M_SLOW_404 };
 
 typedef struct fc {
     char id[80];
@@ -371,6 +371,10 @@ static bool respond_mode(fsrv *s, int fd, enum mode m, const char *id, const cha
             len);
         fsrv_write(fd, body, len / 2);
         return false;
+    case M_SLOW_404:
+        if (!fsrv_sleep(s, eng.slow_ms)) return false;
+        snprintf(msg, sizeof msg, "{\"message\":\"No such container: %s\"}", id);
+        return fsrv_respond_json(fd, 404, msg);
     case M_SLOW:
         if (!fsrv_sleep(s, eng.slow_ms)) return false;
         return fsrv_respond(fd, 200, "application/json", body, len);
@@ -518,6 +522,14 @@ static bool all_inspected(const docker_snapshot *s)
     for (size_t i = 0; i < s->n_containers; i++)
         if (!s->containers[i].inspected) return false;
     return true;
+}
+
+static size_t n_inspected(const docker_snapshot *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_containers; i++)
+        n += s->containers[i].inspected;
+    return n;
 }
 
 static const char *label(const docker_container *c, const char *key)
@@ -997,6 +1009,34 @@ static void test_podman(void **state)
     assert_true(c.events_ignored >= 2); /* init, cleanup */
     assert_int_equal(docker_errors(d, DOCKER_ERR_BAD_EVENT), 0);
     WAIT_UNTIL(d, 3000, synced_with(s, 3));
+    docker_free(d);
+}
+
+/* A container that is created and destroyed while its inspect runs: the
+ * 404 that follows its destroy event is no error. */
+static void test_short_lived(void **state)
+{
+    (void)state;
+    TU_REQUIRE_SHARED("docker/dockerd-version.json");
+    engine_load_docker();
+    engine_add(ID_NEW1, "oneshot", 4);
+    engine_mode(ID_NEW1, M_SLOW_404, M_OK);
+    pthread_mutex_lock(&eng.mu);
+    eng.slow_ms = 500;
+    pthread_mutex_unlock(&eng.mu);
+    start_engine();
+    docker *d = open_docker(2000);
+    WAIT_UNTIL(d, 5000, s->engine.synced && s->n_containers == 6 && n_inspected(s) == 5);
+    /* The list had it; the others are inspected, its inspect is in flight
+     * (slow, then 404). */
+    emit("die", ID_NEW1, "{\"exitCode\":\"0\"}");
+    emit("destroy", ID_NEW1, NULL);
+    WAIT_UNTIL(d, 3000, docker_snapshot_find(s, ID_NEW1) == NULL);
+    int64_t end = now_ms() + 1000; /* let the slow 404 arrive */
+    while (now_ms() < end)
+        docker_poll(d, 20);
+    assert_int_equal(docker_errors(d, DOCKER_ERR_NOT_FOUND), 0);
+    WAIT_UNTIL(d, 1000, synced_with(s, 5));
     docker_free(d);
 }
 
@@ -1598,6 +1638,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_docker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_podman, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_lived, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_relist, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_appears, setup, teardown),
