@@ -139,9 +139,13 @@ FUZZ_SEEDS_promql_parse := $(FUZZ_DIR)/seeds-promql_parse
 FUZZ_ARGS_config        := -max_len=65536
 FUZZ_ARGS_promql_parse  := -max_len=4096
 FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse
+FUZZ_SEEDS_docker_sd    := $(FUZZ_DIR)/seeds-docker_sd
+FUZZ_ARGS_docker_sd     := -max_len=65536
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
 FUZZ_SEEDS_docker_events := $(FUZZ_DIR)/seeds-docker_events
 FUZZ_ARGS_docker_events  := -max_len=65536
+FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stats
+FUZZ_ARGS_docker_stats  := -max_len=16384
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -179,6 +183,24 @@ $(FUZZ_DIR)/seeds-docker_events: $(wildcard $(SHARED)/docker/*.json $(SHARED)/do
 	   { printf '\203\001'; cat "$$f"; } > $@/info-$$(basename $$f); done
 	@for f in $(SHARED)/docker/*-version.json; do [ -f "$$f" ] || continue; \
 	   { printf '\204\001'; cat "$$f"; } > $@/version-$$(basename $$f); done
+
+# Docker stats seeds: every stats body captured in ../shared/docker, one per
+# file (streamed captures split into their lines).
+$(FUZZ_DIR)/seeds-docker_stats: $(wildcard $(SHARED)/docker/*-stats-*)
+	@rm -rf $@ && mkdir -p $@
+	@for f in $(SHARED)/docker/*-stats-*.json; do [ ! -f "$$f" ] || cp "$$f" $@/; done; \
+	 for f in $(SHARED)/docker/*-stats-*.ndjson; do [ ! -f "$$f" ] || \
+	   awk -v p="$@/$$(basename $$f)" '{ f = p "-" NR; print > f; close(f) }' "$$f"; done
+
+# Docker discovery seeds: an option byte, a fixture's containers body, NUL,
+# its networks body (tests/fuzz/fuzz_docker_sd.c).
+$(FUZZ_DIR)/seeds-docker_sd: $(wildcard tests/data/docker-sd/*/containers/json.json)
+	@rm -rf $@ && mkdir -p $@
+	@n=0; for d in $(SHARED)/conformance/docker-sd/dockerprom $(SHARED)/conformance/docker-sd/dockeripv6 \
+	    tests/data/docker-sd/annotated; do \
+	  [ -f $$d/containers/json.json ] || continue; n=$$((n + 1)); \
+	  { printf '\001'; cat $$d/containers/json.json; printf '\000'; cat $$d/networks.json; } > $@/seed-$$n; \
+	done
 
 define FUZZ_RUN
 fuzz-$(1): $(FUZZ_DIR)/fuzz_$(1) $(filter $(FUZZ_DIR)/%,$(FUZZ_SEEDS_$(1)))

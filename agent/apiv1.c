@@ -794,28 +794,7 @@ static void unescape_name(const char *name, size_t len, buf *out)
             i++;
         }
         if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) goto invalid;
-        char e[4];
-        size_t el;
-        if (cp < 0x80) {
-            e[0] = (char)cp;
-            el = 1;
-        } else if (cp < 0x800) {
-            e[0] = (char)(0xC0 | cp >> 6);
-            e[1] = (char)(0x80 | (cp & 0x3F));
-            el = 2;
-        } else if (cp < 0x10000) {
-            e[0] = (char)(0xE0 | cp >> 12);
-            e[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-            e[2] = (char)(0x80 | (cp & 0x3F));
-            el = 3;
-        } else {
-            e[0] = (char)(0xF0 | cp >> 18);
-            e[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-            e[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-            e[3] = (char)(0x80 | (cp & 0x3F));
-            el = 4;
-        }
-        buf_append(&u, e, el);
+        strutil_append_rune(&u, cp);
     }
     buf_append(out, u.data ? u.data : "", u.len);
     buf_cleanup(&u);
@@ -1352,6 +1331,19 @@ static void indent(buf *out, int n)
         buf_putc(out, ' ');
 }
 
+/* A value that ends its line: a scalar, or {} / [] for a map or sequence
+ * that is empty or beyond the depth budget. */
+static void yaml_leaf(buf *out, const yamlconf_node *v)
+{
+    if (v->kind == YAMLCONF_MAP)
+        buf_puts(out, "{}");
+    else if (v->kind == YAMLCONF_SEQ)
+        buf_puts(out, "[]");
+    else
+        yaml_scalar(out, v);
+    buf_putc(out, '\n');
+}
+
 static void yaml_seq(buf *out, const yamlconf_node *n, int ind, const char *parent, int budget);
 
 /* A mapping in yaml.v2's block style at indentation ind; with first_inline
@@ -1376,13 +1368,7 @@ static void yaml_map(buf *out, const yamlconf_node *n, int ind, bool first_inlin
             yaml_seq(out, v, ind, kname, budget - 1);
         } else {
             buf_putc(out, ' ');
-            if (v->kind == YAMLCONF_MAP)
-                buf_puts(out, "{}");
-            else if (v->kind == YAMLCONF_SEQ)
-                buf_puts(out, "[]");
-            else
-                yaml_scalar(out, v);
-            buf_putc(out, '\n');
+            yaml_leaf(out, v);
         }
     }
 }
@@ -1400,13 +1386,7 @@ static void yaml_seq(buf *out, const yamlconf_node *n, int ind, const char *pare
             buf_putc(out, '\n');
             yaml_seq(out, v, ind + 2, parent, budget - 1);
         } else {
-            if (v->kind == YAMLCONF_MAP)
-                buf_puts(out, "{}");
-            else if (v->kind == YAMLCONF_SEQ)
-                buf_puts(out, "[]");
-            else
-                yaml_scalar(out, v);
-            buf_putc(out, '\n');
+            yaml_leaf(out, v);
         }
     }
 }

@@ -1,6 +1,7 @@
 #include "buf.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,8 +36,10 @@ int buf_reserve(buf *b, size_t n)
     size_t c = b->cap ? b->cap : 64;
     while (c < need)
         c = c * 2 < c ? need : c * 2;
+    bool fresh = b->data == NULL;
     b->data = mem_realloc(b->data, c);
     b->cap = c;
+    if (fresh) b->data[b->len] = '\0'; /* buf_cstr() of a reserved, empty buffer */
     return 0;
 }
 

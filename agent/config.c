@@ -891,6 +891,7 @@ static bool decode_relabels(ctx *c, const slot *s, bool legacy, const char *null
     X(H_PROXY_FROM_ENV, "proxy_from_environment")                                                  \
     X(H_PROXY_CONNECT_HEADER, "proxy_connect_header")
 enum { HTTP_FIELDS(F_ENUM) H__N };
+static const char *const http_names[] = {HTTP_FIELDS(F_NAME)};
 
 #define TLS_FIELDS(X)                                                                              \
     X(T_CA, "ca")                                                                                  \
@@ -1398,24 +1399,27 @@ static bool any_auth(const config_http_client *h)
 
 /* ---- service discovery ---------------------------------------------------------- */
 
-/* Every service discovery kind Prometheus 3.14 registers, static and file
- * first (implemented), then the others (not supported), as yaml keys. */
+/* Every service discovery kind Prometheus 3.14 registers, static, file and
+ * docker first (implemented), then the others (not supported), as yaml
+ * keys. */
 static const char *const sd_keys[] = {
-    "static_configs",      "file_sd_configs",      "aws_sd_configs",
-    "azure_sd_configs",    "consul_sd_configs",    "digitalocean_sd_configs",
-    "dns_sd_configs",      "docker_sd_configs",    "dockerswarm_sd_configs",
-    "ec2_sd_configs",      "ecs_sd_configs",       "elasticache_sd_configs",
-    "eureka_sd_configs",   "gce_sd_configs",       "hetzner_sd_configs",
-    "http_sd_configs",     "ionos_sd_configs",     "kubernetes_sd_configs",
-    "kuma_sd_configs",     "lightsail_sd_configs", "linode_sd_configs",
-    "marathon_sd_configs", "msk_sd_configs",       "nerve_sd_configs",
-    "nomad_sd_configs",    "oci_sd_configs",       "openstack_sd_configs",
-    "outscale_sd_configs", "ovhcloud_sd_configs",  "puppetdb_sd_configs",
-    "rds_sd_configs",      "scaleway_sd_configs",  "serverset_sd_configs",
-    "stackit_sd_configs",  "triton_sd_configs",    "uyuni_sd_configs",
+    "static_configs",          "file_sd_configs",      "docker_sd_configs",
+    "aws_sd_configs",          "azure_sd_configs",     "consul_sd_configs",
+    "digitalocean_sd_configs", "dns_sd_configs",       "dockerswarm_sd_configs",
+    "ec2_sd_configs",          "ecs_sd_configs",       "elasticache_sd_configs",
+    "eureka_sd_configs",       "gce_sd_configs",       "hetzner_sd_configs",
+    "http_sd_configs",         "ionos_sd_configs",     "kubernetes_sd_configs",
+    "kuma_sd_configs",         "lightsail_sd_configs", "linode_sd_configs",
+    "marathon_sd_configs",     "msk_sd_configs",       "nerve_sd_configs",
+    "nomad_sd_configs",        "oci_sd_configs",       "openstack_sd_configs",
+    "outscale_sd_configs",     "ovhcloud_sd_configs",  "puppetdb_sd_configs",
+    "rds_sd_configs",          "scaleway_sd_configs",  "serverset_sd_configs",
+    "stackit_sd_configs",      "triton_sd_configs",    "uyuni_sd_configs",
     "vultr_sd_configs",
 };
-enum { SD_STATIC = 0, SD_FILE = 1, SD__N = sizeof sd_keys / sizeof sd_keys[0] };
+enum { SD_STATIC = 0, SD_FILE = 1, SD_DOCKER = 2, SD__N = sizeof sd_keys / sizeof sd_keys[0] };
+/* The first kind that is not implemented. */
+#define SD_FIRST_UNSUPPORTED 3
 
 #define TG_TYPE                                                                                    \
     "struct { Targets []string \"yaml:\\\"targets\\\"\"; Labels model.LabelSet "                   \
@@ -1557,6 +1561,292 @@ static bool decode_file_sd(ctx *c, const slot *s, config_file_sd **out, size_t *
     return ok;
 }
 
+/* ---- docker_sd_configs ------------------------------------------------------------ */
+
+static bool is_hex(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+static int hex_val(char ch)
+{
+    return ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
+}
+
+/* Go's url.unescape error checks over s[0..n): `host` selects encodeHost
+ * (only %XX >= 0x80 or "%25", and only host characters). Returns NULL or
+ * the reason (static, or written to tmp). */
+static const char *url_unescape_error(const char *s, size_t n, bool host, char *tmp, size_t cap)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '%') {
+            if (i + 2 >= n) {
+                size_t m = n - i < 3 ? n - i : 3;
+                snprintf(tmp, cap, "invalid URL escape \"%.*s\"", (int)m, s + i);
+                return tmp;
+            }
+            if (!is_hex(s[i + 1]) || !is_hex(s[i + 2])) {
+                snprintf(tmp, cap, "invalid URL escape \"%.3s\"", s + i);
+                return tmp;
+            }
+            if (host && hex_val(s[i + 1]) < 8 && memcmp(s + i, "%25", 3) != 0) {
+                snprintf(tmp, cap, "invalid URL escape \"%.3s\"", s + i);
+                return tmp;
+            }
+            i += 2;
+        } else if (host && ch < 0x80) {
+            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || strchr("-_.~!$&'()*+,;=:[]<>\"", ch);
+            if (!ok || ch == '\0') {
+                snprintf(tmp, cap, "invalid character \"%c\" in host name", ch);
+                return tmp;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Go's validOptionalPort: "" or ":" followed by digits only. */
+static bool valid_optional_port(const char *p, size_t n)
+{
+    if (n == 0) return true;
+    if (p[0] != ':') return false;
+    for (size_t i = 1; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return false;
+    }
+    return true;
+}
+
+/* The errors Go's url.Parse gives (without the `parse "<url>": ` prefix);
+ * NULL when it parses. Covers control characters, a missing scheme,
+ * colons in a first relative segment, bad escapes, bad hosts and ports. */
+static const char *go_url_error(const char *u, char *tmp, size_t cap)
+{
+    for (const char *p = u; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return "net/url: invalid control character in URL";
+    }
+    const char *hash = strchr(u, '#');
+    size_t ulen = hash ? (size_t)(hash - u) : strlen(u);
+    if (hash) {
+        const char *e = url_unescape_error(hash + 1, strlen(hash + 1), false, tmp, cap);
+        if (e) return e;
+    }
+    /* getScheme */
+    size_t i = 0;
+    bool have_scheme = false;
+    for (; i < ulen; i++) {
+        char ch = u[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) continue;
+        if ((ch >= '0' && ch <= '9') || ch == '+' || ch == '-' || ch == '.') {
+            if (i == 0) break;
+            continue;
+        }
+        if (ch == ':') {
+            if (i == 0) return "missing protocol scheme";
+            have_scheme = true;
+        }
+        break;
+    }
+    const char *rest = have_scheme ? u + i + 1 : u;
+    size_t rlen = ulen - (size_t)(rest - u);
+    const char *q = memchr(rest, '?', rlen);
+    if (q) rlen = (size_t)(q - rest);
+    if (rlen == 0 || rest[0] != '/') {
+        if (have_scheme) return NULL; /* opaque */
+        const char *slash = memchr(rest, '/', rlen);
+        size_t seg = slash ? (size_t)(slash - rest) : rlen;
+        if (memchr(rest, ':', seg)) return "first path segment in URL cannot contain colon";
+    }
+    const char *path = rest;
+    size_t plen = rlen;
+    if ((have_scheme || !(rlen >= 3 && memcmp(rest, "///", 3) == 0)) && rlen >= 2 &&
+        rest[0] == '/' && rest[1] == '/') {
+        const char *auth = rest + 2;
+        const char *slash = memchr(auth, '/', rlen - 2);
+        size_t alen = slash ? (size_t)(slash - auth) : rlen - 2;
+        path = auth + alen;
+        plen = rlen - 2 - alen;
+        /* parseAuthority: userinfo before the last '@' */
+        const char *host = auth;
+        size_t hlen = alen;
+        for (size_t k = alen; k > 0; k--) {
+            if (auth[k - 1] == '@') {
+                for (size_t j = 0; j < k - 1; j++) {
+                    unsigned char ch = (unsigned char)auth[j];
+                    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                              (ch >= '0' && ch <= '9') || strchr("-._:~!$&'()*+,;=%@", ch);
+                    if (!ok || ch == '\0') return "net/url: invalid userinfo";
+                }
+                host = auth + k;
+                hlen = alen - k;
+                break;
+            }
+        }
+        /* parseHost */
+        if (hlen > 0 && host[0] == '[') {
+            const char *close = NULL;
+            for (size_t k = hlen; k > 0; k--) {
+                if (host[k - 1] == ']') {
+                    close = host + k - 1;
+                    break;
+                }
+            }
+            if (!close) return "missing ']' in host";
+            const char *cp = close + 1;
+            size_t cl = hlen - (size_t)(cp - host);
+            if (!valid_optional_port(cp, cl)) {
+                snprintf(tmp, cap, "invalid port \"%.*s\" after host", (int)cl, cp);
+                return tmp;
+            }
+        } else {
+            const char *colon = NULL;
+            for (size_t k = hlen; k > 0; k--) {
+                if (host[k - 1] == ':') {
+                    colon = host + k - 1;
+                    break;
+                }
+            }
+            if (colon) {
+                size_t cl = hlen - (size_t)(colon - host);
+                if (!valid_optional_port(colon, cl)) {
+                    snprintf(tmp, cap, "invalid port \"%.*s\" after host", (int)cl, colon);
+                    return tmp;
+                }
+            }
+        }
+        const char *e = url_unescape_error(host, hlen, true, tmp, cap);
+        if (e) return e;
+    }
+    return url_unescape_error(path, plen, false, tmp, cap);
+}
+
+static void docker_sd_cleanup(config_docker_sd *d)
+{
+    mem_free(d->host);
+    for (size_t i = 0; i < d->n_filters; i++) {
+        mem_free(d->filters[i].name);
+        free_strv(d->filters[i].values, d->filters[i].n_values);
+    }
+    mem_free(d->filters);
+    mem_free(d->host_networking_host);
+    http_cleanup(&d->http);
+}
+
+static void free_docker_sds(config_docker_sd *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        docker_sd_cleanup(&v[i]);
+    mem_free(v);
+}
+
+#define DOCKER_SD_FIELDS(X)                                                                        \
+    X(DK_HOST, "host")                                                                             \
+    X(DK_PORT, "port")                                                                             \
+    X(DK_FILTERS, "filters")                                                                       \
+    X(DK_HOST_NETWORKING_HOST, "host_networking_host")                                             \
+    X(DK_REFRESH_INTERVAL, "refresh_interval")                                                     \
+    X(DK_MATCH_FIRST_NETWORK, "match_first_network")
+enum { DOCKER_SD_FIELDS(F_ENUM) DK__OWN };
+enum { DK_HTTP = DK__OWN, DK__N = DK__OWN + H__N };
+static const char *const docker_sd_own_names[] = {DOCKER_SD_FIELDS(F_NAME)};
+static const char *const docker_filter_names[] = {"name", "values"};
+
+/* One docker_sd_configs entry: moby.DockerSDConfig's UnmarshalYAML (the
+ * defaults, strict decoding, "host missing", url.Parse of the host) and the
+ * HTTP client's Validate. */
+static bool decode_docker_sd_entry(ctx *c, const yamlconf_node *it, config_docker_sd *d)
+{
+    const char *names[DK__N];
+    size_t k = 0;
+    for (size_t i = 0; i < DK__OWN; i++)
+        names[k++] = docker_sd_own_names[i];
+    for (size_t i = 0; i < H__N; i++)
+        names[k++] = http_names[i];
+    d->port = CONFIG_DEFAULT_DOCKER_SD_PORT;
+    d->host_networking_host = mem_strdup("localhost");
+    d->refresh_interval_ms = CONFIG_DEFAULT_DOCKER_SD_REFRESH_MS;
+    d->match_first_network = true;
+    d->http.follow_redirects = true;
+    d->http.enable_http2 = true;
+    slot s[DK__N];
+    if (decode_map(c, it, "moby.plain", names, DK__N, s) < 0) return false;
+    bool ok = true;
+    if (get_string(c, &s[DK_HOST], &d->host) < 0) ok = false;
+    if (get_int(c, &s[DK_PORT], &d->port, "int") < 0) ok = false;
+    if (get_string(c, &s[DK_HOST_NETWORKING_HOST], &d->host_networking_host) < 0) ok = false;
+    if (get_duration(c, &s[DK_REFRESH_INTERVAL], &d->refresh_interval_ms) < 0) ok = false;
+    if (get_bool(c, &s[DK_MATCH_FIRST_NETWORK], &d->match_first_network) < 0) ok = false;
+    const yamlconf_node *fl = s[DK_FILTERS].val;
+    if (s[DK_FILTERS].key && !yamlconf_is_null(fl)) {
+        if (fl->kind != YAMLCONF_SEQ) {
+            type_error(c, fl, "[]moby.Filter");
+            ok = false;
+        } else {
+            d->filters = mem_calloc(fl->n ? fl->n : 1, sizeof *d->filters);
+            for (size_t i = 0; i < fl->n; i++) {
+                slot f[2];
+                int r = decode_map(c, fl->items[i], "moby.Filter", docker_filter_names, 2, f);
+                if (r < 0) {
+                    ok = false;
+                    continue;
+                }
+                config_param *p = &d->filters[d->n_filters++];
+                if (get_string(c, &f[0], &p->name) < 0) ok = false;
+                if (!p->name) p->name = mem_strdup("");
+                if (get_strv(c, &f[1], "[]string", &p->values, &p->n_values, NULL) < 0) ok = false;
+            }
+        }
+    }
+    /* Prometheus validates the HTTP client settings after the fields
+     * decoded; a decoding error stops it before, but reporting both is
+     * more useful and changes no verdict. */
+    if (!decode_http(c, s + DK_HTTP, it, &d->http)) ok = false;
+    if (!d->host) d->host = mem_strdup("");
+    if (ok && !*d->host) {
+        errorf(c, at_of(&s[DK_HOST], it), "host missing");
+        ok = false;
+    } else if (ok) {
+        char tmp[256];
+        const char *e = go_url_error(d->host, tmp, sizeof tmp);
+        if (e) {
+            errorf(c, at_of(&s[DK_HOST], it), "parse %s: %s", qz(c, d->host), e);
+            ok = false;
+        }
+    }
+    /* Prometheus would panic on a zero ticker (time.NewTicker). */
+    if (ok && d->refresh_interval_ms <= 0) {
+        errorf(c, at_of(&s[DK_REFRESH_INTERVAL], it),
+               "refresh_interval must be greater than 0 for docker_sd_configs");
+        ok = false;
+    }
+    return ok;
+}
+
+static bool decode_docker_sd(ctx *c, const slot *s, config_docker_sd **out, size_t *n)
+{
+    const yamlconf_node *seq = seq_of(c, s, "[]*moby.DockerSDConfig");
+    if (!seq) return !(s->key && !yamlconf_is_null(s->val));
+    bool ok = true;
+    config_docker_sd *v = mem_calloc(seq->n ? seq->n : 1, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < seq->n; i++) {
+        const yamlconf_node *it = seq->items[i];
+        if (yamlconf_is_null(it)) {
+            errorf(c, it->line > s->key->line ? it : s->key,
+                   "empty or null section in docker_sd_configs");
+            ok = false;
+            continue;
+        }
+        if (!decode_docker_sd_entry(c, it, &v[k])) ok = false;
+        k++;
+    }
+    *out = v;
+    *n = k;
+    return ok;
+}
+
 /* Go's url.Parse, as far as http_sd needs it: the scheme (lowercased) and
  * whether there is a host. */
 static void url_scheme_host(const char *u, char *scheme, size_t cap, bool *has_host)
@@ -1599,8 +1889,8 @@ static void url_scheme_host(const char *u, char *scheme, size_t cap, bool *has_h
 static bool check_unsupported_sd(ctx *c, const slot *s, size_t kind)
 {
     unsupportedf(c, s->key,
-                 "not supported: %s (sidewatch implements static_configs and "
-                 "file_sd_configs)",
+                 "not supported: %s (sidewatch implements static_configs, "
+                 "file_sd_configs and docker_sd_configs)",
                  sd_keys[kind]);
     const yamlconf_node *seq = seq_of(c, s, "[]discovery.Config");
     if (!seq) return !(s->key && !yamlconf_is_null(s->val));
@@ -2056,7 +2346,6 @@ enum { SCRAPE_FIELDS(F_ENUM) SC__OWN };
 enum { SC_HTTP = SC__OWN, SC_SD = SC__OWN + H__N, SC__N = SC__OWN + H__N + SD__N };
 
 /* Field names of a struct = own names + inline HTTP fields + SD keys. */
-static const char *const http_names[] = {HTTP_FIELDS(F_NAME)};
 static const char *const scrape_own_names[] = {SCRAPE_FIELDS(F_NAME)};
 
 static void build_names(const char **out, const char *const *own, size_t n_own, bool http, bool sd)
@@ -2090,6 +2379,7 @@ static void scrape_cleanup(config_scrape *s)
         free_strv(s->file_sd_configs[i].files, s->file_sd_configs[i].n_files);
     }
     mem_free(s->file_sd_configs);
+    free_docker_sds(s->docker_sd_configs, s->n_docker_sd_configs);
     free_relabels(s->relabel_configs, s->n_relabel_configs);
     free_relabels(s->metric_relabel_configs, s->n_metric_relabel_configs);
     mem_free(s->metric_name_escaping_scheme);
@@ -2109,12 +2399,13 @@ static void add_param(ctx *c, const yamlconf_node *k, const yamlconf_node *v, vo
 
 /* Decodes SD slots for a scrape or alertmanager config. */
 static bool decode_sds(ctx *c, const slot *sd, config_target_group **st, size_t *n_st,
-                       config_file_sd **fs, size_t *n_fs)
+                       config_file_sd **fs, size_t *n_fs, config_docker_sd **ds, size_t *n_ds)
 {
     bool ok = true;
     if (!decode_static(c, &sd[SD_STATIC], st, n_st)) ok = false;
     if (!decode_file_sd(c, &sd[SD_FILE], fs, n_fs)) ok = false;
-    for (size_t k = 2; k < SD__N; k++) {
+    if (!decode_docker_sd(c, &sd[SD_DOCKER], ds, n_ds)) ok = false;
+    for (size_t k = SD_FIRST_UNSUPPORTED; k < SD__N; k++) {
         if (sd[k].key && !check_unsupported_sd(c, &sd[k], k)) ok = false;
     }
     return ok;
@@ -2174,7 +2465,7 @@ static void decode_scrape(ctx *c, const yamlconf_node *n, config_scrape *sc)
     /* Service discovery. */
     const slot *sd = s + SC_SD;
     decode_sds(c, sd, &sc->static_configs, &sc->n_static_configs, &sc->file_sd_configs,
-               &sc->n_file_sd_configs);
+               &sc->n_file_sd_configs, &sc->docker_sd_configs, &sc->n_docker_sd_configs);
 
     /* Name validation scheme of this job (relabel configs use it). */
     int local = decode_validation_scheme(c, &s[SC_METRIC_NAME_VALIDATION_SCHEME]);
@@ -2312,6 +2603,7 @@ static void am_cleanup(config_alertmanager *a)
         free_strv(a->file_sd_configs[i].files, a->file_sd_configs[i].n_files);
     }
     mem_free(a->file_sd_configs);
+    free_docker_sds(a->docker_sd_configs, a->n_docker_sd_configs);
     free_relabels(a->relabel_configs, a->n_relabel_configs);
     free_relabels(a->alert_relabel_configs, a->n_alert_relabel_configs);
     http_cleanup(&a->http);
@@ -2359,7 +2651,7 @@ static void decode_alertmanager(ctx *c, const yamlconf_node *n, config_alertmana
     }
     const slot *sd = s + AM_SD;
     decode_sds(c, sd, &a->static_configs, &a->n_static_configs, &a->file_sd_configs,
-               &a->n_file_sd_configs);
+               &a->n_file_sd_configs, &a->docker_sd_configs, &a->n_docker_sd_configs);
     decode_relabels(c, &s[AM_RELABEL_CONFIGS], c->legacy,
                     "empty or null Alertmanager target relabeling rule", &a->relabel_configs,
                     &a->n_relabel_configs);
@@ -3177,7 +3469,9 @@ int config_load_file(const char *path, config **out, buf *err)
 /* ---- the embedded default config ------------------------------------------------------- */
 
 static const char default_yaml_head[] =
-    "# sidewatch's embedded default configuration: scrape sidewatch itself.\n"
+    "# sidewatch's embedded default configuration: scrape sidewatch itself\n"
+    "# and, when the Docker engine's socket is there, the containers\n"
+    "# labelled prometheus.io/scrape=true.\n"
     "global:\n"
     "  scrape_interval: 15s\n"
     "  evaluation_interval: 15s\n"
@@ -3187,41 +3481,96 @@ static const char default_yaml_head[] =
     "    static_configs:\n"
     "      - targets: [";
 
-config *config_default(const char *self_address)
+/* The common Prometheus recipe for annotated containers: keep those
+ * labelled prometheus.io/scrape=true; prometheus.io/port replaces the port
+ * of the address (host networking's "localhost" gains it; a container
+ * without an IP, --network none, gets ":<port>", which cannot be scraped),
+ * prometheus.io/path and prometheus.io/scheme set __metrics_path__ and
+ * __scheme__; the container's name (without "/") becomes `container`.
+ * Targets that send no Content-Type (simple servers such as busybox httpd)
+ * are read as the text format (fallback_scrape_protocol). */
+static const char default_yaml_docker[] =
+    "  - job_name: docker\n"
+    "    fallback_scrape_protocol: PrometheusText0.0.4\n"
+    "    docker_sd_configs:\n"
+    "      - host: %s\n"
+    "        refresh_interval: 15s\n"
+    "    relabel_configs:\n"
+    "      - source_labels: [__meta_docker_container_label_prometheus_io_scrape]\n"
+    "        regex: 'true'\n"
+    "        action: keep\n"
+    "      - source_labels: [__address__, __meta_docker_container_label_prometheus_io_port]\n"
+    "        regex: '(.*?)(?::\\d+)?;(\\d+)'\n"
+    "        replacement: '$1:$2'\n"
+    "        target_label: __address__\n"
+    "      - source_labels: [__meta_docker_container_label_prometheus_io_path]\n"
+    "        regex: '(.+)'\n"
+    "        target_label: __metrics_path__\n"
+    "      - source_labels: [__meta_docker_container_label_prometheus_io_scheme]\n"
+    "        regex: '(https?)'\n"
+    "        target_label: __scheme__\n"
+    "      - source_labels: [__meta_docker_container_name]\n"
+    "        regex: '/?(.+)'\n"
+    "        target_label: container\n";
+
+/* Appends s as a double-quoted YAML string. */
+static void yaml_quote(buf *y, const char *s)
+{
+    buf_putc(y, '"');
+    for (const char *p = s; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\') {
+            buf_putc(y, '\\');
+            buf_putc(y, (char)ch);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            buf_printf(y, "\\x%02x", ch);
+        } else {
+            buf_putc(y, (char)ch);
+        }
+    }
+    buf_putc(y, '"');
+}
+
+config *config_default_docker(const char *self_address, const char *docker_host)
 {
     buf y;
     buf_init(&y, BUF_UNLIMITED);
     buf_puts(&y, default_yaml_head);
-    /* A double-quoted YAML string: escape quotes, backslashes and controls. */
-    buf_putc(&y, '"');
-    for (const char *p = self_address ? self_address : "localhost:9277"; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '"' || ch == '\\') {
-            buf_putc(&y, '\\');
-            buf_putc(&y, (char)ch);
-        } else if (ch < 0x20 || ch == 0x7f) {
-            buf_printf(&y, "\\x%02x", ch);
-        } else {
-            buf_putc(&y, (char)ch);
-        }
+    yaml_quote(&y, self_address ? self_address : "localhost:9277");
+    buf_puts(&y, "]\n");
+    if (docker_host) {
+        buf q;
+        buf_init(&q, BUF_UNLIMITED);
+        yaml_quote(&q, docker_host);
+        buf_printf(&y, default_yaml_docker, buf_cstr(&q));
+        buf_cleanup(&q);
     }
-    buf_puts(&y, "\"]\n");
     config *c = NULL;
     buf err;
     buf_init(&err, 64 * 1024);
     if (config_load_string(y.data, y.len, "<default>", &c, &err) < 0) {
-        /* Only a self_address that is not host:port gets here (a caller
-         * bug): fall back to the documented default port. */
+        /* Only a self_address that is not host:port, or a docker host that
+         * is not a URL, gets here (a caller bug): fall back to the
+         * documented defaults. */
+        log_error("config", "embedded default config refused: %s", buf_cstr(&err));
         buf_cleanup(&err);
         buf_cleanup(&y);
-        if (self_address && strcmp(self_address, "localhost:9277") != 0) {
-            return config_default("localhost:9277");
-        }
+        if (docker_host) return config_default_docker(self_address, NULL);
+        if (self_address && strcmp(self_address, "localhost:9277") != 0)
+            return config_default_docker("localhost:9277", NULL);
         abort();
     }
     buf_cleanup(&err);
     buf_cleanup(&y);
     return c;
+}
+
+config *config_default(const char *self_address)
+{
+    struct stat st;
+    bool docker = stat(CONFIG_DEFAULT_DOCKER_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode);
+    return config_default_docker(self_address,
+                                 docker ? "unix://" CONFIG_DEFAULT_DOCKER_SOCKET : NULL);
 }
 
 char *config_read_secret(const config_secret *s)

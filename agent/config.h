@@ -9,7 +9,8 @@
  * sidewatch does not use (runtime, tracing, storage.tsdb, remote_read, otlp,
  * ...) are accepted and ignored; service discovery kinds that sidewatch does
  * not implement are errors naming the kind ("not supported:
- * kubernetes_sd_configs"). Unknown keys are errors as in Prometheus
+ * kubernetes_sd_configs"); static, file and docker discovery are
+ * implemented. Unknown keys are errors as in Prometheus
  * ("field foo not found in type config.plain"). */
 #ifndef SIDEWATCH_CONFIG_H
 #define SIDEWATCH_CONFIG_H
@@ -27,6 +28,11 @@
 #define CONFIG_DEFAULT_SCRAPE_TIMEOUT_MS (10 * 1000)
 #define CONFIG_DEFAULT_EVAL_INTERVAL_MS (60 * 1000)
 #define CONFIG_DEFAULT_FILE_SD_REFRESH_MS (5 * 60 * 1000)
+#define CONFIG_DEFAULT_DOCKER_SD_REFRESH_MS (60 * 1000)
+#define CONFIG_DEFAULT_DOCKER_SD_PORT 80
+/* The Docker socket the embedded default config discovers containers on
+ * (when it exists). */
+#define CONFIG_DEFAULT_DOCKER_SOCKET "/var/run/docker.sock"
 /* The largest number of errors one load reports. */
 #define CONFIG_MAX_ERRORS 50
 /* Config files (and strings) larger than this are refused. */
@@ -103,6 +109,23 @@ typedef struct config_param {
     size_t n_values;
 } config_param;
 
+/* One docker_sd_configs entry (Prometheus's moby.DockerSDConfig), defaults
+ * applied. `host` is a URL: unix:///path, tcp://host:port, http(s)://...
+ * Its syntax is checked as Prometheus does (url.Parse); an unusable scheme
+ * is reported by discovery at run time, as Prometheus does. As in
+ * Prometheus, `http` (auth, TLS, proxy) applies to http:// and https://
+ * hosts only. */
+typedef struct config_docker_sd {
+    char *host;
+    int64_t port;          /* default 80; Go int, not range-checked (as Prometheus) */
+    config_param *filters; /* name + values, in config order */
+    size_t n_filters;
+    char *host_networking_host;  /* default "localhost" */
+    int64_t refresh_interval_ms; /* default 60s, > 0 */
+    bool match_first_network;    /* default true */
+    config_http_client http;
+} config_docker_sd;
+
 enum config_scrape_protocol {
     CONFIG_PROTO_OPENMETRICS_1_0_0,
     CONFIG_PROTO_OPENMETRICS_0_0_1,
@@ -147,6 +170,8 @@ typedef struct config_scrape {
     size_t n_static_configs;
     config_file_sd *file_sd_configs;
     size_t n_file_sd_configs;
+    config_docker_sd *docker_sd_configs;
+    size_t n_docker_sd_configs;
 
     config_relabel *relabel_configs;
     size_t n_relabel_configs;
@@ -165,6 +190,8 @@ typedef struct config_alertmanager {
     size_t n_static_configs;
     config_file_sd *file_sd_configs;
     size_t n_file_sd_configs;
+    config_docker_sd *docker_sd_configs; /* parsed; Alertmanager discovery is not run yet */
+    size_t n_docker_sd_configs;
     config_relabel *relabel_configs;
     size_t n_relabel_configs;
     /* alert_relabel_configs of this Alertmanager only (after the global
@@ -248,8 +275,8 @@ int config_load_string(const char *yaml, size_t len, const char *source, config 
 /* Options for config_load_string_opts. */
 typedef struct config_load_opts {
     /* Report the features sidewatch does not implement (service discovery
-     * kinds other than static_configs and file_sd_configs, and
-     * scrape_config_files) as warnings instead of errors: their sections
+     * kinds other than static_configs, file_sd_configs and
+     * docker_sd_configs, and scrape_config_files) as warnings instead of errors: their sections
      * are validated for shape and otherwise skipped, and each warning line
      * ("<file>:<line>:<col>: not supported: ...") goes to `warnings` (may
      * be NULL). Meant for `check config` style tooling and tests; the
@@ -266,8 +293,16 @@ int config_load_string_opts(const char *yaml, size_t len, const char *source,
  * for an invalid config, or the negative errno of the failed read. */
 int config_load_file(const char *path, config **out, buf *err);
 /* The embedded default config: scrape sidewatch's own /metrics at
- * `self_address` (host:port) every 15s. Never fails. */
+ * `self_address` (host:port) every 15s and, when CONFIG_DEFAULT_DOCKER_SOCKET
+ * exists, the containers of that engine labelled prometheus.io/scrape=true
+ * (job "docker", see config_default_docker). Never fails. */
 config *config_default(const char *self_address);
+/* config_default with the Docker engine given: `docker_host` (a
+ * docker_sd_configs host such as "unix:///var/run/docker.sock", or NULL for
+ * no docker job). The docker job keeps containers labelled
+ * prometheus.io/scrape=true and honours prometheus.io/port,
+ * prometheus.io/path and prometheus.io/scheme. Never fails. */
+config *config_default_docker(const char *self_address, const char *docker_host);
 
 config *config_ref(config *c);
 /* Drops a reference; frees at zero. NULL is a no-op. */

@@ -7,11 +7,14 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "discovery_docker.h"
 #include "expfmt.h"
 #include "log.h"
 #include "mem.h"
@@ -29,9 +32,20 @@ typedef struct sd_file {
 } sd_file;
 
 typedef struct sd_job {
-    const config_target_group **groups; /* static, then files' */
+    const config_target_group **groups; /* static, then files', then docker's */
     size_t n_groups;
+    size_t n_fixed; /* static and file groups (docker's follow) */
+    size_t cap;
 } sd_job;
+
+/* One docker_sd_configs entry: its discoverer (NULL if it could not be
+ * created) and the last groups taken from it. */
+typedef struct sd_docker {
+    discovery_docker *dd;
+    size_t job;
+    config_target_group *groups;
+    size_t n_groups;
+} sd_docker;
 
 struct discovery {
     config *cfg;
@@ -44,6 +58,11 @@ struct discovery {
     size_t n_dirs;
     char **names; /* basename patterns of every file_sd pattern */
     size_t n_names;
+    sd_docker *dockers; /* in config order: job, then entry */
+    size_t n_dockers;
+    int efd;  /* eventfd the docker discoverers write to */
+    int epfd; /* epoll over ifd and efd: discovery_fd() */
+    registry *reg;
     int64_t next_refresh_ms;
     bool dirty;
     uint64_t state_hash; /* of every job's groups, to tell changes */
@@ -69,14 +88,30 @@ static void free_file(sd_file *f)
     mem_free(f);
 }
 
+static void epoll_watch(discovery *d, int fd)
+{
+    if (d->epfd < 0 || fd < 0) return;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        log_warn("discovery", "epoll_ctl: %s", strerror(errno));
+}
+
 discovery *discovery_new(registry *reg)
 {
     discovery *d = mem_calloc(1, sizeof *d);
+    d->reg = reg;
     d->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (d->ifd < 0)
         log_warn("discovery",
                  "inotify unavailable (%s): file_sd changes are seen at refresh_interval",
                  strerror(errno));
+    d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    d->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (d->efd < 0 || d->epfd < 0)
+        log_warn("discovery", "eventfd/epoll unavailable (%s): docker_sd changes are seen late",
+                 strerror(errno));
+    epoll_watch(d, d->ifd);
+    epoll_watch(d, d->efd);
     if (reg) {
         d->m_read_errors =
             registry_child(registry_counter(reg, "sidewatch_sd_file_read_errors_total",
@@ -111,28 +146,42 @@ static void unwatch_all(discovery *d)
     d->names = NULL;
     d->n_names = 0;
     if (d->ifd >= 0) {
-        /* Closing is the simplest way to drop every watch at once. */
+        /* Closing is the simplest way to drop every watch at once (and
+         * takes the descriptor out of the epoll set). */
         close(d->ifd);
         d->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        epoll_watch(d, d->ifd);
     }
+}
+
+static void free_dockers(sd_docker *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        discovery_docker_free(v[i].dd);
+        discovery_docker_groups_free(v[i].groups, v[i].n_groups);
+    }
+    mem_free(v);
 }
 
 void discovery_free(discovery *d)
 {
     if (!d) return;
     free_jobs(d);
+    free_dockers(d->dockers, d->n_dockers);
     for (size_t i = 0; i < d->n_files; i++)
         free_file(d->files[i]);
     mem_free(d->files);
     unwatch_all(d);
     if (d->ifd >= 0) close(d->ifd);
+    if (d->efd >= 0) close(d->efd);
+    if (d->epfd >= 0) close(d->epfd);
     config_unref(d->cfg);
     mem_free(d);
 }
 
 int discovery_fd(const discovery *d)
 {
-    return d->ifd;
+    return d->epfd >= 0 ? d->epfd : d->ifd;
 }
 
 /* ---- reading one file ------------------------------------------------------ */
@@ -379,6 +428,20 @@ static void add_group(sd_job *j, const config_target_group *g, size_t *cap)
     j->groups[j->n_groups++] = g;
 }
 
+/* Replaces every job's docker groups by the latest ones taken. */
+static void add_docker_groups(discovery *d)
+{
+    for (size_t j = 0; j < d->n_jobs; j++)
+        d->jobs[j].n_groups = d->jobs[j].n_fixed;
+    for (size_t i = 0; i < d->n_dockers; i++) {
+        sd_docker *dk = &d->dockers[i];
+        if (dk->job >= d->n_jobs) continue;
+        sd_job *job = &d->jobs[dk->job];
+        for (size_t g = 0; g < dk->n_groups; g++)
+            add_group(job, &dk->groups[g], &job->cap);
+    }
+}
+
 /* Globs every pattern, reads new or changed files, drops files that no
  * longer match, and rebuilds each job's group list. */
 static void scan(discovery *d)
@@ -415,7 +478,10 @@ static void scan(discovery *d)
                 globfree(&gl);
             }
         }
+        job->n_fixed = job->n_groups;
+        job->cap = cap;
     }
+    add_docker_groups(d);
     /* Files that no longer match anything are forgotten (their targets go). */
     size_t w = 0;
     for (size_t i = 0; i < d->n_files; i++) {
@@ -440,10 +506,68 @@ static int64_t min_refresh_ms(const config *cfg)
     return m;
 }
 
+/* Starts a discoverer for every docker_sd_configs entry of cfg; a running
+ * one with an equal config is kept, with its targets (as Prometheus keeps
+ * unchanged providers across reloads). */
+static void apply_dockers(discovery *d, config *cfg)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < cfg->n_scrape_configs; j++)
+        n += cfg->scrape_configs[j].n_docker_sd_configs;
+    sd_docker *next = mem_calloc(n + 1, sizeof *next);
+    size_t k = 0;
+    for (size_t j = 0; j < cfg->n_scrape_configs; j++) {
+        const config_scrape *sc = &cfg->scrape_configs[j];
+        for (size_t s = 0; s < sc->n_docker_sd_configs; s++) {
+            const config_docker_sd *sd = &sc->docker_sd_configs[s];
+            sd_docker *nd = &next[k++];
+            nd->job = j;
+            for (size_t o = 0; o < d->n_dockers; o++) {
+                sd_docker *od = &d->dockers[o];
+                if (od->dd && discovery_docker_same(od->dd, sd, sc->job_name)) {
+                    *nd = *od;
+                    nd->job = j;
+                    memset(od, 0, sizeof *od);
+                    break;
+                }
+            }
+            if (!nd->dd) nd->dd = discovery_docker_new(cfg, sd, sc->job_name, d->reg, d->efd);
+        }
+    }
+    free_dockers(d->dockers, d->n_dockers);
+    d->dockers = next;
+    d->n_dockers = n;
+}
+
+/* Takes new groups from the docker discoverers; true if any had some. */
+static bool take_dockers(discovery *d)
+{
+    if (d->efd >= 0) {
+        uint64_t v;
+        while (read(d->efd, &v, sizeof v) > 0) {
+        }
+    }
+    bool any = false;
+    for (size_t i = 0; i < d->n_dockers; i++) {
+        sd_docker *dk = &d->dockers[i];
+        config_target_group *g;
+        size_t n;
+        if (dk->dd && discovery_docker_take(dk->dd, &g, &n)) {
+            discovery_docker_groups_free(dk->groups, dk->n_groups);
+            dk->groups = g;
+            dk->n_groups = n;
+            any = true;
+        }
+    }
+    return any;
+}
+
 void discovery_apply(discovery *d, config *cfg)
 {
     config *old = d->cfg;
     d->cfg = config_ref(cfg);
+    apply_dockers(d, cfg);
+    take_dockers(d);
     unwatch_all(d);
     for (size_t j = 0; j < cfg->n_scrape_configs; j++) {
         const config_scrape *sc = &cfg->scrape_configs[j];
@@ -481,15 +605,20 @@ bool discovery_refresh(discovery *d, int64_t now_ms)
             }
         }
     }
+    bool docker = take_dockers(d);
     int64_t every = min_refresh_ms(d->cfg);
     if (every > 0 && d->next_refresh_ms == 0) d->next_refresh_ms = now_ms + every;
     bool due = every > 0 && now_ms >= d->next_refresh_ms;
-    if (!d->dirty && !due) return false;
+    if (!d->dirty && !due && !docker) return false;
     if (due) d->next_refresh_ms = now_ms + every;
-    d->dirty = false;
-    /* scan() re-reads every matched file; unchanged content is recognised by
-     * its hash and costs no parse. */
-    scan(d);
+    if (d->dirty || due) {
+        d->dirty = false;
+        /* scan() re-reads every matched file; unchanged content is
+         * recognised by its hash and costs no parse. */
+        scan(d);
+    } else {
+        add_docker_groups(d);
+    }
     uint64_t h = groups_hash(d);
     if (h == d->state_hash) return false;
     d->state_hash = h;

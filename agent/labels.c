@@ -284,7 +284,7 @@ void labels_builder_from(labels_builder *b, const labels *ls)
 {
     b->n = 0;
     b->v = mem_grow(b->v, sizeof *b->v, ls->n, &b->cap);
-    memcpy(b->v, ls->v, ls->n * sizeof *b->v);
+    if (ls->n) memcpy(b->v, ls->v, ls->n * sizeof *b->v);
     b->n = ls->n;
 }
 
@@ -510,144 +510,23 @@ static bool sel_ident_char(char c, bool first, bool colon)
     return !first && c >= '0' && c <= '9';
 }
 
-static void put_utf8(buf *out, uint32_t r)
-{
-    char t[4];
-    if (r < 0x80) {
-        buf_putc(out, (char)r);
-    } else if (r < 0x800) {
-        t[0] = (char)(0xC0 | (r >> 6));
-        t[1] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, t, 2);
-    } else if (r < 0x10000) {
-        t[0] = (char)(0xE0 | (r >> 12));
-        t[1] = (char)(0x80 | ((r >> 6) & 0x3F));
-        t[2] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, t, 3);
-    } else {
-        t[0] = (char)(0xF0 | (r >> 18));
-        t[1] = (char)(0x80 | ((r >> 12) & 0x3F));
-        t[2] = (char)(0x80 | ((r >> 6) & 0x3F));
-        t[3] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, t, 4);
-    }
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Reads a quoted string (Go unquoting rules) into out. */
+/* Reads a quoted string (Prometheus's unquoting rules, as PromQL's) into
+ * out, which must be empty; its value must be valid UTF-8. */
 static bool sel_string(sel_parser *p, buf *out)
 {
-    size_t start = p->i;
-    char q = p->s[p->i++];
-    while (p->i < p->len) {
-        char c = p->s[p->i];
-        if (c == q) {
-            p->i++;
-            if (!expfmt_utf8_valid(buf_cstr(out), out->len)) {
-                sel_error(p, start, "invalid UTF-8 rune");
-                return false;
-            }
-            return true;
-        }
-        if (c == '\n' && q != '`') break;
-        if (c != '\\' || q == '`') {
-            buf_putc(out, c);
-            p->i++;
-            continue;
-        }
-        if (p->i + 1 >= p->len) break;
-        char e = p->s[p->i + 1];
-        p->i += 2;
-        int digits = 0, base = 16;
-        switch (e) {
-        case 'a':
-            buf_putc(out, '\a');
-            break;
-        case 'b':
-            buf_putc(out, '\b');
-            break;
-        case 'f':
-            buf_putc(out, '\f');
-            break;
-        case 'n':
-            buf_putc(out, '\n');
-            break;
-        case 'r':
-            buf_putc(out, '\r');
-            break;
-        case 't':
-            buf_putc(out, '\t');
-            break;
-        case 'v':
-            buf_putc(out, '\v');
-            break;
-        case '\\':
-            buf_putc(out, '\\');
-            break;
-        case '\'':
-        case '"':
-            if (e != q) {
-                sel_error(p, p->i - 2, "unknown escape sequence");
-                return false;
-            }
-            buf_putc(out, e);
-            break;
-        case 'x':
-            digits = 2;
-            break;
-        case 'u':
-            digits = 4;
-            break;
-        case 'U':
-            digits = 8;
-            break;
-        default:
-            if (e >= '0' && e <= '7') {
-                digits = 3;
-                base = 8;
-                p->i--;
-                break;
-            }
-            sel_error(p, p->i - 2, "unknown escape sequence");
-            return false;
-        }
-        if (digits) {
-            uint32_t v = 0;
-            for (int k = 0; k < digits; k++) {
-                if (p->i >= p->len) break;
-                int h = base == 8 ? (p->s[p->i] >= '0' && p->s[p->i] <= '7' ? p->s[p->i] - '0' : -1)
-                                  : hexval(p->s[p->i]);
-                if (h < 0) {
-                    sel_error(p, p->i, "illegal character in escape sequence");
-                    return false;
-                }
-                v = v * (uint32_t)base + (uint32_t)h;
-                p->i++;
-            }
-            if (e == 'x' || base == 8) {
-                if (v > 255) {
-                    sel_error(p, p->i, "octal escape value > 255");
-                    return false;
-                }
-                buf_putc(out, (char)v);
-            } else {
-                if (v > 0x10FFFF || (v >= 0xD800 && v < 0xE000)) {
-                    sel_error(p, p->i, "escape sequence is an invalid Unicode code point");
-                    return false;
-                }
-                put_utf8(out, v);
-            }
-        }
+    size_t start = p->i, end;
+    strutil_unquote_error e;
+    if (strutil_go_unquote(p->s + start, p->len - start, STRUTIL_UNQUOTE_PROMQL, out, &end, &e) <
+        0) {
+        sel_error(p, start + e.at, "%s", e.msg);
+        return false;
     }
-    sel_error(p, start, "unterminated quoted string");
-    return false;
+    p->i = start + end;
+    if (!expfmt_utf8_valid(buf_cstr(out), out->len)) {
+        sel_error(p, start, "invalid UTF-8 rune");
+        return false;
+    }
+    return true;
 }
 
 typedef struct sel_list {

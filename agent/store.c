@@ -26,7 +26,8 @@
  *                                      appended
  *                                      in write order (so table pages fill
  *                                      completely); the index chunks_series
- *                                      (series_id, max_t) serves range scans
+ *                                      (series_id, max_t, min_t) serves range
+ *                                      scans (version 2: without min_t)
  *   wal(slot, data)                    the write-ahead table: slots holding
  *                                      one committed batch each (format
  *                                      below); meta.wal_pin says which are
@@ -117,7 +118,7 @@
 #include "mem.h"
 #include "strutil.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_APPLICATION_ID 0x53445754 /* "SDWT" */
 #define STORE_DB_NAME "sidewatch.db"
 #define STORE_LOCK_NAME "lock"
@@ -918,8 +919,14 @@ static const char schema_v2_sql[] =
     "CREATE TABLE chunks(id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,"
     " max_t INTEGER NOT NULL, min_t INTEGER NOT NULL, count INTEGER NOT NULL, enc INTEGER NOT NULL,"
     " data BLOB NOT NULL);"
-    "CREATE INDEX chunks_series ON chunks(series_id, max_t);"
     "CREATE TABLE wal(slot INTEGER PRIMARY KEY, data BLOB NOT NULL);";
+
+/* The chunk index of schema version 3 (version 2 had (series_id, max_t)):
+ * with min_t in the index a read skips, without visiting their rows, the
+ * chunks that end after the query's start but begin after its end (all
+ * newer chunks, for a query over older data). */
+static const char schema_v3_sql[] = "DROP INDEX IF EXISTS chunks_series;"
+                                    "CREATE INDEX chunks_series ON chunks(series_id, max_t, min_t);";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1030,6 +1037,7 @@ static int init_schema(store *s, buf *err)
         }
         rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v2_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v3_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) goto sqlerr;
     } else if (app_id != STORE_APPLICATION_ID) {
         open_error(err, s, "%s is not a sidewatch database (application_id 0x%" PRIx64 ")",
@@ -1043,8 +1051,13 @@ static int init_schema(store *s, buf *err)
                    version, STORE_SCHEMA_VERSION);
         rc = -EPROTO;
         goto fail;
-    } else if (version == 1) {
-        if ((rc = migrate_v1(s)) != SQLITE_OK) goto sqlerr;
+    } else {
+        if (version == 1 && (rc = migrate_v1(s)) != SQLITE_OK) goto sqlerr;
+        if (version < 3) {
+            rc = sqlite3_exec(s->db, schema_v3_sql, NULL, NULL, NULL);
+            if (rc != SQLITE_OK) goto sqlerr;
+            log_info(COMPONENT, "migrated the chunk index to schema version 3");
+        }
     }
     if (version < STORE_SCHEMA_VERSION) {
         char pragmas[128];
@@ -2505,8 +2518,8 @@ int store_reader_open(store *s, store_reader **out)
         R(lv_range, "SELECT id, series, value FROM label_values WHERE name = ?1 AND value >= ?2"
                     " AND value < ?3"),
         R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
-        R(chunks, "SELECT min_t, max_t, data, enc FROM chunks WHERE series_id = ?1 AND max_t >= ?2"
-                  " ORDER BY max_t"),
+        R(chunks, "SELECT min_t, max_t, data, enc, count FROM chunks WHERE series_id = ?1"
+                  " AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t"),
         R(metadata, "SELECT type, help, unit FROM metadata WHERE metric = ?1"),
         R(names, "SELECT DISTINCT name FROM label_values ORDER BY name"),
         R(values, "SELECT value FROM label_values WHERE name = ?1 ORDER BY value"),
@@ -2783,9 +2796,19 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     sqlite3_stmt *st = r->st.chunks;
     sqlite3_bind_int64(st, 1, (int64_t)ref);
     sqlite3_bind_int64(st, 2, mint);
+    sqlite3_bind_int64(st, 3, maxt);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t cmin = sqlite3_column_int64(st, 0);
-        if (cmin > maxt) continue; /* ordered by max_t, so later ones may still overlap */
+        /* Room for the chunk's samples in the window, estimated from its
+         * span: one allocation instead of a doubling series per read. */
+        int64_t count = sqlite3_column_int64(st, 4);
+        int64_t cmin = sqlite3_column_int64(st, 0), cmax = sqlite3_column_int64(st, 1);
+        if (count > 0 && count <= CHUNKENC_MAX_SAMPLES && cmax >= cmin) {
+            double lo = (double)(cmin > mint ? cmin : mint), hi = (double)(cmax < maxt ? cmax : maxt);
+            double span = (double)cmax - (double)cmin;
+            size_t want = span > 0 ? (size_t)((hi - lo) / span * (double)count) + 2 : (size_t)count;
+            if (want > (size_t)count) want = (size_t)count;
+            if (sv.n + want > sv.cap) sv.v = mem_grow(sv.v, sizeof *sv.v, sv.n + want, &sv.cap);
+        }
         const void *d = sqlite3_column_blob(st, 2);
         if (decode_into(sqlite3_column_int(st, 3), d, (size_t)sqlite3_column_bytes(st, 2), mint, maxt,
                         &sv) < 0)

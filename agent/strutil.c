@@ -427,3 +427,209 @@ void strutil_upper(const char *s, size_t len, buf *out)
 {
     map_case(s, len, out, true);
 }
+
+int strutil_append_rune(buf *out, uint32_t r)
+{
+    char e[4];
+    size_t n;
+    if (r > 0x10FFFF || (r >= 0xD800 && r < 0xE000)) r = 0xFFFD;
+    if (r < 0x80) {
+        e[0] = (char)r;
+        n = 1;
+    } else if (r < 0x800) {
+        e[0] = (char)(0xC0 | (r >> 6));
+        e[1] = (char)(0x80 | (r & 0x3F));
+        n = 2;
+    } else if (r < 0x10000) {
+        e[0] = (char)(0xE0 | (r >> 12));
+        e[1] = (char)(0x80 | ((r >> 6) & 0x3F));
+        e[2] = (char)(0x80 | (r & 0x3F));
+        n = 3;
+    } else {
+        e[0] = (char)(0xF0 | (r >> 18));
+        e[1] = (char)(0x80 | ((r >> 12) & 0x3F));
+        e[2] = (char)(0x80 | ((r >> 6) & 0x3F));
+        e[3] = (char)(0x80 | (r & 0x3F));
+        n = 4;
+    }
+    return buf_append(out, e, n);
+}
+
+/* ---- Go string literals ---------------------------------------------------------------------- */
+
+static int unquote_fail(strutil_unquote_error *err, enum strutil_unquote_problem problem, size_t at)
+{
+    static const char *const msgs[] = {
+        [STRUTIL_UNQUOTE_NOT_QUOTED] = "not a quoted string",
+        [STRUTIL_UNQUOTE_UNTERMINATED] = "unterminated quoted string",
+        [STRUTIL_UNQUOTE_UNKNOWN_ESCAPE] = "unknown escape sequence",
+        [STRUTIL_UNQUOTE_ILLEGAL_CHAR] = "illegal character in escape sequence",
+        [STRUTIL_UNQUOTE_OCTAL_RANGE] = "octal escape value > 255",
+        [STRUTIL_UNQUOTE_CODE_POINT] = "escape sequence is an invalid Unicode code point",
+        [STRUTIL_UNQUOTE_RUNE_LITERAL] = "illegal rune literal",
+    };
+    if (err) {
+        err->problem = problem;
+        err->msg = msgs[problem];
+        err->at = at;
+    }
+    return -EINVAL;
+}
+
+static int digit_value(char c, uint32_t base)
+{
+    uint32_t d;
+    if (c >= '0' && c <= '9')
+        d = (uint32_t)(c - '0');
+    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        d = (uint32_t)((c | 0x20) - 'a' + 10);
+    else
+        return -1;
+    return d < base ? (int)d : -1;
+}
+
+int strutil_go_unescape(const char *s, size_t len, char quote, buf *out, strutil_unquote_error *err)
+{
+    if (len < 2) return unquote_fail(err, STRUTIL_UNQUOTE_UNTERMINATED, len);
+    char c = s[1], v = 0;
+    int digits = 0;
+    uint32_t base = 16;
+    switch (c) {
+    case 'a':
+        v = '\a';
+        break;
+    case 'b':
+        v = '\b';
+        break;
+    case 'f':
+        v = '\f';
+        break;
+    case 'n':
+        v = '\n';
+        break;
+    case 'r':
+        v = '\r';
+        break;
+    case 't':
+        v = '\t';
+        break;
+    case 'v':
+        v = '\v';
+        break;
+    case '\\':
+        v = '\\';
+        break;
+    case '\'':
+    case '"':
+        if (c != quote) return unquote_fail(err, STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, 0);
+        v = c;
+        break;
+    case 'x':
+        digits = 2;
+        break;
+    case 'u':
+        digits = 4;
+        break;
+    case 'U':
+        digits = 8;
+        break;
+    default:
+        if (c < '0' || c > '7') return unquote_fail(err, STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, 0);
+        digits = 3;
+        base = 8;
+        break;
+    }
+    if (!digits) return out && buf_putc(out, v) < 0 ? -E2BIG : 2;
+
+    size_t i = base == 8 ? 1 : 2; /* an octal escape starts with its first digit */
+    uint32_t x = 0;
+    for (int k = 0; k < digits; k++, i++) {
+        if (i >= len) return unquote_fail(err, STRUTIL_UNQUOTE_UNTERMINATED, len);
+        int d = digit_value(s[i], base);
+        if (d < 0) return unquote_fail(err, STRUTIL_UNQUOTE_ILLEGAL_CHAR, i);
+        x = x * base + (uint32_t)d;
+    }
+    int rc = 0;
+    if (c == 'x' || base == 8) {
+        if (x > 255) return unquote_fail(err, STRUTIL_UNQUOTE_OCTAL_RANGE, i);
+        if (out) rc = buf_putc(out, (char)x);
+    } else {
+        if (x > 0x10FFFF || (x >= 0xD800 && x < 0xE000))
+            return unquote_fail(err, STRUTIL_UNQUOTE_CODE_POINT, i);
+        if (out) rc = strutil_append_rune(out, x);
+    }
+    return rc < 0 ? rc : (int)i;
+}
+
+/* The inside of `...` up to the closing quote at s[close]; 0 or -E2BIG. */
+static int unquote_raw(const char *s, size_t close, bool drop_cr, buf *out)
+{
+    for (size_t i = 1; i < close;) {
+        size_t k = i;
+        while (k < close && !(drop_cr && s[k] == '\r'))
+            k++;
+        int rc = buf_append(out, s + i, k - i);
+        if (rc < 0) return rc;
+        i = k + 1;
+    }
+    return 0;
+}
+
+/* "..." or '...'; 0 with *close the offset of the closing quote, -EINVAL
+ * or -E2BIG. */
+static int unquote_escaped(const char *s, size_t len, bool one_char, buf *out, size_t *close,
+                           strutil_unquote_error *err)
+{
+    char q = s[0];
+    size_t i = 1, chars = 0;
+    while (i < len && s[i] != q && s[i] != '\n') {
+        if (s[i] == '\\') {
+            int n = strutil_go_unescape(s + i, len - i, q, out, err);
+            if (n < 0) {
+                if (n == -EINVAL && err)
+                    err->at = err->problem == STRUTIL_UNQUOTE_UNTERMINATED ? 0 : i + err->at;
+                return n;
+            }
+            i += (size_t)n;
+            chars++;
+            continue;
+        }
+        /* Plain bytes; a character is a lead byte and the continuation bytes
+         * after it. */
+        size_t k = i;
+        for (; k < len && s[k] != q && s[k] != '\n' && s[k] != '\\'; k++) {
+            if (((unsigned char)s[k] & 0xC0) != 0x80 || !((unsigned char)s[k - 1] & 0x80)) chars++;
+        }
+        int rc = buf_append(out, s + i, k - i);
+        if (rc < 0) return rc;
+        i = k;
+    }
+    if (i >= len || s[i] != q) return unquote_fail(err, STRUTIL_UNQUOTE_UNTERMINATED, 0);
+    if (one_char && chars != 1) return unquote_fail(err, STRUTIL_UNQUOTE_RUNE_LITERAL, 0);
+    *close = i;
+    return 0;
+}
+
+int strutil_go_unquote(const char *s, size_t len, enum strutil_unquote_mode mode, buf *out,
+                       size_t *end, strutil_unquote_error *err)
+{
+    if (len == 0 || (s[0] != '"' && s[0] != '\'' && s[0] != '`'))
+        return unquote_fail(err, STRUTIL_UNQUOTE_NOT_QUOTED, 0);
+    size_t mark = out->len, close;
+    int rc;
+    if (s[0] == '`') {
+        const char *c = memchr(s + 1, '`', len - 1);
+        if (!c) return unquote_fail(err, STRUTIL_UNQUOTE_UNTERMINATED, 0);
+        close = (size_t)(c - s);
+        /* Go drops carriage returns from raw strings; Prometheus does not. */
+        rc = unquote_raw(s, close, mode == STRUTIL_UNQUOTE_GO, out);
+    } else {
+        rc = unquote_escaped(s, len, mode == STRUTIL_UNQUOTE_GO && s[0] == '\'', out, &close, err);
+    }
+    if (rc < 0) {
+        buf_truncate(out, mark);
+        return rc;
+    }
+    *end = close + 1;
+    return 0;
+}

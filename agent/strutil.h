@@ -3,8 +3,9 @@
  *
  * These functions reproduce the exact behaviour (and error texts) of the Go
  * libraries Prometheus uses, because users see those texts and tests compare
- * them: model.ParseDuration and units.ParseBase2Bytes. Floats, names, UTF-8
- * and Go quoting live in exporter/expfmt.h, which exporter/ shares. */
+ * them: model.ParseDuration, units.ParseBase2Bytes, strconv.Unquote and
+ * Prometheus's util/strutil.Unquote. Floats, names, UTF-8 validity and Go
+ * quoting live in exporter/expfmt.h, which exporter/ shares. */
 #ifndef SIDEWATCH_STRUTIL_H
 #define SIDEWATCH_STRUTIL_H
 
@@ -55,5 +56,74 @@ void strutil_upper(const char *s, size_t len, buf *out);
 /* Case-sensitive prefix/suffix tests on (pointer, length) strings. */
 bool strutil_has_prefix(const char *s, size_t len, const char *prefix);
 bool strutil_has_suffix(const char *s, size_t len, const char *suffix);
+
+/* Appends the UTF-8 encoding of the rune r. A value that is not a Unicode
+ * code point (a surrogate, or above U+10FFFF) is written as U+FFFD, as Go's
+ * utf8.AppendRune does. Returns 0, or -E2BIG (out unchanged) at out's limit. */
+int strutil_append_rune(buf *out, uint32_t r);
+
+/* ---- Go string literals -------------------------------------------------------------------
+ *
+ * "..." and '...' with the escapes \a \b \f \n \r \t \v \\ \' \" \xHH \uHHHH
+ * \UHHHHHHHH and octal \NNN (\' only inside '...', \" only inside "..."; \x and
+ * octal give one byte, \u and \U a UTF-8 encoded code point), and raw `...`
+ * without escapes. What is wrong with a literal is one of these problems,
+ * each with a static message in Go's words, at the byte offset given: */
+enum strutil_unquote_problem {
+    /* "not a quoted string": s[0] is no quote; at 0 */
+    STRUTIL_UNQUOTE_NOT_QUOTED = 1,
+    /* "unterminated quoted string": the input ends before the closing
+     * quote (inside an escape too), or "..." or '...' meets a newline; at 0,
+     * the opening quote */
+    STRUTIL_UNQUOTE_UNTERMINATED,
+    /* "unknown escape sequence"; at the backslash */
+    STRUTIL_UNQUOTE_UNKNOWN_ESCAPE,
+    /* "illegal character in escape sequence"; at the byte that is not a
+     * digit of the escape */
+    STRUTIL_UNQUOTE_ILLEGAL_CHAR,
+    /* "octal escape value > 255"; after the digits */
+    STRUTIL_UNQUOTE_OCTAL_RANGE,
+    /* "escape sequence is an invalid Unicode code point" (a surrogate or
+     * above U+10FFFF); after the digits */
+    STRUTIL_UNQUOTE_CODE_POINT,
+    /* "illegal rune literal": in STRUTIL_UNQUOTE_GO, '...' does not hold
+     * exactly one character; at 0 */
+    STRUTIL_UNQUOTE_RUNE_LITERAL,
+};
+
+typedef struct strutil_unquote_error {
+    enum strutil_unquote_problem problem;
+    const char *msg; /* static */
+    size_t at;       /* byte offset of the problem in the input */
+} strutil_unquote_error;
+
+/* The two dialects of Go-style unquoting Prometheus uses. */
+enum strutil_unquote_mode {
+    /* Prometheus's util/strutil.Unquote (PromQL strings, label matchers):
+     * '...' holds a string like "...", and `...` is taken byte for byte. */
+    STRUTIL_UNQUOTE_PROMQL,
+    /* Go's strconv.Unquote (promqltest's `expect string`): '...' holds
+     * exactly one character, and \r is dropped from `...`. */
+    STRUTIL_UNQUOTE_GO,
+};
+
+/* Reads the quoted string at the start of s[0..len) (s[0] is its quote:
+ * '"', '\'' or '`') and appends its value to out; *end gets the offset just
+ * after the closing quote (callers that need the literal to fill s check
+ * *end == len). Other bytes are copied as they are, and the value is not
+ * checked for valid UTF-8 (\xff gives the byte 0xff): callers that need it
+ * check it. Returns 0, -EINVAL with *err filled in (err may be NULL), or
+ * -E2BIG at out's limit; on failure out is as it was and *end is not set. */
+int strutil_go_unquote(const char *s, size_t len, enum strutil_unquote_mode mode, buf *out,
+                       size_t *end, strutil_unquote_error *err);
+
+/* Reads the one escape sequence at s[0..len) (s[0] is the backslash) inside
+ * a string quoted with `quote`, and appends its value to out (out may be NULL
+ * to only check it). Returns the bytes the escape takes (2 to 10), -EINVAL
+ * with *err filled in (err may be NULL; offsets count from the backslash,
+ * and STRUTIL_UNQUOTE_UNTERMINATED is at len), or -E2BIG at out's limit
+ * (out unchanged). */
+int strutil_go_unescape(const char *s, size_t len, char quote, buf *out,
+                        strutil_unquote_error *err);
 
 #endif

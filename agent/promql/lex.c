@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "strutil.h"
+
 enum { MODE_STATEMENTS, MODE_DURATION, MODE_STRING, MODE_RAW, MODE_DONE };
 
 #define EOF_RUNE (-1)
@@ -281,25 +283,7 @@ static void quote_rune_body(buf *out, uint32_t r, uint32_t quote)
         return;
     }
     if (promql_lex_rune_printable(r)) {
-        /* encode */
-        if (r < 0x80) {
-            buf_putc(out, (char)r);
-        } else if (r < 0x800) {
-            e[0] = (char)(0xC0 | (r >> 6));
-            e[1] = (char)(0x80 | (r & 0x3F));
-            buf_append(out, e, 2);
-        } else if (r < 0x10000) {
-            e[0] = (char)(0xE0 | (r >> 12));
-            e[1] = (char)(0x80 | ((r >> 6) & 0x3F));
-            e[2] = (char)(0x80 | (r & 0x3F));
-            buf_append(out, e, 3);
-        } else {
-            e[0] = (char)(0xF0 | (r >> 18));
-            e[1] = (char)(0x80 | ((r >> 12) & 0x3F));
-            e[2] = (char)(0x80 | ((r >> 6) & 0x3F));
-            e[3] = (char)(0x80 | (r & 0x3F));
-            buf_append(out, e, 4);
-        }
+        strutil_append_rune(out, r);
         return;
     }
     switch (r) {
@@ -754,97 +738,44 @@ static bool scan_duration_keyword(promql_lexer *l, promql_token *t)
 
 /* ---- strings ------------------------------------------------------------------------------ */
 
-static int digit_val(int32_t c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return 16;
-}
-
-/* Checks one escape sequence after the backslash; returns false with an
- * error token if it is invalid (the string goes on afterwards). */
+/* Checks one escape sequence after the backslash (Go's rules, in strutil;
+ * the messages are Prometheus's lexer's); returns false with an error token
+ * if it is invalid (the string goes on after the character at fault). */
 static bool lex_escape(promql_lexer *l, promql_token *t)
 {
-    reader r = {l, 0};
-    int32_t c = rd_next(&r);
-    int n;
-    uint32_t base, max;
-    switch (c) {
-    case 'a':
-    case 'b':
-    case 'f':
-    case 'n':
-    case 'r':
-    case 't':
-    case 'v':
-    case '\\':
+    uint32_t bs = l->pos - 1; /* the backslash */
+    strutil_unquote_error e;
+    int n = strutil_go_unescape(l->in + bs, l->len - bs, (char)l->quote, NULL, &e);
+    if (n > 0) {
+        l->pos = bs + (uint32_t)n;
         return true;
-    case '0':
-    case '1':
-    case '2':
-    case '3':
-    case '4':
-    case '5':
-    case '6':
-    case '7':
-        n = 3;
-        base = 8;
-        max = 255;
-        break;
-    case 'x':
-        c = rd_next(&r);
-        n = 2;
-        base = 16;
-        max = 255;
-        break;
-    case 'u':
-        c = rd_next(&r);
-        n = 4;
-        base = 16;
-        max = 0x10FFFF;
-        break;
-    case 'U':
-        c = rd_next(&r);
-        n = 8;
-        base = 16;
-        max = 0x10FFFF;
-        break;
-    case EOF_RUNE:
+    }
+    reader r = {l, 0};
+    switch (e.problem) {
+    case STRUTIL_UNQUOTE_UNTERMINATED:
+        l->pos = l->len;
         lex_error(l, t, false, "escape sequence not terminated");
         return false;
-    default:
-        if ((uint32_t)c == l->quote) return true;
+    case STRUTIL_UNQUOTE_UNKNOWN_ESCAPE: /* at the backslash */
+        l->pos = bs + 1;
         err_begin(l);
         buf_puts(&l->err, "unknown escape sequence ");
-        put_unicode(&l->err, (uint32_t)c);
+        put_unicode(&l->err, (uint32_t)rd_next(&r));
         err_end(l, t, false);
         return false;
-    }
-    uint32_t x = 0;
-    while (n > 0) {
-        uint32_t d = (uint32_t)digit_val(c);
-        if (d >= base) {
-            if (c == EOF_RUNE) {
-                lex_error(l, t, false, "escape sequence not terminated");
-                return false;
-            }
-            err_begin(l);
-            buf_puts(&l->err, "illegal character ");
-            put_unicode(&l->err, (uint32_t)c);
-            buf_puts(&l->err, " in escape sequence");
-            err_end(l, t, false);
-            return false;
-        }
-        x = x * base + d;
-        n--;
-        if (n > 0) c = rd_next(&r);
-    }
-    if (x > max || (x >= 0xD800 && x < 0xE000)) {
+    case STRUTIL_UNQUOTE_ILLEGAL_CHAR:
+        l->pos = bs + (uint32_t)e.at;
+        err_begin(l);
+        buf_puts(&l->err, "illegal character ");
+        put_unicode(&l->err, (uint32_t)rd_next(&r));
+        buf_puts(&l->err, " in escape sequence");
+        err_end(l, t, false);
+        return false;
+    default: /* octal above 255, surrogates, above U+10FFFF: after the digits */
+        l->pos = bs + (uint32_t)e.at;
         lex_error(l, t, false, "escape sequence is an invalid Unicode code point");
         return false;
     }
-    return true;
 }
 
 /* Scans the rest of a "" or '' string; false when an error token was

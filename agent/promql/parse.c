@@ -27,6 +27,7 @@
 #include "expfmt.h"
 #include "mem.h"
 #include "promql/lex.h"
+#include "strutil.h"
 
 /* ---- the function table (Prometheus's functions.go) ------------------------ */
 
@@ -243,6 +244,18 @@ static char *dup_str(parser *p, const char *s, size_t n)
     char *r = arena_strndup(&p->ast->mem, s, n);
     if (!r) fail_at(p, 0, "query too large");
     return r;
+}
+
+/* Room for one more element in an arena array of n elements of elem bytes
+ * and capacity *cap: the array itself, or a copy twice as large. */
+static void *grow(parser *p, void *v, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap) return v;
+    size_t c = *cap ? *cap * 2 : 4;
+    void *nv = alloc(p, c * elem);
+    if (n) memcpy(nv, v, n * elem);
+    *cap = c;
+    return nv;
 }
 
 static promql_node *new_node(parser *p, enum promql_node_kind kind, uint32_t depth_of_children,
@@ -661,98 +674,22 @@ static promql_node *number_node(parser *p, const promql_token *t)
 /* strutil.Unquote for a string token the lexer accepted. */
 static promql_str unquote(parser *p, const promql_token *t)
 {
-    const char *s = p->lx.in + t->pos + 1;
-    size_t n = t->len - 2;
-    char q = s[-1];
+    const char *s = p->lx.in + t->pos;
     promql_str r;
-    if (q == '`' || (!memchr(s, '\\', n))) {
-        r.p = dup_str(p, s, n);
-        r.len = n;
+    if (s[0] == '`' || !memchr(s, '\\', t->len)) {
+        r.len = t->len - 2;
+        r.p = dup_str(p, s + 1, r.len);
         return r;
     }
-    char *out = alloc(p, n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n;) {
-        char c = s[i];
-        if (c != '\\') {
-            out[k++] = c;
-            i++;
-            continue;
-        }
-        char e = s[i + 1];
-        i += 2;
-        switch (e) {
-        case 'a':
-            out[k++] = '\a';
-            break;
-        case 'b':
-            out[k++] = '\b';
-            break;
-        case 'f':
-            out[k++] = '\f';
-            break;
-        case 'n':
-            out[k++] = '\n';
-            break;
-        case 'r':
-            out[k++] = '\r';
-            break;
-        case 't':
-            out[k++] = '\t';
-            break;
-        case 'v':
-            out[k++] = '\v';
-            break;
-        case '\\':
-            out[k++] = '\\';
-            break;
-        case '\'':
-        case '"':
-            out[k++] = e;
-            break;
-        case 'x':
-        case 'u':
-        case 'U': {
-            int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-            uint32_t v = 0;
-            for (int j = 0; j < digits; j++) {
-                char h = s[i + (size_t)j];
-                v = v * 16 + (uint32_t)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
-            }
-            i += (size_t)digits;
-            if (e == 'x') {
-                out[k++] = (char)v;
-            } else if (v < 0x80) {
-                out[k++] = (char)v;
-            } else if (v < 0x800) {
-                out[k++] = (char)(0xC0 | (v >> 6));
-                out[k++] = (char)(0x80 | (v & 0x3F));
-            } else if (v < 0x10000) {
-                out[k++] = (char)(0xE0 | (v >> 12));
-                out[k++] = (char)(0x80 | ((v >> 6) & 0x3F));
-                out[k++] = (char)(0x80 | (v & 0x3F));
-            } else {
-                out[k++] = (char)(0xF0 | (v >> 18));
-                out[k++] = (char)(0x80 | ((v >> 12) & 0x3F));
-                out[k++] = (char)(0x80 | ((v >> 6) & 0x3F));
-                out[k++] = (char)(0x80 | (v & 0x3F));
-            }
-            break;
-        }
-        default: {
-            /* octal: \ooo */
-            uint32_t v = (uint32_t)(e - '0');
-            v = v * 8 + (uint32_t)(s[i] - '0');
-            v = v * 8 + (uint32_t)(s[i + 1] - '0');
-            i += 2;
-            out[k++] = (char)v;
-            break;
-        }
-        }
-    }
-    out[k] = '\0';
-    r.p = out;
-    r.len = k;
+    buf v;
+    buf_init(&v, BUF_UNLIMITED);
+    size_t end;
+    /* Cannot fail: the lexer checked the escapes with the same function. */
+    strutil_go_unquote(s, t->len, STRUTIL_UNQUOTE_PROMQL, &v, &end, NULL);
+    r.len = v.len;
+    r.p = arena_strndup(&p->ast->mem, buf_cstr(&v), v.len);
+    buf_cleanup(&v);
+    if (!r.p) fail_at(p, 0, "query too large");
     return r;
 }
 
@@ -789,26 +726,14 @@ static void register_matchers(parser *p, label_matcher *v, size_t n)
 static void matchers_add(parser *p, matcher_list *l, size_t slot, enum matcher_type type,
                          const char *name, size_t nl, const char *val, size_t vl, uint32_t pos)
 {
-    if (l->n == l->cap) {
-        /* In the arena, as every array of the tree (promql_ast_free
-         * releases what the matchers own, not the arrays). */
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        label_matcher *nv = alloc(p, cap * sizeof *nv);
-        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
-        l->v = nv;
-        l->cap = cap;
-        p->ast->matcher_arrays[slot] = nv;
-    }
+    /* In the arena, as every array of the tree (promql_ast_free releases
+     * what the matchers own, not the arrays). */
+    l->v = grow(p, l->v, l->n, &l->cap, sizeof *l->v);
+    p->ast->matcher_arrays[slot] = l->v;
     buf err;
     buf_init(&err, BUF_UNLIMITED);
-    if (labels_matcher_init(&l->v[l->n], type, name, nl, val, vl, &err) < 0) {
-        buf_reset(&p->msg);
-        promql_pos_format(p->lx.in, p->lx.len, pos, &p->msg);
-        buf_puts(&p->msg, ": parse error: ");
-        buf_append(&p->msg, err.data ? err.data : "", err.len);
-        buf_cleanup(&err);
-        longjmp(p->fail, 1);
-    }
+    if (labels_matcher_init(&l->v[l->n], type, name, nl, val, vl, &err) < 0)
+        fail_take(p, pos, &err);
     buf_cleanup(&err);
     l->n++;
     p->ast->matcher_counts[slot] = l->n;
@@ -958,13 +883,7 @@ typedef struct str_list {
 
 static void str_list_add(parser *p, str_list *l, promql_str s)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        promql_str *nv = alloc(p, cap * sizeof *nv);
-        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
-        l->v = nv;
-        l->cap = cap;
-    }
+    l->v = grow(p, l->v, l->n, &l->cap, sizeof *l->v);
     l->v[l->n++] = s;
 }
 
@@ -1129,23 +1048,12 @@ static int dur_prec(enum promql_tok t, enum promql_op *op)
 {
     switch (t) {
     case PROMQL_TOK_ADD:
-        *op = PROMQL_OP_ADD;
-        return PREC_ADD;
     case PROMQL_TOK_SUB:
-        *op = PROMQL_OP_SUB;
-        return PREC_ADD;
     case PROMQL_TOK_MUL:
-        *op = PROMQL_OP_MUL;
-        return PREC_MUL;
     case PROMQL_TOK_DIV:
-        *op = PROMQL_OP_DIV;
-        return PREC_MUL;
     case PROMQL_TOK_MOD:
-        *op = PROMQL_OP_MOD;
-        return PREC_MUL;
     case PROMQL_TOK_POW:
-        *op = PROMQL_OP_POW;
-        return PREC_POW;
+        return binop_prec(t, op);
     default:
         return 0;
     }
@@ -1212,7 +1120,8 @@ static promql_node *unary_duration(parser *p, const promql_token *op, promql_nod
 }
 
 /* step() / range() / max_of(a, b) / min_of(a, b) in a duration expression;
- * the keyword token was read. */
+ * the keyword token was read. The caller checks that duration expressions
+ * are enabled, at the start of its node (a sign before the keyword). */
 static promql_node *parse_duration_call(parser *p, const promql_token *kw)
 {
     if (peek_type(p) != PROMQL_TOK_LEFT_PAREN) syntax_error(p);
@@ -1233,7 +1142,6 @@ static promql_node *parse_duration_call(parser *p, const promql_token *kw)
         n = dur_node(p, kw->type == PROMQL_TOK_MAX_OF ? PROMQL_OP_MAX_OF : PROMQL_OP_MIN_OF, a, b,
                      a->pos.start, b->pos.end);
     }
-    experimental_duration(p, n);
     return n;
 }
 
@@ -1263,6 +1171,7 @@ static promql_node *parse_duration_operand(parser *p)
         enter(p, kw.pos);
         promql_node *n = parse_duration_call(p, &kw);
         leave(p);
+        experimental_duration(p, n);
         return n;
     }
     case PROMQL_TOK_LEFT_PAREN: {
@@ -1329,7 +1238,9 @@ static promql_node *parse_offset_operand(parser *p)
     case PROMQL_TOK_MAX_OF:
     case PROMQL_TOK_MIN_OF: {
         promql_token kw = next(p);
-        return parse_duration_call(p, &kw);
+        promql_node *n = parse_duration_call(p, &kw);
+        experimental_duration(p, n);
+        return n;
     }
     case PROMQL_TOK_ADD:
     case PROMQL_TOK_SUB: {
@@ -1346,36 +1257,13 @@ static promql_node *parse_offset_operand(parser *p)
             return nl;
         }
         case PROMQL_TOK_STEP:
-        case PROMQL_TOK_RANGE: {
-            promql_token kw = next(p);
-            if (peek_type(p) != PROMQL_TOK_LEFT_PAREN) syntax_error(p);
-            next(p);
-            if (peek_type(p) != PROMQL_TOK_RIGHT_PAREN) syntax_error(p);
-            promql_token rp = next(p);
-            promql_node *inner =
-                dur_node(p, kw.type == PROMQL_TOK_STEP ? PROMQL_OP_STEP : PROMQL_OP_RANGE, NULL,
-                         NULL, kw.pos, rp.pos + rp.len);
-            promql_node *n = dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD,
-                                      inner, NULL, op.pos, inner->pos.end);
-            experimental_duration(p, n);
-            return n;
-        }
+        case PROMQL_TOK_RANGE:
         case PROMQL_TOK_MAX_OF:
         case PROMQL_TOK_MIN_OF: {
             promql_token kw = next(p);
-            if (peek_type(p) != PROMQL_TOK_LEFT_PAREN) syntax_error(p);
-            next(p);
-            promql_node *a = parse_duration_expr(p, 0);
-            if (peek_type(p) != PROMQL_TOK_COMMA) syntax_error(p);
-            next(p);
-            promql_node *b = parse_duration_expr(p, 0);
-            if (peek_type(p) != PROMQL_TOK_RIGHT_PAREN) syntax_error(p);
-            next(p);
-            promql_node *inner =
-                dur_node(p, kw.type == PROMQL_TOK_MAX_OF ? PROMQL_OP_MAX_OF : PROMQL_OP_MIN_OF, a,
-                         b, a->pos.start, b->pos.end);
+            promql_node *inner = parse_duration_call(p, &kw);
             promql_node *n = dur_node(p, op.type == PROMQL_TOK_SUB ? PROMQL_OP_SUB : PROMQL_OP_ADD,
-                                      inner, NULL, op.pos, b->pos.end);
+                                      inner, NULL, op.pos, inner->pos.end);
             experimental_duration(p, n);
             return n;
         }
@@ -1654,13 +1542,7 @@ typedef struct node_list {
 
 static void node_list_add(parser *p, node_list *l, promql_node *n)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        promql_node **nv = alloc(p, cap * sizeof *nv);
-        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
-        l->v = nv;
-        l->cap = cap;
-    }
+    l->v = grow(p, l->v, l->n, &l->cap, sizeof *l->v);
     l->v[l->n++] = n;
 }
 

@@ -280,29 +280,6 @@ static bool parse_uint10(const char *s, size_t len, uint64_t *out)
  * Go string unquoting (strconv.Unquote), for `expect string`
  * ========================================================================== */
 
-static void put_rune(buf *out, uint32_t r)
-{
-    char t[4];
-    if (r < 0x80) {
-        buf_putc(out, (char)r);
-    } else if (r < 0x800) {
-        t[0] = (char)(0xC0 | (r >> 6));
-        t[1] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, t, 2);
-    } else if (r < 0x10000) {
-        t[0] = (char)(0xE0 | (r >> 12));
-        t[1] = (char)(0x80 | ((r >> 6) & 0x3F));
-        t[2] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, t, 3);
-    } else {
-        t[0] = (char)(0xF0 | (r >> 18));
-        t[1] = (char)(0x80 | ((r >> 12) & 0x3F));
-        t[2] = (char)(0x80 | ((r >> 6) & 0x3F));
-        t[3] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, t, 4);
-    }
-}
-
 static int hex_digit(char c)
 {
     if (is_digit(c)) return c - '0';
@@ -310,101 +287,12 @@ static int hex_digit(char c)
     return -1;
 }
 
+/* The whole of s[0..len) as one Go quoted string: 0 or -EINVAL. */
 static int go_unquote(const char *s, size_t len, buf *out)
 {
-    if (len < 2 || s[len - 1] != s[0]) return -EINVAL;
-    char q = s[0];
-    const char *p = s + 1, *end = s + len - 1;
-    if (q == '`') {
-        for (; p < end; p++) {
-            if (*p == '`') return -EINVAL;
-            if (*p != '\r') buf_putc(out, *p);
-        }
-        return 0;
-    }
-    if (q != '"' && q != '\'') return -EINVAL;
-    size_t runes = 0;
-    while (p < end) {
-        char c = *p;
-        if (c == q || c == '\n') return -EINVAL;
-        runes++;
-        if (c != '\\') {
-            buf_putc(out, c);
-            p++;
-            while (p < end && ((unsigned char)*p & 0xC0) == 0x80 && ((unsigned char)c & 0x80)) {
-                buf_putc(out, *p);
-                p++;
-            }
-            continue;
-        }
-        if (p + 1 >= end) return -EINVAL;
-        char e = p[1];
-        p += 2;
-        int digits = 0, base = 16;
-        switch (e) {
-        case 'a':
-            buf_putc(out, '\a');
-            break;
-        case 'b':
-            buf_putc(out, '\b');
-            break;
-        case 'f':
-            buf_putc(out, '\f');
-            break;
-        case 'n':
-            buf_putc(out, '\n');
-            break;
-        case 'r':
-            buf_putc(out, '\r');
-            break;
-        case 't':
-            buf_putc(out, '\t');
-            break;
-        case 'v':
-            buf_putc(out, '\v');
-            break;
-        case '\\':
-            buf_putc(out, '\\');
-            break;
-        case '\'':
-        case '"':
-            if (e != q) return -EINVAL;
-            buf_putc(out, e);
-            break;
-        case 'x':
-            digits = 2;
-            break;
-        case 'u':
-            digits = 4;
-            break;
-        case 'U':
-            digits = 8;
-            break;
-        default:
-            if (e < '0' || e > '7') return -EINVAL;
-            digits = 3;
-            base = 8;
-            p--;
-        }
-        if (!digits) continue;
-        uint32_t v = 0;
-        for (int k = 0; k < digits; k++) {
-            if (p >= end) return -EINVAL;
-            int d = base == 8 ? (*p >= '0' && *p <= '7' ? *p - '0' : -1) : hex_digit(*p);
-            if (d < 0) return -EINVAL;
-            v = v * (uint32_t)base + (uint32_t)d;
-            p++;
-        }
-        if (e == 'x' || base == 8) {
-            if (v > 255) return -EINVAL;
-            buf_putc(out, (char)v);
-        } else {
-            if (v > 0x10FFFF || (v >= 0xD800 && v < 0xE000)) return -EINVAL;
-            put_rune(out, v);
-        }
-    }
-    if (q == '\'' && runes != 1) return -EINVAL;
-    return 0;
+    size_t end;
+    int rc = strutil_go_unquote(s, len, STRUTIL_UNQUOTE_GO, out, &end, NULL);
+    return rc == 0 && end != len ? -EINVAL : rc;
 }
 
 /* ============================================================================

@@ -1,15 +1,20 @@
 """Fixtures for the integration tests: the real ./sidewatch binary against
-real peers from Debian (prometheus-node-exporter, prometheus, promtool) and
-small controllable HTTP targets served from this process.
+real peers from Debian (prometheus-node-exporter, prometheus, promtool, a
+private dockerd from scripts/engine.sh) and small controllable HTTP targets
+served from this process.
 
 Every process a test starts is stopped by its PID when the test ends.
-Network traffic stays on 127.0.0.1.
+Network traffic stays on 127.0.0.1 and unix sockets.
 """
+import http.client
 import http.server
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -225,3 +230,104 @@ def target():
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+# ---- a real Docker engine (scripts/engine.sh) ---------------------------------------------
+
+ENGINE_SH = os.path.join(REPO, "scripts", "engine.sh")
+
+
+def skip_or_fail(reason):
+    """A test that cannot run here is skipped with the reason; in CI (CI set)
+    it fails instead, so nothing is silently left out."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class DockerEngine:
+    """A private dockerd started by scripts/engine.sh: its socket, the
+    busybox image (local/busybox:latest, from busybox-static), the docker
+    client pointed at it, and raw Engine API GETs."""
+
+    IMAGE = "local/busybox:latest"
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.sock = os.path.join(directory, "docker.sock")
+        self.host = "unix://" + self.sock
+        with open(os.path.join(directory, "engine.pid")) as f:
+            self.pid = int(f.read())
+
+    def docker(self, *args, timeout=60, check=True):
+        """Runs the docker client against this engine; returns stdout."""
+        env = dict(os.environ, DOCKER_HOST=self.host)
+        p = subprocess.run(["docker", *args], capture_output=True, text=True, env=env,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: exit {p.returncode}: {p.stderr}")
+        return p.stdout.strip()
+
+    def api(self, path, method="GET"):
+        """An Engine API request over the socket; returns (status, parsed JSON or text)."""
+        c = _UnixHTTPConnection(self.sock)
+        try:
+            c.request(method, path)
+            r = c.getresponse()
+            body = r.read().decode("utf-8", "replace")
+        finally:
+            c.close()
+        try:
+            return r.status, json.loads(body)
+        except ValueError:
+            return r.status, body
+
+    def log(self):
+        with open(os.path.join(self.dir, "dockerd.log"), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """One private dockerd for the whole session (tests that need a real
+    engine share it and remove their own containers). Skipped with the
+    reason when this machine cannot run dockerd (not root, docker.io or
+    busybox-static missing); under CI that is a failure. Stopped by the PID
+    it recorded, its mounts unmounted, its directory removed."""
+    if not os.path.exists(ENGINE_SH):
+        pytest.fail(f"{ENGINE_SH} missing")
+    # Short: unix socket paths (containerd's too) hold at most 107 bytes.
+    d = tempfile.mkdtemp(prefix="sw-engine.", dir="/tmp")
+    try:
+        p = subprocess.run([ENGINE_SH, "start", d], capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        subprocess.run([ENGINE_SH, "stop", d], capture_output=True, text=True, timeout=120)
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.fail("scripts/engine.sh start did not finish within 180 s")
+    if p.returncode != 0:
+        subprocess.run([ENGINE_SH, "stop", d], capture_output=True, text=True, timeout=120)
+        shutil.rmtree(d, ignore_errors=True)
+        if p.returncode == 77:
+            skip_or_fail(p.stderr.strip() or "no Docker engine here")
+        pytest.fail(f"scripts/engine.sh start failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+    engine = DockerEngine(d)
+    try:
+        yield engine
+    finally:
+        s = subprocess.run([ENGINE_SH, "stop", d], capture_output=True, text=True, timeout=120)
+        if s.returncode == 0:
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print(f"scripts/engine.sh stop {d} failed ({s.returncode}): {s.stderr}")

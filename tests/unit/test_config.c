@@ -107,10 +107,24 @@ static const struct {
      "5:7: at most one of basic_auth, authorization, oauth2, & sigv4 must be configured"},
     {"am_timeout", "3:16: not a valid duration string: \"10\""},
     {"am_unknown_field", "3:7: field path not found in type config.AlertmanagerConfig"},
-    {"am_unsupported_sd", "3:7: not supported: dns_sd_configs (sidewatch implements static_configs "
-                          "and file_sd_configs)"},
+    {"am_unsupported_sd",
+     "3:7: not supported: dns_sd_configs (sidewatch implements static_configs, "
+     "file_sd_configs and docker_sd_configs)"},
     {"am_url_target", "4:21: \"http://am:9093\" is not a valid hostname"},
     {"binary_invalid", "3:11: !!binary value contains invalid base64 data"},
+    {"docker_sd_filter_unknown", "7:13: field value not found in type moby.Filter"},
+    {"docker_sd_filters_type", "6:11: cannot unmarshal !!map into []moby.Filter"},
+    {"docker_sd_host_missing", "4:9: host missing"},
+    {"docker_sd_host_port", "4:15: parse \"tcp://docker:23x5\": invalid port \":23x5\" after host"},
+    {"docker_sd_host_url", "4:15: parse \"http://[::1\": missing ']' in host"},
+    {"docker_sd_http_auth",
+     "7:9: at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured"},
+    {"docker_sd_match_type", "5:30: cannot unmarshal !!str `maybe` into bool"},
+    {"docker_sd_null", "4:8: empty or null section in docker_sd_configs"},
+    {"docker_sd_port_type", "5:15: cannot unmarshal !!str `http` into int"},
+    {"docker_sd_refresh_zero",
+     "5:27: refresh_interval must be greater than 0 for docker_sd_configs"},
+    {"docker_sd_unknown_field", "5:9: field role not found in type moby.plain"},
     {"external_labels_dup", "4:5: key \"foo\" already set in map"},
     {"external_labels_legacy", "4:5: \"foo.bar\" is not a valid label name"},
     {"external_labels_type", "2:20: cannot unmarshal !!seq into map[string]string"},
@@ -290,7 +304,7 @@ static const struct {
     {"unknown_anchor", "2:5: unknown anchor 'base' referenced"},
     {"unknown_top", "3:1: field rules not found in type config.plain"},
     {"unsupported_sd", "3:5: not supported: kubernetes_sd_configs (sidewatch implements "
-                       "static_configs and file_sd_configs)"},
+                       "static_configs, file_sd_configs and docker_sd_configs)"},
     {"unsupported_sd_null_item", "4:9: empty or null section in consul_sd_configs"},
     {"yaml_syntax", "3:23: mapping values are not allowed in this context"},
     {"yaml_tab", "2:1: while scanning for the next token found character that cannot start any "
@@ -883,6 +897,79 @@ static void test_default_config(void **state)
     c = config_default("http://x/y");
     assert_string_equal(job(c, "sidewatch")->static_configs[0].targets[0], "localhost:9277");
     config_unref(c);
+
+    /* With a Docker engine: the docker job (its relabeling is tested with
+     * the discovery fixtures in test_discovery_docker). */
+    c = config_default_docker("127.0.0.1:9277", "unix:///run/x y/docker.sock");
+    assert_int_equal(c->n_scrape_configs, 2);
+    s = job(c, "docker");
+    assert_int_equal(s->n_docker_sd_configs, 1);
+    assert_string_equal(s->docker_sd_configs[0].host, "unix:///run/x y/docker.sock");
+    assert_int_equal(s->docker_sd_configs[0].refresh_interval_ms, 15000);
+    assert_true(s->has_fallback_protocol);
+    assert_int_equal(s->fallback_scrape_protocol, CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4);
+    assert_int_equal(s->n_relabel_configs, 5);
+    assert_int_equal(s->relabel_configs[0].action, RELABEL_KEEP);
+    assert_string_equal(s->relabel_configs[0].source_labels[0],
+                        "__meta_docker_container_label_prometheus_io_scrape");
+    assert_string_equal(s->relabel_configs[1].target_label, "__address__");
+    assert_string_equal(s->relabel_configs[2].target_label, "__metrics_path__");
+    assert_string_equal(s->relabel_configs[3].target_label, "__scheme__");
+    assert_string_equal(s->relabel_configs[4].target_label, "container");
+    config_unref(c);
+    /* A host that is no URL falls back to no docker job. */
+    c = config_default_docker("127.0.0.1:9277", "http://[::1");
+    assert_int_equal(c->n_scrape_configs, 1);
+    config_unref(c);
+    /* config_default adds the job exactly when the default socket exists. */
+    struct stat st;
+    bool sock = stat(CONFIG_DEFAULT_DOCKER_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode);
+    c = config_default("127.0.0.1:9277");
+    assert_int_equal(c->n_scrape_configs, sock ? 2 : 1);
+    config_unref(c);
+}
+
+static void test_docker_sd(void **state)
+{
+    (void)state;
+    config *c = load_good("docker_sd");
+    const config_scrape *s = job(c, "docker");
+    assert_int_equal(s->n_docker_sd_configs, 3);
+    const config_docker_sd *d = &s->docker_sd_configs[0];
+    assert_string_equal(d->host, "unix:///var/run/docker.sock");
+    assert_int_equal(d->port, 80);
+    assert_string_equal(d->host_networking_host, "localhost");
+    assert_int_equal(d->refresh_interval_ms, 60000);
+    assert_true(d->match_first_network);
+    assert_int_equal(d->n_filters, 0);
+    d = &s->docker_sd_configs[1];
+    assert_string_equal(d->host, "tcp://127.0.0.1:2375");
+    assert_int_equal(d->port, 9100);
+    assert_string_equal(d->host_networking_host, "127.0.0.1");
+    assert_int_equal(d->refresh_interval_ms, 15000);
+    assert_false(d->match_first_network);
+    assert_int_equal(d->n_filters, 3);
+    assert_string_equal(d->filters[0].name, "label");
+    assert_int_equal(d->filters[0].n_values, 2);
+    assert_string_equal(d->filters[0].values[0], "prometheus.io/scrape=true");
+    assert_string_equal(d->filters[0].values[1], "team=a");
+    assert_string_equal(d->filters[1].name, "status");
+    assert_string_equal(d->filters[2].name, "empty");
+    assert_int_equal(d->filters[2].n_values, 0);
+    d = &s->docker_sd_configs[2];
+    assert_true(d->http.has_basic_auth);
+    assert_string_equal(d->http.basic_auth_username, "u");
+    assert_string_equal(d->http.basic_auth_password.file, DATA_DIR "/secrets/pw");
+    assert_string_equal(d->http.tls_ca_file, DATA_DIR "/certs/ca.pem");
+    assert_true(d->http.tls_insecure_skip_verify);
+    assert_string_equal(d->http.proxy_url, "http://proxy:3128");
+    /* Hosts the Docker client cannot use load, as in Prometheus (the
+     * discoverer reports them). */
+    s = job(c, "ignored-host");
+    assert_int_equal(s->n_docker_sd_configs, 2);
+    assert_string_equal(s->docker_sd_configs[1].host, "ssh://user@host");
+    assert_int_equal(c->alertmanagers[0].n_docker_sd_configs, 1);
+    config_unref(c);
 }
 
 static void test_protocol_names(void **state)
@@ -1036,8 +1123,8 @@ static void test_conformance_simple_good(void **state)
     buf want;
     buf_init(&want, BUF_UNLIMITED);
     buf_printf(&want,
-               "%s:10:5: not supported: dns_sd_configs (sidewatch implements static_configs and "
-               "file_sd_configs)\n",
+               "%s:10:5: not supported: dns_sd_configs (sidewatch implements static_configs, "
+               "file_sd_configs and docker_sd_configs)\n",
                path);
     assert_string_equal(buf_cstr(&err), buf_cstr(&want));
     buf_reset(&err);
@@ -1101,8 +1188,8 @@ static void test_conformance_conf_good(void **state)
         const char *nl = strchr(l, '\n');
         const char *m = strstr(l, ": not supported: ");
         if (m && m < nl &&
-            strstr(m, "_sd_configs (sidewatch implements static_configs and "
-                      "file_sd_configs)") < nl) {
+            strstr(m, "_sd_configs (sidewatch implements static_configs, "
+                      "file_sd_configs and docker_sd_configs)") < nl) {
             unsupported++;
         } else {
             print_message("unexpected error: %.*s\n", (int)(nl - l), l);
@@ -1114,16 +1201,15 @@ static void test_conformance_conf_good(void **state)
     size_t occ;
     size_t nk = unsupported_kinds(e, kinds, 64, &occ);
     static const char *const want_kinds[] = {
-        "azure_sd_configs",    "consul_sd_configs",    "digitalocean_sd_configs",
-        "dns_sd_configs",      "docker_sd_configs",    "dockerswarm_sd_configs",
-        "ec2_sd_configs",      "eureka_sd_configs",    "hetzner_sd_configs",
-        "http_sd_configs",     "ionos_sd_configs",     "kubernetes_sd_configs",
-        "kuma_sd_configs",     "lightsail_sd_configs", "linode_sd_configs",
-        "marathon_sd_configs", "nerve_sd_configs",     "nomad_sd_configs",
-        "oci_sd_configs",      "openstack_sd_configs", "outscale_sd_configs",
-        "ovhcloud_sd_configs", "puppetdb_sd_configs",  "scaleway_sd_configs",
-        "stackit_sd_configs",  "triton_sd_configs",    "uyuni_sd_configs",
-        "vultr_sd_configs",
+        "azure_sd_configs",     "consul_sd_configs",      "digitalocean_sd_configs",
+        "dns_sd_configs",       "dockerswarm_sd_configs", "ec2_sd_configs",
+        "eureka_sd_configs",    "hetzner_sd_configs",     "http_sd_configs",
+        "ionos_sd_configs",     "kubernetes_sd_configs",  "kuma_sd_configs",
+        "lightsail_sd_configs", "linode_sd_configs",      "marathon_sd_configs",
+        "nerve_sd_configs",     "nomad_sd_configs",       "oci_sd_configs",
+        "openstack_sd_configs", "outscale_sd_configs",    "ovhcloud_sd_configs",
+        "puppetdb_sd_configs",  "scaleway_sd_configs",    "stackit_sd_configs",
+        "triton_sd_configs",    "uyuni_sd_configs",       "vultr_sd_configs",
     };
     size_t nwant = sizeof want_kinds / sizeof want_kinds[0];
     for (size_t i = 0; i < nk; i++)
@@ -1131,7 +1217,7 @@ static void test_conformance_conf_good(void **state)
     assert_int_equal(nk, nwant);
     for (size_t i = 0; i < nwant; i++)
         assert_string_equal(kinds[i], want_kinds[i]);
-    assert_int_equal(occ, 29); /* kubernetes_sd_configs appears twice */
+    assert_int_equal(occ, 28); /* kubernetes_sd_configs appears twice */
 
     /* Independently: every *_sd_configs key in the file except
      * file_sd_configs is one of them (read with yamlconf). */
@@ -1145,7 +1231,9 @@ static void test_conformance_conf_good(void **state)
         const yamlconf_node *m = sc->items[i];
         for (size_t k = 0; k < m->n; k++) {
             const char *key = m->pairs[k].key->str;
-            if (!has_suffix(key, "_sd_configs") || strcmp(key, "file_sd_configs") == 0) continue;
+            if (!has_suffix(key, "_sd_configs") || strcmp(key, "file_sd_configs") == 0 ||
+                strcmp(key, "docker_sd_configs") == 0)
+                continue;
             keys++;
             assert_non_null(bsearch(&key, kinds, nk, sizeof *kinds, cmp_str));
         }
@@ -1282,6 +1370,18 @@ static void test_conformance_conf_good(void **state)
     assert_false(s->honor_timestamps);
     assert_string_equal(s->metrics_path, "/federate");
     assert_non_null(config_find_job(c, "測試"));
+    /* docker_sd_configs loads, with Prometheus's defaults. */
+    s = job(c, "docker");
+    assert_int_equal(s->n_docker_sd_configs, 1);
+    const config_docker_sd *dk = &s->docker_sd_configs[0];
+    assert_string_equal(dk->host, "unix:///var/run/docker.sock");
+    assert_int_equal(dk->port, 80);
+    assert_int_equal(dk->n_filters, 0);
+    assert_string_equal(dk->host_networking_host, "localhost");
+    assert_int_equal(dk->refresh_interval_ms, 60000);
+    assert_true(dk->match_first_network);
+    assert_true(dk->http.follow_redirects);
+    assert_true(dk->http.enable_http2);
     s = job(c, "hetzner");
     assert_int_equal(s->relabel_configs[0].action, RELABEL_UPPERCASE);
     /* scrape_native_histograms: true puts the protobuf format first. */
@@ -1339,6 +1439,7 @@ int main(void)
         cmocka_unit_test(test_many_errors),
         cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_default_config),
+        cmocka_unit_test(test_docker_sd),
         cmocka_unit_test(test_protocol_names),
         cmocka_unit_test(test_unsupported_as_warnings),
         cmocka_unit_test(test_conformance_bad),

@@ -42,97 +42,20 @@
 #include "promql/ast.h"
 #include "promql/lex.h"
 #include "promql/parse.h"
+#include "strutil.h"
 
 #define DATA_DIR "tests/data/promql-parse"
 
 /* ---- Go quoted strings ---------------------------------------------------- */
 
-static void put_utf8(buf *out, uint32_t r)
-{
-    char e[4];
-    if (r < 0x80) {
-        buf_putc(out, (char)r);
-    } else if (r < 0x800) {
-        e[0] = (char)(0xC0 | (r >> 6));
-        e[1] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, e, 2);
-    } else if (r < 0x10000) {
-        e[0] = (char)(0xE0 | (r >> 12));
-        e[1] = (char)(0x80 | ((r >> 6) & 0x3F));
-        e[2] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, e, 3);
-    } else {
-        e[0] = (char)(0xF0 | (r >> 18));
-        e[1] = (char)(0x80 | ((r >> 12) & 0x3F));
-        e[2] = (char)(0x80 | ((r >> 6) & 0x3F));
-        e[3] = (char)(0x80 | (r & 0x3F));
-        buf_append(out, e, 4);
-    }
-}
-
 /* Reads a Go "..." literal at s; appends its bytes to out. Returns the
  * position after it, or NULL if malformed. */
 static const char *go_unquote(const char *s, buf *out)
 {
-    if (*s != '"') return NULL;
-    s++;
-    while (*s && *s != '"') {
-        if (*s != '\\') {
-            buf_putc(out, *s++);
-            continue;
-        }
-        s++;
-        char c = *s++;
-        switch (c) {
-        case 'a':
-            buf_putc(out, '\a');
-            break;
-        case 'b':
-            buf_putc(out, '\b');
-            break;
-        case 'f':
-            buf_putc(out, '\f');
-            break;
-        case 'n':
-            buf_putc(out, '\n');
-            break;
-        case 'r':
-            buf_putc(out, '\r');
-            break;
-        case 't':
-            buf_putc(out, '\t');
-            break;
-        case 'v':
-            buf_putc(out, '\v');
-            break;
-        case '\\':
-            buf_putc(out, '\\');
-            break;
-        case '"':
-            buf_putc(out, '"');
-            break;
-        case '\'':
-            buf_putc(out, '\'');
-            break;
-        case 'x':
-        case 'u':
-        case 'U': {
-            int n = c == 'x' ? 2 : c == 'u' ? 4 : 8;
-            char h[9] = {0};
-            memcpy(h, s, (size_t)n);
-            s += n;
-            uint32_t v = (uint32_t)strtoul(h, NULL, 16);
-            if (c == 'x')
-                buf_putc(out, (char)v);
-            else
-                put_utf8(out, v);
-            break;
-        }
-        default:
-            return NULL;
-        }
-    }
-    return *s == '"' ? s + 1 : NULL;
+    size_t end;
+    if (*s != '"' || strutil_go_unquote(s, strlen(s), STRUTIL_UNQUOTE_GO, out, &end, NULL) < 0)
+        return NULL;
+    return s + end;
 }
 
 /* ---- the tree dump ------------------------------------------------------------ */

@@ -1582,6 +1582,59 @@ static void test_migration_from_v1(void **state)
     tmpdir_free(dir);
 }
 
+/* A version 2 database (chunk index without min_t) gets the version 3
+ * index at open; reads of a window in the middle of a series return exactly
+ * its samples (the min_t term skips the newer chunks). */
+static void test_migration_from_v2(void **state)
+{
+    (void)state;
+    if (system("sqlite3 -version >/dev/null 2>&1") != 0) {
+        print_message("SKIPPED: the sqlite3 shell is not installed\n");
+        skip();
+    }
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    uint64_t ref = ref_pairs(s, mk("__name__", "up", NULL));
+    append_run(s, ref, 0, 1000, 1200, 100); /* ten chunks of 120 */
+    store_close(s);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/sidewatch.db \"DROP INDEX chunks_series;"
+             "CREATE INDEX chunks_series ON chunks(series_id, max_t); PRAGMA user_version=2;\"",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    s = open_store(dir, 0);
+    store_close(s);
+    snprintf(cmd, sizeof cmd,
+             "test \"$(sqlite3 %s/sidewatch.db 'PRAGMA user_version; "
+             "SELECT group_concat(name) FROM pragma_index_info(\"chunks_series\")')\" = "
+             "\"$(printf '3\\nseries_id,max_t,min_t')\"",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    s = open_store(dir, 0);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    static const int64_t windows[][2] = {
+        {300000, 400000}, {119000, 120000}, {0, 0}, {1199000, 1300000}, {-5000, -1}, {500500, 500900}};
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        store_sample *v;
+        size_t n;
+        assert_int_equal(store_read_samples(r, ref, windows[w][0], windows[w][1], &v, &n), 0);
+        int64_t lo = windows[w][0] < 0 ? 0 : (windows[w][0] + 999) / 1000 * 1000;
+        int64_t hi = windows[w][1] > 1199000 ? 1199000
+                     : windows[w][1] < 0   ? -1
+                                           : windows[w][1] / 1000 * 1000;
+        size_t want = hi >= lo ? (size_t)((hi - lo) / 1000 + 1) : 0;
+        assert_int_equal(n, want);
+        for (size_t i = 0; i < n; i++)
+            assert_true(v[i].t == lo + (int64_t)i * 1000 && v[i].v == (double)v[i].t);
+        mem_free(v);
+    }
+    store_reader_close(r);
+    store_close(s);
+    tmpdir_free(dir);
+}
+
 /* ---- concurrency ------------------------------------------------------------------- */
 
 #define CONC_BATCHES 200
@@ -1907,6 +1960,7 @@ int main(void)
         cmocka_unit_test(test_corruption),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_migration_from_v1),
+        cmocka_unit_test(test_migration_from_v2),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_commit_failure),

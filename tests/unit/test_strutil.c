@@ -1,6 +1,6 @@
-/* Unit tests for strutil (durations, byte sizes, hashing) and the shared
- * float/quote helpers in exporter/expfmt, checked against the outputs of the
- * Go functions Prometheus uses. */
+/* Unit tests for strutil (durations, byte sizes, hashing, Go string
+ * literals) and the shared float/quote helpers in exporter/expfmt, checked
+ * against the outputs of the Go functions Prometheus uses. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -252,6 +252,277 @@ static void test_hash_and_stale(void **state)
     assert_true(isnan(strutil_stale_nan()));
 }
 
+/* String literal with its length (for NUL bytes and byte counts). */
+#define LIT(x) x, sizeof(x) - 1
+
+static void test_append_rune(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t r;
+        const char *out;
+        size_t len;
+    } cases[] = {
+        {'A', LIT("A")},
+        {0, LIT("\0")},
+        {0x7F, LIT("\x7f")},
+        {0x80, LIT("\xc2\x80")},
+        {0xE4, LIT("\xc3\xa4")},
+        {0x7FF, LIT("\xdf\xbf")},
+        {0x800, LIT("\xe0\xa0\x80")},
+        {0x20AC, LIT("\xe2\x82\xac")},
+        {0xD7FF, LIT("\xed\x9f\xbf")},
+        {0xE000, LIT("\xee\x80\x80")},
+        {0xFFFF, LIT("\xef\xbf\xbf")},
+        {0x10000, LIT("\xf0\x90\x80\x80")},
+        {0x1F600, LIT("\xf0\x9f\x98\x80")},
+        {0x10FFFF, LIT("\xf4\x8f\xbf\xbf")},
+        /* not code points: U+FFFD, as Go's utf8.AppendRune */
+        {0xD800, LIT("\xef\xbf\xbd")},
+        {0xDFFF, LIT("\xef\xbf\xbd")},
+        {0x110000, LIT("\xef\xbf\xbd")},
+        {0xFFFFFFFF, LIT("\xef\xbf\xbd")},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf b;
+        buf_init(&b, 1024);
+        buf_putc(&b, '>');
+        assert_int_equal(strutil_append_rune(&b, cases[i].r), 0);
+        assert_int_equal(b.len, cases[i].len + 1);
+        assert_memory_equal(b.data + 1, cases[i].out, cases[i].len);
+        buf_cleanup(&b);
+    }
+    /* At the buffer's limit: -E2BIG, nothing half written. */
+    buf b;
+    buf_init(&b, 2);
+    buf_putc(&b, 'x');
+    assert_int_equal(strutil_append_rune(&b, 0x20AC), -E2BIG);
+    assert_int_equal(b.len, 1);
+    assert_int_equal(strutil_append_rune(&b, 'y'), 0);
+    assert_string_equal(buf_cstr(&b), "xy");
+    buf_cleanup(&b);
+}
+
+static void test_go_unquote(void **state)
+{
+    (void)state;
+    enum { P = STRUTIL_UNQUOTE_PROMQL, G = STRUTIL_UNQUOTE_GO };
+    static const struct {
+        int mode;
+        const char *in;
+        size_t in_len;
+        const char *out;
+        size_t out_len;
+        size_t end;
+    } good[] = {
+        {P, LIT("\"abc\""), LIT("abc"), 5},
+        {P, LIT("\"\""), LIT(""), 2},
+        {P, LIT("''"), LIT(""), 2},
+        {P, LIT("``"), LIT(""), 2},
+        /* every escape letter */
+        {P, LIT("\"\\a\\b\\f\\n\\r\\t\\v\\\\\\\"\""), LIT("\a\b\f\n\r\t\v\\\""), 20},
+        {P, LIT("'\\''"), LIT("'"), 4},
+        {P, LIT("'a\"b'"), LIT("a\"b"), 5},
+        {P, LIT("\"a'b\""), LIT("a'b"), 5},
+        /* \x and octal are bytes (0xff is not checked for UTF-8) */
+        {P, LIT("\"\\x41\\xff\\xFf\""), LIT("A\xff\xff"), 14},
+        {P, LIT("\"\\101\\000\\377\""), LIT("A\0\xff"), 14},
+        /* \u and \U are code points, written as UTF-8 */
+        {P, LIT("\"\\u00e4\\u00E4\""), LIT("\xc3\xa4\xc3\xa4"), 14},
+        {P, LIT("\"\\ud7ff\\ue000\""), LIT("\xed\x9f\xbf\xee\x80\x80"), 14},
+        {P, LIT("\"\\U0001F600\\U0010FFFF\""), LIT("\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"), 22},
+        /* UTF-8 and other bytes are copied */
+        {P, LIT("\"\xc3\xa9\t\xff\""), LIT("\xc3\xa9\t\xff"), 6},
+        /* raw strings: no escapes, newlines allowed; Prometheus keeps \r,
+         * Go drops it */
+        {P, LIT("`a\\nb\r\nc\"'`"), LIT("a\\nb\r\nc\"'"), 11},
+        {G, LIT("`a\\nb\r\nc\"'`"), LIT("a\\nb\nc\"'"), 11},
+        {G, LIT("`\r\r`"), LIT(""), 4},
+        /* the literal ends at its closing quote */
+        {P, LIT("\"a\"b\""), LIT("a"), 3},
+        {P, LIT("'a' + 'b'"), LIT("a"), 3},
+        {P, LIT("`a`b`"), LIT("a"), 3},
+        /* Go's '...' holds exactly one character */
+        {G, LIT("'a'"), LIT("a"), 3},
+        {G, LIT("'\xc3\xa9'"), LIT("\xc3\xa9"), 4},
+        {G, LIT("'\xf0\x9f\x98\x80'"), LIT("\xf0\x9f\x98\x80"), 6},
+        {G, LIT("'\\n'"), LIT("\n"), 4},
+        {G, LIT("'\\''"), LIT("'"), 4},
+        {G, LIT("'\\U0001F600'"), LIT("\xf0\x9f\x98\x80"), 12},
+        {G, LIT("\"ab\""), LIT("ab"), 4},
+        {P, LIT("'ab'"), LIT("ab"), 4},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        buf b;
+        buf_init(&b, 1024);
+        buf_putc(&b, '>'); /* the value is appended */
+        size_t end = 0;
+        strutil_unquote_error e = {0};
+        int rc = strutil_go_unquote(good[i].in, good[i].in_len, good[i].mode, &b, &end, &e);
+        if (rc != 0) fail_msg("case %zu (%s): %d %s at %zu", i, good[i].in, rc, e.msg, e.at);
+        if (end != good[i].end) fail_msg("case %zu (%s): end %zu", i, good[i].in, end);
+        assert_int_equal(b.len, good[i].out_len + 1);
+        assert_memory_equal(b.data + 1, good[i].out, good[i].out_len);
+        buf_cleanup(&b);
+    }
+
+    static const struct {
+        int mode;
+        const char *in;
+        size_t in_len;
+        enum strutil_unquote_problem problem;
+        const char *msg;
+        size_t at;
+    } bad[] = {
+        {P, LIT(""), STRUTIL_UNQUOTE_NOT_QUOTED, "not a quoted string", 0},
+        {P, LIT("abc"), STRUTIL_UNQUOTE_NOT_QUOTED, "not a quoted string", 0},
+        /* unterminated: at the opening quote, also when the input ends or a
+         * newline comes inside an escape */
+        {P, LIT("\"abc"), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("'abc\""), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("`abc"), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("\"a\nb\""), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("'a\nb'"), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("\"a\\"), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("\"a\\\""), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("\"\\x4"), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("\"\\40"), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        {P, LIT("\"\\U110000"), STRUTIL_UNQUOTE_UNTERMINATED, "unterminated quoted string", 0},
+        /* unknown escapes: at the backslash */
+        {P, LIT("\"a\\q\""), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 2},
+        {P, LIT("\"\\'\""), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 1},
+        {P, LIT("'\\\"'"), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 1},
+        {P, LIT("\"\\`\""), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 1},
+        {P, LIT("\"ab\\8\""), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 3},
+        {P, LIT("\"\\\n\""), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 1},
+        {P, LIT("\"\\\xc3\xa9\""), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 1},
+        /* a byte that is not a digit of the escape: at that byte */
+        {P, LIT("\"\\x4g\""), STRUTIL_UNQUOTE_ILLEGAL_CHAR, "illegal character in escape sequence",
+         4},
+        {P, LIT("\"\\u00e\""), STRUTIL_UNQUOTE_ILLEGAL_CHAR, "illegal character in escape sequence",
+         6},
+        {P, LIT("\"\\18\""), STRUTIL_UNQUOTE_ILLEGAL_CHAR, "illegal character in escape sequence",
+         3},
+        {P, LIT("\"ab\\U0000000z\""), STRUTIL_UNQUOTE_ILLEGAL_CHAR,
+         "illegal character in escape sequence", 12},
+        /* values out of range: after the digits */
+        {P, LIT("\"\\400\""), STRUTIL_UNQUOTE_OCTAL_RANGE, "octal escape value > 255", 5},
+        {P, LIT("\"a\\777b\""), STRUTIL_UNQUOTE_OCTAL_RANGE, "octal escape value > 255", 6},
+        {P, LIT("\"\\ud800\""), STRUTIL_UNQUOTE_CODE_POINT,
+         "escape sequence is an invalid Unicode code point", 7},
+        {P, LIT("\"\\uDFFF\""), STRUTIL_UNQUOTE_CODE_POINT,
+         "escape sequence is an invalid Unicode code point", 7},
+        {P, LIT("'x\\U00110000'"), STRUTIL_UNQUOTE_CODE_POINT,
+         "escape sequence is an invalid Unicode code point", 12},
+        {P, LIT("\"\\UFFFFFFFF\""), STRUTIL_UNQUOTE_CODE_POINT,
+         "escape sequence is an invalid Unicode code point", 11},
+        /* Go's '...' with not exactly one character */
+        {G, LIT("''"), STRUTIL_UNQUOTE_RUNE_LITERAL, "illegal rune literal", 0},
+        {G, LIT("'ab'"), STRUTIL_UNQUOTE_RUNE_LITERAL, "illegal rune literal", 0},
+        {G, LIT("'\\x41\\x42'"), STRUTIL_UNQUOTE_RUNE_LITERAL, "illegal rune literal", 0},
+        {G, LIT("'a\xc3\xa9'"), STRUTIL_UNQUOTE_RUNE_LITERAL, "illegal rune literal", 0},
+        /* an escape error comes first */
+        {G, LIT("'ab\\q'"), STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, "unknown escape sequence", 3},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf b;
+        buf_init(&b, 1024);
+        buf_putc(&b, '>');
+        size_t end = 99;
+        strutil_unquote_error e = {0};
+        int rc = strutil_go_unquote(bad[i].in, bad[i].in_len, bad[i].mode, &b, &end, &e);
+        if (rc != -EINVAL) fail_msg("case %zu (%s): %d, want -EINVAL", i, bad[i].in, rc);
+        assert_int_equal(e.problem, bad[i].problem);
+        assert_string_equal(e.msg, bad[i].msg);
+        if (e.at != bad[i].at)
+            fail_msg("case %zu (%s): at %zu, want %zu", i, bad[i].in, e.at, bad[i].at);
+        assert_string_equal(buf_cstr(&b), ">"); /* out as it was */
+        assert_int_equal(end, 99);
+        /* err is optional */
+        assert_int_equal(strutil_go_unquote(bad[i].in, bad[i].in_len, bad[i].mode, &b, &end, NULL),
+                         -EINVAL);
+        buf_cleanup(&b);
+    }
+
+    /* At the buffer's limit: -E2BIG, out as it was. */
+    static const char *const big[] = {"\"abc\"", "\"a\\u00e4\"", "\"ab\\n\"", "`abc`"};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        buf b;
+        buf_init(&b, 3);
+        buf_putc(&b, '>');
+        size_t end;
+        assert_int_equal(
+            strutil_go_unquote(big[i], strlen(big[i]), STRUTIL_UNQUOTE_PROMQL, &b, &end, NULL),
+            -E2BIG);
+        assert_string_equal(buf_cstr(&b), ">");
+        buf_cleanup(&b);
+    }
+}
+
+static void test_go_unescape(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t in_len;
+        char quote;
+        int rc;
+        const char *out;
+        size_t out_len;
+    } good[] = {
+        {LIT("\\n"), '"', 2, LIT("\n")},
+        {LIT("\\\"rest"), '"', 2, LIT("\"")},
+        {LIT("\\'"), '\'', 2, LIT("'")},
+        {LIT("\\x41zz"), '"', 4, LIT("A")},
+        {LIT("\\1012"), '"', 4, LIT("A")},
+        {LIT("\\u00e4"), '"', 6, LIT("\xc3\xa4")},
+        {LIT("\\U0001F600\""), '"', 10, LIT("\xf0\x9f\x98\x80")},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        buf b;
+        buf_init(&b, 1024);
+        assert_int_equal(strutil_go_unescape(good[i].in, good[i].in_len, good[i].quote, &b, NULL),
+                         good[i].rc);
+        assert_int_equal(b.len, good[i].out_len);
+        assert_memory_equal(buf_cstr(&b), good[i].out, good[i].out_len);
+        /* out is optional: only check */
+        assert_int_equal(strutil_go_unescape(good[i].in, good[i].in_len, good[i].quote, NULL, NULL),
+                         good[i].rc);
+        buf_cleanup(&b);
+    }
+    static const struct {
+        const char *in;
+        size_t in_len;
+        char quote;
+        enum strutil_unquote_problem problem;
+        size_t at;
+    } bad[] = {
+        /* offsets count from the backslash; the end of input is at len */
+        {LIT("\\"), '"', STRUTIL_UNQUOTE_UNTERMINATED, 1},
+        {LIT("\\x4"), '"', STRUTIL_UNQUOTE_UNTERMINATED, 3},
+        {LIT("\\U0010"), '"', STRUTIL_UNQUOTE_UNTERMINATED, 6},
+        {LIT("\\q"), '"', STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, 0},
+        {LIT("\\'"), '"', STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, 0},
+        {LIT("\\\""), '\'', STRUTIL_UNQUOTE_UNKNOWN_ESCAPE, 0},
+        {LIT("\\xg0"), '"', STRUTIL_UNQUOTE_ILLEGAL_CHAR, 2},
+        {LIT("\\09"), '"', STRUTIL_UNQUOTE_ILLEGAL_CHAR, 2},
+        {LIT("\\400"), '"', STRUTIL_UNQUOTE_OCTAL_RANGE, 4},
+        {LIT("\\ud800x"), '"', STRUTIL_UNQUOTE_CODE_POINT, 6},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf b;
+        buf_init(&b, 1024);
+        strutil_unquote_error e = {0};
+        assert_int_equal(strutil_go_unescape(bad[i].in, bad[i].in_len, bad[i].quote, &b, &e),
+                         -EINVAL);
+        assert_int_equal(e.problem, bad[i].problem);
+        assert_non_null(e.msg);
+        assert_int_equal(e.at, bad[i].at);
+        assert_int_equal(b.len, 0);
+        buf_cleanup(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +530,8 @@ int main(void)
         cmocka_unit_test(test_parse_bytes),    cmocka_unit_test(test_format_float),
         cmocka_unit_test(test_parse_float),    cmocka_unit_test(test_quote_go),
         cmocka_unit_test(test_utf8_and_names), cmocka_unit_test(test_hash_and_stale),
+        cmocka_unit_test(test_append_rune),    cmocka_unit_test(test_go_unquote),
+        cmocka_unit_test(test_go_unescape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

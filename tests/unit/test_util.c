@@ -37,6 +37,24 @@ static void test_buf_limit_leaves_buffer_unchanged(void **state)
     buf_cleanup(&b);
 }
 
+/* A reserved but empty buffer reads as "" (it once read uninitialised
+ * bytes: buf_reserve allocated without a terminator). */
+static void test_buf_reserve_then_cstr(void **state)
+{
+    (void)state;
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    assert_int_equal(buf_reserve(&b, 100), 0);
+    assert_non_null(b.data);
+    assert_string_equal(buf_cstr(&b), "");
+    size_t len;
+    char *d = buf_detach(&b, &len);
+    assert_int_equal(len, 0);
+    assert_int_equal(d[0], '\0');
+    mem_free(d);
+    buf_cleanup(&b);
+}
+
 static void test_arena(void **state)
 {
     (void)state;
@@ -113,6 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_limit_leaves_buffer_unchanged),
+        cmocka_unit_test(test_buf_reserve_then_cstr),
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_hmap),
         cmocka_unit_test(test_log_levels),

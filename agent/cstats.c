@@ -1,0 +1,780 @@
+/* cstats: the container statistics record, the Docker stats API parser and
+ * the docker CLI's derived numbers. */
+#include "cstats.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "mem.h"
+
+void cstats_reset(cstats *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- memory.stat keys ----------------------------------------------------- */
+
+enum {
+    MS_CACHE,
+    MS_RSS,
+    MS_SWAP,
+    MS_MAPPED_FILE,
+    MS_PGFAULT,
+    MS_PGMAJFAULT,
+    MS_INACTIVE_FILE,
+    MS_ACTIVE_FILE,
+    MS_TOTAL_CACHE,
+    MS_TOTAL_RSS,
+    MS_TOTAL_SWAP,
+    MS_TOTAL_MAPPED_FILE,
+    MS_TOTAL_PGFAULT,
+    MS_TOTAL_PGMAJFAULT,
+    MS_TOTAL_INACTIVE_FILE,
+    MS_TOTAL_ACTIVE_FILE,
+    MS_ANON,
+    MS_FILE,
+    MS_FILE_MAPPED,
+};
+
+static const char *const memstat_keys[CSTATS_MEMSTAT_KEYS] = {
+    [MS_CACHE] = "cache",
+    [MS_RSS] = "rss",
+    [MS_SWAP] = "swap",
+    [MS_MAPPED_FILE] = "mapped_file",
+    [MS_PGFAULT] = "pgfault",
+    [MS_PGMAJFAULT] = "pgmajfault",
+    [MS_INACTIVE_FILE] = "inactive_file",
+    [MS_ACTIVE_FILE] = "active_file",
+    [MS_TOTAL_CACHE] = "total_cache",
+    [MS_TOTAL_RSS] = "total_rss",
+    [MS_TOTAL_SWAP] = "total_swap",
+    [MS_TOTAL_MAPPED_FILE] = "total_mapped_file",
+    [MS_TOTAL_PGFAULT] = "total_pgfault",
+    [MS_TOTAL_PGMAJFAULT] = "total_pgmajfault",
+    [MS_TOTAL_INACTIVE_FILE] = "total_inactive_file",
+    [MS_TOTAL_ACTIVE_FILE] = "total_active_file",
+    [MS_ANON] = "anon",
+    [MS_FILE] = "file",
+    [MS_FILE_MAPPED] = "file_mapped",
+};
+
+void cstats_memstat_init(cstats_memstat *m)
+{
+    m->have = 0;
+}
+
+void cstats_memstat_add(cstats_memstat *m, const char *key, size_t key_len, uint64_t v)
+{
+    /* memory.stat has 30-60 lines; the keys we want are short and distinct
+     * in length and first letter often enough that this is cheap. */
+    for (int i = 0; i < CSTATS_MEMSTAT_KEYS; i++) {
+        const char *k = memstat_keys[i];
+        if (k[0] == key[0] && strlen(k) == key_len && memcmp(k, key, key_len) == 0) {
+            m->have |= 1u << i;
+            m->v[i] = v;
+            return;
+        }
+    }
+}
+
+static bool ms_get(const cstats_memstat *m, int k, uint64_t *v)
+{
+    if (!(m->have & (1u << k))) return false;
+    *v = m->v[k];
+    return true;
+}
+
+/* Sets *dst from the first key present among a and b. */
+static bool ms_pick(const cstats_memstat *m, int a, int b, uint64_t *dst)
+{
+    return ms_get(m, a, dst) || (b >= 0 && ms_get(m, b, dst));
+}
+
+int cstats_memstat_apply(const cstats_memstat *m, cstats *s)
+{
+    const uint32_t v1_keys = (1u << MS_CACHE) | (1u << MS_RSS) | (1u << MS_MAPPED_FILE) |
+                             (1u << MS_TOTAL_CACHE) | (1u << MS_TOTAL_RSS) |
+                             (1u << MS_TOTAL_INACTIVE_FILE) | (1u << MS_TOTAL_PGFAULT);
+    const uint32_t v2_keys = (1u << MS_ANON) | (1u << MS_FILE) | (1u << MS_FILE_MAPPED);
+    int version = (m->have & v1_keys) ? 1 : (m->have & v2_keys) ? 2 : 0;
+    struct cstats_mem_fields {
+        int bit;
+        uint64_t *dst;
+        int v1a, v1b, v2;
+    } map[] = {
+        {CSTATS_MEM_RSS, &s->mem.rss, MS_TOTAL_RSS, MS_RSS, MS_ANON},
+        {CSTATS_MEM_CACHE, &s->mem.cache, MS_TOTAL_CACHE, MS_CACHE, MS_FILE},
+        {CSTATS_MEM_SWAP, &s->mem.swap, MS_TOTAL_SWAP, MS_SWAP, -1},
+        {CSTATS_MEM_MAPPED_FILE, &s->mem.mapped_file, MS_TOTAL_MAPPED_FILE, MS_MAPPED_FILE,
+         MS_FILE_MAPPED},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        bool ok = version == 1   ? ms_pick(m, map[i].v1a, map[i].v1b, map[i].dst)
+                  : version == 2 ? map[i].v2 >= 0 && ms_get(m, map[i].v2, map[i].dst)
+                                 : false;
+        if (ok) s->known |= (uint64_t)map[i].bit;
+    }
+    if (ms_get(m, MS_PGFAULT, &s->mem.pgfault) && ms_get(m, MS_PGMAJFAULT, &s->mem.pgmajfault))
+        s->known |= CSTATS_MEM_FAULTS;
+    if (version == 1) {
+        if (ms_get(m, MS_TOTAL_PGFAULT, &s->mem.h_pgfault) &&
+            ms_get(m, MS_TOTAL_PGMAJFAULT, &s->mem.h_pgmajfault))
+            s->known |= CSTATS_MEM_FAULTS_H;
+    } else if (version == 2 && (s->known & CSTATS_MEM_FAULTS)) {
+        /* v2's memory.stat is hierarchical: both scopes are the same. */
+        s->mem.h_pgfault = s->mem.pgfault;
+        s->mem.h_pgmajfault = s->mem.pgmajfault;
+        s->known |= CSTATS_MEM_FAULTS_H;
+    }
+    if (ms_get(m, MS_INACTIVE_FILE, &s->mem.inactive_file)) s->known |= CSTATS_MEM_INACTIVE_FILE;
+    if (ms_get(m, MS_TOTAL_INACTIVE_FILE, &s->mem.total_inactive_file))
+        s->known |= CSTATS_MEM_TOTAL_INACTIVE_FILE;
+    if (ms_get(m, MS_ACTIVE_FILE, &s->mem.active_file)) s->known |= CSTATS_MEM_ACTIVE_FILE;
+    if (ms_get(m, MS_TOTAL_ACTIVE_FILE, &s->mem.total_active_file))
+        s->known |= CSTATS_MEM_TOTAL_ACTIVE_FILE;
+    return version;
+}
+
+/* ---- derived numbers --------------------------------------------------- */
+
+/* The hierarchical key cAdvisor uses: v1 total_*, v2 the plain key. With an
+ * unknown version, whichever is there (total_* first). */
+static bool total_file_key(const cstats *s, uint64_t total_bit, uint64_t total, uint64_t plain_bit,
+                           uint64_t plain, uint64_t *v)
+{
+    if (s->cgroup_version != 2 && (s->known & total_bit)) {
+        *v = total;
+        return true;
+    }
+    if (s->cgroup_version != 1 && (s->known & plain_bit)) {
+        *v = plain;
+        return true;
+    }
+    return false;
+}
+
+bool cstats_total_inactive_file(const cstats *s, uint64_t *v)
+{
+    return total_file_key(s, CSTATS_MEM_TOTAL_INACTIVE_FILE, s->mem.total_inactive_file,
+                          CSTATS_MEM_INACTIVE_FILE, s->mem.inactive_file, v);
+}
+
+bool cstats_total_active_file(const cstats *s, uint64_t *v)
+{
+    return total_file_key(s, CSTATS_MEM_TOTAL_ACTIVE_FILE, s->mem.total_active_file,
+                          CSTATS_MEM_ACTIVE_FILE, s->mem.active_file, v);
+}
+
+uint64_t cstats_working_set(const cstats *s)
+{
+    uint64_t usage = s->mem.usage, inactive;
+    if (!cstats_total_inactive_file(s, &inactive)) return usage;
+    return inactive > usage ? 0 : usage - inactive;
+}
+
+double cstats_cli_cpu_percent(const cstats *s)
+{
+    if (!(s->known & CSTATS_PRECPU) || !(s->known & CSTATS_CPU_HOST)) return 0;
+    double cpu_delta = (double)s->cpu.total_ns - (double)s->cpu.pre_total_ns;
+    double host_delta = (double)s->cpu.host_ns - (double)s->cpu.pre_host_ns;
+    double ncpu = (s->known & CSTATS_CPU_ONLINE) ? (double)s->cpu.online_cpus : 0.0;
+    if (ncpu == 0.0) ncpu = (double)s->cpu.n_percpu_input;
+    if (host_delta > 0.0 && cpu_delta > 0.0) return (cpu_delta / host_delta) * ncpu * 100.0;
+    return 0;
+}
+
+uint64_t cstats_cli_mem_used(const cstats *s)
+{
+    uint64_t usage = s->mem.usage;
+    if ((s->known & CSTATS_MEM_TOTAL_INACTIVE_FILE) && s->mem.total_inactive_file < usage)
+        return usage - s->mem.total_inactive_file;
+    uint64_t inactive = (s->known & CSTATS_MEM_INACTIVE_FILE) ? s->mem.inactive_file : 0;
+    if (inactive < usage) return usage - inactive;
+    return usage;
+}
+
+double cstats_cli_mem_percent(const cstats *s)
+{
+    double limit = (s->known & CSTATS_MEM_LIMIT) ? (double)s->mem.limit : 0.0;
+    if (limit != 0) return (double)cstats_cli_mem_used(s) / limit * 100.0;
+    return 0;
+}
+
+void cstats_cli_net_io(const cstats *s, uint64_t *rx, uint64_t *tx)
+{
+    *rx = *tx = 0;
+    for (uint32_t i = 0; i < s->n_ifaces; i++) {
+        *rx += s->ifaces[i].rx_bytes;
+        *tx += s->ifaces[i].tx_bytes;
+    }
+}
+
+void cstats_cli_block_io(const cstats *s, uint64_t *read, uint64_t *write)
+{
+    *read = *write = 0;
+    for (uint32_t i = 0; i < s->n_blkdev; i++) {
+        *read += s->blkdev[i].read_bytes;
+        *write += s->blkdev[i].write_bytes;
+    }
+}
+
+/* ---- parsing --------------------------------------------------------------- */
+
+typedef struct pctx {
+    cstats *s;
+    buf *err;
+    int rc; /* first error */
+} pctx;
+
+static int fail(pctx *c, const char *path, const char *what)
+{
+    if (c->rc == 0) {
+        c->rc = -EBADMSG;
+        if (c->err) buf_printf(c->err, "stats: %s: %s", path, what);
+    }
+    return c->rc;
+}
+
+/* A non-negative integer value. Returns 1 and *v, 0 for null, or the error.
+ * Reals are accepted when integral (integers beyond int64 arrive as reals,
+ * see widen_big_integers); >= 2^64 saturates. */
+static int u64_of(pctx *c, json_t *j, const char *path, uint64_t *v)
+{
+    if (json_is_null(j)) return 0;
+    if (json_is_integer(j)) {
+        json_int_t i = json_integer_value(j);
+        if (i < 0) return fail(c, path, "expected a non-negative integer");
+        *v = (uint64_t)i;
+        return 1;
+    }
+    if (json_is_real(j)) {
+        double d = json_real_value(j);
+        if (!(d >= 0) || d != floor(d)) return fail(c, path, "expected a non-negative integer");
+        *v = d >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)d;
+        return 1;
+    }
+    return fail(c, path, "expected a non-negative integer");
+}
+
+/* Reads member `key` as u64_of() does; absent is 0. */
+static int get_u64(pctx *c, json_t *obj, const char *key, const char *path, uint64_t *v)
+{
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    return j ? u64_of(c, j, path, v) : 0;
+}
+
+/* An object member that must be an object when present. Returns it, or NULL
+ * when absent/null (or on a type error, recorded). */
+static json_t *get_obj(pctx *c, json_t *obj, const char *key, const char *path)
+{
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    if (!j || json_is_null(j)) return NULL;
+    if (!json_is_object(j)) {
+        fail(c, path, "expected an object");
+        return NULL;
+    }
+    return j;
+}
+
+static json_t *get_array(pctx *c, json_t *obj, const char *key, const char *path)
+{
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    if (!j || json_is_null(j)) return NULL;
+    if (!json_is_array(j)) {
+        fail(c, path, "expected an array");
+        return NULL;
+    }
+    return j;
+}
+
+static const char *get_str(pctx *c, json_t *obj, const char *key, const char *path, size_t *len)
+{
+    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    if (!j || json_is_null(j)) return NULL;
+    if (!json_is_string(j)) {
+        fail(c, path, "expected a string");
+        return NULL;
+    }
+    *len = json_string_length(j);
+    return json_string_value(j);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool digits(const char *p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return false;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* RFC 3339 with optional fraction (Go's RFC3339Nano): returns 1 and unix ns,
+ * 0 for Go's zero time (0001-01-01T00:00:00Z) or a time outside int64 ns,
+ * -1 when malformed. */
+static int parse_time(const char *s, size_t len, int64_t *ns)
+{
+    int y, mo, d, h, mi, se;
+    if (len < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
+        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &se))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return -1;
+    size_t i = 19;
+    int64_t frac = 0;
+    if (i < len && s[i] == '.') {
+        i++;
+        int n = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            if (n < 9) frac = frac * 10 + (s[i] - '0');
+            n++, i++;
+        }
+        if (n == 0) return -1;
+        for (; n < 9; n++)
+            frac *= 10;
+    }
+    int64_t off = 0;
+    if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        int oh, om;
+        if (!digits(s + i + 1, 2, &oh) || !digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        off = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
+        i += 6;
+    } else {
+        return -1;
+    }
+    if (i != len) return -1;
+    if (y == 1 && mo == 1 && d == 1 && h == 0 && mi == 0 && se == 0 && frac == 0 && off == 0)
+        return 0;
+    int64_t secs =
+        days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - off;
+    /* int64 ns covers 1678..2262. */
+    if (secs < -9223372036LL || secs > 9223372035LL) return 0;
+    *ns = secs * 1000000000LL + frac;
+    return 1;
+}
+
+static void parse_cpu(pctx *c, json_t *cpu)
+{
+    cstats *s = c->s;
+    json_t *u = get_obj(c, cpu, "cpu_usage", "cpu_stats.cpu_usage");
+    if (get_u64(c, u, "total_usage", "cpu_stats.cpu_usage.total_usage", &s->cpu.total_ns) > 0)
+        s->known |= CSTATS_CPU_USAGE;
+    if (get_u64(c, u, "usage_in_kernelmode", "cpu_stats.cpu_usage.usage_in_kernelmode",
+                &s->cpu.system_ns) > 0 &&
+        get_u64(c, u, "usage_in_usermode", "cpu_stats.cpu_usage.usage_in_usermode",
+                &s->cpu.user_ns) > 0)
+        s->known |= CSTATS_CPU_USER_SYSTEM;
+    json_t *pc = get_array(c, u, "percpu_usage", "cpu_stats.cpu_usage.percpu_usage");
+    if (pc && json_array_size(pc) > 0) {
+        size_t n = json_array_size(pc);
+        s->cpu.n_percpu_input = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v = 0;
+            if (u64_of(c, json_array_get(pc, i), "cpu_stats.cpu_usage.percpu_usage[]", &v) <= 0) {
+                fail(c, "cpu_stats.cpu_usage.percpu_usage[]", "expected a non-negative integer");
+                return;
+            }
+            if (i < CSTATS_MAX_CPUS) s->cpu.percpu_ns[i] = v;
+        }
+        if (n <= CSTATS_MAX_CPUS) {
+            s->cpu.n_percpu = (uint32_t)n;
+            s->known |= CSTATS_CPU_PERCPU;
+        } else {
+            s->truncated |= CSTATS_TRUNC_PERCPU;
+        }
+    }
+    if (get_u64(c, cpu, "system_cpu_usage", "cpu_stats.system_cpu_usage", &s->cpu.host_ns) > 0)
+        s->known |= CSTATS_CPU_HOST;
+    uint64_t online;
+    if (get_u64(c, cpu, "online_cpus", "cpu_stats.online_cpus", &online) > 0) {
+        s->cpu.online_cpus = online > UINT32_MAX ? UINT32_MAX : (uint32_t)online;
+        s->known |= CSTATS_CPU_ONLINE;
+    }
+    json_t *t = get_obj(c, cpu, "throttling_data", "cpu_stats.throttling_data");
+    if (get_u64(c, t, "periods", "cpu_stats.throttling_data.periods", &s->cpu.periods) > 0 &&
+        get_u64(c, t, "throttled_periods", "cpu_stats.throttling_data.throttled_periods",
+                &s->cpu.throttled_periods) > 0 &&
+        get_u64(c, t, "throttled_time", "cpu_stats.throttling_data.throttled_time",
+                &s->cpu.throttled_ns) > 0)
+        s->known |= CSTATS_CPU_CFS;
+}
+
+static void parse_precpu(pctx *c, json_t *pre)
+{
+    cstats *s = c->s;
+    json_t *u = get_obj(c, pre, "cpu_usage", "precpu_stats.cpu_usage");
+    if (get_u64(c, u, "total_usage", "precpu_stats.cpu_usage.total_usage", &s->cpu.pre_total_ns) >
+            0 &&
+        get_u64(c, pre, "system_cpu_usage", "precpu_stats.system_cpu_usage", &s->cpu.pre_host_ns) >
+            0)
+        s->known |= CSTATS_PRECPU;
+}
+
+static int parse_memory(pctx *c, json_t *m)
+{
+    cstats *s = c->s;
+    if (get_u64(c, m, "usage", "memory_stats.usage", &s->mem.usage) > 0)
+        s->known |= CSTATS_MEM_USAGE;
+    if (get_u64(c, m, "limit", "memory_stats.limit", &s->mem.limit) > 0)
+        s->known |= CSTATS_MEM_LIMIT;
+    if (get_u64(c, m, "max_usage", "memory_stats.max_usage", &s->mem.max_usage) > 0)
+        s->known |= CSTATS_MEM_MAX_USAGE;
+    if (get_u64(c, m, "failcnt", "memory_stats.failcnt", &s->mem.failcnt) > 0)
+        s->known |= CSTATS_MEM_FAILCNT;
+    json_t *st = get_obj(c, m, "stats", "memory_stats.stats");
+    if (!st) return 0;
+    cstats_memstat ms;
+    cstats_memstat_init(&ms);
+    const char *key;
+    json_t *v;
+    json_object_foreach(st, key, v)
+    {
+        uint64_t x;
+        char path[96];
+        snprintf(path, sizeof path, "memory_stats.stats.%.64s", key);
+        int r = u64_of(c, v, path, &x);
+        if (r < 0) return 0;
+        if (r > 0) cstats_memstat_add(&ms, key, strlen(key), x);
+    }
+    return cstats_memstat_apply(&ms, s);
+}
+
+static void parse_networks(pctx *c, json_t *nets)
+{
+    cstats *s = c->s;
+    s->known |= CSTATS_NET;
+    const char *name;
+    json_t *n;
+    json_object_foreach(nets, name, n)
+    {
+        size_t len = strlen(name);
+        if (len == 0 || len >= CSTATS_IFNAME_MAX) {
+            fail(c, "networks", "interface name empty or too long");
+            return;
+        }
+        if (!json_is_object(n)) {
+            char path[64];
+            snprintf(path, sizeof path, "networks.%s", name);
+            fail(c, path, "expected an object");
+            return;
+        }
+        if (s->n_ifaces == CSTATS_MAX_IFACES) {
+            s->truncated |= CSTATS_TRUNC_IFACES;
+            continue;
+        }
+        cstats_iface *f = &s->ifaces[s->n_ifaces];
+        memset(f, 0, sizeof *f);
+        memcpy(f->name, name, len + 1);
+        static const struct {
+            const char *key;
+            size_t off;
+        } fields[] = {
+            {"rx_bytes", offsetof(cstats_iface, rx_bytes)},
+            {"rx_packets", offsetof(cstats_iface, rx_packets)},
+            {"rx_errors", offsetof(cstats_iface, rx_errors)},
+            {"rx_dropped", offsetof(cstats_iface, rx_dropped)},
+            {"tx_bytes", offsetof(cstats_iface, tx_bytes)},
+            {"tx_packets", offsetof(cstats_iface, tx_packets)},
+            {"tx_errors", offsetof(cstats_iface, tx_errors)},
+            {"tx_dropped", offsetof(cstats_iface, tx_dropped)},
+        };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            char path[96];
+            snprintf(path, sizeof path, "networks.%s.%s", f->name, fields[i].key);
+            if (get_u64(c, n, fields[i].key, path, (uint64_t *)((char *)f + fields[i].off)) < 0)
+                return;
+        }
+        s->n_ifaces++;
+    }
+}
+
+static cstats_blkdev *blkdev_get(cstats *s, uint32_t major, uint32_t minor)
+{
+    for (uint32_t i = 0; i < s->n_blkdev; i++)
+        if (s->blkdev[i].major == major && s->blkdev[i].minor == minor) return &s->blkdev[i];
+    if (s->n_blkdev == CSTATS_MAX_BLKDEV) {
+        s->truncated |= CSTATS_TRUNC_BLKDEV;
+        return NULL;
+    }
+    cstats_blkdev *d = &s->blkdev[s->n_blkdev++];
+    memset(d, 0, sizeof *d);
+    d->major = major;
+    d->minor = minor;
+    return d;
+}
+
+/* One of blkio_stats' arrays: entries {major, minor, op, value}. Ops that
+ * start with r/R count as reads and w/W as writes (the docker CLI's rule);
+ * Sync, Async, Discard and Total are left out. */
+static bool parse_blkio_array(pctx *c, json_t *arr, const char *path, bool bytes)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *e = json_array_get(arr, i);
+        if (!json_is_object(e)) {
+            fail(c, path, "expected objects");
+            return false;
+        }
+        uint64_t major, minor, value;
+        size_t oplen = 0;
+        const char *op = get_str(c, e, "op", path, &oplen);
+        if (get_u64(c, e, "major", path, &major) <= 0 ||
+            get_u64(c, e, "minor", path, &minor) <= 0 ||
+            get_u64(c, e, "value", path, &value) <= 0 || !op) {
+            fail(c, path, "entries need major, minor, op and value");
+            return false;
+        }
+        if (major > UINT32_MAX || minor > UINT32_MAX) {
+            fail(c, path, "device number out of range");
+            return false;
+        }
+        bool rd = op[0] == 'r' || op[0] == 'R', wr = op[0] == 'w' || op[0] == 'W';
+        cstats_blkdev *d = blkdev_get(c->s, (uint32_t)major, (uint32_t)minor);
+        if (!d) continue;
+        d->known |= bytes ? CSTATS_BLK_BYTES : CSTATS_BLK_OPS;
+        uint64_t *rdst = bytes ? &d->read_bytes : &d->reads;
+        uint64_t *wdst = bytes ? &d->write_bytes : &d->writes;
+        if (rd) *rdst += value;
+        if (wr) *wdst += value;
+    }
+    return true;
+}
+
+static int parse_blkio(pctx *c, json_t *b)
+{
+    json_t *bytes =
+        get_array(c, b, "io_service_bytes_recursive", "blkio_stats.io_service_bytes_recursive");
+    json_t *ops = get_array(c, b, "io_serviced_recursive", "blkio_stats.io_serviced_recursive");
+    if (!bytes && !ops) return 0;
+    c->s->known |= CSTATS_BLKIO;
+    if (bytes && !parse_blkio_array(c, bytes, "blkio_stats.io_service_bytes_recursive", true))
+        return 0;
+    if (ops && !parse_blkio_array(c, ops, "blkio_stats.io_serviced_recursive", false)) return 0;
+    /* The op's case tells the cgroup version: v1 "Read", v2 "read". */
+    json_t *e = bytes && json_array_size(bytes) ? json_array_get(bytes, 0) : NULL;
+    json_t *op = e ? json_object_get(e, "op") : NULL;
+    const char *o = op && json_is_string(op) ? json_string_value(op) : "";
+    return (o[0] >= 'A' && o[0] <= 'Z') ? 1 : (o[0] >= 'a' && o[0] <= 'z') ? 2 : 0;
+}
+
+static void parse_pids(pctx *c, json_t *p)
+{
+    cstats *s = c->s;
+    if (get_u64(c, p, "current", "pids_stats.current", &s->pids.current) > 0)
+        s->known |= CSTATS_PIDS_CURRENT;
+    uint64_t lim;
+    if (get_u64(c, p, "limit", "pids_stats.limit", &lim) > 0) {
+        /* 0 and 2^64-1 both mean "no limit" (swagger). */
+        s->pids.limit = lim == UINT64_MAX ? 0 : lim;
+        s->known |= CSTATS_PIDS_LIMIT;
+    }
+}
+
+/* Copies id and name (without a leading '/'); both are optional. */
+static void parse_identity(pctx *c, json_t *root)
+{
+    cstats *s = c->s;
+    size_t len = 0;
+    const char *id = get_str(c, root, "id", "id", &len);
+    if (!id && c->rc == 0) id = get_str(c, root, "Id", "Id", &len);
+    if (id) {
+        if (len >= CSTATS_ID_MAX || memchr(id, '\0', len)) {
+            fail(c, "id", "too long or contains NUL");
+            return;
+        }
+        memcpy(s->id, id, len + 1);
+    }
+    const char *name = get_str(c, root, "name", "name", &len);
+    if (name) {
+        if (len > 0 && name[0] == '/') name++, len--;
+        if (len >= CSTATS_NAME_MAX || memchr(name, '\0', len)) {
+            fail(c, "name", "too long or contains NUL");
+            return;
+        }
+        memcpy(s->name, name, len + 1);
+    }
+}
+
+/* Returns 1 and the time, 2 for Go's zero time, 0 when absent or null (or
+ * outside int64 ns), or the error. */
+static int get_time(pctx *c, json_t *root, const char *key, int64_t *ns)
+{
+    size_t len = 0;
+    const char *t = get_str(c, root, key, key, &len);
+    if (!t) return c->rc;
+    if (len == 20 && memcmp(t, "0001-01-01T00:00:00Z", 20) == 0) return 2;
+    int r = parse_time(t, len, ns);
+    if (r < 0) return fail(c, key, "not an RFC 3339 time");
+    return r;
+}
+
+/* jansson refuses integers beyond int64 ("too big integer"), but engines
+ * send 2^64-1 for "no limit". Such literals get ".0" appended in a copy, so
+ * jansson reads them as reals: the same JSON number. Returns NULL when no
+ * literal needs it (parse the input as it is), else a new buffer (caller
+ * frees) of *out_len bytes. */
+static char *widen_big_integers(const char *p, size_t len, size_t *out_len)
+{
+    static const char maxpos[] = "9223372036854775807", maxneg[] = "9223372036854775808";
+    char *out = NULL;
+    size_t o = 0, copied = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t need = 0;
+        bool in_str = false;
+        for (size_t i = 0; i < len; i++) {
+            char ch = p[i];
+            if (in_str) {
+                if (ch == '\\')
+                    i++;
+                else if (ch == '"')
+                    in_str = false;
+                continue;
+            }
+            if (ch == '"') {
+                in_str = true;
+                continue;
+            }
+            if (ch != '-' && (ch < '0' || ch > '9')) continue;
+            size_t nd = 0;
+            bool neg = ch == '-', only_digits = true;
+            if (neg) i++;
+            size_t dstart = i;
+            for (; i < len; i++) {
+                char d = p[i];
+                if (d >= '0' && d <= '9')
+                    nd++;
+                else if (d == '.' || d == 'e' || d == 'E' || d == '+' || d == '-')
+                    only_digits = false;
+                else
+                    break;
+            }
+            size_t end = i;
+            i--; /* the loop's i++ moves to the character after the token */
+            if (!only_digits || nd < 19 || nd != end - dstart) continue;
+            const char *lim = neg ? maxneg : maxpos;
+            if (nd == 19 && memcmp(p + dstart, lim, 19) <= 0) continue;
+            if (pass == 0) {
+                need++;
+            } else {
+                memcpy(out + o, p + copied, end - copied);
+                o += end - copied;
+                memcpy(out + o, ".0", 2);
+                o += 2;
+                copied = end;
+            }
+        }
+        if (pass == 0) {
+            if (need == 0) return NULL;
+            out = mem_malloc(len + 2 * need);
+        }
+    }
+    memcpy(out + o, p + copied, len - copied);
+    *out_len = o + len - copied;
+    return out;
+}
+
+static bool contains_ci(const char *s, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *s; s++)
+        if (strncasecmp(s, needle, n) == 0) return true;
+    return false;
+}
+
+int cstats_parse(cstats *out, const char *body, size_t len, buf *err)
+{
+    cstats_reset(out);
+    if (len > CSTATS_MAX_BODY) {
+        if (err) buf_printf(err, "stats: body of %zu bytes exceeds %d", len, CSTATS_MAX_BODY);
+        return -E2BIG;
+    }
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i == len) {
+        if (err) buf_puts(err, "stats: empty body: the container is not running");
+        return -ENODATA;
+    }
+    size_t wlen = 0;
+    char *wide = widen_big_integers(body, len, &wlen);
+    json_error_t je;
+    json_t *root = wide ? json_loadb(wide, wlen, 0, &je) : json_loadb(body, len, 0, &je);
+    mem_free(wide);
+    if (!root) {
+        if (err) buf_printf(err, "stats: %d:%d: %s", je.line, je.column, je.text);
+        return -EBADMSG;
+    }
+    pctx c = {.s = out, .err = err};
+    int rc = 0;
+    if (!json_is_object(root)) {
+        rc = fail(&c, "body", "expected an object");
+        goto done;
+    }
+    json_t *msg = json_object_get(root, "message");
+    if (msg && json_is_string(msg) && !json_object_get(root, "read") &&
+        !json_object_get(root, "cpu_stats")) {
+        const char *m = json_string_value(msg);
+        if (err) buf_printf(err, "engine: %s", m);
+        rc = contains_ci(m, "no such container") ? -ENOENT : -EREMOTEIO;
+        goto done;
+    }
+    parse_identity(&c, root);
+    if (c.rc) goto fail;
+    int r = get_time(&c, root, "read", &out->read_ns);
+    if (r < 0) goto fail;
+    if (r == 2) {
+        if (err) buf_puts(err, "stats: zero read time: the container is not running");
+        rc = -ENODATA;
+        goto fail;
+    }
+    if (r == 1) out->known |= CSTATS_READ_TIME;
+    r = get_time(&c, root, "preread", &out->preread_ns);
+    if (r < 0) goto fail;
+    if (r == 1) out->known |= CSTATS_PREREAD_TIME;
+
+    json_t *o;
+    if ((o = get_obj(&c, root, "cpu_stats", "cpu_stats"))) parse_cpu(&c, o);
+    if ((o = get_obj(&c, root, "precpu_stats", "precpu_stats"))) parse_precpu(&c, o);
+    int mv = 0, bv = 0;
+    if ((o = get_obj(&c, root, "memory_stats", "memory_stats"))) mv = parse_memory(&c, o);
+    if ((o = get_obj(&c, root, "networks", "networks"))) parse_networks(&c, o);
+    if ((o = get_obj(&c, root, "blkio_stats", "blkio_stats"))) bv = parse_blkio(&c, o);
+    if ((o = get_obj(&c, root, "pids_stats", "pids_stats"))) parse_pids(&c, o);
+    if (c.rc) goto fail;
+    out->cgroup_version = mv ? mv : (out->known & CSTATS_CPU_PERCPU) ? 1 : bv;
+    goto done;
+
+fail:
+    if (rc == 0) rc = c.rc;
+    {
+        /* No half-filled record: only the identity survives. */
+        char id[CSTATS_ID_MAX], name[CSTATS_NAME_MAX];
+        memcpy(id, out->id, sizeof id);
+        memcpy(name, out->name, sizeof name);
+        cstats_reset(out);
+        memcpy(out->id, id, sizeof id);
+        memcpy(out->name, name, sizeof name);
+    }
+done:
+    json_decref(root);
+    return rc;
+}
