@@ -78,7 +78,7 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB) | $(DEPS_OK)
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h tests/unit/fakesrv.h $(LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(UNIT_LIBS)
 
@@ -142,6 +142,8 @@ FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse
 FUZZ_SEEDS_docker_sd    := $(FUZZ_DIR)/seeds-docker_sd
 FUZZ_ARGS_docker_sd     := -max_len=65536
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
+FUZZ_SEEDS_docker_events := $(FUZZ_DIR)/seeds-docker_events
+FUZZ_ARGS_docker_events  := -max_len=65536
 FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stats
 FUZZ_ARGS_docker_stats  := -max_len=16384
 
@@ -165,6 +167,22 @@ $(FUZZ_DIR)/seeds-promql_parse: $(wildcard tests/data/promql-parse/*.txt)
 	     sed -n 's/^ *eval[a-z_]* \(instant at [^ ]*\|range from [^ ]* to [^ ]* step [^ ]*\) //p' \
 	       $(SHARED)/conformance/promql/*.test; fi; } | \
 	  awk -v dir=$@ '{ f = sprintf("%s/seed-%05d", dir, NR); printf "\017%s", $$0 > f; close(f) }'
+
+# Docker seeds: the captured engine bodies in $(SHARED)/docker, each after
+# the two bytes fuzz_docker_events reads first (kind: 0 events, 1 list,
+# 2 inspect, 3 info, 4 version, +0x80 to publish a snapshot; chunk size).
+$(FUZZ_DIR)/seeds-docker_events: $(wildcard $(SHARED)/docker/*.json $(SHARED)/docker/*.ndjson)
+	@rm -rf $@ && mkdir -p $@
+	@for f in $(SHARED)/docker/*.ndjson; do [ -f "$$f" ] || continue; \
+	   { printf '\200\007'; cat "$$f"; } > $@/events-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*containers-json*.json; do [ -f "$$f" ] || continue; \
+	   { printf '\201\001'; cat "$$f"; } > $@/list-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*inspect*.json; do [ -f "$$f" ] || continue; \
+	   { printf '\202\001'; cat "$$f"; } > $@/inspect-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*-info.json; do [ -f "$$f" ] || continue; \
+	   { printf '\203\001'; cat "$$f"; } > $@/info-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*-version.json; do [ -f "$$f" ] || continue; \
+	   { printf '\204\001'; cat "$$f"; } > $@/version-$$(basename $$f); done
 
 # Docker stats seeds: every stats body captured in ../shared/docker, one per
 # file (streamed captures split into their lines).
