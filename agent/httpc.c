@@ -251,17 +251,11 @@ void httpc_free(httpc *h)
     mem_free(h);
 }
 
-int httpc_poll(httpc *h, int timeout_ms, int extra_fd)
+/* Runs the callbacks of every finished transfer; returns how many. */
+static int finish_done(httpc *h)
 {
-    struct curl_waitfd extra = {.fd = extra_fd, .events = CURL_WAIT_POLLIN};
-    int still;
-    if (curl_multi_perform(h->multi, &still) != CURLM_OK) return -EIO;
-    if (curl_multi_poll(h->multi, extra_fd >= 0 ? &extra : NULL, extra_fd >= 0 ? 1 : 0,
-                        timeout_ms < 0 ? 0 : timeout_ms, NULL) != CURLM_OK)
-        return -EIO;
-    if (curl_multi_perform(h->multi, &still) != CURLM_OK) return -EIO;
     CURLMsg *msg;
-    int left;
+    int left, n = 0;
     while ((msg = curl_multi_info_read(h->multi, &left))) {
         if (msg->msg != CURLMSG_DONE) continue;
         httpc_transfer *t = NULL;
@@ -273,7 +267,25 @@ int httpc_poll(httpc *h, int timeout_ms, int extra_fd)
         unlink_transfer(h, t);
         t->done(t->ctx, &r);
         transfer_free(t);
+        n++;
     }
+    return n;
+}
+
+int httpc_poll(httpc *h, int timeout_ms, int extra_fd)
+{
+    struct curl_waitfd extra = {.fd = extra_fd, .events = CURL_WAIT_POLLIN};
+    int still;
+    if (curl_multi_perform(h->multi, &still) != CURLM_OK) return -EIO;
+    /* Transfers that finished right away (a local socket answers fast)
+     * complete now: waiting first would hold their callbacks for the whole
+     * timeout. */
+    if (finish_done(h) > 0) return (int)h->running;
+    if (curl_multi_poll(h->multi, extra_fd >= 0 ? &extra : NULL, extra_fd >= 0 ? 1 : 0,
+                        timeout_ms < 0 ? 0 : timeout_ms, NULL) != CURLM_OK)
+        return -EIO;
+    if (curl_multi_perform(h->multi, &still) != CURLM_OK) return -EIO;
+    finish_done(h);
     return (int)h->running;
 }
 

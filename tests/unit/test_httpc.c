@@ -55,6 +55,12 @@ static bool handler(fsrv *s, int fd, const fsrv_req *rq, void *ctx)
             if (!fsrv_chunk(fd, "tick\n", 5)) return false;
         return false;
     }
+    if (strcmp(rq->path, "/split") == 0) {
+        /* the first piece now, the rest 20 ms later */
+        if (!fsrv_chunked_start(fd, 200, "text/plain") || !fsrv_chunk(fd, "a", 1)) return false;
+        fsrv_sleep(s, 20);
+        return fsrv_chunk(fd, "b", 1) && fsrv_chunk_end(fd);
+    }
     if (strcmp(rq->path, "/stream-404") == 0)
         return fsrv_respond_json(fd, 404, "{\"message\":\"page not found\"}");
     return fsrv_respond_json(fd, 400, "{\"message\":\"unknown path\"}");
@@ -162,6 +168,35 @@ static void test_plain_and_limit(void **state)
     assert_int_equal(httpc_running(h), 0);
     result_cleanup(&a);
     result_cleanup(&b);
+    httpc_free(h);
+}
+
+/* A transfer that completes inside httpc_poll's first step (its last
+ * bytes arrived while the caller was busy between polls) has its callback
+ * run at once: the poll does not then wait out its timeout, as it did. */
+static void test_poll_returns_when_done(void **state)
+{
+    (void)state;
+    httpc *h = httpc_new();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 3; i++) {
+        char u[128];
+        result a;
+        result_init(&a);
+        httpc_request r = req_for("/split", u, sizeof u);
+        assert_int_equal(httpc_start(h, &r, on_done, &a, NULL), 0);
+        while (!a.done) {
+            httpc_poll(h, 10000, -1);
+            if (!a.done) usleep(100 * 1000); /* busy elsewhere; the rest arrives */
+        }
+        assert_int_equal(a.status, 200);
+        assert_string_equal(buf_cstr(&a.body), "ab");
+        result_cleanup(&a);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (ms >= 9000) fail_msg("3 requests took %ld ms: a poll waited out its timeout", ms);
     httpc_free(h);
 }
 
@@ -381,6 +416,7 @@ int main(void)
     httpc_global_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_plain_and_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_returns_when_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_non_2xx_collected, setup, teardown),
