@@ -78,7 +78,7 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(LIB) | $(DEPS_OK)
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h tests/unit/fakesrv.h $(LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(UNIT_LIBS)
 
@@ -144,6 +144,8 @@ FUZZ_ARGS_docker_sd     := -max_len=65536
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
 FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stats
 FUZZ_ARGS_docker_stats  := -max_len=16384
+FUZZ_SEEDS_docker_events := $(FUZZ_DIR)/seeds-docker_events
+FUZZ_ARGS_docker_events  := -max_len=65536
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -183,6 +185,22 @@ $(FUZZ_DIR)/seeds-docker_sd: $(wildcard tests/data/docker-sd/*/containers/json.j
 	  [ -f $$d/containers/json.json ] || continue; n=$$((n + 1)); \
 	  { printf '\001'; cat $$d/containers/json.json; printf '\000'; cat $$d/networks.json; } > $@/seed-$$n; \
 	done
+
+# Docker seeds: the captured engine bodies in $(SHARED)/docker, each after
+# the two bytes fuzz_docker_events reads first (kind: 0 events, 1 list,
+# 2 inspect, 3 info, 4 version, +0x80 to publish a snapshot; chunk size).
+$(FUZZ_DIR)/seeds-docker_events: $(wildcard $(SHARED)/docker/*.json $(SHARED)/docker/*.ndjson)
+	@rm -rf $@ && mkdir -p $@
+	@for f in $(SHARED)/docker/*.ndjson; do [ -f "$$f" ] || continue; \
+	   { printf '\200\007'; cat "$$f"; } > $@/events-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*containers-json*.json; do [ -f "$$f" ] || continue; \
+	   { printf '\201\001'; cat "$$f"; } > $@/list-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*inspect*.json; do [ -f "$$f" ] || continue; \
+	   { printf '\202\001'; cat "$$f"; } > $@/inspect-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*-info.json; do [ -f "$$f" ] || continue; \
+	   { printf '\203\001'; cat "$$f"; } > $@/info-$$(basename $$f); done
+	@for f in $(SHARED)/docker/*-version.json; do [ -f "$$f" ] || continue; \
+	   { printf '\204\001'; cat "$$f"; } > $@/version-$$(basename $$f); done
 
 define FUZZ_RUN
 fuzz-$(1): $(FUZZ_DIR)/fuzz_$(1) $(filter $(FUZZ_DIR)/%,$(FUZZ_SEEDS_$(1)))

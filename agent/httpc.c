@@ -14,6 +14,10 @@ struct httpc_transfer {
     struct curl_slist *headers;
     buf body;
     bool too_large;
+    httpc_data_fn on_data; /* streaming mode */
+    void *data_ctx;
+    int stream;   /* -1 undecided, 0 collect (non-2xx), 1 stream to on_data */
+    bool aborted; /* on_data asked to stop */
     httpc_done_fn done;
     void *ctx;
     char errbuf[CURL_ERROR_SIZE];
@@ -51,6 +55,19 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 {
     httpc_transfer *t = ud;
     size_t len = size * n;
+    if (t->on_data && t->stream < 0) {
+        /* The first body bytes: the final status is known by now. */
+        long status = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+        t->stream = status >= 200 && status < 300;
+    }
+    if (t->stream == 1) {
+        if (len > 0 && t->on_data(t->data_ctx, p, len) != 0) {
+            t->aborted = true;
+            return 0; /* aborts with CURLE_WRITE_ERROR */
+        }
+        return len;
+    }
     if (buf_append(&t->body, p, len) < 0) {
         t->too_large = true;
         return 0; /* aborts with CURLE_WRITE_ERROR */
@@ -80,6 +97,18 @@ static int setup(httpc_transfer *t, const httpc_request *req)
     curl_easy_setopt(e, CURLOPT_USERAGENT, "sidewatch/" SIDEWATCH_VERSION);
     if (req->unix_socket) curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
     if (req->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+    if (req->connect_timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
+    if (req->on_data) {
+        t->on_data = req->on_data;
+        t->data_ctx = req->data_ctx;
+        t->stream = -1;
+        /* A quiet stream over TCP would otherwise never notice a peer that
+         * vanished; unix sockets see the close. */
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+    }
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, req->gzip ? "gzip" : "identity");
     if (req->follow_redirects) {
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -165,7 +194,10 @@ static void fill_response(httpc_transfer *t, CURLcode code, httpc_response *r)
         r->result = HTTPC_OK;
         return;
     }
-    if (t->too_large) {
+    if (t->aborted) {
+        r->result = HTTPC_ERR_CANCELLED;
+        r->error = "aborted by the data callback";
+    } else if (t->too_large) {
         r->result = HTTPC_ERR_TOO_LARGE;
         r->error = "response body exceeds the size limit";
     } else if (code == CURLE_OPERATION_TIMEDOUT) {
@@ -201,6 +233,13 @@ void httpc_cancel(httpc *h, httpc_transfer *t)
     r.content_type = r.content_encoding = r.body = "";
     t->done(t->ctx, &r);
     transfer_free(t);
+}
+
+long httpc_transfer_status(const httpc_transfer *t)
+{
+    long status = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    return status;
 }
 
 void httpc_free(httpc *h)
