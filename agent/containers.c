@@ -106,6 +106,7 @@ typedef struct cycle_ctx {
     store_batch *b;
     textwrite tw_text, tw_om;
     cadvisor_text ct_text, ct_om;
+    int64_t t_ms; /* the cycle's time, for samples that come without one (machine_*) */
     uint64_t samples;
 } cycle_ctx;
 
@@ -146,7 +147,7 @@ static int sink_sample(void *ctx, const cadvisor_family *f, const labels *ls, do
     s->seen_cycle = c->cycle;
     s->live = true;
     if (s->ref) {
-        store_batch_add(x->b, s->ref, t_ms, v);
+        store_batch_add(x->b, s->ref, t_ms ? t_ms : x->t_ms, v);
         x->samples++;
     }
     cadvisor_text_sample(&x->ct_text, f, ls, v, 0);
@@ -376,6 +377,11 @@ static void run_cycle(containers *c)
         cc->last_seen = (double)t_ms / 1000.0;
         cc->stats = &it->st;
         cc->t_ms = t_ms;
+        /* The stats API's samples are taken on the engine's own tick: their
+         * time is when it read them, not when we asked. */
+        if (it->want_api && (it->st.known & CSTATS_READ_TIME) && it->st.read_ns > 0 &&
+            it->st.read_ns / 1000000 <= t_ms + 60000)
+            cc->t_ms = it->st.read_ns / 1000000;
     }
     cstats_machine m;
     memset(&m, 0, sizeof m);
@@ -400,6 +406,7 @@ static void run_cycle(containers *c)
     memset(&x, 0, sizeof x);
     x.c = c;
     x.b = store_batch_new(c->st);
+    x.t_ms = t_ms;
     buf text, om;
     buf_init(&text, CONTAINERS_MAX_EXPOSITION);
     buf_init(&om, CONTAINERS_MAX_EXPOSITION);
