@@ -320,6 +320,9 @@ static void run_cycle(containers *c)
     size_t n_ids = 0;
     for (size_t i = 0; i < n; i++)
         if (c->items[i].want_api) n_ids++;
+    /* A disconnected engine cannot answer: those containers are skipped
+     * (their series go stale) until it is back. */
+    if (n_ids > 0 && !snap->engine.connected) n_ids = 0;
     if (n_ids > 0) {
         ids = mem_malloc(n_ids * sizeof *ids);
         n_ids = 0;
