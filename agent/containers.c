@@ -194,9 +194,21 @@ static int item_cmp_id(const void *key, const void *elem)
     return strcmp(key, ((const item *)elem)->dc->id);
 }
 
+/* One docker_stats_fetch: freed after its last callback (a late one, after
+ * its cycle gave up waiting, only counts down). */
+typedef struct fetch {
+    containers *c;
+    uint64_t cycle;
+    size_t left;
+} fetch;
+
 static void on_stats(void *ctx, const docker_stats_result *r)
 {
-    containers *c = ctx;
+    fetch *f = ctx;
+    containers *c = f->c;
+    bool current = f->cycle == c->cycle;
+    if (--f->left == 0) mem_free(f);
+    if (!current) return;
     if (c->api_pending > 0) c->api_pending--;
     /* items are sorted by id (the snapshot's order) */
     item *it = bsearch(r->id, c->items, c->n_items, sizeof *c->items, item_cmp_id);
@@ -331,8 +343,11 @@ static void run_cycle(containers *c)
         int64_t tmo = c->cc->interval_ms < STATS_TIMEOUT_MS ? c->cc->interval_ms : STATS_TIMEOUT_MS;
         if (tmo < 1000) tmo = 1000;
         c->api_pending = n_ids;
-        int rc = docker_stats_fetch(c->d, ids, n_ids, tmo, on_stats, c);
+        fetch *f = mem_calloc(1, sizeof *f);
+        *f = (fetch){c, c->cycle, n_ids};
+        int rc = docker_stats_fetch(c->d, ids, n_ids, tmo, on_stats, f);
         if (rc < 0) {
+            mem_free(f);
             c->api_pending = 0;
             if (snap->engine.connected)
                 log_warn("containers", "stats API requests for %zu containers failed: %s", n_ids,
@@ -454,6 +469,8 @@ static void run_cycle(containers *c)
     pthread_mutex_unlock(&c->mu);
     buf_cleanup(&text);
     buf_cleanup(&om);
+    /* Late stats answers must not touch items of this snapshot. */
+    c->n_items = 0;
     docker_snapshot_unref(snap);
 }
 

@@ -45,6 +45,7 @@ static const char ID_E[] = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee
 typedef struct fc {
     char id[80], name[64];
     bool stats_404; /* the stats API says it is gone */
+    int slow_ms;    /* stats answers take this long */
     uint64_t cpu_ns;
 } fc;
 
@@ -162,6 +163,18 @@ static bool handle(fsrv *s, int fd, const fsrv_req *rq, void *ctx)
             buf_printf(&b, "{\"message\":\"No such container: %s\"}", id);
         } else if (strncmp(rest, "stats", 5) == 0) {
             eng.stats_reqs++;
+            int slow = c->slow_ms;
+            if (slow > 0) {
+                pthread_mutex_unlock(&eng.mu);
+                bool alive = fsrv_sleep(s, slow);
+                pthread_mutex_lock(&eng.mu);
+                c = find(id);
+                if (!alive || !c) {
+                    pthread_mutex_unlock(&eng.mu);
+                    buf_cleanup(&b);
+                    return false;
+                }
+            }
             c->cpu_ns += 500000000;
             struct timespec now;
             clock_gettime(CLOCK_REALTIME, &now);
@@ -496,6 +509,33 @@ static void test_stats_api_only(void **state)
     store_close(st);
 }
 
+/* Stopping while stats requests are in flight: their answers (cancelled)
+ * arrive after the cycle is gone and touch nothing of it. */
+static void test_free_while_waiting(void **state)
+{
+    (void)state;
+    add_container(ID_C, "c", false);
+    pthread_mutex_lock(&eng.mu);
+    eng.cs[0].slow_ms = 5000;
+    pthread_mutex_unlock(&eng.mu);
+    srv = fsrv_start(sock, handle, NULL);
+    assert_non_null(srv);
+    store *st = open_store();
+    config *cfg = load_cfg("");
+    containers *c = start(cfg, st);
+    config_unref(cfg);
+    for (int i = 0; i < 250; i++) {
+        pthread_mutex_lock(&eng.mu);
+        unsigned n = eng.stats_reqs;
+        pthread_mutex_unlock(&eng.mu);
+        if (n > 0) break;
+        sleep_ms(20);
+    }
+    sleep_ms(100);
+    containers_free(c);
+    store_close(st);
+}
+
 /* An engine that is not there: the collector runs, counts, and stops. */
 static void test_no_engine(void **state)
 {
@@ -522,6 +562,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_collect_vanish_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_api_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_while_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_engine, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
