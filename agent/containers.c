@@ -75,6 +75,13 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -284,7 +291,7 @@ static bool selected(containers *c, const docker_container *dc)
 /* One collection cycle. */
 static void run_cycle(containers *c)
 {
-    int64_t t0 = mono_ms();
+    double t0 = mono_s();
     int64_t t_ms = wall_ms();
     c->cycle++;
     docker_snapshot *snap = docker_snapshot_get(c->d);
@@ -458,7 +465,7 @@ static void run_cycle(containers *c)
     c->om = om;
     om = tmp;
     c->status.cycles++;
-    c->status.last_cycle_seconds = (double)(mono_ms() - t0) / 1000.0;
+    c->status.last_cycle_seconds = mono_s() - t0;
     c->status.containers_seen = n;
     c->status.containers_cgroup = n_cg;
     c->status.containers_api = n_api;
