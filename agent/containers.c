@@ -320,7 +320,7 @@ static void run_cycle(containers *c)
         int rc = cgroup_find_container(c->cg, dc->id, dc->cgroup_parent, drv, path, sizeof path);
         if (rc < 0) continue; /* not in this cgroup tree: ask the engine */
         it->want_api = false;
-        memcpy(it->id_label, path, sizeof path);
+        snprintf(it->id_label, sizeof it->id_label, "%s", path);
         rc = cgroup_read(c->cg, path, CGROUP_READ_PROCS | CGROUP_READ_NETWORK, &it->st);
         if (rc == 0) {
             it->have = true;
