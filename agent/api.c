@@ -48,6 +48,7 @@ typedef struct request {
     buf body;
     bool too_large;
     bool started; /* the access handler has seen the headers */
+    bool quit;    /* /-/quit: shut down once the response is sent */
 } request;
 
 #define API_V1_PREFIX "/api/v1"
@@ -555,11 +556,13 @@ static enum MHD_Result handle_reload(api *a, struct MHD_Connection *c)
     return respond(c, 200, "text/plain; charset=utf-8", &ok);
 }
 
-static enum MHD_Result handle_quit(api *a, struct MHD_Connection *c)
+/* The shutdown starts in request_done, once the answer is sent: asked for
+ * here, it could close the connection before the answer went out. */
+static enum MHD_Result handle_quit(api *a, struct MHD_Connection *c, request *rq)
 {
     if (!a->o.enable_lifecycle) return respond_text(c, 403, "Lifecycle API is not enabled.\n");
     enum MHD_Result r = respond_text(c, 200, "Requesting termination... Goodbye!\n");
-    a->o.quit(a->o.ctx);
+    rq->quit = true;
     return r;
 }
 
@@ -598,7 +601,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         return respond_text(c, 503, "Service Unavailable\n");
     }
     if (strcmp(url, "/-/reload") == 0 && post) return handle_reload(a, c);
-    if (strcmp(url, "/-/quit") == 0 && post) return handle_quit(a, c);
+    if (strcmp(url, "/-/quit") == 0 && post) return handle_quit(a, c, rq);
     if (strcmp(url, "/-/reload") == 0 || strcmp(url, "/-/quit") == 0 ||
         strcmp(url, "/metrics") == 0 || strcmp(url, "/federate") == 0 ||
         strcmp(url, "/-/healthy") == 0 || strcmp(url, "/-/ready") == 0)
@@ -609,11 +612,12 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
 static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)c;
     (void)toe;
+    api *a = cls;
     request *rq = *con_cls;
     if (!rq) return;
+    if (rq->quit && a->o.quit) a->o.quit(a->o.ctx);
     buf_cleanup(&rq->body);
     mem_free(rq->uri);
     mem_free(rq);
