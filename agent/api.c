@@ -196,6 +196,16 @@ static enum MHD_Result handle_metrics(api *a, struct MHD_Connection *c)
         buf_cleanup(&b);
         return respond_text(c, 500, "error writing metrics\n");
     }
+    if (a->o.extra_metrics) {
+        static const char eof[] = "# EOF\n";
+        bool om = f == TEXTPARSE_OPENMETRICS && b.len >= sizeof eof - 1 &&
+                  memcmp(b.data + b.len - (sizeof eof - 1), eof, sizeof eof - 1) == 0;
+        if (om) buf_truncate(&b, b.len - (sizeof eof - 1));
+        if (a->o.extra_metrics(a->o.ctx, f, &b) < 0 || (om && buf_puts(&b, eof) < 0)) {
+            buf_cleanup(&b);
+            return respond_text(c, 500, "error writing metrics\n");
+        }
+    }
     return respond(c, 200,
                    f == TEXTPARSE_OPENMETRICS ? TEXTWRITE_CONTENT_TYPE_OPENMETRICS
                                               : TEXTWRITE_CONTENT_TYPE_PROMETHEUS,

@@ -54,6 +54,9 @@ typedef struct api_options {
     /* Returns a reference to the running config (caller unrefs). */
     config *(*current_config)(void *ctx);
     void *ctx;
+    /* Appends more families to /metrics (the container collector's) in
+     * `format`, without "# EOF"; may be NULL. Returns 0 or -errno. */
+    int (*extra_metrics)(void *ctx, enum textparse_format format, buf *out);
     /* /api/v1: everything but the store and its readers, which the api
      * provides (st, reader_get, reader_put and reader_ctx are set by
      * api_start; listen_address defaults to the one above). */

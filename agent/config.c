@@ -3168,6 +3168,205 @@ static void decode_otlp(ctx *c, const yamlconf_node *n)
     }
 }
 
+/* ---- containers: (sidewatch's container stats) ------------------------------------------ */
+
+#define CT_FIELDS(X)                                                                               \
+    X(CT_ENABLED, "enabled")                                                                       \
+    X(CT_DOCKER_HOST, "docker_host")                                                               \
+    X(CT_INTERVAL, "interval")                                                                     \
+    X(CT_CGROUP_ROOT, "cgroup_root")                                                               \
+    X(CT_LABEL_KEYS, "label_keys")                                                                 \
+    X(CT_INCLUDE, "include")                                                                       \
+    X(CT_EXCLUDE, "exclude")
+enum { CT_FIELDS(F_ENUM) CT__N };
+static const char *const ct_names[] = {CT_FIELDS(F_NAME)};
+
+#define CM_FIELDS(X)                                                                               \
+    X(CM_NAME, "name")                                                                             \
+    X(CM_LABEL, "label")
+enum { CM_FIELDS(F_ENUM) CM__N };
+static const char *const cm_names[] = {CM_FIELDS(F_NAME)};
+
+static void container_matches_free(config_container_match *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        regex_free(v[i].name);
+        mem_free(v[i].label_key);
+        regex_free(v[i].label_value);
+    }
+    mem_free(v);
+}
+
+static void containers_cleanup(config_containers *cc)
+{
+    mem_free(cc->docker_host);
+    mem_free(cc->cgroup_root);
+    free_strv(cc->label_keys, cc->n_label_keys);
+    container_matches_free(cc->include, cc->n_include);
+    container_matches_free(cc->exclude, cc->n_exclude);
+    memset(cc, 0, sizeof *cc);
+}
+
+/* include/exclude: a list of {name: REGEX} or {label: KEY} or
+ * {label: KEY=REGEX}, one key per entry. */
+static void decode_container_matches(ctx *c, const slot *s, const char *what,
+                                     config_container_match **out, size_t *n)
+{
+    const yamlconf_node *seq = seq_of(c, s, "[]containers.Match");
+    if (!seq) return;
+    *out = mem_calloc(seq->n ? seq->n : 1, sizeof **out);
+    for (size_t i = 0; i < seq->n; i++) {
+        const yamlconf_node *it = seq->items[i];
+        slot m[CM__N];
+        int d = decode_map(c, it, "containers.Match", cm_names, CM__N, m);
+        if (d <= 0) {
+            if (d == 0) errorf(c, it->line > s->key->line ? it : s->key, "empty %s rule", what);
+            continue;
+        }
+        if ((m[CM_NAME].key != NULL) == (m[CM_LABEL].key != NULL)) {
+            errorf(c, it, "%s rule needs exactly one of name or label", what);
+            continue;
+        }
+        config_container_match cm = {0};
+        if (m[CM_NAME].key) {
+            bool ok;
+            const char *re = str_of(c, &m[CM_NAME], &ok);
+            if (!ok) continue;
+            if (!compile_regex(c, at_of(&m[CM_NAME], it), re, strlen(re), &cm.name)) continue;
+        } else {
+            bool ok;
+            const char *lv = str_of(c, &m[CM_LABEL], &ok);
+            if (!ok) continue;
+            const char *eq = strchr(lv, '=');
+            size_t klen = eq ? (size_t)(eq - lv) : strlen(lv);
+            if (klen == 0) {
+                errorf(c, at_of(&m[CM_LABEL], it),
+                       "%s label rule needs a label key (KEY or KEY=REGEX)", what);
+                continue;
+            }
+            if (eq &&
+                !compile_regex(c, at_of(&m[CM_LABEL], it), eq + 1, strlen(eq + 1), &cm.label_value))
+                continue;
+            cm.label_key = mem_strndup(lv, klen);
+        }
+        (*out)[(*n)++] = cm;
+    }
+}
+
+static void decode_containers(ctx *c, const yamlconf_node *key, const yamlconf_node *n)
+{
+    config_containers *cc = &c->cfg->containers;
+    slot s[CT__N];
+    int d = decode_map(c, n, "containers.Config", ct_names, CT__N, s);
+    if (d < 0) return;
+    cc->enabled = true;
+    cc->all_labels = true;
+    cc->interval_ms = c->cfg->global.scrape_interval_ms;
+    get_bool(c, &s[CT_ENABLED], &cc->enabled);
+    if (get_string(c, &s[CT_DOCKER_HOST], &cc->docker_host) > 0) {
+        const char *h = cc->docker_host;
+        if (!*h) {
+            errorf(c, at_of(&s[CT_DOCKER_HOST], key), "containers docker_host is empty");
+        } else if (strncmp(h, "unix://", 7) != 0 && strncmp(h, "tcp://", 6) != 0 &&
+                   strncmp(h, "http://", 7) != 0 && strncmp(h, "https://", 8) != 0) {
+            errorf(c, at_of(&s[CT_DOCKER_HOST], key),
+                   "containers docker_host %s: unsupported scheme (use unix://, tcp://, http:// or "
+                   "https://)",
+                   qz(c, h));
+        }
+    }
+    if (!cc->docker_host) {
+        const char *env = getenv("DOCKER_HOST");
+        cc->docker_host = mem_strdup(env && *env ? env : "unix://" CONFIG_DEFAULT_DOCKER_SOCKET);
+    }
+    int64_t iv = 0;
+    if (get_duration(c, &s[CT_INTERVAL], &iv) > 0) {
+        if (iv <= 0)
+            errorf(c, at_of(&s[CT_INTERVAL], key), "containers interval must be greater than 0");
+        else
+            cc->interval_ms = iv;
+    }
+    if (get_string(c, &s[CT_CGROUP_ROOT], &cc->cgroup_root) > 0 && *cc->cgroup_root &&
+        cc->cgroup_root[0] != '/') {
+        errorf(c, at_of(&s[CT_CGROUP_ROOT], key),
+               "containers cgroup_root %s must be an absolute path", qz(c, cc->cgroup_root));
+    }
+    if (!cc->cgroup_root) cc->cgroup_root = mem_strdup("/sys/fs/cgroup");
+    if (get_strv(c, &s[CT_LABEL_KEYS], "[]string", &cc->label_keys, &cc->n_label_keys, NULL) > 0) {
+        cc->all_labels = false;
+        for (size_t i = 0; i < cc->n_label_keys; i++) {
+            if (!*cc->label_keys[i]) {
+                const yamlconf_node *v = s[CT_LABEL_KEYS].val;
+                errorf(c, i < v->n ? v->items[i] : v, "containers label_keys: empty key");
+            }
+        }
+    }
+    decode_container_matches(c, &s[CT_INCLUDE], "include", &cc->include, &cc->n_include);
+    decode_container_matches(c, &s[CT_EXCLUDE], "exclude", &cc->exclude, &cc->n_exclude);
+}
+
+static bool regex_same(const regex *a, const regex *b)
+{
+    if (!a || !b) return a == b;
+    return strcmp(regex_pattern(a), regex_pattern(b)) == 0;
+}
+
+static bool matches_equal(const config_container_match *a, size_t na,
+                          const config_container_match *b, size_t nb)
+{
+    if (na != nb) return false;
+    for (size_t i = 0; i < na; i++) {
+        if (!regex_same(a[i].name, b[i].name) || !regex_same(a[i].label_value, b[i].label_value))
+            return false;
+        if ((a[i].label_key == NULL) != (b[i].label_key == NULL)) return false;
+        if (a[i].label_key && strcmp(a[i].label_key, b[i].label_key) != 0) return false;
+    }
+    return true;
+}
+
+static bool streq0(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+bool config_containers_equal(const config_containers *a, const config_containers *b)
+{
+    if (a->enabled != b->enabled || a->interval_ms != b->interval_ms ||
+        a->all_labels != b->all_labels || a->n_label_keys != b->n_label_keys)
+        return false;
+    if (!streq0(a->docker_host, b->docker_host) || !streq0(a->cgroup_root, b->cgroup_root))
+        return false;
+    for (size_t i = 0; i < a->n_label_keys; i++)
+        if (strcmp(a->label_keys[i], b->label_keys[i]) != 0) return false;
+    return matches_equal(a->include, a->n_include, b->include, b->n_include) &&
+           matches_equal(a->exclude, a->n_exclude, b->exclude, b->n_exclude);
+}
+
+static bool match_one(const config_container_match *m, const char *name, const char *const *keys,
+                      const char *const *values, size_t n)
+{
+    if (m->name) return regex_match(m->name, name, strlen(name));
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(keys[i], m->label_key) != 0) continue;
+        return !m->label_value || regex_match(m->label_value, values[i], strlen(values[i]));
+    }
+    return false;
+}
+
+bool config_containers_selected(const config_containers *cc, const char *name,
+                                const char *const *keys, const char *const *values, size_t n)
+{
+    if (!name) name = "";
+    if (*name == '/') name++;
+    bool in = cc->n_include == 0;
+    for (size_t i = 0; !in && i < cc->n_include; i++)
+        in = match_one(&cc->include[i], name, keys, values, n);
+    if (!in) return false;
+    for (size_t i = 0; i < cc->n_exclude; i++)
+        if (match_one(&cc->exclude[i], name, keys, values, n)) return false;
+    return true;
+}
+
 /* ---- top level ------------------------------------------------------------------------- */
 
 #define TOP_FIELDS(X)                                                                              \
@@ -3181,7 +3380,8 @@ static void decode_otlp(ctx *c, const yamlconf_node *n)
     X(TOP_TRACING, "tracing")                                                                      \
     X(TOP_REMOTE_WRITE, "remote_write")                                                            \
     X(TOP_REMOTE_READ, "remote_read")                                                              \
-    X(TOP_OTLP, "otlp")
+    X(TOP_OTLP, "otlp")                                                                            \
+    X(TOP_CONTAINERS, "containers")
 enum { TOP_FIELDS(F_ENUM) TOP__N };
 static const char *const top_names[] = {TOP_FIELDS(F_NAME)};
 
@@ -3310,6 +3510,7 @@ static void decode_config(ctx *c, const yamlconf_node *root)
     if (s[TOP_STORAGE].key) decode_storage(c, s[TOP_STORAGE].val);
     if (s[TOP_TRACING].key) decode_tracing(c, s[TOP_TRACING].val);
     if (s[TOP_OTLP].key) decode_otlp(c, s[TOP_OTLP].val);
+    if (s[TOP_CONTAINERS].key) decode_containers(c, s[TOP_CONTAINERS].key, s[TOP_CONTAINERS].val);
 }
 
 /* ---- lifetime --------------------------------------------------------------------------- */
@@ -3332,6 +3533,7 @@ static void config_free(config *c)
     for (size_t i = 0; i < c->n_remote_write; i++)
         rw_cleanup(&c->remote_write[i]);
     mem_free(c->remote_write);
+    containers_cleanup(&c->containers);
     mem_free(c);
 }
 
@@ -3538,11 +3740,18 @@ config *config_default_docker(const char *self_address, const char *docker_host)
     buf_puts(&y, default_yaml_head);
     yaml_quote(&y, self_address ? self_address : "localhost:9277");
     buf_puts(&y, "]\n");
+    /* The container collector stores its series itself; they are on
+     * /metrics for an upstream Prometheus, not for storing twice. */
+    buf_puts(&y, "    metric_relabel_configs:\n"
+                 "      - source_labels: [__name__]\n"
+                 "        regex: 'container_.*|machine_.*'\n"
+                 "        action: drop\n");
     if (docker_host) {
         buf q;
         buf_init(&q, BUF_UNLIMITED);
         yaml_quote(&q, docker_host);
         buf_printf(&y, default_yaml_docker, buf_cstr(&q));
+        buf_printf(&y, "containers:\n  docker_host: %s\n", buf_cstr(&q));
         buf_cleanup(&q);
     }
     config *c = NULL;

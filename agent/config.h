@@ -249,6 +249,37 @@ typedef struct config_global {
     size_t n_scrape_protocols;
 } config_global;
 
+/* One include/exclude rule of the containers section: either a container
+ * name regex (anchored, on the name without '/'), or a label: its key and
+ * optionally a value regex (anchored; NULL: the key merely exists). */
+typedef struct config_container_match {
+    regex *name;        /* name rule; NULL for a label rule */
+    char *label_key;    /* label rule; NULL for a name rule */
+    regex *label_value; /* NULL: any value */
+} config_container_match;
+
+/* sidewatch's own top-level `containers:` section (container stats). */
+typedef struct config_containers {
+    bool enabled;      /* section present and not `enabled: false` */
+    char *docker_host; /* never NULL: given, else $DOCKER_HOST, else unix:///var/run/docker.sock */
+    int64_t interval_ms; /* default: global scrape_interval */
+    char *cgroup_root;   /* default "/sys/fs/cgroup"; "" = never read cgroups (stats API only) */
+    bool all_labels;     /* label_keys absent: every engine label becomes container_label_* */
+    char **label_keys;   /* exact keys exported when !all_labels (may be empty: none) */
+    size_t n_label_keys;
+    config_container_match *include; /* none: every container */
+    size_t n_include;
+    config_container_match *exclude;
+    size_t n_exclude;
+} config_containers;
+
+/* true when a and b would run the same collector (reload keeps it). */
+bool config_containers_equal(const config_containers *a, const config_containers *b);
+/* Whether a container with this name and these labels (n pairs, keys[i] =
+ * values[i]) passes the include and exclude rules of cc. */
+bool config_containers_selected(const config_containers *cc, const char *name,
+                                const char *const *keys, const char *const *values, size_t n);
+
 typedef struct config {
     int refs;     /* atomic */
     char *source; /* file name, or "<default>" for the embedded config */
@@ -264,6 +295,7 @@ typedef struct config {
     size_t n_alertmanagers;
     config_remote_write *remote_write;
     size_t n_remote_write;
+    config_containers containers;
 } config;
 
 /* Parses and validates YAML text. `source` names the file in messages

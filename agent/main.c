@@ -18,6 +18,7 @@
 #include "backfill.h"
 #include "buf.h"
 #include "config.h"
+#include "containers.h"
 #include "expfmt.h"
 #include "httpc.h"
 #include "log.h"
@@ -72,6 +73,8 @@ typedef struct daemon_state {
     store *st;
     registry *reg;
     scrape_manager *scrape;
+    pthread_mutex_t coll_mu; /* guards coll (swapped by reloads, read by /metrics) */
+    containers *coll;        /* the container stats collector, NULL when off */
     api *web;
     registry_metric *m_reload_success, *m_reload_ts;
     pthread_t main_thread;
@@ -393,6 +396,32 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Starts the container collector of cfg (if enabled); a failure is logged
+ * and leaves it off. */
+static void start_containers(daemon_state *d, config *cfg)
+{
+    if (!cfg->containers.enabled) return;
+    containers_options o = {.cfg = cfg, .st = d->st};
+    containers *c = NULL;
+    buf err;
+    buf_init(&err, 4096);
+    if (containers_new(&o, &c, &err) < 0)
+        log_error("main", "container stats collector not started: %s", buf_cstr(&err));
+    buf_cleanup(&err);
+    pthread_mutex_lock(&d->coll_mu);
+    d->coll = c;
+    pthread_mutex_unlock(&d->coll_mu);
+}
+
+static int container_metrics(void *ctx, enum textparse_format format, buf *out)
+{
+    daemon_state *d = ctx;
+    pthread_mutex_lock(&d->coll_mu);
+    int rc = d->coll ? containers_metrics(d->coll, format, out) : 0;
+    pthread_mutex_unlock(&d->coll_mu);
+    return rc;
+}
+
 /* Loads the config again; on any error the running config stays. */
 static int reload(void *ctx, buf *err)
 {
@@ -414,6 +443,22 @@ static int reload(void *ctx, buf *err)
     d->last_reload_ok = true;
     d->last_reload_ms = wall_ms();
     scrape_manager_reload(d->scrape, next);
+    /* The collector is replaced only when its settings changed (its series
+     * go stale and the new one starts over). */
+    containers *gone = NULL;
+    pthread_mutex_lock(&d->coll_mu);
+    bool same = old->containers.enabled
+                    ? d->coll != NULL && config_containers_equal(&old->containers, &next->containers)
+                    : !next->containers.enabled;
+    if (!same) {
+        gone = d->coll;
+        d->coll = NULL;
+    }
+    pthread_mutex_unlock(&d->coll_mu);
+    if (!same) {
+        containers_free(gone);
+        start_containers(d, next);
+    }
     registry_set(d->m_reload_success, 1);
     registry_set(d->m_reload_ts, (double)wall_ms() / 1000.0);
     pthread_mutex_unlock(&d->cfg_mu);
@@ -519,6 +564,7 @@ static int run_daemon(const flags *f)
     d.f = *f;
     d.main_thread = pthread_self();
     pthread_mutex_init(&d.cfg_mu, NULL);
+    pthread_mutex_init(&d.coll_mu, NULL);
     int exit_code = 1;
     buf err;
     buf_init(&err, 1 << 20);
@@ -607,6 +653,7 @@ static int run_daemon(const flags *f)
         .reload = reload,
         .quit = quit,
         .current_config = current_config,
+        .extra_metrics = container_metrics,
         .ctx = &d,
         .v1 =
             {
@@ -625,6 +672,7 @@ static int run_daemon(const flags *f)
         log_error("main", "%s", buf_cstr(&err));
         goto out;
     }
+    start_containers(&d, d.cfg);
     if (scrape_manager_start(d.scrape, d.cfg) < 0) {
         log_error("main", "could not start scraping");
         goto out;
@@ -663,6 +711,11 @@ out:
     /* Stop producers first, then the server, then the store: every finished
      * scrape is committed before the database closes. */
     if (d.scrape) scrape_manager_stop(d.scrape);
+    pthread_mutex_lock(&d.coll_mu);
+    containers *coll = d.coll;
+    d.coll = NULL;
+    pthread_mutex_unlock(&d.coll_mu);
+    containers_free(coll);
     api_stop(d.web);
     scrape_manager_free(d.scrape);
     store_close(d.st);
@@ -671,6 +724,7 @@ out:
     httpc_global_cleanup();
     buf_cleanup(&err);
     pthread_mutex_destroy(&d.cfg_mu);
+    pthread_mutex_destroy(&d.coll_mu);
     if (exit_code == 0) log_info("main", "See you next time!");
     return exit_code;
 }

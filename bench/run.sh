@@ -37,5 +37,9 @@ echo "== chunk codec"
 "$BUILD/bench/chunkenc_bench"
 echo
 
+echo "== container stats: one cycle over a generated cgroup tree of 100 containers, and a real dockerd with 20 containers vs the Docker stats API"
+BENCH_SECONDS="${BENCH_SECONDS:-60}" /usr/bin/python3 bench/containers.py 100
+echo
+
 echo "== footprint: scraping node_exporter next to Prometheus $PROM"
 /usr/bin/python3 bench/footprint.py "${BENCH_SECONDS:-60}"

@@ -295,6 +295,15 @@ static const struct {
                                "'xor2', or the field must be omitted entirely, got \"gorilla\""},
     {"storage_retention_percentage",
      "4:19: 'storage.tsdb.retention.percentage' must be in the range [0, 100], got 101"},
+    {"containers_cgroup_root",
+     "2:16: containers cgroup_root \"sys/fs/cgroup\" must be an absolute path"},
+    {"containers_host", "2:16: containers docker_host \"ssh://me@host\": unsupported scheme (use "
+                        "unix://, tcp://, http:// or https://)"},
+    {"containers_interval", "2:13: containers interval must be greater than 0"},
+    {"containers_rule_both", "3:7: include rule needs exactly one of name or label"},
+    {"containers_rule_label", "3:14: include label rule needs a label key (KEY or KEY=REGEX)"},
+    {"containers_rule_regex", "3:13: error parsing regexp: missing closing ): `(a`"},
+    {"containers_unknown", "2:3: field intervall not found in type containers.Config"},
     {"storage_unknown", "2:3: field wal not found in type config.StorageConfig"},
     {"top_scalar", "1:1: cannot unmarshal !!str `hello` into config.plain"},
     {"tracing_client_type",
@@ -370,6 +379,63 @@ static void test_own_bad_cases_complete(void **state)
 }
 
 /* ---- own good cases ------------------------------------------------------------ */
+
+static void test_containers_section(void **state)
+{
+    (void)state;
+    config *c = load_good("containers");
+    const config_containers *cc = &c->containers;
+    assert_true(cc->enabled);
+    assert_string_equal(cc->docker_host, "unix:///tmp/docker.sock");
+    assert_string_equal(cc->cgroup_root, "/host/sys/fs/cgroup");
+    assert_int_equal(cc->interval_ms, 20000);
+    assert_false(cc->all_labels);
+    assert_int_equal(cc->n_label_keys, 2);
+    assert_string_equal(cc->label_keys[1], "app");
+    assert_int_equal(cc->n_include, 2);
+    assert_int_equal(cc->n_exclude, 2);
+    const char *k[] = {"com.docker.compose.project", "sidewatch.ignore"};
+    const char *v[] = {"shop", "1"};
+    assert_true(config_containers_selected(cc, "/web-1", NULL, NULL, 0));
+    assert_false(config_containers_selected(cc, "db", NULL, NULL, 0));
+    assert_true(config_containers_selected(cc, "db", k, v, 1));
+    assert_false(config_containers_selected(cc, "db", k, v, 2));
+    assert_false(config_containers_selected(cc, "web-migrate", NULL, NULL, 0));
+    const char *v2[] = {"other"};
+    assert_false(config_containers_selected(cc, "db", k, v2, 1));
+    assert_true(config_containers_equal(cc, cc));
+
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    /* Defaults: absent section = off; present = on with the global interval. */
+    config *d = load_yaml("global: {scrape_interval: 7s}\n", &err);
+    assert_non_null(d);
+    assert_false(d->containers.enabled);
+    assert_false(config_containers_equal(cc, &d->containers));
+    config *e = load_yaml("global: {scrape_interval: 7s}\ncontainers: {}\n", &err);
+    assert_non_null(e);
+    assert_true(e->containers.enabled);
+    assert_int_equal(e->containers.interval_ms, 7000);
+    assert_true(e->containers.all_labels);
+    assert_string_equal(e->containers.cgroup_root, "/sys/fs/cgroup");
+    assert_true(config_containers_selected(&e->containers, "x", NULL, NULL, 0));
+    config *f = load_yaml("containers:\n  enabled: false\n", &err);
+    assert_non_null(f);
+    assert_false(f->containers.enabled);
+    /* The embedded default turns it on with the engine. */
+    config *g = config_default_docker("localhost:9277", "unix:///run/x.sock");
+    assert_true(g->containers.enabled);
+    assert_string_equal(g->containers.docker_host, "unix:///run/x.sock");
+    config *h = config_default_docker("localhost:9277", NULL);
+    assert_false(h->containers.enabled);
+    config_unref(c);
+    config_unref(d);
+    config_unref(e);
+    config_unref(f);
+    config_unref(g);
+    config_unref(h);
+    buf_cleanup(&err);
+}
 
 static void test_defaults(void **state)
 {
@@ -1441,6 +1507,7 @@ int main(void)
         cmocka_unit_test(test_default_config),
         cmocka_unit_test(test_docker_sd),
         cmocka_unit_test(test_protocol_names),
+        cmocka_unit_test(test_containers_section),
         cmocka_unit_test(test_unsupported_as_warnings),
         cmocka_unit_test(test_conformance_bad),
         cmocka_unit_test(test_conformance_simple_good),
