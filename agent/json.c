@@ -11,14 +11,14 @@
 
 #include "expfmt.h"
 
-void json_init(json_writer *w, buf *out)
+void json_writer_init(json_writer *w, buf *out)
 {
     memset(w, 0, sizeof *w);
     w->out = out;
     w->first[0] = true;
 }
 
-int json_error(const json_writer *w)
+int json_writer_error(const json_writer *w)
 {
     return w->err;
 }
@@ -59,22 +59,22 @@ static void close_(json_writer *w, char c)
     put(w, &c, 1);
 }
 
-void json_object_begin(json_writer *w)
+void json_write_object_begin(json_writer *w)
 {
     open(w, '{');
 }
 
-void json_object_end(json_writer *w)
+void json_write_object_end(json_writer *w)
 {
     close_(w, '}');
 }
 
-void json_array_begin(json_writer *w)
+void json_write_array_begin(json_writer *w)
 {
     open(w, '[');
 }
 
-void json_array_end(json_writer *w)
+void json_write_array_end(json_writer *w)
 {
     close_(w, ']');
 }
@@ -142,12 +142,12 @@ int json_escape(buf *out, const char *s, size_t len)
     return rc;
 }
 
-void json_key(json_writer *w, const char *key)
+void json_write_key(json_writer *w, const char *key)
 {
-    json_key_n(w, key, strlen(key));
+    json_write_key_n(w, key, strlen(key));
 }
 
-void json_key_n(json_writer *w, const char *key, size_t len)
+void json_write_key_n(json_writer *w, const char *key, size_t len)
 {
     value_prefix(w);
     put(w, "\"", 1);
@@ -156,7 +156,7 @@ void json_key_n(json_writer *w, const char *key, size_t len)
     w->after_key = true;
 }
 
-void json_string_n(json_writer *w, const char *s, size_t len)
+void json_write_string_n(json_writer *w, const char *s, size_t len)
 {
     value_prefix(w);
     put(w, "\"", 1);
@@ -164,12 +164,12 @@ void json_string_n(json_writer *w, const char *s, size_t len)
     put(w, "\"", 1);
 }
 
-void json_string(json_writer *w, const char *s)
+void json_write_string(json_writer *w, const char *s)
 {
-    json_string_n(w, s, strlen(s));
+    json_write_string_n(w, s, strlen(s));
 }
 
-void json_int(json_writer *w, int64_t v)
+void json_write_int(json_writer *w, int64_t v)
 {
     char tmp[32];
     int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
@@ -177,7 +177,7 @@ void json_int(json_writer *w, int64_t v)
     put(w, tmp, (size_t)n);
 }
 
-void json_uint(json_writer *w, uint64_t v)
+void json_write_uint(json_writer *w, uint64_t v)
 {
     char tmp[32];
     int n = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
@@ -278,10 +278,10 @@ size_t json_format_float(double v, enum json_float_style style, char out[JSON_FL
     return n;
 }
 
-void json_double(json_writer *w, double v)
+void json_write_double(json_writer *w, double v)
 {
     if (isnan(v) || isinf(v)) {
-        json_null(w);
+        json_write_null(w);
         return;
     }
     char tmp[JSON_FLOAT_MAX];
@@ -290,14 +290,14 @@ void json_double(json_writer *w, double v)
     put(w, tmp, n);
 }
 
-void json_float_string(json_writer *w, double v)
+void json_write_float_string(json_writer *w, double v)
 {
     char tmp[JSON_FLOAT_MAX];
     size_t n = json_format_float(v, JSON_FLOAT_PROMETHEUS, tmp);
-    json_string_n(w, tmp, n);
+    json_write_string_n(w, tmp, n);
 }
 
-void json_timestamp(json_writer *w, int64_t ms)
+void json_write_timestamp(json_writer *w, int64_t ms)
 {
     char tmp[32];
     size_t n = 0;
@@ -310,19 +310,19 @@ void json_timestamp(json_writer *w, int64_t ms)
     put(w, tmp, n);
 }
 
-void json_bool(json_writer *w, bool v)
+void json_write_bool(json_writer *w, bool v)
 {
     value_prefix(w);
     put(w, v ? "true" : "false", v ? 4 : 5);
 }
 
-void json_null(json_writer *w)
+void json_write_null(json_writer *w)
 {
     value_prefix(w);
     put(w, "null", 4);
 }
 
-void json_raw(json_writer *w, const char *text, size_t len)
+void json_write_raw(json_writer *w, const char *text, size_t len)
 {
     value_prefix(w);
     put(w, text, len);

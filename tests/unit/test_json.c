@@ -13,27 +13,27 @@ static void test_structure(void **state)
     buf b;
     buf_init(&b, BUF_UNLIMITED);
     json_writer w;
-    json_init(&w, &b);
-    json_object_begin(&w);
-    json_key(&w, "status");
-    json_string(&w, "success");
-    json_key(&w, "data");
-    json_array_begin(&w);
-    json_int(&w, -1);
-    json_uint(&w, 2);
-    json_double(&w, 1.5);
-    json_double(&w, NAN);
-    json_float_string(&w, 1e6);
-    json_float_string(&w, INFINITY);
-    json_bool(&w, true);
-    json_null(&w);
-    json_object_begin(&w);
-    json_object_end(&w);
-    json_array_begin(&w);
-    json_array_end(&w);
-    json_array_end(&w);
-    json_object_end(&w);
-    assert_int_equal(json_error(&w), 0);
+    json_writer_init(&w, &b);
+    json_write_object_begin(&w);
+    json_write_key(&w, "status");
+    json_write_string(&w, "success");
+    json_write_key(&w, "data");
+    json_write_array_begin(&w);
+    json_write_int(&w, -1);
+    json_write_uint(&w, 2);
+    json_write_double(&w, 1.5);
+    json_write_double(&w, NAN);
+    json_write_float_string(&w, 1e6);
+    json_write_float_string(&w, INFINITY);
+    json_write_bool(&w, true);
+    json_write_null(&w);
+    json_write_object_begin(&w);
+    json_write_object_end(&w);
+    json_write_array_begin(&w);
+    json_write_array_end(&w);
+    json_write_array_end(&w);
+    json_write_object_end(&w);
+    assert_int_equal(json_writer_error(&w), 0);
     assert_string_equal(
         buf_cstr(&b),
         "{\"status\":\"success\",\"data\":[-1,2,1.5,null,\"1000000\",\"+Inf\",true,null,{},[]]}");
@@ -62,8 +62,8 @@ static void test_escaping_like_go(void **state)
         buf b;
         buf_init(&b, BUF_UNLIMITED);
         json_writer w;
-        json_init(&w, &b);
-        json_string_n(&w, cases[i].in, cases[i].len);
+        json_writer_init(&w, &b);
+        json_write_string_n(&w, cases[i].in, cases[i].len);
         assert_string_equal(buf_cstr(&b), cases[i].out);
         buf_cleanup(&b);
     }
@@ -137,8 +137,8 @@ static void test_timestamps_like_prometheus(void **state)
         buf b;
         buf_init(&b, BUF_UNLIMITED);
         json_writer w;
-        json_init(&w, &b);
-        json_timestamp(&w, cases[i].ms);
+        json_writer_init(&w, &b);
+        json_write_timestamp(&w, cases[i].ms);
         assert_string_equal(buf_cstr(&b), cases[i].out);
         buf_cleanup(&b);
     }
@@ -150,11 +150,11 @@ static void test_limit_is_sticky(void **state)
     buf b;
     buf_init(&b, 10);
     json_writer w;
-    json_init(&w, &b);
-    json_array_begin(&w);
-    json_string(&w, "this is far too long");
-    json_array_end(&w);
-    assert_true(json_error(&w) < 0);
+    json_writer_init(&w, &b);
+    json_write_array_begin(&w);
+    json_write_string(&w, "this is far too long");
+    json_write_array_end(&w);
+    assert_true(json_writer_error(&w) < 0);
     assert_true(b.len <= 10);
     buf_cleanup(&b);
 }
