@@ -8,11 +8,12 @@
  * reports them.
  *
  * Reader: json_doc_parse() reads a buffer into a document of values
- * (json_val), read with the NULL-safe json_val_* accessors. This module is the
- * only user of the jansson library; no jansson type or name appears here. Names: the
- * writer's functions are json_write_*, the reader's json_doc_* and json_val_*,
- * none in jansson's json_object_*, json_array_*, json_string*, json_is_*,
- * json_load* or json_null/true/false namespace, so a binary can link both. */
+ * (json_val), read with the NULL-safe json_val_* accessors. This module is
+ * the only user of the jansson library; no jansson type or name appears
+ * here. Names: the writer's functions are json_write_*, the reader's
+ * json_doc_* and json_val_*, none in jansson's json_object_*, json_array_*,
+ * json_string*, json_is_*, json_load* or json_null/true/false namespace, so
+ * a binary can link both. */
 #ifndef SIDEWATCH_JSON_H
 #define SIDEWATCH_JSON_H
 
