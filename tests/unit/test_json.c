@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "buf.h"
 #include "json.h"
 
@@ -162,6 +164,33 @@ static void test_limit_is_sticky(void **state)
     assert_true(json_writer_error(&w) < 0);
     assert_true(b.len <= 10);
     buf_cleanup(&b);
+}
+
+/* json.h and jansson.h share no name (both compile in one file), and in a
+ * binary that links json.o and libjansson, jansson's json_string() and
+ * json_null() are jansson's: the writer used to export both names, and
+ * whichever the linker met first won for every caller. */
+static void test_coexists_with_jansson(void **state)
+{
+    (void)state;
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    json_writer w;
+    json_writer_init(&w, &b);
+    json_write_array_begin(&w);
+    json_write_string(&w, "x");
+    json_write_null(&w);
+    json_write_array_end(&w);
+    assert_string_equal(buf_cstr(&b), "[\"x\",null]");
+    buf_cleanup(&b);
+
+    json_t *s = json_string("jansson");
+    json_t *n = json_null();
+    assert_non_null(s);
+    assert_string_equal(json_string_value(s), "jansson");
+    assert_true(json_is_null(n));
+    json_decref(s);
+    json_decref(n);
 }
 
 /* ---- reader ---- */
@@ -477,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_float_styles_like_go),
         cmocka_unit_test(test_timestamps_like_prometheus),
         cmocka_unit_test(test_limit_is_sticky),
+        cmocka_unit_test(test_coexists_with_jansson),
         cmocka_unit_test(test_read_accessors),
         cmocka_unit_test(test_read_wrong_kinds_and_null),
         cmocka_unit_test(test_read_iteration),
