@@ -447,15 +447,15 @@ static void respond_error(req *r, enum err_type t, const char *msg)
     apiv1_response *out = r->out;
     buf_reset(&out->body);
     json_writer w;
-    json_init(&w, &out->body);
-    json_object_begin(&w);
-    json_key(&w, "status");
-    json_string(&w, "error");
-    json_key(&w, "errorType");
-    json_string(&w, err_types[t].name);
-    json_key(&w, "error");
-    json_string(&w, msg);
-    json_object_end(&w);
+    json_writer_init(&w, &out->body);
+    json_write_object_begin(&w);
+    json_write_key(&w, "status");
+    json_write_string(&w, "error");
+    json_write_key(&w, "errorType");
+    json_write_string(&w, err_types[t].name);
+    json_write_key(&w, "error");
+    json_write_string(&w, msg);
+    json_write_object_end(&w);
     out->status = err_types[t].status;
     out->content_type = CT_JSON;
 }
@@ -504,16 +504,16 @@ static void write_note_list(json_writer *w, const char *key, const char *const *
                             size_t max, const char *kind)
 {
     if (n == 0) return;
-    json_key(w, key);
-    json_array_begin(w);
+    json_write_key(w, key);
+    json_write_array_begin(w);
     for (size_t i = 0; i < n && i < max; i++)
-        json_string(w, v[i]);
+        json_write_string(w, v[i]);
     if (n > max) {
         char more[96];
         snprintf(more, sizeof more, "%zu more %s annotations omitted", n - max, kind);
-        json_string(w, more);
+        json_write_string(w, more);
     }
-    json_array_end(w);
+    json_write_array_end(w);
 }
 
 static void write_notes(json_writer *w, const notes *n)
@@ -527,19 +527,19 @@ static void write_notes(json_writer *w, const notes *n)
 static void ok_begin(req *r, json_writer *w)
 {
     buf_reset(&r->out->body);
-    json_init(w, &r->out->body);
-    json_object_begin(w);
-    json_key(w, "status");
-    json_string(w, "success");
-    json_key(w, "data");
+    json_writer_init(w, &r->out->body);
+    json_write_object_begin(w);
+    json_write_key(w, "status");
+    json_write_string(w, "success");
+    json_write_key(w, "data");
 }
 
 /* Ends the envelope with the warnings and infos. */
 static void ok_end(req *r, json_writer *w, const notes *n)
 {
     write_notes(w, n);
-    json_object_end(w);
-    if (json_error(w) < 0) {
+    json_write_object_end(w);
+    if (json_writer_error(w) < 0) {
         respond_error(r, ERR_INTERNAL, "response too large");
         return;
     }
@@ -549,22 +549,22 @@ static void ok_end(req *r, json_writer *w, const notes *n)
 
 static void write_labels(json_writer *w, const labels *ls, bool drop_name)
 {
-    json_object_begin(w);
+    json_write_object_begin(w);
     for (uint32_t i = 0; i < ls->n; i++) {
         const label *l = &ls->v[i];
         if (drop_name && l->name_len == 8 && memcmp(l->name, LABELS_METRIC_NAME, 8) == 0) continue;
-        json_key_n(w, l->name, l->name_len);
-        json_string_n(w, l->value, l->value_len);
+        json_write_key_n(w, l->name, l->name_len);
+        json_write_string_n(w, l->value, l->value_len);
     }
-    json_object_end(w);
+    json_write_object_end(w);
 }
 
 static void write_strings(json_writer *w, const store_strings *s, size_t limit)
 {
-    json_array_begin(w);
+    json_write_array_begin(w);
     for (size_t i = 0; i < s->n && (limit == 0 || i < limit); i++)
-        json_string_n(w, s->v[i].p, s->v[i].len);
-    json_array_end(w);
+        json_write_string_n(w, s->v[i].p, s->v[i].len);
+    json_write_array_end(w);
 }
 
 /* ---- shared parameter handling -------------------------------------------------------- */
@@ -917,10 +917,10 @@ static void h_series(req *r)
     }
     json_writer w;
     ok_begin(r, &w);
-    json_array_begin(&w);
+    json_write_array_begin(&w);
     for (size_t i = 0; i < shown; i++)
         write_labels(&w, all[i].labels, false);
-    json_array_end(&w);
+    json_write_array_end(&w);
     ok_end(r, &w, &n);
     notes_cleanup(&n);
     for (size_t i = 0; i < n_all; i++)
@@ -971,7 +971,7 @@ static void h_metadata(req *r)
     }
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
+    json_write_object_begin(&w);
     int64_t shown = 0;
     for (size_t i = 0; i < n; i++) {
         if (metric && metric->value_len &&
@@ -980,20 +980,20 @@ static void h_metadata(req *r)
             continue;
         if (limit >= 0 && shown >= limit) break;
         /* One entry per metric: limit_per_metric (>0) cannot cut it. */
-        json_key(&w, md[i].metric);
-        json_array_begin(&w);
-        json_object_begin(&w);
-        json_key(&w, "type");
-        json_string(&w, expfmt_type_name(md[i].type));
-        json_key(&w, "unit");
-        json_string(&w, md[i].unit);
-        json_key(&w, "help");
-        json_string(&w, md[i].help);
-        json_object_end(&w);
-        json_array_end(&w);
+        json_write_key(&w, md[i].metric);
+        json_write_array_begin(&w);
+        json_write_object_begin(&w);
+        json_write_key(&w, "type");
+        json_write_string(&w, expfmt_type_name(md[i].type));
+        json_write_key(&w, "unit");
+        json_write_string(&w, md[i].unit);
+        json_write_key(&w, "help");
+        json_write_string(&w, md[i].help);
+        json_write_object_end(&w);
+        json_write_array_end(&w);
         shown++;
     }
-    json_object_end(&w);
+    json_write_object_end(&w);
     ok_end(r, &w, NULL);
     store_metadata_free(md, n);
 }
@@ -1069,10 +1069,10 @@ static void write_time(json_writer *w, int64_t ms)
     char t[40];
     /* Go's zero time for "never". */
     if (ms == 0) {
-        json_string(w, "0001-01-01T00:00:00Z");
+        json_write_string(w, "0001-01-01T00:00:00Z");
         return;
     }
-    json_string_n(w, t, apiv1_format_time(ms, t));
+    json_write_string_n(w, t, apiv1_format_time(ms, t));
 }
 
 static void h_targets(req *r)
@@ -1103,9 +1103,9 @@ static void h_targets(req *r)
 
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
-    json_key(&w, "activeTargets");
-    json_array_begin(&w);
+    json_write_object_begin(&w);
+    json_write_key(&w, "activeTargets");
+    json_write_array_begin(&w);
     buf gurl;
     buf_init(&gurl, BUF_UNLIMITED);
     for (size_t i = 0; i < nt; i++) {
@@ -1113,54 +1113,54 @@ static void h_targets(req *r)
         if (pool && pool->value_len &&
             (strlen(t->job) != pool->value_len || memcmp(t->job, pool->value, pool->value_len)))
             continue;
-        json_object_begin(&w);
-        json_key(&w, "discoveredLabels");
+        json_write_object_begin(&w);
+        json_write_key(&w, "discoveredLabels");
         write_labels(&w, t->discovered ? t->discovered : labels_empty(), false);
-        json_key(&w, "labels");
+        json_write_key(&w, "labels");
         write_labels(&w, t->labels ? t->labels : labels_empty(), false);
-        json_key(&w, "scrapePool");
-        json_string(&w, t->job);
-        json_key(&w, "scrapeUrl");
-        json_string(&w, t->url);
-        json_key(&w, "globalUrl");
+        json_write_key(&w, "scrapePool");
+        json_write_string(&w, t->job);
+        json_write_key(&w, "scrapeUrl");
+        json_write_string(&w, t->url);
+        json_write_key(&w, "globalUrl");
         buf_reset(&gurl);
         global_url(r->a, t->url, hostname, &gurl);
-        json_string_n(&w, gurl.data ? gurl.data : "", gurl.len);
-        json_key(&w, "lastError");
-        json_string(&w, t->last_error ? t->last_error : "");
-        json_key(&w, "lastScrape");
+        json_write_string_n(&w, gurl.data ? gurl.data : "", gurl.len);
+        json_write_key(&w, "lastError");
+        json_write_string(&w, t->last_error ? t->last_error : "");
+        json_write_key(&w, "lastScrape");
         write_time(&w, t->last_scrape_ms);
-        json_key(&w, "lastScrapeDuration");
-        json_double(&w, t->last_duration_seconds);
-        json_key(&w, "health");
-        json_string(&w, t->health > 0 ? "up" : t->health == 0 ? "down" : "unknown");
+        json_write_key(&w, "lastScrapeDuration");
+        json_write_double(&w, t->last_duration_seconds);
+        json_write_key(&w, "health");
+        json_write_string(&w, t->health > 0 ? "up" : t->health == 0 ? "down" : "unknown");
         char d[32];
-        json_key(&w, "scrapeInterval");
+        json_write_key(&w, "scrapeInterval");
         strutil_format_duration(t->interval_ms, d);
-        json_string(&w, d);
-        json_key(&w, "scrapeTimeout");
+        json_write_string(&w, d);
+        json_write_key(&w, "scrapeTimeout");
         strutil_format_duration(t->timeout_ms, d);
-        json_string(&w, d);
-        json_object_end(&w);
+        json_write_string(&w, d);
+        json_write_object_end(&w);
     }
     buf_cleanup(&gurl);
-    json_array_end(&w);
-    json_key(&w, "droppedTargets");
-    json_array_begin(&w);
+    json_write_array_end(&w);
+    json_write_key(&w, "droppedTargets");
+    json_write_array_begin(&w);
     for (size_t i = 0; i < dropped.n_targets; i++) {
         const char *job = dropped.targets[i].job;
         if (pool && pool->value_len &&
             (strlen(job) != pool->value_len || memcmp(job, pool->value, pool->value_len)))
             continue;
-        json_object_begin(&w);
-        json_key(&w, "discoveredLabels");
+        json_write_object_begin(&w);
+        json_write_key(&w, "discoveredLabels");
         write_labels(&w, dropped.targets[i].discovered, false);
-        json_key(&w, "scrapePool");
-        json_string(&w, job);
-        json_object_end(&w);
+        json_write_key(&w, "scrapePool");
+        json_write_string(&w, job);
+        json_write_object_end(&w);
     }
-    json_array_end(&w);
-    json_key(&w, "droppedTargetCounts");
+    json_write_array_end(&w);
+    json_write_key(&w, "droppedTargetCounts");
     if (show_dropped) {
         /* A Go map: keys sorted. */
         size_t nj = dropped.n_jobs;
@@ -1176,17 +1176,17 @@ static void h_targets(req *r)
                 order[k - 1] = x;
             }
         }
-        json_object_begin(&w);
+        json_write_object_begin(&w);
         for (size_t i = 0; i < nj; i++) {
-            json_key(&w, dropped.jobs[order[i]].job);
-            json_uint(&w, dropped.jobs[order[i]].count);
+            json_write_key(&w, dropped.jobs[order[i]].job);
+            json_write_uint(&w, dropped.jobs[order[i]].count);
         }
-        json_object_end(&w);
+        json_write_object_end(&w);
         mem_free(order);
     } else {
-        json_null(&w);
+        json_write_null(&w);
     }
-    json_object_end(&w);
+    json_write_object_end(&w);
     ok_end(r, &w, NULL);
     scrape_target_status_free(ts, nt);
     scrape_dropped_cleanup(&dropped);
@@ -1198,20 +1198,20 @@ static void h_buildinfo(req *r)
 {
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
-    json_key(&w, "version");
-    json_string(&w, SIDEWATCH_VERSION);
-    json_key(&w, "revision");
-    json_string(&w, "unknown");
-    json_key(&w, "branch");
-    json_string(&w, "unknown");
-    json_key(&w, "buildUser");
-    json_string(&w, "unknown");
-    json_key(&w, "buildDate");
-    json_string(&w, "unknown");
-    json_key(&w, "goVersion");
-    json_string(&w, "none (C, " __VERSION__ ")");
-    json_object_end(&w);
+    json_write_object_begin(&w);
+    json_write_key(&w, "version");
+    json_write_string(&w, SIDEWATCH_VERSION);
+    json_write_key(&w, "revision");
+    json_write_string(&w, "unknown");
+    json_write_key(&w, "branch");
+    json_write_string(&w, "unknown");
+    json_write_key(&w, "buildUser");
+    json_write_string(&w, "unknown");
+    json_write_key(&w, "buildDate");
+    json_write_string(&w, "unknown");
+    json_write_key(&w, "goVersion");
+    json_write_string(&w, "none (C, " __VERSION__ ")");
+    json_write_object_end(&w);
     ok_end(r, &w, NULL);
 }
 
@@ -1219,12 +1219,12 @@ static void h_flags(req *r)
 {
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
+    json_write_object_begin(&w);
     for (size_t i = 0; i < r->a->o.n_flags; i++) {
-        json_key(&w, r->a->flags[i].name);
-        json_string(&w, r->a->flags[i].value);
+        json_write_key(&w, r->a->flags[i].name);
+        json_write_string(&w, r->a->flags[i].value);
     }
-    json_object_end(&w);
+    json_write_object_end(&w);
     ok_end(r, &w, NULL);
 }
 
@@ -1254,35 +1254,35 @@ static void h_runtimeinfo(req *r)
     const char *gogc = getenv("GOGC"), *godebug = getenv("GODEBUG");
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
-    json_key(&w, "startTime");
+    json_write_object_begin(&w);
+    json_write_key(&w, "startTime");
     write_time(&w, rt.start_time_ms);
-    json_key(&w, "CWD");
-    json_string(&w, cwd);
-    json_key(&w, "hostname");
-    json_string(&w, hostname);
-    json_key(&w, "serverTime");
+    json_write_key(&w, "CWD");
+    json_write_string(&w, cwd);
+    json_write_key(&w, "hostname");
+    json_write_string(&w, hostname);
+    json_write_key(&w, "serverTime");
     write_time(&w, now_ms(r->a));
-    json_key(&w, "reloadConfigSuccess");
-    json_bool(&w, rt.reload_config_success);
-    json_key(&w, "lastConfigTime");
+    json_write_key(&w, "reloadConfigSuccess");
+    json_write_bool(&w, rt.reload_config_success);
+    json_write_key(&w, "lastConfigTime");
     /* Prometheus keeps whole seconds here. */
     write_time(&w, rt.last_config_time_ms / 1000 * 1000);
-    json_key(&w, "corruptionCount");
-    json_int(&w, rt.corruption_count);
-    json_key(&w, "goroutineCount");
-    json_int(&w, thread_count());
-    json_key(&w, "GOMAXPROCS");
-    json_int(&w, sysconf(_SC_NPROCESSORS_ONLN));
-    json_key(&w, "GOMEMLIMIT");
-    json_int(&w, INT64_MAX);
-    json_key(&w, "GOGC");
-    json_string(&w, gogc ? gogc : "");
-    json_key(&w, "GODEBUG");
-    json_string(&w, godebug ? godebug : "");
-    json_key(&w, "storageRetention");
-    json_string(&w, rt.storage_retention);
-    json_object_end(&w);
+    json_write_key(&w, "corruptionCount");
+    json_write_int(&w, rt.corruption_count);
+    json_write_key(&w, "goroutineCount");
+    json_write_int(&w, thread_count());
+    json_write_key(&w, "GOMAXPROCS");
+    json_write_int(&w, sysconf(_SC_NPROCESSORS_ONLN));
+    json_write_key(&w, "GOMEMLIMIT");
+    json_write_int(&w, INT64_MAX);
+    json_write_key(&w, "GOGC");
+    json_write_string(&w, gogc ? gogc : "");
+    json_write_key(&w, "GODEBUG");
+    json_write_string(&w, godebug ? godebug : "");
+    json_write_key(&w, "storageRetention");
+    json_write_string(&w, rt.storage_retention);
+    json_write_object_end(&w);
     ok_end(r, &w, NULL);
 }
 
@@ -1415,27 +1415,27 @@ static void h_config(req *r)
     }
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
-    json_key(&w, "yaml");
-    json_string_n(&w, y.data ? y.data : "", y.len);
-    json_object_end(&w);
+    json_write_object_begin(&w);
+    json_write_key(&w, "yaml");
+    json_write_string_n(&w, y.data ? y.data : "", y.len);
+    json_write_object_end(&w);
     ok_end(r, &w, NULL);
     buf_cleanup(&y);
 }
 
 static void write_stat_list(json_writer *w, const char *key, const store_stat *v, size_t n)
 {
-    json_key(w, key);
-    json_array_begin(w);
+    json_write_key(w, key);
+    json_write_array_begin(w);
     for (size_t i = 0; i < n; i++) {
-        json_object_begin(w);
-        json_key(w, "name");
-        json_string(w, v[i].name);
-        json_key(w, "value");
-        json_uint(w, v[i].count);
-        json_object_end(w);
+        json_write_object_begin(w);
+        json_write_key(w, "name");
+        json_write_string(w, v[i].name);
+        json_write_key(w, "value");
+        json_write_uint(w, v[i].count);
+        json_write_object_end(w);
     }
-    json_array_end(w);
+    json_write_array_end(w);
 }
 
 static void h_tsdb(req *r)
@@ -1475,26 +1475,26 @@ static void h_tsdb(req *r)
     bool empty = ss.min_time_ms == 0 && ss.max_time_ms == 0;
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
-    json_key(&w, "headStats");
-    json_object_begin(&w);
-    json_key(&w, "numSeries");
-    json_uint(&w, ss.series);
-    json_key(&w, "numLabelPairs");
-    json_uint(&w, is.num_label_pairs);
-    json_key(&w, "chunkCount");
-    json_uint(&w, ss.head_chunks);
+    json_write_object_begin(&w);
+    json_write_key(&w, "headStats");
+    json_write_object_begin(&w);
+    json_write_key(&w, "numSeries");
+    json_write_uint(&w, ss.series);
+    json_write_key(&w, "numLabelPairs");
+    json_write_uint(&w, is.num_label_pairs);
+    json_write_key(&w, "chunkCount");
+    json_write_uint(&w, ss.head_chunks);
     /* An empty head reports math.MaxInt64 / math.MinInt64, as Prometheus. */
-    json_key(&w, "minTime");
-    json_int(&w, empty ? INT64_MAX : ss.min_time_ms);
-    json_key(&w, "maxTime");
-    json_int(&w, empty ? INT64_MIN : ss.max_time_ms);
-    json_object_end(&w);
+    json_write_key(&w, "minTime");
+    json_write_int(&w, empty ? INT64_MAX : ss.min_time_ms);
+    json_write_key(&w, "maxTime");
+    json_write_int(&w, empty ? INT64_MIN : ss.max_time_ms);
+    json_write_object_end(&w);
     write_stat_list(&w, "seriesCountByMetricName", is.series_by_metric, is.n_series_by_metric);
     write_stat_list(&w, "labelValueCountByLabelName", is.values_by_label, is.n_values_by_label);
     write_stat_list(&w, "memoryInBytesByLabelName", is.bytes_by_label, is.n_bytes_by_label);
     write_stat_list(&w, "seriesCountByLabelValuePair", is.series_by_pair, is.n_series_by_pair);
-    json_object_end(&w);
+    json_write_object_end(&w);
     ok_end(r, &w, NULL);
     store_index_stats_free(&is);
 }
@@ -1503,48 +1503,48 @@ static void h_tsdb(req *r)
 
 static void write_series(json_writer *w, const promql_series *s)
 {
-    json_object_begin(w);
-    json_key(w, "metric");
+    json_write_object_begin(w);
+    json_write_key(w, "metric");
     write_labels(w, s->metric ? s->metric : labels_empty(), s->drop_name);
     if (s->n) {
-        json_key(w, "values");
-        json_array_begin(w);
+        json_write_key(w, "values");
+        json_write_array_begin(w);
         for (size_t i = 0; i < s->n; i++) {
-            json_array_begin(w);
-            json_timestamp(w, s->pts[i].t);
-            json_float_string(w, s->pts[i].v);
-            json_array_end(w);
+            json_write_array_begin(w);
+            json_write_timestamp(w, s->pts[i].t);
+            json_write_float_string(w, s->pts[i].v);
+            json_write_array_end(w);
         }
-        json_array_end(w);
+        json_write_array_end(w);
     }
-    json_object_end(w);
+    json_write_object_end(w);
 }
 
 static void write_sample(json_writer *w, const promql_sample *s)
 {
-    json_object_begin(w);
-    json_key(w, "metric");
+    json_write_object_begin(w);
+    json_write_key(w, "metric");
     write_labels(w, s->metric ? s->metric : labels_empty(), s->drop_name);
-    json_key(w, "value");
-    json_array_begin(w);
-    json_timestamp(w, s->t);
-    json_float_string(w, s->v);
-    json_array_end(w);
-    json_object_end(w);
+    json_write_key(w, "value");
+    json_write_array_begin(w);
+    json_write_timestamp(w, s->t);
+    json_write_float_string(w, s->v);
+    json_write_array_end(w);
+    json_write_object_end(w);
 }
 
 /* parser.Scalar and parser.String: [<t as a JSON float>, "<value>"]. */
 static void write_scalar_or_string(json_writer *w, const promql_value *v)
 {
-    json_array_begin(w);
-    json_double(w, (double)v->t / 1000.0);
+    json_write_array_begin(w);
+    json_write_double(w, (double)v->t / 1000.0);
     if (v->type == PROMQL_TYPE_SCALAR) {
         char f[JSON_FLOAT_MAX];
-        json_string_n(w, f, json_format_float(v->scalar, JSON_FLOAT_FIXED, f));
+        json_write_string_n(w, f, json_format_float(v->scalar, JSON_FLOAT_FIXED, f));
     } else {
-        json_string_n(w, v->string ? v->string : "", v->string_len);
+        json_write_string_n(w, v->string ? v->string : "", v->string_len);
     }
-    json_array_end(w);
+    json_write_array_end(w);
 }
 
 /* Frees series [from, n) of a matrix and shortens it. */
@@ -1610,10 +1610,10 @@ int apiv1_stream_next(apiv1_stream *s, buf *out)
     while (s->phase == 1 && s->next < m->n && out->len - start < APIV1_STREAM_CHUNK) {
         if (s->next && buf_putc(out, ',') < 0) return -E2BIG;
         json_writer w;
-        json_init(&w, out);
+        json_writer_init(&w, out);
         promql_series *se = &m->v[s->next];
         write_series(&w, se);
-        if (json_error(&w) < 0) return json_error(&w);
+        if (json_writer_error(&w) < 0) return json_writer_error(&w);
         labels_free(se->metric);
         mem_free(se->pts);
         se->metric = NULL;
@@ -1790,32 +1790,32 @@ static void respond_value(req *r, promql_value *val, promql_annotations *ann, in
     }
     json_writer w;
     ok_begin(r, &w);
-    json_object_begin(&w);
-    json_key(&w, "resultType");
-    json_string(&w, promql_type_name(val->type));
-    json_key(&w, "result");
+    json_write_object_begin(&w);
+    json_write_key(&w, "resultType");
+    json_write_string(&w, promql_type_name(val->type));
+    json_write_key(&w, "result");
     switch (val->type) {
     case PROMQL_TYPE_SCALAR:
     case PROMQL_TYPE_STRING:
         write_scalar_or_string(&w, val);
         break;
     case PROMQL_TYPE_VECTOR:
-        json_array_begin(&w);
+        json_write_array_begin(&w);
         for (size_t i = 0; i < val->vector.n; i++)
             write_sample(&w, &val->vector.v[i]);
-        json_array_end(&w);
+        json_write_array_end(&w);
         break;
     case PROMQL_TYPE_MATRIX:
-        json_array_begin(&w);
+        json_write_array_begin(&w);
         for (size_t i = 0; i < val->matrix.n; i++)
             write_series(&w, &val->matrix.v[i]);
-        json_array_end(&w);
+        json_write_array_end(&w);
         break;
     default:
-        json_null(&w);
+        json_write_null(&w);
         break;
     }
-    json_object_end(&w);
+    json_write_object_end(&w);
     ok_end(r, &w, &n);
     notes_cleanup(&n);
     promql_value_cleanup(val);
@@ -2019,7 +2019,7 @@ static void h_format_query(req *r)
     promql_pretty(ast->root, &pretty);
     json_writer w;
     ok_begin(r, &w);
-    json_string_n(&w, pretty.data ? pretty.data : "", pretty.len);
+    json_write_string_n(&w, pretty.data ? pretty.data : "", pretty.len);
     ok_end(r, &w, NULL);
     buf_cleanup(&pretty);
     promql_ast_free(ast);
@@ -2030,43 +2030,43 @@ static void write_ast(json_writer *w, const promql_node *n);
 static void write_ms_or_null(json_writer *w, bool set, int64_t v)
 {
     if (set)
-        json_int(w, v);
+        json_write_int(w, v);
     else
-        json_null(w);
+        json_write_null(w);
 }
 
 static void write_start_or_end(json_writer *w, const promql_at *at)
 {
     if (at->set && at->start_or_end == PROMQL_OP_START)
-        json_string(w, "start");
+        json_write_string(w, "start");
     else if (at->set && at->start_or_end == PROMQL_OP_END)
-        json_string(w, "end");
+        json_write_string(w, "end");
     else
-        json_null(w);
+        json_write_null(w);
 }
 
 static void write_number_val(json_writer *w, double v)
 {
     char f[JSON_FLOAT_MAX];
-    json_string_n(w, f, json_format_float(v, JSON_FLOAT_FIXED, f));
+    json_write_string_n(w, f, json_format_float(v, JSON_FLOAT_FIXED, f));
 }
 
 /* translateDurationExpr */
 static void write_duration_ast(json_writer *w, const promql_node *n)
 {
     if (!n) {
-        json_null(w);
+        json_write_null(w);
         return;
     }
     if (n->kind == PROMQL_NODE_NUMBER) {
-        json_object_begin(w);
-        json_key(w, "duration");
-        json_bool(w, n->number.duration);
-        json_key(w, "type");
-        json_string(w, "numberLiteral");
-        json_key(w, "val");
+        json_write_object_begin(w);
+        json_write_key(w, "duration");
+        json_write_bool(w, n->number.duration);
+        json_write_key(w, "type");
+        json_write_string(w, "numberLiteral");
+        json_write_key(w, "val");
         write_number_val(w, n->number.val);
-        json_object_end(w);
+        json_write_object_end(w);
         return;
     }
     if (n->kind != PROMQL_NODE_DURATION) {
@@ -2080,43 +2080,43 @@ static void write_duration_ast(json_writer *w, const promql_node *n)
     /* Unary minus/plus keep their operand on the right, as Prometheus. */
     bool unary = (n->duration.op == PROMQL_OP_SUB || n->duration.op == PROMQL_OP_ADD) &&
                  !n->duration.rhs;
-    json_object_begin(w);
-    json_key(w, "lhs");
+    json_write_object_begin(w);
+    json_write_key(w, "lhs");
     write_duration_ast(w, unary ? NULL : n->duration.lhs);
-    json_key(w, "op");
-    json_string(w, promql_op_name(n->duration.op));
-    json_key(w, "rhs");
+    json_write_key(w, "op");
+    json_write_string(w, promql_op_name(n->duration.op));
+    json_write_key(w, "rhs");
     write_duration_ast(w, unary ? n->duration.lhs : n->duration.rhs);
-    json_key(w, "type");
-    json_string(w, "durationExpr");
-    json_key(w, "wrapped");
-    json_bool(w, n->duration.wrapped);
-    json_object_end(w);
+    json_write_key(w, "type");
+    json_write_string(w, "durationExpr");
+    json_write_key(w, "wrapped");
+    json_write_bool(w, n->duration.wrapped);
+    json_write_object_end(w);
 }
 
 static void write_str_list(json_writer *w, const promql_str *v, size_t n)
 {
-    json_array_begin(w);
+    json_write_array_begin(w);
     for (size_t i = 0; i < n; i++)
-        json_string_n(w, v[i].p, v[i].len);
-    json_array_end(w);
+        json_write_string_n(w, v[i].p, v[i].len);
+    json_write_array_end(w);
 }
 
 static void write_matchers(json_writer *w, const label_matcher *ms, size_t n)
 {
     static const char *const types[] = {"=", "!=", "=~", "!~"};
-    json_array_begin(w);
+    json_write_array_begin(w);
     for (size_t i = 0; i < n; i++) {
-        json_object_begin(w);
-        json_key(w, "name");
-        json_string_n(w, ms[i].name, ms[i].name_len);
-        json_key(w, "type");
-        json_string(w, types[ms[i].type]);
-        json_key(w, "value");
-        json_string_n(w, ms[i].value, ms[i].value_len);
-        json_object_end(w);
+        json_write_object_begin(w);
+        json_write_key(w, "name");
+        json_write_string_n(w, ms[i].name, ms[i].name_len);
+        json_write_key(w, "type");
+        json_write_string(w, types[ms[i].type]);
+        json_write_key(w, "value");
+        json_write_string_n(w, ms[i].value, ms[i].value_len);
+        json_write_object_end(w);
     }
-    json_array_end(w);
+    json_write_array_end(w);
 }
 
 /* The selector fields shared by vectorSelector and matrixSelector, in
@@ -2124,9 +2124,9 @@ static void write_matchers(json_writer *w, const label_matcher *ms, size_t n)
 static void write_fill(json_writer *w, bool has, double v)
 {
     if (has)
-        json_double(w, v);
+        json_write_double(w, v);
     else
-        json_null(w);
+        json_write_null(w);
 }
 
 /* translateAST: a Go map, so keys are written sorted. */
@@ -2135,174 +2135,174 @@ static void write_ast(json_writer *w, const promql_node *n)
     static const char *const cards[] = {"one-to-one", "many-to-one", "one-to-many",
                                         "many-to-many"};
     if (!n) {
-        json_null(w);
+        json_write_null(w);
         return;
     }
     if (n->kind == PROMQL_NODE_DURATION) { /* the top of a duration expression */
         write_duration_ast(w, n);
         return;
     }
-    json_object_begin(w);
+    json_write_object_begin(w);
     switch (n->kind) {
     case PROMQL_NODE_AGGREGATE:
-        json_key(w, "expr");
+        json_write_key(w, "expr");
         write_ast(w, n->aggregate.expr);
-        json_key(w, "grouping");
+        json_write_key(w, "grouping");
         write_str_list(w, n->aggregate.grouping, n->aggregate.n_grouping);
-        json_key(w, "op");
-        json_string(w, promql_op_name(n->aggregate.op));
-        json_key(w, "param");
+        json_write_key(w, "op");
+        json_write_string(w, promql_op_name(n->aggregate.op));
+        json_write_key(w, "param");
         write_ast(w, n->aggregate.param);
-        json_key(w, "type");
-        json_string(w, "aggregation");
-        json_key(w, "without");
-        json_bool(w, n->aggregate.without);
+        json_write_key(w, "type");
+        json_write_string(w, "aggregation");
+        json_write_key(w, "without");
+        json_write_bool(w, n->aggregate.without);
         break;
     case PROMQL_NODE_BINARY: {
         const promql_vector_matching *m = n->binary.matching;
-        json_key(w, "bool");
-        json_bool(w, n->binary.return_bool);
-        json_key(w, "lhs");
+        json_write_key(w, "bool");
+        json_write_bool(w, n->binary.return_bool);
+        json_write_key(w, "lhs");
         write_ast(w, n->binary.lhs);
-        json_key(w, "matching");
+        json_write_key(w, "matching");
         if (m) {
-            json_object_begin(w);
-            json_key(w, "card");
-            json_string(w, cards[m->card]);
-            json_key(w, "fillValues");
-            json_object_begin(w);
-            json_key(w, "lhs");
+            json_write_object_begin(w);
+            json_write_key(w, "card");
+            json_write_string(w, cards[m->card]);
+            json_write_key(w, "fillValues");
+            json_write_object_begin(w);
+            json_write_key(w, "lhs");
             write_fill(w, m->has_fill_lhs, m->fill_lhs);
-            json_key(w, "rhs");
+            json_write_key(w, "rhs");
             write_fill(w, m->has_fill_rhs, m->fill_rhs);
-            json_object_end(w);
-            json_key(w, "include");
+            json_write_object_end(w);
+            json_write_key(w, "include");
             write_str_list(w, m->include, m->n_include);
-            json_key(w, "labels");
+            json_write_key(w, "labels");
             write_str_list(w, m->matching_labels, m->n_matching);
-            json_key(w, "on");
-            json_bool(w, m->on);
-            json_object_end(w);
+            json_write_key(w, "on");
+            json_write_bool(w, m->on);
+            json_write_object_end(w);
         } else {
-            json_null(w);
+            json_write_null(w);
         }
-        json_key(w, "op");
-        json_string(w, promql_op_name(n->binary.op));
-        json_key(w, "rhs");
+        json_write_key(w, "op");
+        json_write_string(w, promql_op_name(n->binary.op));
+        json_write_key(w, "rhs");
         write_ast(w, n->binary.rhs);
-        json_key(w, "type");
-        json_string(w, "binaryExpr");
+        json_write_key(w, "type");
+        json_write_string(w, "binaryExpr");
         break;
     }
     case PROMQL_NODE_CALL: {
         const promql_function *f = n->call.func;
-        json_key(w, "args");
-        json_array_begin(w);
+        json_write_key(w, "args");
+        json_write_array_begin(w);
         for (size_t i = 0; i < n->call.nargs; i++)
             write_ast(w, n->call.args[i]);
-        json_array_end(w);
-        json_key(w, "func");
-        json_object_begin(w);
-        json_key(w, "argTypes");
-        json_array_begin(w);
+        json_write_array_end(w);
+        json_write_key(w, "func");
+        json_write_object_begin(w);
+        json_write_key(w, "argTypes");
+        json_write_array_begin(w);
         for (size_t i = 0; f && i < f->n_args; i++)
-            json_string(w, promql_type_name(f->arg_types[i]));
-        json_array_end(w);
-        json_key(w, "name");
-        json_string(w, f ? f->name : "");
-        json_key(w, "returnType");
-        json_string(w, promql_type_name(f ? f->return_type : PROMQL_TYPE_NONE));
-        json_key(w, "variadic");
-        json_int(w, f ? f->variadic : 0);
-        json_object_end(w);
-        json_key(w, "type");
-        json_string(w, "call");
+            json_write_string(w, promql_type_name(f->arg_types[i]));
+        json_write_array_end(w);
+        json_write_key(w, "name");
+        json_write_string(w, f ? f->name : "");
+        json_write_key(w, "returnType");
+        json_write_string(w, promql_type_name(f ? f->return_type : PROMQL_TYPE_NONE));
+        json_write_key(w, "variadic");
+        json_write_int(w, f ? f->variadic : 0);
+        json_write_object_end(w);
+        json_write_key(w, "type");
+        json_write_string(w, "call");
         break;
     }
     case PROMQL_NODE_MATRIX_SELECTOR:
     case PROMQL_NODE_VECTOR_SELECTOR: {
         bool matrix = n->kind == PROMQL_NODE_MATRIX_SELECTOR;
         const promql_node *vs = matrix ? n->matrix.vs : n;
-        json_key(w, "anchored");
-        json_bool(w, vs->vector.anchored);
-        json_key(w, "matchers");
+        json_write_key(w, "anchored");
+        json_write_bool(w, vs->vector.anchored);
+        json_write_key(w, "matchers");
         write_matchers(w, vs->vector.matchers, vs->vector.n_matchers);
-        json_key(w, "name");
-        json_string_n(w, vs->vector.name.p ? vs->vector.name.p : "", vs->vector.name.len);
-        json_key(w, "offset");
-        json_int(w, vs->vector.offset.original_ms);
-        json_key(w, "offsetExpr");
+        json_write_key(w, "name");
+        json_write_string_n(w, vs->vector.name.p ? vs->vector.name.p : "", vs->vector.name.len);
+        json_write_key(w, "offset");
+        json_write_int(w, vs->vector.offset.original_ms);
+        json_write_key(w, "offsetExpr");
         write_duration_ast(w, vs->vector.offset.expr);
         if (matrix) {
-            json_key(w, "range");
-            json_int(w, n->matrix.range_ms);
-            json_key(w, "rangeExpr");
+            json_write_key(w, "range");
+            json_write_int(w, n->matrix.range_ms);
+            json_write_key(w, "rangeExpr");
             write_duration_ast(w, n->matrix.range_expr);
         }
-        json_key(w, "smoothed");
-        json_bool(w, vs->vector.smoothed);
-        json_key(w, "startOrEnd");
+        json_write_key(w, "smoothed");
+        json_write_bool(w, vs->vector.smoothed);
+        json_write_key(w, "startOrEnd");
         write_start_or_end(w, &vs->vector.at);
-        json_key(w, "timestamp");
+        json_write_key(w, "timestamp");
         write_ms_or_null(w, vs->vector.at.set && vs->vector.at.start_or_end == PROMQL_OP_NONE,
                          vs->vector.at.ts_ms);
-        json_key(w, "type");
-        json_string(w, matrix ? "matrixSelector" : "vectorSelector");
+        json_write_key(w, "type");
+        json_write_string(w, matrix ? "matrixSelector" : "vectorSelector");
         break;
     }
     case PROMQL_NODE_SUBQUERY:
-        json_key(w, "expr");
+        json_write_key(w, "expr");
         write_ast(w, n->subquery.expr);
-        json_key(w, "offset");
-        json_int(w, n->subquery.offset.original_ms);
-        json_key(w, "offsetExpr");
+        json_write_key(w, "offset");
+        json_write_int(w, n->subquery.offset.original_ms);
+        json_write_key(w, "offsetExpr");
         write_duration_ast(w, n->subquery.offset.expr);
-        json_key(w, "range");
-        json_int(w, n->subquery.range_ms);
-        json_key(w, "rangeExpr");
+        json_write_key(w, "range");
+        json_write_int(w, n->subquery.range_ms);
+        json_write_key(w, "rangeExpr");
         write_duration_ast(w, n->subquery.range_expr);
-        json_key(w, "startOrEnd");
+        json_write_key(w, "startOrEnd");
         write_start_or_end(w, &n->subquery.at);
-        json_key(w, "step");
-        json_int(w, n->subquery.step_ms);
-        json_key(w, "stepExpr");
+        json_write_key(w, "step");
+        json_write_int(w, n->subquery.step_ms);
+        json_write_key(w, "stepExpr");
         write_duration_ast(w, n->subquery.step_expr);
-        json_key(w, "timestamp");
+        json_write_key(w, "timestamp");
         write_ms_or_null(w, n->subquery.at.set && n->subquery.at.start_or_end == PROMQL_OP_NONE,
                          n->subquery.at.ts_ms);
-        json_key(w, "type");
-        json_string(w, "subquery");
+        json_write_key(w, "type");
+        json_write_string(w, "subquery");
         break;
     case PROMQL_NODE_NUMBER:
-        json_key(w, "type");
-        json_string(w, "numberLiteral");
-        json_key(w, "val");
+        json_write_key(w, "type");
+        json_write_string(w, "numberLiteral");
+        json_write_key(w, "val");
         write_number_val(w, n->number.val);
         break;
     case PROMQL_NODE_PAREN:
-        json_key(w, "expr");
+        json_write_key(w, "expr");
         write_ast(w, n->paren.expr);
-        json_key(w, "type");
-        json_string(w, "parenExpr");
+        json_write_key(w, "type");
+        json_write_string(w, "parenExpr");
         break;
     case PROMQL_NODE_STRING:
-        json_key(w, "type");
-        json_string(w, "stringLiteral");
-        json_key(w, "val");
-        json_string_n(w, n->string.val.p ? n->string.val.p : "", n->string.val.len);
+        json_write_key(w, "type");
+        json_write_string(w, "stringLiteral");
+        json_write_key(w, "val");
+        json_write_string_n(w, n->string.val.p ? n->string.val.p : "", n->string.val.len);
         break;
     case PROMQL_NODE_UNARY:
-        json_key(w, "expr");
+        json_write_key(w, "expr");
         write_ast(w, n->unary.expr);
-        json_key(w, "op");
-        json_string(w, promql_op_name(n->unary.op));
-        json_key(w, "type");
-        json_string(w, "unaryExpr");
+        json_write_key(w, "op");
+        json_write_string(w, promql_op_name(n->unary.op));
+        json_write_key(w, "type");
+        json_write_string(w, "unaryExpr");
         break;
     case PROMQL_NODE_DURATION:
         break;
     }
-    json_object_end(w);
+    json_write_object_end(w);
 }
 
 static void h_parse_query(req *r)
@@ -2364,8 +2364,8 @@ static void h_query_exemplars(req *r)
     }
     json_writer w;
     ok_begin(r, &w);
-    json_array_begin(&w);
-    json_array_end(&w);
+    json_write_array_begin(&w);
+    json_write_array_end(&w);
     ok_end(r, &w, NULL);
 }
 

@@ -8,9 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
-
-#include "mem.h"
+#include "json.h"
 
 void cstats_reset(cstats *s)
 {
@@ -243,65 +241,54 @@ static int fail(pctx *c, const char *path, const char *what)
 /* A non-negative integer value. Returns 1 and *v, 0 for null, or the error.
  * Reals are accepted when integral (integers beyond int64 arrive as reals,
  * see widen_big_integers); >= 2^64 saturates. */
-static int u64_of(pctx *c, json_t *j, const char *path, uint64_t *v)
+static int u64_of(pctx *c, const json_val *j, const char *path, uint64_t *v)
 {
-    if (json_is_null(j)) return 0;
-    if (json_is_integer(j)) {
-        json_int_t i = json_integer_value(j);
-        if (i < 0) return fail(c, path, "expected a non-negative integer");
-        *v = (uint64_t)i;
-        return 1;
-    }
-    if (json_is_real(j)) {
-        double d = json_real_value(j);
-        if (!(d >= 0) || d != floor(d)) return fail(c, path, "expected a non-negative integer");
-        *v = d >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)d;
-        return 1;
-    }
-    return fail(c, path, "expected a non-negative integer");
+    if (json_val_is_null(j)) return 0;
+    if (json_val_uint64(j, v) < 0) return fail(c, path, "expected a non-negative integer");
+    return 1;
 }
 
 /* Reads member `key` as u64_of() does; absent is 0. */
-static int get_u64(pctx *c, json_t *obj, const char *key, const char *path, uint64_t *v)
+static int get_u64(pctx *c, const json_val *obj, const char *key, const char *path, uint64_t *v)
 {
-    json_t *j = obj ? json_object_get(obj, key) : NULL;
+    const json_val *j = obj ? json_val_get(obj, key) : NULL;
     return j ? u64_of(c, j, path, v) : 0;
 }
 
 /* An object member that must be an object when present. Returns it, or NULL
  * when absent/null (or on a type error, recorded). */
-static json_t *get_obj(pctx *c, json_t *obj, const char *key, const char *path)
+static const json_val *get_obj(pctx *c, const json_val *obj, const char *key, const char *path)
 {
-    json_t *j = obj ? json_object_get(obj, key) : NULL;
-    if (!j || json_is_null(j)) return NULL;
-    if (!json_is_object(j)) {
+    const json_val *j = obj ? json_val_get(obj, key) : NULL;
+    if (!j || json_val_is_null(j)) return NULL;
+    if (!json_val_is_object(j)) {
         fail(c, path, "expected an object");
         return NULL;
     }
     return j;
 }
 
-static json_t *get_array(pctx *c, json_t *obj, const char *key, const char *path)
+static const json_val *get_array(pctx *c, const json_val *obj, const char *key, const char *path)
 {
-    json_t *j = obj ? json_object_get(obj, key) : NULL;
-    if (!j || json_is_null(j)) return NULL;
-    if (!json_is_array(j)) {
+    const json_val *j = obj ? json_val_get(obj, key) : NULL;
+    if (!j || json_val_is_null(j)) return NULL;
+    if (!json_val_is_array(j)) {
         fail(c, path, "expected an array");
         return NULL;
     }
     return j;
 }
 
-static const char *get_str(pctx *c, json_t *obj, const char *key, const char *path, size_t *len)
+static const char *get_str(pctx *c, const json_val *obj, const char *key, const char *path,
+                           size_t *len)
 {
-    json_t *j = obj ? json_object_get(obj, key) : NULL;
-    if (!j || json_is_null(j)) return NULL;
-    if (!json_is_string(j)) {
+    const json_val *j = obj ? json_val_get(obj, key) : NULL;
+    if (!j || json_val_is_null(j)) return NULL;
+    if (!json_val_is_string(j)) {
         fail(c, path, "expected a string");
         return NULL;
     }
-    *len = json_string_length(j);
-    return json_string_value(j);
+    return json_val_string(j, len);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
@@ -373,10 +360,10 @@ static int parse_time(const char *s, size_t len, int64_t *ns)
     return 1;
 }
 
-static void parse_cpu(pctx *c, json_t *cpu)
+static void parse_cpu(pctx *c, const json_val *cpu)
 {
     cstats *s = c->s;
-    json_t *u = get_obj(c, cpu, "cpu_usage", "cpu_stats.cpu_usage");
+    const json_val *u = get_obj(c, cpu, "cpu_usage", "cpu_stats.cpu_usage");
     if (get_u64(c, u, "total_usage", "cpu_stats.cpu_usage.total_usage", &s->cpu.total_ns) > 0)
         s->known |= CSTATS_CPU_USAGE;
     if (get_u64(c, u, "usage_in_kernelmode", "cpu_stats.cpu_usage.usage_in_kernelmode",
@@ -384,13 +371,13 @@ static void parse_cpu(pctx *c, json_t *cpu)
         get_u64(c, u, "usage_in_usermode", "cpu_stats.cpu_usage.usage_in_usermode",
                 &s->cpu.user_ns) > 0)
         s->known |= CSTATS_CPU_USER_SYSTEM;
-    json_t *pc = get_array(c, u, "percpu_usage", "cpu_stats.cpu_usage.percpu_usage");
-    if (pc && json_array_size(pc) > 0) {
-        size_t n = json_array_size(pc);
+    const json_val *pc = get_array(c, u, "percpu_usage", "cpu_stats.cpu_usage.percpu_usage");
+    if (pc && json_val_len(pc) > 0) {
+        size_t n = json_val_len(pc);
         s->cpu.n_percpu_input = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
         for (size_t i = 0; i < n; i++) {
             uint64_t v = 0;
-            if (u64_of(c, json_array_get(pc, i), "cpu_stats.cpu_usage.percpu_usage[]", &v) <= 0) {
+            if (u64_of(c, json_val_at(pc, i), "cpu_stats.cpu_usage.percpu_usage[]", &v) <= 0) {
                 fail(c, "cpu_stats.cpu_usage.percpu_usage[]", "expected a non-negative integer");
                 return;
             }
@@ -410,7 +397,7 @@ static void parse_cpu(pctx *c, json_t *cpu)
         s->cpu.online_cpus = online > UINT32_MAX ? UINT32_MAX : (uint32_t)online;
         s->known |= CSTATS_CPU_ONLINE;
     }
-    json_t *t = get_obj(c, cpu, "throttling_data", "cpu_stats.throttling_data");
+    const json_val *t = get_obj(c, cpu, "throttling_data", "cpu_stats.throttling_data");
     if (get_u64(c, t, "periods", "cpu_stats.throttling_data.periods", &s->cpu.periods) > 0 &&
         get_u64(c, t, "throttled_periods", "cpu_stats.throttling_data.throttled_periods",
                 &s->cpu.throttled_periods) > 0 &&
@@ -419,10 +406,10 @@ static void parse_cpu(pctx *c, json_t *cpu)
         s->known |= CSTATS_CPU_CFS;
 }
 
-static void parse_precpu(pctx *c, json_t *pre)
+static void parse_precpu(pctx *c, const json_val *pre)
 {
     cstats *s = c->s;
-    json_t *u = get_obj(c, pre, "cpu_usage", "precpu_stats.cpu_usage");
+    const json_val *u = get_obj(c, pre, "cpu_usage", "precpu_stats.cpu_usage");
     if (get_u64(c, u, "total_usage", "precpu_stats.cpu_usage.total_usage", &s->cpu.pre_total_ns) >
             0 &&
         get_u64(c, pre, "system_cpu_usage", "precpu_stats.system_cpu_usage", &s->cpu.pre_host_ns) >
@@ -430,7 +417,7 @@ static void parse_precpu(pctx *c, json_t *pre)
         s->known |= CSTATS_PRECPU;
 }
 
-static int parse_memory(pctx *c, json_t *m)
+static int parse_memory(pctx *c, const json_val *m)
 {
     cstats *s = c->s;
     if (get_u64(c, m, "usage", "memory_stats.usage", &s->mem.usage) > 0)
@@ -441,14 +428,14 @@ static int parse_memory(pctx *c, json_t *m)
         s->known |= CSTATS_MEM_MAX_USAGE;
     if (get_u64(c, m, "failcnt", "memory_stats.failcnt", &s->mem.failcnt) > 0)
         s->known |= CSTATS_MEM_FAILCNT;
-    json_t *st = get_obj(c, m, "stats", "memory_stats.stats");
+    const json_val *st = get_obj(c, m, "stats", "memory_stats.stats");
     if (!st) return 0;
     cstats_memstat ms;
     cstats_memstat_init(&ms);
+    json_iter it = {0};
     const char *key;
-    json_t *v;
-    json_object_foreach(st, key, v)
-    {
+    const json_val *v;
+    while (json_val_next(st, &it, &key, &v)) {
         uint64_t x;
         char path[96];
         snprintf(path, sizeof path, "memory_stats.stats.%.64s", key);
@@ -459,20 +446,20 @@ static int parse_memory(pctx *c, json_t *m)
     return cstats_memstat_apply(&ms, s);
 }
 
-static void parse_networks(pctx *c, json_t *nets)
+static void parse_networks(pctx *c, const json_val *nets)
 {
     cstats *s = c->s;
     s->known |= CSTATS_NET;
+    json_iter it = {0};
     const char *name;
-    json_t *n;
-    json_object_foreach(nets, name, n)
-    {
+    const json_val *n;
+    while (json_val_next(nets, &it, &name, &n)) {
         size_t len = strlen(name);
         if (len == 0 || len >= CSTATS_IFNAME_MAX) {
             fail(c, "networks", "interface name empty or too long");
             return;
         }
-        if (!json_is_object(n)) {
+        if (!json_val_is_object(n)) {
             char path[64];
             snprintf(path, sizeof path, "networks.%s", name);
             fail(c, path, "expected an object");
@@ -526,11 +513,11 @@ static cstats_blkdev *blkdev_get(cstats *s, uint32_t major, uint32_t minor)
 /* One of blkio_stats' arrays: entries {major, minor, op, value}. Ops that
  * start with r/R count as reads and w/W as writes (the docker CLI's rule);
  * Sync, Async, Discard and Total are left out. */
-static bool parse_blkio_array(pctx *c, json_t *arr, const char *path, bool bytes)
+static bool parse_blkio_array(pctx *c, const json_val *arr, const char *path, bool bytes)
 {
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *e = json_array_get(arr, i);
-        if (!json_is_object(e)) {
+    for (size_t i = 0; i < json_val_len(arr); i++) {
+        const json_val *e = json_val_at(arr, i);
+        if (!json_val_is_object(e)) {
             fail(c, path, "expected objects");
             return false;
         }
@@ -559,24 +546,25 @@ static bool parse_blkio_array(pctx *c, json_t *arr, const char *path, bool bytes
     return true;
 }
 
-static int parse_blkio(pctx *c, json_t *b)
+static int parse_blkio(pctx *c, const json_val *b)
 {
-    json_t *bytes =
+    const json_val *bytes =
         get_array(c, b, "io_service_bytes_recursive", "blkio_stats.io_service_bytes_recursive");
-    json_t *ops = get_array(c, b, "io_serviced_recursive", "blkio_stats.io_serviced_recursive");
+    const json_val *ops =
+        get_array(c, b, "io_serviced_recursive", "blkio_stats.io_serviced_recursive");
     if (!bytes && !ops) return 0;
     c->s->known |= CSTATS_BLKIO;
     if (bytes && !parse_blkio_array(c, bytes, "blkio_stats.io_service_bytes_recursive", true))
         return 0;
     if (ops && !parse_blkio_array(c, ops, "blkio_stats.io_serviced_recursive", false)) return 0;
     /* The op's case tells the cgroup version: v1 "Read", v2 "read". */
-    json_t *e = bytes && json_array_size(bytes) ? json_array_get(bytes, 0) : NULL;
-    json_t *op = e ? json_object_get(e, "op") : NULL;
-    const char *o = op && json_is_string(op) ? json_string_value(op) : "";
+    const json_val *e = bytes && json_val_len(bytes) ? json_val_at(bytes, 0) : NULL;
+    const char *o = json_val_string(json_val_get(e, "op"), NULL);
+    if (!o) o = "";
     return (o[0] >= 'A' && o[0] <= 'Z') ? 1 : (o[0] >= 'a' && o[0] <= 'z') ? 2 : 0;
 }
 
-static void parse_pids(pctx *c, json_t *p)
+static void parse_pids(pctx *c, const json_val *p)
 {
     cstats *s = c->s;
     if (get_u64(c, p, "current", "pids_stats.current", &s->pids.current) > 0)
@@ -590,7 +578,7 @@ static void parse_pids(pctx *c, json_t *p)
 }
 
 /* Copies id and name (without a leading '/'); both are optional. */
-static void parse_identity(pctx *c, json_t *root)
+static void parse_identity(pctx *c, const json_val *root)
 {
     cstats *s = c->s;
     size_t len = 0;
@@ -616,7 +604,7 @@ static void parse_identity(pctx *c, json_t *root)
 
 /* Returns 1 and the time, 2 for Go's zero time, 0 when absent or null (or
  * outside int64 ns), or the error. */
-static int get_time(pctx *c, json_t *root, const char *key, int64_t *ns)
+static int get_time(pctx *c, const json_val *root, const char *key, int64_t *ns)
 {
     size_t len = 0;
     const char *t = get_str(c, root, key, key, &len);
@@ -625,71 +613,6 @@ static int get_time(pctx *c, json_t *root, const char *key, int64_t *ns)
     int r = parse_time(t, len, ns);
     if (r < 0) return fail(c, key, "not an RFC 3339 time");
     return r;
-}
-
-/* jansson refuses integers beyond int64 ("too big integer"), but engines
- * send 2^64-1 for "no limit". Such literals get ".0" appended in a copy, so
- * jansson reads them as reals: the same JSON number. Returns NULL when no
- * literal needs it (parse the input as it is), else a new buffer (caller
- * frees) of *out_len bytes. */
-static char *widen_big_integers(const char *p, size_t len, size_t *out_len)
-{
-    static const char maxpos[] = "9223372036854775807", maxneg[] = "9223372036854775808";
-    char *out = NULL;
-    size_t o = 0, copied = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t need = 0;
-        bool in_str = false;
-        for (size_t i = 0; i < len; i++) {
-            char ch = p[i];
-            if (in_str) {
-                if (ch == '\\')
-                    i++;
-                else if (ch == '"')
-                    in_str = false;
-                continue;
-            }
-            if (ch == '"') {
-                in_str = true;
-                continue;
-            }
-            if (ch != '-' && (ch < '0' || ch > '9')) continue;
-            size_t nd = 0;
-            bool neg = ch == '-', only_digits = true;
-            if (neg) i++;
-            size_t dstart = i;
-            for (; i < len; i++) {
-                char d = p[i];
-                if (d >= '0' && d <= '9')
-                    nd++;
-                else if (d == '.' || d == 'e' || d == 'E' || d == '+' || d == '-')
-                    only_digits = false;
-                else
-                    break;
-            }
-            size_t end = i;
-            i--; /* the loop's i++ moves to the character after the token */
-            if (!only_digits || nd < 19 || nd != end - dstart) continue;
-            const char *lim = neg ? maxneg : maxpos;
-            if (nd == 19 && memcmp(p + dstart, lim, 19) <= 0) continue;
-            if (pass == 0) {
-                need++;
-            } else {
-                memcpy(out + o, p + copied, end - copied);
-                o += end - copied;
-                memcpy(out + o, ".0", 2);
-                o += 2;
-                copied = end;
-            }
-        }
-        if (pass == 0) {
-            if (need == 0) return NULL;
-            out = mem_malloc(len + 2 * need);
-        }
-    }
-    memcpy(out + o, p + copied, len - copied);
-    *out_len = o + len - copied;
-    return out;
 }
 
 static bool contains_ci(const char *s, const char *needle)
@@ -714,25 +637,21 @@ int cstats_parse(cstats *out, const char *body, size_t len, buf *err)
         if (err) buf_puts(err, "stats: empty body: the container is not running");
         return -ENODATA;
     }
-    size_t wlen = 0;
-    char *wide = widen_big_integers(body, len, &wlen);
-    json_error_t je;
-    json_t *root = wide ? json_loadb(wide, wlen, 0, &je) : json_loadb(body, len, 0, &je);
-    mem_free(wide);
-    if (!root) {
-        if (err) buf_printf(err, "stats: %d:%d: %s", je.line, je.column, je.text);
+    json_read_error je;
+    json_doc *doc = json_doc_parse(body, len, CSTATS_MAX_BODY, JSON_READ_BIG_INTEGERS, &je);
+    if (!doc) {
+        if (err) buf_printf(err, "stats: %s", je.msg);
         return -EBADMSG;
     }
+    const json_val *root = json_doc_root(doc);
     pctx c = {.s = out, .err = err};
     int rc = 0;
-    if (!json_is_object(root)) {
+    if (!json_val_is_object(root)) {
         rc = fail(&c, "body", "expected an object");
         goto done;
     }
-    json_t *msg = json_object_get(root, "message");
-    if (msg && json_is_string(msg) && !json_object_get(root, "read") &&
-        !json_object_get(root, "cpu_stats")) {
-        const char *m = json_string_value(msg);
+    const char *m = json_val_string(json_val_get(root, "message"), NULL);
+    if (m && !json_val_get(root, "read") && !json_val_get(root, "cpu_stats")) {
         if (err) buf_printf(err, "engine: %s", m);
         rc = contains_ci(m, "no such container") ? -ENOENT : -EREMOTEIO;
         goto done;
@@ -751,7 +670,7 @@ int cstats_parse(cstats *out, const char *body, size_t len, buf *err)
     if (r < 0) goto fail;
     if (r == 1) out->known |= CSTATS_PREREAD_TIME;
 
-    json_t *o;
+    const json_val *o;
     if ((o = get_obj(&c, root, "cpu_stats", "cpu_stats"))) parse_cpu(&c, o);
     if ((o = get_obj(&c, root, "precpu_stats", "precpu_stats"))) parse_precpu(&c, o);
     int mv = 0, bv = 0;
@@ -775,6 +694,6 @@ fail:
         memcpy(out->name, name, sizeof name);
     }
 done:
-    json_decref(root);
+    json_doc_free(doc);
     return rc;
 }

@@ -8,13 +8,14 @@
  * absent (missing key, null, cgroup file not present on this kernel) and
  * must not be exported as 0.
  *
- * The parser uses jansson, kept inside cstats.c (nothing here depends on
- * <jansson.h>). It reads the body of GET /containers/{id}/stats?stream=false
- * (with or without one-shot=true) from API 1.41 and newer, cgroup v1 and v2
- * shapes, and Podman 4.3's compatible API (name without '/', "Id" instead
- * of "id", no memory_stats.stats, networks keyed "network", an empty body
- * for an exited container). Numbers are uint64: integers beyond int64
- * (pids_stats.limit = 2^64-1 means "no limit") are accepted. */
+ * The parser reads JSON with the json module's reader (nothing here depends
+ * on a JSON library). It reads the body of GET
+ * /containers/{id}/stats?stream=false (with or without one-shot=true) from
+ * API 1.41 and newer, cgroup v1 and v2 shapes, and Podman 4.3's compatible
+ * API (name without '/', "Id" instead of "id", no memory_stats.stats,
+ * networks keyed "network", an empty body for an exited container). Numbers
+ * are uint64: integers beyond int64 (pids_stats.limit = 2^64-1 means "no
+ * limit") are accepted. */
 #ifndef SIDEWATCH_CSTATS_H
 #define SIDEWATCH_CSTATS_H
 

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 
 #include "hmap.h"
 #include "httpc.h"
+#include "json.h"
 #include "log.h"
 #include "mem.h"
 #include "strutil.h"
@@ -172,20 +172,19 @@ static void sanitize_label_name(buf *out, const char *s)
 
 /* ---- JSON helpers (Go's encoding/json behaviour, as far as it matters) ----------------- */
 
-static const char *jtype(const json_t *v)
+static const char *jtype(const json_val *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
+    switch (json_val_kind(v)) {
+    case JSON_KIND_OBJECT:
         return "object";
-    case JSON_ARRAY:
+    case JSON_KIND_ARRAY:
         return "array";
-    case JSON_STRING:
+    case JSON_KIND_STRING:
         return "string";
-    case JSON_INTEGER:
-    case JSON_REAL:
+    case JSON_KIND_INT:
+    case JSON_KIND_REAL:
         return "number";
-    case JSON_TRUE:
-    case JSON_FALSE:
+    case JSON_KIND_BOOL:
         return "bool";
     default:
         return "null";
@@ -194,84 +193,87 @@ static const char *jtype(const json_t *v)
 
 /* A field of obj: the exact key, else a case-insensitive match (Go's
  * decoder accepts both). NULL when absent or JSON null. */
-static json_t *jfield(const json_t *obj, const char *name)
+static const json_val *jfield(const json_val *obj, const char *name)
 {
-    json_t *v = json_object_get(obj, name);
+    const json_val *v = json_val_get(obj, name);
     if (!v) {
+        json_iter it = {0};
         const char *k;
-        json_t *x;
-        json_object_foreach((json_t *)obj, k, x)
-        {
+        const json_val *x;
+        while (json_val_next(obj, &it, &k, &x)) {
             if (strcasecmp(k, name) == 0) {
                 v = x;
                 break;
             }
         }
     }
-    return v && !json_is_null(v) ? v : NULL;
+    return v && !json_val_is_null(v) ? v : NULL;
 }
 
-static void type_err(buf *err, const json_t *v, const char *field, const char *go_type)
+static void type_err(buf *err, const json_val *v, const char *field, const char *go_type)
 {
     buf_printf(err, "json: cannot unmarshal %s into Go struct field %s of type %s", jtype(v), field,
                go_type);
 }
 
 /* A string field: absent or null -> "" (Go leaves the zero value). */
-static int jstr(const json_t *obj, const char *name, const char *field, const char **out, buf *err)
+static int jstr(const json_val *obj, const char *name, const char *field, const char **out,
+                buf *err)
 {
-    json_t *v = jfield(obj, name);
+    const json_val *v = jfield(obj, name);
     *out = "";
     if (!v) return 0;
-    if (!json_is_string(v)) {
+    if (!json_val_is_string(v)) {
         type_err(err, v, field, "string");
         return -EINVAL;
     }
-    *out = json_string_value(v);
+    *out = json_val_string(v, NULL);
     return 0;
 }
 
-static int jbool(const json_t *obj, const char *name, const char *field, bool *out, buf *err)
+static int jbool(const json_val *obj, const char *name, const char *field, bool *out, buf *err)
 {
-    json_t *v = jfield(obj, name);
+    const json_val *v = jfield(obj, name);
     *out = false;
     if (!v) return 0;
-    if (!json_is_boolean(v)) {
+    if (!json_val_is_bool(v)) {
         type_err(err, v, field, "bool");
         return -EINVAL;
     }
-    *out = json_is_true(v);
+    *out = json_val_is_true(v);
     return 0;
 }
 
-static int juint16(const json_t *obj, const char *name, const char *field, unsigned *out, buf *err)
+static int juint16(const json_val *obj, const char *name, const char *field, unsigned *out,
+                   buf *err)
 {
-    json_t *v = jfield(obj, name);
+    const json_val *v = jfield(obj, name);
     *out = 0;
     if (!v) return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 65535) {
+    int64_t i;
+    if (!json_val_is_int(v) || json_val_int64(v, &i) < 0 || i < 0 || i > 65535) {
         type_err(err, v, field, "uint16");
         return -EINVAL;
     }
-    *out = (unsigned)json_integer_value(v);
+    *out = (unsigned)i;
     return 0;
 }
 
 /* A map[string]string field: NULL when absent or null. */
-static int jstrmap(const json_t *obj, const char *name, const char *field, json_t **out, buf *err)
+static int jstrmap(const json_val *obj, const char *name, const char *field, const json_val **out,
+                   buf *err)
 {
-    json_t *v = jfield(obj, name);
+    const json_val *v = jfield(obj, name);
     *out = NULL;
     if (!v) return 0;
-    if (!json_is_object(v)) {
+    if (!json_val_is_object(v)) {
         type_err(err, v, field, "map[string]string");
         return -EINVAL;
     }
-    const char *k;
-    json_t *x;
-    json_object_foreach(v, k, x)
-    {
-        if (!json_is_string(x) && !json_is_null(x)) {
+    json_iter it = {0};
+    const json_val *x;
+    while (json_val_next(v, &it, NULL, &x)) {
+        if (!json_val_is_string(x) && !json_val_is_null(x)) {
             type_err(err, x, field, "string");
             return -EINVAL;
         }
@@ -287,16 +289,15 @@ static int cmp_cstr(const void *a, const void *b)
 
 /* The keys of a JSON object, sorted (Go iterates maps in random order;
  * sorted keys make our output deterministic). Caller frees the array. */
-static const char **sorted_keys(json_t *obj, size_t *n)
+static const char **sorted_keys(const json_val *obj, size_t *n)
 {
-    *n = obj ? json_object_size(obj) : 0;
+    *n = json_val_len(obj);
     const char **keys = mem_calloc(*n + 1, sizeof *keys);
     size_t k = 0;
+    json_iter it = {0};
     const char *key;
-    json_t *x;
-    if (obj) {
-        json_object_foreach(obj, key, x) keys[k++] = key;
-    }
+    while (json_val_next(obj, &it, &key, NULL))
+        keys[k++] = key;
     qsort(keys, k, sizeof *keys, cmp_cstr);
     return keys;
 }
@@ -392,18 +393,18 @@ bad:
     return -EINVAL;
 }
 
-static int jip(const json_t *obj, const char *name, const char *field, bool *valid, char *out,
+static int jip(const json_val *obj, const char *name, const char *field, bool *valid, char *out,
                buf *err)
 {
-    json_t *v = jfield(obj, name);
+    const json_val *v = jfield(obj, name);
     *valid = false;
     out[0] = '\0';
     if (!v) return 0;
-    if (!json_is_string(v)) {
+    if (!json_val_is_string(v)) {
         type_err(err, v, field, "netip.Addr");
         return -EINVAL;
     }
-    return parse_ip(json_string_value(v), valid, out, err);
+    return parse_ip(json_val_string(v, NULL), valid, out, err);
 }
 
 /* Go's net.JoinHostPort. */
@@ -432,7 +433,7 @@ typedef struct dk_port {
 
 typedef struct dk_container {
     const char *id, *name, *image, *image_id, *network_mode; /* name NULL: no Names */
-    json_t *labels;
+    const json_val *labels;
     dk_net *nets;
     size_t n_nets; /* every entry, nil ones included (len(networks) in Go) */
     dk_port *ports;
@@ -453,61 +454,61 @@ static void containers_free(dk_container *cs, size_t n)
     mem_free(cs);
 }
 
-static int decode_container(json_t *c, dk_container *out, buf *err)
+static int decode_container(const json_val *c, dk_container *out, buf *err)
 {
     memset(out, 0, sizeof *out);
-    if (json_is_null(c)) return 0; /* a zero Summary: no names, skipped */
-    if (!json_is_object(c)) {
+    if (json_val_is_null(c)) return 0; /* a zero Summary: no names, skipped */
+    if (!json_val_is_object(c)) {
         buf_printf(err, "json: cannot unmarshal %s into Go value of type container.Summary",
                    jtype(c));
         return -EINVAL;
     }
     if (jstr(c, "Id", "Summary.Id", &out->id, err) < 0) return -EINVAL;
-    json_t *names = jfield(c, "Names");
+    const json_val *names = jfield(c, "Names");
     if (names) {
-        if (!json_is_array(names)) {
+        if (!json_val_is_array(names)) {
             type_err(err, names, "Summary.Names", "[]string");
             return -EINVAL;
         }
-        for (size_t i = 0; i < json_array_size(names); i++) {
-            json_t *x = json_array_get(names, i);
-            if (!json_is_string(x) && !json_is_null(x)) {
+        for (size_t i = 0; i < json_val_len(names); i++) {
+            const json_val *x = json_val_at(names, i);
+            if (!json_val_is_string(x) && !json_val_is_null(x)) {
                 type_err(err, x, "Summary.Names", "string");
                 return -EINVAL;
             }
         }
-        if (json_array_size(names) > 0) {
-            json_t *x = json_array_get(names, 0);
-            out->name = json_is_string(x) ? json_string_value(x) : "";
+        if (json_val_len(names) > 0) {
+            const json_val *x = json_val_at(names, 0);
+            out->name = json_val_is_string(x) ? json_val_string(x, NULL) : "";
         }
     }
     if (jstr(c, "Image", "Summary.Image", &out->image, err) < 0) return -EINVAL;
     if (jstr(c, "ImageID", "Summary.ImageID", &out->image_id, err) < 0) return -EINVAL;
     if (jstrmap(c, "Labels", "Summary.Labels", &out->labels, err) < 0) return -EINVAL;
     out->network_mode = "";
-    json_t *hc = jfield(c, "HostConfig");
+    const json_val *hc = jfield(c, "HostConfig");
     if (hc) {
-        if (!json_is_object(hc)) {
+        if (!json_val_is_object(hc)) {
             type_err(err, hc, "Summary.HostConfig", "struct { NetworkMode string }");
             return -EINVAL;
         }
         if (jstr(hc, "NetworkMode", "Summary.HostConfig.NetworkMode", &out->network_mode, err) < 0)
             return -EINVAL;
     }
-    json_t *ports = jfield(c, "Ports");
+    const json_val *ports = jfield(c, "Ports");
     if (ports) {
-        if (!json_is_array(ports)) {
+        if (!json_val_is_array(ports)) {
             type_err(err, ports, "Summary.Ports", "[]container.PortSummary");
             return -EINVAL;
         }
-        size_t np = json_array_size(ports);
+        size_t np = json_val_len(ports);
         out->ports = mem_calloc(np + 1, sizeof *out->ports);
         for (size_t i = 0; i < np; i++) {
-            json_t *p = json_array_get(ports, i);
+            const json_val *p = json_val_at(ports, i);
             dk_port *dp = &out->ports[out->n_ports++];
             dp->type = "";
-            if (json_is_null(p)) continue;
-            if (!json_is_object(p)) {
+            if (json_val_is_null(p)) continue;
+            if (!json_val_is_object(p)) {
                 type_err(err, p, "Summary.Ports", "container.PortSummary");
                 return -EINVAL;
             }
@@ -520,15 +521,15 @@ static int decode_container(json_t *c, dk_container *out, buf *err)
                 return -EINVAL;
         }
     }
-    json_t *ns = jfield(c, "NetworkSettings");
-    json_t *nets = NULL;
+    const json_val *ns = jfield(c, "NetworkSettings");
+    const json_val *nets = NULL;
     if (ns) {
-        if (!json_is_object(ns)) {
+        if (!json_val_is_object(ns)) {
             type_err(err, ns, "Summary.NetworkSettings", "container.NetworkSettingsSummary");
             return -EINVAL;
         }
         nets = jfield(ns, "Networks");
-        if (nets && !json_is_object(nets)) {
+        if (nets && !json_val_is_object(nets)) {
             type_err(err, nets, "Summary.NetworkSettings.Networks",
                      "map[string]*network.EndpointSettings");
             return -EINVAL;
@@ -538,15 +539,15 @@ static int decode_container(json_t *c, dk_container *out, buf *err)
     const char **keys = sorted_keys(nets, &nn);
     out->nets = mem_calloc(nn + 1, sizeof *out->nets);
     for (size_t i = 0; i < nn; i++) {
-        json_t *e = json_object_get(nets, keys[i]);
+        const json_val *e = json_val_get(nets, keys[i]);
         dk_net *dn = &out->nets[out->n_nets++];
         dn->key = keys[i];
         dn->network_id = "";
-        if (json_is_null(e)) {
+        if (json_val_is_null(e)) {
             dn->nil = true;
             continue;
         }
-        if (!json_is_object(e)) {
+        if (!json_val_is_object(e)) {
             mem_free(keys);
             type_err(err, e, "Summary.NetworkSettings.Networks", "network.EndpointSettings");
             return -EINVAL;
@@ -567,33 +568,35 @@ static int decode_container(json_t *c, dk_container *out, buf *err)
 
 /* Parses GET /containers/json. On success *root holds the JSON the
  * containers borrow from. */
-static int decode_containers(const char *body, size_t len, json_t **root, dk_container **out,
+static int decode_containers(const char *body, size_t len, json_doc **root, dk_container **out,
                              size_t *n, buf *err)
 {
-    json_error_t je;
-    json_t *j = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    json_read_error je;
+    json_doc *doc = json_doc_parse(body, len, DISCOVERY_DOCKER_MAX_BODY,
+                                   JSON_READ_ANY | JSON_READ_ALLOW_NUL, &je);
+    const json_val *j = json_doc_root(doc);
     *out = NULL;
     *n = 0;
-    if (!j) {
+    if (!doc) {
         buf_printf(err, "%s (line %d, column %d)", je.text, je.line, je.column);
         return -EINVAL;
     }
-    if (!json_is_array(j) && !json_is_null(j)) {
+    if (!json_val_is_array(j) && !json_val_is_null(j)) {
         buf_printf(err, "json: cannot unmarshal %s into Go value of type []container.Summary",
                    jtype(j));
-        json_decref(j);
+        json_doc_free(doc);
         return -EINVAL;
     }
-    size_t nc = json_is_array(j) ? json_array_size(j) : 0;
+    size_t nc = json_val_is_array(j) ? json_val_len(j) : 0;
     dk_container *cs = mem_calloc(nc + 1, sizeof *cs);
     for (size_t i = 0; i < nc; i++) {
-        if (decode_container(json_array_get(j, i), &cs[i], err) < 0) {
+        if (decode_container(json_val_at(j, i), &cs[i], err) < 0) {
             containers_free(cs, i + 1);
-            json_decref(j);
+            json_doc_free(doc);
             return -EINVAL;
         }
     }
-    *root = j;
+    *root = doc;
     *out = cs;
     *n = nc;
     return 0;
@@ -608,33 +611,35 @@ static void networks_free(dk_network *ns, size_t n)
 
 /* Parses GET /networks into each network's labels (Prometheus's
  * getNetworksLabels). */
-static int decode_networks(const char *body, size_t len, json_t **root, dk_network **out, size_t *n,
-                           buf *err)
+static int decode_networks(const char *body, size_t len, json_doc **root, dk_network **out,
+                           size_t *n, buf *err)
 {
-    json_error_t je;
-    json_t *j = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    json_read_error je;
+    json_doc *doc = json_doc_parse(body, len, DISCOVERY_DOCKER_MAX_BODY,
+                                   JSON_READ_ANY | JSON_READ_ALLOW_NUL, &je);
+    const json_val *j = json_doc_root(doc);
     *out = NULL;
     *n = 0;
-    if (!j) {
+    if (!doc) {
         buf_printf(err, "%s (line %d, column %d)", je.text, je.line, je.column);
         return -EINVAL;
     }
-    if (!json_is_array(j) && !json_is_null(j)) {
+    if (!json_val_is_array(j) && !json_val_is_null(j)) {
         buf_printf(err, "json: cannot unmarshal %s into Go value of type []network.Summary",
                    jtype(j));
-        json_decref(j);
+        json_doc_free(doc);
         return -EINVAL;
     }
-    size_t nn = json_is_array(j) ? json_array_size(j) : 0;
+    size_t nn = json_val_is_array(j) ? json_val_len(j) : 0;
     dk_network *ns = mem_calloc(nn + 1, sizeof *ns);
     size_t k = 0;
     buf name;
     buf_init(&name, BUF_UNLIMITED);
     int rc = 0;
     for (size_t i = 0; i < nn && rc == 0; i++) {
-        json_t *o = json_array_get(j, i);
-        if (json_is_null(o)) continue; /* a zero Summary: ID "" */
-        if (!json_is_object(o)) {
+        const json_val *o = json_val_at(j, i);
+        if (json_val_is_null(o)) continue; /* a zero Summary: ID "" */
+        if (!json_val_is_object(o)) {
             buf_printf(err, "json: cannot unmarshal %s into Go value of type network.Summary",
                        jtype(o));
             rc = -EINVAL;
@@ -642,7 +647,7 @@ static int decode_networks(const char *body, size_t len, json_t **root, dk_netwo
         }
         const char *id, *nm, *scope;
         bool internal, ingress;
-        json_t *labels;
+        const json_val *labels;
         if (jstr(o, "Id", "Summary.Id", &id, err) < 0 ||
             jstr(o, "Name", "Summary.Name", &nm, err) < 0 ||
             jstr(o, "Scope", "Summary.Scope", &scope, err) < 0 ||
@@ -667,7 +672,7 @@ static int decode_networks(const char *body, size_t len, json_t **root, dk_netwo
             buf_reset(&name);
             buf_puts(&name, META "network_label_");
             sanitize_label_name(&name, keys[l]);
-            const char *v = json_string_value(json_object_get(labels, keys[l]));
+            const char *v = json_val_string(json_val_get(labels, keys[l]), NULL);
             ll_set(&dn->labels, buf_cstr(&name), v ? v : "");
         }
         mem_free(keys);
@@ -675,10 +680,10 @@ static int decode_networks(const char *body, size_t len, json_t **root, dk_netwo
     buf_cleanup(&name);
     if (rc < 0) {
         networks_free(ns, k);
-        json_decref(j);
+        json_doc_free(doc);
         return rc;
     }
-    *root = j;
+    *root = doc;
     *out = ns;
     *n = k;
     return 0;
@@ -702,7 +707,7 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
                            size_t containers_len, const char *networks, size_t networks_len,
                            discovery_docker_target **out, size_t *n, buf *err)
 {
-    json_t *cj = NULL, *nj = NULL;
+    json_doc *cj = NULL, *nj = NULL;
     dk_container *cs = NULL;
     dk_network *ns = NULL;
     size_t nc = 0, nn = 0;
@@ -719,7 +724,7 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
         buf_printf(err, "error while computing network labels: %s", buf_cstr(&e));
         buf_cleanup(&e);
         containers_free(cs, nc);
-        json_decref(cj);
+        json_doc_free(cj);
         return -EINVAL;
     }
     buf_cleanup(&e);
@@ -753,7 +758,7 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
             buf_reset(&tmp);
             buf_puts(&tmp, META "container_label_");
             sanitize_label_name(&tmp, keys[l]);
-            const char *v = json_string_value(json_object_get(c->labels, keys[l]));
+            const char *v = json_val_string(json_val_get(c->labels, keys[l]), NULL);
             ll_set(&common, buf_cstr(&tmp), v ? v : "");
         }
         mem_free(keys);
@@ -835,8 +840,8 @@ int discovery_docker_build(const config_docker_sd *sd, const char *containers,
     id_index_cleanup(&cidx);
     containers_free(cs, nc);
     networks_free(ns, nn);
-    json_decref(cj);
-    json_decref(nj);
+    json_doc_free(cj);
+    json_doc_free(nj);
     *out = tb.v;
     *n = tb.n;
     return 0;
@@ -1214,10 +1219,10 @@ static int fetch(discovery_docker *d, const char *path, fetch_result *r, buf *er
 /* The daemon's error for a non-2xx answer, as the Go client words it. */
 static void daemon_error(const fetch_result *r, buf *err)
 {
-    json_t *j = json_loadb(r->body, r->len, JSON_DECODE_ANY, NULL);
-    json_t *m = j && json_is_object(j) ? json_object_get(j, "message") : NULL;
-    if (m && json_is_string(m)) {
-        buf_printf(err, "Error response from daemon: %s", json_string_value(m));
+    json_doc *j = json_doc_parse(r->body, r->len, DISCOVERY_DOCKER_MAX_BODY, JSON_READ_ANY, NULL);
+    const char *m = json_val_string(json_val_get(json_doc_root(j), "message"), NULL);
+    if (m) {
+        buf_printf(err, "Error response from daemon: %s", m);
     } else {
         size_t n = r->len;
         while (n > 0 && (r->body[n - 1] == '\n' || r->body[n - 1] == '\r'))
@@ -1229,7 +1234,7 @@ static void daemon_error(const fetch_result *r, buf *err)
             buf_printf(err, "request returned %ld %s for API route and version", r->status,
                        r->status == 404 ? "Not Found" : "status");
     }
-    json_decref(j);
+    json_doc_free(j);
 }
 
 /* "1.41" -> 1041; -1 when not <major>.<minor>. */
@@ -1262,9 +1267,9 @@ static void negotiate(discovery_docker *d)
     }
     buf_cleanup(&err);
     const char *ver = NULL;
-    json_t *j = r.status == 200 ? json_loadb(r.body, r.len, 0, NULL) : NULL;
-    json_t *v = j ? json_object_get(j, "ApiVersion") : NULL;
-    if (v && json_is_string(v)) ver = json_string_value(v);
+    json_doc *j =
+        r.status == 200 ? json_doc_parse(r.body, r.len, DISCOVERY_DOCKER_MAX_BODY, 0, NULL) : NULL;
+    ver = json_val_string(json_val_get(json_doc_root(j), "ApiVersion"), NULL);
     long num = api_number(ver);
     if (!ver || !*ver) {
         snprintf(d->api_version, sizeof d->api_version, "%s", DISCOVERY_DOCKER_MAX_API);
@@ -1281,7 +1286,7 @@ static void negotiate(discovery_docker *d)
     if (d->api_version[0])
         log_debug("discovery", "job %s: docker_sd: %s speaks API %s, using %s", d->job, d->sd->host,
                   ver ? ver : "(unknown)", d->api_version);
-    json_decref(j);
+    json_doc_free(j);
     fetch_result_cleanup(&r);
 }
 

@@ -19,7 +19,6 @@
 #include "docker.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -31,6 +30,7 @@
 
 #include "arena.h"
 #include "hmap.h"
+#include "json.h"
 #include "log.h"
 #include "mem.h"
 #include "strutil.h"
@@ -257,40 +257,36 @@ static void describe(const httpc_response *r, char *out, size_t n)
         return;
     }
     const char *m = NULL;
-    json_t *j = r->body_len ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
-    if (json_is_object(j) && json_is_string(json_object_get(j, "message")))
-        m = json_string_value(json_object_get(j, "message"));
+    json_doc *j =
+        r->body_len ? json_doc_parse(r->body, r->body_len, DOCKER_BODY_LIMIT, 0, NULL) : NULL;
+    m = json_val_string(json_val_get(json_doc_root(j), "message"), NULL);
     if (m)
         snprintf(out, n, "HTTP status %ld: %s", r->status, m);
     else
         snprintf(out, n, "HTTP status %ld", r->status);
-    json_decref(j);
+    json_doc_free(j);
 }
 
 /* ---- JSON helpers ------------------------------------------------------------------ */
 
-static const char *jstr(const json_t *o, const char *k)
+static const char *jstr(const json_val *o, const char *k)
 {
-    json_t *v = json_object_get(o, k);
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    return json_val_string(json_val_get(o, k), NULL);
 }
 
-static json_t *jobj(const json_t *o, const char *k)
+static const json_val *jobj(const json_val *o, const char *k)
 {
-    json_t *v = json_object_get(o, k);
-    return json_is_object(v) ? v : NULL;
+    const json_val *v = json_val_get(o, k);
+    return json_val_is_object(v) ? v : NULL;
 }
 
 /* An integer (or an integral real within int64) into *out. */
-static bool jint(const json_t *o, const char *k, int64_t *out)
+static bool jint(const json_val *o, const char *k, int64_t *out)
 {
-    json_t *v = json_object_get(o, k);
-    if (json_is_integer(v)) {
-        *out = (int64_t)json_integer_value(v);
-        return true;
-    }
-    if (json_is_real(v)) {
-        double f = json_real_value(v);
+    const json_val *v = json_val_get(o, k);
+    if (json_val_is_int(v)) return json_val_int64(v, out) == 0;
+    double f;
+    if (json_val_is_real(v) && json_val_double(v, &f) == 0) {
         if (f >= -9.2e18 && f <= 9.2e18) {
             *out = (int64_t)f;
             return true;
@@ -299,7 +295,7 @@ static bool jint(const json_t *o, const char *k, int64_t *out)
     return false;
 }
 
-static int64_t jint_or(const json_t *o, const char *k, int64_t def)
+static int64_t jint_or(const json_val *o, const char *k, int64_t def)
 {
     int64_t v;
     return jint(o, k, &v) ? v : def;
@@ -477,18 +473,18 @@ static int label_cmp(const void *a, const void *b)
     return strcmp(((const docker_label *)a)->key, ((const docker_label *)b)->key);
 }
 
-static void set_labels(docker *d, entry *e, const json_t *obj)
+static void set_labels(docker *d, entry *e, const json_val *obj)
 {
     free_labels(e);
-    size_t n = json_object_size(obj);
+    size_t n = json_val_len(obj);
     if (n) e->labels = mem_calloc(n, sizeof *e->labels);
+    json_iter it = {0};
     const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        if (!json_is_string(v)) continue;
+    const json_val *v;
+    while (json_val_next(obj, &it, &k, &v)) {
+        if (!json_val_is_string(v)) continue;
         e->labels[e->n_labels].key = mem_strdup(k);
-        e->labels[e->n_labels].value = mem_strdup(json_string_value(v));
+        e->labels[e->n_labels].value = mem_strdup(json_val_string(v, NULL));
         e->n_labels++;
     }
     if (e->n_labels > 1) qsort(e->labels, e->n_labels, sizeof *e->labels, label_cmp);
@@ -497,15 +493,13 @@ static void set_labels(docker *d, entry *e, const json_t *obj)
 
 /* The container's own name among Names (link aliases look like
  * "/other/alias"); the first one otherwise. */
-static const char *pick_name(const json_t *names)
+static const char *pick_name(const json_val *names)
 {
     const char *first = NULL;
-    size_t i;
-    json_t *v;
-    json_array_foreach(names, i, v)
-    {
-        if (!json_is_string(v)) continue;
-        const char *s = json_string_value(v);
+    const json_val *v;
+    for (size_t i = 0; (v = json_val_at(names, i)); i++) {
+        const char *s = json_val_string(v, NULL);
+        if (!s) continue;
         if (!first) first = s;
         if (!strchr(bare_name(s), '/')) return s;
     }
@@ -516,26 +510,28 @@ static const char *pick_name(const json_t *names)
 
 int docker_feed_inspect(docker *d, const char *id, const char *body, size_t len)
 {
-    json_t *root = json_loadb(body, len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    json_doc *doc = json_doc_parse(body, len, d->body_limit, 0, NULL);
+    const json_val *root = json_doc_root(doc);
+    if (!json_val_is_object(root)) {
+        json_doc_free(doc);
         return -EINVAL;
     }
     const char *rid = jstr(root, "Id");
     if (!rid || strcmp(rid, id) != 0) {
-        json_decref(root);
+        json_doc_free(doc);
         return -EINVAL;
     }
     entry *e = find(d, id);
     if (!e) { /* destroyed meanwhile */
-        json_decref(root);
+        json_doc_free(doc);
         return 0;
     }
-    json_t *cfg = jobj(root, "Config"), *st = jobj(root, "State"), *hc = jobj(root, "HostConfig");
+    const json_val *cfg = jobj(root, "Config"), *st = jobj(root, "State"),
+                   *hc = jobj(root, "HostConfig");
     if (jstr(root, "Name")) set_str(&e->name, bare_name(jstr(root, "Name")));
     if (cfg && jstr(cfg, "Image")) set_str(&e->image, jstr(cfg, "Image"));
     if (jstr(root, "Image")) set_str(&e->image_id, jstr(root, "Image"));
-    json_t *labels = cfg ? jobj(cfg, "Labels") : NULL;
+    const json_val *labels = cfg ? jobj(cfg, "Labels") : NULL;
     if (labels)
         set_labels(d, e, labels);
     else if (cfg)
@@ -546,10 +542,10 @@ int docker_feed_inspect(docker *d, const char *id, const char *body, size_t len)
         if (jstr(st, "Status")) set_str(&e->state, jstr(st, "Status"));
         e->pid = jint_or(st, "Pid", 0);
         e->exit_code = jint_or(st, "ExitCode", 0);
-        e->oom_killed = json_is_true(json_object_get(st, "OOMKilled"));
+        e->oom_killed = json_val_is_true(json_val_get(st, "OOMKilled"));
         e->started_at = parse_time(jstr(st, "StartedAt"));
         e->finished_at = parse_time(jstr(st, "FinishedAt"));
-        json_t *h = jobj(st, "Health");
+        const json_val *h = jobj(st, "Health");
         set_str(&e->health, h ? jstr(h, "Status") : "");
     }
     if (hc) {
@@ -565,7 +561,7 @@ int docker_feed_inspect(docker *d, const char *id, const char *body, size_t len)
     e->inspected = true;
     d->changed = true;
     atomic_fetch_add(&d->n_inspects, 1);
-    json_decref(root);
+    json_doc_free(doc);
     return 0;
 }
 
@@ -573,17 +569,17 @@ int docker_feed_inspect(docker *d, const char *id, const char *body, size_t len)
  * than the list request (list_seq) touched them. */
 static int merge_list(docker *d, const char *body, size_t len, uint64_t list_seq)
 {
-    json_t *root = json_loadb(body, len, 0, NULL);
-    if (!json_is_array(root)) {
-        json_decref(root);
+    json_doc *doc = json_doc_parse(body, len, d->body_limit, 0, NULL);
+    const json_val *root = json_doc_root(doc);
+    if (!json_val_is_array(root)) {
+        json_doc_free(doc);
         return -EINVAL;
     }
     uint64_t mark = ++d->list_mark;
-    size_t i, bad = 0;
-    json_t *c;
-    json_array_foreach(root, i, c)
-    {
-        const char *id = json_is_object(c) ? jstr(c, "Id") : NULL;
+    size_t bad = 0;
+    const json_val *c;
+    for (size_t i = 0; (c = json_val_at(root, i)); i++) {
+        const char *id = jstr(c, "Id");
         if (!id || !valid_id(id)) {
             bad++;
             continue;
@@ -592,17 +588,17 @@ static int merge_list(docker *d, const char *body, size_t len, uint64_t list_seq
         entry *e = find(d, id);
         if (!e) e = add(d, id);
         e->list_mark = mark;
-        json_t *names = json_object_get(c, "Names");
-        const char *name = json_is_array(names) ? pick_name(names) : NULL;
+        const json_val *names = json_val_get(c, "Names");
+        const char *name = json_val_is_array(names) ? pick_name(names) : NULL;
         if (name) set_str(&e->name, bare_name(name));
         if (!e->inspected && jstr(c, "Image")) set_str(&e->image, jstr(c, "Image"));
         if (jstr(c, "ImageID")) set_str(&e->image_id, jstr(c, "ImageID"));
-        json_t *labels = jobj(c, "Labels");
+        const json_val *labels = jobj(c, "Labels");
         if (labels) set_labels(d, e, labels);
         if (jstr(c, "State")) set_str(&e->state, jstr(c, "State"));
         int64_t created;
         if (jint(c, "Created", &created) && created > 0) e->created = (double)created;
-        json_t *hc = jobj(c, "HostConfig");
+        const json_val *hc = jobj(c, "HostConfig");
         if (hc && jstr(hc, "NetworkMode")) set_str(&e->network_mode, jstr(hc, "NetworkMode"));
         want_inspect(e);
     }
@@ -614,7 +610,7 @@ static int merge_list(docker *d, const char *body, size_t len, uint64_t list_seq
     }
     clear_tombs(d);
     d->changed = true;
-    json_decref(root);
+    json_doc_free(doc);
     if (bad) {
         count(d, DOCKER_ERR_BAD_JSON);
         dlog(d, LOG_WARN, NULL, DOCKER_ERR_BAD_JSON,
@@ -631,9 +627,10 @@ int docker_feed_list(docker *d, const char *body, size_t len)
 
 int docker_feed_info(docker *d, const char *body, size_t len)
 {
-    json_t *root = json_loadb(body, len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    json_doc *doc = json_doc_parse(body, len, d->body_limit, 0, NULL);
+    const json_val *root = json_doc_root(doc);
+    if (!json_val_is_object(root)) {
+        json_doc_free(doc);
         return -EINVAL;
     }
     set_str(&d->cgroup_driver, jstr(root, "CgroupDriver"));
@@ -648,18 +645,19 @@ int docker_feed_info(docker *d, const char *body, size_t len)
     d->mem_total = jint_or(root, "MemTotal", 0);
     if (jstr(root, "KernelVersion")) set_str(&d->kernel, jstr(root, "KernelVersion"));
     d->changed = true;
-    json_decref(root);
+    json_doc_free(doc);
     return 0;
 }
 
 int docker_negotiate_version(const char *body, size_t len, char out[16], buf *err)
 {
-    json_t *root = json_loadb(body, len, 0, NULL);
-    const char *av = json_is_object(root) ? jstr(root, "ApiVersion") : NULL;
+    json_doc *doc = json_doc_parse(body, len, DOCKER_BODY_LIMIT, 0, NULL);
+    const json_val *root = json_doc_root(doc);
+    const char *av = jstr(root, "ApiVersion");
     int v = parse_api(av);
     if (v < 0) {
         buf_puts(err, "the engine's /version has no usable ApiVersion");
-        json_decref(root);
+        json_doc_free(doc);
         return -EINVAL;
     }
     int newest = parse_api(DOCKER_API_NEWEST), oldest = parse_api(DOCKER_API_OLDEST);
@@ -679,15 +677,16 @@ int docker_negotiate_version(const char *body, size_t len, char out[16], buf *er
     } else {
         snprintf(out, 16, "%d.%d", use / 1000, use % 1000);
     }
-    json_decref(root);
+    json_doc_free(doc);
     return rc;
 }
 
 static void apply_version_facts(docker *d, const char *body, size_t len)
 {
-    json_t *root = json_loadb(body, len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    json_doc *doc = json_doc_parse(body, len, d->body_limit, 0, NULL);
+    const json_val *root = json_doc_root(doc);
+    if (!json_val_is_object(root)) {
+        json_doc_free(doc);
         return;
     }
     set_str(&d->version, jstr(root, "Version"));
@@ -695,16 +694,13 @@ static void apply_version_facts(docker *d, const char *body, size_t len)
     set_str(&d->arch, jstr(root, "Arch"));
     set_str(&d->kernel, jstr(root, "KernelVersion"));
     d->podman = false;
-    json_t *comps = json_object_get(root, "Components");
-    size_t i;
-    json_t *c;
-    json_array_foreach(comps, i, c)
-    {
-        const char *n = json_is_object(c) ? jstr(c, "Name") : NULL;
+    const json_val *comps = json_val_get(root, "Components"), *c;
+    for (size_t i = 0; (c = json_val_at(comps, i)); i++) {
+        const char *n = jstr(c, "Name");
         if (n && strstr(n, "Podman")) d->podman = true;
     }
     d->changed = true;
-    json_decref(root);
+    json_doc_free(doc);
 }
 
 /* ---- events ------------------------------------------------------------------------ */
@@ -730,11 +726,11 @@ static void set_state(docker *d, entry *e, const char *state)
 }
 
 /* Applies one decoded event. Returns false for a malformed one. */
-static bool apply_event(docker *d, json_t *ev)
+static bool apply_event(docker *d, const json_val *ev)
 {
     const char *type = jstr(ev, "Type");
-    if (json_object_get(ev, "Type") && !type) return false;
-    json_t *actor = jobj(ev, "Actor");
+    if (json_val_get(ev, "Type") && !type) return false;
+    const json_val *actor = jobj(ev, "Actor");
     const char *id = actor ? jstr(actor, "ID") : NULL;
     if (!id) id = jstr(ev, "id");
     const char *action = jstr(ev, "Action");
@@ -744,7 +740,7 @@ static bool apply_event(docker *d, json_t *ev)
         return true;
     }
     if (!action || !id || !valid_id(id)) return false;
-    json_t *attrs = actor ? jobj(actor, "Attributes") : NULL;
+    const json_val *attrs = actor ? jobj(actor, "Attributes") : NULL;
 
     /* "health_status: healthy", "exec_create: /bin/sh -c ..." */
     char base[32];
@@ -849,14 +845,15 @@ static void handle_line(docker *d, const char *line, size_t len)
     while (b > a && (line[b - 1] == ' ' || line[b - 1] == '\t' || line[b - 1] == '\r'))
         b--;
     if (a == b) return;
-    json_error_t jerr;
-    json_t *ev = json_loadb(line + a, b - a, 0, &jerr);
-    if (!json_is_object(ev)) {
-        bad_event(d, DOCKER_ERR_BAD_EVENT, ev ? "not a JSON object" : jerr.text, line + a, b - a);
+    json_read_error jerr;
+    json_doc *doc = json_doc_parse(line + a, b - a, d->line_limit, 0, &jerr);
+    const json_val *ev = json_doc_root(doc);
+    if (!json_val_is_object(ev)) {
+        bad_event(d, DOCKER_ERR_BAD_EVENT, doc ? "not a JSON object" : jerr.text, line + a, b - a);
     } else if (!apply_event(d, ev)) {
         bad_event(d, DOCKER_ERR_BAD_EVENT, "not a usable event", line + a, b - a);
     }
-    json_decref(ev);
+    json_doc_free(doc);
 }
 
 void docker_feed_events(docker *d, const char *p, size_t n)

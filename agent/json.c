@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <float.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -10,15 +11,16 @@
 #include <string.h>
 
 #include "expfmt.h"
+#include "mem.h"
 
-void json_init(json_writer *w, buf *out)
+void json_writer_init(json_writer *w, buf *out)
 {
     memset(w, 0, sizeof *w);
     w->out = out;
     w->first[0] = true;
 }
 
-int json_error(const json_writer *w)
+int json_writer_error(const json_writer *w)
 {
     return w->err;
 }
@@ -59,22 +61,22 @@ static void close_(json_writer *w, char c)
     put(w, &c, 1);
 }
 
-void json_object_begin(json_writer *w)
+void json_write_object_begin(json_writer *w)
 {
     open(w, '{');
 }
 
-void json_object_end(json_writer *w)
+void json_write_object_end(json_writer *w)
 {
     close_(w, '}');
 }
 
-void json_array_begin(json_writer *w)
+void json_write_array_begin(json_writer *w)
 {
     open(w, '[');
 }
 
-void json_array_end(json_writer *w)
+void json_write_array_end(json_writer *w)
 {
     close_(w, ']');
 }
@@ -142,12 +144,12 @@ int json_escape(buf *out, const char *s, size_t len)
     return rc;
 }
 
-void json_key(json_writer *w, const char *key)
+void json_write_key(json_writer *w, const char *key)
 {
-    json_key_n(w, key, strlen(key));
+    json_write_key_n(w, key, strlen(key));
 }
 
-void json_key_n(json_writer *w, const char *key, size_t len)
+void json_write_key_n(json_writer *w, const char *key, size_t len)
 {
     value_prefix(w);
     put(w, "\"", 1);
@@ -156,7 +158,7 @@ void json_key_n(json_writer *w, const char *key, size_t len)
     w->after_key = true;
 }
 
-void json_string_n(json_writer *w, const char *s, size_t len)
+void json_write_string_n(json_writer *w, const char *s, size_t len)
 {
     value_prefix(w);
     put(w, "\"", 1);
@@ -164,12 +166,12 @@ void json_string_n(json_writer *w, const char *s, size_t len)
     put(w, "\"", 1);
 }
 
-void json_string(json_writer *w, const char *s)
+void json_write_string(json_writer *w, const char *s)
 {
-    json_string_n(w, s, strlen(s));
+    json_write_string_n(w, s, strlen(s));
 }
 
-void json_int(json_writer *w, int64_t v)
+void json_write_int(json_writer *w, int64_t v)
 {
     char tmp[32];
     int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
@@ -177,7 +179,7 @@ void json_int(json_writer *w, int64_t v)
     put(w, tmp, (size_t)n);
 }
 
-void json_uint(json_writer *w, uint64_t v)
+void json_write_uint(json_writer *w, uint64_t v)
 {
     char tmp[32];
     int n = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
@@ -278,10 +280,10 @@ size_t json_format_float(double v, enum json_float_style style, char out[JSON_FL
     return n;
 }
 
-void json_double(json_writer *w, double v)
+void json_write_double(json_writer *w, double v)
 {
     if (isnan(v) || isinf(v)) {
-        json_null(w);
+        json_write_null(w);
         return;
     }
     char tmp[JSON_FLOAT_MAX];
@@ -290,14 +292,14 @@ void json_double(json_writer *w, double v)
     put(w, tmp, n);
 }
 
-void json_float_string(json_writer *w, double v)
+void json_write_float_string(json_writer *w, double v)
 {
     char tmp[JSON_FLOAT_MAX];
     size_t n = json_format_float(v, JSON_FLOAT_PROMETHEUS, tmp);
-    json_string_n(w, tmp, n);
+    json_write_string_n(w, tmp, n);
 }
 
-void json_timestamp(json_writer *w, int64_t ms)
+void json_write_timestamp(json_writer *w, int64_t ms)
 {
     char tmp[32];
     size_t n = 0;
@@ -310,20 +312,291 @@ void json_timestamp(json_writer *w, int64_t ms)
     put(w, tmp, n);
 }
 
-void json_bool(json_writer *w, bool v)
+void json_write_bool(json_writer *w, bool v)
 {
     value_prefix(w);
     put(w, v ? "true" : "false", v ? 4 : 5);
 }
 
-void json_null(json_writer *w)
+void json_write_null(json_writer *w)
 {
     value_prefix(w);
     put(w, "null", 4);
 }
 
-void json_raw(json_writer *w, const char *text, size_t len)
+void json_write_raw(json_writer *w, const char *text, size_t len)
 {
     value_prefix(w);
     put(w, text, len);
+}
+
+/* ---- reader ------------------------------------------------------------------------ */
+
+/* A json_doc and a json_val are jansson values: json_doc is the root (which
+ * owns the rest), json_val any value. The structs are never defined. */
+static json_t *jv(const json_val *v)
+{
+    return (json_t *)v;
+}
+
+/* Copies p with ".0" appended to each integer literal beyond int64 (outside
+ * strings), so jansson reads it as a real. Returns NULL when none needs it
+ * (parse the input as it is), else a new buffer (caller frees) of *out_len
+ * bytes. */
+static char *widen_big_integers(const char *p, size_t len, size_t *out_len)
+{
+    static const char maxpos[] = "9223372036854775807", maxneg[] = "9223372036854775808";
+    char *out = NULL;
+    size_t o = 0, copied = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t need = 0;
+        bool in_str = false;
+        for (size_t i = 0; i < len; i++) {
+            char ch = p[i];
+            if (in_str) {
+                if (ch == '\\')
+                    i++;
+                else if (ch == '"')
+                    in_str = false;
+                continue;
+            }
+            if (ch == '"') {
+                in_str = true;
+                continue;
+            }
+            if (ch != '-' && (ch < '0' || ch > '9')) continue;
+            size_t nd = 0;
+            bool neg = ch == '-', only_digits = true;
+            if (neg) i++;
+            size_t dstart = i;
+            for (; i < len; i++) {
+                char d = p[i];
+                if (d >= '0' && d <= '9')
+                    nd++;
+                else if (d == '.' || d == 'e' || d == 'E' || d == '+' || d == '-')
+                    only_digits = false;
+                else
+                    break;
+            }
+            size_t end = i;
+            i--; /* the loop's i++ moves to the character after the token */
+            if (!only_digits || nd < 19 || nd != end - dstart) continue;
+            const char *lim = neg ? maxneg : maxpos;
+            if (nd == 19 && memcmp(p + dstart, lim, 19) <= 0) continue;
+            if (pass == 0) {
+                need++;
+            } else {
+                memcpy(out + o, p + copied, end - copied);
+                o += end - copied;
+                memcpy(out + o, ".0", 2);
+                o += 2;
+                copied = end;
+            }
+        }
+        if (pass == 0) {
+            if (need == 0) return NULL;
+            out = mem_malloc(len + 2 * need);
+        }
+    }
+    memcpy(out + o, p + copied, len - copied);
+    *out_len = o + len - copied;
+    return out;
+}
+
+static void read_error(json_read_error *err, int code, int line, int column, size_t offset,
+                       const char *text)
+{
+    if (!err) return;
+    err->code = code;
+    err->line = line;
+    err->column = column;
+    err->offset = offset;
+    snprintf(err->text, sizeof err->text, "%s", text);
+    snprintf(err->msg, sizeof err->msg, "%d:%d: %s", line, column, err->text);
+}
+
+json_doc *json_doc_parse(const char *data, size_t len, size_t max_len, unsigned flags,
+                         json_read_error *err)
+{
+    if (len > max_len) {
+        char text[JSON_READ_TEXT_MAX];
+        snprintf(text, sizeof text, "input of %zu bytes exceeds the limit of %zu", len, max_len);
+        read_error(err, -E2BIG, 0, 0, 0, text);
+        return NULL;
+    }
+    if (!data) data = "";
+    size_t jflags = ((flags & JSON_READ_ANY) ? JSON_DECODE_ANY : 0) |
+                    ((flags & JSON_READ_ALLOW_NUL) ? JSON_ALLOW_NUL : 0);
+    size_t wlen = 0;
+    char *wide = (flags & JSON_READ_BIG_INTEGERS) ? widen_big_integers(data, len, &wlen) : NULL;
+    json_error_t je;
+    json_t *root = wide ? json_loadb(wide, wlen, jflags, &je) : json_loadb(data, len, jflags, &je);
+    mem_free(wide);
+    if (!root) {
+        read_error(err, -EBADMSG, je.line, je.column, (size_t)je.position, je.text);
+        return NULL;
+    }
+    return (json_doc *)root;
+}
+
+void json_doc_free(json_doc *doc)
+{
+    if (doc) json_decref((json_t *)doc);
+}
+
+const json_val *json_doc_root(const json_doc *doc)
+{
+    return (const json_val *)doc;
+}
+
+enum json_kind json_val_kind(const json_val *v)
+{
+    if (!v) return JSON_KIND_NONE;
+    switch (json_typeof(jv(v))) {
+    case JSON_OBJECT:
+        return JSON_KIND_OBJECT;
+    case JSON_ARRAY:
+        return JSON_KIND_ARRAY;
+    case JSON_STRING:
+        return JSON_KIND_STRING;
+    case JSON_INTEGER:
+        return JSON_KIND_INT;
+    case JSON_REAL:
+        return JSON_KIND_REAL;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return JSON_KIND_BOOL;
+    case JSON_NULL:
+        return JSON_KIND_NULL;
+    }
+    return JSON_KIND_NONE;
+}
+
+bool json_val_is_null(const json_val *v)
+{
+    return json_is_null(jv(v));
+}
+
+bool json_val_is_bool(const json_val *v)
+{
+    return json_is_boolean(jv(v));
+}
+
+bool json_val_is_true(const json_val *v)
+{
+    return json_is_true(jv(v));
+}
+
+bool json_val_is_int(const json_val *v)
+{
+    return json_is_integer(jv(v));
+}
+
+bool json_val_is_real(const json_val *v)
+{
+    return json_is_real(jv(v));
+}
+
+bool json_val_is_number(const json_val *v)
+{
+    return json_is_number(jv(v));
+}
+
+bool json_val_is_string(const json_val *v)
+{
+    return json_is_string(jv(v));
+}
+
+bool json_val_is_array(const json_val *v)
+{
+    return json_is_array(jv(v));
+}
+
+bool json_val_is_object(const json_val *v)
+{
+    return json_is_object(jv(v));
+}
+
+const json_val *json_val_get(const json_val *obj, const char *key)
+{
+    if (!json_is_object(jv(obj)) || !key) return NULL;
+    return (const json_val *)json_object_get(jv(obj), key);
+}
+
+size_t json_val_len(const json_val *v)
+{
+    if (json_is_array(jv(v))) return json_array_size(jv(v));
+    if (json_is_object(jv(v))) return json_object_size(jv(v));
+    return 0;
+}
+
+const json_val *json_val_at(const json_val *arr, size_t i)
+{
+    if (!json_is_array(jv(arr))) return NULL;
+    return (const json_val *)json_array_get(jv(arr), i);
+}
+
+bool json_val_next(const json_val *obj, json_iter *it, const char **key, const json_val **val)
+{
+    if (!json_is_object(jv(obj))) return false;
+    if (!it->started) {
+        it->started = true;
+        it->pos = json_object_iter(jv(obj));
+    } else if (it->pos) {
+        it->pos = json_object_iter_next(jv(obj), it->pos);
+    }
+    if (!it->pos) return false;
+    if (key) *key = json_object_iter_key(it->pos);
+    if (val) *val = (const json_val *)json_object_iter_value(it->pos);
+    return true;
+}
+
+const char *json_val_string(const json_val *v, size_t *len)
+{
+    if (!json_is_string(jv(v))) return NULL;
+    if (len) *len = json_string_length(jv(v));
+    return json_string_value(jv(v));
+}
+
+int json_val_int64(const json_val *v, int64_t *out)
+{
+    if (json_is_integer(jv(v))) {
+        *out = (int64_t)json_integer_value(jv(v));
+        return 0;
+    }
+    if (!json_is_real(jv(v))) return -EINVAL;
+    double d = json_real_value(jv(v));
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d))
+        return -ERANGE;
+    *out = (int64_t)d;
+    return 0;
+}
+
+int json_val_uint64(const json_val *v, uint64_t *out)
+{
+    if (json_is_integer(jv(v))) {
+        json_int_t i = json_integer_value(jv(v));
+        if (i < 0) return -ERANGE;
+        *out = (uint64_t)i;
+        return 0;
+    }
+    if (!json_is_real(jv(v))) return -EINVAL;
+    double d = json_real_value(jv(v));
+    if (!(d >= 0) || d != floor(d)) return -ERANGE;
+    *out = d >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)d;
+    return 0;
+}
+
+int json_val_double(const json_val *v, double *out)
+{
+    if (!json_is_number(jv(v))) return -EINVAL;
+    *out = json_number_value(jv(v));
+    return 0;
+}
+
+int json_val_bool(const json_val *v, bool *out)
+{
+    if (!json_is_boolean(jv(v))) return -EINVAL;
+    *out = json_is_true(jv(v));
+    return 0;
 }

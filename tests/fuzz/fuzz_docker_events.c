@@ -12,13 +12,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "buf.h"
 #include "docker.h"
+#include "json.h"
 #include "log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -78,11 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         /* Cache the container the body names, then apply the body to it. */
         char id[DOCKER_ID_MAX + 1] = "c49a6c5f2635";
-        json_t *j = json_loadb(body, len, 0, NULL);
-        json_t *jid = json_is_object(j) ? json_object_get(j, "Id") : NULL;
-        if (json_is_string(jid) && strlen(json_string_value(jid)) <= DOCKER_ID_MAX)
-            strcpy(id, json_string_value(jid));
-        json_decref(j);
+        json_doc *j = json_doc_parse(body, len, DOCKER_BODY_LIMIT, 0, NULL);
+        const char *jid = json_val_string(json_val_get(json_doc_root(j), "Id"), NULL);
+        if (jid && strlen(jid) <= DOCKER_ID_MAX) strcpy(id, jid);
+        json_doc_free(j);
         char list[DOCKER_ID_MAX + 32];
         snprintf(list, sizeof list, "[{\"Id\":\"%s\"}]", id);
         docker_feed_list(d, list, strlen(list));

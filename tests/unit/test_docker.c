@@ -80,8 +80,8 @@ static json_t *load_shared(const char *rel)
     return j;
 }
 
-/* jansson's json_string(): agent/json.h's writer exports a function of the
- * same name, which wins at link time in binaries that link both. */
+/* A jansson string of a C string (json_stringn: agent/json.h's writer used to
+ * export a json_string of its own, which shadowed jansson's at link time). */
 static json_t *jstring(const char *s)
 {
     return json_stringn(s, strlen(s));
