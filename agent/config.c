@@ -3177,7 +3177,8 @@ static void decode_otlp(ctx *c, const yamlconf_node *n)
     X(CT_CGROUP_ROOT, "cgroup_root")                                                               \
     X(CT_LABEL_KEYS, "label_keys")                                                                 \
     X(CT_INCLUDE, "include")                                                                       \
-    X(CT_EXCLUDE, "exclude")
+    X(CT_EXCLUDE, "exclude")                                                                       \
+    X(CT_TLS_CONFIG, "tls_config")
 enum { CT_FIELDS(F_ENUM) CT__N };
 static const char *const ct_names[] = {CT_FIELDS(F_NAME)};
 
@@ -3204,6 +3205,7 @@ static void containers_cleanup(config_containers *cc)
     free_strv(cc->label_keys, cc->n_label_keys);
     container_matches_free(cc->include, cc->n_include);
     container_matches_free(cc->exclude, cc->n_exclude);
+    http_cleanup(&cc->tls_client);
     memset(cc, 0, sizeof *cc);
 }
 
@@ -3275,9 +3277,29 @@ static void decode_containers(ctx *c, const yamlconf_node *key, const yamlconf_n
                    qz(c, h));
         }
     }
+    if (s[CT_TLS_CONFIG].key) {
+        if (decode_tls(c, s[CT_TLS_CONFIG].val, &cc->tls_client)) cc->tls = true;
+    }
     if (!cc->docker_host) {
         const char *env = getenv("DOCKER_HOST");
         cc->docker_host = mem_strdup(env && *env ? env : "unix://" CONFIG_DEFAULT_DOCKER_SOCKET);
+        /* The docker CLI's TLS settings go with its DOCKER_HOST. */
+        const char *verify = getenv("DOCKER_TLS_VERIFY"), *certs = getenv("DOCKER_CERT_PATH");
+        if (env && *env && !cc->tls && ((verify && *verify) || (certs && *certs))) {
+            cc->tls = true;
+            cc->tls_client.tls_insecure_skip_verify = !(verify && *verify);
+            if (certs && *certs) {
+                buf p;
+                buf_init(&p, BUF_UNLIMITED);
+                buf_printf(&p, "%s/ca.pem", certs);
+                cc->tls_client.tls_ca_file = buf_detach(&p, NULL);
+                buf_printf(&p, "%s/cert.pem", certs);
+                cc->tls_client.tls_cert_file = buf_detach(&p, NULL);
+                buf_printf(&p, "%s/key.pem", certs);
+                cc->tls_client.tls_key_file = buf_detach(&p, NULL);
+                buf_cleanup(&p);
+            }
+        }
     }
     int64_t iv = 0;
     if (get_duration(c, &s[CT_INTERVAL], &iv) > 0) {
@@ -3335,6 +3357,11 @@ bool config_containers_equal(const config_containers *a, const config_containers
         a->all_labels != b->all_labels || a->n_label_keys != b->n_label_keys)
         return false;
     if (!streq0(a->docker_host, b->docker_host) || !streq0(a->cgroup_root, b->cgroup_root))
+        return false;
+    if (a->tls != b->tls || !streq0(a->tls_client.tls_ca_file, b->tls_client.tls_ca_file) ||
+        !streq0(a->tls_client.tls_cert_file, b->tls_client.tls_cert_file) ||
+        !streq0(a->tls_client.tls_key_file, b->tls_client.tls_key_file) ||
+        a->tls_client.tls_insecure_skip_verify != b->tls_client.tls_insecure_skip_verify)
         return false;
     for (size_t i = 0; i < a->n_label_keys; i++)
         if (strcmp(a->label_keys[i], b->label_keys[i]) != 0) return false;

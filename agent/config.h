@@ -271,6 +271,12 @@ typedef struct config_containers {
     size_t n_include;
     config_container_match *exclude;
     size_t n_exclude;
+    /* TLS to a tcp:// or https:// engine: `tls_config:` (ca_file, cert_file,
+     * key_file, insecure_skip_verify), or, when docker_host came from
+     * $DOCKER_HOST, the docker CLI's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+     * (ca.pem, cert.pem, key.pem). Only the tls_* fields are used. */
+    bool tls;
+    config_http_client tls_client;
 } config_containers;
 
 /* true when a and b would run the same collector (reload keeps it). */

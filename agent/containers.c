@@ -534,8 +534,14 @@ int containers_new(const containers_options *o, containers **out, buf *err)
     buf_init(&c->om, CONTAINERS_MAX_EXPOSITION);
     c->status.cgroup_mode = "none";
     atomic_init(&c->stop, false);
+    const config_http_client *tc = &c->cc->tls_client;
     docker_opts dopts = {
         .host = c->cc->docker_host,
+        .tls = c->cc->tls,
+        .tls_insecure_skip_verify = tc->tls_insecure_skip_verify,
+        .tls_ca_file = tc->tls_ca_file,
+        .tls_cert_file = tc->tls_cert_file,
+        .tls_key_file = tc->tls_key_file,
         .request_timeout_ms = o->request_timeout_ms,
         .backoff_initial_ms = o->backoff_initial_ms,
         .backoff_max_ms = o->backoff_max_ms,
