@@ -33,6 +33,9 @@
  *                                      below); meta.wal_pin says which are
  *                                      still needed
  *   metadata(metric, type, help, unit) latest wins
+ *   kv(ns, key, value)                 durable state of other modules
+ *                                      (version 4): alert state, the
+ *                                      notification outbox (store_kv_*)
  * Label names and values are BLOBs (they may contain NUL; BLOBs compare with
  * memcmp, i.e. like Go strings).
  *
@@ -118,7 +121,7 @@
 #include "mem.h"
 #include "strutil.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_APPLICATION_ID 0x53445754 /* "SDWT" */
 #define STORE_DB_NAME "sidewatch.db"
 #define STORE_LOCK_NAME "lock"
@@ -928,6 +931,10 @@ static const char schema_v2_sql[] =
 static const char schema_v3_sql[] = "DROP INDEX IF EXISTS chunks_series;"
                                     "CREATE INDEX chunks_series ON chunks(series_id, max_t, min_t);";
 
+/* The key-value table of schema version 4 (store_kv_*). */
+static const char schema_v4_sql[] = "CREATE TABLE IF NOT EXISTS kv(ns TEXT NOT NULL, key BLOB NOT NULL,"
+                                    " value BLOB NOT NULL, PRIMARY KEY(ns, key)) WITHOUT ROWID;";
+
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -1038,6 +1045,7 @@ static int init_schema(store *s, buf *err)
         rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v2_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v3_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v4_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) goto sqlerr;
     } else if (app_id != STORE_APPLICATION_ID) {
         open_error(err, s, "%s is not a sidewatch database (application_id 0x%" PRIx64 ")",
@@ -1057,6 +1065,10 @@ static int init_schema(store *s, buf *err)
             rc = sqlite3_exec(s->db, schema_v3_sql, NULL, NULL, NULL);
             if (rc != SQLITE_OK) goto sqlerr;
             log_info(COMPONENT, "migrated the chunk index to schema version 3");
+        }
+        if (version < 4) {
+            rc = sqlite3_exec(s->db, schema_v4_sql, NULL, NULL, NULL);
+            if (rc != SQLITE_OK) goto sqlerr;
         }
     }
     if (version < STORE_SCHEMA_VERSION) {
@@ -3319,7 +3331,127 @@ int store_import_finish(store_import *im)
     return rc;
 }
 
-/* ---- checking ------------------------------------------------------------------------- */
+/* ---- durable key-value state ------------------------------------------------------ */
+
+static int kv_fail(store *s, int rc, buf *err, const char *what)
+{
+    if (err) buf_printf(err, "storage: %s: %s", what, sqlite3_errmsg(s->db));
+    return sql_errno(rc);
+}
+
+int store_kv_apply(store *s, const store_kv_op *ops, size_t n, buf *err)
+{
+    pthread_mutex_lock(&s->write_mu);
+    sqlite3_stmt *put = NULL, *del = NULL;
+    int rc = prepare(s->db, "INSERT OR REPLACE INTO kv(ns, key, value) VALUES(?1, ?2, ?3)", &put);
+    if (rc == SQLITE_OK) rc = prepare(s->db, "DELETE FROM kv WHERE ns = ?1 AND key = ?2", &del);
+    if (rc == SQLITE_OK) rc = step_done(s->st.begin);
+    if (rc != SQLITE_OK) {
+        int e = kv_fail(s, rc, err, "writing state");
+        sqlite3_finalize(put);
+        sqlite3_finalize(del);
+        pthread_mutex_unlock(&s->write_mu);
+        return e;
+    }
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+        sqlite3_stmt *st = ops[i].value ? put : del;
+        sqlite3_bind_text(st, 1, ops[i].ns, -1, SQLITE_STATIC);
+        bind_bytes(st, 2, ops[i].key, ops[i].key_len);
+        if (ops[i].value) bind_bytes(st, 3, ops[i].value, ops[i].value_len);
+        rc = step_done(st);
+        sqlite3_clear_bindings(st);
+    }
+    if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+    int e = 0;
+    if (rc != SQLITE_OK) {
+        e = kv_fail(s, rc, err, "writing state");
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    }
+    sqlite3_finalize(put);
+    sqlite3_finalize(del);
+    pthread_mutex_unlock(&s->write_mu);
+    return e;
+}
+
+int store_kv_list(store *s, const char *ns, const void *prefix, size_t prefix_len, size_t limit,
+                  store_kv_entry **out, size_t *n, buf *err)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->write_mu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT key, value FROM kv WHERE ns = ?1 AND substr(key, 1, ?3) = ?2"
+                                " ORDER BY key LIMIT ?4",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        int e = kv_fail(s, rc, err, "reading state");
+        pthread_mutex_unlock(&s->write_mu);
+        return e;
+    }
+    sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+    bind_bytes(st, 2, prefix, prefix_len);
+    sqlite3_bind_int64(st, 3, (int64_t)prefix_len);
+    sqlite3_bind_int64(st, 4, limit ? (int64_t)limit : -1);
+    store_kv_entry *v = NULL;
+    size_t len = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = mem_realloc(v, cap * sizeof *v);
+        }
+        store_kv_entry *e = &v[len++];
+        e->key_len = (size_t)sqlite3_column_bytes(st, 0);
+        e->key = mem_malloc(e->key_len + 1);
+        if (e->key_len) memcpy(e->key, sqlite3_column_blob(st, 0), e->key_len);
+        ((char *)e->key)[e->key_len] = 0;
+        e->value_len = (size_t)sqlite3_column_bytes(st, 1);
+        e->value = mem_malloc(e->value_len + 1);
+        if (e->value_len) memcpy(e->value, sqlite3_column_blob(st, 1), e->value_len);
+        ((char *)e->value)[e->value_len] = 0;
+    }
+    int e = 0;
+    if (rc != SQLITE_DONE) {
+        e = kv_fail(s, rc, err, "reading state");
+        store_kv_entries_free(v, len);
+        v = NULL;
+        len = 0;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->write_mu);
+    *out = v;
+    *n = len;
+    return e;
+}
+
+void store_kv_entries_free(store_kv_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mem_free(e[i].key);
+        mem_free(e[i].value);
+    }
+    mem_free(e);
+}
+
+int64_t store_kv_count(store *s, const char *ns)
+{
+    pthread_mutex_lock(&s->write_mu);
+    sqlite3_stmt *st = NULL;
+    int64_t count = 0;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM kv WHERE ns = ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            count = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->write_mu);
+    return rc == SQLITE_OK ? count : sql_errno(rc);
+}
+
 
 int store_check(const char *path, buf *report)
 {

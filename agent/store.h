@@ -246,6 +246,44 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
  * the samples of the last transaction are not stored. */
 int store_import_finish(store_import *im);
 
+/* ---- durable key-value state ---------------------------------------------------- */
+
+/* Small records other modules keep in the same database as the samples, so
+ * that samples, alert state and pending notifications are consistent after
+ * a crash: the rule engine's alert state, the notification outbox. Keys
+ * live in a namespace (`ns`, a short text such as "alerts" or "outbox/am");
+ * keys and values are bytes, and keys compare with memcmp (so big-endian
+ * or zero-padded numbers list in numeric order). */
+typedef struct store_kv_op {
+    const char *ns;
+    const void *key;
+    size_t key_len;
+    const void *value; /* NULL: delete the key (no error if absent) */
+    size_t value_len;
+} store_kv_op;
+
+typedef struct store_kv_entry {
+    void *key; /* owned; NUL-terminated for convenience (not counted in key_len) */
+    size_t key_len;
+    void *value; /* owned; NUL-terminated for convenience */
+    size_t value_len;
+} store_kv_entry;
+
+/* Applies the puts and deletes in ops (in order) in one transaction: all or
+ * none. Returns 0 once committed (durable as a batch commit, see above), or
+ * a negative errno (-ENOSPC for a full disk, -EIO, ...) with a message
+ * appended to err (may be NULL); nothing is then changed. Thread-safe. */
+int store_kv_apply(store *s, const store_kv_op *ops, size_t n, buf *err);
+/* The entries of namespace ns whose key starts with prefix (prefix_len 0:
+ * all), sorted by key, at most limit of them (0 = no limit). *out (caller
+ * frees with store_kv_entries_free) and *n; *out is NULL when none.
+ * Returns 0 or a negative errno with a message appended to err. */
+int store_kv_list(store *s, const char *ns, const void *prefix, size_t prefix_len, size_t limit,
+                  store_kv_entry **out, size_t *n, buf *err);
+void store_kv_entries_free(store_kv_entry *e, size_t n);
+/* Number of entries in ns, or a negative errno. */
+int64_t store_kv_count(store *s, const char *ns);
+
 /* ---- checking --------------------------------------------------------------------- */
 
 /* `sidewatch check store DIR`: runs SQLite's integrity_check and decodes every

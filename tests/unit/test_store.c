@@ -1204,6 +1204,54 @@ static void test_import(void **state)
     tmpdir_free(dir);
 }
 
+/* The key-value state: puts, deletes and listing in key order, in one
+ * transaction, kept across a reopen. */
+static void test_kv(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    store_kv_op ops[] = {
+        {"outbox", "0002", 4, "second", 6},
+        {"outbox", "0001", 4, "first", 5},
+        {"outbox", "0003", 4, "third", 5},
+        {"alerts", "a\0b", 3, "\0\1", 2},
+        {"outbox", "0003", 4, NULL, 0},
+    };
+    assert_int_equal(store_kv_apply(s, ops, 5, NULL), 0);
+    store_kv_entry *e;
+    size_t n;
+    assert_int_equal(store_kv_list(s, "outbox", NULL, 0, 0, &e, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(e[0].key, "0001");
+    assert_string_equal(e[0].value, "first");
+    assert_string_equal(e[1].value, "second");
+    store_kv_entries_free(e, n);
+    assert_int_equal(store_kv_count(s, "outbox"), 2);
+    store_close(s);
+
+    s = open_store(dir, 0);
+    assert_int_equal(store_kv_list(s, "outbox", "0002", 4, 0, &e, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].value, "second");
+    store_kv_entries_free(e, n);
+    assert_int_equal(store_kv_list(s, "outbox", NULL, 0, 1, &e, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].key, "0001");
+    store_kv_entries_free(e, n);
+    assert_int_equal(store_kv_list(s, "alerts", NULL, 0, 0, &e, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].key_len, 3);
+    assert_memory_equal(e[0].key, "a\0b", 3);
+    assert_int_equal(e[0].value_len, 2);
+    store_kv_entries_free(e, n);
+    assert_int_equal(store_kv_list(s, "none", NULL, 0, 0, &e, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_null(e);
+    store_close(s);
+    tmpdir_free(dir);
+}
+
 static void test_reopen(void **state)
 {
     (void)state;
@@ -1608,7 +1656,7 @@ static void test_migration_from_v2(void **state)
     snprintf(cmd, sizeof cmd,
              "test \"$(sqlite3 %s/sidewatch.db 'PRAGMA user_version; "
              "SELECT group_concat(name) FROM pragma_index_info(\"chunks_series\")')\" = "
-             "\"$(printf '3\\nseries_id,max_t,min_t')\"",
+             "\"$(printf '4\\nseries_id,max_t,min_t')\"",
              dir);
     assert_int_equal(system(cmd), 0);
     s = open_store(dir, 0);
@@ -1962,6 +2010,7 @@ int main(void)
         cmocka_unit_test(test_migration_from_v1),
         cmocka_unit_test(test_migration_from_v2),
         cmocka_unit_test(test_reopen),
+        cmocka_unit_test(test_kv),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_commit_failure),
         cmocka_unit_test(test_concurrent),
