@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "expfmt.h"
 #include "mem.h"
@@ -786,6 +787,21 @@ int rulefmt_check_command(int argc, char **argv)
             return 0;
         } else {
             fprintf(stderr, "sidewatch: error: unknown long flag '%s', try --help\n", a);
+            mem_free(files);
+            return 1;
+        }
+    }
+    /* kingpin's ExistingFiles(): every argument must exist before anything
+     * is checked. */
+    for (int i = 0; i < nfiles; i++) {
+        struct stat st;
+        if (stat(files[i], &st) != 0) {
+            fprintf(stderr, "sidewatch: error: path '%s' does not exist, try --help\n", files[i]);
+            mem_free(files);
+            return 1;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "sidewatch: error: '%s' is a directory, try --help\n", files[i]);
             mem_free(files);
             return 1;
         }
