@@ -878,7 +878,13 @@ static size_t eval_rule(group *g, size_t i, int64_t t)
     buf_init(&err, 64 * 1024);
     outvec out = {0};
     qctx qc = {.g = g};
-    void *h = m->o.source.begin(m->o.source.ctx, &qc.q, &err);
+    void *h;
+    if (m->o.source.begin) {
+        h = m->o.source.begin(m->o.source.ctx, &qc.q, &err);
+    } else {
+        qc.q = m->o.source.fixed;
+        h = &qc;
+    }
     int rc;
     if (!h) {
         if (err.len == 0) buf_puts(&err, "cannot start query");
@@ -886,7 +892,7 @@ static size_t eval_rule(group *g, size_t i, int64_t t)
     } else {
         rc = r->alerting ? eval_alerting(g, r, &qc, t, q, &out, &err)
                          : eval_recording(g, r, &qc, q, &out, &err);
-        m->o.source.end(m->o.source.ctx, h);
+        if (m->o.source.begin) m->o.source.end(m->o.source.ctx, h);
     }
     if (rc < 0) {
         set_error(r, buf_cstr(&err));
@@ -1291,8 +1297,8 @@ static const double duration_buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1,
 int rules_manager_new(const rules_options *o, rules_manager **out, buf *err)
 {
     *out = NULL;
-    if (!o || !o->source.begin || !o->source.end || !o->appender.begin || !o->appender.append ||
-        !o->appender.commit) {
+    if (!o || (o->source.begin ? !o->source.end : !o->source.fixed.select) ||
+        !o->appender.begin || !o->appender.append || !o->appender.commit) {
         buf_puts(err, "rules: the source and appender callbacks are required");
         return -EINVAL;
     }
@@ -1740,20 +1746,7 @@ void rules_appender_store(store *s, rules_appender *out)
         .ctx = s, .begin = store_app_begin, .append = store_app_append, .commit = store_app_commit};
 }
 
-static void *q_begin(void *ctx, promql_queryable *q, buf *err)
-{
-    (void)err;
-    *q = *(const promql_queryable *)ctx;
-    return ctx;
-}
-
-static void q_end(void *ctx, void *handle)
-{
-    (void)ctx;
-    (void)handle;
-}
-
 void rules_source_queryable(const promql_queryable *q, rules_source *out)
 {
-    *out = (rules_source){.ctx = (void *)q, .begin = q_begin, .end = q_end};
+    *out = (rules_source){.fixed = *q};
 }

@@ -143,14 +143,16 @@ typedef struct rules_appender {
     int (*commit)(void *batch, buf *err);
 } rules_appender;
 
-/* Where queries read from. For each rule evaluation (and each template
- * `query`) the engine calls begin(), which fills *q with the data source
- * to use until end(handle) and returns an opaque handle (may be ctx; NULL
- * with a message in err is a failure). */
+/* Where queries read from. For each rule evaluation (and its template
+ * `query` calls) the engine calls begin(), which fills *q with the data
+ * source to use until end(handle) and returns an opaque handle (may be
+ * ctx; NULL with a message in err is a failure). With begin NULL, every
+ * query reads from `fixed` instead (rules_source_queryable). */
 typedef struct rules_source {
     void *ctx;
     void *(*begin)(void *ctx, promql_queryable *q, buf *err);
     void (*end)(void *ctx, void *handle);
+    promql_queryable fixed;
 } rules_source;
 
 /* An alert handed to the notify callback (Prometheus's notifier.Alert as
@@ -190,9 +192,8 @@ typedef struct rules_persist {
 void rules_persist_store(store *s, rules_persist *out);
 void rules_source_store(store *s, rules_source *out);
 void rules_appender_store(store *s, rules_appender *out);
-/* A source that always answers from *q (borrowed: q itself must stay valid
- * while the manager lives): memstore_queryable() for tests and the
- * unit-test runner. */
+/* A source that always answers from q (copied into out->fixed; q->ctx is
+ * borrowed): memstore_queryable() for tests and the unit-test runner. */
 void rules_source_queryable(const promql_queryable *q, rules_source *out);
 
 /* ---- the manager ----------------------------------------------------------- */
