@@ -1075,6 +1075,292 @@ static void write_time(json_writer *w, int64_t ms)
     json_write_string_n(w, t, apiv1_format_time(ms, t));
 }
 
+/* ---- /rules, /alerts and /alertmanagers ------------------------------------------------------- */
+
+/* An alert's value as Prometheus prints it: strconv.FormatFloat(v, 'e', -1,
+ * 64), the shortest exponent form that reads back exactly ("9e-01"). */
+static void write_alert_value(json_writer *w, double v)
+{
+    char s[40];
+    if (isnan(v))
+        snprintf(s, sizeof s, "NaN");
+    else if (isinf(v))
+        snprintf(s, sizeof s, "%sInf", v > 0 ? "+" : "-");
+    else
+        for (int p = 0; p <= 17; p++) {
+            snprintf(s, sizeof s, "%.*e", p, v);
+            if (strtod(s, NULL) == v) break;
+        }
+    json_write_string(w, s);
+}
+
+/* Go's zero time for a time that was never set. */
+static void write_rule_time(json_writer *w, int64_t ms)
+{
+    char t[40];
+    if (ms == RULES_TS_NONE)
+        json_write_string(w, "0001-01-01T00:00:00Z");
+    else
+        json_write_string_n(w, t, apiv1_format_time(ms, t));
+}
+
+static void write_alert(json_writer *w, const rules_alert *a)
+{
+    json_write_object_begin(w);
+    json_write_key(w, "labels");
+    write_labels(w, a->labels, false);
+    json_write_key(w, "annotations");
+    write_labels(w, a->annotations ? a->annotations : labels_empty(), false);
+    json_write_key(w, "state");
+    json_write_string(w, rules_state_name(a->state));
+    json_write_key(w, "activeAt");
+    write_rule_time(w, a->active_at_ms);
+    if (a->keep_firing_since_ms != RULES_TS_NONE) {
+        json_write_key(w, "keepFiringSince");
+        write_rule_time(w, a->keep_firing_since_ms);
+    }
+    json_write_key(w, "value");
+    write_alert_value(w, a->value);
+    json_write_object_end(w);
+}
+
+static void write_alerts(json_writer *w, const rules_alert *a, size_t n)
+{
+    json_write_array_begin(w);
+    for (size_t i = 0; i < n; i++)
+        write_alert(w, &a[i]);
+    json_write_array_end(w);
+}
+
+/* strconv.ParseBool. */
+static int parse_go_bool(const char *s, size_t len, bool *out)
+{
+    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < 6; i++) {
+        if (strlen(yes[i]) == len && memcmp(yes[i], s, len) == 0) return *out = true, 0;
+        if (strlen(no[i]) == len && memcmp(no[i], s, len) == 0) return *out = false, 0;
+    }
+    return -EINVAL;
+}
+
+static bool param_listed(const apiv1_param *const *v, size_t n, const char *s)
+{
+    if (!n) return true;
+    for (size_t i = 0; i < n; i++)
+        if (v[i]->value_len == strlen(s) && memcmp(v[i]->value, s, v[i]->value_len) == 0)
+            return true;
+    return false;
+}
+
+static void h_rules(req *r)
+{
+    const apiv1_param *typ = form_value(r, "type");
+    bool want_alerting = true, want_recording = true;
+    if (typ && typ->value_len) {
+        char t[16] = "";
+        for (size_t i = 0; i < typ->value_len && i < sizeof t - 1; i++)
+            t[i] = (char)(typ->value[i] >= 'A' && typ->value[i] <= 'Z' ? typ->value[i] + 32
+                                                                        : typ->value[i]);
+        if (typ->value_len < sizeof t && strcmp(t, "alert") == 0) {
+            want_recording = false;
+        } else if (typ->value_len < sizeof t && strcmp(t, "record") == 0) {
+            want_alerting = false;
+        } else {
+            buf m;
+            buf_init(&m, BUF_UNLIMITED);
+            buf_printf(&m, "not supported value \"%.*s\"", (int)typ->value_len, typ->value);
+            respond_param_error(r, "type", buf_cstr(&m));
+            buf_cleanup(&m);
+            return;
+        }
+    }
+    bool exclude_alerts = false;
+    const apiv1_param *ex = form_value(r, "exclude_alerts");
+    if (ex && ex->value_len) {
+        if (parse_go_bool(ex->value, ex->value_len, &exclude_alerts) < 0) {
+            buf m;
+            buf_init(&m, BUF_UNLIMITED);
+            buf_printf(&m, "strconv.ParseBool: parsing \"%.*s\": invalid syntax",
+                       (int)ex->value_len, ex->value);
+            respond_param_error(r, "exclude_alerts", buf_cstr(&m));
+            buf_cleanup(&m);
+            return;
+        }
+    }
+    size_t n_names, n_groups, n_files, n_match;
+    const apiv1_param **names = form_values(r, "rule_name[]", &n_names);
+    const apiv1_param **groups = form_values(r, "rule_group[]", &n_groups);
+    const apiv1_param **files = form_values(r, "file[]", &n_files);
+    const apiv1_param **match = form_values(r, "match[]", &n_match);
+    matcher_sets ms = {0};
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    if (n_match && parse_matchers(match, n_match, &ms, &err) < 0) {
+        respond_param_error(r, "match[]", buf_cstr(&err));
+        goto out;
+    }
+    rules_snapshot snap = {0};
+    if (r->a->o.rules_snapshot) r->a->o.rules_snapshot(r->a->o.ctx, &snap);
+    json_writer w;
+    ok_begin(r, &w);
+    json_write_object_begin(&w);
+    json_write_key(&w, "groups");
+    json_write_array_begin(&w);
+    for (size_t g = 0; g < snap.n_groups; g++) {
+        const rules_group_snap *gs = &snap.groups[g];
+        if (!param_listed(groups, n_groups, gs->name) || !param_listed(files, n_files, gs->file))
+            continue;
+        bool any = false;
+        for (size_t i = 0; i < gs->n_rules; i++) {
+            const rules_rule_snap *rs = &gs->rules[i];
+            if (rs->alerting ? !want_alerting : !want_recording) continue;
+            if (!param_listed(names, n_names, rs->name)) continue;
+            if (ms.n) {
+                bool hit = false;
+                for (size_t k = 0; k < ms.n && !hit; k++)
+                    hit = labels_match_all(rs->labels, ms.sets[k], ms.counts[k]);
+                if (!hit) continue;
+            }
+            if (!any) {
+                json_write_object_begin(&w);
+                json_write_key(&w, "name");
+                json_write_string(&w, gs->name);
+                json_write_key(&w, "file");
+                json_write_string(&w, gs->file);
+                json_write_key(&w, "rules");
+                json_write_array_begin(&w);
+                any = true;
+            }
+            json_write_object_begin(&w);
+            if (rs->alerting) {
+                json_write_key(&w, "state");
+                json_write_string(&w, rules_state_name(rs->state == RULES_STATE_UNKNOWN
+                                                           ? RULES_STATE_INACTIVE
+                                                           : rs->state));
+            }
+            json_write_key(&w, "name");
+            json_write_string(&w, rs->name);
+            json_write_key(&w, "query");
+            json_write_string(&w, rs->query);
+            if (rs->alerting) {
+                json_write_key(&w, "duration");
+                json_write_double(&w, (double)rs->for_ms / 1000.0);
+                json_write_key(&w, "keepFiringFor");
+                json_write_double(&w, (double)rs->keep_firing_for_ms / 1000.0);
+                json_write_key(&w, "labels");
+                write_labels(&w, rs->labels, false);
+                json_write_key(&w, "annotations");
+                write_labels(&w, rs->annotations, false);
+                json_write_key(&w, "alerts");
+                if (exclude_alerts)
+                    json_write_null(&w);
+                else
+                    write_alerts(&w, rs->alerts, rs->n_alerts);
+            } else if (rs->labels->n) {
+                json_write_key(&w, "labels");
+                write_labels(&w, rs->labels, false);
+            }
+            json_write_key(&w, "health");
+            json_write_string(&w, rules_health_name(rs->health));
+            if (rs->last_error && *rs->last_error) {
+                json_write_key(&w, "lastError");
+                json_write_string(&w, rs->last_error);
+            }
+            json_write_key(&w, "evaluationTime");
+            json_write_double(&w, rs->evaluation_time_s);
+            json_write_key(&w, "lastEvaluation");
+            write_rule_time(&w, rs->last_evaluation_ms);
+            json_write_key(&w, "type");
+            json_write_string(&w, rs->alerting ? "alerting" : "recording");
+            json_write_object_end(&w);
+        }
+        /* A group is listed when a rule of it is, or, without rule
+         * filters, always (Prometheus lists empty groups then). */
+        bool filtered = n_names || ms.n || !want_alerting || !want_recording;
+        if (!any && !filtered) {
+            json_write_object_begin(&w);
+            json_write_key(&w, "name");
+            json_write_string(&w, gs->name);
+            json_write_key(&w, "file");
+            json_write_string(&w, gs->file);
+            json_write_key(&w, "rules");
+            json_write_array_begin(&w);
+            any = true;
+        }
+        if (!any) continue;
+        json_write_array_end(&w);
+        json_write_key(&w, "interval");
+        json_write_double(&w, (double)gs->interval_ms / 1000.0);
+        json_write_key(&w, "limit");
+        json_write_int(&w, gs->limit);
+        json_write_key(&w, "evaluationTime");
+        json_write_double(&w, gs->evaluation_time_s);
+        json_write_key(&w, "lastEvaluation");
+        write_rule_time(&w, gs->last_evaluation_ms);
+        json_write_object_end(&w);
+    }
+    json_write_array_end(&w);
+    json_write_object_end(&w);
+    ok_end(r, &w, NULL);
+    rules_snapshot_cleanup(&snap);
+out:
+    matcher_sets_free(&ms);
+    buf_cleanup(&err);
+    mem_free(names);
+    mem_free(groups);
+    mem_free(files);
+    mem_free(match);
+}
+
+static void h_alerts(req *r)
+{
+    rules_snapshot snap = {0};
+    if (r->a->o.rules_snapshot) r->a->o.rules_snapshot(r->a->o.ctx, &snap);
+    json_writer w;
+    ok_begin(r, &w);
+    json_write_object_begin(&w);
+    json_write_key(&w, "alerts");
+    json_write_array_begin(&w);
+    for (size_t g = 0; g < snap.n_groups; g++)
+        for (size_t i = 0; i < snap.groups[g].n_rules; i++) {
+            const rules_rule_snap *rs = &snap.groups[g].rules[i];
+            if (!rs->alerting) continue;
+            for (size_t k = 0; k < rs->n_alerts; k++)
+                write_alert(&w, &rs->alerts[k]);
+        }
+    json_write_array_end(&w);
+    json_write_object_end(&w);
+    ok_end(r, &w, NULL);
+    rules_snapshot_cleanup(&snap);
+}
+
+static void h_alertmanagers(req *r)
+{
+    char **urls = NULL;
+    size_t n = 0;
+    if (r->a->o.alertmanagers) r->a->o.alertmanagers(r->a->o.ctx, &urls, &n);
+    json_writer w;
+    ok_begin(r, &w);
+    json_write_object_begin(&w);
+    json_write_key(&w, "activeAlertmanagers");
+    json_write_array_begin(&w);
+    for (size_t i = 0; i < n; i++) {
+        json_write_object_begin(&w);
+        json_write_key(&w, "url");
+        json_write_string(&w, urls[i]);
+        json_write_object_end(&w);
+        mem_free(urls[i]);
+    }
+    mem_free(urls);
+    json_write_array_end(&w);
+    json_write_key(&w, "droppedAlertmanagers");
+    json_write_array_begin(&w);
+    json_write_array_end(&w);
+    json_write_object_end(&w);
+    ok_end(r, &w, NULL);
+}
+
 static void h_targets(req *r)
 {
     const apiv1_param *pool = apiv1_params_get(&r->query, "scrapePool");
@@ -2387,6 +2673,9 @@ static const struct route {
     {"/label/:name/values", M_GET, h_label_values},
     {"/series", M_GET | M_POST, h_series},
     {"/targets", M_GET, h_targets},
+    {"/rules", M_GET, h_rules},
+    {"/alerts", M_GET, h_alerts},
+    {"/alertmanagers", M_GET, h_alertmanagers},
     {"/metadata", M_GET, h_metadata},
     {"/status/config", M_GET, h_config},
     {"/status/runtimeinfo", M_GET, h_runtimeinfo},

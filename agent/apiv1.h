@@ -13,6 +13,11 @@
  *   flags, runtimeinfo, tsdb
  *   format_query, parse_query   the parser's Pretty() and syntax tree
  *   query_exemplars             always empty (sidewatch keeps no exemplars)
+ *   rules, alerts               the rule engine's groups, rules and active
+ *                               alerts (rules.h), with rules' type,
+ *                               rule_name[], rule_group[], file[], match[]
+ *                               and exclude_alerts filters
+ *   alertmanagers               the Alertmanagers alerts are sent to
  * Anything else under /api/v1/ is 404 with Go's "404 page not found", a
  * known path with another method is 405, an OPTIONS request is 204 (CORS
  * preflight), and a known path with a trailing '/' redirects (301 for GET
@@ -49,6 +54,7 @@
 #include "config.h"
 #include "promql/eval.h"
 #include "promql/parse.h"
+#include "rules.h"
 #include "scrape.h"
 #include "store.h"
 
@@ -187,6 +193,12 @@ typedef struct apiv1_options {
     promql_parse_options parse;
     int max_concurrency;        /* queries evaluated at once; 0 = APIV1_DEFAULT_MAX_CONCURRENCY */
     const char *listen_address; /* for the targets' globalUrl; copied */
+    /* The rule engine's state for /rules and /alerts (called with ctx; the
+     * handler cleans the snapshot up); NULL: no rules. */
+    void (*rules_snapshot)(void *ctx, rules_snapshot *out);
+    /* The Alertmanager URLs alerts go to, for /alertmanagers (caller-owned
+     * strings and array, freed by the handler); NULL: none. */
+    void (*alertmanagers)(void *ctx, char ***urls, size_t *n);
 } apiv1_options;
 
 typedef struct apiv1 apiv1;

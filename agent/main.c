@@ -27,6 +27,7 @@
 #include "promql/promqltest.h"
 #include "registry.h"
 #include "rulefmt.h"
+#include "rules.h"
 #include "scrape.h"
 #include "store.h"
 #include "strutil.h"
@@ -55,6 +56,8 @@ typedef struct flags {
     const char *query_max_samples;
     const char *query_lookback;
     const char *query_max_concurrency;
+    const char *external_url;
+    const char *resend_delay;
     const char *features[MAX_FEATURE_FLAGS]; /* --enable-feature values, in order */
     size_t n_features;
 } flags;
@@ -74,6 +77,8 @@ typedef struct daemon_state {
     store *st;
     registry *reg;
     scrape_manager *scrape;
+    rules_manager *rules;
+    char *external_url; /* --web.external-url, without a trailing '/' */
     pthread_mutex_t coll_mu; /* guards coll (swapped by reloads, read by /metrics) */
     containers *coll;        /* the container stats collector, NULL when off */
     api *web;
@@ -108,6 +113,9 @@ static void usage(FILE *out)
           "                                (512MB, 10GB; default: no limit)\n"
           "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
           "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
+          "  --web.external-url=URL        the URL sidewatch is reached at (alert generator URLs,\n"
+          "                                webhook externalURL; default: http://<hostname>:<port>)\n"
+          "  --rules.alert.resend-delay=DUR  least time between resends of an alert (default: 1m)\n"
           "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
           "  --query.timeout=DUR           longest a query may run (default: " DEFAULT_QUERY_TIMEOUT ")\n"
           "  --query.max-samples=N         most samples one query may hold in memory\n"
@@ -145,6 +153,8 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"query.max-samples", offsetof(flags, query_max_samples)},
         {"query.lookback-delta", offsetof(flags, query_lookback)},
         {"query.max-concurrency", offsetof(flags, query_max_concurrency)},
+        {"web.external-url", offsetof(flags, external_url)},
+        {"rules.alert.resend-delay", offsetof(flags, resend_delay)},
         {"enable-feature", 0},
     };
     for (int i = 1; i < argc; i++) {
@@ -425,6 +435,31 @@ static int container_metrics(void *ctx, enum textparse_format format, buf *out)
     return rc;
 }
 
+/* Loads cfg's rule files into the rule manager. */
+static int apply_rules(daemon_state *d, const config *cfg, buf *err)
+{
+    rulefmt_options fo = {.legacy_name_validation = cfg->global.legacy_name_validation};
+    rules_config rc = {
+        .files = cfg->rule_files,
+        .n_files = cfg->n_rule_files,
+        .fmt = &fo,
+        .evaluation_interval_ms = cfg->global.evaluation_interval_ms,
+        .query_offset_ms = cfg->global.rule_query_offset_ms,
+        .external_labels = cfg->global.external_labels,
+        .external_url = d->external_url,
+    };
+    return rules_manager_update(d->rules, &rc, err);
+}
+
+static void rules_snapshot_cb(void *ctx, rules_snapshot *out)
+{
+    daemon_state *d = ctx;
+    if (d->rules)
+        rules_manager_snapshot(d->rules, out);
+    else
+        memset(out, 0, sizeof *out);
+}
+
 /* Loads the config again; on any error the running config stays. */
 static int reload(void *ctx, buf *err)
 {
@@ -435,6 +470,16 @@ static int reload(void *ctx, buf *err)
     config *next = NULL;
     int rc = load_config(d, &next, err);
     if (rc < 0) {
+        registry_set(d->m_reload_success, 0);
+        d->last_reload_ok = false;
+        pthread_mutex_unlock(&d->cfg_mu);
+        log_error("main", "Error reloading config: %s", buf_cstr(err));
+        return rc;
+    }
+    /* Rules first: a rule file with errors fails the reload before anything
+     * else changes (the previous rules and config stay). */
+    if (d->rules && (rc = apply_rules(d, next, err)) < 0) {
+        config_unref(next);
         registry_set(d->m_reload_success, 0);
         d->last_reload_ok = false;
         pthread_mutex_unlock(&d->cfg_mu);
@@ -627,6 +672,48 @@ static int run_daemon(const flags *f)
     d.last_reload_ok = true;
     d.last_reload_ms = wall_ms();
 
+    {
+        /* Prometheus's computeExternalURL: http://<hostname>:<port> by default. */
+        char url[512];
+        if (f->external_url && *f->external_url) {
+            snprintf(url, sizeof url, "%s", f->external_url);
+        } else {
+            char host[256] = "localhost";
+            gethostname(host, sizeof host - 1);
+            host[sizeof host - 1] = '\0';
+            const char *colon = strrchr(f->listen, ':');
+            snprintf(url, sizeof url, "http://%s:%s", host, colon ? colon + 1 : "9090");
+        }
+        size_t ul = strlen(url);
+        while (ul > 0 && url[ul - 1] == '/') url[--ul] = '\0';
+        d.external_url = mem_strdup(url);
+    }
+    {
+        int64_t resend_ms = RULES_DEFAULT_RESEND_DELAY_MS;
+        if (f->resend_delay &&
+            strutil_parse_duration(f->resend_delay, strlen(f->resend_delay), &resend_ms, &err) < 0) {
+            log_error("main", "--rules.alert.resend-delay: %s", buf_cstr(&err));
+            goto out;
+        }
+        rules_options ro = {
+            .reg = d.reg,
+            .engine = qs.engine,
+            .parse = qs.parse,
+            .resend_delay_ms = resend_ms,
+        };
+        rules_source_store(d.st, &ro.source);
+        rules_appender_store(d.st, &ro.appender);
+        rules_persist_store(d.st, &ro.persist);
+        if (rules_manager_new(&ro, &d.rules, &err) < 0) {
+            log_error("main", "could not create the rule manager: %s", buf_cstr(&err));
+            goto out;
+        }
+        if (apply_rules(&d, d.cfg, &err) < 0) {
+            log_error("main", "Error loading rules: %s", buf_cstr(&err));
+            fprintf(stderr, "sidewatch: error loading rules:\n%s\n", buf_cstr(&err));
+            goto out;
+        }
+    }
     d.scrape = scrape_manager_new(d.st, d.reg);
     if (!d.scrape) {
         log_error("main", "could not create the scrape manager");
@@ -645,6 +732,8 @@ static int run_daemon(const flags *f)
         {"query.max-samples", f->query_max_samples},
         {"query.lookback-delta", f->query_lookback},
         {"query.max-concurrency", f->query_max_concurrency},
+        {"web.external-url", d.external_url},
+        {"rules.alert.resend-delay", f->resend_delay ? f->resend_delay : "1m"},
         {"enable-feature", d.features_text},
     };
     api_options ao = {
@@ -669,6 +758,7 @@ static int run_daemon(const flags *f)
                 .engine = qs.engine,
                 .parse = qs.parse,
                 .max_concurrency = qs.max_concurrency,
+                .rules_snapshot = rules_snapshot_cb,
             },
     };
     if (api_start(&d.web, &ao, &err) < 0) {
@@ -678,6 +768,10 @@ static int run_daemon(const flags *f)
     start_containers(&d, d.cfg);
     if (scrape_manager_start(d.scrape, d.cfg) < 0) {
         log_error("main", "could not start scraping");
+        goto out;
+    }
+    if (rules_manager_start(d.rules) < 0) {
+        log_error("main", "could not start rule evaluation");
         goto out;
     }
     api_set_ready(d.web, true);
@@ -712,7 +806,8 @@ static int run_daemon(const flags *f)
 out:
     if (d.web) api_set_ready(d.web, false);
     /* Stop producers first, then the server, then the store: every finished
-     * scrape is committed before the database closes. */
+     * scrape and rule evaluation is committed before the database closes. */
+    if (d.rules) rules_manager_stop(d.rules);
     if (d.scrape) scrape_manager_stop(d.scrape);
     pthread_mutex_lock(&d.coll_mu);
     containers *coll = d.coll;
@@ -721,7 +816,9 @@ out:
     containers_free(coll);
     api_stop(d.web);
     scrape_manager_free(d.scrape);
+    rules_manager_free(d.rules);
     store_close(d.st);
+    mem_free(d.external_url);
     registry_free(d.reg);
     config_unref(d.cfg);
     httpc_global_cleanup();
