@@ -57,7 +57,11 @@
  *   <state: pending|firing|inactive> <activeAt> <firedAt> <resolvedAt>
  *   <lastSentAt> <validUntil> <keepFiringSince> <value> <labels> <annotations>
  * with times in ms since the epoch ("-" when unset), value as C's "%a"
- * (exact), and labels/annotations as lower-case hex of labels_encode().
+ * (exact; strtod reads it back), and labels/annotations as lower-case hex
+ * of labels_encode() ("-" for an empty set). Restored alerts keep their
+ * times as saved (the downtime counts toward `for`, unlike Prometheus's
+ * ALERTS_FOR_STATE restore with its grace period). A value is saved only
+ * when it differs from the last one saved for the key.
  * An empty rule (no alerts) deletes its key. Unreadable values are logged
  * and ignored.
  *

@@ -15,6 +15,9 @@
 
 #include "labels.h"
 #include "mem.h"
+#include "promql/parse.h"
+#include "querier.h"
+#include "store.h"
 #include "promql/memstore.h"
 #include "registry.h"
 #include "rulefmt.h"
@@ -975,6 +978,93 @@ static void test_commit_failure_and_bad_options(void **state)
     rules_manager_free(NULL);
 }
 
+/* The ready-made store callbacks: rule results land in the store and are
+ * queryable by the next rule, alert state round-trips through store_kv. */
+static void test_store_callbacks(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/wip-rules-store-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    store *st = NULL;
+    store_options so = {.path = dir};
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    if (store_open(&st, &so, &err) != 0) fail_msg("store_open: %s", buf_cstr(&err));
+    labels *ls = L("in{a=\"1\"}");
+    uint64_t ref;
+    bool created;
+    assert_int_equal(store_series_ref(st, ls, &ref, &created), 0);
+    store_batch *b = store_batch_new(st);
+    for (int64_t t = 0; t <= 3 * MIN; t += MIN) store_batch_add(b, ref, t, 4);
+    assert_int_equal(store_batch_commit(b), 0);
+    labels_free(ls);
+
+    const char *yaml = "groups:\n- name: s\n  rules:\n  - record: out\n    expr: in * 2\n"
+                       "  - record: out2\n    expr: out + 1\n"
+                       "  - alert: A\n    expr: in > 1\n    for: 10m\n";
+    for (int round = 0; round < 2; round++) {
+        rules_options o;
+        memset(&o, 0, sizeof o);
+        rules_source_store(st, &o.source);
+        rules_appender_store(st, &o.appender);
+        rules_persist_store(st, &o.persist);
+        rules_manager *m = NULL;
+        assert_int_equal(rules_manager_new(&o, &m, &err), 0);
+        rulefmt_file *rf = NULL;
+        assert_int_equal(rulefmt_parse(yaml, strlen(yaml), "s.yml", NULL, &rf, &err), 0);
+        const rulefmt_file *files[] = {rf};
+        rules_config c = {.evaluation_interval_ms = MIN};
+        assert_int_equal(rules_manager_update_files(m, files, 1, &c, &err), 0);
+        rulefmt_file_free(rf);
+        rules_snapshot s;
+        if (round == 1) { /* restored from the store */
+            rules_manager_snapshot(m, &s);
+            assert_int_equal(snap_rule(&s, 0, 2)->n_alerts, 1);
+            assert_int_equal(snap_rule(&s, 0, 2)->alerts[0].active_at_ms, MIN);
+            assert_int_equal(snap_rule(&s, 0, 2)->alerts[0].state, RULES_STATE_PENDING);
+            rules_snapshot_cleanup(&s);
+        }
+        assert_int_equal(rules_manager_eval(m, (round + 1) * MIN, NULL, 0), 0);
+        rules_manager_snapshot(m, &s);
+        for (size_t i = 0; i < 3; i++) {
+            if (snap_rule(&s, 0, i)->last_error)
+                fail_msg("rule %zu: %s", i, snap_rule(&s, 0, i)->last_error);
+        }
+        assert_int_equal(snap_rule(&s, 0, 2)->alerts[0].active_at_ms, MIN);
+        rules_snapshot_cleanup(&s);
+        rules_manager_free(m);
+    }
+    assert_int_equal(store_kv_count(st, RULES_KV_NAMESPACE), 1);
+    /* out and out2 were written and read back within the same evaluation */
+    store_reader *r = NULL;
+    assert_int_equal(store_reader_open(st, &r), 0);
+    querier q;
+    assert_int_equal(querier_begin(&q, r, NULL), 0);
+    promql_queryable pq;
+    querier_queryable(&q, &pq);
+    promql_ast *ast = NULL;
+    assert_int_equal(promql_parse("out2", 4, NULL, &ast, &err), 0);
+    promql_query qq = {.ast = ast, .expr = ast->root, .start_ms = 2 * MIN, .end_ms = 2 * MIN};
+    promql_value v = {0};
+    promql_error pe;
+    promql_error_init(&pe);
+    promql_engine_options eo = {0};
+    assert_int_equal(promql_eval(&eo, &pq, &qq, &v, NULL, &pe), 0);
+    assert_int_equal(v.type, PROMQL_TYPE_VECTOR);
+    assert_int_equal(v.vector.n, 1);
+    assert_true(v.vector.v[0].v == 9);
+    promql_value_cleanup(&v);
+    promql_error_cleanup(&pe);
+    promql_ast_free(ast);
+    querier_end(&q);
+    store_reader_close(r);
+    store_close(st);
+    buf_cleanup(&err);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -992,6 +1082,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_eval_timestamp_and_url),
         cmocka_unit_test(test_commit_failure_and_bad_options),
+        cmocka_unit_test(test_store_callbacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
