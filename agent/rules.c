@@ -553,11 +553,11 @@ static void outvec_cleanup(outvec *o)
     memset(o, 0, sizeof *o);
 }
 
-static int eval_recording(group *g, rule *r, qctx *qc, int64_t q, outvec *out, buf *err)
+/* Turns the query result v (consumed) into the rule's samples. */
+static int eval_recording(group *g, rule *r, promql_vector *vp, outvec *out, buf *err)
 {
-    promql_vector v;
-    int rc = run_query(qc, r->ast, q, &v, err);
-    if (rc < 0) return rc;
+    promql_vector v = *vp;
+    int rc = 0;
     labels_builder b;
     labels_builder_init(&b);
     hmap seen;
@@ -632,12 +632,12 @@ static labels *alert_series(const rule *r, const rules_alert *a, const char *met
     return ls;
 }
 
-static int eval_alerting(group *g, rule *r, qctx *qc, int64_t t, int64_t q, outvec *out,
+/* Runs the alert state machine on the query result v (consumed). */
+static int eval_alerting(group *g, rule *r, qctx *qc, int64_t t, promql_vector *vp, outvec *out,
                          buf *err)
 {
-    promql_vector v;
-    int rc = run_query(qc, r->ast, q, &v, err);
-    if (rc < 0) return rc;
+    promql_vector v = *vp;
+    int rc = 0;
 
     /* Build the alerts of this evaluation. */
     rules_alert *cur = mem_calloc(v.n ? v.n : 1, sizeof *cur);
@@ -864,7 +864,9 @@ static void write_stale(group *g, labels **ls, size_t n, int64_t t)
     buf_cleanup(&err);
 }
 
-/* Evaluates rule i at t (group mutex held); returns the samples written. */
+/* Evaluates rule i at t; returns the samples written. The query runs
+ * without the group's mutex (a snapshot need not wait for it); the state
+ * update, templates and appends run with it. */
 static size_t eval_rule(group *g, size_t i, int64_t t)
 {
     rules_manager *m = g->m;
@@ -887,14 +889,18 @@ static size_t eval_rule(group *g, size_t i, int64_t t)
         h = &qc;
     }
     int rc;
+    promql_vector v = {0};
     if (!h) {
         if (err.len == 0) buf_puts(&err, "cannot start query");
         rc = -EIO;
     } else {
-        rc = r->alerting ? eval_alerting(g, r, &qc, t, q, &out, &err)
-                         : eval_recording(g, r, &qc, q, &out, &err);
-        if (m->o.source.begin) m->o.source.end(m->o.source.ctx, h);
+        rc = run_query(&qc, r->ast, q, &v, &err);
     }
+    pthread_mutex_lock(&g->mu);
+    if (rc == 0)
+        rc = r->alerting ? eval_alerting(g, r, &qc, t, &v, &out, &err)
+                         : eval_recording(g, r, &v, &out, &err);
+    if (h && m->o.source.begin) m->o.source.end(m->o.source.ctx, h);
     if (rc < 0) {
         set_error(r, buf_cstr(&err));
         if (g->m_fail) registry_inc(g->m_fail);
@@ -962,6 +968,7 @@ done:
     r->eval_time_s = dur;
     r->last_eval_ms = wall;
     r->evaluated = true;
+    pthread_mutex_unlock(&g->mu);
     return n_samples;
 }
 
@@ -972,12 +979,12 @@ static void group_iterate(group *g, int64_t t)
     if (g->m_iters) registry_inc(g->m_iters);
     double start = mono_s();
     int64_t wall = realtime_ms();
-    pthread_mutex_lock(&g->mu);
     size_t samples = 0;
     for (size_t i = 0; i < g->n_rules; i++) {
         if (atomic_load(&g->cancel)) break;
         samples += eval_rule(g, i, t);
     }
+    pthread_mutex_lock(&g->mu);
     if (g->n_stale > 0) {
         write_stale(g, g->stale, g->n_stale, t - g->query_offset_ms);
         labels_array_free(g->stale, g->n_stale);

@@ -64,6 +64,7 @@ typedef struct fx {
     rules_manager *m;
     int64_t now; /* the time of the current eval, for sent_rec.at */
     bool fail_commit;
+    long commit_sleep_ms; /* slow appender */
 } fx;
 
 static void *app_begin(void *ctx) { return ctx; }
@@ -82,6 +83,10 @@ static int app_append(void *batch, const labels *ls, int64_t t, double v, buf *e
 static int app_commit(void *batch, buf *err)
 {
     fx *f = batch;
+    if (f->commit_sleep_ms) {
+        struct timespec ts = {0, f->commit_sleep_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (f->fail_commit) {
         buf_puts(err, "commit failed on purpose");
         return -EIO;
@@ -919,6 +924,33 @@ static void test_threads(void **state)
     fx_free(f);
 }
 
+/* A group slower than its interval: the iterations it could not run are
+ * counted as missed (and as scheduled), and the next one runs on the grid. */
+static void test_missed_iterations(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    load_yaml(f, "slow.yml",
+              "groups:\n- name: slow\n  interval: 100ms\n  rules:\n"
+              "  - record: one\n    expr: vector(1)\n",
+              NULL);
+    f->commit_sleep_ms = 250;
+    assert_int_equal(rules_manager_start(f->m), 0);
+    struct timespec ts = {0, 900 * 1000000L};
+    nanosleep(&ts, NULL);
+    rules_manager_stop(f->m);
+    double missed = metric(f, "sidewatch_rule_group_iterations_missed_total", true,
+                           "slow.yml;slow");
+    double iters = metric(f, "sidewatch_rule_group_iterations_total", true, "slow.yml;slow");
+    size_t executed = f->n_s; /* one sample per evaluation */
+    assert_true(executed >= 2);
+    assert_true(missed >= 1);
+    assert_true(iters == (double)executed + missed);
+    for (size_t i = 0; i < f->n_s; i++)
+        assert_int_equal(rules_eval_timestamp("slow.yml", "slow", 100, f->s[i].t), f->s[i].t);
+    fx_free(f);
+}
+
 static void test_eval_timestamp_and_url(void **state)
 {
     (void)state;
@@ -1080,6 +1112,7 @@ int main(void)
         cmocka_unit_test(test_update_errors_keep_old_groups),
         cmocka_unit_test(test_metrics_values),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_missed_iterations),
         cmocka_unit_test(test_eval_timestamp_and_url),
         cmocka_unit_test(test_commit_failure_and_bad_options),
         cmocka_unit_test(test_store_callbacks),
