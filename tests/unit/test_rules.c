@@ -67,7 +67,10 @@ typedef struct fx {
     long commit_sleep_ms; /* slow appender */
 } fx;
 
-static void *app_begin(void *ctx) { return ctx; }
+static void *app_begin(void *ctx)
+{
+    return ctx;
+}
 
 static int app_append(void *batch, const labels *ls, int64_t t, double v, buf *err)
 {
@@ -150,8 +153,7 @@ static int kv_save(void *ctx, const void *key, size_t key_len, const void *value
     return 0;
 }
 
-static int kv_load(void *ctx, const void *key, size_t key_len, void **value, size_t *len,
-                   buf *err)
+static int kv_load(void *ctx, const void *key, size_t key_len, void **value, size_t *len, buf *err)
 {
     (void)err;
     kv_ent *e = kv_find(ctx, key, key_len);
@@ -166,8 +168,8 @@ static void fx_manager(fx *f)
     rules_options o;
     memset(&o, 0, sizeof o);
     rules_source_queryable(&f->q, &o.source);
-    o.appender = (rules_appender){
-        .ctx = f, .begin = app_begin, .append = app_append, .commit = app_commit};
+    o.appender =
+        (rules_appender){.ctx = f, .begin = app_begin, .append = app_append, .commit = app_commit};
     o.notify = on_notify;
     o.notify_ctx = f;
     o.persist = (rules_persist){.ctx = f, .save = kv_save, .load = kv_load};
@@ -190,7 +192,8 @@ static fx *fx_new(void)
 
 static void fx_clear_records(fx *f)
 {
-    for (size_t i = 0; i < f->n_s; i++) mem_free(f->s[i].series);
+    for (size_t i = 0; i < f->n_s; i++)
+        mem_free(f->s[i].series);
     f->n_s = 0;
     for (size_t i = 0; i < f->n_sent; i++) {
         mem_free(f->sent[i].labels);
@@ -247,7 +250,8 @@ static void put(fx *f, const char *sel, int64_t t, double v)
 /* put() at t = from, from+step, ..., <= to. */
 static void put_range(fx *f, const char *sel, int64_t from, int64_t to, int64_t step, double v)
 {
-    for (int64_t t = from; t <= to; t += step) put(f, sel, t, v);
+    for (int64_t t = from; t <= to; t += step)
+        put(f, sel, t, v);
 }
 
 static void load_yaml(fx *f, const char *path, const char *yaml, const rules_config *cfg)
@@ -442,7 +446,7 @@ static void test_alert_state_machine(void **state)
                 assert_int_equal(sr->ends_at, t + 4 * MIN);
                 assert_string_equal(sr->url, "/graph?g0.expr=up+%3D%3D+0&g0.tab=1");
             }
-        } else { /* resolved at 5m */
+        } else {                              /* resolved at 5m */
             assert_int_equal(r->n_alerts, 0); /* resolved alerts are not active */
             assert_false(recorded(f, fser, t, &v) && !strutil_is_stale_nan(v));
             if (t == 5 * MIN) assert_true(recorded(f, fser, t, &v) && strutil_is_stale_nan(v));
@@ -485,8 +489,8 @@ static void test_alert_keep_firing_for_and_reactivation(void **state)
             /* for 0: fires at once; kept firing from 3m while t - 3m < 3m */
             assert_int_equal(r->state, RULES_STATE_FIRING);
             assert_int_equal(r->n_alerts, 1);
-            assert_int_equal(r->alerts[0].keep_firing_since_ms, t >= 3 * MIN ? 3 * MIN
-                                                                              : RULES_TS_NONE);
+            assert_int_equal(r->alerts[0].keep_firing_since_ms,
+                             t >= 3 * MIN ? 3 * MIN : RULES_TS_NONE);
         } else {
             assert_int_equal(r->state, RULES_STATE_INACTIVE);
             assert_int_equal(r->n_alerts, 0);
@@ -542,8 +546,8 @@ static void test_alert_templates(void **state)
     const char *ann = "Room {{ $labels.room }} is {{ $value }} ({{ $externalLabels.site }})";
     const char *bad = "{{ $labels.room | humanize }}";
     labels *ext = L("{site=\"s1\"}");
-    rules_config c = {.evaluation_interval_ms = MIN, .external_labels = ext,
-                      .external_url = "http://x:9090"};
+    rules_config c = {
+        .evaluation_interval_ms = MIN, .external_labels = ext, .external_url = "http://x:9090"};
     load_yaml(f, "t.yml",
               "groups:\n- name: g\n  rules:\n"
               "  - alert: Hot\n    expr: temp > 30\n"
@@ -555,8 +559,11 @@ static void test_alert_templates(void **state)
     eval(f, MIN);
     /* what the template engine gives for the same data */
     labels *metric = L("temp{room=\"k\"}");
-    template_data d = {.labels = metric, .value = 31.5, .external_labels = ext,
-                       .external_url = "http://x:9090", .time_ms = MIN};
+    template_data d = {.labels = metric,
+                       .value = 31.5,
+                       .external_labels = ext,
+                       .external_url = "http://x:9090",
+                       .time_ms = MIN};
     buf want_l, want_a, err;
     buf_init(&want_l, BUF_UNLIMITED);
     buf_init(&want_a, BUF_UNLIMITED);
@@ -656,10 +663,9 @@ static void test_query_offset(void **state)
 
 /* ---- persistence and reload ---------------------------------------------------------- */
 
-static const char *persist_yaml =
-    "groups:\n- name: g\n  rules:\n"
-    "  - alert: P\n    expr: p > 0\n    for: 5m\n"
-    "  - alert: K\n    expr: k > 0\n    keep_firing_for: 10m\n";
+static const char *persist_yaml = "groups:\n- name: g\n  rules:\n"
+                                  "  - alert: P\n    expr: p > 0\n    for: 5m\n"
+                                  "  - alert: K\n    expr: k > 0\n    keep_firing_for: 10m\n";
 
 static void test_restore_from_persisted_state(void **state)
 {
@@ -669,7 +675,8 @@ static void test_restore_from_persisted_state(void **state)
     put_range(f, "k", 0, 2 * MIN, MIN, 1);
     put_range(f, "k", 3 * MIN, 30 * MIN, MIN, 0);
     load_yaml(f, "p.yml", persist_yaml, NULL);
-    for (int64_t t = 0; t <= 4 * MIN; t += MIN) eval(f, t);
+    for (int64_t t = 0; t <= 4 * MIN; t += MIN)
+        eval(f, t);
     /* P pending since 0; K firing, kept since 3m */
     assert_int_equal(f->n_kv, 2);
     for (size_t i = 0; i < f->n_kv; i++)
@@ -704,7 +711,8 @@ static void test_restore_from_persisted_state(void **state)
     /* K was last sent at 4m: not again at 5m */
     for (size_t i = 0; i < f->n_sent; i++)
         if (f->sent[i].at == 5 * MIN) assert_null(strstr(f->sent[i].labels, "\"K\""));
-    for (int64_t t = 6 * MIN; t <= 13 * MIN; t += MIN) eval(f, t);
+    for (int64_t t = 6 * MIN; t <= 13 * MIN; t += MIN)
+        eval(f, t);
     rules_manager_snapshot(f->m, &s);
     assert_int_equal(snap_rule(&s, 0, 1)->state, RULES_STATE_INACTIVE); /* 13m - 3m >= 10m */
     rules_snapshot_cleanup(&s);
@@ -825,7 +833,8 @@ static void test_update_errors_keep_old_groups(void **state)
     fp = fopen(path, "w");
     assert_non_null(fp);
     fputs("groups:\n- name: fromfile\n  interval: 2m\n  rules:\n  - record: r\n"
-          "    expr: vector(1)\n", fp);
+          "    expr: vector(1)\n",
+          fp);
     fclose(fp);
     buf_reset(&err);
     assert_int_equal(rules_manager_update(f->m, &cb, &err), 0);
@@ -843,8 +852,8 @@ static void test_update_errors_keep_old_groups(void **state)
 static double metric(fx *f, const char *name, bool counter, const char *group)
 {
     const char *ln[] = {"rule_group", NULL};
-    registry_family *fam = counter ? registry_counter(f->reg, name, "", ln)
-                                   : registry_gauge(f->reg, name, "", ln);
+    registry_family *fam =
+        counter ? registry_counter(f->reg, name, "", ln) : registry_gauge(f->reg, name, "", ln);
     assert_non_null(fam);
     const char *lv[] = {group, NULL};
     return registry_value(registry_child(fam, lv));
@@ -888,8 +897,7 @@ static void test_metrics_values(void **state)
     buf out;
     buf_init(&out, BUF_UNLIMITED);
     assert_int_equal(registry_write(f->reg, TEXTPARSE_PROMETHEUS, buf_sink, &out), 0);
-    assert_non_null(strstr(buf_cstr(&out),
-                           "sidewatch_rule_group_rules{rule_group=\"m.yml;g\"} 4"));
+    assert_non_null(strstr(buf_cstr(&out), "sidewatch_rule_group_rules{rule_group=\"m.yml;g\"} 4"));
     buf_cleanup(&out);
     fx_free(f);
 }
@@ -939,8 +947,8 @@ static void test_missed_iterations(void **state)
     struct timespec ts = {0, 900 * 1000000L};
     nanosleep(&ts, NULL);
     rules_manager_stop(f->m);
-    double missed = metric(f, "sidewatch_rule_group_iterations_missed_total", true,
-                           "slow.yml;slow");
+    double missed =
+        metric(f, "sidewatch_rule_group_iterations_missed_total", true, "slow.yml;slow");
     double iters = metric(f, "sidewatch_rule_group_iterations_total", true, "slow.yml;slow");
     size_t executed = f->n_s; /* one sample per evaluation */
     assert_true(executed >= 2);
@@ -1027,7 +1035,8 @@ static void test_store_callbacks(void **state)
     bool created;
     assert_int_equal(store_series_ref(st, ls, &ref, &created), 0);
     store_batch *b = store_batch_new(st);
-    for (int64_t t = 0; t <= 3 * MIN; t += MIN) store_batch_add(b, ref, t, 4);
+    for (int64_t t = 0; t <= 3 * MIN; t += MIN)
+        store_batch_add(b, ref, t, 4);
     assert_int_equal(store_batch_commit(b), 0);
     labels_free(ls);
 
