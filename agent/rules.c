@@ -17,14 +17,10 @@
 #include "mem.h"
 #include "promql/parse.h"
 #include "querier.h"
+#include "rulefmt.h"
 #include "strutil.h"
 #include "template.h"
 
-/* rulefmt.h on main has a comment containing a slash-star sequence. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
-#include "rulefmt.h"
-#pragma GCC diagnostic pop
 
 #define COMPONENT "rules"
 #define PERSIST_MAGIC "rules-alerts v1"
