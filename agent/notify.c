@@ -308,6 +308,10 @@ typedef struct dest {
     char *url;
     /* queue: entries [head_seq, next_seq) */
     uint64_t head_seq, next_seq;
+    /* Backoff belongs to the destination: after a retryable failure no
+     * entry (not even a new head) is sent before retry_at_ms. */
+    int64_t retry_at_ms;
+    int64_t failures; /* consecutive retryable failures */
     /* thread */
     pthread_t thread;
     bool started, stop;
@@ -967,9 +971,10 @@ static void *dest_main(void *arg)
             log_warn(COMPONENT, "dropped a notification for %s older than its max age", d->label);
             continue;
         }
-        if (e.next_ms > now) {
+        int64_t due = e.next_ms > d->retry_at_ms ? e.next_ms : d->retry_at_ms;
+        if (due > now) {
             store_kv_entries_free(l, nl);
-            wait_until(d, e.next_ms < wake ? e.next_ms : wake, now);
+            wait_until(d, due < wake ? due : wake, now);
             continue;
         }
         /* Send without the lock, on a reference to the settings. */
@@ -994,10 +999,14 @@ static void *dest_main(void *arg)
         }
         registry_observe(d->m_latency, res.seconds);
         if (res.result == HTTPC_OK && res.status >= 200 && res.status < 300) {
+            d->failures = 0;
+            d->retry_at_ms = 0;
             registry_inc(d->m_sent);
             dequeue(d, seq);
         } else if (res.result == HTTPC_OK && res.status >= 400 && res.status < 500 &&
                    res.status != 429) {
+            d->failures = 0;
+            d->retry_at_ms = 0;
             registry_inc(d->m_errors);
             registry_inc(d->m_drop_rejected);
             log_error(COMPONENT, "%s rejected a notification, dropped: %s", d->label, res.error);
@@ -1005,9 +1014,11 @@ static void *dest_main(void *arg)
         } else {
             registry_inc(d->m_errors);
             registry_inc(d->m_retries);
+            d->failures++;
+            d->retry_at_ms = now + backoff_ms(d, d->failures);
             if (seq >= d->head_seq) {
                 e.attempts++;
-                e.next_ms = now + backoff_ms(d, e.attempts);
+                e.next_ms = d->retry_at_ms;
                 entry_value(&v, &e, body, body_len);
                 store_kv_op op = {.ns = NS_OUTBOX,
                                   .key = k.data,
