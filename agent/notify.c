@@ -998,17 +998,20 @@ static void *dest_main(void *arg)
             continue; /* stopping: the entry stays */
         }
         registry_observe(d->m_latency, res.seconds);
+        /* An entry pushed out (queue_full) while it was being sent is
+         * already counted as dropped: each entry counts once. */
+        bool counted = seq < d->head_seq;
         if (res.result == HTTPC_OK && res.status >= 200 && res.status < 300) {
             d->failures = 0;
             d->retry_at_ms = 0;
-            registry_inc(d->m_sent);
+            if (!counted) registry_inc(d->m_sent);
             dequeue(d, seq);
         } else if (res.result == HTTPC_OK && res.status >= 400 && res.status < 500 &&
                    res.status != 429) {
             d->failures = 0;
             d->retry_at_ms = 0;
             registry_inc(d->m_errors);
-            registry_inc(d->m_drop_rejected);
+            if (!counted) registry_inc(d->m_drop_rejected);
             log_error(COMPONENT, "%s rejected a notification, dropped: %s", d->label, res.error);
             dequeue(d, seq);
         } else {
