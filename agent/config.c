@@ -3424,8 +3424,8 @@ static void decode_webhook(ctx *c, const yamlconf_node *n, config_webhook *w)
         }
     }
     bool nonnull = false;
-    if (get_strv(c, &s[WH_GROUP_BY], "[]model.LabelName", &w->group_by, &w->n_group_by,
-                 &nonnull) > 0) {
+    if (get_strv(c, &s[WH_GROUP_BY], "[]model.LabelName", &w->group_by, &w->n_group_by, &nonnull) >
+        0) {
         bool all = false;
         for (size_t i = 0; i < w->n_group_by; i++) {
             const yamlconf_node *at =
@@ -3477,9 +3477,8 @@ static void decode_webhook(ctx *c, const yamlconf_node *n, config_webhook *w)
         if (decode_map(c, s[WH_BASIC_AUTH].val, "config.BasicAuth", wh_basic_names, 3, b) > 0) {
             bool fine;
             const char *user = str_of(c, &b[0], &fine);
-            if (fine &&
-                decode_secret_pair(c, s[WH_BASIC_AUTH].val, &b[1], &b[2], "password",
-                                   &w->http.basic_auth_password)) {
+            if (fine && decode_secret_pair(c, s[WH_BASIC_AUTH].val, &b[1], &b[2], "password",
+                                           &w->http.basic_auth_password)) {
                 w->http.has_basic_auth = true;
                 w->http.basic_auth_username = mem_strdup(user);
             }

@@ -79,7 +79,8 @@ uint64_t notify_fingerprint(const labels *ls)
 
 size_t notify_format_time(int64_t unix_ns, char out[NOTIFY_TIME_MAX])
 {
-    if (unix_ns == NOTIFY_ZERO_TIME) return (size_t)snprintf(out, NOTIFY_TIME_MAX, "0001-01-01T00:00:00Z");
+    if (unix_ns == NOTIFY_ZERO_TIME)
+        return (size_t)snprintf(out, NOTIFY_TIME_MAX, "0001-01-01T00:00:00Z");
     int64_t sec = unix_ns / 1000000000, frac = unix_ns % 1000000000;
     if (frac < 0) {
         frac += 1000000000;
@@ -297,7 +298,7 @@ typedef struct group {
 
 typedef struct dest {
     notify *n;
-    char *id; /* "am:<url>" or "webhook:<name>": the outbox key prefix (with a NUL after it) */
+    char *id;    /* "am:<url>" or "webhook:<name>": the outbox key prefix (with a NUL after it) */
     char *label; /* the destination label: the URL or the receiver name */
     bool webhook;
     /* settings, swapped by notify_apply_config (under n->mu) */
@@ -621,7 +622,8 @@ static void group_flush(dest *d, group *g, int64_t now)
 {
     if (g->n == 0) return;
     const config_webhook *wh = d->wh;
-    uint64_t *firing = mem_calloc(g->n, sizeof *firing), *resolved = mem_calloc(g->n, sizeof *resolved);
+    uint64_t *firing = mem_calloc(g->n, sizeof *firing),
+             *resolved = mem_calloc(g->n, sizeof *resolved);
     size_t nf = 0, nr = 0;
     for (size_t i = 0; i < g->n; i++) {
         if (galert_resolved(&g->alerts[i], now))
@@ -665,8 +667,11 @@ static void group_flush(dest *d, group *g, int64_t now)
             put_fps(&v, firing, nf);
             buf_putc(&v, '\n');
             put_fps(&v, resolved, nr);
-            store_kv_op op = {
-                .ns = NS_NFLOG, .key = k.data, .key_len = k.len, .value = v.data, .value_len = v.len};
+            store_kv_op op = {.ns = NS_NFLOG,
+                              .key = k.data,
+                              .key_len = k.len,
+                              .value = v.data,
+                              .value_len = v.len};
             if (store_kv_apply(d->n->o.st, &op, 1, NULL) < 0) {
                 log_error(COMPONENT, "cannot record the notification of %s for %s", g->key,
                           d->label);
@@ -816,9 +821,8 @@ static bool stopping(dest *d)
 }
 
 /* POSTs body to url with hc's credentials and TLS. Runs without n->mu. */
-static void post(dest *d, const char *url, const config_http_client *hc,
-                 const config_secret *hmac, int64_t timeout_ms, const char *body, size_t len,
-                 send_result *res)
+static void post(dest *d, const char *url, const config_http_client *hc, const config_secret *hmac,
+                 int64_t timeout_ms, const char *body, size_t len, send_result *res)
 {
     char auth_h[4096], sig_h[128];
     const char *headers[5] = {"Content-Type: application/json",
@@ -957,7 +961,8 @@ static void *dest_main(void *arg)
         if (nl == 0 || l[0].key_len != k.len || entry_parse(&l[0], &e) < 0) {
             /* gone or unreadable: skip it */
             store_kv_entries_free(l, nl);
-            if (nl) dequeue(d, seq);
+            if (nl)
+                dequeue(d, seq);
             else if (seq == d->head_seq) {
                 d->head_seq++;
                 update_qlen(d);
@@ -1058,7 +1063,8 @@ static dest *dest_new(notify *n, const char *id, const char *label, bool webhook
     pthread_cond_init(&d->cv, &ca);
     pthread_condattr_destroy(&ca);
     d->http = httpc_new();
-    d->seed = (unsigned int)(notify_fingerprint(labels_empty()) ^ (uintptr_t)d ^ (unsigned)time(NULL));
+    d->seed =
+        (unsigned int)(notify_fingerprint(labels_empty()) ^ (uintptr_t)d ^ (unsigned)time(NULL));
     const char *lv[] = {label};
     d->m_sent = registry_child(n->f_sent, lv);
     d->m_errors = registry_child(n->f_errors, lv);
@@ -1113,7 +1119,8 @@ int notify_new(const notify_options *o, notify **out, buf *err)
     if (n->o.queue_capacity <= 0) n->o.queue_capacity = NOTIFY_DEFAULT_CAPACITY;
     if (n->o.backoff_initial_ms <= 0) n->o.backoff_initial_ms = NOTIFY_DEFAULT_BACKOFF_MS;
     if (n->o.backoff_max_ms <= 0) n->o.backoff_max_ms = NOTIFY_DEFAULT_BACKOFF_MAX_MS;
-    if (n->o.backoff_max_ms < n->o.backoff_initial_ms) n->o.backoff_max_ms = n->o.backoff_initial_ms;
+    if (n->o.backoff_max_ms < n->o.backoff_initial_ms)
+        n->o.backoff_max_ms = n->o.backoff_initial_ms;
     n->external_url = mem_strdup(o->external_url ? o->external_url : "");
     n->o.external_url = n->external_url;
     pthread_mutex_init(&n->mu, NULL);
@@ -1124,9 +1131,9 @@ int notify_new(const notify_options *o, notify **out, buf *err)
                                    "Failed delivery attempts.", dl);
     n->f_retries = registry_counter(o->reg, "sidewatch_notifications_retries_total",
                                     "Delivery attempts scheduled for a retry.", dl);
-    n->f_dropped = registry_counter(o->reg, "sidewatch_notifications_dropped_total",
-                                    "Notifications (or, with reason relabeled, alerts) dropped.",
-                                    dr);
+    n->f_dropped =
+        registry_counter(o->reg, "sidewatch_notifications_dropped_total",
+                         "Notifications (or, with reason relabeled, alerts) dropped.", dr);
     n->f_qlen = registry_gauge(o->reg, "sidewatch_notifications_queue_length",
                                "Outbox entries waiting for delivery.", dl);
     n->f_qcap = registry_gauge(o->reg, "sidewatch_notifications_queue_capacity",
@@ -1197,8 +1204,9 @@ static void am_targets(const config *cfg, size_t ai, want **v, size_t *n, size_t
     buf_init(&u, BUF_UNLIMITED);
     alerts_path(am->path_prefix, &path);
     if (am->n_file_sd_configs || am->n_docker_sd_configs) {
-        log_warn(COMPONENT, "alertmanager %zu: only static_configs are used for Alertmanager "
-                            "discovery; file_sd_configs and docker_sd_configs are ignored",
+        log_warn(COMPONENT,
+                 "alertmanager %zu: only static_configs are used for Alertmanager "
+                 "discovery; file_sd_configs and docker_sd_configs are ignored",
                  ai);
     }
     for (size_t g = 0; g < am->n_static_configs; g++) {

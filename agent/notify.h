@@ -48,12 +48,12 @@ typedef struct notify_alert {
 } notify_alert;
 
 typedef struct notify_options {
-    store *st;                 /* borrowed; holds the outbox */
-    registry *reg;             /* borrowed; metrics are registered here */
-    const char *external_url;  /* --web.external-url, for webhook payloads' externalURL */
-    int64_t max_age_ms;        /* outbox entries older than this are dropped; 0 = 24h */
-    int64_t queue_capacity;    /* max outbox entries per destination; 0 = 10000; the
-                                * oldest are dropped (and counted) beyond it */
+    store *st;                /* borrowed; holds the outbox */
+    registry *reg;            /* borrowed; metrics are registered here */
+    const char *external_url; /* --web.external-url, for webhook payloads' externalURL */
+    int64_t max_age_ms;       /* outbox entries older than this are dropped; 0 = 24h */
+    int64_t queue_capacity;   /* max outbox entries per destination; 0 = 10000; the
+                               * oldest are dropped (and counted) beyond it */
     /* Retry backoff: the first retry waits about backoff_initial_ms (0 = 1s),
      * each further one twice as long, at most backoff_max_ms (0 = 5m); each
      * wait is jittered down by up to a half. */
@@ -116,7 +116,7 @@ typedef struct notify_webhook_alert {
     const labels *labels;
     const labels *annotations; /* may be NULL */
     int64_t starts_at_ns;
-    int64_t ends_at_ns; /* 0 = unset (firing) */
+    int64_t ends_at_ns;        /* 0 = unset (firing) */
     const char *generator_url; /* may be NULL */
 } notify_webhook_alert;
 

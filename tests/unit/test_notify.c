@@ -62,8 +62,12 @@ static labels *from_json(const json_val *obj)
 
 static int64_t utc_ns(int y, int mo, int d, int h, int mi, int s, int64_t ns)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
     return (int64_t)timegm(&tm) * 1000000000 + ns;
 }
 
@@ -346,11 +350,10 @@ static void check_capture(const char *file, int64_t now_ns, int64_t ends_ns)
     };
     buf got;
     buf_init(&got, BUF_UNLIMITED);
-    assert_int_equal(notify_webhook_body(json_val_string(json_val_get(root, "receiver"), NULL), gl,
-                                         &a, 1, 0,
-                                         json_val_string(json_val_get(root, "externalURL"), NULL),
-                                         now_ns, &got),
-                     0);
+    assert_int_equal(
+        notify_webhook_body(json_val_string(json_val_get(root, "receiver"), NULL), gl, &a, 1, 0,
+                            json_val_string(json_val_get(root, "externalURL"), NULL), now_ns, &got),
+        0);
     json_doc *gdoc = json_doc_parse(got.data, got.len, got.len + 1, 0, &je);
     assert_non_null(gdoc);
     /* Field by field, in order. */
@@ -431,10 +434,8 @@ static void test_webhook_order_common_truncation(void **state)
     assert_int_equal(json_val_len(cl), 2); /* alertname, env; job and instance differ */
     assert_non_null(json_val_get(cl, "env"));
     assert_null(json_val_get(cl, "job"));
-    assert_string_equal(json_val_string(json_val_get(json_val_get(r, "commonAnnotations"),
-                                                     "summary"),
-                                        NULL),
-                        "s");
+    assert_string_equal(
+        json_val_string(json_val_get(json_val_get(r, "commonAnnotations"), "summary"), NULL), "s");
     json_doc_free(d);
     /* All resolved: the group is resolved. */
     buf_reset(&b);
@@ -565,8 +566,8 @@ static void test_alertmanager_body_and_batches(void **state)
     assert_string_equal(e.rcv.reqs[0].ua, "Sidewatch/" SIDEWATCH_VERSION);
     pthread_mutex_unlock(&e.rcv.mu);
     assert_true(metric(e.reg, "sidewatch_notifications_dropped_total", want_url, "relabeled") == 1);
-    for (int i = 0; i < 20 && metric(e.reg, "sidewatch_notifications_sent_total", want_url, NULL) < 2;
-         i++)
+    for (int i = 0;
+         i < 20 && metric(e.reg, "sidewatch_notifications_sent_total", want_url, NULL) < 2; i++)
         sleep_ms(10);
     assert_true(metric(e.reg, "sidewatch_notifications_sent_total", want_url, NULL) == 2);
     assert_int_equal(notify_pending(n), 0);
@@ -639,8 +640,8 @@ static void test_backoff_order_isolation(void **state)
     assert_true(metric(e.reg, "sidewatch_notifications_queue_length", dead, NULL) == 3);
     /* 400: the head is dropped, then the rest are delivered in order. */
     set_status(&e.rcv, 200, 400);
-    for (int i = 0; i < 300 && metric(e.reg, "sidewatch_notifications_dropped_total", dead,
-                                      "rejected") < 1;
+    for (int i = 0;
+         i < 300 && metric(e.reg, "sidewatch_notifications_dropped_total", dead, "rejected") < 1;
          i++)
         sleep_ms(10);
     set_status(&e.rcv, 200, 200);
@@ -730,8 +731,8 @@ static void test_max_age_and_capacity(void **state)
     /* Past max_age: both dropped without another attempt. */
     set_clock(1000000 + 61000);
     notify_kick(n);
-    for (int i = 0; i < 300 && metric(e.reg, "sidewatch_notifications_queue_length", dead, NULL) > 0;
-         i++)
+    for (int i = 0;
+         i < 300 && metric(e.reg, "sidewatch_notifications_queue_length", dead, NULL) > 0; i++)
         sleep_ms(10);
     assert_true(metric(e.reg, "sidewatch_notifications_dropped_total", dead, "max_age") == 2);
     assert_int_equal(count(&e.rcv, "/dead/"), 1);
@@ -777,7 +778,7 @@ static void test_webhook_grouping_timing(void **state)
     set_clock(T0);
     notify_options o = {.now_ms = fake_clock, .external_url = "http://sw:9277"};
     notify *n = start(&e, o, cfg);
-#define AT(sec) (T0 + (int64_t)(sec) * 1000)
+#define AT(sec) (T0 + (int64_t)(sec)*1000)
 #define STEP(sec)                                                                                  \
     do {                                                                                           \
         set_clock(AT(sec));                                                                        \
