@@ -53,6 +53,8 @@
 /* How often threads re-read a fake clock. */
 #define NOTIFY_FAKE_CLOCK_POLL_MS 20
 #define COMPONENT "notify"
+/* How often notify_send looks for entries of removed destinations. */
+#define NOTIFY_SWEEP_INTERVAL_MS (60 * 60 * 1000)
 
 /* ---- payload helpers ---------------------------------------------------------------- */
 
@@ -338,6 +340,7 @@ struct notify {
     registry_family *f_sent, *f_errors, *f_retries, *f_dropped, *f_qlen, *f_qcap, *f_latency,
         *f_discovered;
     registry_metric *m_discovered;
+    int64_t last_sweep_ms; /* of sweep_orphans */
 };
 
 static int64_t now_ms(const notify *n)
@@ -1262,6 +1265,42 @@ static void dest_stop_join(dest *d)
     d->started = false;
 }
 
+/* Drops outbox entries of destinations no longer configured once they are
+ * older than the outbox's max age (counted as max_age drops of their
+ * destination). Called with n->mu held. */
+static void sweep_orphans(notify *n, int64_t now)
+{
+    n->last_sweep_ms = now;
+    store_kv_entry *e = NULL;
+    size_t ne = 0;
+    if (store_kv_list(n->o.st, NS_OUTBOX, NULL, 0, 0, &e, &ne, NULL) < 0) return;
+    store_kv_op *ops = mem_calloc(ne ? ne : 1, sizeof *ops);
+    size_t nops = 0;
+    for (size_t i = 0; i < ne; i++) {
+        const char *id = e[i].key;
+        size_t idlen = strnlen(id, e[i].key_len);
+        bool live = false;
+        for (size_t k = 0; k < n->n_dests && !live; k++)
+            live = strlen(n->dests[k]->id) == idlen && memcmp(n->dests[k]->id, id, idlen) == 0;
+        entry en;
+        if (live || entry_parse(&e[i], &en) < 0 || now - en.created_ms < n->o.max_age_ms) continue;
+        ops[nops++] = (store_kv_op){.ns = NS_OUTBOX, .key = e[i].key, .key_len = e[i].key_len};
+        const char *colon = memchr(id, ':', idlen);
+        char *label = colon ? mem_strndup(colon + 1, idlen - (size_t)(colon + 1 - id))
+                            : mem_strndup(id, idlen);
+        const char *lv[] = {label, "max_age"};
+        registry_inc(registry_child(n->f_dropped, lv));
+        mem_free(label);
+    }
+    if (nops > 0 && store_kv_apply(n->o.st, ops, nops, NULL) == 0)
+        log_warn(COMPONENT,
+                 "dropped %zu notifications of removed destinations older than their "
+                 "max age",
+                 nops);
+    mem_free(ops);
+    store_kv_entries_free(e, ne);
+}
+
 int notify_apply_config(notify *n, const config *cfg, buf *err)
 {
     (void)err;
@@ -1338,6 +1377,7 @@ int notify_apply_config(notify *n, const config *cfg, buf *err)
     registry_set(n->m_discovered, (double)n_am);
     config_unref(n->cfg);
     n->cfg = c;
+    sweep_orphans(n, now_ms(n));
     for (size_t i = 0; i < n_fresh; i++) {
         if (pthread_create(&fresh[i]->thread, NULL, dest_main, fresh[i]) == 0)
             fresh[i]->started = true;
@@ -1393,6 +1433,7 @@ void notify_send(notify *n, const notify_alert *alerts, size_t n_alerts)
         return;
     }
     int64_t now = now_ms(n);
+    if (now - n->last_sweep_ms >= NOTIFY_SWEEP_INTERVAL_MS) sweep_orphans(n, now);
     /* External labels, then the global alert_relabel_configs. */
     labels **ls = mem_calloc(n_alerts, sizeof *ls);
     for (size_t i = 0; i < n_alerts; i++) {

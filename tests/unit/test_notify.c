@@ -754,6 +754,62 @@ static void test_max_age_and_capacity(void **state)
     env_cleanup(&e);
 }
 
+/* A removed destination stops; its entries stay until they are older than
+ * max_age, then are dropped (and counted); a destination that comes back
+ * before that resumes them. */
+static void test_removed_destination(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *both = load_cfg(two_am_yaml, e.port, e.port);
+    config *only_ok = load_cfg("alerting:\n"
+                               "  alertmanagers:\n"
+                               "    - static_configs: [{targets: ['127.0.0.1:%d']}]\n"
+                               "      path_prefix: /ok\n",
+                               e.port);
+    set_clock(5000000);
+    notify_options o = {.max_age_ms = 60000,
+                        .backoff_initial_ms = 100000,
+                        .backoff_max_ms = 100000,
+                        .now_ms = fake_clock};
+    notify *n = start(&e, o, both);
+    char dead[128];
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%d/dead/api/v2/alerts", e.port);
+    send_one(n, "Gone1", 1000, 0);
+    send_one(n, "Gone2", 1000, 0);
+    assert_true(wait_count(&e.rcv, "/dead/", 1, 3000) >= 1);
+    assert_int_equal(wait_count(&e.rcv, "/ok/", 2, 3000), 2);
+    for (int i = 0; i < 300 && notify_pending(n) > 2; i++)
+        sleep_ms(10);
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(notify_apply_config(n, only_ok, &err), 0);
+    char **urls;
+    size_t nu;
+    notify_alertmanager_urls(n, &urls, &nu);
+    assert_int_equal(nu, 1);
+    assert_non_null(strstr(urls[0], "/ok/"));
+    free(urls[0]);
+    free(urls);
+    /* Still young: kept. */
+    assert_int_equal(notify_pending(n), 2);
+    /* Back again before max_age: resumed (its backoff state is gone, the
+     * entry's own retry time still holds). */
+    assert_int_equal(notify_apply_config(n, both, &err), 0);
+    assert_true(metric(e.reg, "sidewatch_notifications_queue_length", dead, NULL) == 2);
+    assert_int_equal(notify_apply_config(n, only_ok, &err), 0);
+    set_clock(5000000 + 61000);
+    assert_int_equal(notify_apply_config(n, only_ok, &err), 0);
+    assert_int_equal(notify_pending(n), 0);
+    assert_true(metric(e.reg, "sidewatch_notifications_dropped_total", dead, "max_age") == 2);
+    buf_cleanup(&err);
+    notify_free(n);
+    config_unref(both);
+    config_unref(only_ok);
+    env_cleanup(&e);
+}
+
 /* Alertmanager's grouping and dedup on a fake clock, and the notification
  * log surviving a restart. */
 static void test_webhook_grouping_timing(void **state)
@@ -913,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_backoff_order_isolation),
         cmocka_unit_test(test_outbox_restart),
         cmocka_unit_test(test_max_age_and_capacity),
+        cmocka_unit_test(test_removed_destination),
         cmocka_unit_test(test_webhook_grouping_timing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
