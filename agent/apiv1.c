@@ -1576,7 +1576,7 @@ static void h_runtimeinfo(req *r)
 static bool secret_key(const char *key, const char *parent)
 {
     static const char *const keys[] = {"password", "credentials", "bearer_token", "client_secret",
-                                       "secret_key", "token", "auth_token"};
+                                       "secret_key", "token", "auth_token", "hmac_secret"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (strcmp(key, keys[i]) == 0) return true;
     }

@@ -3327,6 +3327,198 @@ static void decode_containers(ctx *c, const yamlconf_node *key, const yamlconf_n
     decode_container_matches(c, &s[CT_EXCLUDE], "exclude", &cc->exclude, &cc->n_exclude);
 }
 
+/* ---- webhooks: (sidewatch's direct Alertmanager-format webhooks) ------------------------- */
+
+#define WH_FIELDS(X)                                                                               \
+    X(WH_NAME, "name")                                                                             \
+    X(WH_URL, "url")                                                                               \
+    X(WH_GROUP_BY, "group_by")                                                                     \
+    X(WH_GROUP_WAIT, "group_wait")                                                                 \
+    X(WH_GROUP_INTERVAL, "group_interval")                                                         \
+    X(WH_REPEAT_INTERVAL, "repeat_interval")                                                       \
+    X(WH_SEND_RESOLVED, "send_resolved")                                                           \
+    X(WH_MAX_ALERTS, "max_alerts")                                                                 \
+    X(WH_TIMEOUT, "timeout")                                                                       \
+    X(WH_MAX_AGE, "max_age")                                                                       \
+    X(WH_BEARER_TOKEN, "bearer_token")                                                             \
+    X(WH_BEARER_TOKEN_FILE, "bearer_token_file")                                                   \
+    X(WH_BASIC_AUTH, "basic_auth")                                                                 \
+    X(WH_HMAC_SECRET, "hmac_secret")                                                               \
+    X(WH_HMAC_SECRET_FILE, "hmac_secret_file")                                                     \
+    X(WH_TLS_CONFIG, "tls_config")
+enum { WH_FIELDS(F_ENUM) WH__N };
+static const char *const wh_names[] = {WH_FIELDS(F_NAME)};
+static const char *const wh_basic_names[] = {"username", "password", "password_file"};
+
+static void webhook_cleanup(config_webhook *w)
+{
+    mem_free(w->name);
+    mem_free(w->url);
+    free_strv(w->group_by, w->n_group_by);
+    http_cleanup(&w->http);
+    mem_free(w->hmac_secret.value);
+    mem_free(w->hmac_secret.file);
+    memset(w, 0, sizeof *w);
+}
+
+/* A secret and its *_file variant (at most one). Returns false on error. */
+static bool decode_secret_pair(ctx *c, const yamlconf_node *owner, const slot *inl,
+                               const slot *file, const char *what, config_secret *out)
+{
+    bool ok1, ok2;
+    const char *v = str_of(c, inl, &ok1);
+    const char *f = str_of(c, file, &ok2);
+    if (!ok1 || !ok2) return false;
+    if (*v && *f) {
+        errorf(c, file->key ? file->key : owner, "at most one of %s & %s_file must be configured",
+               what, what);
+        return false;
+    }
+    if (*v) out->value = mem_strdup(v);
+    if (*f) out->file = join_dir(c, f);
+    return true;
+}
+
+/* A duration that must be > 0 (or >= 0 with zero_ok). */
+static void webhook_duration(ctx *c, const slot *s, const yamlconf_node *owner, const char *what,
+                             bool zero_ok, int64_t *out)
+{
+    int64_t v = 0;
+    if (get_duration(c, s, &v) <= 0) return;
+    if (v < 0 || (!zero_ok && v == 0)) {
+        errorf(c, at_of(s, owner), "webhook %s must be %s 0", what,
+               zero_ok ? "greater than or equal to" : "greater than");
+        return;
+    }
+    *out = v;
+}
+
+static void decode_webhook(ctx *c, const yamlconf_node *n, config_webhook *w)
+{
+    w->group_wait_ms = CONFIG_WEBHOOK_GROUP_WAIT_MS;
+    w->group_interval_ms = CONFIG_WEBHOOK_GROUP_INTERVAL_MS;
+    w->repeat_interval_ms = CONFIG_WEBHOOK_REPEAT_INTERVAL_MS;
+    w->timeout_ms = CONFIG_WEBHOOK_TIMEOUT_MS;
+    w->send_resolved = true;
+    w->http.follow_redirects = true;
+    w->http.enable_http2 = true;
+    slot s[WH__N];
+    if (decode_map(c, n, "config.WebhookConfig", wh_names, WH__N, s) < 0) return;
+
+    if (get_string(c, &s[WH_NAME], &w->name) == 0 || (w->name && !*w->name))
+        errorf(c, at_of(&s[WH_NAME], n), "webhook name is missing or empty");
+    if (get_string(c, &s[WH_URL], &w->url) == 0 || (w->url && !*w->url)) {
+        errorf(c, at_of(&s[WH_URL], n), "webhook url is missing or empty");
+    } else if (w->url) {
+        const char *u = w->url;
+        size_t skip = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
+        char tmp[256];
+        const char *why = go_url_error(u, tmp, sizeof tmp);
+        if (skip == 0) {
+            errorf(c, s[WH_URL].val, "webhook url %s: unsupported scheme (use http:// or https://)",
+                   qz(c, u));
+        } else if (u[skip] == '\0' || u[skip] == '/') {
+            errorf(c, s[WH_URL].val, "webhook url %s has no host", qz(c, u));
+        } else if (why) {
+            errorf(c, s[WH_URL].val, "webhook url %s: %s", qz(c, u), why);
+        }
+    }
+    bool nonnull = false;
+    if (get_strv(c, &s[WH_GROUP_BY], "[]model.LabelName", &w->group_by, &w->n_group_by, &nonnull) >
+        0) {
+        bool all = false;
+        for (size_t i = 0; i < w->n_group_by; i++) {
+            const yamlconf_node *at =
+                i < s[WH_GROUP_BY].val->n ? s[WH_GROUP_BY].val->items[i] : s[WH_GROUP_BY].val;
+            const char *l = w->group_by[i];
+            if (strcmp(l, "...") == 0) {
+                all = true;
+            } else if (!valid_label_name(c->legacy, l, strlen(l))) {
+                errorf(c, at, "invalid label name %s in webhook group_by", qz(c, l));
+            } else {
+                for (size_t j = 0; j < i; j++) {
+                    if (strcmp(w->group_by[j], l) == 0) {
+                        errorf(c, at, "duplicated label %s in webhook group_by", qz(c, l));
+                        break;
+                    }
+                }
+            }
+        }
+        if (all && w->n_group_by > 1) {
+            errorf(c, s[WH_GROUP_BY].val,
+                   "cannot have wildcard group_by (`...`) and other labels at the same time");
+        }
+        if (all) {
+            w->group_by_all = true;
+            free_strv(w->group_by, w->n_group_by);
+            w->group_by = NULL;
+            w->n_group_by = 0;
+        }
+    }
+    webhook_duration(c, &s[WH_GROUP_WAIT], n, "group_wait", true, &w->group_wait_ms);
+    webhook_duration(c, &s[WH_GROUP_INTERVAL], n, "group_interval", false, &w->group_interval_ms);
+    webhook_duration(c, &s[WH_REPEAT_INTERVAL], n, "repeat_interval", false,
+                     &w->repeat_interval_ms);
+    webhook_duration(c, &s[WH_TIMEOUT], n, "timeout", false, &w->timeout_ms);
+    webhook_duration(c, &s[WH_MAX_AGE], n, "max_age", true, &w->max_age_ms);
+    get_bool(c, &s[WH_SEND_RESOLVED], &w->send_resolved);
+    get_uint(c, &s[WH_MAX_ALERTS], &w->max_alerts, "uint64");
+
+    config_secret bearer = {0};
+    bool bearer_ok = decode_secret_pair(c, n, &s[WH_BEARER_TOKEN], &s[WH_BEARER_TOKEN_FILE],
+                                        "bearer_token", &bearer);
+    if (bearer_ok && (bearer.value || bearer.file)) {
+        w->http.has_authorization = true;
+        w->http.authorization_type = mem_strdup("Bearer");
+        w->http.authorization_credentials = bearer;
+    }
+    if (s[WH_BASIC_AUTH].key && !yamlconf_is_null(s[WH_BASIC_AUTH].val)) {
+        slot b[3];
+        if (decode_map(c, s[WH_BASIC_AUTH].val, "config.BasicAuth", wh_basic_names, 3, b) > 0) {
+            bool fine;
+            const char *user = str_of(c, &b[0], &fine);
+            if (fine && decode_secret_pair(c, s[WH_BASIC_AUTH].val, &b[1], &b[2], "password",
+                                           &w->http.basic_auth_password)) {
+                w->http.has_basic_auth = true;
+                w->http.basic_auth_username = mem_strdup(user);
+            }
+        }
+    }
+    if (w->http.has_basic_auth && w->http.has_authorization) {
+        errorf(c, s[WH_BASIC_AUTH].key,
+               "at most one of basic_auth & bearer_token (or bearer_token_file) must be "
+               "configured");
+    }
+    decode_secret_pair(c, n, &s[WH_HMAC_SECRET], &s[WH_HMAC_SECRET_FILE], "hmac_secret",
+                       &w->hmac_secret);
+    if (s[WH_TLS_CONFIG].key) decode_tls(c, s[WH_TLS_CONFIG].val, &w->http);
+}
+
+static void decode_webhooks(ctx *c, const slot *s)
+{
+    config *cfg = c->cfg;
+    const yamlconf_node *seq = seq_of(c, s, "[]config.WebhookConfig");
+    if (!seq) return;
+    cfg->webhooks = mem_calloc(seq->n ? seq->n : 1, sizeof *cfg->webhooks);
+    strset names;
+    strset_init(&names);
+    for (size_t i = 0; i < seq->n; i++) {
+        const yamlconf_node *it = seq->items[i];
+        if (yamlconf_is_null(it)) {
+            errorf(c, it->line > s->key->line ? it : s->key, "empty or null webhook section");
+            continue;
+        }
+        config_webhook *w = &cfg->webhooks[cfg->n_webhooks++];
+        decode_webhook(c, it, w);
+        if (!w->name || !*w->name) continue;
+        if (!strset_add(&names, w->name, strlen(w->name))) {
+            const yamlconf_node *at = yamlconf_map_get(it, "name", NULL);
+            errorf(c, at ? at : it, "found multiple webhooks with name %s", qz(c, w->name));
+        }
+    }
+    strset_cleanup(&names);
+}
+
 static bool regex_same(const regex *a, const regex *b)
 {
     if (!a || !b) return a == b;
@@ -3408,7 +3600,8 @@ bool config_containers_selected(const config_containers *cc, const char *name,
     X(TOP_REMOTE_WRITE, "remote_write")                                                            \
     X(TOP_REMOTE_READ, "remote_read")                                                              \
     X(TOP_OTLP, "otlp")                                                                            \
-    X(TOP_CONTAINERS, "containers")
+    X(TOP_CONTAINERS, "containers")                                                                \
+    X(TOP_WEBHOOKS, "webhooks")
 enum { TOP_FIELDS(F_ENUM) TOP__N };
 static const char *const top_names[] = {TOP_FIELDS(F_NAME)};
 
@@ -3538,6 +3731,7 @@ static void decode_config(ctx *c, const yamlconf_node *root)
     if (s[TOP_TRACING].key) decode_tracing(c, s[TOP_TRACING].val);
     if (s[TOP_OTLP].key) decode_otlp(c, s[TOP_OTLP].val);
     if (s[TOP_CONTAINERS].key) decode_containers(c, s[TOP_CONTAINERS].key, s[TOP_CONTAINERS].val);
+    decode_webhooks(c, &s[TOP_WEBHOOKS]);
 }
 
 /* ---- lifetime --------------------------------------------------------------------------- */
@@ -3561,6 +3755,9 @@ static void config_free(config *c)
         rw_cleanup(&c->remote_write[i]);
     mem_free(c->remote_write);
     containers_cleanup(&c->containers);
+    for (size_t i = 0; i < c->n_webhooks; i++)
+        webhook_cleanup(&c->webhooks[i]);
+    mem_free(c->webhooks);
     mem_free(c);
 }
 

@@ -286,6 +286,35 @@ bool config_containers_equal(const config_containers *a, const config_containers
 bool config_containers_selected(const config_containers *cc, const char *name,
                                 const char *const *keys, const char *const *values, size_t n);
 
+/* Defaults of a webhooks: receiver (Alertmanager's route and webhook
+ * defaults). */
+#define CONFIG_WEBHOOK_GROUP_WAIT_MS (30 * 1000)
+#define CONFIG_WEBHOOK_GROUP_INTERVAL_MS (5 * 60 * 1000)
+#define CONFIG_WEBHOOK_REPEAT_INTERVAL_MS (4 * 60 * 60 * 1000)
+#define CONFIG_WEBHOOK_TIMEOUT_MS (10 * 1000)
+
+/* One receiver of sidewatch's top-level `webhooks:` section: alerts are
+ * grouped and timed as Alertmanager's root route would, and POSTed as
+ * Alertmanager's webhook payload (version 4) to url. */
+typedef struct config_webhook {
+    char *name; /* unique, non-empty */
+    char *url;  /* http:// or https:// */
+    bool group_by_all; /* group_by: ['...'] */
+    char **group_by;   /* label names (when !group_by_all) */
+    size_t n_group_by;
+    int64_t group_wait_ms;     /* default 30s, >= 0 */
+    int64_t group_interval_ms; /* default 5m, > 0 */
+    int64_t repeat_interval_ms; /* default 4h, > 0 */
+    bool send_resolved;         /* default true */
+    uint64_t max_alerts;        /* 0 = all */
+    int64_t timeout_ms;         /* default 10s, > 0 */
+    int64_t max_age_ms;         /* 0 = the outbox's max age */
+    /* bearer_token(_file) -> has_authorization (type "Bearer"), basic_auth
+     * {username, password, password_file}, tls_config; the rest unused. */
+    config_http_client http;
+    config_secret hmac_secret; /* hmac_secret / hmac_secret_file; both NULL: no signature */
+} config_webhook;
+
 typedef struct config {
     int refs;     /* atomic */
     char *source; /* file name, or "<default>" for the embedded config */
@@ -302,6 +331,8 @@ typedef struct config {
     config_remote_write *remote_write;
     size_t n_remote_write;
     config_containers containers;
+    config_webhook *webhooks; /* sidewatch's `webhooks:` receivers, in config order */
+    size_t n_webhooks;
 } config;
 
 /* Parses and validates YAML text. `source` names the file in messages

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <locale.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <wchar.h>
 #include <wctype.h>
@@ -369,6 +370,20 @@ void strutil_md5(const void *p, size_t len, unsigned char out[16])
 {
     unsigned int n = 16;
     EVP_Digest(p, len, out, &n, EVP_md5(), NULL);
+}
+
+int strutil_hmac_sha256(const void *key, size_t key_len, const void *p, size_t len,
+                        unsigned char out[32])
+{
+    unsigned int n = 32;
+    static const unsigned char nothing[1];
+    if (!HMAC(EVP_sha256(), key_len ? key : nothing, (int)key_len, len ? p : nothing, len, out,
+              &n) ||
+        n != 32) {
+        memset(out, 0, 32);
+        return -EIO;
+    }
+    return 0;
 }
 
 static locale_t utf8_locale;

@@ -47,6 +47,10 @@ uint64_t strutil_hash64(const void *p, size_t len, uint64_t seed);
 /* MD5 digest (for hashmod relabeling, which must match Prometheus's
  * target sharding exactly); the only user of OpenSSL's libcrypto. */
 void strutil_md5(const void *p, size_t len, unsigned char out[16]);
+/* HMAC-SHA256 of p with key (for signed webhook bodies). Returns 0, or
+ * -EIO if libcrypto fails (out is then zeroed). */
+int strutil_hmac_sha256(const void *key, size_t key_len, const void *p, size_t len,
+                        unsigned char out[32]);
 
 /* Unicode-aware case mapping of UTF-8 text (Go's strings.ToLower/ToUpper);
  * invalid bytes are copied unchanged. Appends to out. */

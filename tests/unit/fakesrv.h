@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -30,7 +31,33 @@ typedef struct fsrv fsrv;
 typedef struct fsrv_req {
     char method[16];
     char path[4096]; /* with the query string */
+    char *head;      /* request line and headers (NUL-terminated), valid during the handler */
+    char *body;      /* the Content-Length body (NUL-terminated), valid during the handler */
+    size_t body_len;
 } fsrv_req;
+
+/* The value of header `name` (case-insensitive) copied into out (cap
+ * bytes); false when absent. */
+static inline bool fsrv_header(const fsrv_req *rq, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    for (const char *p = rq->head ? strstr(rq->head, "\r\n") : NULL; p && p[2];
+         p = strstr(p + 2, "\r\n")) {
+        const char *l = p + 2;
+        if (strncasecmp(l, name, nl) == 0 && l[nl] == ':') {
+            const char *v = l + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            size_t n = e ? (size_t)(e - v) : strlen(v);
+            if (n >= cap) n = cap - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
 
 /* Handles one request on fd (runs on the connection's thread). Returns true
  * to keep the connection open for the next request. */
@@ -90,6 +117,8 @@ static inline const char *fsrv_reason(int status)
         return "Not Found";
     case 400:
         return "Bad Request";
+    case 429:
+        return "Too Many Requests";
     default:
         return status >= 500 ? "Internal Server Error" : "Status";
     }
@@ -180,6 +209,13 @@ static inline bool fsrv_read_request(int fd, char *pend, size_t *npend, size_t c
                 if (r <= 0) return false;
                 *npend += (size_t)r;
             }
+            rq->head = malloc(head + 1);
+            memcpy(rq->head, pend, head);
+            rq->head[head] = '\0';
+            rq->body = malloc(body + 1);
+            memcpy(rq->body, pend + head, body);
+            rq->body[body] = '\0';
+            rq->body_len = body;
             memmove(pend, pend + head + body, *npend - head - body);
             *npend -= head + body;
             return true;
@@ -203,7 +239,10 @@ static inline void *fsrv_conn_main(void *arg)
         pthread_mutex_lock(&s->mu);
         s->requests++;
         pthread_mutex_unlock(&s->mu);
-        if (!s->fn(s, c->fd, &rq, s->ctx)) break;
+        bool keep = s->fn(s, c->fd, &rq, s->ctx);
+        free(rq.head);
+        free(rq.body);
+        if (!keep) break;
     }
     free(pend);
     pthread_mutex_lock(&s->mu);

@@ -107,7 +107,12 @@ static const char test_config[] = "global:\n"
                                   "  - job_name: a\n"
                                   "    basic_auth: {username: u, password: hunter2}\n"
                                   "    static_configs:\n"
-                                  "      - targets: ['h:1']\n";
+                                  "      - targets: ['h:1']\n"
+                                  "webhooks:\n"
+                                  "  - name: w\n"
+                                  "    url: http://w/x\n"
+                                  "    bearer_token: tok\n"
+                                  "    hmac_secret: mac\n";
 
 /* The store: every 15 s from 0 to 300 s,
  *   up{instance="h:1",job="a"} 1, up{instance="h:2",job="b"} 0,
@@ -522,7 +527,9 @@ static void test_metadata_targets_status(void **state)
         {NULL, "/status/config", NULL, NULL, 200,
          OK("{\"yaml\":\"global:\\n  scrape_interval: 15s\\nscrape_configs:\\n- job_name: a\\n  "
             "basic_auth:\\n    username: u\\n    password: \\u003csecret\\u003e\\n  "
-            "static_configs:\\n  - targets:\\n    - \\\"h:1\\\"\\n\"}"),
+            "static_configs:\\n  - targets:\\n    - \\\"h:1\\\"\\nwebhooks:\\n- name: w\\n  "
+            "url: http://w/x\\n  bearer_token: \\u003csecret\\u003e\\n  "
+            "hmac_secret: \\u003csecret\\u003e\\n\"}"),
          NULL},
         {NULL, "/status/runtimeinfo", NULL, NULL, 200, NULL,
          "{\"status\":\"success\",\"data\":{\"startTime\":\"2023-11-14T22:13:20.123Z\",\"CWD\":"},

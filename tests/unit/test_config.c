@@ -295,6 +295,22 @@ static const struct {
                                "'xor2', or the field must be omitted entirely, got \"gorilla\""},
     {"storage_retention_percentage",
      "4:19: 'storage.tsdb.retention.percentage' must be in the range [0, 100], got 101"},
+    {"webhook_auth_both",
+     "5:5: at most one of basic_auth & bearer_token (or bearer_token_file) must be configured"},
+    {"webhook_bearer_both",
+     "5:5: at most one of bearer_token & bearer_token_file must be configured"},
+    {"webhook_dup_name", "4:11: found multiple webhooks with name \"a\""},
+    {"webhook_duration", "4:17: not a valid duration string: \"soon\""},
+    {"webhook_group_by_wildcard",
+     "4:15: cannot have wildcard group_by (`...`) and other labels at the same time"},
+    {"webhook_group_interval", "4:21: webhook group_interval must be greater than 0"},
+    {"webhook_hmac_both", "5:5: at most one of hmac_secret & hmac_secret_file must be configured"},
+    {"webhook_max_alerts", "4:17: cannot unmarshal !!int `-1` into uint64"},
+    {"webhook_no_name", "2:5: webhook name is missing or empty"},
+    {"webhook_no_url", "2:5: webhook url is missing or empty"},
+    {"webhook_unknown", "4:5: field sendresolved not found in type config.WebhookConfig"},
+    {"webhook_url_scheme",
+     "3:10: webhook url \"ftp://h/x\": unsupported scheme (use http:// or https://)"},
     {"containers_cgroup_root",
      "2:16: containers cgroup_root \"sys/fs/cgroup\" must be an absolute path"},
     {"containers_host", "2:16: containers docker_host \"ssh://me@host\": unsupported scheme (use "
@@ -379,6 +395,56 @@ static void test_own_bad_cases_complete(void **state)
 }
 
 /* ---- own good cases ------------------------------------------------------------ */
+
+static void test_webhooks_section(void **state)
+{
+    (void)state;
+    config *c = load_good("webhooks");
+    assert_int_equal(c->n_webhooks, 3);
+    const config_webhook *w = &c->webhooks[0];
+    assert_string_equal(w->name, "ops");
+    assert_string_equal(w->url, "https://hooks.example.com/alert");
+    assert_false(w->group_by_all);
+    assert_int_equal(w->n_group_by, 2);
+    assert_string_equal(w->group_by[1], "job");
+    assert_int_equal(w->group_wait_ms, 10000);
+    assert_int_equal(w->group_interval_ms, 60000);
+    assert_int_equal(w->repeat_interval_ms, 2 * 3600 * 1000);
+    assert_false(w->send_resolved);
+    assert_int_equal(w->max_alerts, 5);
+    assert_int_equal(w->timeout_ms, 3000);
+    assert_int_equal(w->max_age_ms, 3600 * 1000);
+    assert_true(w->http.has_authorization);
+    assert_string_equal(w->http.authorization_type, "Bearer");
+    assert_string_equal(w->http.authorization_credentials.value, "s3cret-token");
+    assert_string_equal(w->hmac_secret.value, "sign-me");
+    assert_null(w->hmac_secret.file);
+    assert_true(w->http.tls_insecure_skip_verify);
+    w = &c->webhooks[1];
+    assert_true(w->group_by_all);
+    assert_int_equal(w->n_group_by, 0);
+    assert_true(w->http.has_basic_auth);
+    assert_string_equal(w->http.basic_auth_username, "u");
+    /* files are resolved against the config's directory */
+    assert_non_null(strstr(w->http.basic_auth_password.file, "/pw.txt"));
+    assert_true(w->http.basic_auth_password.file[0] == '/' ||
+                strncmp(w->http.basic_auth_password.file, DATA_DIR, strlen(DATA_DIR)) == 0);
+    assert_non_null(strstr(w->hmac_secret.file, "/hmac.txt"));
+    w = &c->webhooks[2];
+    assert_int_equal(w->group_wait_ms, CONFIG_WEBHOOK_GROUP_WAIT_MS);
+    assert_int_equal(w->group_interval_ms, CONFIG_WEBHOOK_GROUP_INTERVAL_MS);
+    assert_int_equal(w->repeat_interval_ms, CONFIG_WEBHOOK_REPEAT_INTERVAL_MS);
+    assert_int_equal(w->timeout_ms, CONFIG_WEBHOOK_TIMEOUT_MS);
+    assert_true(w->send_resolved);
+    assert_int_equal(w->max_alerts, 0);
+    assert_int_equal(w->max_age_ms, 0);
+    assert_false(w->http.has_authorization);
+    assert_false(w->http.has_basic_auth);
+    assert_null(w->hmac_secret.value);
+    assert_int_equal(w->n_group_by, 0);
+    assert_false(w->group_by_all);
+    config_unref(c);
+}
 
 static void test_containers_section(void **state)
 {
@@ -1508,6 +1574,7 @@ int main(void)
         cmocka_unit_test(test_docker_sd),
         cmocka_unit_test(test_protocol_names),
         cmocka_unit_test(test_containers_section),
+        cmocka_unit_test(test_webhooks_section),
         cmocka_unit_test(test_unsupported_as_warnings),
         cmocka_unit_test(test_conformance_bad),
         cmocka_unit_test(test_conformance_simple_good),
