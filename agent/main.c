@@ -23,6 +23,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "mem.h"
+#include "notify.h"
 #include "process.h"
 #include "promql/promqltest.h"
 #include "registry.h"
@@ -58,6 +59,8 @@ typedef struct flags {
     const char *query_max_concurrency;
     const char *external_url;
     const char *resend_delay;
+    const char *notification_max_age;
+    const char *notification_queue_capacity;
     const char *features[MAX_FEATURE_FLAGS]; /* --enable-feature values, in order */
     size_t n_features;
 } flags;
@@ -78,6 +81,7 @@ typedef struct daemon_state {
     registry *reg;
     scrape_manager *scrape;
     rules_manager *rules;
+    notify *notifier;
     char *external_url; /* --web.external-url, without a trailing '/' */
     pthread_mutex_t coll_mu; /* guards coll (swapped by reloads, read by /metrics) */
     containers *coll;        /* the container stats collector, NULL when off */
@@ -116,6 +120,10 @@ static void usage(FILE *out)
           "  --web.external-url=URL        the URL sidewatch is reached at (alert generator URLs,\n"
           "                                webhook externalURL; default: http://<hostname>:<port>)\n"
           "  --rules.alert.resend-delay=DUR  least time between resends of an alert (default: 1m)\n"
+          "  --notification.max-age=DUR    undelivered notifications older than this are dropped\n"
+          "                                (default: 24h)\n"
+          "  --alertmanager.notification-queue-capacity=N  most undelivered notifications kept per\n"
+          "                                Alertmanager or webhook; the oldest go first (default: 10000)\n"
           "  --log.level=LEVEL             debug, info, warn or error (default: info)\n"
           "  --query.timeout=DUR           longest a query may run (default: " DEFAULT_QUERY_TIMEOUT ")\n"
           "  --query.max-samples=N         most samples one query may hold in memory\n"
@@ -155,6 +163,8 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"query.max-concurrency", offsetof(flags, query_max_concurrency)},
         {"web.external-url", offsetof(flags, external_url)},
         {"rules.alert.resend-delay", offsetof(flags, resend_delay)},
+        {"notification.max-age", offsetof(flags, notification_max_age)},
+        {"alertmanager.notification-queue-capacity", offsetof(flags, notification_queue_capacity)},
         {"enable-feature", 0},
     };
     for (int i = 1; i < argc; i++) {
@@ -451,6 +461,31 @@ static int apply_rules(daemon_state *d, const config *cfg, buf *err)
     return rules_manager_update(d->rules, &rc, err);
 }
 
+/* The rule engine's alerts to the notifier (same fields). */
+static void send_alerts(void *ctx, const char *expr, const rules_sent_alert *alerts, size_t n)
+{
+    (void)expr;
+    daemon_state *d = ctx;
+    if (!d->notifier || n == 0) return;
+    notify_alert *v = mem_calloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (notify_alert){.labels = alerts[i].labels,
+                              .annotations = alerts[i].annotations,
+                              .starts_at_ms = alerts[i].starts_at_ms,
+                              .ends_at_ms = alerts[i].ends_at_ms,
+                              .generator_url = alerts[i].generator_url};
+    notify_send(d->notifier, v, n);
+    mem_free(v);
+}
+
+static void alertmanagers_cb(void *ctx, char ***urls, size_t *n)
+{
+    daemon_state *d = ctx;
+    *urls = NULL;
+    *n = 0;
+    if (d->notifier) notify_alertmanager_urls(d->notifier, urls, n);
+}
+
 static void rules_snapshot_cb(void *ctx, rules_snapshot *out)
 {
     daemon_state *d = ctx;
@@ -479,6 +514,15 @@ static int reload(void *ctx, buf *err)
     /* Rules first: a rule file with errors fails the reload before anything
      * else changes (the previous rules and config stay). */
     if (d->rules && (rc = apply_rules(d, next, err)) < 0) {
+        config_unref(next);
+        registry_set(d->m_reload_success, 0);
+        d->last_reload_ok = false;
+        pthread_mutex_unlock(&d->cfg_mu);
+        log_error("main", "Error reloading config: %s", buf_cstr(err));
+        return rc;
+    }
+    if (d->notifier && (rc = notify_apply_config(d->notifier, next, err)) < 0) {
+        /* Rules were already updated; they are valid, so keep them. */
         config_unref(next);
         registry_set(d->m_reload_success, 0);
         d->last_reload_ok = false;
@@ -695,7 +739,41 @@ static int run_daemon(const flags *f)
             log_error("main", "--rules.alert.resend-delay: %s", buf_cstr(&err));
             goto out;
         }
+        int64_t max_age_ms = 24 * 3600 * 1000LL;
+        if (f->notification_max_age &&
+            strutil_parse_duration(f->notification_max_age, strlen(f->notification_max_age),
+                                   &max_age_ms, &err) < 0) {
+            log_error("main", "--notification.max-age: %s", buf_cstr(&err));
+            goto out;
+        }
+        int64_t capacity = 10000;
+        if (f->notification_queue_capacity) {
+            char *end;
+            errno = 0;
+            long long c = strtoll(f->notification_queue_capacity, &end, 10);
+            if (errno || *end || c <= 0) {
+                log_error("main", "--alertmanager.notification-queue-capacity: not a positive "
+                                  "integer: %s", f->notification_queue_capacity);
+                goto out;
+            }
+            capacity = c;
+        }
+        notify_options no = {.st = d.st,
+                             .reg = d.reg,
+                             .external_url = d.external_url,
+                             .max_age_ms = max_age_ms,
+                             .queue_capacity = capacity};
+        if (notify_new(&no, &d.notifier, &err) < 0) {
+            log_error("main", "could not start the notifier: %s", buf_cstr(&err));
+            goto out;
+        }
+        if (notify_apply_config(d.notifier, d.cfg, &err) < 0) {
+            log_error("main", "Error applying the alerting config: %s", buf_cstr(&err));
+            goto out;
+        }
         rules_options ro = {
+            .notify = send_alerts,
+            .notify_ctx = &d,
             .reg = d.reg,
             .engine = qs.engine,
             .parse = qs.parse,
@@ -734,6 +812,9 @@ static int run_daemon(const flags *f)
         {"query.max-concurrency", f->query_max_concurrency},
         {"web.external-url", d.external_url},
         {"rules.alert.resend-delay", f->resend_delay ? f->resend_delay : "1m"},
+        {"notification.max-age", f->notification_max_age ? f->notification_max_age : "24h"},
+        {"alertmanager.notification-queue-capacity",
+         f->notification_queue_capacity ? f->notification_queue_capacity : "10000"},
         {"enable-feature", d.features_text},
     };
     api_options ao = {
@@ -759,6 +840,7 @@ static int run_daemon(const flags *f)
                 .parse = qs.parse,
                 .max_concurrency = qs.max_concurrency,
                 .rules_snapshot = rules_snapshot_cb,
+                .alertmanagers = alertmanagers_cb,
             },
     };
     if (api_start(&d.web, &ao, &err) < 0) {
@@ -817,6 +899,8 @@ out:
     api_stop(d.web);
     scrape_manager_free(d.scrape);
     rules_manager_free(d.rules);
+    /* After the rules (which send to it), before the store (its outbox). */
+    notify_free(d.notifier);
     store_close(d.st);
     mem_free(d.external_url);
     registry_free(d.reg);
