@@ -26,6 +26,7 @@
 #include "process.h"
 #include "promql/promqltest.h"
 #include "registry.h"
+#include "rulefmt.h"
 #include "scrape.h"
 #include "store.h"
 #include "strutil.h"
@@ -89,6 +90,8 @@ static void usage(FILE *out)
 {
     fputs("usage: sidewatch [<flags>]\n"
           "       sidewatch check config FILE...\n"
+          "       sidewatch check rules [--lint=duplicate-rules|none] [--lint-fatal]\n"
+          "                             [--ignore-unknown-fields] FILE...\n"
           "       sidewatch check store DIR\n"
           "       sidewatch import openmetrics FILE [--storage.path=DIR]\n"
           "       sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]\n"
@@ -881,8 +884,10 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) {
         if (argc >= 3 && strcmp(argv[2], "config") == 0) return check_config(argc - 3, argv + 3);
+        if (argc >= 3 && strcmp(argv[2], "rules") == 0)
+            return rulefmt_check_command(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "store") == 0) return check_store(argc - 3, argv + 3);
-        fprintf(stderr, "sidewatch: error: unknown check '%s' (known: config, store)\n",
+        fprintf(stderr, "sidewatch: error: unknown check '%s' (known: config, rules, store)\n",
                 argc >= 3 ? argv[2] : "");
         return 2;
     }

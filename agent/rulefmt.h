@@ -87,7 +87,7 @@ void rulefmt_file_free(rulefmt_file *f);
 /* Expands rule_files patterns (globs; relative ones against base_dir, which
  * may be NULL for the working directory) into the sorted list of matching
  * files, as Prometheus does (a pattern matching nothing is not an error;
- * a malformed pattern is). Returns 0 and *paths/*n (caller frees each and
+ * a malformed pattern is). Returns 0 and *paths and *n (caller frees each and
  * the array), or -EINVAL with a message appended to err. */
 int rulefmt_glob(char *const *patterns, size_t n_patterns, const char *base_dir, char ***paths,
                  size_t *n, buf *err);
