@@ -704,9 +704,15 @@ static int rt_loader_init(rt_loader *l, const rt_group *g, int64_t start_ms, buf
         buf_init(&why, RT_MAX_MSG_BYTES);
         rc = promqltest_parse_series(&l->mem, line.data, line.len, &budget, &ps, &why);
         if (rc != 0) {
-            /* promqltest reports "<line>:<col>: parse error: ..."; the load
-             * block's series lines start at line 2. */
-            buf_printf(err, "%zu:%s", i + 2, buf_cstr(&why));
+            /* As promqltest reports it: "<line>:<col>: parse error: ...",
+             * the line counting the input series from 1 (as promtool
+             * prints it). */
+            const char *w = buf_cstr(&why);
+            size_t nd = strspn(w, "0123456789");
+            if (nd > 0 && strncmp(w + nd, ": ", 2) == 0)
+                buf_printf(err, "%zu:%.*s: parse error: %s", i + 1, (int)nd, w, w + nd + 2);
+            else
+                buf_printf(err, "%zu:1: parse error: %s", i + 1, w);
             buf_cleanup(&why);
             rc = -EINVAL;
             break;
@@ -1130,6 +1136,9 @@ static int rt_named_cmp(const void *a, const void *b)
  * load errors in err. */
 static int rt_rules_new(rt_run *r, buf *err)
 {
+    /* No rule files: no groups to evaluate (promtool's manager would be
+     * empty), so no engine is needed. */
+    if (r->file->n_rule_files == 0) return 0;
     rules_options ro;
     memset(&ro, 0, sizeof ro);
     promql_queryable q = memstore_queryable(r->ms);
@@ -1139,7 +1148,12 @@ static int rt_rules_new(rt_run *r, buf *err)
                                    .append = rt_app_append,
                                    .commit = rt_app_commit};
     ro.engine = r->eopts;
-    if (rules_manager_new(&ro, &r->m, err) != 0) return -EINVAL;
+    size_t err0 = err->len;
+    int rc0 = rules_manager_new(&ro, &r->m, err);
+    if (rc0 != 0) {
+        if (err->len == err0) buf_printf(err, "rule engine: %s", strerror(-rc0));
+        return -EINVAL;
+    }
     rulefmt_options fo = {.ignore_unknown_fields = r->o->ignore_unknown_fields};
     rules_config rc = {.files = r->file->rule_files,
                        .n_files = r->file->n_rule_files,
@@ -1155,7 +1169,8 @@ static int rt_rules_new(rt_run *r, buf *err)
         /* One message per line, as promtool prints each load error. */
         size_t n = lerr.len;
         while (n > 0 && lerr.data[n - 1] == '\n') n--;
-        buf_append(err, lerr.data, n);
+        if (n) buf_append(err, lerr.data, n);
+        else buf_printf(err, "loading rule files: %s", strerror(-rc2));
         buf_cleanup(&lerr);
         return -EINVAL;
     }
@@ -1182,6 +1197,7 @@ static int rt_rules_new(rt_run *r, buf *err)
  * epoch, as promtool prints it). */
 static void rt_rules_eval(rt_run *r, int64_t ts, rt_errs *errs)
 {
+    if (!r->m) return;
     rules_manager_eval(r->m, ts, r->order, r->n_order);
     rules_snapshot snap;
     rules_manager_snapshot(r->m, &snap);
@@ -1206,6 +1222,7 @@ static void rt_rules_eval(rt_run *r, int64_t ts, rt_errs *errs)
  * alertname, in any group. */
 static void rt_rules_firing(rt_run *r, const char *alertname, rt_la **v, size_t *n, size_t *cap)
 {
+    if (!r->m) return;
     rules_snapshot snap;
     rules_manager_snapshot(r->m, &snap);
     for (size_t k = 0; k < snap.n_groups; k++) {
