@@ -146,6 +146,8 @@ FUZZ_SEEDS_docker_events := $(FUZZ_DIR)/seeds-docker_events
 FUZZ_ARGS_docker_events  := -max_len=65536
 FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stats
 FUZZ_ARGS_docker_stats  := -max_len=16384
+FUZZ_SEEDS_rulefmt      := $(SHARED)/conformance/rulefmt $(SHARED)/conformance/rules-unittest
+FUZZ_ARGS_rulefmt       := -max_len=65536
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)

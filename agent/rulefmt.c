@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "expfmt.h"
 #include "mem.h"
@@ -49,8 +50,8 @@ static void err_end(ctx *c)
     if (c->err) buf_putc(c->err, '\n');
 }
 
-static void __attribute__((format(printf, 3, 4))) errorf(ctx *c, const yamlconf_node *at,
-                                                         const char *fmt, ...)
+static void __attribute__((format(printf, 3, 4)))
+errorf(ctx *c, const yamlconf_node *at, const char *fmt, ...)
 {
     err_prefix(c, at);
     if (c->err) {
@@ -85,8 +86,7 @@ typedef struct field {
 /* Decodes a mapping into fields, as yaml.v3 does for a struct with
  * KnownFields(true): a repeated key is an error, an unknown one too (unless
  * ignore_unknown_fields). Returns false if `n` is not a mapping (nor null). */
-static bool decode_struct(ctx *c, const yamlconf_node *n, const char *go_type, field *f,
-                          size_t nf)
+static bool decode_struct(ctx *c, const yamlconf_node *n, const char *go_type, field *f, size_t nf)
 {
     if (yamlconf_is_null(n)) return true;
     if (n->kind != YAMLCONF_MAP) {
@@ -206,7 +206,7 @@ static labels *decode_string_map(ctx *c, const yamlconf_node *n)
 }
 
 enum { R_RECORD, R_ALERT, R_EXPR, R_FOR, R_KFF, R_LABELS, R_ANNOTATIONS, R__N };
-static const char *const rule_fields[R__N] = {"record", "alert",  "expr",       "for",
+static const char *const rule_fields[R__N] = {"record",          "alert",  "expr",       "for",
                                               "keep_firing_for", "labels", "annotations"};
 enum { G_NAME, G_INTERVAL, G_QOFF, G_LIMIT, G_RULES, G_LABELS, G__N };
 static const char *const group_fields[G__N] = {"name",  "interval", "query_offset",
@@ -230,7 +230,8 @@ static char *dup_str(const char *s, size_t len)
 static void decode_rule(ctx *c, const yamlconf_node *n, rulefmt_rule *r, rule_nodes *rn)
 {
     field f[R__N];
-    for (size_t i = 0; i < R__N; i++) f[i] = (field){rule_fields[i], NULL, NULL};
+    for (size_t i = 0; i < R__N; i++)
+        f[i] = (field){rule_fields[i], NULL, NULL};
     rn->node = n;
     r->line = (int)n->line;
     r->col = (int)n->col;
@@ -259,7 +260,8 @@ static void decode_rule(ctx *c, const yamlconf_node *n, rulefmt_rule *r, rule_no
 static void decode_group(ctx *c, const yamlconf_node *n, rulefmt_group *g, group_nodes *gn)
 {
     field f[G__N];
-    for (size_t i = 0; i < G__N; i++) f[i] = (field){group_fields[i], NULL, NULL};
+    for (size_t i = 0; i < G__N; i++)
+        f[i] = (field){group_fields[i], NULL, NULL};
     gn->node = n;
     g->line = (int)n->line;
     g->col = (int)n->col;
@@ -289,7 +291,8 @@ static void decode_group(ctx *c, const yamlconf_node *n, rulefmt_group *g, group
     g->rules = mem_calloc(rs->n ? rs->n : 1, sizeof *g->rules);
     gn->rules = mem_calloc(rs->n ? rs->n : 1, sizeof *gn->rules);
     g->n_rules = rs->n;
-    for (size_t i = 0; i < rs->n; i++) decode_rule(c, rs->items[i], &g->rules[i], &gn->rules[i]);
+    for (size_t i = 0; i < rs->n; i++)
+        decode_rule(c, rs->items[i], &g->rules[i], &gn->rules[i]);
 }
 
 /* ---- validation ---------------------------------------------------------------------- */
@@ -304,17 +307,6 @@ static bool valid_metric_name(const ctx *c, const char *s, size_t len)
 {
     if (c->o.legacy_name_validation) return expfmt_legacy_metric_name(s, len);
     return len > 0 && expfmt_utf8_valid(s, len);
-}
-
-/* The key node of `name` in a string map node (for positions), or the map. */
-static const yamlconf_node *map_key(const yamlconf_node *map, const char *name, size_t len)
-{
-    if (!map || map->kind != YAMLCONF_MAP) return map;
-    for (size_t i = 0; i < map->n; i++) {
-        const yamlconf_node *k = map->pairs[i].key;
-        if (k->len == len && memcmp(k->str, name, len) == 0) return k;
-    }
-    return map;
 }
 
 static const yamlconf_node *map_value(const yamlconf_node *map, const char *name, size_t len)
@@ -356,27 +348,38 @@ rule_errorf(ctx *c, const yamlconf_node *at, const yamlconf_node *alt, const rul
     err_end(c);
 }
 
-static void check_labels(ctx *c, const labels *ls, const yamlconf_node *map,
-                         const rulefmt_group *g, size_t idx, const rulefmt_rule *r,
-                         const char *what, bool label_rules)
+/* Appends "<what> <text>" as one error, after the rule prefix when r is set. */
+static void name_error(ctx *c, const yamlconf_node *at, const rulefmt_group *g, size_t idx,
+                       const rulefmt_rule *r, const char *what, const char *s, size_t len)
 {
-    for (uint32_t i = 0; i < ls->n; i++) {
-        const label *l = &ls->v[i];
-        const yamlconf_node *at = map_key(map, l->name, l->name_len);
-        bool bad_name = !valid_label_name(c, l->name, l->name_len) ||
-                        (label_rules && strcmp(l->name, LABELS_METRIC_NAME) == 0);
-        if (bad_name) {
-            if (r)
-                rule_errorf(c, at, NULL, g, idx, r, "invalid %s name: %s", what, l->name);
-            else
-                errorf(c, at, "invalid %s name: %s", what, l->name);
-        }
-        if (label_rules && !expfmt_utf8_valid(l->value, l->value_len)) {
-            if (r)
-                rule_errorf(c, at, NULL, g, idx, r, "invalid label value: %s", l->value);
-            else
-                errorf(c, at, "invalid label value: %s", l->value);
-        }
+    if (r)
+        rule_err_start(c, at, NULL, g, idx, r);
+    else
+        err_prefix(c, at);
+    if (c->err) {
+        buf_puts(c->err, what);
+        buf_append(c->err, s, len);
+    }
+    err_end(c);
+}
+
+/* Label (or annotation) names and values as written in the map, empty
+ * values included (Go validates the map, not the label set). */
+static void check_labels(ctx *c, const yamlconf_node *map, const rulefmt_group *g, size_t idx,
+                         const rulefmt_rule *r, bool annotations)
+{
+    if (!map || map->kind != YAMLCONF_MAP) return;
+    for (size_t i = 0; i < map->n; i++) {
+        const yamlconf_node *k = map->pairs[i].key, *v = map->pairs[i].value;
+        bool bad_name = !valid_label_name(c, k->str, k->len) ||
+                        (!annotations && k->len == strlen(LABELS_METRIC_NAME) &&
+                         memcmp(k->str, LABELS_METRIC_NAME, k->len) == 0);
+        if (bad_name)
+            name_error(c, k, g, idx, r,
+                       annotations ? "invalid annotation name: " : "invalid label name: ", k->str,
+                       k->len);
+        if (!annotations && v && v->kind == YAMLCONF_SCALAR && !expfmt_utf8_valid(v->str, v->len))
+            name_error(c, k, g, idx, r, "invalid label value: ", v->str, v->len);
     }
 }
 
@@ -413,8 +416,11 @@ static void validate_rule(ctx *c, const rulefmt_group *g, size_t idx, const rule
         rule_errorf(c, rn->record, rn->alert, g, idx, r,
                     "only one of 'record' and 'alert' must be set");
     if (!r->record && !r->alert)
-        rule_errorf(c, rn->record ? rn->record : rn->alert ? rn->alert : rn->node, NULL, g, idx,
-                    r, "one of 'record' or 'alert' must be set");
+        rule_errorf(c,
+                    rn->record  ? rn->record
+                    : rn->alert ? rn->alert
+                                : rn->node,
+                    NULL, g, idx, r, "one of 'record' or 'alert' must be set");
     const yamlconf_node *expr_at = rn->expr ? rn->expr : rn->node;
     if (r->expr[0] == '\0') {
         rule_errorf(c, expr_at, NULL, g, idx, r, "field 'expr' must be set in rule");
@@ -430,8 +436,8 @@ static void validate_rule(ctx *c, const rulefmt_group *g, size_t idx, const rule
         buf_cleanup(&e);
     }
     if (r->record) {
-        if (r->annotations->n > 0 || (rn->annotations && rn->annotations->kind == YAMLCONF_MAP &&
-                                      rn->annotations->n > 0))
+        if (r->annotations->n > 0 ||
+            (rn->annotations && rn->annotations->kind == YAMLCONF_MAP && rn->annotations->n > 0))
             rule_errorf(c, rec_at, NULL, g, idx, r,
                         "invalid field 'annotations' in recording rule");
         if (r->for_ms != 0)
@@ -447,8 +453,8 @@ static void validate_rule(ctx *c, const rulefmt_group *g, size_t idx, const rule
                         "braces present in the recording rule name; should it be in expr?: %s",
                         r->record);
     }
-    check_labels(c, r->labels, rn->labels, g, idx, r, "label", true);
-    check_labels(c, r->annotations, rn->annotations, g, idx, r, "annotation", false);
+    check_labels(c, rn->labels, g, idx, r, false);
+    check_labels(c, rn->annotations, g, idx, r, true);
     if (r->alert) {
         check_templates(c, r->labels, rn->labels, g, idx, r, "label");
         check_templates(c, r->annotations, rn->annotations, g, idx, r, "annotation");
@@ -466,8 +472,9 @@ static void validate(ctx *c, const rulefmt_file *f, const group_nodes *gn)
                 break;
             }
         }
-        check_labels(c, g->labels, gn[j].labels, g, 0, NULL, "label", true);
-        for (size_t i = 0; i < g->n_rules; i++) validate_rule(c, g, i, &g->rules[i], &gn[j].rules[i]);
+        check_labels(c, gn[j].labels, g, 0, NULL, false);
+        for (size_t i = 0; i < g->n_rules; i++)
+            validate_rule(c, g, i, &g->rules[i], &gn[j].rules[i]);
     }
 }
 
@@ -489,7 +496,8 @@ void rulefmt_file_free(rulefmt_file *f)
         rulefmt_group *g = &f->groups[j];
         mem_free(g->name);
         labels_free(g->labels);
-        for (size_t i = 0; i < g->n_rules; i++) rule_cleanup(&g->rules[i]);
+        for (size_t i = 0; i < g->n_rules; i++)
+            rule_cleanup(&g->rules[i]);
         mem_free(g->rules);
     }
     mem_free(f->groups);
@@ -525,13 +533,15 @@ int rulefmt_parse(const char *text, size_t len, const char *source, const rulefm
             f->groups = mem_calloc(gs->n ? gs->n : 1, sizeof *f->groups);
             gn = mem_calloc(gs->n ? gs->n : 1, sizeof *gn);
             f->n_groups = gs->n;
-            for (size_t j = 0; j < gs->n; j++) decode_group(&c, gs->items[j], &f->groups[j], &gn[j]);
+            for (size_t j = 0; j < gs->n; j++)
+                decode_group(&c, gs->items[j], &f->groups[j], &gn[j]);
         }
     }
     if (c.n_err == 0) validate(&c, f, gn);
 
     if (gn)
-        for (size_t j = 0; j < f->n_groups; j++) mem_free(gn[j].rules);
+        for (size_t j = 0; j < f->n_groups; j++)
+            mem_free(gn[j].rules);
     mem_free(gn);
     yamlconf_free(doc);
     if (c.n_err > 0) {
@@ -638,9 +648,10 @@ int rulefmt_glob(char *const *patterns, size_t n_patterns, const char *base_dir,
         const char *pat = patterns[i];
         if (!glob_pattern_ok(pat)) {
             if (err)
-                buf_printf(err, "failed retrieving rule files for \"%s\": syntax error in pattern\n",
-                           pat);
-            for (size_t k = 0; k < nv; k++) mem_free(v[k]);
+                buf_printf(
+                    err, "failed retrieving rule files for \"%s\": syntax error in pattern\n", pat);
+            for (size_t k = 0; k < nv; k++)
+                mem_free(v[k]);
             mem_free(v);
             return -EINVAL;
         }
@@ -696,7 +707,8 @@ static int cmp_dup(const void *a, const void *b)
 static size_t lint_duplicates(const rulefmt_file *f, buf *msg)
 {
     size_t total = 0;
-    for (size_t j = 0; j < f->n_groups; j++) total += f->groups[j].n_rules;
+    for (size_t j = 0; j < f->n_groups; j++)
+        total += f->groups[j].n_rules;
     if (total < 2) return 0;
     dup_key *k = mem_calloc(total, sizeof *k);
     size_t nk = 0;
@@ -734,7 +746,8 @@ static size_t lint_duplicates(const rulefmt_file *f, buf *msg)
         }
         buf_puts(msg, "Might cause inconsistency while recording expressions");
     }
-    for (size_t i = 0; i < nk; i++) labels_free(k[i].ls);
+    for (size_t i = 0; i < nk; i++)
+        labels_free(k[i].ls);
     mem_free(k);
     mem_free(dups);
     return nd;
@@ -790,6 +803,21 @@ int rulefmt_check_command(int argc, char **argv)
             return 1;
         }
     }
+    /* kingpin's ExistingFiles(): every argument must exist before anything
+     * is checked. */
+    for (int i = 0; i < nfiles; i++) {
+        struct stat st;
+        if (stat(files[i], &st) != 0) {
+            fprintf(stderr, "sidewatch: error: path '%s' does not exist, try --help\n", files[i]);
+            mem_free(files);
+            return 1;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "sidewatch: error: '%s' is a directory, try --help\n", files[i]);
+            mem_free(files);
+            return 1;
+        }
+    }
     bool lint_dups = false;
     {
         const char *p = lint;
@@ -838,7 +866,8 @@ int rulefmt_check_command(int argc, char **argv)
         buf msg;
         buf_init(&msg, RULEFMT_MAX_ERRORS_BYTES);
         size_t nrules = 0;
-        for (size_t j = 0; j < f->n_groups; j++) nrules += f->groups[j].n_rules;
+        for (size_t j = 0; j < f->n_groups; j++)
+            nrules += f->groups[j].n_rules;
         if (lint_dups && lint_duplicates(f, &msg) > 0) {
             failed = true;
             fprintf(stderr, "  FAILED:\n%s\n", buf_cstr(&msg));

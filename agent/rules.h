@@ -81,6 +81,9 @@
 #include "registry.h"
 #include "store.h"
 
+struct rulefmt_file;    /* rulefmt.h */
+struct rulefmt_options; /* rulefmt.h */
+
 /* "Unset" for the alert timestamps below (Go's zero time.Time): 0 is a real
  * time (promtool tests start at the epoch). */
 #define RULES_TS_NONE INT64_MIN
@@ -140,14 +143,16 @@ typedef struct rules_appender {
     int (*commit)(void *batch, buf *err);
 } rules_appender;
 
-/* Where queries read from. For each rule evaluation (and each template
- * `query`) the engine calls begin(), which fills *q with the data source
- * to use until end(handle) and returns an opaque handle (may be ctx; NULL
- * with a message in err is a failure). */
+/* Where queries read from. For each rule evaluation (and its template
+ * `query` calls) the engine calls begin(), which fills *q with the data
+ * source to use until end(handle) and returns an opaque handle (may be
+ * ctx; NULL with a message in err is a failure). With begin NULL, every
+ * query reads from `fixed` instead (rules_source_queryable). */
 typedef struct rules_source {
     void *ctx;
     void *(*begin)(void *ctx, promql_queryable *q, buf *err);
     void (*end)(void *ctx, void *handle);
+    promql_queryable fixed;
 } rules_source;
 
 /* An alert handed to the notify callback (Prometheus's notifier.Alert as
@@ -179,14 +184,15 @@ typedef struct rules_persist {
 
 /* Ready-made callbacks over the store (borrowed; must outlive the
  * manager): the persistence in kv namespace RULES_KV_NAMESPACE, a source
- * that opens a reader and a querier snapshot per evaluation (querier
- * limits from engine options: max_samples, timeout), and an appender that
- * writes one store batch per rule evaluation. Each fills *out. */
+ * that opens a reader and a querier snapshot per evaluation (no querier
+ * limits: the engine's max_samples and timeout apply), and an appender
+ * that writes one store batch per rule evaluation (series created on first
+ * use). Each fills *out and allocates nothing. */
 #define RULES_KV_NAMESPACE "alerts"
 void rules_persist_store(store *s, rules_persist *out);
-void rules_source_store(store *s, const promql_engine_options *eo, rules_source *out);
+void rules_source_store(store *s, rules_source *out);
 void rules_appender_store(store *s, rules_appender *out);
-/* A source that always answers from q (copied; what q points to is
+/* A source that always answers from q (copied into out->fixed; q->ctx is
  * borrowed): memstore_queryable() for tests and the unit-test runner. */
 void rules_source_queryable(const promql_queryable *q, rules_source *out);
 
@@ -241,6 +247,13 @@ void rules_manager_free(rules_manager *m);
  * error returns -EINVAL (or another negative errno) with every message
  * appended to err and keeps the old groups. */
 int rules_manager_update(rules_manager *m, const rules_config *c, buf *err);
+
+/* rules_manager_update with the rule files already loaded (borrowed for
+ * the call; what is kept is copied); c->files, n_files, base_dir and fmt
+ * are ignored. Same semantics and errors (an expression that does not
+ * parse: "<file>: group \"<g>\", rule \"<name>\": <parse error>"). */
+int rules_manager_update_files(rules_manager *m, const struct rulefmt_file *const *files,
+                               size_t n_files, const rules_config *c, buf *err);
 
 /* Starts one thread per group (each waits for its first aligned
  * evaluation time, then evaluates every interval; a slow group never

@@ -25,7 +25,8 @@ static rulefmt_file *parse_str(const char *yaml, const rulefmt_options *o, buf *
     rulefmt_file *f = NULL;
     int r = rulefmt_parse(yaml, strlen(yaml), "inline.yml", o, &f, err);
     if (rc) *rc = r;
-    if (r == 0) assert_non_null(f);
+    if (r == 0)
+        assert_non_null(f);
     else
         assert_null(f);
     return f;
@@ -130,7 +131,8 @@ static void test_conformance_bad(void **state)
         size_t n = strlen(e->d_name);
         if (n < 9 || strcmp(e->d_name + n - 9, ".bad.yaml") != 0) continue;
         bool found = false;
-        for (int i = 0; i < n_listed && !found; i++) found = strcmp(listed[i], e->d_name) == 0;
+        for (int i = 0; i < n_listed && !found; i++)
+            found = strcmp(listed[i], e->d_name) == 0;
         if (!found) {
             print_message("FAIL %s: bad file without an expected error in the TSV\n", e->d_name);
             failures++;
@@ -247,7 +249,8 @@ static void test_conformance_aliases(void **state)
         assert_string_equal(g->rules[2].alert, "HighAlert");
         assert_string_equal(g->rules[3].alert, "HighAlert2");
         assert_string_equal(label_value(g->rules[3].labels, "severity"), "critical");
-        for (size_t k = 0; k < g->n_rules; k++) assert_string_equal(g->rules[k].expr, expr);
+        for (size_t k = 0; k < g->n_rules; k++)
+            assert_string_equal(g->rules[k].expr, expr);
     }
     const rulefmt_rule *r0 = &f->groups[0].rules[0];
     assert_string_equal(label_value(r0->annotations, "description"),
@@ -266,8 +269,7 @@ static void test_conformance_aliases(void **state)
 static const struct {
     const char *name, *yaml, *want; /* want: the complete error text */
 } position_cases[] = {
-    {"bad expr",
-     "groups:\n- name: g\n  rules:\n  - record: a\n    expr: sum(\n",
+    {"bad expr", "groups:\n- name: g\n  rules:\n  - record: a\n    expr: sum(\n",
      "inline.yml:5:11: group \"g\", rule 1, \"a\": could not parse expression: 1:5: parse "
      "error: unclosed left parenthesis\n"},
     {"record and alert",
@@ -278,14 +280,11 @@ static const struct {
     {"neither record nor alert: the rule's position",
      "groups:\n- name: g\n  rules:\n  - expr: up\n",
      "inline.yml:4:5: group \"g\", rule 1, \"\": one of 'record' or 'alert' must be set\n"},
-    {"missing expr",
-     "groups:\n- name: g\n  rules:\n  - alert: A\n",
+    {"missing expr", "groups:\n- name: g\n  rules:\n  - alert: A\n",
      "inline.yml:4:5: group \"g\", rule 1, \"A\": field 'expr' must be set in rule\n"},
-    {"empty group name",
-     "groups:\n- name: ''\n  rules: []\n",
+    {"empty group name", "groups:\n- name: ''\n  rules: []\n",
      "inline.yml:2:3: Groupname must not be empty\n"},
-    {"duplicate group",
-     "groups:\n- name: x\n  rules: []\n- name: x\n",
+    {"duplicate group", "groups:\n- name: x\n  rules: []\n- name: x\n",
      "inline.yml:4:3: groupname: \"x\" is repeated in the same file\n"},
     {"recording rule with annotations",
      "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    annotations:\n      a: b\n",
@@ -294,45 +293,37 @@ static const struct {
     {"invalid label name at its key",
      "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    labels:\n      __name__: x\n",
      "inline.yml:7:7: group \"g\", rule 1, \"r\": invalid label name: __name__\n"},
-    {"group label __name__",
-     "groups:\n- name: g\n  labels:\n    __name__: x\n  rules: []\n",
+    {"label __name__ with an empty value",
+     "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    labels:\n      __name__: ''\n",
+     "inline.yml:7:7: group \"g\", rule 1, \"r\": invalid label name: __name__\n"},
+    {"group label __name__", "groups:\n- name: g\n  labels:\n    __name__: x\n  rules: []\n",
      "inline.yml:4:5: invalid label name: __name__\n"},
     {"invalid UTF-8 label value",
-     "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    labels:\n      a: !!binary /w==\n",
+     "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    labels:\n      a: !!binary "
+     "/w==\n",
      "inline.yml:7:7: group \"g\", rule 1, \"r\": invalid label value: \xff\n"},
     {"unknown rule field",
      "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotation:\n      a: b\n",
      "inline.yml:6:5: field annotation not found in type rulefmt.Rule\n"},
-    {"unknown top-level fields",
-     "rule_files: [a]\ngroups: []\ntests: []\n",
+    {"unknown top-level fields", "rule_files: [a]\ngroups: []\ntests: []\n",
      "inline.yml:1:1: field rule_files not found in type rulefmt.RuleGroups\n"
      "inline.yml:3:1: field tests not found in type rulefmt.RuleGroups\n"},
-    {"bad duration",
-     "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    for: 5x\n",
+    {"bad duration", "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    for: 5x\n",
      "inline.yml:6:10: unknown unit \"x\" in duration \"5x\"\n"},
-    {"bad interval",
-     "groups:\n- name: g\n  interval: 1.5m\n",
+    {"bad interval", "groups:\n- name: g\n  interval: 1.5m\n",
      "inline.yml:3:13: unknown unit \".\" in duration \"1.5m\"\n"},
-    {"limit not an int",
-     "groups:\n- name: g\n  limit: many\n",
+    {"limit not an int", "groups:\n- name: g\n  limit: many\n",
      "inline.yml:3:10: cannot unmarshal !!str `many` into int\n"},
-    {"groups not a list",
-     "groups: {a: b}\n",
+    {"groups not a list", "groups: {a: b}\n",
      "inline.yml:1:9: cannot unmarshal !!map into []rulefmt.RuleGroup\n"},
-    {"rules not a list",
-     "groups:\n- name: g\n  rules: x\n",
+    {"rules not a list", "groups:\n- name: g\n  rules: x\n",
      "inline.yml:3:10: cannot unmarshal !!str `x` into []rulefmt.Rule\n"},
-    {"a rule that is a string",
-     "groups:\n- name: g\n  rules:\n  - up\n",
+    {"a rule that is a string", "groups:\n- name: g\n  rules:\n  - up\n",
      "inline.yml:4:5: cannot unmarshal !!str `up` into rulefmt.Rule\n"},
-    {"root is a list",
-     "- a\n",
-     "inline.yml:1:1: cannot unmarshal !!seq into rulefmt.RuleGroups\n"},
-    {"expr is a list",
-     "groups:\n- name: g\n  rules:\n  - record: r\n    expr: [up]\n",
+    {"root is a list", "- a\n", "inline.yml:1:1: cannot unmarshal !!seq into rulefmt.RuleGroups\n"},
+    {"expr is a list", "groups:\n- name: g\n  rules:\n  - record: r\n    expr: [up]\n",
      "inline.yml:5:11: cannot unmarshal !!seq into string\n"},
-    {"repeated key",
-     "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    expr: down\n",
+    {"repeated key", "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    expr: down\n",
      "inline.yml:6:5: mapping key \"expr\" already defined at line 5\n"},
     {"label template error (alerts)",
      "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations:\n      s: "
@@ -516,8 +507,9 @@ static void test_legacy_validation(void **state)
     buf err;
     buf_init(&err, BUF_UNLIMITED);
     parse_bad(lname, &legacy, &err);
-    assert_string_equal(buf_cstr(&err),
-                        "inline.yml:7:7: group \"g\", rule 1, \"r\": invalid label name: ins-tance\n");
+    assert_string_equal(
+        buf_cstr(&err),
+        "inline.yml:7:7: group \"g\", rule 1, \"r\": invalid label name: ins-tance\n");
     buf_reset(&err);
     parse_bad(rname, &legacy, &err);
     assert_string_equal(buf_cstr(&err), "inline.yml:4:13: group \"g\", rule 1, \"my.metric\": "
@@ -538,7 +530,8 @@ static void test_load_missing(void **state)
     rulefmt_file *f = NULL;
     assert_int_equal(rulefmt_load("/nonexistent/wip-rulefmt.yml", NULL, &f, &err), -ENOENT);
     assert_null(f);
-    assert_string_equal(buf_cstr(&err), "/nonexistent/wip-rulefmt.yml: No such file or directory\n");
+    assert_string_equal(buf_cstr(&err),
+                        "/nonexistent/wip-rulefmt.yml: No such file or directory\n");
     buf_cleanup(&err);
 }
 
@@ -575,7 +568,8 @@ static void test_glob(void **state)
     assert_string_equal(paths[1], want);
     snprintf(want, sizeof want, "%s/c.rules", dir);
     assert_string_equal(paths[2], want);
-    for (size_t i = 0; i < n; i++) mem_free(paths[i]);
+    for (size_t i = 0; i < n; i++)
+        mem_free(paths[i]);
     mem_free(paths);
 
     /* An absolute pattern ignores base_dir. */
@@ -584,7 +578,8 @@ static void test_glob(void **state)
     char *pats2[] = {abs};
     assert_int_equal(rulefmt_glob(pats2, 1, "/somewhere/else", &paths, &n, &err), 0);
     assert_int_equal(n, 2);
-    for (size_t i = 0; i < n; i++) mem_free(paths[i]);
+    for (size_t i = 0; i < n; i++)
+        mem_free(paths[i]);
     mem_free(paths);
 
     /* Malformed patterns, as Go's filepath.Match refuses them. */
@@ -660,18 +655,12 @@ static void test_check_command(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conformance_bad),
-        cmocka_unit_test(test_conformance_good),
-        cmocka_unit_test(test_conformance_aliases),
-        cmocka_unit_test(test_positions),
-        cmocka_unit_test(test_unknown_fields),
-        cmocka_unit_test(test_durations_and_fields),
-        cmocka_unit_test(test_number_expr),
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_yaml_syntax_error),
-        cmocka_unit_test(test_legacy_validation),
-        cmocka_unit_test(test_load_missing),
-        cmocka_unit_test(test_glob),
+        cmocka_unit_test(test_conformance_bad),     cmocka_unit_test(test_conformance_good),
+        cmocka_unit_test(test_conformance_aliases), cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_unknown_fields),      cmocka_unit_test(test_durations_and_fields),
+        cmocka_unit_test(test_number_expr),         cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_yaml_syntax_error),   cmocka_unit_test(test_legacy_validation),
+        cmocka_unit_test(test_load_missing),        cmocka_unit_test(test_glob),
         cmocka_unit_test(test_check_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
