@@ -14,6 +14,7 @@
 #include "arena.h"
 #include "buf.h"
 #include "labels.h"
+#include "log.h"
 #include "mem.h"
 #include "promql/eval.h"
 #include "promql/func.h"
@@ -1464,6 +1465,9 @@ int rulestest_main(int argc, char **argv)
     }
     regex_free(re);
     buf_cleanup(&err);
+    /* promtool runs the rule manager with a no-op logger: rule failures
+     * are test failures, printed as such, not warnings. */
+    if (!o.debug) log_set_level(LOG_ERROR);
     rulestest_counts c = {0};
     for (size_t i = 0; i < n_files; i++)
         if (rulestest_run_file(files[i], &o, &c) != 0) rc = 1;
