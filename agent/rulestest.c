@@ -992,7 +992,7 @@ static void rt_debug_dump(rt_run *r, int64_t mint, FILE *errf)
         goto out;
     }
     buf d;
-    buf_init(&d, 0);
+    buf_init(&d, BUF_UNLIMITED);
     buf_puts(&d, "DEBUG: Dump of all data (input_series and rules) at ");
     rt_go_duration(ts, &d);
     buf_puts(&d, ":\n");
@@ -1316,11 +1316,14 @@ static void rt_file_errors(const char *path, const rulestest_options *o, ruleste
         goto fail;
     }
     if (rt_parse(text ? text : "", len, path, &p, &msg) != 0) goto fail;
+    /* Rule files resolve against the test file's directory; "." stays
+     * implicit so that paths print as promtool's filepath.Join gives them. */
+    const char *rel_base = strcmp(base, ".") == 0 ? NULL : base;
     /* The rule file patterns: a pattern matching nothing is a warning. */
     for (size_t i = 0; i < p.f.n_rule_files; i++) {
         char **paths = NULL;
         size_t n = 0;
-        if (rulefmt_glob(&p.f.rule_files[i], 1, base, &paths, &n, &msg) != 0) goto fail;
+        if (rulefmt_glob(&p.f.rule_files[i], 1, rel_base, &paths, &n, &msg) != 0) goto fail;
         if (n == 0) {
             if (p.f.rule_files[i][0] == '/' || !p.f.rule_files[i][0] || strcmp(base, ".") == 0)
                 fprintf(errf, "  WARNING: no file match pattern %s\n", p.f.rule_files[i]);
@@ -1347,7 +1350,7 @@ static void rt_file_errors(const char *path, const rulestest_options *o, ruleste
         char unnamed[48];
         snprintf(unnamed, sizeof unnamed, "unnamed#%zu", i);
         if (g->interval == 0) g->interval = p.f.eval_interval;
-        rt_run r = {.file = &p.f, .g = g, .o = o, .base_dir = base};
+        rt_run r = {.file = &p.f, .g = g, .o = o, .base_dir = rel_base};
         size_t before = errs->n, hist_before = errs->histogram;
         rt_run_group(&r, g->name[0] ? g->name : unnamed, errs);
         if (c) {
