@@ -296,6 +296,42 @@ static void test_loading_and_lookback(void **state)
                 "        got: {__name__=\"a\", b=\"c\"} 2E+00\n");
 }
 
+/* A series given twice: the last definition wins (promqltest keeps
+ * definitions in a map). */
+static void test_repeated_series(void **state)
+{
+    (void)state;
+    expect_pass(run_text("rep.yml",
+                         "tests:\n"
+                         "  - input_series:\n"
+                         "      - {series: 'a{x=\"1\"}', values: '1 1 1'}\n"
+                         "      - {series: 'a{x=\"1\"}', values: '_ 7'}\n"
+                         "    promql_expr_test:\n"
+                         "      - {expr: 'count_over_time(a[10m])', eval_time: 2m, "
+                         "exp_samples: [{labels: '{x=\"1\"}', value: 1}]}\n",
+                         NULL, NULL, 0));
+}
+
+/* A subquery without a step uses the evaluation_interval. */
+static void test_subquery_step(void **state)
+{
+    (void)state;
+    static const char *fmt = "evaluation_interval: %s\n"
+                             "tests:\n"
+                             "  - interval: 1m\n"
+                             "    input_series: [{series: a, values: '0+1x10'}]\n"
+                             "    promql_expr_test:\n"
+                             "      - {expr: 'count_over_time(a[4m:])', eval_time: 4m, "
+                             "exp_samples: [{value: %d}]}\n";
+    char t[512];
+    snprintf(t, sizeof t, fmt, "1m", 4);
+    expect_pass(run_text("sq1.yml", t, NULL, NULL, 0));
+    snprintf(t, sizeof t, fmt, "2m", 2);
+    expect_pass(run_text("sq2.yml", t, NULL, NULL, 0));
+    snprintf(t, sizeof t, fmt, "2m", 4);
+    expect_fail(run_text("sq3.yml", t, NULL, NULL, 0), "got: {} 2E+00");
+}
+
 /* Scalars are one sample without labels; strings are an error; result
  * order does not matter; an empty result prints as nil. */
 static void test_expr_results(void **state)
@@ -653,6 +689,8 @@ int main(void)
         cmocka_unit_test(test_conformance_files),
         cmocka_unit_test(test_conformance_messages),
         cmocka_unit_test(test_loading_and_lookback),
+        cmocka_unit_test(test_repeated_series),
+        cmocka_unit_test(test_subquery_step),
         cmocka_unit_test(test_expr_results),
         cmocka_unit_test(test_fuzzy),
         cmocka_unit_test(test_start_timestamp),
