@@ -643,6 +643,45 @@ static void test_alerts(void **state)
                 "1m (in TestGroup grp)");
 }
 
+/* Alert labels and annotations are compared after template expansion,
+ * with $labels, $value, $externalLabels and $externalURL from the test
+ * group. */
+static void test_templates(void **state)
+{
+    (void)state;
+    static const char *rules =
+        "groups:\n"
+        "  - name: t\n"
+        "    rules:\n"
+        "      - alert: High\n"
+        "        expr: m > 10\n"
+        "        labels: {team: '{{ $labels.job }}-ops'}\n"
+        "        annotations:\n"
+        "          summary: '{{ $labels.job }} at {{ $value }}'\n"
+        "          where: '{{ $externalLabels.cluster }} {{ $externalURL }}'\n";
+    static const char *fmt = "rule_files: [rules.yml]\n"
+                             "tests:\n"
+                             "  - external_labels: {cluster: %s}\n"
+                             "    external_url: http://sw.example:9277\n"
+                             "    input_series: [{series: 'm{job=\"api\"}', values: '5 20'}]\n"
+                             "    alert_rule_test:\n"
+                             "      - eval_time: 0\n"
+                             "        alertname: High\n"
+                             "      - eval_time: 1m\n"
+                             "        alertname: High\n"
+                             "        exp_alerts:\n"
+                             "          - exp_labels: {job: api, team: api-ops}\n"
+                             "            exp_annotations:\n"
+                             "              summary: api at 20\n"
+                             "              where: eu-1 http://sw.example:9277\n";
+    char t[1024];
+    snprintf(t, sizeof t, fmt, "eu-1");
+    expect_pass(run_text("tmpl.yml", t, rules, NULL, 0));
+    snprintf(t, sizeof t, fmt, "us-2");
+    expect_fail(run_text("tmpl2.yml", t, rules, NULL, 0),
+                "Annotations:{summary=\"api at 20\", where=\"us-2 http://sw.example:9277\"}");
+}
+
 /* A rule evaluation error fails the group and stops its evaluation loop. */
 static void test_rule_errors(void **state)
 {
@@ -699,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_recording_rules),
         cmocka_unit_test(test_group_eval_order),
         cmocka_unit_test(test_alerts),
+        cmocka_unit_test(test_templates),
         cmocka_unit_test(test_rule_errors),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
