@@ -760,6 +760,344 @@ static int rt_loader_till(rt_loader *l, memstore *ms, int64_t ts, buf *err)
     return 0;
 }
 
+/* ---- one test group ---------------------------------------------------------------- */
+
+typedef struct rt_errs {
+    char **v;
+    size_t n, cap;
+    size_t histogram; /* how many of them are only due to native histograms */
+} rt_errs;
+
+static void rt_errs_add(rt_errs *e, buf *msg)
+{
+    e->v = mem_grow(e->v, sizeof *e->v, e->n + 1, &e->cap);
+    e->v[e->n++] = mem_strndup(msg->data ? msg->data : "", msg->len);
+    buf_reset(msg);
+}
+
+static void rt_errs_cleanup(rt_errs *e)
+{
+    for (size_t i = 0; i < e->n; i++) mem_free(e->v[i]);
+    mem_free(e->v);
+    memset(e, 0, sizeof *e);
+}
+
+/* What a test group's run shares with the rule-engine adapter below. */
+typedef struct rt_run {
+    const rt_file *file;
+    const rt_group *g;
+    const rulestest_options *o;
+    memstore *ms;
+    promql_engine_options eopts;
+    const char *base_dir; /* the test file's directory */
+    /* the rule engine */
+    rules_manager *m;
+    size_t *order; /* group indexes in evaluation order */
+    size_t n_order;
+} rt_run;
+
+static int rt_rules_new(rt_run *r, buf *err);
+static void rt_rules_eval(rt_run *r, int64_t ts, rt_errs *errs);
+static void rt_rules_firing(rt_run *r, const char *alertname, rt_la **v, size_t *n, size_t *cap);
+static void rt_rules_free(rt_run *r);
+
+static int rt_i64_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t rt_max_eval_time(const rt_group *g)
+{
+    int64_t m = 0;
+    for (size_t i = 0; i < g->n_alerts; i++)
+        if (g->alerts[i].eval_time > m) m = g->alerts[i].eval_time;
+    for (size_t i = 0; i < g->n_exprs; i++)
+        if (g->exprs[i].eval_time > m) m = g->exprs[i].eval_time;
+    return m;
+}
+
+/* Compares the firing alerts named t->alertname with t's expectations. */
+static void rt_check_alerts(rt_run *r, const rt_alert_test *t, rt_errs *errs, buf *msg)
+{
+    rt_la *got = NULL;
+    size_t n_got = 0, cap_got = 0;
+    rt_rules_firing(r, t->alertname, &got, &n_got, &cap_got);
+    rt_la *exp = mem_calloc(t->n_exp ? t->n_exp : 1, sizeof *exp);
+    for (size_t i = 0; i < t->n_exp; i++)
+        exp[i] = (rt_la){t->exp[i].labels, t->exp[i].annotations};
+    if (n_got) qsort(got, n_got, sizeof *got, rt_la_cmp);
+    if (t->n_exp) qsort(exp, t->n_exp, sizeof *exp, rt_la_cmp);
+    bool same = n_got == t->n_exp;
+    for (size_t i = 0; same && i < n_got; i++)
+        same = labels_equal(got[i].labels, exp[i].labels) &&
+               labels_equal(got[i].annotations, exp[i].annotations);
+    if (!same) {
+        if (r->g->name[0]) buf_printf(msg, "    name: %s,\n", r->g->name);
+        buf_printf(msg, "    alertname: %s, time: ", t->alertname);
+        rt_model_duration(t->eval_time, msg);
+        buf_puts(msg, ", \n        exp:");
+        buf s;
+        buf_init(&s, RT_MAX_MSG_BYTES);
+        rt_la_string(exp, t->n_exp, &s);
+        rt_indent(s.data, s.len, "            ", msg);
+        buf_puts(msg, ", \n        got:");
+        buf_reset(&s);
+        rt_la_string(got, n_got, &s);
+        rt_indent(s.data, s.len, "            ", msg);
+        buf_cleanup(&s);
+        rt_errs_add(errs, msg);
+    }
+    for (size_t i = 0; i < n_got; i++) {
+        labels_free(got[i].labels);
+        labels_free(got[i].annotations);
+    }
+    mem_free(got);
+    mem_free(exp);
+}
+
+/* Runs an instant query at t; fills *out with its samples (a scalar as
+ * one sample without labels). Returns 0, or -1 with the message in err. */
+static int rt_query(rt_run *r, const char *expr, int64_t t, rt_sample **out, size_t *n,
+                    buf *err)
+{
+    *out = NULL;
+    *n = 0;
+    promql_ast *ast = NULL;
+    if (promql_parse(expr, strlen(expr), NULL, &ast, err) != 0) return -1;
+    promql_queryable src = memstore_queryable(r->ms);
+    promql_query q = {.ast = ast, .expr = ast->root, .start_ms = t, .end_ms = t, .step_ms = 0};
+    promql_value v;
+    memset(&v, 0, sizeof v);
+    promql_error pe;
+    promql_error_init(&pe);
+    int rc = promql_eval(&r->eopts, &src, &q, &v, NULL, &pe);
+    if (rc != 0) {
+        buf_puts(err, buf_cstr(&pe.msg));
+        rc = -1;
+    } else if (v.type == PROMQL_TYPE_SCALAR) {
+        *out = mem_calloc(1, sizeof **out);
+        (*out)[0] = (rt_sample){labels_dup(labels_empty()), v.scalar, ""};
+        *n = 1;
+    } else if (v.type == PROMQL_TYPE_VECTOR) {
+        *out = mem_calloc(v.vector.n ? v.vector.n : 1, sizeof **out);
+        for (size_t i = 0; i < v.vector.n; i++)
+            (*out)[i] = (rt_sample){labels_dup(v.vector.v[i].metric), v.vector.v[i].v, ""};
+        *n = v.vector.n;
+    } else {
+        buf_puts(err, "rule result is not a vector or scalar");
+        rc = -1;
+    }
+    promql_value_cleanup(&v);
+    promql_error_cleanup(&pe);
+    promql_ast_free(ast);
+    return rc;
+}
+
+static void rt_expr_prefix(const rt_expr_test *t, buf *msg)
+{
+    buf_puts(msg, "    expr: ");
+    rt_go_quote(t->expr, msg);
+    buf_puts(msg, ", time: ");
+    rt_model_duration(t->eval_time, msg);
+}
+
+static void rt_check_expr(rt_run *r, const rt_expr_test *t, int64_t mint, bool fuzzy,
+                          rt_errs *errs, buf *msg)
+{
+    rt_sample *got = NULL, *exp = NULL;
+    size_t n_got = 0;
+    buf why;
+    buf_init(&why, RT_MAX_MSG_BYTES);
+    memstore_reset_histograms_selected(r->ms);
+    if (rt_query(r, t->expr, mint + t->eval_time, &got, &n_got, &why) != 0) {
+        rt_expr_prefix(t, msg);
+        buf_printf(msg, ", err: %s", buf_cstr(&why));
+        rt_errs_add(errs, msg);
+        goto out;
+    }
+    bool hist = memstore_histograms_selected(r->ms) > 0;
+    exp = mem_calloc(t->n_exp ? t->n_exp : 1, sizeof *exp);
+    for (size_t i = 0; i < t->n_exp; i++) {
+        const rt_exp_sample *e = &t->exp[i];
+        if (rt_parse_metric(e->labels, &exp[i].labels, &why) != 0) {
+            rt_expr_prefix(t, msg);
+            buf_puts(msg, ", err: labels ");
+            rt_go_quote(e->labels, msg);
+            buf_printf(msg, ": %s", buf_cstr(&why));
+            rt_errs_add(errs, msg);
+            rt_samples_free(exp, i);
+            exp = NULL;
+            goto out;
+        }
+        exp[i].value = e->value;
+        exp[i].histogram = e->histogram;
+        if (e->histogram[0]) hist = true;
+    }
+    if (hist) {
+        /* The engine has no native histograms: neither side can be
+         * trusted, so the case fails and says why. */
+        rt_expr_prefix(t, msg);
+        buf_puts(msg, ", err: native histograms are not supported yet");
+        rt_errs_add(errs, msg);
+        errs->histogram++;
+        rt_samples_free(exp, t->n_exp);
+        exp = NULL;
+        goto out;
+    }
+    if (t->n_exp) qsort(exp, t->n_exp, sizeof *exp, rt_sample_cmp);
+    if (n_got) qsort(got, n_got, sizeof *got, rt_sample_cmp);
+    bool same = n_got == t->n_exp;
+    for (size_t i = 0; same && i < n_got; i++)
+        same = labels_equal(got[i].labels, exp[i].labels) &&
+               rt_float_eq(exp[i].value, got[i].value, fuzzy);
+    if (!same) {
+        rt_expr_prefix(t, msg);
+        buf_puts(msg, ",\n        exp: ");
+        rt_samples_string(exp, t->n_exp, msg);
+        buf_puts(msg, "\n        got: ");
+        rt_samples_string(got, n_got, msg);
+        rt_errs_add(errs, msg);
+    }
+    rt_samples_free(exp, t->n_exp);
+    exp = NULL;
+out:
+    rt_samples_free(got, n_got);
+    buf_cleanup(&why);
+}
+
+/* The --debug dump: every series over the whole test range. */
+static void rt_debug_dump(rt_run *r, int64_t mint, FILE *errf)
+{
+    int64_t ts = rt_max_eval_time(r->g);
+    ts = (ts + 1000) / 1000 * 1000;
+    buf expr;
+    buf_init(&expr, RT_MAX_MSG_BYTES);
+    buf_printf(&expr, "{__name__=~\".+\"}[%" PRId64 "s]", ts / 1000);
+    promql_ast *ast = NULL;
+    buf err;
+    buf_init(&err, RT_MAX_MSG_BYTES);
+    promql_value v;
+    memset(&v, 0, sizeof v);
+    promql_error pe;
+    promql_error_init(&pe);
+    if (promql_parse(expr.data, expr.len, NULL, &ast, &err) != 0) {
+        fprintf(errf, "DEBUG: Failed querying, expr: \"%s\", err: %s\n", expr.data, buf_cstr(&err));
+        goto out;
+    }
+    promql_queryable src = memstore_queryable(r->ms);
+    promql_query q = {.ast = ast, .expr = ast->root, .start_ms = mint + ts, .end_ms = mint + ts};
+    if (promql_eval(&r->eopts, &src, &q, &v, NULL, &pe) != 0) {
+        fprintf(errf, "DEBUG: Failed query exec, expr: \"%s\", err: %s\n", expr.data,
+                buf_cstr(&pe.msg));
+        goto out;
+    }
+    buf d;
+    buf_init(&d, BUF_UNLIMITED);
+    buf_puts(&d, "DEBUG: Dump of all data (input_series and rules) at ");
+    rt_go_duration(ts, &d);
+    buf_puts(&d, ":\n");
+    for (size_t i = 0; i < v.matrix.n; i++) {
+        const promql_series *s = &v.matrix.v[i];
+        if (i) buf_putc(&d, '\n');
+        labels_format(s->metric, &d);
+        buf_puts(&d, " =>");
+        for (size_t j = 0; j < s->n; j++) {
+            buf_putc(&d, '\n');
+            promql_format_float_g(s->pts[j].v, &d);
+            buf_printf(&d, " @[%" PRId64 "]", s->pts[j].t);
+        }
+    }
+    fprintf(errf, "%s\n", buf_cstr(&d));
+    buf_cleanup(&d);
+out:
+    promql_value_cleanup(&v);
+    promql_error_cleanup(&pe);
+    promql_ast_free(ast);
+    buf_cleanup(&err);
+    buf_cleanup(&expr);
+}
+
+/* testGroup.test(): appends every failure to errs. */
+static void rt_run_group(rt_run *r, const char *testname, rt_errs *errs)
+{
+    const rt_group *g = r->g;
+    const rulestest_options *o = r->o;
+    FILE *errf = o->err ? o->err : stderr;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (o->debug) fprintf(errf, "DEBUG: Starting test %s\n", testname);
+    buf msg;
+    buf_init(&msg, RT_MAX_MSG_BYTES);
+    int64_t mint = g->has_start ? g->start_ms : 0;
+    int64_t maxt = mint + rt_max_eval_time(g);
+    int64_t step = r->file->eval_interval;
+    rt_loader ld;
+    int64_t *times = NULL;
+    r->ms = memstore_new(0);
+    r->eopts = (promql_engine_options){.lookback_delta_ms = RT_LOOKBACK_MS,
+                                       .default_subquery_step_ms = step};
+    if (rt_loader_init(&ld, g, mint, &msg) != 0) {
+        rt_errs_add(errs, &msg);
+        goto out;
+    }
+    if (rt_rules_new(r, &msg) != 0) {
+        rt_errs_add(errs, &msg);
+        goto out;
+    }
+    for (size_t i = 0; i < g->n_alerts; i++) {
+        if (g->alerts[i].alertname[0]) continue;
+        buf_puts(&msg, "an item under alert_rule_test misses required attribute alertname at "
+                       "eval_time ");
+        rt_model_duration(g->alerts[i].eval_time, &msg);
+        if (g->name[0]) buf_printf(&msg, " (in TestGroup %s)", g->name);
+        rt_errs_add(errs, &msg);
+        goto out;
+    }
+    /* The distinct alert eval times, sorted. */
+    size_t n_times = 0;
+    times = mem_calloc(g->n_alerts ? g->n_alerts : 1, sizeof *times);
+    for (size_t i = 0; i < g->n_alerts; i++) times[n_times++] = g->alerts[i].eval_time;
+    if (n_times) qsort(times, n_times, sizeof *times, rt_i64_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n_times; i++)
+        if (i == 0 || times[i] != times[k - 1]) times[k++] = times[i];
+    n_times = k;
+    size_t curr = 0;
+    for (int64_t ts = mint; ts <= maxt; ts += step) {
+        if (rt_loader_till(&ld, r->ms, ts, &msg) != 0) {
+            rt_errs_add(errs, &msg);
+            goto out;
+        }
+        size_t before = errs->n;
+        rt_rules_eval(r, ts, errs);
+        if (errs->n > before) goto out;
+        while (curr < n_times && ts - mint <= times[curr] && times[curr] < ts + step - mint) {
+            for (size_t i = 0; i < g->n_alerts; i++)
+                if (g->alerts[i].eval_time == times[curr])
+                    rt_check_alerts(r, &g->alerts[i], errs, &msg);
+            curr++;
+        }
+        if (step <= 0) break;
+    }
+    for (size_t i = 0; i < g->n_exprs; i++)
+        rt_check_expr(r, &g->exprs[i], mint, r->file->fuzzy, errs, &msg);
+    if (o->debug) rt_debug_dump(r, mint, errf);
+out:
+    mem_free(times);
+    rt_rules_free(r);
+    rt_loader_cleanup(&ld);
+    memstore_free(r->ms);
+    r->ms = NULL;
+    buf_cleanup(&msg);
+    if (o->debug) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        fprintf(errf, "DEBUG: Test %s finished, took %.6fs\n", testname, s);
+    }
+}
+
 /* ---- the rule engine: rules.h over the test's memstore ----------------------------- */
 
 static void *rt_app_begin(void *ctx)
