@@ -91,12 +91,13 @@ int64_t rules_eval_timestamp(const char *file, const char *group, int64_t interv
     put_go_string(&b, group ? group : "");
     uint64_t h = strutil_hash64(b.data, b.len, 0);
     buf_cleanup(&b);
-    int64_t interval_ns = interval_ms * 1000000;
-    int64_t offset = (int64_t)(h % (uint64_t)interval_ns);
-    int64_t now_ns = now_ms * 1000000;
-    int64_t adj = now_ns - offset;
-    int64_t base = adj - (adj % interval_ns);
-    return floor_div(base + offset, 1000000);
+    /* Prometheus works in nanoseconds; its sample timestamps are the
+     * evaluation time truncated to milliseconds, which is (intervals being
+     * whole milliseconds) the aligned base plus the offset truncated. */
+    int64_t offset = (int64_t)((h % ((uint64_t)interval_ms * 1000000)) / 1000000);
+    int64_t adj = now_ms - offset;
+    int64_t base = adj - (((adj % interval_ms) + interval_ms) % interval_ms);
+    return base + offset;
 }
 
 /* Go's url.QueryEscape. */

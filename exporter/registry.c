@@ -455,7 +455,7 @@ int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, 
     pthread_mutex_lock(&r->mu);
     size_t n_collectors = r->n_collectors;
     collector *cs = xrealloc(NULL, (n_collectors + 1) * sizeof *cs);
-    memcpy(cs, r->collectors, n_collectors * sizeof *cs);
+    if (n_collectors) memcpy(cs, r->collectors, n_collectors * sizeof *cs);
     pthread_mutex_unlock(&r->mu);
     /* Collectors run without the registry lock: they may be slow (reading
      * /proc, the database) and must not block counters being created. */
