@@ -290,9 +290,12 @@ static void decode_group(ctx *c, const yamlconf_node *n, rulefmt_group *g, group
     }
     g->rules = mem_calloc(rs->n ? rs->n : 1, sizeof *g->rules);
     gn->rules = mem_calloc(rs->n ? rs->n : 1, sizeof *gn->rules);
-    g->n_rules = rs->n;
-    for (size_t i = 0; i < rs->n; i++)
-        decode_rule(c, rs->items[i], &g->rules[i], &gn->rules[i]);
+    /* yaml.v3 drops null items of a sequence of structs. */
+    for (size_t i = 0; i < rs->n; i++) {
+        if (yamlconf_is_null(rs->items[i])) continue;
+        decode_rule(c, rs->items[i], &g->rules[g->n_rules], &gn->rules[g->n_rules]);
+        g->n_rules++;
+    }
 }
 
 /* ---- validation ---------------------------------------------------------------------- */
@@ -532,9 +535,11 @@ int rulefmt_parse(const char *text, size_t len, const char *source, const rulefm
         } else {
             f->groups = mem_calloc(gs->n ? gs->n : 1, sizeof *f->groups);
             gn = mem_calloc(gs->n ? gs->n : 1, sizeof *gn);
-            f->n_groups = gs->n;
-            for (size_t j = 0; j < gs->n; j++)
-                decode_group(&c, gs->items[j], &f->groups[j], &gn[j]);
+            for (size_t j = 0; j < gs->n; j++) {
+                if (yamlconf_is_null(gs->items[j])) continue; /* dropped, as yaml.v3 does */
+                decode_group(&c, gs->items[j], &f->groups[f->n_groups], &gn[f->n_groups]);
+                f->n_groups++;
+            }
         }
     }
     if (c.n_err == 0) validate(&c, f, gn);
