@@ -557,15 +557,11 @@ int rulefmt_parse(const char *text, size_t len, const char *source, const rulefm
     return 0;
 }
 
-int rulefmt_load(const char *path, const rulefmt_options *o, rulefmt_file **out, buf *err)
+/* Reads fp to its end (at most YAMLCONF_MAX_INPUT bytes) and parses it as
+ * `name`; does not close fp. */
+static int load_stream(FILE *fp, const char *name, const rulefmt_options *o, rulefmt_file **out,
+                       buf *err)
 {
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        int e = errno;
-        if (err) buf_printf(err, "%s: %s\n", path, strerror(e));
-        return -e;
-    }
     buf text;
     buf_init(&text, (size_t)YAMLCONF_MAX_INPUT + 1);
     char chunk[65536];
@@ -577,22 +573,34 @@ int rulefmt_load(const char *path, const rulefmt_options *o, rulefmt_file **out,
             break;
         }
     }
-    if (rc == 0 && ferror(fp)) rc = -EIO;
-    fclose(fp);
-    if (rc == -EIO) {
-        if (err) buf_printf(err, "%s: %s\n", path, strerror(EIO));
+    if (rc == 0 && ferror(fp)) {
+        if (err) buf_printf(err, "%s: %s\n", name, strerror(EIO));
         buf_cleanup(&text);
-        return rc;
+        return -EIO;
     }
     if (rc == -E2BIG) {
         if (err)
-            buf_printf(err, "%s: file too large (the limit is %u bytes)\n", path,
+            buf_printf(err, "%s: file too large (the limit is %u bytes)\n", name,
                        (unsigned)YAMLCONF_MAX_INPUT);
         buf_cleanup(&text);
         return -EINVAL;
     }
-    rc = rulefmt_parse(buf_cstr(&text), text.len, path, o, out, err);
+    rc = rulefmt_parse(buf_cstr(&text), text.len, name, o, out, err);
     buf_cleanup(&text);
+    return rc;
+}
+
+int rulefmt_load(const char *path, const rulefmt_options *o, rulefmt_file **out, buf *err)
+{
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        int e = errno;
+        if (err) buf_printf(err, "%s: %s\n", path, strerror(e));
+        return -e;
+    }
+    int rc = load_stream(fp, path, o, out, err);
+    fclose(fp);
     return rc;
 }
 
@@ -856,7 +864,7 @@ int rulefmt_check_command(int argc, char **argv)
         rulefmt_file *f = NULL;
         int rc;
         if (use_stdin)
-            rc = rulefmt_load("/dev/stdin", &o, &f, &err);
+            rc = load_stream(stdin, name, &o, &f, &err);
         else
             rc = rulefmt_load(files[i], &o, &f, &err);
         if (rc < 0) {

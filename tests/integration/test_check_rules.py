@@ -198,3 +198,15 @@ def test_duplicates_with_group_labels(tmp_path):
     assert p.returncode == 3, p.stderr
     assert p.stderr == ("  FAILED:\nlint error 1 duplicate rule(s) found.\nMetric: r\nLabel(s):\n"
                         "\tx: y\n\tz: v\nMight cause inconsistency while recording expressions\n")
+
+
+def test_standard_input():
+    """promtool 3 reads standard input when no file is given."""
+    p = subprocess.run([BIN, "check", "rules"], input="groups:\n- name: g\n  rules:\n"
+                       "  - record: r\n    expr: up\n", capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Checking standard input\n  SUCCESS: 1 rules found\n")
+    p = subprocess.run([BIN, "check", "rules"], input="groups:\n- name: g\n  rules:\n"
+                       "  - record: r\n    expr: up(\n", capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "  FAILED:\nstandard input:5:11: group \"g\", rule 1, \"r\": could not parse" in p.stderr
