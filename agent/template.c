@@ -36,6 +36,7 @@
 #define TMPL_MAX_PARSE_DEPTH 200         /* nested control/paren structures */
 #define TMPL_MAX_EXEC_DEPTH 200          /* nested {{template}} calls */
 #define TMPL_MAX_STEPS 10000000          /* evaluated nodes (stops exponential templates) */
+#define TMPL_MAX_SCRATCH TMPL_MAX_ARENA  /* a function's working buffer; results over TMPL_MAX_STRING fail */
 
 /* Prometheus's prefix for alert templates. */
 static const char ALERT_PREFIX[] = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}"
@@ -104,13 +105,50 @@ static bool is_space(int c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static bool is_alnum_byte(unsigned char c)
+static uint32_t decode_rune(const char *s, size_t n, size_t *len)
 {
-    /* Go's isAlphaNumeric is Unicode-aware; non-ASCII bytes of UTF-8
-     * letters are accepted as identifier bytes. */
-    return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c >= 0x80;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t k = u[0] < 0x80 ? 1 : u[0] < 0xe0 ? 2 : u[0] < 0xf0 ? 3 : 4;
+    if (k > n || (u[0] < 0xc0 && u[0] >= 0x80)) {
+        *len = 1;
+        return 0xfffd;
+    }
+    uint32_t r = k == 1 ? u[0] : (uint32_t)(u[0] & (0x7f >> k));
+    for (size_t i = 1; i < k; i++) {
+        if ((u[i] & 0xc0) != 0x80) {
+            *len = 1;
+            return 0xfffd;
+        }
+        r = (r << 6) | (u[i] & 0x3f);
+    }
+    *len = k;
+    return r;
 }
+
+/* An approximation of unicode.IsLetter || unicode.IsDigit for non-ASCII
+ * runes: everything but the Latin-1 and general punctuation, symbol and
+ * space blocks. */
+static bool rune_is_alnum(uint32_t r)
+{
+    if (r < 0x80)
+        return r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9');
+    if (r < 0xc0) return r == 0xaa || r == 0xb5 || r == 0xba;
+    if (r == 0xd7 || r == 0xf7 || r == 0xfffd || r == 0xfeff) return false;
+    if (r >= 0x2000 && r <= 0x2bff) return false; /* punctuation, symbols, arrows */
+    if (r >= 0x3000 && r <= 0x303f) return false;
+    if (r >= 0xe000 && r <= 0xf8ff) return false;
+    return true;
+}
+
+/* Length of the identifier character at s (0 if there is none). */
+static size_t alnum_len(const char *s, size_t n)
+{
+    if (n == 0) return 0;
+    size_t k;
+    uint32_t r = decode_rune(s, n, &k);
+    return rune_is_alnum(r) ? k : 0;
+}
+
 
 static void lex_emit(lexer *l, enum item_type t)
 {
@@ -242,8 +280,8 @@ static bool scan_number(lexer *l)
         while (l->pos < n && s[l->pos] >= '0' && s[l->pos] <= '9') l->pos++;
     }
     if (l->pos < n && s[l->pos] == 'i') l->pos++;
-    if (l->pos < n && is_alnum_byte((unsigned char)s[l->pos])) {
-        l->pos++;
+    if (alnum_len(s + l->pos, n - l->pos) > 0) {
+        l->pos += alnum_len(s + l->pos, n - l->pos);
         return false;
     }
     return true;
@@ -333,6 +371,10 @@ static void lex_all(lexer *l, buf *errmsg)
         /* inside an action */
         bool trim;
         if (at_right_delim(l, &trim)) {
+            if (l->paren_depth > 0) {
+                lex_error(l, "unclosed left paren", errmsg);
+                break;
+            }
             if (trim) {
                 l->pos += 2;
                 lex_ignore(l);
@@ -427,7 +469,7 @@ static void lex_all(lexer *l, buf *errmsg)
                 lex_emit(l, c == '.' ? I_DOT : I_VARIABLE);
                 continue;
             }
-            while (l->pos < l->n && is_alnum_byte((unsigned char)l->in[l->pos])) l->pos++;
+            for (size_t k; (k = alnum_len(l->in + l->pos, l->n - l->pos)) > 0;) l->pos += k;
             if (!at_terminator(l)) {
                 buf b;
                 buf_init(&b, 256);
@@ -472,8 +514,9 @@ static void lex_all(lexer *l, buf *errmsg)
             lex_emit(l, I_NUMBER);
             continue;
         }
-        if (is_alnum_byte(c)) {
-            while (l->pos < l->n && is_alnum_byte((unsigned char)l->in[l->pos])) l->pos++;
+        if (alnum_len(l->in + l->pos - 1, l->n - l->pos + 1) > 0) {
+            l->pos--;
+            for (size_t k; (k = alnum_len(l->in + l->pos, l->n - l->pos)) > 0;) l->pos += k;
             if (!at_terminator(l)) {
                 buf b;
                 buf_init(&b, 256);
@@ -1524,10 +1567,7 @@ static _Noreturn void xerr(tmpl_state *st, const char *fmt, ...)
         buf_printf(e, "template: %s:%d:%zu: executing ", st->name, line, col);
         expfmt_quote_go(buf_sink, e, st->cur_name, strlen(st->cur_name));
         buf_puts(e, " at <");
-        size_t k = 0, runes = 0;
-        while (k < ctx.len && runes < 20) k += rune_len(ctx.data + k, ctx.len - k), runes++;
-        buf_append(e, buf_cstr(&ctx), k);
-        if (k < ctx.len) buf_puts(e, "...");
+        buf_append(e, buf_cstr(&ctx), ctx.len);
         buf_puts(e, ">: ");
         buf_cleanup(&ctx);
     }
@@ -3044,7 +3084,7 @@ static int f_index(fn_ctx *c, val *a, size_t n, val *out)
 static int f_print(fn_ctx *c, val *a, size_t n, val *out)
 {
     buf b;
-    buf_init(&b, TMPL_MAX_STRING);
+    buf_init(&b, TMPL_MAX_SCRATCH);
     go_sprint(c->st, &b, a, n, false);
     *out = v_take(c->st, &b);
     return 0;
@@ -3053,7 +3093,7 @@ static int f_print(fn_ctx *c, val *a, size_t n, val *out)
 static int f_println(fn_ctx *c, val *a, size_t n, val *out)
 {
     buf b;
-    buf_init(&b, TMPL_MAX_STRING);
+    buf_init(&b, TMPL_MAX_SCRATCH);
     go_sprint(c->st, &b, a, n, true);
     *out = v_take(c->st, &b);
     return 0;
@@ -3062,7 +3102,7 @@ static int f_println(fn_ctx *c, val *a, size_t n, val *out)
 static int f_printf(fn_ctx *c, val *a, size_t n, val *out)
 {
     buf b;
-    buf_init(&b, TMPL_MAX_STRING);
+    buf_init(&b, TMPL_MAX_SCRATCH);
     go_sprintf(c->st, &b, a[0].u.s.p, a[0].u.s.n, a + 1, n - 1);
     *out = v_take(c->st, &b);
     return 0;
@@ -3204,8 +3244,8 @@ static void esc_args(fn_ctx *c, val *a, size_t n, buf *b)
 static int f_html(fn_ctx *c, val *a, size_t n, val *out)
 {
     buf s, b;
-    buf_init(&s, TMPL_MAX_STRING);
-    buf_init(&b, TMPL_MAX_STRING);
+    buf_init(&s, TMPL_MAX_SCRATCH);
+    buf_init(&b, TMPL_MAX_SCRATCH);
     esc_args(c, a, n, &s);
     for (size_t i = 0; i < s.len; i++) {
         char ch = s.data[i];
@@ -3227,8 +3267,8 @@ static int f_html(fn_ctx *c, val *a, size_t n, val *out)
 static int f_js(fn_ctx *c, val *a, size_t n, val *out)
 {
     buf s, b;
-    buf_init(&s, TMPL_MAX_STRING);
-    buf_init(&b, TMPL_MAX_STRING);
+    buf_init(&s, TMPL_MAX_SCRATCH);
+    buf_init(&b, TMPL_MAX_SCRATCH);
     esc_args(c, a, n, &s);
     for (size_t i = 0; i < s.len; i++) {
         unsigned char ch = (unsigned char)s.data[i];
@@ -3253,8 +3293,8 @@ static int f_js(fn_ctx *c, val *a, size_t n, val *out)
 static int f_urlquery(fn_ctx *c, val *a, size_t n, val *out)
 {
     buf s, b;
-    buf_init(&s, TMPL_MAX_STRING);
-    buf_init(&b, 3 * (size_t)TMPL_MAX_STRING);
+    buf_init(&s, TMPL_MAX_SCRATCH);
+    buf_init(&b, TMPL_MAX_SCRATCH);
     esc_args(c, a, n, &s);
     query_escape(&b, s.data ? s.data : "", s.len);
     buf_cleanup(&s);
@@ -3503,7 +3543,7 @@ static val call_method(tmpl_state *st, val dot, const method_def *m, val recv, n
     buf b;
     if (recv.k == V_TIME) {
         if (!strcmp(nm, "Format") || !strcmp(nm, "String")) {
-            buf_init(&b, TMPL_MAX_STRING);
+            buf_init(&b, TMPL_MAX_SCRATCH);
             if (nm[0] == 'F') fmt_go_time(&b, t, argv[0].u.s.p, argv[0].u.s.n);
             else fmt_time_string(&b, t);
             return v_take(st, &b);
@@ -3668,7 +3708,8 @@ static val eval_call(tmpl_state *st, val dot, const func_def *f, node *at, node 
         if (has_final) v = validate(st, final, 'a');
         return v;
     }
-    val *argv = st_alloc(st, (num_in ? num_in : 1) * sizeof *argv);
+    val small[8];
+    val *argv = num_in <= 8 ? small : st_alloc(st, num_in * sizeof *argv);
     size_t i = 0;
     for (; i < fixed && i < na; i++) argv[i] = eval_arg(st, dot, a[i], f->params[i]);
     if (f->variadic)
@@ -3903,7 +3944,7 @@ static enum walk_ctl walk_node(tmpl_state *st, val dot, node *n)
         st->vbase = st->nvars;
         push_var(st, (str){"$", 1}, nd);
         st->exec_depth++;
-        st->cur_name = st_strdup(st, def->name.p, def->name.n).p;
+        st->cur_name = def->name.p; /* NUL-terminated arena copy */
         walk_list(st, nd, def->list);
         st->exec_depth--;
         st->cur_name = name;
