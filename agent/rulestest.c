@@ -153,9 +153,17 @@ static bool rt_check_map(rt_dec *d, const yamlconf_node *n, const char *type,
         bool ok = false;
         for (size_t j = 0; known[j]; j++)
             if (yamlconf_str_eq(k, known[j])) ok = true;
-        if (!ok)
+        if (!ok) {
             buf_printf(&d->lines, "\n  line %u: field %s not found in type %s", (unsigned)k->line,
                        k->kind == YAMLCONF_SCALAR ? k->str : "?", type);
+            continue;
+        }
+        /* A field given twice: yaml.v2's strict mode refuses it (the
+         * first value is the one read here). */
+        for (size_t j = 0; j < i; j++)
+            if (yamlconf_str_eq(n->pairs[j].key, k->str))
+                buf_printf(&d->lines, "\n  line %u: field %s already set in type %s",
+                           (unsigned)k->line, k->str, type);
     }
     return true;
 }

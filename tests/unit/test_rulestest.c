@@ -478,6 +478,9 @@ static void test_strict_yaml(void **state)
                 "\"5x\"");
     expect_fail(run_text("order.yml", "group_eval_order: [a, b, a]\ntests: []\n", NULL, NULL, 0),
                 "group name repeated in evaluation order: a");
+    expect_fail(run_text("dup.yml", "tests: []\nevaluation_interval: 1m\ntests: []\n", NULL, NULL,
+                         0),
+                "  line 3: field tests already set in type main.unitTestFile");
     /* No tests at all is a success. */
     expect_pass(run_text("empty.yml", "tests: []\n", NULL, NULL, 0));
     /* A file that cannot be read fails. */
