@@ -121,11 +121,35 @@ static void rt_parsed_cleanup(rt_parsed *p)
 /* yaml.v2's UnmarshalStrict collects type errors and unknown fields as
  * "line N: ..." lines; a custom unmarshaler's error (durations, start
  * timestamps) stops decoding with its own message. */
+typedef struct rt_dec_err {
+    uint32_t line, col;
+    size_t seq; /* order of detection, for a stable sort */
+    char *text; /* "\n  line N: ..." */
+} rt_dec_err;
+
 typedef struct rt_dec {
     rt_parsed *p;
-    buf lines; /* "\n  line N: ..." entries */
+    rt_dec_err *errs; /* yaml.v2 reports them in document order */
+    size_t n_errs, cap_errs;
     buf fatal; /* non-empty: decoding stopped with this message */
 } rt_dec;
+
+static void rt_dec_add(rt_dec *d, const yamlconf_node *at, buf *text)
+{
+    d->errs = mem_grow(d->errs, sizeof *d->errs, d->n_errs + 1, &d->cap_errs);
+    d->errs[d->n_errs] = (rt_dec_err){at->line, at->col, d->n_errs,
+                                      mem_strndup(buf_cstr(text), text->len)};
+    d->n_errs++;
+    buf_cleanup(text);
+}
+
+static int rt_dec_err_cmp(const void *a, const void *b)
+{
+    const rt_dec_err *x = a, *y = b;
+    if (x->line != y->line) return x->line < y->line ? -1 : 1;
+    if (x->col != y->col) return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
 
 static bool rt_dec_failed(const rt_dec *d)
 {
@@ -134,8 +158,11 @@ static bool rt_dec_failed(const rt_dec *d)
 
 static void rt_type_err(rt_dec *d, const yamlconf_node *n, const char *go_type)
 {
-    buf_printf(&d->lines, "\n  line %u: ", (unsigned)n->line);
-    yamlconf_type_error(&d->lines, n, go_type);
+    buf t;
+    buf_init(&t, RT_MAX_MSG_BYTES);
+    buf_printf(&t, "\n  line %u: ", (unsigned)n->line);
+    yamlconf_type_error(&t, n, go_type);
+    rt_dec_add(d, n, &t);
 }
 
 /* Checks that every key of map is in `known` (NULL-terminated); unknown
@@ -153,17 +180,22 @@ static bool rt_check_map(rt_dec *d, const yamlconf_node *n, const char *type,
         bool ok = false;
         for (size_t j = 0; known[j]; j++)
             if (yamlconf_str_eq(k, known[j])) ok = true;
+        buf t;
+        buf_init(&t, RT_MAX_MSG_BYTES);
         if (!ok) {
-            buf_printf(&d->lines, "\n  line %u: field %s not found in type %s", (unsigned)k->line,
+            buf_printf(&t, "\n  line %u: field %s not found in type %s", (unsigned)k->line,
                        k->kind == YAMLCONF_SCALAR ? k->str : "?", type);
+            rt_dec_add(d, k, &t);
             continue;
         }
         /* A field given twice: yaml.v2's strict mode refuses it (the
          * first value is the one read here). */
         for (size_t j = 0; j < i; j++)
-            if (yamlconf_str_eq(n->pairs[j].key, k->str))
-                buf_printf(&d->lines, "\n  line %u: field %s already set in type %s",
+            if (yamlconf_str_eq(n->pairs[j].key, k->str) && t.len == 0)
+                buf_printf(&t, "\n  line %u: field %s already set in type %s",
                            (unsigned)k->line, k->str, type);
+        if (t.len) rt_dec_add(d, k, &t);
+        else buf_cleanup(&t);
     }
     return true;
 }
@@ -438,7 +470,6 @@ static int rt_parse(const char *text, size_t len, const char *source, rt_parsed 
     }
     buf_cleanup(&yerr);
     rt_dec d = {.p = p};
-    buf_init(&d.lines, RT_MAX_MSG_BYTES);
     buf_init(&d.fatal, RT_MAX_MSG_BYTES);
     const yamlconf_node *root = yamlconf_root(p->doc);
     rt_file *f = &p->f;
@@ -464,12 +495,14 @@ static int rt_parse(const char *text, size_t len, const char *source, rt_parsed 
     if (rt_dec_failed(&d)) {
         buf_append(err, d.fatal.data, d.fatal.len);
         rc = -EINVAL;
-    } else if (d.lines.len) {
+    } else if (d.n_errs) {
+        qsort(d.errs, d.n_errs, sizeof *d.errs, rt_dec_err_cmp);
         buf_puts(err, "yaml: unmarshal errors:");
-        buf_append(err, d.lines.data, d.lines.len);
+        for (size_t i = 0; i < d.n_errs; i++) buf_puts(err, d.errs[i].text);
         rc = -EINVAL;
     }
-    buf_cleanup(&d.lines);
+    for (size_t i = 0; i < d.n_errs; i++) mem_free(d.errs[i].text);
+    mem_free(d.errs);
     buf_cleanup(&d.fatal);
     if (f->eval_interval == 0) f->eval_interval = 60 * 1000;
     return rc;

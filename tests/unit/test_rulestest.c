@@ -478,6 +478,18 @@ static void test_strict_yaml(void **state)
                 "\"5x\"");
     expect_fail(run_text("order.yml", "group_eval_order: [a, b, a]\ntests: []\n", NULL, NULL, 0),
                 "group name repeated in evaluation order: a");
+    /* Errors come in document order, as yaml.v2 finds them. */
+    expect_fail(run_text("order2.yml",
+                         "tests:\n"
+                         "  - promql_expr_test:\n"
+                         "      - {expr: '1', eval_time: 0, exp_samples: [{value: x}]}\n"
+                         "    bogus: 1\n"
+                         "fuzzy_compare: maybe\n",
+                         NULL, NULL, 0),
+                "yaml: unmarshal errors:\n"
+                "  line 3: cannot unmarshal !!str `x` into float64\n"
+                "  line 4: field bogus not found in type main.testGroup\n"
+                "  line 5: cannot unmarshal !!str `maybe` into bool\n");
     expect_fail(run_text("dup.yml", "tests: []\nevaluation_interval: 1m\ntests: []\n", NULL, NULL,
                          0),
                 "  line 3: field tests already set in type main.unitTestFile");
