@@ -830,6 +830,7 @@ typedef struct rt_run {
     const rulestest_options *o;
     memstore *ms;
     promql_engine_options eopts;
+    promql_parse_options popts;
     const char *base_dir; /* the test file's directory */
     /* the rule engine */
     rules_manager *m;
@@ -905,7 +906,7 @@ static int rt_query(rt_run *r, const char *expr, int64_t t, rt_sample **out, siz
     *out = NULL;
     *n = 0;
     promql_ast *ast = NULL;
-    if (promql_parse(expr, strlen(expr), NULL, &ast, err) != 0) return -1;
+    if (promql_parse(expr, strlen(expr), &r->popts, &ast, err) != 0) return -1;
     promql_queryable src = memstore_queryable(r->ms);
     promql_query q = {.ast = ast, .expr = ast->root, .start_ms = t, .end_ms = t, .step_ms = 0};
     promql_value v;
@@ -1045,7 +1046,7 @@ static void rt_debug_dump(rt_run *r, int64_t mint, FILE *errf)
         buf_puts(&d, " =>");
         for (size_t j = 0; j < s->n; j++) {
             buf_putc(&d, '\n');
-            promql_format_float_g(s->pts[j].v, &d);
+            promql_format_float_f(s->pts[j].v, &d);
             buf_printf(&d, " @[%" PRId64 "]", s->pts[j].t);
         }
     }
@@ -1077,7 +1078,10 @@ static void rt_run_group(rt_run *r, const char *testname, rt_errs *errs)
     int64_t *times = NULL;
     r->ms = memstore_new(0);
     r->eopts = (promql_engine_options){.lookback_delta_ms = RT_LOOKBACK_MS,
-                                       .default_subquery_step_ms = step};
+                                       .default_subquery_step_ms = step,
+                                       .delayed_name_removal = o->delayed_name_removal};
+    r->popts = o->parse;
+    r->popts.duration_expressions = true; /* always on in promtool 3.x */
     if (rt_loader_init(&ld, g, mint, &msg) != 0) {
         rt_errs_add(errs, &msg);
         goto out;
@@ -1188,6 +1192,7 @@ static int rt_rules_new(rt_run *r, buf *err)
                                    .append = rt_app_append,
                                    .commit = rt_app_commit};
     ro.engine = r->eopts;
+    ro.parse = r->popts;
     size_t err0 = err->len;
     int rc0 = rules_manager_new(&ro, &r->m, err);
     if (rc0 != 0) {
@@ -1442,13 +1447,39 @@ int rulestest_run_file(const char *path, const rulestest_options *o, rulestest_c
     return rc;
 }
 
+/* promtool's --enable-feature values (comma-separated). */
+static void rt_enable_features(rulestest_options *o, const char *list)
+{
+    const char *p = list;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n == 29 && strncmp(p, "promql-experimental-functions", n) == 0)
+            o->parse.experimental_functions = true;
+        else if (n == 27 && strncmp(p, "promql-delayed-name-removal", n) == 0)
+            o->delayed_name_removal = true;
+        else if (n == 31 && strncmp(p, "promql-extended-range-selectors", n) == 0)
+            o->parse.extended_range_selectors = true;
+        else if (n == 27 && strncmp(p, "promql-binop-fill-modifiers", n) == 0)
+            o->parse.fill_modifiers = true;
+        else if (n == 20 && strncmp(p, "promql-duration-expr", n) == 0)
+            ; /* always on */
+        else if (n > 0)
+            printf("  WARNING: Unknown feature passed to --enable-feature: %.*s\n", (int)n, p);
+        p += n;
+        if (*p == ',') p++;
+    }
+}
+
 static void rt_usage(FILE *f)
 {
-    fputs("usage: sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug] "
-          "TESTFILE...\n"
+    fputs("usage: sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug]\n"
+          "                            [--enable-feature=F,...] TESTFILE...\n"
           "  --run REGEX               only run test groups whose name matches (repeatable)\n"
           "  --ignore-unknown-fields   ignore unknown fields in the rule files\n"
-          "  --debug                   print timings and a dump of all data per test group\n",
+          "  --debug                   print timings and a dump of all data per test group\n"
+          "  --enable-feature=F,...    promql-experimental-functions, promql-delayed-name-removal,\n"
+          "                            promql-extended-range-selectors, "
+          "promql-binop-fill-modifiers\n",
           f);
 }
 
@@ -1479,6 +1510,18 @@ int rulestest_main(int argc, char **argv)
             o.ignore_unknown_fields = true;
         } else if (strcmp(a, "--debug") == 0) {
             o.debug = true;
+        } else if (strncmp(a, "--enable-feature", 16) == 0 && (a[16] == '=' || a[16] == '\0')) {
+            const char *v = a[16] == '=' ? a + 17 : NULL;
+            if (!v) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "sidewatch: error: expected argument for flag "
+                                    "'--enable-feature'\n");
+                    rc = 2;
+                    goto out;
+                }
+                v = argv[++i];
+            }
+            rt_enable_features(&o, v);
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             rt_usage(stdout);
             goto out;

@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "promql/parse.h"
+
 typedef struct rulestest_options {
     /* --run: only test groups whose name matches one of these regexes
      * (Go RE2 syntax, unanchored, joined with `|` as promtool does).
@@ -38,6 +40,11 @@ typedef struct rulestest_options {
     size_t n_run;
     bool ignore_unknown_fields; /* relaxes the rule files only */
     bool debug;                 /* DEBUG lines and a data dump on err */
+    /* promtool's --enable-feature: parser options for rule expressions and
+     * promql_expr_test (duration expressions are always on, as in promtool
+     * 3.x), and promql-delayed-name-removal. */
+    promql_parse_options parse;
+    bool delayed_name_removal;
     FILE *out;                  /* "Unit Testing", SUCCESS; NULL = stdout */
     FILE *err;                  /* FAILED and the failures; NULL = stderr */
 } rulestest_options;
@@ -56,8 +63,12 @@ typedef struct rulestest_counts {
  * a bad regex: then the reason is printed as the failure). */
 int rulestest_run_file(const char *path, const rulestest_options *o, rulestest_counts *c);
 
-/* `sidewatch test rules ...`: argv holds only the arguments after
- * "test rules". Returns the process exit code: 0 if every test passed,
+/* `sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug]
+ * [--enable-feature=F,...] TESTFILE...`: argv holds only the arguments
+ * after "test rules". Features: promql-experimental-functions,
+ * promql-delayed-name-removal, promql-extended-range-selectors,
+ * promql-binop-fill-modifiers, promql-duration-expr (a no-op); unknown ones
+ * get a warning, as in promtool. Returns the process exit code: 0 if every test passed,
  * 1 if some failed, 2 on usage errors. */
 int rulestest_main(int argc, char **argv);
 

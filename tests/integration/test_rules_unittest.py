@@ -143,6 +143,10 @@ def test_all_files_at_once_and_usage(tmp_path):
     assert u.returncode == 2
     u = subprocess.run([BIN, "test", "nothing"], capture_output=True, text=True)
     assert u.returncode == 2
+    # --enable-feature as promtool's: an unknown feature is a warning.
+    u = sidewatch(["--enable-feature=promql-experimental-functions,bogus", "long-period.yml"])
+    assert u.returncode == 0, u.stdout + u.stderr
+    assert "WARNING: Unknown feature passed to --enable-feature: bogus" in u.stdout
     # A test file in another directory: rule_files are relative to it.
     t = tmp_path / "t.yml"
     (tmp_path / "r.yml").write_text("groups:\n  - name: g\n    rules:\n"

@@ -378,6 +378,38 @@ static void test_expr_results(void **state)
                 "    expr: \"sum(\", time: 2m, err: 1:5: parse error:");
 }
 
+/* Duration expressions are always on (promtool 3.x); experimental
+ * functions need --enable-feature=promql-experimental-functions. */
+static void test_features(void **state)
+{
+    (void)state;
+    static const char *t = "tests:\n"
+                           "  - input_series: [{series: 'a{x=\"1\"}', values: '1 2 3 4 5'}]\n"
+                           "    promql_expr_test:\n"
+                           "      - expr: 'a offset (1m + 1m)'\n"
+                           "        eval_time: 4m\n"
+                           "        exp_samples: [{labels: 'a{x=\"1\"}', value: 3}]\n"
+                           "      - expr: 'sort_by_label(a, \"x\")'\n"
+                           "        eval_time: 2m\n"
+                           "        exp_samples: [{labels: 'a{x=\"1\"}', value: 3}]\n";
+    expect_fail(run_text("feat.yml", t, NULL, NULL, 0),
+                "err: 1:1: parse error: function \"sort_by_label\" is not enabled");
+    char p[512];
+    snprintf(p, sizeof p, "%s/feat.yml", tmpdir);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    rulestest_options o = {.out = f, .err = f};
+    o.parse.experimental_functions = true;
+    rulestest_counts c = {0};
+    int rc = rulestest_run_file(p, &o, &c);
+    fclose(f);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.passed, 1);
+    free(out);
+}
+
 /* fuzzy_compare allows exactly one ULP. */
 static void test_fuzzy(void **state)
 {
@@ -746,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_repeated_series),
         cmocka_unit_test(test_subquery_step),
         cmocka_unit_test(test_expr_results),
+        cmocka_unit_test(test_features),
         cmocka_unit_test(test_fuzzy),
         cmocka_unit_test(test_start_timestamp),
         cmocka_unit_test(test_run_filter),
