@@ -98,7 +98,7 @@ static void usage(FILE *out)
           "       sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]\n"
           "       sidewatch promql test FILE...\n"
           "       sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug]\n"
-          "                            TESTFILE...\n"
+          "                            [--enable-feature=F,...] TESTFILE...\n"
           "\n"
           "A Prometheus-compatible monitoring and alerting sidecar.\n"
           "\n"

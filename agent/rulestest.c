@@ -42,7 +42,7 @@ typedef struct rt_input {
 } rt_input;
 
 typedef struct rt_exp_alert {
-    labels *labels;      /* alertname added */
+    labels *labels; /* alertname added */
     labels *annotations;
 } rt_exp_alert;
 
@@ -54,7 +54,7 @@ typedef struct rt_alert_test {
 } rt_alert_test;
 
 typedef struct rt_exp_sample {
-    const char *labels;    /* "" when omitted */
+    const char *labels; /* "" when omitted */
     double value;
     const char *histogram; /* "" when omitted */
 } rt_exp_sample;
@@ -111,7 +111,8 @@ static labels *rt_own(rt_parsed *p, labels *ls)
 
 static void rt_parsed_cleanup(rt_parsed *p)
 {
-    for (size_t i = 0; i < p->n_owned; i++) labels_free(p->owned[i]);
+    for (size_t i = 0; i < p->n_owned; i++)
+        labels_free(p->owned[i]);
     mem_free(p->owned);
     arena_cleanup(&p->mem);
     yamlconf_free(p->doc);
@@ -137,8 +138,8 @@ typedef struct rt_dec {
 static void rt_dec_add(rt_dec *d, const yamlconf_node *at, buf *text)
 {
     d->errs = mem_grow(d->errs, sizeof *d->errs, d->n_errs + 1, &d->cap_errs);
-    d->errs[d->n_errs] = (rt_dec_err){at->line, at->col, d->n_errs,
-                                      mem_strndup(buf_cstr(text), text->len)};
+    d->errs[d->n_errs] =
+        (rt_dec_err){at->line, at->col, d->n_errs, mem_strndup(buf_cstr(text), text->len)};
     d->n_errs++;
     buf_cleanup(text);
 }
@@ -192,10 +193,12 @@ static bool rt_check_map(rt_dec *d, const yamlconf_node *n, const char *type,
          * first value is the one read here). */
         for (size_t j = 0; j < i; j++)
             if (yamlconf_str_eq(n->pairs[j].key, k->str) && t.len == 0)
-                buf_printf(&t, "\n  line %u: field %s already set in type %s",
-                           (unsigned)k->line, k->str, type);
-        if (t.len) rt_dec_add(d, k, &t);
-        else buf_cleanup(&t);
+                buf_printf(&t, "\n  line %u: field %s already set in type %s", (unsigned)k->line,
+                           k->str, type);
+        if (t.len)
+            rt_dec_add(d, k, &t);
+        else
+            buf_cleanup(&t);
     }
     return true;
 }
@@ -251,8 +254,8 @@ static bool rt_digits(const char *s, size_t n, int64_t *out)
 static bool rt_parse_rfc3339(const char *s, size_t len, int64_t *ms)
 {
     int64_t y, mo, dd, h, mi, se;
-    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
-        s[13] != ':' || s[16] != ':')
+    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
+        s[16] != ':')
         return false;
     if (!rt_digits(s, 4, &y) || !rt_digits(s + 5, 2, &mo) || !rt_digits(s + 8, 2, &dd) ||
         !rt_digits(s + 11, 2, &h) || !rt_digits(s + 14, 2, &mi) || !rt_digits(s + 17, 2, &se))
@@ -337,8 +340,8 @@ static labels *rt_str_map(rt_dec *d, const yamlconf_node *n, const char *extra_n
             }
         }
     }
-    if (extra_name) labels_builder_set(&b, extra_name, strlen(extra_name), extra_value,
-                                       strlen(extra_value));
+    if (extra_name)
+        labels_builder_set(&b, extra_name, strlen(extra_name), extra_value, strlen(extra_value));
     labels *ls = labels_builder_finish(&b, NULL);
     labels_builder_cleanup(&b);
     return rt_own(d->p, ls);
@@ -410,9 +413,15 @@ static void rt_decode_expr_test(rt_dec *d, const yamlconf_node *n, rt_expr_test 
 
 static void rt_decode_group(rt_dec *d, const yamlconf_node *n, rt_group *g)
 {
-    static const char *const keys[] = {"interval",       "input_series",    "alert_rule_test",
-                                       "promql_expr_test", "external_labels", "external_url",
-                                       "name",           "start_timestamp", NULL};
+    static const char *const keys[] = {"interval",
+                                       "input_series",
+                                       "alert_rule_test",
+                                       "promql_expr_test",
+                                       "external_labels",
+                                       "external_url",
+                                       "name",
+                                       "start_timestamp",
+                                       NULL};
     g->name = g->external_url = "";
     if (!rt_check_map(d, n, "main.testGroup", keys)) {
         g->external_labels = rt_str_map(d, NULL, NULL, NULL);
@@ -433,11 +442,13 @@ static void rt_decode_group(rt_dec *d, const yamlconf_node *n, rt_group *g)
     const yamlconf_node *at = yamlconf_map_get(n, "alert_rule_test", NULL);
     g->n_alerts = rt_seq(d, at, "[]main.alertTestCase");
     g->alerts = rt_alloc(d, g->n_alerts, sizeof *g->alerts);
-    for (size_t i = 0; i < g->n_alerts; i++) rt_decode_alert_test(d, at->items[i], &g->alerts[i]);
+    for (size_t i = 0; i < g->n_alerts; i++)
+        rt_decode_alert_test(d, at->items[i], &g->alerts[i]);
     const yamlconf_node *pt = yamlconf_map_get(n, "promql_expr_test", NULL);
     g->n_exprs = rt_seq(d, pt, "[]main.promqlTestCase");
     g->exprs = rt_alloc(d, g->n_exprs, sizeof *g->exprs);
-    for (size_t i = 0; i < g->n_exprs; i++) rt_decode_expr_test(d, pt->items[i], &g->exprs[i]);
+    for (size_t i = 0; i < g->n_exprs; i++)
+        rt_decode_expr_test(d, pt->items[i], &g->exprs[i]);
     g->external_labels = rt_str_map(d, yamlconf_map_get(n, "external_labels", NULL), NULL, NULL);
     g->external_url = rt_str(d, yamlconf_map_get(n, "external_url", NULL));
     g->name = rt_str(d, yamlconf_map_get(n, "name", NULL));
@@ -448,7 +459,8 @@ static const char **rt_str_list(rt_dec *d, const yamlconf_node *n, size_t *count
 {
     *count = rt_seq(d, n, "[]string");
     const char **v = rt_alloc(d, *count, sizeof *v);
-    for (size_t i = 0; i < *count; i++) v[i] = rt_str(d, n->items[i]);
+    for (size_t i = 0; i < *count; i++)
+        v[i] = rt_str(d, n->items[i]);
     return v;
 }
 
@@ -474,12 +486,13 @@ static int rt_parse(const char *text, size_t len, const char *source, rt_parsed 
     const yamlconf_node *root = yamlconf_root(p->doc);
     rt_file *f = &p->f;
     static const char *const keys[] = {"rule_files", "evaluation_interval", "group_eval_order",
-                                       "tests", "fuzzy_compare", NULL};
+                                       "tests",      "fuzzy_compare",       NULL};
     if (rt_check_map(&d, root, "main.unitTestFile", keys)) {
         size_t nr;
         const char **rf = rt_str_list(&d, yamlconf_map_get(root, "rule_files", NULL), &nr);
         f->rule_files = rt_alloc(&d, nr, sizeof *f->rule_files);
-        for (size_t i = 0; i < nr; i++) f->rule_files[i] = (char *)rf[i];
+        for (size_t i = 0; i < nr; i++)
+            f->rule_files[i] = (char *)rf[i];
         f->n_rule_files = nr;
         f->eval_interval = rt_duration(&d, yamlconf_map_get(root, "evaluation_interval", NULL));
         f->order = rt_str_list(&d, yamlconf_map_get(root, "group_eval_order", NULL), &f->n_order);
@@ -498,10 +511,12 @@ static int rt_parse(const char *text, size_t len, const char *source, rt_parsed 
     } else if (d.n_errs) {
         qsort(d.errs, d.n_errs, sizeof *d.errs, rt_dec_err_cmp);
         buf_puts(err, "yaml: unmarshal errors:");
-        for (size_t i = 0; i < d.n_errs; i++) buf_puts(err, d.errs[i].text);
+        for (size_t i = 0; i < d.n_errs; i++)
+            buf_puts(err, d.errs[i].text);
         rc = -EINVAL;
     }
-    for (size_t i = 0; i < d.n_errs; i++) mem_free(d.errs[i].text);
+    for (size_t i = 0; i < d.n_errs; i++)
+        mem_free(d.errs[i].text);
     mem_free(d.errs);
     buf_cleanup(&d.fatal);
     if (f->eval_interval == 0) f->eval_interval = 60 * 1000;
@@ -531,7 +546,8 @@ static void rt_go_duration(int64_t ms, buf *out)
         char f[8];
         snprintf(f, sizeof f, "%03u", (unsigned)frac);
         size_t n = strlen(f);
-        while (n > 0 && f[n - 1] == '0') f[--n] = '\0';
+        while (n > 0 && f[n - 1] == '0')
+            f[--n] = '\0';
         buf_printf(out, ".%s", f);
     }
     buf_putc(out, 's');
@@ -570,18 +586,38 @@ static void rt_go_quote(const char *s, buf *out)
     buf_putc(out, '"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         switch (*p) {
-        case '"': buf_puts(out, "\\\""); break;
-        case '\\': buf_puts(out, "\\\\"); break;
-        case '\n': buf_puts(out, "\\n"); break;
-        case '\t': buf_puts(out, "\\t"); break;
-        case '\r': buf_puts(out, "\\r"); break;
-        case '\a': buf_puts(out, "\\a"); break;
-        case '\b': buf_puts(out, "\\b"); break;
-        case '\f': buf_puts(out, "\\f"); break;
-        case '\v': buf_puts(out, "\\v"); break;
+        case '"':
+            buf_puts(out, "\\\"");
+            break;
+        case '\\':
+            buf_puts(out, "\\\\");
+            break;
+        case '\n':
+            buf_puts(out, "\\n");
+            break;
+        case '\t':
+            buf_puts(out, "\\t");
+            break;
+        case '\r':
+            buf_puts(out, "\\r");
+            break;
+        case '\a':
+            buf_puts(out, "\\a");
+            break;
+        case '\b':
+            buf_puts(out, "\\b");
+            break;
+        case '\f':
+            buf_puts(out, "\\f");
+            break;
+        case '\v':
+            buf_puts(out, "\\v");
+            break;
         default:
-            if (*p < 0x20 || *p == 0x7f) buf_printf(out, "\\x%02x", *p);
-            else buf_putc(out, (char)*p);
+            if (*p < 0x20 || *p == 0x7f)
+                buf_printf(out, "\\x%02x", *p);
+            else
+                buf_putc(out, (char)*p);
         }
     }
     buf_putc(out, '"');
@@ -647,7 +683,8 @@ static int rt_sample_cmp(const void *a, const void *b)
 
 static void rt_samples_free(rt_sample *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) labels_free(v[i].labels);
+    for (size_t i = 0; i < n; i++)
+        labels_free(v[i].labels);
     mem_free(v);
 }
 
@@ -662,8 +699,10 @@ static void rt_samples_string(const rt_sample *v, size_t n, buf *out)
         if (i) buf_puts(out, ", ");
         labels_format(v[i].labels, out);
         buf_putc(out, ' ');
-        if (v[i].histogram[0]) buf_puts(out, v[i].histogram);
-        else rt_format_float_E(v[i].value, out);
+        if (v[i].histogram[0])
+            buf_puts(out, v[i].histogram);
+        else
+            rt_format_float_E(v[i].value, out);
     }
 }
 
@@ -721,7 +760,8 @@ typedef struct rt_loader {
 
 static void rt_loader_cleanup(rt_loader *l)
 {
-    for (size_t i = 0; i < l->n; i++) labels_free(l->v[i].ls);
+    for (size_t i = 0; i < l->n; i++)
+        labels_free(l->v[i].ls);
     mem_free(l->v);
     arena_cleanup(&l->mem);
 }
@@ -766,8 +806,10 @@ static int rt_loader_init(rt_loader *l, const rt_group *g, int64_t start_ms, buf
         size_t j;
         for (j = 0; j < l->n; j++)
             if (labels_equal(l->v[j].ls, ps.ls)) break;
-        if (j < l->n) labels_free(l->v[j].ls);
-        else l->n++;
+        if (j < l->n)
+            labels_free(l->v[j].ls);
+        else
+            l->n++;
         l->v[j] = (rt_load){.ls = ps.ls, .items = ps.items, .n = ps.n};
     }
     buf_cleanup(&line);
@@ -785,7 +827,8 @@ static int rt_loader_till(rt_loader *l, memstore *ms, int64_t ts, buf *err)
             const promqltest_item *it = &s->items[s->next++];
             int rc = 0;
             size_t err0 = err->len;
-            if (it->kind == PROMQLTEST_ITEM_FLOAT) rc = memstore_append(ms, s->ls, t, it->v, err);
+            if (it->kind == PROMQLTEST_ITEM_FLOAT)
+                rc = memstore_append(ms, s->ls, t, it->v, err);
             else if (it->kind == PROMQLTEST_ITEM_HISTOGRAM)
                 /* Recorded without its value (the engine has no native
                  * histograms): a query that reads it fails its test. */
@@ -818,7 +861,8 @@ static void rt_errs_add(rt_errs *e, buf *msg)
 
 static void rt_errs_cleanup(rt_errs *e)
 {
-    for (size_t i = 0; i < e->n; i++) mem_free(e->v[i]);
+    for (size_t i = 0; i < e->n; i++)
+        mem_free(e->v[i]);
     mem_free(e->v);
     memset(e, 0, sizeof *e);
 }
@@ -900,8 +944,7 @@ static void rt_check_alerts(rt_run *r, const rt_alert_test *t, rt_errs *errs, bu
 
 /* Runs an instant query at t; fills *out with its samples (a scalar as
  * one sample without labels). Returns 0, or -1 with the message in err. */
-static int rt_query(rt_run *r, const char *expr, int64_t t, rt_sample **out, size_t *n,
-                    buf *err)
+static int rt_query(rt_run *r, const char *expr, int64_t t, rt_sample **out, size_t *n, buf *err)
 {
     *out = NULL;
     *n = 0;
@@ -944,8 +987,8 @@ static void rt_expr_prefix(const rt_expr_test *t, buf *msg)
     rt_model_duration(t->eval_time, msg);
 }
 
-static void rt_check_expr(rt_run *r, const rt_expr_test *t, int64_t mint, bool fuzzy,
-                          rt_errs *errs, buf *msg)
+static void rt_check_expr(rt_run *r, const rt_expr_test *t, int64_t mint, bool fuzzy, rt_errs *errs,
+                          buf *msg)
 {
     rt_sample *got = NULL, *exp = NULL;
     size_t n_got = 0;
@@ -1102,7 +1145,8 @@ static void rt_run_group(rt_run *r, const char *testname, rt_errs *errs)
     /* The distinct alert eval times, sorted. */
     size_t n_times = 0;
     times = mem_calloc(g->n_alerts ? g->n_alerts : 1, sizeof *times);
-    for (size_t i = 0; i < g->n_alerts; i++) times[n_times++] = g->alerts[i].eval_time;
+    for (size_t i = 0; i < g->n_alerts; i++)
+        times[n_times++] = g->alerts[i].eval_time;
     if (n_times) qsort(times, n_times, sizeof *times, rt_i64_cmp);
     size_t k = 0;
     for (size_t i = 0; i < n_times; i++)
@@ -1187,10 +1231,8 @@ static int rt_rules_new(rt_run *r, buf *err)
     memset(&ro, 0, sizeof ro);
     promql_queryable q = memstore_queryable(r->ms);
     rules_source_queryable(&q, &ro.source);
-    ro.appender = (rules_appender){.ctx = r->ms,
-                                   .begin = rt_app_begin,
-                                   .append = rt_app_append,
-                                   .commit = rt_app_commit};
+    ro.appender = (rules_appender){
+        .ctx = r->ms, .begin = rt_app_begin, .append = rt_app_append, .commit = rt_app_commit};
     ro.engine = r->eopts;
     ro.parse = r->popts;
     size_t err0 = err->len;
@@ -1213,9 +1255,12 @@ static int rt_rules_new(rt_run *r, buf *err)
     if (rc2 != 0) {
         /* One message per line, as promtool prints each load error. */
         size_t n = lerr.len;
-        while (n > 0 && lerr.data[n - 1] == '\n') n--;
-        if (n) buf_append(err, lerr.data, n);
-        else buf_printf(err, "loading rule files: %s", strerror(-rc2));
+        while (n > 0 && lerr.data[n - 1] == '\n')
+            n--;
+        if (n)
+            buf_append(err, lerr.data, n);
+        else
+            buf_printf(err, "loading rule files: %s", strerror(-rc2));
         buf_cleanup(&lerr);
         return -EINVAL;
     }
@@ -1230,7 +1275,8 @@ static int rt_rules_new(rt_run *r, buf *err)
     }
     if (snap.n_groups) qsort(nv, snap.n_groups, sizeof *nv, rt_named_cmp);
     r->order = mem_calloc(snap.n_groups ? snap.n_groups : 1, sizeof *r->order);
-    for (size_t i = 0; i < snap.n_groups; i++) r->order[i] = nv[i].index;
+    for (size_t i = 0; i < snap.n_groups; i++)
+        r->order[i] = nv[i].index;
     r->n_order = snap.n_groups;
     mem_free(nv);
     rules_snapshot_cleanup(&snap);
@@ -1372,10 +1418,10 @@ static void rt_file_errors(const char *path, const rulestest_options *o, ruleste
             if (p.f.rule_files[i][0] == '/' || !p.f.rule_files[i][0] || strcmp(base, ".") == 0)
                 fprintf(errf, "  WARNING: no file match pattern %s\n", p.f.rule_files[i]);
             else
-                fprintf(errf, "  WARNING: no file match pattern %s/%s\n", base,
-                        p.f.rule_files[i]);
+                fprintf(errf, "  WARNING: no file match pattern %s/%s\n", base, p.f.rule_files[i]);
         }
-        for (size_t j = 0; j < n; j++) mem_free(paths[j]);
+        for (size_t j = 0; j < n; j++)
+            mem_free(paths[j]);
         mem_free(paths);
     }
     for (size_t i = 0; i < p.f.n_order; i++)
@@ -1398,8 +1444,10 @@ static void rt_file_errors(const char *path, const rulestest_options *o, ruleste
         size_t before = errs->n, hist_before = errs->histogram;
         rt_run_group(&r, g->name[0] ? g->name : unnamed, errs);
         if (c) {
-            if (errs->n > before) c->failed++;
-            else c->passed++;
+            if (errs->n > before)
+                c->failed++;
+            else
+                c->passed++;
             /* A group whose only failures are native-histogram ones. */
             if (errs->n > before && errs->histogram - hist_before == errs->n - before)
                 c->histogram_failures++;
@@ -1472,15 +1520,16 @@ static void rt_enable_features(rulestest_options *o, const char *list)
 
 static void rt_usage(FILE *f)
 {
-    fputs("usage: sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug]\n"
-          "                            [--enable-feature=F,...] TESTFILE...\n"
-          "  --run REGEX               only run test groups whose name matches (repeatable)\n"
-          "  --ignore-unknown-fields   ignore unknown fields in the rule files\n"
-          "  --debug                   print timings and a dump of all data per test group\n"
-          "  --enable-feature=F,...    promql-experimental-functions, promql-delayed-name-removal,\n"
-          "                            promql-extended-range-selectors, "
-          "promql-binop-fill-modifiers\n",
-          f);
+    fputs(
+        "usage: sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug]\n"
+        "                            [--enable-feature=F,...] TESTFILE...\n"
+        "  --run REGEX               only run test groups whose name matches (repeatable)\n"
+        "  --ignore-unknown-fields   ignore unknown fields in the rule files\n"
+        "  --debug                   print timings and a dump of all data per test group\n"
+        "  --enable-feature=F,...    promql-experimental-functions, promql-delayed-name-removal,\n"
+        "                            promql-extended-range-selectors, "
+        "promql-binop-fill-modifiers\n",
+        f);
 }
 
 int rulestest_main(int argc, char **argv)

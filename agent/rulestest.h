@@ -45,8 +45,8 @@ typedef struct rulestest_options {
      * 3.x), and promql-delayed-name-removal. */
     promql_parse_options parse;
     bool delayed_name_removal;
-    FILE *out;                  /* "Unit Testing", SUCCESS; NULL = stdout */
-    FILE *err;                  /* FAILED and the failures; NULL = stderr */
+    FILE *out; /* "Unit Testing", SUCCESS; NULL = stdout */
+    FILE *err; /* FAILED and the failures; NULL = stderr */
 } rulestest_options;
 
 typedef struct rulestest_counts {

@@ -29,8 +29,8 @@ static run_result run_file(const char *path, const char *const *run, size_t n_ru
     size_t len = 0;
     FILE *f = open_memstream(&r.out, &len);
     assert_non_null(f);
-    rulestest_options o = {.run = run, .n_run = n_run, .ignore_unknown_fields = ignore,
-                           .out = f, .err = f};
+    rulestest_options o = {
+        .run = run, .n_run = n_run, .ignore_unknown_fields = ignore, .out = f, .err = f};
     r.rc = rulestest_run_file(path, &o, &r.c);
     fclose(f);
     return r;
@@ -425,7 +425,8 @@ static void test_fuzzy(void **state)
     snprintf(t, sizeof t, fmt, "true", "0.30000000000000004");
     expect_pass(run_text("f1.yml", t, NULL, NULL, 0));
     snprintf(t, sizeof t, fmt, "false", "0.30000000000000004");
-    expect_fail(run_text("f2.yml", t, NULL, NULL, 0), "got: {__name__=\"a\"} 3.0000000000000004E-01");
+    expect_fail(run_text("f2.yml", t, NULL, NULL, 0),
+                "got: {__name__=\"a\"} 3.0000000000000004E-01");
     snprintf(t, sizeof t, fmt, "true", "0.3000000000000001");
     expect_fail(run_text("f3.yml", t, NULL, NULL, 0), "exp: {__name__=\"a\"} 3E-01");
 }
@@ -434,18 +435,19 @@ static void test_fuzzy(void **state)
 static void test_start_timestamp(void **state)
 {
     (void)state;
-    expect_pass(run_text("st.yml",
-                         "tests:\n"
-                         "  - start_timestamp: '2000-01-01T00:00:00+01:00'\n"
-                         "    input_series: [{series: a, values: '1 2'}]\n"
-                         "    promql_expr_test:\n"
-                         "      - {expr: time(), eval_time: 1m, exp_samples: [{value: 946681260}]}\n"
-                         "      - {expr: timestamp(a), eval_time: 1m, exp_samples: [{value: "
-                         "946681260}]}\n"
-                         "  - start_timestamp: 1000.5\n"
-                         "    promql_expr_test:\n"
-                         "      - {expr: time(), eval_time: 0, exp_samples: [{value: 1000.5}]}\n",
-                         NULL, NULL, 0));
+    expect_pass(
+        run_text("st.yml",
+                 "tests:\n"
+                 "  - start_timestamp: '2000-01-01T00:00:00+01:00'\n"
+                 "    input_series: [{series: a, values: '1 2'}]\n"
+                 "    promql_expr_test:\n"
+                 "      - {expr: time(), eval_time: 1m, exp_samples: [{value: 946681260}]}\n"
+                 "      - {expr: timestamp(a), eval_time: 1m, exp_samples: [{value: "
+                 "946681260}]}\n"
+                 "  - start_timestamp: 1000.5\n"
+                 "    promql_expr_test:\n"
+                 "      - {expr: time(), eval_time: 0, exp_samples: [{value: 1000.5}]}\n",
+                 NULL, NULL, 0));
     expect_fail(run_text("st2.yml",
                          "tests:\n"
                          "  - start_timestamp: yesterday\n"
@@ -502,7 +504,8 @@ static void test_strict_yaml(void **state)
                 "  line 2: field extra not found in type main.unitTestFile\n"
                 "  line 5: field bogus not found in type main.testGroup\n"
                 "  line 7: field lbls not found in type main.sample\n");
-    expect_fail(run_text("strict2.yml", "tests:\n  - promql_expr_test:\n      - {expr: '1', "
+    expect_fail(run_text("strict2.yml",
+                         "tests:\n  - promql_expr_test:\n      - {expr: '1', "
                          "eval_time: 0, exp_samples: [{value: abc}]}\n",
                          NULL, NULL, 0),
                 "line 3: cannot unmarshal !!str `abc` into float64");
@@ -522,9 +525,9 @@ static void test_strict_yaml(void **state)
                 "  line 3: cannot unmarshal !!str `x` into float64\n"
                 "  line 4: field bogus not found in type main.testGroup\n"
                 "  line 5: cannot unmarshal !!str `maybe` into bool\n");
-    expect_fail(run_text("dup.yml", "tests: []\nevaluation_interval: 1m\ntests: []\n", NULL, NULL,
-                         0),
-                "  line 3: field tests already set in type main.unitTestFile");
+    expect_fail(
+        run_text("dup.yml", "tests: []\nevaluation_interval: 1m\ntests: []\n", NULL, NULL, 0),
+        "  line 3: field tests already set in type main.unitTestFile");
     /* No tests at all is a success. */
     expect_pass(run_text("empty.yml", "tests: []\n", NULL, NULL, 0));
     /* A file that cannot be read fails. */
@@ -536,30 +539,29 @@ static void test_strict_yaml(void **state)
 
 /* ---- with rules ------------------------------------------------------------------- */
 
-static const char *rules_yml =
-    "groups:\n"
-    "  - name: first\n"
-    "    rules:\n"
-    "      - record: job:up:sum\n"
-    "        expr: sum by (job) (up)\n"
-    "      - record: chained\n"
-    "        expr: job:up:sum * 10\n"
-    "  - name: second\n"
-    "    rules:\n"
-    "      - record: reads_first\n"
-    "        expr: chained + 1\n"
-    "      - alert: Down\n"
-    "        expr: up == 0\n"
-    "        for: 3m\n"
-    "        labels: {severity: page}\n"
-    "        annotations: {summary: instance down}\n"
-    "      - alert: Always\n"
-    "        expr: vector(1)\n"
-    "  - name: third\n"
-    "    rules:\n"
-    "      - alert: Down\n"
-    "        expr: up == 0\n"
-    "        labels: {severity: info}\n";
+static const char *rules_yml = "groups:\n"
+                               "  - name: first\n"
+                               "    rules:\n"
+                               "      - record: job:up:sum\n"
+                               "        expr: sum by (job) (up)\n"
+                               "      - record: chained\n"
+                               "        expr: job:up:sum * 10\n"
+                               "  - name: second\n"
+                               "    rules:\n"
+                               "      - record: reads_first\n"
+                               "        expr: chained + 1\n"
+                               "      - alert: Down\n"
+                               "        expr: up == 0\n"
+                               "        for: 3m\n"
+                               "        labels: {severity: page}\n"
+                               "        annotations: {summary: instance down}\n"
+                               "      - alert: Always\n"
+                               "        expr: vector(1)\n"
+                               "  - name: third\n"
+                               "    rules:\n"
+                               "      - alert: Down\n"
+                               "        expr: up == 0\n"
+                               "        labels: {severity: info}\n";
 
 /* Recording rules run at each evaluation_interval step, later rules of a
  * group see earlier ones' output, and their results can be queried. */
@@ -592,15 +594,16 @@ static void test_recording_rules(void **state)
 static void test_group_eval_order(void **state)
 {
     (void)state;
-    static const char *fmt = "rule_files: [rules.yml]\n"
-                             "%s"
-                             "tests:\n"
-                             "  - input_series:\n"
-                             "      - {series: 'up{job=\"a\"}', values: '1 2 3'}\n"
-                             "    promql_expr_test:\n"
-                             "      - expr: reads_first\n"
-                             "        eval_time: 2m\n"
-                             "        exp_samples: [{labels: 'reads_first{job=\"a\"}', value: %d}]\n";
+    static const char *fmt =
+        "rule_files: [rules.yml]\n"
+        "%s"
+        "tests:\n"
+        "  - input_series:\n"
+        "      - {series: 'up{job=\"a\"}', values: '1 2 3'}\n"
+        "    promql_expr_test:\n"
+        "      - expr: reads_first\n"
+        "        eval_time: 2m\n"
+        "        exp_samples: [{labels: 'reads_first{job=\"a\"}', value: %d}]\n";
     char t[1024];
     snprintf(t, sizeof t, fmt, "group_eval_order: [first, second]\n", 31);
     expect_pass(run_text("order1.yml", t, rules_yml, NULL, 0));
@@ -617,44 +620,46 @@ static void test_group_eval_order(void **state)
 static void test_alerts(void **state)
 {
     (void)state;
-    expect_pass(run_text(
-        "alerts.yml",
-        "rule_files: [rules.yml]\n"
-        "evaluation_interval: 1m\n"
-        "group_eval_order: [first, second, third]\n"
-        "tests:\n"
-        "  - input_series:\n"
-        "      - {series: 'up{job=\"a\"}', values: '0x10'}\n"
-        "    alert_rule_test:\n"
-        "      - eval_time: 0\n"
-        "        alertname: Down\n"
-        "        exp_alerts:\n"
-        "          - exp_labels: {job: a, severity: info}\n"
-        "      # pending in `second` (for: 3m) is not counted\n"
-        "      - eval_time: 2m59s\n"
-        "        alertname: Down\n"
-        "        exp_alerts:\n"
-        "          - exp_labels: {job: a, severity: info}\n"
-        "      - eval_time: 3m\n"
-        "        alertname: Down\n"
-        "        exp_alerts:\n"
-        "          - exp_labels: {job: a, severity: page}\n"
-        "            exp_annotations: {summary: instance down}\n"
-        "          - exp_labels: {job: a, severity: info}\n"
-        "      - eval_time: 5m\n"
-        "        alertname: Always\n"
-        "        exp_alerts: [{}]\n"
-        "      - eval_time: 5m\n"
-        "        alertname: NoSuchAlert\n"
-        "    promql_expr_test:\n"
-        "      - expr: ALERTS{alertname=\"Down\"}\n"
-        "        eval_time: 1m\n"
-        "        exp_samples:\n"
-        "          - labels: 'ALERTS{alertname=\"Down\",alertstate=\"pending\",job=\"a\",severity=\"page\"}'\n"
-        "            value: 1\n"
-        "          - labels: 'ALERTS{alertname=\"Down\",alertstate=\"firing\",job=\"a\",severity=\"info\"}'\n"
-        "            value: 1\n",
-        rules_yml, NULL, 0));
+    expect_pass(
+        run_text("alerts.yml",
+                 "rule_files: [rules.yml]\n"
+                 "evaluation_interval: 1m\n"
+                 "group_eval_order: [first, second, third]\n"
+                 "tests:\n"
+                 "  - input_series:\n"
+                 "      - {series: 'up{job=\"a\"}', values: '0x10'}\n"
+                 "    alert_rule_test:\n"
+                 "      - eval_time: 0\n"
+                 "        alertname: Down\n"
+                 "        exp_alerts:\n"
+                 "          - exp_labels: {job: a, severity: info}\n"
+                 "      # pending in `second` (for: 3m) is not counted\n"
+                 "      - eval_time: 2m59s\n"
+                 "        alertname: Down\n"
+                 "        exp_alerts:\n"
+                 "          - exp_labels: {job: a, severity: info}\n"
+                 "      - eval_time: 3m\n"
+                 "        alertname: Down\n"
+                 "        exp_alerts:\n"
+                 "          - exp_labels: {job: a, severity: page}\n"
+                 "            exp_annotations: {summary: instance down}\n"
+                 "          - exp_labels: {job: a, severity: info}\n"
+                 "      - eval_time: 5m\n"
+                 "        alertname: Always\n"
+                 "        exp_alerts: [{}]\n"
+                 "      - eval_time: 5m\n"
+                 "        alertname: NoSuchAlert\n"
+                 "    promql_expr_test:\n"
+                 "      - expr: ALERTS{alertname=\"Down\"}\n"
+                 "        eval_time: 1m\n"
+                 "        exp_samples:\n"
+                 "          - labels: "
+                 "'ALERTS{alertname=\"Down\",alertstate=\"pending\",job=\"a\",severity=\"page\"}'\n"
+                 "            value: 1\n"
+                 "          - labels: "
+                 "'ALERTS{alertname=\"Down\",alertstate=\"firing\",job=\"a\",severity=\"info\"}'\n"
+                 "            value: 1\n",
+                 rules_yml, NULL, 0));
     /* A mismatch prints both sides sorted, in promtool's layout. */
     expect_fail(run_text("alerts2.yml",
                          "rule_files: [rules.yml]\n"
