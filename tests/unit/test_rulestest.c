@@ -410,6 +410,33 @@ static void test_features(void **state)
     free(out);
 }
 
+/* --debug: start and end lines per test group and a dump of all data. */
+static void test_debug(void **state)
+{
+    (void)state;
+    char p[512];
+    write_tmp(
+        "debug.yml",
+        "tests:\n"
+        "  - input_series: [{series: 'a{x=\"1\"}', values: '1 2.5'}]\n"
+        "    promql_expr_test:\n"
+        "      - {expr: a, eval_time: 1m, exp_samples: [{labels: 'a{x=\"1\"}', value: 2.5}]}\n",
+        p, sizeof p);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    rulestest_options o = {.out = f, .err = f, .debug = true};
+    int rc = rulestest_run_file(p, &o, NULL);
+    fclose(f);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "DEBUG: Starting test unnamed#0\n"));
+    assert_non_null(strstr(out, "DEBUG: Dump of all data (input_series and rules) at 1m1s:\n"
+                                "{__name__=\"a\", x=\"1\"} =>\n2.5 @[60000]\n"));
+    assert_non_null(strstr(out, "DEBUG: Test unnamed#0 finished, took "));
+    free(out);
+}
+
 /* fuzzy_compare allows exactly one ULP. */
 static void test_fuzzy(void **state)
 {
@@ -784,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_subquery_step),
         cmocka_unit_test(test_expr_results),
         cmocka_unit_test(test_features),
+        cmocka_unit_test(test_debug),
         cmocka_unit_test(test_fuzzy),
         cmocka_unit_test(test_start_timestamp),
         cmocka_unit_test(test_run_filter),
