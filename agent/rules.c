@@ -17,14 +17,10 @@
 #include "mem.h"
 #include "promql/parse.h"
 #include "querier.h"
+#include "rulefmt.h"
 #include "strutil.h"
 #include "template.h"
 
-/* rulefmt.h on main has a comment containing a slash-star sequence. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
-#include "rulefmt.h"
-#pragma GCC diagnostic pop
 
 #define COMPONENT "rules"
 #define PERSIST_MAGIC "rules-alerts v1"
@@ -59,7 +55,8 @@ static bool labels_eq_cb(const void *val, const void *key)
 
 static void labels_array_free(labels **v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) labels_free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        labels_free(v[i]);
     mem_free(v);
 }
 
@@ -129,19 +126,26 @@ void rules_generator_url(const char *external_url, const char *expr, buf *out)
 const char *rules_state_name(enum rules_alert_state s)
 {
     switch (s) {
-    case RULES_STATE_INACTIVE: return "inactive";
-    case RULES_STATE_PENDING: return "pending";
-    case RULES_STATE_FIRING: return "firing";
-    default: return "unknown";
+    case RULES_STATE_INACTIVE:
+        return "inactive";
+    case RULES_STATE_PENDING:
+        return "pending";
+    case RULES_STATE_FIRING:
+        return "firing";
+    default:
+        return "unknown";
     }
 }
 
 const char *rules_health_name(enum rules_health h)
 {
     switch (h) {
-    case RULES_HEALTH_OK: return "ok";
-    case RULES_HEALTH_ERR: return "err";
-    default: return "unknown";
+    case RULES_HEALTH_OK:
+        return "ok";
+    case RULES_HEALTH_ERR:
+        return "err";
+    default:
+        return "unknown";
     }
 }
 
@@ -200,8 +204,8 @@ typedef struct group {
     atomic_bool cancel;
 
     /* metrics (NULL without a registry) */
-    registry_metric *m_evals, *m_fail, *m_missed, *m_iters, *m_interval, *m_last_dur,
-        *m_last_ts, *m_samples, *m_rules, *m_rule_sum, *m_restore;
+    registry_metric *m_evals, *m_fail, *m_missed, *m_iters, *m_interval, *m_last_dur, *m_last_ts,
+        *m_samples, *m_rules, *m_rule_sum, *m_restore;
 } group;
 
 struct rules_manager {
@@ -240,7 +244,8 @@ static rules_alert *rule_find_alert(rule *r, const labels *ls)
 
 static void rule_clear_alerts(rule *r)
 {
-    for (size_t i = 0; i < r->n_active; i++) alert_cleanup(&r->active[i]);
+    for (size_t i = 0; i < r->n_active; i++)
+        alert_cleanup(&r->active[i]);
     r->n_active = 0;
 }
 
@@ -373,7 +378,7 @@ static int deserialize_alerts(rule *r, const char *text, size_t len)
             rc = -EINVAL;
             goto out;
         }
-        int64_t *ts[6] = {&a.active_at_ms, &a.fired_at_ms, &a.resolved_at_ms,
+        int64_t *ts[6] = {&a.active_at_ms,    &a.fired_at_ms,    &a.resolved_at_ms,
                           &a.last_sent_at_ms, &a.valid_until_ms, &a.keep_firing_since_ms};
         for (int i = 0; i < 6; i++)
             if (parse_ts(f[1 + i], ts[i]) < 0) {
@@ -419,8 +424,8 @@ static void rule_restore(group *g, rule *r)
     if (rc == 0) {
         if (deserialize_alerts(r, val, len) < 0) {
             rule_clear_alerts(r);
-            log_warn(COMPONENT, "ignoring unreadable saved alert state of %s in group %s",
-                     r->name, g->gkey);
+            log_warn(COMPONENT, "ignoring unreadable saved alert state of %s in group %s", r->name,
+                     g->gkey);
         } else {
             r->saved = mem_strndup(val, len);
         }
@@ -553,11 +558,11 @@ static void outvec_cleanup(outvec *o)
     memset(o, 0, sizeof *o);
 }
 
-static int eval_recording(group *g, rule *r, qctx *qc, int64_t q, outvec *out, buf *err)
+/* Turns the query result v (consumed) into the rule's samples. */
+static int eval_recording(group *g, rule *r, promql_vector *vp, outvec *out, buf *err)
 {
-    promql_vector v;
-    int rc = run_query(qc, r->ast, q, &v, err);
-    if (rc < 0) return rc;
+    promql_vector v = *vp;
+    int rc = 0;
     labels_builder b;
     labels_builder_init(&b);
     hmap seen;
@@ -620,8 +625,7 @@ static labels *alert_series(const rule *r, const rules_alert *a, const char *met
     for (uint32_t j = 0; j < a->labels->n; j++)
         labels_builder_set(&b, a->labels->v[j].name, a->labels->v[j].name_len,
                            a->labels->v[j].value, a->labels->v[j].value_len);
-    labels_builder_set(&b, LABELS_METRIC_NAME, strlen(LABELS_METRIC_NAME), metric,
-                       strlen(metric));
+    labels_builder_set(&b, LABELS_METRIC_NAME, strlen(LABELS_METRIC_NAME), metric, strlen(metric));
     labels_builder_set(&b, "alertname", 9, r->name, strlen(r->name));
     if (with_state) {
         const char *st = rules_state_name(a->state);
@@ -632,12 +636,12 @@ static labels *alert_series(const rule *r, const rules_alert *a, const char *met
     return ls;
 }
 
-static int eval_alerting(group *g, rule *r, qctx *qc, int64_t t, int64_t q, outvec *out,
+/* Runs the alert state machine on the query result v (consumed). */
+static int eval_alerting(group *g, rule *r, qctx *qc, int64_t t, promql_vector *vp, outvec *out,
                          buf *err)
 {
-    promql_vector v;
-    int rc = run_query(qc, r->ast, q, &v, err);
-    if (rc < 0) return rc;
+    promql_vector v = *vp;
+    int rc = 0;
 
     /* Build the alerts of this evaluation. */
     rules_alert *cur = mem_calloc(v.n ? v.n : 1, sizeof *cur);
@@ -667,16 +671,17 @@ static int eval_alerting(group *g, rule *r, qctx *qc, int64_t t, int64_t q, outv
         labels_builder_set(&b, "alertname", 9, r->name, strlen(r->name));
         labels_builder_reset(&ab);
         for (uint32_t j = 0; j < r->annotations->n; j++) {
-            exp_a[j] = expand(g, r, r->annotations->v[j].value, r->annotations->v[j].value_len,
-                              &d);
+            exp_a[j] = expand(g, r, r->annotations->v[j].value, r->annotations->v[j].value_len, &d);
             labels_builder_add(&ab, r->annotations->v[j].name, r->annotations->v[j].name_len,
                                exp_a[j], strlen(exp_a[j]));
         }
         labels *ls = labels_builder_finish(&b, NULL);
         labels *an = labels_builder_finish(&ab, NULL);
         if (!an) an = labels_dup(labels_empty());
-        for (uint32_t j = 0; j < r->labels->n; j++) mem_free(exp_l[j]);
-        for (uint32_t j = 0; j < r->annotations->n; j++) mem_free(exp_a[j]);
+        for (uint32_t j = 0; j < r->labels->n; j++)
+            mem_free(exp_l[j]);
+        for (uint32_t j = 0; j < r->annotations->n; j++)
+            mem_free(exp_a[j]);
         if (hmap_get(&seen, labels_hash(ls), labels_eq_cb, ls)) {
             labels_free(ls);
             labels_free(an);
@@ -704,7 +709,8 @@ static int eval_alerting(group *g, rule *r, qctx *qc, int64_t t, int64_t q, outv
     labels_builder_cleanup(&ab);
     promql_vector_cleanup(&v);
     if (rc < 0) {
-        for (size_t i = 0; i < n_cur; i++) alert_cleanup(&cur[i]);
+        for (size_t i = 0; i < n_cur; i++)
+            alert_cleanup(&cur[i]);
         mem_free(cur);
         hmap_cleanup(&seen);
         return rc;
@@ -803,7 +809,8 @@ static int eval_alerting(group *g, rule *r, qctx *qc, int64_t t, int64_t q, outv
 static void send_alerts(group *g, rule *r, int64_t t)
 {
     rules_manager *m = g->m;
-    int64_t resend = m->o.resend_delay_ms > 0 ? m->o.resend_delay_ms : RULES_DEFAULT_RESEND_DELAY_MS;
+    int64_t resend =
+        m->o.resend_delay_ms > 0 ? m->o.resend_delay_ms : RULES_DEFAULT_RESEND_DELAY_MS;
     int64_t delta = g->interval_ms > resend ? g->interval_ms : resend;
     rules_sent_alert *sa = mem_calloc(r->n_active ? r->n_active : 1, sizeof *sa);
     size_t n = 0;
@@ -822,12 +829,13 @@ static void send_alerts(group *g, rule *r, int64_t t)
         if (!need) continue;
         a->last_sent_at_ms = t;
         a->valid_until_ms = t + 4 * delta;
-        sa[n++] = (rules_sent_alert){
-            .labels = a->labels,
-            .annotations = a->annotations,
-            .starts_at_ms = a->fired_at_ms,
-            .ends_at_ms = a->resolved_at_ms != RULES_TS_NONE ? a->resolved_at_ms : a->valid_until_ms,
-            .generator_url = buf_cstr(&url)};
+        sa[n++] =
+            (rules_sent_alert){.labels = a->labels,
+                               .annotations = a->annotations,
+                               .starts_at_ms = a->fired_at_ms,
+                               .ends_at_ms = a->resolved_at_ms != RULES_TS_NONE ? a->resolved_at_ms
+                                                                                : a->valid_until_ms,
+                               .generator_url = buf_cstr(&url)};
     }
     if (n > 0 && m->o.notify) m->o.notify(m->o.notify_ctx, r->expr_fmt, sa, n);
     buf_cleanup(&url);
@@ -864,7 +872,9 @@ static void write_stale(group *g, labels **ls, size_t n, int64_t t)
     buf_cleanup(&err);
 }
 
-/* Evaluates rule i at t (group mutex held); returns the samples written. */
+/* Evaluates rule i at t; returns the samples written. The query runs
+ * without the group's mutex (a snapshot need not wait for it); the state
+ * update, templates and appends run with it. */
 static size_t eval_rule(group *g, size_t i, int64_t t)
 {
     rules_manager *m = g->m;
@@ -887,14 +897,18 @@ static size_t eval_rule(group *g, size_t i, int64_t t)
         h = &qc;
     }
     int rc;
+    promql_vector v = {0};
     if (!h) {
         if (err.len == 0) buf_puts(&err, "cannot start query");
         rc = -EIO;
     } else {
-        rc = r->alerting ? eval_alerting(g, r, &qc, t, q, &out, &err)
-                         : eval_recording(g, r, &qc, q, &out, &err);
-        if (m->o.source.begin) m->o.source.end(m->o.source.ctx, h);
+        rc = run_query(&qc, r->ast, q, &v, &err);
     }
+    pthread_mutex_lock(&g->mu);
+    if (rc == 0)
+        rc = r->alerting ? eval_alerting(g, r, &qc, t, &v, &out, &err)
+                         : eval_recording(g, r, &v, &out, &err);
+    if (h && m->o.source.begin) m->o.source.end(m->o.source.ctx, h);
     if (rc < 0) {
         set_error(r, buf_cstr(&err));
         if (g->m_fail) registry_inc(g->m_fail);
@@ -924,8 +938,8 @@ static size_t eval_rule(group *g, size_t i, int64_t t)
         buf_reset(&err);
         if (ap->append(batch, out.ls[k], q, out.v[k], &err) < 0) {
             set_error(r, buf_cstr(&err));
-            log_warn(COMPONENT, "Rule evaluation result discarded: group %s, rule %s: %s",
-                     g->gkey, r->name, buf_cstr(&err));
+            log_warn(COMPONENT, "Rule evaluation result discarded: group %s, rule %s: %s", g->gkey,
+                     r->name, buf_cstr(&err));
             continue;
         }
         if (hmap_get(&rmap, labels_hash(out.ls[k]), labels_eq_cb, out.ls[k])) continue;
@@ -945,8 +959,8 @@ static size_t eval_rule(group *g, size_t i, int64_t t)
     if (ap->commit(batch, &err) < 0) {
         set_error(r, buf_cstr(&err));
         if (g->m_fail) registry_inc(g->m_fail);
-        log_warn(COMPONENT, "Rule sample appending failed: group %s, rule %s: %s", g->gkey,
-                 r->name, buf_cstr(&err));
+        log_warn(COMPONENT, "Rule sample appending failed: group %s, rule %s: %s", g->gkey, r->name,
+                 buf_cstr(&err));
         labels_array_free(returned, n_ret);
     } else {
         labels_array_free(r->prev, r->n_prev);
@@ -962,6 +976,7 @@ done:
     r->eval_time_s = dur;
     r->last_eval_ms = wall;
     r->evaluated = true;
+    pthread_mutex_unlock(&g->mu);
     return n_samples;
 }
 
@@ -972,12 +987,12 @@ static void group_iterate(group *g, int64_t t)
     if (g->m_iters) registry_inc(g->m_iters);
     double start = mono_s();
     int64_t wall = realtime_ms();
-    pthread_mutex_lock(&g->mu);
     size_t samples = 0;
     for (size_t i = 0; i < g->n_rules; i++) {
         if (atomic_load(&g->cancel)) break;
         samples += eval_rule(g, i, t);
     }
+    pthread_mutex_lock(&g->mu);
     if (g->n_stale > 0) {
         write_stale(g, g->stale, g->n_stale, t - g->query_offset_ms);
         labels_array_free(g->stale, g->n_stale);
@@ -986,7 +1001,8 @@ static void group_iterate(group *g, int64_t t)
     }
     double dur = mono_s() - start;
     double sum = 0;
-    for (size_t i = 0; i < g->n_rules; i++) sum += g->rules[i].eval_time_s;
+    for (size_t i = 0; i < g->n_rules; i++)
+        sum += g->rules[i].eval_time_s;
     g->eval_time_s = dur;
     g->last_eval_ms = wall;
     pthread_mutex_unlock(&g->mu);
@@ -1018,7 +1034,7 @@ static void rule_cleanup(rule *r)
 
 static void group_release_metrics(group *g)
 {
-    registry_metric **ms[] = {&g->m_evals,    &g->m_fail,    &g->m_missed,  &g->m_iters,
+    registry_metric **ms[] = {&g->m_evals,    &g->m_fail,     &g->m_missed,  &g->m_iters,
                               &g->m_interval, &g->m_last_dur, &g->m_last_ts, &g->m_samples,
                               &g->m_rules,    &g->m_rule_sum, &g->m_restore};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
@@ -1032,7 +1048,8 @@ static void group_free(group *g)
 {
     if (!g) return;
     group_release_metrics(g);
-    for (size_t i = 0; i < g->n_rules; i++) rule_cleanup(&g->rules[i]);
+    for (size_t i = 0; i < g->n_rules; i++)
+        rule_cleanup(&g->rules[i]);
     mem_free(g->rules);
     mem_free(g->name);
     mem_free(g->file);
@@ -1124,8 +1141,8 @@ static group *group_new(rules_manager *m, const rulefmt_file *f, const rulefmt_g
         r->for_ms = rr->for_ms;
         r->kff_ms = rr->keep_firing_for_ms;
         r->labels = merge_labels(g->labels, rr->labels ? rr->labels : labels_empty());
-        r->annotations = labels_dup(rr->annotations && r->alerting ? rr->annotations
-                                                                  : labels_empty());
+        r->annotations =
+            labels_dup(rr->annotations && r->alerting ? rr->annotations : labels_empty());
         r->health = RULES_HEALTH_UNKNOWN;
         r->last_eval_ms = RULES_TS_NONE;
         g->n_rules++;
@@ -1165,8 +1182,8 @@ static group *group_new(rules_manager *m, const rulefmt_file *f, const rulefmt_g
         buf_putc(&key, (char)0xff);
         buf_printf(&key, "%zu", nth);
         r->key = buf_detach(&key, &r->key_len);
-        buf_printf(&def, "\n%d\n%s\n%s\n%" PRId64 "\n%" PRId64 "\n", r->alerting, r->name,
-                   r->expr, r->for_ms, r->kff_ms);
+        buf_printf(&def, "\n%d\n%s\n%s\n%" PRId64 "\n%" PRId64 "\n", r->alerting, r->name, r->expr,
+                   r->for_ms, r->kff_ms);
         labels_format(r->labels, &def);
         labels_format(r->annotations, &def);
     }
@@ -1298,8 +1315,8 @@ static const double duration_buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1,
 int rules_manager_new(const rules_options *o, rules_manager **out, buf *err)
 {
     *out = NULL;
-    if (!o || (o->source.begin ? !o->source.end : !o->source.fixed.select) ||
-        !o->appender.begin || !o->appender.append || !o->appender.commit) {
+    if (!o || (o->source.begin ? !o->source.end : !o->source.fixed.select) || !o->appender.begin ||
+        !o->appender.append || !o->appender.commit) {
         buf_puts(err, "rules: the source and appender callbacks are required");
         return -EINVAL;
     }
@@ -1337,8 +1354,7 @@ int rules_manager_new(const rules_options *o, rules_manager **out, buf *err)
                                       "The number of samples returned during the last rule group "
                                       "evaluation.",
                                       ln);
-        m->f_rules = registry_gauge(reg, "sidewatch_rule_group_rules",
-                                    "The number of rules.", ln);
+        m->f_rules = registry_gauge(reg, "sidewatch_rule_group_rules", "The number of rules.", ln);
         m->f_rule_sum = registry_gauge(reg, "sidewatch_rule_group_last_rule_duration_sum_seconds",
                                        "The sum of time in seconds it took to evaluate each rule "
                                        "in the group regardless of concurrency.",
@@ -1374,7 +1390,8 @@ void rules_manager_free(rules_manager *m)
 {
     if (!m) return;
     rules_manager_stop(m);
-    for (size_t i = 0; i < m->n_groups; i++) group_free(m->groups[i]);
+    for (size_t i = 0; i < m->n_groups; i++)
+        group_free(m->groups[i]);
     mem_free(m->groups);
     pthread_mutex_destroy(&m->mu);
     mem_free(m);
@@ -1409,7 +1426,8 @@ int rules_manager_update_files(rules_manager *m, const rulefmt_file *const *file
             ng[n_ng++] = g;
         }
     if (rc < 0) {
-        for (size_t i = 0; i < n_ng; i++) group_free(ng[i]);
+        for (size_t i = 0; i < n_ng; i++)
+            group_free(ng[i]);
         mem_free(ng);
         return rc;
     }
@@ -1505,9 +1523,11 @@ int rules_manager_update(rules_manager *m, const rules_config *c, buf *err)
     }
     if (rc == 0)
         rc = rules_manager_update_files(m, (const rulefmt_file *const *)files, n_files, c, err);
-    for (size_t i = 0; i < n_files; i++) rulefmt_file_free(files[i]);
+    for (size_t i = 0; i < n_files; i++)
+        rulefmt_file_free(files[i]);
     mem_free(files);
-    for (size_t i = 0; i < n_paths; i++) mem_free(paths[i]);
+    for (size_t i = 0; i < n_paths; i++)
+        mem_free(paths[i]);
     mem_free(paths);
     return rc;
 }
@@ -1529,7 +1549,8 @@ void rules_manager_stop(rules_manager *m)
 {
     pthread_mutex_lock(&m->mu);
     m->started = false;
-    for (size_t i = 0; i < m->n_groups; i++) group_stop(m->groups[i]);
+    for (size_t i = 0; i < m->n_groups; i++)
+        group_stop(m->groups[i]);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -1542,7 +1563,8 @@ int rules_manager_eval(rules_manager *m, int64_t t_ms, const size_t *order, size
             pthread_mutex_unlock(&m->mu);
             return -EINVAL;
         }
-    for (size_t i = 0; i < n; i++) group_iterate(m->groups[order ? order[i] : i], t_ms);
+    for (size_t i = 0; i < n; i++)
+        group_iterate(m->groups[order ? order[i] : i], t_ms);
     pthread_mutex_unlock(&m->mu);
     return 0;
 }
@@ -1618,7 +1640,8 @@ void rules_snapshot_cleanup(rules_snapshot *s)
             labels_free(rs->labels);
             labels_free(rs->annotations);
             mem_free(rs->last_error);
-            for (size_t a = 0; a < rs->n_alerts; a++) alert_cleanup(&rs->alerts[a]);
+            for (size_t a = 0; a < rs->n_alerts; a++)
+                alert_cleanup(&rs->alerts[a]);
             mem_free(rs->alerts);
         }
         mem_free(gs->rules);
@@ -1632,11 +1655,8 @@ void rules_snapshot_cleanup(rules_snapshot *s)
 static int store_save(void *ctx, const void *key, size_t key_len, const void *value, size_t len,
                       buf *err)
 {
-    store_kv_op op = {.ns = RULES_KV_NAMESPACE,
-                      .key = key,
-                      .key_len = key_len,
-                      .value = value,
-                      .value_len = len};
+    store_kv_op op = {
+        .ns = RULES_KV_NAMESPACE, .key = key, .key_len = key_len, .value = value, .value_len = len};
     return store_kv_apply(ctx, &op, 1, err);
 }
 

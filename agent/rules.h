@@ -57,7 +57,11 @@
  *   <state: pending|firing|inactive> <activeAt> <firedAt> <resolvedAt>
  *   <lastSentAt> <validUntil> <keepFiringSince> <value> <labels> <annotations>
  * with times in ms since the epoch ("-" when unset), value as C's "%a"
- * (exact), and labels/annotations as lower-case hex of labels_encode().
+ * (exact; strtod reads it back), and labels/annotations as lower-case hex
+ * of labels_encode() ("-" for an empty set). Restored alerts keep their
+ * times as saved (the downtime counts toward `for`, unlike Prometheus's
+ * ALERTS_FOR_STATE restore with its grace period). A value is saved only
+ * when it differs from the last one saved for the key.
  * An empty rule (no alerts) deletes its key. Unreadable values are logged
  * and ignored.
  *
@@ -205,23 +209,23 @@ typedef struct rules_options {
     rules_appender appender;
     rules_notify_fn notify; /* NULL: alerts are not sent anywhere */
     void *notify_ctx;
-    rules_persist persist;          /* zeroed: no persistence */
-    registry *reg;                  /* NULL: no metrics */
-    promql_engine_options engine;   /* cancel is ignored; the manager cancels on stop */
-    promql_parse_options parse;     /* for rule expressions */
-    int64_t resend_delay_ms;        /* 0 = 1m (--rules.alert.resend-delay) */
+    rules_persist persist;        /* zeroed: no persistence */
+    registry *reg;                /* NULL: no metrics */
+    promql_engine_options engine; /* cancel is ignored; the manager cancels on stop */
+    promql_parse_options parse;   /* for rule expressions */
+    int64_t resend_delay_ms;      /* 0 = 1m (--rules.alert.resend-delay) */
 } rules_options;
 
 /* What a (re)load applies; borrowed for the call. */
 typedef struct rules_config {
-    char *const *files;        /* rule files or glob patterns (rule_files) */
+    char *const *files; /* rule files or glob patterns (rule_files) */
     size_t n_files;
-    const char *base_dir;      /* relative patterns are resolved here; NULL = cwd */
+    const char *base_dir;              /* relative patterns are resolved here; NULL = cwd */
     const struct rulefmt_options *fmt; /* rulefmt.h; NULL: defaults */
-    int64_t evaluation_interval_ms; /* default group interval; 0 = 1m */
-    int64_t query_offset_ms;        /* global rule_query_offset */
-    const labels *external_labels;  /* NULL: none */
-    const char *external_url;       /* NULL: "" */
+    int64_t evaluation_interval_ms;    /* default group interval; 0 = 1m */
+    int64_t query_offset_ms;           /* global rule_query_offset */
+    const labels *external_labels;     /* NULL: none */
+    const char *external_url;          /* NULL: "" */
 } rules_config;
 
 typedef struct rules_manager rules_manager;
@@ -281,21 +285,21 @@ int rules_manager_eval_group(rules_manager *m, size_t group_index, int64_t t_ms)
 /* ---- snapshot (for /api/v1/rules, /api/v1/alerts and test runners) ------------ */
 
 typedef struct rules_rule_snap {
-    bool alerting;           /* alerting rule, else recording */
-    char *name;              /* alert or record name */
-    char *query;             /* expr as written in the file */
-    labels *labels;          /* rule labels (group labels merged), never NULL */
-    labels *annotations;     /* never NULL (empty for recording rules) */
-    int64_t for_ms;          /* "duration" */
+    bool alerting;       /* alerting rule, else recording */
+    char *name;          /* alert or record name */
+    char *query;         /* expr as written in the file */
+    labels *labels;      /* rule labels (group labels merged), never NULL */
+    labels *annotations; /* never NULL (empty for recording rules) */
+    int64_t for_ms;      /* "duration" */
     int64_t keep_firing_for_ms;
     enum rules_health health;
-    char *last_error;        /* NULL when none */
+    char *last_error;           /* NULL when none */
     int64_t last_evaluation_ms; /* RULES_TS_NONE before the first */
     double evaluation_time_s;
     enum rules_alert_state state; /* alerting: highest alert state, UNKNOWN before the first
                                    * evaluation */
-    rules_alert *alerts;     /* alerting: the active alerts (not the resolved ones kept for
-                              * resending; Prometheus's ActiveAlerts), sorted by labels */
+    rules_alert *alerts;          /* alerting: the active alerts (not the resolved ones kept for
+                                   * resending; Prometheus's ActiveAlerts), sorted by labels */
     size_t n_alerts;
 } rules_rule_snap;
 
@@ -305,7 +309,7 @@ typedef struct rules_group_snap {
     int64_t interval_ms;
     int64_t query_offset_ms; /* effective (group's, else global) */
     int64_t limit;
-    labels *labels;          /* group labels */
+    labels *labels;             /* group labels */
     int64_t last_evaluation_ms; /* RULES_TS_NONE before the first */
     double evaluation_time_s;
     rules_rule_snap *rules;
