@@ -606,45 +606,6 @@ int rulefmt_load(const char *path, const rulefmt_options *o, rulefmt_file **out,
 
 /* ---- rule_files globs ------------------------------------------------------------------ */
 
-/* Go's filepath.Match syntax check (ErrBadPattern): every `\` escapes a
- * character, every `[` is closed, classes hold at least one range, and a
- * range's ends are characters other than '-' and ']' (unless escaped). */
-static bool glob_pattern_ok(const char *p)
-{
-    while (*p) {
-        if (*p == '\\') {
-            if (!p[1]) return false;
-            p += 2;
-            continue;
-        }
-        if (*p != '[') {
-            p++;
-            continue;
-        }
-        p++;
-        if (*p == '^') p++;
-        int nrange = 0;
-        for (;;) {
-            if (*p == ']' && nrange > 0) {
-                p++;
-                break;
-            }
-            for (int end = 0; end < 2; end++) {
-                if (*p == '\0' || *p == '-' || *p == ']') return false;
-                if (*p == '\\') {
-                    if (!p[1]) return false;
-                    p++;
-                }
-                p++;
-                if (end == 0 && *p != '-') break;
-                if (end == 0) p++;
-            }
-            nrange++;
-        }
-    }
-    return true;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -659,7 +620,7 @@ int rulefmt_glob(char *const *patterns, size_t n_patterns, const char *base_dir,
     size_t nv = 0, cap = 0;
     for (size_t i = 0; i < n_patterns; i++) {
         const char *pat = patterns[i];
-        if (!glob_pattern_ok(pat)) {
+        if (!strutil_glob_valid(pat)) {
             if (err)
                 buf_printf(
                     err, "failed retrieving rule files for \"%s\": syntax error in pattern\n", pat);
