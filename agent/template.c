@@ -983,8 +983,15 @@ static bool parse_number(node *nd, const char *s, size_t n, bool is_char)
     }
     if (base == 8 || base == 2) return false;
     double f;
-    int rc = expfmt_parse_float(tmp, k, &f);
-    if (rc != 0) return false;
+    if (base == 16) {
+        /* hexadecimal floats need a 'p' exponent (Go's syntax) */
+        if (!strpbrk(digits, "pP")) return false;
+        char *e;
+        f = strtod(tmp, &e);
+        if (*e != 0) return false;
+    } else if (expfmt_parse_float(tmp, k, &f) != 0) {
+        return false;
+    }
     nd->u.num.is_float = true;
     nd->u.num.f = f;
     if (f == trunc(f) && fabs(f) < 9.2e18) {
