@@ -148,6 +148,8 @@ FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stat
 FUZZ_ARGS_docker_stats  := -max_len=16384
 FUZZ_SEEDS_rulefmt      := $(SHARED)/conformance/rulefmt $(SHARED)/conformance/rules-unittest
 FUZZ_ARGS_rulefmt       := -max_len=65536
+FUZZ_SEEDS_template     := tests/data/template
+FUZZ_ARGS_template      := -max_len=4096 -timeout=10
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)

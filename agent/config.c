@@ -3620,6 +3620,11 @@ static void decode_paths(ctx *c, const slot *s, const char *what, char ***out, s
         if (!rule_path_ok((*out)[i])) {
             const yamlconf_node *at = i < s->val->n ? s->val->items[i] : s->val;
             errorf(c, at, "invalid %s path %s", what, qz(c, (*out)[i]));
+        } else if (!strutil_glob_valid((*out)[i])) {
+            /* Prometheus fails later, globbing the files (filepath.Glob's
+             * ErrBadPattern); the config is refused here instead. */
+            const yamlconf_node *at = i < s->val->n ? s->val->items[i] : s->val;
+            errorf(c, at, "invalid %s path %s: syntax error in pattern", what, qz(c, (*out)[i]));
         }
         join_dir_inplace(c, &(*out)[i]);
     }

@@ -29,6 +29,7 @@
 #include "registry.h"
 #include "rulefmt.h"
 #include "rules.h"
+#include "rulestest.h"
 #include "scrape.h"
 #include "store.h"
 #include "strutil.h"
@@ -105,6 +106,8 @@ static void usage(FILE *out)
           "       sidewatch import openmetrics FILE [--storage.path=DIR]\n"
           "       sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]\n"
           "       sidewatch promql test FILE...\n"
+          "       sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug]\n"
+          "                            [--enable-feature=F,...] TESTFILE...\n"
           "\n"
           "A Prometheus-compatible monitoring and alerting sidecar.\n"
           "\n"
@@ -1073,6 +1076,12 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc >= 2 && strcmp(argv[1], "dump") == 0) return dump_store(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "test") == 0) {
+        if (argc >= 3 && strcmp(argv[2], "rules") == 0) return rulestest_main(argc - 3, argv + 3);
+        fprintf(stderr, "sidewatch: error: unknown test command '%s' (known: rules)\n",
+                argc >= 3 ? argv[2] : "");
+        return 2;
+    }
     if (argc >= 2 && strcmp(argv[1], "promql") == 0) {
         if (argc >= 3 && strcmp(argv[2], "test") == 0) return promqltest_main(argc - 3, argv + 3);
         fprintf(stderr, "sidewatch: error: unknown promql command '%s' (known: test)\n",

@@ -290,9 +290,12 @@ static void decode_group(ctx *c, const yamlconf_node *n, rulefmt_group *g, group
     }
     g->rules = mem_calloc(rs->n ? rs->n : 1, sizeof *g->rules);
     gn->rules = mem_calloc(rs->n ? rs->n : 1, sizeof *gn->rules);
-    g->n_rules = rs->n;
-    for (size_t i = 0; i < rs->n; i++)
-        decode_rule(c, rs->items[i], &g->rules[i], &gn->rules[i]);
+    /* yaml.v3 drops null items of a sequence of structs. */
+    for (size_t i = 0; i < rs->n; i++) {
+        if (yamlconf_is_null(rs->items[i])) continue;
+        decode_rule(c, rs->items[i], &g->rules[g->n_rules], &gn->rules[g->n_rules]);
+        g->n_rules++;
+    }
 }
 
 /* ---- validation ---------------------------------------------------------------------- */
@@ -532,9 +535,11 @@ int rulefmt_parse(const char *text, size_t len, const char *source, const rulefm
         } else {
             f->groups = mem_calloc(gs->n ? gs->n : 1, sizeof *f->groups);
             gn = mem_calloc(gs->n ? gs->n : 1, sizeof *gn);
-            f->n_groups = gs->n;
-            for (size_t j = 0; j < gs->n; j++)
-                decode_group(&c, gs->items[j], &f->groups[j], &gn[j]);
+            for (size_t j = 0; j < gs->n; j++) {
+                if (yamlconf_is_null(gs->items[j])) continue; /* dropped, as yaml.v3 does */
+                decode_group(&c, gs->items[j], &f->groups[f->n_groups], &gn[f->n_groups]);
+                f->n_groups++;
+            }
         }
     }
     if (c.n_err == 0) validate(&c, f, gn);
@@ -552,15 +557,11 @@ int rulefmt_parse(const char *text, size_t len, const char *source, const rulefm
     return 0;
 }
 
-int rulefmt_load(const char *path, const rulefmt_options *o, rulefmt_file **out, buf *err)
+/* Reads fp to its end (at most YAMLCONF_MAX_INPUT bytes) and parses it as
+ * `name`; does not close fp. */
+static int load_stream(FILE *fp, const char *name, const rulefmt_options *o, rulefmt_file **out,
+                       buf *err)
 {
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        int e = errno;
-        if (err) buf_printf(err, "%s: %s\n", path, strerror(e));
-        return -e;
-    }
     buf text;
     buf_init(&text, (size_t)YAMLCONF_MAX_INPUT + 1);
     char chunk[65536];
@@ -572,65 +573,38 @@ int rulefmt_load(const char *path, const rulefmt_options *o, rulefmt_file **out,
             break;
         }
     }
-    if (rc == 0 && ferror(fp)) rc = -EIO;
-    fclose(fp);
-    if (rc == -EIO) {
-        if (err) buf_printf(err, "%s: %s\n", path, strerror(EIO));
+    if (rc == 0 && ferror(fp)) {
+        if (err) buf_printf(err, "%s: %s\n", name, strerror(EIO));
         buf_cleanup(&text);
-        return rc;
+        return -EIO;
     }
     if (rc == -E2BIG) {
         if (err)
-            buf_printf(err, "%s: file too large (the limit is %u bytes)\n", path,
+            buf_printf(err, "%s: file too large (the limit is %u bytes)\n", name,
                        (unsigned)YAMLCONF_MAX_INPUT);
         buf_cleanup(&text);
         return -EINVAL;
     }
-    rc = rulefmt_parse(buf_cstr(&text), text.len, path, o, out, err);
+    rc = rulefmt_parse(buf_cstr(&text), text.len, name, o, out, err);
     buf_cleanup(&text);
     return rc;
 }
 
-/* ---- rule_files globs ------------------------------------------------------------------ */
-
-/* Go's filepath.Match syntax check (ErrBadPattern): every `\` escapes a
- * character, every `[` is closed, classes hold at least one range, and a
- * range's ends are characters other than '-' and ']' (unless escaped). */
-static bool glob_pattern_ok(const char *p)
+int rulefmt_load(const char *path, const rulefmt_options *o, rulefmt_file **out, buf *err)
 {
-    while (*p) {
-        if (*p == '\\') {
-            if (!p[1]) return false;
-            p += 2;
-            continue;
-        }
-        if (*p != '[') {
-            p++;
-            continue;
-        }
-        p++;
-        if (*p == '^') p++;
-        int nrange = 0;
-        for (;;) {
-            if (*p == ']' && nrange > 0) {
-                p++;
-                break;
-            }
-            for (int end = 0; end < 2; end++) {
-                if (*p == '\0' || *p == '-' || *p == ']') return false;
-                if (*p == '\\') {
-                    if (!p[1]) return false;
-                    p++;
-                }
-                p++;
-                if (end == 0 && *p != '-') break;
-                if (end == 0) p++;
-            }
-            nrange++;
-        }
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        int e = errno;
+        if (err) buf_printf(err, "%s: %s\n", path, strerror(e));
+        return -e;
     }
-    return true;
+    int rc = load_stream(fp, path, o, out, err);
+    fclose(fp);
+    return rc;
 }
+
+/* ---- rule_files globs ------------------------------------------------------------------ */
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -646,7 +620,7 @@ int rulefmt_glob(char *const *patterns, size_t n_patterns, const char *base_dir,
     size_t nv = 0, cap = 0;
     for (size_t i = 0; i < n_patterns; i++) {
         const char *pat = patterns[i];
-        if (!glob_pattern_ok(pat)) {
+        if (!strutil_glob_valid(pat)) {
             if (err)
                 buf_printf(
                     err, "failed retrieving rule files for \"%s\": syntax error in pattern\n", pat);
@@ -851,7 +825,7 @@ int rulefmt_check_command(int argc, char **argv)
         rulefmt_file *f = NULL;
         int rc;
         if (use_stdin)
-            rc = rulefmt_load("/dev/stdin", &o, &f, &err);
+            rc = load_stream(stdin, name, &o, &f, &err);
         else
             rc = rulefmt_load(files[i], &o, &f, &err);
         if (rc < 0) {

@@ -386,6 +386,66 @@ int strutil_hmac_sha256(const void *key, size_t key_len, const void *p, size_t l
     return 0;
 }
 
+/* One character of a glob class (Go's getEsc): advances *pp past it. */
+static bool glob_class_char(const char **pp, uint32_t *r)
+{
+    const unsigned char *p = (const unsigned char *)*pp;
+    if (*p == '\0' || *p == '-' || *p == ']') return false;
+    if (*p == '\\') {
+        p++;
+        if (*p == '\0') return false;
+    }
+    size_t n = *p < 0x80             ? 1
+               : (*p & 0xe0) == 0xc0 ? 2
+               : (*p & 0xf0) == 0xe0 ? 3
+               : (*p & 0xf8) == 0xf0 ? 4
+                                     : 0;
+    if (n == 0) return false;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return false;
+    if (!expfmt_utf8_valid((const char *)p, n)) return false;
+    uint32_t cp = n == 1   ? p[0]
+                  : n == 2 ? (p[0] & 0x1fu)
+                  : n == 3 ? (p[0] & 0x0fu)
+                           : (p[0] & 0x07u);
+    for (size_t i = 1; i < n; i++)
+        cp = (cp << 6) | (p[i] & 0x3fu);
+    *r = cp;
+    *pp = (const char *)(p + n);
+    return true;
+}
+
+bool strutil_glob_valid(const char *p)
+{
+    while (*p) {
+        if (*p == '\\') {
+            if (p[1] == '\0') return false;
+            p += 2;
+            continue;
+        }
+        if (*p != '[') {
+            p++;
+            continue;
+        }
+        p++;
+        if (*p == '^') p++;
+        for (int nrange = 0;; nrange++) {
+            if (*p == ']' && nrange > 0) {
+                p++;
+                break;
+            }
+            uint32_t lo, hi;
+            if (!glob_class_char(&p, &lo)) return false;
+            hi = lo;
+            if (*p == '-') {
+                p++;
+                if (!glob_class_char(&p, &hi) || hi < lo) return false;
+            }
+        }
+    }
+    return true;
+}
+
 static locale_t utf8_locale;
 static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
 

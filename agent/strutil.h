@@ -60,6 +60,12 @@ void strutil_upper(const char *s, size_t len, buf *out);
 /* Case-sensitive prefix/suffix tests on (pointer, length) strings. */
 bool strutil_has_prefix(const char *s, size_t len, const char *prefix);
 bool strutil_has_suffix(const char *s, size_t len, const char *suffix);
+/* True if `pattern` is well-formed for Go's filepath.Match/filepath.Glob
+ * (false where they return ErrBadPattern, "syntax error in pattern"): a
+ * `\` escapes the next character and must not end the pattern; a `[`
+ * class is closed, holds at least one range, each end is a valid UTF-8
+ * character other than an unescaped '-' or ']', and lo <= hi. */
+bool strutil_glob_valid(const char *pattern);
 
 /* Appends the UTF-8 encoding of the rune r. A value that is not a Unicode
  * code point (a surrogate, or above U+10FFFF) is written as U+FFFD, as Go's

@@ -258,23 +258,24 @@ static bool scan_number(lexer *l)
     size_t n = l->n;
     if (l->pos < n && (s[l->pos] == '+' || s[l->pos] == '-')) l->pos++;
     const char *digits = "0123456789_";
+    int base = 10;
     if (l->pos + 1 < n && s[l->pos] == '0') {
         char c = s[l->pos + 1];
-        if (c == 'x' || c == 'X') l->pos += 2, digits = "0123456789abcdefABCDEF_";
-        else if (c == 'o' || c == 'O') l->pos += 2, digits = "01234567_";
-        else if (c == 'b' || c == 'B') l->pos += 2, digits = "01_";
+        if (c == 'x' || c == 'X') l->pos += 2, digits = "0123456789abcdefABCDEF_", base = 16;
+        else if (c == 'o' || c == 'O') l->pos += 2, digits = "01234567_", base = 8;
+        else if (c == 'b' || c == 'B') l->pos += 2, digits = "01_", base = 2;
     }
     while (l->pos < n && strchr(digits, s[l->pos]) && s[l->pos]) l->pos++;
     if (l->pos < n && s[l->pos] == '.') {
         l->pos++;
         while (l->pos < n && strchr(digits, s[l->pos]) && s[l->pos]) l->pos++;
     }
-    if (digits[10] == '_' && l->pos < n && (s[l->pos] == 'e' || s[l->pos] == 'E')) {
+    if (base == 10 && l->pos < n && (s[l->pos] == 'e' || s[l->pos] == 'E')) {
         l->pos++;
         if (l->pos < n && (s[l->pos] == '+' || s[l->pos] == '-')) l->pos++;
         while (l->pos < n && s[l->pos] >= '0' && s[l->pos] <= '9') l->pos++;
     }
-    if (strlen(digits) > 12 && l->pos < n && (s[l->pos] == 'p' || s[l->pos] == 'P')) {
+    if (base == 16 && l->pos < n && (s[l->pos] == 'p' || s[l->pos] == 'P')) {
         l->pos++;
         if (l->pos < n && (s[l->pos] == '+' || s[l->pos] == '-')) l->pos++;
         while (l->pos < n && s[l->pos] >= '0' && s[l->pos] <= '9') l->pos++;
@@ -982,8 +983,15 @@ static bool parse_number(node *nd, const char *s, size_t n, bool is_char)
     }
     if (base == 8 || base == 2) return false;
     double f;
-    int rc = expfmt_parse_float(tmp, k, &f);
-    if (rc != 0) return false;
+    if (base == 16) {
+        /* hexadecimal floats need a 'p' exponent (Go's syntax) */
+        if (!strpbrk(digits, "pP")) return false;
+        char *e;
+        f = strtod(tmp, &e);
+        if (*e != 0) return false;
+    } else if (expfmt_parse_float(tmp, k, &f) != 0) {
+        return false;
+    }
     nd->u.num.is_float = true;
     nd->u.num.f = f;
     if (f == trunc(f) && fabs(f) < 9.2e18) {

@@ -146,3 +146,67 @@ def test_missing_file_and_errors_have_positions(tmp_path):
     p = run([BIN], str(bad))
     assert p.returncode == 1
     assert f"{bad}:5:11: group \"g\", rule 1, \"r\": could not parse expression: " in p.stderr
+
+
+# Small inputs beyond the conformance folders where promtool 2.42 and 3.x
+# agree: decoding errors, dropped null items, names with empty values.
+EXTRA = {
+    "dupkey.yml": "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    expr: down\n",
+    "limit.yml": "groups:\n- name: g\n  limit: abc\n  rules:\n  - alert: A\n    expr: up\n",
+    "baddur.yml": "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    for: 5x\n",
+    "strrule.yml": "groups:\n- name: g\n  rules:\n  - up\n",
+    "seqroot.yml": "- a\n",
+    "nullgroups.yml": "groups:\n- {}\n- null\n",
+    "nullrule.yml": "groups:\n- name: g\n  rules:\n  - ~\n  - record: r\n    expr: up\n",
+    "emptyname.yml": "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n"
+                     "    labels:\n      __name__: \"\"\n",
+    "recann.yml": "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n"
+                  "    annotations:\n      a: \"\"\n",
+    "empty.yml": "",
+    "nogroups.yml": "groups:\n",
+    "numexpr.yml": "groups:\n- name: g\n  rules:\n  - record: r\n    expr: 1\n",
+    "dups.yml": "groups:\n- name: a\n  rules:\n  - record: r\n    expr: up\n    labels: {x: y}\n"
+                "- name: b\n  rules:\n  - record: r\n    expr: up\n    labels: {x: y}\n"
+                "  - record: r\n    expr: up\n  - alert: r\n    expr: up\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA))
+def test_extra_inputs_same_as_promtool(tmp_path, name):
+    require_tools()
+    f = tmp_path / name
+    f.write_text(EXTRA[name])
+    for flags in ([], ["--lint-fatal"]):
+        ours = run([BIN], *flags, str(f))
+        theirs = run([PROMTOOL], *flags, str(f))
+        detail = (f"sidewatch rc={ours.returncode}\n{ours.stdout}{ours.stderr}\n"
+                  f"promtool rc={theirs.returncode}\n{theirs.stdout}{theirs.stderr}")
+        assert ours.returncode == theirs.returncode, detail
+        assert status_lines(ours) == status_lines(theirs), detail
+
+
+def test_duplicates_with_group_labels(tmp_path):
+    """Prometheus 3 group labels count in the duplicate-rules lint (promtool
+    2.42 has no group labels): a group's labels, overridden by the rule's."""
+    require_tools()
+    f = tmp_path / "g.yml"
+    f.write_text("groups:\n- name: a\n  labels: {x: y, z: w}\n  rules:\n  - record: r\n"
+                 "    expr: up\n    labels: {z: v}\n"
+                 "- name: b\n  rules:\n  - record: r\n    expr: up\n    labels: {x: y, z: v}\n"
+                 "  - record: r\n    expr: up\n")
+    p = run([BIN], "--lint-fatal", str(f))
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == ("  FAILED:\nlint error 1 duplicate rule(s) found.\nMetric: r\nLabel(s):\n"
+                        "\tx: y\n\tz: v\nMight cause inconsistency while recording expressions\n")
+
+
+def test_standard_input():
+    """promtool 3 reads standard input when no file is given."""
+    p = subprocess.run([BIN, "check", "rules"], input="groups:\n- name: g\n  rules:\n"
+                       "  - record: r\n    expr: up\n", capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Checking standard input\n  SUCCESS: 1 rules found\n")
+    p = subprocess.run([BIN, "check", "rules"], input="groups:\n- name: g\n  rules:\n"
+                       "  - record: r\n    expr: up(\n", capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "  FAILED:\nstandard input:5:11: group \"g\", rule 1, \"r\": could not parse" in p.stderr

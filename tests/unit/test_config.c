@@ -237,6 +237,8 @@ static const struct {
     {"remote_write_null", "2:4: empty or null remote write config section"},
     {"rr_dup_name", "5:11: found multiple remote read configs with job name \"a\""},
     {"rr_url_missing", "2:5: url for remote_read is empty"},
+    {"rule_files_pattern",
+     "1:14: invalid rule file path \"rules/[a.yml\": syntax error in pattern"},
     {"rule_files_type", "1:13: cannot unmarshal !!str `alerts.yml` into []string"},
     {"runtime_type", "2:9: cannot unmarshal !!str `lots` into int"},
     {"rw_auth_multiple", "2:5: at most one of basic_auth, authorization, oauth2, sigv4, azuread or "

@@ -470,6 +470,14 @@ static void test_empty(void **state)
         assert_string_equal(f->path, "inline.yml");
         rulefmt_file_free(f);
     }
+    /* Null items of the groups and rules lists are dropped (yaml.v3). */
+    rulefmt_file *n = parse_ok("groups:\n- null\n- name: g\n  rules:\n  - ~\n  - record: r\n"
+                               "    expr: up\n- \n",
+                               NULL);
+    assert_int_equal(n->n_groups, 1);
+    assert_int_equal(n->groups[0].n_rules, 1);
+    assert_string_equal(n->groups[0].rules[0].record, "r");
+    rulefmt_file_free(n);
     /* A group without rules is fine. */
     rulefmt_file *f = parse_ok("groups:\n- name: g\n", NULL);
     assert_int_equal(f->n_groups, 1);

@@ -523,6 +523,21 @@ static void test_go_unescape(void **state)
     }
 }
 
+/* Go's filepath.Match: which patterns are ErrBadPattern. */
+static void test_glob_valid(void **state)
+{
+    (void)state;
+    const char *good[] = {"",         "a.yml",  "*.yml", "rules/*.y?l", "[abc].yml",
+                          "[^a].yml", "[a-z]*", "[\\]]", "\\*.yml",     "]",
+                          "-",        "[é-ü]",  "[a-a]", "x[\\-]"};
+    const char *bad[] = {"[",   "a[b", "x\\",   "[]a]",   "[a-]", "[-a]",   "[z-a]",
+                         "[^]", "[\\", "[a-\\", "[\xff]", "*[",   "ok/[a-b"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (!strutil_glob_valid(good[i])) fail_msg("refused: %s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (strutil_glob_valid(bad[i])) fail_msg("accepted: %s", bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -531,7 +546,7 @@ int main(void)
         cmocka_unit_test(test_parse_float),    cmocka_unit_test(test_quote_go),
         cmocka_unit_test(test_utf8_and_names), cmocka_unit_test(test_hash_and_stale),
         cmocka_unit_test(test_append_rune),    cmocka_unit_test(test_go_unquote),
-        cmocka_unit_test(test_go_unescape),
+        cmocka_unit_test(test_go_unescape),    cmocka_unit_test(test_glob_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -421,6 +421,10 @@ static void test_go_semantics(void **state)
     expect_out(d, "{{ html \"<a href='x'>&\" }} {{ js \"a'b<\" }} {{ urlquery \"a b&c\" }}",
                "&lt;a href=&#39;x&#39;&gt;&amp; a\\'b\\u003C a+b%26c");
     /* numbers: ideal constants */
+    /* found by fuzzing: a binary literal read past its digit set */
+    expect_err(d, "{{ $labels of 0bLonue }} times", "template: test:1: function \"of\" not defined", 0);
+    expect_err(d, "{{ 0bLonue }}", "template: test:1: bad number syntax: \"0bL\"", 0);
+    expect_out(d, "{{ 0b101 }} {{ 0o17 }} {{ 0x1p4 }}", "5 15 16");
     expect_out(d, "{{ 1e3 }} {{ 0x10 }} {{ 1_000 }} {{ 'a' }} {{ -0.5 }} {{ 100000000.0 }}",
                "1000 16 1000 97 -0.5 1e+08");
     /* printf */
