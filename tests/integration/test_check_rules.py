@@ -40,9 +40,6 @@ THREE_X = {
         "bad only under legacy validation; promtool 3 checks rules with UTF-8 validation",
 }
 
-# rules-bad.yml fails only through template parsing ($label is undefined);
-# this branch carries a stub template.c until the real one is merged.
-NEEDS_TEMPLATES = {"rules-bad.yml"}
 
 
 def run(cmd, *args):
@@ -74,9 +71,6 @@ def params():
     for f in inputs():
         name = os.path.basename(f)
         marks = []
-        if name in NEEDS_TEMPLATES:
-            marks.append(pytest.mark.xfail(
-                reason="needs the real template.c (TEMP stub in this branch)", strict=False))
         for flags in ([], ["--lint-fatal"], ["--lint=none"]):
             ps.append(pytest.param(f, flags, marks=marks,
                                    id=f"{name}{''.join(' ' + x for x in flags)}"))
@@ -106,7 +100,7 @@ def test_all_files_at_once():
     """One invocation over every input: the same sequence of lines and exit code."""
     require_tools()
     files = [os.path.relpath(f, CONF) for f in inputs()
-             if os.path.basename(f) not in set(THREE_X) | NEEDS_TEMPLATES]
+             if os.path.basename(f) not in set(THREE_X)]
     assert len(files) >= 15
     for flags in ([], ["--lint-fatal"]):
         ours = run([BIN], *flags, *files)
