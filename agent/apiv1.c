@@ -1153,6 +1153,19 @@ static bool param_listed(const apiv1_param *const *v, size_t n, const char *s)
     return false;
 }
 
+/* Opens a group object up to its "rules" array; returns true. */
+static bool begin_rule_group(json_writer *w, const rules_group_snap *gs)
+{
+    json_write_object_begin(w);
+    json_write_key(w, "name");
+    json_write_string(w, gs->name);
+    json_write_key(w, "file");
+    json_write_string(w, gs->file);
+    json_write_key(w, "rules");
+    json_write_array_begin(w);
+    return true;
+}
+
 static void h_rules(req *r)
 {
     const apiv1_param *typ = form_value(r, "type");
@@ -1222,16 +1235,7 @@ static void h_rules(req *r)
                     hit = labels_match_all(rs->labels, ms.sets[k], ms.counts[k]);
                 if (!hit) continue;
             }
-            if (!any) {
-                json_write_object_begin(&w);
-                json_write_key(&w, "name");
-                json_write_string(&w, gs->name);
-                json_write_key(&w, "file");
-                json_write_string(&w, gs->file);
-                json_write_key(&w, "rules");
-                json_write_array_begin(&w);
-                any = true;
-            }
+            if (!any) any = begin_rule_group(&w, gs);
             json_write_object_begin(&w);
             if (rs->alerting) {
                 json_write_key(&w, "state");
@@ -1278,16 +1282,7 @@ static void h_rules(req *r)
         /* A group is listed when a rule of it is, or, without rule
          * filters, always (Prometheus lists empty groups then). */
         bool filtered = n_names || ms.n || !want_alerting || !want_recording;
-        if (!any && !filtered) {
-            json_write_object_begin(&w);
-            json_write_key(&w, "name");
-            json_write_string(&w, gs->name);
-            json_write_key(&w, "file");
-            json_write_string(&w, gs->file);
-            json_write_key(&w, "rules");
-            json_write_array_begin(&w);
-            any = true;
-        }
+        if (!any && !filtered) any = begin_rule_group(&w, gs);
         if (!any) continue;
         json_write_array_end(&w);
         json_write_key(&w, "interval");

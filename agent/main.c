@@ -507,32 +507,12 @@ static int reload(void *ctx, buf *err)
              d->f.config_file ? d->f.config_file : "<default>");
     config *next = NULL;
     int rc = load_config(d, &next, err);
-    if (rc < 0) {
-        registry_set(d->m_reload_success, 0);
-        d->last_reload_ok = false;
-        pthread_mutex_unlock(&d->cfg_mu);
-        log_error("main", "Error reloading config: %s", buf_cstr(err));
-        return rc;
-    }
+    if (rc < 0) goto refused;
     /* Rules first: a rule file with errors fails the reload before anything
      * else changes (the previous rules and config stay). */
-    if (d->rules && (rc = apply_rules(d, next, err)) < 0) {
-        config_unref(next);
-        registry_set(d->m_reload_success, 0);
-        d->last_reload_ok = false;
-        pthread_mutex_unlock(&d->cfg_mu);
-        log_error("main", "Error reloading config: %s", buf_cstr(err));
-        return rc;
-    }
-    if (d->notifier && (rc = notify_apply_config(d->notifier, next, err)) < 0) {
-        /* Rules were already updated; they are valid, so keep them. */
-        config_unref(next);
-        registry_set(d->m_reload_success, 0);
-        d->last_reload_ok = false;
-        pthread_mutex_unlock(&d->cfg_mu);
-        log_error("main", "Error reloading config: %s", buf_cstr(err));
-        return rc;
-    }
+    if (d->rules && (rc = apply_rules(d, next, err)) < 0) goto refused;
+    /* (A notifier error leaves the new rules in place: they are valid.) */
+    if (d->notifier && (rc = notify_apply_config(d->notifier, next, err)) < 0) goto refused;
     config *old = d->cfg;
     d->cfg = next;
     d->last_reload_ok = true;
@@ -560,6 +540,13 @@ static int reload(void *ctx, buf *err)
     config_unref(old);
     log_info("main", "Completed loading of configuration file");
     return 0;
+refused:
+    config_unref(next);
+    registry_set(d->m_reload_success, 0);
+    d->last_reload_ok = false;
+    pthread_mutex_unlock(&d->cfg_mu);
+    log_error("main", "Error reloading config: %s", buf_cstr(err));
+    return rc;
 }
 
 static void runtime_info(void *ctx, apiv1_runtime *out)
