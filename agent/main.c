@@ -277,25 +277,21 @@ static int check_config(int argc, char **argv)
             printf("\n");
             continue;
         }
+        /* As promtool: count the rule files, then check each one. */
+        char **paths = NULL;
         size_t n_files = 0;
-        int missing = 0;
-        for (size_t k = 0; k < c->n_rule_files; k++) {
-            glob_t g;
-            if (glob(c->rule_files[k], 0, NULL, &g) == 0) {
-                n_files += g.gl_pathc;
-                globfree(&g);
-            } else if (!strpbrk(c->rule_files[k], "*?[")) {
-                printf("  FAILED: rule file %s: %s\n", c->rule_files[k], strerror(ENOENT));
-                missing++;
-            }
-        }
-        if (missing) {
+        if (rulefmt_glob(c->rule_files, c->n_rule_files, NULL, &paths, &n_files, &err) < 0) {
+            printf("  FAILED:\n    %s\n\n", buf_cstr(&err));
             failed++;
         } else {
             printf("  SUCCESS: %zu rule files found\n", n_files);
-            printf(" SUCCESS: %s is valid prometheus config file syntax\n", argv[i]);
+            printf(" SUCCESS: %s is valid prometheus config file syntax\n\n", argv[i]);
+            fflush(stdout);
+            if (n_files && rulefmt_check_command((int)n_files, paths) != 0) failed++;
         }
-        printf("\n");
+        for (size_t k = 0; k < n_files; k++)
+            mem_free(paths[k]);
+        mem_free(paths);
         config_unref(c);
         buf_cleanup(&err);
     }

@@ -204,3 +204,23 @@ def test_standard_input():
                        "  - record: r\n    expr: up(\n", capture_output=True, text=True, timeout=30)
     assert p.returncode == 1
     assert "  FAILED:\nstandard input:5:11: group \"g\", rule 1, \"r\": could not parse" in p.stderr
+
+
+def test_check_config_checks_its_rule_files(tmp_path):
+    """`check config` checks the rule files the config names, as promtool does."""
+    (tmp_path / "cfg.yml").write_text("rule_files: ['rules/*.yml']\n")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "good.yml").write_text(
+        "groups:\n  - name: g\n    rules:\n      - record: a\n        expr: up\n")
+    ok = subprocess.run([BIN, "check", "config", "cfg.yml"], capture_output=True, text=True,
+                        cwd=tmp_path, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "SUCCESS: 1 rule files found" in ok.stdout
+    assert "SUCCESS: 1 rules found" in ok.stdout
+    (tmp_path / "rules" / "bad.yml").write_text(
+        "groups:\n  - name: g\n    rules:\n      - record: a\n        expr: sum(\n")
+    bad = subprocess.run([BIN, "check", "config", "cfg.yml"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert bad.returncode == 1
+    assert "SUCCESS: 2 rule files found" in bad.stdout
+    assert "bad.yml:5:15:" in bad.stderr and "unclosed left parenthesis" in bad.stderr
