@@ -362,7 +362,7 @@ static void lex_all(lexer *l, buf *errmsg)
             l->pos = delim + 2;
             lex_emit(l, I_LEFT_DELIM);
             if (trim) {
-                l->pos += 1; /* the '-'; the space is lexed as space */
+                l->pos += 2; /* the '-' and the space after it */
                 lex_ignore(l);
             }
             l->paren_depth = 0;
@@ -2139,7 +2139,7 @@ static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
     }
     case V_INVALID:
     case V_NIL:
-        if (verb == 'v' || verb == 's') fmt_pad(b, f, "<nil>", 5, false);
+        if (verb == 'v') fmt_pad(b, f, "<nil>", 5, false);
         else fmt_bad(st, b, verb, v);
         return;
     default:

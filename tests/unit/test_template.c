@@ -439,6 +439,7 @@ static void test_go_semantics(void **state)
                "100.0%  -1.00 1234567.000000");
     expect_out(d, "{{ printf \"%10s|%-4s|%.2s\" \"abc\" \"x\" \"hello\" }}", "       abc|x   |he");
     expect_out(d, "{{ printf \"%c %q %x\" 65 66 \"hi\" }}", "A 'B' 6869");
+    expect_out(d, "{{ printf \"%s|%v\" nil nil }}|{{ print nil }}", "%!s(<nil>)|<nil>|<nil>");
     /* float printing (%v is strconv 'g', shortest) */
     expect_out(d, "{{ 0.1 }} {{ 123456.0 }} {{ 1234567.0 }} {{ 0.0001 }} {{ 0.00001 }}",
                "0.1 123456 1.234567e+06 0.0001 1e-05");
