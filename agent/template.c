@@ -1386,7 +1386,7 @@ static node *p_action(parser *p)
             p_backup(p);
             pipe = p_pipeline(p, "template clause", I_RIGHT_DELIM);
         }
-        node *n = new_node(p, N_TEMPLATE, tok->pos, tok->line);
+        node *n = new_node(p, N_TEMPLATE, nt->pos, nt->line); /* Go: the name's position */
         n->u.tmpl.name = name;
         n->u.tmpl.pipe = pipe;
         return n;
@@ -3801,7 +3801,14 @@ static void print_value(tmpl_state *st, node *n, val v)
     st->at = n;
     buf tmp;
     buf_init(&tmp, TMPL_MAX_OUTPUT + 1);
-    print_val(st, &tmp, &v);
+    if (v.k == V_SAMPLE && v.u.smp) {
+        /* text/template prints what a pointer points to: {map[...] 1} */
+        print_sample(st, &tmp, v.u.smp);
+        memmove(tmp.data, tmp.data + 1, tmp.len - 1);
+        buf_truncate(&tmp, tmp.len - 1);
+    } else {
+        print_val(st, &tmp, &v);
+    }
     if (buf_append(&st->out, buf_cstr(&tmp), tmp.len) != 0) {
         buf_cleanup(&tmp);
         xerr(st, "template output exceeds %d bytes", TMPL_MAX_OUTPUT);

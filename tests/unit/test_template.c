@@ -323,6 +323,12 @@ static void test_prometheus_query_cases(void **state)
                "banana in type template.queryResult",
                10);
     expect_out(d, "{{ range query \"missing\" }}x{{ else }}none{{ end }}", "none");
+    e.q.s = inst;
+    e.q.n = 1;
+    /* checked against promtool: a sample prints as the struct it points to */
+    expect_out(d, "{{ query \"up\" | first }}|{{ (query \"up\" | first).Labels }}",
+               "{map[__name__:metric instance:a] 11}|map[__name__:metric instance:a]");
+    e.q.n = 0;
 
     e.q.fail = "bad_data: parse error";
     expect_err(d, "{{ query \"x(\" }}",
@@ -502,7 +508,7 @@ static void test_error_texts(void **state)
         if (parse_errs[i].err) expect_err(d, parse_errs[i].text, parse_errs[i].err, 0);
     }
     expect_err(d, "{{ template \"nope\" }}",
-               "template: test:1:%d: executing \"test\" at <{{template \"nope\"}}>: template \"nope\" not defined", 3);
+               "template: test:1:%d: executing \"test\" at <{{template \"nope\"}}>: template \"nope\" not defined", 12);
     expect_err(d, "{{ \"a\" \"b\" }}",
                "template: test:1:%d: executing \"test\" at <\"a\">: can't give argument to non-function \"a\"", 3);
     expect_err(d, "{{ nil }}", "template: test:1:%d: executing \"test\" at <nil>: nil is not a command", 3);
