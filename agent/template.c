@@ -489,12 +489,10 @@ static void lex_all(lexer *l, buf *errmsg)
             l->paren_depth++;
             continue;
         case ')':
-            l->paren_depth--;
-            if (l->paren_depth < 0) {
-                lex_error(l, "unexpected right paren", errmsg);
-                continue;
-            }
+            /* Go emits the paren before the error, so the parser reports it */
             lex_emit(l, I_RIGHT_PAREN);
+            l->paren_depth--;
+            if (l->paren_depth < 0) lex_error(l, "unexpected right paren", errmsg);
             continue;
         default:
             break;
@@ -1043,6 +1041,8 @@ static node *p_term(parser *p)
     case I_CHAR_CONSTANT:
     case I_NUMBER:
         n = new_node(p, N_NUMBER, it->pos, it->line);
+        if (it->typ == I_CHAR_CONSTANT && !parse_number(n, it->val, it->len, true))
+            perr(p, "malformed character constant: %.*s", (int)it->len, it->val);
         if (!parse_number(n, it->val, it->len, it->typ == I_CHAR_CONSTANT)) {
             char tmp[300];
             buf q;
