@@ -251,6 +251,14 @@ static size_t rune_len(const char *s, size_t n)
     return k > n ? n : k;
 }
 
+/* Start of the UTF-8 character before offset p (p > 0). */
+static size_t prev_rune_start(const char *s, size_t p)
+{
+    size_t k = p - 1;
+    while (k > 0 && p - k < 4 && ((unsigned char)s[k] & 0xc0) == 0x80) k--;
+    return k;
+}
+
 /* Scans a Go number (lex.go scanNumber); false on bad syntax. */
 static bool scan_number(lexer *l)
 {
@@ -2059,6 +2067,27 @@ static void fmt_bad(tmpl_state *st, buf *b, char verb, const val *v)
 static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
 {
     char verb = f->verb;
+    if (verb == 'T') {
+        const char *t = type_name(v);
+        fmt_pad(b, f, t, strlen(t), false);
+        return;
+    }
+    if (v->k == V_LABELS && verb != 'v' && verb != 's') {
+        /* fmt applies the verb to each key and value */
+        fspec g = *f;
+        g.width = -1;
+        buf_puts(b, "map[");
+        for (uint32_t k = 0; v->u.ls && k < v->u.ls->n; k++) {
+            const label *l = &v->u.ls->v[k];
+            val kv = v_str((str){l->name, l->name_len}), vv = v_str((str){l->value, l->value_len});
+            if (k) buf_putc(b, ' ');
+            fmt_one(st, b, &g, &kv);
+            buf_putc(b, ':');
+            fmt_one(st, b, &g, &vv);
+        }
+        buf_putc(b, ']');
+        return;
+    }
     switch (v->k) {
     case V_BOOL:
         if (verb == 'v' || verb == 't') {
@@ -2120,6 +2149,11 @@ static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
         } else if (verb == 'q') {
             buf q;
             buf_init(&q, BUF_UNLIMITED);
+            if (f->prec >= 0) {
+                size_t k = 0;
+                for (int r = 0; r < f->prec && k < n; r++) k += rune_len(s + k, n - k);
+                n = k;
+            }
             expfmt_quote_go(buf_sink, &q, s, n);
             fmt_pad(b, f, buf_cstr(&q), q.len, false);
             buf_cleanup(&q);
@@ -2674,50 +2708,110 @@ static int f_match(fn_ctx *c, val *a, size_t n, val *out)
     return 0;
 }
 
+/* Appends tmpl with Go's $0 / ${0} replaced by the match m (its '$'
+ * doubled), so that regex_expand, which sees the wider match of the search
+ * regex, expands the other references only. */
+static void replace_group0(buf *out, const char *t, size_t n, const char *m, size_t mlen)
+{
+    for (size_t i = 0; i < n;) {
+        if (t[i] != '$' || i + 1 >= n) {
+            buf_putc(out, t[i++]);
+            continue;
+        }
+        if (t[i + 1] == '$') {
+            buf_puts(out, "$$");
+            i += 2;
+            continue;
+        }
+        size_t ns, ne, next;
+        if (t[i + 1] == '{') {
+            ns = i + 2;
+            ne = ns;
+            while (ne < n && t[ne] != '}') ne++;
+            if (ne >= n) {
+                buf_putc(out, t[i++]);
+                continue;
+            }
+            next = ne + 1;
+        } else {
+            ns = ne = i + 1;
+            while (ne < n && (t[ne] == '_' || (t[ne] >= '0' && t[ne] <= '9') ||
+                              (t[ne] >= 'a' && t[ne] <= 'z') || (t[ne] >= 'A' && t[ne] <= 'Z')))
+                ne++;
+            next = ne;
+        }
+        if (ne - ns == 1 && t[ns] == '0') {
+            for (size_t k = 0; k < mlen; k++) {
+                if (m[k] == '$') buf_putc(out, '$');
+                buf_putc(out, m[k]);
+            }
+        } else {
+            buf_append(out, t + i, next - i);
+        }
+        i = next;
+    }
+}
+
+/* regexp.MustCompile(pattern).ReplaceAllString(text, repl). The search
+ * runs on PCRE2 full matches: at a position p > 0 the subject starts one
+ * character earlier and the pattern with `(?s:.)` in front, so that ^, \b
+ * and \B see the same left context as in the whole text. */
 static int f_re_replace_all(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n;
     tmpl_state *st = c->st;
     if (check_regex(c, &a[0], true) != 0) return -1;
-    regex *any = st_regex(st, "(?s:.*?)(?-s:", a[0].u.s.p, a[0].u.s.n, ")(?s:.*)", c->err);
-    if (!any) return -1;
-    regex *at = st_regex(st, "(?-s:", a[0].u.s.p, a[0].u.s.n, ")(?P<sw__tail>(?s:.*))", c->err);
-    if (!at) return -1;
+    const char *pat = a[0].u.s.p;
+    size_t pl = a[0].u.s.n;
+    regex *any0 = st_regex(st, "(?s:.*?)(?-s:", pat, pl, ")(?s:.*)", c->err);
+    regex *anyn = any0 ? st_regex(st, "(?s:.)(?s:.*?)(?-s:", pat, pl, ")(?s:.*)", c->err) : NULL;
+    regex *at0 = anyn ? st_regex(st, "(?-s:", pat, pl, ")(?P<sw__tail>(?s:.*))", c->err) : NULL;
+    regex *atn = at0 ? st_regex(st, "(?s:.)(?-s:", pat, pl, ")(?P<sw__tail>(?s:.*))", c->err) : NULL;
+    if (!atn) return -1;
     const char *s = a[2].u.s.p;
     size_t len = a[2].u.s.n;
-    buf res, tail;
+    buf res, tail, tmpl;
     buf_init(&res, TMPL_MAX_STRING);
     buf_init(&tail, BUF_UNLIMITED);
+    buf_init(&tmpl, BUF_UNLIMITED);
     size_t pos = 0, copied = 0;
     size_t last_end = (size_t)-1;
     int rc = 0;
+#define CTX(p) ((p) == 0 ? 0 : prev_rune_start(s, (p)))
     while (pos <= len) {
         if (!charge_ok(st, len - pos)) {
             rc = -2;
             break;
         }
-        if (!regex_match(any, s + pos, len - pos)) break;
-        /* find the leftmost start from pos */
+        size_t cp = CTX(pos);
+        if (!regex_match(pos ? anyn : any0, s + cp, len - cp)) break;
+        /* the leftmost start at or after pos */
         size_t start = pos;
-        for (;; start += rune_len(s + start, len - start)) {
+        bool found = false;
+        for (;;) {
             if (!charge_ok(st, len - start)) break;
             buf_reset(&tail);
-            if (regex_expand(at, s + start, len - start, "${sw__tail}", 11, &tail) == 1) break;
-            if (start >= len) {
-                start = len + 1;
+            size_t cs = CTX(start);
+            if (regex_expand(start ? atn : at0, s + cs, len - cs, "${sw__tail}", 11, &tail) == 1) {
+                found = true;
                 break;
             }
+            if (start >= len) break;
+            start += rune_len(s + start, len - start);
         }
         if (st->steps > TMPL_MAX_STEPS) {
             rc = -2;
             break;
         }
-        if (start > len) break;
+        if (!found) break;
         size_t end = len - tail.len;
         bool accept = !(end == start && start == last_end);
         if (accept) {
+            size_t cs = CTX(start);
+            buf_reset(&tmpl);
+            replace_group0(&tmpl, a[1].u.s.p, a[1].u.s.n, s + start, end - start);
             if (buf_append(&res, s + copied, start - copied) != 0 ||
-                regex_expand(at, s + start, len - start, a[1].u.s.p, a[1].u.s.n, &res) < 0) {
+                regex_expand(start ? atn : at0, s + cs, len - cs, buf_cstr(&tmpl), tmpl.len, &res) < 0) {
                 rc = -1;
                 break;
             }
@@ -2728,8 +2822,10 @@ static int f_re_replace_all(fn_ctx *c, val *a, size_t n, val *out)
         else if (start < len) pos = start + rune_len(s + start, len - start);
         else break;
     }
+#undef CTX
     if (rc == 0 && buf_append(&res, s + copied, len - copied) != 0) rc = -1;
     buf_cleanup(&tail);
+    buf_cleanup(&tmpl);
     if (rc != 0 || !charge_ok(st, 0)) {
         buf_cleanup(&res);
         if (rc == -1) buf_printf(c->err, "result exceeds %d bytes", TMPL_MAX_STRING);
@@ -3089,6 +3185,57 @@ static int f_index(fn_ctx *c, val *a, size_t n, val *out)
     return 0;
 }
 
+static int f_slice(fn_ctx *c, val *a, size_t n, val *out)
+{
+    val item = a[0];
+    if (item.k == V_INVALID || item.k == V_NIL) {
+        buf_puts(c->err, "slice of untyped nil");
+        return -1;
+    }
+    if (n > 4) {
+        buf_printf(c->err, "too many slice indexes: %zu", n - 1);
+        return -1;
+    }
+    size_t cap;
+    if (item.k == V_STRING) {
+        if (n == 4) {
+            buf_puts(c->err, "cannot 3-index slice a string");
+            return -1;
+        }
+        cap = item.u.s.n;
+    } else if (item.k == V_QUERY) {
+        cap = item.u.q ? item.u.q->n : 0;
+    } else {
+        buf_printf(c->err, "can't slice item of type %s", type_name(&item));
+        return -1;
+    }
+    size_t idx[3] = {0, cap, cap};
+    for (size_t k = 1; k < n; k++) {
+        if (a[k].k != V_INT) {
+            buf_printf(c->err, "cannot index slice/array with type %s", type_name(&a[k]));
+            return -1;
+        }
+        if (a[k].u.i < 0 || (uint64_t)a[k].u.i > cap) {
+            buf_printf(c->err, "index out of range: %" PRId64, a[k].u.i);
+            return -1;
+        }
+        idx[k - 1] = (size_t)a[k].u.i;
+    }
+    if (idx[0] > idx[1]) {
+        buf_printf(c->err, "invalid slice index: %zu > %zu", idx[0], idx[1]);
+        return -1;
+    }
+    if (item.k == V_STRING) {
+        *out = v_str((str){item.u.s.p + idx[0], idx[1] - idx[0]});
+        return 0;
+    }
+    qres *q = st_alloc(c->st, sizeof *q);
+    q->n = idx[1] - idx[0];
+    q->v = item.u.q ? item.u.q->v + idx[0] : NULL;
+    *out = (val){.k = V_QUERY, .u.q = q};
+    return 0;
+}
+
 static int f_print(fn_ctx *c, val *a, size_t n, val *out)
 {
     buf b;
@@ -3324,6 +3471,7 @@ static const func_def FUNCS[] = {
     {"not", "a", 0, f_not},
     {"len", "a", 0, f_len},
     {"index", "a", 'a', f_index},
+    {"slice", "a", 'a', f_slice},
     {"print", "", 'a', f_print},
     {"printf", "s", 'a', f_printf},
     {"println", "", 'a', f_println},

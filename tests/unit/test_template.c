@@ -464,6 +464,38 @@ static void test_go_semantics(void **state)
                "template: test:1:%d: executing \"test\" at <reReplaceAll \"(\" \"\" \"x\">: error calling "
                "reReplaceAll: regexp: Compile(`(`): error parsing regexp: missing closing ): `(`",
                3);
+    /* checked against promtool (Prometheus 2.42): */
+    expect_out(d, "{{ reReplaceAll \"^\" \"x\" \"abc\" }} {{ reReplaceAll \"$\" \"x\" \"abc\" }} {{ reReplaceAll \"b*\" \"-\" \"abc\" }} "
+                  "{{ reReplaceAll \"(?i)B\" \"$0$0\" \"aBc\" }}",
+               "xabc abcx -a-c- aBBc");
+    expect_out(d, "{{ reReplaceAll \"a|ab\" \"[$0]\" \"abab\" }} {{ reReplaceAll \"(x)?y\" \"[$1]\" \"yxy\" }}",
+               "[a]b[a]b [][x]");
+    expect_out(d, "{{ reReplaceAll \"\\\\b\" \"|\" \"ab cd\" }} {{ reReplaceAll \"^a\" \"X\" \"aaa\" }}", "|ab| |cd| Xaa");
+    expect_out(d, "{{ reReplaceAll \"(a)(b)?\" \"<$1$2$10${1}0$0x>\" \"aab\" }} {{ reReplaceAll \"é\" \"${0}$$\" \"aéb€é\" }}",
+               "<aa0><aba0> aé$b€é$");
+    expect_out(d, "{{ match \"^a.c$\" \"a\\nc\" }} {{ match \"(?s)^a.c$\" \"a\\nc\" }} {{ match \"\" \"x\" }}", "false true true");
+    expect_out(d, "{{ printf \"%d\" $labels }}",
+               "map[%!d(string=instance):%!d(string=foo:9090) %!d(string=job):%!d(string=node) "
+               "%!d(string=severity):%!d(string=critical)]");
+    expect_out(d, "{{ printf \"%T %T %T\" 1 \"a\" $labels }}", "int string map[string]string");
+    expect_out(d, "{{ printf \"%q\" \"a\\tb\\u00e9\" }} {{ printf \"%.3q\" \"abcdef\" }}", "\"a\\tbé\" \"abc\"");
+    expect_out(d, "{{ printf \"%x %X %o %b\" 255 255 8 5 }} {{ printf \"%#x %#o\" 255 8 }} {{ printf \"% d\" 5 }}",
+               "ff FF 10 101 0xff 010  5");
+    expect_out(d, "{{ printf \"%6.2f\" -1.0 }}|{{ printf \"%x\" -255 }}|{{ printf \"%08.3f\" -3.14159 }}|{{ printf \"%+.2e\" 12345.678 }}",
+               " -1.00|-ff|-003.142|+1.23e+04");
+    expect_out(d, "{{ len \"héllo\" }} {{ index \"abc\" 1 }} {{ slice \"abc\" 1 }} {{ slice \"abcd\" 1 3 }}", "6 98 bc bc");
+    expect_out(d, "{{ -1234567 | humanize }} {{ 0.000001234 | humanize }} {{ 1e30 | humanize }}", "-1.235M 1.234u 1e+06Y");
+    expect_out(d, "{{ 1023 | humanize1024 }} {{ 1025 | humanize1024 }} {{ -2048 | humanize1024 }}", "1023 1.001ki -2ki");
+    expect_out(d, "{{ humanizeDuration 0.5 }} {{ humanizeDuration -0.5 }} {{ humanizeDuration 59.99 }} {{ humanizeDuration 1e12 }}",
+               "500ms -500ms 59.99s 11574074d 1h 46m 40s");
+    expect_out(d, "{{ humanizePercentage 1 }} {{ humanizePercentage \"NaN\" }}", "100% NaN%");
+    expect_out(d, "{{ \"http://a.b/c\" | urlquery }} {{ \"foo.bar.example.com\" | stripDomain }} {{ \"localhost:80\" | stripDomain }}",
+               "http%3A%2F%2Fa.b%2Fc foo localhost:80");
+    expect_out(d, "{{ index (args 1 2) \"arg1\" }} {{ index (args 1 2) \"arg5\" }} {{ eq nil nil }} {{ eq 1 nil }}",
+               "2 <no value> true false");
+    expect_err(d, "{{ $x := 1 }}{{ $y = 2 }}", "template: test:1:%d: executing \"test\" at <2>: undefined variable: $y", 21);
+    expect_err(d, "{{ 9223372036854775808 }}",
+               "template: test:1:%d: executing \"test\" at <9223372036854775808>: 9223372036854775808 overflows int", 3);
     /* define/template/block */
     expect_out(d, "{{ define \"t\" }}[{{ . }}]{{ end }}{{ template \"t\" $labels.job }}{{ block \"b\" 1 }}<{{ . }}>{{ end }}",
                "[node]<1>");
