@@ -2645,23 +2645,6 @@ static int f_args(fn_ctx *c, val *a, size_t n, val *out)
  * whether it matches at the start of a suffix, and where that match ends
  * (the tail group is the last, so the pattern's own groups keep their
  * numbers). */
-static regex *st_regex(tmpl_state *st, const char *pfx, const char *p, size_t n, const char *sfx,
-                       buf *err)
-{
-    buf w;
-    buf_init(&w, BUF_UNLIMITED);
-    buf_puts(&w, pfx);
-    buf_append(&w, p, n);
-    buf_puts(&w, sfx);
-    regex *re = NULL;
-    int rc = regex_compile(&re, w.data, w.len, err);
-    buf_cleanup(&w);
-    if (rc != 0) return NULL;
-    if (st->nres == st->rcap) st->res = mem_grow(st->res, sizeof *st->res, st->nres + 1, &st->rcap);
-    st->res[st->nres++] = re;
-    return re;
-}
-
 static int check_regex(fn_ctx *c, const val *pat, bool must)
 {
     regex *re = NULL;
@@ -2694,14 +2677,43 @@ static int check_regex(fn_ctx *c, const val *pat, bool must)
     return -1;
 }
 
+#define TMPL_MAX_REGEXES 256 /* distinct compiled regexes per expansion */
+
+/* The regex pfx + pattern + sfx, compiled once per expansion (loops reuse
+ * it). On a miss the pattern alone is checked first, so errors quote the
+ * user's pattern as Go does. NULL with the message in c->err on failure. */
+static regex *st_regex(fn_ctx *c, const char *pfx, const val *pat, const char *sfx, bool must)
+{
+    tmpl_state *st = c->st;
+    buf w;
+    buf_init(&w, BUF_UNLIMITED);
+    buf_puts(&w, pfx);
+    buf_append(&w, pat->u.s.p, pat->u.s.n);
+    buf_puts(&w, sfx);
+    for (size_t k = 0; k < st->nres; k++)
+        if (strlen(regex_pattern(st->res[k])) == w.len &&
+            memcmp(regex_pattern(st->res[k]), buf_cstr(&w), w.len) == 0) {
+            buf_cleanup(&w);
+            return st->res[k];
+        }
+    regex *re = NULL;
+    if (st->nres >= TMPL_MAX_REGEXES) {
+        buf_printf(c->err, "more than %d distinct regular expressions", TMPL_MAX_REGEXES);
+    } else if (check_regex(c, pat, must) == 0 && regex_compile(&re, w.data, w.len, c->err) == 0) {
+        if (st->nres == st->rcap) st->res = mem_grow(st->res, sizeof *st->res, st->nres + 1, &st->rcap);
+        st->res[st->nres++] = re;
+    }
+    buf_cleanup(&w);
+    return re;
+}
+
 static void charge(tmpl_state *st, size_t work);
 static bool charge_ok(tmpl_state *st, size_t work);
 
 static int f_match(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n;
-    if (check_regex(c, &a[0], false) != 0) return -1;
-    regex *re = st_regex(c->st, "(?s:.*?)(?-s:", a[0].u.s.p, a[0].u.s.n, ")(?s:.*)", c->err);
+    regex *re = st_regex(c, "(?s:.*?)(?-s:", &a[0], ")(?s:.*)", false);
     if (!re) return -1;
     charge(c->st, a[1].u.s.n);
     *out = v_bool(regex_match(re, a[1].u.s.p, a[1].u.s.n));
@@ -2760,13 +2772,11 @@ static int f_re_replace_all(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n;
     tmpl_state *st = c->st;
-    if (check_regex(c, &a[0], true) != 0) return -1;
-    const char *pat = a[0].u.s.p;
-    size_t pl = a[0].u.s.n;
-    regex *any0 = st_regex(st, "(?s:.*?)(?-s:", pat, pl, ")(?s:.*)", c->err);
-    regex *anyn = any0 ? st_regex(st, "(?s:.)(?s:.*?)(?-s:", pat, pl, ")(?s:.*)", c->err) : NULL;
-    regex *at0 = anyn ? st_regex(st, "(?-s:", pat, pl, ")(?P<sw__tail>(?s:.*))", c->err) : NULL;
-    regex *atn = at0 ? st_regex(st, "(?s:.)(?-s:", pat, pl, ")(?P<sw__tail>(?s:.*))", c->err) : NULL;
+    const val *pat = &a[0];
+    regex *any0 = st_regex(c, "(?s:.*?)(?-s:", pat, ")(?s:.*)", true);
+    regex *anyn = any0 ? st_regex(c, "(?s:.)(?s:.*?)(?-s:", pat, ")(?s:.*)", true) : NULL;
+    regex *at0 = anyn ? st_regex(c, "(?-s:", pat, ")(?P<sw__tail>(?s:.*))", true) : NULL;
+    regex *atn = at0 ? st_regex(c, "(?s:.)(?-s:", pat, ")(?P<sw__tail>(?s:.*))", true) : NULL;
     if (!atn) return -1;
     const char *s = a[2].u.s.p;
     size_t len = a[2].u.s.n;

@@ -623,6 +623,10 @@ static void test_limits(void **state)
     /* strings that double each iteration stop at the string cap */
     expect_err_contains(d, "{{ $s := \"xxxxxxxxxxxxxxxx\" }}{{ range 40 }}{{ $s = printf \"%s%s\" $s $s }}{{ end }}",
                         "exceeds");
+    /* regexes are compiled once per expansion; distinct ones are capped */
+    expect_out(d, "{{ range 5000 }}{{ reReplaceAll \"a\" \"b\" \"aXa\" | printf \"%.0s\" }}{{ end }}ok", "ok");
+    expect_err_contains(d, "{{ range 300 }}{{ match (printf \"a%d\" .) \"x\" }}{{ end }}",
+                        "error calling match: more than 256 distinct regular expressions");
     buf_cleanup(&t);
     env_cleanup(&e);
 }
