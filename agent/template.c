@@ -2860,12 +2860,18 @@ static int f_title(fn_ctx *c, val *a, size_t n, val *out)
     buf_init(&b, BUF_UNLIMITED);
     const char *s = a[0].u.s.p;
     size_t len = a[0].u.s.n;
+    /* Word boundaries as in Unicode text segmentation (UAX #29), enough for
+     * cases.Title: letters, digits and '_' form words, and ' . : between
+     * two word characters do not break them ("don't", "a.b"). */
     bool in_word = false;
     for (size_t i = 0; i < len;) {
-        size_t k = rune_len(s + i, len - i);
+        size_t k = alnum_len(s + i, len - i);
+        if (k == 0) k = rune_len(s + i, len - i);
         unsigned char ch = (unsigned char)s[i];
-        bool letter = ch >= 0x80 || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                      (ch >= '0' && ch <= '9') || ch == '\'' || ch == '_';
+        bool letter = alnum_len(s + i, len - i) > 0;
+        if (!letter && in_word && (ch == '\'' || ch == '.' || ch == ':') && i + 1 < len &&
+            alnum_len(s + i + 1, len - i - 1) > 0)
+            letter = true;
         if (letter && !in_word) strutil_upper(s + i, k, &b);
         else buf_append(&b, s + i, k);
         in_word = letter;

@@ -266,6 +266,7 @@ static void test_prometheus_cases(void **state)
     /* strings */
     expect_out(d, "{{ \"aa bb CC\" | title }}", "Aa Bb CC");
     expect_out(d, "{{ \"aa bb CC\" | toUpper }}", "AA BB CC");
+    expect_out(d, "{{ \"don't stop-me now_ok a.b été\" | title }}", "Don't Stop-Me Now_ok A.b Été");
     expect_out(d, "{{ \"aA bB CC\" | toLower }}", "aa bb cc");
     expect_out(d, "{{ match \"a+\" \"aa\" }} {{ match \"a+\" \"b\" }}", "true false");
     expect_out(d, "{{ graphLink \"up\" }}", "/graph?g0.expr=up&g0.tab=0");
