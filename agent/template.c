@@ -35,6 +35,7 @@
 #define TMPL_MAX_ARENA (64 * 1024 * 1024) /* parse tree and values */
 #define TMPL_MAX_PARSE_DEPTH 200         /* nested control/paren structures */
 #define TMPL_MAX_EXEC_DEPTH 200          /* nested {{template}} calls */
+#define TMPL_MAX_EXEC_NEST 500           /* nested blocks, calls and parens while executing (C stack) */
 #define TMPL_MAX_STEPS 10000000          /* evaluated nodes (stops exponential templates) */
 #define TMPL_MAX_SCRATCH TMPL_MAX_ARENA  /* a function's working buffer; results over TMPL_MAX_STRING fail */
 
@@ -739,6 +740,7 @@ struct tmpl_state {
     size_t range_iters;
     size_t steps;
     int exec_depth;
+    int nest; /* recursion depth of the executor */
     template_query_result *qrs; /* to clean up */
     size_t nqrs, qcap;
     regex **res;
@@ -3637,7 +3639,20 @@ static val eval_variable_node(tmpl_state *st, val dot, node *v, node **args, siz
 static val eval_function(tmpl_state *st, val dot, node *ident, node *cmd, node **args,
                          size_t nargs, val final, bool has_final);
 
+static val eval_arg_in(tmpl_state *st, val dot, node *n, char kind);
+
 static val eval_arg(tmpl_state *st, val dot, node *n, char kind)
+{
+    if (++st->nest > TMPL_MAX_EXEC_NEST) {
+        st->at = n;
+        xerr(st, "exceeded maximum nesting depth (%d)", TMPL_MAX_EXEC_NEST);
+    }
+    val v = eval_arg_in(st, dot, n, kind);
+    st->nest--;
+    return v;
+}
+
+static val eval_arg_in(tmpl_state *st, val dot, node *n, char kind)
 {
     st->at = n;
     charge(st, 0);
@@ -4077,7 +4092,23 @@ static enum walk_ctl walk_range(tmpl_state *st, val dot, node *r)
     return c;
 }
 
+static enum walk_ctl walk_node_in(tmpl_state *st, val dot, node *n);
+
+/* Bounds the executor's recursion (blocks inside templates inside blocks):
+ * the C stack, not only the template depth, must stay small. */
 static enum walk_ctl walk_node(tmpl_state *st, val dot, node *n)
+{
+    if (n->t == N_TEXT || n->t == N_ACTION) return walk_node_in(st, dot, n);
+    if (++st->nest > TMPL_MAX_EXEC_NEST) {
+        st->at = n;
+        xerr(st, "exceeded maximum nesting depth (%d)", TMPL_MAX_EXEC_NEST);
+    }
+    enum walk_ctl c = walk_node_in(st, dot, n);
+    st->nest--;
+    return c;
+}
+
+static enum walk_ctl walk_node_in(tmpl_state *st, val dot, node *n)
 {
     charge(st, 0);
     switch (n->t) {

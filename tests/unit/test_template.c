@@ -624,6 +624,14 @@ static void test_limits(void **state)
     /* strings that double each iteration stop at the string cap */
     expect_err_contains(d, "{{ $s := \"xxxxxxxxxxxxxxxx\" }}{{ range 40 }}{{ $s = printf \"%s%s\" $s $s }}{{ end }}",
                         "exceeds");
+    /* nesting inside recursion is bounded too (the C stack) */
+    buf_reset(&t);
+    buf_puts(&t, "{{ define \"r\" }}");
+    for (int i = 0; i < 150; i++) buf_puts(&t, "{{ if 1 }}");
+    buf_puts(&t, "{{ template \"r\" }}");
+    for (int i = 0; i < 150; i++) buf_puts(&t, "{{ end }}");
+    buf_puts(&t, "{{ end }}{{ template \"r\" }}");
+    expect_err_contains(d, buf_cstr(&t), "exceeded maximum nesting depth (500)");
     /* regexes are compiled once per expansion; distinct ones are capped */
     expect_out(d, "{{ range 5000 }}{{ reReplaceAll \"a\" \"b\" \"aXa\" | printf \"%.0s\" }}{{ end }}ok", "ok");
     expect_err_contains(d, "{{ range 300 }}{{ match (printf \"a%d\" .) \"x\" }}{{ end }}",
