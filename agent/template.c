@@ -2074,6 +2074,34 @@ static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
         fmt_pad(b, f, t, strlen(t), false);
         return;
     }
+    if (v->k == V_MAP && verb != 'v') {
+        /* fmt applies the verb to each key and value, in key order */
+        fspec g = *f;
+        g.width = -1;
+        size_t n = v->u.m ? v->u.m->n : 0;
+        buf_puts(b, "map[");
+        /* arg0 arg1 arg10 arg11 ... arg2: decimal keys in string order */
+        char (*keys)[24] = n ? mem_malloc(n * sizeof *keys) : NULL;
+        size_t *ord = n ? mem_malloc(n * sizeof *ord) : NULL;
+        for (size_t k = 0; k < n; k++) snprintf(keys[k], sizeof keys[k], "arg%zu", k), ord[k] = k;
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && strcmp(keys[ord[j - 1]], keys[ord[j]]) > 0; j--) {
+                size_t t = ord[j];
+                ord[j] = ord[j - 1];
+                ord[j - 1] = t;
+            }
+        for (size_t k = 0; k < n; k++) {
+            val kv = v_str((str){keys[ord[k]], strlen(keys[ord[k]])});
+            if (k) buf_putc(b, ' ');
+            fmt_one(st, b, &g, &kv);
+            buf_putc(b, ':');
+            fmt_one(st, b, &g, &v->u.m->v[ord[k]]);
+        }
+        mem_free(keys);
+        mem_free(ord);
+        buf_putc(b, ']');
+        return;
+    }
     if (v->k == V_LABELS && verb != 'v' && verb != 's') {
         /* fmt applies the verb to each key and value */
         fspec g = *f;

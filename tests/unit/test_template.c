@@ -479,6 +479,20 @@ static void test_go_semantics(void **state)
                "map[%!d(string=instance):%!d(string=foo:9090) %!d(string=job):%!d(string=node) "
                "%!d(string=severity):%!d(string=critical)]");
     expect_out(d, "{{ printf \"%T %T %T\" 1 \"a\" $labels }}", "int string map[string]string");
+    expect_out(d, "{{ printf \"%s\" (args 1 \"x\") }} {{ printf \"%v\" true }} {{ printf \"%5t|\" false }} "
+                  "{{ printf \"%05s\" \"ab\" }} {{ printf \"%-05d|\" 3 }}",
+               "map[arg0:%!s(int=1) arg1:x] true false| 000ab 3    |");
+    expect_out(d, "{{ printf \"%v %v %v\" 1e-5 1e20 1e21 }} {{ printf \"%g %g\" 100000.0 1e6 }} "
+                  "{{ printf \"%.2g\" 100.0 }} {{ printf \"%e\" 0.0 }}",
+               "1e-05 1e+20 1e+21 100000 1e+06 1e+02 0.000000e+00");
+    expect_out(d, "{{ printf \"%5.1f%%\" 12.345 }} {{ printf \"%-8.3s|\" \"abcdef\" }} {{ printf \"%08.2f\" 3.14159 }}",
+               " 12.3% abc     | 00003.14");
+    expect_out(d, "{{ (1435065584.128 | toTime).Format \"2006-01-02T15:04:05.000Z07:00\" }}|"
+                  "{{ (1435065584.128 | toTime).Format \"Jan _2 3:4:5 PM .999 -0700 MST 06 002\" }}",
+               "2015-06-23T13:19:44.128Z|Jun 23 1:19:44 PM .128 +0000 UTC 15 174");
+    expect_out(d, "{{ (1435065584 | toTime).Format \"Monday January 2 15:04:05.999999999\" }}|"
+                  "{{ (1435065584.5 | toTime).Unix }}|{{ (-1.5 | toTime) }}|{{ (1435065584.128 | toTime).Year }}",
+               "Tuesday June 23 13:19:44|1435065584|1969-12-31 23:59:58.5 +0000 UTC|2015");
     expect_out(d, "{{ printf \"%q\" \"a\\tb\\u00e9\" }} {{ printf \"%.3q\" \"abcdef\" }}", "\"a\\tbé\" \"abc\"");
     expect_out(d, "{{ printf \"%x %X %o %b\" 255 255 8 5 }} {{ printf \"%#x %#o\" 255 8 }} {{ printf \"% d\" 5 }}",
                "ff FF 10 101 0xff 010  5");
