@@ -29,14 +29,16 @@
 
 /* ---- limits ------------------------------------------------------------- */
 
-#define TMPL_MAX_OUTPUT (1024 * 1024)    /* bytes of output */
-#define TMPL_MAX_RANGE 100000            /* range iterations per expansion */
-#define TMPL_MAX_STRING (1024 * 1024)    /* bytes in one string value */
+#define TMPL_MAX_OUTPUT (1024 * 1024)     /* bytes of output */
+#define TMPL_MAX_RANGE 100000             /* range iterations per expansion */
+#define TMPL_MAX_STRING (1024 * 1024)     /* bytes in one string value */
 #define TMPL_MAX_ARENA (64 * 1024 * 1024) /* parse tree and values */
-#define TMPL_MAX_PARSE_DEPTH 200         /* nested control/paren structures */
-#define TMPL_MAX_EXEC_DEPTH 200          /* nested {{template}} calls */
-#define TMPL_MAX_STEPS 10000000          /* evaluated nodes (stops exponential templates) */
-#define TMPL_MAX_SCRATCH TMPL_MAX_ARENA  /* a function's working buffer; results over TMPL_MAX_STRING fail */
+#define TMPL_MAX_PARSE_DEPTH 200          /* nested control/paren structures */
+#define TMPL_MAX_EXEC_DEPTH 200           /* nested {{template}} calls */
+#define TMPL_MAX_EXEC_NEST 500  /* nested blocks, calls and parens while executing (C stack) */
+#define TMPL_MAX_STEPS 10000000 /* evaluated nodes (stops exponential templates) */
+#define TMPL_MAX_SCRATCH                                                                           \
+    TMPL_MAX_ARENA /* a function's working buffer; results over TMPL_MAX_STRING fail */
 
 /* Prometheus's prefix for alert templates. */
 static const char ALERT_PREFIX[] = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}"
@@ -131,7 +133,8 @@ static uint32_t decode_rune(const char *s, size_t n, size_t *len)
 static bool rune_is_alnum(uint32_t r)
 {
     if (r < 0x80)
-        return r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9');
+        return r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') ||
+               (r >= '0' && r <= '9');
     if (r < 0xc0) return r == 0xaa || r == 0xb5 || r == 0xba;
     if (r == 0xd7 || r == 0xf7 || r == 0xfffd || r == 0xfeff) return false;
     if (r >= 0x2000 && r <= 0x2bff) return false; /* punctuation, symbols, arrows */
@@ -148,7 +151,6 @@ static size_t alnum_len(const char *s, size_t n)
     uint32_t r = decode_rune(s, n, &k);
     return rune_is_alnum(r) ? k : 0;
 }
-
 
 static void lex_emit(lexer *l, enum item_type t)
 {
@@ -218,7 +220,12 @@ static bool at_terminator(lexer *l)
     unsigned char c = (unsigned char)l->in[l->pos];
     if (is_space(c)) return true;
     switch (c) {
-    case '.': case ',': case '|': case ':': case ')': case '(':
+    case '.':
+    case ',':
+    case '|':
+    case ':':
+    case ')':
+    case '(':
         return true;
     }
     return l->n - l->pos >= 2 && c == '}' && l->in[l->pos + 1] == '}';
@@ -230,11 +237,16 @@ static void fmt_rune_u(buf *b, const char *s, size_t n)
     unsigned char c = (unsigned char)s[0];
     uint32_t r = c;
     size_t k = 1;
-    if (c >= 0xc0 && c < 0xe0 && n >= 2) r = c & 0x1f, k = 2;
-    else if (c >= 0xe0 && c < 0xf0 && n >= 3) r = c & 0x0f, k = 3;
-    else if (c >= 0xf0 && n >= 4) r = c & 0x07, k = 4;
-    else if (c >= 0x80) r = 0xfffd, k = 0;
-    for (size_t i = 1; i < k; i++) r = (r << 6) | ((unsigned char)s[i] & 0x3f);
+    if (c >= 0xc0 && c < 0xe0 && n >= 2)
+        r = c & 0x1f, k = 2;
+    else if (c >= 0xe0 && c < 0xf0 && n >= 3)
+        r = c & 0x0f, k = 3;
+    else if (c >= 0xf0 && n >= 4)
+        r = c & 0x07, k = 4;
+    else if (c >= 0x80)
+        r = 0xfffd, k = 0;
+    for (size_t i = 1; i < k; i++)
+        r = (r << 6) | ((unsigned char)s[i] & 0x3f);
     buf_printf(b, "U+%04" PRIX32, r);
     /* printable runes are shown: ASCII graphic characters and letters */
     if ((r > 0x20 && r < 0x7f) || (r >= 0xa1 && r != 0xad && r < 0x2000)) {
@@ -251,6 +263,15 @@ static size_t rune_len(const char *s, size_t n)
     return k > n ? n : k;
 }
 
+/* Start of the UTF-8 character before offset p (p > 0). */
+static size_t prev_rune_start(const char *s, size_t p)
+{
+    size_t k = p - 1;
+    while (k > 0 && p - k < 4 && ((unsigned char)s[k] & 0xc0) == 0x80)
+        k--;
+    return k;
+}
+
 /* Scans a Go number (lex.go scanNumber); false on bad syntax. */
 static bool scan_number(lexer *l)
 {
@@ -261,24 +282,31 @@ static bool scan_number(lexer *l)
     int base = 10;
     if (l->pos + 1 < n && s[l->pos] == '0') {
         char c = s[l->pos + 1];
-        if (c == 'x' || c == 'X') l->pos += 2, digits = "0123456789abcdefABCDEF_", base = 16;
-        else if (c == 'o' || c == 'O') l->pos += 2, digits = "01234567_", base = 8;
-        else if (c == 'b' || c == 'B') l->pos += 2, digits = "01_", base = 2;
+        if (c == 'x' || c == 'X')
+            l->pos += 2, digits = "0123456789abcdefABCDEF_", base = 16;
+        else if (c == 'o' || c == 'O')
+            l->pos += 2, digits = "01234567_", base = 8;
+        else if (c == 'b' || c == 'B')
+            l->pos += 2, digits = "01_", base = 2;
     }
-    while (l->pos < n && strchr(digits, s[l->pos]) && s[l->pos]) l->pos++;
+    while (l->pos < n && strchr(digits, s[l->pos]) && s[l->pos])
+        l->pos++;
     if (l->pos < n && s[l->pos] == '.') {
         l->pos++;
-        while (l->pos < n && strchr(digits, s[l->pos]) && s[l->pos]) l->pos++;
+        while (l->pos < n && strchr(digits, s[l->pos]) && s[l->pos])
+            l->pos++;
     }
     if (base == 10 && l->pos < n && (s[l->pos] == 'e' || s[l->pos] == 'E')) {
         l->pos++;
         if (l->pos < n && (s[l->pos] == '+' || s[l->pos] == '-')) l->pos++;
-        while (l->pos < n && s[l->pos] >= '0' && s[l->pos] <= '9') l->pos++;
+        while (l->pos < n && s[l->pos] >= '0' && s[l->pos] <= '9')
+            l->pos++;
     }
     if (base == 16 && l->pos < n && (s[l->pos] == 'p' || s[l->pos] == 'P')) {
         l->pos++;
         if (l->pos < n && (s[l->pos] == '+' || s[l->pos] == '-')) l->pos++;
-        while (l->pos < n && s[l->pos] >= '0' && s[l->pos] <= '9') l->pos++;
+        while (l->pos < n && s[l->pos] >= '0' && s[l->pos] <= '9')
+            l->pos++;
     }
     if (l->pos < n && s[l->pos] == 'i') l->pos++;
     if (alnum_len(s + l->pos, n - l->pos) > 0) {
@@ -292,9 +320,17 @@ static const struct {
     const char *w;
     enum item_type t;
 } keywords[] = {
-    {"block", I_BLOCK}, {"break", I_BREAK}, {"continue", I_CONTINUE}, {"define", I_DEFINE},
-    {"else", I_ELSE},   {"end", I_END},     {"if", I_IF},             {"range", I_RANGE},
-    {"nil", I_NIL},     {"template", I_TEMPLATE}, {"with", I_WITH},
+    {"block", I_BLOCK},
+    {"break", I_BREAK},
+    {"continue", I_CONTINUE},
+    {"define", I_DEFINE},
+    {"else", I_ELSE},
+    {"end", I_END},
+    {"if", I_IF},
+    {"range", I_RANGE},
+    {"nil", I_NIL},
+    {"template", I_TEMPLATE},
+    {"with", I_WITH},
 };
 
 /* Lexes the whole input; an I_ERROR item (message appended to errmsg) or
@@ -322,7 +358,8 @@ static void lex_all(lexer *l, buf *errmsg)
             bool trim = has_left_trim(l->in + delim + 2, l->n - delim - 2);
             size_t text_end = delim;
             if (trim)
-                while (text_end > l->start && is_space((unsigned char)l->in[text_end - 1])) text_end--;
+                while (text_end > l->start && is_space((unsigned char)l->in[text_end - 1]))
+                    text_end--;
             l->pos = text_end;
             if (l->pos > l->start) lex_emit(l, I_TEXT);
             l->pos = delim;
@@ -355,14 +392,15 @@ static void lex_all(lexer *l, buf *errmsg)
                     break;
                 }
                 if (rtrim)
-                    while (l->pos < l->n && is_space((unsigned char)l->in[l->pos])) l->pos++;
+                    while (l->pos < l->n && is_space((unsigned char)l->in[l->pos]))
+                        l->pos++;
                 lex_ignore(l);
                 continue;
             }
             l->pos = delim + 2;
             lex_emit(l, I_LEFT_DELIM);
             if (trim) {
-                l->pos += 1; /* the '-'; the space is lexed as space */
+                l->pos += 2; /* the '-' and the space after it */
                 lex_ignore(l);
             }
             l->paren_depth = 0;
@@ -383,7 +421,8 @@ static void lex_all(lexer *l, buf *errmsg)
             l->pos += 2;
             lex_emit(l, I_RIGHT_DELIM);
             if (trim) {
-                while (l->pos < l->n && is_space((unsigned char)l->in[l->pos])) l->pos++;
+                while (l->pos < l->n && is_space((unsigned char)l->in[l->pos]))
+                    l->pos++;
                 lex_ignore(l);
             }
             l->inside = false;
@@ -396,7 +435,8 @@ static void lex_all(lexer *l, buf *errmsg)
         unsigned char c = (unsigned char)l->in[l->pos];
         if (is_space(c)) {
             size_t nsp = 0;
-            while (l->pos < l->n && is_space((unsigned char)l->in[l->pos])) l->pos++, nsp++;
+            while (l->pos < l->n && is_space((unsigned char)l->in[l->pos]))
+                l->pos++, nsp++;
             /* a trim-marked closing delimiter: " -}}" */
             if (has_right_trim(l->in + l->pos - 1, l->n - l->pos + 1) && l->n - l->pos >= 3 &&
                 l->in[l->pos + 1] == '}' && l->in[l->pos + 2] == '}') {
@@ -427,7 +467,8 @@ static void lex_all(lexer *l, buf *errmsg)
             bool raw = c == '`';
             for (;;) {
                 if (l->pos >= l->n) {
-                    lex_error(l, raw ? "unterminated raw quoted string" : "unterminated quoted string",
+                    lex_error(l,
+                              raw ? "unterminated raw quoted string" : "unterminated quoted string",
                               errmsg);
                     break;
                 }
@@ -470,7 +511,8 @@ static void lex_all(lexer *l, buf *errmsg)
                 lex_emit(l, c == '.' ? I_DOT : I_VARIABLE);
                 continue;
             }
-            for (size_t k; (k = alnum_len(l->in + l->pos, l->n - l->pos)) > 0;) l->pos += k;
+            for (size_t k; (k = alnum_len(l->in + l->pos, l->n - l->pos)) > 0;)
+                l->pos += k;
             if (!at_terminator(l)) {
                 buf b;
                 buf_init(&b, 256);
@@ -489,12 +531,10 @@ static void lex_all(lexer *l, buf *errmsg)
             l->paren_depth++;
             continue;
         case ')':
-            l->paren_depth--;
-            if (l->paren_depth < 0) {
-                lex_error(l, "unexpected right paren", errmsg);
-                continue;
-            }
+            /* Go emits the paren before the error, so the parser reports it */
             lex_emit(l, I_RIGHT_PAREN);
+            l->paren_depth--;
+            if (l->paren_depth < 0) lex_error(l, "unexpected right paren", errmsg);
             continue;
         default:
             break;
@@ -517,7 +557,8 @@ static void lex_all(lexer *l, buf *errmsg)
         }
         if (alnum_len(l->in + l->pos - 1, l->n - l->pos + 1) > 0) {
             l->pos--;
-            for (size_t k; (k = alnum_len(l->in + l->pos, l->n - l->pos)) > 0;) l->pos += k;
+            for (size_t k; (k = alnum_len(l->in + l->pos, l->n - l->pos)) > 0;)
+                l->pos += k;
             if (!at_terminator(l)) {
                 buf b;
                 buf_init(&b, 256);
@@ -532,7 +573,8 @@ static void lex_all(lexer *l, buf *errmsg)
             size_t wl = l->pos - l->start;
             enum item_type t = I_IDENTIFIER;
             for (size_t k = 0; k < sizeof keywords / sizeof keywords[0]; k++)
-                if (strlen(keywords[k].w) == wl && memcmp(keywords[k].w, w, wl) == 0) t = keywords[k].t;
+                if (strlen(keywords[k].w) == wl && memcmp(keywords[k].w, w, wl) == 0)
+                    t = keywords[k].t;
             if ((wl == 4 && memcmp(w, "true", 4) == 0) || (wl == 5 && memcmp(w, "false", 5) == 0))
                 t = I_BOOL;
             lex_emit(l, t);
@@ -621,9 +663,9 @@ struct node {
             size_t nident;
             node *chained; /* N_CHAIN: the operand */
         } f;
-        str ident;       /* N_IDENTIFIER */
-        bool b;          /* N_BOOL */
-        struct {         /* N_NUMBER */
+        str ident; /* N_IDENTIFIER */
+        bool b;    /* N_BOOL */
+        struct {   /* N_NUMBER */
             str text;
             bool is_int, is_float;
             int64_t i;
@@ -733,6 +775,7 @@ struct tmpl_state {
     size_t range_iters;
     size_t steps;
     int exec_depth;
+    int nest;                   /* recursion depth of the executor */
     template_query_result *qrs; /* to clean up */
     size_t nqrs, qcap;
     regex **res;
@@ -801,8 +844,10 @@ static _Noreturn void perr(parser *p, const char *fmt, ...)
 static item *p_next(parser *p)
 {
     item *it = &p->items[p->i];
-    if (it->typ != I_EOF && it->typ != I_ERROR) p->i++;
-    else p->i++; /* stays at the terminator through backup */
+    if (it->typ != I_EOF && it->typ != I_ERROR)
+        p->i++;
+    else
+        p->i++; /* stays at the terminator through backup */
     if (it->typ == I_ERROR) {
         buf_printf(p->st->err, "template: %s:%d: %s", p->name, it->line, buf_cstr(&p->st->lexmsg));
         fail(p->st);
@@ -825,7 +870,8 @@ static item *p_peek(parser *p)
 static item *p_next_nonspace(parser *p)
 {
     item *it;
-    do it = p_next(p);
+    do
+        it = p_next(p);
     while (it->typ == I_SPACE);
     return it;
 }
@@ -853,7 +899,8 @@ static void item_desc(buf *b, const item *it)
     if (it->len > 10) {
         /* %.10q: quote the first 10 runes */
         size_t k = 0, runes = 0;
-        while (k < it->len && runes < 10) k += rune_len(it->val + k, it->len - k), runes++;
+        while (k < it->len && runes < 10)
+            k += rune_len(it->val + k, it->len - k), runes++;
         expfmt_quote_go(buf_sink, b, it->val, k);
         buf_puts(b, "...");
         return;
@@ -939,7 +986,8 @@ static bool parse_number(node *nd, const char *s, size_t n, bool is_char)
         size_t k = rune_len(out.data, out.len);
         if (k > 1) {
             r = u[0] & (0xff >> (k + 1));
-            for (size_t i = 1; i < k; i++) r = (r << 6) | (u[i] & 0x3f);
+            for (size_t i = 1; i < k; i++)
+                r = (r << 6) | (u[i] & 0x3f);
         }
         buf_cleanup(&out);
         nd->u.num.is_int = true;
@@ -952,18 +1000,24 @@ static bool parse_number(node *nd, const char *s, size_t n, bool is_char)
     if (s[n - 1] == 'i') return false; /* complex numbers are not supported */
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (s[i] != '_') tmp[k++] = s[i];
-        else if (i == 0 || i + 1 == n) return false;
+        if (s[i] != '_')
+            tmp[k++] = s[i];
+        else if (i == 0 || i + 1 == n)
+            return false;
     tmp[k] = 0;
     const char *t = tmp;
     bool neg = false;
     if (*t == '+' || *t == '-') neg = *t == '-', t++;
     int base = 10;
     const char *digits = t;
-    if (t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) base = 16, digits = t + 2;
-    else if (t[0] == '0' && (t[1] == 'o' || t[1] == 'O')) base = 8, digits = t + 2;
-    else if (t[0] == '0' && (t[1] == 'b' || t[1] == 'B')) base = 2, digits = t + 2;
-    else if (t[0] == '0' && t[1] >= '0' && t[1] <= '9') base = 8, digits = t + 1;
+    if (t[0] == '0' && (t[1] == 'x' || t[1] == 'X'))
+        base = 16, digits = t + 2;
+    else if (t[0] == '0' && (t[1] == 'o' || t[1] == 'O'))
+        base = 8, digits = t + 2;
+    else if (t[0] == '0' && (t[1] == 'b' || t[1] == 'B'))
+        base = 2, digits = t + 2;
+    else if (t[0] == '0' && t[1] >= '0' && t[1] <= '9')
+        base = 8, digits = t + 1;
     bool floaty = base == 16 ? strpbrk(digits, ".pP") != NULL : strpbrk(digits, ".eE") != NULL;
     if (!floaty && *digits) {
         errno = 0;
@@ -1043,6 +1097,8 @@ static node *p_term(parser *p)
     case I_CHAR_CONSTANT:
     case I_NUMBER:
         n = new_node(p, N_NUMBER, it->pos, it->line);
+        if (it->typ == I_CHAR_CONSTANT && !parse_number(n, it->val, it->len, true))
+            perr(p, "malformed character constant: %.*s", (int)it->len, it->val);
         if (!parse_number(n, it->val, it->len, it->typ == I_CHAR_CONSTANT)) {
             char tmp[300];
             buf q;
@@ -1113,16 +1169,19 @@ static node *p_operand(parser *p)
     case N_NUMBER:
     case N_NIL:
     case N_DOT: {
-        const char *what = n->t == N_BOOL ? (n->u.b ? "true" : "false")
+        const char *what = n->t == N_BOOL  ? (n->u.b ? "true" : "false")
                            : n->t == N_NIL ? "nil"
                            : n->t == N_DOT ? "."
                                            : NULL;
         char tmp[300];
         buf q;
         buf_init(&q, 256);
-        if (what) expfmt_quote_go(buf_sink, &q, what, strlen(what));
-        else if (n->t == N_STRING) expfmt_quote_go(buf_sink, &q, n->u.s.quoted.p, n->u.s.quoted.n);
-        else expfmt_quote_go(buf_sink, &q, n->u.num.text.p, n->u.num.text.n);
+        if (what)
+            expfmt_quote_go(buf_sink, &q, what, strlen(what));
+        else if (n->t == N_STRING)
+            expfmt_quote_go(buf_sink, &q, n->u.s.quoted.p, n->u.s.quoted.n);
+        else
+            expfmt_quote_go(buf_sink, &q, n->u.num.text.p, n->u.num.text.n);
         snprintf(tmp, sizeof tmp, "%s", buf_cstr(&q));
         buf_cleanup(&q);
         perr(p, "unexpected . after term %s", tmp);
@@ -1147,8 +1206,10 @@ static node *p_command(parser *p)
         if (op) list_add(p->st, &cmd->u.args, op);
         item *it = p_next(p);
         if (it->typ == I_SPACE) continue;
-        if (it->typ == I_RIGHT_DELIM || it->typ == I_RIGHT_PAREN) p_backup(p);
-        else if (it->typ != I_PIPE) p_unexpected(p, it, "operand");
+        if (it->typ == I_RIGHT_DELIM || it->typ == I_RIGHT_PAREN)
+            p_backup(p);
+        else if (it->typ != I_PIPE)
+            p_unexpected(p, it, "operand");
         break;
     }
     if (cmd->u.args.n == 0) perr(p, "empty command");
@@ -1288,7 +1349,8 @@ static void add_def(parser *p, str name, node_list *list)
     tmpl_state *st = p->st;
     for (size_t k = 0; k < st->ndefs; k++)
         if (st->defs[k].name.n == name.n && memcmp(st->defs[k].name.p, name.p, name.n) == 0) {
-            if (st->defs[k].list->n == 0) st->defs[k].list = list;
+            if (st->defs[k].list->n == 0)
+                st->defs[k].list = list;
             else if (list->n != 0) {
                 buf_printf(st->err, "template: multiple definition of template \"%.*s\"",
                            (int)name.n, name.p);
@@ -1363,7 +1425,8 @@ static node *p_action(parser *p)
     case I_CONTINUE: {
         const char *w = tok->typ == I_BREAK ? "break" : "continue";
         item *nt = p_next_nonspace(p);
-        if (nt->typ != I_RIGHT_DELIM) p_unexpected(p, nt, tok->typ == I_BREAK ? "{{break}}" : "{{continue}}");
+        if (nt->typ != I_RIGHT_DELIM)
+            p_unexpected(p, nt, tok->typ == I_BREAK ? "{{break}}" : "{{continue}}");
         if (p->range_depth == 0) perr(p, "{{%s}} outside {{range}}", w);
         return new_node(p, tok->typ == I_BREAK ? N_BREAK : N_CONTINUE, tok->pos, tok->line);
     }
@@ -1386,7 +1449,7 @@ static node *p_action(parser *p)
             p_backup(p);
             pipe = p_pipeline(p, "template clause", I_RIGHT_DELIM);
         }
-        node *n = new_node(p, N_TEMPLATE, tok->pos, tok->line);
+        node *n = new_node(p, N_TEMPLATE, nt->pos, nt->line); /* Go: the name's position */
         n->u.tmpl.name = name;
         n->u.tmpl.pipe = pipe;
         return n;
@@ -1438,7 +1501,8 @@ static node_list *p_parse(parser *p)
                 continue;
             }
             p->i -= 1;
-            while (p->items[p->i].typ != I_LEFT_DELIM) p->i--;
+            while (p->items[p->i].typ != I_LEFT_DELIM)
+                p->i--;
         }
         node *n = p_text_or_action(p);
         if (n->t == N_END) perr(p, "unexpected {{end}}");
@@ -1555,7 +1619,8 @@ static void node_string(buf *b, const node *n)
 
 /* ---- execution errors ------------------------------------------------------- */
 
-static _Noreturn void xerr(tmpl_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static _Noreturn void xerr(tmpl_state *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static _Noreturn void xerr(tmpl_state *st, const char *fmt, ...)
 {
@@ -1593,7 +1658,6 @@ static val v_str(str s)
     return (val){.k = V_STRING, .u.s = s};
 }
 
-
 /* Moves a local buf's contents into the arena; the buf is freed first
  * thing, so an error (which longjmps) leaks nothing. */
 static val v_take(tmpl_state *st, buf *b)
@@ -1621,8 +1685,9 @@ static val v_bool(bool b)
     return (val){.k = V_BOOL, .u.b = b};
 }
 
-static const char DATA_TYPE[] = "struct { Labels map[string]string; ExternalLabels map[string]string; "
-                                "ExternalURL string; Value interface {} }";
+static const char DATA_TYPE[] =
+    "struct { Labels map[string]string; ExternalLabels map[string]string; "
+    "ExternalURL string; Value interface {} }";
 
 static const char *type_name(const val *v)
 {
@@ -1702,18 +1767,23 @@ static void fmt_go_duration(buf *b, int64_t d)
     if (u < 1000000000ULL) {
         const char *unit;
         int prec;
-        if (u < 1000) unit = "ns", prec = 0;
-        else if (u < 1000000) unit = "\xc2\xb5s", prec = 3;
-        else unit = "ms", prec = 6;
+        if (u < 1000)
+            unit = "ns", prec = 0;
+        else if (u < 1000000)
+            unit = "\xc2\xb5s", prec = 3;
+        else
+            unit = "ms", prec = 6;
         uint64_t div = 1;
-        for (int i = 0; i < prec; i++) div *= 10;
+        for (int i = 0; i < prec; i++)
+            div *= 10;
         buf_printf(b, "%" PRIu64, u / div);
         uint64_t frac = u % div;
         if (frac) {
             char fd[16];
             snprintf(fd, sizeof fd, "%0*" PRIu64, prec, frac);
             size_t fl = strlen(fd);
-            while (fl > 0 && fd[fl - 1] == '0') fl--;
+            while (fl > 0 && fd[fl - 1] == '0')
+                fl--;
             buf_putc(b, '.');
             buf_append(b, fd, fl);
         }
@@ -1729,7 +1799,8 @@ static void fmt_go_duration(buf *b, int64_t d)
         char fd[16];
         snprintf(fd, sizeof fd, "%09" PRIu64, frac);
         size_t fl = strlen(fd);
-        while (fl > 0 && fd[fl - 1] == '0') fl--;
+        while (fl > 0 && fd[fl - 1] == '0')
+            fl--;
         buf_putc(b, '.');
         buf_append(b, fd, fl);
     }
@@ -1745,8 +1816,9 @@ static void split_time(int64_t ns, struct tm *tm, int64_t *nsec)
     *nsec = rem;
 }
 
-static const char *const MONTHS[] = {"January", "February", "March",     "April",   "May",      "June",
-                                     "July",    "August",   "September", "October", "November", "December"};
+static const char *const MONTHS[] = {"January",   "February", "March",    "April",
+                                     "May",       "June",     "July",     "August",
+                                     "September", "October",  "November", "December"};
 static const char *const DAYS[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
                                    "Thursday", "Friday", "Saturday"};
 
@@ -1758,39 +1830,69 @@ static void fmt_go_time(buf *b, int64_t ns, const char *l, size_t n)
     int64_t nsec;
     split_time(ns, &tm, &nsec);
     int year = tm.tm_year + 1900, hour12 = tm.tm_hour % 12 ? tm.tm_hour % 12 : 12;
-#define LP(s) (n - i >= sizeof(s) - 1 && memcmp(l + i, s, sizeof(s) - 1) == 0 && (i += sizeof(s) - 1, 1))
+#define LP(s)                                                                                      \
+    (n - i >= sizeof(s) - 1 && memcmp(l + i, s, sizeof(s) - 1) == 0 && (i += sizeof(s) - 1, 1))
     for (size_t i = 0; i < n;) {
-        if (LP("January")) buf_puts(b, MONTHS[tm.tm_mon]);
-        else if (LP("Jan")) buf_printf(b, "%.3s", MONTHS[tm.tm_mon]);
-        else if (LP("Monday")) buf_puts(b, DAYS[tm.tm_wday]);
-        else if (LP("Mon")) buf_printf(b, "%.3s", DAYS[tm.tm_wday]);
-        else if (LP("MST")) buf_puts(b, "UTC");
-        else if (LP("2006")) buf_printf(b, "%04d", year);
-        else if (LP("2")) buf_printf(b, "%d", tm.tm_mday);
-        else if (LP("_2")) buf_printf(b, "%2d", tm.tm_mday);
-        else if (LP("002")) buf_printf(b, "%03d", tm.tm_yday + 1);
-        else if (LP("01")) buf_printf(b, "%02d", tm.tm_mon + 1);
-        else if (LP("02")) buf_printf(b, "%02d", tm.tm_mday);
-        else if (LP("03")) buf_printf(b, "%02d", hour12);
-        else if (LP("04")) buf_printf(b, "%02d", tm.tm_min);
-        else if (LP("05")) buf_printf(b, "%02d", tm.tm_sec);
-        else if (LP("06")) buf_printf(b, "%02d", year % 100);
-        else if (LP("15")) buf_printf(b, "%02d", tm.tm_hour);
-        else if (LP("1")) buf_printf(b, "%d", tm.tm_mon + 1);
-        else if (LP("3")) buf_printf(b, "%d", hour12);
-        else if (LP("4")) buf_printf(b, "%d", tm.tm_min);
-        else if (LP("5")) buf_printf(b, "%d", tm.tm_sec);
-        else if (LP("PM")) buf_puts(b, tm.tm_hour >= 12 ? "PM" : "AM");
-        else if (LP("pm")) buf_puts(b, tm.tm_hour >= 12 ? "pm" : "am");
-        else if (LP("-07:00:00")) buf_puts(b, "+00:00:00");
-        else if (LP("-0700")) buf_puts(b, "+0000");
-        else if (LP("-07:00")) buf_puts(b, "+00:00");
-        else if (LP("-07")) buf_puts(b, "+00");
-        else if (LP("Z07:00:00") || LP("Z0700") || LP("Z07:00") || LP("Z07")) buf_putc(b, 'Z');
-        else if ((l[i] == '.' || l[i] == ',') && i + 1 < n && (l[i + 1] == '0' || l[i + 1] == '9')) {
+        if (LP("January"))
+            buf_puts(b, MONTHS[tm.tm_mon]);
+        else if (LP("Jan"))
+            buf_printf(b, "%.3s", MONTHS[tm.tm_mon]);
+        else if (LP("Monday"))
+            buf_puts(b, DAYS[tm.tm_wday]);
+        else if (LP("Mon"))
+            buf_printf(b, "%.3s", DAYS[tm.tm_wday]);
+        else if (LP("MST"))
+            buf_puts(b, "UTC");
+        else if (LP("2006"))
+            buf_printf(b, "%04d", year);
+        else if (LP("2"))
+            buf_printf(b, "%d", tm.tm_mday);
+        else if (LP("_2"))
+            buf_printf(b, "%2d", tm.tm_mday);
+        else if (LP("002"))
+            buf_printf(b, "%03d", tm.tm_yday + 1);
+        else if (LP("01"))
+            buf_printf(b, "%02d", tm.tm_mon + 1);
+        else if (LP("02"))
+            buf_printf(b, "%02d", tm.tm_mday);
+        else if (LP("03"))
+            buf_printf(b, "%02d", hour12);
+        else if (LP("04"))
+            buf_printf(b, "%02d", tm.tm_min);
+        else if (LP("05"))
+            buf_printf(b, "%02d", tm.tm_sec);
+        else if (LP("06"))
+            buf_printf(b, "%02d", year % 100);
+        else if (LP("15"))
+            buf_printf(b, "%02d", tm.tm_hour);
+        else if (LP("1"))
+            buf_printf(b, "%d", tm.tm_mon + 1);
+        else if (LP("3"))
+            buf_printf(b, "%d", hour12);
+        else if (LP("4"))
+            buf_printf(b, "%d", tm.tm_min);
+        else if (LP("5"))
+            buf_printf(b, "%d", tm.tm_sec);
+        else if (LP("PM"))
+            buf_puts(b, tm.tm_hour >= 12 ? "PM" : "AM");
+        else if (LP("pm"))
+            buf_puts(b, tm.tm_hour >= 12 ? "pm" : "am");
+        else if (LP("-07:00:00"))
+            buf_puts(b, "+00:00:00");
+        else if (LP("-0700"))
+            buf_puts(b, "+0000");
+        else if (LP("-07:00"))
+            buf_puts(b, "+00:00");
+        else if (LP("-07"))
+            buf_puts(b, "+00");
+        else if (LP("Z07:00:00") || LP("Z0700") || LP("Z07:00") || LP("Z07"))
+            buf_putc(b, 'Z');
+        else if ((l[i] == '.' || l[i] == ',') && i + 1 < n &&
+                 (l[i + 1] == '0' || l[i + 1] == '9')) {
             char c = l[i + 1];
             size_t j = i + 1;
-            while (j < n && l[j] == c) j++;
+            while (j < n && l[j] == c)
+                j++;
             if (j < n && l[j] >= '0' && l[j] <= '9') {
                 buf_putc(b, l[i++]);
                 continue;
@@ -1801,7 +1903,8 @@ static void fmt_go_time(buf *b, int64_t ns, const char *l, size_t n)
             snprintf(fd, sizeof fd, "%09" PRId64, nsec);
             size_t fl = digits;
             if (c == '9') {
-                while (fl > 0 && fd[fl - 1] == '0') fl--;
+                while (fl > 0 && fd[fl - 1] == '0')
+                    fl--;
                 if (fl) {
                     buf_putc(b, l[i]);
                     buf_append(b, fd, fl);
@@ -1892,9 +1995,10 @@ static void print_val(tmpl_state *st, buf *b, const val *v)
         /* keys in Go's sorted order: arg0 arg1 arg10 arg11 ... arg2 */
         buf_puts(b, "map[");
         size_t n = v->u.m ? v->u.m->n : 0;
-        char (*keys)[24] = n ? mem_malloc(n * sizeof *keys) : NULL;
+        char(*keys)[24] = n ? mem_malloc(n * sizeof *keys) : NULL;
         size_t *ord = n ? mem_malloc(n * sizeof *ord) : NULL;
-        for (size_t k = 0; k < n; k++) snprintf(keys[k], sizeof keys[k], "arg%zu", k), ord[k] = k;
+        for (size_t k = 0; k < n; k++)
+            snprintf(keys[k], sizeof keys[k], "arg%zu", k), ord[k] = k;
         for (size_t i = 1; i < n; i++)
             for (size_t j = i; j > 0 && strcmp(keys[ord[j - 1]], keys[ord[j]]) > 0; j--) {
                 size_t t = ord[j];
@@ -1906,8 +2010,10 @@ static void print_val(tmpl_state *st, buf *b, const val *v)
             buf_puts(b, keys[ord[k]]);
             buf_putc(b, ':');
             const val *e = &v->u.m->v[ord[k]];
-            if (e->k == V_INVALID) buf_puts(b, "<nil>");
-            else print_val(st, b, e);
+            if (e->k == V_INVALID)
+                buf_puts(b, "<nil>");
+            else
+                print_val(st, b, e);
         }
         mem_free(keys);
         mem_free(ord);
@@ -1959,17 +2065,20 @@ static void fmt_pad(buf *b, const fspec *f, const char *s, size_t n, bool zero_o
     size_t pad = f->width > 0 && (size_t)f->width > w ? (size_t)f->width - w : 0;
     if (f->minus) {
         buf_append(b, s, n);
-        for (size_t i = 0; i < pad; i++) buf_putc(b, ' ');
+        for (size_t i = 0; i < pad; i++)
+            buf_putc(b, ' ');
         return;
     }
     if (f->zero && zero_ok) {
         size_t sign = n > 0 && (s[0] == '-' || s[0] == '+' || s[0] == ' ') ? 1 : 0;
         buf_append(b, s, sign);
-        for (size_t i = 0; i < pad; i++) buf_putc(b, '0');
+        for (size_t i = 0; i < pad; i++)
+            buf_putc(b, '0');
         buf_append(b, s + sign, n - sign);
         return;
     }
-    for (size_t i = 0; i < pad; i++) buf_putc(b, ' ');
+    for (size_t i = 0; i < pad; i++)
+        buf_putc(b, ' ');
     buf_append(b, s, n);
 }
 
@@ -1979,10 +2088,19 @@ static void fmt_int(buf *b, const fspec *f, int64_t v)
     int base = 10;
     bool upper = false;
     switch (f->verb) {
-    case 'x': base = 16; break;
-    case 'X': base = 16, upper = true; break;
-    case 'o': case 'O': base = 8; break;
-    case 'b': base = 2; break;
+    case 'x':
+        base = 16;
+        break;
+    case 'X':
+        base = 16, upper = true;
+        break;
+    case 'o':
+    case 'O':
+        base = 8;
+        break;
+    case 'b':
+        base = 2;
+        break;
     }
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     size_t nd = 0;
@@ -1994,14 +2112,19 @@ static void fmt_int(buf *b, const fspec *f, int64_t v)
     } while (u);
     if (f->prec == 0 && v == 0) nd = 0;
     size_t k = 0;
-    if (v < 0) digits[k++] = '-';
-    else if (f->plus) digits[k++] = '+';
-    else if (f->space) digits[k++] = ' ';
+    if (v < 0)
+        digits[k++] = '-';
+    else if (f->plus)
+        digits[k++] = '+';
+    else if (f->space)
+        digits[k++] = ' ';
     if (f->sharp && base == 16) digits[k++] = '0', digits[k++] = upper ? 'X' : 'x';
     if (f->verb == 'O') digits[k++] = '0', digits[k++] = 'o';
     if (f->sharp && base == 8 && f->verb == 'o') digits[k++] = '0';
-    for (int i = (int)nd; f->prec > 0 && i < f->prec && k < 70; i++) digits[k++] = '0';
-    while (nd > 0 && k < sizeof digits) digits[k++] = rev[--nd];
+    for (int i = (int)nd; f->prec > 0 && i < f->prec && k < 70; i++)
+        digits[k++] = '0';
+    while (nd > 0 && k < sizeof digits)
+        digits[k++] = rev[--nd];
     fmt_pad(b, f, digits, k, f->prec < 0);
 }
 
@@ -2010,9 +2133,13 @@ static void fmt_float(buf *b, const fspec *f, double v)
     char tmp[400];
     size_t n;
     if (isinf(v) || isnan(v)) {
-        const char *s = isnan(v) ? (f->plus ? "+NaN" : f->space ? " NaN" : "NaN")
-                        : v > 0    ? (f->plus ? "+Inf" : f->space ? " Inf" : "+Inf")
-                                   : "-Inf";
+        const char *s = isnan(v) ? (f->plus    ? "+NaN"
+                                    : f->space ? " NaN"
+                                               : "NaN")
+                        : v > 0  ? (f->plus    ? "+Inf"
+                                    : f->space ? " Inf"
+                                               : "+Inf")
+                                 : "-Inf";
         fspec g = *f;
         g.zero = false;
         fmt_pad(b, &g, s, strlen(s), false);
@@ -2035,8 +2162,10 @@ static void fmt_float(buf *b, const fspec *f, double v)
     char out[420];
     size_t k = 0;
     if (tmp[0] != '-') {
-        if (f->plus) out[k++] = '+';
-        else if (f->space) out[k++] = ' ';
+        if (f->plus)
+            out[k++] = '+';
+        else if (f->space)
+            out[k++] = ' ';
     }
     memcpy(out + k, tmp, n);
     k += n;
@@ -2059,6 +2188,56 @@ static void fmt_bad(tmpl_state *st, buf *b, char verb, const val *v)
 static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
 {
     char verb = f->verb;
+    if (verb == 'T') {
+        const char *t = type_name(v);
+        fmt_pad(b, f, t, strlen(t), false);
+        return;
+    }
+    if (v->k == V_MAP && verb != 'v') {
+        /* fmt applies the verb to each key and value, in key order */
+        fspec g = *f;
+        g.width = -1;
+        size_t n = v->u.m ? v->u.m->n : 0;
+        buf_puts(b, "map[");
+        /* arg0 arg1 arg10 arg11 ... arg2: decimal keys in string order */
+        char(*keys)[24] = n ? mem_malloc(n * sizeof *keys) : NULL;
+        size_t *ord = n ? mem_malloc(n * sizeof *ord) : NULL;
+        for (size_t k = 0; k < n; k++)
+            snprintf(keys[k], sizeof keys[k], "arg%zu", k), ord[k] = k;
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && strcmp(keys[ord[j - 1]], keys[ord[j]]) > 0; j--) {
+                size_t t = ord[j];
+                ord[j] = ord[j - 1];
+                ord[j - 1] = t;
+            }
+        for (size_t k = 0; k < n; k++) {
+            val kv = v_str((str){keys[ord[k]], strlen(keys[ord[k]])});
+            if (k) buf_putc(b, ' ');
+            fmt_one(st, b, &g, &kv);
+            buf_putc(b, ':');
+            fmt_one(st, b, &g, &v->u.m->v[ord[k]]);
+        }
+        mem_free(keys);
+        mem_free(ord);
+        buf_putc(b, ']');
+        return;
+    }
+    if (v->k == V_LABELS && verb != 'v' && verb != 's') {
+        /* fmt applies the verb to each key and value */
+        fspec g = *f;
+        g.width = -1;
+        buf_puts(b, "map[");
+        for (uint32_t k = 0; v->u.ls && k < v->u.ls->n; k++) {
+            const label *l = &v->u.ls->v[k];
+            val kv = v_str((str){l->name, l->name_len}), vv = v_str((str){l->value, l->value_len});
+            if (k) buf_putc(b, ' ');
+            fmt_one(st, b, &g, &kv);
+            buf_putc(b, ':');
+            fmt_one(st, b, &g, &vv);
+        }
+        buf_putc(b, ']');
+        return;
+    }
     switch (v->k) {
     case V_BOOL:
         if (verb == 'v' || verb == 't') {
@@ -2083,8 +2262,10 @@ static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
                 buf q;
                 buf_init(&q, 64);
                 buf_putc(&q, '\'');
-                if (r.len == 1 && r.data[0] == '\'') buf_puts(&q, "\\'");
-                else if (r.len == 1 && r.data[0] == '"') buf_putc(&q, '"');
+                if (r.len == 1 && r.data[0] == '\'')
+                    buf_puts(&q, "\\'");
+                else if (r.len == 1 && r.data[0] == '"')
+                    buf_putc(&q, '"');
                 else {
                     buf t;
                     buf_init(&t, 64);
@@ -2104,8 +2285,10 @@ static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
         }
         return;
     case V_FLOAT:
-        if (strchr("veEfFgG", verb)) fmt_float(b, f, v->u.f);
-        else fmt_bad(st, b, verb, v);
+        if (strchr("veEfFgG", verb))
+            fmt_float(b, f, v->u.f);
+        else
+            fmt_bad(st, b, verb, v);
         return;
     case V_STRING: {
         const char *s = v->u.s.p;
@@ -2113,13 +2296,20 @@ static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
         if (verb == 'v' || verb == 's') {
             if (f->prec >= 0) {
                 size_t k = 0;
-                for (int r = 0; r < f->prec && k < n; r++) k += rune_len(s + k, n - k);
+                for (int r = 0; r < f->prec && k < n; r++)
+                    k += rune_len(s + k, n - k);
                 n = k;
             }
             fmt_pad(b, f, s, n, true);
         } else if (verb == 'q') {
             buf q;
             buf_init(&q, BUF_UNLIMITED);
+            if (f->prec >= 0) {
+                size_t k = 0;
+                for (int r = 0; r < f->prec && k < n; r++)
+                    k += rune_len(s + k, n - k);
+                n = k;
+            }
             expfmt_quote_go(buf_sink, &q, s, n);
             fmt_pad(b, f, buf_cstr(&q), q.len, false);
             buf_cleanup(&q);
@@ -2139,8 +2329,10 @@ static void fmt_one(tmpl_state *st, buf *b, const fspec *f, const val *v)
     }
     case V_INVALID:
     case V_NIL:
-        if (verb == 'v' || verb == 's') fmt_pad(b, f, "<nil>", 5, false);
-        else fmt_bad(st, b, verb, v);
+        if (verb == 'v')
+            fmt_pad(b, f, "<nil>", 5, false);
+        else
+            fmt_bad(st, b, verb, v);
         return;
     default:
         if (verb == 'v' || verb == 's') {
@@ -2164,7 +2356,8 @@ static void go_sprintf(tmpl_state *st, buf *b, const char *fmt, size_t n, const 
     for (size_t i = 0; i < n;) {
         if (fmt[i] != '%') {
             size_t j = i;
-            while (j < n && fmt[j] != '%') j++;
+            while (j < n && fmt[j] != '%')
+                j++;
             buf_append(b, fmt + i, j - i);
             i = j;
             continue;
@@ -2173,12 +2366,18 @@ static void go_sprintf(tmpl_state *st, buf *b, const char *fmt, size_t n, const 
         fspec f = {.width = -1, .prec = -1};
         for (; i < n; i++) {
             char c = fmt[i];
-            if (c == '-') f.minus = true, f.zero = false;
-            else if (c == '+') f.plus = true;
-            else if (c == '#') f.sharp = true;
-            else if (c == ' ') f.space = true;
-            else if (c == '0') f.zero = !f.minus;
-            else break;
+            if (c == '-')
+                f.minus = true, f.zero = false;
+            else if (c == '+')
+                f.plus = true;
+            else if (c == '#')
+                f.sharp = true;
+            else if (c == ' ')
+                f.space = true;
+            else if (c == '0')
+                f.zero = !f.minus;
+            else
+                break;
         }
         if (i < n && fmt[i] == '*') {
             i++;
@@ -2275,8 +2474,10 @@ static void go_sprint(tmpl_state *st, buf *b, const val *args, size_t n, bool ln
     for (size_t k = 0; k < n; k++) {
         bool is_str = args[k].k == V_STRING;
         if (k > 0 && (ln || (!is_str && args[k - 1].k != V_STRING))) buf_putc(b, ' ');
-        if (args[k].k == V_INVALID) buf_puts(b, "<nil>");
-        else print_val(st, b, &args[k]);
+        if (args[k].k == V_INVALID)
+            buf_puts(b, "<nil>");
+        else
+            print_val(st, b, &args[k]);
     }
     if (ln) buf_putc(b, '\n');
 }
@@ -2286,9 +2487,12 @@ static void go_sprint(tmpl_state *st, buf *b, const val *args, size_t n, bool ln
 /* fmt.Sprintf("%.4g", v) */
 static void go_g4(buf *out, double v)
 {
-    if (isnan(v)) buf_puts(out, "NaN");
-    else if (isinf(v)) buf_puts(out, v > 0 ? "+Inf" : "-Inf");
-    else buf_printf(out, "%.4g", v);
+    if (isnan(v))
+        buf_puts(out, "NaN");
+    else if (isinf(v))
+        buf_puts(out, v > 0 ? "+Inf" : "-Inf");
+    else
+        buf_printf(out, "%.4g", v);
 }
 
 void template_humanize(double v, buf *out)
@@ -2351,10 +2555,14 @@ void template_humanize_duration(double v, buf *out)
         int64_t d = v >= 9.2e18 ? INT64_MAX : (int64_t)v;
         int64_t seconds = d % 60, minutes = d / 60 % 60, hours = d / 60 / 60 % 24,
                 days = d / 60 / 60 / 24;
-        if (days) buf_printf(out, "%s%" PRId64 "d %" PRId64 "h %" PRId64 "m %" PRId64 "s", sign, days,
-                             hours, minutes, seconds);
-        else if (hours) buf_printf(out, "%s%" PRId64 "h %" PRId64 "m %" PRId64 "s", sign, hours, minutes, seconds);
-        else if (minutes) buf_printf(out, "%s%" PRId64 "m %" PRId64 "s", sign, minutes, seconds);
+        if (days)
+            buf_printf(out, "%s%" PRId64 "d %" PRId64 "h %" PRId64 "m %" PRId64 "s", sign, days,
+                       hours, minutes, seconds);
+        else if (hours)
+            buf_printf(out, "%s%" PRId64 "h %" PRId64 "m %" PRId64 "s", sign, hours, minutes,
+                       seconds);
+        else if (minutes)
+            buf_printf(out, "%s%" PRId64 "m %" PRId64 "s", sign, minutes, seconds);
         else {
             buf_puts(out, sign);
             go_g4(out, v);
@@ -2403,9 +2611,12 @@ void template_humanize_timestamp(double v, buf *out)
 {
     int64_t ns;
     int rc = float_to_time(v, &ns);
-    if (rc == -EDOM) go_g4(out, v);
-    else if (rc != 0) overflow_msg(out, v);
-    else fmt_time_string(out, ns);
+    if (rc == -EDOM)
+        go_g4(out, v);
+    else if (rc != 0)
+        overflow_msg(out, v);
+    else
+        fmt_time_string(out, ns);
 }
 
 /* ---- functions ---------------------------------------------------------------- */
@@ -2477,8 +2688,10 @@ static int f_humanize_timestamp(fn_ctx *c, val *a, size_t n, val *out)
     }
     buf b;
     buf_init(&b, 4096);
-    if (rc == -EDOM) go_g4(&b, v);
-    else fmt_time_string(&b, ns);
+    if (rc == -EDOM)
+        go_g4(&b, v);
+    else
+        fmt_time_string(&b, ns);
     *out = v_take(c->st, &b);
     return 0;
 }
@@ -2508,9 +2721,10 @@ static int f_to_duration(fn_ctx *c, val *a, size_t n, val *out)
     double v;
     if (to_float(c, &a[0], &v) != 0) return -1;
     double ns = v * 1e9;
-    int64_t d = isnan(ns) ? INT64_MIN : ns >= 9223372036854775807.0 ? INT64_MIN
-                              : ns < -9223372036854775808.0      ? INT64_MIN
-                                                                 : (int64_t)ns;
+    int64_t d = isnan(ns)                     ? INT64_MIN
+                : ns >= 9223372036854775807.0 ? INT64_MIN
+                : ns < -9223372036854775808.0 ? INT64_MIN
+                                              : (int64_t)ns;
     *out = (val){.k = V_DURATION, .u.i = d};
     return 0;
 }
@@ -2601,7 +2815,8 @@ static int f_args(fn_ctx *c, val *a, size_t n, val *out)
     amap *m = st_alloc(c->st, sizeof *m);
     m->n = n;
     m->v = st_alloc(c->st, (n ? n : 1) * sizeof *m->v);
-    for (size_t k = 0; k < n; k++) m->v[k] = a[k].k == V_INVALID ? (val){.k = V_NIL} : a[k];
+    for (size_t k = 0; k < n; k++)
+        m->v[k] = a[k].k == V_INVALID ? (val){.k = V_NIL} : a[k];
     *out = (val){.k = V_MAP, .u.m = m};
     return 0;
 }
@@ -2611,23 +2826,6 @@ static int f_args(fn_ctx *c, val *a, size_t n, val *out)
  * whether it matches at the start of a suffix, and where that match ends
  * (the tail group is the last, so the pattern's own groups keep their
  * numbers). */
-static regex *st_regex(tmpl_state *st, const char *pfx, const char *p, size_t n, const char *sfx,
-                       buf *err)
-{
-    buf w;
-    buf_init(&w, BUF_UNLIMITED);
-    buf_puts(&w, pfx);
-    buf_append(&w, p, n);
-    buf_puts(&w, sfx);
-    regex *re = NULL;
-    int rc = regex_compile(&re, w.data, w.len, err);
-    buf_cleanup(&w);
-    if (rc != 0) return NULL;
-    if (st->nres == st->rcap) st->res = mem_grow(st->res, sizeof *st->res, st->nres + 1, &st->rcap);
-    st->res[st->nres++] = re;
-    return re;
-}
-
 static int check_regex(fn_ctx *c, const val *pat, bool must)
 {
     regex *re = NULL;
@@ -2660,80 +2858,177 @@ static int check_regex(fn_ctx *c, const val *pat, bool must)
     return -1;
 }
 
+#define TMPL_MAX_REGEXES 256 /* distinct compiled regexes per expansion */
+
+/* The regex pfx + pattern + sfx, compiled once per expansion (loops reuse
+ * it). On a miss the pattern alone is checked first, so errors quote the
+ * user's pattern as Go does. NULL with the message in c->err on failure. */
+static regex *st_regex(fn_ctx *c, const char *pfx, const val *pat, const char *sfx, bool must)
+{
+    tmpl_state *st = c->st;
+    buf w;
+    buf_init(&w, BUF_UNLIMITED);
+    buf_puts(&w, pfx);
+    buf_append(&w, pat->u.s.p, pat->u.s.n);
+    buf_puts(&w, sfx);
+    for (size_t k = 0; k < st->nres; k++)
+        if (strlen(regex_pattern(st->res[k])) == w.len &&
+            memcmp(regex_pattern(st->res[k]), buf_cstr(&w), w.len) == 0) {
+            buf_cleanup(&w);
+            return st->res[k];
+        }
+    regex *re = NULL;
+    if (st->nres >= TMPL_MAX_REGEXES) {
+        buf_printf(c->err, "more than %d distinct regular expressions", TMPL_MAX_REGEXES);
+    } else if (check_regex(c, pat, must) == 0 && regex_compile(&re, w.data, w.len, c->err) == 0) {
+        if (st->nres == st->rcap)
+            st->res = mem_grow(st->res, sizeof *st->res, st->nres + 1, &st->rcap);
+        st->res[st->nres++] = re;
+    }
+    buf_cleanup(&w);
+    return re;
+}
+
 static void charge(tmpl_state *st, size_t work);
 static bool charge_ok(tmpl_state *st, size_t work);
 
 static int f_match(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n;
-    if (check_regex(c, &a[0], false) != 0) return -1;
-    regex *re = st_regex(c->st, "(?s:.*?)(?-s:", a[0].u.s.p, a[0].u.s.n, ")(?s:.*)", c->err);
+    regex *re = st_regex(c, "(?s:.*?)(?-s:", &a[0], ")(?s:.*)", false);
     if (!re) return -1;
     charge(c->st, a[1].u.s.n);
     *out = v_bool(regex_match(re, a[1].u.s.p, a[1].u.s.n));
     return 0;
 }
 
+/* Appends tmpl with Go's $0 / ${0} replaced by the match m (its '$'
+ * doubled), so that regex_expand, which sees the wider match of the search
+ * regex, expands the other references only. */
+static void replace_group0(buf *out, const char *t, size_t n, const char *m, size_t mlen)
+{
+    for (size_t i = 0; i < n;) {
+        if (t[i] != '$' || i + 1 >= n) {
+            buf_putc(out, t[i++]);
+            continue;
+        }
+        if (t[i + 1] == '$') {
+            buf_puts(out, "$$");
+            i += 2;
+            continue;
+        }
+        size_t ns, ne, next;
+        if (t[i + 1] == '{') {
+            ns = i + 2;
+            ne = ns;
+            while (ne < n && t[ne] != '}')
+                ne++;
+            if (ne >= n) {
+                buf_putc(out, t[i++]);
+                continue;
+            }
+            next = ne + 1;
+        } else {
+            ns = ne = i + 1;
+            while (ne < n && (t[ne] == '_' || (t[ne] >= '0' && t[ne] <= '9') ||
+                              (t[ne] >= 'a' && t[ne] <= 'z') || (t[ne] >= 'A' && t[ne] <= 'Z')))
+                ne++;
+            next = ne;
+        }
+        if (ne - ns == 1 && t[ns] == '0') {
+            for (size_t k = 0; k < mlen; k++) {
+                if (m[k] == '$') buf_putc(out, '$');
+                buf_putc(out, m[k]);
+            }
+        } else {
+            buf_append(out, t + i, next - i);
+        }
+        i = next;
+    }
+}
+
+/* regexp.MustCompile(pattern).ReplaceAllString(text, repl). The search
+ * runs on PCRE2 full matches: at a position p > 0 the subject starts one
+ * character earlier and the pattern with `(?s:.)` in front, so that ^, \b
+ * and \B see the same left context as in the whole text. */
 static int f_re_replace_all(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n;
     tmpl_state *st = c->st;
-    if (check_regex(c, &a[0], true) != 0) return -1;
-    regex *any = st_regex(st, "(?s:.*?)(?-s:", a[0].u.s.p, a[0].u.s.n, ")(?s:.*)", c->err);
-    if (!any) return -1;
-    regex *at = st_regex(st, "(?-s:", a[0].u.s.p, a[0].u.s.n, ")(?P<sw__tail>(?s:.*))", c->err);
-    if (!at) return -1;
+    const val *pat = &a[0];
+    regex *any0 = st_regex(c, "(?s:.*?)(?-s:", pat, ")(?s:.*)", true);
+    regex *anyn = any0 ? st_regex(c, "(?s:.)(?s:.*?)(?-s:", pat, ")(?s:.*)", true) : NULL;
+    regex *at0 = anyn ? st_regex(c, "(?-s:", pat, ")(?P<sw__tail>(?s:.*))", true) : NULL;
+    regex *atn = at0 ? st_regex(c, "(?s:.)(?-s:", pat, ")(?P<sw__tail>(?s:.*))", true) : NULL;
+    if (!atn) return -1;
     const char *s = a[2].u.s.p;
     size_t len = a[2].u.s.n;
-    buf res, tail;
+    buf res, tail, tmpl;
     buf_init(&res, TMPL_MAX_STRING);
     buf_init(&tail, BUF_UNLIMITED);
+    buf_init(&tmpl, BUF_UNLIMITED);
     size_t pos = 0, copied = 0;
     size_t last_end = (size_t)-1;
     int rc = 0;
+#define CTX(p) ((p) == 0 ? 0 : prev_rune_start(s, (p)))
     while (pos <= len) {
         if (!charge_ok(st, len - pos)) {
             rc = -2;
             break;
         }
-        if (!regex_match(any, s + pos, len - pos)) break;
-        /* find the leftmost start from pos */
+        size_t cp = CTX(pos);
+        if (!regex_match(pos ? anyn : any0, s + cp, len - cp)) break;
+        /* the leftmost start at or after pos */
         size_t start = pos;
-        for (;; start += rune_len(s + start, len - start)) {
+        bool found = false;
+        for (;;) {
             if (!charge_ok(st, len - start)) break;
             buf_reset(&tail);
-            if (regex_expand(at, s + start, len - start, "${sw__tail}", 11, &tail) == 1) break;
-            if (start >= len) {
-                start = len + 1;
+            size_t cs = CTX(start);
+            if (regex_expand(start ? atn : at0, s + cs, len - cs, "${sw__tail}", 11, &tail) == 1) {
+                found = true;
                 break;
             }
+            if (start >= len) break;
+            start += rune_len(s + start, len - start);
         }
         if (st->steps > TMPL_MAX_STEPS) {
             rc = -2;
             break;
         }
-        if (start > len) break;
+        if (!found) break;
         size_t end = len - tail.len;
         bool accept = !(end == start && start == last_end);
         if (accept) {
+            size_t cs = CTX(start);
+            buf_reset(&tmpl);
+            replace_group0(&tmpl, a[1].u.s.p, a[1].u.s.n, s + start, end - start);
             if (buf_append(&res, s + copied, start - copied) != 0 ||
-                regex_expand(at, s + start, len - start, a[1].u.s.p, a[1].u.s.n, &res) < 0) {
+                regex_expand(start ? atn : at0, s + cs, len - cs, buf_cstr(&tmpl), tmpl.len, &res) <
+                    0) {
                 rc = -1;
                 break;
             }
             copied = end;
             last_end = end;
         }
-        if (end > start) pos = end;
-        else if (start < len) pos = start + rune_len(s + start, len - start);
-        else break;
+        if (end > start)
+            pos = end;
+        else if (start < len)
+            pos = start + rune_len(s + start, len - start);
+        else
+            break;
     }
+#undef CTX
     if (rc == 0 && buf_append(&res, s + copied, len - copied) != 0) rc = -1;
     buf_cleanup(&tail);
+    buf_cleanup(&tmpl);
     if (rc != 0 || !charge_ok(st, 0)) {
         buf_cleanup(&res);
-        if (rc == -1) buf_printf(c->err, "result exceeds %d bytes", TMPL_MAX_STRING);
-        else buf_printf(c->err, "template execution exceeds %d steps", TMPL_MAX_STEPS);
+        if (rc == -1)
+            buf_printf(c->err, "result exceeds %d bytes", TMPL_MAX_STRING);
+        else
+            buf_printf(c->err, "template execution exceeds %d steps", TMPL_MAX_STEPS);
         return -1;
     }
     *out = v_take(st, &res);
@@ -2754,14 +3049,22 @@ static int f_title(fn_ctx *c, val *a, size_t n, val *out)
     buf_init(&b, BUF_UNLIMITED);
     const char *s = a[0].u.s.p;
     size_t len = a[0].u.s.n;
+    /* Word boundaries as in Unicode text segmentation (UAX #29), enough for
+     * cases.Title: letters, digits and '_' form words, and ' . : between
+     * two word characters do not break them ("don't", "a.b"). */
     bool in_word = false;
     for (size_t i = 0; i < len;) {
-        size_t k = rune_len(s + i, len - i);
+        size_t k = alnum_len(s + i, len - i);
+        if (k == 0) k = rune_len(s + i, len - i);
         unsigned char ch = (unsigned char)s[i];
-        bool letter = ch >= 0x80 || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                      (ch >= '0' && ch <= '9') || ch == '\'' || ch == '_';
-        if (letter && !in_word) strutil_upper(s + i, k, &b);
-        else buf_append(&b, s + i, k);
+        bool letter = alnum_len(s + i, len - i) > 0;
+        if (!letter && in_word && (ch == '\'' || ch == '.' || ch == ':') && i + 1 < len &&
+            alnum_len(s + i + 1, len - i - 1) > 0)
+            letter = true;
+        if (letter && !in_word)
+            strutil_upper(s + i, k, &b);
+        else
+            buf_append(&b, s + i, k);
         in_word = letter;
         i += k;
     }
@@ -2797,8 +3100,10 @@ static void query_escape(buf *b, const char *s, size_t n)
         if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
             ch == '-' || ch == '_' || ch == '.' || ch == '~')
             buf_putc(b, (char)ch);
-        else if (ch == ' ') buf_putc(b, '+');
-        else buf_printf(b, "%%%02X", ch);
+        else if (ch == ' ')
+            buf_putc(b, '+');
+        else
+            buf_printf(b, "%%%02X", ch);
     }
 }
 
@@ -2912,8 +3217,10 @@ static int f_strip_port(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n, (void)c;
     str host, port;
-    if (!split_host_port(a[0].u.s.p, a[0].u.s.n, &host, &port)) *out = a[0];
-    else *out = v_str(host);
+    if (!split_host_port(a[0].u.s.p, a[0].u.s.n, &host, &port))
+        *out = a[0];
+    else
+        *out = v_str(host);
     return 0;
 }
 
@@ -2921,13 +3228,15 @@ static int f_strip_domain(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n;
     str host, port = {"", 0};
-    if (!split_host_port(a[0].u.s.p, a[0].u.s.n, &host, &port)) host = a[0].u.s, port = (str){"", 0};
+    if (!split_host_port(a[0].u.s.p, a[0].u.s.n, &host, &port))
+        host = a[0].u.s, port = (str){"", 0};
     if (is_ip(host)) {
         *out = a[0];
         return 0;
     }
     size_t k = 0;
-    while (k < host.n && host.p[k] != '.') k++;
+    while (k < host.n && host.p[k] != '.')
+        k++;
     host.n = k;
     if (port.n == 0) {
         *out = v_str(host);
@@ -2974,10 +3283,12 @@ static int f_path_prefix(fn_ctx *c, val *a, size_t n, val *out)
     const char *sch = strstr(u.p, "://");
     if (sch) {
         p = sch + 3;
-        while (p < e && *p != '/' && *p != '?' && *p != '#') p++;
+        while (p < e && *p != '/' && *p != '?' && *p != '#')
+            p++;
     }
     const char *q = p;
-    while (q < e && *q != '?' && *q != '#') q++;
+    while (q < e && *q != '?' && *q != '#')
+        q++;
     *out = v_str((str){p, (size_t)(q - p)});
     return 0;
 }
@@ -3015,12 +3326,22 @@ static int f_len(fn_ctx *c, val *a, size_t n, val *out)
 {
     (void)n;
     switch (a[0].k) {
-    case V_STRING: *out = v_int((int64_t)a[0].u.s.n); return 0;
-    case V_LABELS: *out = v_int(a[0].u.ls ? a[0].u.ls->n : 0); return 0;
-    case V_QUERY: *out = v_int(a[0].u.q ? (int64_t)a[0].u.q->n : 0); return 0;
-    case V_MAP: *out = v_int(a[0].u.m ? (int64_t)a[0].u.m->n : 0); return 0;
+    case V_STRING:
+        *out = v_int((int64_t)a[0].u.s.n);
+        return 0;
+    case V_LABELS:
+        *out = v_int(a[0].u.ls ? a[0].u.ls->n : 0);
+        return 0;
+    case V_QUERY:
+        *out = v_int(a[0].u.q ? (int64_t)a[0].u.q->n : 0);
+        return 0;
+    case V_MAP:
+        *out = v_int(a[0].u.m ? (int64_t)a[0].u.m->n : 0);
+        return 0;
     case V_INVALID:
-    case V_NIL: buf_puts(c->err, "len of untyped nil"); return -1;
+    case V_NIL:
+        buf_puts(c->err, "len of untyped nil");
+        return -1;
     case V_SAMPLE:
     case V_TIME:
     case V_DURATION:
@@ -3029,7 +3350,9 @@ static int f_len(fn_ctx *c, val *a, size_t n, val *out)
             return -1;
         }
         /* fallthrough */
-    default: buf_printf(c->err, "len of type %s", type_name(&a[0])); return -1;
+    default:
+        buf_printf(c->err, "len of type %s", type_name(&a[0]));
+        return -1;
     }
 }
 
@@ -3057,8 +3380,10 @@ static int f_index(fn_ctx *c, val *a, size_t n, val *out)
                     size_t num = 0;
                     bool ok = ix.u.s.n < 12 && !(ix.u.s.p[3] == '0' && ix.u.s.n > 4);
                     for (size_t i = 3; ok && i < ix.u.s.n; i++) {
-                        if (ix.u.s.p[i] < '0' || ix.u.s.p[i] > '9') ok = false;
-                        else num = num * 10 + (size_t)(ix.u.s.p[i] - '0');
+                        if (ix.u.s.p[i] < '0' || ix.u.s.p[i] > '9')
+                            ok = false;
+                        else
+                            num = num * 10 + (size_t)(ix.u.s.p[i] - '0');
                     }
                     if (ok && item.u.m && num < item.u.m->n) r = item.u.m->v[num];
                 }
@@ -3076,8 +3401,10 @@ static int f_index(fn_ctx *c, val *a, size_t n, val *out)
                 buf_printf(c->err, "index out of range: %" PRId64, ix.u.i);
                 return -1;
             }
-            if (item.k == V_QUERY) item = (val){.k = V_SAMPLE, .u.smp = item.u.q->v[ix.u.i]};
-            else item = v_int((unsigned char)item.u.s.p[ix.u.i]);
+            if (item.k == V_QUERY)
+                item = (val){.k = V_SAMPLE, .u.smp = item.u.q->v[ix.u.i]};
+            else
+                item = v_int((unsigned char)item.u.s.p[ix.u.i]);
             break;
         }
         default:
@@ -3086,6 +3413,57 @@ static int f_index(fn_ctx *c, val *a, size_t n, val *out)
         }
     }
     *out = item;
+    return 0;
+}
+
+static int f_slice(fn_ctx *c, val *a, size_t n, val *out)
+{
+    val item = a[0];
+    if (item.k == V_INVALID || item.k == V_NIL) {
+        buf_puts(c->err, "slice of untyped nil");
+        return -1;
+    }
+    if (n > 4) {
+        buf_printf(c->err, "too many slice indexes: %zu", n - 1);
+        return -1;
+    }
+    size_t cap;
+    if (item.k == V_STRING) {
+        if (n == 4) {
+            buf_puts(c->err, "cannot 3-index slice a string");
+            return -1;
+        }
+        cap = item.u.s.n;
+    } else if (item.k == V_QUERY) {
+        cap = item.u.q ? item.u.q->n : 0;
+    } else {
+        buf_printf(c->err, "can't slice item of type %s", type_name(&item));
+        return -1;
+    }
+    size_t idx[3] = {0, cap, cap};
+    for (size_t k = 1; k < n; k++) {
+        if (a[k].k != V_INT) {
+            buf_printf(c->err, "cannot index slice/array with type %s", type_name(&a[k]));
+            return -1;
+        }
+        if (a[k].u.i < 0 || (uint64_t)a[k].u.i > cap) {
+            buf_printf(c->err, "index out of range: %" PRId64, a[k].u.i);
+            return -1;
+        }
+        idx[k - 1] = (size_t)a[k].u.i;
+    }
+    if (idx[0] > idx[1]) {
+        buf_printf(c->err, "invalid slice index: %zu > %zu", idx[0], idx[1]);
+        return -1;
+    }
+    if (item.k == V_STRING) {
+        *out = v_str((str){item.u.s.p + idx[0], idx[1] - idx[0]});
+        return 0;
+    }
+    qres *q = st_alloc(c->st, sizeof *q);
+    q->n = idx[1] - idx[0];
+    q->v = item.u.q ? item.u.q->v + idx[0] : NULL;
+    *out = (val){.k = V_QUERY, .u.q = q};
     return 0;
 }
 
@@ -3122,12 +3500,18 @@ static enum bkind basic_kind(const val *v)
 {
     switch (v->k) {
     case V_INVALID:
-    case V_NIL: return K_INVALID;
-    case V_BOOL: return K_BOOL;
-    case V_INT: return K_INT;
-    case V_FLOAT: return K_FLOAT;
-    case V_STRING: return K_STRING;
-    default: return K_OTHER;
+    case V_NIL:
+        return K_INVALID;
+    case V_BOOL:
+        return K_BOOL;
+    case V_INT:
+        return K_INT;
+    case V_FLOAT:
+        return K_FLOAT;
+    case V_STRING:
+        return K_STRING;
+    default:
+        return K_OTHER;
     }
 }
 
@@ -3148,20 +3532,30 @@ static int f_eq(fn_ctx *c, val *a, size_t n, val *out)
             }
         } else {
             switch (k1) {
-            case K_BOOL: t = a[0].u.b == a[k].u.b; break;
-            case K_INT: t = a[0].u.i == a[k].u.i; break;
-            case K_FLOAT: t = a[0].u.f == a[k].u.f; break;
+            case K_BOOL:
+                t = a[0].u.b == a[k].u.b;
+                break;
+            case K_INT:
+                t = a[0].u.i == a[k].u.i;
+                break;
+            case K_FLOAT:
+                t = a[0].u.f == a[k].u.f;
+                break;
             case K_STRING:
                 t = a[0].u.s.n == a[k].u.s.n && memcmp(a[0].u.s.p, a[k].u.s.p, a[0].u.s.n) == 0;
                 break;
-            case K_INVALID: t = true; break;
+            case K_INVALID:
+                t = true;
+                break;
             default:
                 if (a[0].k != a[k].k) {
                     buf_printf(c->err, "incompatible types for comparison");
                     return -1;
                 }
-                if (a[0].k == V_SAMPLE) t = a[0].u.smp == a[k].u.smp;
-                else if (a[0].k == V_TIME || a[0].k == V_DURATION) t = a[0].u.i == a[k].u.i;
+                if (a[0].k == V_SAMPLE)
+                    t = a[0].u.smp == a[k].u.smp;
+                else if (a[0].k == V_TIME || a[0].k == V_DURATION)
+                    t = a[0].u.i == a[k].u.i;
                 else {
                     buf_printf(c->err, "non-comparable type %s", type_name(&a[k]));
                     return -1;
@@ -3196,8 +3590,12 @@ static int less(fn_ctx *c, val *a, bool *res)
         return -1;
     }
     switch (k1) {
-    case K_INT: *res = a[0].u.i < a[1].u.i; return 0;
-    case K_FLOAT: *res = a[0].u.f < a[1].u.f; return 0;
+    case K_INT:
+        *res = a[0].u.i < a[1].u.i;
+        return 0;
+    case K_FLOAT:
+        *res = a[0].u.f < a[1].u.f;
+        return 0;
     case K_STRING: {
         size_t m = a[0].u.s.n < a[1].u.s.n ? a[0].u.s.n : a[1].u.s.n;
         int cmp = m ? memcmp(a[0].u.s.p, a[1].u.s.p, m) : 0;
@@ -3245,8 +3643,10 @@ static int f_ge(fn_ctx *c, val *a, size_t n, val *out)
 /* evalArgs of html/js/urlquery: one string as is, else fmt.Sprint. */
 static void esc_args(fn_ctx *c, val *a, size_t n, buf *b)
 {
-    if (n == 1 && a[0].k == V_STRING) buf_append(b, a[0].u.s.p, a[0].u.s.n);
-    else go_sprint(c->st, b, a, n, false);
+    if (n == 1 && a[0].k == V_STRING)
+        buf_append(b, a[0].u.s.p, a[0].u.s.n);
+    else
+        go_sprint(c->st, b, a, n, false);
 }
 
 static int f_html(fn_ctx *c, val *a, size_t n, val *out)
@@ -3258,13 +3658,26 @@ static int f_html(fn_ctx *c, val *a, size_t n, val *out)
     for (size_t i = 0; i < s.len; i++) {
         char ch = s.data[i];
         switch (ch) {
-        case '"': buf_puts(&b, "&#34;"); break;
-        case '\'': buf_puts(&b, "&#39;"); break;
-        case '&': buf_puts(&b, "&amp;"); break;
-        case '<': buf_puts(&b, "&lt;"); break;
-        case '>': buf_puts(&b, "&gt;"); break;
-        case 0: buf_puts(&b, "\xef\xbf\xbd"); break;
-        default: buf_putc(&b, ch);
+        case '"':
+            buf_puts(&b, "&#34;");
+            break;
+        case '\'':
+            buf_puts(&b, "&#39;");
+            break;
+        case '&':
+            buf_puts(&b, "&amp;");
+            break;
+        case '<':
+            buf_puts(&b, "&lt;");
+            break;
+        case '>':
+            buf_puts(&b, "&gt;");
+            break;
+        case 0:
+            buf_puts(&b, "\xef\xbf\xbd");
+            break;
+        default:
+            buf_putc(&b, ch);
         }
     }
     buf_cleanup(&s);
@@ -3281,16 +3694,32 @@ static int f_js(fn_ctx *c, val *a, size_t n, val *out)
     for (size_t i = 0; i < s.len; i++) {
         unsigned char ch = (unsigned char)s.data[i];
         switch (ch) {
-        case '\\': buf_puts(&b, "\\\\"); break;
-        case '\'': buf_puts(&b, "\\'"); break;
-        case '"': buf_puts(&b, "\\\""); break;
-        case '<': buf_puts(&b, "\\u003C"); break;
-        case '>': buf_puts(&b, "\\u003E"); break;
-        case '&': buf_puts(&b, "\\u0026"); break;
-        case '=': buf_puts(&b, "\\u003D"); break;
+        case '\\':
+            buf_puts(&b, "\\\\");
+            break;
+        case '\'':
+            buf_puts(&b, "\\'");
+            break;
+        case '"':
+            buf_puts(&b, "\\\"");
+            break;
+        case '<':
+            buf_puts(&b, "\\u003C");
+            break;
+        case '>':
+            buf_puts(&b, "\\u003E");
+            break;
+        case '&':
+            buf_puts(&b, "\\u0026");
+            break;
+        case '=':
+            buf_puts(&b, "\\u003D");
+            break;
         default:
-            if (ch < ' ') buf_printf(&b, "\\u%04X", ch);
-            else buf_putc(&b, (char)ch);
+            if (ch < ' ')
+                buf_printf(&b, "\\u%04X", ch);
+            else
+                buf_putc(&b, (char)ch);
         }
     }
     buf_cleanup(&s);
@@ -3324,6 +3753,7 @@ static const func_def FUNCS[] = {
     {"not", "a", 0, f_not},
     {"len", "a", 0, f_len},
     {"index", "a", 'a', f_index},
+    {"slice", "a", 'a', f_slice},
     {"print", "", 'a', f_print},
     {"printf", "s", 'a', f_printf},
     {"println", "", 'a', f_println},
@@ -3398,22 +3828,32 @@ static val eval_pipeline(tmpl_state *st, val dot, node *pipe);
 static const char *kind_type(char kind)
 {
     switch (kind) {
-    case 's': return "string";
-    case 'q': return "template.queryResult";
-    case 'p': return "*template.sample";
-    case 'd': return "time.Duration";
-    default: return "interface {}";
+    case 's':
+        return "string";
+    case 'q':
+        return "template.queryResult";
+    case 'p':
+        return "*template.sample";
+    case 'd':
+        return "time.Duration";
+    default:
+        return "interface {}";
     }
 }
 
 static bool kind_ok(const val *v, char kind)
 {
     switch (kind) {
-    case 's': return v->k == V_STRING;
-    case 'q': return v->k == V_QUERY;
-    case 'p': return v->k == V_SAMPLE;
-    case 'd': return v->k == V_DURATION;
-    default: return true;
+    case 's':
+        return v->k == V_STRING;
+    case 'q':
+        return v->k == V_QUERY;
+    case 'p':
+        return v->k == V_SAMPLE;
+    case 'd':
+        return v->k == V_DURATION;
+    default:
+        return true;
     }
 }
 
@@ -3421,10 +3861,14 @@ static val validate(tmpl_state *st, val v, char kind)
 {
     if (v.k == V_INVALID || v.k == V_NIL) {
         switch (kind) {
-        case 'a': return (val){.k = V_NIL};
-        case 'q': return (val){.k = V_QUERY, .u.q = NULL};
-        case 'p': return (val){.k = V_SAMPLE, .u.smp = NULL};
-        default: xerr(st, "invalid value; expected %s", kind_type(kind));
+        case 'a':
+            return (val){.k = V_NIL};
+        case 'q':
+            return (val){.k = V_QUERY, .u.q = NULL};
+        case 'p':
+            return (val){.k = V_SAMPLE, .u.smp = NULL};
+        default:
+            xerr(st, "invalid value; expected %s", kind_type(kind));
         }
     }
     if (!kind_ok(&v, kind))
@@ -3470,24 +3914,44 @@ static val eval_chain_node(tmpl_state *st, val dot, node *c, node **args, size_t
                            bool has_final);
 static val eval_variable_node(tmpl_state *st, val dot, node *v, node **args, size_t nargs,
                               val final, bool has_final);
-static val eval_function(tmpl_state *st, val dot, node *ident, node *cmd, node **args,
-                         size_t nargs, val final, bool has_final);
+static val eval_function(tmpl_state *st, val dot, node *ident, node *cmd, node **args, size_t nargs,
+                         val final, bool has_final);
+
+static val eval_arg_in(tmpl_state *st, val dot, node *n, char kind);
 
 static val eval_arg(tmpl_state *st, val dot, node *n, char kind)
+{
+    if (++st->nest > TMPL_MAX_EXEC_NEST) {
+        st->at = n;
+        xerr(st, "exceeded maximum nesting depth (%d)", TMPL_MAX_EXEC_NEST);
+    }
+    val v = eval_arg_in(st, dot, n, kind);
+    st->nest--;
+    return v;
+}
+
+static val eval_arg_in(tmpl_state *st, val dot, node *n, char kind)
 {
     st->at = n;
     charge(st, 0);
     switch (n->t) {
-    case N_DOT: return validate(st, dot, kind);
+    case N_DOT:
+        return validate(st, dot, kind);
     case N_NIL:
         if (kind == 's' || kind == 'd') xerr(st, "cannot assign nil to %s", kind_type(kind));
         return validate(st, (val){.k = V_NIL}, kind);
-    case N_FIELD: return validate(st, eval_field_node(st, dot, n, &n, 1, (val){0}, false), kind);
-    case N_VARIABLE: return validate(st, eval_variable_node(st, dot, n, NULL, 0, (val){0}, false), kind);
-    case N_PIPE: return validate(st, eval_pipeline(st, dot, n), kind);
-    case N_IDENTIFIER: return validate(st, eval_function(st, dot, n, n, NULL, 0, (val){0}, false), kind);
-    case N_CHAIN: return validate(st, eval_chain_node(st, dot, n, NULL, 0, (val){0}, false), kind);
-    default: break;
+    case N_FIELD:
+        return validate(st, eval_field_node(st, dot, n, &n, 1, (val){0}, false), kind);
+    case N_VARIABLE:
+        return validate(st, eval_variable_node(st, dot, n, NULL, 0, (val){0}, false), kind);
+    case N_PIPE:
+        return validate(st, eval_pipeline(st, dot, n), kind);
+    case N_IDENTIFIER:
+        return validate(st, eval_function(st, dot, n, n, NULL, 0, (val){0}, false), kind);
+    case N_CHAIN:
+        return validate(st, eval_chain_node(st, dot, n, NULL, 0, (val){0}, false), kind);
+    default:
+        break;
     }
     switch (kind) {
     case 's':
@@ -3498,10 +3962,14 @@ static val eval_arg(tmpl_state *st, val dot, node *n, char kind)
         xerr_node(st, "expected integer; found %s%s", n, "");
     case 'a':
         switch (n->t) {
-        case N_BOOL: return v_bool(n->u.b);
-        case N_NUMBER: return ideal_constant(st, n);
-        case N_STRING: return v_str(n->u.s.text);
-        default: break;
+        case N_BOOL:
+            return v_bool(n->u.b);
+        case N_NUMBER:
+            return ideal_constant(st, n);
+        case N_STRING:
+            return v_str(n->u.s.text);
+        default:
+            break;
         }
         /* fallthrough */
     default:
@@ -3511,7 +3979,8 @@ static val eval_arg(tmpl_state *st, val dot, node *n, char kind)
 
 static void not_a_function(tmpl_state *st, node **args, size_t nargs, bool has_final)
 {
-    if (nargs > 1 || has_final) xerr_node(st, "can't give argument to non-function %s%s", args[0], "");
+    if (nargs > 1 || has_final)
+        xerr_node(st, "can't give argument to non-function %s%s", args[0], "");
 }
 
 /* Time and duration methods. */
@@ -3522,14 +3991,28 @@ typedef struct method_def {
 } method_def;
 
 static const method_def METHODS[] = {
-    {V_TIME, "Format", "s"},       {V_TIME, "String", ""},     {V_TIME, "Unix", ""},
-    {V_TIME, "UnixMilli", ""},     {V_TIME, "UnixMicro", ""},  {V_TIME, "UnixNano", ""},
-    {V_TIME, "Add", "d"},          {V_TIME, "UTC", ""},        {V_TIME, "Year", ""},
-    {V_TIME, "YearDay", ""},       {V_TIME, "Day", ""},        {V_TIME, "Hour", ""},
-    {V_TIME, "Minute", ""},        {V_TIME, "Second", ""},     {V_TIME, "Nanosecond", ""},
-    {V_DURATION, "String", ""},    {V_DURATION, "Seconds", ""}, {V_DURATION, "Minutes", ""},
-    {V_DURATION, "Hours", ""},     {V_DURATION, "Milliseconds", ""},
-    {V_DURATION, "Microseconds", ""}, {V_DURATION, "Nanoseconds", ""},
+    {V_TIME, "Format", "s"},
+    {V_TIME, "String", ""},
+    {V_TIME, "Unix", ""},
+    {V_TIME, "UnixMilli", ""},
+    {V_TIME, "UnixMicro", ""},
+    {V_TIME, "UnixNano", ""},
+    {V_TIME, "Add", "d"},
+    {V_TIME, "UTC", ""},
+    {V_TIME, "Year", ""},
+    {V_TIME, "YearDay", ""},
+    {V_TIME, "Day", ""},
+    {V_TIME, "Hour", ""},
+    {V_TIME, "Minute", ""},
+    {V_TIME, "Second", ""},
+    {V_TIME, "Nanosecond", ""},
+    {V_DURATION, "String", ""},
+    {V_DURATION, "Seconds", ""},
+    {V_DURATION, "Minutes", ""},
+    {V_DURATION, "Hours", ""},
+    {V_DURATION, "Milliseconds", ""},
+    {V_DURATION, "Microseconds", ""},
+    {V_DURATION, "Nanoseconds", ""},
 };
 
 static val call_method(tmpl_state *st, val dot, const method_def *m, val recv, node *at,
@@ -3537,10 +4020,12 @@ static val call_method(tmpl_state *st, val dot, const method_def *m, val recv, n
 {
     size_t fixed = strlen(m->params);
     size_t num_in = (nargs ? nargs - 1 : 0) + (has_final ? 1 : 0);
-    if (num_in != fixed) xerr(st, "wrong number of args for %s: want %zu got %zu", m->name, fixed, num_in);
+    if (num_in != fixed)
+        xerr(st, "wrong number of args for %s: want %zu got %zu", m->name, fixed, num_in);
     val argv[2] = {{0}, {0}};
     size_t i = 0;
-    for (; i < fixed && i + 1 < nargs; i++) argv[i] = eval_arg(st, dot, args[i + 1], m->params[i]);
+    for (; i < fixed && i + 1 < nargs; i++)
+        argv[i] = eval_arg(st, dot, args[i + 1], m->params[i]);
     if (has_final) argv[i] = validate(st, final, m->params[i]);
     (void)at;
     int64_t t = recv.u.i;
@@ -3552,8 +4037,10 @@ static val call_method(tmpl_state *st, val dot, const method_def *m, val recv, n
     if (recv.k == V_TIME) {
         if (!strcmp(nm, "Format") || !strcmp(nm, "String")) {
             buf_init(&b, TMPL_MAX_SCRATCH);
-            if (nm[0] == 'F') fmt_go_time(&b, t, argv[0].u.s.p, argv[0].u.s.n);
-            else fmt_time_string(&b, t);
+            if (nm[0] == 'F')
+                fmt_go_time(&b, t, argv[0].u.s.p, argv[0].u.s.n);
+            else
+                fmt_time_string(&b, t);
             return v_take(st, &b);
         }
         int64_t fl = t / 1000000000LL - (t % 1000000000LL < 0);
@@ -3561,7 +4048,8 @@ static val call_method(tmpl_state *st, val dot, const method_def *m, val recv, n
         if (!strcmp(nm, "UnixMilli")) return v_int(t / 1000000 - (t % 1000000 < 0));
         if (!strcmp(nm, "UnixMicro")) return v_int(t / 1000 - (t % 1000 < 0));
         if (!strcmp(nm, "UnixNano")) return v_int(t);
-        if (!strcmp(nm, "Add")) return (val){.k = V_TIME, .u.i = (int64_t)((uint64_t)t + (uint64_t)argv[0].u.i)};
+        if (!strcmp(nm, "Add"))
+            return (val){.k = V_TIME, .u.i = (int64_t)((uint64_t)t + (uint64_t)argv[0].u.i)};
         if (!strcmp(nm, "UTC")) return recv;
         if (!strcmp(nm, "Year")) return v_int(tm.tm_year + 1900);
         if (!strcmp(nm, "YearDay")) return v_int(tm.tm_yday + 1);
@@ -3576,9 +4064,12 @@ static val call_method(tmpl_state *st, val dot, const method_def *m, val recv, n
         fmt_go_duration(&b, t);
         return v_take(st, &b);
     }
-    if (!strcmp(nm, "Seconds")) return v_float((double)(t / 1000000000LL) + (double)(t % 1000000000LL) / 1e9);
-    if (!strcmp(nm, "Minutes")) return v_float((double)(t / 60000000000LL) + (double)(t % 60000000000LL) / 60e9);
-    if (!strcmp(nm, "Hours")) return v_float((double)(t / 3600000000000LL) + (double)(t % 3600000000000LL) / 3600e9);
+    if (!strcmp(nm, "Seconds"))
+        return v_float((double)(t / 1000000000LL) + (double)(t % 1000000000LL) / 1e9);
+    if (!strcmp(nm, "Minutes"))
+        return v_float((double)(t / 60000000000LL) + (double)(t % 60000000000LL) / 60e9);
+    if (!strcmp(nm, "Hours"))
+        return v_float((double)(t / 3600000000000LL) + (double)(t % 3600000000000LL) / 3600e9);
     if (!strcmp(nm, "Milliseconds")) return v_int(t / 1000000);
     if (!strcmp(nm, "Microseconds")) return v_int(t / 1000);
     return v_int(t);
@@ -3599,12 +4090,17 @@ static val eval_field(tmpl_state *st, val dot, str name, node *at, node **args, 
     case V_DATA: {
         const template_data *d = st->d;
         val r;
-        if (str_eq(name, "Labels")) r = (val){.k = V_LABELS, .u.ls = d->labels ? d->labels : labels_empty()};
+        if (str_eq(name, "Labels"))
+            r = (val){.k = V_LABELS, .u.ls = d->labels ? d->labels : labels_empty()};
         else if (str_eq(name, "ExternalLabels"))
-            r = (val){.k = V_LABELS, .u.ls = d->external_labels ? d->external_labels : labels_empty()};
-        else if (str_eq(name, "ExternalURL")) r = v_str(ext_url(st));
-        else if (str_eq(name, "Value")) r = v_float(d->value);
-        else break;
+            r = (val){.k = V_LABELS,
+                      .u.ls = d->external_labels ? d->external_labels : labels_empty()};
+        else if (str_eq(name, "ExternalURL"))
+            r = v_str(ext_url(st));
+        else if (str_eq(name, "Value"))
+            r = v_float(d->value);
+        else
+            break;
         if (has_args) xerr(st, "%s has arguments but cannot be invoked as function", nm);
         return r;
     }
@@ -3643,17 +4139,20 @@ static val eval_field_node(tmpl_state *st, val dot, node *f, node **args, size_t
                            bool has_final)
 {
     st->at = f;
-    return eval_field_chain(st, dot, dot, f, f->u.f.ident, f->u.f.nident, args, nargs, final, has_final);
+    return eval_field_chain(st, dot, dot, f, f->u.f.ident, f->u.f.nident, args, nargs, final,
+                            has_final);
 }
 
 static val eval_chain_node(tmpl_state *st, val dot, node *c, node **args, size_t nargs, val final,
                            bool has_final)
 {
     st->at = c;
-    if (c->u.f.chained->t == N_NIL) xerr_node(st, "indirection through explicit nil in %s%s", c, "");
+    if (c->u.f.chained->t == N_NIL)
+        xerr_node(st, "indirection through explicit nil in %s%s", c, "");
     val pipe = eval_arg(st, dot, c->u.f.chained, 'a');
     if (pipe.k == V_NIL) pipe.k = V_INVALID;
-    return eval_field_chain(st, dot, pipe, c, c->u.f.ident, c->u.f.nident, args, nargs, final, has_final);
+    return eval_field_chain(st, dot, pipe, c, c->u.f.ident, c->u.f.nident, args, nargs, final,
+                            has_final);
 }
 
 static val var_value(tmpl_state *st, str name)
@@ -3676,7 +4175,8 @@ static void set_var(tmpl_state *st, str name, val v)
 
 static void push_var(tmpl_state *st, str name, val v)
 {
-    if (st->nvars == st->vcap) st->vars = mem_grow(st->vars, sizeof *st->vars, st->nvars + 1, &st->vcap);
+    if (st->nvars == st->vcap)
+        st->vars = mem_grow(st->vars, sizeof *st->vars, st->nvars + 1, &st->vcap);
     st->vars[st->nvars++] = (var){name, v};
 }
 
@@ -3693,8 +4193,8 @@ static val eval_variable_node(tmpl_state *st, val dot, node *v, node **args, siz
                             final, has_final);
 }
 
-static val eval_call(tmpl_state *st, val dot, const func_def *f, node *at, node **args, size_t nargs,
-                     val final, bool has_final)
+static val eval_call(tmpl_state *st, val dot, const func_def *f, node *at, node **args,
+                     size_t nargs, val final, bool has_final)
 {
     /* args[0] is the function itself */
     node **a = nargs ? args + 1 : NULL;
@@ -3702,7 +4202,8 @@ static val eval_call(tmpl_state *st, val dot, const func_def *f, node *at, node 
     size_t num_in = na + (has_final ? 1 : 0);
     size_t fixed = strlen(f->params);
     if (f->variadic) {
-        if (num_in < fixed) xerr(st, "wrong number of args for %s: want at least %zu got %zu", f->name, fixed, na);
+        if (num_in < fixed)
+            xerr(st, "wrong number of args for %s: want at least %zu got %zu", f->name, fixed, na);
     } else if (num_in != fixed) {
         xerr(st, "wrong number of args for %s: want %zu got %zu", f->name, fixed, num_in);
     }
@@ -3719,9 +4220,11 @@ static val eval_call(tmpl_state *st, val dot, const func_def *f, node *at, node 
     val small[8];
     val *argv = num_in <= 8 ? small : st_alloc(st, num_in * sizeof *argv);
     size_t i = 0;
-    for (; i < fixed && i < na; i++) argv[i] = eval_arg(st, dot, a[i], f->params[i]);
+    for (; i < fixed && i < na; i++)
+        argv[i] = eval_arg(st, dot, a[i], f->params[i]);
     if (f->variadic)
-        for (; i < na; i++) argv[i] = eval_arg(st, dot, a[i], f->variadic);
+        for (; i < na; i++)
+            argv[i] = eval_arg(st, dot, a[i], f->variadic);
     if (has_final) {
         char kind = f->variadic && num_in - 1 >= fixed ? f->variadic : f->params[num_in - 1];
         argv[i] = validate(st, final, kind);
@@ -3736,8 +4239,8 @@ static val eval_call(tmpl_state *st, val dot, const func_def *f, node *at, node 
     return out;
 }
 
-static val eval_function(tmpl_state *st, val dot, node *ident, node *cmd, node **args,
-                         size_t nargs, val final, bool has_final)
+static val eval_function(tmpl_state *st, val dot, node *ident, node *cmd, node **args, size_t nargs,
+                         val final, bool has_final)
 {
     st->at = ident;
     const func_def *f = find_func(ident->u.ident.p, ident->u.ident.n);
@@ -3752,24 +4255,35 @@ static val eval_command(tmpl_state *st, val dot, node *cmd, val final, bool has_
     node *first = args[0];
     charge(st, 0);
     switch (first->t) {
-    case N_FIELD: return eval_field_node(st, dot, first, args, nargs, final, has_final);
-    case N_CHAIN: return eval_chain_node(st, dot, first, args, nargs, final, has_final);
-    case N_IDENTIFIER: return eval_function(st, dot, first, cmd, args, nargs, final, has_final);
+    case N_FIELD:
+        return eval_field_node(st, dot, first, args, nargs, final, has_final);
+    case N_CHAIN:
+        return eval_chain_node(st, dot, first, args, nargs, final, has_final);
+    case N_IDENTIFIER:
+        return eval_function(st, dot, first, cmd, args, nargs, final, has_final);
     case N_PIPE:
         not_a_function(st, args, nargs, has_final);
         return eval_pipeline(st, dot, first);
-    case N_VARIABLE: return eval_variable_node(st, dot, first, args, nargs, final, has_final);
-    default: break;
+    case N_VARIABLE:
+        return eval_variable_node(st, dot, first, args, nargs, final, has_final);
+    default:
+        break;
     }
     st->at = first;
     not_a_function(st, args, nargs, has_final);
     switch (first->t) {
-    case N_BOOL: return v_bool(first->u.b);
-    case N_DOT: return dot;
-    case N_NIL: xerr(st, "nil is not a command");
-    case N_NUMBER: return ideal_constant(st, first);
-    case N_STRING: return v_str(first->u.s.text);
-    default: xerr(st, "can't evaluate command");
+    case N_BOOL:
+        return v_bool(first->u.b);
+    case N_DOT:
+        return dot;
+    case N_NIL:
+        xerr(st, "nil is not a command");
+    case N_NUMBER:
+        return ideal_constant(st, first);
+    case N_STRING:
+        return v_str(first->u.s.text);
+    default:
+        xerr(st, "can't evaluate command");
     }
 }
 
@@ -3785,15 +4299,18 @@ static val eval_pipeline(tmpl_state *st, val dot, node *pipe)
     }
     for (size_t k = 0; k < pipe->u.p.decl.n; k++) {
         str name = pipe->u.p.decl.v[k]->u.f.ident[0];
-        if (pipe->u.p.is_assign) set_var(st, name, v);
-        else push_var(st, name, v);
+        if (pipe->u.p.is_assign)
+            set_var(st, name, v);
+        else
+            push_var(st, name, v);
     }
     return v;
 }
 
 static void emit(tmpl_state *st, const char *p, size_t n)
 {
-    if (buf_append(&st->out, p, n) != 0) xerr(st, "template output exceeds %d bytes", TMPL_MAX_OUTPUT);
+    if (buf_append(&st->out, p, n) != 0)
+        xerr(st, "template output exceeds %d bytes", TMPL_MAX_OUTPUT);
 }
 
 static void print_value(tmpl_state *st, node *n, val v)
@@ -3801,7 +4318,14 @@ static void print_value(tmpl_state *st, node *n, val v)
     st->at = n;
     buf tmp;
     buf_init(&tmp, TMPL_MAX_OUTPUT + 1);
-    print_val(st, &tmp, &v);
+    if (v.k == V_SAMPLE && v.u.smp) {
+        /* text/template prints what a pointer points to: {map[...] 1} */
+        print_sample(st, &tmp, v.u.smp);
+        memmove(tmp.data, tmp.data + 1, tmp.len - 1);
+        buf_truncate(&tmp, tmp.len - 1);
+    } else {
+        print_val(st, &tmp, &v);
+    }
     if (buf_append(&st->out, buf_cstr(&tmp), tmp.len) != 0) {
         buf_cleanup(&tmp);
         xerr(st, "template output exceeds %d bytes", TMPL_MAX_OUTPUT);
@@ -3817,12 +4341,16 @@ static enum walk_ctl range_iter(tmpl_state *st, node *r, size_t mark, val index,
     if (++st->range_iters > TMPL_MAX_RANGE) xerr(st, "range exceeds %d iterations", TMPL_MAX_RANGE);
     size_t nd = pipe->u.p.decl.n;
     if (nd > 0) {
-        if (pipe->u.p.is_assign) set_var(st, pipe->u.p.decl.v[0]->u.f.ident[0], nd > 1 ? index : elem);
-        else st->vars[st->nvars - 1].v = elem;
+        if (pipe->u.p.is_assign)
+            set_var(st, pipe->u.p.decl.v[0]->u.f.ident[0], nd > 1 ? index : elem);
+        else
+            st->vars[st->nvars - 1].v = elem;
     }
     if (nd > 1) {
-        if (pipe->u.p.is_assign) set_var(st, pipe->u.p.decl.v[1]->u.f.ident[0], elem);
-        else st->vars[st->nvars - 2].v = index;
+        if (pipe->u.p.is_assign)
+            set_var(st, pipe->u.p.decl.v[1]->u.f.ident[0], elem);
+        else
+            st->vars[st->nvars - 2].v = index;
     }
     enum walk_ctl c = walk_list(st, elem, r->u.branch.list);
     st->nvars = mark;
@@ -3842,8 +4370,8 @@ static enum walk_ctl walk_range(tmpl_state *st, val dot, node *r)
         break;
     case V_QUERY:
         for (size_t k = 0; v.u.q && k < v.u.q->n; k++, count++)
-            if (range_iter(st, r, mark, v_int((int64_t)k), (val){.k = V_SAMPLE, .u.smp = v.u.q->v[k]}) ==
-                WALK_BREAK) {
+            if (range_iter(st, r, mark, v_int((int64_t)k),
+                           (val){.k = V_SAMPLE, .u.smp = v.u.q->v[k]}) == WALK_BREAK) {
                 count++;
                 break;
             }
@@ -3863,8 +4391,9 @@ static enum walk_ctl walk_range(tmpl_state *st, val dot, node *r)
         /* keys in sorted order: arg0 arg1 arg10 ... */
         char key[24];
         size_t *ord = st_alloc(st, (n ? n : 1) * sizeof *ord);
-        char (*keys)[24] = st_alloc(st, (n ? n : 1) * sizeof *keys);
-        for (size_t k = 0; k < n; k++) snprintf(keys[k], sizeof keys[k], "arg%zu", k), ord[k] = k;
+        char(*keys)[24] = st_alloc(st, (n ? n : 1) * sizeof *keys);
+        for (size_t k = 0; k < n; k++)
+            snprintf(keys[k], sizeof keys[k], "arg%zu", k), ord[k] = k;
         for (size_t i = 1; i < n; i++)
             for (size_t j = i; j > 0 && strcmp(keys[ord[j - 1]], keys[ord[j]]) > 0; j--) {
                 size_t t = ord[j];
@@ -3874,7 +4403,8 @@ static enum walk_ctl walk_range(tmpl_state *st, val dot, node *r)
         (void)key;
         for (size_t k = 0; k < n; k++, count++) {
             val e = v.u.m->v[ord[k]];
-            if (range_iter(st, r, mark, v_str((str){keys[ord[k]], strlen(keys[ord[k]])}), e) == WALK_BREAK) {
+            if (range_iter(st, r, mark, v_str((str){keys[ord[k]], strlen(keys[ord[k]])}), e) ==
+                WALK_BREAK) {
                 count++;
                 break;
             }
@@ -3906,7 +4436,23 @@ static enum walk_ctl walk_range(tmpl_state *st, val dot, node *r)
     return c;
 }
 
+static enum walk_ctl walk_node_in(tmpl_state *st, val dot, node *n);
+
+/* Bounds the executor's recursion (blocks inside templates inside blocks):
+ * the C stack, not only the template depth, must stay small. */
 static enum walk_ctl walk_node(tmpl_state *st, val dot, node *n)
+{
+    if (n->t == N_TEXT || n->t == N_ACTION) return walk_node_in(st, dot, n);
+    if (++st->nest > TMPL_MAX_EXEC_NEST) {
+        st->at = n;
+        xerr(st, "exceeded maximum nesting depth (%d)", TMPL_MAX_EXEC_NEST);
+    }
+    enum walk_ctl c = walk_node_in(st, dot, n);
+    st->nest--;
+    return c;
+}
+
+static enum walk_ctl walk_node_in(tmpl_state *st, val dot, node *n)
 {
     charge(st, 0);
     switch (n->t) {
@@ -3924,8 +4470,10 @@ static enum walk_ctl walk_node(tmpl_state *st, val dot, node *n)
         size_t mark = st->nvars;
         val v = eval_pipeline(st, dot, n->u.branch.pipe);
         enum walk_ctl c = WALK_OK;
-        if (truth(&v)) c = walk_list(st, n->t == N_WITH ? v : dot, n->u.branch.list);
-        else if (n->u.branch.else_list) c = walk_list(st, dot, n->u.branch.else_list);
+        if (truth(&v))
+            c = walk_list(st, n->t == N_WITH ? v : dot, n->u.branch.list);
+        else if (n->u.branch.else_list)
+            c = walk_list(st, dot, n->u.branch.else_list);
         st->nvars = mark;
         return c;
     }
@@ -3942,7 +4490,8 @@ static enum walk_ctl walk_node(tmpl_state *st, val dot, node *n)
             if (st->defs[k].name.n == n->u.tmpl.name.n &&
                 memcmp(st->defs[k].name.p, n->u.tmpl.name.p, n->u.tmpl.name.n) == 0)
                 def = &st->defs[k];
-        if (!def) xerr(st, "template \"%.*s\" not defined", (int)n->u.tmpl.name.n, n->u.tmpl.name.p);
+        if (!def)
+            xerr(st, "template \"%.*s\" not defined", (int)n->u.tmpl.name.n, n->u.tmpl.name.p);
         if (st->exec_depth >= TMPL_MAX_EXEC_DEPTH)
             xerr(st, "exceeded maximum template depth (%d)", TMPL_MAX_EXEC_DEPTH);
         val nd = {.k = V_INVALID};
@@ -3979,7 +4528,8 @@ static enum walk_ctl walk_list(tmpl_state *st, val dot, node_list *l)
 void template_query_result_cleanup(template_query_result *r)
 {
     if (!r) return;
-    for (size_t k = 0; k < r->n; k++) labels_free(r->v[k].metric);
+    for (size_t k = 0; k < r->n; k++)
+        labels_free(r->v[k].metric);
     mem_free(r->v);
     r->v = NULL;
     r->n = 0;
@@ -3987,9 +4537,11 @@ void template_query_result_cleanup(template_query_result *r)
 
 static void st_cleanup(tmpl_state *st)
 {
-    for (size_t k = 0; k < st->nqrs; k++) template_query_result_cleanup(&st->qrs[k]);
+    for (size_t k = 0; k < st->nqrs; k++)
+        template_query_result_cleanup(&st->qrs[k]);
     mem_free(st->qrs);
-    for (size_t k = 0; k < st->nres; k++) regex_free(st->res[k]);
+    for (size_t k = 0; k < st->nres; k++)
+        regex_free(st->res[k]);
     mem_free(st->res);
     mem_free(st->vars);
     buf_cleanup(&st->out);
@@ -4040,8 +4592,10 @@ int template_check(const char *name, const char *text, size_t len, buf *err)
     st_init(st, name, text, len, &e, &joined);
     item *items = NULL;
     volatile int rc = 0;
-    if (setjmp(st->jb) == 0) st_parse(st, &items);
-    else rc = -EINVAL;
+    if (setjmp(st->jb) == 0)
+        st_parse(st, &items);
+    else
+        rc = -EINVAL;
     if (rc != 0 && err) buf_append(err, buf_cstr(&e), e.len);
     buf_cleanup(&e);
     mem_free(items);

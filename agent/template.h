@@ -7,15 +7,17 @@
  * `$x = ...`; fields `.Labels.x`, `$labels.x`, `.Value`, `$value`,
  * `$externalLabels.x`, `$externalURL`; `if`/`else if`/`else`/`end`,
  * `range` (over a query result, a map or a slice; `range $i, $e := ...`),
- * `with`, `define`/`template`/`block` may be refused; Go's builtins `and`,
- * `or`, `not`, `len`, `index`, `print`, `printf`, `println`, `eq`, `ne`,
- * `lt`, `le`, `gt`, `ge`, `html`, `js`, `urlquery`; Prometheus's
+ * `with`, `define`/`template`/`block`, `break`/`continue`; Go's builtins
+ * `and`, `or`, `not`, `len`, `index`, `slice`, `print`, `printf`, `println`,
+ * `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `html`, `js`, `urlquery`; Prometheus's
  * functions `humanize`, `humanize1024`, `humanizeDuration`,
  * `humanizePercentage`, `humanizeTimestamp`, `toTime`, `title`, `toUpper`,
  * `toLower`, `match`, `reReplaceAll`, `safeHtml`, `stripPort`,
  * `stripDomain`, `graphLink`, `tableLink`, `args`, `label`, `value`,
  * `first`, `sortByLabel`, `strvalue`, `query`, `externalURL`, `pathPrefix`,
- * `parseDuration`.
+ * `parseDuration`, `toDuration`, `now`, `urlQueryEscape` (a `toTime` result
+ * has the time.Time methods Format, String, Unix, UnixMilli, Add, Year...;
+ * a `toDuration` result String, Seconds, Minutes, Hours, Milliseconds...).
  *
  * Prometheus prefixes every alert template with
  *   {{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}
@@ -73,8 +75,11 @@ typedef struct template_data {
  * template name; Prometheus uses "__alert_" + alert name) with data d,
  * appending the result to out. Returns 0; or -EINVAL (parse or execution
  * error: Go's message appended to err; out may hold partial output, which
- * callers discard, as Prometheus does) or -ENOMEM. Bounded: output over
- * 1 MiB or more than 100,000 range iterations is an execution error. */
+ * callers discard, as Prometheus does), or -E2BIG when out's own limit is
+ * reached. Bounded: output over 1 MiB, more than 100,000 range iterations,
+ * a string value over 1 MiB, {{template}} recursion deeper than 200, nesting
+ * deeper than 200 (parse) or 500 (execution), 10 million evaluation steps or
+ * 64 MiB of working memory is an error. */
 int template_expand(const char *name, const char *text, size_t len, const template_data *d,
                     buf *out, buf *err);
 
@@ -85,7 +90,9 @@ int template_check(const char *name, const char *text, size_t len, buf *err);
 
 /* Prometheus's humanize functions, exported for other modules (notify's
  * texts, tests). Each appends to out; a non-numeric input is the caller's
- * concern (they take numbers). */
+ * concern (they take numbers). A timestamp whose nanoseconds overflow int64
+ * appends Prometheus's error text ("<v> cannot be represented as a
+ * nanoseconds timestamp since it overflows int64"). */
 void template_humanize(double v, buf *out);
 void template_humanize1024(double v, buf *out);
 void template_humanize_duration(double seconds, buf *out);

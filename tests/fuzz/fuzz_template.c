@@ -35,7 +35,8 @@ static labels *mk(const char *const *kv)
     return ls;
 }
 
-static int fake_query(void *ctx, const char *expr, int64_t t_ms, template_query_result *out, buf *err)
+static int fake_query(void *ctx, const char *expr, int64_t t_ms, template_query_result *out,
+                      buf *err)
 {
     (void)ctx, (void)t_ms;
     if (strstr(expr, "error")) {
@@ -58,7 +59,8 @@ static int fake_query(void *ctx, const char *expr, int64_t t_ms, template_query_
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const kv[] = {"alertname", "HighLatency", "instance", "foo.example.com:9090",
-                                     "job", "api", "severity", "critical", NULL};
+                                     "job",       "api",         "severity", "critical",
+                                     NULL};
     static const char *const ext[] = {"cluster", "eu-1", NULL};
     labels *ls = mk(kv), *el = mk(ext);
     template_data d = {
@@ -81,8 +83,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = template_expand("__alert_Fuzz", t, size, &d, &out, &err);
     CHECK(rc == 0 || rc == -EINVAL);
     CHECK(out.len <= 1024 * 1024);
-    if (rc == 0) CHECK(err.len == 0);
-    else CHECK(err.len > 0 && strncmp(buf_cstr(&err), "template: ", 10) == 0);
+    if (rc == 0)
+        CHECK(err.len == 0);
+    else
+        CHECK(err.len > 0 && strncmp(buf_cstr(&err), "template: ", 10) == 0);
 
     int crc = template_check("__alert_Fuzz", t, size, &cerr);
     CHECK(crc == 0 || crc == -EINVAL);
