@@ -520,6 +520,14 @@ class Api:
         assert r.status_code == 200, f"{self.name} label {label} {selector}: {r.status_code} {r.text[:500]}"
         return r.json()["data"]
 
+    def series_label_values(self, label, selector, start, end):
+        """What Grafana versions without the match[] label values API do:
+        /api/v1/series, then the label's values."""
+        r = requests.get(f"{self.url}/api/v1/series", params={"match[]": selector, "start": start, "end": end},
+                         timeout=30)
+        assert r.status_code == 200, f"{self.name} series {selector}: {r.status_code} {r.text[:500]}"
+        return sorted({s[label] for s in r.json()["data"] if label in s})
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
@@ -660,6 +668,10 @@ def check(api, data_fx):
         answers[qid] = vals
         if not vals:
             problems.append(f"{qid}: label_values({sel}, {label}) empty")
+        if sel:
+            via_series = api.series_label_values(label, sel, data_fx.start, data_fx.end)
+            if via_series != sorted(vals):
+                problems.append(f"{qid}: /api/v1/series gives {via_series}, /api/v1/label gives {vals}")
     return answers, problems
 
 
