@@ -103,6 +103,10 @@ def variable_queries():
     return out
 
 
+QUERIES = queries()
+VARIABLE_QUERIES = variable_queries()
+
+
 # ---- 1. schema basics and provisioning ------------------------------------------------------
 
 def test_the_four_dashboards_are_there():
@@ -219,6 +223,60 @@ def test_dashboard_schema(path):
 def test_dashboards_use_every_panel_type():
     types = {p.get("type") for path in DASHBOARDS for p in panels(load(path))}
     assert types == PANEL_TYPES, types
+
+
+PROMQL_WORDS = {"sum", "max", "min", "count", "avg", "rate", "increase", "changes", "histogram_quantile",
+                "vector", "time", "by", "on", "and", "or", "unless", "without", "group_left", "group_right",
+                "le", "name", "image", "job", "instance", "container", "route", "method", "status",
+                "severity", "alertname", "alertstate", "rule_group", "destination", "reason", "cpu",
+                "exported_job", "exported_instance"}
+
+
+def metric_names():
+    """Metric names the dashboards' queries select."""
+    names = set()
+    for _, expr, _ in QUERIES:
+        no_strings = re.sub(r'"[^"]*"', '""', expr)
+        no_braces = re.sub(r"\{[^}]*\}", "{}", no_strings)
+        no_grouping = re.sub(r"\b(by|on|without)\s*\([^)]*\)", "", no_braces)
+        for m in re.finditer(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", no_grouping):
+            w = m.group(1)
+            if w not in PROMQL_WORDS and not re.fullmatch(r"\d.*|[0-9.]+[smhd]?", w):
+                names.add(w)
+    for _, sel, _ in VARIABLE_QUERIES:
+        if sel:
+            names.add(re.match(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)", sel).group(1))
+    return names
+
+
+def test_metric_names_are_what_sidewatch_and_the_rules_use():
+    """container_*, sidewatch_* and process_* names appear in sidewatch's C
+    sources (what it really exports); the app's names and ALERTS/up are the
+    ones the shipped rules use (rules/*.yml). Catches a name misspelt alike
+    in a dashboard and in the fixture."""
+    src = ""
+    for f in glob.glob(os.path.join(REPO, "agent", "*.c")) + glob.glob(os.path.join(REPO, "exporter", "*.c")):
+        with open(f) as fh:
+            src += fh.read()
+    rules = ""
+    for f in glob.glob(os.path.join(REPO, "rules", "*.yml")):
+        with open(f) as fh:
+            rules += fh.read()
+    names = metric_names()
+    assert {"container_cpu_usage_seconds_total", "http_requests_total", "ALERTS", "up",
+            "sidewatch_store_samples_appended_total"} <= names, names
+    missing = []
+    for n in sorted(names):
+        base = re.sub(r"_(bucket|sum|count)$", "", n)
+        if n.startswith(("container_", "sidewatch_", "process_", "machine_")):
+            if f'"{n}"' not in src and f'"{base}"' not in src:
+                missing.append(f"{n}: not in agent/ or exporter/ sources")
+        elif n in ("ALERTS", "up"):
+            if n not in src:
+                missing.append(f"{n}: not in agent/ sources")
+        elif not re.search(r"\b" + re.escape(base) + r"(_bucket)?\b", rules):
+            missing.append(f"{n}: not used by rules/*.yml (the app metric names)")
+    assert not missing, "\n".join(missing)
 
 
 def test_datasource_provisioning():
@@ -591,10 +649,6 @@ def data(tmp_path_factory):
             if proc is started[0] and was_running and rc != 0:
                 problems.append(f"sidewatch exited {rc} on SIGTERM:\n{proc.output()[-2000:]}")
         assert not problems, "\n".join(problems)
-
-
-QUERIES = queries()
-VARIABLE_QUERIES = variable_queries()
 
 
 def need_prometheus(data):
