@@ -430,7 +430,7 @@ def make_fixture(path, start, end):
         ({}, "shop-redis-1", "redis:7-alpine", "redis", 256 << 20, True),
         ({}, "shop-nginx-1", "nginx:1.25", "nginx", 0, False),
         ({}, "shop-grafana-1", "grafana/grafana:10.4.2", "grafana", 0, False),
-        ({"job": "sidewatch", "instance": "edge:9277"}, "edge-app-1", "shop/app:1.4", "app", 1 << 30, False),
+        ({"job": "sidewatch", "instance": "edge:9277"}, "edge-app-1", "shop/app:1.4", "app", 1 << 30, True),
     ]
     for i, (extra, name, image, service, limit, quota) in enumerate(containers):
         ls = dict(extra, id="/docker/" + ("%064x" % rnd.getrandbits(256)), name=name, image=image,
@@ -504,6 +504,8 @@ def make_fixture(path, start, end):
           "name": "shop-redis-1", "image": "redis:7-alpine"}, (end - 240, end)),
         ({"alertname": "LowCacheHitRate", "alertstate": "pending", "severity": "warning", "job": "app"},
          (end - 420, end)),
+        ({"alertname": "TargetDown", "alertstate": "pending", "severity": "critical", "job": "api",
+          "instance": "api:3000", "container": "shop-api-1"}, (end - 60, end)),
         ({"alertname": "HighRequestLatency", "alertstate": "firing", "severity": "warning", "job": "app"},
          (mid + 300, end)),
     ]
@@ -766,6 +768,57 @@ def test_sidewatch_and_prometheus_agree(data):
                     problems.append(f"{qid} {which} {dict(k)}: sidewatch {ma[k][:5]}... "
                                     f"prometheus {mb[k][:5]}...")
                     break
+    assert not problems, "\n".join(problems[:30])
+
+
+def promql_regex_value(v):
+    """A variable value as Grafana puts it into a =~ matcher: regex
+    metacharacters escaped, inside a PromQL double-quoted string."""
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", v).replace("\\", "\\\\")
+
+
+def test_one_variable_value_narrows_the_panels(data):
+    """Choosing one value of a variable (the others All): every query that
+    uses the variable still runs, returns only series whose labels fit, and
+    is non-empty for at least one of the variable's values."""
+    api = data["sidewatch"]
+    fx = data["fx"]
+    t, _ = eval_times(fx)
+    problems = []
+    checked = 0
+    for path in DASHBOARDS:
+        d = load(path)
+        base = os.path.basename(path)[: -len(".json")]
+        qvars = {v["name"]: v for v in d["templating"]["list"] if v.get("type") == "query"}
+        for name, v in qvars.items():
+            m = LABEL_VALUES_RE.match(variable_query(v))
+            sel = substitute(m.group(1), qvars) if m.group(1) else None
+            values = api.label_values(m.group(2), sel, fx.start, fx.end)
+            assert values, f"{base}: ${name} has no values"
+            for p in panels(d):
+                for tg in p.get("targets", []):
+                    if f"${name}" not in tg["expr"]:
+                        continue
+                    hits = 0
+                    for val in values:
+                        expr = tg["expr"].replace(f"${{{name}}}", f"${name}")
+                        expr = re.sub(rf"\${name}\b", lambda _: promql_regex_value(val), expr)
+                        expr = substitute(expr, qvars)
+                        res = api.query(expr, t)["result"]
+                        checked += 1
+                        if res:
+                            hits += 1
+                        # A series that still carries the filtered label has the chosen value.
+                        label = m.group(2)
+                        for series in res if isinstance(res, list) else []:
+                            got = series.get("metric", {}).get(label)
+                            if got is not None and got != val:
+                                problems.append(f"{base}: {p['title']} [{tg['refId']}] ${name}={val}: "
+                                                f"series with {label}={got}")
+                    if not hits:
+                        problems.append(f"{base}: {p['title']} [{tg['refId']}]: empty for every value of "
+                                        f"${name} {values}")
+    assert checked > 100
     assert not problems, "\n".join(problems[:30])
 
 
