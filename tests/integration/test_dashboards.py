@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import BIN, REPO, Proc, free_port, skip_or_fail, wait_until
+from conftest import BIN, REPO, SANITIZER_MARKERS, Proc, free_port, skip_or_fail, wait_until
 
 DASHBOARDS = sorted(glob.glob(os.path.join(REPO, "dashboards", "*.json")))
 PROVISIONING = os.path.join(REPO, "docker", "grafana", "provisioning")
@@ -608,7 +608,8 @@ def data(tmp_path_factory):
         storage = str(d / "sw-data")
         p = subprocess.run([BIN, "import", "openmetrics", om, f"--storage.path={storage}"],
                            capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, f"sidewatch import: {p.returncode}\n{p.stdout}{p.stderr}"
+        assert p.returncode == 0 and not any(m in p.stderr for m in SANITIZER_MARKERS), \
+            f"sidewatch import: {p.returncode}\n{p.stdout}{p.stderr}"
         (d / "empty.yml").write_text("global:\n  scrape_interval: 15s\n")
         port = free_port()
         sw = Proc([BIN, f"--web.listen-address=127.0.0.1:{port}", f"--storage.path={storage}",
@@ -648,8 +649,12 @@ def data(tmp_path_factory):
         for proc in started:
             was_running = proc.alive()
             rc = proc.stop()
-            if proc is started[0] and was_running and rc != 0:
-                problems.append(f"sidewatch exited {rc} on SIGTERM:\n{proc.output()[-2000:]}")
+            if proc is started[0]:
+                out_ = proc.output()
+                if any(m in out_ for m in SANITIZER_MARKERS):
+                    problems.append(f"sanitizer report from sidewatch:\n{out_[-4000:]}")
+                elif was_running and rc != 0:
+                    problems.append(f"sidewatch exited {rc} on SIGTERM:\n{out_[-2000:]}")
         assert not problems, "\n".join(problems)
 
 
