@@ -29,6 +29,25 @@ int strutil_parse_duration(const char *s, size_t len, int64_t *ms, buf *err);
  * length written to out (NUL-terminated, out needs 32 bytes). */
 size_t strutil_format_duration(int64_t ms, char out[32]);
 
+/* ---- RFC 3339 times --------------------------------------------------------------------- */
+
+/* Parses s[0..len) as Go's time.Parse(time.RFC3339Nano, s) does:
+ * "2006-01-02T15:04:05[.frac](Z|+07:00)", a four-digit year (0000..9999),
+ * a valid calendar date (Feb 29 in leap years only), hour 0..23, minute and
+ * second 0..59; an optional fraction after '.' or ',' of one or more digits
+ * (beyond nine they are read and dropped); then 'Z' or an offset +hh:mm or
+ * -hh:mm (hh up to 24 and mm up to 60, as Go allows); nothing after it. 'T'
+ * and 'Z' are upper case only. On success *sec gets seconds since the epoch
+ * (UTC) and *nsec 0..999999999, and returns 0; otherwise returns -EINVAL and
+ * leaves *sec and *nsec alone. */
+int strutil_parse_rfc3339(const char *s, size_t len, int64_t *sec, int32_t *nsec);
+/* Formats seconds since the epoch plus nsec (0..999999999) as Go's
+ * t.UTC().Format(time.RFC3339Nano): "2024-05-01T10:00:00.25Z", the
+ * fraction's trailing zeros trimmed and no fraction when nsec is 0; years
+ * outside 0..9999 are written in full ("-0001", "10000"). Any int64 second
+ * fits: out (40 bytes) is NUL-terminated; returns the length without NUL. */
+size_t strutil_format_rfc3339(int64_t sec, int32_t nsec, char out[40]);
+
 /* Parses a size like units.ParseBase2Bytes: "15MB", "10MiB", "512B", "0".
  * Returns 0, or -EINVAL with the library's message ("units: unknown unit
  * <u> in <s>", "units: invalid <s>") appended to err. */
