@@ -1,6 +1,7 @@
 /* Unit tests for strutil (durations, byte sizes, hashing, Go string
- * literals, RFC 3339 times) and the shared float/quote helpers in exporter/expfmt, checked
- * against the outputs of the Go functions Prometheus uses. */
+ * literals, RFC 3339 times) and the shared float/quote helpers in
+ * exporter/expfmt, checked against the outputs of the Go functions
+ * Prometheus uses. */
 #include "testutil.h"
 
 #include <errno.h>
