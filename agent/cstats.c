@@ -9,7 +9,6 @@
 #include <strings.h>
 
 #include "json.h"
-#include "mem.h"
 #include "strutil.h"
 
 void cstats_reset(cstats *s)
@@ -298,15 +297,9 @@ static const char *get_str(pctx *c, const json_val *obj, const char *key, const 
  * 0001-01-01T00:00:00Z among them), -1 when malformed. */
 static int parse_time(const char *s, size_t len, int64_t *ns)
 {
-    char *c = mem_malloc(len + 1);
-    memcpy(c, s, len);
-    if (len > 10 && c[10] == 't') c[10] = 'T';
-    if (len > 0 && c[len - 1] == 'z') c[len - 1] = 'Z';
     int64_t secs;
     int32_t nsec;
-    int rc = strutil_parse_rfc3339(c, len, &secs, &nsec);
-    mem_free(c);
-    if (rc != 0) return -1;
+    if (strutil_parse_rfc3339_ci(s, len, &secs, &nsec) != 0) return -1;
     /* int64 ns covers 1678..2262. */
     if (secs < -9223372036LL || secs > 9223372035LL) return 0;
     *ns = secs * 1000000000LL + nsec;

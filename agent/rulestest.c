@@ -229,19 +229,12 @@ static int64_t rt_duration(rt_dec *d, const yamlconf_node *n)
 }
 
 /* time.Parse(time.RFC3339Nano, s) to ms since the epoch (truncated); as
- * before, lower-case 't' and 'z' are accepted too (RFC 3339 allows them,
- * Go does not). */
+ * before, lower-case 't' and 'z' are accepted too. */
 static bool rt_parse_rfc3339(const char *s, size_t len, int64_t *ms)
 {
-    char *c = mem_malloc(len + 1);
-    memcpy(c, s, len);
-    if (len > 10 && c[10] == 't') c[10] = 'T';
-    if (len > 0 && c[len - 1] == 'z') c[len - 1] = 'Z';
     int64_t sec;
     int32_t nsec;
-    int rc = strutil_parse_rfc3339(c, len, &sec, &nsec);
-    mem_free(c);
-    if (rc != 0) return false;
+    if (strutil_parse_rfc3339_ci(s, len, &sec, &nsec) != 0) return false;
     *ms = sec * 1000 + nsec / 1000000;
     return true;
 }

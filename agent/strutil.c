@@ -1,6 +1,7 @@
 #include "strutil.h"
 
 #include "expfmt.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -784,6 +785,19 @@ int strutil_parse_rfc3339(const char *s, size_t len, int64_t *sec, int32_t *nsec
     *sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
     *nsec = frac;
     return 0;
+}
+
+int strutil_parse_rfc3339_ci(const char *s, size_t len, int64_t *sec, int32_t *nsec)
+{
+    if (len < 20 || (s[10] != 't' && s[len - 1] != 'z'))
+        return strutil_parse_rfc3339(s, len, sec, nsec);
+    char *c = mem_malloc(len);
+    memcpy(c, s, len);
+    if (c[10] == 't') c[10] = 'T';
+    if (c[len - 1] == 'z') c[len - 1] = 'Z';
+    int rc = strutil_parse_rfc3339(c, len, sec, nsec);
+    mem_free(c);
+    return rc;
 }
 
 size_t strutil_format_rfc3339(int64_t sec, int32_t nsec, char out[40])

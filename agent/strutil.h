@@ -1,10 +1,11 @@
-/* strutil: Prometheus-compatible parsing and formatting of durations and
- * byte sizes; the staleness marker; hashing.
+/* strutil: Prometheus-compatible parsing and formatting of durations, byte
+ * sizes and RFC 3339 times; the staleness marker; hashing.
  *
  * These functions reproduce the exact behaviour (and error texts) of the Go
  * libraries Prometheus uses, because users see those texts and tests compare
- * them: model.ParseDuration, units.ParseBase2Bytes, strconv.Unquote and
- * Prometheus's util/strutil.Unquote. Floats, names, UTF-8 validity and Go
+ * them: model.ParseDuration, time.Parse and Format with time.RFC3339Nano,
+ * units.ParseBase2Bytes, strconv.Unquote and Prometheus's
+ * util/strutil.Unquote. Floats, names, UTF-8 validity and Go
  * quoting live in exporter/expfmt.h, which exporter/ shares. */
 #ifndef SIDEWATCH_STRUTIL_H
 #define SIDEWATCH_STRUTIL_H
@@ -41,6 +42,10 @@ size_t strutil_format_duration(int64_t ms, char out[32]);
  * (UTC) and *nsec 0..999999999, and returns 0; otherwise returns -EINVAL and
  * leaves *sec and *nsec alone. */
 int strutil_parse_rfc3339(const char *s, size_t len, int64_t *sec, int32_t *nsec);
+/* As strutil_parse_rfc3339, but 't' and 'z' may also be lower case (RFC 3339
+ * allows it, Go does not), as sidewatch's promtool test runner and Docker
+ * stats parser have always accepted. */
+int strutil_parse_rfc3339_ci(const char *s, size_t len, int64_t *sec, int32_t *nsec);
 /* Formats seconds since the epoch plus nsec (0..999999999) as Go's
  * t.UTC().Format(time.RFC3339Nano): "2024-05-01T10:00:00.25Z", the
  * fraction's trailing zeros trimmed and no fraction when nsec is 0; years

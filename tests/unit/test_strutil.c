@@ -627,6 +627,18 @@ static void test_parse_rfc3339(void **state)
     assert_int_equal(sec, 1435781451);
     assert_int_equal(strutil_parse_rfc3339(t, 19, &sec, &nsec), -EINVAL);
 
+    /* The _ci variant also takes lower-case 't' and 'z', and nothing else. */
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01t20:10:51.5z", 22, &sec, &nsec), 0);
+    assert_int_equal(sec, 1435781451);
+    assert_int_equal(nsec, 500000000);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01t20:10:51+02:00", 25, &sec, &nsec), 0);
+    assert_int_equal(sec, 1435774251);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01T20:10:51Z", 20, &sec, &nsec), 0);
+    assert_int_equal(sec, 1435781451);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01x20:10:51z", 20, &sec, &nsec), -EINVAL);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-02-29t20:10:51z", 20, &sec, &nsec), -EINVAL);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01t20:10:51", 19, &sec, &nsec), -EINVAL);
+
     /* Every day from year 0 to 9999 against glibc's timegm. */
     for (int64_t day = -719528; day < 2932897; day += 13) {
         time_t tt = (time_t)(day * 86400 + 45296); /* 12:34:56 */
