@@ -759,8 +759,8 @@ int strutil_parse_rfc3339(const char *s, size_t len, int64_t *sec, int32_t *nsec
         return -EINVAL;
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 ||
-        mi > 59 || se > 59)
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 ||
+        se > 59)
         return -EINVAL;
     size_t i = 19;
     int32_t frac = 0;

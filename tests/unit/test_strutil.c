@@ -581,11 +581,11 @@ static void test_parse_rfc3339(void **state)
     static const char *const bad[] = {
         "",
         "2015-07-01",
-        "2015-07-01T20:10:51",           /* no zone */
-        "2015-07-01 20:10:51Z",          /* space for T */
-        "2015-07-01t20:10:51Z",          /* Go: upper case only */
+        "2015-07-01T20:10:51",  /* no zone */
+        "2015-07-01 20:10:51Z", /* space for T */
+        "2015-07-01t20:10:51Z", /* Go: upper case only */
         "2015-07-01T20:10:51z",
-        "2015-02-29T00:00:00Z",          /* not a leap year */
+        "2015-02-29T00:00:00Z", /* not a leap year */
         "1900-02-29T00:00:00Z",
         "2015-04-31T00:00:00Z",
         "2015-00-01T00:00:00Z",
@@ -593,10 +593,10 @@ static void test_parse_rfc3339(void **state)
         "2015-07-00T00:00:00Z",
         "2015-07-01T24:00:00Z",
         "2015-07-01T23:60:00Z",
-        "2015-07-01T23:59:60Z",          /* no leap seconds */
-        "2015-07-01T20:10:51.Z",         /* a separator needs a digit */
+        "2015-07-01T23:59:60Z",  /* no leap seconds */
+        "2015-07-01T20:10:51.Z", /* a separator needs a digit */
         "2015-07-01T20:10:51.5",
-        "2015-07-01T20:10:51ZZ",         /* trailing garbage */
+        "2015-07-01T20:10:51ZZ", /* trailing garbage */
         "2015-07-01T20:10:51Z ",
         "2015-07-01T20:10:51+02:00x",
         "2015-07-01T20:10:51+02:0",
@@ -605,7 +605,7 @@ static void test_parse_rfc3339(void **state)
         "2015-07-01T20:10:51+00:61",
         "2015-07-01T20:10:51*02:00",
         "+2015-07-01T20:10:51Z",
-        "-0001-01-01T00:00:00Z",         /* only four-digit years */
+        "-0001-01-01T00:00:00Z", /* only four-digit years */
         "10000-01-01T00:00:00Z",
         "2015-7-01T20:10:51Z",
         "2015-07-01T2:10:51Z",
@@ -721,7 +721,7 @@ int main(void)
         cmocka_unit_test(test_utf8_and_names), cmocka_unit_test(test_hash_and_stale),
         cmocka_unit_test(test_append_rune),    cmocka_unit_test(test_go_unquote),
         cmocka_unit_test(test_go_unescape),    cmocka_unit_test(test_glob_valid),
-        cmocka_unit_test(test_parse_rfc3339), cmocka_unit_test(test_format_rfc3339),
+        cmocka_unit_test(test_parse_rfc3339),  cmocka_unit_test(test_format_rfc3339),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
