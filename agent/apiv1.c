@@ -157,30 +157,6 @@ const apiv1_param *apiv1_params_get(const apiv1_params *p, const char *key)
 
 /* ---- times and durations ---------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 size_t apiv1_format_time(int64_t ms, char out[40])
 {
     int64_t sec = ms / 1000, frac = ms % 1000;
@@ -188,88 +164,16 @@ size_t apiv1_format_time(int64_t ms, char out[40])
         frac += 1000;
         sec--;
     }
-    int64_t days = sec / 86400, rem = sec % 86400;
-    if (rem < 0) {
-        rem += 86400;
-        days--;
-    }
-    int64_t y;
-    int m, d;
-    civil_from_days(days, &y, &m, &d);
-    int n = snprintf(out, 40, "%s%04" PRId64 "-%02d-%02dT%02d:%02d:%02d", y < 0 ? "-" : "",
-                     y < 0 ? -y : y, m, d, (int)(rem / 3600), (int)(rem / 60 % 60),
-                     (int)(rem % 60));
-    if (frac) {
-        n += snprintf(out + n, 40 - (size_t)n, ".%03d", (int)frac);
-        while (out[n - 1] == '0')
-            n--;
-    }
-    out[n++] = 'Z';
-    out[n] = '\0';
-    return (size_t)n;
+    return strutil_format_rfc3339(sec, (int32_t)frac * 1000000, out);
 }
 
-static bool digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-    }
-    return true;
-}
-
-static int num(const char *s, size_t n)
-{
-    int v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = v * 10 + (s[i] - '0');
-    return v;
-}
-
-/* time.Parse(time.RFC3339Nano, s): 2006-01-02T15:04:05[.frac](Z|+07:00). */
+/* time.Parse(time.RFC3339Nano, s), truncated to milliseconds. */
 static bool parse_rfc3339(const char *s, size_t len, int64_t *ms)
 {
-    if (len < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
-        !digits(s + 8, 2) || s[10] != 'T' || !digits(s + 11, 2) || s[13] != ':' ||
-        !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
-        return false;
-    int64_t y = num(s, 4);
-    int mo = num(s + 5, 2), d = num(s + 8, 2), h = num(s + 11, 2), mi = num(s + 14, 2),
-        se = num(s + 17, 2);
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 59)
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo == 2 && d == 29 && !leap) return false;
-    size_t i = 19;
-    int64_t nanos = 0;
-    if (i + 1 < len && (s[i] == '.' || s[i] == ',') && s[i + 1] >= '0' && s[i + 1] <= '9') {
-        i++;
-        int nd = 0;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            if (nd < 9) {
-                nanos = nanos * 10 + (s[i] - '0');
-                nd++;
-            }
-            i++;
-        }
-        for (; nd < 9; nd++)
-            nanos *= 10;
-    }
-    int64_t offset = 0;
-    if (i < len && s[i] == 'Z') {
-        i++;
-    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2) &&
-               s[i + 3] == ':' && digits(s + i + 4, 2)) {
-        int oh = num(s + i + 1, 2), om = num(s + i + 4, 2);
-        if (oh > 23 || om > 59) return false;
-        offset = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return false;
-    }
-    if (i != len) return false;
-    int64_t sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
-    *ms = sec * 1000 + nanos / 1000000;
+    int64_t sec;
+    int32_t nsec;
+    if (strutil_parse_rfc3339(s, len, &sec, &nsec) != 0) return false;
+    *ms = sec * 1000 + nsec / 1000000;
     return true;
 }
 

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "json.h"
+#include "strutil.h"
 
 void cstats_reset(cstats *s)
 {
@@ -291,72 +292,17 @@ static const char *get_str(pctx *c, const json_val *obj, const char *key, const 
     return json_val_string(j, len);
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static bool digits(const char *p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') return false;
-        v = v * 10 + (p[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* RFC 3339 with optional fraction (Go's RFC3339Nano): returns 1 and unix ns,
- * 0 for Go's zero time (0001-01-01T00:00:00Z) or a time outside int64 ns,
- * -1 when malformed. */
+/* RFC 3339 (Go's RFC3339Nano, and as before lower-case 't' and 'z'):
+ * returns 1 and unix ns, 0 for a time outside int64 ns (Go's zero time
+ * 0001-01-01T00:00:00Z among them), -1 when malformed. */
 static int parse_time(const char *s, size_t len, int64_t *ns)
 {
-    int y, mo, d, h, mi, se;
-    if (len < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
-        !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
-        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &se))
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return -1;
-    size_t i = 19;
-    int64_t frac = 0;
-    if (i < len && s[i] == '.') {
-        i++;
-        int n = 0;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            if (n < 9) frac = frac * 10 + (s[i] - '0');
-            n++, i++;
-        }
-        if (n == 0) return -1;
-        for (; n < 9; n++)
-            frac *= 10;
-    }
-    int64_t off = 0;
-    if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
-        i++;
-    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-        int oh, om;
-        if (!digits(s + i + 1, 2, &oh) || !digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
-            return -1;
-        off = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return -1;
-    }
-    if (i != len) return -1;
-    if (y == 1 && mo == 1 && d == 1 && h == 0 && mi == 0 && se == 0 && frac == 0 && off == 0)
-        return 0;
-    int64_t secs =
-        days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - off;
+    int64_t secs;
+    int32_t nsec;
+    if (strutil_parse_rfc3339_ci(s, len, &secs, &nsec) != 0) return -1;
     /* int64 ns covers 1678..2262. */
     if (secs < -9223372036LL || secs > 9223372035LL) return 0;
-    *ns = secs * 1000000000LL + frac;
+    *ns = secs * 1000000000LL + nsec;
     return 1;
 }
 

@@ -301,67 +301,15 @@ static int64_t jint_or(const json_val *o, const char *k, int64_t def)
     return jint(o, k, &v) ? v : def;
 }
 
-static bool digits(const char *s, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9') return false;
-    return true;
-}
-
-static int num(const char *s, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++)
-        v = v * 10 + (s[i] - '0');
-    return v;
-}
-
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* RFC 3339 (Go's time.Time JSON) to unix seconds; 0 for Go's zero time
  * ("0001-01-01T00:00:00Z"), anything before 1970 and anything unparsable. */
 static double parse_time(const char *s)
 {
-    if (!s) return 0;
-    size_t len = strlen(s);
-    if (len < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
-        !digits(s + 8, 2) || s[10] != 'T' || !digits(s + 11, 2) || s[13] != ':' ||
-        !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
+    int64_t sec;
+    int32_t nsec;
+    if (!s || strutil_parse_rfc3339(s, strlen(s), &sec, &nsec) != 0 || memcmp(s, "1970", 4) < 0)
         return 0;
-    int y = num(s, 4), mo = num(s + 5, 2), d = num(s + 8, 2), h = num(s + 11, 2),
-        mi = num(s + 14, 2), se = num(s + 17, 2);
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return 0;
-    size_t i = 19;
-    double frac = 0, scale = 0.1;
-    if (i < len && s[i] == '.') {
-        i++;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            frac += (s[i] - '0') * scale;
-            scale /= 10;
-            i++;
-        }
-    }
-    int64_t off = 0;
-    if (i < len && s[i] == 'Z') {
-        i++;
-    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2) &&
-               s[i + 3] == ':' && digits(s + i + 4, 2)) {
-        off = (num(s + i + 1, 2) * 3600 + num(s + i + 4, 2) * 60) * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return 0;
-    }
-    if (i != len) return 0;
-    int64_t sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
-    return sec > 0 ? (double)sec + frac : 0;
+    return sec > 0 ? (double)sec + nsec / 1e9 : 0;
 }
 
 /* "1.41" -> 1041; -1 when not <digits>.<digits>. */

@@ -88,21 +88,7 @@ size_t notify_format_time(int64_t unix_ns, char out[NOTIFY_TIME_MAX])
         frac += 1000000000;
         sec--;
     }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    int n = snprintf(out, NOTIFY_TIME_MAX, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (frac) {
-        char digits[16];
-        snprintf(digits, sizeof digits, "%09" PRId64, frac);
-        int len = 9;
-        while (len > 0 && digits[len - 1] == '0')
-            len--;
-        n += snprintf(out + n, NOTIFY_TIME_MAX - (size_t)n, ".%.*s", len, digits);
-    }
-    n += snprintf(out + n, NOTIFY_TIME_MAX - (size_t)n, "Z");
-    return (size_t)n;
+    return strutil_format_rfc3339(sec, (int32_t)frac, out);
 }
 
 void notify_group_key(const labels *group_labels, buf *out)

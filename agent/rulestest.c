@@ -228,70 +228,14 @@ static int64_t rt_duration(rt_dec *d, const yamlconf_node *n)
     return ms;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t rt_days_from_civil(int64_t y, int64_t m, int64_t dd)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + dd - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static bool rt_digits(const char *s, size_t n, int64_t *out)
-{
-    int64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* time.Parse(time.RFC3339Nano, s) to ms since the epoch. */
+/* time.Parse(time.RFC3339Nano, s) to ms since the epoch (truncated); as
+ * before, lower-case 't' and 'z' are accepted too. */
 static bool rt_parse_rfc3339(const char *s, size_t len, int64_t *ms)
 {
-    int64_t y, mo, dd, h, mi, se;
-    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
-        s[16] != ':')
-        return false;
-    if (!rt_digits(s, 4, &y) || !rt_digits(s + 5, 2, &mo) || !rt_digits(s + 8, 2, &dd) ||
-        !rt_digits(s + 11, 2, &h) || !rt_digits(s + 14, 2, &mi) || !rt_digits(s + 17, 2, &se))
-        return false;
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (mo < 1 || mo > 12 || dd < 1 || dd > mdays[mo - 1] || h > 23 || mi > 59 || se > 59)
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo == 2 && dd == 29 && !leap) return false;
-    size_t i = 19;
-    int64_t frac_ms = 0;
-    if (i < len && s[i] == '.') {
-        size_t j = ++i;
-        int64_t scale = 100;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            frac_ms += (s[i] - '0') * scale;
-            scale /= 10;
-            i++;
-        }
-        if (i == j) return false;
-    }
-    int64_t off = 0;
-    if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
-        i++;
-    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-        int64_t oh, om;
-        if (!rt_digits(s + i + 1, 2, &oh) || !rt_digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
-            return false;
-        off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return false;
-    }
-    if (i != len) return false;
-    int64_t secs = rt_days_from_civil(y, mo, dd) * 86400 + h * 3600 + mi * 60 + se - off;
-    *ms = secs * 1000 + frac_ms;
+    int64_t sec;
+    int32_t nsec;
+    if (strutil_parse_rfc3339_ci(s, len, &sec, &nsec) != 0) return false;
+    *ms = sec * 1000 + nsec / 1000000;
     return true;
 }
 

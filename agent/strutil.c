@@ -1,6 +1,7 @@
 #include "strutil.h"
 
 #include "expfmt.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -707,4 +708,118 @@ int strutil_go_unquote(const char *s, size_t len, enum strutil_unquote_mode mode
     }
     *end = close + 1;
     return 0;
+}
+
+/* ---- RFC 3339 times ---------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * algorithms); m 1..12, d 1..31. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* The inverse of days_from_civil. */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* n decimal digits at s into *v; false if any is not a digit. */
+static bool fixed_digits(const char *s, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!is_digit(s[i])) return false;
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+int strutil_parse_rfc3339(const char *s, size_t len, int64_t *sec, int32_t *nsec)
+{
+    int y, mo, d, h, mi, se;
+    if (len < 20 || !fixed_digits(s, 4, &y) || s[4] != '-' || !fixed_digits(s + 5, 2, &mo) ||
+        s[7] != '-' || !fixed_digits(s + 8, 2, &d) || s[10] != 'T' ||
+        !fixed_digits(s + 11, 2, &h) || s[13] != ':' || !fixed_digits(s + 14, 2, &mi) ||
+        s[16] != ':' || !fixed_digits(s + 17, 2, &se))
+        return -EINVAL;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 ||
+        se > 59)
+        return -EINVAL;
+    size_t i = 19;
+    int32_t frac = 0;
+    if (i + 1 < len && (s[i] == '.' || s[i] == ',') && is_digit(s[i + 1])) {
+        int nd = 0;
+        for (i++; i < len && is_digit(s[i]); i++, nd++) {
+            if (nd < 9) frac = frac * 10 + (s[i] - '0');
+        }
+        for (; nd < 9; nd++)
+            frac *= 10;
+    }
+    int off = 0, oh, om;
+    if (i + 1 == len && s[i] == 'Z') {
+        /* UTC */
+    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':' &&
+               fixed_digits(s + i + 1, 2, &oh) && fixed_digits(s + i + 4, 2, &om) && oh <= 24 &&
+               om <= 60) {
+        off = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
+    } else {
+        return -EINVAL;
+    }
+    *sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
+    *nsec = frac;
+    return 0;
+}
+
+int strutil_parse_rfc3339_ci(const char *s, size_t len, int64_t *sec, int32_t *nsec)
+{
+    if (len < 20 || (s[10] != 't' && s[len - 1] != 'z'))
+        return strutil_parse_rfc3339(s, len, sec, nsec);
+    char *c = mem_malloc(len);
+    memcpy(c, s, len);
+    if (c[10] == 't') c[10] = 'T';
+    if (c[len - 1] == 'z') c[len - 1] = 'Z';
+    int rc = strutil_parse_rfc3339(c, len, sec, nsec);
+    mem_free(c);
+    return rc;
+}
+
+size_t strutil_format_rfc3339(int64_t sec, int32_t nsec, char out[40])
+{
+    /* Floor division without overflow at INT64_MIN. */
+    int64_t days = sec / 86400, rem = sec % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    int64_t y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    uint64_t uy = y < 0 ? (uint64_t)0 - (uint64_t)y : (uint64_t)y;
+    int n = snprintf(out, 40, "%s%04" PRIu64 "-%02d-%02dT%02d:%02d:%02d", y < 0 ? "-" : "", uy, m,
+                     d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+    if (nsec > 0) {
+        n += snprintf(out + n, 40 - (size_t)n, ".%09" PRId32, nsec);
+        while (out[n - 1] == '0')
+            n--;
+    }
+    out[n++] = 'Z';
+    out[n] = '\0';
+    return (size_t)n;
 }

@@ -1,10 +1,11 @@
-/* strutil: Prometheus-compatible parsing and formatting of durations and
- * byte sizes; the staleness marker; hashing.
+/* strutil: Prometheus-compatible parsing and formatting of durations, byte
+ * sizes and RFC 3339 times; the staleness marker; hashing.
  *
  * These functions reproduce the exact behaviour (and error texts) of the Go
  * libraries Prometheus uses, because users see those texts and tests compare
- * them: model.ParseDuration, units.ParseBase2Bytes, strconv.Unquote and
- * Prometheus's util/strutil.Unquote. Floats, names, UTF-8 validity and Go
+ * them: model.ParseDuration, time.Parse and Format with time.RFC3339Nano,
+ * units.ParseBase2Bytes, strconv.Unquote and Prometheus's
+ * util/strutil.Unquote. Floats, names, UTF-8 validity and Go
  * quoting live in exporter/expfmt.h, which exporter/ shares. */
 #ifndef SIDEWATCH_STRUTIL_H
 #define SIDEWATCH_STRUTIL_H
@@ -28,6 +29,29 @@ int strutil_parse_duration(const char *s, size_t len, int64_t *ms, buf *err);
 /* Formats like model.Duration.String(): "1h30m", "0s", "-5m". Returns the
  * length written to out (NUL-terminated, out needs 32 bytes). */
 size_t strutil_format_duration(int64_t ms, char out[32]);
+
+/* ---- RFC 3339 times --------------------------------------------------------------------- */
+
+/* Parses s[0..len) as Go's time.Parse(time.RFC3339Nano, s) does:
+ * "2006-01-02T15:04:05[.frac](Z|+07:00)", a four-digit year (0000..9999),
+ * a valid calendar date (Feb 29 in leap years only), hour 0..23, minute and
+ * second 0..59; an optional fraction after '.' or ',' of one or more digits
+ * (beyond nine they are read and dropped); then 'Z' or an offset +hh:mm or
+ * -hh:mm (hh up to 24 and mm up to 60, as Go allows); nothing after it. 'T'
+ * and 'Z' are upper case only. On success *sec gets seconds since the epoch
+ * (UTC) and *nsec 0..999999999, and returns 0; otherwise returns -EINVAL and
+ * leaves *sec and *nsec alone. */
+int strutil_parse_rfc3339(const char *s, size_t len, int64_t *sec, int32_t *nsec);
+/* As strutil_parse_rfc3339, but 't' and 'z' may also be lower case (RFC 3339
+ * allows it, Go does not), as sidewatch's promtool test runner and Docker
+ * stats parser have always accepted. */
+int strutil_parse_rfc3339_ci(const char *s, size_t len, int64_t *sec, int32_t *nsec);
+/* Formats seconds since the epoch plus nsec (0..999999999) as Go's
+ * t.UTC().Format(time.RFC3339Nano): "2024-05-01T10:00:00.25Z", the
+ * fraction's trailing zeros trimmed and no fraction when nsec is 0; years
+ * outside 0..9999 are written in full ("-0001", "10000"). Any int64 second
+ * fits: out (40 bytes) is NUL-terminated; returns the length without NUL. */
+size_t strutil_format_rfc3339(int64_t sec, int32_t nsec, char out[40]);
 
 /* Parses a size like units.ParseBase2Bytes: "15MB", "10MiB", "512B", "0".
  * Returns 0, or -EINVAL with the library's message ("units: unknown unit

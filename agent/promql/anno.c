@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "buf.h"
 #include "expfmt.h"
@@ -120,11 +119,8 @@ void promql_anno_add_monotonicity(promql_anno_set *s, const char *metric, size_t
 /* Go's time.Unix(ms/1000, 0).UTC().Format(time.RFC3339). */
 static void format_rfc3339(buf *out, int64_t ms)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    buf_printf(out, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-               tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    char t[40];
+    buf_append(out, t, strutil_format_rfc3339(ms / 1000, 0, t));
 }
 
 /* Go's %.2g. */

@@ -741,6 +741,19 @@ static void test_nulls_and_missing(void **state)
     /* {} is a valid, empty record. */
     assert_int_equal(cstats_parse(&s, "{}", 2, &err), 0);
     assert_int_equal(s.known, 0);
+
+    /* Times: lower-case 't' and 'z' are read; Go's zero time and times
+     * outside int64 ns are not known; a date that does not exist fails. */
+    const char *t = "{\"read\":\"2026-11-25t12:39:44.5z\","
+                    "\"preread\":\"0001-01-01T00:00:00+00:00\"}";
+    assert_int_equal(cstats_parse(&s, t, strlen(t), &err), 0);
+    assert_int_equal(s.known, CSTATS_READ_TIME);
+    assert_int_equal(s.read_ns, 1795610384500000000);
+    t = "{\"read\":\"1600-01-01T00:00:00Z\"}";
+    assert_int_equal(cstats_parse(&s, t, strlen(t), &err), 0);
+    assert_int_equal(s.known, 0);
+    t = "{\"read\":\"2026-02-29T00:00:00Z\"}";
+    assert_int_equal(cstats_parse(&s, t, strlen(t), &err), -EBADMSG);
     buf_cleanup(&err);
 }
 

@@ -475,6 +475,9 @@ static void test_start_timestamp(void **state)
                  "      - {expr: time(), eval_time: 1m, exp_samples: [{value: 946681260}]}\n"
                  "      - {expr: timestamp(a), eval_time: 1m, exp_samples: [{value: "
                  "946681260}]}\n"
+                 "  - start_timestamp: '2000-01-01t00:00:00.25z'\n"
+                 "    promql_expr_test:\n"
+                 "      - {expr: time(), eval_time: 0, exp_samples: [{value: 946684800.25}]}\n"
                  "  - start_timestamp: 1000.5\n"
                  "    promql_expr_test:\n"
                  "      - {expr: time(), eval_time: 0, exp_samples: [{value: 1000.5}]}\n",

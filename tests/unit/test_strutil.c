@@ -1,10 +1,13 @@
 /* Unit tests for strutil (durations, byte sizes, hashing, Go string
- * literals) and the shared float/quote helpers in exporter/expfmt, checked
- * against the outputs of the Go functions Prometheus uses. */
+ * literals, RFC 3339 times) and the shared float/quote helpers in
+ * exporter/expfmt, checked against the outputs of the Go functions
+ * Prometheus uses. */
 #include "testutil.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <time.h>
 
 #include "buf.h"
 #include "expfmt.h"
@@ -538,6 +541,177 @@ static void test_glob_valid(void **state)
         if (strutil_glob_valid(bad[i])) fail_msg("accepted: %s", bad[i]);
 }
 
+static void test_parse_rfc3339(void **state)
+{
+    (void)state;
+    /* Seconds from `date -u -d <time> +%s` (GNU date). */
+    static const struct {
+        const char *in;
+        int64_t sec;
+        int32_t nsec;
+    } good[] = {
+        {"1970-01-01T00:00:00Z", 0, 0},
+        {"2015-07-01T20:10:51Z", 1435781451, 0},
+        {"2015-07-01T20:10:51.781Z", 1435781451, 781000000},
+        {"2015-07-01T20:10:51,5Z", 1435781451, 500000000},
+        {"2015-07-01T20:10:51.000000001Z", 1435781451, 1},
+        {"2015-07-01T20:10:51.1234567899999Z", 1435781451, 123456789}, /* beyond 9: dropped */
+        {"2015-07-01T22:10:51+02:00", 1435781451, 0},
+        {"2015-07-01T18:10:51.25-02:00", 1435781451, 250000000},
+        {"2015-07-01T20:10:51+24:00", 1435695051, 0}, /* Go allows hh 24, mm 60 */
+        {"2015-07-01T20:10:51-00:60", 1435785051, 0},
+        {"2016-02-29T00:00:00Z", 1456704000, 0},
+        {"2000-02-29T23:59:59Z", 951868799, 0},
+        {"1600-02-29T00:00:00Z", -11670998400LL, 0},
+        {"0000-02-29T12:00:00Z", -62162078400LL, 0}, /* year 0 is a leap year */
+        {"0000-01-01T00:00:00Z", -62167219200LL, 0},
+        {"0001-01-01T00:00:00Z", -62135596800LL, 0}, /* Go's zero time */
+        {"9999-12-31T23:59:59.999999999Z", 253402300799LL, 999999999},
+        {"1969-12-31T23:59:59Z", -1, 0},
+        {"1969-12-31T23:59:59.5Z", -1, 500000000},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int64_t sec = 42;
+        int32_t nsec = 42;
+        int rc = strutil_parse_rfc3339(good[i].in, strlen(good[i].in), &sec, &nsec);
+        if (rc != 0 || sec != good[i].sec || nsec != good[i].nsec)
+            fail_msg("%s: rc %d, %" PRId64 " s %" PRId32 " ns; want %" PRId64 " s %" PRId32 " ns",
+                     good[i].in, rc, sec, nsec, good[i].sec, good[i].nsec);
+    }
+    static const char *const bad[] = {
+        "",
+        "2015-07-01",
+        "2015-07-01T20:10:51",  /* no zone */
+        "2015-07-01 20:10:51Z", /* space for T */
+        "2015-07-01t20:10:51Z", /* Go: upper case only */
+        "2015-07-01T20:10:51z",
+        "2015-02-29T00:00:00Z", /* not a leap year */
+        "1900-02-29T00:00:00Z",
+        "2015-04-31T00:00:00Z",
+        "2015-00-01T00:00:00Z",
+        "2015-13-01T00:00:00Z",
+        "2015-07-00T00:00:00Z",
+        "2015-07-01T24:00:00Z",
+        "2015-07-01T23:60:00Z",
+        "2015-07-01T23:59:60Z",  /* no leap seconds */
+        "2015-07-01T20:10:51.Z", /* a separator needs a digit */
+        "2015-07-01T20:10:51.5",
+        "2015-07-01T20:10:51ZZ", /* trailing garbage */
+        "2015-07-01T20:10:51Z ",
+        "2015-07-01T20:10:51+02:00x",
+        "2015-07-01T20:10:51+02:0",
+        "2015-07-01T20:10:51+0200",
+        "2015-07-01T20:10:51+25:00",
+        "2015-07-01T20:10:51+00:61",
+        "2015-07-01T20:10:51*02:00",
+        "+2015-07-01T20:10:51Z",
+        "-0001-01-01T00:00:00Z", /* only four-digit years */
+        "10000-01-01T00:00:00Z",
+        "2015-7-01T20:10:51Z",
+        "2015-07-01T2:10:51Z",
+        "201a-07-01T20:10:51Z",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t sec = 42;
+        int32_t nsec = 42;
+        if (strutil_parse_rfc3339(bad[i], strlen(bad[i]), &sec, &nsec) != -EINVAL)
+            fail_msg("%s: accepted", bad[i]);
+        assert_int_equal(sec, 42); /* untouched on failure */
+        assert_int_equal(nsec, 42);
+    }
+    /* The length bounds the input: a valid prefix of a longer string. */
+    const char *t = "2015-07-01T20:10:51Zjunk";
+    int64_t sec;
+    int32_t nsec;
+    assert_int_equal(strutil_parse_rfc3339(t, 20, &sec, &nsec), 0);
+    assert_int_equal(sec, 1435781451);
+    assert_int_equal(strutil_parse_rfc3339(t, 19, &sec, &nsec), -EINVAL);
+
+    /* The _ci variant also takes lower-case 't' and 'z', and nothing else. */
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01t20:10:51.5z", 22, &sec, &nsec), 0);
+    assert_int_equal(sec, 1435781451);
+    assert_int_equal(nsec, 500000000);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01t20:10:51+02:00", 25, &sec, &nsec), 0);
+    assert_int_equal(sec, 1435774251);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01T20:10:51Z", 20, &sec, &nsec), 0);
+    assert_int_equal(sec, 1435781451);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01x20:10:51z", 20, &sec, &nsec), -EINVAL);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-02-29t20:10:51z", 20, &sec, &nsec), -EINVAL);
+    assert_int_equal(strutil_parse_rfc3339_ci("2015-07-01t20:10:51", 19, &sec, &nsec), -EINVAL);
+
+    /* Every day from year 0 to 9999 against glibc's timegm. */
+    for (int64_t day = -719528; day < 2932897; day += 13) {
+        time_t tt = (time_t)(day * 86400 + 45296); /* 12:34:56 */
+        struct tm tm;
+        assert_non_null(gmtime_r(&tt, &tm));
+        char in[96];
+        snprintf(in, sizeof in, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        if (strutil_parse_rfc3339(in, strlen(in), &sec, &nsec) != 0 || sec != (int64_t)tt)
+            fail_msg("%s: got %" PRId64 ", want %" PRId64, in, sec, (int64_t)tt);
+    }
+}
+
+static void test_format_rfc3339(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t sec;
+        int32_t nsec;
+        const char *out;
+    } cases[] = {
+        {0, 0, "1970-01-01T00:00:00Z"},
+        {1435781451, 781000000, "2015-07-01T20:10:51.781Z"},
+        {1435781451, 500000000, "2015-07-01T20:10:51.5Z"},
+        {1435781451, 10000000, "2015-07-01T20:10:51.01Z"},
+        {1435781451, 1, "2015-07-01T20:10:51.000000001Z"},
+        {1435781451, 999999999, "2015-07-01T20:10:51.999999999Z"},
+        {-1, 0, "1969-12-31T23:59:59Z"},
+        {-1, 500000000, "1969-12-31T23:59:59.5Z"},
+        {-86400, 0, "1969-12-31T00:00:00Z"},
+        {951782400, 0, "2000-02-29T00:00:00Z"},
+        {-62135596800LL, 0, "0001-01-01T00:00:00Z"},
+        {-62167219200LL, 0, "0000-01-01T00:00:00Z"},
+        {-62167219201LL, 0, "-0001-12-31T23:59:59Z"},
+        {253402300799LL, 0, "9999-12-31T23:59:59Z"},
+        {253402300800LL, 0, "10000-01-01T00:00:00Z"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[40];
+        size_t n = strutil_format_rfc3339(cases[i].sec, cases[i].nsec, out);
+        assert_string_equal(out, cases[i].out);
+        assert_int_equal(n, strlen(cases[i].out));
+    }
+    /* The extremes of int64 seconds fit in 40 bytes. */
+    char out[40];
+    size_t n = strutil_format_rfc3339(INT64_MIN, 999999999, out);
+    assert_int_equal(n, strlen(out));
+    assert_true(n < 40);
+    assert_int_equal(out[0], '-');
+    n = strutil_format_rfc3339(INT64_MAX, 999999999, out);
+    assert_int_equal(n, strlen(out));
+    assert_true(n < 40);
+
+    /* Against gmtime_r, and parsing gives the time back, over a sweep of
+     * seconds from year 1 to 9999 (an odd step, so that every second of the
+     * day and every day of the month is met). */
+    for (int64_t s = -62135596800LL; s < 253402300800LL; s += 86400 * 97 + 3607) {
+        time_t tt = (time_t)s;
+        struct tm tm;
+        assert_non_null(gmtime_r(&tt, &tm));
+        char want[96];
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.000123Z", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        n = strutil_format_rfc3339(s, 123000, out);
+        assert_string_equal(out, want);
+        int64_t sec;
+        int32_t nsec;
+        assert_int_equal(strutil_parse_rfc3339(out, n, &sec, &nsec), 0);
+        assert_int_equal(sec, s);
+        assert_int_equal(nsec, 123000);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_utf8_and_names), cmocka_unit_test(test_hash_and_stale),
         cmocka_unit_test(test_append_rune),    cmocka_unit_test(test_go_unquote),
         cmocka_unit_test(test_go_unescape),    cmocka_unit_test(test_glob_valid),
+        cmocka_unit_test(test_parse_rfc3339),  cmocka_unit_test(test_format_rfc3339),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
