@@ -431,3 +431,87 @@ scrape_configs:
         assert res[0]["value"][1] not in ("NaN", "+Inf", "-Inf"), (q, res)
     hit_ratio = float(query('cache_hits_total{job="app"} / (cache_hits_total + cache_misses_total)')[0]["value"][1])
     assert 0 < hit_ratio < 1
+
+
+# ---- docker/sidewatch.yml against a real engine ---------------------------------------------
+
+def test_sidewatch_yml_real_engine(docker_engine, procs, tmp_path):
+    """docker/sidewatch.yml itself, with only its host paths pointed at the
+    private dockerd (socket, cgroup root as the host sees it, the
+    repository's rules, short intervals): a busybox httpd labelled like a
+    compose service (prometheus.io/scrape, com.docker.compose.service) is
+    discovered and scraped with job = the service name, measured by the
+    container collector with only the compose labels kept, the shipped rules
+    load and evaluate, and the unreachable Alertmanager does not hurt."""
+    import uuid
+    from conftest import Sidewatch
+    eng = docker_engine
+    port, hport = free_port(), free_port()
+    text = open(SIDEWATCH_YML).read()
+    for old, new in [("unix:///var/run/docker.sock", eng.host),
+                     ("/host/sys/fs/cgroup", "/sys/fs/cgroup"),
+                     ("localhost:9277", f"127.0.0.1:{port}"),
+                     ("/etc/sidewatch/rules/*.yml", os.path.join(REPO, "rules", "*.yml")),
+                     ("scrape_interval: 15s", "scrape_interval: 1s"),
+                     ("evaluation_interval: 15s", "evaluation_interval: 1s"),
+                     ("refresh_interval: 15s", "refresh_interval: 1s")]:
+        assert old in text, old
+        text = text.replace(old, new)
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "metrics").write_text("# TYPE demo_requests_total counter\ndemo_requests_total 7\n")
+    name = f"sw-compose-web-{uuid.uuid4().hex[:8]}"
+    try:
+        cid = eng.docker("run", "-d", "--name", name, "--network", "host", "-v", f"{www}:/www:ro",
+                         "--label", "prometheus.io/scrape=true",
+                         "--label", f"prometheus.io/port={hport}",
+                         "--label", "com.docker.compose.service=web",
+                         "--label", "com.docker.compose.project=shop",
+                         "--label", "unrelated.label=x",
+                         eng.IMAGE, "/bin/httpd", "-f", "-p", f"127.0.0.1:{hport}", "-h", "/www")
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{hport}/metrics", timeout=2).ok,
+                   timeout=20, what="busybox httpd")
+        sw = Sidewatch(tmp_path, text, extra_args=[f"--web.listen-address=127.0.0.1:{port}"],
+                       name="compose-sidewatch")
+        procs.append(sw)
+        sw.port, sw.url = port, f"http://127.0.0.1:{port}"
+        sw.wait_ready()
+
+        def query(q):
+            r = requests.get(sw.url + "/api/v1/query", params={"query": q}, timeout=10)
+            r.raise_for_status()
+            return r.json()["data"]["result"]
+
+        res = wait_until(lambda: query("demo_requests_total"), timeout=30, what="the labelled container scraped")
+        assert res[0]["metric"] == {"__name__": "demo_requests_total", "job": "web",
+                                    "compose_project": "shop", "container": name,
+                                    "instance": f"localhost:{hport}"}
+        assert res[0]["value"][1] == "7"
+        wait_until(lambda: query('up{job="sidewatch"} == 1'), timeout=30, what="the self-scrape")
+        # Container stats from the cgroup tree, with the compose labels only.
+        mem = wait_until(lambda: query(f'container_memory_working_set_bytes{{name="{name}"}}'),
+                         timeout=30, what="container stats")
+        labels = mem[0]["metric"]
+        assert labels["id"].endswith(cid) or cid.startswith(labels["id"].rsplit("/", 1)[-1])
+        assert labels["container_label_com_docker_compose_service"] == "web"
+        assert labels["container_label_com_docker_compose_project"] == "shop"
+        assert not any("unrelated" in k for k in labels), labels
+        # The self-scrape does not store container_* a second time.
+        assert query('count(container_memory_working_set_bytes{job="sidewatch"})') == []
+        # The shipped rules are loaded and evaluate without errors.
+        groups = wait_until(lambda: [g for g in requests.get(sw.url + "/api/v1/rules", timeout=10)
+                                     .json()["data"]["groups"] if g["lastEvaluation"] and
+                                     not g["lastEvaluation"].startswith("0001")],
+                            timeout=30, what="rule groups evaluated")
+        names = {g["name"] for g in requests.get(sw.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]}
+        assert {"sidewatch-thresholds", "sidewatch-app", "sidewatch-containers", "sidewatch-targets",
+                "sidewatch-self"} <= names, names
+        for g in groups:
+            for r in g["rules"]:
+                assert r["health"] != "err", (g["name"], r)
+        # The Alertmanager of the optional profile is not there: sidewatch
+        # keeps running and stays healthy.
+        assert requests.get(sw.url + "/-/healthy", timeout=5).status_code == 200
+        assert sw.alive()
+    finally:
+        eng.docker("rm", "-f", name, check=False)
