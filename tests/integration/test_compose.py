@@ -252,6 +252,56 @@ def test_env_file_values_reach_the_stack(tmp_path):
         assert secret in p.stderr, p.stderr
 
 
+def readme_sidecar_block():
+    """The YAML block of docker/README.md marked as the sidecar block."""
+    text = open(os.path.join(DOCKER, "README.md")).read()
+    m = re.search(r"<!-- sidecar-block:[^>]*-->\s*```yaml\n(.*?)```", text, re.S)
+    assert m, "docker/README.md has no marked sidecar block"
+    return m.group(1)
+
+
+def test_readme_sidecar_block_in_an_existing_compose_file(tmp_path):
+    """The one block of docker/README.md, merged into someone's compose
+    file, resolves with docker-compose and gives sidewatch what the example
+    stack gives it."""
+    block = yaml.safe_load(readme_sidecar_block())
+    assert set(block) == {"services", "volumes"} and set(block["services"]) == {"sidewatch"}
+    existing = {
+        "version": "3.8",
+        "services": {
+            "api": {"image": "python:3.12-slim", "labels": {"prometheus.io/scrape": "true"}},
+            "db": {"image": "postgres:16-alpine", "volumes": ["db-data:/var/lib/postgresql/data"]},
+        },
+        "volumes": {"db-data": {}},
+    }
+    existing["services"].update(block["services"])
+    existing["volumes"].update(block["volumes"])
+    d = tmp_path / "existing"
+    d.mkdir()
+    (d / "docker-compose.yml").write_text(yaml.safe_dump(existing, sort_keys=False))
+    (d / ".env").write_text("DOCKER_GID=998\n")
+    if not shutil.which("docker-compose"):
+        skip_or_fail("docker-compose not found (Debian package docker-compose)")
+    p = run(["docker-compose", "config"], cwd=str(d), env=clean_env())
+    assert p.returncode == 0, p.stderr
+    cfg = yaml.safe_load(p.stdout)
+    sw = cfg["services"]["sidewatch"]
+    example = compose_config(ENV_EXAMPLE)
+    ex = yaml.safe_load(example.stdout)["services"]["sidewatch"]
+    for key in ("user", "read_only", "restart", "cap_drop", "security_opt", "tmpfs"):
+        assert sw[key] == ex[key], key
+    assert sw["group_add"] == ["998"] or [str(g) for g in sw["group_add"]] == ["998"]
+    vols = volumes_of(sw)
+    for v in ("/var/run/docker.sock:/var/run/docker.sock:ro",
+              "/sys/fs/cgroup:/host/sys/fs/cgroup:ro", "sidewatch-data:/data:rw"):
+        assert v in vols, (v, vols)
+    assert sw["image"] == "sidewatch:latest"
+    assert sw["mem_limit"] and sw["cpus"]
+    assert sw["logging"]["driver"] == "json-file" and "max-size" in sw["logging"]["options"]
+    assert sw["ports"] == ["127.0.0.1:9277:9277/tcp"]
+    assert {"sidewatch-data", "db-data"} <= set(cfg["volumes"])
+
+
 # ---- docker/sidewatch.yml -----------------------------------------------------------------
 
 def check_config(path):
