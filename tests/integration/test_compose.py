@@ -388,11 +388,9 @@ def test_alertmanager_yml():
 APP_MODULES = ("fastapi", "uvicorn", "prometheus_client", "redis")
 
 
-def test_example_app_metrics_scraped_by_sidewatch(tmp_path, procs, start_sidewatch):
-    """The app (docker/app/main.py) with Debian's fastapi, uvicorn,
-    prometheus-client and redis against a real redis-server: its /metrics
-    has the names and labels the shipped rules use, with counts matching the
-    requests made, and sidewatch scrapes and queries them."""
+def start_example_app(tmp_path, procs):
+    """redis-server and the example app (uvicorn) on free ports; returns the
+    app's base URL. Skipped (failed in CI) without the Debian packages."""
     probe = run([sys.executable, "-c", "import " + ", ".join(APP_MODULES)])
     if probe.returncode != 0 or not shutil.which("redis-server"):
         skip_or_fail("python3-fastapi, python3-uvicorn, python3-prometheus-client, python3-redis "
@@ -414,6 +412,16 @@ def test_example_app_metrics_scraped_by_sidewatch(tmp_path, procs, start_sidewat
             raise AssertionError("app exited:\n" + app.output())
         return requests.get(base + "/healthz", timeout=2).status_code == 200
     wait_until(healthy, what="example app")
+    return base
+
+
+def test_example_app_metrics_scraped_by_sidewatch(tmp_path, procs, start_sidewatch):
+    """The app (docker/app/main.py) with Debian's fastapi, uvicorn,
+    prometheus-client and redis against a real redis-server: its /metrics
+    has the names and labels the shipped rules use, with counts matching the
+    requests made, and sidewatch scrapes and queries them."""
+    base = start_example_app(tmp_path, procs)
+    aport = int(base.rsplit(":", 1)[1])
 
     hits = misses = ok = 0
     for i in [1, 2, 3, 1, 1, 2, 4, 1]:
@@ -565,3 +573,46 @@ def test_sidewatch_yml_real_engine(docker_engine, procs, tmp_path):
         assert sw.alive()
     finally:
         eng.docker("rm", "-f", name, check=False)
+
+
+def test_nginx_conf_proxies_the_app(tmp_path, procs):
+    """docker/nginx/nginx.conf under Debian's nginx, with only its paths,
+    listen address and upstream moved for the test: proxies the example app,
+    answers its own health check, keeps /metrics private."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not nginx:
+        skip_or_fail("nginx not found (Debian package nginx, installed by scripts/install-deps.sh)")
+    base = start_example_app(tmp_path, procs)
+    aport = base.rsplit(":", 1)[1]
+    nport = free_port()
+    text = open(os.path.join(DOCKER, "nginx", "nginx.conf")).read()
+    (tmp_path / "cache").mkdir()
+    for old, new in [("pid /var/run/nginx.pid;", f"pid {tmp_path}/nginx.pid;"),
+                     ("/var/cache/nginx", f"{tmp_path}/cache"),
+                     ("server app:8000;", f"server 127.0.0.1:{aport};"),
+                     ("listen 8080;", f"listen 127.0.0.1:{nport};")]:
+        assert old in text, old
+        text = text.replace(old, new)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    args = [nginx, "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)]
+    p = run(args + ["-t"])
+    assert p.returncode == 0, p.stderr
+    ng = Proc(args + ["-g", "daemon off;"], str(tmp_path / "nginx.log"))
+    procs.append(ng)
+    url = f"http://127.0.0.1:{nport}"
+
+    def up():
+        if not ng.alive():
+            raise AssertionError("nginx exited:\n" + ng.output())
+        return requests.get(url + "/nginx-health", timeout=2).text == "ok\n"
+    wait_until(up, what="nginx")
+    r = requests.get(url + "/items/7", timeout=5)
+    assert r.status_code == 200 and r.json()["id"] == 7, r.text
+    assert requests.get(url + "/items/7", timeout=5).json()["cached"] is True
+    assert requests.get(url + "/fail", timeout=5).status_code == 500
+    assert requests.get(url + "/metrics", timeout=5).status_code == 404
+    # The app counted the proxied requests, and only those.
+    metrics = requests.get(base + "/metrics", timeout=5).text
+    assert 'http_requests_total{method="GET",route="/items/{item_id}",status="200"} 2.0' in metrics
+    assert 'http_requests_total{method="GET",route="/fail",status="500"} 1.0' in metrics
