@@ -13,7 +13,7 @@ libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev
 libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev sqlite3
 libpcre2-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
 prometheus prometheus-alertmanager prometheus-node-exporter
-docker.io busybox-static
+docker.io busybox-static debootstrap
 python3 python3-pytest python3-requests
 curl procps openssl
 "
