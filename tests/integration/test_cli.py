@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, free_port
 
 SHARED = os.environ.get("SIDEWATCH_SHARED", os.path.join(REPO, "..", "shared"))
 CONF = os.path.join(SHARED, "conformance", "config")
@@ -90,3 +90,22 @@ def test_listen_address_in_use(tmp_path):
         assert f"listen tcp 127.0.0.1:{port}: bind: Address already in use" in p.stderr
     finally:
         s.close()
+
+
+def test_healthcheck(start_sidewatch):
+    """`sidewatch healthcheck [URL]` (the image's HEALTHCHECK): 0 on 200,
+    1 with a one-line reason otherwise, 2 on bad usage."""
+    sw = start_sidewatch()
+    p = run("healthcheck", sw.url + "/-/healthy")
+    assert p.returncode == 0, p.stderr
+    p = run("healthcheck", sw.url + "/no-such-path")
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"sidewatch: healthcheck: {sw.url}/no-such-path: HTTP status 404"
+    closed = free_port()
+    p = run("healthcheck", f"http://127.0.0.1:{closed}/-/healthy")
+    assert p.returncode == 1
+    assert f"127.0.0.1:{closed}/-/healthy" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = run("healthcheck", "a", "b")
+    assert p.returncode == 2 and "usage: sidewatch healthcheck [URL]" in p.stderr
+    p = run("--help")
+    assert "sidewatch healthcheck [URL]" in p.stdout
