@@ -98,7 +98,7 @@ EOF
     rm -rf "$work/var/lib/apt/lists"/* "$work/var/cache/apt"/*.bin \
         "$work/var/cache/apt/archives"/*.deb "$work/var/log"/*.log \
         "$work/var/log/apt"/* "$work/var/cache/debconf"/*-old "$work/var/lib/dpkg"/*-old \
-        "$work/tmp"/* "$work/root"/.??* 2>/dev/null || true
+        "$work/tmp"/* 2>/dev/null || true
     # The engine provides /dev, /proc, /sys, resolv.conf, hostname, hosts.
     rm -rf "$work/dev"/* "$work/proc"/* "$work/sys"/*
     rm -f "$work/etc/resolv.conf" "$work/etc/hostname"
