@@ -132,11 +132,14 @@ def test_image_build_and_run(docker_engine, tmp_path):
         probe = f"sw-image-probe-{suffix}"
         eng.docker("create", "--name", probe, "--network", "none", IMAGE)
         containers.append(probe)
+        dashboards = sorted(f for f in os.listdir(os.path.join(REPO, "dashboards")) if f.endswith(".json"))
         for path in ("/usr/local/bin/sidewatch", "/etc/sidewatch/sidewatch.yml",
-                     *[f"/etc/sidewatch/rules/{f}" for f in shipped]):
+                     *[f"/etc/sidewatch/rules/{f}" for f in shipped],
+                     *[f"/usr/share/sidewatch/dashboards/{f}" for f in dashboards]):
             eng.docker("cp", f"{probe}:{path}", str(tmp_path / "probe"))
-        for tool in ("/usr/bin/gcc", "/usr/bin/cc", "/usr/bin/make", "/usr/bin/curl", "/usr/bin/wget"):
-            r = subprocess.run(["docker", "cp", f"{probe}:{tool}", str(tmp_path / "probe")],
+        for n, tool in enumerate(("/usr/bin/gcc", "/usr/bin/cc", "/usr/bin/make", "/usr/bin/curl",
+                                  "/usr/bin/wget", "/etc/sidewatch/rules/tests")):
+            r = subprocess.run(["docker", "cp", f"{probe}:{tool}", str(tmp_path / f"absent-{n}")],
                                capture_output=True, text=True, env=env, timeout=60)
             assert r.returncode != 0, f"{tool} is in the runtime image"
 
