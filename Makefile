@@ -3,6 +3,7 @@
 #   make                      build ./sidewatch (installs missing Debian packages first)
 #   make run                  build, then run sidewatch on its embedded default config
 #   make test                 build, then run every test (unit, conformance, PromQL, integration)
+#   make check-image          build the container image with a private Docker engine and run it (minutes)
 #   make check-promql         PromQL test scripts: ours must pass, the corpus must stay above its floor
 #   make bench                run the benchmarks side by side with the real Prometheus tools
 #   make SANITIZER=address    build instrumented binaries under build/address/
@@ -51,7 +52,7 @@ UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_LIBS    = $(LDLIBS) $(shell pkg-config --libs cmocka)
 
-.PHONY: all run test check-unit check-conformance check-promql check-integration bench fuzz clean deps format
+.PHONY: all run test check-unit check-conformance check-promql check-integration check-image bench fuzz clean deps format
 
 all: $(BIN)
 
@@ -99,7 +100,15 @@ check-promql: $(BIN)
 	@SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) BUILD=$(BUILD) tests/run-promql.sh
 
 check-integration: $(BIN)
-	SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -rs tests/integration
+	SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -rs tests/integration \
+	    --ignore=tests/integration/test_image.py
+
+# The container image for real (minutes; not part of `make test`, CI runs it
+# once): makes debian:bookworm-slim with debootstrap (cached in
+# build/image-base/), builds docker/Dockerfile in a private engine, runs it.
+check-image: $(BIN)
+	SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -rs -s \
+	    tests/integration/test_image.py
 
 test: all
 	$(MAKE) check-unit

@@ -105,6 +105,7 @@ static void usage(FILE *out)
           "       sidewatch check store DIR\n"
           "       sidewatch import openmetrics FILE [--storage.path=DIR]\n"
           "       sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]\n"
+          "       sidewatch healthcheck [URL]\n"
           "       sidewatch promql test FILE...\n"
           "       sidewatch test rules [--run REGEX]... [--ignore-unknown-fields] [--debug]\n"
           "                            [--enable-feature=F,...] TESTFILE...\n"
@@ -1047,6 +1048,111 @@ out:
     return rc;
 }
 
+/* ---- healthcheck --------------------------------------------------------- */
+
+#define HEALTHCHECK_DEFAULT_URL "http://127.0.0.1:9277/-/healthy"
+#define HEALTHCHECK_TIMEOUT_MS 5000
+#define HEALTHCHECK_CMDLINE_MAX 65536
+
+/* The --web.listen-address PID 1 was started with, when PID 1 is a sidewatch
+ * daemon (the case inside the container image, where the healthcheck runs in
+ * the daemon's PID namespace). Returns a string the caller frees, or NULL
+ * when there is no such PID 1 or it was started without the flag. */
+static char *healthcheck_pid1_listen(void)
+{
+    FILE *f = fopen("/proc/1/cmdline", "rb");
+    if (f == NULL) return NULL;
+    char *cmd = mem_malloc(HEALTHCHECK_CMDLINE_MAX + 1);
+    size_t n = fread(cmd, 1, HEALTHCHECK_CMDLINE_MAX, f);
+    fclose(f);
+    cmd[n] = '\0';
+    char *found = NULL;
+    const char *base = strrchr(cmd, '/');
+    base = base != NULL ? base + 1 : cmd;
+    if (n > 0 && strcmp(base, "sidewatch") == 0) {
+        static const char flag[] = "--web.listen-address";
+        /* Arguments are NUL-separated; the last occurrence wins, as in parse_flags. */
+        for (size_t i = strlen(cmd) + 1; i < n; i += strlen(cmd + i) + 1) {
+            const char *a = cmd + i;
+            if (strncmp(a, flag, sizeof flag - 1) != 0) continue;
+            if (a[sizeof flag - 1] == '=') {
+                mem_free(found);
+                found = mem_strdup(a + sizeof flag);
+            } else if (a[sizeof flag - 1] == '\0' && i + strlen(a) + 1 < n) {
+                mem_free(found);
+                found = mem_strdup(a + strlen(a) + 1);
+            }
+        }
+    }
+    mem_free(cmd);
+    return found;
+}
+
+/* The /-/healthy URL for a listen address "host:port": a wildcard or empty
+ * host becomes loopback. Caller frees. */
+static char *healthcheck_url_for(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL) return mem_strdup(HEALTHCHECK_DEFAULT_URL);
+    size_t hlen = (size_t)(colon - listen);
+    char host[256];
+    if (hlen >= sizeof host) return mem_strdup(HEALTHCHECK_DEFAULT_URL);
+    memcpy(host, listen, hlen);
+    host[hlen] = '\0';
+    if (hlen == 0 || strcmp(host, "0.0.0.0") == 0) snprintf(host, sizeof host, "127.0.0.1");
+    else if (strcmp(host, "[::]") == 0) snprintf(host, sizeof host, "[::1]");
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_printf(&b, "http://%s:%s/-/healthy", host, colon + 1);
+    return buf_detach(&b, NULL);
+}
+
+/* `sidewatch healthcheck [URL]`: GETs URL (default: the /-/healthy of the
+ * address PID 1 listens on when PID 1 is sidewatch, else
+ * http://127.0.0.1:9277/-/healthy) and exits 0 on status 200, 1 with a
+ * one-line reason on stderr otherwise, 2 on bad usage. For the image's
+ * HEALTHCHECK: the runtime image has no curl or wget. */
+static int healthcheck_main(int argc, char **argv)
+{
+    if (argc > 1 || (argc == 1 && argv[0][0] == '-')) {
+        fprintf(stderr, "usage: sidewatch healthcheck [URL]\n");
+        return 2;
+    }
+    char *url;
+    if (argc == 1) {
+        url = mem_strdup(argv[0]);
+    } else {
+        char *listen = healthcheck_pid1_listen();
+        url = healthcheck_url_for(listen != NULL ? listen : DEFAULT_LISTEN);
+        mem_free(listen);
+    }
+    if (httpc_global_init() < 0) {
+        fprintf(stderr, "sidewatch: healthcheck: cannot initialise the HTTP client\n");
+        mem_free(url);
+        return 1;
+    }
+    httpc_request req = {
+        .url = url,
+        .timeout_ms = HEALTHCHECK_TIMEOUT_MS,
+        .connect_timeout_ms = HEALTHCHECK_TIMEOUT_MS,
+        .body_limit = 4096,
+    };
+    httpc_response resp;
+    int rc = 1;
+    if (httpc_fetch(&req, &resp) < 0) {
+        fprintf(stderr, "sidewatch: healthcheck: %s: %s\n", url,
+                resp.error != NULL ? resp.error : "request failed");
+    } else if (resp.status != 200) {
+        fprintf(stderr, "sidewatch: healthcheck: %s: HTTP status %ld\n", url, resp.status);
+    } else {
+        rc = 0;
+    }
+    httpc_response_cleanup(&resp);
+    httpc_global_cleanup();
+    mem_free(url);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) {
@@ -1059,6 +1165,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc >= 2 && strcmp(argv[1], "dump") == 0) return dump_store(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "healthcheck") == 0) return healthcheck_main(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "test") == 0) {
         if (argc >= 3 && strcmp(argv[2], "rules") == 0) return rulestest_main(argc - 3, argv + 3);
         fprintf(stderr, "sidewatch: error: unknown test command '%s' (known: rules)\n",

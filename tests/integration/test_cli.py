@@ -1,10 +1,13 @@
 """The command line: check config (like promtool), flags, and errors."""
 import os
+import shutil
+import signal
 import subprocess
 
 import pytest
+import requests
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, Proc, free_port, wait_until
 
 SHARED = os.environ.get("SIDEWATCH_SHARED", os.path.join(REPO, "..", "shared"))
 CONF = os.path.join(SHARED, "conformance", "config")
@@ -90,3 +93,46 @@ def test_listen_address_in_use(tmp_path):
         assert f"listen tcp 127.0.0.1:{port}: bind: Address already in use" in p.stderr
     finally:
         s.close()
+
+
+def test_healthcheck(start_sidewatch):
+    """`sidewatch healthcheck [URL]` (the image's HEALTHCHECK): 0 on 200,
+    1 with a one-line reason otherwise, 2 on bad usage."""
+    sw = start_sidewatch()
+    p = run("healthcheck", sw.url + "/-/healthy")
+    assert p.returncode == 0, p.stderr
+    p = run("healthcheck", sw.url + "/no-such-path")
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"sidewatch: healthcheck: {sw.url}/no-such-path: HTTP status 404"
+    closed = free_port()
+    p = run("healthcheck", f"http://127.0.0.1:{closed}/-/healthy")
+    assert p.returncode == 1
+    assert f"127.0.0.1:{closed}/-/healthy" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = run("healthcheck", "a", "b")
+    assert p.returncode == 2 and "usage: sidewatch healthcheck [URL]" in p.stderr
+    p = run("--help")
+    assert "sidewatch healthcheck [URL]" in p.stdout
+
+
+def test_healthcheck_follows_pid1_listen_address(tmp_path, procs):
+    """With no URL, healthcheck checks the address PID 1 listens on when
+    PID 1 is sidewatch (as inside the image): sidewatch runs as PID 1 of a
+    new PID namespace on a port that is not the default, and healthcheck,
+    run in that namespace, finds it."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
+        pytest.skip("needs root, unshare and nsenter for a PID namespace")
+    port = free_port()
+    p = Proc(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM", BIN,
+              f"--web.listen-address=127.0.0.1:{port}", f"--storage.path={tmp_path}/data"],
+             str(tmp_path / "pid1.log"))
+    procs.append(p)
+    wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=2).status_code == 200,
+               what="sidewatch as PID 1")
+    with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+        child = int(f.read().split()[0])
+    inside = ["nsenter", "-t", str(child), "-p", "-m", BIN, "healthcheck"]
+    r = subprocess.run(inside, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    # unshare ignores SIGTERM while it waits: stop sidewatch itself.
+    os.kill(child, signal.SIGTERM)
+    assert p.p.wait(20) == 0, p.output()
