@@ -773,10 +773,11 @@ static int rt_loader_till(rt_loader *l, memstore *ms, int64_t ts, buf *err)
             size_t err0 = err->len;
             if (it->kind == PROMQLTEST_ITEM_FLOAT)
                 rc = memstore_append(ms, s->ls, t, it->v, err);
-            else if (it->kind == PROMQLTEST_ITEM_HISTOGRAM)
-                /* Recorded without its value (the engine has no native
-                 * histograms): a query that reads it fails its test. */
-                rc = memstore_append_histogram(ms, s->ls, t, err);
+            else if (it->kind == PROMQLTEST_ITEM_HISTOGRAM) {
+                promql_fh *h = promqltest_item_histogram(it);
+                rc = memstore_append_histogram(ms, s->ls, t, h, err);
+                promql_fh_free(h);
+            }
             if (rc != 0) {
                 if (err->len == err0)
                     buf_printf(err, "loading input series: %s",

@@ -47,12 +47,30 @@
 
 /* ---- values ------------------------------------------------------------------ */
 
+void promql_series_free_hists(promql_series *s)
+{
+    for (size_t k = 0; k < s->nh; k++)
+        promql_fh_free(s->hpts[k].h);
+    mem_free(s->hpts);
+    s->hpts = NULL;
+    s->nh = s->hcap = 0;
+}
+
+void promql_series_add_hist(promql_series *s, int64_t t, promql_fh *h)
+{
+    if (s->nh == s->hcap) s->hpts = mem_grow(s->hpts, sizeof *s->hpts, s->nh + 1, &s->hcap);
+    s->hpts[s->nh].t = t;
+    s->hpts[s->nh].h = h;
+    s->nh++;
+}
+
 void promql_matrix_cleanup(promql_matrix *m)
 {
     for (size_t i = 0; i < m->n; i++) {
         labels_free(m->v[i].metric);
         mem_free(m->v[i].pts);
         mem_free(m->v[i].st);
+        promql_series_free_hists(&m->v[i]);
     }
     mem_free(m->v);
     m->v = NULL;
@@ -61,8 +79,10 @@ void promql_matrix_cleanup(promql_matrix *m)
 
 void promql_vector_cleanup(promql_vector *v)
 {
-    for (size_t i = 0; i < v->n; i++)
+    for (size_t i = 0; i < v->n; i++) {
         labels_free(v->v[i].metric);
+        promql_fh_free(v->v[i].h);
+    }
     mem_free(v->v);
     v->v = NULL;
     v->n = v->cap = 0;
@@ -130,6 +150,7 @@ static void series_free(promql_series *s)
     labels_free(s->metric);
     mem_free(s->pts);
     mem_free(s->st);
+    promql_series_free_hists(s);
     s->metric = NULL;
     s->pts = NULL;
     s->st = NULL;
@@ -141,7 +162,7 @@ static void mat_drop_empty(promql_matrix *m)
 {
     size_t k = 0;
     for (size_t i = 0; i < m->n; i++) {
-        if (m->v[i].n == 0) series_free(&m->v[i]);
+        if (m->v[i].n == 0 && m->v[i].nh == 0) series_free(&m->v[i]);
         else m->v[k++] = m->v[i];
     }
     m->n = k;
@@ -954,7 +975,7 @@ static void set_offsets_for_at(int64_t t, pnode *n)
  * kept only if `want_st` and the query uses them; otherwise each series'
  * st is NULL. */
 static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want_st,
-                 promql_matrix *out)
+                 bool want_h, promql_matrix *out)
 {
     buf e;
     buf_init(&e, 4096);
@@ -972,6 +993,17 @@ static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want
         return -EIO;
     }
     buf_cleanup(&e);
+    if (!want_h) {
+        size_t k = 0;
+        for (size_t i = 0; i < out->n; i++) {
+            promql_series_free_hists(&out->v[i]);
+            if (out->v[i].n)
+                out->v[k++] = out->v[i];
+            else
+                series_free(&out->v[i]);
+        }
+        out->n = k;
+    }
     if (!want_st || !q->use_st) {
         for (size_t i = 0; i < out->n; i++) {
             if (!out->v[i].st) continue;
@@ -1063,6 +1095,16 @@ typedef struct out_acc {
     bool no_dupe_check; /* topk & co. append without Prometheus's check */
 } out_acc;
 
+/* The histogram of an output sample for a result series: moved out when
+ * the vector owns it, else copied. */
+static promql_fh *take_hist(promql_esample *s)
+{
+    promql_fh *h = s->h_owned ? s->h : promql_fh_copy(s->h);
+    s->h = NULL;
+    s->h_owned = false;
+    return h;
+}
+
 static int out_acc_add(qctx *q, out_acc *a, const promql_esample *s, int64_t ts)
 {
     mat_key k = {a->m, s->metric};
@@ -1077,7 +1119,10 @@ static int out_acc_add(qctx *q, out_acc *a, const promql_esample *s, int64_t ts)
         imap_put(&a->idx, h, (uint32_t)i);
     }
     a->last_ts[i] = ts;
-    series_add(&a->m->v[i], ts, s->f);
+    if (s->h)
+        promql_series_add_hist(&a->m->v[i], ts, take_hist((promql_esample *)s));
+    else
+        series_add(&a->m->v[i], ts, s->f);
     return 0;
 }
 
@@ -1116,6 +1161,8 @@ static bool evec_has_dupes(const promql_evec *v)
     return dup;
 }
 
+static bool step_takes_hists(step_fn fn, void *ctx);
+
 static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
                       const promql_vector_matching *matching, step_fn fn, void *ctx,
                       promql_matrix *out)
@@ -1125,6 +1172,7 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
     int64_t orig = q->cur;
     promql_matrix *mats = mem_calloc(nexprs ? nexprs : 1, sizeof *mats);
     size_t **cursor = mem_calloc(nexprs ? nexprs : 1, sizeof *cursor);
+    size_t **hcursor = mem_calloc(nexprs ? nexprs : 1, sizeof *hcursor);
     uint32_t **ssig = mem_calloc(nexprs ? nexprs : 1, sizeof *ssig); /* per series */
     uint32_t **vsig = mem_calloc(nexprs ? nexprs : 1, sizeof *vsig); /* per gathered sample */
     promql_evec *vecs = mem_calloc(nexprs ? nexprs : 1, sizeof *vecs);
@@ -1154,8 +1202,11 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
         }
         buf_cleanup(&b);
     }
-    for (size_t i = 0; i < nexprs; i++)
+    for (size_t i = 0; i < nexprs; i++) {
         cursor[i] = mem_calloc(mats[i].n ? mats[i].n : 1, sizeof **cursor);
+        hcursor[i] = mem_calloc(mats[i].n ? mats[i].n : 1, sizeof **hcursor);
+    }
+    bool hists = step_takes_hists(fn, ctx);
 
     int64_t temp = q->cur;
     step_env env = {ev, 0, nexprs, vecs, matching ? vsig : NULL, (uint32_t)sigs.n, &res, &lc};
@@ -1173,10 +1224,19 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
                     promql_evec_push(v, se->metric, se->pts[c].v, ts, se->drop_name);
                     cursor[i][s] = c + 1;
                     if ((rc = add_samples(q, 1))) goto done;
+                    continue;
+                }
+                size_t hc = hcursor[i][s];
+                if (hc < se->nh && se->hpts[hc].t == ts) {
+                    hcursor[i][s] = hc + 1;
+                    if (!hists) continue;
+                    if (matching) vsig[i][v->n] = ssig[i][s];
+                    promql_evec_push_h(v, se->metric, se->hpts[hc].h, false, ts, se->drop_name);
+                    if ((rc = add_samples(q, 1))) goto done;
                 }
             }
         }
-        res.n = 0;
+        promql_evec_reset(&res);
         env.ts = ts;
         if ((rc = fn(&env, ctx))) goto done;
         q->cur += (int64_t)res.n;
@@ -1192,7 +1252,10 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
             }
             for (size_t k = 0; k < res.n; k++) {
                 promql_series *se = mat_add(out, labels_dup(res.v[k].metric), res.v[k].drop_name);
-                series_add(se, ts, res.v[k].f);
+                if (res.v[k].h)
+                    promql_series_add_hist(se, ts, take_hist(&res.v[k]));
+                else
+                    series_add(se, ts, res.v[k].f);
             }
             break;
         }
@@ -1203,12 +1266,14 @@ done:
     for (size_t i = 0; i < nexprs; i++) {
         promql_matrix_cleanup(&mats[i]);
         mem_free(cursor[i]);
+        mem_free(hcursor[i]);
         mem_free(ssig[i]);
         mem_free(vsig[i]);
         promql_evec_free(&vecs[i]);
     }
     mem_free(mats);
     mem_free(cursor);
+    mem_free(hcursor);
     mem_free(ssig);
     mem_free(vsig);
     mem_free(vecs);
@@ -1242,6 +1307,20 @@ static bool sample_at(const promql_series *s, size_t *idx, int64_t ref, int64_t 
     if (p->t <= ref - lookback) return false;
     if (strutil_is_stale_nan(p->v)) return false;
     return true;
+}
+
+/* The last histogram point at or before ref if newer than ref - lookback
+ * (the float cursor of sample_at, for hpts). */
+static const promql_hpoint *hist_at(const promql_series *s, size_t *idx, int64_t ref,
+                                    int64_t lookback)
+{
+    size_t i = *idx;
+    if (i > 0 && i <= s->nh && s->hpts[i - 1].t > ref) i = 0;
+    while (i < s->nh && s->hpts[i].t <= ref)
+        i++;
+    *idx = i;
+    if (i == 0 || s->hpts[i - 1].t <= ref - lookback) return NULL;
+    return &s->hpts[i - 1];
 }
 
 /* smoothSeries: a smoothed vector selector takes the sample at the step's
@@ -1319,20 +1398,33 @@ static int eval_series(evaluator *ev, promql_matrix *raw, int64_t offset, bool h
         if ((rc = qcheck(q))) break;
         promql_series ss = {s->metric, NULL, 0, 0, false};
         s->metric = NULL;
-        size_t idx = 0;
+        size_t idx = 0, hidx = 0;
         uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
             if ((rc = qcheck_every(q, &it))) break;
             int64_t look = has_lookup ? lookup : ts;
             promql_fpoint p;
-            if (!sample_at(s, &idx, look - offset, q->lookback, &p)) continue;
+            const promql_hpoint *hp = NULL;
+            bool fok = sample_at(s, &idx, look - offset, q->lookback, &p);
+            if (s->nh) {
+                hp = hist_at(s, &hidx, look - offset, q->lookback);
+                /* the newer of the two, a float staleness marker included */
+                int64_t ft = idx ? s->pts[idx - 1].t : INT64_MIN;
+                if (hp && ft > hp->t) hp = NULL;
+                if (hp) fok = false;
+            }
+            if (!fok && !hp) continue;
             if ((rc = add_samples(q, 1))) break;
-            series_add(&ss, ts, orig_t ? (double)p.t : p.v);
+            if (hp && !orig_t)
+                promql_series_add_hist(&ss, ts, promql_fh_copy(hp->h));
+            else
+                series_add(&ss, ts, orig_t ? (double)(hp ? hp->t : p.t) : p.v);
         }
         mem_free(s->pts);
         s->pts = NULL;
         s->n = 0;
-        if (ss.n) {
+        promql_series_free_hists(s);
+        if (ss.n || ss.nh) {
             promql_series *d = mat_add(out, ss.metric, false);
             *d = ss;
         } else {
@@ -1348,7 +1440,7 @@ static int eval_series(evaluator *ev, promql_matrix *raw, int64_t offset, bool h
 static int eval_vsel(evaluator *ev, pnode *n, promql_matrix *out)
 {
     promql_matrix raw;
-    int rc = fetch(ev->q, n, n->sel_mint, n->sel_maxt, false, &raw);
+    int rc = fetch(ev->q, n, n->sel_mint, n->sel_maxt, false, !n->smoothed, &raw);
     if (rc) return rc;
     if (n->smoothed) {
         memset(out, 0, sizeof *out);
@@ -1426,7 +1518,7 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
         maxt += q->lookback;
     }
     promql_matrix raw;
-    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, false, &raw);
+    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, false, false, &raw);
     if (rc) return rc;
     for (size_t i = 0; i < raw.n; i++) {
         promql_series *s = &raw.v[i];
@@ -1512,6 +1604,12 @@ static int cmp_point_t(const void *a, const void *b)
 
 /* mergeSeriesWithSameLabelset: series whose label sets became equal are
  * merged if their timestamps do not collide. */
+static int cmp_hpoint_t(const void *a, const void *b)
+{
+    int64_t x = ((const promql_hpoint *)a)->t, y = ((const promql_hpoint *)b)->t;
+    return x < y ? -1 : x > y;
+}
+
 static int merge_same_labelsets(qctx *q, promql_matrix *m)
 {
     if (m->n <= 1) return 0;
@@ -1538,6 +1636,10 @@ static int merge_same_labelsets(qctx *q, promql_matrix *m)
             promql_series *d = &m->v[target[i]], *s = &m->v[i];
             for (size_t k = 0; k < s->n; k++)
                 series_add(d, s->pts[k].t, s->pts[k].v);
+            for (size_t k = 0; k < s->nh; k++) {
+                promql_series_add_hist(d, s->hpts[k].t, s->hpts[k].h);
+                s->hpts[k].h = NULL;
+            }
             series_free(s);
         }
         size_t k = 0;
@@ -1547,6 +1649,15 @@ static int merge_same_labelsets(qctx *q, promql_matrix *m)
             qsort(s->pts, s->n, sizeof *s->pts, cmp_point_t);
             for (size_t j = 1; j < s->n; j++)
                 if (s->pts[j].t == s->pts[j - 1].t) rc = -1;
+            if (s->nh) {
+                qsort(s->hpts, s->nh, sizeof *s->hpts, cmp_hpoint_t);
+                for (size_t j = 1; j < s->nh; j++)
+                    if (s->hpts[j].t == s->hpts[j - 1].t) rc = -1;
+                for (size_t j = 0, f = 0; j < s->nh && s->n; j++) { /* float and histogram at one t */
+                    while (f < s->n && s->pts[f].t < s->hpts[j].t) f++;
+                    if (f < s->n && s->pts[f].t == s->hpts[j].t) rc = -1;
+                }
+            }
             m->v[k++] = *s;
         }
         m->n = k;
@@ -2860,6 +2971,14 @@ static int step_vec_call(step_env *e, void *ctx)
     return 0;
 }
 
+/* Whether a step function handles histogram samples in its input vectors
+ * (the others get float samples only). */
+static bool step_takes_hists(step_fn fn, void *ctx)
+{
+    if (fn == step_vec_call) return (((call_ctx *)ctx)->n->fdef->flags & PROMQL_F_HIST) != 0;
+    return false;
+}
+
 /* timestamp(selector): the timestamps of the samples themselves;
  * start_timestamp(selector): their start timestamps (0 when unknown). */
 typedef struct ts_ctx {
@@ -2905,7 +3024,7 @@ static int eval_timestamp_vsel(evaluator *ev, pnode *n, pnode *vs, promql_matrix
     c.vs = vs;
     c.call = n;
     c.start = !strcmp(n->fdef->name, "start_timestamp");
-    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, c.start, &c.raw);
+    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, c.start, false, &c.raw);
     if (rc) return rc;
     c.cursor = mem_calloc(c.raw.n ? c.raw.n : 1, sizeof *c.cursor);
     rc = range_eval(ev, NULL, 0, NULL, step_timestamp, &c, out);
@@ -3126,7 +3245,7 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     /* Start timestamps reach a function only from a range selector:
      * subqueries (like every expression) have none. */
     bool want_st = fd->flags & PROMQL_F_ST;
-    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, &raw)))
+    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, false, &raw)))
         goto done;
 
     bool keep_name = fd->flags & PROMQL_F_KEEP_NAME;
@@ -3839,6 +3958,10 @@ int promql_eval(const promql_engine_options *opts, const promql_queryable *src,
             m.v[i].metric = NULL;
             s->t = q.qstart;
             s->v = m.v[i].n ? m.v[i].pts[0].v : NAN;
+            if (!m.v[i].n && m.v[i].nh) {
+                s->h = m.v[i].hpts[0].h;
+                m.v[i].hpts[0].h = NULL;
+            }
             s->drop_name = m.v[i].drop_name;
         }
         promql_matrix_cleanup(&m);

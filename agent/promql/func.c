@@ -224,10 +224,31 @@ void promql_evec_push(promql_evec *v, const labels *metric, double f, int64_t t,
     s->f = f;
     s->t = t;
     s->drop_name = drop_name;
+    s->h = NULL;
+    s->h_owned = false;
+}
+
+void promql_evec_push_h(promql_evec *v, const labels *metric, promql_fh *h, bool owned, int64_t t,
+                        bool drop_name)
+{
+    promql_evec_push(v, metric, 0, t, drop_name);
+    v->v[v->n - 1].h = h;
+    v->v[v->n - 1].h_owned = owned;
+}
+
+void promql_evec_reset(promql_evec *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->v[i].h_owned) promql_fh_free(v->v[i].h);
+        v->v[i].h = NULL;
+        v->v[i].h_owned = false;
+    }
+    v->n = 0;
 }
 
 void promql_evec_free(promql_evec *v)
 {
+    promql_evec_reset(v);
     mem_free(v->v);
     v->v = NULL;
     v->n = v->cap = 0;

@@ -25,6 +25,7 @@
 #include "hmap.h"
 #include "labels.h"
 #include "promql/anno.h"
+#include "promql/histogram.h"
 #include "promql/ast.h"
 #include "promql/eval.h"
 #include "promql/parse.h"
@@ -84,6 +85,12 @@ typedef struct promql_esample {
     double f;
     int64_t t;
     bool drop_name;
+    /* A native histogram sample (f unused), or NULL. In an input vector it
+     * is borrowed from the input matrix; in an output vector it is owned
+     * by the vector when h_owned (freed or moved by the engine), borrowed
+     * from an input otherwise. */
+    promql_fh *h;
+    bool h_owned;
 } promql_esample;
 
 typedef struct promql_evec {
@@ -92,6 +99,11 @@ typedef struct promql_evec {
 } promql_evec;
 
 void promql_evec_push(promql_evec *v, const labels *metric, double f, int64_t t, bool drop_name);
+/* Pushes a histogram sample; the vector owns h if owned. */
+void promql_evec_push_h(promql_evec *v, const labels *metric, promql_fh *h, bool owned, int64_t t,
+                        bool drop_name);
+/* Frees the owned histograms of v's samples and empties it (keeps the array). */
+void promql_evec_reset(promql_evec *v);
 void promql_evec_free(promql_evec *v);
 
 /* A set of label sets created during one node's evaluation. put() takes an
@@ -163,6 +175,7 @@ enum {
     PROMQL_F_QUERY_CONST = 1 << 6,    /* start(), end(), range(), step(): folded per query */
     PROMQL_F_RESETS = 1 << 7,         /* uses promql_fcall.resets when given */
     PROMQL_F_ST = 1 << 8,             /* uses promql_fcall.st (use_start_timestamps) */
+    PROMQL_F_HIST = 1 << 9,           /* vector function that reads histogram samples (esample.h) */
 };
 
 /* Whether the start timestamp cur_st of the sample at cur_t says that the
