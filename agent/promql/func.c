@@ -1411,6 +1411,7 @@ static void group_buckets(promql_fcall *c, const promql_evec *in, uint32_t pos, 
     labels_builder lb;
     labels_builder_init(&lb);
     for (size_t i = 0; i < in->n; i++) {
+        if (in->v[i].h) continue; /* native histograms are handled apart */
         const labels *m = in->v[i].metric;
         size_t lelen;
         const char *le = labels_get(m, "le", 2, &lelen);
@@ -1660,11 +1661,264 @@ static void report_mono(promql_fcall *c, const bgroup *g, const mono *m, uint32_
                                  m->max_diff);
 }
 
+/* ---- native histograms ------------------------------------------------------------------- */
+
+/* The metric name for an annotation: " for metric name \"x\"" or nothing. */
+static void anno_metric_suffix(const labels *m, buf *out)
+{
+    const char *name;
+    size_t nl = metric_name(m, &name);
+    if (!nl) return;
+    buf_puts(out, " for metric name ");
+    expfmt_quote_go(buf_sink, out, name, nl);
+}
+
+static void hist_info(promql_fcall *c, const labels *m, uint32_t pos, const char *msg)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_puts(&b, msg);
+    anno_metric_suffix(m, &b);
+    promql_anno_add(c->anno, PROMQL_ANNO_INFO, pos, "%s", buf_cstr(&b));
+    buf_cleanup(&b);
+}
+
+typedef struct hbucket {
+    double lower, upper, count;
+} hbucket;
+
+/* Every bucket of h from the lowest (AllBucketIterator); caller frees. */
+static hbucket *all_buckets(const promql_fh *h, size_t *n)
+{
+    hbucket *b = mem_malloc((h->n_pos + h->n_neg + 1) * sizeof *b);
+    promql_fh_iter it;
+    promql_fh_iter_init(&it, h);
+    *n = 0;
+    while (promql_fh_iter_next(&it))
+        b[(*n)++] = (hbucket){it.lower, it.upper, it.count};
+    return b;
+}
+
+/* quantile.go's HistogramQuantile. */
+static double native_quantile(promql_fcall *c, double q, const promql_fh *h, const labels *m,
+                              uint32_t pos)
+{
+    if (q < 0) return -INFINITY;
+    if (q > 1) return INFINITY;
+    if (h->count == 0 || isnan(q)) return NAN;
+    size_t n;
+    hbucket *all = all_buckets(h, &n);
+    bool fwd = isnan(h->sum) || q < 0.5;
+    double rank = fwd ? q * h->count : (1 - q) * h->count, count = 0;
+    hbucket b = {0, 0, 0};
+    size_t i = 0;
+    for (; i < n; i++) {
+        hbucket x = all[fwd ? i : n - 1 - i];
+        b = x;
+        if (x.count == 0) continue;
+        count += x.count;
+        if (count >= rank) break;
+    }
+    if (i < n) i++; /* the iterator is past the bucket found */
+    double r;
+    if (!promql_fh_custom(h) && b.lower < 0 && b.upper > 0) {
+        if (h->n_neg == 0 && h->n_pos > 0) b.lower = 0;
+        else if (h->n_pos == 0 && h->n_neg > 0) b.upper = 0;
+    } else if (promql_fh_custom(h)) {
+        if (b.lower == -INFINITY) {
+            if (b.upper <= 0) {
+                r = b.upper;
+                goto out;
+            }
+            b.lower = 0;
+        } else if (b.upper == INFINITY) {
+            r = b.lower;
+            goto out;
+        }
+    }
+    if (count > h->count) count = h->count;
+    if (count < rank) {
+        if (isnan(h->sum)) {
+            hist_info(c, m, pos,
+                      "PromQL info: input to histogram_quantile has NaN observations, result is NaN");
+            r = NAN;
+        } else {
+            r = b.upper;
+        }
+        goto out;
+    }
+    if (fwd) rank -= count - b.count;
+    else rank = count - rank;
+    if (isnan(h->sum)) {
+        for (; i < n; i++)
+            count += all[fwd ? i : n - 1 - i].count;
+        if (count < h->count)
+            hist_info(c, m, pos,
+                      "PromQL info: input to histogram_quantile has NaN observations, result is "
+                      "skewed higher");
+    }
+    double frac = rank / b.count;
+    if (promql_fh_custom(h) || (b.lower <= 0 && b.upper >= 0)) {
+        r = b.lower + (b.upper - b.lower) * frac;
+    } else {
+        double ll = log2(fabs(b.lower)), lu = log2(fabs(b.upper));
+        if (b.lower > 0) r = exp2(ll + (lu - ll) * frac);
+        else r = -exp2(lu + (ll - lu) * (1 - frac));
+    }
+out:
+    mem_free(all);
+    return r;
+}
+
+static double fraction_below(const hbucket *b, double v, bool linear)
+{
+    if (linear) return (v - b->lower) / (b->upper - b->lower);
+    double ll = log2(fabs(b->lower)), lu = log2(fabs(b->upper)), lv = log2(fabs(v));
+    if (v > 0) return (lv - ll) / (lu - ll);
+    return 1 - ((lv - lu) / (ll - lu));
+}
+
+/* quantile.go's HistogramFraction. */
+static double native_fraction(promql_fcall *c, double lower, double upper, const promql_fh *h,
+                              const labels *m, uint32_t pos)
+{
+    if (h->count == 0 || isnan(lower) || isnan(upper)) return NAN;
+    if (lower >= upper) return 0;
+    size_t n;
+    hbucket *all = all_buckets(h, &n);
+    double count = 0, rank = 0, lrank = 0, urank = 0;
+    bool lset = false, uset = false;
+    size_t i = 0;
+    for (; i < n; i++) {
+        hbucket b = all[i];
+        count += b.count;
+        bool zero = false;
+        if (b.lower <= 0 && b.upper >= 0) {
+            zero = true;
+            if (h->n_neg == 0 && h->n_pos > 0) b.lower = 0;
+            else if (h->n_pos == 0 && h->n_neg > 0) b.upper = 0;
+        }
+        bool lin = promql_fh_custom(h) || zero;
+#define INTERP(v)                                                                                  \
+    (lin && b.lower == -INFINITY ? b.count : rank + b.count * fraction_below(&b, (v), lin))
+        if (!lset && b.lower >= lower) {
+            lrank = rank;
+            lset = true;
+        }
+        if (!uset && b.lower >= upper) {
+            urank = rank;
+            uset = true;
+        }
+        if (lset && uset) break;
+        if (!lset && b.lower < lower && b.upper > lower) {
+            lrank = INTERP(lower);
+            lset = true;
+        }
+        if (!uset && b.lower < upper && b.upper > upper) {
+            urank = INTERP(upper);
+            uset = true;
+        }
+#undef INTERP
+        if (lset && uset) break;
+        rank += b.count;
+    }
+    if (isnan(h->sum)) {
+        for (i++; i < n; i++)
+            count += all[i].count;
+        if (count < h->count)
+            hist_info(c, m, pos,
+                      "PromQL info: input to histogram_fraction has NaN observations, which are "
+                      "excluded from all fractions");
+    } else {
+        count = h->count;
+    }
+    mem_free(all);
+    if (!lset || lrank > count) lrank = count;
+    if (!uset || urank > count) urank = count;
+    return (urank - lrank) / h->count;
+}
+
+enum hstat { HS_COUNT, HS_SUM, HS_AVG, HS_STDDEV, HS_STDVAR };
+
+static double hist_stat(const promql_fh *h, enum hstat k)
+{
+    switch (k) {
+    case HS_COUNT: return h->count;
+    case HS_SUM: return h->sum;
+    case HS_AVG: return h->sum / h->count;
+    default: break;
+    }
+    double mean = h->sum / h->count, var = 0, cv = 0;
+    promql_fh_iter it;
+    promql_fh_iter_init(&it, h);
+    while (promql_fh_iter_next(&it)) {
+        if (it.count == 0) continue;
+        double val;
+        if (promql_fh_custom(h)) {
+            val = (it.upper + it.lower) / 2.0;
+        } else if (it.lower <= 0 && it.upper >= 0) {
+            val = 0;
+        } else {
+            val = sqrt(it.upper * it.lower);
+            if (it.upper < 0) val = -val;
+        }
+        double d = val - mean, x = it.count * d * d;
+        /* kahansum.Inc */
+        double t = var + x;
+        if (isinf(t)) cv = 0;
+        else if (fabs(var) >= fabs(x)) cv += (var - t) + x;
+        else cv += (x - t) + var;
+        var = t;
+    }
+    var += cv;
+    var /= h->count;
+    return k == HS_STDDEV ? sqrt(var) : var;
+}
+
+static int hist_simple(promql_fcall *c, enum hstat k)
+{
+    if (c->nin < 1) return 0;
+    const promql_evec *in = &c->in[0];
+    for (size_t i = 0; i < in->n; i++) {
+        if (!in->v[i].h) continue;
+        const labels *m = c->delayed_name ? in->v[i].metric : promql_drop_metric_name(c->lcache, in->v[i].metric);
+        promql_evec_push(c->out, m, hist_stat(in->v[i].h, k), 0, true);
+    }
+    return 0;
+}
+
+static int f_histogram_count(promql_fcall *c)
+{
+    return hist_simple(c, HS_COUNT);
+}
+static int f_histogram_sum(promql_fcall *c)
+{
+    return hist_simple(c, HS_SUM);
+}
+static int f_histogram_avg(promql_fcall *c)
+{
+    return hist_simple(c, HS_AVG);
+}
+static int f_histogram_stddev(promql_fcall *c)
+{
+    return hist_simple(c, HS_STDDEV);
+}
+static int f_histogram_stdvar(promql_fcall *c)
+{
+    return hist_simple(c, HS_STDVAR);
+}
+
 static int f_histogram_quantile(promql_fcall *c)
 {
     if (c->nin < 2 || c->in[0].n == 0) return 0;
     double q = c->in[0].v[0].f;
     warn_quantile(c, q, arg_pos(c, 0));
+    for (size_t i = 0; i < c->in[1].n; i++) {
+        const promql_esample *e = &c->in[1].v[i];
+        if (!e->h) continue;
+        double r = native_quantile(c, q, e->h, e->metric, arg_pos(c, 1));
+        promql_evec_push(c->out, out_metric(c, e->metric), r, 0, true);
+    }
     bgroups g;
     group_buckets(c, &c->in[1], arg_pos(c, 1), &g);
     for (size_t i = 0; i < g.n; i++) {
@@ -1683,6 +1937,12 @@ static int f_histogram_fraction(promql_fcall *c)
 {
     if (c->nin < 3 || c->in[0].n == 0 || c->in[1].n == 0) return 0;
     double lower = c->in[0].v[0].f, upper = c->in[1].v[0].f;
+    for (size_t i = 0; i < c->in[2].n; i++) {
+        const promql_esample *e = &c->in[2].v[i];
+        if (!e->h) continue;
+        double r = native_fraction(c, lower, upper, e->h, e->metric, arg_pos(c, 2));
+        promql_evec_push(c->out, out_metric(c, e->metric), r, 0, true);
+    }
     bgroups g;
     group_buckets(c, &c->in[2], arg_pos(c, 2), &g);
     for (size_t i = 0; i < g.n; i++) {
@@ -1771,14 +2031,14 @@ static const promql_fdef fdefs[] = {
     {"exp", NULL, f_exp, 0},
     {"first_over_time", f_first_over_time, NULL, PROMQL_F_KEEP_NAME},
     {"floor", NULL, f_floor, 0},
-    {"histogram_avg", NULL, f_nothing, 0},
-    {"histogram_count", NULL, f_nothing, 0},
-    {"histogram_fraction", NULL, f_histogram_fraction, 0},
-    {"histogram_quantile", NULL, f_histogram_quantile, 0},
+    {"histogram_avg", NULL, f_histogram_avg, PROMQL_F_HIST},
+    {"histogram_count", NULL, f_histogram_count, PROMQL_F_HIST},
+    {"histogram_fraction", NULL, f_histogram_fraction, PROMQL_F_HIST},
+    {"histogram_quantile", NULL, f_histogram_quantile, PROMQL_F_HIST},
     {"histogram_quantiles", NULL, f_histogram_quantiles, 0},
-    {"histogram_stddev", NULL, f_nothing, 0},
-    {"histogram_stdvar", NULL, f_nothing, 0},
-    {"histogram_sum", NULL, f_nothing, 0},
+    {"histogram_stddev", NULL, f_histogram_stddev, PROMQL_F_HIST},
+    {"histogram_stdvar", NULL, f_histogram_stdvar, PROMQL_F_HIST},
+    {"histogram_sum", NULL, f_histogram_sum, PROMQL_F_HIST},
     {"hour", NULL, f_hour, AT_UNSAFE},
     {"idelta", f_idelta, NULL, 0},
     {"increase", f_increase, NULL, ANCH | SMOOTH | PROMQL_F_RESETS | PROMQL_F_ST},
