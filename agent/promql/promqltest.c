@@ -2608,33 +2608,111 @@ static void report(runner *r, const promqltest_eval *ev, const char *reason, boo
     buf_cleanup(&o);
 }
 
-/* Classic-histogram families become native histograms (with custom
- * buckets) under load_with_nhcb: X_bucket{le=...}, X_count and X_sum with
- * otherwise equal labels give series X (no le) with one histogram sample
- * per timestamp. Their values wait for native histograms; the samples are
- * recorded so that queries reading them count as histogram evals. */
+/* Classic-histogram families become native histograms with custom
+ * buckets under load_with_nhcb (test.go's appendCustomHistogram and
+ * util/convertnhcb): X_bucket{le=...}, X_count and X_sum with otherwise
+ * equal labels give series X (no le) with one histogram per timestamp. */
+typedef struct nhcb_temp {
+    double *le, *cnt; /* buckets sorted by le, cumulative counts */
+    size_t n, cap;
+    double count, sum;
+    bool has_count, used, err;
+} nhcb_temp;
+
+typedef struct nhcb_group {
+    labels *ls;
+    nhcb_temp *at; /* per step index */
+    size_t n;
+} nhcb_group;
+
+static void nhcb_set_bucket(nhcb_temp *t, double le, double c)
+{
+    if (t->err) return;
+    if (c < 0) {
+        t->err = true;
+        return;
+    }
+    size_t i = 0;
+    while (i < t->n && t->le[i] < le) i++;
+    if (i < t->n && t->le[i] == le) return;
+    if ((i > 0 && c < t->cnt[i - 1]) || (i < t->n && c > t->cnt[i])) {
+        t->err = true;
+        return;
+    }
+    size_t cap = t->cap;
+    t->le = mem_grow(t->le, sizeof *t->le, t->n + 1, &cap);
+    t->cnt = mem_grow(t->cnt, sizeof *t->cnt, t->n + 1, &t->cap);
+    memmove(t->le + i + 1, t->le + i, (t->n - i) * sizeof *t->le);
+    memmove(t->cnt + i + 1, t->cnt + i, (t->n - i) * sizeof *t->cnt);
+    t->le[i] = le;
+    t->cnt[i] = c;
+    t->n++;
+}
+
+/* TempHistogram.Convert; NULL with a message on an inconsistent family. */
+static promql_fh *nhcb_convert(nhcb_temp *t, buf *err)
+{
+    if (t->err) {
+        buf_puts(err, "invalid classic histogram for load_with_nhcb");
+        return NULL;
+    }
+    if (!t->has_count && t->n) {
+        t->count = t->cnt[t->n - 1];
+        t->has_count = true;
+    }
+    if (!t->n || t->le[t->n - 1] != INFINITY) nhcb_set_bucket(t, INFINITY, t->count);
+    if (t->err || t->count != t->cnt[t->n - 1]) {
+        buf_printf(err, "count mismatch: count=%g != le=+Inf count=%g", t->count,
+                   t->n ? t->cnt[t->n - 1] : 0.0);
+        return NULL;
+    }
+    promql_fh *h = promql_fh_new();
+    h->schema = PROMQL_FH_CUSTOM_SCHEMA;
+    h->count = t->count;
+    h->sum = t->sum;
+    if (t->n > 1) {
+        h->custom = mem_malloc((t->n - 1) * sizeof *h->custom);
+        h->n_custom = t->n - 1;
+    }
+    double prev = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->cnt[i] - prev != 0) promql_fh_set_bucket(h, true, (int32_t)i, t->cnt[i] - prev);
+        prev = t->cnt[i];
+        if (i + 1 < t->n) h->custom[i] = t->le[i];
+    }
+    return h;
+}
+
 static int load_nhcb(memstore *ms, const promqltest_load *ld, buf *err)
 {
-    for (size_t i = 0; i < ld->n_series; i++) {
+    nhcb_group *g = NULL;
+    size_t ng = 0, gcap = 0;
+    int rc = 0;
+    for (size_t i = 0; i < ld->n_series && rc == 0; i++) {
         const promqltest_series *s = &ld->series[i];
         size_t nl;
         const char *name = labels_metric_name(s->ls, &nl);
         size_t base;
+        int kind;
+        double le = 0;
         if (strutil_has_suffix(name, nl, "_bucket")) {
             base = nl - 7;
+            kind = 0;
             size_t vl;
-            const char *le = labels_get(s->ls, "le", 2, &vl);
-            if (!le) {
+            const char *lv = labels_get(s->ls, "le", 2, &vl);
+            if (!lv) {
                 buf_puts(err, "expected bucket label in metric ");
                 labels_format(s->ls, err);
-                return -EINVAL;
+                rc = -EINVAL;
+                break;
             }
-            double b;
-            if (expfmt_parse_float(le, vl, &b) != 0 || isnan(b)) continue;
-        } else if (strutil_has_suffix(name, nl, "_count")) {
-            base = nl - 6;
+            if (expfmt_parse_float(lv, vl, &le) != 0 || isnan(le)) continue;
         } else if (strutil_has_suffix(name, nl, "_sum")) {
             base = nl - 4;
+            kind = 2;
+        } else if (strutil_has_suffix(name, nl, "_count")) {
+            base = nl - 6;
+            kind = 1;
         } else {
             continue;
         }
@@ -2645,21 +2723,53 @@ static int load_nhcb(memstore *ms, const promqltest_load *ld, buf *err)
         labels_builder_del(&b, "le", 2);
         labels *h = labels_builder_finish(&b, NULL);
         labels_builder_cleanup(&b);
-        int rc = 0;
-        /* TODO: the bucket values; for now an empty custom-bucket histogram
-         * marks the sample so that such evals run and count as histogram
-         * evals. */
-        promql_fh *ph = promql_fh_new();
-        ph->schema = PROMQL_FH_CUSTOM_SCHEMA;
-        for (size_t k = 0; k < s->n && rc == 0; k++) {
-            if (s->items[k].kind != PROMQLTEST_ITEM_FLOAT) continue;
-            rc = memstore_append_histogram(ms, h, (int64_t)k * ld->step_ms, ph, err);
+        size_t gi = 0;
+        while (gi < ng && !labels_equal(g[gi].ls, h)) gi++;
+        if (gi == ng) {
+            g = mem_grow(g, sizeof *g, ng + 1, &gcap);
+            g[ng++] = (nhcb_group){h, NULL, 0};
+        } else {
+            labels_free(h);
         }
-        promql_fh_free(ph);
-        labels_free(h);
-        if (rc < 0) return rc;
+        nhcb_group *gr = &g[gi];
+        if (gr->n < s->n) {
+            gr->at = mem_realloc(gr->at, s->n * sizeof *gr->at);
+            memset(gr->at + gr->n, 0, (s->n - gr->n) * sizeof *gr->at);
+            gr->n = s->n;
+        }
+        for (size_t k = 0; k < s->n; k++) {
+            if (s->items[k].kind != PROMQLTEST_ITEM_FLOAT) continue;
+            nhcb_temp *t = &gr->at[k];
+            t->used = true;
+            double f = s->items[k].v;
+            if (kind == 0) {
+                nhcb_set_bucket(t, le, f);
+            } else if (kind == 1 && !t->err) {
+                if (f < 0) t->err = true;
+                t->count = f;
+                t->has_count = true;
+            } else if (!t->err) {
+                t->sum = f;
+            }
+        }
     }
-    return 0;
+    for (size_t gi = 0; gi < ng; gi++) {
+        for (size_t k = 0; k < g[gi].n; k++) {
+            nhcb_temp *t = &g[gi].at[k];
+            if (rc == 0 && t->used) {
+                promql_fh *h = nhcb_convert(t, err);
+                if (!h) rc = -EINVAL;
+                else rc = memstore_append_histogram(ms, g[gi].ls, (int64_t)k * ld->step_ms, h, err);
+                promql_fh_free(h);
+            }
+            mem_free(t->le);
+            mem_free(t->cnt);
+        }
+        mem_free(g[gi].at);
+        labels_free(g[gi].ls);
+    }
+    mem_free(g);
+    return rc;
 }
 
 static int run_load(memstore *ms, const promqltest_load *ld, buf *err)
