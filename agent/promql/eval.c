@@ -1014,6 +1014,20 @@ static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want
     return 0;
 }
 
+/* window_advance for histogram points. */
+static void hwindow_advance(const promql_hpoint *p, size_t n, int64_t mint, int64_t maxt,
+                            size_t *lo, size_t *hi)
+{
+    size_t l = *lo, h = *hi;
+    if (l > n || (l > 0 && p[l - 1].t > mint)) l = h = 0; /* moved backwards */
+    while (l < n && p[l].t <= mint) l++;
+    if (h < l) h = l;
+    while (h < n && p[h].t <= maxt) h++;
+    while (h > l && p[h - 1].t > maxt) h--;
+    *lo = l;
+    *hi = h;
+}
+
 /* Removes staleness markers from a series' points (range selections never
  * see them). */
 static void drop_stale(promql_series *s)
@@ -3245,7 +3259,7 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     /* Start timestamps reach a function only from a range selector:
      * subqueries (like every expression) have none. */
     bool want_st = fd->flags & PROMQL_F_ST;
-    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, false, &raw)))
+    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, true, &raw)))
         goto done;
 
     bool keep_name = fd->flags & PROMQL_F_KEEP_NAME;
@@ -3303,7 +3317,7 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
             fc.resets = resets ? resets : no_resets;
             fc.nresets = nresets;
         }
-        size_t lo = 0, hi = 0;
+        size_t lo = 0, hi = 0, hlo = 0, hhi = 0;
         int64_t step = -1;
         uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
@@ -3323,11 +3337,12 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
                     maxt += q->lookback;
                 }
                 if (mint == maxt) {
-                    lo = hi = 0;
+                    lo = hi = hlo = hhi = 0;
                 } else {
                     window_advance(s->pts, s->n, mint, maxt, &lo, &hi);
+                    if (s->nh) hwindow_advance(s->hpts, s->nh, mint, maxt, &hlo, &hhi);
                 }
-                int64_t nw = (int64_t)(hi - lo);
+                int64_t nw = (int64_t)(hi - lo + hhi - hlo);
                 q->cur += nw - win;
                 win = nw;
                 if (q->cur > q->max_samples) {
@@ -3335,31 +3350,45 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
                     break;
                 }
             }
-            if (hi == lo) continue;
+            if (hi == lo && hhi == hlo) continue;
             fc.ts = ts;
             fc.pts = s->pts + lo;
             fc.st = s->st ? s->st + lo : NULL;
             fc.n = hi - lo;
             fc.base = lo;
+            fc.hpts = s->hpts + hlo;
+            fc.nh = hhi - hlo;
             double v;
-            int r = fd->range(&fc, &v);
+            int r = -2;
+            promql_fh *hv = NULL;
+            if (fc.nh) r = promql_range_hist(&fc, &v, &hv);
+            if (r == -2) {
+                if (hi == lo) continue;
+                fc.nh = 0;
+                r = fd->range(&fc, &v);
+            }
             if (r < 0) {
                 rc = exec_fail(q, "%s", buf_cstr(&ferr));
                 break;
             }
-            if (r > 0) series_add(&ss, ts, v);
+            if (r > 0 && hv)
+                promql_series_add_hist(&ss, ts, hv);
+            else if (r > 0)
+                series_add(&ss, ts, v);
         }
         if (rc) {
             mem_free(ss.pts);
+            promql_series_free_hists(&ss);
             break;
         }
-        if (ss.n) {
-            if (q->cur + (int64_t)ss.n > q->max_samples) {
+        if (ss.n || ss.nh) {
+            if (q->cur + (int64_t)(ss.n + ss.nh) > q->max_samples) {
                 mem_free(ss.pts);
+                promql_series_free_hists(&ss);
                 rc = too_many_samples(q);
                 break;
             }
-            q->cur += (int64_t)ss.n;
+            q->cur += (int64_t)(ss.n + ss.nh);
             if (is_rate) {
                 size_t nl;
                 const char *name = labels_metric_name(s->metric, &nl);

@@ -1739,8 +1739,7 @@ static double native_quantile(promql_fcall *c, double q, const promql_fh *h, con
     if (count > h->count) count = h->count;
     if (count < rank) {
         if (isnan(h->sum)) {
-            hist_info(c, m, pos,
-                      "PromQL info: input to histogram_quantile has NaN observations, result is NaN");
+            hist_info(c, m, pos, "input to histogram_quantile has NaN observations, result is NaN");
             r = NAN;
         } else {
             r = b.upper;
@@ -1754,8 +1753,7 @@ static double native_quantile(promql_fcall *c, double q, const promql_fh *h, con
             count += all[fwd ? i : n - 1 - i].count;
         if (count < h->count)
             hist_info(c, m, pos,
-                      "PromQL info: input to histogram_quantile has NaN observations, result is "
-                      "skewed higher");
+                      "input to histogram_quantile has NaN observations, result is skewed higher");
     }
     double frac = rank / b.count;
     if (promql_fh_custom(h) || (b.lower <= 0 && b.upper >= 0)) {
@@ -1827,8 +1825,8 @@ static double native_fraction(promql_fcall *c, double lower, double upper, const
             count += all[i].count;
         if (count < h->count)
             hist_info(c, m, pos,
-                      "PromQL info: input to histogram_fraction has NaN observations, which are "
-                      "excluded from all fractions");
+                      "input to histogram_fraction has NaN observations, which are excluded from "
+                      "all fractions");
     } else {
         count = h->count;
     }
@@ -1992,6 +1990,294 @@ static int f_histogram_quantiles(promql_fcall *c)
     bgroups_free(&g);
     mem_free(qs);
     return 0;
+}
+
+/* ---- range functions over native histograms ------------------------------------------ */
+
+/* "<msg> \"<name>\"" warnings naming the series' metric. */
+static void hist_warn_named(const promql_fcall *c, uint32_t pos, const char *msg)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    const char *name;
+    size_t nl = metric_name(c->metric, &name);
+    buf_puts(&b, msg);
+    buf_putc(&b, ' ');
+    expfmt_quote_go(buf_sink, &b, nl ? name : "", nl);
+    promql_anno_add(c->anno, PROMQL_ANNO_WARNING, pos, "%s", buf_cstr(&b));
+    buf_cleanup(&b);
+}
+
+#define MIXED_MSG "encountered a mix of histograms and floats for metric name"
+#define NOT_COUNTER_MSG "this native histogram metric is not a counter:"
+#define NOT_GAUGE_MSG "this native histogram metric is not a gauge:"
+#define MIXED_SCHEMA_MSG                                                                           \
+    "vector contains a mix of histograms with exponential and custom buckets schemas for metric "  \
+    "name"
+
+static void reconciled_info(const promql_fcall *c, uint32_t pos, const char *op)
+{
+    promql_anno_add(c->anno, PROMQL_ANNO_INFO, pos,
+                    "mismatched custom buckets were reconciled during %s", op);
+}
+
+/* functions.go's histogramRate; NULL when there is no result. */
+static promql_fh *hist_rate(const promql_fcall *c, bool counter, uint32_t pos)
+{
+    const promql_hpoint *p = c->hpts;
+    size_t n = c->nh;
+    const promql_fh *prev = p[0].h, *last = p[n - 1].h;
+    promql_fh *empty = NULL;
+    bool custom = promql_fh_custom(prev);
+    if (counter && (prev->hint == PROMQL_FH_GAUGE || last->hint == PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_COUNTER_MSG);
+    if (counter && promql_fh_detect_reset(p[1].h, prev)) {
+        empty = promql_fh_new();
+        empty->schema = p[1].h->schema;
+        if (p[1].h->n_custom) {
+            empty->custom = mem_malloc(p[1].h->n_custom * sizeof *empty->custom);
+            memcpy(empty->custom, p[1].h->custom, p[1].h->n_custom * sizeof *empty->custom);
+            empty->n_custom = p[1].h->n_custom;
+        }
+        prev = empty;
+        custom = promql_fh_custom(p[1].h);
+    }
+    promql_fh *h = NULL;
+    if (promql_fh_custom(last) != custom) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        goto out;
+    }
+    int32_t min_schema = last->schema < prev->schema ? last->schema : prev->schema;
+    for (size_t i = 1; i + 1 < n; i++) {
+        const promql_fh *cur = p[i].h;
+        if (!counter) continue;
+        if (cur->hint == PROMQL_FH_GAUGE) hist_warn_named(c, pos, NOT_COUNTER_MSG);
+        if (cur->schema < min_schema) min_schema = cur->schema;
+        if (promql_fh_custom(cur) != custom) {
+            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+            goto out;
+        }
+    }
+    h = promql_fh_copy(last);
+    promql_fh_reduce_resolution(h, min_schema);
+    bool rec = false;
+    if (promql_fh_add(h, prev, true, NULL, &rec) < 0) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        promql_fh_free(h);
+        h = NULL;
+        goto out;
+    }
+    if (rec) reconciled_info(c, pos, "subtraction");
+    if (counter) {
+        for (size_t i = 1; i < n; i++) {
+            const promql_fh *cur = p[i].h;
+            if (promql_fh_detect_reset(cur, prev)) {
+                if (promql_fh_add(h, prev, false, NULL, &rec) < 0) {
+                    hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+                    promql_fh_free(h);
+                    h = NULL;
+                    goto out;
+                }
+                if (rec) reconciled_info(c, pos, "addition");
+            }
+            prev = cur;
+        }
+    } else if (p[0].h->hint != PROMQL_FH_GAUGE || p[n - 1].h->hint != PROMQL_FH_GAUGE) {
+        hist_warn_named(c, pos, NOT_GAUGE_MSG);
+    }
+    h->hint = PROMQL_FH_GAUGE;
+    promql_fh_compact(h);
+out:
+    promql_fh_free(empty);
+    return h;
+}
+
+/* extrapolatedRate over histograms only (not anchored or smoothed). */
+static int hist_extrapolated(const promql_fcall *c, bool counter, bool rate, uint32_t pos,
+                             promql_fh **out)
+{
+    if (c->nh < 2) return 0;
+    promql_fh *h = hist_rate(c, counter, pos);
+    if (!h) return 0;
+    int64_t range_start = c->ts - (c->range_ms + c->offset_ms), range_end = c->ts - c->offset_ms;
+    int64_t first_t = c->hpts[0].t, last_t = c->hpts[c->nh - 1].t;
+    double to_start = (double)(first_t - range_start) / 1000,
+           to_end = (double)(range_end - last_t) / 1000;
+    double sampled = (double)(last_t - first_t) / 1000;
+    double avg = sampled / (double)(c->nh - 1), thr = avg * 1.1;
+    if (to_start >= thr) to_start = avg / 2;
+    if (counter) {
+        double to_zero = to_start;
+        if (h->count > 0 && c->hpts[0].h->count >= 0)
+            to_zero = sampled * (c->hpts[0].h->count / h->count);
+        if (to_zero < to_start) to_start = to_zero;
+    }
+    if (to_end >= thr) to_end = avg / 2;
+    double factor = 1;
+    if (sampled != 0) factor = (sampled + to_start + to_end) / sampled;
+    if (rate) factor /= (double)c->range_ms / 1000.0;
+    promql_fh_scale(h, factor, false);
+    *out = h;
+    return 1;
+}
+
+/* instantValue (irate, idelta) over the last two samples. */
+static int hist_instant(const promql_fcall *c, bool rate, uint32_t pos, double *v,
+                        promql_fh **out)
+{
+    if (c->n + c->nh < 2) return 0;
+    /* the last two samples of floats and histograms together */
+    struct {
+        int64_t t;
+        double f;
+        const promql_fh *h;
+    } ss[4];
+    size_t k = 0;
+    for (size_t i = c->n >= 2 ? c->n - 2 : 0; i < c->n; i++)
+        ss[k++] = (typeof(ss[0])){c->pts[i].t, c->pts[i].v, NULL};
+    for (size_t i = c->nh >= 2 ? c->nh - 2 : 0; i < c->nh; i++)
+        ss[k++] = (typeof(ss[0])){c->hpts[i].t, 0, c->hpts[i].h};
+    for (size_t i = 1; i < k; i++) /* insertion sort by t */
+        for (size_t j = i; j > 0 && ss[j].t < ss[j - 1].t; j--) {
+            typeof(ss[0]) t = ss[j];
+            ss[j] = ss[j - 1];
+            ss[j - 1] = t;
+        }
+    typeof(ss[0]) a = ss[k - 2], b = ss[k - 1];
+    int64_t dt = b.t - a.t;
+    if (dt == 0) return 0;
+    if (!a.h && !b.h) {
+        double r = b.f;
+        if (!rate || !(b.f < a.f)) r = b.f - a.f;
+        if (rate) r /= (double)dt / 1000;
+        *v = r;
+        return 1;
+    }
+    if (!a.h || !b.h) {
+        hist_warn_named(c, pos, MIXED_MSG);
+        return 0;
+    }
+    promql_fh *h = promql_fh_copy(b.h);
+    if (rate && (b.h->hint == PROMQL_FH_GAUGE || a.h->hint == PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_COUNTER_MSG);
+    if (!rate && (b.h->hint != PROMQL_FH_GAUGE || a.h->hint != PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_GAUGE_MSG);
+    if (!rate || !promql_fh_detect_reset(b.h, a.h)) {
+        bool rec = false;
+        if (promql_fh_add(h, a.h, true, NULL, &rec) < 0) {
+            promql_fh_free(h);
+            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+            return 0;
+        }
+        if (rec) reconciled_info(c, pos, "subtraction");
+    }
+    h->hint = PROMQL_FH_GAUGE;
+    promql_fh_compact(h);
+    if (rate) promql_fh_scale(h, (double)dt / 1000, true);
+    *out = h;
+    return 1;
+}
+
+/* sum_over_time / avg_over_time over histograms only. */
+static int hist_sum_avg(const promql_fcall *c, bool avg, uint32_t pos, promql_fh **out)
+{
+    bool reset_seen = false, not_reset_seen = false, rec_seen = false;
+    promql_fh *sum = promql_fh_copy(c->hpts[0].h);
+    for (size_t i = 0; i < c->nh; i++) {
+        const promql_fh *h = c->hpts[i].h;
+        if (h->hint == PROMQL_FH_RESET) reset_seen = true;
+        if (h->hint == PROMQL_FH_NOT_RESET) not_reset_seen = true;
+        if (i == 0) continue;
+        bool rec = false;
+        if (promql_fh_add(sum, h, false, NULL, &rec) < 0) {
+            promql_fh_free(sum);
+            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+            return 0;
+        }
+        rec_seen = rec_seen || rec;
+    }
+    if (reset_seen && not_reset_seen)
+        promql_anno_add(c->anno, PROMQL_ANNO_WARNING, pos,
+                        "conflicting counter resets during histogram aggregation");
+    if (rec_seen) reconciled_info(c, pos, "aggregation");
+    if (avg) promql_fh_scale(sum, (double)c->nh, true);
+    promql_fh_compact(sum);
+    *out = sum;
+    return 1;
+}
+
+int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
+{
+    const char *f = c->call->call.func->name;
+    size_t fl = strlen(f);
+#define IS(s) (fl == sizeof(s) - 1 && memcmp(f, s, fl) == 0)
+    uint32_t pos = arg_pos(c, 0);
+    *out = NULL;
+    if (IS("count_over_time")) {
+        *v = (double)(c->n + c->nh);
+        return 1;
+    }
+    if (IS("present_over_time")) {
+        *v = 1;
+        return 1;
+    }
+    if (IS("last_over_time") || IS("first_over_time")) {
+        bool last = IS("last_over_time");
+        bool use_h = c->n == 0 || (last ? c->hpts[c->nh - 1].t > c->pts[c->n - 1].t
+                                        : c->hpts[0].t < c->pts[0].t);
+        if (!use_h) return -2;
+        *out = promql_fh_copy(c->hpts[last ? c->nh - 1 : 0].h);
+        return 1;
+    }
+    if (IS("resets") || IS("changes")) {
+        bool resets = IS("resets");
+        size_t i = 0, j = 0, cnt = 0;
+        const promql_fh *ph = NULL;
+        double pf = 0;
+        bool first = true;
+        while (i < c->n || j < c->nh) {
+            const promql_fh *ch = NULL;
+            double cf = 0;
+            if (j >= c->nh || (i < c->n && c->pts[i].t < c->hpts[j].t)) {
+                cf = c->pts[i++].v;
+            } else {
+                ch = c->hpts[j++].h;
+            }
+            if (!first) {
+                if (!ph && !ch) {
+                    if (resets ? cf < pf : (cf != pf && !(isnan(cf) && isnan(pf)))) cnt++;
+                } else if (!ph || !ch) {
+                    cnt++;
+                } else if (resets ? promql_fh_detect_reset(ch, ph) : !promql_fh_equal(ch, ph)) {
+                    cnt++;
+                }
+            }
+            first = false;
+            ph = ch;
+            pf = cf;
+        }
+        *v = (double)cnt;
+        return 1;
+    }
+    bool anch = c->anchored || c->smoothed;
+    if (IS("rate") || IS("increase") || IS("delta")) {
+        if (c->n) {
+            hist_warn_named(c, pos, MIXED_MSG);
+            return 0;
+        }
+        if (anch) return 0; /* extendedHistogramRate: not yet */
+        return hist_extrapolated(c, !IS("delta"), IS("rate"), pos, out);
+    }
+    if (IS("irate") || IS("idelta")) return hist_instant(c, IS("irate"), pos, v, out);
+    if (IS("sum_over_time") || IS("avg_over_time")) {
+        if (c->n) {
+            hist_warn_named(c, pos, MIXED_MSG);
+            return 0;
+        }
+        return hist_sum_avg(c, IS("avg_over_time"), pos, out);
+    }
+#undef IS
+    return -2;
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */

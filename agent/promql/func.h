@@ -157,6 +157,9 @@ typedef struct promql_fcall {
     /* optional, for PROMQL_F_ST functions: the start timestamps of pts (0 =
      * unknown), NULL when the series has none */
     const int64_t *st;
+    /* range functions: the native histogram points of the window (borrowed) */
+    const promql_hpoint *hpts;
+    size_t nh;
 } promql_fcall;
 
 /* Returns 1 and sets *out if the window yields a value, 0 if not, or a
@@ -206,6 +209,13 @@ typedef struct promql_fdef {
     promql_vec_fn vec;
     unsigned flags;
 } promql_fdef;
+
+/* A range function over a window with native histogram points (c->nh >
+ * 0; floats may be there too), as Prometheus evaluates it: returns 1 with
+ * a float result in *v or a histogram one in *out (new, caller frees), 0
+ * for no result (annotations added), or -2 when the function ignores
+ * histograms (the caller evaluates the float points alone). */
+int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out);
 
 /* The implementation of the function called `name`, or NULL. */
 const promql_fdef *promql_func_find(const char *name);
