@@ -2733,6 +2733,118 @@ assemble:
     return 0;
 }
 
+/* ---- native histograms in aggregations ---- */
+
+static void anno_metric_quoted(buf *b, const labels *m)
+{
+    size_t nl;
+    const char *name = labels_metric_name(m, &nl);
+    expfmt_quote_go(buf_sink, b, nl ? name : "", nl);
+}
+
+/* Turns each histogram point into a float point (value 0) in time order:
+ * count and group count histograms as samples. */
+static void hists_as_floats(promql_series *s)
+{
+    if (!s->nh) return;
+    promql_fpoint *m = mem_malloc((s->n + s->nh) * sizeof *m);
+    size_t i = 0, j = 0, k = 0;
+    while (i < s->n || j < s->nh) {
+        if (j >= s->nh || (i < s->n && s->pts[i].t < s->hpts[j].t))
+            m[k++] = s->pts[i++];
+        else
+            m[k++] = (promql_fpoint){s->hpts[j++].t, 0};
+    }
+    mem_free(s->pts);
+    s->pts = m;
+    s->n = s->cap = k;
+    mem_free(s->st);
+    s->st = NULL;
+    promql_series_free_hists(s);
+}
+
+/* sum and avg over the histogram samples, step by step: hres gets one
+ * series per group (histogram points only); a (group, step) with floats
+ * too, or histograms that cannot be added, gets no result and is
+ * recorded in *drop (group * nsteps + step) so that the float result
+ * goes as well. */
+static void agg_hists(agg_state *st, promql_matrix *hres, bool *drop)
+{
+    evaluator *ev = st->ev;
+    qctx *q = ev->q;
+    promql_matrix *in = st->in;
+    bool avg = st->op == PROMQL_OP_AVG;
+    uint32_t pos = unparen(st->n->ast->aggregate.expr)->pos.start;
+    size_t ng = st->ngroups;
+    promql_fh **acc = mem_calloc(ng ? ng : 1, sizeof *acc);
+    double *cnt = mem_calloc(ng ? ng : 1, sizeof *cnt);
+    bool *has_f = mem_calloc(ng ? ng : 1, sizeof *has_f);
+    bool *bad = mem_calloc(ng ? ng : 1, sizeof *bad);
+    bool *coll = mem_calloc(ng ? ng : 1, sizeof *coll);
+    size_t *fc = mem_calloc(in->n ? in->n : 1, sizeof *fc), *hc = mem_calloc(in->n ? in->n : 1, sizeof *hc);
+    size_t step = 0;
+    for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval, step++) {
+        for (size_t si = 0; si < in->n; si++) {
+            const promql_series *s = &in->v[si];
+            uint32_t g = st->group_of[si];
+            while (fc[si] < s->n && s->pts[fc[si]].t < ts) fc[si]++;
+            if (fc[si] < s->n && s->pts[fc[si]].t == ts) has_f[g] = true;
+            while (hc[si] < s->nh && s->hpts[hc[si]].t < ts) hc[si]++;
+            if (hc[si] >= s->nh || s->hpts[hc[si]].t != ts) continue;
+            const promql_fh *h = s->hpts[hc[si]].h;
+            if (!acc[g]) {
+                acc[g] = promql_fh_copy(h);
+                cnt[g] = 1;
+                continue;
+            }
+            cnt[g]++;
+            if (bad[g]) continue;
+            bool c = false;
+            if (promql_fh_add(acc[g], h, false, &c, NULL) < 0) {
+                bad[g] = true;
+                buf b;
+                buf_init(&b, BUF_UNLIMITED);
+                anno_metric_quoted(&b, s->metric);
+                promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                                "vector contains a mix of histograms with exponential and custom "
+                                "buckets schemas for metric name %s",
+                                buf_cstr(&b));
+                buf_cleanup(&b);
+            }
+            if (c) coll[g] = true;
+        }
+        for (size_t g = 0; g < ng; g++) {
+            if (acc[g]) {
+                if (coll[g])
+                    promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                                    "conflicting counter resets during histogram aggregation");
+                if (has_f[g]) {
+                    promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                                    "encountered a mix of histograms and floats for aggregation");
+                    drop[g * (size_t)num_steps(ev) + step] = true;
+                } else if (bad[g]) {
+                    drop[g * (size_t)num_steps(ev) + step] = true;
+                } else {
+                    if (avg) promql_fh_scale(acc[g], cnt[g], true);
+                    promql_fh_compact(acc[g]);
+                    promql_series_add_hist(&hres->v[g], ts, acc[g]);
+                    acc[g] = NULL;
+                }
+            }
+            promql_fh_free(acc[g]);
+            acc[g] = NULL;
+            has_f[g] = bad[g] = coll[g] = false;
+        }
+    }
+    mem_free(acc);
+    mem_free(cnt);
+    mem_free(has_f);
+    mem_free(bad);
+    mem_free(coll);
+    mem_free(fc);
+    mem_free(hc);
+}
+
 static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, size_t ng,
                          promql_matrix *out)
 {
@@ -2779,6 +2891,31 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
     sigtab_free(&groups);
     st.groups = mem_calloc(st.ngroups ? st.ngroups : 1, sizeof *st.groups);
     uint32_t ppos = n->b ? unparen(n->ast->aggregate.param)->pos.start : 0;
+
+    /* Native histograms: count and group take them as samples, sum and
+     * avg aggregate them apart, every other aggregation ignores them. */
+    promql_matrix hres = {0};
+    bool *hdrop = NULL;
+    {
+        bool any_h = false;
+        for (size_t si = 0; si < in.n && !any_h; si++)
+            any_h = in.v[si].nh > 0;
+        if (any_h && (op == PROMQL_OP_COUNT || op == PROMQL_OP_GROUP)) {
+            for (size_t si = 0; si < in.n; si++)
+                hists_as_floats(&in.v[si]);
+        } else if (any_h && (op == PROMQL_OP_SUM || op == PROMQL_OP_AVG)) {
+            for (size_t g = 0; g < st.ngroups; g++)
+                mat_add(&hres, NULL, false);
+            hdrop = mem_calloc(st.ngroups * (size_t)num_steps(ev) + 1, sizeof *hdrop);
+            agg_hists(&st, &hres, hdrop);
+        } else if (any_h) {
+            promql_anno_add(&q->anno, PROMQL_ANNO_INFO,
+                            unparen(n->ast->aggregate.expr)->pos.start,
+                            "ignored histogram in %s aggregation", promql_op_name(op));
+        }
+        for (size_t si = 0; si < in.n; si++)
+            promql_series_free_hists(&in.v[si]);
+    }
 
     bool empty = false;
     if (op == PROMQL_OP_TOPK || op == PROMQL_OP_BOTTOMK || op == PROMQL_OP_LIMITK) {
@@ -2839,6 +2976,24 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
             }
         }
     }
+    if (!rc && !kop && hdrop) {
+        for (size_t g = 0; g < res.n && g < hres.n; g++) {
+            promql_series *s = &res.v[g];
+            size_t k = 0;
+            for (size_t i = 0; i < s->n; i++) {
+                size_t stepi = (size_t)((s->pts[i].t - ev->start) / ev->interval);
+                if (!hdrop[g * (size_t)num_steps(ev) + stepi]) s->pts[k++] = s->pts[i];
+            }
+            s->n = k;
+            s->hpts = hres.v[g].hpts;
+            s->nh = hres.v[g].nh;
+            s->hcap = hres.v[g].hcap;
+            hres.v[g].hpts = NULL;
+            hres.v[g].nh = hres.v[g].hcap = 0;
+        }
+    }
+    promql_matrix_cleanup(&hres);
+    mem_free(hdrop);
     if (!rc && !kop) {
         *out = res;
         memset(&res, 0, sizeof res);
