@@ -1798,6 +1798,88 @@ static void incompatible_info(qctx *q, const pnode *n)
                     op, op);
 }
 
+/* Pushes an input sample as it is (a histogram borrowed from the input). */
+static void push_same(promql_evec *out, const promql_esample *x, int64_t ts)
+{
+    if (x->h)
+        promql_evec_push_h(out, x->metric, x->h, false, ts, x->drop_name);
+    else
+        promql_evec_push(out, x->metric, x->f, ts, x->drop_name);
+}
+
+static void binop_types_info(qctx *q, const pnode *n, bool lh, bool rh)
+{
+    const char *op = promql_op_name(n->op);
+    promql_anno_add(&q->anno, PROMQL_ANNO_INFO, n->ast->pos.start,
+                    "incompatible sample types encountered for binary operator \"%s\": %s %s %s", op,
+                    lh ? "histogram" : "float", op, rh ? "histogram" : "float");
+}
+
+/* vectorElemBinop when a histogram is involved (hl or hr set). Returns
+ * keep; the result is *v or *hout (owned when *owned). */
+static bool hist_binop(qctx *q, const pnode *n, double fl, double fr, const promql_fh *hl,
+                       const promql_fh *hr, double *v, promql_fh **hout, bool *owned)
+{
+    enum promql_op op = n->op;
+    uint32_t pos = n->ast->pos.start;
+    *v = 0;
+    *hout = NULL;
+    *owned = true;
+    if (!hl) {
+        if (op == PROMQL_OP_MUL) {
+            *hout = promql_fh_copy(hr);
+            promql_fh_scale(*hout, fl, false);
+            promql_fh_compact(*hout);
+            return true;
+        }
+        binop_types_info(q, n, false, true);
+        return false;
+    }
+    if (!hr) {
+        if (op == PROMQL_OP_MUL || op == PROMQL_OP_DIV) {
+            *hout = promql_fh_copy(hl);
+            promql_fh_scale(*hout, fr, op == PROMQL_OP_DIV);
+            promql_fh_compact(*hout);
+            return true;
+        }
+        binop_types_info(q, n, true, false);
+        return false;
+    }
+    switch (op) {
+    case PROMQL_OP_ADD:
+    case PROMQL_OP_SUB: {
+        promql_fh *r = promql_fh_copy(hl);
+        bool coll = false, rec = false;
+        if (promql_fh_add(r, hr, op == PROMQL_OP_SUB, &coll, &rec) < 0) {
+            promql_fh_free(r);
+            promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                            "incompatible bucket layout encountered for binary operator %s",
+                            promql_op_name(op));
+            return false;
+        }
+        const char *what = op == PROMQL_OP_ADD ? "addition" : "subtraction";
+        if (op == PROMQL_OP_SUB) r->hint = PROMQL_FH_GAUGE;
+        if (coll)
+            promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                            "conflicting counter resets during histogram %s", what);
+        if (rec)
+            promql_anno_add(&q->anno, PROMQL_ANNO_INFO, pos,
+                            "mismatched custom buckets were reconciled during %s", what);
+        promql_fh_compact(r);
+        *hout = r;
+        return true;
+    }
+    case PROMQL_OP_EQLC:
+    case PROMQL_OP_NEQ:
+        *hout = (promql_fh *)hl;
+        *owned = false;
+        return promql_fh_equal(hl, hr) == (op == PROMQL_OP_EQLC);
+    default:
+        binop_types_info(q, n, true, true);
+        return false;
+    }
+}
+
 typedef struct bin_ctx {
     pnode *n;
     bool swap; /* scalar on the left */
@@ -1843,6 +1925,22 @@ static int step_vector_scalar(step_env *e, void *ctx)
             lf = s;
             rf = x->f;
         }
+        if (x->h) {
+            double v;
+            promql_fh *h;
+            bool owned;
+            bool keep = hist_binop(q, n, lf, rf, b->swap ? NULL : x->h, b->swap ? x->h : NULL,
+                                   &v, &h, &owned);
+            if (!keep) continue; /* incompatible: no result, even with bool */
+            const labels *m = x->metric;
+            bool drop = x->drop_name;
+            if (changes_metric_schema(n->op) || ret_bool) {
+                if (!q->delayed) m = promql_drop_metric_name(e->lc, m);
+                drop = true;
+            }
+            promql_evec_push_h(e->out, m, h, owned, e->ts, drop);
+            continue;
+        }
         bool keep, inc;
         double v = elem_binop(n->op, lf, rf, &keep, &inc);
         if (inc) {
@@ -1877,7 +1975,7 @@ static int step_and(step_env *e, void *ctx)
         b->right_stamp[e->sig[1][j]] = b->stamp;
     for (size_t i = 0; i < l->n; i++)
         if (b->right_stamp[e->sig[0][i]] == b->stamp)
-            promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+            push_same(e->out, &l->v[i], e->ts);
     return 0;
 }
 
@@ -1888,11 +1986,10 @@ static int step_or(step_env *e, void *ctx)
     b->stamp++;
     for (size_t i = 0; i < l->n; i++) {
         b->right_stamp[e->sig[0][i]] = b->stamp;
-        promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+        push_same(e->out, &l->v[i], e->ts);
     }
     for (size_t j = 0; j < r->n; j++)
-        if (b->right_stamp[e->sig[1][j]] != b->stamp)
-            promql_evec_push(e->out, r->v[j].metric, r->v[j].f, e->ts, r->v[j].drop_name);
+        if (b->right_stamp[e->sig[1][j]] != b->stamp) push_same(e->out, &r->v[j], e->ts);
     return 0;
 }
 
@@ -1905,7 +2002,7 @@ static int step_unless(step_env *e, void *ctx)
         b->right_stamp[e->sig[1][j]] = b->stamp;
     for (size_t i = 0; i < l->n; i++)
         if (!r->n || b->right_stamp[e->sig[0][i]] != b->stamp)
-            promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+            push_same(e->out, &l->v[i], e->ts);
     return 0;
 }
 
@@ -2017,10 +2114,29 @@ static int do_binop(bin_ctx *b, step_env *e, const promql_esample *ls, const pro
         fl = rs->f;
         fr = ls->f;
     }
-    bool keep, inc;
-    double v = elem_binop(b->n->op, fl, fr, &keep, &inc);
+    const promql_fh *hl = ls->h, *hr = rs->h;
+    if (vm->card == PROMQL_CARD_ONE_TO_MANY) {
+        hl = rs->h;
+        hr = ls->h;
+    }
+    bool keep, inc = false;
+    double v;
+    promql_fh *hv = NULL;
+    bool howned = false;
+    if (hl || hr) {
+        keep = hist_binop(q, b->n, fl, fr, hl, hr, &v, &hv, &howned);
+        /* an error (only == and != between histograms give a result
+         * pointer when not kept): nothing, before matching is recorded */
+        if (!keep && !hv) return 0;
+    } else {
+        v = elem_binop(b->n->op, fl, fr, &keep, &inc);
+    }
     if (inc) *incompatible = true;
-    if (ret_bool) v = keep ? 1 : 0;
+    if (ret_bool) {
+        v = keep ? 1 : 0;
+        if (howned) promql_fh_free(hv);
+        hv = NULL;
+    }
     const labels *metric = result_metric(b, e, ls->metric, rs->metric, !q->delayed && ret_bool);
     if (vm->card == PROMQL_CARD_ONE_TO_ONE) {
         if (b->matched_stamp[sig] == b->stamp)
@@ -2049,8 +2165,14 @@ static int do_binop(bin_ctx *b, step_env *e, const promql_esample *ls, const pro
         }
         b->matched_count[sig]++;
     }
-    if (!keep && !ret_bool) return 0;
-    promql_evec_push(e->out, metric, v, e->ts, ret_bool);
+    if (!keep && !ret_bool) {
+        if (hv && howned) promql_fh_free(hv);
+        return 0;
+    }
+    if (hv)
+        promql_evec_push_h(e->out, metric, hv, howned, e->ts, ret_bool);
+    else
+        promql_evec_push(e->out, metric, v, e->ts, ret_bool);
     return 0;
 }
 
@@ -2112,6 +2234,7 @@ static int step_vector_vector(step_env *e, void *ctx)
     for (size_t i = 0; i < lhs->n; i++) {
         uint32_t s = lsig[i];
         promql_esample fill;
+        memset(&fill, 0, sizeof fill);
         const promql_esample *rs;
         if (b->right_stamp[s] == b->stamp) {
             rs = b->right[s];
@@ -2133,6 +2256,7 @@ static int step_vector_vector(step_env *e, void *ctx)
                                : b->matched_stamp[s] == b->stamp && b->matched_count[s] > 0;
             if (matched) continue;
             promql_esample fill;
+            memset(&fill, 0, sizeof fill);
             fill.metric = promql_lcache_put(e->lc, match_labels(rhs->v[j].metric, vm));
             fill.f = vm->fill_lhs;
             fill.t = e->ts;
@@ -3145,7 +3269,7 @@ static int step_vec_call(step_env *e, void *ctx)
 static bool step_takes_hists(step_fn fn, void *ctx)
 {
     if (fn == step_vec_call) return (((call_ctx *)ctx)->n->fdef->flags & PROMQL_F_HIST) != 0;
-    return false;
+    return fn == step_vv_dispatch || fn == step_vector_scalar;
 }
 
 /* timestamp(selector): the timestamps of the samples themselves;
