@@ -537,6 +537,7 @@ bool promql_fh_iter_next(promql_fh_iter *it)
                 it->i--;
                 promql_fh_bounds(h, false, h->neg[it->i].idx, &it->lower, &it->upper);
                 it->count = h->neg[it->i].count;
+                it->kind = -1;
                 return true;
             }
             it->stage = 1;
@@ -548,6 +549,7 @@ bool promql_fh_iter_next(promql_fh_iter *it)
                 it->lower = -h->zero_threshold;
                 it->upper = h->zero_threshold;
                 it->count = h->zero_count;
+                it->kind = 0;
                 return true;
             }
             break;
@@ -555,6 +557,7 @@ bool promql_fh_iter_next(promql_fh_iter *it)
             if (it->i < h->n_pos) {
                 promql_fh_bounds(h, true, h->pos[it->i].idx, &it->lower, &it->upper);
                 it->count = h->pos[it->i].count;
+                it->kind = 1;
                 it->i++;
                 return true;
             }

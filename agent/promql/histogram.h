@@ -99,6 +99,7 @@ typedef struct promql_fh_iter {
     int stage; /* 0 negative, 1 zero, 2 positive, 3 done */
     size_t i;
     double lower, upper, count;
+    int kind; /* of the current bucket: -1 negative, 0 zero bucket, 1 positive or custom */
 } promql_fh_iter;
 
 void promql_fh_iter_init(promql_fh_iter *it, const promql_fh *h);
