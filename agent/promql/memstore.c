@@ -154,6 +154,21 @@ static int cmp_series(const void *a, const void *b)
     return labels_compare(((const promql_series *)a)->metric, ((const promql_series *)b)->metric);
 }
 
+/* The counter reset hint a histogram sample reads back with from
+ * Prometheus's head chunks: gauge histograms keep theirs; the first of a
+ * run of histograms (after a float, a gauge or nothing) is unknown unless
+ * written as a reset; later ones are resets when one is detected (a new
+ * chunk) or written so, else not_reset. */
+static enum promql_fh_hint stored_hint(const promql_fh *h, const promql_fh *prev)
+{
+    if (h->hint == PROMQL_FH_GAUGE) return PROMQL_FH_GAUGE;
+    if (h->hint == PROMQL_FH_RESET) return PROMQL_FH_RESET;
+    if (!prev || prev->hint == PROMQL_FH_GAUGE) return PROMQL_FH_UNKNOWN;
+    promql_fh tmp = *h;
+    tmp.hint = PROMQL_FH_UNKNOWN;
+    return promql_fh_detect_reset(&tmp, prev) ? PROMQL_FH_RESET : PROMQL_FH_NOT_RESET;
+}
+
 int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, int64_t maxt,
                     promql_matrix *out, buf *err)
 {
@@ -180,11 +195,21 @@ int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, i
         if (floats) ps->pts = mem_malloc(floats * sizeof *ps->pts);
         ps->cap = floats;
         if (sts) ps->st = mem_malloc(floats * sizeof *ps->st);
+        const promql_fh *prev = NULL; /* the histogram before point k, if point k-1 is one */
+        size_t k0 = lo;
+        if (hists) { /* hints depend on the history: start where the run of histograms starts */
+            while (k0 > 0 && s->pts[k0 - 1].h) k0--;
+        }
+        for (size_t k = k0; k < lo; k++) prev = s->pts[k].h;
         for (size_t k = lo; k < hi; k++) {
             if (s->pts[k].h) {
-                promql_series_add_hist(ps, s->pts[k].t, promql_fh_copy(s->pts[k].h));
+                promql_fh *h = promql_fh_copy(s->pts[k].h);
+                h->hint = stored_hint(s->pts[k].h, prev);
+                promql_series_add_hist(ps, s->pts[k].t, h);
+                prev = s->pts[k].h;
                 continue;
             }
+            prev = NULL;
             if (ps->st) ps->st[ps->n] = s->pts[k].st;
             ps->pts[ps->n++] = (promql_fpoint){s->pts[k].t, s->pts[k].v};
         }

@@ -12,6 +12,10 @@
  * Native histogram samples (memstore_append_histogram) are kept with their
  * values; select() returns them as the series' histogram points
  * (promql_series.hpts) and counts them (memstore_histograms_selected).
+ * Their counter reset hints come back as from Prometheus's head chunks
+ * (what promqltest and promtool compare): gauge stays gauge; the first of
+ * a run of histogram samples is unknown (reset if written so), each later
+ * one reset when FloatHistogram.DetectReset says so, else not_reset.
  *
  * Not thread-safe: one owner. */
 #ifndef SIDEWATCH_PROMQL_MEMSTORE_H

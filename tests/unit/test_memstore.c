@@ -167,10 +167,11 @@ static void test_histograms_are_returned_and_counted(void **state)
     /* Only histograms in range: a series with histogram points only. */
     assert_select(ms, "h", 0, 10,
                   "{__name__=\"h\", a=\"1\"} h0={{count:1 sum:2 offset:1 buckets:[1]}}"
-                  " h10={{count:3 sum:4 offset:1 buckets:[3]}}\n");
+                  " h10={{count:3 sum:4 counter_reset_hint:not_reset offset:1 buckets:[3]}}\n");
     assert_int_equal(memstore_histograms_selected(ms), 2);
     assert_select(ms, "h", 5, 20,
-                  "{__name__=\"h\", a=\"1\"} 20=5 h10={{count:3 sum:4 offset:1 buckets:[3]}}\n");
+                  "{__name__=\"h\", a=\"1\"} 20=5"
+                  " h10={{count:3 sum:4 counter_reset_hint:not_reset offset:1 buckets:[3]}}\n");
     assert_int_equal(memstore_histograms_selected(ms), 3);
     memstore_reset_histograms_selected(ms);
     /* A float at the same timestamp replaces the histogram, and back. */
@@ -182,6 +183,19 @@ static void test_histograms_are_returned_and_counted(void **state)
     assert_select(ms, "h", 5, 20,
                   "{__name__=\"h\", a=\"1\"} 10=7 h20={{count:1 sum:2 offset:1 buckets:[1]}}\n");
     assert_int_equal(memstore_point_count(ms), 4);
+    /* Hints as Prometheus's head chunks give them back: a drop in the
+     * count is a reset, a gauge histogram stays a gauge. */
+    labels *r = L("r");
+    h2->count = 3;
+    assert_int_equal(memstore_append_histogram(ms, r, 0, h2, &err), 0);
+    assert_int_equal(memstore_append_histogram(ms, r, 10, h1, &err), 0);
+    h1->hint = PROMQL_FH_GAUGE;
+    assert_int_equal(memstore_append_histogram(ms, r, 20, h1, &err), 0);
+    assert_select(ms, "r", 0, 20,
+                  "{__name__=\"r\"} h0={{count:3 sum:4 offset:1 buckets:[3]}}"
+                  " h10={{count:1 sum:2 counter_reset_hint:reset offset:1 buckets:[1]}}"
+                  " h20={{count:1 sum:2 counter_reset_hint:gauge offset:1 buckets:[1]}}\n");
+    labels_free(r);
     promql_fh_free(h1);
     promql_fh_free(h2);
     labels_free(h);
