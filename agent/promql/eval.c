@@ -1836,6 +1836,11 @@ static bool hist_binop(qctx *q, const pnode *n, double fl, double fr, const prom
         return false;
     }
     if (!hr) {
+        if (op == PROMQL_OP_TRIM_UPPER || op == PROMQL_OP_TRIM_LOWER) {
+            *hout = promql_fh_copy(hl);
+            promql_fh_trim(*hout, fr, op == PROMQL_OP_TRIM_UPPER);
+            return true;
+        }
         if (op == PROMQL_OP_MUL || op == PROMQL_OP_DIV) {
             *hout = promql_fh_copy(hl);
             promql_fh_scale(*hout, fr, op == PROMQL_OP_DIV);

@@ -568,3 +568,166 @@ bool promql_fh_iter_next(promql_fh_iter *it)
         }
     }
 }
+
+/* ---- TrimBuckets (the </ and >/ operators) ---- */
+
+static double zero_if_inf(double x)
+{
+    return isinf(x) ? 0 : x;
+}
+
+static double trim_midpoint(double lo, double up, bool positive, bool linear)
+{
+    if (isinf(lo)) {
+        if (isinf(up)) return 0;
+        return up > 0 ? up / 2 : up;
+    }
+    if (isinf(up)) return lo;
+    if (linear) return (lo + up) / 2;
+    double g = sqrt(fabs(lo * up));
+    return positive ? g : -g;
+}
+
+static double fraction_below(double lo, double up, double v, bool linear)
+{
+    if (linear) return (v - lo) / (up - lo);
+    double ll = log2(fabs(lo)), lu = log2(fabs(up)), lv = log2(fabs(v));
+    if (v > 0) return (lv - ll) / (lu - ll);
+    return 1 - ((lv - lu) / (ll - lu));
+}
+
+/* handleInfinityBuckets / computeBucketTrim: the count kept of a bucket cut
+ * at rhs and the midpoint of what is kept. */
+static void bucket_trim(double lo, double up, double count, double rhs, bool upper_trim,
+                        bool positive, bool custom, double *keep, double *mid)
+{
+    if (isinf(lo) && lo < 0) {
+        if (upper_trim) {
+            if (rhs >= up) {
+                *keep = count;
+                *mid = 0;
+            } else if (rhs > 0 && up > 0 && !isinf(up)) {
+                *keep = count * rhs / up;
+                *mid = rhs / 2;
+            } else if (up <= 0) {
+                *keep = count;
+                *mid = rhs;
+            } else {
+                *keep = 0;
+                *mid = zero_if_inf(up);
+            }
+            return;
+        }
+        if (rhs <= lo) {
+            *keep = count;
+            *mid = 0;
+        } else if (rhs >= 0 && up > rhs && !isinf(up)) {
+            *keep = count * (1 - rhs / up);
+            *mid = (rhs + up) / 2;
+        } else {
+            *keep = 0;
+            *mid = zero_if_inf(up);
+        }
+        return;
+    }
+    if (isinf(up) && up > 0) {
+        if (upper_trim) {
+            *keep = 0;
+            *mid = zero_if_inf(lo);
+        } else if (rhs >= lo) {
+            *keep = count;
+            *mid = rhs;
+        } else {
+            *keep = 0;
+            *mid = zero_if_inf(lo);
+        }
+        return;
+    }
+    double under = rhs <= lo ? 0 : rhs >= up ? count : count * fraction_below(lo, up, rhs, custom);
+    if (upper_trim) {
+        *keep = under;
+        *mid = trim_midpoint(lo, rhs, positive, custom);
+    } else {
+        *keep = count - under;
+        *mid = trim_midpoint(rhs, up, positive, custom);
+    }
+}
+
+static void trim_side(promql_fh *h, bool pos, double rhs, bool upper_trim, double *cnt,
+                      double *sum, bool *trimmed, bool *has)
+{
+    promql_fh_bucket *b = pos ? h->pos : h->neg;
+    size_t n = pos ? h->n_pos : h->n_neg;
+    bool custom = promql_fh_custom(h);
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].count == 0) continue;
+        *has = true;
+        double lo, up;
+        promql_fh_bounds(h, pos, b[i].idx, &lo, &up);
+        bool whole = upper_trim ? up <= rhs : lo >= rhs;
+        bool part = upper_trim ? lo < rhs : up > rhs;
+        if (whole) {
+            *cnt += b[i].count;
+            *sum += trim_midpoint(lo, up, pos, custom) * b[i].count;
+        } else if (part) {
+            double keep, mid;
+            bucket_trim(lo, up, b[i].count, rhs, upper_trim, pos, custom, &keep, &mid);
+            *cnt += keep;
+            *sum += mid * keep;
+            if (b[i].count != keep) {
+                b[i].count = keep;
+                *trimmed = true;
+            }
+        } else {
+            b[i].count = 0;
+            *trimmed = true;
+        }
+    }
+}
+
+void promql_fh_trim(promql_fh *h, double rhs, bool upper_trim)
+{
+    double cnt = 0, sum = 0;
+    bool trimmed = false, has_pos = false, has_neg = false;
+    trim_side(h, true, rhs, upper_trim, &cnt, &sum, &trimmed, &has_pos);
+    trim_side(h, false, rhs, upper_trim, &cnt, &sum, &trimmed, &has_neg);
+    if (h->zero_count > 0) {
+        double lo = -h->zero_threshold, up = h->zero_threshold, keep, mid;
+        if (has_neg && !has_pos) up = 0;
+        if (has_pos && !has_neg) lo = 0;
+        if (upper_trim) {
+            if (rhs <= lo) {
+                keep = 0;
+                mid = 0;
+            } else if (rhs >= up) {
+                keep = h->zero_count;
+                mid = (lo + up) / 2;
+            } else {
+                keep = h->zero_count * (rhs - lo) / (up - lo);
+                mid = (lo + rhs) / 2;
+            }
+        } else {
+            if (rhs <= lo) {
+                keep = h->zero_count;
+                mid = (lo + up) / 2;
+            } else if (rhs >= up) {
+                keep = 0;
+                mid = 0;
+            } else {
+                keep = h->zero_count * (up - rhs) / (up - lo);
+                mid = (rhs + up) / 2;
+            }
+        }
+        if (h->zero_count != keep) {
+            h->zero_count = keep;
+            trimmed = true;
+        }
+        sum += mid * keep;
+        cnt += keep;
+    }
+    if (trimmed) {
+        h->count = cnt;
+        h->sum = sum;
+        promql_fh_compact(h);
+    }
+}

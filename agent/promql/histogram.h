@@ -83,6 +83,13 @@ bool promql_fh_detect_reset(const promql_fh *h, const promql_fh *prev);
 /* Reduces h to a smaller (exponential) schema. */
 void promql_fh_reduce_resolution(promql_fh *h, int32_t schema);
 
+/* FloatHistogram.TrimBuckets: keeps the observations below rhs (upper_trim,
+ * the </ operator) or above it (>/), splitting the bucket rhs falls in
+ * (linearly for custom and zero buckets, exponentially otherwise); when
+ * something was cut, count and sum are re-estimated from bucket
+ * midpoints. */
+void promql_fh_trim(promql_fh *h, double rhs, bool upper_trim);
+
 /* Appends the canonical form FloatHistogram.TestExpression() writes:
  * {{schema:1 count:5 sum:10 z_bucket:1 z_bucket_w:0.001
  * custom_values:[1 2] counter_reset_hint:gauge offset:1 buckets:[1 0 2]
