@@ -1906,19 +1906,46 @@ static int f_histogram_stdvar(promql_fcall *c)
     return hist_simple(c, HS_STDVAR);
 }
 
+/* resetHistograms: a native histogram sample whose labels are those of a
+ * classic bucket group (without le) at this step conflicts with it:
+ * neither is evaluated, with a warning. Returns true on a conflict (the
+ * group is emptied). */
+static bool native_conflicts(promql_fcall *c, bgroups *g, const labels *m, uint32_t pos)
+{
+    if (!g->n) return false;
+    buf_reset(&g->sig);
+    for (uint32_t k = 0; k < m->n; k++) {
+        const label *l = &m->v[k];
+        buf_append(&g->sig, l->name, l->name_len + 1);
+        buf_append(&g->sig, l->value, l->value_len + 1);
+    }
+    g->key = g->sig.data ? g->sig.data : "";
+    g->key_len = g->sig.len;
+    void *v = hmap_get(&g->idx, strutil_hash64(g->key, g->key_len, 0), bg_eq, g);
+    if (!v || g->g[(uintptr_t)v - 1].n == 0) return false;
+    g->g[(uintptr_t)v - 1].n = 0;
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_puts(&b, "vector contains a mix of classic and native histograms");
+    if (c->delayed_name) anno_metric_suffix(m, &b);
+    promql_anno_add(c->anno, PROMQL_ANNO_WARNING, pos, "%s", buf_cstr(&b));
+    buf_cleanup(&b);
+    return true;
+}
+
 static int f_histogram_quantile(promql_fcall *c)
 {
     if (c->nin < 2 || c->in[0].n == 0) return 0;
     double q = c->in[0].v[0].f;
     warn_quantile(c, q, arg_pos(c, 0));
+    bgroups g;
+    group_buckets(c, &c->in[1], arg_pos(c, 1), &g);
     for (size_t i = 0; i < c->in[1].n; i++) {
         const promql_esample *e = &c->in[1].v[i];
-        if (!e->h) continue;
+        if (!e->h || native_conflicts(c, &g, e->metric, arg_pos(c, 1))) continue;
         double r = native_quantile(c, q, e->h, e->metric, arg_pos(c, 1));
         promql_evec_push(c->out, out_metric(c, e->metric), r, 0, true);
     }
-    bgroups g;
-    group_buckets(c, &c->in[1], arg_pos(c, 1), &g);
     for (size_t i = 0; i < g.n; i++) {
         bgroup *bg = &g.g[i];
         if (!bg->n) continue;
@@ -1935,14 +1962,14 @@ static int f_histogram_fraction(promql_fcall *c)
 {
     if (c->nin < 3 || c->in[0].n == 0 || c->in[1].n == 0) return 0;
     double lower = c->in[0].v[0].f, upper = c->in[1].v[0].f;
+    bgroups g;
+    group_buckets(c, &c->in[2], arg_pos(c, 2), &g);
     for (size_t i = 0; i < c->in[2].n; i++) {
         const promql_esample *e = &c->in[2].v[i];
-        if (!e->h) continue;
+        if (!e->h || native_conflicts(c, &g, e->metric, arg_pos(c, 2))) continue;
         double r = native_fraction(c, lower, upper, e->h, e->metric, arg_pos(c, 2));
         promql_evec_push(c->out, out_metric(c, e->metric), r, 0, true);
     }
-    bgroups g;
-    group_buckets(c, &c->in[2], arg_pos(c, 2), &g);
     for (size_t i = 0; i < g.n; i++) {
         bgroup *bg = &g.g[i];
         if (!bg->n) continue;
@@ -1965,12 +1992,24 @@ static int f_histogram_quantiles(promql_fcall *c)
     }
     bgroups g;
     group_buckets(c, &c->in[0], arg_pos(c, 0), &g);
+    bool *skip = mem_calloc(c->in[0].n + 1, sizeof *skip);
+    for (size_t i = 0; i < c->in[0].n; i++)
+        skip[i] = c->in[0].v[i].h && native_conflicts(c, &g, c->in[0].v[i].metric, arg_pos(c, 0));
     labels_builder lb;
     labels_builder_init(&lb);
     for (size_t k = 0; k < nq; k++) {
         char qstr[EXPFMT_FLOAT_MAX];
         if (isnan(qs[k])) strcpy(qstr, "NaN");
         else expfmt_format_om_float(qs[k], qstr);
+        for (size_t i = 0; i < c->in[0].n; i++) {
+            const promql_esample *e = &c->in[0].v[i];
+            if (!e->h || skip[i]) continue;
+            double r = native_quantile(c, qs[k], e->h, e->metric, arg_pos(c, 0));
+            promql_builder_from(&lb, out_metric(c, e->metric));
+            labels_builder_set(&lb, lbl->string.val.p, lbl->string.val.len, qstr, strlen(qstr));
+            promql_evec_push(c->out, promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL)),
+                             r, 0, true);
+        }
         for (size_t i = 0; i < g.n; i++) {
             bgroup *bg = &g.g[i];
             if (!bg->n) continue;
@@ -1988,6 +2027,7 @@ static int f_histogram_quantiles(promql_fcall *c)
     }
     labels_builder_cleanup(&lb);
     bgroups_free(&g);
+    mem_free(skip);
     mem_free(qs);
     return 0;
 }
@@ -2321,7 +2361,7 @@ static const promql_fdef fdefs[] = {
     {"histogram_count", NULL, f_histogram_count, PROMQL_F_HIST},
     {"histogram_fraction", NULL, f_histogram_fraction, PROMQL_F_HIST},
     {"histogram_quantile", NULL, f_histogram_quantile, PROMQL_F_HIST},
-    {"histogram_quantiles", NULL, f_histogram_quantiles, 0},
+    {"histogram_quantiles", NULL, f_histogram_quantiles, PROMQL_F_HIST},
     {"histogram_stddev", NULL, f_histogram_stddev, PROMQL_F_HIST},
     {"histogram_stdvar", NULL, f_histogram_stdvar, PROMQL_F_HIST},
     {"histogram_sum", NULL, f_histogram_sum, PROMQL_F_HIST},
