@@ -1724,6 +1724,8 @@ static int eval_unary(evaluator *ev, pnode *n, promql_matrix *out)
         s->drop_name = true;
         for (size_t k = 0; k < s->n; k++)
             s->pts[k].v = -s->pts[k].v;
+        for (size_t k = 0; k < s->nh; k++)
+            promql_fh_scale(s->hpts[k].h, -1, false);
     }
     if (!ev->q->delayed && (rc = merge_same_labelsets(ev->q, out))) promql_matrix_cleanup(out);
     return rc;

@@ -2257,9 +2257,34 @@ int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
         *v = (double)(c->n + c->nh);
         return 1;
     }
-    if (IS("present_over_time")) {
+    if (IS("present_over_time") || IS("absent_over_time")) {
         *v = 1;
         return 1;
+    }
+    if (IS("ts_of_last_over_time") || IS("ts_of_first_over_time")) {
+        bool last = IS("ts_of_last_over_time");
+        int64_t t = last ? c->hpts[c->nh - 1].t : c->hpts[0].t;
+        if (c->n) {
+            int64_t ft = last ? c->pts[c->n - 1].t : c->pts[0].t;
+            if (last ? ft > t : ft < t) t = ft;
+        }
+        *v = (double)t / 1000;
+        return 1;
+    }
+    if (c->n && (IS("min_over_time") || IS("max_over_time") || IS("stddev_over_time") ||
+                 IS("stdvar_over_time") || IS("mad_over_time") || IS("quantile_over_time") ||
+                 IS("deriv") || IS("predict_linear") || IS("double_exponential_smoothing"))) {
+        buf b;
+        buf_init(&b, BUF_UNLIMITED);
+        const char *name;
+        size_t nl = metric_name(c->metric, &name);
+        expfmt_quote_go(buf_sink, &b, nl ? name : "", nl);
+        promql_anno_add(c->anno, PROMQL_ANNO_INFO, pos,
+                        "ignored histograms in a range containing both floats and histograms for "
+                        "metric name %s",
+                        buf_cstr(&b));
+        buf_cleanup(&b);
+        return -2;
     }
     if (IS("last_over_time") || IS("first_over_time")) {
         bool last = IS("last_over_time");
@@ -2328,7 +2353,7 @@ int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
 
 static const promql_fdef fdefs[] = {
     {"abs", NULL, f_abs, 0},
-    {"absent", NULL, f_absent, 0},
+    {"absent", NULL, f_absent, PROMQL_F_HIST},
     {"absent_over_time", f_absent_over_time, NULL, 0},
     {"acos", NULL, f_acos, 0},
     {"acosh", NULL, f_acosh, 0},

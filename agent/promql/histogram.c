@@ -341,6 +341,13 @@ int promql_fh_add(promql_fh *h, const promql_fh *o, bool sub, bool *collision, b
 
 void promql_fh_scale(promql_fh *h, double f, bool div)
 {
+    if (div && f == 0) { /* FloatHistogram.Div: division by zero drops the buckets */
+        h->count /= f;
+        h->sum /= f;
+        h->zero_count /= f;
+        h->n_pos = h->n_neg = 0;
+        return;
+    }
 #define SC(x) ((x) = div ? (x) / f : (x) * f)
     SC(h->count);
     SC(h->sum);

@@ -74,7 +74,8 @@ void promql_fh_bounds(const promql_fh *h, bool pos, int32_t idx, double *lower, 
  * or -EINVAL (h unchanged) when one uses custom buckets and the other does
  * not (ErrHistogramsIncompatibleSchema). collision/reconciled may be NULL. */
 int promql_fh_add(promql_fh *h, const promql_fh *o, bool sub, bool *collision, bool *reconciled);
-/* Multiplies (div false) or divides every count and the sum by f. */
+/* Multiplies (div false) or divides every count and the sum by f; a
+ * division by zero drops the buckets (as FloatHistogram.Div). */
 void promql_fh_scale(promql_fh *h, double f, bool div);
 /* Exact equality after compaction (Equals); the hint is not compared. */
 bool promql_fh_equal(const promql_fh *a, const promql_fh *b);
