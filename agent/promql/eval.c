@@ -2422,6 +2422,7 @@ typedef struct hsample {
     const labels *metric;
     double f;
     bool drop_name;
+    const promql_fh *h; /* limitk, limit_ratio: a histogram sample (borrowed), or NULL */
 } hsample;
 
 /* container/heap over vectorByValueHeap (rev = false: smallest on top, NaN
@@ -2598,6 +2599,7 @@ typedef struct agg_state {
     enum promql_op op;
     promql_matrix *in;
     size_t *cursor;
+    size_t *hcursor;    /* limitk, limit_ratio: histogram points */
     uint32_t *group_of; /* input series -> group */
     size_t ngroups;
     hgroup *groups;
@@ -2785,9 +2787,17 @@ static int aggk_step(agg_state *st, double param, int64_t ts, promql_matrix *ins
     int64_t k = 0;
     double r = 0;
     for (size_t si = 0; si < st->in->n; si++) {
-        double f;
-        if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) continue;
-        hsample s = {st->in->v[si].metric, f, st->in->v[si].drop_name};
+        double f = 0;
+        const promql_fh *hv = NULL;
+        if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) {
+            const promql_series *se = &st->in->v[si];
+            size_t c = st->hcursor ? st->hcursor[si] : 0;
+            while (c < se->nh && se->hpts[c].t < ts) c++;
+            if (st->hcursor) st->hcursor[si] = c;
+            if (c >= se->nh || se->hpts[c].t != ts) continue;
+            hv = se->hpts[c].h;
+        }
+        hsample s = {st->in->v[si].metric, f, st->in->v[si].drop_name, hv};
         if (op == PROMQL_OP_LIMIT_RATIO) {
             if (param == 0) return 0;
             r = param < -1.0 ? -1.0 : param > 1.0 ? 1.0 : param;
@@ -2853,9 +2863,13 @@ assemble:
             hsample *h = &g->heap[i];
             if (inst) {
                 promql_series *s = mat_add(inst, labels_dup(h->metric), h->drop_name);
-                series_add(s, ts, h->f);
+                if (h->h)
+                    promql_series_add_hist(s, ts, promql_fh_copy(h->h));
+                else
+                    series_add(s, ts, h->f);
             } else {
                 promql_esample es = {h->metric, h->f, ts, h->drop_name};
+                es.h = (promql_fh *)h->h; /* borrowed: out_acc_add copies it */
                 int rc = out_acc_add(q, &st->acc, &es, ts);
                 if (rc) return rc;
             }
@@ -3039,13 +3053,16 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
                 mat_add(&hres, NULL, false);
             hdrop = mem_calloc(st.ngroups * (size_t)num_steps(ev) + 1, sizeof *hdrop);
             agg_hists(&st, &hres, hdrop);
+        } else if (any_h && (op == PROMQL_OP_LIMITK || op == PROMQL_OP_LIMIT_RATIO)) {
+            st.hcursor = mem_calloc(in.n ? in.n : 1, sizeof *st.hcursor);
         } else if (any_h) {
             promql_anno_add(&q->anno, PROMQL_ANNO_INFO,
                             unparen(n->ast->aggregate.expr)->pos.start,
                             "ignored histogram in %s aggregation", promql_op_name(op));
         }
-        for (size_t si = 0; si < in.n; si++)
-            promql_series_free_hists(&in.v[si]);
+        if (!st.hcursor)
+            for (size_t si = 0; si < in.n; si++)
+                promql_series_free_hists(&in.v[si]);
     }
 
     bool empty = false;
@@ -3136,6 +3153,7 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
     }
     mem_free(st.groups);
     mem_free(st.cursor);
+    mem_free(st.hcursor);
     mem_free(st.group_of);
     out_acc_free(&st.acc);
     promql_matrix_cleanup(&res);
