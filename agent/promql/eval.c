@@ -2913,6 +2913,95 @@ static void hists_as_floats(promql_series *s)
  * too, or histograms that cannot be added, gets no result and is
  * recorded in *drop (group * nsteps + step) so that the float result
  * goes as well. */
+static bool fh_overflow(const promql_fh *h)
+{
+    bool o = isinf(h->count) || isinf(h->sum) || isinf(h->zero_count);
+    for (size_t k = 0; k < h->n_pos && !o; k++) o = isinf(h->pos[k].count);
+    for (size_t k = 0; k < h->n_neg && !o; k++) o = isinf(h->neg[k].count);
+    return o;
+}
+
+typedef struct hagg {
+    promql_fh *acc, *comp, *mean; /* sum, Kahan compensation, incremental mean */
+    double cnt;
+    bool has_f, bad, coll, rec;
+} hagg;
+
+static void hagg_reset(hagg *a)
+{
+    promql_fh_free(a->acc);
+    promql_fh_free(a->comp);
+    promql_fh_free(a->mean);
+    memset(a, 0, sizeof *a);
+}
+
+/* One histogram into a group's sum (Kahan) or mean (incremental once the
+ * sum overflows, as Prometheus's avg). Returns false on incompatible
+ * schemas. */
+static bool hagg_add(hagg *a, const promql_fh *h, bool avg)
+{
+    bool c = false, rec = false;
+    a->cnt++;
+    if (!a->mean) {
+        promql_fh *s2 = promql_fh_copy(a->acc), *c2 = promql_fh_copy(a->comp);
+        if (promql_fh_kahan_add(s2, h, c2, &c, &rec) < 0) {
+            promql_fh_free(s2);
+            promql_fh_free(c2);
+            return false;
+        }
+        a->coll = a->coll || c;
+        a->rec = a->rec || rec;
+        if (!avg || !fh_overflow(s2)) {
+            promql_fh_free(a->acc);
+            promql_fh_free(a->comp);
+            a->acc = s2;
+            a->comp = c2;
+            return true;
+        }
+        promql_fh_free(s2);
+        promql_fh_free(c2);
+        a->mean = promql_fh_copy(a->acc);
+        promql_fh_scale(a->mean, a->cnt - 1, true);
+        promql_fh_scale(a->comp, a->cnt - 1, true);
+    }
+    double q = (a->cnt - 1) / a->cnt;
+    promql_fh_scale(a->comp, q, false);
+    promql_fh_scale(a->mean, q, false);
+    promql_fh *add = promql_fh_copy(h);
+    promql_fh_scale(add, a->cnt, true);
+    int rc = promql_fh_kahan_add(a->mean, add, a->comp, &c, &rec);
+    promql_fh_free(add);
+    a->coll = a->coll || c;
+    a->rec = a->rec || rec;
+    return rc == 0;
+}
+
+/* The group's result (new), or NULL. */
+static promql_fh *hagg_result(hagg *a, bool avg)
+{
+    promql_fh *r;
+    if (a->mean) {
+        promql_fh_kahan_finish(a->mean, a->comp);
+        r = a->mean;
+        a->mean = NULL;
+    } else {
+        if (avg) {
+            promql_fh_scale(a->acc, a->cnt, true);
+            promql_fh_scale(a->comp, a->cnt, true);
+        }
+        promql_fh_kahan_finish(a->acc, a->comp);
+        r = a->acc;
+        a->acc = NULL;
+    }
+    promql_fh_compact(r);
+    return r;
+}
+
+/* sum and avg over the histogram samples, step by step: hres gets one
+ * series per group (histogram points only); a (group, step) with floats
+ * too, or histograms that cannot be added, gets no result and is
+ * recorded in *drop (group * nsteps + step) so that the float result
+ * goes as well. */
 static void agg_hists(agg_state *st, promql_matrix *hres, bool *drop)
 {
     evaluator *ev = st->ev;
@@ -2921,32 +3010,27 @@ static void agg_hists(agg_state *st, promql_matrix *hres, bool *drop)
     bool avg = st->op == PROMQL_OP_AVG;
     uint32_t pos = unparen(st->n->ast->aggregate.expr)->pos.start;
     size_t ng = st->ngroups;
-    promql_fh **acc = mem_calloc(ng ? ng : 1, sizeof *acc);
-    double *cnt = mem_calloc(ng ? ng : 1, sizeof *cnt);
-    bool *has_f = mem_calloc(ng ? ng : 1, sizeof *has_f);
-    bool *bad = mem_calloc(ng ? ng : 1, sizeof *bad);
-    bool *coll = mem_calloc(ng ? ng : 1, sizeof *coll);
+    hagg *ga = mem_calloc(ng ? ng : 1, sizeof *ga);
     size_t *fc = mem_calloc(in->n ? in->n : 1, sizeof *fc), *hc = mem_calloc(in->n ? in->n : 1, sizeof *hc);
     size_t step = 0;
     for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval, step++) {
         for (size_t si = 0; si < in->n; si++) {
             const promql_series *s = &in->v[si];
-            uint32_t g = st->group_of[si];
+            hagg *a = &ga[st->group_of[si]];
             while (fc[si] < s->n && s->pts[fc[si]].t < ts) fc[si]++;
-            if (fc[si] < s->n && s->pts[fc[si]].t == ts) has_f[g] = true;
+            if (fc[si] < s->n && s->pts[fc[si]].t == ts) a->has_f = true;
             while (hc[si] < s->nh && s->hpts[hc[si]].t < ts) hc[si]++;
             if (hc[si] >= s->nh || s->hpts[hc[si]].t != ts) continue;
             const promql_fh *h = s->hpts[hc[si]].h;
-            if (!acc[g]) {
-                acc[g] = promql_fh_copy(h);
-                cnt[g] = 1;
+            if (!a->acc && !a->mean) {
+                a->acc = promql_fh_copy(h);
+                a->comp = promql_fh_kahan_new(a->acc);
+                a->cnt = 1;
                 continue;
             }
-            cnt[g]++;
-            if (bad[g]) continue;
-            bool c = false;
-            if (promql_fh_add(acc[g], h, false, &c, NULL) < 0) {
-                bad[g] = true;
+            if (a->bad) continue;
+            if (!hagg_add(a, h, avg)) {
+                a->bad = true;
                 buf b;
                 buf_init(&b, BUF_UNLIMITED);
                 anno_metric_quoted(&b, s->metric);
@@ -2956,36 +3040,30 @@ static void agg_hists(agg_state *st, promql_matrix *hres, bool *drop)
                                 buf_cstr(&b));
                 buf_cleanup(&b);
             }
-            if (c) coll[g] = true;
         }
         for (size_t g = 0; g < ng; g++) {
-            if (acc[g]) {
-                if (coll[g])
+            hagg *a = &ga[g];
+            if (a->acc || a->mean) {
+                if (a->coll)
                     promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
                                     "conflicting counter resets during histogram aggregation");
-                if (has_f[g]) {
+                if (a->rec)
+                    promql_anno_add(&q->anno, PROMQL_ANNO_INFO, pos,
+                                    "mismatched custom buckets were reconciled during aggregation");
+                if (a->has_f) {
                     promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
                                     "encountered a mix of histograms and floats for aggregation");
                     drop[g * (size_t)num_steps(ev) + step] = true;
-                } else if (bad[g]) {
+                } else if (a->bad) {
                     drop[g * (size_t)num_steps(ev) + step] = true;
                 } else {
-                    if (avg) promql_fh_scale(acc[g], cnt[g], true);
-                    promql_fh_compact(acc[g]);
-                    promql_series_add_hist(&hres->v[g], ts, acc[g]);
-                    acc[g] = NULL;
+                    promql_series_add_hist(&hres->v[g], ts, hagg_result(a, avg));
                 }
             }
-            promql_fh_free(acc[g]);
-            acc[g] = NULL;
-            has_f[g] = bad[g] = coll[g] = false;
+            hagg_reset(a);
         }
     }
-    mem_free(acc);
-    mem_free(cnt);
-    mem_free(has_f);
-    mem_free(bad);
-    mem_free(coll);
+    mem_free(ga);
     mem_free(fc);
     mem_free(hc);
 }

@@ -2218,29 +2218,79 @@ static int hist_instant(const promql_fcall *c, bool rate, uint32_t pos, double *
     return 1;
 }
 
-/* sum_over_time / avg_over_time over histograms only. */
+/* sum_over_time / avg_over_time over histograms only: Kahan summation;
+ * avg switches to an incremental mean once the sum overflows. */
 static int hist_sum_avg(const promql_fcall *c, bool avg, uint32_t pos, promql_fh **out)
 {
-    bool reset_seen = false, not_reset_seen = false, rec_seen = false;
-    promql_fh *sum = promql_fh_copy(c->hpts[0].h);
+    bool reset_seen = false, not_reset_seen = false, rec_seen = false, incremental = false;
+    promql_fh *sum = promql_fh_copy(c->hpts[0].h), *comp = promql_fh_kahan_new(sum), *mean = NULL;
+    int rc = 1;
     for (size_t i = 0; i < c->nh; i++) {
         const promql_fh *h = c->hpts[i].h;
         if (h->hint == PROMQL_FH_RESET) reset_seen = true;
         if (h->hint == PROMQL_FH_NOT_RESET) not_reset_seen = true;
         if (i == 0) continue;
         bool rec = false;
-        if (promql_fh_add(sum, h, false, NULL, &rec) < 0) {
-            promql_fh_free(sum);
-            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
-            return 0;
+        double count = (double)(i + 1);
+        if (!incremental) {
+            promql_fh *s2 = promql_fh_copy(sum), *c2 = promql_fh_copy(comp);
+            if (promql_fh_kahan_add(s2, h, c2, NULL, &rec) < 0) {
+                promql_fh_free(s2);
+                promql_fh_free(c2);
+                rc = -1;
+                break;
+            }
+            rec_seen = rec_seen || rec;
+            bool overflow = isinf(s2->count) || isinf(s2->sum) || isinf(s2->zero_count);
+            for (size_t k = 0; k < s2->n_pos && !overflow; k++) overflow = isinf(s2->pos[k].count);
+            for (size_t k = 0; k < s2->n_neg && !overflow; k++) overflow = isinf(s2->neg[k].count);
+            if (!avg || !overflow) {
+                promql_fh_free(sum);
+                promql_fh_free(comp);
+                sum = s2;
+                comp = c2;
+                continue;
+            }
+            promql_fh_free(s2);
+            promql_fh_free(c2);
+            incremental = true;
+            mean = promql_fh_copy(sum);
+            promql_fh_scale(mean, count - 1, true);
+            promql_fh_scale(comp, count - 1, true);
         }
+        double q = (count - 1) / count;
+        promql_fh_scale(comp, q, false);
+        promql_fh_scale(mean, q, false);
+        promql_fh *add = promql_fh_copy(h);
+        promql_fh_scale(add, count, true);
+        if (promql_fh_kahan_add(mean, add, comp, NULL, &rec) < 0) rc = -1;
         rec_seen = rec_seen || rec;
+        promql_fh_free(add);
+        if (rc < 0) break;
+    }
+    if (rc < 0) {
+        promql_fh_free(sum);
+        promql_fh_free(comp);
+        promql_fh_free(mean);
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        return 0;
     }
     if (reset_seen && not_reset_seen)
         promql_anno_add(c->anno, PROMQL_ANNO_WARNING, pos,
                         "conflicting counter resets during histogram aggregation");
     if (rec_seen) reconciled_info(c, pos, "aggregation");
-    if (avg) promql_fh_scale(sum, (double)c->nh, true);
+    if (incremental) {
+        promql_fh_kahan_finish(mean, comp);
+        promql_fh_free(sum);
+        sum = mean;
+    } else if (avg) {
+        promql_fh_scale(sum, (double)c->nh, true);
+        promql_fh_scale(comp, (double)c->nh, true);
+        promql_fh_kahan_finish(sum, comp);
+    } else {
+        promql_fh_kahan_finish(sum, comp);
+    }
+    promql_fh_free(comp);
     promql_fh_compact(sum);
     *out = sum;
     return 1;

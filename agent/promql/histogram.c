@@ -738,3 +738,94 @@ void promql_fh_trim(promql_fh *h, double rhs, bool upper_trim)
         promql_fh_compact(h);
     }
 }
+
+/* ---- Kahan summation ---- */
+
+static void kahan_inc(double inc, double *sum, double *c)
+{
+    double t = *sum + inc;
+    if (isinf(t))
+        *c = 0;
+    else if (fabs(*sum) >= fabs(inc))
+        *c += (*sum - t) + inc;
+    else
+        *c += (inc - t) + *sum;
+    *sum = t;
+}
+
+static double bucket_get(const promql_fh *h, bool pos, int32_t idx)
+{
+    const promql_fh_bucket *b = pos ? h->pos : h->neg;
+    size_t n = pos ? h->n_pos : h->n_neg;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b[mid].idx < idx)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && b[lo].idx == idx ? b[lo].count : 0;
+}
+
+int promql_fh_kahan_add(promql_fh *h, const promql_fh *o, promql_fh *c, bool *collision,
+                        bool *reconciled)
+{
+    if (promql_fh_custom(h) != promql_fh_custom(o)) return -EINVAL;
+    bool same_layout =
+        h->zero_threshold == o->zero_threshold && c->zero_threshold == h->zero_threshold &&
+        (!promql_fh_custom(h) || bounds_match(h->custom, h->n_custom, o->custom, o->n_custom));
+    if (!same_layout) return promql_fh_add(h, o, false, collision, reconciled);
+    if (reconciled) *reconciled = false;
+    bool coll = adjust_hint(h, o);
+    if (collision) *collision = coll;
+    kahan_inc(o->count, &h->count, &c->count);
+    kahan_inc(o->sum, &h->sum, &c->sum);
+    kahan_inc(o->zero_count, &h->zero_count, &c->zero_count);
+    if (!promql_fh_custom(h) && o->schema < h->schema) {
+        promql_fh_reduce_resolution(h, o->schema);
+        promql_fh_reduce_resolution(c, o->schema);
+    }
+    for (int side = 0; side < 2; side++) {
+        bool pos = side == 0;
+        const promql_fh_bucket *b = pos ? o->pos : o->neg;
+        size_t n = pos ? o->n_pos : o->n_neg;
+        for (size_t i = 0; i < n; i++) {
+            int32_t idx = !promql_fh_custom(h) && o->schema > h->schema
+                              ? target_idx(b[i].idx, o->schema, h->schema)
+                              : b[i].idx;
+            double sum = bucket_get(h, pos, idx), comp = bucket_get(c, pos, idx);
+            kahan_inc(b[i].count, &sum, &comp);
+            promql_fh_set_bucket(h, pos, idx, sum);
+            promql_fh_set_bucket(c, pos, idx, comp);
+        }
+    }
+    return 0;
+}
+
+promql_fh *promql_fh_kahan_new(const promql_fh *h)
+{
+    promql_fh *c = promql_fh_new();
+    c->schema = h->schema;
+    c->zero_threshold = h->zero_threshold;
+    return c;
+}
+
+void promql_fh_kahan_finish(promql_fh *h, const promql_fh *c)
+{
+#define FIN(x, y) ((x) = isinf(x) ? (x) : (x) + (y))
+    FIN(h->count, c->count);
+    FIN(h->sum, c->sum);
+    FIN(h->zero_count, c->zero_count);
+    for (int side = 0; side < 2; side++) {
+        bool pos = side == 0;
+        const promql_fh_bucket *b = pos ? c->pos : c->neg;
+        size_t n = pos ? c->n_pos : c->n_neg;
+        for (size_t i = 0; i < n; i++) {
+            if (b[i].count == 0) continue;
+            double v = bucket_get(h, pos, b[i].idx);
+            promql_fh_set_bucket(h, pos, b[i].idx, FIN(v, b[i].count));
+        }
+    }
+#undef FIN
+}

@@ -74,6 +74,16 @@ void promql_fh_bounds(const promql_fh *h, bool pos, int32_t idx, double *lower, 
  * or -EINVAL (h unchanged) when one uses custom buckets and the other does
  * not (ErrHistogramsIncompatibleSchema). collision/reconciled may be NULL. */
 int promql_fh_add(promql_fh *h, const promql_fh *o, bool sub, bool *collision, bool *reconciled);
+/* Kahan summation of histograms (FloatHistogram.KahanAdd): h += o with
+ * the compensation kept in c (made with promql_fh_kahan_new(h), same
+ * schema and zero threshold); promql_fh_kahan_finish(h, c) adds it in at
+ * the end. When the layouts differ (zero thresholds, custom bounds) it
+ * falls back to promql_fh_add. Errors as promql_fh_add. */
+int promql_fh_kahan_add(promql_fh *h, const promql_fh *o, promql_fh *c, bool *collision,
+                        bool *reconciled);
+promql_fh *promql_fh_kahan_new(const promql_fh *h);
+void promql_fh_kahan_finish(promql_fh *h, const promql_fh *c);
+
 /* Multiplies (div false) or divides every count and the sum by f; a
  * division by zero drops the buckets (as FloatHistogram.Div). */
 void promql_fh_scale(promql_fh *h, double f, bool div);

@@ -282,6 +282,29 @@ static void test_trim(void **state)
     promql_fh_free(h);
 }
 
+/* Kahan summation keeps what plain addition loses: 1 + 1e100 + 1 - 1e100
+ * is 2 in the sum and in a bucket. */
+static void test_kahan(void **state)
+{
+    (void)state;
+    const char *in[] = {"{{count:1 sum:1 buckets:[1]}}", "{{count:1 sum:1e100 buckets:[1e100]}}",
+                        "{{count:1 sum:1 buckets:[1]}}", "{{count:1 sum:-1e100 buckets:[-1e100]}}"};
+    promql_fh *plain = H(in[0]), *k = H(in[0]);
+    promql_fh *c = promql_fh_kahan_new(k);
+    for (size_t i = 1; i < 4; i++) {
+        promql_fh *x = H(in[i]);
+        assert_int_equal(promql_fh_add(plain, x, false, NULL, NULL), 0);
+        assert_int_equal(promql_fh_kahan_add(k, x, c, NULL, NULL), 0);
+        promql_fh_free(x);
+    }
+    promql_fh_kahan_finish(k, c);
+    assert_true(plain->sum != 2); /* the point of the test */
+    assert_fh(k, "{{count:4 sum:2 buckets:[2]}}");
+    promql_fh_free(plain);
+    promql_fh_free(k);
+    promql_fh_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_detect_reset),
         cmocka_unit_test(test_scale_equal_iter),
         cmocka_unit_test(test_trim),
+        cmocka_unit_test(test_kahan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
