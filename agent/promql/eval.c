@@ -319,6 +319,10 @@ typedef struct qctx {
     int64_t lookback, max_samples, default_step;
     bool delayed;
     bool use_st; /* use_start_timestamps */
+    /* Selectors below histogram_count/sum/avg (nearest histogram_* call):
+     * Prometheus reads them with its HistogramStatsIterator, which marks
+     * detected counter resets as such. */
+    bool hist_stats;
     struct timespec deadline;
     const atomic_bool *cancel;
     int64_t cur; /* Prometheus's currentSamples */
@@ -993,6 +997,17 @@ static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want
         return -EIO;
     }
     buf_cleanup(&e);
+    if (want_h && q->hist_stats) {
+        for (size_t i = 0; i < out->n; i++) {
+            promql_series *se = &out->v[i];
+            for (size_t k = 1; k < se->nh; k++) {
+                promql_fh *h = se->hpts[k].h;
+                if (h->hint != PROMQL_FH_UNKNOWN || se->hpts[k - 1].h->hint == PROMQL_FH_GAUGE)
+                    continue;
+                if (promql_fh_detect_reset(h, se->hpts[k - 1].h)) h->hint = PROMQL_FH_RESET;
+            }
+        }
+    }
     if (!want_h) {
         size_t k = 0;
         for (size_t i = 0; i < out->n; i++) {
@@ -3822,6 +3837,8 @@ done:
     return rc;
 }
 
+static int eval_call_args(evaluator *ev, pnode *n, size_t mi, promql_matrix *out);
+
 static int eval_call(evaluator *ev, pnode *n, promql_matrix *out)
 {
     qctx *q = ev->q;
@@ -3844,6 +3861,21 @@ static int eval_call(evaluator *ev, pnode *n, promql_matrix *out)
         promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, n->ast->pos.start,
                         "sort is ineffective for range queries since results are always ordered "
                         "by labels");
+    bool saved_stats = q->hist_stats;
+    if (!strcmp(name, "histogram_count") || !strcmp(name, "histogram_sum") ||
+        !strcmp(name, "histogram_avg"))
+        q->hist_stats = true;
+    else if (!strcmp(name, "histogram_quantile") || !strcmp(name, "histogram_fraction"))
+        q->hist_stats = false;
+    int rc = eval_call_args(ev, n, mi, out);
+    q->hist_stats = saved_stats;
+    return rc;
+}
+
+static int eval_call_args(evaluator *ev, pnode *n, size_t mi, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    const char *name = n->fdef->name;
     if (mi == SIZE_MAX) {
         if (!n->fdef->vec)
             return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unexpected nil implementation for "

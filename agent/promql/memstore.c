@@ -157,8 +157,9 @@ static int cmp_series(const void *a, const void *b)
 /* The counter reset hint a histogram sample reads back with from
  * Prometheus's head chunks: gauge histograms keep theirs; the first of a
  * run of histograms (after a float, a gauge or nothing) is unknown unless
- * written as a reset; later ones are resets when one is detected (a new
- * chunk) or written so, else not_reset. */
+ * written as a reset; a later one that is a detected reset starts a new
+ * chunk and reads back as unknown (prometheus/prometheus#15346), the
+ * others as not_reset. */
 static enum promql_fh_hint stored_hint(const promql_fh *h, const promql_fh *prev)
 {
     if (h->hint == PROMQL_FH_GAUGE) return PROMQL_FH_GAUGE;
@@ -166,7 +167,7 @@ static enum promql_fh_hint stored_hint(const promql_fh *h, const promql_fh *prev
     if (!prev || prev->hint == PROMQL_FH_GAUGE) return PROMQL_FH_UNKNOWN;
     promql_fh tmp = *h;
     tmp.hint = PROMQL_FH_UNKNOWN;
-    return promql_fh_detect_reset(&tmp, prev) ? PROMQL_FH_RESET : PROMQL_FH_NOT_RESET;
+    return promql_fh_detect_reset(&tmp, prev) ? PROMQL_FH_UNKNOWN : PROMQL_FH_NOT_RESET;
 }
 
 int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, int64_t maxt,

@@ -15,7 +15,8 @@
  * Their counter reset hints come back as from Prometheus's head chunks
  * (what promqltest and promtool compare): gauge stays gauge; the first of
  * a run of histogram samples is unknown (reset if written so), each later
- * one reset when FloatHistogram.DetectReset says so, else not_reset.
+ * one unknown when FloatHistogram.DetectReset sees a reset (a new chunk,
+ * whose hint Prometheus loses: its issue 15346), else not_reset.
  *
  * Not thread-safe: one owner. */
 #ifndef SIDEWATCH_PROMQL_MEMSTORE_H

@@ -184,16 +184,19 @@ static void test_histograms_are_returned_and_counted(void **state)
                   "{__name__=\"h\", a=\"1\"} 10=7 h20={{count:1 sum:2 offset:1 buckets:[1]}}\n");
     assert_int_equal(memstore_point_count(ms), 4);
     /* Hints as Prometheus's head chunks give them back: a drop in the
-     * count is a reset, a gauge histogram stays a gauge. */
+     * count starts a new chunk (unknown), a gauge histogram stays a gauge,
+     * and the one after a reset is not_reset again. */
     labels *r = L("r");
     h2->count = 3;
     assert_int_equal(memstore_append_histogram(ms, r, 0, h2, &err), 0);
     assert_int_equal(memstore_append_histogram(ms, r, 10, h1, &err), 0);
+    assert_int_equal(memstore_append_histogram(ms, r, 15, h1, &err), 0);
     h1->hint = PROMQL_FH_GAUGE;
     assert_int_equal(memstore_append_histogram(ms, r, 20, h1, &err), 0);
     assert_select(ms, "r", 0, 20,
                   "{__name__=\"r\"} h0={{count:3 sum:4 offset:1 buckets:[3]}}"
-                  " h10={{count:1 sum:2 counter_reset_hint:reset offset:1 buckets:[1]}}"
+                  " h10={{count:1 sum:2 offset:1 buckets:[1]}}"
+                  " h15={{count:1 sum:2 counter_reset_hint:not_reset offset:1 buckets:[1]}}"
                   " h20={{count:1 sum:2 counter_reset_hint:gauge offset:1 buckets:[1]}}\n");
     labels_free(r);
     promql_fh_free(h1);
