@@ -1739,8 +1739,10 @@ static int eval_unary(evaluator *ev, pnode *n, promql_matrix *out)
         s->drop_name = true;
         for (size_t k = 0; k < s->n; k++)
             s->pts[k].v = -s->pts[k].v;
-        for (size_t k = 0; k < s->nh; k++)
+        for (size_t k = 0; k < s->nh; k++) {
             promql_fh_scale(s->hpts[k].h, -1, false);
+            s->hpts[k].h->hint = PROMQL_FH_GAUGE;
+        }
     }
     if (!ev->q->delayed && (rc = merge_same_labelsets(ev->q, out))) promql_matrix_cleanup(out);
     return rc;
@@ -3396,6 +3398,7 @@ typedef struct ts_ctx {
     pnode *vs;
     promql_matrix raw;
     size_t *cursor;
+    size_t *hcursor; /* histogram points */
     pnode *call;
     bool start; /* start_timestamp */
 } ts_ctx;
@@ -3410,9 +3413,16 @@ static int step_timestamp(step_env *e, void *ctx)
     for (size_t i = 0; i < c->raw.n; i++) {
         const promql_series *s = &c->raw.v[i];
         promql_fpoint p;
-        if (!sample_at(s, &c->cursor[i], e->ts - offset, q->lookback, &p)) continue;
+        bool fok = sample_at(s, &c->cursor[i], e->ts - offset, q->lookback, &p);
+        const promql_hpoint *hp = s->nh ? hist_at(s, &c->hcursor[i], e->ts - offset, q->lookback) : NULL;
+        if (hp) { /* the newer of the two, a float staleness marker included */
+            int64_t ft = c->cursor[i] ? s->pts[c->cursor[i] - 1].t : INT64_MIN;
+            if (ft > hp->t) hp = NULL;
+        }
+        if (!fok && !hp) continue;
         /* sample_at leaves the cursor just past the point it returns */
-        int64_t t = c->start ? (s->st ? s->st[c->cursor[i] - 1] : 0) : p.t;
+        int64_t t = hp ? (c->start ? 0 : hp->t)
+                       : c->start ? (s->st ? s->st[c->cursor[i] - 1] : 0) : p.t;
         promql_evec_push(&in, s->metric, 0, t, false);
         if ((rc = add_samples(q, 1))) break;
     }
@@ -3435,11 +3445,13 @@ static int eval_timestamp_vsel(evaluator *ev, pnode *n, pnode *vs, promql_matrix
     c.vs = vs;
     c.call = n;
     c.start = !strcmp(n->fdef->name, "start_timestamp");
-    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, c.start, false, &c.raw);
+    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, c.start, true, &c.raw);
     if (rc) return rc;
     c.cursor = mem_calloc(c.raw.n ? c.raw.n : 1, sizeof *c.cursor);
+    c.hcursor = mem_calloc(c.raw.n ? c.raw.n : 1, sizeof *c.hcursor);
     rc = range_eval(ev, NULL, 0, NULL, step_timestamp, &c, out);
     mem_free(c.cursor);
+    mem_free(c.hcursor);
     promql_matrix_cleanup(&c.raw);
     return rc;
 }
