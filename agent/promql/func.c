@@ -2296,6 +2296,138 @@ static int hist_sum_avg(const promql_fcall *c, bool avg, uint32_t pos, promql_fh
     return 1;
 }
 
+/* interpolateHistograms: the value at t between (t1, h1) and (t2, h2);
+ * NULL on incompatible schemas. */
+static promql_fh *hist_interpolate(const promql_fcall *c, const promql_fh *h1, int64_t t1,
+                                   const promql_fh *h2, int64_t t2, int64_t t, bool counter,
+                                   uint32_t pos)
+{
+    if (t == t1) return promql_fh_copy(h1);
+    if (t == t2) return promql_fh_copy(h2);
+    double frac = (double)(t - t1) / (double)(t2 - t1);
+    promql_fh *r = promql_fh_copy(h2);
+    if (counter && promql_fh_detect_reset(h2, h1)) {
+        promql_fh_scale(r, frac, false);
+        return r;
+    }
+    bool rec = false;
+    if (promql_fh_add(r, h1, true, NULL, &rec) < 0) {
+        promql_fh_free(r);
+        return NULL;
+    }
+    if (rec) reconciled_info(c, pos, "subtraction");
+    promql_fh_scale(r, frac, false);
+    if (promql_fh_add(r, h1, false, NULL, &rec) < 0) {
+        promql_fh_free(r);
+        return NULL;
+    }
+    if (rec) reconciled_info(c, pos, "addition");
+    return r;
+}
+
+/* h += o with Prometheus's annotations; false (warned) on incompatible
+ * schemas. */
+static bool hist_add_anno(const promql_fcall *c, promql_fh *h, const promql_fh *o, bool sub,
+                          uint32_t pos)
+{
+    bool rec = false;
+    if (promql_fh_add(h, o, sub, NULL, &rec) < 0) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        return false;
+    }
+    if (rec) reconciled_info(c, pos, sub ? "subtraction" : "addition");
+    return true;
+}
+
+/* extendedHistogramRate: rate, increase, delta over anchored or smoothed
+ * range selectors. */
+static int hist_extended(const promql_fcall *c, bool counter, bool rate, uint32_t pos,
+                         promql_fh **out)
+{
+    const promql_hpoint *h = c->hpts;
+    size_t last = c->nh - 1;
+    int64_t range_start = c->ts - (c->range_ms + c->offset_ms), range_end = c->ts - c->offset_ms;
+    size_t first = 0;
+    while (first < last && !(h[first].t > range_start)) first++;
+    first = first > 0 ? first - 1 : 0;
+    if (c->smoothed) {
+        size_t l = 0;
+        while (l < last && !(h[l].t >= range_end)) l++;
+        last = l;
+    }
+    if (h[last].t <= range_start) return 0;
+    if (c->smoothed && h[first].t > range_end) return 0;
+    bool custom = promql_fh_custom(h[first].h);
+    for (size_t i = first; i <= last; i++) {
+        if (promql_fh_custom(h[i].h) != custom) {
+            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+            return 0;
+        }
+        if (counter && h[i].h->hint == PROMQL_FH_GAUGE) hist_warn_named(c, pos, NOT_COUNTER_MSG);
+    }
+    promql_fh *left, *right;
+    if (c->smoothed && h[first].t < range_start)
+        left = hist_interpolate(c, h[first].h, h[first].t, h[first + 1].h, h[first + 1].t,
+                                range_start, counter, pos);
+    else
+        left = promql_fh_copy(h[first].h);
+    if (c->smoothed && last > 0 && h[last].t > range_end)
+        right = hist_interpolate(c, h[last - 1].h, h[last - 1].t, h[last].h, h[last].t, range_end,
+                                 counter, pos);
+    else
+        right = promql_fh_copy(h[last].h);
+    promql_fh *res = NULL, *corr = NULL;
+    if (!left || !right) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        goto out;
+    }
+    if (!counter && (left->hint != PROMQL_FH_GAUGE || right->hint != PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_GAUGE_MSG);
+    res = promql_fh_copy(right);
+    if (!hist_add_anno(c, res, left, true, pos)) goto fail;
+    if (counter) {
+        size_t f = first + 1;
+        const promql_fh *prev = left;
+        if (c->smoothed && h[first].t < range_start &&
+            promql_fh_detect_reset(h[first + 1].h, h[first].h)) {
+            prev = h[first + 1].h;
+            f++;
+        }
+        for (size_t i = f; i + 1 <= last; i++) { /* h[f .. last-1] */
+            if (promql_fh_detect_reset(h[i].h, prev)) {
+                if (!corr)
+                    corr = promql_fh_copy(prev);
+                else if (!hist_add_anno(c, corr, prev, false, pos))
+                    goto fail;
+            }
+            prev = h[i].h;
+        }
+        if (f <= last && promql_fh_detect_reset(right, prev)) {
+            if (!corr)
+                corr = promql_fh_copy(prev);
+            else if (!hist_add_anno(c, corr, prev, false, pos))
+                goto fail;
+        }
+        if (corr && !hist_add_anno(c, res, corr, false, pos)) goto fail;
+    }
+    if (rate) promql_fh_scale(res, (double)c->range_ms / 1000.0, true);
+    res->hint = PROMQL_FH_GAUGE;
+    promql_fh_compact(res);
+    *out = res;
+    res = NULL;
+    promql_fh_free(left);
+    promql_fh_free(right);
+    promql_fh_free(corr);
+    return 1;
+fail:
+    promql_fh_free(res);
+out:
+    promql_fh_free(left);
+    promql_fh_free(right);
+    promql_fh_free(corr);
+    return 0;
+}
+
 int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
 {
     const char *f = c->call->call.func->name;
@@ -2380,7 +2512,7 @@ int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
             hist_warn_named(c, pos, MIXED_MSG);
             return 0;
         }
-        if (anch) return 0; /* extendedHistogramRate: not yet */
+        if (anch) return hist_extended(c, !IS("delta"), IS("rate"), pos, out);
         return hist_extrapolated(c, !IS("delta"), IS("rate"), pos, out);
     }
     if (IS("irate") || IS("idelta")) return hist_instant(c, IS("irate"), pos, v, out);
