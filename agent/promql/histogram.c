@@ -93,7 +93,14 @@ void promql_fh_compact(promql_fh *h)
 /* Upper bound of exponential bucket idx (positive side). */
 static double exp_bound(int32_t idx, int32_t schema)
 {
-    if (schema <= 0) return ldexp(1.0, (int)((int64_t)idx << -schema));
+    if (schema < -30) schema = -30; /* outside Prometheus's -4..8: keep the shifts defined */
+    if (schema > 30) schema = 30;
+    if (schema <= 0) {
+        int64_t e = (int64_t)idx * ((int64_t)1 << -schema);
+        if (e > 4096) e = 4096; /* ldexp saturates long before */
+        if (e < -4096) e = -4096;
+        return ldexp(1.0, (int)e);
+    }
     int64_t div = (int64_t)1 << schema;
     int64_t q = idx >= 0 ? idx / div : -((-(int64_t)idx + div - 1) / div);
     int64_t r = idx - q * div;
