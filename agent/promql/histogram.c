@@ -128,7 +128,9 @@ void promql_fh_bounds(const promql_fh *h, bool pos, int32_t idx, double *lower, 
 
 static int32_t target_idx(int32_t idx, int32_t from, int32_t to)
 {
-    return ((idx - 1) >> (from - to)) + 1;
+    int32_t d = from - to;
+    if (d > 31) d = 31;
+    return ((idx - 1) >> d) + 1; /* arithmetic shift: floor division by 2^d */
 }
 
 static void reduce_side(promql_fh_bucket *b, size_t *n, int32_t from, int32_t to)
