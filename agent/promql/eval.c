@@ -1191,6 +1191,7 @@ static bool evec_has_dupes(const promql_evec *v)
 }
 
 static bool step_takes_hists(step_fn fn, void *ctx);
+static int step_count_values(step_env *e, void *ctx);
 
 static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
                       const promql_vector_matching *matching, step_fn fn, void *ctx,
@@ -3282,7 +3283,10 @@ static int step_count_values(step_env *e, void *ctx)
     const promql_evec *in = &e->in[0];
     for (size_t i = 0; i < in->n; i++) {
         buf_reset(&c->val);
-        promql_format_float_f(in->v[i].f, &c->val);
+        if (in->v[i].h)
+            promql_fh_string(in->v[i].h, &c->val);
+        else
+            promql_format_float_f(in->v[i].f, &c->val);
         promql_builder_from(&c->lb, in->v[i].metric);
         labels_builder_set(&c->lb, c->vlabel.p, c->vlabel.len, buf_cstr(&c->val), c->val.len);
         labels *m = labels_builder_finish(&c->lb, NULL);
@@ -3389,7 +3393,7 @@ static int step_vec_call(step_env *e, void *ctx)
 static bool step_takes_hists(step_fn fn, void *ctx)
 {
     if (fn == step_vec_call) return (((call_ctx *)ctx)->n->fdef->flags & PROMQL_F_HIST) != 0;
-    return fn == step_vv_dispatch || fn == step_vector_scalar;
+    return fn == step_vv_dispatch || fn == step_vector_scalar || fn == step_count_values;
 }
 
 /* timestamp(selector): the timestamps of the samples themselves;

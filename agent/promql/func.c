@@ -2479,6 +2479,22 @@ int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
     if (IS("resets") || IS("changes")) {
         bool resets = IS("resets");
         size_t i = 0, j = 0, cnt = 0;
+        if (c->anchored) { /* pickFirstSampleIndices */
+            int64_t rs = c->ts - (c->range_ms + c->offset_ms);
+            size_t fle = 0, hle = 0; /* counts of points at or before the range start */
+            while (fle < c->n && c->pts[fle].t <= rs) fle++;
+            while (hle < c->nh && c->hpts[hle].t <= rs) hle++;
+            if (fle >= c->n && hle >= c->nh) return 0;
+            if (fle == 0 && hle == 0) {
+                /* from the start */
+            } else if (hle == 0 || (fle > 0 && c->pts[fle - 1].t >= c->hpts[hle - 1].t)) {
+                i = fle - 1;
+                j = hle;
+            } else {
+                i = fle;
+                j = hle - 1;
+            }
+        }
         const promql_fh *ph = NULL;
         double pf = 0;
         bool first = true;

@@ -838,3 +838,39 @@ void promql_fh_kahan_finish(promql_fh *h, const promql_fh *c)
     }
 #undef FIN
 }
+
+static void fmt_bucket(buf *out, bool lower_incl, double lo, double up, bool upper_incl,
+                       double count)
+{
+    buf_puts(out, ", ");
+    buf_putc(out, lower_incl ? '[' : '(');
+    promql_format_float_g(lo, out);
+    buf_putc(out, ',');
+    promql_format_float_g(up, out);
+    buf_putc(out, upper_incl ? ']' : ')');
+    buf_putc(out, ':');
+    promql_format_float_g(count, out);
+}
+
+void promql_fh_string(const promql_fh *h, buf *out)
+{
+    buf_puts(out, "{count:");
+    promql_format_float_g(h->count, out);
+    buf_puts(out, ", sum:");
+    promql_format_float_g(h->sum, out);
+    for (size_t i = h->n_neg; i-- > 0;) {
+        if (h->neg[i].count == 0) continue;
+        double lo, up;
+        promql_fh_bounds(h, false, h->neg[i].idx, &lo, &up);
+        fmt_bucket(out, true, lo, up, false, h->neg[i].count);
+    }
+    if (h->zero_count != 0)
+        fmt_bucket(out, true, -h->zero_threshold, h->zero_threshold, true, h->zero_count);
+    for (size_t i = 0; i < h->n_pos; i++) {
+        if (h->pos[i].count == 0) continue;
+        double lo, up;
+        promql_fh_bounds(h, true, h->pos[i].idx, &lo, &up);
+        fmt_bucket(out, false, lo, up, true, h->pos[i].count);
+    }
+    buf_putc(out, '}');
+}

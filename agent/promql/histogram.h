@@ -107,6 +107,11 @@ void promql_fh_trim(promql_fh *h, double rhs, bool upper_trim);
  * n_offset:0 n_buckets:[1]}} (zero fields left out). */
 void promql_fh_format(const promql_fh *h, buf *out);
 
+/* Appends FloatHistogram.String(): {count:20, sum:10, [-2,-1):2,
+ * [-0.001,0.001]:2, (0.5,1]:1} with the non-empty buckets, lowest first
+ * (count_values uses it as a label value). */
+void promql_fh_string(const promql_fh *h, buf *out);
+
 /* Iterates every bucket from the lowest to the highest: the negative
  * buckets, the zero bucket (only for exponential histograms, and only when
  * its count or threshold is non-zero), the positive buckets. Set it up with
