@@ -7,9 +7,10 @@
  * Values are floats, and native histograms (promql/histogram.h) where the
  * data has them: a sample carries a histogram pointer, a series a second,
  * parallel array of histogram points, so the float path stays as it was.
- * So far selectors (instant, with lookback and staleness) pass histograms
- * through; operators, aggregations and functions read the float points
- * only (a series left with no float points drops out of their results).
+ * Histograms go through selectors (lookback, staleness), binary operators,
+ * aggregations and the functions as in Prometheus 3.x, with its
+ * annotations; what does not take them (e.g. abs(), topk) ignores them as
+ * Prometheus does.
  *
  * Memory: every value handed to the caller is owned by the caller and freed
  * with promql_value_cleanup(); label sets in values are heap labels

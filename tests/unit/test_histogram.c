@@ -73,6 +73,16 @@ static void test_format(void **state)
     h = H("{{schema:-53 count:3 custom_values:[0.5 2] buckets:[1 0 2]}}");
     assert_fh(h, "{{schema:-53 count:3 custom_values:[0.5 2] buckets:[1 0 2]}}");
     promql_fh_free(h);
+    /* FloatHistogram.String(), count_values' label value: non-empty
+     * buckets only, with their interval brackets. */
+    h = H("{{count:20 sum:10 z_bucket:2 z_bucket_w:0.001 buckets:[1 0 2] n_buckets:[1 2]}}");
+    buf s;
+    buf_init(&s, BUF_UNLIMITED);
+    promql_fh_string(h, &s);
+    assert_string_equal(buf_cstr(&s),
+                        "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (2,4]:2}");
+    buf_cleanup(&s);
+    promql_fh_free(h);
     /* Go's %g: exponents from 1e21, small values in e-notation. */
     h = H("{{count:1e21 sum:0.00001 buckets:[123456789]}}");
     assert_fh(h, "{{count:1e+21 sum:1e-05 buckets:[1.23456789e+08]}}");
