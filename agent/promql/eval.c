@@ -141,7 +141,7 @@ static int64_t mat_total(const promql_matrix *m)
 {
     int64_t n = 0;
     for (size_t i = 0; i < m->n; i++)
-        n += (int64_t)m->v[i].n;
+        n += (int64_t)(m->v[i].n + m->v[i].nh);
     return n;
 }
 
@@ -1548,15 +1548,17 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
         maxt += q->lookback;
     }
     promql_matrix raw;
-    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, false, false, &raw);
+    bool plain = !vs->anchored && !vs->smoothed; /* histograms: plain ranges only so far */
+    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, false, plain, &raw);
     if (rc) return rc;
     for (size_t i = 0; i < raw.n; i++) {
         promql_series *s = &raw.v[i];
         if ((rc = qcheck(q))) break;
         drop_stale(s);
-        size_t lo = 0, hi = 0;
+        size_t lo = 0, hi = 0, hlo = 0, hhi = 0;
         if (mint != maxt) window_advance(s->pts, s->n, mint, maxt, &lo, &hi);
-        if ((rc = add_samples(q, (int64_t)(hi - lo)))) break;
+        if (mint != maxt && s->nh) hwindow_advance(s->hpts, s->nh, mint, maxt, &hlo, &hhi);
+        if ((rc = add_samples(q, (int64_t)(hi - lo + hhi - hlo)))) break;
         promql_fpoint *pts = NULL;
         size_t np = hi - lo;
         if (!s->pts) {
@@ -1567,11 +1569,15 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
             pts = mem_malloc(np * sizeof *pts);
             memcpy(pts, s->pts + lo, np * sizeof *pts);
         }
-        if (np) {
+        if (np || hhi > hlo) {
             promql_series *d = mat_add(out, s->metric, false);
             s->metric = NULL;
             d->pts = pts;
             d->n = d->cap = np;
+            for (size_t k = hlo; k < hhi; k++) {
+                promql_series_add_hist(d, s->hpts[k].t, s->hpts[k].h);
+                s->hpts[k].h = NULL;
+            }
         } else {
             mem_free(pts);
         }
@@ -1608,9 +1614,19 @@ static int eval_stepinv(evaluator *ev, pnode *n, promql_matrix *out)
     if (n->a->kind == PK_MSEL || n->a->kind == PK_SUBQ) return 0;
     for (size_t i = 0; i < out->n; i++) {
         promql_series *s = &out->v[i];
-        if (s->n != 1) {
+        if (s->n + s->nh != 1) {
             promql_matrix_cleanup(out);
             return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unexpected number of samples");
+        }
+        if (s->nh) {
+            for (int64_t ts = ev->start + ev->interval; ts <= ev->end; ts += ev->interval) {
+                promql_series_add_hist(s, ts, promql_fh_copy(s->hpts[0].h));
+                if ((rc = add_samples(q, 1))) {
+                    promql_matrix_cleanup(out);
+                    return rc;
+                }
+            }
+            continue;
         }
         double v = s->pts[0].v;
         for (int64_t ts = ev->start + ev->interval; ts <= ev->end; ts += ev->interval) {
