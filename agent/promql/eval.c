@@ -3660,6 +3660,13 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     if (from_subq) {
         if ((rc = run_subquery(ev, marg, &raw))) goto done;
         subq_total = mat_total(&raw);
+        /* evalSubquery: reset and not_reset hints become unknown (the
+         * subquery samples the series; resets are detected afresh). */
+        for (size_t i = 0; i < raw.n; i++)
+            for (size_t k = 0; k < raw.v[i].nh; k++)
+                if (raw.v[i].hpts[k].h->hint == PROMQL_FH_RESET ||
+                    raw.v[i].hpts[k].h->hint == PROMQL_FH_NOT_RESET)
+                    raw.v[i].hpts[k].h->hint = PROMQL_FH_UNKNOWN;
         offset = marg->orig_offset + (marg->has_at ? ev->start - marg->at : 0);
         range = marg->range;
         has_at = marg->has_at;
