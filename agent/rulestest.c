@@ -952,9 +952,9 @@ static int rt_query(rt_run *r, const char *expr, int64_t t, rt_sample **out, siz
     } else if (v.type == PROMQL_TYPE_VECTOR) {
         *out = mem_calloc(v.vector.n ? v.vector.n : 1, sizeof **out);
         for (size_t i = 0; i < v.vector.n; i++)
-            (*out)[i] = (rt_sample){labels_dup(v.vector.v[i].metric),
-                                    v.vector.v[i].h ? 0 : v.vector.v[i].v,
-                                    v.vector.v[i].h ? rt_hist_string(v.vector.v[i].h) : NULL};
+            (*out)[i] =
+                (rt_sample){labels_dup(v.vector.v[i].metric), v.vector.v[i].h ? 0 : v.vector.v[i].v,
+                            v.vector.v[i].h ? rt_hist_string(v.vector.v[i].h) : NULL};
         *n = v.vector.n;
     } else {
         buf_puts(err, "rule result is not a vector or scalar");

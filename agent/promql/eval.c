@@ -162,7 +162,8 @@ static void mat_drop_empty(promql_matrix *m)
 {
     size_t k = 0;
     for (size_t i = 0; i < m->n; i++) {
-        if (m->v[i].n == 0 && m->v[i].nh == 0) series_free(&m->v[i]);
+        if (m->v[i].n == 0 && m->v[i].nh == 0)
+            series_free(&m->v[i]);
         else m->v[k++] = m->v[i];
     }
     m->n = k;
@@ -978,8 +979,8 @@ static void set_offsets_for_at(int64_t t, pnode *n)
 /* Selects the series of `vs` in [mint, maxt]. Their start timestamps are
  * kept only if `want_st` and the query uses them; otherwise each series'
  * st is NULL. */
-static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want_st,
-                 bool want_h, promql_matrix *out)
+static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want_st, bool want_h,
+                 promql_matrix *out)
 {
     buf e;
     buf_init(&e, 4096);
@@ -1035,10 +1036,13 @@ static void hwindow_advance(const promql_hpoint *p, size_t n, int64_t mint, int6
 {
     size_t l = *lo, h = *hi;
     if (l > n || (l > 0 && p[l - 1].t > mint)) l = h = 0; /* moved backwards */
-    while (l < n && p[l].t <= mint) l++;
+    while (l < n && p[l].t <= mint)
+        l++;
     if (h < l) h = l;
-    while (h < n && p[h].t <= maxt) h++;
-    while (h > l && p[h - 1].t > maxt) h--;
+    while (h < n && p[h].t <= maxt)
+        h++;
+    while (h > l && p[h - 1].t > maxt)
+        h--;
     *lo = l;
     *hi = h;
 }
@@ -1699,8 +1703,10 @@ static int merge_same_labelsets(qctx *q, promql_matrix *m)
                 qsort(s->hpts, s->nh, sizeof *s->hpts, cmp_hpoint_t);
                 for (size_t j = 1; j < s->nh; j++)
                     if (s->hpts[j].t == s->hpts[j - 1].t) rc = -1;
-                for (size_t j = 0, f = 0; j < s->nh && s->n; j++) { /* float and histogram at one t */
-                    while (f < s->n && s->pts[f].t < s->hpts[j].t) f++;
+                for (size_t j = 0, f = 0; j < s->nh && s->n;
+                     j++) { /* float and histogram at one t */
+                    while (f < s->n && s->pts[f].t < s->hpts[j].t)
+                        f++;
                     if (f < s->n && s->pts[f].t == s->hpts[j].t) rc = -1;
                 }
             }
@@ -1847,8 +1853,8 @@ static void binop_types_info(qctx *q, const pnode *n, bool lh, bool rh)
 {
     const char *op = promql_op_name(n->op);
     promql_anno_add(&q->anno, PROMQL_ANNO_INFO, n->ast->pos.start,
-                    "incompatible sample types encountered for binary operator \"%s\": %s %s %s", op,
-                    lh ? "histogram" : "float", op, rh ? "histogram" : "float");
+                    "incompatible sample types encountered for binary operator \"%s\": %s %s %s",
+                    op, lh ? "histogram" : "float", op, rh ? "histogram" : "float");
 }
 
 /* vectorElemBinop when a histogram is involved (hl or hr set). Returns
@@ -1970,8 +1976,8 @@ static int step_vector_scalar(step_env *e, void *ctx)
             double v;
             promql_fh *h;
             bool owned;
-            bool keep = hist_binop(q, n, lf, rf, b->swap ? NULL : x->h, b->swap ? x->h : NULL,
-                                   &v, &h, &owned);
+            bool keep = hist_binop(q, n, lf, rf, b->swap ? NULL : x->h, b->swap ? x->h : NULL, &v,
+                                   &h, &owned);
             if (!keep) continue; /* incompatible: no result, even with bool */
             const labels *m = x->metric;
             bool drop = x->drop_name;
@@ -2015,8 +2021,7 @@ static int step_and(step_env *e, void *ctx)
     for (size_t j = 0; j < r->n; j++)
         b->right_stamp[e->sig[1][j]] = b->stamp;
     for (size_t i = 0; i < l->n; i++)
-        if (b->right_stamp[e->sig[0][i]] == b->stamp)
-            push_same(e->out, &l->v[i], e->ts);
+        if (b->right_stamp[e->sig[0][i]] == b->stamp) push_same(e->out, &l->v[i], e->ts);
     return 0;
 }
 
@@ -2042,8 +2047,7 @@ static int step_unless(step_env *e, void *ctx)
     for (size_t j = 0; j < r->n; j++)
         b->right_stamp[e->sig[1][j]] = b->stamp;
     for (size_t i = 0; i < l->n; i++)
-        if (!r->n || b->right_stamp[e->sig[0][i]] != b->stamp)
-            push_same(e->out, &l->v[i], e->ts);
+        if (!r->n || b->right_stamp[e->sig[0][i]] != b->stamp) push_same(e->out, &l->v[i], e->ts);
     return 0;
 }
 
@@ -2826,7 +2830,8 @@ static int aggk_step(agg_state *st, double param, int64_t ts, promql_matrix *ins
         if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) {
             const promql_series *se = &st->in->v[si];
             size_t c = st->hcursor ? st->hcursor[si] : 0;
-            while (c < se->nh && se->hpts[c].t < ts) c++;
+            while (c < se->nh && se->hpts[c].t < ts)
+                c++;
             if (st->hcursor) st->hcursor[si] = c;
             if (c >= se->nh || se->hpts[c].t != ts) continue;
             hv = se->hpts[c].h;
@@ -2950,8 +2955,10 @@ static void hists_as_floats(promql_series *s)
 static bool fh_overflow(const promql_fh *h)
 {
     bool o = isinf(h->count) || isinf(h->sum) || isinf(h->zero_count);
-    for (size_t k = 0; k < h->n_pos && !o; k++) o = isinf(h->pos[k].count);
-    for (size_t k = 0; k < h->n_neg && !o; k++) o = isinf(h->neg[k].count);
+    for (size_t k = 0; k < h->n_pos && !o; k++)
+        o = isinf(h->pos[k].count);
+    for (size_t k = 0; k < h->n_neg && !o; k++)
+        o = isinf(h->neg[k].count);
     return o;
 }
 
@@ -3045,15 +3052,18 @@ static void agg_hists(agg_state *st, promql_matrix *hres, bool *drop)
     uint32_t pos = unparen(st->n->ast->aggregate.expr)->pos.start;
     size_t ng = st->ngroups;
     hagg *ga = mem_calloc(ng ? ng : 1, sizeof *ga);
-    size_t *fc = mem_calloc(in->n ? in->n : 1, sizeof *fc), *hc = mem_calloc(in->n ? in->n : 1, sizeof *hc);
+    size_t *fc = mem_calloc(in->n ? in->n : 1, sizeof *fc),
+           *hc = mem_calloc(in->n ? in->n : 1, sizeof *hc);
     size_t step = 0;
     for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval, step++) {
         for (size_t si = 0; si < in->n; si++) {
             const promql_series *s = &in->v[si];
             hagg *a = &ga[st->group_of[si]];
-            while (fc[si] < s->n && s->pts[fc[si]].t < ts) fc[si]++;
+            while (fc[si] < s->n && s->pts[fc[si]].t < ts)
+                fc[si]++;
             if (fc[si] < s->n && s->pts[fc[si]].t == ts) a->has_f = true;
-            while (hc[si] < s->nh && s->hpts[hc[si]].t < ts) hc[si]++;
+            while (hc[si] < s->nh && s->hpts[hc[si]].t < ts)
+                hc[si]++;
             if (hc[si] >= s->nh || s->hpts[hc[si]].t != ts) continue;
             const promql_fh *h = s->hpts[hc[si]].h;
             if (!a->acc && !a->mean) {
@@ -3168,8 +3178,7 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
         } else if (any_h && (op == PROMQL_OP_LIMITK || op == PROMQL_OP_LIMIT_RATIO)) {
             st.hcursor = mem_calloc(in.n ? in.n : 1, sizeof *st.hcursor);
         } else if (any_h) {
-            promql_anno_add(&q->anno, PROMQL_ANNO_INFO,
-                            unparen(n->ast->aggregate.expr)->pos.start,
+            promql_anno_add(&q->anno, PROMQL_ANNO_INFO, unparen(n->ast->aggregate.expr)->pos.start,
                             "ignored histogram in %s aggregation", promql_op_name(op));
         }
         if (!st.hcursor)
@@ -3434,15 +3443,17 @@ static int step_timestamp(step_env *e, void *ctx)
         const promql_series *s = &c->raw.v[i];
         promql_fpoint p;
         bool fok = sample_at(s, &c->cursor[i], e->ts - offset, q->lookback, &p);
-        const promql_hpoint *hp = s->nh ? hist_at(s, &c->hcursor[i], e->ts - offset, q->lookback) : NULL;
+        const promql_hpoint *hp =
+            s->nh ? hist_at(s, &c->hcursor[i], e->ts - offset, q->lookback) : NULL;
         if (hp) { /* the newer of the two, a float staleness marker included */
             int64_t ft = c->cursor[i] ? s->pts[c->cursor[i] - 1].t : INT64_MIN;
             if (ft > hp->t) hp = NULL;
         }
         if (!fok && !hp) continue;
         /* sample_at leaves the cursor just past the point it returns */
-        int64_t t = hp ? (c->start ? 0 : hp->t)
-                       : c->start ? (s->st ? s->st[c->cursor[i] - 1] : 0) : p.t;
+        int64_t t = hp         ? (c->start ? 0 : hp->t)
+                    : c->start ? (s->st ? s->st[c->cursor[i] - 1] : 0)
+                               : p.t;
         promql_evec_push(&in, s->metric, 0, t, false);
         if ((rc = add_samples(q, 1))) break;
     }
@@ -3695,7 +3706,8 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     /* Start timestamps reach a function only from a range selector:
      * subqueries (like every expression) have none. */
     bool want_st = fd->flags & PROMQL_F_ST;
-    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, true, &raw)))
+    if (!from_subq &&
+        (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, true, &raw)))
         goto done;
 
     bool keep_name = fd->flags & PROMQL_F_KEEP_NAME;

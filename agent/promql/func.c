@@ -1722,8 +1722,10 @@ static double native_quantile(promql_fcall *c, double q, const promql_fh *h, con
     if (i < n) i++; /* the iterator is past the bucket found */
     double r;
     if (!promql_fh_custom(h) && b.lower < 0 && b.upper > 0) {
-        if (h->n_neg == 0 && h->n_pos > 0) b.lower = 0;
-        else if (h->n_pos == 0 && h->n_neg > 0) b.upper = 0;
+        if (h->n_neg == 0 && h->n_pos > 0)
+            b.lower = 0;
+        else if (h->n_pos == 0 && h->n_neg > 0)
+            b.upper = 0;
     } else if (promql_fh_custom(h)) {
         if (b.lower == -INFINITY) {
             if (b.upper <= 0) {
@@ -1746,8 +1748,10 @@ static double native_quantile(promql_fcall *c, double q, const promql_fh *h, con
         }
         goto out;
     }
-    if (fwd) rank -= count - b.count;
-    else rank = count - rank;
+    if (fwd)
+        rank -= count - b.count;
+    else
+        rank = count - rank;
     if (isnan(h->sum)) {
         for (; i < n; i++)
             count += all[fwd ? i : n - 1 - i].count;
@@ -1760,8 +1764,10 @@ static double native_quantile(promql_fcall *c, double q, const promql_fh *h, con
         r = b.lower + (b.upper - b.lower) * frac;
     } else {
         double ll = log2(fabs(b.lower)), lu = log2(fabs(b.upper));
-        if (b.lower > 0) r = exp2(ll + (lu - ll) * frac);
-        else r = -exp2(lu + (ll - lu) * (1 - frac));
+        if (b.lower > 0)
+            r = exp2(ll + (lu - ll) * frac);
+        else
+            r = -exp2(lu + (ll - lu) * (1 - frac));
     }
 out:
     mem_free(all);
@@ -1793,8 +1799,10 @@ static double native_fraction(promql_fcall *c, double lower, double upper, const
         bool zero = false;
         if (b.lower <= 0 && b.upper >= 0) {
             zero = true;
-            if (h->n_neg == 0 && h->n_pos > 0) b.lower = 0;
-            else if (h->n_pos == 0 && h->n_neg > 0) b.upper = 0;
+            if (h->n_neg == 0 && h->n_pos > 0)
+                b.lower = 0;
+            else if (h->n_pos == 0 && h->n_neg > 0)
+                b.upper = 0;
         }
         bool lin = promql_fh_custom(h) || zero;
 #define INTERP(v)                                                                                  \
@@ -1841,10 +1849,14 @@ enum hstat { HS_COUNT, HS_SUM, HS_AVG, HS_STDDEV, HS_STDVAR };
 static double hist_stat(const promql_fh *h, enum hstat k)
 {
     switch (k) {
-    case HS_COUNT: return h->count;
-    case HS_SUM: return h->sum;
-    case HS_AVG: return h->sum / h->count;
-    default: break;
+    case HS_COUNT:
+        return h->count;
+    case HS_SUM:
+        return h->sum;
+    case HS_AVG:
+        return h->sum / h->count;
+    default:
+        break;
     }
     double mean = h->sum / h->count, var = 0, cv = 0;
     promql_fh_iter it;
@@ -1863,9 +1875,12 @@ static double hist_stat(const promql_fh *h, enum hstat k)
         double d = val - mean, x = it.count * d * d;
         /* kahansum.Inc */
         double t = var + x;
-        if (isinf(t)) cv = 0;
-        else if (fabs(var) >= fabs(x)) cv += (var - t) + x;
-        else cv += (x - t) + var;
+        if (isinf(t))
+            cv = 0;
+        else if (fabs(var) >= fabs(x))
+            cv += (var - t) + x;
+        else
+            cv += (x - t) + var;
         var = t;
     }
     var += cv;
@@ -1879,7 +1894,8 @@ static int hist_simple(promql_fcall *c, enum hstat k)
     const promql_evec *in = &c->in[0];
     for (size_t i = 0; i < in->n; i++) {
         if (!in->v[i].h) continue;
-        const labels *m = c->delayed_name ? in->v[i].metric : promql_drop_metric_name(c->lcache, in->v[i].metric);
+        const labels *m =
+            c->delayed_name ? in->v[i].metric : promql_drop_metric_name(c->lcache, in->v[i].metric);
         promql_evec_push(c->out, m, hist_stat(in->v[i].h, k), 0, true);
     }
     return 0;
@@ -2162,8 +2178,7 @@ static int hist_extrapolated(const promql_fcall *c, bool counter, bool rate, uin
 }
 
 /* instantValue (irate, idelta) over the last two samples. */
-static int hist_instant(const promql_fcall *c, bool rate, uint32_t pos, double *v,
-                        promql_fh **out)
+static int hist_instant(const promql_fcall *c, bool rate, uint32_t pos, double *v, promql_fh **out)
 {
     if (c->n + c->nh < 2) return 0;
     /* the last two samples of floats and histograms together */
@@ -2242,8 +2257,10 @@ static int hist_sum_avg(const promql_fcall *c, bool avg, uint32_t pos, promql_fh
             }
             rec_seen = rec_seen || rec;
             bool overflow = isinf(s2->count) || isinf(s2->sum) || isinf(s2->zero_count);
-            for (size_t k = 0; k < s2->n_pos && !overflow; k++) overflow = isinf(s2->pos[k].count);
-            for (size_t k = 0; k < s2->n_neg && !overflow; k++) overflow = isinf(s2->neg[k].count);
+            for (size_t k = 0; k < s2->n_pos && !overflow; k++)
+                overflow = isinf(s2->pos[k].count);
+            for (size_t k = 0; k < s2->n_neg && !overflow; k++)
+                overflow = isinf(s2->neg[k].count);
             if (!avg || !overflow) {
                 promql_fh_free(sum);
                 promql_fh_free(comp);
@@ -2348,11 +2365,13 @@ static int hist_extended(const promql_fcall *c, bool counter, bool rate, uint32_
     size_t last = c->nh - 1;
     int64_t range_start = c->ts - (c->range_ms + c->offset_ms), range_end = c->ts - c->offset_ms;
     size_t first = 0;
-    while (first < last && !(h[first].t > range_start)) first++;
+    while (first < last && !(h[first].t > range_start))
+        first++;
     first = first > 0 ? first - 1 : 0;
     if (c->smoothed) {
         size_t l = 0;
-        while (l < last && !(h[l].t >= range_end)) l++;
+        while (l < last && !(h[l].t >= range_end))
+            l++;
         last = l;
     }
     if (h[last].t <= range_start) return 0;
@@ -2482,8 +2501,10 @@ int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
         if (c->anchored) { /* pickFirstSampleIndices */
             int64_t rs = c->ts - (c->range_ms + c->offset_ms);
             size_t fle = 0, hle = 0; /* counts of points at or before the range start */
-            while (fle < c->n && c->pts[fle].t <= rs) fle++;
-            while (hle < c->nh && c->hpts[hle].t <= rs) hle++;
+            while (fle < c->n && c->pts[fle].t <= rs)
+                fle++;
+            while (hle < c->nh && c->hpts[hle].t <= rs)
+                hle++;
             if (fle >= c->n && hle >= c->nh) return 0;
             if (fle == 0 && hle == 0) {
                 /* from the start */

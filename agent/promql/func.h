@@ -169,16 +169,16 @@ typedef int (*promql_range_fn)(const promql_fcall *c, double *out);
 typedef int (*promql_vec_fn)(promql_fcall *c);
 
 enum {
-    PROMQL_F_KEEP_NAME = 1 << 0,      /* last_over_time, first_over_time: output keeps __name__ */
-    PROMQL_F_AT_UNSAFE = 1 << 1,      /* AtModifierUnsafeFunctions */
-    PROMQL_F_ANCHORED_SAFE = 1 << 2,  /* may take an anchored range selector */
-    PROMQL_F_SMOOTHED_SAFE = 1 << 3,  /* may take a smoothed range selector */
-    PROMQL_F_SORT = 1 << 4,           /* warns in range queries */
-    PROMQL_F_SPECIAL = 1 << 5,        /* evaluated by eval.c itself */
-    PROMQL_F_QUERY_CONST = 1 << 6,    /* start(), end(), range(), step(): folded per query */
-    PROMQL_F_RESETS = 1 << 7,         /* uses promql_fcall.resets when given */
-    PROMQL_F_ST = 1 << 8,             /* uses promql_fcall.st (use_start_timestamps) */
-    PROMQL_F_HIST = 1 << 9,           /* vector function that reads histogram samples (esample.h) */
+    PROMQL_F_KEEP_NAME = 1 << 0,     /* last_over_time, first_over_time: output keeps __name__ */
+    PROMQL_F_AT_UNSAFE = 1 << 1,     /* AtModifierUnsafeFunctions */
+    PROMQL_F_ANCHORED_SAFE = 1 << 2, /* may take an anchored range selector */
+    PROMQL_F_SMOOTHED_SAFE = 1 << 3, /* may take a smoothed range selector */
+    PROMQL_F_SORT = 1 << 4,          /* warns in range queries */
+    PROMQL_F_SPECIAL = 1 << 5,       /* evaluated by eval.c itself */
+    PROMQL_F_QUERY_CONST = 1 << 6,   /* start(), end(), range(), step(): folded per query */
+    PROMQL_F_RESETS = 1 << 7,        /* uses promql_fcall.resets when given */
+    PROMQL_F_ST = 1 << 8,            /* uses promql_fcall.st (use_start_timestamps) */
+    PROMQL_F_HIST = 1 << 9,          /* vector function that reads histogram samples (esample.h) */
 };
 
 /* Whether the start timestamp cur_st of the sample at cur_t says that the

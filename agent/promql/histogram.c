@@ -263,7 +263,8 @@ static int32_t map_custom(const double *from, size_t n_from, int32_t idx, const 
 {
     double up = idx >= 0 && (size_t)idx < n_from ? from[idx] : INFINITY;
     size_t k = 0;
-    while (k < n_to && to[k] < up) k++;
+    while (k < n_to && to[k] < up)
+        k++;
     return (int32_t)k;
 }
 
@@ -357,12 +358,14 @@ void promql_fh_scale(promql_fh *h, double f, bool div)
         h->n_pos = h->n_neg = 0;
         return;
     }
-#define SC(x) ((x) = div ? (x) / f : (x) * f)
+#define SC(x) ((x) = div ? (x) / f : (x)*f)
     SC(h->count);
     SC(h->sum);
     SC(h->zero_count);
-    for (size_t i = 0; i < h->n_pos; i++) SC(h->pos[i].count);
-    for (size_t i = 0; i < h->n_neg; i++) SC(h->neg[i].count);
+    for (size_t i = 0; i < h->n_pos; i++)
+        SC(h->pos[i].count);
+    for (size_t i = 0; i < h->n_neg; i++)
+        SC(h->neg[i].count);
 #undef SC
 }
 
@@ -375,8 +378,10 @@ static bool side_equal(const promql_fh_bucket *a, size_t na, const promql_fh_buc
 {
     size_t i = 0, j = 0;
     for (;;) {
-        while (i < na && a[i].count == 0) i++;
-        while (j < nb && b[j].count == 0) j++;
+        while (i < na && a[i].count == 0)
+            i++;
+        while (j < nb && b[j].count == 0)
+            j++;
         if (i == na || j == nb) return i == na && j == nb;
         if (a[i].idx != b[j].idx || !same_float(a[i].count, b[j].count)) return false;
         i++;
@@ -407,7 +412,8 @@ static bool side_reset(const promql_fh *cur, const promql_fh *prev, bool pos)
     m->schema = cur->schema;
     m->n_custom = 0;
     for (size_t i = 0; i < pn; i++) {
-        int32_t idx = promql_fh_custom(cur) ? pb[i].idx : target_idx(pb[i].idx, prev->schema, cur->schema);
+        int32_t idx =
+            promql_fh_custom(cur) ? pb[i].idx : target_idx(pb[i].idx, prev->schema, cur->schema);
         if (!promql_fh_custom(cur) && exp_bound(idx, cur->schema) <= cur->zero_threshold) continue;
         double have = 0;
         for (size_t k = 0; k < m->n_pos; k++)
@@ -419,8 +425,10 @@ static bool side_reset(const promql_fh *cur, const promql_fh *prev, bool pos)
     bool reset = false;
     size_t j = 0;
     for (size_t i = 0; i < m->n_pos && !reset; i++) {
-        while (j < cn && cb[j].idx < m->pos[i].idx) j++;
-        if (!promql_fh_custom(cur) && j < cn && exp_bound(cb[j].idx, cur->schema) <= cur->zero_threshold) {
+        while (j < cn && cb[j].idx < m->pos[i].idx)
+            j++;
+        if (!promql_fh_custom(cur) && j < cn &&
+            exp_bound(cb[j].idx, cur->schema) <= cur->zero_threshold) {
             /* cur buckets inside its zero bucket are not iterated */
         }
         if (j == cn || cb[j].idx > m->pos[i].idx) {
@@ -478,8 +486,10 @@ static void fmt_side(const promql_fh_bucket *b, size_t n, const char *bkey, cons
                      bool *first, buf *out)
 {
     size_t lo = 0, hi = n;
-    while (lo < hi && b[lo].count == 0) lo++;
-    while (hi > lo && b[hi - 1].count == 0) hi--;
+    while (lo < hi && b[lo].count == 0)
+        lo++;
+    while (hi > lo && b[hi - 1].count == 0)
+        hi--;
     if (lo == hi) return;
     if (b[lo].idx != 0) {
         buf_printf(out, "%s%s:%d", *first ? "" : " ", okey, (int)b[lo].idx);
@@ -489,7 +499,8 @@ static void fmt_side(const promql_fh_bucket *b, size_t n, const char *bkey, cons
     *first = false;
     for (size_t i = lo; i < hi; i++) {
         if (i > lo) {
-            for (int32_t k = b[i - 1].idx + 1; k < b[i].idx; k++) buf_puts(out, " 0");
+            for (int32_t k = b[i - 1].idx + 1; k < b[i].idx; k++)
+                buf_puts(out, " 0");
             buf_putc(out, ' ');
         }
         promql_format_float_g(b[i].count, out);
@@ -669,8 +680,8 @@ static void bucket_trim(double lo, double up, double count, double rhs, bool upp
     }
 }
 
-static void trim_side(promql_fh *h, bool pos, double rhs, bool upper_trim, double *cnt,
-                      double *sum, bool *trimmed, bool *has)
+static void trim_side(promql_fh *h, bool pos, double rhs, bool upper_trim, double *cnt, double *sum,
+                      bool *trimmed, bool *has)
 {
     promql_fh_bucket *b = pos ? h->pos : h->neg;
     size_t n = pos ? h->n_pos : h->n_neg;

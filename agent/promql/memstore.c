@@ -199,9 +199,11 @@ int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, i
         const promql_fh *prev = NULL; /* the histogram before point k, if point k-1 is one */
         size_t k0 = lo;
         if (hists) { /* hints depend on the history: start where the run of histograms starts */
-            while (k0 > 0 && s->pts[k0 - 1].h) k0--;
+            while (k0 > 0 && s->pts[k0 - 1].h)
+                k0--;
         }
-        for (size_t k = k0; k < lo; k++) prev = s->pts[k].h;
+        for (size_t k = k0; k < lo; k++)
+            prev = s->pts[k].h;
         for (size_t k = lo; k < hi; k++) {
             if (s->pts[k].h) {
                 promql_fh *h = promql_fh_copy(s->pts[k].h);

@@ -1993,8 +1993,10 @@ static bool fh_test_equal(const promql_fh *exp, const promql_fh *cur, bool hint_
         size_t na = side ? exp->n_pos : exp->n_neg, nb = side ? cur->n_pos : cur->n_neg;
         size_t i = 0, j = 0;
         for (;;) {
-            while (i < na && a[i].count == 0) i++;
-            while (j < nb && b[j].count == 0) j++;
+            while (i < na && a[i].count == 0)
+                i++;
+            while (j < nb && b[j].count == 0)
+                j++;
             if (i == na || j == nb) {
                 if (i != na || j != nb) return false;
                 break;
@@ -2497,7 +2499,6 @@ bool promqltest_check_failure(const promqltest_eval *ev, const char *msg, buf *w
  * The runner
  * ========================================================================== */
 
-
 typedef struct runner {
     const char *path;
     FILE *out;
@@ -2633,7 +2634,8 @@ static void nhcb_set_bucket(nhcb_temp *t, double le, double c)
         return;
     }
     size_t i = 0;
-    while (i < t->n && t->le[i] < le) i++;
+    while (i < t->n && t->le[i] < le)
+        i++;
     if (i < t->n && t->le[i] == le) return;
     if ((i > 0 && c < t->cnt[i - 1]) || (i < t->n && c > t->cnt[i])) {
         t->err = true;
@@ -2724,7 +2726,8 @@ static int load_nhcb(memstore *ms, const promqltest_load *ld, buf *err)
         labels *h = labels_builder_finish(&b, NULL);
         labels_builder_cleanup(&b);
         size_t gi = 0;
-        while (gi < ng && !labels_equal(g[gi].ls, h)) gi++;
+        while (gi < ng && !labels_equal(g[gi].ls, h))
+            gi++;
         if (gi == ng) {
             g = mem_grow(g, sizeof *g, ng + 1, &gcap);
             g[ng++] = (nhcb_group){h, NULL, 0};
@@ -2758,8 +2761,10 @@ static int load_nhcb(memstore *ms, const promqltest_load *ld, buf *err)
             nhcb_temp *t = &g[gi].at[k];
             if (rc == 0 && t->used) {
                 promql_fh *h = nhcb_convert(t, err);
-                if (!h) rc = -EINVAL;
-                else rc = memstore_append_histogram(ms, g[gi].ls, (int64_t)k * ld->step_ms, h, err);
+                if (!h)
+                    rc = -EINVAL;
+                else
+                    rc = memstore_append_histogram(ms, g[gi].ls, (int64_t)k * ld->step_ms, h, err);
                 promql_fh_free(h);
             }
             mem_free(t->le);

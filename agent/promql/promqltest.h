@@ -23,8 +23,8 @@
  * Histogram items are loaded as engine histograms (promql/histogram.h)
  * and `{{...}}` expectations compared as test.go's compareNativeHistogram
  * does. load_with_nhcb also loads each classic histogram family as a
- * custom-bucket native histogram (convertnhcb's rules). An eval whose expectations contain `{{...}}` or whose
- * selectors read histogram samples is counted as a "histogram eval"
+ * custom-bucket native histogram (convertnhcb's rules). An eval whose expectations contain
+ * `{{...}}` or whose selectors read histogram samples is counted as a "histogram eval"
  * (promqltest_counts). In a rejected file (see
  * promqltest_run_file) nothing runs, so an eval counts as a histogram eval
  * when `{{` appears in its block or in a load since the last `clear`, or

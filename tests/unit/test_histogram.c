@@ -79,8 +79,9 @@ static void test_format(void **state)
     buf s;
     buf_init(&s, BUF_UNLIMITED);
     promql_fh_string(h, &s);
-    assert_string_equal(buf_cstr(&s),
-                        "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (2,4]:2}");
+    assert_string_equal(
+        buf_cstr(&s),
+        "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (2,4]:2}");
     buf_cleanup(&s);
     promql_fh_free(h);
     /* Go's %g: exponents from 1e21, small values in e-notation. */
@@ -105,8 +106,9 @@ static void test_add_sub_schemas(void **state)
     assert_add("{{schema:2 count:4 sum:4 offset:1 buckets:[1 1 1 1]}}", "{{count:0}}", false,
                "{{count:4 sum:4 offset:1 buckets:[4]}}");
     /* Subtraction, negative buckets included; zero results vanish. */
-    assert_add("{{count:5 sum:5 buckets:[2 3] n_buckets:[1]}}", "{{count:2 sum:1 buckets:[2] n_buckets:[1]}}",
-               true, "{{count:3 sum:4 offset:1 buckets:[3]}}");
+    assert_add("{{count:5 sum:5 buckets:[2 3] n_buckets:[1]}}",
+               "{{count:2 sum:1 buckets:[2] n_buckets:[1]}}", true,
+               "{{count:3 sum:4 offset:1 buckets:[3]}}");
 }
 
 static void test_zero_threshold(void **state)
@@ -130,7 +132,8 @@ static void test_custom_buckets(void **state)
 {
     (void)state;
     /* Exponential and custom buckets do not mix: -EINVAL, unchanged. */
-    promql_fh *e = H("{{count:1 buckets:[1]}}"), *c = H("{{schema:-53 count:1 custom_values:[1] buckets:[1]}}");
+    promql_fh *e = H("{{count:1 buckets:[1]}}"),
+              *c = H("{{schema:-53 count:1 custom_values:[1] buckets:[1]}}");
     assert_int_equal(promql_fh_add(e, c, false, NULL, NULL), -EINVAL);
     assert_fh(e, "{{count:1 buckets:[1]}}");
     assert_int_equal(promql_fh_add(c, e, true, NULL, NULL), -EINVAL);
@@ -210,13 +213,15 @@ static void test_detect_reset(void **state)
      * schema is compared after reduction. */
     assert_true(reset("{{schema:1 count:5 buckets:[5]}}", "{{count:5 buckets:[5]}}"));
     assert_false(reset("{{count:5 buckets:[1 4]}}", "{{schema:1 count:5 buckets:[1 0 4]}}"));
-    assert_true(reset("{{count:5 z_bucket_w:0.001 buckets:[5]}}", "{{count:5 z_bucket_w:0.01 buckets:[5]}}"));
+    assert_true(reset("{{count:5 z_bucket_w:0.001 buckets:[5]}}",
+                      "{{count:5 z_bucket_w:0.01 buckets:[5]}}"));
     /* The hint decides when set. */
     assert_false(reset("{{count:1 counter_reset_hint:not_reset}}", "{{count:5}}"));
     assert_true(reset("{{count:9 counter_reset_hint:reset}}", "{{count:5}}"));
     /* Custom buckets: exponential before is a reset; the same bounds are
      * compared bucket by bucket. */
-    assert_true(reset("{{schema:-53 count:5 custom_values:[1] buckets:[5]}}", "{{count:5 buckets:[5]}}"));
+    assert_true(
+        reset("{{schema:-53 count:5 custom_values:[1] buckets:[5]}}", "{{count:5 buckets:[5]}}"));
     assert_true(reset("{{schema:-53 count:5 custom_values:[1] buckets:[2 3]}}",
                       "{{schema:-53 count:5 custom_values:[1] buckets:[3 2]}}"));
     assert_false(reset("{{schema:-53 count:6 custom_values:[1] buckets:[3 3]}}",
@@ -231,7 +236,8 @@ static void test_scale_equal_iter(void **state)
     assert_true(promql_fh_equal(h, c));
     promql_fh_scale(c, 2, false);
     assert_false(promql_fh_equal(h, c));
-    assert_fh(c, "{{count:8 sum:12 z_bucket:2 z_bucket_w:0.5 buckets:[2 4] n_offset:2 n_buckets:[2]}}");
+    assert_fh(
+        c, "{{count:8 sum:12 z_bucket:2 z_bucket_w:0.5 buckets:[2 4] n_offset:2 n_buckets:[2]}}");
     promql_fh_scale(c, 2, true);
     assert_true(promql_fh_equal(h, c));
     /* Equality ignores empty buckets and the hint, not NaN-ness. */

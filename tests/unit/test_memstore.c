@@ -176,8 +176,9 @@ static void test_histograms_are_returned_and_counted(void **state)
     memstore_reset_histograms_selected(ms);
     /* A float at the same timestamp replaces the histogram, and back. */
     append(ms, "h{a=\"1\"}", 10, 7);
-    assert_select(ms, "h", 0, 20,
-                  "{__name__=\"h\", a=\"1\"} 10=7,20=5 h0={{count:1 sum:2 offset:1 buckets:[1]}}\n");
+    assert_select(
+        ms, "h", 0, 20,
+        "{__name__=\"h\", a=\"1\"} 10=7,20=5 h0={{count:1 sum:2 offset:1 buckets:[1]}}\n");
     assert_int_equal(memstore_histograms_selected(ms), 1);
     assert_int_equal(memstore_append_histogram(ms, h, 20, h1, &err), 0);
     assert_select(ms, "h", 5, 20,
@@ -233,8 +234,9 @@ static void test_start_timestamps(void **state)
     assert_int_equal(memstore_append_histogram(ms, h, 10, h1, &err), 0);
     promql_fh_free(h1);
     append_st(ms, "a", 30, 9, 25);
-    assert_select(ms, "a", 0, 30,
-                  "{__name__=\"a\"} 0=1/0,20=8/-3,30=9/25 h10={{count:1 sum:1 offset:1 buckets:[1]}}\n");
+    assert_select(
+        ms, "a", 0, 30,
+        "{__name__=\"a\"} 0=1/0,20=8/-3,30=9/25 h10={{count:1 sum:1 offset:1 buckets:[1]}}\n");
     assert_int_equal(memstore_point_count(ms), 5);
     labels_free(h);
     buf_cleanup(&err);

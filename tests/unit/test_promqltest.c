@@ -941,8 +941,9 @@ static void test_runner_histograms(void **state)
     ASSERT_COUNTS(c, 4, 2, 2, 2, 2, 4);
     assert_true(strstr(out, ":8: FAILED") == NULL);
     assert_true(strstr(out, ":11: FAILED") == NULL);
-    assert_has(out, ":14: FAILED: eval instant at 1m f\n"
-                    "    expected histogram {{count:1}} for {__name__=\"f\"} but got float value 1\n");
+    assert_has(out,
+               ":14: FAILED: eval instant at 1m f\n"
+               "    expected histogram {{count:1}} for {__name__=\"f\"} but got float value 1\n");
     assert_has(out, ":26: FAILED: eval instant at 1m m\n");
     free(out);
 }
