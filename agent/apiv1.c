@@ -1686,6 +1686,40 @@ static void h_tsdb(req *r)
 
 /* ---- PromQL results ---------------------------------------------------------------------- */
 
+/* A native histogram as Prometheus's jsonutil.MarshalHistogram writes it:
+ * {"count": "...", "sum": "...", "buckets": [[boundary_rule, "lower",
+ * "upper", "count"], ...]} with the non-empty buckets from the lowest
+ * (rule 0: (lower, upper], 1: [lower, upper), 3: [lower, upper] for the
+ * zero bucket); no "buckets" key when every bucket is empty. */
+void apiv1_write_histogram(json_writer *w, const promql_fh *h)
+{
+    json_write_object_begin(w);
+    json_write_key(w, "count");
+    json_write_float_string(w, h->count);
+    json_write_key(w, "sum");
+    json_write_float_string(w, h->sum);
+    promql_fh_iter it;
+    promql_fh_iter_init(&it, h);
+    bool found = false;
+    while (promql_fh_iter_next(&it)) {
+        if (it.count == 0) continue;
+        if (!found) {
+            json_write_key(w, "buckets");
+            json_write_array_begin(w);
+            found = true;
+        }
+        int rule = it.kind < 0 ? 1 : it.kind == 0 ? 3 : 0;
+        json_write_array_begin(w);
+        json_write_int(w, rule);
+        json_write_float_string(w, it.lower);
+        json_write_float_string(w, it.upper);
+        json_write_float_string(w, it.count);
+        json_write_array_end(w);
+    }
+    if (found) json_write_array_end(w);
+    json_write_object_end(w);
+}
+
 static void write_series(json_writer *w, const promql_series *s)
 {
     json_write_object_begin(w);
@@ -1702,6 +1736,17 @@ static void write_series(json_writer *w, const promql_series *s)
         }
         json_write_array_end(w);
     }
+    if (s->nh) {
+        json_write_key(w, "histograms");
+        json_write_array_begin(w);
+        for (size_t i = 0; i < s->nh; i++) {
+            json_write_array_begin(w);
+            json_write_timestamp(w, s->hpts[i].t);
+            apiv1_write_histogram(w, s->hpts[i].h);
+            json_write_array_end(w);
+        }
+        json_write_array_end(w);
+    }
     json_write_object_end(w);
 }
 
@@ -1710,10 +1755,13 @@ static void write_sample(json_writer *w, const promql_sample *s)
     json_write_object_begin(w);
     json_write_key(w, "metric");
     write_labels(w, s->metric ? s->metric : labels_empty(), s->drop_name);
-    json_write_key(w, "value");
+    json_write_key(w, s->h ? "histogram" : "value");
     json_write_array_begin(w);
     json_write_timestamp(w, s->t);
-    json_write_float_string(w, s->v);
+    if (s->h)
+        apiv1_write_histogram(w, s->h);
+    else
+        json_write_float_string(w, s->v);
     json_write_array_end(w);
     json_write_object_end(w);
 }
@@ -1801,6 +1849,7 @@ int apiv1_stream_next(apiv1_stream *s, buf *out)
         if (json_writer_error(&w) < 0) return json_writer_error(&w);
         labels_free(se->metric);
         mem_free(se->pts);
+        promql_series_free_hists(se);
         se->metric = NULL;
         se->pts = NULL;
         se->n = se->cap = 0;

@@ -51,6 +51,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "json.h"
 #include "config.h"
 #include "promql/eval.h"
 #include "promql/parse.h"
@@ -212,5 +213,13 @@ void apiv1_free(apiv1 *a);
  * the caller (apiv1_response_cleanup). Never fails: errors become error
  * responses. */
 void apiv1_handle(apiv1 *a, const apiv1_request *rq, apiv1_response *out);
+
+/* Writes a native histogram value as Prometheus's API does (the "histogram"
+ * of an instant vector sample, each entry of a series' "histograms"):
+ * {"count":"5","sum":"10","buckets":[[rule,"lower","upper","count"],...]}
+ * with only the non-empty buckets, lowest first; rule 0 is (lower, upper]
+ * (positive and custom buckets), 1 [lower, upper) (negative), 3 [lower,
+ * upper] (the zero bucket). */
+void apiv1_write_histogram(json_writer *w, const promql_fh *h);
 
 #endif

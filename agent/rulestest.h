@@ -18,9 +18,11 @@
  * "  FAILED:" and every mismatch in promtool's words, each followed by a
  * blank line; the command ends with "N passed, N failed" (test groups).
  *
- * Native histograms do not exist in the engine yet: an input series or an
- * expected sample written with `{{...}}` cannot be loaded or compared, and
- * the test group fails with a message saying so.
+ * Native histograms: input series written with `{{...}}` are loaded as
+ * histogram samples, and a promql_expr_test's `histogram:` expectation is
+ * compared with the result as promtool does, both sides in the canonical
+ * TestExpression form ({{count:2 sum:3 counter_reset_hint:not_reset
+ * buckets:[2]}}).
  *
  * Thread-safe (no global state). */
 #ifndef SIDEWATCH_RULESTEST_H
@@ -52,9 +54,6 @@ typedef struct rulestest_options {
 typedef struct rulestest_counts {
     size_t passed, failed; /* test groups run (a file-level error: one failed) */
     size_t skipped;        /* test groups left out by --run */
-    /* Failures that only happened because a test uses native histograms
-     * (`{{...}}` input or expectations), which the engine lacks. */
-    size_t histogram_failures;
 } rulestest_counts;
 
 /* Runs one test file and prints its result as promtool does. Counts are

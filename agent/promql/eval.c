@@ -47,12 +47,30 @@
 
 /* ---- values ------------------------------------------------------------------ */
 
+void promql_series_free_hists(promql_series *s)
+{
+    for (size_t k = 0; k < s->nh; k++)
+        promql_fh_free(s->hpts[k].h);
+    mem_free(s->hpts);
+    s->hpts = NULL;
+    s->nh = s->hcap = 0;
+}
+
+void promql_series_add_hist(promql_series *s, int64_t t, promql_fh *h)
+{
+    if (s->nh == s->hcap) s->hpts = mem_grow(s->hpts, sizeof *s->hpts, s->nh + 1, &s->hcap);
+    s->hpts[s->nh].t = t;
+    s->hpts[s->nh].h = h;
+    s->nh++;
+}
+
 void promql_matrix_cleanup(promql_matrix *m)
 {
     for (size_t i = 0; i < m->n; i++) {
         labels_free(m->v[i].metric);
         mem_free(m->v[i].pts);
         mem_free(m->v[i].st);
+        promql_series_free_hists(&m->v[i]);
     }
     mem_free(m->v);
     m->v = NULL;
@@ -61,8 +79,10 @@ void promql_matrix_cleanup(promql_matrix *m)
 
 void promql_vector_cleanup(promql_vector *v)
 {
-    for (size_t i = 0; i < v->n; i++)
+    for (size_t i = 0; i < v->n; i++) {
         labels_free(v->v[i].metric);
+        promql_fh_free(v->v[i].h);
+    }
     mem_free(v->v);
     v->v = NULL;
     v->n = v->cap = 0;
@@ -121,7 +141,7 @@ static int64_t mat_total(const promql_matrix *m)
 {
     int64_t n = 0;
     for (size_t i = 0; i < m->n; i++)
-        n += (int64_t)m->v[i].n;
+        n += (int64_t)(m->v[i].n + m->v[i].nh);
     return n;
 }
 
@@ -130,6 +150,7 @@ static void series_free(promql_series *s)
     labels_free(s->metric);
     mem_free(s->pts);
     mem_free(s->st);
+    promql_series_free_hists(s);
     s->metric = NULL;
     s->pts = NULL;
     s->st = NULL;
@@ -141,7 +162,8 @@ static void mat_drop_empty(promql_matrix *m)
 {
     size_t k = 0;
     for (size_t i = 0; i < m->n; i++) {
-        if (m->v[i].n == 0) series_free(&m->v[i]);
+        if (m->v[i].n == 0 && m->v[i].nh == 0)
+            series_free(&m->v[i]);
         else m->v[k++] = m->v[i];
     }
     m->n = k;
@@ -298,6 +320,10 @@ typedef struct qctx {
     int64_t lookback, max_samples, default_step;
     bool delayed;
     bool use_st; /* use_start_timestamps */
+    /* Selectors below histogram_count/sum/avg (nearest histogram_* call):
+     * Prometheus reads them with its HistogramStatsIterator, which marks
+     * detected counter resets as such. */
+    bool hist_stats;
     struct timespec deadline;
     const atomic_bool *cancel;
     int64_t cur; /* Prometheus's currentSamples */
@@ -953,7 +979,7 @@ static void set_offsets_for_at(int64_t t, pnode *n)
 /* Selects the series of `vs` in [mint, maxt]. Their start timestamps are
  * kept only if `want_st` and the query uses them; otherwise each series'
  * st is NULL. */
-static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want_st,
+static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want_st, bool want_h,
                  promql_matrix *out)
 {
     buf e;
@@ -972,6 +998,28 @@ static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want
         return -EIO;
     }
     buf_cleanup(&e);
+    if (want_h && q->hist_stats) {
+        for (size_t i = 0; i < out->n; i++) {
+            promql_series *se = &out->v[i];
+            for (size_t k = 1; k < se->nh; k++) {
+                promql_fh *h = se->hpts[k].h;
+                if (h->hint != PROMQL_FH_UNKNOWN || se->hpts[k - 1].h->hint == PROMQL_FH_GAUGE)
+                    continue;
+                if (promql_fh_detect_reset(h, se->hpts[k - 1].h)) h->hint = PROMQL_FH_RESET;
+            }
+        }
+    }
+    if (!want_h) {
+        size_t k = 0;
+        for (size_t i = 0; i < out->n; i++) {
+            promql_series_free_hists(&out->v[i]);
+            if (out->v[i].n)
+                out->v[k++] = out->v[i];
+            else
+                series_free(&out->v[i]);
+        }
+        out->n = k;
+    }
     if (!want_st || !q->use_st) {
         for (size_t i = 0; i < out->n; i++) {
             if (!out->v[i].st) continue;
@@ -980,6 +1028,23 @@ static int fetch(qctx *q, const pnode *vs, int64_t mint, int64_t maxt, bool want
         }
     }
     return 0;
+}
+
+/* window_advance for histogram points. */
+static void hwindow_advance(const promql_hpoint *p, size_t n, int64_t mint, int64_t maxt,
+                            size_t *lo, size_t *hi)
+{
+    size_t l = *lo, h = *hi;
+    if (l > n || (l > 0 && p[l - 1].t > mint)) l = h = 0; /* moved backwards */
+    while (l < n && p[l].t <= mint)
+        l++;
+    if (h < l) h = l;
+    while (h < n && p[h].t <= maxt)
+        h++;
+    while (h > l && p[h - 1].t > maxt)
+        h--;
+    *lo = l;
+    *hi = h;
 }
 
 /* Removes staleness markers from a series' points (range selections never
@@ -1063,6 +1128,16 @@ typedef struct out_acc {
     bool no_dupe_check; /* topk & co. append without Prometheus's check */
 } out_acc;
 
+/* The histogram of an output sample for a result series: moved out when
+ * the vector owns it, else copied. */
+static promql_fh *take_hist(promql_esample *s)
+{
+    promql_fh *h = s->h_owned ? s->h : promql_fh_copy(s->h);
+    s->h = NULL;
+    s->h_owned = false;
+    return h;
+}
+
 static int out_acc_add(qctx *q, out_acc *a, const promql_esample *s, int64_t ts)
 {
     mat_key k = {a->m, s->metric};
@@ -1077,7 +1152,10 @@ static int out_acc_add(qctx *q, out_acc *a, const promql_esample *s, int64_t ts)
         imap_put(&a->idx, h, (uint32_t)i);
     }
     a->last_ts[i] = ts;
-    series_add(&a->m->v[i], ts, s->f);
+    if (s->h)
+        promql_series_add_hist(&a->m->v[i], ts, take_hist((promql_esample *)s));
+    else
+        series_add(&a->m->v[i], ts, s->f);
     return 0;
 }
 
@@ -1116,6 +1194,9 @@ static bool evec_has_dupes(const promql_evec *v)
     return dup;
 }
 
+static bool step_takes_hists(step_fn fn, void *ctx);
+static int step_count_values(step_env *e, void *ctx);
+
 static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
                       const promql_vector_matching *matching, step_fn fn, void *ctx,
                       promql_matrix *out)
@@ -1125,6 +1206,7 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
     int64_t orig = q->cur;
     promql_matrix *mats = mem_calloc(nexprs ? nexprs : 1, sizeof *mats);
     size_t **cursor = mem_calloc(nexprs ? nexprs : 1, sizeof *cursor);
+    size_t **hcursor = mem_calloc(nexprs ? nexprs : 1, sizeof *hcursor);
     uint32_t **ssig = mem_calloc(nexprs ? nexprs : 1, sizeof *ssig); /* per series */
     uint32_t **vsig = mem_calloc(nexprs ? nexprs : 1, sizeof *vsig); /* per gathered sample */
     promql_evec *vecs = mem_calloc(nexprs ? nexprs : 1, sizeof *vecs);
@@ -1154,8 +1236,11 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
         }
         buf_cleanup(&b);
     }
-    for (size_t i = 0; i < nexprs; i++)
+    for (size_t i = 0; i < nexprs; i++) {
         cursor[i] = mem_calloc(mats[i].n ? mats[i].n : 1, sizeof **cursor);
+        hcursor[i] = mem_calloc(mats[i].n ? mats[i].n : 1, sizeof **hcursor);
+    }
+    bool hists = step_takes_hists(fn, ctx);
 
     int64_t temp = q->cur;
     step_env env = {ev, 0, nexprs, vecs, matching ? vsig : NULL, (uint32_t)sigs.n, &res, &lc};
@@ -1173,10 +1258,19 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
                     promql_evec_push(v, se->metric, se->pts[c].v, ts, se->drop_name);
                     cursor[i][s] = c + 1;
                     if ((rc = add_samples(q, 1))) goto done;
+                    continue;
+                }
+                size_t hc = hcursor[i][s];
+                if (hc < se->nh && se->hpts[hc].t == ts) {
+                    hcursor[i][s] = hc + 1;
+                    if (!hists) continue;
+                    if (matching) vsig[i][v->n] = ssig[i][s];
+                    promql_evec_push_h(v, se->metric, se->hpts[hc].h, false, ts, se->drop_name);
+                    if ((rc = add_samples(q, 1))) goto done;
                 }
             }
         }
-        res.n = 0;
+        promql_evec_reset(&res);
         env.ts = ts;
         if ((rc = fn(&env, ctx))) goto done;
         q->cur += (int64_t)res.n;
@@ -1192,7 +1286,10 @@ static int range_eval(evaluator *ev, pnode **exprs, size_t nexprs,
             }
             for (size_t k = 0; k < res.n; k++) {
                 promql_series *se = mat_add(out, labels_dup(res.v[k].metric), res.v[k].drop_name);
-                series_add(se, ts, res.v[k].f);
+                if (res.v[k].h)
+                    promql_series_add_hist(se, ts, take_hist(&res.v[k]));
+                else
+                    series_add(se, ts, res.v[k].f);
             }
             break;
         }
@@ -1203,12 +1300,14 @@ done:
     for (size_t i = 0; i < nexprs; i++) {
         promql_matrix_cleanup(&mats[i]);
         mem_free(cursor[i]);
+        mem_free(hcursor[i]);
         mem_free(ssig[i]);
         mem_free(vsig[i]);
         promql_evec_free(&vecs[i]);
     }
     mem_free(mats);
     mem_free(cursor);
+    mem_free(hcursor);
     mem_free(ssig);
     mem_free(vsig);
     mem_free(vecs);
@@ -1242,6 +1341,20 @@ static bool sample_at(const promql_series *s, size_t *idx, int64_t ref, int64_t 
     if (p->t <= ref - lookback) return false;
     if (strutil_is_stale_nan(p->v)) return false;
     return true;
+}
+
+/* The last histogram point at or before ref if newer than ref - lookback
+ * (the float cursor of sample_at, for hpts). */
+static const promql_hpoint *hist_at(const promql_series *s, size_t *idx, int64_t ref,
+                                    int64_t lookback)
+{
+    size_t i = *idx;
+    if (i > 0 && i <= s->nh && s->hpts[i - 1].t > ref) i = 0;
+    while (i < s->nh && s->hpts[i].t <= ref)
+        i++;
+    *idx = i;
+    if (i == 0 || s->hpts[i - 1].t <= ref - lookback) return NULL;
+    return &s->hpts[i - 1];
 }
 
 /* smoothSeries: a smoothed vector selector takes the sample at the step's
@@ -1319,20 +1432,33 @@ static int eval_series(evaluator *ev, promql_matrix *raw, int64_t offset, bool h
         if ((rc = qcheck(q))) break;
         promql_series ss = {s->metric, NULL, 0, 0, false};
         s->metric = NULL;
-        size_t idx = 0;
+        size_t idx = 0, hidx = 0;
         uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
             if ((rc = qcheck_every(q, &it))) break;
             int64_t look = has_lookup ? lookup : ts;
             promql_fpoint p;
-            if (!sample_at(s, &idx, look - offset, q->lookback, &p)) continue;
+            const promql_hpoint *hp = NULL;
+            bool fok = sample_at(s, &idx, look - offset, q->lookback, &p);
+            if (s->nh) {
+                hp = hist_at(s, &hidx, look - offset, q->lookback);
+                /* the newer of the two, a float staleness marker included */
+                int64_t ft = idx ? s->pts[idx - 1].t : INT64_MIN;
+                if (hp && ft > hp->t) hp = NULL;
+                if (hp) fok = false;
+            }
+            if (!fok && !hp) continue;
             if ((rc = add_samples(q, 1))) break;
-            series_add(&ss, ts, orig_t ? (double)p.t : p.v);
+            if (hp && !orig_t)
+                promql_series_add_hist(&ss, ts, promql_fh_copy(hp->h));
+            else
+                series_add(&ss, ts, orig_t ? (double)(hp ? hp->t : p.t) : p.v);
         }
         mem_free(s->pts);
         s->pts = NULL;
         s->n = 0;
-        if (ss.n) {
+        promql_series_free_hists(s);
+        if (ss.n || ss.nh) {
             promql_series *d = mat_add(out, ss.metric, false);
             *d = ss;
         } else {
@@ -1348,7 +1474,7 @@ static int eval_series(evaluator *ev, promql_matrix *raw, int64_t offset, bool h
 static int eval_vsel(evaluator *ev, pnode *n, promql_matrix *out)
 {
     promql_matrix raw;
-    int rc = fetch(ev->q, n, n->sel_mint, n->sel_maxt, false, &raw);
+    int rc = fetch(ev->q, n, n->sel_mint, n->sel_maxt, false, !n->smoothed, &raw);
     if (rc) return rc;
     if (n->smoothed) {
         memset(out, 0, sizeof *out);
@@ -1426,15 +1552,17 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
         maxt += q->lookback;
     }
     promql_matrix raw;
-    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, false, &raw);
+    bool plain = !vs->anchored && !vs->smoothed; /* histograms: plain ranges only so far */
+    int rc = fetch(q, vs, vs->sel_mint, vs->sel_maxt, false, plain, &raw);
     if (rc) return rc;
     for (size_t i = 0; i < raw.n; i++) {
         promql_series *s = &raw.v[i];
         if ((rc = qcheck(q))) break;
         drop_stale(s);
-        size_t lo = 0, hi = 0;
+        size_t lo = 0, hi = 0, hlo = 0, hhi = 0;
         if (mint != maxt) window_advance(s->pts, s->n, mint, maxt, &lo, &hi);
-        if ((rc = add_samples(q, (int64_t)(hi - lo)))) break;
+        if (mint != maxt && s->nh) hwindow_advance(s->hpts, s->nh, mint, maxt, &hlo, &hhi);
+        if ((rc = add_samples(q, (int64_t)(hi - lo + hhi - hlo)))) break;
         promql_fpoint *pts = NULL;
         size_t np = hi - lo;
         if (!s->pts) {
@@ -1445,11 +1573,15 @@ static int eval_msel(evaluator *ev, pnode *n, promql_matrix *out)
             pts = mem_malloc(np * sizeof *pts);
             memcpy(pts, s->pts + lo, np * sizeof *pts);
         }
-        if (np) {
+        if (np || hhi > hlo) {
             promql_series *d = mat_add(out, s->metric, false);
             s->metric = NULL;
             d->pts = pts;
             d->n = d->cap = np;
+            for (size_t k = hlo; k < hhi; k++) {
+                promql_series_add_hist(d, s->hpts[k].t, s->hpts[k].h);
+                s->hpts[k].h = NULL;
+            }
         } else {
             mem_free(pts);
         }
@@ -1486,9 +1618,19 @@ static int eval_stepinv(evaluator *ev, pnode *n, promql_matrix *out)
     if (n->a->kind == PK_MSEL || n->a->kind == PK_SUBQ) return 0;
     for (size_t i = 0; i < out->n; i++) {
         promql_series *s = &out->v[i];
-        if (s->n != 1) {
+        if (s->n + s->nh != 1) {
             promql_matrix_cleanup(out);
             return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unexpected number of samples");
+        }
+        if (s->nh) {
+            for (int64_t ts = ev->start + ev->interval; ts <= ev->end; ts += ev->interval) {
+                promql_series_add_hist(s, ts, promql_fh_copy(s->hpts[0].h));
+                if ((rc = add_samples(q, 1))) {
+                    promql_matrix_cleanup(out);
+                    return rc;
+                }
+            }
+            continue;
         }
         double v = s->pts[0].v;
         for (int64_t ts = ev->start + ev->interval; ts <= ev->end; ts += ev->interval) {
@@ -1512,6 +1654,12 @@ static int cmp_point_t(const void *a, const void *b)
 
 /* mergeSeriesWithSameLabelset: series whose label sets became equal are
  * merged if their timestamps do not collide. */
+static int cmp_hpoint_t(const void *a, const void *b)
+{
+    int64_t x = ((const promql_hpoint *)a)->t, y = ((const promql_hpoint *)b)->t;
+    return x < y ? -1 : x > y;
+}
+
 static int merge_same_labelsets(qctx *q, promql_matrix *m)
 {
     if (m->n <= 1) return 0;
@@ -1538,6 +1686,10 @@ static int merge_same_labelsets(qctx *q, promql_matrix *m)
             promql_series *d = &m->v[target[i]], *s = &m->v[i];
             for (size_t k = 0; k < s->n; k++)
                 series_add(d, s->pts[k].t, s->pts[k].v);
+            for (size_t k = 0; k < s->nh; k++) {
+                promql_series_add_hist(d, s->hpts[k].t, s->hpts[k].h);
+                s->hpts[k].h = NULL;
+            }
             series_free(s);
         }
         size_t k = 0;
@@ -1547,6 +1699,17 @@ static int merge_same_labelsets(qctx *q, promql_matrix *m)
             qsort(s->pts, s->n, sizeof *s->pts, cmp_point_t);
             for (size_t j = 1; j < s->n; j++)
                 if (s->pts[j].t == s->pts[j - 1].t) rc = -1;
+            if (s->nh) {
+                qsort(s->hpts, s->nh, sizeof *s->hpts, cmp_hpoint_t);
+                for (size_t j = 1; j < s->nh; j++)
+                    if (s->hpts[j].t == s->hpts[j - 1].t) rc = -1;
+                for (size_t j = 0, f = 0; j < s->nh && s->n;
+                     j++) { /* float and histogram at one t */
+                    while (f < s->n && s->pts[f].t < s->hpts[j].t)
+                        f++;
+                    if (f < s->n && s->pts[f].t == s->hpts[j].t) rc = -1;
+                }
+            }
             m->v[k++] = *s;
         }
         m->n = k;
@@ -1599,6 +1762,10 @@ static int eval_unary(evaluator *ev, pnode *n, promql_matrix *out)
         s->drop_name = true;
         for (size_t k = 0; k < s->n; k++)
             s->pts[k].v = -s->pts[k].v;
+        for (size_t k = 0; k < s->nh; k++) {
+            promql_fh_scale(s->hpts[k].h, -1, false);
+            s->hpts[k].h->hint = PROMQL_FH_GAUGE;
+        }
     }
     if (!ev->q->delayed && (rc = merge_same_labelsets(ev->q, out))) promql_matrix_cleanup(out);
     return rc;
@@ -1673,6 +1840,93 @@ static void incompatible_info(qctx *q, const pnode *n)
                     op, op);
 }
 
+/* Pushes an input sample as it is (a histogram borrowed from the input). */
+static void push_same(promql_evec *out, const promql_esample *x, int64_t ts)
+{
+    if (x->h)
+        promql_evec_push_h(out, x->metric, x->h, false, ts, x->drop_name);
+    else
+        promql_evec_push(out, x->metric, x->f, ts, x->drop_name);
+}
+
+static void binop_types_info(qctx *q, const pnode *n, bool lh, bool rh)
+{
+    const char *op = promql_op_name(n->op);
+    promql_anno_add(&q->anno, PROMQL_ANNO_INFO, n->ast->pos.start,
+                    "incompatible sample types encountered for binary operator \"%s\": %s %s %s",
+                    op, lh ? "histogram" : "float", op, rh ? "histogram" : "float");
+}
+
+/* vectorElemBinop when a histogram is involved (hl or hr set). Returns
+ * keep; the result is *v or *hout (owned when *owned). */
+static bool hist_binop(qctx *q, const pnode *n, double fl, double fr, const promql_fh *hl,
+                       const promql_fh *hr, double *v, promql_fh **hout, bool *owned)
+{
+    enum promql_op op = n->op;
+    uint32_t pos = n->ast->pos.start;
+    *v = 0;
+    *hout = NULL;
+    *owned = true;
+    if (!hl) {
+        if (op == PROMQL_OP_MUL) {
+            *hout = promql_fh_copy(hr);
+            promql_fh_scale(*hout, fl, false);
+            promql_fh_compact(*hout);
+            return true;
+        }
+        binop_types_info(q, n, false, true);
+        return false;
+    }
+    if (!hr) {
+        if (op == PROMQL_OP_TRIM_UPPER || op == PROMQL_OP_TRIM_LOWER) {
+            *hout = promql_fh_copy(hl);
+            promql_fh_trim(*hout, fr, op == PROMQL_OP_TRIM_UPPER);
+            return true;
+        }
+        if (op == PROMQL_OP_MUL || op == PROMQL_OP_DIV) {
+            *hout = promql_fh_copy(hl);
+            promql_fh_scale(*hout, fr, op == PROMQL_OP_DIV);
+            promql_fh_compact(*hout);
+            return true;
+        }
+        binop_types_info(q, n, true, false);
+        return false;
+    }
+    switch (op) {
+    case PROMQL_OP_ADD:
+    case PROMQL_OP_SUB: {
+        promql_fh *r = promql_fh_copy(hl);
+        bool coll = false, rec = false;
+        if (promql_fh_add(r, hr, op == PROMQL_OP_SUB, &coll, &rec) < 0) {
+            promql_fh_free(r);
+            promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                            "incompatible bucket layout encountered for binary operator %s",
+                            promql_op_name(op));
+            return false;
+        }
+        const char *what = op == PROMQL_OP_ADD ? "addition" : "subtraction";
+        if (op == PROMQL_OP_SUB) r->hint = PROMQL_FH_GAUGE;
+        if (coll)
+            promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                            "conflicting counter resets during histogram %s", what);
+        if (rec)
+            promql_anno_add(&q->anno, PROMQL_ANNO_INFO, pos,
+                            "mismatched custom buckets were reconciled during %s", what);
+        promql_fh_compact(r);
+        *hout = r;
+        return true;
+    }
+    case PROMQL_OP_EQLC:
+    case PROMQL_OP_NEQ:
+        *hout = (promql_fh *)hl;
+        *owned = false;
+        return promql_fh_equal(hl, hr) == (op == PROMQL_OP_EQLC);
+    default:
+        binop_types_info(q, n, true, true);
+        return false;
+    }
+}
+
 typedef struct bin_ctx {
     pnode *n;
     bool swap; /* scalar on the left */
@@ -1718,6 +1972,22 @@ static int step_vector_scalar(step_env *e, void *ctx)
             lf = s;
             rf = x->f;
         }
+        if (x->h) {
+            double v;
+            promql_fh *h;
+            bool owned;
+            bool keep = hist_binop(q, n, lf, rf, b->swap ? NULL : x->h, b->swap ? x->h : NULL, &v,
+                                   &h, &owned);
+            if (!keep) continue; /* incompatible: no result, even with bool */
+            const labels *m = x->metric;
+            bool drop = x->drop_name;
+            if (changes_metric_schema(n->op) || ret_bool) {
+                if (!q->delayed) m = promql_drop_metric_name(e->lc, m);
+                drop = true;
+            }
+            promql_evec_push_h(e->out, m, h, owned, e->ts, drop);
+            continue;
+        }
         bool keep, inc;
         double v = elem_binop(n->op, lf, rf, &keep, &inc);
         if (inc) {
@@ -1751,8 +2021,7 @@ static int step_and(step_env *e, void *ctx)
     for (size_t j = 0; j < r->n; j++)
         b->right_stamp[e->sig[1][j]] = b->stamp;
     for (size_t i = 0; i < l->n; i++)
-        if (b->right_stamp[e->sig[0][i]] == b->stamp)
-            promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+        if (b->right_stamp[e->sig[0][i]] == b->stamp) push_same(e->out, &l->v[i], e->ts);
     return 0;
 }
 
@@ -1763,11 +2032,10 @@ static int step_or(step_env *e, void *ctx)
     b->stamp++;
     for (size_t i = 0; i < l->n; i++) {
         b->right_stamp[e->sig[0][i]] = b->stamp;
-        promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+        push_same(e->out, &l->v[i], e->ts);
     }
     for (size_t j = 0; j < r->n; j++)
-        if (b->right_stamp[e->sig[1][j]] != b->stamp)
-            promql_evec_push(e->out, r->v[j].metric, r->v[j].f, e->ts, r->v[j].drop_name);
+        if (b->right_stamp[e->sig[1][j]] != b->stamp) push_same(e->out, &r->v[j], e->ts);
     return 0;
 }
 
@@ -1779,8 +2047,7 @@ static int step_unless(step_env *e, void *ctx)
     for (size_t j = 0; j < r->n; j++)
         b->right_stamp[e->sig[1][j]] = b->stamp;
     for (size_t i = 0; i < l->n; i++)
-        if (!r->n || b->right_stamp[e->sig[0][i]] != b->stamp)
-            promql_evec_push(e->out, l->v[i].metric, l->v[i].f, e->ts, l->v[i].drop_name);
+        if (!r->n || b->right_stamp[e->sig[0][i]] != b->stamp) push_same(e->out, &l->v[i], e->ts);
     return 0;
 }
 
@@ -1892,10 +2159,29 @@ static int do_binop(bin_ctx *b, step_env *e, const promql_esample *ls, const pro
         fl = rs->f;
         fr = ls->f;
     }
-    bool keep, inc;
-    double v = elem_binop(b->n->op, fl, fr, &keep, &inc);
+    const promql_fh *hl = ls->h, *hr = rs->h;
+    if (vm->card == PROMQL_CARD_ONE_TO_MANY) {
+        hl = rs->h;
+        hr = ls->h;
+    }
+    bool keep, inc = false;
+    double v;
+    promql_fh *hv = NULL;
+    bool howned = false;
+    if (hl || hr) {
+        keep = hist_binop(q, b->n, fl, fr, hl, hr, &v, &hv, &howned);
+        /* an error (only == and != between histograms give a result
+         * pointer when not kept): nothing, before matching is recorded */
+        if (!keep && !hv) return 0;
+    } else {
+        v = elem_binop(b->n->op, fl, fr, &keep, &inc);
+    }
     if (inc) *incompatible = true;
-    if (ret_bool) v = keep ? 1 : 0;
+    if (ret_bool) {
+        v = keep ? 1 : 0;
+        if (howned) promql_fh_free(hv);
+        hv = NULL;
+    }
     const labels *metric = result_metric(b, e, ls->metric, rs->metric, !q->delayed && ret_bool);
     if (vm->card == PROMQL_CARD_ONE_TO_ONE) {
         if (b->matched_stamp[sig] == b->stamp)
@@ -1924,8 +2210,14 @@ static int do_binop(bin_ctx *b, step_env *e, const promql_esample *ls, const pro
         }
         b->matched_count[sig]++;
     }
-    if (!keep && !ret_bool) return 0;
-    promql_evec_push(e->out, metric, v, e->ts, ret_bool);
+    if (!keep && !ret_bool) {
+        if (hv && howned) promql_fh_free(hv);
+        return 0;
+    }
+    if (hv)
+        promql_evec_push_h(e->out, metric, hv, howned, e->ts, ret_bool);
+    else
+        promql_evec_push(e->out, metric, v, e->ts, ret_bool);
     return 0;
 }
 
@@ -1987,6 +2279,7 @@ static int step_vector_vector(step_env *e, void *ctx)
     for (size_t i = 0; i < lhs->n; i++) {
         uint32_t s = lsig[i];
         promql_esample fill;
+        memset(&fill, 0, sizeof fill);
         const promql_esample *rs;
         if (b->right_stamp[s] == b->stamp) {
             rs = b->right[s];
@@ -2008,6 +2301,7 @@ static int step_vector_vector(step_env *e, void *ctx)
                                : b->matched_stamp[s] == b->stamp && b->matched_count[s] > 0;
             if (matched) continue;
             promql_esample fill;
+            memset(&fill, 0, sizeof fill);
             fill.metric = promql_lcache_put(e->lc, match_labels(rhs->v[j].metric, vm));
             fill.f = vm->fill_lhs;
             fill.t = e->ts;
@@ -2166,6 +2460,7 @@ typedef struct hsample {
     const labels *metric;
     double f;
     bool drop_name;
+    const promql_fh *h; /* limitk, limit_ratio: a histogram sample (borrowed), or NULL */
 } hsample;
 
 /* container/heap over vectorByValueHeap (rev = false: smallest on top, NaN
@@ -2342,6 +2637,7 @@ typedef struct agg_state {
     enum promql_op op;
     promql_matrix *in;
     size_t *cursor;
+    size_t *hcursor;    /* limitk, limit_ratio: histogram points */
     uint32_t *group_of; /* input series -> group */
     size_t ngroups;
     hgroup *groups;
@@ -2529,9 +2825,18 @@ static int aggk_step(agg_state *st, double param, int64_t ts, promql_matrix *ins
     int64_t k = 0;
     double r = 0;
     for (size_t si = 0; si < st->in->n; si++) {
-        double f;
-        if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) continue;
-        hsample s = {st->in->v[si].metric, f, st->in->v[si].drop_name};
+        double f = 0;
+        const promql_fh *hv = NULL;
+        if (!next_value(&st->in->v[si], &st->cursor[si], ts, &f)) {
+            const promql_series *se = &st->in->v[si];
+            size_t c = st->hcursor ? st->hcursor[si] : 0;
+            while (c < se->nh && se->hpts[c].t < ts)
+                c++;
+            if (st->hcursor) st->hcursor[si] = c;
+            if (c >= se->nh || se->hpts[c].t != ts) continue;
+            hv = se->hpts[c].h;
+        }
+        hsample s = {st->in->v[si].metric, f, st->in->v[si].drop_name, hv};
         if (op == PROMQL_OP_LIMIT_RATIO) {
             if (param == 0) return 0;
             r = param < -1.0 ? -1.0 : param > 1.0 ? 1.0 : param;
@@ -2597,15 +2902,214 @@ assemble:
             hsample *h = &g->heap[i];
             if (inst) {
                 promql_series *s = mat_add(inst, labels_dup(h->metric), h->drop_name);
-                series_add(s, ts, h->f);
+                if (h->h)
+                    promql_series_add_hist(s, ts, promql_fh_copy(h->h));
+                else
+                    series_add(s, ts, h->f);
             } else {
                 promql_esample es = {h->metric, h->f, ts, h->drop_name};
+                es.h = (promql_fh *)h->h; /* borrowed: out_acc_add copies it */
                 int rc = out_acc_add(q, &st->acc, &es, ts);
                 if (rc) return rc;
             }
         }
     }
     return 0;
+}
+
+/* ---- native histograms in aggregations ---- */
+
+static void anno_metric_quoted(buf *b, const labels *m)
+{
+    size_t nl;
+    const char *name = labels_metric_name(m, &nl);
+    expfmt_quote_go(buf_sink, b, nl ? name : "", nl);
+}
+
+/* Turns each histogram point into a float point (value 0) in time order:
+ * count and group count histograms as samples. */
+static void hists_as_floats(promql_series *s)
+{
+    if (!s->nh) return;
+    promql_fpoint *m = mem_malloc((s->n + s->nh) * sizeof *m);
+    size_t i = 0, j = 0, k = 0;
+    while (i < s->n || j < s->nh) {
+        if (j >= s->nh || (i < s->n && s->pts[i].t < s->hpts[j].t))
+            m[k++] = s->pts[i++];
+        else
+            m[k++] = (promql_fpoint){s->hpts[j++].t, 0};
+    }
+    mem_free(s->pts);
+    s->pts = m;
+    s->n = s->cap = k;
+    mem_free(s->st);
+    s->st = NULL;
+    promql_series_free_hists(s);
+}
+
+/* sum and avg over the histogram samples, step by step: hres gets one
+ * series per group (histogram points only); a (group, step) with floats
+ * too, or histograms that cannot be added, gets no result and is
+ * recorded in *drop (group * nsteps + step) so that the float result
+ * goes as well. */
+static bool fh_overflow(const promql_fh *h)
+{
+    bool o = isinf(h->count) || isinf(h->sum) || isinf(h->zero_count);
+    for (size_t k = 0; k < h->n_pos && !o; k++)
+        o = isinf(h->pos[k].count);
+    for (size_t k = 0; k < h->n_neg && !o; k++)
+        o = isinf(h->neg[k].count);
+    return o;
+}
+
+typedef struct hagg {
+    promql_fh *acc, *comp, *mean; /* sum, Kahan compensation, incremental mean */
+    double cnt;
+    bool has_f, bad, coll, rec;
+} hagg;
+
+static void hagg_reset(hagg *a)
+{
+    promql_fh_free(a->acc);
+    promql_fh_free(a->comp);
+    promql_fh_free(a->mean);
+    memset(a, 0, sizeof *a);
+}
+
+/* One histogram into a group's sum (Kahan) or mean (incremental once the
+ * sum overflows, as Prometheus's avg). Returns false on incompatible
+ * schemas. */
+static bool hagg_add(hagg *a, const promql_fh *h, bool avg)
+{
+    bool c = false, rec = false;
+    a->cnt++;
+    if (!a->mean) {
+        promql_fh *s2 = promql_fh_copy(a->acc), *c2 = promql_fh_copy(a->comp);
+        if (promql_fh_kahan_add(s2, h, c2, &c, &rec) < 0) {
+            promql_fh_free(s2);
+            promql_fh_free(c2);
+            return false;
+        }
+        a->coll = a->coll || c;
+        a->rec = a->rec || rec;
+        if (!avg || !fh_overflow(s2)) {
+            promql_fh_free(a->acc);
+            promql_fh_free(a->comp);
+            a->acc = s2;
+            a->comp = c2;
+            return true;
+        }
+        promql_fh_free(s2);
+        promql_fh_free(c2);
+        a->mean = promql_fh_copy(a->acc);
+        promql_fh_scale(a->mean, a->cnt - 1, true);
+        promql_fh_scale(a->comp, a->cnt - 1, true);
+    }
+    double q = (a->cnt - 1) / a->cnt;
+    promql_fh_scale(a->comp, q, false);
+    promql_fh_scale(a->mean, q, false);
+    promql_fh *add = promql_fh_copy(h);
+    promql_fh_scale(add, a->cnt, true);
+    int rc = promql_fh_kahan_add(a->mean, add, a->comp, &c, &rec);
+    promql_fh_free(add);
+    a->coll = a->coll || c;
+    a->rec = a->rec || rec;
+    return rc == 0;
+}
+
+/* The group's result (new), or NULL. */
+static promql_fh *hagg_result(hagg *a, bool avg)
+{
+    promql_fh *r;
+    if (a->mean) {
+        promql_fh_kahan_finish(a->mean, a->comp);
+        r = a->mean;
+        a->mean = NULL;
+    } else {
+        if (avg) {
+            promql_fh_scale(a->acc, a->cnt, true);
+            promql_fh_scale(a->comp, a->cnt, true);
+        }
+        promql_fh_kahan_finish(a->acc, a->comp);
+        r = a->acc;
+        a->acc = NULL;
+    }
+    promql_fh_compact(r);
+    return r;
+}
+
+/* sum and avg over the histogram samples, step by step: hres gets one
+ * series per group (histogram points only); a (group, step) with floats
+ * too, or histograms that cannot be added, gets no result and is
+ * recorded in *drop (group * nsteps + step) so that the float result
+ * goes as well. */
+static void agg_hists(agg_state *st, promql_matrix *hres, bool *drop)
+{
+    evaluator *ev = st->ev;
+    qctx *q = ev->q;
+    promql_matrix *in = st->in;
+    bool avg = st->op == PROMQL_OP_AVG;
+    uint32_t pos = unparen(st->n->ast->aggregate.expr)->pos.start;
+    size_t ng = st->ngroups;
+    hagg *ga = mem_calloc(ng ? ng : 1, sizeof *ga);
+    size_t *fc = mem_calloc(in->n ? in->n : 1, sizeof *fc),
+           *hc = mem_calloc(in->n ? in->n : 1, sizeof *hc);
+    size_t step = 0;
+    for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval, step++) {
+        for (size_t si = 0; si < in->n; si++) {
+            const promql_series *s = &in->v[si];
+            hagg *a = &ga[st->group_of[si]];
+            while (fc[si] < s->n && s->pts[fc[si]].t < ts)
+                fc[si]++;
+            if (fc[si] < s->n && s->pts[fc[si]].t == ts) a->has_f = true;
+            while (hc[si] < s->nh && s->hpts[hc[si]].t < ts)
+                hc[si]++;
+            if (hc[si] >= s->nh || s->hpts[hc[si]].t != ts) continue;
+            const promql_fh *h = s->hpts[hc[si]].h;
+            if (!a->acc && !a->mean) {
+                a->acc = promql_fh_copy(h);
+                a->comp = promql_fh_kahan_new(a->acc);
+                a->cnt = 1;
+                continue;
+            }
+            if (a->bad) continue;
+            if (!hagg_add(a, h, avg)) {
+                a->bad = true;
+                buf b;
+                buf_init(&b, BUF_UNLIMITED);
+                anno_metric_quoted(&b, s->metric);
+                promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                                "vector contains a mix of histograms with exponential and custom "
+                                "buckets schemas for metric name %s",
+                                buf_cstr(&b));
+                buf_cleanup(&b);
+            }
+        }
+        for (size_t g = 0; g < ng; g++) {
+            hagg *a = &ga[g];
+            if (a->acc || a->mean) {
+                if (a->coll)
+                    promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                                    "conflicting counter resets during histogram aggregation");
+                if (a->rec)
+                    promql_anno_add(&q->anno, PROMQL_ANNO_INFO, pos,
+                                    "mismatched custom buckets were reconciled during aggregation");
+                if (a->has_f) {
+                    promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, pos,
+                                    "encountered a mix of histograms and floats for aggregation");
+                    drop[g * (size_t)num_steps(ev) + step] = true;
+                } else if (a->bad) {
+                    drop[g * (size_t)num_steps(ev) + step] = true;
+                } else {
+                    promql_series_add_hist(&hres->v[g], ts, hagg_result(a, avg));
+                }
+            }
+            hagg_reset(a);
+        }
+    }
+    mem_free(ga);
+    mem_free(fc);
+    mem_free(hc);
 }
 
 static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, size_t ng,
@@ -2654,6 +3158,33 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
     sigtab_free(&groups);
     st.groups = mem_calloc(st.ngroups ? st.ngroups : 1, sizeof *st.groups);
     uint32_t ppos = n->b ? unparen(n->ast->aggregate.param)->pos.start : 0;
+
+    /* Native histograms: count and group take them as samples, sum and
+     * avg aggregate them apart, every other aggregation ignores them. */
+    promql_matrix hres = {0};
+    bool *hdrop = NULL;
+    {
+        bool any_h = false;
+        for (size_t si = 0; si < in.n && !any_h; si++)
+            any_h = in.v[si].nh > 0;
+        if (any_h && (op == PROMQL_OP_COUNT || op == PROMQL_OP_GROUP)) {
+            for (size_t si = 0; si < in.n; si++)
+                hists_as_floats(&in.v[si]);
+        } else if (any_h && (op == PROMQL_OP_SUM || op == PROMQL_OP_AVG)) {
+            for (size_t g = 0; g < st.ngroups; g++)
+                mat_add(&hres, NULL, false);
+            hdrop = mem_calloc(st.ngroups * (size_t)num_steps(ev) + 1, sizeof *hdrop);
+            agg_hists(&st, &hres, hdrop);
+        } else if (any_h && (op == PROMQL_OP_LIMITK || op == PROMQL_OP_LIMIT_RATIO)) {
+            st.hcursor = mem_calloc(in.n ? in.n : 1, sizeof *st.hcursor);
+        } else if (any_h) {
+            promql_anno_add(&q->anno, PROMQL_ANNO_INFO, unparen(n->ast->aggregate.expr)->pos.start,
+                            "ignored histogram in %s aggregation", promql_op_name(op));
+        }
+        if (!st.hcursor)
+            for (size_t si = 0; si < in.n; si++)
+                promql_series_free_hists(&in.v[si]);
+    }
 
     bool empty = false;
     if (op == PROMQL_OP_TOPK || op == PROMQL_OP_BOTTOMK || op == PROMQL_OP_LIMITK) {
@@ -2714,6 +3245,24 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
             }
         }
     }
+    if (!rc && !kop && hdrop) {
+        for (size_t g = 0; g < res.n && g < hres.n; g++) {
+            promql_series *s = &res.v[g];
+            size_t k = 0;
+            for (size_t i = 0; i < s->n; i++) {
+                size_t stepi = (size_t)((s->pts[i].t - ev->start) / ev->interval);
+                if (!hdrop[g * (size_t)num_steps(ev) + stepi]) s->pts[k++] = s->pts[i];
+            }
+            s->n = k;
+            s->hpts = hres.v[g].hpts;
+            s->nh = hres.v[g].nh;
+            s->hcap = hres.v[g].hcap;
+            hres.v[g].hpts = NULL;
+            hres.v[g].nh = hres.v[g].hcap = 0;
+        }
+    }
+    promql_matrix_cleanup(&hres);
+    mem_free(hdrop);
     if (!rc && !kop) {
         *out = res;
         memset(&res, 0, sizeof res);
@@ -2725,6 +3274,7 @@ static int eval_agg_main(evaluator *ev, pnode *n, const promql_str *grouping, si
     }
     mem_free(st.groups);
     mem_free(st.cursor);
+    mem_free(st.hcursor);
     mem_free(st.group_of);
     out_acc_free(&st.acc);
     promql_matrix_cleanup(&res);
@@ -2758,7 +3308,10 @@ static int step_count_values(step_env *e, void *ctx)
     const promql_evec *in = &e->in[0];
     for (size_t i = 0; i < in->n; i++) {
         buf_reset(&c->val);
-        promql_format_float_f(in->v[i].f, &c->val);
+        if (in->v[i].h)
+            promql_fh_string(in->v[i].h, &c->val);
+        else
+            promql_format_float_f(in->v[i].f, &c->val);
         promql_builder_from(&c->lb, in->v[i].metric);
         labels_builder_set(&c->lb, c->vlabel.p, c->vlabel.len, buf_cstr(&c->val), c->val.len);
         labels *m = labels_builder_finish(&c->lb, NULL);
@@ -2860,12 +3413,21 @@ static int step_vec_call(step_env *e, void *ctx)
     return 0;
 }
 
+/* Whether a step function handles histogram samples in its input vectors
+ * (the others get float samples only). */
+static bool step_takes_hists(step_fn fn, void *ctx)
+{
+    if (fn == step_vec_call) return (((call_ctx *)ctx)->n->fdef->flags & PROMQL_F_HIST) != 0;
+    return fn == step_vv_dispatch || fn == step_vector_scalar || fn == step_count_values;
+}
+
 /* timestamp(selector): the timestamps of the samples themselves;
  * start_timestamp(selector): their start timestamps (0 when unknown). */
 typedef struct ts_ctx {
     pnode *vs;
     promql_matrix raw;
     size_t *cursor;
+    size_t *hcursor; /* histogram points */
     pnode *call;
     bool start; /* start_timestamp */
 } ts_ctx;
@@ -2880,9 +3442,18 @@ static int step_timestamp(step_env *e, void *ctx)
     for (size_t i = 0; i < c->raw.n; i++) {
         const promql_series *s = &c->raw.v[i];
         promql_fpoint p;
-        if (!sample_at(s, &c->cursor[i], e->ts - offset, q->lookback, &p)) continue;
+        bool fok = sample_at(s, &c->cursor[i], e->ts - offset, q->lookback, &p);
+        const promql_hpoint *hp =
+            s->nh ? hist_at(s, &c->hcursor[i], e->ts - offset, q->lookback) : NULL;
+        if (hp) { /* the newer of the two, a float staleness marker included */
+            int64_t ft = c->cursor[i] ? s->pts[c->cursor[i] - 1].t : INT64_MIN;
+            if (ft > hp->t) hp = NULL;
+        }
+        if (!fok && !hp) continue;
         /* sample_at leaves the cursor just past the point it returns */
-        int64_t t = c->start ? (s->st ? s->st[c->cursor[i] - 1] : 0) : p.t;
+        int64_t t = hp         ? (c->start ? 0 : hp->t)
+                    : c->start ? (s->st ? s->st[c->cursor[i] - 1] : 0)
+                               : p.t;
         promql_evec_push(&in, s->metric, 0, t, false);
         if ((rc = add_samples(q, 1))) break;
     }
@@ -2905,11 +3476,13 @@ static int eval_timestamp_vsel(evaluator *ev, pnode *n, pnode *vs, promql_matrix
     c.vs = vs;
     c.call = n;
     c.start = !strcmp(n->fdef->name, "start_timestamp");
-    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, c.start, &c.raw);
+    int rc = fetch(ev->q, vs, vs->sel_mint, vs->sel_maxt, c.start, true, &c.raw);
     if (rc) return rc;
     c.cursor = mem_calloc(c.raw.n ? c.raw.n : 1, sizeof *c.cursor);
+    c.hcursor = mem_calloc(c.raw.n ? c.raw.n : 1, sizeof *c.hcursor);
     rc = range_eval(ev, NULL, 0, NULL, step_timestamp, &c, out);
     mem_free(c.cursor);
+    mem_free(c.hcursor);
     promql_matrix_cleanup(&c.raw);
     return rc;
 }
@@ -3098,6 +3671,13 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     if (from_subq) {
         if ((rc = run_subquery(ev, marg, &raw))) goto done;
         subq_total = mat_total(&raw);
+        /* evalSubquery: reset and not_reset hints become unknown (the
+         * subquery samples the series; resets are detected afresh). */
+        for (size_t i = 0; i < raw.n; i++)
+            for (size_t k = 0; k < raw.v[i].nh; k++)
+                if (raw.v[i].hpts[k].h->hint == PROMQL_FH_RESET ||
+                    raw.v[i].hpts[k].h->hint == PROMQL_FH_NOT_RESET)
+                    raw.v[i].hpts[k].h->hint = PROMQL_FH_UNKNOWN;
         offset = marg->orig_offset + (marg->has_at ? ev->start - marg->at : 0);
         range = marg->range;
         has_at = marg->has_at;
@@ -3126,7 +3706,8 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
     /* Start timestamps reach a function only from a range selector:
      * subqueries (like every expression) have none. */
     bool want_st = fd->flags & PROMQL_F_ST;
-    if (!from_subq && (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, &raw)))
+    if (!from_subq &&
+        (rc = fetch(q, marg->a, marg->a->sel_mint, marg->a->sel_maxt, want_st, true, &raw)))
         goto done;
 
     bool keep_name = fd->flags & PROMQL_F_KEEP_NAME;
@@ -3184,7 +3765,7 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
             fc.resets = resets ? resets : no_resets;
             fc.nresets = nresets;
         }
-        size_t lo = 0, hi = 0;
+        size_t lo = 0, hi = 0, hlo = 0, hhi = 0;
         int64_t step = -1;
         uint32_t it = 0;
         for (int64_t ts = ev->start; ts <= ev->end; ts += ev->interval) {
@@ -3204,11 +3785,12 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
                     maxt += q->lookback;
                 }
                 if (mint == maxt) {
-                    lo = hi = 0;
+                    lo = hi = hlo = hhi = 0;
                 } else {
                     window_advance(s->pts, s->n, mint, maxt, &lo, &hi);
+                    if (s->nh) hwindow_advance(s->hpts, s->nh, mint, maxt, &hlo, &hhi);
                 }
-                int64_t nw = (int64_t)(hi - lo);
+                int64_t nw = (int64_t)(hi - lo + hhi - hlo);
                 q->cur += nw - win;
                 win = nw;
                 if (q->cur > q->max_samples) {
@@ -3216,31 +3798,45 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
                     break;
                 }
             }
-            if (hi == lo) continue;
+            if (hi == lo && hhi == hlo) continue;
             fc.ts = ts;
             fc.pts = s->pts + lo;
             fc.st = s->st ? s->st + lo : NULL;
             fc.n = hi - lo;
             fc.base = lo;
+            fc.hpts = s->hpts + hlo;
+            fc.nh = hhi - hlo;
             double v;
-            int r = fd->range(&fc, &v);
+            int r = -2;
+            promql_fh *hv = NULL;
+            if (fc.nh) r = promql_range_hist(&fc, &v, &hv);
+            if (r == -2) {
+                if (hi == lo) continue;
+                fc.nh = 0;
+                r = fd->range(&fc, &v);
+            }
             if (r < 0) {
                 rc = exec_fail(q, "%s", buf_cstr(&ferr));
                 break;
             }
-            if (r > 0) series_add(&ss, ts, v);
+            if (r > 0 && hv)
+                promql_series_add_hist(&ss, ts, hv);
+            else if (r > 0)
+                series_add(&ss, ts, v);
         }
         if (rc) {
             mem_free(ss.pts);
+            promql_series_free_hists(&ss);
             break;
         }
-        if (ss.n) {
-            if (q->cur + (int64_t)ss.n > q->max_samples) {
+        if (ss.n || ss.nh) {
+            if (q->cur + (int64_t)(ss.n + ss.nh) > q->max_samples) {
                 mem_free(ss.pts);
+                promql_series_free_hists(&ss);
                 rc = too_many_samples(q);
                 break;
             }
-            q->cur += (int64_t)ss.n;
+            q->cur += (int64_t)(ss.n + ss.nh);
             if (is_rate) {
                 size_t nl;
                 const char *name = labels_metric_name(s->metric, &nl);
@@ -3292,6 +3888,8 @@ done:
     return rc;
 }
 
+static int eval_call_args(evaluator *ev, pnode *n, size_t mi, promql_matrix *out);
+
 static int eval_call(evaluator *ev, pnode *n, promql_matrix *out)
 {
     qctx *q = ev->q;
@@ -3314,6 +3912,21 @@ static int eval_call(evaluator *ev, pnode *n, promql_matrix *out)
         promql_anno_add(&q->anno, PROMQL_ANNO_WARNING, n->ast->pos.start,
                         "sort is ineffective for range queries since results are always ordered "
                         "by labels");
+    bool saved_stats = q->hist_stats;
+    if (!strcmp(name, "histogram_count") || !strcmp(name, "histogram_sum") ||
+        !strcmp(name, "histogram_avg"))
+        q->hist_stats = true;
+    else if (!strcmp(name, "histogram_quantile") || !strcmp(name, "histogram_fraction"))
+        q->hist_stats = false;
+    int rc = eval_call_args(ev, n, mi, out);
+    q->hist_stats = saved_stats;
+    return rc;
+}
+
+static int eval_call_args(evaluator *ev, pnode *n, size_t mi, promql_matrix *out)
+{
+    qctx *q = ev->q;
+    const char *name = n->fdef->name;
     if (mi == SIZE_MAX) {
         if (!n->fdef->vec)
             return qfail(q, PROMQL_ERR_INTERNAL, -EINVAL, "unexpected nil implementation for "
@@ -3839,6 +4452,10 @@ int promql_eval(const promql_engine_options *opts, const promql_queryable *src,
             m.v[i].metric = NULL;
             s->t = q.qstart;
             s->v = m.v[i].n ? m.v[i].pts[0].v : NAN;
+            if (!m.v[i].n && m.v[i].nh) {
+                s->h = m.v[i].hpts[0].h;
+                m.v[i].hpts[0].h = NULL;
+            }
             s->drop_name = m.v[i].drop_name;
         }
         promql_matrix_cleanup(&m);

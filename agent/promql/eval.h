@@ -4,9 +4,13 @@
  * stable function (promql/func.h), annotations (warnings and infos),
  * --query.max-samples and --query.timeout with Prometheus's messages.
  *
- * Values are float samples only for now; native histograms come with their
- * own issue (an expression whose data would need them evaluates over floats
- * only, as if the histogram samples were absent).
+ * Values are floats, and native histograms (promql/histogram.h) where the
+ * data has them: a sample carries a histogram pointer, a series a second,
+ * parallel array of histogram points, so the float path stays as it was.
+ * Histograms go through selectors (lookback, staleness), binary operators,
+ * aggregations and the functions as in Prometheus 3.x, with its
+ * annotations; what does not take them (e.g. abs(), topk) ignores them as
+ * Prometheus does.
  *
  * Memory: every value handed to the caller is owned by the caller and freed
  * with promql_value_cleanup(); label sets in values are heap labels
@@ -22,6 +26,7 @@
 #include "buf.h"
 #include "labels.h"
 #include "promql/ast.h"
+#include "promql/histogram.h"
 
 /* ---- values ----------------------------------------------------------------- */
 
@@ -31,14 +36,21 @@ typedef struct promql_fpoint {
     double v;
 } promql_fpoint;
 
+/* One native histogram point of a series. */
+typedef struct promql_hpoint {
+    int64_t t;
+    promql_fh *h; /* owned by the series; a staleness marker is not stored */
+} promql_hpoint;
+
 /* An element of an instant vector. */
 typedef struct promql_sample {
     labels *metric; /* owned */
     int64_t t;
-    double v;
+    double v; /* unused when h is set */
     /* Delayed __name__ removal (Prometheus's DropName): the name is still in
      * `metric` but goes at the end of evaluation. */
     bool drop_name;
+    promql_fh *h; /* a native histogram sample (owned), or NULL for a float */
 } promql_sample;
 
 typedef struct promql_vector {
@@ -55,6 +67,10 @@ typedef struct promql_series {
      * when the series has none. Owned. Only a data source that records
      * them sets this (the store does not); results never carry them. */
     int64_t *st;
+    /* Native histogram points, in time order (none at a time of pts);
+     * owned, each histogram too. NULL/0 for float-only series. */
+    promql_hpoint *hpts;
+    size_t nh, hcap;
 } promql_series;
 
 typedef struct promql_matrix {
@@ -74,8 +90,12 @@ typedef struct promql_value {
 
 /* Frees what the value owns and empties it; safe on a zeroed value. */
 void promql_value_cleanup(promql_value *v);
-/* Frees the series' label sets and points, and the array. */
+/* Frees the series' label sets and points (histograms too), and the array. */
 void promql_matrix_cleanup(promql_matrix *m);
+/* Frees a series' histogram points (and the histograms) and empties them. */
+void promql_series_free_hists(promql_series *s);
+/* Appends the histogram point (t, h) to s, which takes h. */
+void promql_series_add_hist(promql_series *s, int64_t t, promql_fh *h);
 void promql_vector_cleanup(promql_vector *v);
 
 /* ---- the data source ---------------------------------------------------------- */

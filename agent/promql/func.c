@@ -224,10 +224,31 @@ void promql_evec_push(promql_evec *v, const labels *metric, double f, int64_t t,
     s->f = f;
     s->t = t;
     s->drop_name = drop_name;
+    s->h = NULL;
+    s->h_owned = false;
+}
+
+void promql_evec_push_h(promql_evec *v, const labels *metric, promql_fh *h, bool owned, int64_t t,
+                        bool drop_name)
+{
+    promql_evec_push(v, metric, 0, t, drop_name);
+    v->v[v->n - 1].h = h;
+    v->v[v->n - 1].h_owned = owned;
+}
+
+void promql_evec_reset(promql_evec *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->v[i].h_owned) promql_fh_free(v->v[i].h);
+        v->v[i].h = NULL;
+        v->v[i].h_owned = false;
+    }
+    v->n = 0;
 }
 
 void promql_evec_free(promql_evec *v)
 {
+    promql_evec_reset(v);
     mem_free(v->v);
     v->v = NULL;
     v->n = v->cap = 0;
@@ -1390,6 +1411,7 @@ static void group_buckets(promql_fcall *c, const promql_evec *in, uint32_t pos, 
     labels_builder lb;
     labels_builder_init(&lb);
     for (size_t i = 0; i < in->n; i++) {
+        if (in->v[i].h) continue; /* native histograms are handled apart */
         const labels *m = in->v[i].metric;
         size_t lelen;
         const char *le = labels_get(m, "le", 2, &lelen);
@@ -1639,6 +1661,294 @@ static void report_mono(promql_fcall *c, const bgroup *g, const mono *m, uint32_
                                  m->max_diff);
 }
 
+/* ---- native histograms ------------------------------------------------------------------- */
+
+/* The metric name for an annotation: " for metric name \"x\"" or nothing. */
+static void anno_metric_suffix(const labels *m, buf *out)
+{
+    const char *name;
+    size_t nl = metric_name(m, &name);
+    if (!nl) return;
+    buf_puts(out, " for metric name ");
+    expfmt_quote_go(buf_sink, out, name, nl);
+}
+
+static void hist_info(promql_fcall *c, const labels *m, uint32_t pos, const char *msg)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_puts(&b, msg);
+    anno_metric_suffix(m, &b);
+    promql_anno_add(c->anno, PROMQL_ANNO_INFO, pos, "%s", buf_cstr(&b));
+    buf_cleanup(&b);
+}
+
+typedef struct hbucket {
+    double lower, upper, count;
+} hbucket;
+
+/* Every bucket of h from the lowest (AllBucketIterator); caller frees. */
+static hbucket *all_buckets(const promql_fh *h, size_t *n)
+{
+    hbucket *b = mem_malloc((h->n_pos + h->n_neg + 1) * sizeof *b);
+    promql_fh_iter it;
+    promql_fh_iter_init(&it, h);
+    *n = 0;
+    while (promql_fh_iter_next(&it))
+        b[(*n)++] = (hbucket){it.lower, it.upper, it.count};
+    return b;
+}
+
+/* quantile.go's HistogramQuantile. */
+static double native_quantile(promql_fcall *c, double q, const promql_fh *h, const labels *m,
+                              uint32_t pos)
+{
+    if (q < 0) return -INFINITY;
+    if (q > 1) return INFINITY;
+    if (h->count == 0 || isnan(q)) return NAN;
+    size_t n;
+    hbucket *all = all_buckets(h, &n);
+    bool fwd = isnan(h->sum) || q < 0.5;
+    double rank = fwd ? q * h->count : (1 - q) * h->count, count = 0;
+    hbucket b = {0, 0, 0};
+    size_t i = 0;
+    for (; i < n; i++) {
+        hbucket x = all[fwd ? i : n - 1 - i];
+        b = x;
+        if (x.count == 0) continue;
+        count += x.count;
+        if (count >= rank) break;
+    }
+    if (i < n) i++; /* the iterator is past the bucket found */
+    double r;
+    if (!promql_fh_custom(h) && b.lower < 0 && b.upper > 0) {
+        if (h->n_neg == 0 && h->n_pos > 0)
+            b.lower = 0;
+        else if (h->n_pos == 0 && h->n_neg > 0)
+            b.upper = 0;
+    } else if (promql_fh_custom(h)) {
+        if (b.lower == -INFINITY) {
+            if (b.upper <= 0) {
+                r = b.upper;
+                goto out;
+            }
+            b.lower = 0;
+        } else if (b.upper == INFINITY) {
+            r = b.lower;
+            goto out;
+        }
+    }
+    if (count > h->count) count = h->count;
+    if (count < rank) {
+        if (isnan(h->sum)) {
+            hist_info(c, m, pos, "input to histogram_quantile has NaN observations, result is NaN");
+            r = NAN;
+        } else {
+            r = b.upper;
+        }
+        goto out;
+    }
+    if (fwd)
+        rank -= count - b.count;
+    else
+        rank = count - rank;
+    if (isnan(h->sum)) {
+        for (; i < n; i++)
+            count += all[fwd ? i : n - 1 - i].count;
+        if (count < h->count)
+            hist_info(c, m, pos,
+                      "input to histogram_quantile has NaN observations, result is skewed higher");
+    }
+    double frac = rank / b.count;
+    if (promql_fh_custom(h) || (b.lower <= 0 && b.upper >= 0)) {
+        r = b.lower + (b.upper - b.lower) * frac;
+    } else {
+        double ll = log2(fabs(b.lower)), lu = log2(fabs(b.upper));
+        if (b.lower > 0)
+            r = exp2(ll + (lu - ll) * frac);
+        else
+            r = -exp2(lu + (ll - lu) * (1 - frac));
+    }
+out:
+    mem_free(all);
+    return r;
+}
+
+static double fraction_below(const hbucket *b, double v, bool linear)
+{
+    if (linear) return (v - b->lower) / (b->upper - b->lower);
+    double ll = log2(fabs(b->lower)), lu = log2(fabs(b->upper)), lv = log2(fabs(v));
+    if (v > 0) return (lv - ll) / (lu - ll);
+    return 1 - ((lv - lu) / (ll - lu));
+}
+
+/* quantile.go's HistogramFraction. */
+static double native_fraction(promql_fcall *c, double lower, double upper, const promql_fh *h,
+                              const labels *m, uint32_t pos)
+{
+    if (h->count == 0 || isnan(lower) || isnan(upper)) return NAN;
+    if (lower >= upper) return 0;
+    size_t n;
+    hbucket *all = all_buckets(h, &n);
+    double count = 0, rank = 0, lrank = 0, urank = 0;
+    bool lset = false, uset = false;
+    size_t i = 0;
+    for (; i < n; i++) {
+        hbucket b = all[i];
+        count += b.count;
+        bool zero = false;
+        if (b.lower <= 0 && b.upper >= 0) {
+            zero = true;
+            if (h->n_neg == 0 && h->n_pos > 0)
+                b.lower = 0;
+            else if (h->n_pos == 0 && h->n_neg > 0)
+                b.upper = 0;
+        }
+        bool lin = promql_fh_custom(h) || zero;
+#define INTERP(v)                                                                                  \
+    (lin && b.lower == -INFINITY ? b.count : rank + b.count * fraction_below(&b, (v), lin))
+        if (!lset && b.lower >= lower) {
+            lrank = rank;
+            lset = true;
+        }
+        if (!uset && b.lower >= upper) {
+            urank = rank;
+            uset = true;
+        }
+        if (lset && uset) break;
+        if (!lset && b.lower < lower && b.upper > lower) {
+            lrank = INTERP(lower);
+            lset = true;
+        }
+        if (!uset && b.lower < upper && b.upper > upper) {
+            urank = INTERP(upper);
+            uset = true;
+        }
+#undef INTERP
+        if (lset && uset) break;
+        rank += b.count;
+    }
+    if (isnan(h->sum)) {
+        for (i++; i < n; i++)
+            count += all[i].count;
+        if (count < h->count)
+            hist_info(c, m, pos,
+                      "input to histogram_fraction has NaN observations, which are excluded from "
+                      "all fractions");
+    } else {
+        count = h->count;
+    }
+    mem_free(all);
+    if (!lset || lrank > count) lrank = count;
+    if (!uset || urank > count) urank = count;
+    return (urank - lrank) / h->count;
+}
+
+enum hstat { HS_COUNT, HS_SUM, HS_AVG, HS_STDDEV, HS_STDVAR };
+
+static double hist_stat(const promql_fh *h, enum hstat k)
+{
+    switch (k) {
+    case HS_COUNT:
+        return h->count;
+    case HS_SUM:
+        return h->sum;
+    case HS_AVG:
+        return h->sum / h->count;
+    default:
+        break;
+    }
+    double mean = h->sum / h->count, var = 0, cv = 0;
+    promql_fh_iter it;
+    promql_fh_iter_init(&it, h);
+    while (promql_fh_iter_next(&it)) {
+        if (it.count == 0) continue;
+        double val;
+        if (promql_fh_custom(h)) {
+            val = (it.upper + it.lower) / 2.0;
+        } else if (it.lower <= 0 && it.upper >= 0) {
+            val = 0;
+        } else {
+            val = sqrt(it.upper * it.lower);
+            if (it.upper < 0) val = -val;
+        }
+        double d = val - mean, x = it.count * d * d;
+        /* kahansum.Inc */
+        double t = var + x;
+        if (isinf(t))
+            cv = 0;
+        else if (fabs(var) >= fabs(x))
+            cv += (var - t) + x;
+        else
+            cv += (x - t) + var;
+        var = t;
+    }
+    var += cv;
+    var /= h->count;
+    return k == HS_STDDEV ? sqrt(var) : var;
+}
+
+static int hist_simple(promql_fcall *c, enum hstat k)
+{
+    if (c->nin < 1) return 0;
+    const promql_evec *in = &c->in[0];
+    for (size_t i = 0; i < in->n; i++) {
+        if (!in->v[i].h) continue;
+        const labels *m =
+            c->delayed_name ? in->v[i].metric : promql_drop_metric_name(c->lcache, in->v[i].metric);
+        promql_evec_push(c->out, m, hist_stat(in->v[i].h, k), 0, true);
+    }
+    return 0;
+}
+
+static int f_histogram_count(promql_fcall *c)
+{
+    return hist_simple(c, HS_COUNT);
+}
+static int f_histogram_sum(promql_fcall *c)
+{
+    return hist_simple(c, HS_SUM);
+}
+static int f_histogram_avg(promql_fcall *c)
+{
+    return hist_simple(c, HS_AVG);
+}
+static int f_histogram_stddev(promql_fcall *c)
+{
+    return hist_simple(c, HS_STDDEV);
+}
+static int f_histogram_stdvar(promql_fcall *c)
+{
+    return hist_simple(c, HS_STDVAR);
+}
+
+/* resetHistograms: a native histogram sample whose labels are those of a
+ * classic bucket group (without le) at this step conflicts with it:
+ * neither is evaluated, with a warning. Returns true on a conflict (the
+ * group is emptied). */
+static bool native_conflicts(promql_fcall *c, bgroups *g, const labels *m, uint32_t pos)
+{
+    if (!g->n) return false;
+    buf_reset(&g->sig);
+    for (uint32_t k = 0; k < m->n; k++) {
+        const label *l = &m->v[k];
+        buf_append(&g->sig, l->name, l->name_len + 1);
+        buf_append(&g->sig, l->value, l->value_len + 1);
+    }
+    g->key = g->sig.data ? g->sig.data : "";
+    g->key_len = g->sig.len;
+    void *v = hmap_get(&g->idx, strutil_hash64(g->key, g->key_len, 0), bg_eq, g);
+    if (!v || g->g[(uintptr_t)v - 1].n == 0) return false;
+    g->g[(uintptr_t)v - 1].n = 0;
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_puts(&b, "vector contains a mix of classic and native histograms");
+    if (c->delayed_name) anno_metric_suffix(m, &b);
+    promql_anno_add(c->anno, PROMQL_ANNO_WARNING, pos, "%s", buf_cstr(&b));
+    buf_cleanup(&b);
+    return true;
+}
+
 static int f_histogram_quantile(promql_fcall *c)
 {
     if (c->nin < 2 || c->in[0].n == 0) return 0;
@@ -1646,6 +1956,12 @@ static int f_histogram_quantile(promql_fcall *c)
     warn_quantile(c, q, arg_pos(c, 0));
     bgroups g;
     group_buckets(c, &c->in[1], arg_pos(c, 1), &g);
+    for (size_t i = 0; i < c->in[1].n; i++) {
+        const promql_esample *e = &c->in[1].v[i];
+        if (!e->h || native_conflicts(c, &g, e->metric, arg_pos(c, 1))) continue;
+        double r = native_quantile(c, q, e->h, e->metric, arg_pos(c, 1));
+        promql_evec_push(c->out, out_metric(c, e->metric), r, 0, true);
+    }
     for (size_t i = 0; i < g.n; i++) {
         bgroup *bg = &g.g[i];
         if (!bg->n) continue;
@@ -1664,6 +1980,12 @@ static int f_histogram_fraction(promql_fcall *c)
     double lower = c->in[0].v[0].f, upper = c->in[1].v[0].f;
     bgroups g;
     group_buckets(c, &c->in[2], arg_pos(c, 2), &g);
+    for (size_t i = 0; i < c->in[2].n; i++) {
+        const promql_esample *e = &c->in[2].v[i];
+        if (!e->h || native_conflicts(c, &g, e->metric, arg_pos(c, 2))) continue;
+        double r = native_fraction(c, lower, upper, e->h, e->metric, arg_pos(c, 2));
+        promql_evec_push(c->out, out_metric(c, e->metric), r, 0, true);
+    }
     for (size_t i = 0; i < g.n; i++) {
         bgroup *bg = &g.g[i];
         if (!bg->n) continue;
@@ -1686,12 +2008,24 @@ static int f_histogram_quantiles(promql_fcall *c)
     }
     bgroups g;
     group_buckets(c, &c->in[0], arg_pos(c, 0), &g);
+    bool *skip = mem_calloc(c->in[0].n + 1, sizeof *skip);
+    for (size_t i = 0; i < c->in[0].n; i++)
+        skip[i] = c->in[0].v[i].h && native_conflicts(c, &g, c->in[0].v[i].metric, arg_pos(c, 0));
     labels_builder lb;
     labels_builder_init(&lb);
     for (size_t k = 0; k < nq; k++) {
         char qstr[EXPFMT_FLOAT_MAX];
         if (isnan(qs[k])) strcpy(qstr, "NaN");
         else expfmt_format_om_float(qs[k], qstr);
+        for (size_t i = 0; i < c->in[0].n; i++) {
+            const promql_esample *e = &c->in[0].v[i];
+            if (!e->h || skip[i]) continue;
+            double r = native_quantile(c, qs[k], e->h, e->metric, arg_pos(c, 0));
+            promql_builder_from(&lb, out_metric(c, e->metric));
+            labels_builder_set(&lb, lbl->string.val.p, lbl->string.val.len, qstr, strlen(qstr));
+            promql_evec_push(c->out, promql_lcache_put(c->lcache, labels_builder_finish(&lb, NULL)),
+                             r, 0, true);
+        }
         for (size_t i = 0; i < g.n; i++) {
             bgroup *bg = &g.g[i];
             if (!bg->n) continue;
@@ -1709,8 +2043,525 @@ static int f_histogram_quantiles(promql_fcall *c)
     }
     labels_builder_cleanup(&lb);
     bgroups_free(&g);
+    mem_free(skip);
     mem_free(qs);
     return 0;
+}
+
+/* ---- range functions over native histograms ------------------------------------------ */
+
+/* "<msg> \"<name>\"" warnings naming the series' metric. */
+static void hist_warn_named(const promql_fcall *c, uint32_t pos, const char *msg)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    const char *name;
+    size_t nl = metric_name(c->metric, &name);
+    buf_puts(&b, msg);
+    buf_putc(&b, ' ');
+    expfmt_quote_go(buf_sink, &b, nl ? name : "", nl);
+    promql_anno_add(c->anno, PROMQL_ANNO_WARNING, pos, "%s", buf_cstr(&b));
+    buf_cleanup(&b);
+}
+
+#define MIXED_MSG "encountered a mix of histograms and floats for metric name"
+#define NOT_COUNTER_MSG "this native histogram metric is not a counter:"
+#define NOT_GAUGE_MSG "this native histogram metric is not a gauge:"
+#define MIXED_SCHEMA_MSG                                                                           \
+    "vector contains a mix of histograms with exponential and custom buckets schemas for metric "  \
+    "name"
+
+static void reconciled_info(const promql_fcall *c, uint32_t pos, const char *op)
+{
+    promql_anno_add(c->anno, PROMQL_ANNO_INFO, pos,
+                    "mismatched custom buckets were reconciled during %s", op);
+}
+
+/* functions.go's histogramRate; NULL when there is no result. */
+static promql_fh *hist_rate(const promql_fcall *c, bool counter, uint32_t pos)
+{
+    const promql_hpoint *p = c->hpts;
+    size_t n = c->nh;
+    const promql_fh *prev = p[0].h, *last = p[n - 1].h;
+    promql_fh *empty = NULL;
+    bool custom = promql_fh_custom(prev);
+    if (counter && (prev->hint == PROMQL_FH_GAUGE || last->hint == PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_COUNTER_MSG);
+    if (counter && promql_fh_detect_reset(p[1].h, prev)) {
+        empty = promql_fh_new();
+        empty->schema = p[1].h->schema;
+        if (p[1].h->n_custom) {
+            empty->custom = mem_malloc(p[1].h->n_custom * sizeof *empty->custom);
+            memcpy(empty->custom, p[1].h->custom, p[1].h->n_custom * sizeof *empty->custom);
+            empty->n_custom = p[1].h->n_custom;
+        }
+        prev = empty;
+        custom = promql_fh_custom(p[1].h);
+    }
+    promql_fh *h = NULL;
+    if (promql_fh_custom(last) != custom) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        goto out;
+    }
+    int32_t min_schema = last->schema < prev->schema ? last->schema : prev->schema;
+    for (size_t i = 1; i + 1 < n; i++) {
+        const promql_fh *cur = p[i].h;
+        if (!counter) continue;
+        if (cur->hint == PROMQL_FH_GAUGE) hist_warn_named(c, pos, NOT_COUNTER_MSG);
+        if (cur->schema < min_schema) min_schema = cur->schema;
+        if (promql_fh_custom(cur) != custom) {
+            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+            goto out;
+        }
+    }
+    h = promql_fh_copy(last);
+    promql_fh_reduce_resolution(h, min_schema);
+    bool rec = false;
+    if (promql_fh_add(h, prev, true, NULL, &rec) < 0) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        promql_fh_free(h);
+        h = NULL;
+        goto out;
+    }
+    if (rec) reconciled_info(c, pos, "subtraction");
+    if (counter) {
+        for (size_t i = 1; i < n; i++) {
+            const promql_fh *cur = p[i].h;
+            if (promql_fh_detect_reset(cur, prev)) {
+                if (promql_fh_add(h, prev, false, NULL, &rec) < 0) {
+                    hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+                    promql_fh_free(h);
+                    h = NULL;
+                    goto out;
+                }
+                if (rec) reconciled_info(c, pos, "addition");
+            }
+            prev = cur;
+        }
+    } else if (p[0].h->hint != PROMQL_FH_GAUGE || p[n - 1].h->hint != PROMQL_FH_GAUGE) {
+        hist_warn_named(c, pos, NOT_GAUGE_MSG);
+    }
+    h->hint = PROMQL_FH_GAUGE;
+    promql_fh_compact(h);
+out:
+    promql_fh_free(empty);
+    return h;
+}
+
+/* extrapolatedRate over histograms only (not anchored or smoothed). */
+static int hist_extrapolated(const promql_fcall *c, bool counter, bool rate, uint32_t pos,
+                             promql_fh **out)
+{
+    if (c->nh < 2) return 0;
+    promql_fh *h = hist_rate(c, counter, pos);
+    if (!h) return 0;
+    int64_t range_start = c->ts - (c->range_ms + c->offset_ms), range_end = c->ts - c->offset_ms;
+    int64_t first_t = c->hpts[0].t, last_t = c->hpts[c->nh - 1].t;
+    double to_start = (double)(first_t - range_start) / 1000,
+           to_end = (double)(range_end - last_t) / 1000;
+    double sampled = (double)(last_t - first_t) / 1000;
+    double avg = sampled / (double)(c->nh - 1), thr = avg * 1.1;
+    if (to_start >= thr) to_start = avg / 2;
+    if (counter) {
+        double to_zero = to_start;
+        if (h->count > 0 && c->hpts[0].h->count >= 0)
+            to_zero = sampled * (c->hpts[0].h->count / h->count);
+        if (to_zero < to_start) to_start = to_zero;
+    }
+    if (to_end >= thr) to_end = avg / 2;
+    double factor = 1;
+    if (sampled != 0) factor = (sampled + to_start + to_end) / sampled;
+    if (rate) factor /= (double)c->range_ms / 1000.0;
+    promql_fh_scale(h, factor, false);
+    *out = h;
+    return 1;
+}
+
+/* instantValue (irate, idelta) over the last two samples. */
+static int hist_instant(const promql_fcall *c, bool rate, uint32_t pos, double *v, promql_fh **out)
+{
+    if (c->n + c->nh < 2) return 0;
+    /* the last two samples of floats and histograms together */
+    struct {
+        int64_t t;
+        double f;
+        const promql_fh *h;
+    } ss[4];
+    size_t k = 0;
+    for (size_t i = c->n >= 2 ? c->n - 2 : 0; i < c->n; i++)
+        ss[k++] = (typeof(ss[0])){c->pts[i].t, c->pts[i].v, NULL};
+    for (size_t i = c->nh >= 2 ? c->nh - 2 : 0; i < c->nh; i++)
+        ss[k++] = (typeof(ss[0])){c->hpts[i].t, 0, c->hpts[i].h};
+    for (size_t i = 1; i < k; i++) /* insertion sort by t */
+        for (size_t j = i; j > 0 && ss[j].t < ss[j - 1].t; j--) {
+            typeof(ss[0]) t = ss[j];
+            ss[j] = ss[j - 1];
+            ss[j - 1] = t;
+        }
+    typeof(ss[0]) a = ss[k - 2], b = ss[k - 1];
+    int64_t dt = b.t - a.t;
+    if (dt == 0) return 0;
+    if (!a.h && !b.h) {
+        double r = b.f;
+        if (!rate || !(b.f < a.f)) r = b.f - a.f;
+        if (rate) r /= (double)dt / 1000;
+        *v = r;
+        return 1;
+    }
+    if (!a.h || !b.h) {
+        hist_warn_named(c, pos, MIXED_MSG);
+        return 0;
+    }
+    promql_fh *h = promql_fh_copy(b.h);
+    if (rate && (b.h->hint == PROMQL_FH_GAUGE || a.h->hint == PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_COUNTER_MSG);
+    if (!rate && (b.h->hint != PROMQL_FH_GAUGE || a.h->hint != PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_GAUGE_MSG);
+    if (!rate || !promql_fh_detect_reset(b.h, a.h)) {
+        bool rec = false;
+        if (promql_fh_add(h, a.h, true, NULL, &rec) < 0) {
+            promql_fh_free(h);
+            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+            return 0;
+        }
+        if (rec) reconciled_info(c, pos, "subtraction");
+    }
+    h->hint = PROMQL_FH_GAUGE;
+    promql_fh_compact(h);
+    if (rate) promql_fh_scale(h, (double)dt / 1000, true);
+    *out = h;
+    return 1;
+}
+
+/* sum_over_time / avg_over_time over histograms only: Kahan summation;
+ * avg switches to an incremental mean once the sum overflows. */
+static int hist_sum_avg(const promql_fcall *c, bool avg, uint32_t pos, promql_fh **out)
+{
+    bool reset_seen = false, not_reset_seen = false, rec_seen = false, incremental = false;
+    promql_fh *sum = promql_fh_copy(c->hpts[0].h), *comp = promql_fh_kahan_new(sum), *mean = NULL;
+    int rc = 1;
+    for (size_t i = 0; i < c->nh; i++) {
+        const promql_fh *h = c->hpts[i].h;
+        if (h->hint == PROMQL_FH_RESET) reset_seen = true;
+        if (h->hint == PROMQL_FH_NOT_RESET) not_reset_seen = true;
+        if (i == 0) continue;
+        bool rec = false;
+        double count = (double)(i + 1);
+        if (!incremental) {
+            promql_fh *s2 = promql_fh_copy(sum), *c2 = promql_fh_copy(comp);
+            if (promql_fh_kahan_add(s2, h, c2, NULL, &rec) < 0) {
+                promql_fh_free(s2);
+                promql_fh_free(c2);
+                rc = -1;
+                break;
+            }
+            rec_seen = rec_seen || rec;
+            bool overflow = isinf(s2->count) || isinf(s2->sum) || isinf(s2->zero_count);
+            for (size_t k = 0; k < s2->n_pos && !overflow; k++)
+                overflow = isinf(s2->pos[k].count);
+            for (size_t k = 0; k < s2->n_neg && !overflow; k++)
+                overflow = isinf(s2->neg[k].count);
+            if (!avg || !overflow) {
+                promql_fh_free(sum);
+                promql_fh_free(comp);
+                sum = s2;
+                comp = c2;
+                continue;
+            }
+            promql_fh_free(s2);
+            promql_fh_free(c2);
+            incremental = true;
+            mean = promql_fh_copy(sum);
+            promql_fh_scale(mean, count - 1, true);
+            promql_fh_scale(comp, count - 1, true);
+        }
+        double q = (count - 1) / count;
+        promql_fh_scale(comp, q, false);
+        promql_fh_scale(mean, q, false);
+        promql_fh *add = promql_fh_copy(h);
+        promql_fh_scale(add, count, true);
+        if (promql_fh_kahan_add(mean, add, comp, NULL, &rec) < 0) rc = -1;
+        rec_seen = rec_seen || rec;
+        promql_fh_free(add);
+        if (rc < 0) break;
+    }
+    if (rc < 0) {
+        promql_fh_free(sum);
+        promql_fh_free(comp);
+        promql_fh_free(mean);
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        return 0;
+    }
+    if (reset_seen && not_reset_seen)
+        promql_anno_add(c->anno, PROMQL_ANNO_WARNING, pos,
+                        "conflicting counter resets during histogram aggregation");
+    if (rec_seen) reconciled_info(c, pos, "aggregation");
+    if (incremental) {
+        promql_fh_kahan_finish(mean, comp);
+        promql_fh_free(sum);
+        sum = mean;
+    } else if (avg) {
+        promql_fh_scale(sum, (double)c->nh, true);
+        promql_fh_scale(comp, (double)c->nh, true);
+        promql_fh_kahan_finish(sum, comp);
+    } else {
+        promql_fh_kahan_finish(sum, comp);
+    }
+    promql_fh_free(comp);
+    promql_fh_compact(sum);
+    *out = sum;
+    return 1;
+}
+
+/* interpolateHistograms: the value at t between (t1, h1) and (t2, h2);
+ * NULL on incompatible schemas. */
+static promql_fh *hist_interpolate(const promql_fcall *c, const promql_fh *h1, int64_t t1,
+                                   const promql_fh *h2, int64_t t2, int64_t t, bool counter,
+                                   uint32_t pos)
+{
+    if (t == t1) return promql_fh_copy(h1);
+    if (t == t2) return promql_fh_copy(h2);
+    double frac = (double)(t - t1) / (double)(t2 - t1);
+    promql_fh *r = promql_fh_copy(h2);
+    if (counter && promql_fh_detect_reset(h2, h1)) {
+        promql_fh_scale(r, frac, false);
+        return r;
+    }
+    bool rec = false;
+    if (promql_fh_add(r, h1, true, NULL, &rec) < 0) {
+        promql_fh_free(r);
+        return NULL;
+    }
+    if (rec) reconciled_info(c, pos, "subtraction");
+    promql_fh_scale(r, frac, false);
+    if (promql_fh_add(r, h1, false, NULL, &rec) < 0) {
+        promql_fh_free(r);
+        return NULL;
+    }
+    if (rec) reconciled_info(c, pos, "addition");
+    return r;
+}
+
+/* h += o with Prometheus's annotations; false (warned) on incompatible
+ * schemas. */
+static bool hist_add_anno(const promql_fcall *c, promql_fh *h, const promql_fh *o, bool sub,
+                          uint32_t pos)
+{
+    bool rec = false;
+    if (promql_fh_add(h, o, sub, NULL, &rec) < 0) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        return false;
+    }
+    if (rec) reconciled_info(c, pos, sub ? "subtraction" : "addition");
+    return true;
+}
+
+/* extendedHistogramRate: rate, increase, delta over anchored or smoothed
+ * range selectors. */
+static int hist_extended(const promql_fcall *c, bool counter, bool rate, uint32_t pos,
+                         promql_fh **out)
+{
+    const promql_hpoint *h = c->hpts;
+    size_t last = c->nh - 1;
+    int64_t range_start = c->ts - (c->range_ms + c->offset_ms), range_end = c->ts - c->offset_ms;
+    size_t first = 0;
+    while (first < last && !(h[first].t > range_start))
+        first++;
+    first = first > 0 ? first - 1 : 0;
+    if (c->smoothed) {
+        size_t l = 0;
+        while (l < last && !(h[l].t >= range_end))
+            l++;
+        last = l;
+    }
+    if (h[last].t <= range_start) return 0;
+    if (c->smoothed && h[first].t > range_end) return 0;
+    bool custom = promql_fh_custom(h[first].h);
+    for (size_t i = first; i <= last; i++) {
+        if (promql_fh_custom(h[i].h) != custom) {
+            hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+            return 0;
+        }
+        if (counter && h[i].h->hint == PROMQL_FH_GAUGE) hist_warn_named(c, pos, NOT_COUNTER_MSG);
+    }
+    promql_fh *left, *right;
+    if (c->smoothed && h[first].t < range_start)
+        left = hist_interpolate(c, h[first].h, h[first].t, h[first + 1].h, h[first + 1].t,
+                                range_start, counter, pos);
+    else
+        left = promql_fh_copy(h[first].h);
+    if (c->smoothed && last > 0 && h[last].t > range_end)
+        right = hist_interpolate(c, h[last - 1].h, h[last - 1].t, h[last].h, h[last].t, range_end,
+                                 counter, pos);
+    else
+        right = promql_fh_copy(h[last].h);
+    promql_fh *res = NULL, *corr = NULL;
+    if (!left || !right) {
+        hist_warn_named(c, pos, MIXED_SCHEMA_MSG);
+        goto out;
+    }
+    if (!counter && (left->hint != PROMQL_FH_GAUGE || right->hint != PROMQL_FH_GAUGE))
+        hist_warn_named(c, pos, NOT_GAUGE_MSG);
+    res = promql_fh_copy(right);
+    if (!hist_add_anno(c, res, left, true, pos)) goto fail;
+    if (counter) {
+        size_t f = first + 1;
+        const promql_fh *prev = left;
+        if (c->smoothed && h[first].t < range_start &&
+            promql_fh_detect_reset(h[first + 1].h, h[first].h)) {
+            prev = h[first + 1].h;
+            f++;
+        }
+        for (size_t i = f; i + 1 <= last; i++) { /* h[f .. last-1] */
+            if (promql_fh_detect_reset(h[i].h, prev)) {
+                if (!corr)
+                    corr = promql_fh_copy(prev);
+                else if (!hist_add_anno(c, corr, prev, false, pos))
+                    goto fail;
+            }
+            prev = h[i].h;
+        }
+        if (f <= last && promql_fh_detect_reset(right, prev)) {
+            if (!corr)
+                corr = promql_fh_copy(prev);
+            else if (!hist_add_anno(c, corr, prev, false, pos))
+                goto fail;
+        }
+        if (corr && !hist_add_anno(c, res, corr, false, pos)) goto fail;
+    }
+    if (rate) promql_fh_scale(res, (double)c->range_ms / 1000.0, true);
+    res->hint = PROMQL_FH_GAUGE;
+    promql_fh_compact(res);
+    *out = res;
+    res = NULL;
+    promql_fh_free(left);
+    promql_fh_free(right);
+    promql_fh_free(corr);
+    return 1;
+fail:
+    promql_fh_free(res);
+out:
+    promql_fh_free(left);
+    promql_fh_free(right);
+    promql_fh_free(corr);
+    return 0;
+}
+
+int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out)
+{
+    const char *f = c->call->call.func->name;
+    size_t fl = strlen(f);
+#define IS(s) (fl == sizeof(s) - 1 && memcmp(f, s, fl) == 0)
+    uint32_t pos = arg_pos(c, 0);
+    *out = NULL;
+    if (IS("count_over_time")) {
+        *v = (double)(c->n + c->nh);
+        return 1;
+    }
+    if (IS("present_over_time") || IS("absent_over_time")) {
+        *v = 1;
+        return 1;
+    }
+    if (IS("ts_of_last_over_time") || IS("ts_of_first_over_time")) {
+        bool last = IS("ts_of_last_over_time");
+        int64_t t = last ? c->hpts[c->nh - 1].t : c->hpts[0].t;
+        if (c->n) {
+            int64_t ft = last ? c->pts[c->n - 1].t : c->pts[0].t;
+            if (last ? ft > t : ft < t) t = ft;
+        }
+        *v = (double)t / 1000;
+        return 1;
+    }
+    if (c->n && (IS("min_over_time") || IS("max_over_time") || IS("stddev_over_time") ||
+                 IS("stdvar_over_time") || IS("mad_over_time") || IS("quantile_over_time") ||
+                 IS("deriv") || IS("predict_linear") || IS("double_exponential_smoothing"))) {
+        buf b;
+        buf_init(&b, BUF_UNLIMITED);
+        const char *name;
+        size_t nl = metric_name(c->metric, &name);
+        expfmt_quote_go(buf_sink, &b, nl ? name : "", nl);
+        promql_anno_add(c->anno, PROMQL_ANNO_INFO, pos,
+                        "ignored histograms in a range containing both floats and histograms for "
+                        "metric name %s",
+                        buf_cstr(&b));
+        buf_cleanup(&b);
+        return -2;
+    }
+    if (IS("last_over_time") || IS("first_over_time")) {
+        bool last = IS("last_over_time");
+        bool use_h = c->n == 0 || (last ? c->hpts[c->nh - 1].t > c->pts[c->n - 1].t
+                                        : c->hpts[0].t < c->pts[0].t);
+        if (!use_h) return -2;
+        *out = promql_fh_copy(c->hpts[last ? c->nh - 1 : 0].h);
+        return 1;
+    }
+    if (IS("resets") || IS("changes")) {
+        bool resets = IS("resets");
+        size_t i = 0, j = 0, cnt = 0;
+        if (c->anchored) { /* pickFirstSampleIndices */
+            int64_t rs = c->ts - (c->range_ms + c->offset_ms);
+            size_t fle = 0, hle = 0; /* counts of points at or before the range start */
+            while (fle < c->n && c->pts[fle].t <= rs)
+                fle++;
+            while (hle < c->nh && c->hpts[hle].t <= rs)
+                hle++;
+            if (fle >= c->n && hle >= c->nh) return 0;
+            if (fle == 0 && hle == 0) {
+                /* from the start */
+            } else if (hle == 0 || (fle > 0 && c->pts[fle - 1].t >= c->hpts[hle - 1].t)) {
+                i = fle - 1;
+                j = hle;
+            } else {
+                i = fle;
+                j = hle - 1;
+            }
+        }
+        const promql_fh *ph = NULL;
+        double pf = 0;
+        bool first = true;
+        while (i < c->n || j < c->nh) {
+            const promql_fh *ch = NULL;
+            double cf = 0;
+            if (j >= c->nh || (i < c->n && c->pts[i].t < c->hpts[j].t)) {
+                cf = c->pts[i++].v;
+            } else {
+                ch = c->hpts[j++].h;
+            }
+            if (!first) {
+                if (!ph && !ch) {
+                    if (resets ? cf < pf : (cf != pf && !(isnan(cf) && isnan(pf)))) cnt++;
+                } else if (!ph || !ch) {
+                    cnt++;
+                } else if (resets ? promql_fh_detect_reset(ch, ph) : !promql_fh_equal(ch, ph)) {
+                    cnt++;
+                }
+            }
+            first = false;
+            ph = ch;
+            pf = cf;
+        }
+        *v = (double)cnt;
+        return 1;
+    }
+    bool anch = c->anchored || c->smoothed;
+    if (IS("rate") || IS("increase") || IS("delta")) {
+        if (c->n) {
+            hist_warn_named(c, pos, MIXED_MSG);
+            return 0;
+        }
+        if (anch) return hist_extended(c, !IS("delta"), IS("rate"), pos, out);
+        return hist_extrapolated(c, !IS("delta"), IS("rate"), pos, out);
+    }
+    if (IS("irate") || IS("idelta")) return hist_instant(c, IS("irate"), pos, v, out);
+    if (IS("sum_over_time") || IS("avg_over_time")) {
+        if (c->n) {
+            hist_warn_named(c, pos, MIXED_MSG);
+            return 0;
+        }
+        return hist_sum_avg(c, IS("avg_over_time"), pos, out);
+    }
+#undef IS
+    return -2;
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */
@@ -1721,7 +2572,7 @@ static int f_histogram_quantiles(promql_fcall *c)
 
 static const promql_fdef fdefs[] = {
     {"abs", NULL, f_abs, 0},
-    {"absent", NULL, f_absent, 0},
+    {"absent", NULL, f_absent, PROMQL_F_HIST},
     {"absent_over_time", f_absent_over_time, NULL, 0},
     {"acos", NULL, f_acos, 0},
     {"acosh", NULL, f_acosh, 0},
@@ -1750,14 +2601,14 @@ static const promql_fdef fdefs[] = {
     {"exp", NULL, f_exp, 0},
     {"first_over_time", f_first_over_time, NULL, PROMQL_F_KEEP_NAME},
     {"floor", NULL, f_floor, 0},
-    {"histogram_avg", NULL, f_nothing, 0},
-    {"histogram_count", NULL, f_nothing, 0},
-    {"histogram_fraction", NULL, f_histogram_fraction, 0},
-    {"histogram_quantile", NULL, f_histogram_quantile, 0},
-    {"histogram_quantiles", NULL, f_histogram_quantiles, 0},
-    {"histogram_stddev", NULL, f_nothing, 0},
-    {"histogram_stdvar", NULL, f_nothing, 0},
-    {"histogram_sum", NULL, f_nothing, 0},
+    {"histogram_avg", NULL, f_histogram_avg, PROMQL_F_HIST},
+    {"histogram_count", NULL, f_histogram_count, PROMQL_F_HIST},
+    {"histogram_fraction", NULL, f_histogram_fraction, PROMQL_F_HIST},
+    {"histogram_quantile", NULL, f_histogram_quantile, PROMQL_F_HIST},
+    {"histogram_quantiles", NULL, f_histogram_quantiles, PROMQL_F_HIST},
+    {"histogram_stddev", NULL, f_histogram_stddev, PROMQL_F_HIST},
+    {"histogram_stdvar", NULL, f_histogram_stdvar, PROMQL_F_HIST},
+    {"histogram_sum", NULL, f_histogram_sum, PROMQL_F_HIST},
     {"hour", NULL, f_hour, AT_UNSAFE},
     {"idelta", f_idelta, NULL, 0},
     {"increase", f_increase, NULL, ANCH | SMOOTH | PROMQL_F_RESETS | PROMQL_F_ST},

@@ -25,6 +25,7 @@
 #include "hmap.h"
 #include "labels.h"
 #include "promql/anno.h"
+#include "promql/histogram.h"
 #include "promql/ast.h"
 #include "promql/eval.h"
 #include "promql/parse.h"
@@ -84,6 +85,12 @@ typedef struct promql_esample {
     double f;
     int64_t t;
     bool drop_name;
+    /* A native histogram sample (f unused), or NULL. In an input vector it
+     * is borrowed from the input matrix; in an output vector it is owned
+     * by the vector when h_owned (freed or moved by the engine), borrowed
+     * from an input otherwise. */
+    promql_fh *h;
+    bool h_owned;
 } promql_esample;
 
 typedef struct promql_evec {
@@ -92,6 +99,11 @@ typedef struct promql_evec {
 } promql_evec;
 
 void promql_evec_push(promql_evec *v, const labels *metric, double f, int64_t t, bool drop_name);
+/* Pushes a histogram sample; the vector owns h if owned. */
+void promql_evec_push_h(promql_evec *v, const labels *metric, promql_fh *h, bool owned, int64_t t,
+                        bool drop_name);
+/* Frees the owned histograms of v's samples and empties it (keeps the array). */
+void promql_evec_reset(promql_evec *v);
 void promql_evec_free(promql_evec *v);
 
 /* A set of label sets created during one node's evaluation. put() takes an
@@ -145,6 +157,9 @@ typedef struct promql_fcall {
     /* optional, for PROMQL_F_ST functions: the start timestamps of pts (0 =
      * unknown), NULL when the series has none */
     const int64_t *st;
+    /* range functions: the native histogram points of the window (borrowed) */
+    const promql_hpoint *hpts;
+    size_t nh;
 } promql_fcall;
 
 /* Returns 1 and sets *out if the window yields a value, 0 if not, or a
@@ -154,15 +169,16 @@ typedef int (*promql_range_fn)(const promql_fcall *c, double *out);
 typedef int (*promql_vec_fn)(promql_fcall *c);
 
 enum {
-    PROMQL_F_KEEP_NAME = 1 << 0,      /* last_over_time, first_over_time: output keeps __name__ */
-    PROMQL_F_AT_UNSAFE = 1 << 1,      /* AtModifierUnsafeFunctions */
-    PROMQL_F_ANCHORED_SAFE = 1 << 2,  /* may take an anchored range selector */
-    PROMQL_F_SMOOTHED_SAFE = 1 << 3,  /* may take a smoothed range selector */
-    PROMQL_F_SORT = 1 << 4,           /* warns in range queries */
-    PROMQL_F_SPECIAL = 1 << 5,        /* evaluated by eval.c itself */
-    PROMQL_F_QUERY_CONST = 1 << 6,    /* start(), end(), range(), step(): folded per query */
-    PROMQL_F_RESETS = 1 << 7,         /* uses promql_fcall.resets when given */
-    PROMQL_F_ST = 1 << 8,             /* uses promql_fcall.st (use_start_timestamps) */
+    PROMQL_F_KEEP_NAME = 1 << 0,     /* last_over_time, first_over_time: output keeps __name__ */
+    PROMQL_F_AT_UNSAFE = 1 << 1,     /* AtModifierUnsafeFunctions */
+    PROMQL_F_ANCHORED_SAFE = 1 << 2, /* may take an anchored range selector */
+    PROMQL_F_SMOOTHED_SAFE = 1 << 3, /* may take a smoothed range selector */
+    PROMQL_F_SORT = 1 << 4,          /* warns in range queries */
+    PROMQL_F_SPECIAL = 1 << 5,       /* evaluated by eval.c itself */
+    PROMQL_F_QUERY_CONST = 1 << 6,   /* start(), end(), range(), step(): folded per query */
+    PROMQL_F_RESETS = 1 << 7,        /* uses promql_fcall.resets when given */
+    PROMQL_F_ST = 1 << 8,            /* uses promql_fcall.st (use_start_timestamps) */
+    PROMQL_F_HIST = 1 << 9,          /* vector function that reads histogram samples (esample.h) */
 };
 
 /* Whether the start timestamp cur_st of the sample at cur_t says that the
@@ -193,6 +209,13 @@ typedef struct promql_fdef {
     promql_vec_fn vec;
     unsigned flags;
 } promql_fdef;
+
+/* A range function over a window with native histogram points (c->nh >
+ * 0; floats may be there too), as Prometheus evaluates it: returns 1 with
+ * a float result in *v or a histogram one in *out (new, caller frees), 0
+ * for no result (annotations added), or -2 when the function ignores
+ * histograms (the caller evaluates the float points alone). */
+int promql_range_hist(const promql_fcall *c, double *v, promql_fh **out);
 
 /* The implementation of the function called `name`, or NULL. */
 const promql_fdef *promql_func_find(const char *name);

@@ -12,7 +12,7 @@ typedef struct ms_point {
     int64_t t;
     double v;
     int64_t st; /* start timestamp; 0 = unknown */
-    bool hist;  /* a native histogram sample (value not kept) */
+    promql_fh *h; /* a native histogram sample (owned), or NULL */
 } ms_point;
 
 typedef struct ms_series {
@@ -40,6 +40,8 @@ memstore *memstore_new(size_t max_points)
 void memstore_clear(memstore *ms)
 {
     for (size_t i = 0; i < ms->n; i++) {
+        for (size_t k = 0; k < ms->series[i]->n; k++)
+            promql_fh_free(ms->series[i]->pts[k].h);
         labels_free(ms->series[i]->ls);
         mem_free(ms->series[i]->pts);
         mem_free(ms->series[i]);
@@ -96,8 +98,8 @@ static size_t lower_bound(const ms_point *p, size_t n, int64_t t)
     return lo;
 }
 
-static int put_point(memstore *ms, const labels *ls, int64_t t, double v, int64_t st, bool hist,
-                     buf *err)
+static int put_point(memstore *ms, const labels *ls, int64_t t, double v, int64_t st,
+                     const promql_fh *hist, buf *err)
 {
     ms_series *s = series_get(ms, ls, err);
     if (!s) return -EINVAL;
@@ -105,7 +107,8 @@ static int put_point(memstore *ms, const labels *ls, int64_t t, double v, int64_
     if (i < s->n && s->pts[i].t == t) {
         s->pts[i].v = v;
         s->pts[i].st = st;
-        s->pts[i].hist = hist;
+        promql_fh_free(s->pts[i].h);
+        s->pts[i].h = hist ? promql_fh_copy(hist) : NULL;
         return 0;
     }
     if (ms->points >= ms->max_points) {
@@ -114,7 +117,7 @@ static int put_point(memstore *ms, const labels *ls, int64_t t, double v, int64_
     }
     s->pts = mem_grow(s->pts, sizeof *s->pts, s->n + 1, &s->cap);
     memmove(s->pts + i + 1, s->pts + i, (s->n - i) * sizeof *s->pts);
-    s->pts[i] = (ms_point){t, v, st, hist};
+    s->pts[i] = (ms_point){t, v, st, hist ? promql_fh_copy(hist) : NULL};
     s->n++;
     ms->points++;
     return 0;
@@ -122,17 +125,18 @@ static int put_point(memstore *ms, const labels *ls, int64_t t, double v, int64_
 
 int memstore_append(memstore *ms, const labels *ls, int64_t t, double v, buf *err)
 {
-    return put_point(ms, ls, t, v, 0, false, err);
+    return put_point(ms, ls, t, v, 0, NULL, err);
 }
 
 int memstore_append_st(memstore *ms, const labels *ls, int64_t t, double v, int64_t st, buf *err)
 {
-    return put_point(ms, ls, t, v, st, false, err);
+    return put_point(ms, ls, t, v, st, NULL, err);
 }
 
-int memstore_append_histogram(memstore *ms, const labels *ls, int64_t t, buf *err)
+int memstore_append_histogram(memstore *ms, const labels *ls, int64_t t, const promql_fh *h,
+                              buf *err)
 {
-    return put_point(ms, ls, t, 0, 0, true, err);
+    return put_point(ms, ls, t, 0, 0, h, err);
 }
 
 size_t memstore_series_count(const memstore *ms)
@@ -150,6 +154,22 @@ static int cmp_series(const void *a, const void *b)
     return labels_compare(((const promql_series *)a)->metric, ((const promql_series *)b)->metric);
 }
 
+/* The counter reset hint a histogram sample reads back with from
+ * Prometheus's head chunks: gauge histograms keep theirs; the first of a
+ * run of histograms (after a float, a gauge or nothing) is unknown unless
+ * written as a reset; a later one that is a detected reset starts a new
+ * chunk and reads back as unknown (prometheus/prometheus#15346), the
+ * others as not_reset. */
+static enum promql_fh_hint stored_hint(const promql_fh *h, const promql_fh *prev)
+{
+    if (h->hint == PROMQL_FH_GAUGE) return PROMQL_FH_GAUGE;
+    if (h->hint == PROMQL_FH_RESET) return PROMQL_FH_RESET;
+    if (!prev || prev->hint == PROMQL_FH_GAUGE) return PROMQL_FH_UNKNOWN;
+    promql_fh tmp = *h;
+    tmp.hint = PROMQL_FH_UNKNOWN;
+    return promql_fh_detect_reset(&tmp, prev) ? PROMQL_FH_UNKNOWN : PROMQL_FH_NOT_RESET;
+}
+
 int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, int64_t maxt,
                     promql_matrix *out, buf *err)
 {
@@ -158,25 +178,41 @@ int memstore_select(void *ctx, const label_matcher *m, size_t n, int64_t mint, i
     for (size_t i = 0; i < ms->n; i++) {
         const ms_series *s = ms->series[i];
         if (!labels_match_all(s->ls, m, n)) continue;
-        size_t lo = lower_bound(s->pts, s->n, mint), hi = lo, floats = 0, sts = 0;
+        size_t lo = lower_bound(s->pts, s->n, mint), hi = lo, floats = 0, sts = 0, hists = 0;
         for (; hi < s->n && s->pts[hi].t <= maxt; hi++) {
-            if (s->pts[hi].hist) {
+            if (s->pts[hi].h) {
                 ms->hist_selected++;
+                hists++;
             } else {
                 floats++;
                 sts += s->pts[hi].st != 0;
             }
         }
-        if (!floats) continue;
+        if (!floats && !hists) continue;
         out->v = mem_grow(out->v, sizeof *out->v, out->n + 1, &out->cap);
         promql_series *ps = &out->v[out->n++];
         memset(ps, 0, sizeof *ps);
         ps->metric = labels_dup(s->ls);
-        ps->pts = mem_malloc(floats * sizeof *ps->pts);
+        if (floats) ps->pts = mem_malloc(floats * sizeof *ps->pts);
         ps->cap = floats;
         if (sts) ps->st = mem_malloc(floats * sizeof *ps->st);
+        const promql_fh *prev = NULL; /* the histogram before point k, if point k-1 is one */
+        size_t k0 = lo;
+        if (hists) { /* hints depend on the history: start where the run of histograms starts */
+            while (k0 > 0 && s->pts[k0 - 1].h)
+                k0--;
+        }
+        for (size_t k = k0; k < lo; k++)
+            prev = s->pts[k].h;
         for (size_t k = lo; k < hi; k++) {
-            if (s->pts[k].hist) continue;
+            if (s->pts[k].h) {
+                promql_fh *h = promql_fh_copy(s->pts[k].h);
+                h->hint = stored_hint(s->pts[k].h, prev);
+                promql_series_add_hist(ps, s->pts[k].t, h);
+                prev = s->pts[k].h;
+                continue;
+            }
+            prev = NULL;
             if (ps->st) ps->st[ps->n] = s->pts[k].st;
             ps->pts[ps->n++] = (promql_fpoint){s->pts[k].t, s->pts[k].v};
         }

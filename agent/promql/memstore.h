@@ -9,10 +9,14 @@
  * so it is linear in the number of series: fine for test data, not meant
  * for scraped data (that is the store's job).
  *
- * Native histograms do not exist in the engine yet. A histogram sample can
- * be recorded (memstore_append_histogram) so that the data is complete
- * and a caller can tell whether a query touched histograms
- * (memstore_histograms_selected); select() leaves such points out.
+ * Native histogram samples (memstore_append_histogram) are kept with their
+ * values; select() returns them as the series' histogram points
+ * (promql_series.hpts) and counts them (memstore_histograms_selected).
+ * Their counter reset hints come back as from Prometheus's head chunks
+ * (what promqltest and promtool compare): gauge stays gauge; the first of
+ * a run of histogram samples is unknown (reset if written so), each later
+ * one unknown when FloatHistogram.DetectReset sees a reset (a new chunk,
+ * whose hint Prometheus loses: its issue 15346), else not_reset.
  *
  * Not thread-safe: one owner. */
 #ifndef SIDEWATCH_PROMQL_MEMSTORE_H
@@ -49,11 +53,11 @@ int memstore_append(memstore *ms, const labels *ls, int64_t t, double v, buf *er
 /* memstore_append with the sample's start timestamp st (ms; 0 = unknown,
  * as memstore_append): the promqltest `@st` lines. */
 int memstore_append_st(memstore *ms, const labels *ls, int64_t t, double v, int64_t st, buf *err);
-/* Records that series `ls` has a native histogram sample at t (replacing
- * a float point at t, and replaced by a later float append at t). Its
- * value is not kept until the engine has histograms. Errors as
- * memstore_append. */
-int memstore_append_histogram(memstore *ms, const labels *ls, int64_t t, buf *err);
+/* Adds the native histogram sample (t, *h) to series `ls` (h borrowed and
+ * copied), replacing a point at t (and replaced by a later append at t).
+ * Errors as memstore_append. */
+int memstore_append_histogram(memstore *ms, const labels *ls, int64_t t, const promql_fh *h,
+                              buf *err);
 
 /* Number of series and of points held. */
 size_t memstore_series_count(const memstore *ms);
@@ -62,10 +66,10 @@ size_t memstore_point_count(const memstore *ms);
 /* The promql_queryable select() callback; ctx is a memstore. Fills *out
  * (empty on entry; the caller owns what is put in it and frees it with
  * promql_matrix_cleanup) with copies of the series matching every matcher
- * that have float points in [mint, maxt], with those points in time
- * order, sorted by labels (labels_compare). A series gets start
- * timestamps (promql_series.st) when one of those points has one.
- * Histogram points in the range are left out and counted
+ * that have points in [mint, maxt], with those points in time order
+ * (floats in pts, histograms in hpts), sorted by labels (labels_compare).
+ * A series gets start timestamps (promql_series.st) when one of its float
+ * points has one. Histogram points are counted
  * (memstore_histograms_selected). Returns 0 (it does not fail). */
 int memstore_select(void *ctx, const label_matcher *ms, size_t n, int64_t mint, int64_t maxt,
                     promql_matrix *out, buf *err);

@@ -1937,6 +1937,96 @@ static void put_labels(buf *out, const labels *ls)
     labels_format(ls, out);
 }
 
+/* ---- histograms as engine values ---- */
+
+static promql_fh *fh_from_test(const promqltest_histogram *t)
+{
+    promql_fh *h = promql_fh_new();
+    h->schema = (int32_t)t->schema;
+    h->sum = t->sum;
+    h->count = t->count;
+    h->zero_count = t->zero_count;
+    h->zero_threshold = t->zero_threshold;
+    static const enum promql_fh_hint hints[] = {PROMQL_FH_UNKNOWN, PROMQL_FH_RESET,
+                                                PROMQL_FH_NOT_RESET, PROMQL_FH_GAUGE};
+    h->hint = hints[t->hint];
+    for (size_t i = 0; i < t->n_pos; i++)
+        promql_fh_set_bucket(h, true, (int32_t)(t->offset + (int64_t)i), t->pos[i]);
+    for (size_t i = 0; i < t->n_neg; i++)
+        promql_fh_set_bucket(h, false, (int32_t)(t->n_offset + (int64_t)i), t->neg[i]);
+    if (t->n_custom) {
+        h->custom = mem_malloc(t->n_custom * sizeof *h->custom);
+        memcpy(h->custom, t->custom, t->n_custom * sizeof *h->custom);
+        h->n_custom = t->n_custom;
+    }
+    return h;
+}
+
+promql_fh *promqltest_item_histogram(const promqltest_item *it)
+{
+    promql_fh *h = fh_from_test(it->h);
+    if (it->delta && it->k != 0) {
+        promql_fh *d = fh_from_test(it->delta);
+        promql_fh_scale(d, (double)(it->k < 0 ? -it->k : it->k), false);
+        promql_fh_add(h, d, it->k < 0, NULL, NULL);
+        promql_fh_free(d);
+    }
+    return h;
+}
+
+/* test.go's compareNativeHistogram over compacted histograms. */
+static bool fh_test_equal(const promql_fh *exp, const promql_fh *cur, bool hint_set)
+{
+    if (exp->schema != cur->schema || !promqltest_float_equal(exp->count, cur->count) ||
+        !promqltest_float_equal(exp->sum, cur->sum))
+        return false;
+    if (promql_fh_custom(exp)) {
+        if (exp->n_custom != cur->n_custom) return false;
+        for (size_t i = 0; i < exp->n_custom; i++)
+            if (exp->custom[i] != cur->custom[i]) return false;
+    }
+    if (exp->zero_threshold != cur->zero_threshold ||
+        !promqltest_float_equal(exp->zero_count, cur->zero_count))
+        return false;
+    for (int side = 0; side < 2; side++) {
+        const promql_fh_bucket *a = side ? exp->pos : exp->neg, *b = side ? cur->pos : cur->neg;
+        size_t na = side ? exp->n_pos : exp->n_neg, nb = side ? cur->n_pos : cur->n_neg;
+        size_t i = 0, j = 0;
+        for (;;) {
+            while (i < na && a[i].count == 0)
+                i++;
+            while (j < nb && b[j].count == 0)
+                j++;
+            if (i == na || j == nb) {
+                if (i != na || j != nb) return false;
+                break;
+            }
+            if (a[i].idx != b[j].idx || !promqltest_float_equal(a[i].count, b[j].count))
+                return false;
+            i++;
+            j++;
+        }
+    }
+    if (hint_set && exp->hint != cur->hint) return false;
+    return true;
+}
+
+/* Compares a histogram item with a result histogram. */
+static bool item_fh_equal(const promqltest_item *it, const promql_fh *cur)
+{
+    promql_fh *e = promqltest_item_histogram(it);
+    bool ok = fh_test_equal(e, cur, it->h->hint_set);
+    promql_fh_free(e);
+    return ok;
+}
+
+static void put_item_fh(buf *out, const promqltest_item *it)
+{
+    promql_fh *e = promqltest_item_histogram(it);
+    promql_fh_format(e, out);
+    promql_fh_free(e);
+}
+
 static const promqltest_expected *find_expected(const promqltest_eval *ev, const labels *ls)
 {
     /* Expectations are few; results may be many: a linear scan per result
@@ -1960,7 +2050,13 @@ static void put_series_result(buf *out, const promql_series *s)
         put_float(out, s->pts[i].v);
         buf_printf(out, " @[%" PRId64 "]", s->pts[i].t);
     }
-    buf_puts(out, "] and 0 histogram points []");
+    buf_printf(out, "] and %zu histogram point%s [", s->nh, s->nh == 1 ? "" : "s");
+    for (size_t i = 0; i < s->nh; i++) {
+        if (i) buf_putc(out, ' ');
+        promql_fh_format(s->hpts[i].h, out);
+        buf_printf(out, " @[%" PRId64 "]", s->hpts[i].t);
+    }
+    buf_putc(out, ']');
 }
 
 static void put_items(buf *out, const promqltest_series *s)
@@ -1972,7 +2068,7 @@ static void put_items(buf *out, const promqltest_series *s)
         if (it->kind == PROMQLTEST_ITEM_OMITTED)
             buf_putc(out, '_');
         else if (it->kind == PROMQLTEST_ITEM_HISTOGRAM)
-            buf_puts(out, "{{...}}");
+            put_item_fh(out, it);
         else
             put_float(out, it->v);
     }
@@ -2032,7 +2128,7 @@ static bool compare_matrix(const promqltest_eval *ev, const promql_matrix *m, bu
                 nf++;
         }
         if (!ok) break;
-        if (nf != s->n || nh != 0) {
+        if (nf != s->n || nh != s->nh) {
             buf_printf(why, "expected %zu float points and %zu histogram points for ", nf, nh);
             put_labels(why, x->s.ls);
             buf_puts(why, ", but got ");
@@ -2040,11 +2136,39 @@ static bool compare_matrix(const promqltest_eval *ev, const promql_matrix *m, bu
             ok = false;
             break;
         }
-        size_t k = 0;
+        size_t k = 0, kh = 0;
         for (size_t i = 0; i < x->s.n && ok; i++) {
             const promqltest_item *it = &x->s.items[i];
-            if (it->kind != PROMQLTEST_ITEM_FLOAT) continue;
             int64_t t = ev->start_ms + (int64_t)i * ev->step_ms;
+            if (it->kind == PROMQLTEST_ITEM_HISTOGRAM) {
+                const promql_hpoint *a = &s->hpts[kh];
+                if (a->t != t) {
+                    buf_printf(why, "expected histogram value at index %zu for ", kh);
+                    put_labels(why, x->s.ls);
+                    buf_printf(why,
+                               " to have timestamp %" PRId64 ", but it had timestamp %" PRId64
+                               " (result has ",
+                               t, a->t);
+                    put_series_result(why, s);
+                    buf_putc(why, ')');
+                    ok = false;
+                } else if (!item_fh_equal(it, a->h)) {
+                    buf_printf(why, "expected histogram value at index %zu (t=%" PRId64 ") for ",
+                               kh, a->t);
+                    put_labels(why, x->s.ls);
+                    buf_puts(why, " to be ");
+                    put_item_fh(why, it);
+                    buf_puts(why, ", but got ");
+                    promql_fh_format(a->h, why);
+                    buf_puts(why, " (result has ");
+                    put_series_result(why, s);
+                    buf_putc(why, ')');
+                    ok = false;
+                }
+                kh++;
+                continue;
+            }
+            if (it->kind != PROMQLTEST_ITEM_FLOAT) continue;
             const promql_fpoint *a = &s->pts[k];
             if (a->t != t) {
                 buf_printf(why, "expected float value at index %zu for ", k);
@@ -2099,7 +2223,10 @@ static bool compare_vector(const promqltest_eval *ev, const promql_vector *v, bu
             buf_puts(why, "unexpected metric ");
             put_labels(why, smp->metric);
             buf_puts(why, " in result, has value ");
-            put_float(why, smp->v);
+            if (smp->h)
+                promql_fh_format(smp->h, why);
+            else
+                put_float(why, smp->v);
             ok = false;
             break;
         }
@@ -2120,13 +2247,39 @@ static bool compare_vector(const promqltest_eval *ev, const promql_vector *v, bu
             break;
         }
         const promqltest_item *it = &x->s.items[0];
-        if (it->kind == PROMQLTEST_ITEM_HISTOGRAM) {
-            buf_puts(why, "expected histogram {{...}} for ");
-            put_labels(why, smp->metric);
-            buf_puts(why, " but got float value ");
-            put_float(why, smp->v);
-            ok = false;
-            break;
+        if (it->kind == PROMQLTEST_ITEM_HISTOGRAM || smp->h) {
+            if (it->kind != PROMQLTEST_ITEM_HISTOGRAM) {
+                buf_puts(why, "expected float value ");
+                put_float(why, it->v);
+                buf_puts(why, " for ");
+                put_labels(why, smp->metric);
+                buf_puts(why, " but got histogram ");
+                promql_fh_format(smp->h, why);
+                ok = false;
+                break;
+            }
+            if (!smp->h) {
+                buf_puts(why, "expected histogram ");
+                put_item_fh(why, it);
+                buf_puts(why, " for ");
+                put_labels(why, smp->metric);
+                buf_puts(why, " but got float value ");
+                put_float(why, smp->v);
+                ok = false;
+                break;
+            }
+            if (!item_fh_equal(it, smp->h)) {
+                buf_puts(why, "expected ");
+                put_item_fh(why, it);
+                buf_puts(why, " for ");
+                put_labels(why, smp->metric);
+                buf_puts(why, " but got ");
+                promql_fh_format(smp->h, why);
+                ok = false;
+                break;
+            }
+            seen[x - ev->expected] = true;
+            continue;
         }
         double want = it->kind == PROMQLTEST_ITEM_FLOAT ? it->v : 0;
         if (!promqltest_float_equal(want, smp->v)) {
@@ -2346,8 +2499,6 @@ bool promqltest_check_failure(const promqltest_eval *ev, const char *msg, buf *w
  * The runner
  * ========================================================================== */
 
-#define HIST_REASON "native histograms are not supported yet"
-
 typedef struct runner {
     const char *path;
     FILE *out;
@@ -2458,33 +2609,112 @@ static void report(runner *r, const promqltest_eval *ev, const char *reason, boo
     buf_cleanup(&o);
 }
 
-/* Classic-histogram families become native histograms (with custom
- * buckets) under load_with_nhcb: X_bucket{le=...}, X_count and X_sum with
- * otherwise equal labels give series X (no le) with one histogram sample
- * per timestamp. Their values wait for native histograms; the samples are
- * recorded so that queries reading them count as histogram evals. */
+/* Classic-histogram families become native histograms with custom
+ * buckets under load_with_nhcb (test.go's appendCustomHistogram and
+ * util/convertnhcb): X_bucket{le=...}, X_count and X_sum with otherwise
+ * equal labels give series X (no le) with one histogram per timestamp. */
+typedef struct nhcb_temp {
+    double *le, *cnt; /* buckets sorted by le, cumulative counts */
+    size_t n, cap;
+    double count, sum;
+    bool has_count, used, err;
+} nhcb_temp;
+
+typedef struct nhcb_group {
+    labels *ls;
+    nhcb_temp *at; /* per step index */
+    size_t n;
+} nhcb_group;
+
+static void nhcb_set_bucket(nhcb_temp *t, double le, double c)
+{
+    if (t->err) return;
+    if (c < 0) {
+        t->err = true;
+        return;
+    }
+    size_t i = 0;
+    while (i < t->n && t->le[i] < le)
+        i++;
+    if (i < t->n && t->le[i] == le) return;
+    if ((i > 0 && c < t->cnt[i - 1]) || (i < t->n && c > t->cnt[i])) {
+        t->err = true;
+        return;
+    }
+    size_t cap = t->cap;
+    t->le = mem_grow(t->le, sizeof *t->le, t->n + 1, &cap);
+    t->cnt = mem_grow(t->cnt, sizeof *t->cnt, t->n + 1, &t->cap);
+    memmove(t->le + i + 1, t->le + i, (t->n - i) * sizeof *t->le);
+    memmove(t->cnt + i + 1, t->cnt + i, (t->n - i) * sizeof *t->cnt);
+    t->le[i] = le;
+    t->cnt[i] = c;
+    t->n++;
+}
+
+/* TempHistogram.Convert; NULL with a message on an inconsistent family. */
+static promql_fh *nhcb_convert(nhcb_temp *t, buf *err)
+{
+    if (t->err) {
+        buf_puts(err, "invalid classic histogram for load_with_nhcb");
+        return NULL;
+    }
+    if (!t->has_count && t->n) {
+        t->count = t->cnt[t->n - 1];
+        t->has_count = true;
+    }
+    if (!t->n || t->le[t->n - 1] != INFINITY) nhcb_set_bucket(t, INFINITY, t->count);
+    if (t->err || t->count != t->cnt[t->n - 1]) {
+        buf_printf(err, "count mismatch: count=%g != le=+Inf count=%g", t->count,
+                   t->n ? t->cnt[t->n - 1] : 0.0);
+        return NULL;
+    }
+    promql_fh *h = promql_fh_new();
+    h->schema = PROMQL_FH_CUSTOM_SCHEMA;
+    h->count = t->count;
+    h->sum = t->sum;
+    if (t->n > 1) {
+        h->custom = mem_malloc((t->n - 1) * sizeof *h->custom);
+        h->n_custom = t->n - 1;
+    }
+    double prev = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->cnt[i] - prev != 0) promql_fh_set_bucket(h, true, (int32_t)i, t->cnt[i] - prev);
+        prev = t->cnt[i];
+        if (i + 1 < t->n) h->custom[i] = t->le[i];
+    }
+    return h;
+}
+
 static int load_nhcb(memstore *ms, const promqltest_load *ld, buf *err)
 {
-    for (size_t i = 0; i < ld->n_series; i++) {
+    nhcb_group *g = NULL;
+    size_t ng = 0, gcap = 0;
+    int rc = 0;
+    for (size_t i = 0; i < ld->n_series && rc == 0; i++) {
         const promqltest_series *s = &ld->series[i];
         size_t nl;
         const char *name = labels_metric_name(s->ls, &nl);
         size_t base;
+        int kind;
+        double le = 0;
         if (strutil_has_suffix(name, nl, "_bucket")) {
             base = nl - 7;
+            kind = 0;
             size_t vl;
-            const char *le = labels_get(s->ls, "le", 2, &vl);
-            if (!le) {
+            const char *lv = labels_get(s->ls, "le", 2, &vl);
+            if (!lv) {
                 buf_puts(err, "expected bucket label in metric ");
                 labels_format(s->ls, err);
-                return -EINVAL;
+                rc = -EINVAL;
+                break;
             }
-            double b;
-            if (expfmt_parse_float(le, vl, &b) != 0 || isnan(b)) continue;
-        } else if (strutil_has_suffix(name, nl, "_count")) {
-            base = nl - 6;
+            if (expfmt_parse_float(lv, vl, &le) != 0 || isnan(le)) continue;
         } else if (strutil_has_suffix(name, nl, "_sum")) {
             base = nl - 4;
+            kind = 2;
+        } else if (strutil_has_suffix(name, nl, "_count")) {
+            base = nl - 6;
+            kind = 1;
         } else {
             continue;
         }
@@ -2495,15 +2725,56 @@ static int load_nhcb(memstore *ms, const promqltest_load *ld, buf *err)
         labels_builder_del(&b, "le", 2);
         labels *h = labels_builder_finish(&b, NULL);
         labels_builder_cleanup(&b);
-        int rc = 0;
-        for (size_t k = 0; k < s->n && rc == 0; k++) {
-            if (s->items[k].kind != PROMQLTEST_ITEM_FLOAT) continue;
-            rc = memstore_append_histogram(ms, h, (int64_t)k * ld->step_ms, err);
+        size_t gi = 0;
+        while (gi < ng && !labels_equal(g[gi].ls, h))
+            gi++;
+        if (gi == ng) {
+            g = mem_grow(g, sizeof *g, ng + 1, &gcap);
+            g[ng++] = (nhcb_group){h, NULL, 0};
+        } else {
+            labels_free(h);
         }
-        labels_free(h);
-        if (rc < 0) return rc;
+        nhcb_group *gr = &g[gi];
+        if (gr->n < s->n) {
+            gr->at = mem_realloc(gr->at, s->n * sizeof *gr->at);
+            memset(gr->at + gr->n, 0, (s->n - gr->n) * sizeof *gr->at);
+            gr->n = s->n;
+        }
+        for (size_t k = 0; k < s->n; k++) {
+            if (s->items[k].kind != PROMQLTEST_ITEM_FLOAT) continue;
+            nhcb_temp *t = &gr->at[k];
+            t->used = true;
+            double f = s->items[k].v;
+            if (kind == 0) {
+                nhcb_set_bucket(t, le, f);
+            } else if (kind == 1 && !t->err) {
+                if (f < 0) t->err = true;
+                t->count = f;
+                t->has_count = true;
+            } else if (!t->err) {
+                t->sum = f;
+            }
+        }
     }
-    return 0;
+    for (size_t gi = 0; gi < ng; gi++) {
+        for (size_t k = 0; k < g[gi].n; k++) {
+            nhcb_temp *t = &g[gi].at[k];
+            if (rc == 0 && t->used) {
+                promql_fh *h = nhcb_convert(t, err);
+                if (!h)
+                    rc = -EINVAL;
+                else
+                    rc = memstore_append_histogram(ms, g[gi].ls, (int64_t)k * ld->step_ms, h, err);
+                promql_fh_free(h);
+            }
+            mem_free(t->le);
+            mem_free(t->cnt);
+        }
+        mem_free(g[gi].at);
+        labels_free(g[gi].ls);
+    }
+    mem_free(g);
+    return rc;
 }
 
 static int run_load(memstore *ms, const promqltest_load *ld, buf *err)
@@ -2522,7 +2793,9 @@ static int run_load(memstore *ms, const promqltest_load *ld, buf *err)
             } else if (it->kind == PROMQLTEST_ITEM_FLOAT) {
                 rc = memstore_append_st(ms, s->ls, t, it->v, st, err);
             } else if (it->kind == PROMQLTEST_ITEM_HISTOGRAM) {
-                rc = memstore_append_histogram(ms, s->ls, t, err);
+                promql_fh *h = promqltest_item_histogram(it);
+                rc = memstore_append_histogram(ms, s->ls, t, h, err);
+                promql_fh_free(h);
             }
             if (rc < 0) {
                 buf_printf(err, " (series at line %" PRIu32 ")", s->line);
@@ -2577,10 +2850,7 @@ static void run_eval(runner *r, memstore *ms, const promqltest_eval *ev, const p
     buf_init(&why, BUF_UNLIMITED);
     bool pass;
     const char *err_text = rc < 0 ? buf_cstr(&err.msg) : NULL;
-    if (hist) {
-        pass = false;
-        buf_puts(&why, HIST_REASON);
-    } else if (rc < 0) {
+    if (rc < 0) {
         if (eval_is_fail(ev)) {
             pass = promqltest_check_failure(ev, err_text, &why);
         } else {

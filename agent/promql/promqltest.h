@@ -18,12 +18,14 @@
  * each instant eval with `@` and as a range query), and says so in its
  * first output line. `name{...}@st <offsets>` lines give the start
  * timestamps of the float samples of the line that follows (a histogram
- * sample's start timestamp is dropped with its value).
+ * sample's start timestamp is dropped).
  *
- * Native histograms do not exist in the engine yet: an eval whose
- * expectations contain `{{...}}` or whose selectors read histogram samples
- * (native or load_with_nhcb) is a "histogram eval" and fails with "native
- * histograms are not supported yet". In a rejected file (see
+ * Histogram items are loaded as engine histograms (promql/histogram.h)
+ * and `{{...}}` expectations compared as test.go's compareNativeHistogram
+ * does. load_with_nhcb also loads each classic histogram family as a
+ * custom-bucket native histogram (convertnhcb's rules). An eval whose expectations contain
+ * `{{...}}` or whose selectors read histogram samples is counted as a "histogram eval"
+ * (promqltest_counts). In a rejected file (see
  * promqltest_run_file) nothing runs, so an eval counts as a histogram eval
  * when `{{` appears in its block or in a load since the last `clear`, or
  * load_with_nhcb was used since. */
@@ -114,6 +116,11 @@ typedef struct promqltest_series {
  * budget) with "<col>: <reason>" appended to err (1-based byte column). */
 int promqltest_parse_series(arena *a, const char *s, size_t len, size_t *items_left,
                             promqltest_series *out, buf *err);
+
+/* The value of a HISTOGRAM item, h + k * delta (h - |k| * delta for a
+ * negative k), as an engine histogram; the caller frees it with
+ * promql_fh_free. */
+promql_fh *promqltest_item_histogram(const promqltest_item *it);
 
 /* A number as test.go's parseNumber reads an expected scalar: Go's
  * strconv.ParseInt(s, 0, 64) (0x1f, 0o17, 0b1, 010, 1_000), else

@@ -742,6 +742,68 @@ static void test_format_parse_exemplars(void **state)
     run_cases(f, cases, sizeof cases / sizeof cases[0]);
 }
 
+static void assert_hist_json(const promql_fh *h, const char *want)
+{
+    buf out;
+    buf_init(&out, BUF_UNLIMITED);
+    json_writer w;
+    json_writer_init(&w, &out);
+    apiv1_write_histogram(&w, h);
+    assert_int_equal(json_writer_error(&w), 0);
+    if (strcmp(buf_cstr(&out), want) != 0) fail_msg("got  %s\nwant %s", buf_cstr(&out), want);
+    buf_cleanup(&out);
+}
+
+/* Histogram values in Prometheus's JSON shape (jsonutil.MarshalHistogram):
+ * negative buckets [lower, upper) first, highest magnitude first, then the
+ * closed zero bucket, then (lower, upper] positive buckets; empty buckets
+ * are left out, and so is "buckets" when nothing is left. */
+static void test_histogram_json(void **state)
+{
+    (void)state;
+    promql_fh *h = promql_fh_new();
+    assert_hist_json(h, "{\"count\":\"0\",\"sum\":\"0\"}");
+    h->count = 12;
+    h->sum = 3.5;
+    h->zero_threshold = 0.001;
+    h->zero_count = 2;
+    promql_fh_set_bucket(h, true, 0, 1);
+    promql_fh_set_bucket(h, true, 1, 0);
+    promql_fh_set_bucket(h, true, 2, 3);
+    promql_fh_set_bucket(h, false, 1, 4);
+    promql_fh_set_bucket(h, false, 3, 0.5);
+    assert_hist_json(h, "{\"count\":\"12\",\"sum\":\"3.5\",\"buckets\":["
+                        "[1,\"-8\",\"-4\",\"0.5\"],[1,\"-2\",\"-1\",\"4\"],"
+                        "[3,\"-0.001\",\"0.001\",\"2\"],"
+                        "[0,\"0.5\",\"1\",\"1\"],[0,\"2\",\"4\",\"3\"]]}");
+    /* Schema -1 doubles the exponent steps; an empty zero bucket with a
+     * threshold is not written. */
+    promql_fh *g = promql_fh_new();
+    g->schema = -1;
+    g->count = 1;
+    g->sum = 1.2;
+    g->zero_threshold = 0.001;
+    promql_fh_set_bucket(g, true, 1, 1);
+    assert_hist_json(g, "{\"count\":\"1\",\"sum\":\"1.2\",\"buckets\":["
+                        "[0,\"1\",\"4\",\"1\"]]}");
+    /* Custom buckets: -Inf below the first bound, +Inf above the last. */
+    promql_fh *c = promql_fh_new();
+    c->schema = PROMQL_FH_CUSTOM_SCHEMA;
+    c->count = 3;
+    c->sum = 7;
+    c->custom = mem_malloc(2 * sizeof *c->custom);
+    c->custom[0] = 1;
+    c->custom[1] = 2;
+    c->n_custom = 2;
+    promql_fh_set_bucket(c, true, 0, 1);
+    promql_fh_set_bucket(c, true, 2, 2);
+    assert_hist_json(c, "{\"count\":\"3\",\"sum\":\"7\",\"buckets\":["
+                        "[0,\"-Inf\",\"1\",\"1\"],[0,\"2\",\"+Inf\",\"2\"]]}");
+    promql_fh_free(h);
+    promql_fh_free(g);
+    promql_fh_free(c);
+}
+
 /* Every response parses as JSON with Prometheus's envelope. */
 static void test_envelopes_are_json(void **state)
 {
@@ -922,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_time_param),
         cmocka_unit_test(test_duration_param),
         cmocka_unit_test(test_format_time),
+        cmocka_unit_test(test_histogram_json),
         cmocka_unit_test_setup_teardown(test_series_labels_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_targets_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routing, setup, teardown),

@@ -1,6 +1,6 @@
 /* Unit tests for promql/memstore: appends in any order, replacement at the
  * same timestamp, selection by matchers and time range, sorting, staleness
- * markers, start timestamps, histogram placeholders, clear and the point
+ * markers, start timestamps, native histogram points, clear and the point
  * cap. */
 #include "testutil.h"
 
@@ -73,6 +73,10 @@ static void select_text(memstore *ms, const char *sel, int64_t mint, int64_t max
                 buf_printf(out, "%s%" PRId64 "=%g", k ? "," : " ", mx.v[i].pts[k].t, v);
             if (mx.v[i].st) buf_printf(out, "/%" PRId64, mx.v[i].st[k]);
         }
+        for (size_t k = 0; k < mx.v[i].nh; k++) {
+            buf_printf(out, " h%" PRId64 "=", mx.v[i].hpts[k].t);
+            promql_fh_format(mx.v[i].hpts[k].h, out);
+        }
         buf_putc(out, '\n');
     }
     promql_matrix_cleanup(&mx);
@@ -135,29 +139,69 @@ static void test_select_matchers_and_sorting(void **state)
     memstore_free(ms);
 }
 
-static void test_histograms_are_counted_not_returned(void **state)
+static promql_fh *fh(double count, double sum)
+{
+    promql_fh *h = promql_fh_new();
+    h->count = count;
+    h->sum = sum;
+    promql_fh_set_bucket(h, true, 1, count);
+    return h;
+}
+
+static void test_histograms_are_returned_and_counted(void **state)
 {
     (void)state;
     memstore *ms = memstore_new(0);
     buf err;
     buf_init(&err, BUF_UNLIMITED);
     labels *h = L("h{a=\"1\"}");
-    assert_int_equal(memstore_append_histogram(ms, h, 0, &err), 0);
-    assert_int_equal(memstore_append_histogram(ms, h, 10, &err), 0);
+    promql_fh *h1 = fh(1, 2), *h2 = fh(3, 4);
+    assert_int_equal(memstore_append_histogram(ms, h, 0, h1, &err), 0);
+    assert_int_equal(memstore_append_histogram(ms, h, 10, h2, &err), 0);
+    /* The store copied them: changing ours changes nothing. */
+    h2->count = 99;
     append(ms, "h{a=\"1\"}", 20, 5);
     append(ms, "f", 0, 1);
     assert_select(ms, "f", 0, 100, "{__name__=\"f\"} 0=1\n");
     assert_int_equal(memstore_histograms_selected(ms), 0);
-    /* Only histograms in range: no series, but counted. */
-    assert_select(ms, "h", 0, 10, "");
+    /* Only histograms in range: a series with histogram points only. */
+    assert_select(ms, "h", 0, 10,
+                  "{__name__=\"h\", a=\"1\"} h0={{count:1 sum:2 offset:1 buckets:[1]}}"
+                  " h10={{count:3 sum:4 counter_reset_hint:not_reset offset:1 buckets:[3]}}\n");
     assert_int_equal(memstore_histograms_selected(ms), 2);
-    assert_select(ms, "h", 0, 20, "{__name__=\"h\", a=\"1\"} 20=5\n");
-    assert_int_equal(memstore_histograms_selected(ms), 4);
+    assert_select(ms, "h", 5, 20,
+                  "{__name__=\"h\", a=\"1\"} 20=5"
+                  " h10={{count:3 sum:4 counter_reset_hint:not_reset offset:1 buckets:[3]}}\n");
+    assert_int_equal(memstore_histograms_selected(ms), 3);
     memstore_reset_histograms_selected(ms);
-    /* A float at the same timestamp replaces the histogram. */
+    /* A float at the same timestamp replaces the histogram, and back. */
     append(ms, "h{a=\"1\"}", 10, 7);
-    assert_select(ms, "h", 0, 20, "{__name__=\"h\", a=\"1\"} 10=7,20=5\n");
+    assert_select(
+        ms, "h", 0, 20,
+        "{__name__=\"h\", a=\"1\"} 10=7,20=5 h0={{count:1 sum:2 offset:1 buckets:[1]}}\n");
     assert_int_equal(memstore_histograms_selected(ms), 1);
+    assert_int_equal(memstore_append_histogram(ms, h, 20, h1, &err), 0);
+    assert_select(ms, "h", 5, 20,
+                  "{__name__=\"h\", a=\"1\"} 10=7 h20={{count:1 sum:2 offset:1 buckets:[1]}}\n");
+    assert_int_equal(memstore_point_count(ms), 4);
+    /* Hints as Prometheus's head chunks give them back: a drop in the
+     * count starts a new chunk (unknown), a gauge histogram stays a gauge,
+     * and the one after a reset is not_reset again. */
+    labels *r = L("r");
+    h2->count = 3;
+    assert_int_equal(memstore_append_histogram(ms, r, 0, h2, &err), 0);
+    assert_int_equal(memstore_append_histogram(ms, r, 10, h1, &err), 0);
+    assert_int_equal(memstore_append_histogram(ms, r, 15, h1, &err), 0);
+    h1->hint = PROMQL_FH_GAUGE;
+    assert_int_equal(memstore_append_histogram(ms, r, 20, h1, &err), 0);
+    assert_select(ms, "r", 0, 20,
+                  "{__name__=\"r\"} h0={{count:3 sum:4 offset:1 buckets:[3]}}"
+                  " h10={{count:1 sum:2 offset:1 buckets:[1]}}"
+                  " h15={{count:1 sum:2 counter_reset_hint:not_reset offset:1 buckets:[1]}}"
+                  " h20={{count:1 sum:2 counter_reset_hint:gauge offset:1 buckets:[1]}}\n");
+    labels_free(r);
+    promql_fh_free(h1);
+    promql_fh_free(h2);
     labels_free(h);
     buf_cleanup(&err);
     memstore_free(ms);
@@ -181,13 +225,18 @@ static void test_start_timestamps(void **state)
     append(ms, "a", 10, 7);
     append_st(ms, "a", 20, 8, -3);
     assert_select(ms, "a", 0, 20, "{__name__=\"a\"} 0=1/0,10=7/0,20=8/-3\n");
-    /* Histogram points are left out together with their place. */
+    /* Histogram points have no start timestamps: the float points keep
+     * theirs. */
     labels *h = L("a");
     buf err;
     buf_init(&err, BUF_UNLIMITED);
-    assert_int_equal(memstore_append_histogram(ms, h, 10, &err), 0);
+    promql_fh *h1 = fh(1, 1);
+    assert_int_equal(memstore_append_histogram(ms, h, 10, h1, &err), 0);
+    promql_fh_free(h1);
     append_st(ms, "a", 30, 9, 25);
-    assert_select(ms, "a", 0, 30, "{__name__=\"a\"} 0=1/0,20=8/-3,30=9/25\n");
+    assert_select(
+        ms, "a", 0, 30,
+        "{__name__=\"a\"} 0=1/0,20=8/-3,30=9/25 h10={{count:1 sum:1 offset:1 buckets:[1]}}\n");
     assert_int_equal(memstore_point_count(ms), 5);
     labels_free(h);
     buf_cleanup(&err);
@@ -266,7 +315,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_orders_and_replaces),
         cmocka_unit_test(test_select_matchers_and_sorting),
-        cmocka_unit_test(test_histograms_are_counted_not_returned),
+        cmocka_unit_test(test_histograms_are_returned_and_counted),
         cmocka_unit_test(test_start_timestamps),
         cmocka_unit_test(test_clear_errors_and_cap),
         cmocka_unit_test(test_many_series_random_order),

@@ -788,6 +788,7 @@ static bool run_as_range(memstore *m, const tcase *c, const promql_ast *ast, int
                     x->t = t;
                     x->v = s->pts[k].v;
                     x->drop_name = false;
+                    x->h = NULL;
                 }
             }
         }

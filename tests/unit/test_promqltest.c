@@ -935,10 +935,15 @@ static void test_runner_histograms(void **state)
                       "eval instant at 1m m\n",
                       0, &c, &out);
     assert_int_equal(rc, 1);
-    ASSERT_COUNTS(c, 2, 4, 2, 2, 0, 4);
-    assert_has(out, ":8: FAILED: eval instant at 1m h\n    native histograms are not supported yet\n");
-    assert_has(out, ":11: FAILED");
-    assert_has(out, ":14: FAILED");
+    /* The histogram selector and count() over a histogram and a float
+     * pass; a float is not the histogram expected, and the load_with_nhcb
+     * histogram m is a result the eval does not expect. */
+    ASSERT_COUNTS(c, 4, 2, 2, 2, 2, 4);
+    assert_true(strstr(out, ":8: FAILED") == NULL);
+    assert_true(strstr(out, ":11: FAILED") == NULL);
+    assert_has(out,
+               ":14: FAILED: eval instant at 1m f\n"
+               "    expected histogram {{count:1}} for {__name__=\"f\"} but got float value 1\n");
     assert_has(out, ":26: FAILED: eval instant at 1m m\n");
     free(out);
 }
@@ -984,7 +989,7 @@ static void test_runner_start_timestamps(void **state)
     assert_int_equal(rc, 1);
     ASSERT_COUNTS(c, 6, 1, 6, 6, 0, 1);
     assert_has(out, ":29: FAILED: eval instant at 1m rate(h[5m])\n"
-                    "    native histograms are not supported yet\n");
+                    "    expected metric {} with [{{count:0.2 sum:0.2}}] not found\n");
     free(out);
 }
 

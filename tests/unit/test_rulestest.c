@@ -154,7 +154,7 @@ static void test_conformance_files(void **state)
     char dir[4096];
     tu_shared_path(dir, sizeof dir, "conformance/rules-unittest");
     size_t n = sizeof conf_cases / sizeof conf_cases[0];
-    size_t pass = 0, failed = 0, unsupported = 0;
+    size_t pass = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
         const struct conf_case *cc = &conf_cases[i];
         char path[4608];
@@ -167,11 +167,6 @@ static void test_conformance_files(void **state)
         const char *verdict = "ok";
         if (r.rc == cc->want) {
             pass++;
-        } else if (cc->want == 0 && r.c.failed > 0 && r.c.histogram_failures == r.c.failed) {
-            /* Every failing test group failed only on native histograms,
-             * which the engine does not have yet: reported, not hidden. */
-            verdict = "UNSUPPORTED (native histograms)";
-            unsupported++;
         } else {
             verdict = "FAILED";
             failed++;
@@ -181,14 +176,9 @@ static void test_conformance_files(void **state)
         if (strcmp(verdict, "ok") != 0) print_message("%s", r.out);
         free(r.out);
     }
-    print_message("conformance: %zu cases: %zu as expected, %zu unsupported (native "
-                  "histograms), %zu failed\n",
-                  n, pass, unsupported, failed);
+    print_message("conformance: %zu cases: %zu as expected, %zu failed\n", n, pass, failed);
+    /* Every case must match, native histograms (unittest.yml) included. */
     assert_int_equal(failed, 0);
-    /* The floor: of the corpus only unittest.yml needs native histograms
-     * (three of its promql_expr_tests; issue 8). Any other case failing,
-     * even on histograms, fails this test. */
-    assert_true(unsupported <= 1);
 
     /* Every test file in the directory is one of the cases above. */
     DIR *d = opendir(dir);
