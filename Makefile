@@ -147,7 +147,7 @@ FUZZ_SEEDS_chunkenc     :=
 FUZZ_SEEDS_promql_parse := $(FUZZ_DIR)/seeds-promql_parse
 FUZZ_ARGS_config        := -max_len=65536
 FUZZ_ARGS_promql_parse  := -max_len=4096
-FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse
+FUZZ_SEEDS_promql_eval  := $(FUZZ_DIR)/seeds-promql_parse tests/data/fuzz-regressions/promql_eval
 FUZZ_SEEDS_docker_sd    := $(FUZZ_DIR)/seeds-docker_sd
 FUZZ_ARGS_docker_sd     := -max_len=65536
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10

@@ -3800,11 +3800,13 @@ static int eval_range_call(evaluator *ev, pnode *n, size_t mi, promql_matrix *ou
             }
             if (hi == lo && hhi == hlo) continue;
             fc.ts = ts;
-            fc.pts = s->pts + lo;
+            /* (A series may have no float or no histogram array: no
+             * pointer arithmetic on NULL.) */
+            fc.pts = s->pts ? s->pts + lo : NULL;
             fc.st = s->st ? s->st + lo : NULL;
             fc.n = hi - lo;
             fc.base = lo;
-            fc.hpts = s->hpts + hlo;
+            fc.hpts = s->hpts ? s->hpts + hlo : NULL;
             fc.nh = hhi - hlo;
             double v;
             int r = -2;
