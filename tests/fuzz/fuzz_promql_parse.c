@@ -32,7 +32,9 @@
  *    by two signs, `offset - -5m + 1`) prints without parentheses, and reads
  *    back as a binary operation on the offset `offset 5m`;
  *  - `offset +(5)`, allowed without duration expressions, prints as
- *    `offset (5)`, which needs them. */
+ *    `offset (5)`, which needs them;
+ *  - `info(x, {})` prints as `info(x, )` (an empty selector prints as
+ *    nothing), which reads back as `info(x)` (a trailing comma is allowed). */
 static bool durations_off;
 
 static bool leftmost_number(const promql_node *d)
@@ -62,6 +64,9 @@ static bool prometheus_lossy(const promql_node *n)
     case PROMQL_NODE_BINARY:
         return prometheus_lossy(n->binary.lhs) || prometheus_lossy(n->binary.rhs);
     case PROMQL_NODE_CALL:
+        if (n->call.nargs > 1 && n->call.args[1]->kind == PROMQL_NODE_VECTOR_SELECTOR &&
+            n->call.args[1]->vector.name.len == 0 && n->call.args[1]->vector.n_matchers == 0)
+            return true;
         for (size_t i = 0; i < n->call.nargs; i++)
             if (prometheus_lossy(n->call.args[i])) return true;
         return false;
