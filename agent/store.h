@@ -18,8 +18,13 @@
  * Durability: store_batch_commit() returns only after the batch is committed
  * to the database; a process killed afterwards (even with SIGKILL) keeps it.
  *
- * Samples are (timestamp in ms since the epoch, float64). The staleness
- * marker (strutil_stale_nan) is stored bit-exactly. */
+ * Samples are (timestamp in ms since the epoch, float64), or native
+ * histograms (nhist.h) in histogram chunks. A series may hold both kinds
+ * (never two samples at one timestamp): the newest timestamp of a series,
+ * whatever the kind, is what later samples must exceed. The staleness
+ * marker (strutil_stale_nan) is stored bit-exactly; in a series whose newest
+ * sample is a histogram it is stored as a histogram staleness marker
+ * (nhist_is_stale), as Prometheus does. */
 #ifndef SIDEWATCH_STORE_H
 #define SIDEWATCH_STORE_H
 
@@ -30,6 +35,7 @@
 #include "buf.h"
 #include "expfmt.h"
 #include "labels.h"
+#include "nhist.h"
 
 typedef struct store store;
 typedef struct store_batch store_batch;
@@ -54,6 +60,8 @@ typedef struct store_stats {
     uint64_t retention_deleted_chunks;
     uint64_t chunks_persisted;   /* closed chunks written since open */
     uint64_t corrupt_chunks;     /* chunks that failed to decode when read */
+    uint64_t histogram_samples_appended; /* since open (also in samples_appended) */
+    uint64_t invalid_histograms;         /* dropped: failed nhist_validate */
     uint64_t head_chunks;        /* open chunks in memory (series with samples in the head) */
     uint64_t head_memory_bytes;  /* bytes of chunk data held in memory */
     uint64_t wal_rows;           /* write-ahead rows not yet truncated */
@@ -85,6 +93,10 @@ store_batch *store_batch_new(store *s);
  * the newest committed sample of the series) are counted and dropped at
  * commit, as are exact duplicates; they are not errors. */
 void store_batch_add(store_batch *b, uint64_t ref, int64_t t_ms, double v);
+/* Adds a native histogram sample (h is copied; the batch owns the copy).
+ * Same rules as store_batch_add; a histogram that fails nhist_validate is
+ * counted (store_stats.invalid_histograms) and dropped at commit. */
+void store_batch_add_histogram(store_batch *b, uint64_t ref, int64_t t_ms, const nhist *h);
 /* Records metadata for a metric family (kept: latest wins). Strings copied. */
 void store_batch_metadata(store_batch *b, const char *metric, enum expfmt_type type,
                           const char *help, const char *unit);
@@ -153,6 +165,22 @@ typedef struct store_sample {
  * its length in *n, or a negative errno. */
 int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt,
                        store_sample **out, size_t *n);
+
+/* A native histogram sample; h owns its arrays. */
+typedef struct store_hsample {
+    int64_t t;
+    nhist h;
+} store_hsample;
+
+/* Reads the histogram samples of a series with mint <= t <= maxt in time
+ * order (histogram staleness markers included). Returns 0 and a malloc'd
+ * array in *out (free with store_hsamples_free) with its length in *n
+ * (NULL/0 when none), or a negative errno. A series' float samples come
+ * from store_read_samples; the two never share a timestamp. */
+int store_read_histograms(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt,
+                          store_hsample **out, size_t *n);
+/* Frees the histograms and the array; NULL is a no-op. */
+void store_hsamples_free(store_hsample *s, size_t n);
 
 /* Metadata of a metric family; returns 0 and copies (caller frees), or
  * -ENOENT. */
@@ -242,6 +270,10 @@ int store_import_begin(store *s, store_import **out);
  * -EINVAL). Chunks are written in large transactions; the series is created
  * if new. Returns 0 or -errno. */
 int store_import_series(store_import *im, const labels *ls, const store_sample *samples, size_t n);
+/* The same for histogram samples of one series (sorted by time, no equal
+ * timestamps, each passing nhist_validate; else -EINVAL). */
+int store_import_histograms(store_import *im, const labels *ls, const store_hsample *samples,
+                            size_t n);
 /* Commits what is left and frees the import. Returns 0 or -errno; on error
  * the samples of the last transaction are not stored. */
 int store_import_finish(store_import *im);
