@@ -20,3 +20,10 @@ void nhist_cleanup(nhist *h)
     free(h->custom_values);
     nhist_init(h);
 }
+
+bool nhist_is_stale(const nhist *h)
+{
+    uint64_t b;
+    memcpy(&b, &h->sum, sizeof b);
+    return b == 0x7ff0000000000002ULL && h->n_pos == 0 && h->n_neg == 0;
+}
