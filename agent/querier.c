@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "mem.h"
+#include "strutil.h"
 
 /* The engine's points and the store's samples are the same pair; the
  * querier hands the store's arrays over without copying. */
@@ -48,6 +49,7 @@ static void discard(promql_matrix *out)
     for (size_t i = 0; i < out->n; i++) {
         labels_free(out->v[i].metric);
         mem_free(out->v[i].pts);
+        promql_series_free_hists(&out->v[i]);
     }
     mem_free(out->v);
     memset(out, 0, sizeof *out);
@@ -78,13 +80,39 @@ static int select_series(void *ctx, const label_matcher *ms, size_t n, int64_t m
             buf_printf(err, "reading samples: %s", strerror(-rc));
             break;
         }
-        if (ns == 0) {
+        store_hsample *hs = NULL;
+        size_t nh = 0;
+        rc = store_read_histograms(q->r, res.series[i].ref, mint, maxt, &hs, &nh);
+        if (rc < 0) {
+            mem_free(ss);
+            buf_printf(err, "reading histogram samples: %s", strerror(-rc));
+            break;
+        }
+        if (ns == 0 && nh == 0) {
             mem_free(ss);
             continue;
         }
-        q->samples += (int64_t)ns;
+        /* Histogram staleness markers become float ones (the engine's
+         * form), merged into the float points by time. */
+        size_t nstale = 0;
+        for (size_t k = 0; k < nh; k++) nstale += nhist_is_stale(&hs[k].h);
+        if (nstale) {
+            store_sample *m = mem_malloc((ns + nstale) * sizeof *m);
+            size_t a = 0, o = 0;
+            for (size_t k = 0; k < nh; k++) {
+                if (!nhist_is_stale(&hs[k].h)) continue;
+                while (a < ns && ss[a].t < hs[k].t) m[o++] = ss[a++];
+                m[o++] = (store_sample){hs[k].t, strutil_stale_nan()};
+            }
+            while (a < ns) m[o++] = ss[a++];
+            mem_free(ss);
+            ss = m;
+            ns = o;
+        }
+        q->samples += (int64_t)(ns + nh - nstale);
         if (q->o.max_samples > 0 && q->samples > q->o.max_samples) {
             mem_free(ss);
+            store_hsamples_free(hs, nh);
             q->limit = QUERIER_LIMIT_SAMPLES;
             buf_puts(err, "query processing would load too many samples into memory in query "
                           "execution");
@@ -98,6 +126,10 @@ static int select_series(void *ctx, const label_matcher *ms, size_t n, int64_t m
         res.series[i].labels = NULL;
         s->pts = (promql_fpoint *)ss;
         s->n = s->cap = ns;
+        for (size_t k = 0; k < nh; k++)
+            if (!nhist_is_stale(&hs[k].h))
+                promql_series_add_hist(s, hs[k].t, promql_fh_from_nhist(&hs[k].h));
+        store_hsamples_free(hs, nh);
         q->series++;
     }
     store_select_result_free(&res);

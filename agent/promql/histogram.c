@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mem.h"
@@ -48,6 +49,107 @@ promql_fh *promql_fh_copy(const promql_fh *h)
 bool promql_fh_custom(const promql_fh *h)
 {
     return h->schema == PROMQL_FH_CUSTOM_SCHEMA;
+}
+
+static void from_spans(promql_fh *h, bool pos, const nhist_span *spans, size_t n_spans,
+                       const double *counts, size_t n_counts)
+{
+    int64_t idx = 0;
+    size_t k = 0;
+    for (size_t s = 0; s < n_spans; s++) {
+        idx += spans[s].offset;
+        for (uint32_t j = 0; j < spans[s].length && k < n_counts; j++, k++, idx++) {
+            if (counts[k] != 0) promql_fh_set_bucket(h, pos, (int32_t)idx, counts[k]);
+        }
+    }
+}
+
+promql_fh *promql_fh_from_nhist(const nhist *n)
+{
+    promql_fh *h = promql_fh_new();
+    switch (n->hint) {
+    case NHIST_HINT_RESET: h->hint = PROMQL_FH_RESET; break;
+    case NHIST_HINT_NOT_RESET: h->hint = PROMQL_FH_NOT_RESET; break;
+    case NHIST_HINT_GAUGE: h->hint = PROMQL_FH_GAUGE; break;
+    default: h->hint = PROMQL_FH_UNKNOWN; break;
+    }
+    h->schema = n->schema;
+    h->zero_threshold = n->zero_threshold;
+    h->zero_count = n->zero_count;
+    h->count = n->count;
+    h->sum = n->sum;
+    from_spans(h, true, n->pos_spans, n->n_pos_spans, n->pos, n->n_pos);
+    from_spans(h, false, n->neg_spans, n->n_neg_spans, n->neg, n->n_neg);
+    if (n->n_custom_values) {
+        h->custom = mem_malloc(n->n_custom_values * sizeof *h->custom);
+        memcpy(h->custom, n->custom_values, n->n_custom_values * sizeof *h->custom);
+        h->n_custom = n->n_custom_values;
+    }
+    return h;
+}
+
+/* Spans for the sorted buckets b[0..n): consecutive indexes share a span. */
+static int to_spans(const promql_fh_bucket *b, size_t n, nhist_span **spans, size_t *n_spans,
+                    double **counts, size_t *n_counts)
+{
+    *spans = NULL;
+    *counts = NULL;
+    *n_spans = *n_counts = 0;
+    if (n == 0) return 0;
+    *spans = malloc(n * sizeof **spans);
+    *counts = malloc(n * sizeof **counts);
+    if (!*spans || !*counts) {
+        free(*spans);
+        free(*counts);
+        *spans = NULL;
+        *counts = NULL;
+        return -ENOMEM;
+    }
+    int64_t next = 0; /* index after the previous span */
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && b[i].idx == b[i - 1].idx + 1) {
+            (*spans)[*n_spans - 1].length++;
+        } else {
+            (*spans)[*n_spans].offset = (int32_t)((int64_t)b[i].idx - next);
+            (*spans)[*n_spans].length = 1;
+            (*n_spans)++;
+        }
+        next = (int64_t)b[i].idx + 1;
+        (*counts)[(*n_counts)++] = b[i].count;
+    }
+    return 0;
+}
+
+int promql_fh_to_nhist(const promql_fh *h, nhist *out)
+{
+    nhist_cleanup(out);
+    out->is_float = true;
+    switch (h->hint) {
+    case PROMQL_FH_RESET: out->hint = NHIST_HINT_RESET; break;
+    case PROMQL_FH_NOT_RESET: out->hint = NHIST_HINT_NOT_RESET; break;
+    case PROMQL_FH_GAUGE: out->hint = NHIST_HINT_GAUGE; break;
+    default: out->hint = NHIST_HINT_UNKNOWN; break;
+    }
+    out->schema = h->schema;
+    out->zero_threshold = h->zero_threshold;
+    out->zero_count = h->zero_count;
+    out->count = h->count;
+    out->sum = h->sum;
+    if (to_spans(h->pos, h->n_pos, &out->pos_spans, &out->n_pos_spans, &out->pos, &out->n_pos) <
+            0 ||
+        to_spans(h->neg, h->n_neg, &out->neg_spans, &out->n_neg_spans, &out->neg, &out->n_neg) <
+            0)
+        goto oom;
+    if (h->n_custom) {
+        out->custom_values = malloc(h->n_custom * sizeof *out->custom_values);
+        if (!out->custom_values) goto oom;
+        memcpy(out->custom_values, h->custom, h->n_custom * sizeof *out->custom_values);
+        out->n_custom_values = h->n_custom;
+    }
+    return 0;
+oom:
+    nhist_cleanup(out);
+    return -ENOMEM;
 }
 
 void promql_fh_set_bucket(promql_fh *h, bool pos, int32_t idx, double count)

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "nhist.h"
 
 #define PROMQL_FH_CUSTOM_SCHEMA (-53)
 
@@ -54,6 +55,16 @@ void promql_fh_free(promql_fh *h);
 /* A deep copy (caller frees). */
 promql_fh *promql_fh_copy(const promql_fh *h);
 bool promql_fh_custom(const promql_fh *h);
+
+/* Conversions between the stored/exposed form (nhist.h: spans and
+ * absolute counts) and this one. promql_fh_from_nhist returns a new
+ * histogram (caller frees) with the empty buckets left out (as Prometheus's
+ * API and comparisons ignore them). promql_fh_to_nhist fills *out (which
+ * must be nhist_init'ed or cleaned up; caller cleans up) as a float
+ * histogram whose spans cover exactly the buckets of h; returns 0 or
+ * -ENOMEM. */
+promql_fh *promql_fh_from_nhist(const nhist *h);
+int promql_fh_to_nhist(const promql_fh *h, nhist *out);
 
 /* Sets bucket idx of one side (positive if pos) to count, keeping order. */
 void promql_fh_set_bucket(promql_fh *h, bool pos, int32_t idx, double count);
