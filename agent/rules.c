@@ -540,7 +540,8 @@ static int template_query(void *ctx, const char *expr, int64_t t_ms, template_qu
 typedef struct outvec {
     labels **ls;
     double *v;
-    size_t n, cap, capv;
+    promql_fh **h; /* NULL, or one per sample: a histogram result (owned) or NULL */
+    size_t n, cap, capv, caph;
 } outvec;
 
 static void outvec_push(outvec *o, labels *ls, double v)
@@ -551,9 +552,27 @@ static void outvec_push(outvec *o, labels *ls, double v)
     o->v[o->n++] = v;
 }
 
+/* Makes the last pushed sample a histogram (o takes h). */
+static void outvec_set_hist(outvec *o, promql_fh *h)
+{
+    if (!o->h) {
+        o->caph = 0;
+        o->h = mem_grow(NULL, sizeof *o->h, o->cap, &o->caph);
+        memset(o->h, 0, o->caph * sizeof *o->h);
+    } else if (o->caph < o->cap) {
+        size_t old = o->caph;
+        o->h = mem_grow(o->h, sizeof *o->h, o->cap, &o->caph);
+        memset(o->h + old, 0, (o->caph - old) * sizeof *o->h);
+    }
+    o->h[o->n - 1] = h;
+}
+
 static void outvec_cleanup(outvec *o)
 {
     labels_array_free(o->ls, o->n);
+    if (o->h)
+        for (size_t i = 0; i < o->n && i < o->caph; i++) promql_fh_free(o->h[i]);
+    mem_free(o->h);
     mem_free(o->v);
     memset(o, 0, sizeof *o);
 }
@@ -583,6 +602,10 @@ static int eval_recording(group *g, rule *r, promql_vector *vp, outvec *out, buf
             break;
         }
         outvec_push(out, ls, v.v[i].v);
+        if (v.v[i].h) {
+            outvec_set_hist(out, v.v[i].h);
+            v.v[i].h = NULL;
+        }
         hmap_put(&seen, labels_hash(ls), ls);
     }
     hmap_cleanup(&seen);
@@ -936,7 +959,17 @@ static size_t eval_rule(group *g, size_t i, int64_t t)
     hmap_init(&rmap);
     for (size_t k = 0; k < out.n; k++) {
         buf_reset(&err);
-        if (ap->append(batch, out.ls[k], q, out.v[k], &err) < 0) {
+        promql_fh *oh = out.h && k < out.caph ? out.h[k] : NULL;
+        int arc;
+        if (oh && !ap->append_histogram) {
+            buf_puts(&err, "native histogram results cannot be stored here");
+            arc = -ENOTSUP;
+        } else if (oh) {
+            arc = ap->append_histogram(batch, out.ls[k], q, oh, &err);
+        } else {
+            arc = ap->append(batch, out.ls[k], q, out.v[k], &err);
+        }
+        if (arc < 0) {
             set_error(r, buf_cstr(&err));
             log_warn(COMPONENT, "Rule evaluation result discarded: group %s, rule %s: %s", g->gkey,
                      r->name, buf_cstr(&err));
@@ -1752,6 +1785,29 @@ static int store_app_append(void *batch, const labels *ls, int64_t t, double v, 
     return 0;
 }
 
+static int store_app_append_histogram(void *batch, const labels *ls, int64_t t,
+                                      const promql_fh *h, buf *err)
+{
+    store_app *a = batch;
+    uint64_t ref;
+    bool created;
+    int rc = store_series_ref(a->s, ls, &ref, &created);
+    if (rc < 0) {
+        buf_printf(err, "storing series: %s", strerror(-rc));
+        return rc;
+    }
+    nhist nh;
+    nhist_init(&nh);
+    rc = promql_fh_to_nhist(h, &nh);
+    if (rc < 0) {
+        buf_printf(err, "storing a histogram: %s", strerror(-rc));
+        return rc;
+    }
+    store_batch_add_histogram(a->b, ref, t, &nh);
+    nhist_cleanup(&nh);
+    return 0;
+}
+
 static int store_app_commit(void *batch, buf *err)
 {
     store_app *a = batch;
@@ -1764,7 +1820,11 @@ static int store_app_commit(void *batch, buf *err)
 void rules_appender_store(store *s, rules_appender *out)
 {
     *out = (rules_appender){
-        .ctx = s, .begin = store_app_begin, .append = store_app_append, .commit = store_app_commit};
+        .ctx = s,
+        .begin = store_app_begin,
+        .append = store_app_append,
+        .append_histogram = store_app_append_histogram,
+        .commit = store_app_commit};
 }
 
 void rules_source_queryable(const promql_queryable *q, rules_source *out)

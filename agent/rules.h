@@ -144,6 +144,10 @@ typedef struct rules_appender {
     void *ctx;
     void *(*begin)(void *ctx);
     int (*append)(void *batch, const labels *ls, int64_t t_ms, double v, buf *err);
+    /* A native histogram result (borrowed), as append. NULL: histogram
+     * results are dropped, each with an error. */
+    int (*append_histogram)(void *batch, const labels *ls, int64_t t_ms, const promql_fh *h,
+                            buf *err);
     int (*commit)(void *batch, buf *err);
 } rules_appender;
 

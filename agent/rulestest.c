@@ -1182,6 +1182,12 @@ static void *rt_app_begin(void *ctx)
     return ctx;
 }
 
+static int rt_app_append_histogram(void *batch, const labels *ls, int64_t t, const promql_fh *h,
+                                   buf *err)
+{
+    return memstore_append_histogram(batch, ls, t, h, err);
+}
+
 static int rt_app_append(void *batch, const labels *ls, int64_t t, double v, buf *err)
 {
     return memstore_append(batch, ls, t, v, err);
@@ -1220,7 +1226,11 @@ static int rt_rules_new(rt_run *r, buf *err)
     promql_queryable q = memstore_queryable(r->ms);
     rules_source_queryable(&q, &ro.source);
     ro.appender = (rules_appender){
-        .ctx = r->ms, .begin = rt_app_begin, .append = rt_app_append, .commit = rt_app_commit};
+        .ctx = r->ms,
+        .begin = rt_app_begin,
+        .append = rt_app_append,
+        .append_histogram = rt_app_append_histogram,
+        .commit = rt_app_commit};
     ro.engine = r->eopts;
     ro.parse = r->popts;
     size_t err0 = err->len;

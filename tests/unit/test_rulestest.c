@@ -613,6 +613,37 @@ static void test_recording_rules(void **state)
                          rules_yml, NULL, 0));
 }
 
+/* A recording rule whose result is a native histogram records it as one
+ * (the appender's histogram path), and later rules and queries read it. */
+static void test_recording_histograms(void **state)
+{
+    (void)state;
+    expect_pass(run_text("rech.yml",
+                         "rule_files: [rules.yml]\n"
+                         "evaluation_interval: 1m\n"
+                         "tests:\n"
+                         "  - interval: 1m\n"
+                         "    input_series:\n"
+                         "      - {series: 'h{i=\"1\"}', values: "
+                         "'{{schema:0 sum:5 count:4 buckets:[1 2 1]}}x10'}\n"
+                         "      - {series: 'h{i=\"2\"}', values: "
+                         "'{{schema:0 sum:3 count:2 z_bucket:1 z_bucket_w:0.001 buckets:[1]}}x10'}\n"
+                         "    promql_expr_test:\n"
+                         "      - expr: h:sum\n"
+                         "        eval_time: 2m\n"
+                         "        exp_samples: [{labels: 'h:sum', histogram: "
+                         "'{{schema:0 count:6 sum:8 z_bucket:1 z_bucket_w:0.001 counter_reset_hint:not_reset buckets:[2 2 1]}}'}]\n"
+                         "      - expr: h:sum:count\n"
+                         "        eval_time: 3m\n"
+                         "        exp_samples: [{labels: 'h:sum:count', value: 6}]\n",
+                         "groups:\n"
+                         "  - name: g\n"
+                         "    rules:\n"
+                         "      - {record: 'h:sum', expr: 'sum(h)'}\n"
+                         "      - {record: 'h:sum:count', expr: 'histogram_count(h:sum)'}\n",
+                         NULL, 0));
+}
+
 /* group_eval_order decides whether `second` sees `first`'s output of the
  * same step (unlisted groups count as position 0). */
 static void test_group_eval_order(void **state)
@@ -814,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_run_filter),
         cmocka_unit_test(test_strict_yaml),
         cmocka_unit_test(test_recording_rules),
+        cmocka_unit_test(test_recording_histograms),
         cmocka_unit_test(test_group_eval_order),
         cmocka_unit_test(test_alerts),
         cmocka_unit_test(test_templates),
