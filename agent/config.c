@@ -47,6 +47,8 @@ typedef struct ctx {
     size_t n_scratch, cap_scratch;
     bool legacy;            /* global metric_name_validation_scheme: legacy */
     bool native_histograms; /* global scrape_native_histograms */
+    bool always_classic;    /* global always_scrape_classic_histograms */
+    bool convert_nhcb;      /* global convert_classic_histograms_to_nhcb */
     char *global_escaping;  /* resolved global metric_name_escaping_scheme */
     config *cfg;
 } ctx;
@@ -2289,8 +2291,8 @@ static void decode_global(ctx *c, const yamlconf_node *n)
     str_of(c, &s[G_QUERY_LOG_FILE], &fine);
     str_of(c, &s[G_SCRAPE_FAILURE_LOG_FILE], &fine);
     get_bool(c, &s[G_SCRAPE_NATIVE_HISTOGRAMS], &c->native_histograms);
-    get_bool(c, &s[G_CONVERT_CLASSIC_TO_NHCB], &dummy);
-    get_bool(c, &s[G_ALWAYS_SCRAPE_CLASSIC], &dummy);
+    get_bool(c, &s[G_CONVERT_CLASSIC_TO_NHCB], &c->convert_nhcb);
+    get_bool(c, &s[G_ALWAYS_SCRAPE_CLASSIC], &c->always_classic);
     get_bool(c, &s[G_EXTRA_SCRAPE_METRICS], &dummy);
 
     /* The global escaping scheme, defaulted from the validation scheme. */
@@ -2450,13 +2452,18 @@ static void decode_scrape(ctx *c, const yamlconf_node *n, config_scrape *sc)
     uint64_t u = 0;
     double f = 0;
     str_of(c, &s[SC_SCRAPE_FAILURE_LOG_FILE], &fine);
-    get_bool(c, &s[SC_ALWAYS_SCRAPE_CLASSIC], &dummy);
-    get_bool(c, &s[SC_CONVERT_CLASSIC_TO_NHCB], &dummy);
+    sc->always_scrape_classic_histograms = c->always_classic;
+    get_bool(c, &s[SC_ALWAYS_SCRAPE_CLASSIC], &sc->always_scrape_classic_histograms);
+    sc->convert_classic_histograms_to_nhcb = c->convert_nhcb;
+    get_bool(c, &s[SC_CONVERT_CLASSIC_TO_NHCB], &sc->convert_classic_histograms_to_nhcb);
     get_bool(c, &s[SC_EXTRA_SCRAPE_METRICS], &dummy);
-    get_uint(c, &s[SC_NATIVE_HISTOGRAM_BUCKET_LIMIT], &u, "uint");
-    get_float(c, &s[SC_NATIVE_HISTOGRAM_MIN_BUCKET_FACTOR], &f);
+    if (get_uint(c, &s[SC_NATIVE_HISTOGRAM_BUCKET_LIMIT], &u, "uint") >= 0)
+        sc->native_histogram_bucket_limit = u;
+    if (get_float(c, &s[SC_NATIVE_HISTOGRAM_MIN_BUCKET_FACTOR], &f) >= 0)
+        sc->native_histogram_min_bucket_factor = f;
     bool native = c->native_histograms;
     get_bool(c, &s[SC_SCRAPE_NATIVE_HISTOGRAMS], &native);
+    sc->scrape_native_histograms = native;
 
     /* HTTP client settings (UnmarshalYAML validates them first). */
     bool http_ok = decode_http(c, s + SC_HTTP, n, &sc->http);

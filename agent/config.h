@@ -150,6 +150,13 @@ typedef struct config_scrape {
     size_t n_scrape_protocols;
     bool has_fallback_protocol;
     enum config_scrape_protocol fallback_scrape_protocol;
+    /* Native histograms (own setting, else the global one; all default
+     * false/0 as in Prometheus 3.x). */
+    bool scrape_native_histograms;
+    bool always_scrape_classic_histograms;
+    bool convert_classic_histograms_to_nhcb;
+    uint64_t native_histogram_bucket_limit;    /* 0 = no limit */
+    double native_histogram_min_bucket_factor; /* 0 = none (schema up to 8) */
     /* metric_name_validation_scheme of the job (own or global): legacy
      * names only; relabel configs were validated with it. */
     bool legacy_name_validation;

@@ -18,6 +18,8 @@
 #include "httpc.h"
 #include "log.h"
 #include "mem.h"
+#include "nhist.h"
+#include "protoparse.h"
 #include "relabel.h"
 #include "strutil.h"
 #include "textparse.h"
@@ -56,8 +58,11 @@ typedef struct series_entry {
     uint64_t seen_iter; /* the scrape that last contained it (successful or not) */
     bool live;          /* in the last successful scrape and not marked stale */
     bool explicit_ts;   /* came with its own timestamp (no staleness then) */
-    enum textparse_format format;
+    int format;         /* enum textparse_format, or SCRAPE_FMT_PROTOBUF */
 } series_entry;
+
+/* The protobuf format's series keys live next to the text formats' ones. */
+#define SCRAPE_FMT_PROTOBUF 2
 
 /* Metadata last written for a metric family of a target. */
 typedef struct meta_entry {
@@ -117,6 +122,7 @@ struct scrape_manager {
 
     registry_family *f_up, *f_duration, *f_samples, *f_scrapes, *f_failures, *f_targets;
     registry_metric *m_sample_limit, *m_body_limit, *m_duplicates, *m_label_limit;
+    registry_metric *m_bucket_limit;
     bool legacy_names; /* legacy_name_validation of the config targets were last built with */
 };
 
@@ -153,7 +159,9 @@ void scrape_accept_header(const enum config_scrape_protocol *p, size_t n, buf *o
             v = "text/plain;version=0.0.4";
             break;
         case CONFIG_PROTO_PROMETHEUS_PROTO:
-            continue; /* not parsed by sidewatch yet */
+            v = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+                "encoding=delimited";
+            break;
         }
         buf_printf(out, "%s%s%s;q=0.%d", out->len ? "," : "", v,
                    escaping ? ";escaping=allow-utf-8" : "", weight);
@@ -167,7 +175,7 @@ void scrape_accept_header(const enum config_scrape_protocol *p, size_t n, buf *o
 typedef struct key_view {
     const char *p;
     size_t len;
-    enum textparse_format format;
+    int format;
 } key_view;
 
 static bool entry_eq(const void *val, const void *key)
@@ -811,16 +819,13 @@ static int check_label_limits(const config_scrape *sc, const labels *ls, buf *er
     return 0;
 }
 
-/* Builds the stored labels of a scraped series (mutateSampleLabels and
- * metric relabeling). Returns the new set, NULL when relabeling dropped it,
- * or NULL with err set on an invalid series. */
-static labels *sample_labels(scrape_manager *m, target *t, textparse *p, arena *a, buf *err)
+/* The exposed name and labels of the text parser's current series, into
+ * lb (strings owned by the input or the arena). */
+static void text_series_labels(textparse *p, arena *a, labels_builder *lb)
 {
-    labels_builder lb;
-    labels_builder_init(&lb);
     size_t len;
     const char *name = view_str(a, textparse_metric_name(p), &len);
-    labels_builder_add(&lb, LABELS_METRIC_NAME, 8, name, len);
+    labels_builder_add(lb, LABELS_METRIC_NAME, 8, name, len);
     size_t n = textparse_label_count(p);
     for (size_t i = 0; i < n; i++) {
         textparse_str ln, lv;
@@ -836,8 +841,33 @@ static labels *sample_labels(scrape_manager *m, target *t, textparse *p, arena *
         } else {
             v = view_str(a, lv, &vl);
         }
-        labels_builder_add(&lb, nm, nl, v ? v : "", vl);
+        labels_builder_add(lb, nm, nl, v ? v : "", vl);
     }
+}
+
+/* The same for the protobuf parser's current series. */
+static void proto_series_labels(protoparse *p, labels_builder *lb)
+{
+    size_t len;
+    const char *name = protoparse_metric_name(p, &len);
+    labels_builder_add(lb, LABELS_METRIC_NAME, 8, name, len);
+    size_t n = protoparse_label_count(p);
+    for (size_t i = 0; i < n; i++) {
+        const char *nm, *v;
+        size_t nl, vl;
+        protoparse_label(p, i, &nm, &nl, &v, &vl);
+        labels_builder_add(lb, nm, nl, v, vl);
+    }
+}
+
+/* Builds the stored labels of a scraped series (mutateSampleLabels and
+ * metric relabeling) from the exposed ones in lb (which it cleans up).
+ * Returns the new set, NULL when relabeling dropped it, or NULL with err
+ * set on an invalid series. */
+static labels *sample_labels(scrape_manager *m, target *t, labels_builder *exposed, arena *a,
+                             buf *err)
+{
+    labels_builder lb = *exposed;
     const char *dup = NULL;
     labels *scraped = labels_builder_finish(&lb, &dup);
     if (!scraped) {
@@ -960,17 +990,140 @@ static void note_metadata(target *t, store_batch *b, textparse_str name, enum ex
     buf_cleanup(&hb);
 }
 
-/* Parses a body and appends its samples. Returns 0, or -EINVAL with the
- * reason in err (the caller then discards the batch). */
-static int append_body(scrape_manager *m, target *t, const char *body, size_t len,
-                       enum textparse_format fmt, int64_t ts, store_batch *b, scrape_result *res,
-                       buf *err)
+/* One exposed sample of either parser, for append_sample. */
+typedef struct exposed_sample {
+    const char *key; /* series bytes: equal bytes, same series (per format) */
+    size_t key_len;
+    int format;
+    textparse *tp; /* the parser positioned on it (one of the two) */
+    protoparse *pp;
+    bool has_ts;
+    int64_t ts;
+    double v;
+    const nhist *h; /* a native histogram sample, or NULL */
+} exposed_sample;
+
+/* Prometheus's pickSchema: the largest exponential schema whose bucket
+ * growth factor is at least f (schema 8 when f is 0 or <= 1). */
+static int32_t max_schema_for_factor(double f)
+{
+    if (f <= 1) f = 1.00271;
+    double fl = floor(-log2(log2(f)));
+    if (fl >= NHIST_MAX_SCHEMA) return NHIST_MAX_SCHEMA;
+    if (fl <= NHIST_MIN_SCHEMA) return NHIST_MIN_SCHEMA;
+    return (int32_t)fl;
+}
+
+/* Applies native_histogram_min_bucket_factor and native_histogram_bucket_limit
+ * to h as Prometheus's maxSchemaAppender and bucketLimitAppender do: lower
+ * the resolution down to the schema the factor allows, then while the
+ * histogram has more buckets than the limit. Returns 0 with *out set to h or
+ * to the reduced copy in *tmp, or -E2BIG ("histogram bucket limit
+ * exceeded": a custom-bucket histogram, or schema -4 still over the
+ * limit). */
+static int limit_histogram(const config_scrape *sc, const nhist *h, nhist *tmp, const nhist **out)
+{
+    *out = h;
+    int32_t max_schema = max_schema_for_factor(sc->native_histogram_min_bucket_factor);
+    bool exp = h->schema != NHIST_CUSTOM_SCHEMA;
+    bool over_factor = exp && h->schema > max_schema;
+    bool over_limit =
+        sc->native_histogram_bucket_limit && nhist_bucket_count(h) > sc->native_histogram_bucket_limit;
+    if (!over_factor && !over_limit) return 0;
+    if (over_limit && !exp) return -E2BIG;
+    if (nhist_copy(tmp, h) < 0) return -ENOMEM;
+    if (over_factor && nhist_reduce_resolution(tmp, max_schema) < 0) return -EINVAL;
+    while (sc->native_histogram_bucket_limit &&
+           nhist_bucket_count(tmp) > sc->native_histogram_bucket_limit) {
+        if (tmp->schema <= NHIST_MIN_SCHEMA) return -E2BIG;
+        if (nhist_reduce_resolution(tmp, tmp->schema - 1) < 0) return -EINVAL;
+    }
+    *out = tmp;
+    return 0;
+}
+
+/* Looks a sample's series up (creating its entry and store series when
+ * new) and adds the sample to the batch. Returns 0, or -EINVAL with the
+ * reason in err (the scrape then fails). */
+static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, int64_t ts,
+                         store_batch *b, scrape_result *res, arena *a, buf *err)
+{
+    res->scraped++;
+    key_view k = {x->key, x->key_len, x->format};
+    uint64_t h = strutil_hash64(x->key, x->key_len, (uint64_t)x->format);
+    series_entry *se = hmap_get(&t->cache, h, entry_eq, &k);
+    if (se && se->seen_iter == t->iter) {
+        res->duplicates++;
+        return 0;
+    }
+    if (!se) {
+        labels_builder lb;
+        labels_builder_init(&lb);
+        if (x->tp)
+            text_series_labels(x->tp, a, &lb);
+        else
+            proto_series_labels(x->pp, &lb);
+        labels *ls = sample_labels(m, t, &lb, a, err);
+        if (!ls && err->len) return -EINVAL;
+        se = mem_calloc(1, sizeof *se);
+        se->key = mem_strndup(x->key, x->key_len);
+        se->key_len = x->key_len;
+        se->format = x->format;
+        if (ls) {
+            bool created = false;
+            if (store_series_ref(m->st, ls, &se->ref, &created) < 0) se->ref = 0;
+            (void)created;
+            res->added++;
+            labels_free(ls);
+        }
+        hmap_put(&t->cache, h, se);
+    }
+    se->seen_iter = t->iter;
+    if (!se->ref) return 0;
+    res->post_relabel++;
+    if (t->sc->sample_limit && res->post_relabel > t->sc->sample_limit) {
+        buf_puts(err, "sample limit exceeded");
+        registry_inc(m->m_sample_limit);
+        return -EINVAL;
+    }
+    int64_t sts = ts;
+    se->explicit_ts = false;
+    if (x->has_ts && t->sc->honor_timestamps) {
+        sts = x->ts;
+        se->explicit_ts = !t->sc->track_timestamps_staleness;
+    }
+    if (!x->h) {
+        store_batch_add(b, se->ref, sts, x->v);
+        return 0;
+    }
+    nhist tmp;
+    nhist_init(&tmp);
+    const nhist *hh;
+    int rc = limit_histogram(t->sc, x->h, &tmp, &hh);
+    if (rc == 0) {
+        store_batch_add_histogram(b, se->ref, sts, hh);
+    } else if (rc == -E2BIG) {
+        buf_puts(err, "histogram bucket limit exceeded");
+        registry_inc(m->m_bucket_limit);
+        rc = -EINVAL;
+    } else {
+        buf_puts(err, "could not lower the resolution of a native histogram");
+        rc = -EINVAL;
+    }
+    nhist_cleanup(&tmp);
+    return rc;
+}
+
+/* Parses a text or OpenMetrics body and appends its samples. Returns 0, or
+ * -EINVAL with the reason in err (the caller then discards the batch). */
+static int append_text_body(scrape_manager *m, target *t, const char *body, size_t len,
+                            enum textparse_format fmt, int64_t ts, store_batch *b,
+                            scrape_result *res, buf *err)
 {
     textparse p;
     textparse_init(&p, fmt, body, len);
     arena a;
     arena_init(&a, SCRAPE_SCRATCH_LIMIT);
-    uint64_t iter = t->iter;
     int rc = 0;
     /* Metadata of the family being read (HELP/TYPE/UNIT lines). */
     textparse_str mname = {0}, mhelp = {0}, munit = {0};
@@ -1001,51 +1154,12 @@ static int append_body(scrape_manager *m, target *t, const char *body, size_t le
             continue;
         }
         if (e != TEXTPARSE_SERIES) continue;
-        res->scraped++;
         textparse_str s = textparse_series(&p);
-        key_view k = {s.p, s.len, fmt};
-        uint64_t h = strutil_hash64(s.p, s.len, (uint64_t)fmt);
-        series_entry *se = hmap_get(&t->cache, h, entry_eq, &k);
-        if (se && se->seen_iter == iter) {
-            res->duplicates++;
-            continue;
-        }
-        if (!se) {
-            labels *ls = sample_labels(m, t, &p, &a, err);
-            if (!ls && err->len) {
-                rc = -EINVAL;
-                break;
-            }
-            se = mem_calloc(1, sizeof *se);
-            se->key = mem_strndup(s.p, s.len);
-            se->key_len = s.len;
-            se->format = fmt;
-            if (ls) {
-                bool created = false;
-                if (store_series_ref(m->st, ls, &se->ref, &created) < 0) se->ref = 0;
-                (void)created;
-                res->added++;
-                labels_free(ls);
-            }
-            hmap_put(&t->cache, h, se);
-        }
-        se->seen_iter = iter;
-        if (!se->ref) continue;
-        res->post_relabel++;
-        if (t->sc->sample_limit && res->post_relabel > t->sc->sample_limit) {
-            buf_puts(err, "sample limit exceeded");
-            registry_inc(m->m_sample_limit);
-            rc = -EINVAL;
-            break;
-        }
-        int64_t sts = ts;
-        int64_t explicit_ts;
-        se->explicit_ts = false;
-        if (textparse_timestamp(&p, &explicit_ts) && t->sc->honor_timestamps) {
-            sts = explicit_ts;
-            se->explicit_ts = !t->sc->track_timestamps_staleness;
-        }
-        store_batch_add(b, se->ref, sts, textparse_value(&p));
+        exposed_sample x = {.key = s.p, .key_len = s.len, .format = (int)fmt, .tp = &p};
+        x.has_ts = textparse_timestamp(&p, &x.ts);
+        x.v = textparse_value(&p);
+        rc = append_sample(m, t, &x, ts, b, res, &a, err);
+        if (rc < 0) break;
         if (a.used > 1024 * 1024) { /* scratch of finished series */
             arena_cleanup(&a);
             arena_init(&a, SCRAPE_SCRATCH_LIMIT);
@@ -1053,6 +1167,60 @@ static int append_body(scrape_manager *m, target *t, const char *body, size_t le
     }
     if (rc == 0 && mpending) note_metadata(t, b, mname, mtype, mhelp, munit, &a);
     textparse_cleanup(&p);
+    arena_cleanup(&a);
+    return rc;
+}
+
+/* Parses a protobuf body (delimited MetricFamily messages) and appends its
+ * samples, native histograms included when the job scrapes them. */
+static int append_proto_body(scrape_manager *m, target *t, const char *body, size_t len,
+                             int64_t ts, store_batch *b, scrape_result *res, buf *err)
+{
+    protoparse_options o = {
+        .ignore_native_histograms = !t->sc->scrape_native_histograms,
+        .keep_classic_histograms = t->sc->always_scrape_classic_histograms,
+    };
+    protoparse *p = NULL;
+    if (protoparse_new(&p, (const uint8_t *)body, len, &o) < 0) {
+        buf_puts(err, "out of memory");
+        return -EINVAL;
+    }
+    arena a;
+    arena_init(&a, SCRAPE_SCRATCH_LIMIT);
+    int rc = 0;
+    for (;;) {
+        enum protoparse_entry e = protoparse_next(p);
+        if (e == PROTOPARSE_END) break;
+        if (e == PROTOPARSE_ERROR) {
+            buf_puts(err, protoparse_error(p));
+            rc = -EINVAL;
+            break;
+        }
+        if (e == PROTOPARSE_FAMILY) {
+            const char *n, *h, *u;
+            size_t nl, hl, ul;
+            enum expfmt_type type;
+            protoparse_family(p, &n, &nl, &h, &hl, &u, &ul, &type);
+            note_metadata(t, b, (textparse_str){n, nl, false}, type,
+                          (textparse_str){h ? h : "", h ? hl : 0, false},
+                          (textparse_str){u ? u : "", u ? ul : 0, false}, &a);
+            continue;
+        }
+        exposed_sample x = {.format = SCRAPE_FMT_PROTOBUF, .pp = p};
+        x.key = protoparse_series_key(p, &x.key_len);
+        x.has_ts = protoparse_timestamp(p, &x.ts);
+        if (e == PROTOPARSE_HISTOGRAM)
+            x.h = protoparse_histogram(p);
+        else
+            x.v = protoparse_value(p);
+        rc = append_sample(m, t, &x, ts, b, res, &a, err);
+        if (rc < 0) break;
+        if (a.used > 1024 * 1024) {
+            arena_cleanup(&a);
+            arena_init(&a, SCRAPE_SCRATCH_LIMIT);
+        }
+    }
+    protoparse_free(p);
     arena_cleanup(&a);
     return rc;
 }
@@ -1156,11 +1324,15 @@ static void on_scrape_done(void *ctx, const httpc_response *r)
     } else if (r->status != 200) {
         buf_printf(&err, "server returned HTTP status %ld", r->status);
     } else {
-        enum textparse_format fmt;
+        enum textparse_format fmt = TEXTPARSE_PROMETHEUS;
+        bool proto = false;
         const config_scrape *sc = t->sc;
-        if (textparse_format_from_content_type(r->content_type, &fmt) < 0) {
-            if (sc->has_fallback_protocol &&
-                sc->fallback_scrape_protocol != CONFIG_PROTO_PROMETHEUS_PROTO) {
+        if (r->content_type && protoparse_is_content_type(r->content_type)) {
+            proto = true;
+            rc = 0;
+        } else if (textparse_format_from_content_type(r->content_type, &fmt) < 0) {
+            if (sc->has_fallback_protocol) {
+                proto = sc->fallback_scrape_protocol == CONFIG_PROTO_PROMETHEUS_PROTO;
                 fmt = (sc->fallback_scrape_protocol == CONFIG_PROTO_OPENMETRICS_1_0_0 ||
                        sc->fallback_scrape_protocol == CONFIG_PROTO_OPENMETRICS_0_0_1)
                           ? TEXTPARSE_OPENMETRICS
@@ -1176,7 +1348,8 @@ static void on_scrape_done(void *ctx, const httpc_response *r)
             rc = 0;
         }
         if (rc == 0) {
-            rc = append_body(m, t, r->body, r->body_len, fmt, ts, b, &res, &err);
+            rc = proto ? append_proto_body(m, t, r->body, r->body_len, ts, b, &res, &err)
+                       : append_text_body(m, t, r->body, r->body_len, fmt, ts, b, &res, &err);
             if (res.duplicates) registry_add(m->m_duplicates, (double)res.duplicates);
         }
     }
@@ -1364,6 +1537,11 @@ scrape_manager *scrape_manager_new(store *st, registry *reg)
     m->m_duplicates = registry_child(
         registry_counter(reg, "sidewatch_scrapes_sample_duplicate_total",
                          "Samples dropped because a series appeared twice in one scrape.", NULL),
+        NULL);
+    m->m_bucket_limit = registry_child(
+        registry_counter(reg, "sidewatch_scrapes_exceeded_native_histogram_bucket_limit_total",
+                         "Scrapes that failed because native_histogram_bucket_limit was exceeded.",
+                         NULL),
         NULL);
     return m;
 }

@@ -132,10 +132,12 @@ static void test_accept_header(void **state)
                         "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
                         "text/plain;version=0.0.4;q=0.3,*/*;q=0.2");
     buf_reset(&b);
-    enum config_scrape_protocol text_only[] = {CONFIG_PROTO_PROMETHEUS_PROTO,
-                                               CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4};
-    scrape_accept_header(text_only, 2, &b);
-    assert_string_equal(buf_cstr(&b), "text/plain;version=0.0.4;q=0.6,*/*;q=0.5");
+    enum config_scrape_protocol proto_first[] = {CONFIG_PROTO_PROMETHEUS_PROTO,
+                                                 CONFIG_PROTO_PROMETHEUS_TEXT_0_0_4};
+    scrape_accept_header(proto_first, 2, &b);
+    assert_string_equal(buf_cstr(&b),
+                        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+                        "encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.5,*/*;q=0.4");
     buf_cleanup(&b);
 }
 
