@@ -113,12 +113,13 @@ scrape_configs:
 """
 
 
-def start_prometheus(tmp_path, procs, config_text):
+def start_prometheus(tmp_path, procs, config_text, extra_args=()):
     port = free_port()
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text(config_text)
     prom = Proc(["prometheus", f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}",
-                 f"--storage.tsdb.path={tmp_path / 'prom-data'}"], str(tmp_path / "prometheus.log"))
+                 f"--storage.tsdb.path={tmp_path / 'prom-data'}", *extra_args],
+                str(tmp_path / "prometheus.log"))
     procs.append(prom)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: requests.get(url + "/-/ready", timeout=2).status_code == 200, timeout=30,
