@@ -31,3 +31,4 @@ bool nhist_is_stale(const nhist *h)
 int nhist_copy(nhist *dst, const nhist *src) { (void)dst, (void)src; return -ENOMEM; }
 int nhist_reduce_resolution(nhist *h, int32_t schema) { (void)h, (void)schema; return -EINVAL; }
 size_t nhist_bucket_count(const nhist *h) { return h->n_pos + h->n_neg; }
+int nhist_validate(const nhist *h, char *err, size_t err_size) { (void)h, (void)err, (void)err_size; return 0; }
