@@ -18,6 +18,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "mem.h"
+#include "nhcb.h"
 #include "nhist.h"
 #include "protoparse.h"
 #include "relabel.h"
@@ -61,8 +62,11 @@ typedef struct series_entry {
     int format;         /* enum textparse_format, or SCRAPE_FMT_PROTOBUF */
 } series_entry;
 
-/* The protobuf format's series keys live next to the text formats' ones. */
+/* The protobuf format's series keys live next to the text formats' ones,
+ * and so do those of histograms converted to NHCB (their key is the
+ * labels_encode() of their exposed labels). */
 #define SCRAPE_FMT_PROTOBUF 2
+#define SCRAPE_FMT_NHCB 3
 
 /* Metadata last written for a metric family of a target. */
 typedef struct meta_entry {
@@ -1000,7 +1004,8 @@ typedef struct exposed_sample {
     bool has_ts;
     int64_t ts;
     double v;
-    const nhist *h; /* a native histogram sample, or NULL */
+    const nhist *h;   /* a native histogram sample, or NULL */
+    const labels *ls; /* exposed labels given directly (an NHCB), or NULL */
 } exposed_sample;
 
 /* Prometheus's pickSchema: the largest exponential schema whose bucket
@@ -1059,7 +1064,9 @@ static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, 
     if (!se) {
         labels_builder lb;
         labels_builder_init(&lb);
-        if (x->tp)
+        if (x->ls)
+            labels_builder_from(&lb, x->ls);
+        else if (x->tp)
             text_series_labels(x->tp, a, &lb);
         else
             proto_series_labels(x->pp, &lb);
@@ -1114,6 +1121,226 @@ static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, 
     return rc;
 }
 
+/* ---- convert_classic_histograms_to_nhcb --------------------------------------------
+ *
+ * As Prometheus's NHCBParser wraps a parser: the series of a classic
+ * histogram (a family of type histogram: name_bucket{le}, name_count,
+ * name_sum with the same other labels, one after the other) are collected
+ * and, when the next entry belongs to something else, turned into one
+ * native histogram with custom buckets named after the family (nhcb.h).
+ * The classic series are only stored too with
+ * always_scrape_classic_histograms. A classic histogram that follows a
+ * native one of the same name and labels is not converted; one whose
+ * counts do not convert is silently kept classic-only (as Prometheus). */
+
+enum { NHCB_START, NHCB_COLLECTING, NHCB_INHIBITING };
+
+typedef struct nhcb_state {
+    bool on, keep_classic;
+    enum expfmt_type typ; /* of the family in force */
+    buf fam;              /* its name */
+    int state;
+    buf last_name;      /* base name being collected or inhibited */
+    uint64_t last_hash; /* hash of its labels without __name__ and le */
+    labels *base;       /* collected: exposed labels, __name__ = base, no le */
+    bool has_ts;
+    int64_t ts;
+    nhcb c;
+} nhcb_state;
+
+static void nhcb_state_init(nhcb_state *st, const config_scrape *sc)
+{
+    memset(st, 0, sizeof *st);
+    st->on = sc->convert_classic_histograms_to_nhcb;
+    st->keep_classic = sc->always_scrape_classic_histograms;
+    buf_init(&st->fam, BUF_UNLIMITED);
+    buf_init(&st->last_name, BUF_UNLIMITED);
+    nhcb_init(&st->c);
+}
+
+static void nhcb_state_cleanup(nhcb_state *st)
+{
+    buf_cleanup(&st->fam);
+    buf_cleanup(&st->last_name);
+    labels_free(st->base);
+    nhcb_cleanup(&st->c);
+}
+
+/* Hash of a label set without __name__ and le (HashWithoutLabels). */
+static uint64_t hash_without_le(const labels *ls)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL;
+    for (uint32_t i = 0; i < ls->n; i++) {
+        const label *l = &ls->v[i];
+        if ((l->name_len == 8 && memcmp(l->name, LABELS_METRIC_NAME, 8) == 0) ||
+            (l->name_len == 2 && memcmp(l->name, "le", 2) == 0))
+            continue;
+        h = strutil_hash64(l->name, l->name_len, h);
+        h = strutil_hash64("\xff", 1, h);
+        h = strutil_hash64(l->value, l->value_len, h);
+        h = strutil_hash64("\xff", 1, h);
+    }
+    return h;
+}
+
+/* The exposed labels of the sample (NULL if they repeat a name). */
+static labels *exposed_labels(const exposed_sample *x, arena *a)
+{
+    labels_builder lb;
+    labels_builder_init(&lb);
+    if (x->tp)
+        text_series_labels(x->tp, a, &lb);
+    else
+        proto_series_labels(x->pp, &lb);
+    labels *ls = labels_builder_finish(&lb, NULL);
+    labels_builder_cleanup(&lb);
+    return ls;
+}
+
+/* Base name and suffix kind (1 _bucket, 2 _sum, 3 _count, 0 none). */
+static int hist_suffix(const char *name, size_t len, size_t *base_len)
+{
+    static const struct {
+        const char *s;
+        size_t n;
+        int kind;
+    } sfx[] = {{"_bucket", 7, 1}, {"_sum", 4, 2}, {"_count", 6, 3}};
+    for (size_t i = 0; i < 3; i++) {
+        if (len >= sfx[i].n && memcmp(name + len - sfx[i].n, sfx[i].s, sfx[i].n) == 0) {
+            *base_len = len - sfx[i].n;
+            return sfx[i].kind;
+        }
+    }
+    *base_len = len;
+    return 0;
+}
+
+static bool nhcb_different(nhcb_state *st, const labels *ls)
+{
+    if (st->typ != EXPFMT_HISTOGRAM || !ls) return true;
+    size_t nl, bl;
+    const char *name = labels_metric_name(ls, &nl);
+    hist_suffix(name, nl, &bl);
+    if (bl != st->last_name.len || memcmp(name, buf_cstr(&st->last_name), bl) != 0) return true;
+    return hash_without_le(ls) != st->last_hash;
+}
+
+/* Emits what was collected, if it converts. Returns 0 or the append's
+ * error. */
+static int nhcb_emit(scrape_manager *m, target *t, nhcb_state *st, int64_t ts, store_batch *b,
+                     scrape_result *res, arena *a, buf *err)
+{
+    if (st->state != NHCB_COLLECTING) return 0;
+    st->state = NHCB_START;
+    nhist h;
+    nhist_init(&h);
+    int rc = 0;
+    if (nhcb_convert(&st->c, &h) == 0) {
+        buf key;
+        buf_init(&key, BUF_UNLIMITED);
+        labels_encode(st->base, &key);
+        exposed_sample x = {.key = buf_cstr(&key), .key_len = key.len, .format = SCRAPE_FMT_NHCB,
+                            .has_ts = st->has_ts, .ts = st->ts, .h = &h, .ls = st->base};
+        rc = append_sample(m, t, &x, ts, b, res, a, err);
+        buf_cleanup(&key);
+    } else {
+        log_debug("scrape", "%s: classic histogram not converted to NHCB: %s", t->url, st->c.msg);
+    }
+    nhist_cleanup(&h);
+    nhcb_reset(&st->c);
+    labels_free(st->base);
+    st->base = NULL;
+    return rc;
+}
+
+/* A metadata entry (TYPE, HELP, UNIT, a protobuf family): ends a
+ * collection; type is the new type when the entry sets one (name its
+ * family), else NULL. */
+static int nhcb_meta(scrape_manager *m, target *t, nhcb_state *st, const enum expfmt_type *type,
+                     const char *name, size_t name_len, int64_t ts, store_batch *b,
+                     scrape_result *res, arena *a, buf *err)
+{
+    if (type) {
+        st->typ = *type;
+        buf_reset(&st->fam);
+        buf_append(&st->fam, name, name_len);
+    }
+    return nhcb_emit(m, t, st, ts, b, res, a, err);
+}
+
+/* A float sample: collects it when it belongs to a classic histogram.
+ * Returns 1 when the sample must not be stored itself (converted, and
+ * classic series not kept), 0 to store it, or a negative error. */
+static int nhcb_series(scrape_manager *m, target *t, nhcb_state *st, const exposed_sample *x,
+                       int64_t ts, store_batch *b, scrape_result *res, arena *a, buf *err)
+{
+    labels *ls = st->typ == EXPFMT_HISTOGRAM ? exposed_labels(x, a) : NULL;
+    int rc = 0;
+    if (st->state == NHCB_COLLECTING && nhcb_different(st, ls))
+        rc = nhcb_emit(m, t, st, ts, b, res, a, err);
+    if (rc < 0) goto out;
+    if (st->state == NHCB_INHIBITING) {
+        if (!nhcb_different(st, ls)) goto out;
+        st->state = NHCB_START;
+    }
+    if (st->typ != EXPFMT_HISTOGRAM || !ls) goto out;
+    size_t nl, bl;
+    const char *name = labels_metric_name(ls, &nl);
+    int kind = hist_suffix(name, nl, &bl);
+    if (kind == 0 || bl != st->fam.len || memcmp(name, buf_cstr(&st->fam), bl) != 0) goto out;
+    double le = 0;
+    if (kind == 1) {
+        size_t vl;
+        const char *v = labels_get(ls, "le", 2, &vl);
+        if (!v || expfmt_parse_float(v, vl, &le) < 0 || isnan(le)) goto out;
+    }
+    if (st->state != NHCB_COLLECTING) {
+        buf_reset(&st->last_name);
+        buf_append(&st->last_name, name, bl);
+        st->last_hash = hash_without_le(ls);
+        labels_builder lb;
+        labels_builder_init(&lb);
+        labels_builder_from(&lb, ls);
+        labels_builder_set(&lb, LABELS_METRIC_NAME, 8, name, bl);
+        labels_builder_del(&lb, "le", 2);
+        labels_free(st->base);
+        st->base = labels_builder_finish(&lb, NULL);
+        labels_builder_cleanup(&lb);
+        st->has_ts = x->has_ts;
+        st->ts = x->ts;
+        st->state = NHCB_COLLECTING;
+    }
+    if (kind == 1)
+        nhcb_set_bucket(&st->c, le, x->v);
+    else if (kind == 2)
+        nhcb_set_sum(&st->c, x->v);
+    else
+        nhcb_set_count(&st->c, x->v);
+    rc = st->keep_classic ? 0 : 1;
+out:
+    labels_free(ls);
+    return rc;
+}
+
+/* A native histogram: classic series of the same name and labels that
+ * follow it are not converted. */
+static int nhcb_native(scrape_manager *m, target *t, nhcb_state *st, const exposed_sample *x,
+                       int64_t ts, store_batch *b, scrape_result *res, arena *a, buf *err)
+{
+    int rc = nhcb_emit(m, t, st, ts, b, res, a, err);
+    labels *ls = exposed_labels(x, a);
+    if (ls) {
+        size_t nl;
+        const char *name = labels_metric_name(ls, &nl);
+        buf_reset(&st->last_name);
+        buf_append(&st->last_name, name, nl);
+        st->last_hash = hash_without_le(ls);
+        st->state = NHCB_INHIBITING;
+        labels_free(ls);
+    }
+    return rc;
+}
+
 /* Parses a text or OpenMetrics body and appends its samples. Returns 0, or
  * -EINVAL with the reason in err (the caller then discards the batch). */
 static int append_text_body(scrape_manager *m, target *t, const char *body, size_t len,
@@ -1129,6 +1356,8 @@ static int append_text_body(scrape_manager *m, target *t, const char *body, size
     textparse_str mname = {0}, mhelp = {0}, munit = {0};
     enum expfmt_type mtype = EXPFMT_UNKNOWN;
     bool mpending = false;
+    nhcb_state nst;
+    nhcb_state_init(&nst, t->sc);
 
     for (;;) {
         enum textparse_entry e = textparse_next(&p);
@@ -1151,6 +1380,14 @@ static int append_text_body(scrape_manager *m, target *t, const char *body, size
             if (e == TEXTPARSE_HELP) mhelp = textparse_meta_text(&p);
             if (e == TEXTPARSE_UNIT) munit = textparse_meta_text(&p);
             if (e == TEXTPARSE_TYPE) mtype = textparse_meta_type(&p);
+            if (nst.on) {
+                size_t nl;
+                const char *n = view_str(&a, name, &nl);
+                enum expfmt_type ty = mtype;
+                rc = nhcb_meta(m, t, &nst, e == TEXTPARSE_TYPE ? &ty : NULL, n, nl, ts, b, res,
+                               &a, err);
+                if (rc < 0) break;
+            }
             continue;
         }
         if (e != TEXTPARSE_SERIES) continue;
@@ -1158,6 +1395,14 @@ static int append_text_body(scrape_manager *m, target *t, const char *body, size
         exposed_sample x = {.key = s.p, .key_len = s.len, .format = (int)fmt, .tp = &p};
         x.has_ts = textparse_timestamp(&p, &x.ts);
         x.v = textparse_value(&p);
+        if (nst.on) {
+            rc = nhcb_series(m, t, &nst, &x, ts, b, res, &a, err);
+            if (rc < 0) break;
+            if (rc == 1) {
+                rc = 0;
+                continue;
+            }
+        }
         rc = append_sample(m, t, &x, ts, b, res, &a, err);
         if (rc < 0) break;
         if (a.used > 1024 * 1024) { /* scratch of finished series */
@@ -1165,7 +1410,9 @@ static int append_text_body(scrape_manager *m, target *t, const char *body, size
             arena_init(&a, SCRAPE_SCRATCH_LIMIT);
         }
     }
+    if (rc == 0 && nst.on) rc = nhcb_emit(m, t, &nst, ts, b, res, &a, err);
     if (rc == 0 && mpending) note_metadata(t, b, mname, mtype, mhelp, munit, &a);
+    nhcb_state_cleanup(&nst);
     textparse_cleanup(&p);
     arena_cleanup(&a);
     return rc;
@@ -1188,6 +1435,8 @@ static int append_proto_body(scrape_manager *m, target *t, const char *body, siz
     arena a;
     arena_init(&a, SCRAPE_SCRATCH_LIMIT);
     int rc = 0;
+    nhcb_state nst;
+    nhcb_state_init(&nst, t->sc);
     for (;;) {
         enum protoparse_entry e = protoparse_next(p);
         if (e == PROTOPARSE_END) break;
@@ -1204,6 +1453,10 @@ static int append_proto_body(scrape_manager *m, target *t, const char *body, siz
             note_metadata(t, b, (textparse_str){n, nl, false}, type,
                           (textparse_str){h ? h : "", h ? hl : 0, false},
                           (textparse_str){u ? u : "", u ? ul : 0, false}, &a);
+            if (nst.on) {
+                rc = nhcb_meta(m, t, &nst, &type, n, nl, ts, b, res, &a, err);
+                if (rc < 0) break;
+            }
             continue;
         }
         exposed_sample x = {.format = SCRAPE_FMT_PROTOBUF, .pp = p};
@@ -1213,6 +1466,15 @@ static int append_proto_body(scrape_manager *m, target *t, const char *body, siz
             x.h = protoparse_histogram(p);
         else
             x.v = protoparse_value(p);
+        if (nst.on) {
+            rc = x.h ? nhcb_native(m, t, &nst, &x, ts, b, res, &a, err)
+                     : nhcb_series(m, t, &nst, &x, ts, b, res, &a, err);
+            if (rc < 0) break;
+            if (rc == 1) {
+                rc = 0;
+                continue;
+            }
+        }
         rc = append_sample(m, t, &x, ts, b, res, &a, err);
         if (rc < 0) break;
         if (a.used > 1024 * 1024) {
@@ -1220,6 +1482,8 @@ static int append_proto_body(scrape_manager *m, target *t, const char *body, siz
             arena_init(&a, SCRAPE_SCRATCH_LIMIT);
         }
     }
+    if (rc == 0 && nst.on) rc = nhcb_emit(m, t, &nst, ts, b, res, &a, err);
+    nhcb_state_cleanup(&nst);
     protoparse_free(p);
     arena_cleanup(&a);
     return rc;
