@@ -340,3 +340,85 @@ def test_bad_protobuf_bodies(start_sidewatch, target):
     # nothing of a failed scrape was stored; the good target is unaffected
     assert query(sw, 'h') == []
     assert len(query(sw, 'request_latency_seconds{job="app"}')) == 2
+
+
+CLASSIC_TEXT = b"""# HELP latency_seconds Latency.
+# TYPE latency_seconds histogram
+latency_seconds_bucket{route="/a",le="0.1"} 3
+latency_seconds_bucket{route="/a",le="0.5"} 8
+latency_seconds_bucket{route="/a",le="1"} 11
+latency_seconds_bucket{route="/a",le="+Inf"} 12
+latency_seconds_sum{route="/a"} 5.5
+latency_seconds_count{route="/a"} 12
+latency_seconds_bucket{route="/b",le="0.1"} 0
+latency_seconds_bucket{route="/b",le="0.5"} 1.5
+latency_seconds_bucket{route="/b",le="1"} 2.5
+latency_seconds_bucket{route="/b",le="+Inf"} 2.5
+latency_seconds_sum{route="/b"} 1.25
+latency_seconds_count{route="/b"} 2.5
+# TYPE broken_seconds histogram
+broken_seconds_bucket{le="1"} 5
+broken_seconds_bucket{le="2"} 3
+broken_seconds_count 5
+# TYPE plain gauge
+plain 1
+"""
+
+
+def test_classic_histograms_to_nhcb(start_sidewatch, target):
+    """convert_classic_histograms_to_nhcb: the text format's classic
+    histograms (and the protobuf format's) become custom-bucket native
+    histograms; histogram_quantile over them equals the classic answer; the
+    classic series stay only with always_scrape_classic_histograms; a
+    histogram whose counts are not cumulative stays classic."""
+    target.routes["/text"] = Served(CLASSIC_TEXT)
+    target.routes["/text"].content_type = "text/plain; version=0.0.4"
+    target.routes["/proto"] = Served(promproto.encode(families(with_float=False)))
+    jobs = ""
+    for job, path, extra in (("classic", "/text", ""),
+                             ("nhcb", "/text", "convert_classic_histograms_to_nhcb: true"),
+                             ("nhcb_keep", "/text", "convert_classic_histograms_to_nhcb: true\n"
+                              "    always_scrape_classic_histograms: true"),
+                             ("nhcb_proto", "/proto", "convert_classic_histograms_to_nhcb: true")):
+        jobs += f"""
+  - job_name: {job}
+    metrics_path: {path}
+    scrape_native_histograms: true
+    {extra}
+    static_configs:
+      - targets: ['{target.addr}']
+"""
+    sw = start_sidewatch(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:{jobs}""")
+    wait_until(lambda: all(up(sw, j) == "1" for j in ("classic", "nhcb", "nhcb_keep", "nhcb_proto")),
+               what="every job up")
+    wait_until(lambda: len(query(sw, 'latency_seconds{job="nhcb"}')) == 2, what="NHCB stored")
+
+    a = {r["metric"]["route"]: r["histogram"][1] for r in query(sw, 'latency_seconds{job="nhcb"}')}
+    assert float(a["/a"]["count"]) == 12 and float(a["/a"]["sum"]) == 5.5
+    # custom buckets: (-Inf, 0.1] then (0.1, 0.5], (0.5, 1], (1, +Inf]
+    assert [(b[1], b[2], b[3]) for b in a["/a"]["buckets"]] == [
+        ("-Inf", "0.1", "3"), ("0.1", "0.5", "5"), ("0.5", "1", "3"), ("1", "+Inf", "1")], a["/a"]
+    assert [b[3] for b in a["/b"]["buckets"]] == ["1.5", "1"], a["/b"]
+    assert query(sw, 'latency_seconds_bucket{job="nhcb"}') == []
+    assert query(sw, 'latency_seconds_count{job="nhcb"}') == []
+    assert len(query(sw, 'latency_seconds_bucket{job="nhcb_keep"}')) == 8
+    assert len(query(sw, 'latency_seconds{job="nhcb_keep"}')) == 2
+    # not cumulative: no histogram; its classic series stay
+    assert query(sw, 'broken_seconds{job="nhcb"}') == []
+    assert len(query(sw, 'broken_seconds_bucket{job="nhcb"}')) == 2
+    assert query(sw, 'plain{job="nhcb"}')
+    for q in (0.25, 0.5, 0.9, 0.99):
+        c = {r["metric"]["route"]: float(r["value"][1]) for r in query(
+            sw, f'histogram_quantile({q}, latency_seconds_bucket{{job="classic"}})')}
+        n = {r["metric"]["route"]: float(r["value"][1]) for r in query(
+            sw, f'histogram_quantile({q}, latency_seconds{{job="nhcb"}})')}
+        assert set(c) == set(n) == {"/a", "/b"}
+        for k in c:
+            assert math.isclose(c[k], n[k], rel_tol=1e-12), (q, k, c[k], n[k])
+    # the protobuf format's classic histogram converts too
+    h = query(sw, 'classic_latency_seconds{job="nhcb_proto"}')
+    assert len(h) == 1 and float(h[0]["histogram"][1]["count"]) == 10, h
+    assert query(sw, 'classic_latency_seconds_bucket{job="nhcb_proto"}') == []
