@@ -33,6 +33,10 @@ echo "== store: append/select on the row-per-series workload of the first store 
 "$BUILD/bench/store_bench" 100
 echo
 
+echo "== scrape parse cost: the same 10,000 series as text, OpenMetrics and protobuf"
+BUILD="$BUILD" /usr/bin/python3 bench/parse.py
+echo
+
 echo "== chunk codec"
 "$BUILD/bench/chunkenc_bench"
 echo
