@@ -153,7 +153,7 @@ FUZZ_ARGS_docker_sd     := -max_len=65536
 FUZZ_ARGS_promql_eval   := -max_len=4096 -timeout=10
 FUZZ_SEEDS_docker_events := $(FUZZ_DIR)/seeds-docker_events
 FUZZ_ARGS_docker_events  := -max_len=65536
-FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stats
+FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stats tests/data/fuzz-regressions/docker_stats
 FUZZ_ARGS_docker_stats  := -max_len=16384
 FUZZ_SEEDS_rulefmt      := $(SHARED)/conformance/rulefmt $(SHARED)/conformance/rules-unittest
 FUZZ_ARGS_rulefmt       := -max_len=65536

@@ -523,7 +523,7 @@ static void parse_pids(pctx *c, const json_val *p)
     }
 }
 
-/* Copies id and name (without a leading '/'); both are optional. */
+/* Copies id and name (without leading '/'s); both are optional. */
 static void parse_identity(pctx *c, const json_val *root)
 {
     cstats *s = c->s;
@@ -539,7 +539,7 @@ static void parse_identity(pctx *c, const json_val *root)
     }
     const char *name = get_str(c, root, "name", "name", &len);
     if (name) {
-        if (len > 0 && name[0] == '/') name++, len--;
+        while (len > 0 && name[0] == '/') name++, len--;
         if (len >= CSTATS_NAME_MAX || memchr(name, '\0', len)) {
             fail(c, "name", "too long or contains NUL");
             return;

@@ -685,6 +685,10 @@ static void test_errors(void **state)
     assert_int_equal(cstats_parse(&s, "{", 1, NULL), -EBADMSG);
     assert_int_equal(cstats_parse(&s, "", 0, NULL), -ENODATA);
     assert_int_equal(cstats_parse(&s, NULL, 0, NULL), -ENODATA);
+    /* Every leading slash goes (a fuzz find: "//x" kept one). */
+    static const char twice[] = "{\"read\": \"2026-11-25T13:39:44Z\", \"name\": \"//x\"}";
+    cstats_parse(&s, twice, sizeof twice - 1, NULL);
+    assert_string_equal(s.name, "x");
 }
 
 /* Every prefix of a real capture is an error, never a crash, and never a
