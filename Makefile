@@ -180,7 +180,7 @@ FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stat
 FUZZ_ARGS_docker_stats  := -max_len=16384
 FUZZ_SEEDS_rulefmt      := $(SHARED)/conformance/rulefmt $(SHARED)/conformance/rules-unittest
 FUZZ_ARGS_rulefmt       := -max_len=65536
-FUZZ_SEEDS_protoparse   := tests/data/protobuf tests/data/fuzz-regressions/protoparse
+FUZZ_SEEDS_protoparse   := tests/data/protobuf-seeds tests/data/fuzz-regressions/protoparse
 FUZZ_ARGS_protoparse    := -max_len=65536
 FUZZ_SEEDS_template     := tests/data/template
 FUZZ_ARGS_template      := -max_len=4096 -timeout=10

@@ -30,6 +30,8 @@
 #include "metrics.pb-c.h"
 #include "nhist.h"
 #include "protoparse.h"
+#include "registry.h"
+#include "textparse.h"
 
 #define DATA_DIR "tests/data/protobuf"
 
@@ -573,6 +575,16 @@ static void test_data_files(void **state)
         snprintf(path, sizeof path, "%s/%s", DATA_DIR, names[i]);
         tcase c;
         load_case(path, &c);
+        const char *seeds = getenv("SIDEWATCH_PROTOPARSE_SEEDS");
+        if (seeds && *seeds) { /* fuzz seeds: the option byte, then the body */
+            char sp[1024];
+            snprintf(sp, sizeof sp, "%s/%.*s.bin", seeds, (int)strlen(names[i]) - 4, names[i]);
+            FILE *f = fopen(sp, "wb");
+            assert_non_null(f);
+            fputc((c.o.ignore_native_histograms ? 1 : 0) | (c.o.keep_classic_histograms ? 2 : 0), f);
+            if (c.body.len) fwrite(c.body.p, 1, c.body.len, f);
+            fclose(f);
+        }
         sbuf got = {0};
         dump(&got, (const uint8_t *)c.body.p, c.body.len, &c.o, path);
         if (strcmp(got.p, c.expect.p) != 0) {
@@ -639,6 +651,225 @@ static void test_content_type(void **state)
     assert_false(protoparse_is_content_type("application/vnd.google.protobuf/x"));
 }
 
+/* ---- the registry written as protobuf, read back ----------------------------------- */
+
+static void collect(registry_collect *c, void *ctx)
+{
+    (void)ctx;
+    registry_collect_family(c, "collected_gauge", "From a collector.", EXPFMT_GAUGE);
+    textwrite_label l[] = {{"id", 2, "a\"b", 3}, {"kind", 4, "x", 1}};
+    registry_collect_sample(c, l, 2, 12.5);
+    registry_collect_sample(c, l + 1, 1, -1);
+    registry_collect_family(c, "collected_untyped", "", EXPFMT_UNKNOWN);
+    registry_collect_sample(c, NULL, 0, 7);
+}
+
+static registry *sample_registry(void)
+{
+    registry *r = registry_new();
+    assert_non_null(r);
+    const char *const ln[] = {"path", "code", NULL};
+    registry_family *ctr = registry_counter(r, "http_requests_total", "Requests.", ln);
+    const char *const v1[] = {"/a", "200"}, *const v2[] = {"/b", "500"};
+    registry_add(registry_child(ctr, v1), 3);
+    registry_inc(registry_child(ctr, v2));
+    registry_family *g = registry_gauge(r, "temperature", "Temp.", NULL);
+    registry_set(registry_child(g, NULL), -4.25);
+    const double bounds[] = {0.1, 1, 10};
+    registry_family *h = registry_histogram(r, "latency_seconds", "Latency.", NULL, bounds, 3);
+    registry_metric *hm = registry_child(h, NULL);
+    registry_observe(hm, 0.05);
+    registry_observe(hm, 0.5);
+    registry_observe(hm, 0.7);
+    registry_observe(hm, 50);
+    registry_add_collector(r, collect, NULL);
+    return r;
+}
+
+/* "name{sorted labels} value" lines, sorted, from the text format. */
+static char *text_samples(const char *body, size_t len, bool norm_le)
+{
+    textparse p;
+    textparse_init(&p, TEXTPARSE_PROMETHEUS, body, len);
+    char *lines[256];
+    size_t n = 0;
+    for (;;) {
+        enum textparse_entry e = textparse_next(&p);
+        assert_int_not_equal(e, TEXTPARSE_ERROR);
+        if (e == TEXTPARSE_END) break;
+        if (e != TEXTPARSE_SERIES) continue;
+        sbuf b = {0};
+        textparse_str nm = textparse_metric_name(&p);
+        textparse_unescape(nm, false, sbuf_sink, &b);
+        /* labels sorted by name (few, so selection order) */
+        size_t nl = textparse_label_count(&p);
+        bool used[16] = {0};
+        assert_true(nl < 16);
+        sputs(&b, "{");
+        for (size_t k = 0; k < nl; k++) {
+            size_t best = SIZE_MAX;
+            for (size_t i = 0; i < nl; i++) {
+                if (used[i]) continue;
+                textparse_str a, bb;
+                textparse_label(&p, i, &a, NULL);
+                if (best != SIZE_MAX) textparse_label(&p, best, &bb, NULL);
+                if (best == SIZE_MAX || gocmp(a.p, a.len, bb.p, bb.len) < 0) best = i;
+            }
+            used[best] = true;
+            textparse_str ln, lv;
+            textparse_label(&p, best, &ln, &lv);
+            char norm[EXPFMT_FLOAT_MAX];
+            size_t normlen;
+            if (k) sputs(&b, ",");
+            sbuf_sink(&b, ln.p, ln.len);
+            sputs(&b, "=");
+            sbuf v = {0};
+            if (norm_le && ln.len == 2 && memcmp(ln.p, "le", 2) == 0) {
+                /* protoparse formats le as Prometheus 3.x does ("1.0") */
+                double d;
+                assert_int_equal(expfmt_parse_float(lv.p, lv.len, &d), 0);
+                normlen = expfmt_format_om_float(d, norm);
+                sbuf_sink(&v, norm, normlen);
+            } else {
+                textparse_unescape(lv, false, sbuf_sink, &v);
+            }
+            expfmt_quote_go(sbuf_sink, &b, v.p ? v.p : "", v.len);
+            free(v.p);
+        }
+        sputs(&b, "} ");
+        sfloat(&b, textparse_value(&p));
+        lines[n++] = b.p;
+    }
+    textparse_cleanup(&p);
+    qsort(lines, n, sizeof lines[0], name_cmp);
+    sbuf all = {0};
+    for (size_t i = 0; i < n; i++) {
+        sputs(&all, lines[i]);
+        sputs(&all, "\n");
+        free(lines[i]);
+    }
+    return all.p;
+}
+
+/* The same lines from the protobuf format, plus the families seen. */
+static char *proto_samples(const char *body, size_t len, sbuf *families)
+{
+    protoparse *p;
+    assert_int_equal(protoparse_new(&p, (const uint8_t *)body, len, NULL), 0);
+    char *lines[256];
+    size_t n = 0;
+    for (;;) {
+        enum protoparse_entry e = protoparse_next(p);
+        if (e == PROTOPARSE_ERROR) fail_msg("protoparse: %s", protoparse_error(p));
+        if (e == PROTOPARSE_END) break;
+        if (e == PROTOPARSE_FAMILY) {
+            const char *nm, *h;
+            size_t nl, hl;
+            enum expfmt_type t;
+            protoparse_family(p, &nm, &nl, &h, &hl, NULL, NULL, &t);
+            sbuf_sink(families, nm, nl);
+            sprintf_(families, " %s ", expfmt_type_name(t));
+            expfmt_quote_go(sbuf_sink, families, h, hl);
+            sputs(families, "\n");
+            continue;
+        }
+        assert_int_equal(e, PROTOPARSE_SERIES);
+        sbuf b = {0};
+        size_t nl;
+        const char *nm = protoparse_metric_name(p, &nl);
+        sbuf_sink(&b, nm, nl);
+        dump_labels(&b, p);
+        sputs(&b, " ");
+        sfloat(&b, protoparse_value(p));
+        lines[n++] = b.p;
+    }
+    protoparse_free(p);
+    qsort(lines, n, sizeof lines[0], name_cmp);
+    sbuf all = {0};
+    for (size_t i = 0; i < n; i++) {
+        sputs(&all, lines[i]);
+        sputs(&all, "\n");
+        free(lines[i]);
+    }
+    return all.p;
+}
+
+static void test_registry_roundtrip(void **state)
+{
+    (void)state;
+    registry *r = sample_registry();
+    sbuf text = {0}, pb = {0}, fams = {0};
+    assert_int_equal(registry_write(r, TEXTPARSE_PROMETHEUS, sbuf_sink, &text), 0);
+    assert_int_equal(registry_write_protobuf(r, sbuf_sink, &pb), 0);
+    char *want = text_samples(text.p, text.len, true);
+    char *got = proto_samples(pb.p, pb.len, &fams);
+    assert_string_equal(got, want);
+    /* Every sample of the text is there (a sanity check on the comparison). */
+    assert_non_null(strstr(got, "http_requests_total{code=\"200\",path=\"/a\"} 3\n"));
+    assert_non_null(strstr(got, "latency_seconds_bucket{le=\"1.0\"} 3\n"));
+    assert_non_null(strstr(got, "latency_seconds_bucket{le=\"+Inf\"} 4\n"));
+    assert_non_null(strstr(got, "collected_gauge{id=\"a\\\"b\",kind=\"x\"} 12.5\n"));
+    assert_string_equal(fams.p, "collected_gauge gauge \"From a collector.\"\n"
+                                "collected_untyped unknown \"\"\n"
+                                "http_requests_total counter \"Requests.\"\n"
+                                "latency_seconds histogram \"Latency.\"\n"
+                                "temperature gauge \"Temp.\"\n");
+    /* The text converted to protobuf reads back the same samples too. */
+    sbuf conv = {0}, fams2 = {0};
+    assert_int_equal(registry_text_to_protobuf(text.p, text.len, sbuf_sink, &conv), 0);
+    char *got2 = proto_samples(conv.p, conv.len, &fams2);
+    /* (untyped there, so le stays as written) */
+    char *want2 = text_samples(text.p, text.len, false);
+    assert_string_equal(got2, want2);
+    free(want2);
+    assert_non_null(strstr(fams2.p, "http_requests_total counter \"Requests.\"\n"));
+    assert_non_null(strstr(fams2.p, "latency_seconds_bucket unknown \"\"\n"));
+    assert_int_equal(registry_text_to_protobuf("a{", 2, sbuf_sink, &conv), -EINVAL);
+    free(got2);
+    free(conv.p);
+    free(fams2.p);
+    free(want);
+    free(got);
+    free(text.p);
+    free(pb.p);
+    free(fams.p);
+    registry_free(r);
+}
+
+static void test_negotiate(void **state)
+{
+    (void)state;
+    /* Prometheus's scrape Accept header with the protobuf protocol first. */
+    assert_true(registry_negotiate_protobuf(
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;"
+        "q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+        "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+        "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"));
+    /* Its default header (no protobuf). */
+    assert_false(registry_negotiate_protobuf(
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+        "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+        "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"));
+    /* Lower q than text loses; order does not matter, q does. */
+    assert_false(registry_negotiate_protobuf(
+        "text/plain;q=0.9,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+        "encoding=delimited;q=0.5"));
+    assert_true(registry_negotiate_protobuf(
+        "text/plain;q=0.4, application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+        "encoding=delimited;q=0.5"));
+    /* Without proto= or with another encoding it is not the delimited format. */
+    assert_false(registry_negotiate_protobuf("application/vnd.google.protobuf;encoding=delimited"));
+    assert_false(registry_negotiate_protobuf(
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text"));
+    /* An unsupported text version is skipped, so protobuf after it wins. */
+    assert_true(registry_negotiate_protobuf(
+        "text/plain;version=9.9.9,application/vnd.google.protobuf;"
+        "proto=io.prometheus.client.MetricFamily;encoding=delimited"));
+    assert_false(registry_negotiate_protobuf(NULL));
+    assert_false(registry_negotiate_protobuf(""));
+    assert_false(registry_negotiate_protobuf("*/*"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +877,8 @@ int main(void)
         cmocka_unit_test(test_empty_and_null),
         cmocka_unit_test(test_every_truncation),
         cmocka_unit_test(test_content_type),
+        cmocka_unit_test(test_registry_roundtrip),
+        cmocka_unit_test(test_negotiate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
