@@ -282,7 +282,9 @@ static int32_t target_idx(int32_t idx, int32_t from, int32_t to)
 }
 
 /* Rebuilds one side from (index, count) pairs in increasing index order:
- * buckets with the same index add up; consecutive indices share a span. */
+ * buckets with the same index add up (merge); consecutive indices share a
+ * span, and so do indices at most max_gap apart, the gap filled with empty
+ * buckets. */
 typedef struct side_out {
     nhist_span *spans;
     size_t n_spans;
@@ -290,31 +292,41 @@ typedef struct side_out {
     size_t n;
 } side_out;
 
-static void side_push(side_out *o, int32_t idx, double c, int32_t *last, bool merge)
+static void side_push(side_out *o, int32_t idx, double c, int32_t *last, bool merge, size_t max_gap)
 {
     if (o->n > 0 && merge && idx == *last) {
         o->b[o->n - 1] += c;
         return;
     }
-    if (o->n > 0 && idx == *last + 1) {
-        o->spans[o->n_spans - 1].length++;
+    int64_t gap = o->n > 0 ? (int64_t)idx - *last - 1 : 0;
+    if (o->n > 0 && gap >= 0 && (uint64_t)gap <= max_gap) {
+        for (int64_t k = 0; k < gap; k++)
+            o->b[o->n++] = 0;
+        o->spans[o->n_spans - 1].length += (uint32_t)gap + 1;
     } else {
-        int32_t off = o->n == 0 ? idx : (int32_t)((int64_t)idx - *last - 1);
+        int32_t off = o->n == 0 ? idx : (int32_t)gap;
         o->spans[o->n_spans++] = (nhist_span){off, 1};
     }
     o->b[o->n++] = c;
     *last = idx;
 }
 
-/* Maps one side through `map` (NULL = identity), dropping zero buckets
- * when drop_empty. The spans must describe exactly n buckets. */
+/* Maps one side through target_idx (when from != to), dropping empty
+ * buckets when compacting (max_gap as above). The spans must describe
+ * exactly n buckets. */
 static int side_rebuild(const nhist_span *spans, size_t n_spans, const double *b, size_t n,
-                        int32_t from, int32_t to, bool drop_empty, side_out *o)
+                        int32_t from, int32_t to, bool compact, size_t max_gap, side_out *o)
 {
     memset(o, 0, sizeof *o);
     if (n == 0) return 0;
+    /* Filling gaps may add up to max_gap buckets between two kept ones. */
+    size_t cap = n;
+    if (compact && max_gap > 0) {
+        if (max_gap > (SIZE_MAX / sizeof(double) - n) / n) return -ENOMEM;
+        cap = n + n * max_gap;
+    }
     o->spans = malloc(n * sizeof *o->spans);
-    o->b = malloc(n * sizeof *o->b);
+    o->b = malloc(cap * sizeof *o->b);
     if (!o->spans || !o->b) {
         free(o->spans);
         free(o->b);
@@ -327,9 +339,9 @@ static int side_rebuild(const nhist_span *spans, size_t n_spans, const double *b
     for (size_t s = 0; s < n_spans; s++) {
         idx += spans[s].offset;
         for (uint32_t j = 0; j < spans[s].length && k < n; j++, k++, idx++) {
-            if (drop_empty && b[k] == 0) continue;
+            if (compact && b[k] == 0) continue;
             int32_t t = from == to ? (int32_t)idx : target_idx((int32_t)idx, from, to);
-            side_push(o, t, b[k], &last, from != to);
+            side_push(o, t, b[k], &last, from != to, compact ? max_gap : 0);
         }
     }
     return 0;
@@ -345,17 +357,17 @@ static bool spans_match(const nhist_span *s, size_t ns, size_t n)
     return total == n;
 }
 
-static int rebuild(nhist *h, int32_t to, bool drop_empty)
+static int rebuild(nhist *h, int32_t to, bool compact, size_t max_gap)
 {
     if (!spans_match(h->pos_spans, h->n_pos_spans, h->n_pos) ||
         !spans_match(h->neg_spans, h->n_neg_spans, h->n_neg))
         return -EINVAL;
     side_out p, n;
-    if (side_rebuild(h->pos_spans, h->n_pos_spans, h->pos, h->n_pos, h->schema, to, drop_empty,
-                     &p) < 0)
+    if (side_rebuild(h->pos_spans, h->n_pos_spans, h->pos, h->n_pos, h->schema, to, compact,
+                     max_gap, &p) < 0)
         return -ENOMEM;
-    if (side_rebuild(h->neg_spans, h->n_neg_spans, h->neg, h->n_neg, h->schema, to, drop_empty,
-                     &n) < 0) {
+    if (side_rebuild(h->neg_spans, h->n_neg_spans, h->neg, h->n_neg, h->schema, to, compact,
+                     max_gap, &n) < 0) {
         free(p.spans);
         free(p.b);
         return -ENOMEM;
@@ -375,10 +387,16 @@ int nhist_reduce_resolution(nhist *h, int32_t schema)
     if (h->schema == NHIST_CUSTOM_SCHEMA || schema >= h->schema || schema < NHIST_MIN_SCHEMA ||
         h->schema > NHIST_MAX_SCHEMA)
         return -EINVAL;
-    return rebuild(h, schema, false);
+    return rebuild(h, schema, false, 0);
 }
 
 int nhist_compact(nhist *h)
 {
-    return rebuild(h, h->schema, true);
+    return rebuild(h, h->schema, true, 0);
+}
+
+int nhist_compact_max_empty(nhist *h, size_t max_empty)
+{
+    if (max_empty > 1024) return -EINVAL;
+    return rebuild(h, h->schema, true, max_empty);
 }

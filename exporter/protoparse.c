@@ -48,6 +48,7 @@ enum phase {
     PH_START,   /* nothing returned for this metric yet */
     PH_NATIVE,  /* the native histogram was returned */
     PH_CLASSIC, /* classic series; field_pos says which */
+    PH_NHCB,    /* the classic histogram converted was returned */
     PH_DONE,
 };
 
@@ -516,6 +517,161 @@ static enum protoparse_entry build_native(protoparse *p)
     return PROTOPARSE_END;
 }
 
+/* ---- classic -> NHCB (Prometheus's util/convertnhcb) ---- */
+
+typedef struct tbucket {
+    double le, count;
+} tbucket;
+
+/* Go's %g (shortest). */
+static const char *gofmt_g(double v, char *buf)
+{
+    expfmt_format_float(v, buf);
+    return buf;
+}
+
+/* The current classic histogram as an NHCB into p->h. */
+static enum protoparse_entry build_nhcb(protoparse *p)
+{
+    const pb_histogram *ph = cur(p)->histogram;
+    size_t nb = ph ? ph->n_bucket : 0;
+    tbucket *t = malloc((nb + 1) * sizeof *t);
+    if (!t) return fail_oom(p);
+    size_t n = 0;
+    char a[EXPFMT_FLOAT_MAX], b[EXPFMT_FLOAT_MAX];
+    double count = 0, sum = ph ? ph->sample_sum : 0;
+    if (ph) count = ph->sample_count_float != 0 ? ph->sample_count_float : (double)ph->sample_count;
+    enum protoparse_entry e = PROTOPARSE_END;
+    if (count < 0) {
+        e = failf(p, "count must be non-negative: count=%s", gofmt_g(count, a));
+        goto out;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        const Io__Prometheus__Client__Bucket *bk = ph->bucket[i];
+        double le = bk->upper_bound;
+        double c = bk->cumulative_count_float != 0 ? bk->cumulative_count_float
+                                                   : (double)bk->cumulative_count;
+        if (isnan(le)) {
+            e = failf(p, "bucket boundary must not be NaN");
+            goto out;
+        }
+        if (c < 0) {
+            e = failf(p, "bucket count must be non-negative: le=%s, count=%s", gofmt_g(le, a),
+                      gofmt_g(c, b));
+            goto out;
+        }
+        if (n == 0 || t[n - 1].le < le) {
+            if (n > 0 && c < t[n - 1].count) {
+                e = failf(p, "count is not cumulative: %s < %s", gofmt_g(c, a),
+                          gofmt_g(t[n - 1].count, b));
+                goto out;
+            }
+            t[n++] = (tbucket){le, c};
+        } else if (t[n - 1].le != le) {
+            /* Out of order: insert at its place (an equal bound is ignored). */
+            size_t k = 0;
+            while (k < n && t[k].le < le)
+                k++;
+            if (t[k].le == le) continue;
+            if (k > 0 && c < t[k - 1].count) {
+                e = failf(p, "count is not cumulative: %s < %s", gofmt_g(c, a),
+                          gofmt_g(t[k - 1].count, b));
+                goto out;
+            }
+            if (c > t[k].count) {
+                e = failf(p, "count is not cumulative: %s > %s", gofmt_g(c, a),
+                          gofmt_g(t[k].count, b));
+                goto out;
+            }
+            memmove(&t[k + 1], &t[k], (n - k) * sizeof *t);
+            t[k] = (tbucket){le, c};
+            n++;
+        }
+    }
+    if (n == 0 || !(isinf(t[n - 1].le) && t[n - 1].le > 0)) t[n++] = (tbucket){INFINITY, count};
+    bool is_int = count == round(count) && count < 18446744073709551616.0;
+    for (size_t i = 0; i < n && is_int; i++)
+        is_int = t[i].count == round(t[i].count) && fabs(t[i].count) < 9223372036854775808.0;
+    if (is_int ? (uint64_t)count != (uint64_t)t[n - 1].count : count != t[n - 1].count) {
+        if (is_int)
+            e = failf(p, "count mismatch: count=%llu != le=%s count=%s",
+                      (unsigned long long)count, gofmt_g(t[n - 1].le, a), gofmt_g(t[n - 1].count, b));
+        else
+            e = failf(p, "count mismatch: count=%s != le=%s count=%s", gofmt_g(count, a),
+                      gofmt_g(t[n - 1].le, b), gofmt_g(t[n - 1].count, (char[EXPFMT_FLOAT_MAX]){0}));
+        goto out;
+    }
+    nhist *h = &p->h;
+    nhist_cleanup(h);
+    h->is_float = !is_int;
+    h->hint = p->mf->type == T_GAUGE_HISTOGRAM ? NHIST_HINT_GAUGE : NHIST_HINT_UNKNOWN;
+    h->schema = NHIST_CUSTOM_SCHEMA;
+    h->count = count;
+    h->sum = sum;
+    h->pos_spans = malloc(sizeof *h->pos_spans);
+    h->pos = malloc(n * sizeof *h->pos);
+    h->custom_values = n > 1 ? malloc((n - 1) * sizeof *h->custom_values) : NULL;
+    if (!h->pos_spans || !h->pos || (n > 1 && !h->custom_values)) {
+        e = fail_oom(p);
+        goto out;
+    }
+    h->pos_spans[0] = (nhist_span){0, (uint32_t)n};
+    h->n_pos_spans = 1;
+    double prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        h->pos[i] = t[i].count - prev;
+        prev = t[i].count;
+        if (i + 1 < n) h->custom_values[i] = t[i].le;
+    }
+    h->n_pos = n;
+    h->n_custom_values = n - 1;
+    char err[512];
+    if (nhist_validate(h, err, sizeof err) < 0) {
+        sbuf sb = {0};
+        sbuf_printf(&sb, "histogram ");
+        put_quoted_name(p, &sb);
+        sbuf_printf(&sb, ": %s", err);
+        e = fail_with(p, &sb);
+        goto out;
+    }
+    if (nhist_compact_max_empty(h, is_int ? 2 : 0) < 0) e = fail_oom(p);
+out:
+    free(t);
+    return e;
+}
+
+/* The exemplars of a native or NHCB histogram entry: those with a
+ * timestamp, from the histogram's own list, else from its buckets. */
+static bool histogram_exemplars(protoparse *p)
+{
+    const pb_histogram *h = cur(p)->histogram;
+    if (!h) return true;
+    if (h->n_exemplars > 0) {
+        for (size_t i = 0; i < h->n_exemplars; i++)
+            if (h->exemplars[i]->timestamp && !add_exemplar(p, h->exemplars[i])) return false;
+    } else {
+        for (size_t i = 0; i < h->n_bucket; i++) {
+            const pb_exemplar *x = h->bucket[i]->exemplar;
+            if (x && x->timestamp && !add_exemplar(p, x)) return false;
+        }
+    }
+    return true;
+}
+
+/* Returns the NHCB entry of the current classic histogram. */
+static enum protoparse_entry nhcb_entry(protoparse *p)
+{
+    enum protoparse_entry e;
+    p->n_ex = p->n_ex_labels = 0;
+    if (!set_name(p, "")) return fail_oom(p);
+    if ((e = build_nhcb(p)) != PROTOPARSE_END) return e;
+    if (!histogram_exemplars(p)) return fail_oom(p);
+    if ((e = build_labels(p, NULL)) != PROTOPARSE_END) return e;
+    p->phase = PH_NHCB;
+    p->entry = PROTOPARSE_HISTOGRAM;
+    return PROTOPARSE_HISTOGRAM;
+}
+
 /* Sets up the current classic field (p->field_pos) of a summary or
  * histogram: name, magic label, value, exemplar. */
 static enum protoparse_entry build_classic(protoparse *p)
@@ -587,7 +743,11 @@ static enum protoparse_entry metric_next(protoparse *p)
         p->n_ex = p->n_ex_labels = 0;
         if (t == T_SUMMARY || (is_hist_type(t) && (p->sticky_classic || p->o.ignore_native_histograms ||
                                                    !is_native(m->histogram)))) {
-            if (is_hist_type(t)) p->sticky_classic = true;
+            if (is_hist_type(t) && p->o.convert_classic_to_nhcb) {
+                if (!p->o.keep_classic_histograms) return nhcb_entry(p);
+            } else if (is_hist_type(t)) {
+                p->sticky_classic = true;
+            }
             p->phase = PH_CLASSIC;
             p->field_pos = -2;
             p->fields_done = false;
@@ -596,18 +756,7 @@ static enum protoparse_entry metric_next(protoparse *p)
         if (!set_name(p, "")) return fail_oom(p);
         if (is_hist_type(t)) {
             if ((e = build_native(p)) != PROTOPARSE_END) return e;
-            const pb_histogram *h = m->histogram;
-            /* Exemplars with a timestamp: the histogram's own, else its buckets'. */
-            if (h->n_exemplars > 0) {
-                for (size_t i = 0; i < h->n_exemplars; i++)
-                    if (h->exemplars[i]->timestamp && !add_exemplar(p, h->exemplars[i]))
-                        return fail_oom(p);
-            } else {
-                for (size_t i = 0; i < h->n_bucket; i++) {
-                    const pb_exemplar *x = h->bucket[i]->exemplar;
-                    if (x && x->timestamp && !add_exemplar(p, x)) return fail_oom(p);
-                }
-            }
+            if (!histogram_exemplars(p)) return fail_oom(p);
             if ((e = build_labels(p, NULL)) != PROTOPARSE_END) return e;
             p->phase = PH_NATIVE;
             p->entry = PROTOPARSE_HISTOGRAM;
@@ -637,11 +786,17 @@ static enum protoparse_entry metric_next(protoparse *p)
         return PROTOPARSE_END;
     case PH_CLASSIC:
         if (p->fields_done) {
+            /* A classic histogram (not the classic side of a native one)
+             * is followed by its NHCB when converting. */
+            if (p->o.convert_classic_to_nhcb && is_hist_type(t) &&
+                (p->o.ignore_native_histograms || !is_native(m->histogram)))
+                return nhcb_entry(p);
             p->phase = PH_DONE;
             return PROTOPARSE_END;
         }
         p->field_pos++;
         return build_classic(p);
+    case PH_NHCB:
     case PH_DONE:
         break;
     }

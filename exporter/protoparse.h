@@ -23,8 +23,17 @@
  *     its classic series as above when keep_classic_histograms is set and
  *     it has classic buckets.
  * With ignore_native_histograms every histogram is read as a classic one.
- * Prometheus's scrape sets ignore_native_histograms = !scrape_native_histograms
- * and keep_classic_histograms = always_scrape_classic_histograms.
+ * With convert_classic_to_nhcb (Prometheus's ConvertClassicHistogramsToNHCB)
+ * a classic histogram becomes one HISTOGRAM with custom buckets (schema
+ * -53, custom_values the finite upper bounds), after its classic series
+ * only when keep_classic_histograms is set; conversion errors are
+ * Prometheus's (convertnhcb: "count is not cumulative: ...").
+ * Prometheus's scrape sets ignore_native_histograms = !scrape_native_histograms,
+ * keep_classic_histograms = always_scrape_classic_histograms and
+ * convert_classic_to_nhcb = convert_classic_histograms_to_nhcb.
+ * In a family, once a histogram was read as classic (without NHCB
+ * conversion) the following ones are read as classic too, as Prometheus's
+ * parser does.
  *
  * Errors: every problem ends the parse with PROTOPARSE_ERROR and a message
  * (Prometheus's where it has one): a bad or truncated length prefix, a
@@ -66,6 +75,7 @@ typedef struct protoparse_options {
     bool ignore_native_histograms; /* read every histogram as a classic one */
     bool keep_classic_histograms;  /* also the classic series of a native histogram */
     size_t max_message_bytes;      /* cap on one message; 0 = PROTOPARSE_DEFAULT_MAX_MESSAGE */
+    bool convert_classic_to_nhcb;  /* classic histograms as NHCB (see above) */
 } protoparse_options;
 
 enum protoparse_entry {

@@ -1,6 +1,6 @@
 /* libFuzzer target for exporter/protoparse: the first byte picks the
  * options (bit 0 ignore_native_histograms, bit 1 keep_classic_histograms,
- * bit 2 a 64-byte max_message_bytes), the rest is the body. Reads every
+ * bit 2 a 64-byte max_message_bytes, bit 3 convert_classic_to_nhcb), the rest is the body. Reads every
  * accessor of every entry, touches every byte of every returned view and
  * checks that the histograms it returns are valid and that the parser
  * stays at END or ERROR.
@@ -33,6 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .ignore_native_histograms = data[0] & 1,
         .keep_classic_histograms = (data[0] >> 1) & 1,
         .max_message_bytes = (data[0] & 4) ? 64 : 0,
+        .convert_classic_to_nhcb = (data[0] >> 3) & 1,
     };
     /* A copy of exactly the body, so ASan sees any overread. */
     size_t len = size - 1;

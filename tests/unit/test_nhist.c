@@ -274,6 +274,24 @@ static void test_compact(void **state)
     assert_int_equal(nhist_compact(&h), 0);
     assert_int_equal(h.n_pos_spans, 1);
     assert_int_equal(h.pos_spans[0].length, 2);
+    /* Compact(2): runs of up to 2 empty buckets stay, longer ones split;
+     * gaps between spans are filled the same way. Indices 0..7 with counts
+     * 1,0,0,2,0,0,0,3 and index 10 (gap of 2) with 4. */
+    static const nhist_span cs[] = {{0, 8}, {2, 1}};
+    static const double cp[] = {1, 0, 0, 2, 0, 0, 0, 3, 4};
+    nhist_cleanup(&h);
+    set(&h, cs, 2, cp, 9, NULL, 0, NULL, 0);
+    assert_int_equal(nhist_compact_max_empty(&h, 2), 0);
+    assert_int_equal(h.n_pos_spans, 2);
+    assert_int_equal(h.pos_spans[0].offset, 0);
+    assert_int_equal(h.pos_spans[0].length, 4);
+    assert_int_equal(h.pos_spans[1].offset, 3);
+    assert_int_equal(h.pos_spans[1].length, 4);
+    assert_int_equal(h.n_pos, 8);
+    static const double want[] = {1, 0, 0, 2, 3, 0, 0, 4};
+    for (size_t i = 0; i < 8; i++)
+        assert_true(h.pos[i] == want[i]);
+    assert_int_equal(nhist_compact_max_empty(&h, 2000), -EINVAL);
     /* Mismatched spans are refused. */
     static const nhist_span bs[] = {{0, 3}};
     nhist_cleanup(&h);

@@ -464,6 +464,14 @@ static void dump(sbuf *b, const uint8_t *body, size_t len, const protoparse_opti
             dump_spans(b, h->pos_spans, h->n_pos_spans, h->pos, h->n_pos);
             sputs(b, " neg=");
             dump_spans(b, h->neg_spans, h->n_neg_spans, h->neg, h->n_neg);
+            if (h->n_custom_values) {
+                sputs(b, " cv=[");
+                for (size_t i = 0; i < h->n_custom_values; i++) {
+                    if (i) sputs(b, " ");
+                    sfloat(b, h->custom_values[i]);
+                }
+                sputs(b, "]");
+            }
             /* What the parser returns is valid. */
             char err[256];
             if (nhist_validate(h, err, sizeof err) < 0) fail_msg("%s: invalid histogram: %s", file, err);
@@ -523,6 +531,7 @@ static void load_case(const char *path, tcase *c)
             memcpy(opts, line + 8, (size_t)(end - line - 8) < 255 ? (size_t)(end - line - 8) : 255);
             c->o.ignore_native_histograms = strstr(opts, "ignore_native") != NULL;
             c->o.keep_classic_histograms = strstr(opts, "keep_classic") != NULL;
+            c->o.convert_classic_to_nhcb = strstr(opts, "nhcb") != NULL;
             const char *mm = strstr(opts, "max_message=");
             if (mm) c->o.max_message_bytes = strtoul(mm + 12, NULL, 10);
         } else if (sec == S_RAW) {
@@ -581,7 +590,9 @@ static void test_data_files(void **state)
             snprintf(sp, sizeof sp, "%s/%.*s.bin", seeds, (int)strlen(names[i]) - 4, names[i]);
             FILE *f = fopen(sp, "wb");
             assert_non_null(f);
-            fputc((c.o.ignore_native_histograms ? 1 : 0) | (c.o.keep_classic_histograms ? 2 : 0), f);
+            fputc((c.o.ignore_native_histograms ? 1 : 0) | (c.o.keep_classic_histograms ? 2 : 0) |
+                      (c.o.convert_classic_to_nhcb ? 8 : 0),
+                  f);
             if (c.body.len) fwrite(c.body.p, 1, c.body.len, f);
             fclose(f);
         }
