@@ -28,7 +28,7 @@ typedef Io__Prometheus__Client__Timestamp pb_timestamp;
 /* Unpacking may allocate far more than the message's bytes (an empty
  * Metric is 2 bytes on the wire and ~100 in memory): the allocator caps
  * the live total at ALLOC_FACTOR times the message size plus ALLOC_SLACK. */
-#define ALLOC_FACTOR 64
+#define ALLOC_FACTOR 32
 #define ALLOC_SLACK ((size_t)1 << 20)
 
 typedef struct label_view {
@@ -59,6 +59,7 @@ struct protoparse {
 
     ProtobufCAllocator alloc;
     size_t alloc_live, alloc_cap;
+    bool alloc_refused; /* the cap stopped the last unpack */
 
     pb_family *mf;
     size_t mi;          /* current metric index */
@@ -108,7 +109,10 @@ static void *grow(void *p, size_t elem, size_t need, size_t *cap)
 static void *pb_alloc(void *data, size_t size)
 {
     protoparse *p = data;
-    if (size > p->alloc_cap || p->alloc_live > p->alloc_cap - size) return NULL;
+    if (size > p->alloc_cap || p->alloc_live > p->alloc_cap - size) {
+        p->alloc_refused = true;
+        return NULL;
+    }
     size_t *b = malloc(size + sizeof(max_align_t));
     if (!b) return NULL;
     b[0] = size;
@@ -281,10 +285,11 @@ static int read_family(protoparse *p)
     size_t at = p->pos;
     p->pos += vlen + (size_t)mlen;
     p->alloc_live = 0;
+    p->alloc_refused = false;
     p->alloc_cap = ALLOC_FACTOR * (size_t)mlen + ALLOC_SLACK;
     p->mf = io__prometheus__client__metric_family__unpack(&p->alloc, (size_t)mlen, b + vlen);
     if (!p->mf) {
-        if (p->alloc_live + (size_t)mlen >= p->alloc_cap / 2)
+        if (p->alloc_refused)
             failf(p, "protobuf message of %llu bytes at offset %zu needs too much memory to decode",
                   (unsigned long long)mlen, at);
         else

@@ -646,6 +646,41 @@ static void test_every_truncation(void **state)
     free(c.expect.p);
 }
 
+static void test_decode_memory_cap(void **state)
+{
+    (void)state;
+    /* 100000 empty Metric messages: 2 bytes each on the wire, ~110 in
+     * memory, over the 32x cap: refused with a clear message. */
+    size_t nm = 100000, ml = 3 + 2 * nm;
+    sbuf body = {0};
+    put_varint(&body, ml);
+    sbuf_sink(&body, "\x0a\x01m", 3);
+    for (size_t i = 0; i < nm; i++)
+        sbuf_sink(&body, "\x22\x00", 2);
+    protoparse *p;
+    assert_int_equal(protoparse_new(&p, (const uint8_t *)body.p, body.len, NULL), 0);
+    assert_int_equal(protoparse_next(p), PROTOPARSE_ERROR);
+    assert_string_equal(protoparse_error(p),
+                        "protobuf message of 200003 bytes at offset 0 needs too much memory to decode");
+    protoparse_free(p);
+    /* A tenth of them decodes (the cap has 1 MiB of slack). */
+    body.len = 0;
+    nm = 10000, ml = 3 + 2 * nm;
+    put_varint(&body, ml);
+    sbuf_sink(&body, "\x0a\x01m", 3);
+    for (size_t i = 0; i < nm; i++)
+        sbuf_sink(&body, "\x22\x00", 2);
+    assert_int_equal(protoparse_new(&p, (const uint8_t *)body.p, body.len, NULL), 0);
+    assert_int_equal(protoparse_next(p), PROTOPARSE_FAMILY);
+    size_t n = 0;
+    while (protoparse_next(p) == PROTOPARSE_SERIES)
+        n++;
+    assert_int_equal(n, nm);
+    assert_string_equal(protoparse_error(p), "");
+    protoparse_free(p);
+    free(body.p);
+}
+
 static void test_content_type(void **state)
 {
     (void)state;
@@ -887,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_data_files),
         cmocka_unit_test(test_empty_and_null),
         cmocka_unit_test(test_every_truncation),
+        cmocka_unit_test(test_decode_memory_cap),
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_registry_roundtrip),
         cmocka_unit_test(test_negotiate),
