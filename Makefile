@@ -45,6 +45,13 @@ AGENT_SRC    := $(wildcard agent/*.c agent/promql/*.c)
 EXPORTER_SRC := $(wildcard exporter/*.c)
 AGENT_OBJ    := $(AGENT_SRC:%.c=$(BUILD)/%.o)
 EXPORTER_OBJ := $(EXPORTER_SRC:%.c=$(BUILD)/%.o)
+# exporter/metrics.proto -> C with protoc-c at build time; only exporter/
+# includes the generated header.
+GEN_DIR      := $(BUILD)/gen
+PROTO_C      := $(GEN_DIR)/metrics.pb-c.c
+PROTO_H      := $(GEN_DIR)/metrics.pb-c.h
+PROTO_OBJ    := $(GEN_DIR)/metrics.pb-c.o
+EXPORTER_OBJ += $(PROTO_OBJ)
 LIB_OBJ      := $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(EXPORTER_OBJ)
 LIB          := $(BUILD)/libsidewatch.a
 
@@ -74,6 +81,18 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
 
+# A pattern rule with two targets: one protoc-c run makes both files.
+$(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: exporter/%.proto | $(DEPS_OK)
+	@mkdir -p $(GEN_DIR)
+	protoc-c --proto_path=exporter --c_out=$(GEN_DIR) $(notdir $<)
+
+$(PROTO_OBJ): $(PROTO_C) $(PROTO_H) | $(DEPS_OK)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+# The first build has no .d files yet: exporter objects may include the
+# generated header, so they wait for it.
+$(filter-out $(PROTO_OBJ),$(EXPORTER_OBJ)): $(PROTO_H)
+
 # Tests link against an archive, so each pulls in only the modules it uses.
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -84,6 +103,9 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h tests/unit/fake
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(UNIT_LIBS)
 
 -include $(AGENT_OBJ:.o=.d) $(EXPORTER_OBJ:.o=.d)
+
+# Keep the generated sources (make would delete them as intermediates).
+.SECONDARY: $(PROTO_C) $(PROTO_H) $(FUZZ_DIR)/gen/metrics.pb-c.c $(FUZZ_DIR)/gen/metrics.pb-c.h
 
 run: all
 	./sidewatch
@@ -136,8 +158,9 @@ FUZZ_DIR     := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link -std=gnu11 \
                 -Wall -Wextra -Werror -Wno-missing-field-initializers -D_GNU_SOURCE -pthread \
-                -Iagent -Iexporter -DSIDEWATCH_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
-FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out agent/main.c,$(AGENT_SRC)) $(EXPORTER_SRC))
+                -Iagent -Iexporter -I$(FUZZ_DIR)/gen -DSIDEWATCH_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out agent/main.c,$(AGENT_SRC)) $(EXPORTER_SRC)) \
+                $(FUZZ_DIR)/obj/gen/metrics.pb-c.o
 FUZZ_LIB     := $(FUZZ_DIR)/libsidewatch.a
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
@@ -157,12 +180,24 @@ FUZZ_SEEDS_docker_stats := $(FUZZ_DIR)/seeds-docker_stats tests/data/docker-stat
 FUZZ_ARGS_docker_stats  := -max_len=16384
 FUZZ_SEEDS_rulefmt      := $(SHARED)/conformance/rulefmt $(SHARED)/conformance/rules-unittest
 FUZZ_ARGS_rulefmt       := -max_len=65536
+FUZZ_SEEDS_protoparse   := tests/data/protobuf-seeds tests/data/fuzz-regressions/protoparse
+FUZZ_ARGS_protoparse    := -max_len=65536
 FUZZ_SEEDS_template     := tests/data/template
 FUZZ_ARGS_template      := -max_len=4096 -timeout=10
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/gen/%.pb-c.c $(FUZZ_DIR)/gen/%.pb-c.h: exporter/%.proto | $(DEPS_OK)
+	@mkdir -p $(FUZZ_DIR)/gen
+	protoc-c --proto_path=exporter --c_out=$(FUZZ_DIR)/gen $(notdir $<)
+
+$(FUZZ_DIR)/obj/gen/metrics.pb-c.o: $(FUZZ_DIR)/gen/metrics.pb-c.c $(FUZZ_DIR)/gen/metrics.pb-c.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(EXPORTER_SRC)): $(FUZZ_DIR)/gen/metrics.pb-c.h
 
 $(FUZZ_LIB): $(FUZZ_OBJ)
 	@rm -f $@

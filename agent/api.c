@@ -20,6 +20,8 @@
 #include "labels.h"
 #include "log.h"
 #include "mem.h"
+#include "protoparse.h"
+#include "registry.h"
 #include "strutil.h"
 #include "textwrite.h"
 
@@ -186,9 +188,31 @@ static void reader_put(api *a, store_reader *r)
 
 /* ---- /metrics -------------------------------------------------------------------- */
 
+/* /metrics in the protobuf format: the registry, then the extra metrics
+ * (written as text) converted. */
+static enum MHD_Result handle_metrics_protobuf(api *a, struct MHD_Connection *c)
+{
+    buf b;
+    buf_init(&b, API_MAX_RESPONSE);
+    int rc = registry_write_protobuf(a->o.reg, buf_sink, &b);
+    if (rc == 0 && a->o.extra_metrics) {
+        buf t;
+        buf_init(&t, API_MAX_RESPONSE);
+        rc = a->o.extra_metrics(a->o.ctx, TEXTPARSE_PROMETHEUS, &t);
+        if (rc == 0 && t.len) rc = registry_text_to_protobuf(t.data, t.len, buf_sink, &b);
+        buf_cleanup(&t);
+    }
+    if (rc < 0) {
+        buf_cleanup(&b);
+        return respond_text(c, 500, "error writing metrics\n");
+    }
+    return respond(c, 200, PROTOPARSE_CONTENT_TYPE, &b);
+}
+
 static enum MHD_Result handle_metrics(api *a, struct MHD_Connection *c)
 {
     const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    if (registry_negotiate_protobuf(accept)) return handle_metrics_protobuf(a, c);
     enum textparse_format f = textwrite_negotiate(accept);
     buf b;
     buf_init(&b, API_MAX_RESPONSE);

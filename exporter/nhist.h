@@ -92,6 +92,17 @@ int nhist_validate(const nhist *h, char *err, size_t err_size);
  * NHIST_MIN_SCHEMA), or -ENOMEM (h unchanged). */
 int nhist_reduce_resolution(nhist *h, int32_t schema);
 
+/* Prometheus's Compact(0): drops every bucket whose count is 0 and
+ * rebuilds the spans so that each covers a run of consecutive non-empty
+ * buckets (no zero-length spans, no zero gaps between spans). Returns 0,
+ * -EINVAL (spans that do not describe the buckets, or a negative offset
+ * after the first span; h unchanged) or -ENOMEM (h unchanged). */
+int nhist_compact(nhist *h);
+/* Compact(max_empty): as nhist_compact, but runs of at most max_empty
+ * empty buckets between kept ones stay inside one span (filled with
+ * zeros). Same returns; max_empty above 1024 is -EINVAL. */
+int nhist_compact_max_empty(nhist *h, size_t max_empty);
+
 /* Number of buckets (positive + negative). */
 size_t nhist_bucket_count(const nhist *h);
 

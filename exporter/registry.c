@@ -1,11 +1,17 @@
 #include "registry.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "metrics.pb-c.h"
 
 struct registry_metric {
     registry_family *fam;
@@ -449,9 +455,18 @@ static void write_registered(textwrite *w, registry_family *f, textwrite_label *
     free(kids);
 }
 
-int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, void *ctx)
+/* Runs the collectors, then locks the registry and lists every family
+ * (registered and collected) sorted by name. The caller writes, then calls
+ * gather_done. */
+typedef struct gathered {
+    registry_collect col;
+    fview *views;
+    size_t n, max_labels;
+} gathered;
+
+static void gather(registry *r, gathered *g)
 {
-    registry_collect col = {0};
+    memset(g, 0, sizeof *g);
     pthread_mutex_lock(&r->mu);
     size_t n_collectors = r->n_collectors;
     collector *cs = xrealloc(NULL, (n_collectors + 1) * sizeof *cs);
@@ -460,35 +475,46 @@ int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, 
     /* Collectors run without the registry lock: they may be slow (reading
      * /proc, the database) and must not block counters being created. */
     for (size_t i = 0; i < n_collectors; i++)
-        cs[i].fn(&col, cs[i].ctx);
+        cs[i].fn(&g->col, cs[i].ctx);
     free(cs);
 
     pthread_mutex_lock(&r->mu);
-    size_t n = r->n_fams + col.n;
-    fview *views = xrealloc(NULL, (n + 1) * sizeof *views);
-    size_t max_labels = 0;
+    g->n = r->n_fams + g->col.n;
+    g->views = xrealloc(NULL, (g->n + 1) * sizeof *g->views);
     for (size_t i = 0; i < r->n_fams; i++) {
-        views[i] = (fview){r->fams[i]->name, r->fams[i], NULL};
-        if (r->fams[i]->n_labels > max_labels) max_labels = r->fams[i]->n_labels;
+        g->views[i] = (fview){r->fams[i]->name, r->fams[i], NULL};
+        if (r->fams[i]->n_labels > g->max_labels) g->max_labels = r->fams[i]->n_labels;
     }
-    for (size_t i = 0; i < col.n; i++)
-        views[r->n_fams + i] = (fview){col.fams[i].name, NULL, &col.fams[i]};
-    qsort(views, n, sizeof *views, cmp_fview);
+    for (size_t i = 0; i < g->col.n; i++)
+        g->views[r->n_fams + i] = (fview){g->col.fams[i].name, NULL, &g->col.fams[i]};
+    qsort(g->views, g->n, sizeof *g->views, cmp_fview);
+}
 
+static void gather_done(registry *r, gathered *g)
+{
+    pthread_mutex_unlock(&r->mu);
+    free(g->views);
+    collect_free(&g->col);
+}
+
+int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, void *ctx)
+{
+    gathered g;
+    gather(r, &g);
     textwrite w;
     textwrite_init(&w, format, sink, ctx);
-    textwrite_label *lbuf = xrealloc(NULL, (max_labels + 1) * sizeof *lbuf);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = views[i].name;
+    textwrite_label *lbuf = xrealloc(NULL, (g.max_labels + 1) * sizeof *lbuf);
+    for (size_t i = 0; i < g.n; i++) {
+        const char *name = g.views[i].name;
         size_t nlen = strlen(name);
-        if (views[i].reg) {
-            registry_family *f = views[i].reg;
+        if (g.views[i].reg) {
+            registry_family *f = g.views[i].reg;
             if (f->n_children == 0) continue;
             textwrite_help(&w, name, nlen, f->help, strlen(f->help));
             textwrite_type(&w, name, nlen, f->type);
             write_registered(&w, f, lbuf);
         } else {
-            cfamily *f = views[i].col;
+            cfamily *f = g.views[i].col;
             if (f->n == 0) continue;
             textwrite_help(&w, name, nlen, f->help, strlen(f->help));
             textwrite_type(&w, name, nlen, f->type);
@@ -498,9 +524,495 @@ int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, 
         }
     }
     textwrite_eof(&w);
-    pthread_mutex_unlock(&r->mu);
+    gather_done(r, &g);
     free(lbuf);
-    free(views);
-    collect_free(&col);
     return textwrite_error(&w);
+}
+
+/* ---- the protobuf format ------------------------------------------------------ */
+
+typedef Io__Prometheus__Client__LabelPair pb_label;
+typedef Io__Prometheus__Client__Metric pb_metric;
+
+/* Label pairs of one metric, sorted by name as client_golang sorts them. */
+static int cmp_pb_label(const void *a, const void *b)
+{
+    const pb_label *x = *(pb_label *const *)a, *y = *(pb_label *const *)b;
+    size_t n = x->name.len < y->name.len ? x->name.len : y->name.len;
+    int c = memcmp(x->name.data, y->name.data, n);
+    if (c) return c;
+    return x->name.len < y->name.len ? -1 : x->name.len > y->name.len;
+}
+
+static ProtobufCBinaryData pb_str(const char *s, size_t n)
+{
+    return (ProtobufCBinaryData){n, (uint8_t *)(uintptr_t)s};
+}
+
+/* Packs mf after its length as a varint into the sink. */
+static int pack_family(const Io__Prometheus__Client__MetricFamily *mf, expfmt_sink sink, void *ctx)
+{
+    size_t n = io__prometheus__client__metric_family__get_packed_size(mf);
+    uint8_t *buf = xrealloc(NULL, n + 10);
+    size_t v = 0;
+    for (uint64_t x = n; ; x >>= 7) {
+        buf[v++] = (uint8_t)(x >= 0x80 ? (x & 0x7f) | 0x80 : x);
+        if (x < 0x80) break;
+    }
+    io__prometheus__client__metric_family__pack(mf, buf + v);
+    int rc = sink(ctx, (const char *)buf, v + n);
+    free(buf);
+    return rc;
+}
+
+static Io__Prometheus__Client__MetricType pb_type(enum expfmt_type t)
+{
+    switch (t) {
+    case EXPFMT_COUNTER: return IO__PROMETHEUS__CLIENT__METRIC_TYPE__COUNTER;
+    case EXPFMT_GAUGE: return IO__PROMETHEUS__CLIENT__METRIC_TYPE__GAUGE;
+    case EXPFMT_HISTOGRAM: return IO__PROMETHEUS__CLIENT__METRIC_TYPE__HISTOGRAM;
+    case EXPFMT_SUMMARY: return IO__PROMETHEUS__CLIENT__METRIC_TYPE__SUMMARY;
+    case EXPFMT_GAUGEHISTOGRAM: return IO__PROMETHEUS__CLIENT__METRIC_TYPE__GAUGE_HISTOGRAM;
+    default: return IO__PROMETHEUS__CLIENT__METRIC_TYPE__UNTYPED;
+    }
+}
+
+/* Storage for one metric's message and its parts. */
+typedef struct pb_one {
+    pb_metric m;
+    Io__Prometheus__Client__Counter counter;
+    Io__Prometheus__Client__Gauge gauge;
+    Io__Prometheus__Client__Untyped untyped;
+    Io__Prometheus__Client__Histogram hist;
+    pb_label *labels;
+    pb_label **label_ptrs;
+    Io__Prometheus__Client__Bucket *buckets;
+    Io__Prometheus__Client__Bucket **bucket_ptrs;
+} pb_one;
+
+static void pb_one_init(pb_one *o, enum expfmt_type t, size_t n_labels, double v)
+{
+    memset(o, 0, sizeof *o);
+    io__prometheus__client__metric__init(&o->m);
+    io__prometheus__client__counter__init(&o->counter);
+    io__prometheus__client__gauge__init(&o->gauge);
+    io__prometheus__client__untyped__init(&o->untyped);
+    io__prometheus__client__histogram__init(&o->hist);
+    o->labels = xrealloc(NULL, (n_labels + 1) * sizeof *o->labels);
+    o->label_ptrs = xrealloc(NULL, (n_labels + 1) * sizeof *o->label_ptrs);
+    switch (t) {
+    case EXPFMT_COUNTER: o->counter.value = v, o->m.counter = &o->counter; break;
+    case EXPFMT_GAUGE: o->gauge.value = v, o->m.gauge = &o->gauge; break;
+    case EXPFMT_HISTOGRAM: o->m.histogram = &o->hist; break;
+    default: o->untyped.value = v, o->m.untyped = &o->untyped; break;
+    }
+}
+
+static void pb_one_label(pb_one *o, const char *n, size_t nl, const char *v, size_t vl)
+{
+    pb_label *l = &o->labels[o->m.n_label];
+    io__prometheus__client__label_pair__init(l);
+    l->name = pb_str(n, nl);
+    l->value = pb_str(v, vl);
+    o->label_ptrs[o->m.n_label++] = l;
+    o->m.label = o->label_ptrs;
+}
+
+static void pb_one_free(pb_one *o)
+{
+    free(o->labels);
+    free(o->label_ptrs);
+    free(o->buckets);
+    free(o->bucket_ptrs);
+}
+
+int registry_write_protobuf(registry *r, expfmt_sink sink, void *ctx)
+{
+    gathered g;
+    gather(r, &g);
+    int rc = 0;
+    for (size_t i = 0; i < g.n && rc == 0; i++) {
+        Io__Prometheus__Client__MetricFamily mf;
+        io__prometheus__client__metric_family__init(&mf);
+        mf.name = pb_str(g.views[i].name, strlen(g.views[i].name));
+        size_t n = 0;
+        pb_one *ones = NULL;
+        if (g.views[i].reg) {
+            registry_family *f = g.views[i].reg;
+            if (f->n_children == 0) continue;
+            mf.help = pb_str(f->help, strlen(f->help));
+            mf.type = pb_type(f->type);
+            registry_metric **kids = xrealloc(NULL, (f->n_children + 1) * sizeof *kids);
+            memcpy(kids, f->children, f->n_children * sizeof *kids);
+            qsort_r(kids, f->n_children, sizeof *kids, cmp_child, f);
+            n = f->n_children;
+            ones = xrealloc(NULL, n * sizeof *ones);
+            for (size_t c = 0; c < n; c++) {
+                registry_metric *m = kids[c];
+                pb_one *o = &ones[c];
+                pb_one_init(o, f->type, f->n_labels, bits_to_double(atomic_load(&m->bits)));
+                for (size_t l = 0; l < f->n_labels; l++)
+                    pb_one_label(o, f->label_names[l], strlen(f->label_names[l]), m->values[l],
+                                 strlen(m->values[l]));
+                if (f->type == EXPFMT_HISTOGRAM) {
+                    /* client_golang: cumulative counts, no +Inf bucket. */
+                    o->buckets = xrealloc(NULL, (f->n_bounds + 1) * sizeof *o->buckets);
+                    o->bucket_ptrs = xrealloc(NULL, (f->n_bounds + 1) * sizeof *o->bucket_ptrs);
+                    uint64_t cum = 0;
+                    for (size_t b = 0; b <= f->n_bounds; b++) {
+                        cum += atomic_load(&m->buckets[b]);
+                        if (b == f->n_bounds) break;
+                        io__prometheus__client__bucket__init(&o->buckets[b]);
+                        o->buckets[b].cumulative_count = cum;
+                        o->buckets[b].upper_bound = f->bounds[b];
+                        o->bucket_ptrs[b] = &o->buckets[b];
+                    }
+                    o->hist.sample_count = cum;
+                    o->hist.sample_sum = bits_to_double(atomic_load(&m->bits));
+                    o->hist.n_bucket = f->n_bounds;
+                    o->hist.bucket = o->bucket_ptrs;
+                }
+            }
+            free(kids);
+        } else {
+            cfamily *f = g.views[i].col;
+            if (f->n == 0) continue;
+            mf.help = pb_str(f->help, strlen(f->help));
+            /* Collected samples are single values: counters, gauges or untyped. */
+            enum expfmt_type t = f->type == EXPFMT_COUNTER || f->type == EXPFMT_GAUGE
+                                     ? f->type
+                                     : EXPFMT_UNKNOWN;
+            mf.type = pb_type(t);
+            n = f->n;
+            ones = xrealloc(NULL, n * sizeof *ones);
+            for (size_t j = 0; j < n; j++) {
+                pb_one_init(&ones[j], t, f->samples[j].n, f->samples[j].v);
+                for (size_t l = 0; l < f->samples[j].n; l++) {
+                    const textwrite_label *tl = &f->samples[j].labels[l];
+                    pb_one_label(&ones[j], tl->name, tl->name_len, tl->value, tl->value_len);
+                }
+            }
+        }
+        pb_metric **mp = xrealloc(NULL, (n + 1) * sizeof *mp);
+        for (size_t j = 0; j < n; j++) {
+            qsort(ones[j].label_ptrs, ones[j].m.n_label, sizeof *ones[j].label_ptrs, cmp_pb_label);
+            mp[j] = &ones[j].m;
+        }
+        mf.n_metric = n;
+        mf.metric = mp;
+        rc = pack_family(&mf, sink, ctx);
+        for (size_t j = 0; j < n; j++)
+            pb_one_free(&ones[j]);
+        free(ones);
+        free(mp);
+    }
+    gather_done(r, &g);
+    return rc;
+}
+
+/* ---- content negotiation -------------------------------------------------------- */
+
+typedef struct accept_entry {
+    const char *type;
+    size_t type_len, sub_len;
+    const char *sub;
+    const char *params; /* after the media range, up to params_end */
+    const char *params_end;
+    double q;
+    size_t pos;
+} accept_entry;
+
+static bool eq_ci(const char *s, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
+}
+
+static const char *trim(const char *s, const char *e, const char **end)
+{
+    while (s < e && (*s == ' ' || *s == '\t'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *end = e;
+    return s;
+}
+
+/* The value of parameter `key` in an accept entry (goautoneg keeps the
+ * last one), or NULL. */
+static const char *accept_param(const accept_entry *a, const char *key, size_t *len)
+{
+    const char *found = NULL;
+    const char *s = a->params;
+    while (s && s < a->params_end) {
+        const char *semi = memchr(s, ';', (size_t)(a->params_end - s));
+        const char *pe = semi ? semi : a->params_end;
+        const char *eq = memchr(s, '=', (size_t)(pe - s));
+        if (eq) {
+            const char *ke, *ve;
+            const char *k = trim(s, eq, &ke);
+            const char *v = trim(eq + 1, pe, &ve);
+            if (eq_ci(k, (size_t)(ke - k), key)) {
+                found = v;
+                *len = (size_t)(ve - v);
+            }
+        }
+        s = semi ? semi + 1 : NULL;
+    }
+    return found;
+}
+
+static bool param_is(const accept_entry *a, const char *key, const char *want, bool empty_ok)
+{
+    size_t n = 0;
+    const char *v = accept_param(a, key, &n);
+    if (!v) return empty_ok;
+    if (n == 0) return empty_ok;
+    return n == strlen(want) && memcmp(v, want, n) == 0;
+}
+
+static int cmp_accept(const void *x, const void *y)
+{
+    const accept_entry *a = x, *b = y;
+    if (a->q != b->q) return a->q > b->q ? -1 : 1;
+    bool at = !(a->type_len == 1 && a->type[0] == '*'), bt = !(b->type_len == 1 && b->type[0] == '*');
+    if (at != bt) return at ? -1 : 1;
+    bool as = !(a->sub_len == 1 && a->sub[0] == '*'), bs = !(b->sub_len == 1 && b->sub[0] == '*');
+    if (as != bs) return as ? -1 : 1;
+    return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+bool registry_negotiate_protobuf(const char *accept)
+{
+    if (!accept) return false;
+    accept_entry es[32];
+    size_t n = 0;
+    const char *p = accept;
+    while (*p && n < sizeof es / sizeof es[0]) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *re;
+        const char *range = trim(p, semi ? semi : end, &re);
+        const char *slash = memchr(range, '/', (size_t)(re - range));
+        if (slash) {
+            accept_entry *a = &es[n];
+            a->type = range;
+            a->type_len = (size_t)(slash - range);
+            a->sub = slash + 1;
+            a->sub_len = (size_t)(re - slash - 1);
+            a->params = semi ? semi + 1 : NULL;
+            a->params_end = end;
+            a->q = 1;
+            a->pos = n;
+            size_t ql;
+            const char *q = accept_param(a, "q", &ql);
+            if (q) {
+                char tmp[32] = {0};
+                memcpy(tmp, q, ql < sizeof tmp - 1 ? ql : sizeof tmp - 1);
+                a->q = strtod(tmp, NULL);
+            }
+            n++;
+        }
+        if (!comma) break;
+        p = comma + 1;
+    }
+    qsort(es, n, sizeof es[0], cmp_accept);
+    /* client_golang's NegotiateIncludingOpenMetrics: the first entry that
+     * names a format it has wins; the default is the text format. */
+    for (size_t i = 0; i < n; i++) {
+        const accept_entry *a = &es[i];
+        if (eq_ci(a->type, a->type_len, "application") &&
+            eq_ci(a->sub, a->sub_len, "vnd.google.protobuf") &&
+            param_is(a, "proto", "io.prometheus.client.MetricFamily", false)) {
+            if (param_is(a, "encoding", "delimited", false)) return true;
+            size_t el;
+            const char *enc = accept_param(a, "encoding", &el);
+            if (enc && ((el == 4 && memcmp(enc, "text", 4) == 0) ||
+                        (el == 12 && memcmp(enc, "compact-text", 12) == 0)))
+                return false; /* a format we do not write: text instead */
+        }
+        if (eq_ci(a->type, a->type_len, "text") && eq_ci(a->sub, a->sub_len, "plain") &&
+            (param_is(a, "version", "0.0.4", true) || param_is(a, "version", "1.0.0", false)))
+            return false;
+        if (eq_ci(a->type, a->type_len, "application") &&
+            eq_ci(a->sub, a->sub_len, "openmetrics-text") &&
+            (param_is(a, "version", "1.0.0", true) || param_is(a, "version", "0.0.1", false)))
+            return false;
+    }
+    return false;
+}
+
+/* ---- text to protobuf ------------------------------------------------------------- */
+
+/* One family being converted: samples with copied strings. */
+typedef struct conv {
+    char *name, *help;
+    enum expfmt_type type;
+    pb_one *ones;
+    size_t n, cap;
+    char **strs; /* every copied string, freed at flush */
+    size_t n_strs, cap_strs;
+} conv;
+
+static char *conv_keep(conv *c, const char *s, size_t n)
+{
+    char *d = xrealloc(NULL, n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    if (c->n_strs == c->cap_strs) {
+        c->cap_strs = c->cap_strs ? 2 * c->cap_strs : 16;
+        c->strs = xrealloc(c->strs, c->cap_strs * sizeof *c->strs);
+    }
+    c->strs[c->n_strs++] = d;
+    return d;
+}
+
+static int conv_flush(conv *c, expfmt_sink sink, void *ctx)
+{
+    int rc = 0;
+    if (c->n > 0 && sink) {
+        Io__Prometheus__Client__MetricFamily mf;
+        io__prometheus__client__metric_family__init(&mf);
+        mf.name = pb_str(c->name, strlen(c->name));
+        mf.help = pb_str(c->help ? c->help : "", c->help ? strlen(c->help) : 0);
+        mf.type = pb_type(c->type);
+        pb_metric **mp = xrealloc(NULL, c->n * sizeof *mp);
+        for (size_t j = 0; j < c->n; j++) {
+            /* ones[] was reallocated: point each metric at its own parts again. */
+            pb_one *o = &c->ones[j];
+            if (o->m.counter) o->m.counter = &o->counter;
+            if (o->m.gauge) o->m.gauge = &o->gauge;
+            if (o->m.untyped) o->m.untyped = &o->untyped;
+            if (o->m.histogram) o->m.histogram = &o->hist;
+            qsort(c->ones[j].label_ptrs, c->ones[j].m.n_label, sizeof *c->ones[j].label_ptrs,
+                  cmp_pb_label);
+            mp[j] = &c->ones[j].m;
+        }
+        mf.n_metric = c->n;
+        mf.metric = mp;
+        rc = pack_family(&mf, sink, ctx);
+        free(mp);
+    }
+    for (size_t j = 0; j < c->n; j++)
+        pb_one_free(&c->ones[j]);
+    for (size_t j = 0; j < c->n_strs; j++)
+        free(c->strs[j]);
+    free(c->ones);
+    free(c->strs);
+    free(c->name);
+    free(c->help);
+    memset(c, 0, sizeof *c);
+    return rc;
+}
+
+typedef struct strbuf {
+    char *p;
+    size_t len, cap;
+} strbuf;
+
+static int strbuf_sink(void *ctx, const char *s, size_t n)
+{
+    strbuf *b = ctx;
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static char *decoded(textparse_str s, bool help, strbuf *tmp)
+{
+    tmp->len = 0;
+    strbuf_sink(tmp, "", 0);
+    textparse_unescape(s, help, strbuf_sink, tmp);
+    return tmp->p;
+}
+
+int registry_text_to_protobuf(const char *text, size_t len, expfmt_sink sink, void *ctx)
+{
+    textparse p;
+    textparse_init(&p, TEXTPARSE_PROMETHEUS, text, len);
+    conv c = {0};
+    strbuf tmp = {0};
+    char *fam_name = NULL, *fam_help = NULL; /* from the last HELP/TYPE lines */
+    enum expfmt_type fam_type = EXPFMT_UNKNOWN;
+    int rc = 0;
+    for (;;) {
+        enum textparse_entry e = textparse_next(&p);
+        if (e == TEXTPARSE_END) break;
+        if (e == TEXTPARSE_ERROR) {
+            rc = -EINVAL;
+            break;
+        }
+        if (e == TEXTPARSE_HELP || e == TEXTPARSE_TYPE) {
+            textparse_str n = textparse_meta_name(&p);
+            if (!fam_name || strlen(fam_name) != n.len || memcmp(fam_name, n.p, n.len) != 0) {
+                free(fam_name);
+                free(fam_help);
+                fam_name = xrealloc(NULL, n.len + 1);
+                memcpy(fam_name, n.p, n.len);
+                fam_name[n.len] = '\0';
+                fam_help = NULL;
+                fam_type = EXPFMT_UNKNOWN;
+            }
+            if (e == TEXTPARSE_HELP) {
+                free(fam_help);
+                fam_help = xstrdup(decoded(textparse_meta_text(&p), true, &tmp));
+            } else {
+                fam_type = textparse_meta_type(&p);
+            }
+            continue;
+        }
+        if (e != TEXTPARSE_SERIES) continue;
+        char *name = xstrdup(decoded(textparse_metric_name(&p), false, &tmp));
+        /* A sample of the family its TYPE line named keeps the family's
+         * type when that is a single-value type; any other sample (parts
+         * of histograms and summaries) becomes an untyped family of its own. */
+        bool own = fam_name && strcmp(name, fam_name) == 0 &&
+                   (fam_type == EXPFMT_COUNTER || fam_type == EXPFMT_GAUGE ||
+                    fam_type == EXPFMT_UNKNOWN);
+        enum expfmt_type t = own ? fam_type : EXPFMT_UNKNOWN;
+        if (!c.name || strcmp(c.name, name) != 0 || c.type != t) {
+            if ((rc = conv_flush(&c, sink, ctx)) < 0) {
+                free(name);
+                break;
+            }
+            c.name = xstrdup(name);
+            c.help = own && fam_help ? xstrdup(fam_help) : NULL;
+            c.type = t;
+        }
+        free(name);
+        if (c.n == c.cap) {
+            c.cap = c.cap ? 2 * c.cap : 16;
+            c.ones = xrealloc(c.ones, c.cap * sizeof *c.ones);
+        }
+        size_t nl = textparse_label_count(&p);
+        pb_one *o = &c.ones[c.n++];
+        pb_one_init(o, t, nl, textparse_value(&p));
+        for (size_t i = 0; i < nl; i++) {
+            textparse_str ln, lv;
+            textparse_label(&p, i, &ln, &lv);
+            const char *d = decoded(ln, false, &tmp);
+            size_t kl = tmp.len;
+            char *kn = conv_keep(&c, d, kl);
+            d = decoded(lv, false, &tmp);
+            size_t vl = tmp.len;
+            char *kv = conv_keep(&c, d, vl);
+            pb_one_label(o, kn, kl, kv, vl);
+        }
+        int64_t ts;
+        if (textparse_timestamp(&p, &ts)) o->m.timestamp_ms = ts;
+    }
+    if (rc == 0)
+        rc = conv_flush(&c, sink, ctx);
+    else
+        conv_flush(&c, NULL, NULL);
+    free(fam_name);
+    free(fam_help);
+    free(tmp.p);
+    textparse_cleanup(&p);
+    return rc;
 }

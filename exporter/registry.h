@@ -78,4 +78,30 @@ void registry_collect_sample(registry_collect *c, const textwrite_label *labels,
 /* Writes every family in `format`. Returns 0 or the sink's error. */
 int registry_write(registry *r, enum textparse_format format, expfmt_sink sink, void *ctx);
 
+/* Writes every family in the protobuf format (PROTOPARSE_CONTENT_TYPE: one
+ * length-delimited io.prometheus.client.MetricFamily per family), as
+ * client_golang does: families sorted by name, label pairs sorted by name,
+ * histograms with cumulative buckets and no +Inf bucket; collected
+ * families of other types than counter and gauge as UNTYPED. Returns 0 or
+ * the sink's first error (writing stops there). */
+int registry_write_protobuf(registry *r, expfmt_sink sink, void *ctx);
+
+/* Converts a body in the text format 0.0.4 (what registry_write writes,
+ * or any collector's text) to the protobuf format: samples of a family
+ * whose TYPE is counter, gauge or untyped keep it, with its HELP; every
+ * other sample (the parts of histograms and summaries) goes into an
+ * UNTYPED family named like the sample. Timestamps are kept. Returns 0,
+ * -EINVAL if the text does not parse (nothing more is written), or the
+ * sink's error. */
+int registry_text_to_protobuf(const char *text, size_t len, expfmt_sink sink, void *ctx);
+
+/* Whether an Accept header asks for the protobuf format before any other
+ * format sidewatch writes, as client_golang's
+ * expfmt.NegotiateIncludingOpenMetrics decides: entries ordered by q, then
+ * by specificity (goautoneg); the first that names
+ * application/vnd.google.protobuf with proto=io.prometheus.client.MetricFamily
+ * and encoding=delimited wins, text/plain (version 0.0.4, 1.0.0 or none) or
+ * application/openmetrics-text (1.0.0, 0.0.1 or none) lose. NULL is false. */
+bool registry_negotiate_protobuf(const char *accept);
+
 #endif

@@ -1709,7 +1709,7 @@ static bool eq_nocase(const unsigned char *s, size_t n, const char *lit)
     return true;
 }
 
-int textparse_format_from_content_type(const char *content_type, enum textparse_format *format)
+int textparse_media_type(const char *content_type, const char **type, size_t *type_len)
 {
     if (!content_type || !*content_type) return -EINVAL;
     const unsigned char *s = (const unsigned char *)content_type;
@@ -1717,18 +1717,19 @@ int textparse_format_from_content_type(const char *content_type, enum textparse_
     const unsigned char *semi = memchr(s, ';', (size_t)(e - s));
     if (!semi) semi = e;
 
-    /* The media type, trimmed and compared case-insensitively. */
+    /* The media type, trimmed. */
     const unsigned char *a = skip_space(s, semi), *b = semi;
     size_t m;
     while (b > a && (m = space_before(a, (size_t)(b - a))) > 0)
         b -= m;
-    enum textparse_format f;
-    if (eq_nocase(a, (size_t)(b - a), "text/plain"))
-        f = TEXTPARSE_PROMETHEUS;
-    else if (eq_nocase(a, (size_t)(b - a), "application/openmetrics-text"))
-        f = TEXTPARSE_OPENMETRICS;
-    else
-        return -EINVAL;
+    /* type "/" subtype, both tokens (mime.ParseMediaType's checkMediaTypeDisposition). */
+    const unsigned char *t = skip_token(a, b);
+    if (t == a) return -EINVAL;
+    if (t < b) {
+        if (*t != '/') return -EINVAL;
+        const unsigned char *u = skip_token(t + 1, b);
+        if (u == t + 1 || u != b) return -EINVAL;
+    }
 
     /* Parameters must parse (mime.ParseMediaType fails otherwise), and no
      * name may repeat. */
@@ -1740,8 +1741,8 @@ int textparse_format_from_content_type(const char *content_type, enum textparse_
         size_t keylen;
         if (!media_param(v, e, &key, &keylen, &rest)) {
             /* A trailing ";" is fine. */
-            const unsigned char *t = skip_space(v, e);
-            if (t < e && *t == ';' && skip_space(t + 1, e) == e) break;
+            const unsigned char *t2 = skip_space(v, e);
+            if (t2 < e && *t2 == ';' && skip_space(t2 + 1, e) == e) break;
             return -EINVAL;
         }
         const unsigned char *w = semi;
@@ -1764,6 +1765,22 @@ int textparse_format_from_content_type(const char *content_type, enum textparse_
         }
         v = rest;
     }
-    *format = f;
+    *type = (const char *)a;
+    *type_len = (size_t)(b - a);
+    return 0;
+}
+
+int textparse_format_from_content_type(const char *content_type, enum textparse_format *format)
+{
+    const char *t;
+    size_t n;
+    if (textparse_media_type(content_type, &t, &n) < 0) return -EINVAL;
+    const unsigned char *a = (const unsigned char *)t;
+    if (eq_nocase(a, n, "text/plain"))
+        *format = TEXTPARSE_PROMETHEUS;
+    else if (eq_nocase(a, n, "application/openmetrics-text"))
+        *format = TEXTPARSE_OPENMETRICS;
+    else
+        return -EINVAL;
     return 0;
 }

@@ -191,4 +191,10 @@ int textparse_unescape(textparse_str s, bool help_text_prometheus, expfmt_sink s
  * format, an empty or NULL header, malformed or repeated parameters. */
 int textparse_format_from_content_type(const char *content_type, enum textparse_format *format);
 
+/* Checks a Content-Type header value as Go's mime.ParseMediaType does
+ * (type/subtype tokens, well-formed and unrepeated parameters). Returns 0
+ * and the media type as written (borrowed from content_type, not
+ * lowercased) in *type and *type_len, or -EINVAL (NULL or empty too). */
+int textparse_media_type(const char *content_type, const char **type, size_t *type_len);
+
 #endif

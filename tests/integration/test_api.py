@@ -59,6 +59,31 @@ def test_metrics_negotiation_and_gzip(start_sidewatch):
     assert r.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
     assert r.text.endswith("# EOF\n")
     assert "# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total " in r.text
+    # Prometheus's Accept header with the protobuf protocol first (scrape_native_histograms).
+    proto = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+    r = requests.get(sw.url + "/metrics", timeout=5, headers={
+        "Accept": proto + ";q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,*/*;q=0.1"})
+    assert r.headers["Content-Type"] == ("application/vnd.google.protobuf; "
+                                         "proto=io.prometheus.client.MetricFamily; encoding=delimited")
+    # Length-delimited MetricFamily messages: walk the varint prefixes to the end.
+    body, pos, names = r.content, 0, []
+    while pos < len(body):
+        n = shift = 0
+        while True:
+            b = body[pos]
+            pos += 1
+            n |= (b & 0x7f) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        msg = body[pos:pos + n]
+        assert len(msg) == n and msg[0] == 0x0a  # field 1 (name) first
+        names.append(msg[2:2 + msg[1]].decode())
+        pos += n
+    assert "sidewatch_build_info" in names, names
+    # Text still wins when the client prefers it.
+    r = requests.get(sw.url + "/metrics", timeout=5, headers={"Accept": "text/plain;q=0.9," + proto + ";q=0.5"})
+    assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
 
 
 def test_request_body_limit(start_sidewatch):

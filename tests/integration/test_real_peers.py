@@ -94,3 +94,37 @@ def test_promtool_accepts_metrics(start_sidewatch):
                  "process_start_time_seconds", "sidewatch_build_info", "sidewatch_store_series",
                  "sidewatch_store_size_bytes"]:
         assert f"\n{name}" in text or text.startswith(name), name
+
+
+def test_real_prometheus_scrapes_sidewatch_protobuf(start_sidewatch, tmp_path, procs):
+    """With native histograms on, Prometheus 2.42 asks for the protobuf
+    format first: it must parse sidewatch's protobuf /metrics."""
+    sw = start_sidewatch()
+    port = free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: sidewatch
+    static_configs:
+      - targets: ['127.0.0.1:{sw.port}']
+""")
+    prom = Proc(["prometheus", f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}",
+                 "--enable-feature=native-histograms",
+                 f"--storage.tsdb.path={tmp_path / 'prom-data'}"], str(tmp_path / "prometheus.log"))
+    procs.append(prom)
+
+    def query(q):
+        r = requests.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": q}, timeout=2)
+        return r.json()["data"]["result"]
+    res = wait_until(lambda: query("sidewatch_build_info"), timeout=30, what="sidewatch_build_info in Prometheus")
+    assert res[0]["value"][1] == "1"
+    r = requests.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=2).json()
+    t = [t for t in r["data"]["activeTargets"] if t["labels"]["job"] == "sidewatch"][0]
+    assert t["health"] == "up" and t["lastError"] == "", t
+    # Counters and histogram buckets came through with their types.
+    assert query("process_cpu_seconds_total")
+    meta = requests.get(f"http://127.0.0.1:{port}/api/v1/targets/metadata",
+                        params={"metric": "process_cpu_seconds_total"}, timeout=2).json()["data"]
+    assert meta and meta[0]["type"] == "counter", meta
