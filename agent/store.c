@@ -2231,7 +2231,7 @@ int store_batch_commit(store_batch *b)
         series *se = x->ref < cap ? by_id[x->ref] : NULL;
         if (!se) {
             if ((x->ref & BATCH_HIST) && (x->ref & ~BATCH_HIST) < cap &&
-                by_id[x->ref & ~BATCH_HIST]) {
+                by_id[x->ref & ~BATCH_HIST] && x->v < b->nh) {
                 se = by_id[x->ref & ~BATCH_HIST];
                 const nhist *h = &b->h[x->v];
                 uint64_t loc, hash;
@@ -3882,6 +3882,7 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
         se->last_v = bits;
         se->last_v_known = true;
         se->has_last = true;
+        se->last_hist = false;
     }
     pthread_rwlock_unlock(&s->head_lock);
     pthread_mutex_lock(&s->stats_mu);
