@@ -167,6 +167,8 @@ FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SEEDS_config       := $(SHARED)/conformance/config tests/data/config
 FUZZ_SEEDS_textparse    := $(SHARED)/conformance/exposition tests/data/exposition
 FUZZ_SEEDS_chunkenc     :=
+FUZZ_SEEDS_histchunk    := tests/data/fuzz-seeds/histchunk
+FUZZ_ARGS_histchunk     := -max_len=8192
 FUZZ_SEEDS_promql_parse := $(FUZZ_DIR)/seeds-promql_parse tests/data/fuzz-regressions/promql_parse
 FUZZ_ARGS_config        := -max_len=65536
 FUZZ_ARGS_promql_parse  := -max_len=4096

@@ -130,7 +130,15 @@ uint16_t chunkenc_count(const uint8_t *data, size_t len);
  * |m| <= 2^53 and (double)m / 10^scale is bit for bit the value: decoding
  * computes exactly that, so values round-trip exactly. */
 
-enum chunkenc_encoding { CHUNKENC_XOR = 0, CHUNKENC_DECIMAL = 1 };
+/* The store's `enc` column. CHUNKENC_HISTOGRAM and CHUNKENC_FLOAT_HISTOGRAM
+ * are native histogram chunks (histchunk.h), which chunkenc_iter_init_enc
+ * refuses with -EINVAL. */
+enum chunkenc_encoding {
+    CHUNKENC_XOR = 0,
+    CHUNKENC_DECIMAL = 1,
+    CHUNKENC_HISTOGRAM = 2,
+    CHUNKENC_FLOAT_HISTOGRAM = 3,
+};
 #define CHUNKENC_DECIMAL_MAX_SCALE 9
 
 /* Encodes n samples (1 <= n <= CHUNKENC_MAX_SAMPLES, timestamps strictly

@@ -23,11 +23,17 @@
  *                                      one closed chunk (usually 120 samples)
  *                                      per row in the chunkenc.h encoding
  *                                      `enc` (XOR, or decimal when smaller),
- *                                      appended
+ *                                      or (version 5) a native histogram
+ *                                      chunk (histchunk.h; enc 2 integer,
+ *                                      3 float histograms), appended
  *                                      in write order (so table pages fill
  *                                      completely); the index chunks_series
  *                                      (series_id, max_t, min_t) serves range
- *                                      scans (version 2: without min_t)
+ *                                      scans (version 2: without min_t);
+ *                                      the partial index chunks_hist
+ *                                      (series_id, max_t) WHERE enc >= 2
+ *                                      (version 5) finds a series' newest
+ *                                      histogram chunk at replay
  *   wal(slot, data)                    the write-ahead table: slots holding
  *                                      one committed batch each (format
  *                                      below); meta.wal_pin says which are
@@ -55,6 +61,19 @@
  * of the value, which is an integer that a double holds exactly (counters,
  * most gauges), else its 8 bytes little-endian. Only accepted samples are
  * written (out-of-order and duplicate ones are dropped before).
+ * A batch with histogram samples (version 5) is written as a row of kind 1
+ * instead: bytes 0x00 0x01 (an old row never starts with 0: it starts with
+ * n >= 1), uvarint n, then n samples in batch order, each as: uvarint of
+ * (zigzag(ref - previous ref) << 2 | K); zigzag varint of (t - previous t);
+ * then by K: 0 the value's 8 bytes, 1 a zigzag varint of an integer value
+ * (as I above), 2 a histogram: uvarint length, then a histogram chunk
+ * (histchunk.h) of that one sample. Batches without histograms keep the old
+ * row, so the float path and old rows are unchanged.
+ *
+ * Schema version 5 marks a database that may hold histogram chunks and
+ * rows of kind 1: a version-4 binary refuses it (a newer schema) instead of
+ * counting the chunks as corrupt and dropping the rows' samples. The
+ * upgrade from 4 only adds chunks_hist.
  *
  * The head. Each series has an open chunk in memory. A commit writes, in one
  * SQLite transaction: the rows of series created since the last commit,
@@ -90,6 +109,22 @@
  * stats_mu the counters. Order: write_mu, head_lock, index_mu, readers_mu,
  * stats_mu.
  *
+ * Histograms. A series that gets a histogram sample gets a second open
+ * chunk (struct hhead, allocated then: float-only series carry only a NULL
+ * pointer), cut as histchunk.h says (120 samples, or 1 KiB after 10; a
+ * layout change, kind switch or counter reset starts a new one; the first
+ * sample after a detected reset is stored with hint RESET when it had none,
+ * as Prometheus's chunk header says). Closed histogram chunks share the
+ * series' list of in-memory chunks (mchunk.enc tells them apart), the
+ * write-ahead pin and the readers' rules. The newest timestamp (last_t) is
+ * per series across both kinds; last_v holds the value bits of a float or
+ * a hash of a histogram's one-sample chunk (for duplicates), last_hist
+ * which. A float staleness marker for a series whose newest sample is a
+ * histogram is stored as a histogram staleness marker. Replay keeps a
+ * watermark per kind (the newest chunk row of that kind, looked up only
+ * for series whose rows hold samples of the kind), since a closed float
+ * chunk may be newer than samples of the open histogram chunk.
+ *
  * Series lifecycle: store_series_ref() gives a new series its id at once and
  * queues it in `pending`; the next commit writes every pending series row in
  * the same transaction as its samples, so no committed sample can reference
@@ -116,12 +151,13 @@
 #include <unistd.h>
 
 #include "chunkenc.h"
+#include "histchunk.h"
 #include "hmap.h"
 #include "log.h"
 #include "mem.h"
 #include "strutil.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_APPLICATION_ID 0x53445754 /* "SDWT" */
 #define STORE_DB_NAME "sidewatch.db"
 #define STORE_LOCK_NAME "lock"
@@ -192,6 +228,7 @@ typedef struct mchunk {
     uint64_t first_seq;     /* write-ahead row of its first sample */
     uint64_t persisted_seq; /* commit that wrote it; 0 = not written */
     uint32_t len;
+    uint8_t enc; /* enum chunkenc_encoding: XOR, or a histogram chunk */
     uint8_t data[];
 } mchunk;
 
@@ -201,6 +238,14 @@ typedef struct wal_slot {
     uint64_t seq; /* of the batch it holds (while in use) */
     uint32_t cls; /* size class: capacity slot_capacity(cls) */
 } wal_slot;
+
+/* A series' open histogram chunk (allocated at its first histogram). */
+typedef struct hhead {
+    histchunk_appender open;
+    int64_t open_min_t;
+    uint64_t open_seq;     /* write-ahead row of the open chunk's first sample */
+    int64_t open_since_ms; /* wall time of that sample's append */
+} hhead;
 
 typedef struct slot_list {
     wal_slot *v;
@@ -219,6 +264,7 @@ struct series {
     bool has_last;
     bool last_v_known; /* false after a restart until a sample is appended */
     bool has_data;     /* min_t valid */
+    bool last_hist;    /* the newest sample is a histogram (last_v: its hash) */
     int64_t min_t;     /* oldest sample stored (never raised by retention) */
     int64_t persisted_max_t; /* newest sample in a chunk row, INT64_MIN if none */
     chunk_appender open;
@@ -235,6 +281,8 @@ struct series {
     uint64_t tent_v;
     bool tent_has;
     bool tent_v_known;
+    bool tent_hist;
+    hhead *hh; /* histogram head; NULL until the series gets a histogram */
 };
 
 typedef struct meta_entry {
@@ -308,6 +356,7 @@ struct store {
                          * filled in by store_get_stats */
     int64_t mint, maxt; /* of stored samples; INT64_MAX, INT64_MIN when none */
     uint64_t head_bytes;
+    uint64_t stale_hash; /* hash of the histogram staleness marker (last_v) */
 };
 
 typedef struct batch_sample {
@@ -323,10 +372,15 @@ typedef struct batch_meta {
     char *unit;
 } batch_meta;
 
+/* A histogram sample in a batch: ref | BATCH_HIST, v = index into h. */
+#define BATCH_HIST (UINT64_C(1) << 63)
+
 struct store_batch {
     store *s;
     batch_sample *v;
     size_t n, cap;
+    nhist *h; /* the batch's histograms (owned copies) */
+    size_t nh, hcap;
     batch_meta *m;
     size_t nm, mcap;
 };
@@ -341,7 +395,7 @@ struct store_reader {
     struct {
         sqlite3_stmt *begin, *end;
         sqlite3_stmt *lv_eq, *lv_name, *lv_range, *postings;
-        sqlite3_stmt *chunks, *metadata, *names, *values, *touch;
+        sqlite3_stmt *chunks, *hchunks, *metadata, *names, *values, *touch;
         sqlite3_stmt *meta_all, *lv_all;
     } st;
 };
@@ -589,6 +643,7 @@ typedef struct wal_reader {
     uint64_t n, i;
     uint64_t ref;
     int64_t t;
+    bool kind1; /* a row of kind 1 (with histograms) */
 } wal_reader;
 
 static int wal_reader_init(wal_reader *w, const void *data, size_t len)
@@ -598,21 +653,44 @@ static int wal_reader_init(wal_reader *w, const void *data, size_t len)
     w->i = 0;
     w->ref = 0;
     w->t = 0;
+    w->kind1 = len > 0 && w->p[0] == 0;
+    if (w->kind1) {
+        if (len < 2 || w->p[1] != 1) return -EINVAL;
+        w->p += 2;
+    }
     if (get_uvarint(&w->p, w->end, &w->n) < 0 || w->n > len) return -EINVAL;
     return 0;
 }
 
-/* 1 and the next sample, 0 at the end, -EINVAL if corrupt. */
-static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v)
+/* 1 and the next sample, 0 at the end, -EINVAL if corrupt. For a
+ * histogram sample *hp points at its one-sample chunk (*hlen bytes, inside
+ * the row); else *hp is NULL and *v the value's bits. */
+static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v,
+                           const uint8_t **hp, size_t *hlen)
 {
+    *hp = NULL;
+    *hlen = 0;
     if (w->i >= w->n) return w->p == w->end ? 0 : -EINVAL;
     uint64_t rf;
     int64_t dt;
     if (get_uvarint(&w->p, w->end, &rf) < 0 || get_varint(&w->p, w->end, &dt) < 0) return -EINVAL;
+    unsigned kind = 0;
+    if (w->kind1) {
+        kind = (unsigned)(rf & 3);
+        /* as the old format: zigzag ref delta << 1 | integer flag */
+        rf = (rf >> 2) << 1 | (kind == 1);
+        if (kind == 3) return -EINVAL;
+    }
     uint64_t zz = rf >> 1;
     int64_t dr = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
     uint64_t bits = 0;
-    if (rf & 1) {
+    if (kind == 2) {
+        uint64_t l;
+        if (get_uvarint(&w->p, w->end, &l) < 0 || l > (uint64_t)(w->end - w->p)) return -EINVAL;
+        *hp = w->p;
+        *hlen = (size_t)l;
+        w->p += l;
+    } else if (rf & 1) {
         int64_t iv;
         if (get_varint(&w->p, w->end, &iv) < 0) return -EINVAL;
         double d = (double)iv;
@@ -834,7 +912,77 @@ static void head_append(store *s, series *se, int64_t t, uint64_t v, uint64_t se
     se->last_v = v;
     se->has_last = true;
     se->last_v_known = true;
+    se->last_hist = false;
     if (se->open.count >= CHUNKENC_TARGET_SAMPLES) close_open_chunk(s, se);
+}
+
+/* Closes a series' open histogram chunk, as close_open_chunk. */
+static void close_open_hchunk(store *s, series *se)
+{
+    hhead *hh = se->hh;
+    if (!hh || hh->open.count == 0) return;
+    size_t len;
+    const uint8_t *bytes = histchunk_bytes(&hh->open, &len);
+    mchunk *c = mem_malloc(sizeof *c + len);
+    memset(c, 0, sizeof *c);
+    memcpy(c->data, bytes, len);
+    c->len = (uint32_t)len;
+    c->enc = (uint8_t)histchunk_enc(bytes, len);
+    c->se = se;
+    c->min_t = hh->open_min_t;
+    c->max_t = hh->open.t;
+    c->first_seq = hh->open_seq;
+    mchunk **pp = &se->chunks;
+    while (*pp) pp = &(*pp)->next;
+    *pp = c;
+    list_push(&s->unwritten, &s->unwritten_tail, c);
+    s->head_bytes += len;
+    s->head_bytes -= histchunk_memory(&hh->open);
+    histchunk_cleanup(&hh->open);
+}
+
+/* Appends one accepted histogram sample (hash: of its one-sample chunk,
+ * for duplicate checks) to the head. Caller holds write_mu and head_lock
+ * for writing. */
+static void head_append_hist(store *s, series *se, int64_t t, const nhist *h, uint64_t hash,
+                             uint64_t seq, int64_t now)
+{
+    if (!se->hh) {
+        se->hh = mem_calloc(1, sizeof *se->hh);
+        histchunk_init(&se->hh->open);
+        s->head_bytes += sizeof *se->hh;
+    }
+    hhead *hh = se->hh;
+    if (se->batch_seq != seq) {
+        se->batch_seq = seq;
+        se->batch_first_t = t;
+    }
+    size_t before = histchunk_memory(&hh->open);
+    int rc = hh->open.count ? histchunk_append(&hh->open, t, h) : HISTCHUNK_CUT;
+    if (rc == HISTCHUNK_CUT || rc == HISTCHUNK_CUT_RESET) {
+        close_open_hchunk(s, se);
+        hh->open_min_t = t;
+        hh->open_seq = seq;
+        hh->open_since_ms = now;
+        before = 0;
+        nhist tmp = *h; /* borrows h's arrays */
+        if (rc == HISTCHUNK_CUT_RESET && tmp.hint == NHIST_HINT_UNKNOWN) tmp.hint = NHIST_HINT_RESET;
+        rc = histchunk_append(&hh->open, t, &tmp);
+    }
+    if (rc != 0) /* cannot happen for an accepted sample (validated, t > last) */
+        log_error(COMPONENT, "series %" PRIu64 ": histogram at %" PRId64 " not appended (%d)", se->id,
+                  t, rc);
+    s->head_bytes += histchunk_memory(&hh->open) - before;
+    if (!se->has_data || t < se->min_t) {
+        se->min_t = t;
+        se->has_data = true;
+    }
+    se->last_t = t;
+    se->last_v = hash;
+    se->has_last = true;
+    se->last_v_known = true;
+    se->last_hist = true;
+    if (histchunk_full(&hh->open)) close_open_hchunk(s, se);
 }
 
 /* The oldest active reader snapshot, UINT64_MAX when none. */
@@ -900,6 +1048,7 @@ static uint64_t wal_pin(store *s, bool count_unwritten)
     for (size_t i = 1; i < s->by_id_cap; i++) {
         series *se = s->by_id[i];
         if (se && se->open.count && se->open_seq < pin) pin = se->open_seq;
+        if (se && se->hh && se->hh->open.count && se->hh->open_seq < pin) pin = se->hh->open_seq;
     }
     pthread_mutex_unlock(&s->index_mu);
     return pin;
@@ -934,6 +1083,10 @@ static const char schema_v3_sql[] = "DROP INDEX IF EXISTS chunks_series;"
 /* The key-value table of schema version 4 (store_kv_*). */
 static const char schema_v4_sql[] = "CREATE TABLE IF NOT EXISTS kv(ns TEXT NOT NULL, key BLOB NOT NULL,"
                                     " value BLOB NOT NULL, PRIMARY KEY(ns, key)) WITHOUT ROWID;";
+
+/* Version 5: histogram chunks (enc 2 and 3); their partial index. */
+static const char schema_v5_sql[] =
+    "CREATE INDEX IF NOT EXISTS chunks_hist ON chunks(series_id, max_t) WHERE enc >= 2;";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1046,6 +1199,7 @@ static int init_schema(store *s, buf *err)
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v2_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v3_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v4_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v5_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) goto sqlerr;
     } else if (app_id != STORE_APPLICATION_ID) {
         open_error(err, s, "%s is not a sidewatch database (application_id 0x%" PRIx64 ")",
@@ -1068,6 +1222,10 @@ static int init_schema(store *s, buf *err)
         }
         if (version < 4) {
             rc = sqlite3_exec(s->db, schema_v4_sql, NULL, NULL, NULL);
+            if (rc != SQLITE_OK) goto sqlerr;
+        }
+        if (version < 5) {
+            rc = sqlite3_exec(s->db, schema_v5_sql, NULL, NULL, NULL);
             if (rc != SQLITE_OK) goto sqlerr;
         }
     }
@@ -1192,6 +1350,8 @@ static int load_state(store *s, buf *err)
             se->persisted_max_t = sqlite3_column_int64(s->st.last_chunk, 0);
             se->last_t = se->persisted_max_t;
             se->has_last = true;
+            /* A histogram chunk: its hash is not known (chunk_last fails). */
+            se->last_hist = sqlite3_column_int(s->st.last_chunk, 2) >= CHUNKENC_HISTOGRAM;
             const char *p;
             size_t len;
             column_bytes(s->st.last_chunk, 1, &p, &len);
@@ -1247,28 +1407,109 @@ static int cmp_slot_seq(const void *x, const void *y)
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
+/* Per series while replaying: the newest sample of each kind in chunk
+ * rows or replayed so far (INT64_MIN: none), looked up when first needed. */
+typedef struct replay_wm {
+    int64_t f, h;
+    bool touched, f_known, h_known;
+} replay_wm;
+
+typedef struct replay_ctx {
+    replay_wm *wm; /* by series id */
+    size_t n;
+    sqlite3_stmt *last_float, *last_hist; /* newest chunk row of a kind */
+    int rc;       /* an SQLite error of those lookups */
+} replay_ctx;
+
+static int64_t replay_lookup(replay_ctx *cx, sqlite3_stmt *st, uint64_t id)
+{
+    sqlite3_bind_int64(st, 1, (int64_t)id);
+    int rc = sqlite3_step(st);
+    int64_t t = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MIN;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) cx->rc = rc;
+    return t;
+}
+
+/* The watermark of a kind for a series, as replay_wm says. */
+static int64_t *replay_mark(replay_ctx *cx, series *se, bool hist)
+{
+    replay_wm *w = &cx->wm[se->id];
+    if (!w->touched) {
+        /* First touch: the newest chunk row (load_state) is of one kind. */
+        w->touched = true;
+        if (se->persisted_max_t == INT64_MIN) {
+            w->f = w->h = INT64_MIN;
+            w->f_known = w->h_known = true;
+        } else if (se->last_hist) {
+            w->h = se->persisted_max_t;
+            w->h_known = true;
+        } else {
+            w->f = se->persisted_max_t;
+            w->f_known = true;
+        }
+    }
+    if (hist && !w->h_known) {
+        w->h = replay_lookup(cx, cx->last_hist, se->id);
+        w->h_known = true;
+    } else if (!hist && !w->f_known) {
+        w->f = replay_lookup(cx, cx->last_float, se->id);
+        w->f_known = true;
+    }
+    return hist ? &w->h : &w->f;
+}
+
 /* Replays one write-ahead row into the head; false if it is corrupt. */
-static bool replay_row(store *s, uint64_t seq, const uint8_t *p, size_t len, int64_t now,
-                       uint64_t *replayed, uint64_t *skipped, uint64_t *unknown)
+static bool replay_row(store *s, replay_ctx *cx, uint64_t seq, const uint8_t *p, size_t len,
+                       int64_t now, uint64_t *replayed, uint64_t *skipped, uint64_t *unknown)
 {
     wal_reader w;
     int r = wal_reader_init(&w, p, len);
     uint64_t ref, v;
     int64_t t;
-    while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v)) == 1) {
+    const uint8_t *hp;
+    size_t hlen;
+    nhist h;
+    nhist_init(&h);
+    while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v, &hp, &hlen)) == 1) {
         r = 0;
         series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
         if (!se) {
             (*unknown)++;
             continue;
         }
-        if (t <= se->persisted_max_t || (se->has_last && t <= se->last_t)) {
+        int64_t *mark = replay_mark(cx, se, hp != NULL);
+        if (t <= *mark) {
             (*skipped)++;
             continue;
         }
-        head_append(s, se, t, v, seq, now);
+        /* The series' newest timestamp stays the newest of both kinds. */
+        bool had = se->has_last, lh = se->last_hist, lk = se->last_v_known;
+        int64_t lt = se->last_t;
+        uint64_t lv = se->last_v;
+        if (hp) {
+            histchunk_iter it;
+            int64_t t0;
+            if (histchunk_iter_init(&it, hp, hlen) < 0 || histchunk_iter_next(&it, &t0, &h) != 1) {
+                histchunk_iter_cleanup(&it);
+                r = -EINVAL;
+                break;
+            }
+            histchunk_iter_cleanup(&it);
+            head_append_hist(s, se, t, &h, strutil_hash64(hp, hlen, 0), seq, now);
+        } else {
+            head_append(s, se, t, v, seq, now);
+        }
+        if (had && lt > t) {
+            se->last_t = lt;
+            se->last_v = lv;
+            se->last_hist = lh;
+            se->last_v_known = lk;
+        }
+        *mark = t;
         (*replayed)++;
     }
+    nhist_cleanup(&h);
     return r == 0;
 }
 
@@ -1315,7 +1556,19 @@ static int replay_wal(store *s, buf *err)
         goto sqlerr_nofin;
     }
     if (used.n) qsort(used.v, used.n, sizeof *used.v, cmp_slot_seq);
+    replay_ctx cx = {.wm = mem_calloc(s->by_id_cap ? s->by_id_cap : 1, sizeof *cx.wm),
+                     .n = s->by_id_cap};
     rc = sqlite3_prepare_v2(s->db, "SELECT data FROM wal WHERE slot = ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT max_t FROM chunks WHERE series_id = ?1 AND enc < 2"
+                                " ORDER BY max_t DESC LIMIT 1",
+                                -1, &cx.last_float, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT max_t FROM chunks WHERE series_id = ?1 AND enc >= 2"
+                                " ORDER BY max_t DESC LIMIT 1",
+                                -1, &cx.last_hist, NULL);
     int64_t now = wall_ms();
     uint64_t replayed = 0, skipped = 0, unknown = 0;
     for (size_t i = 0; rc == SQLITE_OK && i < used.n; i++) {
@@ -1327,7 +1580,7 @@ static int replay_wal(store *s, buf *err)
         uint64_t seq;
         uint32_t len;
         if (p && slot_header(p, blob_len, &seq, &len) &&
-            !replay_row(s, seq, p + STORE_WAL_HEADER, len, now, &replayed, &skipped, &unknown))
+            !replay_row(s, &cx, seq, p + STORE_WAL_HEADER, len, now, &replayed, &skipped, &unknown))
             /* A row SQLite committed cannot be torn; a corrupt one means the
              * file was damaged. Keep what could be read, say so. */
             log_error(COMPONENT, "write-ahead row %" PRIu64 " is corrupt; samples after the damage "
@@ -1339,7 +1592,11 @@ static int replay_wal(store *s, buf *err)
     }
     sqlite3_finalize(st);
     st = NULL;
+    sqlite3_finalize(cx.last_float);
+    sqlite3_finalize(cx.last_hist);
+    mem_free(cx.wm);
     mem_free(used.v);
+    if (rc == SQLITE_OK && cx.rc != SQLITE_OK) rc = cx.rc;
     if (rc != SQLITE_OK) goto sqlerr_nofin;
     /* Sequence numbers continue after every number a slot or the pin has
      * seen, so a stale slot never looks newer than the pin. */
@@ -1400,6 +1657,8 @@ static void free_all(store *s)
             c = next;
         }
         chunkenc_cleanup(&se->open);
+        if (se->hh) histchunk_cleanup(&se->hh->open);
+        mem_free(se->hh);
         mem_free(se->lenc);
         mem_free(se);
     }
@@ -1504,6 +1763,8 @@ static void recompute_time_range(store *s)
     s->maxt = maxt;
     pthread_mutex_unlock(&s->stats_mu);
 }
+
+static int hist_prepare(const nhist *h, buf *hb, uint64_t *loc, uint64_t *hash);
 
 int store_open(store **out, const store_options *o, buf *err)
 {
@@ -1623,6 +1884,16 @@ int store_open(store **out, const store_options *o, buf *err)
     sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc < 0) goto fail;
     recompute_time_range(s);
+    {
+        buf hb;
+        buf_init(&hb, BUF_UNLIMITED);
+        nhist marker;
+        nhist_init(&marker);
+        marker.sum = strutil_stale_nan();
+        uint64_t loc;
+        hist_prepare(&marker, &hb, &loc, &s->stale_hash);
+        buf_cleanup(&hb);
+    }
     ckpt_start(s);
     *out = s;
     return 0;
@@ -1751,6 +2022,17 @@ static void requeue_series(store *s, series **taken, size_t ntaken)
 static int write_chunks(store *s, mchunk *first)
 {
     for (mchunk *c = first; c; c = c->gnext) {
+        if (c->enc >= CHUNKENC_HISTOGRAM) {
+            sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)c->se->id);
+            sqlite3_bind_int64(s->st.ins_chunk, 2, c->max_t);
+            sqlite3_bind_int64(s->st.ins_chunk, 3, c->min_t);
+            sqlite3_bind_int(s->st.ins_chunk, 4, c->enc);
+            sqlite3_bind_blob(s->st.ins_chunk, 5, c->data, (int)c->len, SQLITE_STATIC);
+            sqlite3_bind_int(s->st.ins_chunk, 6, histchunk_count(c->data, c->len));
+            int rc = step_done(s->st.ins_chunk);
+            if (rc != SQLITE_OK) return rc;
+            continue;
+        }
         /* Stored as a decimal chunk when that is smaller. */
         uint8_t *dec = NULL;
         size_t dec_len = 0;
@@ -1794,6 +2076,22 @@ void store_batch_add(store_batch *b, uint64_t ref, int64_t t_ms, double v)
     memcpy(&x->v, &v, sizeof x->v);
 }
 
+void store_batch_add_histogram(store_batch *b, uint64_t ref, int64_t t_ms, const nhist *h)
+{
+    if (b->nh == b->hcap) b->h = mem_grow(b->h, sizeof *b->h, b->nh + 1, &b->hcap);
+    nhist *c = &b->h[b->nh];
+    nhist_init(c);
+    if (nhist_copy(c, h) < 0) {
+        log_error(COMPONENT, "out of memory copying a histogram");
+        abort(); /* mem.h's policy */
+    }
+    if (b->n == b->cap) b->v = mem_grow(b->v, sizeof *b->v, b->n + 1, &b->cap);
+    batch_sample *x = &b->v[b->n++];
+    x->ref = ref | BATCH_HIST;
+    x->t = t_ms;
+    x->v = b->nh++;
+}
+
 void store_batch_metadata(store_batch *b, const char *metric, enum expfmt_type type,
                           const char *help, const char *unit)
 {
@@ -1820,6 +2118,8 @@ void store_batch_free(store_batch *b)
     }
     mem_free(b->m);
     mem_free(b->v);
+    for (size_t i = 0; i < b->nh; i++) nhist_cleanup(&b->h[i]);
+    mem_free(b->h);
     mem_free(b);
 }
 
@@ -1848,12 +2148,51 @@ static void meta_cache_put(store *s, const batch_meta *m)
     e->unit = mem_strdup(m->unit);
 }
 
-/* One accepted sample of a batch, with its series resolved. */
+/* One accepted sample of a batch, with its series resolved. For a
+ * histogram, h is set and v is (offset << 32 | length) of its one-sample
+ * chunk in the commit's histogram buffer. */
 typedef struct accepted {
     series *se;
     int64_t t;
     uint64_t v;
+    const nhist *h;
 } accepted;
+
+/* Whether the float with these bits is an integer a double holds exactly
+ * (not -0); *iv gets it. */
+static bool exact_int(uint64_t v, int64_t *iv)
+{
+    double d;
+    memcpy(&d, &v, sizeof d);
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d))
+        return false;
+    *iv = (int64_t)d;
+    double back = (double)*iv;
+    uint64_t bb;
+    memcpy(&bb, &back, sizeof bb);
+    return bb == v;
+}
+
+/* Encodes h as a one-sample histogram chunk (at time 0: the write-ahead
+ * row has the time) appended to hb; returns 0, the chunk's
+ * (offset << 32 | length) and its hash (equal histograms, equal hashes),
+ * or -EINVAL if the histogram cannot be stored (invalid). */
+static int hist_prepare(const nhist *h, buf *hb, uint64_t *loc, uint64_t *hash)
+{
+    if (!nhist_is_stale(h) && nhist_validate(h, NULL, 0) < 0) return -EINVAL;
+    histchunk_appender a;
+    histchunk_init(&a);
+    int rc = histchunk_append(&a, 0, h);
+    if (rc == 0) {
+        size_t len;
+        const uint8_t *bytes = histchunk_bytes(&a, &len);
+        *loc = (uint64_t)hb->len << 32 | (uint64_t)len;
+        buf_append(hb, bytes, len);
+        *hash = strutil_hash64(bytes, len, 0);
+    }
+    histchunk_cleanup(&a);
+    return rc == 0 ? 0 : -EINVAL;
+}
 
 /* Records that write-ahead rows below `pin` are no longer needed (their
  * slots may be reused once this commits). Caller in a transaction. */
@@ -1871,7 +2210,13 @@ int store_batch_commit(store_batch *b)
     uint64_t gen = ++s->gen;
     uint64_t ooo = 0, dup = 0, unknown = 0;
     accepted *acc = mem_malloc((b->n ? b->n : 1) * sizeof *acc);
-    size_t nacc = 0;
+    size_t nacc = 0, nhacc = 0;
+    uint64_t invalid = 0;
+    buf hb; /* one-sample chunks of the accepted histograms */
+    buf_init(&hb, BUF_UNLIMITED);
+    nhist marker; /* the histogram staleness marker */
+    nhist_init(&marker);
+    marker.sum = strutil_stale_nan();
 
     /* Check every sample against its series' newest one (and the samples
      * before it in this batch) without touching the series yet. */
@@ -1885,6 +2230,41 @@ int store_batch_commit(store_batch *b)
             __builtin_prefetch(by_id[b->v[i + STORE_PREFETCH].ref], 1);
         series *se = x->ref < cap ? by_id[x->ref] : NULL;
         if (!se) {
+            if ((x->ref & BATCH_HIST) && (x->ref & ~BATCH_HIST) < cap &&
+                by_id[x->ref & ~BATCH_HIST] && x->v < b->nh) {
+                se = by_id[x->ref & ~BATCH_HIST];
+                const nhist *h = &b->h[x->v];
+                uint64_t loc, hash;
+                if (hist_prepare(h, &hb, &loc, &hash) < 0) {
+                    invalid++;
+                    continue;
+                }
+                if (se->gen != gen) {
+                    se->gen = gen;
+                    se->tent_t = se->last_t;
+                    se->tent_v = se->last_v;
+                    se->tent_has = se->has_last;
+                    se->tent_v_known = se->last_v_known;
+                    se->tent_hist = se->last_hist;
+                }
+                if (se->tent_has && x->t <= se->tent_t) {
+                    if (x->t == se->tent_t &&
+                        (!se->tent_v_known || (se->tent_hist && hash == se->tent_v)))
+                        dup++;
+                    else
+                        ooo++;
+                    hb.len = (size_t)(loc >> 32); /* drop its chunk */
+                    continue;
+                }
+                se->tent_t = x->t;
+                se->tent_v = hash;
+                se->tent_has = true;
+                se->tent_v_known = true;
+                se->tent_hist = true;
+                acc[nacc++] = (accepted){se, x->t, loc, h};
+                nhacc++;
+                continue;
+            }
             unknown++;
             continue;
         }
@@ -1894,22 +2274,41 @@ int store_batch_commit(store_batch *b)
             se->tent_v = se->last_v;
             se->tent_has = se->has_last;
             se->tent_v_known = se->last_v_known;
+            se->tent_hist = se->last_hist;
         }
         if (se->tent_has && x->t <= se->tent_t) {
             /* Prometheus: same timestamp and value = duplicate (ignored),
              * otherwise out of order. After a restart the last value may be
              * unknown; an equal timestamp then counts as a duplicate. */
-            if (x->t == se->tent_t && (!se->tent_v_known || x->v == se->tent_v))
+            if (x->t == se->tent_t &&
+                (!se->tent_v_known || (x->v == se->tent_v && !se->tent_hist) ||
+                 (se->tent_hist && se->tent_v == s->stale_hash &&
+                  strutil_is_stale_nan(bits_double(x->v)))))
                 dup++;
             else
                 ooo++;
             continue;
         }
+        if (__builtin_expect(se->tent_hist, 0)) {
+            /* A float after a histogram: a staleness marker becomes a
+             * histogram staleness marker, as Prometheus stores it. */
+            uint64_t loc, hash;
+            if (strutil_is_stale_nan(bits_double(x->v)) && hist_prepare(&marker, &hb, &loc, &hash) == 0) {
+                se->tent_t = x->t;
+                se->tent_v = hash;
+                se->tent_has = true;
+                se->tent_v_known = true;
+                acc[nacc++] = (accepted){se, x->t, loc, &marker};
+                nhacc++;
+                continue;
+            }
+            se->tent_hist = false;
+        }
         se->tent_t = x->t;
         se->tent_v = x->v;
         se->tent_has = true;
         se->tent_v_known = true;
-        acc[nacc++] = (accepted){se, x->t, x->v};
+        acc[nacc++] = (accepted){se, x->t, x->v, NULL};
     }
     pthread_mutex_unlock(&s->index_mu);
     if (unknown)
@@ -1919,11 +2318,39 @@ int store_batch_commit(store_batch *b)
      * bytes each: two 10-byte varints and the value). */
     buf wal;
     buf_init(&wal, BUF_UNLIMITED);
-    buf_reserve(&wal, STORE_WAL_HEADER + 10 + nacc * 28);
+    buf_reserve(&wal, STORE_WAL_HEADER + 12 + nacc * 28 + hb.len);
     uint8_t *w = (uint8_t *)wal.data + STORE_WAL_HEADER;
-    w += encode_uvarint(w, nacc);
     uint64_t pref = 0;
     int64_t pt = 0;
+    if (nhacc) {
+        /* A row of kind 1 (see the top). */
+        *w++ = 0;
+        *w++ = 1;
+        w += encode_uvarint(w, nacc);
+        for (size_t i = 0; i < nacc; i++) {
+            int64_t dr = (int64_t)(acc[i].se->id - pref);
+            int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
+            uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
+            int64_t iv = 0;
+            unsigned kind = acc[i].h ? 2 : exact_int(acc[i].v, &iv) ? 1 : 0;
+            w += encode_uvarint(w, zr << 2 | kind);
+            w += encode_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
+            if (kind == 2) {
+                size_t off = (size_t)(acc[i].v >> 32), len = (size_t)(acc[i].v & 0xffffffffu);
+                w += encode_uvarint(w, len);
+                memcpy(w, hb.data + off, len);
+                w += len;
+            } else if (kind == 1) {
+                w += encode_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
+            } else {
+                for (int k = 0; k < 8; k++) w[k] = (uint8_t)(acc[i].v >> (8 * k));
+                w += 8;
+            }
+            pref = acc[i].se->id;
+            pt = acc[i].t;
+        }
+    } else {
+    w += encode_uvarint(w, nacc);
     for (size_t i = 0; i < nacc; i++) {
         int64_t dr = (int64_t)(acc[i].se->id - pref);
         int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
@@ -1950,6 +2377,7 @@ int store_batch_commit(store_batch *b)
         }
         pref = acc[i].se->id;
         pt = acc[i].t;
+    }
     }
     wal.len = (size_t)(w - (uint8_t *)wal.data);
 
@@ -2027,7 +2455,13 @@ int store_batch_commit(store_batch *b)
             const chunk_appender *pa = &acc[i + STORE_PREFETCH].se->open;
             if (pa->data) __builtin_prefetch(pa->data + (pa->bits >> 3), 1);
         }
-        head_append(s, acc[i].se, acc[i].t, acc[i].v, wal_seq, now);
+        if (__builtin_expect(acc[i].h != NULL, 0)) {
+            const uint8_t *hc = (const uint8_t *)hb.data + (acc[i].v >> 32);
+            head_append_hist(s, acc[i].se, acc[i].t, acc[i].h,
+                             strutil_hash64(hc, (size_t)(acc[i].v & 0xffffffffu), 0), wal_seq, now);
+        } else {
+            head_append(s, acc[i].se, acc[i].t, acc[i].v, wal_seq, now);
+        }
         if (acc[i].t < bmin) bmin = acc[i].t;
         if (acc[i].t > bmax) bmax = acc[i].t;
     }
@@ -2059,11 +2493,14 @@ int store_batch_commit(store_batch *b)
 done:
     pthread_mutex_lock(&s->stats_mu);
     s->stats.samples_appended += nacc;
+    s->stats.histogram_samples_appended += nhacc;
+    s->stats.invalid_histograms += invalid;
     s->stats.batches_committed++;
     s->stats.out_of_order_samples += ooo;
     s->stats.duplicate_samples += dup;
     pthread_mutex_unlock(&s->stats_mu);
     pthread_mutex_unlock(&s->write_mu);
+    buf_cleanup(&hb);
     buf_cleanup(&wal);
     mem_free(acc);
     mem_free(written_meta);
@@ -2092,6 +2529,7 @@ fail:;
     s->stats.commit_errors++;
     pthread_mutex_unlock(&s->stats_mu);
     pthread_mutex_unlock(&s->write_mu);
+    buf_cleanup(&hb);
     buf_cleanup(&wal);
     mem_free(acc);
     mem_free(written_meta);
@@ -2152,6 +2590,8 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
                     if (c->persisted_seq == 0 && c->min_t < first) first = c->min_t;
                 }
                 if (se->open.count && se->open_min_t < first) first = se->open_min_t;
+                if (se->hh && se->hh->open.count && se->hh->open_min_t < first)
+                    first = se->hh->open_min_t;
                 if (first == INT64_MAX) {
                     se->has_data = false;
                     se->persisted_max_t = INT64_MIN;
@@ -2223,6 +2663,7 @@ static int flush(store *s, bool close_all)
         pthread_mutex_unlock(&s->index_mu);
         for (size_t i = 1; i < n; i++) {
             if (by_id[i] && by_id[i]->open.count) close_open_chunk(s, by_id[i]);
+            if (by_id[i] && by_id[i]->hh) close_open_hchunk(s, by_id[i]);
         }
         pthread_rwlock_unlock(&s->head_lock);
     }
@@ -2330,6 +2771,8 @@ int store_maintain(store *s, int64_t now_ms)
         series *se = by_id[i];
         if (se && se->open.count && wall - se->open_since_ms >= s->head_max_age_ms)
             close_open_chunk(s, se);
+        if (se && se->hh && se->hh->open.count && wall - se->hh->open_since_ms >= s->head_max_age_ms)
+            close_open_hchunk(s, se);
     }
     pthread_rwlock_unlock(&s->head_lock);
     int rc = flush(s, false);
@@ -2385,6 +2828,7 @@ void store_get_stats(store *s, store_stats *out)
     uint64_t open = 0;
     for (size_t i = 1; i < s->by_id_cap; i++) {
         if (s->by_id[i] && s->by_id[i]->open.count) open++;
+        if (s->by_id[i] && s->by_id[i]->hh && s->by_id[i]->hh->open.count) open++;
     }
     pthread_mutex_unlock(&s->index_mu);
     out->head_chunks = open;
@@ -2532,6 +2976,8 @@ int store_reader_open(store *s, store_reader **out)
         R(postings, "SELECT series_id FROM postings WHERE lv_id = ?1"),
         R(chunks, "SELECT min_t, max_t, data, enc, count FROM chunks WHERE series_id = ?1"
                   " AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t"),
+        R(hchunks, "SELECT min_t, max_t, data, enc, count FROM chunks WHERE series_id = ?1"
+                   " AND max_t >= ?2 AND min_t <= ?3 AND enc >= 2 ORDER BY max_t"),
         R(metadata, "SELECT type, help, unit FROM metadata WHERE metric = ?1"),
         R(names, "SELECT DISTINCT name FROM label_values ORDER BY name"),
         R(values, "SELECT value FROM label_values WHERE name = ?1 ORDER BY value"),
@@ -2766,18 +3212,28 @@ typedef struct head_copy {
  * tracked; a read that lasts longer than two of a series' batches may see
  * the older one. */
 static void copy_head(store *s, series *se, uint64_t visible, int64_t mint, int64_t maxt,
-                      head_copy *hc, bool *hide, int64_t *hide_from)
+                      head_copy *hc, bool *hide, int64_t *hide_from, bool hist)
 {
     pthread_rwlock_rdlock(&s->head_lock);
     *hide = se->batch_seq > visible;
     *hide_from = se->batch_first_t;
     for (mchunk *c = se->chunks; c; c = c->next) {
         if (c->max_t < mint || c->min_t > maxt) continue;
+        if ((c->enc >= CHUNKENC_HISTOGRAM) != hist) continue;
         buf_append(&hc->data, c->data, c->len);
         hc->lens = mem_grow(hc->lens, sizeof *hc->lens, hc->n + 1, &hc->cap);
         hc->lens[hc->n++] = c->len;
     }
-    if (se->open.count && se->open.t >= mint && se->open_min_t <= maxt) {
+    if (hist) {
+        hhead *hh = se->hh;
+        if (hh && hh->open.count && hh->open.t >= mint && hh->open_min_t <= maxt) {
+            size_t len;
+            const uint8_t *bytes = histchunk_bytes(&hh->open, &len);
+            buf_append(&hc->data, bytes, len);
+            hc->lens = mem_grow(hc->lens, sizeof *hc->lens, hc->n + 1, &hc->cap);
+            hc->lens[hc->n++] = len;
+        }
+    } else if (se->open.count && se->open.t >= mint && se->open_min_t <= maxt) {
         size_t len;
         const uint8_t *bytes = chunkenc_bytes(&se->open, &len);
         buf_append(&hc->data, bytes, len);
@@ -2810,6 +3266,8 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     sqlite3_bind_int64(st, 2, mint);
     sqlite3_bind_int64(st, 3, maxt);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (__builtin_expect(sqlite3_column_int(st, 3) >= CHUNKENC_HISTOGRAM, 0))
+            continue; /* store_read_histograms' */
         /* Room for the chunk's samples in the window, estimated from its
          * span: one allocation instead of a doubling series per read. */
         int64_t count = sqlite3_column_int64(st, 4);
@@ -2837,7 +3295,7 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     buf_init(&hc.data, BUF_UNLIMITED);
     int64_t hide_from;
     bool hide;
-    copy_head(s, se, r->visible, mint, maxt, &hc, &hide, &hide_from);
+    copy_head(s, se, r->visible, mint, maxt, &hc, &hide, &hide_from, false);
     reader_end(r);
     size_t off = 0;
     for (size_t i = 0; i < hc.n; i++) {
@@ -2867,6 +3325,126 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
         sv.v[k++] = sv.v[i];
     }
     *out = sv.v;
+    *n = k;
+    return 0;
+}
+
+typedef struct hsample_vec {
+    store_hsample *v;
+    size_t n, cap;
+    bool sorted;
+} hsample_vec;
+
+/* Decodes a histogram chunk's samples within [mint, maxt] into out; enc is
+ * what the chunk must be (-1: either). Returns 0 or -EINVAL for a corrupt
+ * chunk (what decoded before the damage is kept). */
+static int decode_hist_into(int enc, const uint8_t *data, size_t len, int64_t mint, int64_t maxt,
+                            hsample_vec *out)
+{
+    if (len > 2 && enc >= 0 && histchunk_enc(data, len) != enc) return -EINVAL;
+    histchunk_iter it;
+    if (histchunk_iter_init(&it, data, len) < 0) return -EINVAL;
+    int64_t t;
+    nhist h;
+    nhist_init(&h);
+    int rc;
+    while ((rc = histchunk_iter_next(&it, &t, &h)) == 1) {
+        if (t < mint) continue;
+        if (t > maxt) break;
+        if (out->n && t <= out->v[out->n - 1].t) out->sorted = false;
+        if (out->n == out->cap) out->v = mem_grow(out->v, sizeof *out->v, out->n + 1, &out->cap);
+        out->v[out->n].t = t;
+        out->v[out->n].h = h; /* moved */
+        nhist_init(&h);
+        out->n++;
+    }
+    nhist_cleanup(&h);
+    histchunk_iter_cleanup(&it);
+    return rc < 0 ? -EINVAL : 0;
+}
+
+static int cmp_hsample(const void *x, const void *y)
+{
+    int64_t a = ((const store_hsample *)x)->t, b = ((const store_hsample *)y)->t;
+    return a < b ? -1 : a > b;
+}
+
+void store_hsamples_free(store_hsample *v, size_t n)
+{
+    if (!v) return;
+    for (size_t i = 0; i < n; i++) nhist_cleanup(&v[i].h);
+    mem_free(v);
+}
+
+int store_read_histograms(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt,
+                          store_hsample **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (mint > maxt) return 0;
+    store *s = r->s;
+    series *se = series_by_ref(s, ref);
+    if (!se) return 0;
+    int rc = reader_begin(r);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "reading histograms: %s", sqlite3_errmsg(r->db));
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    hsample_vec hv = {.sorted = true};
+    uint64_t corrupt = 0;
+    /* As store_read_samples: chunk rows, then the head. */
+    sqlite3_stmt *st = r->st.hchunks;
+    sqlite3_bind_int64(st, 1, (int64_t)ref);
+    sqlite3_bind_int64(st, 2, mint);
+    sqlite3_bind_int64(st, 3, maxt);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const void *d = sqlite3_column_blob(st, 2);
+        if (decode_hist_into(sqlite3_column_int(st, 3), d, (size_t)sqlite3_column_bytes(st, 2), mint,
+                             maxt, &hv) < 0)
+            corrupt++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        log_error(COMPONENT, "reading histogram chunks: %s", sqlite3_errmsg(r->db));
+        reader_end(r);
+        store_hsamples_free(hv.v, hv.n);
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    head_copy hc = {0};
+    buf_init(&hc.data, BUF_UNLIMITED);
+    int64_t hide_from;
+    bool hide;
+    copy_head(s, se, r->visible, mint, maxt, &hc, &hide, &hide_from, true);
+    reader_end(r);
+    size_t off = 0;
+    for (size_t i = 0; i < hc.n; i++) {
+        if (decode_hist_into(-1, (const uint8_t *)hc.data.data + off, hc.lens[i], mint, maxt, &hv) < 0)
+            corrupt++;
+        off += hc.lens[i];
+    }
+    buf_cleanup(&hc.data);
+    mem_free(hc.lens);
+    if (corrupt) {
+        log_error(COMPONENT, "series %" PRIu64 ": %" PRIu64 " corrupt histogram chunk(s) skipped", ref,
+                  corrupt);
+        pthread_mutex_lock(&s->stats_mu);
+        s->stats.corrupt_chunks += corrupt;
+        pthread_mutex_unlock(&s->stats_mu);
+    }
+    if (!hv.sorted && hv.n > 1) qsort(hv.v, hv.n, sizeof *hv.v, cmp_hsample);
+    size_t k = 0;
+    for (size_t i = 0; i < hv.n; i++) {
+        if ((hide && hv.v[i].t >= hide_from) || (k && hv.v[k - 1].t == hv.v[i].t)) {
+            nhist_cleanup(&hv.v[i].h);
+            continue;
+        }
+        hv.v[k++] = hv.v[i];
+    }
+    if (k == 0) {
+        mem_free(hv.v);
+        hv.v = NULL;
+    }
+    *out = hv.v;
     *n = k;
     return 0;
 }
@@ -3304,10 +3882,111 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
         se->last_v = bits;
         se->last_v_known = true;
         se->has_last = true;
+        se->last_hist = false;
     }
     pthread_rwlock_unlock(&s->head_lock);
     pthread_mutex_lock(&s->stats_mu);
     s->stats.samples_appended += n;
+    if (first < s->mint) s->mint = first;
+    if (last > s->maxt) s->maxt = last;
+    pthread_mutex_unlock(&s->stats_mu);
+    if (im->chunks_in_tx >= STORE_IMPORT_CHUNKS_PER_TX) return im->err = import_commit(im);
+    return 0;
+fail:
+    log_error(COMPONENT, "import: %s", sqlite3_errmsg(s->db));
+    if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    im->in_tx = false;
+    return im->err = sql_errno(rc) ? sql_errno(rc) : -EIO;
+}
+
+/* Writes an import's histogram chunk. Caller holds write_mu, in the
+ * import's transaction. */
+static int import_hchunk(store_import *im, uint64_t ref, const histchunk_appender *a,
+                         int64_t min_t)
+{
+    store *s = im->s;
+    size_t len;
+    const uint8_t *bytes = histchunk_bytes(a, &len);
+    sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)ref);
+    sqlite3_bind_int64(s->st.ins_chunk, 2, a->t);
+    sqlite3_bind_int64(s->st.ins_chunk, 3, min_t);
+    sqlite3_bind_int(s->st.ins_chunk, 4, histchunk_enc(bytes, len));
+    sqlite3_bind_blob(s->st.ins_chunk, 5, bytes, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int(s->st.ins_chunk, 6, a->count);
+    im->chunks_in_tx++;
+    return step_done(s->st.ins_chunk);
+}
+
+int store_import_histograms(store_import *im, const labels *ls, const store_hsample *samples,
+                            size_t n)
+{
+    store *s = im->s;
+    if (im->err) return im->err;
+    /* Everything is checked before anything is written. */
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && samples[i].t <= samples[i - 1].t) return -EINVAL;
+        if (nhist_is_stale(&samples[i].h)) continue;
+        if (nhist_validate(&samples[i].h, NULL, 0) < 0) return -EINVAL;
+        histchunk_appender a;
+        histchunk_init(&a);
+        int r = histchunk_append(&a, samples[i].t, &samples[i].h);
+        histchunk_cleanup(&a);
+        if (r != 0) return -EINVAL;
+    }
+    if (n == 0) return 0;
+    uint64_t ref;
+    bool created;
+    int rc = store_series_ref(s, ls, &ref, &created);
+    if (rc < 0) return rc;
+    series *se = series_by_ref(s, ref);
+    if (!im->in_tx) {
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+        if ((rc = step_done(s->st.begin)) != SQLITE_OK) goto fail;
+        im->in_tx = true;
+    }
+    series **taken = NULL;
+    size_t ntaken = 0;
+    rc = write_pending_series(s, &taken, &ntaken);
+    mem_free(taken);
+    if (rc != SQLITE_OK) goto fail;
+    /* Chunks cut as the head cuts them. */
+    histchunk_appender a;
+    histchunk_init(&a);
+    int64_t min_t = 0;
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+        if (a.count == 0) min_t = samples[i].t;
+        int r = histchunk_append(&a, samples[i].t, &samples[i].h);
+        if (r == HISTCHUNK_CUT || r == HISTCHUNK_CUT_RESET) {
+            rc = import_hchunk(im, ref, &a, min_t);
+            histchunk_cleanup(&a);
+            min_t = samples[i].t;
+            nhist tmp = samples[i].h; /* borrows the arrays */
+            if (r == HISTCHUNK_CUT_RESET && tmp.hint == NHIST_HINT_UNKNOWN) tmp.hint = NHIST_HINT_RESET;
+            histchunk_append(&a, samples[i].t, &tmp);
+        }
+        if (rc == SQLITE_OK && histchunk_full(&a)) {
+            rc = import_hchunk(im, ref, &a, min_t);
+            histchunk_cleanup(&a);
+        }
+    }
+    if (rc == SQLITE_OK && a.count) rc = import_hchunk(im, ref, &a, min_t);
+    histchunk_cleanup(&a);
+    if (rc != SQLITE_OK) goto fail;
+    pthread_rwlock_wrlock(&s->head_lock);
+    int64_t first = samples[0].t, last = samples[n - 1].t;
+    if (!se->has_data || first < se->min_t) se->min_t = first;
+    se->has_data = true;
+    if (last > se->persisted_max_t) se->persisted_max_t = last;
+    if (!se->has_last || last > se->last_t) {
+        se->last_t = last;
+        se->last_v_known = false; /* the hash is not kept for imports */
+        se->last_hist = true;
+        se->has_last = true;
+    }
+    pthread_rwlock_unlock(&s->head_lock);
+    pthread_mutex_lock(&s->stats_mu);
+    s->stats.samples_appended += n;
+    s->stats.histogram_samples_appended += n;
     if (first < s->mint) s->mint = first;
     if (last > s->maxt) s->maxt = last;
     pthread_mutex_unlock(&s->stats_mu);
@@ -3493,13 +4172,32 @@ int store_check(const char *path, buf *report)
             chunk_iter it;
             int64_t t, first = 0, lastt = 0;
             double v;
-            int r = chunkenc_iter_init_enc(&it, (enum chunkenc_encoding)sqlite3_column_int(st, 4), d, len);
+            int enc = sqlite3_column_int(st, 4);
             uint64_t count = 0;
-            while (r == 0 && (r = chunkenc_iter_next(&it, &t, &v)) == 1) {
-                if (!count) first = t;
-                lastt = t;
-                count++;
-                r = 0;
+            int r;
+            if (enc >= CHUNKENC_HISTOGRAM) {
+                /* A histogram chunk: decode every sample, check each. */
+                histchunk_iter hit = {0};
+                nhist h;
+                nhist_init(&h);
+                r = histchunk_enc(d, len) == enc ? histchunk_iter_init(&hit, d, len) : -EINVAL;
+                while (r == 0 && (r = histchunk_iter_next(&hit, &t, &h)) == 1) {
+                    if (!count) first = t;
+                    lastt = t;
+                    count++;
+                    r = nhist_is_stale(&h) || nhist_validate(&h, NULL, 0) == 0 ? 0 : -EINVAL;
+                }
+                if (r >= 0) r = 0;
+                nhist_cleanup(&h);
+                histchunk_iter_cleanup(&hit);
+            } else {
+                r = chunkenc_iter_init_enc(&it, (enum chunkenc_encoding)enc, d, len);
+                while (r == 0 && (r = chunkenc_iter_next(&it, &t, &v)) == 1) {
+                    if (!count) first = t;
+                    lastt = t;
+                    count++;
+                    r = 0;
+                }
             }
             samples += count;
             if (r < 0 || count == 0 || first != min_t || lastt != max_t ||
@@ -3544,7 +4242,22 @@ int store_check(const char *path, buf *report)
             int r = wal_reader_init(&w, p + STORE_WAL_HEADER, len);
             uint64_t ref, v;
             int64_t t;
-            while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v)) == 1) r = 0;
+            const uint8_t *hp;
+            size_t hlen;
+            nhist h;
+            nhist_init(&h);
+            while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v, &hp, &hlen)) == 1) {
+                r = 0;
+                if (!hp) continue;
+                /* A histogram: one valid sample. */
+                histchunk_iter hit;
+                int64_t t0;
+                if (histchunk_iter_init(&hit, hp, hlen) < 0 || histchunk_iter_next(&hit, &t0, &h) != 1 ||
+                    (!nhist_is_stale(&h) && nhist_validate(&h, NULL, 0) < 0))
+                    r = -EINVAL;
+                histchunk_iter_cleanup(&hit);
+            }
+            nhist_cleanup(&h);
             if (r < 0) {
                 buf_printf(report, "write-ahead row %" PRIu64 " does not decode\n", seq);
                 problems++;
