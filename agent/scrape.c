@@ -1130,10 +1130,23 @@ static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, 
  * native histogram with custom buckets named after the family (nhcb.h).
  * The classic series are only stored too with
  * always_scrape_classic_histograms. A classic histogram that follows a
- * native one of the same name and labels is not converted; one whose
- * counts do not convert is silently kept classic-only (as Prometheus). */
+ * native one of the same name and labels is not converted. One whose
+ * counts do not convert (not cumulative, count mismatch) keeps its classic
+ * series, which are held until then: Prometheus drops them, sidewatch
+ * loses nothing (logged at debug level). */
 
 enum { NHCB_START, NHCB_COLLECTING, NHCB_INHIBITING };
+
+/* A classic series held back while its histogram is collected. */
+typedef struct nhcb_held {
+    char *key;
+    size_t key_len;
+    int format;
+    labels *ls;
+    double v;
+    bool has_ts;
+    int64_t ts;
+} nhcb_held;
 
 typedef struct nhcb_state {
     bool on, keep_classic;
@@ -1146,7 +1159,18 @@ typedef struct nhcb_state {
     bool has_ts;
     int64_t ts;
     nhcb c;
+    nhcb_held *held; /* when classic series are not kept */
+    size_t n_held, cap_held;
 } nhcb_state;
+
+static void nhcb_drop_held(nhcb_state *st)
+{
+    for (size_t i = 0; i < st->n_held; i++) {
+        mem_free(st->held[i].key);
+        labels_free(st->held[i].ls);
+    }
+    st->n_held = 0;
+}
 
 static void nhcb_state_init(nhcb_state *st, const config_scrape *sc)
 {
@@ -1164,6 +1188,8 @@ static void nhcb_state_cleanup(nhcb_state *st)
     buf_cleanup(&st->last_name);
     labels_free(st->base);
     nhcb_cleanup(&st->c);
+    nhcb_drop_held(st);
+    mem_free(st->held);
 }
 
 /* Hash of a label set without __name__ and le (HashWithoutLabels). */
@@ -1243,8 +1269,16 @@ static int nhcb_emit(scrape_manager *m, target *t, nhcb_state *st, int64_t ts, s
                             .has_ts = st->has_ts, .ts = st->ts, .h = &h, .ls = st->base};
         rc = append_sample(m, t, &x, ts, b, res, a, err);
         buf_cleanup(&key);
+        nhcb_drop_held(st);
     } else {
         log_debug("scrape", "%s: classic histogram not converted to NHCB: %s", t->url, st->c.msg);
+        for (size_t i = 0; i < st->n_held && rc == 0; i++) {
+            nhcb_held *hd = &st->held[i];
+            exposed_sample x = {.key = hd->key, .key_len = hd->key_len, .format = hd->format,
+                                .has_ts = hd->has_ts, .ts = hd->ts, .v = hd->v, .ls = hd->ls};
+            rc = append_sample(m, t, &x, ts, b, res, a, err);
+        }
+        nhcb_drop_held(st);
     }
     nhist_cleanup(&h);
     nhcb_reset(&st->c);
@@ -1317,6 +1351,12 @@ static int nhcb_series(scrape_manager *m, target *t, nhcb_state *st, const expos
     else
         nhcb_set_count(&st->c, x->v);
     rc = st->keep_classic ? 0 : 1;
+    if (rc == 1) {
+        st->held = mem_grow(st->held, sizeof *st->held, st->n_held + 1, &st->cap_held);
+        st->held[st->n_held++] = (nhcb_held){mem_strndup(x->key, x->key_len), x->key_len,
+                                             x->format, ls, x->v, x->has_ts, x->ts};
+        ls = NULL;
+    }
 out:
     labels_free(ls);
     return rc;
