@@ -27,9 +27,20 @@ typedef Io__Prometheus__Client__Timestamp pb_timestamp;
 
 /* Unpacking may allocate far more than the message's bytes (an empty
  * Metric is 2 bytes on the wire and ~100 in memory): the allocator caps
- * the live total at ALLOC_FACTOR times the message size plus ALLOC_SLACK. */
+ * the total at ALLOC_FACTOR times the message size plus ALLOC_SLACK.
+ * protobuf-c allocates every submessage and string on its own; all of a
+ * family's memory is released at once, so it comes from a bump arena of
+ * ARENA_BLOCK-byte blocks (the first kept from family to family) instead
+ * of malloc: that was a third of the parse time. */
 #define ALLOC_FACTOR 32
 #define ALLOC_SLACK ((size_t)1 << 20)
+#define ARENA_BLOCK ((size_t)64 << 10)
+
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+} arena_block;
 
 typedef struct label_view {
     const char *n, *v;
@@ -59,7 +70,8 @@ struct protoparse {
 
     ProtobufCAllocator alloc;
     size_t alloc_live, alloc_cap;
-    bool alloc_refused; /* the cap stopped the last unpack */
+    bool alloc_refused;  /* the cap stopped the last unpack */
+    arena_block *blocks; /* newest first; the last one is kept */
 
     pb_family *mf;
     size_t mi;          /* current metric index */
@@ -109,24 +121,44 @@ static void *grow(void *p, size_t elem, size_t need, size_t *cap)
 static void *pb_alloc(void *data, size_t size)
 {
     protoparse *p = data;
-    if (size > p->alloc_cap || p->alloc_live > p->alloc_cap - size) {
+    size_t a = (size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (a < size || a > p->alloc_cap || p->alloc_live > p->alloc_cap - a) {
         p->alloc_refused = true;
         return NULL;
     }
-    size_t *b = malloc(size + sizeof(max_align_t));
-    if (!b) return NULL;
-    b[0] = size;
-    p->alloc_live += size;
-    return (char *)b + sizeof(max_align_t);
+    arena_block *b = p->blocks;
+    if (!b || b->cap - b->used < a) {
+        size_t cap = a > ARENA_BLOCK ? a : ARENA_BLOCK;
+        arena_block *nb = malloc(sizeof *nb + cap);
+        if (!nb) return NULL;
+        nb->used = 0;
+        nb->cap = cap;
+        nb->next = b;
+        p->blocks = b = nb;
+    }
+    void *r = (char *)b->data + b->used;
+    b->used += a;
+    p->alloc_live += a;
+    return r;
 }
 
+/* Memory goes back all at once (arena_reset). */
 static void pb_free(void *data, void *ptr)
 {
-    protoparse *p = data;
-    if (!ptr) return;
-    size_t *b = (size_t *)(void *)((char *)ptr - sizeof(max_align_t));
-    p->alloc_live -= b[0];
-    free(b);
+    (void)data, (void)ptr;
+}
+
+/* Frees every block but the oldest, which is emptied for reuse (all when
+ * `all`). */
+static void arena_reset(protoparse *p, bool all)
+{
+    while (p->blocks && (all || p->blocks->next)) {
+        arena_block *n = p->blocks->next;
+        free(p->blocks);
+        p->blocks = n;
+    }
+    if (p->blocks) p->blocks->used = 0;
+    p->alloc_live = 0;
 }
 
 /* ---- errors -------------------------------------------------------------------- */
@@ -225,8 +257,8 @@ int protoparse_new(protoparse **out, const uint8_t *data, size_t len, const prot
 
 static void drop_family(protoparse *p)
 {
-    if (p->mf) io__prometheus__client__metric_family__free_unpacked(p->mf, &p->alloc);
-    p->mf = NULL;
+    p->mf = NULL; /* its memory is the arena's */
+    arena_reset(p, false);
     p->in_family = false;
 }
 
@@ -234,6 +266,7 @@ void protoparse_free(protoparse *p)
 {
     if (!p) return;
     drop_family(p);
+    arena_reset(p, true);
     free(p->name);
     free(p->key);
     free(p->labels);
@@ -284,7 +317,7 @@ static int read_family(protoparse *p)
     }
     size_t at = p->pos;
     p->pos += vlen + (size_t)mlen;
-    p->alloc_live = 0;
+    arena_reset(p, false);
     p->alloc_refused = false;
     p->alloc_cap = ALLOC_FACTOR * (size_t)mlen + ALLOC_SLACK;
     p->mf = io__prometheus__client__metric_family__unpack(&p->alloc, (size_t)mlen, b + vlen);
