@@ -1036,6 +1036,24 @@ static int dump_store(int argc, char **argv)
             fwrite(line.data, 1, line.len, stdout);
         }
         mem_free(v);
+        /* Native histograms in promqltest's {{...}} form (staleness
+         * markers as "stale"), after the series' floats. */
+        store_hsample *hs;
+        if (store_read_histograms(r, res.series[i].ref, mint, maxt, &hs, &n) < 0) continue;
+        for (size_t k = 0; k < n; k++) {
+            buf_truncate(&line, prefix);
+            buf_putc(&line, ' ');
+            if (nhist_is_stale(&hs[k].h)) {
+                buf_puts(&line, "stale");
+            } else {
+                promql_fh *fh = promql_fh_from_nhist(&hs[k].h);
+                promql_fh_format(fh, &line);
+                promql_fh_free(fh);
+            }
+            buf_printf(&line, " %" PRId64 "\n", hs[k].t);
+            fwrite(line.data, 1, line.len, stdout);
+        }
+        store_hsamples_free(hs, n);
     }
     buf_cleanup(&line);
     rc = 0;

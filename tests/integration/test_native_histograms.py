@@ -15,12 +15,13 @@ bodies failing the scrape with a reason while other targets go on.
 """
 import math
 import signal
+import subprocess
 import time
 
 import requests
 
 import promproto
-from conftest import Sidewatch, wait_until
+from conftest import BIN, Sidewatch, wait_until
 from test_promql_api import close, promtool, start_prometheus
 
 A = {"count": 18, "sum": 12.5, "schema": 3, "zero_threshold": 0.001, "zero_count": 2,
@@ -260,6 +261,16 @@ scrape_configs: []
         assert got and float(got[0]["value"][1]) == 18, (sig, got)
         got = query(sw, "histogram_sum(queue_wait_seconds)", time=str(t_before))
         assert got and float(got[0]["value"][1]) == 4.25, (sig, got)
+
+    # `sidewatch dump` prints them in promqltest's form, the marker as stale
+    sw.stop()
+    out = subprocess.run([BIN, "dump", sw.storage, '--match=request_latency_seconds{route="/b"}'],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines and all(line.startswith('{__name__="request_latency_seconds", instance=') for line in lines), lines[:3]
+    assert "{{count:20 sum:30 buckets:[5 10 3] n_offset:1 n_buckets:[2]}}" in lines[0], lines[0]
+    assert " stale " in lines[-1], lines[-1]
 
 
 def test_bucket_limit_and_resolution(start_sidewatch, target):
