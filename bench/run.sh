@@ -37,6 +37,10 @@ echo "== scrape parse cost: the same 10,000 series as text, OpenMetrics and prot
 BUILD="$BUILD" /usr/bin/python3 bench/parse.py
 echo
 
+echo "== native histograms on disk: bytes per histogram sample (and the same histogram as classic series)"
+"$BUILD/bench/hist_bench" "$TMP/hist"
+echo
+
 echo "== chunk codec"
 "$BUILD/bench/chunkenc_bench"
 echo
