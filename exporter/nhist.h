@@ -15,8 +15,9 @@
  *
  * Integer histograms (is_float false) hold whole numbers in every count
  * field (exact in a double up to 2^53); float histograms any non-negative
- * value. count is the total number of observations (NaN observations
- * included, so it may exceed zero_count + the bucket counts), sum their sum.
+ * value. count is the total number of observations and sum their sum; as
+ * Prometheus validates them, count equals zero_count + the bucket counts,
+ * except that with a NaN sum (NaN observations) it may exceed them.
  *
  * A histogram whose sum is the staleness marker (strutil_stale_nan's bit
  * pattern 0x7ff0000000000002) and that has no buckets is a staleness
