@@ -1843,7 +1843,7 @@ scrape_manager *scrape_manager_new(store *st, registry *reg)
                          "Samples dropped because a series appeared twice in one scrape.", NULL),
         NULL);
     m->m_bucket_limit = registry_child(
-        registry_counter(reg, "sidewatch_scrapes_exceeded_native_histogram_bucket_limit_total",
+        registry_counter(reg, "sidewatch_scrapes_exceeded_bucket_limit_total",
                          "Scrapes that failed because native_histogram_bucket_limit was exceeded.",
                          NULL),
         NULL);

@@ -275,6 +275,9 @@ scrape_configs: []
 
 def test_bucket_limit_and_resolution(start_sidewatch, target):
     target.routes["/metrics"] = Served(promproto.encode(families(with_float=False)))
+    target.routes["/a-only"] = Served(promproto.encode([
+        {"name": "request_latency_seconds", "type": "HISTOGRAM",
+         "metrics": [{"labels": {"route": "/a"}, "histogram": A}]}]))
     sw = start_sidewatch(sw_config(target, f"""
   - job_name: limited
     native_histogram_bucket_limit: 3
@@ -290,9 +293,6 @@ def test_bucket_limit_and_resolution(start_sidewatch, target):
     static_configs:
       - targets: ['{target.addr}']
 """))
-    target.routes["/a-only"] = Served(promproto.encode([
-        {"name": "request_latency_seconds", "type": "HISTOGRAM",
-         "metrics": [{"labels": {"route": "/a"}, "histogram": A}]}]))
     wait_until(lambda: up(sw, "limited") is not None and up(sw, "too_many") is not None
                and up(sw, "coarse") is not None, what="all jobs scraped")
     assert up(sw, "limited") == "1"
@@ -311,7 +311,9 @@ def test_bucket_limit_and_resolution(start_sidewatch, target):
             assert math.isclose(hi / lo, 2.0), b
     assert float(h["count"]) == 18
     m = requests.get(sw.url + "/metrics", timeout=5).text
-    assert "sidewatch_scrapes_exceeded_native_histogram_bucket_limit_total" in m
+    refused = [float(line.split()[1]) for line in m.splitlines()
+               if line.startswith("sidewatch_scrapes_exceeded_bucket_limit_total ")]
+    assert refused and refused[0] >= 1, refused
 
 
 def test_without_native_histograms(start_sidewatch, target):
