@@ -2325,6 +2325,7 @@ static void decode_global(ctx *c, const yamlconf_node *n)
     X(SC_FALLBACK_PROTOCOL, "fallback_scrape_protocol")                                            \
     X(SC_SCRAPE_NATIVE_HISTOGRAMS, "scrape_native_histograms")                                     \
     X(SC_ALWAYS_SCRAPE_CLASSIC, "always_scrape_classic_histograms")                                \
+    X(SC_SCRAPE_CLASSIC, "scrape_classic_histograms")                                              \
     X(SC_CONVERT_CLASSIC_TO_NHCB, "convert_classic_histograms_to_nhcb")                            \
     X(SC_SCRAPE_FAILURE_LOG_FILE, "scrape_failure_log_file")                                       \
     X(SC_METRICS_PATH, "metrics_path")                                                             \
@@ -2453,6 +2454,10 @@ static void decode_scrape(ctx *c, const yamlconf_node *n, config_scrape *sc)
     double f = 0;
     str_of(c, &s[SC_SCRAPE_FAILURE_LOG_FILE], &fine);
     sc->always_scrape_classic_histograms = c->always_classic;
+    /* Prometheus 2.x's name for it (3.0 renamed it), accepted so that
+     * older prometheus.yml files load; the new name wins. */
+    if (!s[SC_ALWAYS_SCRAPE_CLASSIC].key)
+        get_bool(c, &s[SC_SCRAPE_CLASSIC], &sc->always_scrape_classic_histograms);
     get_bool(c, &s[SC_ALWAYS_SCRAPE_CLASSIC], &sc->always_scrape_classic_histograms);
     sc->convert_classic_histograms_to_nhcb = c->convert_nhcb;
     get_bool(c, &s[SC_CONVERT_CLASSIC_TO_NHCB], &sc->convert_classic_histograms_to_nhcb);

@@ -1555,9 +1555,54 @@ static void test_conformance_conf_good(void **state)
     buf_cleanup(&err);
 }
 
+/* The native histogram settings: global defaults, per-job overrides, and
+ * Prometheus 2.x's scrape_classic_histograms as an alias. */
+static void test_native_histogram_settings(void **state)
+{
+    (void)state;
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    config *c = load_yaml("global:\n"
+                          "  scrape_native_histograms: true\n"
+                          "  always_scrape_classic_histograms: true\n"
+                          "scrape_configs:\n"
+                          "  - job_name: a\n"
+                          "  - job_name: b\n"
+                          "    scrape_native_histograms: false\n"
+                          "    always_scrape_classic_histograms: false\n"
+                          "    convert_classic_histograms_to_nhcb: true\n"
+                          "    native_histogram_bucket_limit: 160\n"
+                          "    native_histogram_min_bucket_factor: 1.1\n"
+                          "  - job_name: old\n"
+                          "    scrape_classic_histograms: false\n"
+                          "  - job_name: both\n"
+                          "    scrape_classic_histograms: false\n"
+                          "    always_scrape_classic_histograms: true\n",
+                          &err);
+    assert_non_null(c);
+    const config_scrape *a = job(c, "a"), *b = job(c, "b");
+    assert_true(a->scrape_native_histograms);
+    assert_true(a->always_scrape_classic_histograms);
+    assert_false(a->convert_classic_histograms_to_nhcb);
+    assert_int_equal(a->native_histogram_bucket_limit, 0);
+    assert_true(a->native_histogram_min_bucket_factor == 0);
+    assert_int_equal(a->scrape_protocols[0], CONFIG_PROTO_PROMETHEUS_PROTO);
+    assert_false(b->scrape_native_histograms);
+    assert_false(b->always_scrape_classic_histograms);
+    assert_true(b->convert_classic_histograms_to_nhcb);
+    assert_int_equal(b->native_histogram_bucket_limit, 160);
+    assert_true(b->native_histogram_min_bucket_factor == 1.1);
+    assert_int_not_equal(b->scrape_protocols[0], CONFIG_PROTO_PROMETHEUS_PROTO);
+    assert_false(job(c, "old")->always_scrape_classic_histograms);
+    assert_true(job(c, "both")->always_scrape_classic_histograms);
+    config_unref(c);
+    buf_cleanup(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_native_histogram_settings),
         cmocka_unit_test(test_own_bad_cases),
         cmocka_unit_test(test_own_bad_cases_complete),
         cmocka_unit_test(test_defaults),
