@@ -278,6 +278,67 @@ int store_import_histograms(store_import *im, const labels *ls, const store_hsam
  * the samples of the last transaction are not stored. */
 int store_import_finish(store_import *im);
 
+/* ---- the write-ahead log, for remote write ---------------------------------------
+ *
+ * Every committed batch is one write-ahead row with a sequence number one
+ * above the previous batch's. Normally a row is released as soon as its
+ * samples are in chunk rows. A *consumer* (a remote-write endpoint, by
+ * name) holds the rows from its durable cursor on, so that it can send them
+ * after a restart or an outage of the receiver; but never rows whose commit
+ * time is older than now - the consumer's max_lag: those are released at
+ * the next store_maintain anyway, the consumer's cursor moves past them and
+ * their samples are added to its dropped count (nothing is lost silently).
+ * Consumers and cursors live in the database (consistent with the rows
+ * after any crash). */
+
+typedef struct store_wal_sample {
+    uint64_t ref;   /* series reference: store_series_labels() */
+    int64_t t;
+    double v;       /* the value of a float sample (h NULL) */
+    const nhist *h; /* a histogram sample, or NULL; owned by the batch array */
+} store_wal_sample;
+
+typedef struct store_wal_batch {
+    uint64_t seq;      /* the row's sequence number */
+    int64_t commit_ms; /* wall-clock time of its commit (ms since the epoch) */
+    store_wal_sample *samples;
+    size_t n;
+} store_wal_batch;
+
+typedef struct store_wal_consumer {
+    uint64_t next_seq;        /* the first row it still needs */
+    int64_t max_lag_ms;       /* rows older than this are released anyway */
+    uint64_t dropped_samples; /* samples of rows released before it read them */
+} store_wal_consumer;
+
+/* The sequence number the next commit will get: rows below it are
+ * committed. A new consumer that wants only new data starts here. */
+uint64_t store_wal_next_seq(store *s);
+/* Registers consumer `name` (or updates it) with its cursor (next_seq: the
+ * first row it still needs; rows below are released for it) and its
+ * max_lag_ms (> 0). Durable once it returns 0; -errno (message in err,
+ * may be NULL) otherwise. Moving a cursor backwards below rows already
+ * released is allowed (store_wal_read then reports the gap). Thread-safe. */
+int store_wal_consumer_set(store *s, const char *name, uint64_t next_seq, int64_t max_lag_ms,
+                           buf *err);
+/* The consumer's state, or -ENOENT when no consumer has that name. */
+int store_wal_consumer_get(store *s, const char *name, store_wal_consumer *out);
+/* Forgets a consumer (its rows are released at the next maintenance). 0 or
+ * -errno; unknown names are not an error. */
+int store_wal_consumer_remove(store *s, const char *name);
+/* Reads up to max_rows committed rows with seq >= from_seq, in sequence
+ * order, decoded (*out: free with store_wal_batches_free; NULL/0 when there
+ * is nothing new). *first_seq is set to the first row that exists at or
+ * after from_seq (> from_seq when rows from_seq.. were released: a gap the
+ * caller counts). Reads through its own connection: never blocks a commit
+ * for longer than a row copy. Returns 0 or -errno. Thread-safe. */
+int store_wal_read(store *s, uint64_t from_seq, size_t max_rows, store_wal_batch **out, size_t *n,
+                   uint64_t *first_seq);
+void store_wal_batches_free(store_wal_batch *b, size_t n);
+/* The labels of a series (a copy, caller frees with labels_free), or NULL
+ * for an unknown reference. Thread-safe. */
+labels *store_series_labels(store *s, uint64_t ref);
+
 /* ---- durable key-value state ---------------------------------------------------- */
 
 /* Small records other modules keep in the same database as the samples, so
