@@ -188,6 +188,9 @@ static void fill_response(httpc_transfer *t, CURLcode code, httpc_response *r)
     r->content_encoding = "";
     if (curl_easy_header(t->easy, "Content-Encoding", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
         r->content_encoding = hdr->value;
+    r->retry_after = "";
+    if (curl_easy_header(t->easy, "Retry-After", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
+        r->retry_after = hdr->value;
     r->body = buf_cstr(&t->body);
     r->body_len = t->body.len;
     if (code == CURLE_OK) {
@@ -230,7 +233,7 @@ void httpc_cancel(httpc *h, httpc_transfer *t)
     memset(&r, 0, sizeof r);
     r.result = HTTPC_ERR_CANCELLED;
     r.error = "cancelled";
-    r.content_type = r.content_encoding = r.body = "";
+    r.content_type = r.content_encoding = r.retry_after = r.body = "";
     t->done(t->ctx, &r);
     transfer_free(t);
 }
@@ -306,7 +309,7 @@ int httpc_fetch(const httpc_request *req, httpc_response *resp)
     if (!t) {
         resp->result = HTTPC_ERR_TRANSFER;
         resp->error = "out of resources";
-        resp->content_type = resp->content_encoding = resp->body = "";
+        resp->content_type = resp->content_encoding = resp->retry_after = resp->body = "";
         return -ENOMEM;
     }
     CURLcode code = curl_easy_perform(t->easy);
@@ -316,6 +319,7 @@ int httpc_fetch(const httpc_request *req, httpc_response *resp)
     *resp = r;
     resp->content_type = mem_strdup(r.content_type);
     resp->content_encoding = mem_strdup(r.content_encoding);
+    resp->retry_after = mem_strdup(r.retry_after);
     resp->error = r.error ? mem_strdup(r.error) : NULL;
     size_t len;
     resp->body = buf_detach(&t->body, &len);
@@ -328,6 +332,7 @@ void httpc_response_cleanup(httpc_response *resp)
 {
     mem_free((void *)resp->content_type);
     mem_free((void *)resp->content_encoding);
+    mem_free((void *)resp->retry_after);
     mem_free((void *)resp->error);
     mem_free((void *)resp->body);
     memset(resp, 0, sizeof *resp);

@@ -70,6 +70,7 @@ typedef struct httpc_response {
     long status;              /* HTTP status, 0 without response */
     const char *content_type; /* "" when absent */
     const char *content_encoding;
+    const char *retry_after; /* the Retry-After header's value, "" when absent */
     const char *body; /* decoded body, NUL-terminated */
     size_t body_len;
     double seconds; /* total time */
