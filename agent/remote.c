@@ -1,0 +1,1479 @@
+/* remote: the remote write 1.0 sender (see remote.h).
+ *
+ * Threads of one queue (Prometheus's storage/remote/queue_manager.go is the
+ * model; this is its own C):
+ *
+ * - the reader: reads write-ahead rows from the queue's cursor
+ *   (store_wal_read), maps each series reference once to its labels
+ *   (external labels added where the series lacks them, then
+ *   write_relabel_configs; a dropped series is remembered as dropped),
+ *   and appends each sample to the shard its series hashes to. A shard
+ *   holds at most queue_config.capacity samples: the reader waits when it
+ *   is full (backpressure; the rows stay in the store). Every row gets a
+ *   counter of its samples still in flight; rows complete in sequence order
+ *   and the cursor (store_wal_consumer_set) moves past completed rows, saved
+ *   at most once a second (and at stop). It also reshards every 10 s and
+ *   sends metadata every metadata_config.send_interval.
+ * - shards: each takes up to max_samples_per_send samples (or what it has
+ *   once batch_send_deadline has passed since its oldest pending sample),
+ *   groups them by series (order kept), encodes them with rwproto and POSTs
+ *   them with httpc.
+ *
+ * Responses: 2xx sent; 5xx, 429 and transport errors (connection refused,
+ * remote_timeout) are retried with exponential backoff from min_backoff,
+ * doubling up to max_backoff, or after Retry-After (seconds) when the
+ * receiver gives one, as Prometheus does. 429 is retried whatever
+ * retry_on_http_429 says: issue 9 asks for it (Prometheus drops the batch
+ * when the option is false). Any other status drops the batch, counted in
+ * *_failed_total.
+ *
+ * No loss and no duplicates across restarts: a row is sent by several
+ * shards, so when the queue stops (or crashes) some of its samples may have
+ * reached the receiver and others not. Resending the sent ones would make a
+ * Prometheus receiver refuse the whole request (out-of-order samples), so
+ * next to the cursor the queue saves, per series that has samples sent
+ * beyond the cursor, the timestamp of its newest sent sample (store kv
+ * namespace "remote_write", key = consumer name; written before the
+ * cursor). After a restart, samples at or before that timestamp are taken
+ * as sent. A kill -9 may still resend what was sent in the last second
+ * (the save interval).
+ *
+ * Resharding (simplified calculateDesiredShards): every 10 s, from the
+ * samples read and sent in the interval and the time spent sending:
+ * desired = time_per_sample * (in_rate + 0.05 * backlog), backlog =
+ * (highest read - highest sent timestamp) * in_rate; changes within 30 %
+ * are ignored, never fewer shards while more than 10 s behind, clamped to
+ * [min_shards, max_shards]; no change while no sample was sent in the
+ * interval. The reader drains every shard before it changes their number
+ * (so no series' samples are ever in two shards). */
+#include "remote.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "arena.h"
+#include "hmap.h"
+#include "httpc.h"
+#include "labels.h"
+#include "log.h"
+#include "mem.h"
+#include "relabel.h"
+#include "rwproto.h"
+#include "strutil.h"
+
+#ifndef SIDEWATCH_VERSION
+#define SIDEWATCH_VERSION "dev"
+#endif
+
+#define REMOTE_DEFAULT_MAX_LAG_MS ((int64_t)6 * 3600 * 1000)
+#define REMOTE_READ_ROWS 512           /* rows per store_wal_read */
+#define REMOTE_IDLE_POLL_MS 200        /* how often an idle reader looks for new rows */
+#define REMOTE_SAVE_INTERVAL_MS 1000   /* cursor saves */
+#define REMOTE_RESHARD_INTERVAL_MS 10000
+#define REMOTE_RESPONSE_LIMIT (64 * 1024) /* response bodies (error texts) kept */
+#define REMOTE_BODY_LIMIT ((size_t)64 << 20) /* one encoded request */
+#define REMOTE_KV_NS "remote_write"
+#define REMOTE_LOG "remote"
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An absolute CLOCK_REALTIME deadline ms from now (condition waits). */
+static struct timespec deadline_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* ---- per-queue state ---------------------------------------------------------- */
+
+/* One series as the queue sends it. Lives as long as the queue. */
+typedef struct rseries {
+    uint64_t ref;
+    labels *ls;                /* external labels and relabelling applied; NULL: dropped */
+    _Atomic int64_t sent_t;    /* newest timestamp sent (INT64_MIN: none) */
+    _Atomic uint64_t sent_seq; /* the row of that sample (0: none) */
+    int64_t skip_t;            /* samples at or before this were sent before a restart */
+    bool dropped;              /* resolved, and relabelling drops it */
+    size_t bidx;               /* scratch of the shard that owns the series */
+} rseries;
+
+/* One write-ahead row in flight. */
+typedef struct rrow {
+    uint64_t seq;
+    _Atomic size_t left; /* samples not yet sent or dropped (+1 while the reader adds) */
+} rrow;
+
+typedef struct rentry {
+    rseries *s;
+    rrow *row;
+    int64_t t;
+    double v;
+    nhist *h; /* owned copy or NULL */
+} rentry;
+
+typedef struct rqueue rqueue;
+
+typedef struct rshard {
+    rqueue *q;
+    pthread_t th;
+    bool running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* entries added, entries taken, stop */
+    rentry *ring;
+    size_t cap, head, len;
+    int64_t oldest_ms; /* monotonic time the oldest pending entry arrived */
+    bool busy;         /* a batch is being sent */
+    bool stop;
+    httpc *http;
+} rshard;
+
+typedef struct qmetrics {
+    registry_metric *samples, *failed, *retried, *histograms, *hist_failed, *hist_retried;
+    registry_metric *metadata, *metadata_failed, *metadata_retried;
+    registry_metric *dropped_series, *dropped_too_old, *dropped_unknown, *hist_dropped_series;
+    registry_metric *highest_sent, *highest_recv, *shards, *shards_desired, *shards_min,
+        *shards_max, *pending, *hist_pending, *duration, *bytes, *metadata_bytes,
+        *shard_capacity, *max_samples;
+} qmetrics;
+
+struct rqueue {
+    remote *r;
+    config *cfg; /* a reference: rw and the external labels point into it */
+    const config_remote_write *rw;
+    char *name;     /* remote_name */
+    char *consumer; /* "remote_write/" + name */
+    char *settings; /* everything that decides how the queue sends (reload compares) */
+    pthread_t reader;
+    bool reader_running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop; /* under mu */
+
+    rshard *shards;  /* max_shards of them */
+    size_t n_shards; /* running ones (changed by the reader only) */
+
+    hmap series;    /* rseries by ref (reader only; entries never move) */
+    rrow **rows;    /* rows in flight, oldest first (reader only) */
+    size_t rows_head, rows_len, rows_cap;
+    uint64_t next_read;   /* first row not read yet */
+    uint64_t saved;       /* cursor last saved */
+    int64_t last_save_ms; /* monotonic */
+    uint64_t store_dropped; /* the consumer's dropped_samples already counted */
+
+    /* resharding */
+    _Atomic uint64_t n_in, n_out, n_out_ns;
+    _Atomic int64_t highest_recv_ms, highest_sent_ms;
+    _Atomic int64_t pending, hist_pending; /* entries in the shards */
+    _Atomic uint64_t sends;                /* successful sends (a save is due after one) */
+    uint64_t saved_sends;
+    int64_t last_reshard_ms;
+    int64_t last_metadata_ms;
+    qmetrics m;
+};
+
+struct remote {
+    remote_options o;
+    pthread_mutex_t mu; /* guards the queue list (apply/stop) */
+    rqueue **q;
+    size_t n;
+    registry_metric *highest_ts; /* prometheus_remote_storage_highest_timestamp_in_seconds */
+    _Atomic int64_t highest_ts_ms;
+};
+
+static bool queue_stopping(rqueue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    bool s = q->stop;
+    pthread_mutex_unlock(&q->mu);
+    return s;
+}
+
+/* Sleeps up to ms; false as soon as the queue stops. */
+static bool queue_sleep(rqueue *q, int64_t ms)
+{
+    struct timespec ts = deadline_in(ms);
+    pthread_mutex_lock(&q->mu);
+    while (!q->stop) {
+        if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT) break;
+    }
+    bool ok = !q->stop;
+    pthread_mutex_unlock(&q->mu);
+    return ok;
+}
+
+/* ---- metrics --------------------------------------------------------------------- */
+
+static const char *const QLABELS[] = {"remote_name", "url", NULL};
+static const char *const QLABELS_REASON[] = {"remote_name", "url", "reason", NULL};
+
+static registry_metric *qcounter(remote *r, rqueue *q, const char *name, const char *help)
+{
+    const char *v[] = {q->name, q->rw->url};
+    return registry_child(registry_counter(r->o.reg, name, help, QLABELS), v);
+}
+
+static registry_metric *qgauge(remote *r, rqueue *q, const char *name, const char *help)
+{
+    const char *v[] = {q->name, q->rw->url};
+    return registry_child(registry_gauge(r->o.reg, name, help, QLABELS), v);
+}
+
+static registry_metric *qdropped(remote *r, rqueue *q, const char *name, const char *reason)
+{
+    const char *v[] = {q->name, q->rw->url, reason};
+    return registry_child(
+        registry_counter(r->o.reg, name,
+                         "Total number of samples which were dropped after being read from the "
+                         "WAL before being sent via remote write, either via relabelling, due to "
+                         "being too old or unintentionally because of an unknown reference ID.",
+                         QLABELS_REASON),
+        v);
+}
+
+static const double DURATION_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                         2.5,   5,    10,    25,   60,  120, 300};
+
+static void metrics_init(remote *r, rqueue *q)
+{
+    qmetrics *m = &q->m;
+    m->samples = qcounter(r, q, "prometheus_remote_storage_samples_total",
+                          "Total number of samples sent to remote storage.");
+    m->failed = qcounter(r, q, "prometheus_remote_storage_samples_failed_total",
+                         "Total number of samples which failed on send to remote storage, "
+                         "non-recoverable errors.");
+    m->retried = qcounter(r, q, "prometheus_remote_storage_samples_retried_total",
+                          "Total number of samples which failed on send to remote storage but "
+                          "were retried because the send error was recoverable.");
+    m->histograms = qcounter(r, q, "prometheus_remote_storage_histograms_total",
+                             "Total number of histograms sent to remote storage.");
+    m->hist_failed = qcounter(r, q, "prometheus_remote_storage_histograms_failed_total",
+                              "Total number of histograms which failed on send to remote "
+                              "storage, non-recoverable errors.");
+    m->hist_retried = qcounter(r, q, "prometheus_remote_storage_histograms_retried_total",
+                               "Total number of histograms which failed on send to remote "
+                               "storage but were retried because the send error was "
+                               "recoverable.");
+    m->metadata = qcounter(r, q, "prometheus_remote_storage_metadata_total",
+                           "Total number of metadata entries sent to remote storage.");
+    m->metadata_failed = qcounter(r, q, "prometheus_remote_storage_metadata_failed_total",
+                                  "Total number of metadata entries which failed on send to "
+                                  "remote storage, non-recoverable errors.");
+    m->metadata_retried = qcounter(r, q, "prometheus_remote_storage_metadata_retried_total",
+                                   "Total number of metadata entries which failed on send to "
+                                   "remote storage but were retried because the send error was "
+                                   "recoverable.");
+    m->dropped_series =
+        qdropped(r, q, "prometheus_remote_storage_samples_dropped_total", "dropped_series");
+    m->dropped_too_old = qdropped(r, q, "prometheus_remote_storage_samples_dropped_total", "too_old");
+    m->dropped_unknown = qdropped(r, q, "prometheus_remote_storage_samples_dropped_total",
+                                  "unintentionally_dropped_series");
+    m->hist_dropped_series =
+        qdropped(r, q, "prometheus_remote_storage_histograms_dropped_total", "dropped_series");
+    m->highest_sent = qgauge(r, q, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
+                             "Timestamp from a WAL sample, the highest timestamp successfully sent "
+                             "by this queue, in seconds since epoch.");
+    m->highest_recv = qgauge(r, q, "prometheus_remote_storage_queue_highest_timestamp_seconds",
+                             "Highest timestamp that was enqueued, in seconds since epoch.");
+    m->shards = qgauge(r, q, "prometheus_remote_storage_shards",
+                       "The number of shards used for parallel sending to the remote storage.");
+    m->shards_desired = qgauge(r, q, "prometheus_remote_storage_shards_desired",
+                               "The number of shards that the queues shard calculation wants to "
+                               "run based on the rate of samples in vs. samples out.");
+    m->shards_min = qgauge(r, q, "prometheus_remote_storage_shards_min",
+                           "The minimum number of shards that the queue is allowed to run.");
+    m->shards_max = qgauge(r, q, "prometheus_remote_storage_shards_max",
+                           "The maximum number of shards that the queue is allowed to run.");
+    m->pending = qgauge(r, q, "prometheus_remote_storage_samples_pending",
+                        "The number of samples pending in the queues shards to be sent to the "
+                        "remote storage.");
+    m->hist_pending = qgauge(r, q, "prometheus_remote_storage_histograms_pending",
+                             "The number of histograms pending in the queues shards to be sent to "
+                             "the remote storage.");
+    m->shard_capacity = qgauge(r, q, "prometheus_remote_storage_shard_capacity",
+                               "The capacity of each shard of the queue used for parallel sending "
+                               "to the remote storage.");
+    m->max_samples = qgauge(r, q, "prometheus_remote_storage_max_samples_per_send",
+                            "The maximum number of samples to be sent, in a single request, to "
+                            "the remote storage.");
+    m->bytes = qcounter(r, q, "prometheus_remote_storage_bytes_total",
+                        "The total number of bytes of data (not metadata) sent by the queue after "
+                        "compression.");
+    m->metadata_bytes = qcounter(r, q, "prometheus_remote_storage_metadata_bytes_total",
+                                 "The total number of bytes of metadata sent by the queue after "
+                                 "compression.");
+    const char *v[] = {q->name, q->rw->url};
+    m->duration = registry_child(
+        registry_histogram(r->o.reg, "prometheus_remote_storage_sent_batch_duration_seconds",
+                           "Duration of send calls to the remote storage.", QLABELS,
+                           DURATION_BOUNDS, sizeof DURATION_BOUNDS / sizeof DURATION_BOUNDS[0]),
+        v);
+    registry_set(m->shards_min, (double)q->rw->queue_min_shards);
+    registry_set(m->shards_max, (double)q->rw->queue_max_shards);
+    registry_set(m->shard_capacity, (double)q->rw->queue_capacity);
+    registry_set(m->max_samples, (double)q->rw->queue_max_samples_per_send);
+}
+
+/* Removes the queue's children (a queue that reload removed). */
+static void metrics_remove(remote *r, rqueue *q)
+{
+    static const char *const counters[] = {
+        "prometheus_remote_storage_samples_total",
+        "prometheus_remote_storage_samples_failed_total",
+        "prometheus_remote_storage_samples_retried_total",
+        "prometheus_remote_storage_histograms_total",
+        "prometheus_remote_storage_histograms_failed_total",
+        "prometheus_remote_storage_histograms_retried_total",
+        "prometheus_remote_storage_metadata_total",
+        "prometheus_remote_storage_metadata_failed_total",
+        "prometheus_remote_storage_metadata_retried_total",
+        "prometheus_remote_storage_bytes_total",
+        "prometheus_remote_storage_metadata_bytes_total",
+        NULL};
+    static const char *const gauges[] = {
+        "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
+        "prometheus_remote_storage_queue_highest_timestamp_seconds",
+        "prometheus_remote_storage_shards",
+        "prometheus_remote_storage_shards_desired",
+        "prometheus_remote_storage_shards_min",
+        "prometheus_remote_storage_shards_max",
+        "prometheus_remote_storage_samples_pending",
+        "prometheus_remote_storage_histograms_pending",
+        "prometheus_remote_storage_shard_capacity",
+        "prometheus_remote_storage_max_samples_per_send",
+        NULL};
+    const char *v[] = {q->name, q->rw->url, NULL};
+    for (size_t i = 0; counters[i]; i++)
+        registry_family_remove(registry_counter(r->o.reg, counters[i], "", QLABELS), v);
+    for (size_t i = 0; gauges[i]; i++)
+        registry_family_remove(registry_gauge(r->o.reg, gauges[i], "", QLABELS), v);
+    registry_family_remove(
+        registry_histogram(r->o.reg, "prometheus_remote_storage_sent_batch_duration_seconds", "",
+                           QLABELS, DURATION_BOUNDS,
+                           sizeof DURATION_BOUNDS / sizeof DURATION_BOUNDS[0]),
+        v);
+    static const char *const reasons[] = {"dropped_series", "too_old",
+                                          "unintentionally_dropped_series"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *rv[] = {q->name, q->rw->url, reasons[i]};
+        registry_family_remove(registry_counter(r->o.reg,
+                                                "prometheus_remote_storage_samples_dropped_total",
+                                                "", QLABELS_REASON),
+                               rv);
+        registry_family_remove(registry_counter(r->o.reg,
+                                                "prometheus_remote_storage_histograms_dropped_total",
+                                                "", QLABELS_REASON),
+                               rv);
+    }
+}
+
+static void update_pending(rqueue *q)
+{
+    registry_set(q->m.pending, (double)atomic_load(&q->pending));
+    registry_set(q->m.hist_pending, (double)atomic_load(&q->hist_pending));
+}
+
+static void set_max(_Atomic int64_t *a, int64_t v)
+{
+    int64_t cur = atomic_load(a);
+    while (v > cur && !atomic_compare_exchange_weak(a, &cur, v)) {
+    }
+}
+
+/* ---- naming ------------------------------------------------------------------------ */
+
+static void put_relabel(buf *b, const config_relabel *rc, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        buf_printf(b, "relabel %d [", (int)rc[i].action);
+        for (size_t k = 0; k < rc[i].n_source_labels; k++)
+            buf_printf(b, "%s,", rc[i].source_labels[k]);
+        buf_printf(b, "] %s|%s|%s|%" PRIu64 "|%s\n", rc[i].separator ? rc[i].separator : "",
+                   rc[i].target_label ? rc[i].target_label : "", regex_pattern(rc[i].regex),
+                   rc[i].modulus, rc[i].replacement ? rc[i].replacement : "");
+    }
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+/* Everything that decides what and how a queue sends, as text. Secrets are
+ * read at every send, so only where they come from is part of it. */
+static char *settings_text(const config *cfg, const config_remote_write *rw)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    const config_http_client *h = &rw->http;
+    buf_printf(&b, "url %s\nname %s\ntimeout %" PRId64 "\n", rw->url, nz(rw->name),
+               rw->remote_timeout_ms);
+    for (size_t i = 0; i < rw->n_headers; i++)
+        buf_printf(&b, "header %s: %s\n", rw->headers[i].name, rw->headers[i].value);
+    put_relabel(&b, rw->write_relabel_configs, rw->n_write_relabel_configs);
+    buf_printf(&b, "basic %d %s %s %s %s\n", h->has_basic_auth, nz(h->basic_auth_username),
+               nz(h->basic_auth_username_file), nz(h->basic_auth_password.value),
+               nz(h->basic_auth_password.file));
+    buf_printf(&b, "authz %d %s %s %s\n", h->has_authorization, nz(h->authorization_type),
+               nz(h->authorization_credentials.value), nz(h->authorization_credentials.file));
+    buf_printf(&b, "tls %s %s %s %s %d %d\n", nz(h->tls_ca_file), nz(h->tls_cert_file),
+               nz(h->tls_key_file), nz(h->tls_server_name), h->tls_insecure_skip_verify,
+               h->follow_redirects);
+    buf_printf(&b,
+               "queue %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+               " %" PRId64 " %d %" PRId64 "\n",
+               rw->queue_capacity, rw->queue_min_shards, rw->queue_max_shards,
+               rw->queue_max_samples_per_send, rw->queue_batch_send_deadline_ms,
+               rw->queue_min_backoff_ms, rw->queue_max_backoff_ms, rw->queue_retry_on_http_429,
+               rw->queue_sample_age_limit_ms);
+    buf_printf(&b, "metadata %d %" PRId64 " %" PRId64 "\n", rw->metadata_send,
+               rw->metadata_send_interval_ms, rw->metadata_max_samples_per_send);
+    buf_puts(&b, "external");
+    const labels *el = cfg->global.external_labels;
+    for (uint32_t i = 0; el && i < el->n; i++)
+        buf_printf(&b, " %s=%s", el->v[i].name, el->v[i].value);
+    buf_putc(&b, '\n');
+    return buf_detach(&b, NULL);
+}
+
+/* The queue's name: its `name`, else the first 6 hex digits of the MD5 of
+ * its url (Prometheus hashes the whole entry; the url alone keeps the
+ * cursor when other settings change). */
+static char *queue_name(const config_remote_write *rw)
+{
+    if (rw->name && rw->name[0]) return mem_strdup(rw->name);
+    unsigned char md[16];
+    strutil_md5(rw->url, strlen(rw->url), md);
+    char hex[8];
+    snprintf(hex, sizeof hex, "%02x%02x%02x", md[0], md[1], md[2]);
+    return mem_strdup(hex);
+}
+
+/* ---- series cache ------------------------------------------------------------------- */
+
+static uint64_t ref_hash(uint64_t ref)
+{
+    return strutil_hash64(&ref, sizeof ref, 0x72656d6f7465ULL);
+}
+
+static bool ref_eq(const void *val, const void *key)
+{
+    return ((const rseries *)val)->ref == *(const uint64_t *)key;
+}
+
+static rseries *series_get(rqueue *q, uint64_t ref, bool create)
+{
+    uint64_t h = ref_hash(ref);
+    rseries *s = hmap_get(&q->series, h, ref_eq, &ref);
+    if (s || !create) return s;
+    s = mem_calloc(1, sizeof *s);
+    s->ref = ref;
+    s->skip_t = INT64_MIN;
+    atomic_store(&s->sent_t, INT64_MIN);
+    hmap_put(&q->series, h, s);
+    return s;
+}
+
+/* Labels of a series as sent: the store's, external labels added where the
+ * series has none of that name, write_relabel_configs applied. NULL when
+ * relabelling drops it (or leaves no label). */
+static labels *series_labels(rqueue *q, const labels *ls)
+{
+    labels_builder lb;
+    labels_builder_init(&lb);
+    labels_builder_from(&lb, ls);
+    const labels *el = q->cfg->global.external_labels;
+    for (uint32_t i = 0; el && i < el->n; i++) {
+        size_t len;
+        if (!labels_builder_get(&lb, el->v[i].name, el->v[i].name_len, &len))
+            labels_builder_set(&lb, el->v[i].name, el->v[i].name_len, el->v[i].value,
+                               el->v[i].value_len);
+    }
+    arena scratch;
+    arena_init(&scratch, 0);
+    labels *out = NULL;
+    if (relabel_apply(q->rw->write_relabel_configs, q->rw->n_write_relabel_configs, &lb, &scratch,
+                      q->cfg->global.legacy_name_validation)) {
+        out = labels_builder_finish(&lb, NULL);
+        if (out && out->n == 0) {
+            labels_free(out);
+            out = NULL;
+        }
+    }
+    labels_builder_cleanup(&lb);
+    arena_cleanup(&scratch);
+    return out;
+}
+
+/* Resolves a reference the first time it is seen. Returns the entry; its
+ * ls is NULL when the series is dropped. *unknown is set for a reference
+ * the store does not know. */
+static rseries *series_resolve(rqueue *q, uint64_t ref, bool *unknown)
+{
+    *unknown = false;
+    rseries *s = series_get(q, ref, false);
+    if (s && (s->ls || s->dropped)) return s;
+    if (!s) s = series_get(q, ref, true);
+    labels *raw = store_series_labels(q->r->o.st, ref);
+    if (!raw) {
+        *unknown = true;
+        return s; /* retried the next time it is seen */
+    }
+    s->ls = series_labels(q, raw);
+    labels_free(raw);
+    if (!s->ls) s->dropped = true;
+    return s;
+}
+
+/* ---- cursor ----------------------------------------------------------------------- */
+
+/* The skip table: (ref, newest sent t) of the series with samples sent in
+ * rows at or after `from`, 16 bytes each, big-endian. */
+static void skip_table(rqueue *q, uint64_t from, buf *out)
+{
+    size_t it = 0;
+    void *v;
+    while (hmap_next(&q->series, &it, &v)) {
+        rseries *s = v;
+        uint64_t seq = atomic_load(&s->sent_seq);
+        if (seq == 0 || seq < from) continue;
+        int64_t t = atomic_load(&s->sent_t);
+        unsigned char rec[16];
+        for (int i = 0; i < 8; i++) {
+            rec[i] = (unsigned char)(s->ref >> (56 - 8 * i));
+            rec[8 + i] = (unsigned char)((uint64_t)t >> (56 - 8 * i));
+        }
+        buf_append(out, rec, sizeof rec);
+    }
+}
+
+static void skip_load(rqueue *q)
+{
+    store_kv_entry *e = NULL;
+    size_t n = 0;
+    if (store_kv_list(q->r->o.st, REMOTE_KV_NS, q->consumer, strlen(q->consumer), 0, &e, &n,
+                      NULL) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].key_len != strlen(q->consumer)) continue; /* a longer name with this prefix */
+        const unsigned char *p = e[i].value;
+        for (size_t off = 0; off + 16 <= e[i].value_len; off += 16) {
+            uint64_t ref = 0, t = 0;
+            for (int k = 0; k < 8; k++) {
+                ref = ref << 8 | p[off + k];
+                t = t << 8 | p[off + 8 + k];
+            }
+            rseries *s = series_get(q, ref, true);
+            s->skip_t = (int64_t)t;
+        }
+    }
+    store_kv_entries_free(e, n);
+}
+
+/* Moves the cursor past completed rows; saves it (skip table first) when
+ * it moved and the last save is older than a second, or when `force`. */
+static void advance_cursor(rqueue *q, bool force)
+{
+    while (q->rows_len > 0) {
+        rrow *row = q->rows[q->rows_head];
+        if (atomic_load(&row->left) != 0) break;
+        mem_free(row);
+        q->rows_head = (q->rows_head + 1) % q->rows_cap;
+        q->rows_len--;
+    }
+    uint64_t cursor = q->rows_len ? q->rows[q->rows_head]->seq : q->next_read;
+    int64_t now = mono_ms();
+    uint64_t sends = atomic_load(&q->sends);
+    if (cursor == q->saved && sends == q->saved_sends) return;
+    if (!force && now - q->last_save_ms < REMOTE_SAVE_INTERVAL_MS) return;
+    store *st = q->r->o.st;
+    buf skip;
+    buf_init(&skip, BUF_UNLIMITED);
+    skip_table(q, q->saved < cursor ? q->saved : cursor, &skip);
+    store_kv_op op = {.ns = REMOTE_KV_NS,
+                      .key = q->consumer,
+                      .key_len = strlen(q->consumer),
+                      .value = skip.len ? skip.data : NULL,
+                      .value_len = skip.len};
+    buf err;
+    buf_init(&err, 4096);
+    int rc = store_kv_apply(st, &op, 1, &err);
+    if (rc == 0)
+        rc = store_wal_consumer_set(st, q->consumer, cursor,
+                                    q->r->o.max_lag_ms > 0 ? q->r->o.max_lag_ms
+                                                           : REMOTE_DEFAULT_MAX_LAG_MS,
+                                    &err);
+    if (rc < 0) {
+        log_warn(REMOTE_LOG, "remote_name=%s: cannot save the cursor: %s", q->name,
+                 buf_cstr(&err));
+    } else {
+        q->saved = cursor;
+        q->saved_sends = sends;
+        q->last_save_ms = now;
+    }
+    buf_cleanup(&err);
+    buf_cleanup(&skip);
+    /* Rows the store released for us (max lag) count as dropped. */
+    store_wal_consumer c;
+    if (store_wal_consumer_get(st, q->consumer, &c) == 0 && c.dropped_samples > q->store_dropped) {
+        registry_add(q->m.dropped_too_old, (double)(c.dropped_samples - q->store_dropped));
+        q->store_dropped = c.dropped_samples;
+    }
+}
+
+static void rows_push(rqueue *q, rrow *row)
+{
+    if (q->rows_len == q->rows_cap) {
+        size_t ncap = q->rows_cap ? q->rows_cap * 2 : 64;
+        rrow **n = mem_malloc(ncap * sizeof *n);
+        for (size_t i = 0; i < q->rows_len; i++)
+            n[i] = q->rows[(q->rows_head + i) % q->rows_cap];
+        mem_free(q->rows);
+        q->rows = n;
+        q->rows_cap = ncap;
+        q->rows_head = 0;
+    }
+    q->rows[(q->rows_head + q->rows_len) % q->rows_cap] = row;
+    q->rows_len++;
+}
+
+/* ---- sending ------------------------------------------------------------------------ */
+
+typedef struct send_result {
+    bool done;
+    enum httpc_result result;
+    long status;
+    int64_t retry_after_ms; /* 0: none */
+    char error[256];
+} send_result;
+
+static void on_sent(void *ctx, const httpc_response *resp)
+{
+    send_result *res = ctx;
+    res->done = true;
+    res->result = resp->result;
+    res->status = resp->status;
+    res->retry_after_ms = 0;
+    if (resp->retry_after && resp->retry_after[0]) {
+        char *end;
+        long long s = strtoll(resp->retry_after, &end, 10);
+        if (end != resp->retry_after && s > 0) res->retry_after_ms = (int64_t)s * 1000;
+    }
+    if (resp->result != HTTPC_OK)
+        snprintf(res->error, sizeof res->error, "%s", resp->error ? resp->error : "error");
+    else
+        snprintf(res->error, sizeof res->error, "server returned HTTP status %ld: %.180s",
+                 resp->status, resp->body ? resp->body : "");
+}
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    memset(s, 0, strlen(s));
+    mem_free(s);
+}
+
+/* One POST of body; false when the queue stopped before it completed. */
+static bool post(rshard *sh, const char *body, size_t len, send_result *res)
+{
+    rqueue *q = sh->q;
+    const config_remote_write *rw = q->rw;
+    const config_http_client *hc = &rw->http;
+    size_t nh = 0, cap = rw->n_headers + 8;
+    const char **headers = mem_calloc(cap, sizeof *headers);
+    char **owned = mem_calloc(cap, sizeof *owned);
+    size_t no = 0;
+    headers[nh++] = "Content-Encoding: snappy";
+    headers[nh++] = "Content-Type: " RWPROTO_CONTENT_TYPE;
+    headers[nh++] = "User-Agent: sidewatch/" SIDEWATCH_VERSION;
+    headers[nh++] = "X-Prometheus-Remote-Write-Version: " RWPROTO_VERSION;
+    for (size_t i = 0; i < rw->n_headers; i++) {
+        buf b;
+        buf_init(&b, BUF_UNLIMITED);
+        buf_printf(&b, "%s: %s", rw->headers[i].name, rw->headers[i].value);
+        headers[nh++] = owned[no++] = buf_detach(&b, NULL);
+    }
+    char *cred = NULL, *user = NULL, *pass = NULL;
+    if (hc->has_authorization) {
+        cred = config_read_secret(&hc->authorization_credentials);
+        buf b;
+        buf_init(&b, BUF_UNLIMITED);
+        buf_printf(&b, "Authorization: %s %s",
+                   hc->authorization_type ? hc->authorization_type : "Bearer", cred ? cred : "");
+        headers[nh++] = owned[no++] = buf_detach(&b, NULL);
+    }
+    if (hc->has_basic_auth) {
+        user = hc->basic_auth_username_file
+                   ? config_read_secret(&(config_secret){NULL, hc->basic_auth_username_file})
+                   : mem_strdup(nz(hc->basic_auth_username));
+        pass = config_read_secret(&hc->basic_auth_password);
+    }
+    httpc_request req = {
+        .url = rw->url,
+        .method = "POST",
+        .headers = headers,
+        .body = body,
+        .body_len = len,
+        .timeout_ms = rw->remote_timeout_ms,
+        .body_limit = REMOTE_RESPONSE_LIMIT,
+        .basic_user = user,
+        .basic_password = hc->has_basic_auth ? (pass ? pass : "") : NULL,
+        .tls_ca_file = hc->tls_ca_file,
+        .tls_cert_file = hc->tls_cert_file,
+        .tls_key_file = hc->tls_key_file,
+        .tls_server_name = hc->tls_server_name,
+        .tls_insecure_skip_verify = hc->tls_insecure_skip_verify,
+        .follow_redirects = hc->follow_redirects,
+    };
+    memset(res, 0, sizeof *res);
+    httpc_transfer *t = NULL;
+    if (httpc_start(sh->http, &req, on_sent, res, &t) < 0) {
+        res->done = true;
+        res->result = HTTPC_ERR_TRANSFER;
+        snprintf(res->error, sizeof res->error, "cannot start the request");
+    }
+    wipe_free(cred);
+    wipe_free(pass);
+    wipe_free(user);
+    for (size_t i = 0; i < no; i++)
+        wipe_free(owned[i]);
+    mem_free(owned);
+    mem_free(headers);
+    bool stopped = false;
+    while (!res->done) {
+        if (queue_stopping(q)) {
+            httpc_cancel(sh->http, t);
+            stopped = true;
+            break;
+        }
+        httpc_poll(sh->http, 100, -1);
+    }
+    return !stopped;
+}
+
+enum send_outcome { SENT, FAILED, ABANDONED };
+
+/* Sends body with retries. counts[0..2] = samples, histograms, metadata in
+ * it (for the retried counters). */
+static enum send_outcome send_with_retries(rshard *sh, const char *body, size_t len,
+                                           const size_t counts[3])
+{
+    rqueue *q = sh->q;
+    const config_remote_write *rw = q->rw;
+    int64_t backoff = rw->queue_min_backoff_ms > 0 ? rw->queue_min_backoff_ms : 30;
+    for (;;) {
+        send_result res;
+        int64_t t0 = mono_ms();
+        if (!post(sh, body, len, &res)) return ABANDONED;
+        int64_t took = mono_ms() - t0;
+        registry_observe(q->m.duration, (double)took / 1000.0);
+        atomic_fetch_add(&q->n_out_ns, (uint64_t)took * 1000000ULL);
+        bool ok = res.result == HTTPC_OK && res.status / 100 == 2;
+        if (ok) return SENT;
+        bool recoverable = res.result != HTTPC_OK || res.status / 100 == 5 || res.status == 429;
+        if (!recoverable) {
+            log_error(REMOTE_LOG, "remote_name=%s url=%s: non-recoverable error: %s", q->name,
+                      rw->url, res.error);
+            return FAILED;
+        }
+        int64_t sleep = res.retry_after_ms > 0 ? res.retry_after_ms : backoff;
+        log_warn(REMOTE_LOG, "remote_name=%s url=%s: failed to send batch, retrying: %s", q->name,
+                 rw->url, res.error);
+        if (!queue_sleep(q, sleep)) return ABANDONED;
+        registry_add(q->m.retried, (double)counts[0]);
+        registry_add(q->m.hist_retried, (double)counts[1]);
+        registry_add(q->m.metadata_retried, (double)counts[2]);
+        backoff = sleep * 2;
+        if (rw->queue_max_backoff_ms > 0 && backoff > rw->queue_max_backoff_ms)
+            backoff = rw->queue_max_backoff_ms;
+    }
+}
+
+static void entry_done(rentry *e)
+{
+    if (e->h) {
+        nhist_cleanup(e->h);
+        mem_free(e->h);
+        e->h = NULL;
+    }
+    atomic_fetch_sub(&e->row->left, 1);
+}
+
+/* Sends k entries (in arrival order) as one request; completes them unless
+ * the queue stopped first. */
+static void send_entries(rshard *sh, rentry *ents, size_t k)
+{
+    rqueue *q = sh->q;
+    /* Group by series, keeping each series' order. */
+    rwproto_series *ser = mem_calloc(k, sizeof *ser);
+    size_t ns = 0, n_float = 0, n_hist = 0;
+    for (size_t i = 0; i < k; i++) {
+        rseries *s = ents[i].s;
+        if (s->bidx >= ns || ser[s->bidx].ls != s->ls) {
+            s->bidx = ns;
+            ser[ns++].ls = s->ls;
+        }
+        if (ents[i].h) {
+            ser[s->bidx].n_hists++;
+            n_hist++;
+        } else {
+            ser[s->bidx].n_samples++;
+            n_float++;
+        }
+    }
+    rwproto_sample *samples = mem_malloc((n_float ? n_float : 1) * sizeof *samples);
+    rwproto_hsample *hists = mem_malloc((n_hist ? n_hist : 1) * sizeof *hists);
+    size_t fo = 0, ho = 0;
+    for (size_t i = 0; i < ns; i++) {
+        ser[i].samples = samples + fo;
+        ser[i].hists = hists + ho;
+        fo += ser[i].n_samples;
+        ho += ser[i].n_hists;
+        ser[i].n_samples = ser[i].n_hists = 0;
+    }
+    int64_t max_t = INT64_MIN;
+    for (size_t i = 0; i < k; i++) {
+        rwproto_series *s = &ser[ents[i].s->bidx];
+        if (ents[i].h)
+            s->hists[s->n_hists++] = (rwproto_hsample){.t = ents[i].t, .h = *ents[i].h};
+        else
+            s->samples[s->n_samples++] = (rwproto_sample){.t = ents[i].t, .v = ents[i].v};
+        if (ents[i].t > max_t) max_t = ents[i].t;
+    }
+    rwproto_request req = {.series = ser, .n_series = ns};
+    buf body, err;
+    buf_init(&body, REMOTE_BODY_LIMIT);
+    buf_init(&err, 1024);
+    enum send_outcome out;
+    size_t counts[3] = {n_float, n_hist, 0};
+    if (rwproto_encode(&req, &body, &err) < 0) {
+        log_error(REMOTE_LOG, "remote_name=%s: cannot encode a batch: %s", q->name,
+                  buf_cstr(&err));
+        out = FAILED;
+    } else {
+        out = send_with_retries(sh, body.data, body.len, counts);
+    }
+    if (out == SENT) {
+        registry_add(q->m.samples, (double)n_float);
+        registry_add(q->m.histograms, (double)n_hist);
+        registry_add(q->m.bytes, (double)body.len);
+        set_max(&q->highest_sent_ms, max_t);
+        registry_set(q->m.highest_sent, (double)atomic_load(&q->highest_sent_ms) / 1000.0);
+        atomic_fetch_add(&q->n_out, k);
+        atomic_fetch_add(&q->sends, 1);
+        for (size_t i = 0; i < k; i++) {
+            rseries *s = ents[i].s;
+            if (ents[i].t > atomic_load(&s->sent_t)) atomic_store(&s->sent_t, ents[i].t);
+            if (ents[i].row->seq > atomic_load(&s->sent_seq))
+                atomic_store(&s->sent_seq, ents[i].row->seq);
+        }
+    } else if (out == FAILED) {
+        registry_add(q->m.failed, (double)n_float);
+        registry_add(q->m.hist_failed, (double)n_hist);
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (out == ABANDONED) {
+            /* The row stays incomplete: it is read again after a restart. */
+            if (ents[i].h) {
+                nhist_cleanup(ents[i].h);
+                mem_free(ents[i].h);
+            }
+        } else {
+            entry_done(&ents[i]);
+        }
+    }
+    buf_cleanup(&body);
+    buf_cleanup(&err);
+    mem_free(samples);
+    mem_free(hists);
+    mem_free(ser);
+}
+
+static void *shard_main(void *arg)
+{
+    rshard *sh = arg;
+    rqueue *q = sh->q;
+    size_t max = (size_t)(q->rw->queue_max_samples_per_send > 0 ? q->rw->queue_max_samples_per_send
+                                                                : 2000);
+    int64_t deadline = q->rw->queue_batch_send_deadline_ms > 0 ? q->rw->queue_batch_send_deadline_ms
+                                                               : 5000;
+    rentry *batch = mem_malloc(max * sizeof *batch);
+    for (;;) {
+        pthread_mutex_lock(&sh->mu);
+        while (!sh->stop && sh->len < max) {
+            if (sh->len == 0) {
+                pthread_cond_wait(&sh->cv, &sh->mu);
+                continue;
+            }
+            int64_t wait = sh->oldest_ms + deadline - mono_ms();
+            if (wait <= 0) break;
+            struct timespec ts = deadline_in(wait);
+            pthread_cond_timedwait(&sh->cv, &sh->mu, &ts);
+        }
+        if (sh->stop) {
+            pthread_mutex_unlock(&sh->mu);
+            break;
+        }
+        size_t k = sh->len < max ? sh->len : max;
+        for (size_t i = 0; i < k; i++) {
+            batch[i] = sh->ring[(sh->head + i) % sh->cap];
+            atomic_fetch_sub(batch[i].h ? &q->hist_pending : &q->pending, 1);
+        }
+        sh->head = (sh->head + k) % sh->cap;
+        sh->len -= k;
+        sh->oldest_ms = mono_ms();
+        sh->busy = true;
+        pthread_cond_broadcast(&sh->cv);
+        pthread_mutex_unlock(&sh->mu);
+
+        send_entries(sh, batch, k);
+
+        pthread_mutex_lock(&sh->mu);
+        sh->busy = false;
+        pthread_cond_broadcast(&sh->cv);
+        pthread_mutex_unlock(&sh->mu);
+    }
+    mem_free(batch);
+    return NULL;
+}
+
+static void shard_start(rqueue *q, rshard *sh)
+{
+    sh->stop = false;
+    sh->http = httpc_new();
+    sh->running = pthread_create(&sh->th, NULL, shard_main, sh) == 0;
+    if (!sh->running) log_error(REMOTE_LOG, "remote_name=%s: cannot start a shard", q->name);
+}
+
+/* Stops a shard's thread; entries it still holds are freed (their rows stay
+ * incomplete). */
+static void shard_stop(rshard *sh)
+{
+    if (sh->running) {
+        pthread_mutex_lock(&sh->mu);
+        sh->stop = true;
+        pthread_cond_broadcast(&sh->cv);
+        pthread_mutex_unlock(&sh->mu);
+        pthread_join(sh->th, NULL);
+        sh->running = false;
+    }
+    httpc_free(sh->http);
+    sh->http = NULL;
+    for (size_t i = 0; i < sh->len; i++) {
+        rentry *e = &sh->ring[(sh->head + i) % sh->cap];
+        atomic_fetch_sub(e->h ? &sh->q->hist_pending : &sh->q->pending, 1);
+        if (e->h) {
+            nhist_cleanup(e->h);
+            mem_free(e->h);
+        }
+    }
+    sh->head = sh->len = 0;
+}
+
+/* Hands one entry to shard i, waiting while it is full. false when the
+ * queue stops first (the entry is then not taken). */
+static bool enqueue(rqueue *q, size_t i, const rentry *e)
+{
+    rshard *sh = &q->shards[i];
+    pthread_mutex_lock(&sh->mu);
+    while (sh->len == sh->cap) {
+        struct timespec ts = deadline_in(100);
+        pthread_cond_timedwait(&sh->cv, &sh->mu, &ts);
+        if (sh->len < sh->cap) break;
+        pthread_mutex_unlock(&sh->mu);
+        if (queue_stopping(q)) return false;
+        advance_cursor(q, false);
+        update_pending(q);
+        pthread_mutex_lock(&sh->mu);
+    }
+    if (sh->len == 0) sh->oldest_ms = mono_ms();
+    sh->ring[(sh->head + sh->len) % sh->cap] = *e;
+    sh->len++;
+    atomic_fetch_add(e->h ? &q->hist_pending : &q->pending, 1);
+    pthread_cond_broadcast(&sh->cv);
+    pthread_mutex_unlock(&sh->mu);
+    return true;
+}
+
+/* Waits until no shard holds or sends anything. false if the queue stops. */
+static bool drain(rqueue *q)
+{
+    for (;;) {
+        bool idle = true;
+        for (size_t i = 0; i < q->n_shards && idle; i++) {
+            rshard *sh = &q->shards[i];
+            pthread_mutex_lock(&sh->mu);
+            idle = sh->len == 0 && !sh->busy;
+            pthread_mutex_unlock(&sh->mu);
+        }
+        if (idle) return true;
+        advance_cursor(q, false);
+        if (!queue_sleep(q, 50)) return false;
+    }
+}
+
+static void reshard(rqueue *q, size_t want)
+{
+    if (want == q->n_shards || !drain(q)) return;
+    log_info(REMOTE_LOG, "remote_name=%s: resharding from %zu to %zu shards", q->name, q->n_shards,
+             want);
+    for (size_t i = want; i < q->n_shards; i++)
+        shard_stop(&q->shards[i]);
+    for (size_t i = q->n_shards; i < want; i++)
+        shard_start(q, &q->shards[i]);
+    q->n_shards = want;
+    registry_set(q->m.shards, (double)want);
+}
+
+static void maybe_reshard(rqueue *q)
+{
+    int64_t now = mono_ms();
+    int64_t dt = now - q->last_reshard_ms;
+    if (dt < REMOTE_RESHARD_INTERVAL_MS) return;
+    q->last_reshard_ms = now;
+    double secs = (double)dt / 1000.0;
+    double in_rate = (double)atomic_exchange(&q->n_in, 0) / secs;
+    uint64_t out = atomic_exchange(&q->n_out, 0);
+    double out_rate = (double)out / secs;
+    double out_secs = (double)atomic_exchange(&q->n_out_ns, 0) / 1e9;
+    if (out_rate <= 0) return;
+    double delay =
+        (double)(atomic_load(&q->highest_recv_ms) - atomic_load(&q->highest_sent_ms)) / 1000.0;
+    if (delay < 0) delay = 0;
+    double backlog = delay * in_rate;
+    double time_per_sample = out_secs / (double)out;
+    double desired = time_per_sample * (in_rate + 0.05 * backlog);
+    registry_set(q->m.shards_desired, desired);
+    double cur = (double)q->n_shards;
+    desired = ceil(desired);
+    if (desired >= cur * 0.7 && desired <= cur * 1.3) return;
+    int64_t want = (int64_t)desired;
+    if (want < (int64_t)q->n_shards && delay > 10.0) return;
+    if (want > q->rw->queue_max_shards) want = q->rw->queue_max_shards;
+    if (want < q->rw->queue_min_shards) want = q->rw->queue_min_shards;
+    if (want < 1) want = 1;
+    reshard(q, (size_t)want);
+}
+
+/* ---- metadata ------------------------------------------------------------------------ */
+
+static void send_metadata(rqueue *q)
+{
+    const config_remote_write *rw = q->rw;
+    if (!rw->metadata_send || rw->metadata_send_interval_ms <= 0) return;
+    int64_t now = mono_ms();
+    if (q->last_metadata_ms && now - q->last_metadata_ms < rw->metadata_send_interval_ms) return;
+    q->last_metadata_ms = now;
+    store_reader *rd = NULL;
+    if (store_reader_open(q->r->o.st, &rd) < 0) return;
+    store_metadata *md = NULL;
+    size_t n = 0;
+    int rc = store_metadata_list(rd, &md, &n);
+    store_reader_close(rd);
+    if (rc < 0 || n == 0) {
+        store_metadata_free(md, n);
+        return;
+    }
+    size_t per = rw->metadata_max_samples_per_send > 0 ? (size_t)rw->metadata_max_samples_per_send
+                                                       : 2000;
+    rwproto_metadata *m = mem_calloc(per, sizeof *m);
+    buf body, err;
+    buf_init(&body, REMOTE_BODY_LIMIT);
+    buf_init(&err, 1024);
+    for (size_t off = 0; off < n; off += per) {
+        size_t k = n - off < per ? n - off : per;
+        for (size_t i = 0; i < k; i++)
+            m[i] = (rwproto_metadata){.metric = md[off + i].metric,
+                                      .help = md[off + i].help,
+                                      .unit = md[off + i].unit,
+                                      .type = md[off + i].type};
+        rwproto_request req = {.metadata = m, .n_metadata = k};
+        buf_reset(&err);
+        if (rwproto_encode(&req, &body, &err) < 0) {
+            registry_add(q->m.metadata_failed, (double)k);
+            continue;
+        }
+        size_t counts[3] = {0, 0, k};
+        /* From the reader thread, with a client of its own. */
+        rshard tmp = {.q = q, .http = httpc_new()};
+        enum send_outcome out = send_with_retries(&tmp, body.data, body.len, counts);
+        httpc_free(tmp.http);
+        if (out == SENT) {
+            registry_add(q->m.metadata, (double)k);
+            registry_add(q->m.metadata_bytes, (double)body.len);
+        } else if (out == FAILED) {
+            registry_add(q->m.metadata_failed, (double)k);
+        } else {
+            break;
+        }
+    }
+    buf_cleanup(&body);
+    buf_cleanup(&err);
+    mem_free(m);
+    store_metadata_free(md, n);
+}
+
+/* ---- the reader ------------------------------------------------------------------------ */
+
+static void queue_open_cursor(rqueue *q)
+{
+    store *st = q->r->o.st;
+    int64_t lag = q->r->o.max_lag_ms > 0 ? q->r->o.max_lag_ms : REMOTE_DEFAULT_MAX_LAG_MS;
+    store_wal_consumer c;
+    if (store_wal_consumer_get(st, q->consumer, &c) == 0) {
+        q->next_read = c.next_seq;
+        q->store_dropped = c.dropped_samples;
+    } else {
+        q->next_read = store_wal_next_seq(st);
+    }
+    buf err;
+    buf_init(&err, 4096);
+    if (store_wal_consumer_set(st, q->consumer, q->next_read, lag, &err) < 0)
+        log_warn(REMOTE_LOG, "remote_name=%s: cannot register the cursor: %s", q->name,
+                 buf_cstr(&err));
+    buf_cleanup(&err);
+    q->saved = q->next_read;
+    q->last_save_ms = mono_ms();
+    skip_load(q);
+}
+
+/* Reads one slice of rows and hands their samples to the shards. Returns
+ * the number of rows read, or -1 when the queue stops. */
+static ssize_t read_rows(rqueue *q)
+{
+    store_wal_batch *b = NULL;
+    size_t n = 0;
+    uint64_t first = q->next_read;
+    if (store_wal_read(q->r->o.st, q->next_read, REMOTE_READ_ROWS, &b, &n, &first) < 0) return 0;
+    if (first > q->next_read) q->next_read = first; /* released rows: counted by the store */
+    int64_t age_limit = q->rw->queue_sample_age_limit_ms;
+    int64_t now = wall_ms();
+    ssize_t rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        rrow *row = mem_malloc(sizeof *row);
+        row->seq = b[i].seq;
+        atomic_store(&row->left, 1);
+        rows_push(q, row);
+        q->next_read = b[i].seq + 1;
+        rows++;
+        bool stopped = false;
+        for (size_t k = 0; k < b[i].n && !stopped; k++) {
+            const store_wal_sample *ws = &b[i].samples[k];
+            bool unknown;
+            rseries *s = series_resolve(q, ws->ref, &unknown);
+            if (ws->t > atomic_load(&q->highest_recv_ms)) {
+                set_max(&q->highest_recv_ms, ws->t);
+                set_max(&q->r->highest_ts_ms, ws->t);
+            }
+            if (unknown) {
+                registry_inc(q->m.dropped_unknown);
+                continue;
+            }
+            if (!s->ls) {
+                registry_inc(ws->h ? q->m.hist_dropped_series : q->m.dropped_series);
+                continue;
+            }
+            if (ws->t <= s->skip_t) continue; /* sent before the restart */
+            if (age_limit > 0 && now - ws->t > age_limit) {
+                registry_inc(q->m.dropped_too_old);
+                continue;
+            }
+            rentry e = {.s = s, .row = row, .t = ws->t, .v = ws->v};
+            if (ws->h) {
+                e.h = mem_malloc(sizeof *e.h);
+                nhist_init(e.h);
+                if (nhist_copy(e.h, ws->h) < 0) {
+                    mem_free(e.h);
+                    continue;
+                }
+            }
+            atomic_fetch_add(&row->left, 1);
+            atomic_fetch_add(&q->n_in, 1);
+            size_t shard = (size_t)(s->ls->hash % q->n_shards);
+            if (!enqueue(q, shard, &e)) {
+                atomic_fetch_sub(&row->left, 1);
+                if (e.h) {
+                    nhist_cleanup(e.h);
+                    mem_free(e.h);
+                }
+                stopped = true;
+            }
+        }
+        if (stopped) {
+            /* The row stays incomplete (left > 0): read again after a restart. */
+            store_wal_batches_free(b, n);
+            return -1;
+        }
+        atomic_fetch_sub(&row->left, 1);
+    }
+    store_wal_batches_free(b, n);
+    registry_set(q->m.highest_recv, (double)atomic_load(&q->highest_recv_ms) / 1000.0);
+    registry_set(q->r->highest_ts, (double)atomic_load(&q->r->highest_ts_ms) / 1000.0);
+    return rows;
+}
+
+static void *reader_main(void *arg)
+{
+    rqueue *q = arg;
+    q->last_reshard_ms = mono_ms();
+    for (;;) {
+        if (queue_stopping(q)) break;
+        send_metadata(q);
+        maybe_reshard(q);
+        ssize_t rows = read_rows(q);
+        if (rows < 0) break;
+        update_pending(q);
+        advance_cursor(q, false);
+        if (rows < REMOTE_READ_ROWS && !queue_sleep(q, REMOTE_IDLE_POLL_MS)) break;
+    }
+    return NULL;
+}
+
+/* ---- queues -------------------------------------------------------------------------------- */
+
+static rqueue *queue_new(remote *r, config *cfg, size_t idx)
+{
+    rqueue *q = mem_calloc(1, sizeof *q);
+    q->r = r;
+    q->cfg = config_ref(cfg);
+    q->rw = &cfg->remote_write[idx];
+    q->name = queue_name(q->rw);
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_printf(&b, "remote_write/%s", q->name);
+    q->consumer = buf_detach(&b, NULL);
+    q->settings = settings_text(cfg, q->rw);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    hmap_init(&q->series);
+    size_t max = (size_t)(q->rw->queue_max_shards > 0 ? q->rw->queue_max_shards : 1);
+    size_t cap = (size_t)(q->rw->queue_capacity > 0 ? q->rw->queue_capacity : 10000);
+    q->shards = mem_calloc(max, sizeof *q->shards);
+    for (size_t i = 0; i < max; i++) {
+        rshard *sh = &q->shards[i];
+        sh->q = q;
+        sh->cap = cap;
+        sh->ring = mem_malloc(cap * sizeof *sh->ring);
+        pthread_mutex_init(&sh->mu, NULL);
+        pthread_cond_init(&sh->cv, NULL);
+    }
+    metrics_init(r, q);
+    return q;
+}
+
+static int queue_run(rqueue *q)
+{
+    queue_open_cursor(q);
+    size_t n = (size_t)(q->rw->queue_min_shards > 0 ? q->rw->queue_min_shards : 1);
+    if (n > (size_t)q->rw->queue_max_shards) n = (size_t)q->rw->queue_max_shards;
+    for (size_t i = 0; i < n; i++)
+        shard_start(q, &q->shards[i]);
+    q->n_shards = n;
+    registry_set(q->m.shards, (double)n);
+    registry_set(q->m.shards_desired, (double)n);
+    if (pthread_create(&q->reader, NULL, reader_main, q) != 0) return -EAGAIN;
+    q->reader_running = true;
+    log_info(REMOTE_LOG, "remote_name=%s url=%s: starting at write-ahead row %" PRIu64, q->name,
+             q->rw->url, q->next_read);
+    return 0;
+}
+
+/* Stops the threads, saves the cursor and frees. remove: also forget the
+ * consumer and the queue's metrics. */
+static void queue_free(rqueue *q, bool remove)
+{
+    if (!q) return;
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    /* Wake a reader waiting on a full shard. */
+    for (size_t i = 0; i < q->n_shards; i++)
+        pthread_cond_broadcast(&q->shards[i].cv);
+    if (q->reader_running) pthread_join(q->reader, NULL);
+    for (size_t i = 0; i < (size_t)q->rw->queue_max_shards; i++)
+        shard_stop(&q->shards[i]);
+    if (q->reader_running) advance_cursor(q, true);
+    if (remove) {
+        store_wal_consumer_remove(q->r->o.st, q->consumer);
+        store_kv_op op = {.ns = REMOTE_KV_NS, .key = q->consumer, .key_len = strlen(q->consumer)};
+        store_kv_apply(q->r->o.st, &op, 1, NULL);
+        metrics_remove(q->r, q);
+    }
+    for (size_t i = 0; i < (size_t)q->rw->queue_max_shards; i++) {
+        mem_free(q->shards[i].ring);
+        pthread_mutex_destroy(&q->shards[i].mu);
+        pthread_cond_destroy(&q->shards[i].cv);
+    }
+    mem_free(q->shards);
+    while (q->rows_len > 0) {
+        mem_free(q->rows[q->rows_head]);
+        q->rows_head = (q->rows_head + 1) % q->rows_cap;
+        q->rows_len--;
+    }
+    mem_free(q->rows);
+    size_t it = 0;
+    void *v;
+    while (hmap_next(&q->series, &it, &v)) {
+        rseries *s = v;
+        labels_free(s->ls);
+        mem_free(s);
+    }
+    hmap_cleanup(&q->series);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    mem_free(q->name);
+    mem_free(q->consumer);
+    mem_free(q->settings);
+    config_unref(q->cfg);
+    mem_free(q);
+}
+
+static int check_config(const config *cfg, buf *err)
+{
+    for (size_t i = 0; i < cfg->n_remote_write; i++) {
+        const config_remote_write *rw = &cfg->remote_write[i];
+        if (rw->protobuf_message && strcmp(rw->protobuf_message, "prometheus.WriteRequest") != 0) {
+            if (err)
+                buf_printf(err, "remote_write %s: protobuf_message %s is not supported (only "
+                                "prometheus.WriteRequest, remote write 1.0)",
+                           rw->url, rw->protobuf_message);
+            return -EINVAL;
+        }
+        if (rw->queue_max_shards < 1 || rw->queue_capacity < 1 ||
+            rw->queue_max_samples_per_send < 1) {
+            if (err)
+                buf_printf(err, "remote_write %s: queue_config needs max_shards, capacity and "
+                                "max_samples_per_send above 0",
+                           rw->url);
+            return -EINVAL;
+        }
+        char *ni = queue_name(rw);
+        for (size_t k = 0; k < i; k++) {
+            char *nk = queue_name(&cfg->remote_write[k]);
+            bool dup = strcmp(ni, nk) == 0;
+            mem_free(nk);
+            if (dup) {
+                if (err)
+                    buf_printf(err, "remote_write: duplicate remote write configs are not "
+                                    "allowed, found duplicate for URL: %s",
+                               rw->url);
+                mem_free(ni);
+                return -EINVAL;
+            }
+        }
+        mem_free(ni);
+    }
+    return 0;
+}
+
+int remote_start(remote **out, const remote_options *o, config *cfg, buf *err)
+{
+    *out = NULL;
+    if (!o || !o->st || !o->reg || !cfg) {
+        if (err) buf_puts(err, "remote: store, registry and config are required");
+        return -EINVAL;
+    }
+    int rc = check_config(cfg, err);
+    if (rc < 0) return rc;
+    remote *r = mem_calloc(1, sizeof *r);
+    r->o = *o;
+    pthread_mutex_init(&r->mu, NULL);
+    r->highest_ts = registry_child(
+        registry_gauge(o->reg, "prometheus_remote_storage_highest_timestamp_in_seconds",
+                       "Highest timestamp that has come into the remote storage via the Appender "
+                       "interface, in seconds since epoch.",
+                       NULL),
+        NULL);
+    *out = r;
+    return remote_apply(r, cfg, err);
+}
+
+int remote_apply(remote *r, config *cfg, buf *err)
+{
+    int rc = check_config(cfg, err);
+    if (rc < 0) return rc;
+    pthread_mutex_lock(&r->mu);
+    rqueue **next = mem_calloc(cfg->n_remote_write + 1, sizeof *next);
+    bool *kept = mem_calloc(r->n + 1, sizeof *kept);
+    /* Unchanged queues keep running. */
+    for (size_t i = 0; i < cfg->n_remote_write; i++) {
+        char *name = queue_name(&cfg->remote_write[i]);
+        char *set = settings_text(cfg, &cfg->remote_write[i]);
+        for (size_t k = 0; k < r->n; k++) {
+            if (!kept[k] && strcmp(r->q[k]->name, name) == 0 &&
+                strcmp(r->q[k]->settings, set) == 0) {
+                next[i] = r->q[k];
+                kept[k] = true;
+                break;
+            }
+        }
+        mem_free(name);
+        mem_free(set);
+    }
+    /* Changed ones stop (keeping their cursor when the name stays); removed
+     * ones stop and forget their cursor. */
+    for (size_t k = 0; k < r->n; k++) {
+        if (kept[k]) continue;
+        bool renamed = true;
+        for (size_t i = 0; i < cfg->n_remote_write && renamed; i++) {
+            char *name = queue_name(&cfg->remote_write[i]);
+            if (strcmp(name, r->q[k]->name) == 0) renamed = false;
+            mem_free(name);
+        }
+        queue_free(r->q[k], renamed);
+    }
+    for (size_t i = 0; i < cfg->n_remote_write; i++) {
+        if (next[i]) continue;
+        next[i] = queue_new(r, cfg, i);
+        if ((rc = queue_run(next[i])) < 0 && err)
+            buf_printf(err, "remote_write %s: cannot start the queue", next[i]->rw->url);
+    }
+    mem_free(r->q);
+    mem_free(kept);
+    r->q = next;
+    r->n = cfg->n_remote_write;
+    pthread_mutex_unlock(&r->mu);
+    return rc < 0 ? rc : 0;
+}
+
+void remote_stop(remote *r)
+{
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n; i++)
+        queue_free(r->q[i], false);
+    mem_free(r->q);
+    r->q = NULL;
+    r->n = 0;
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_destroy(&r->mu);
+    mem_free(r);
+}
