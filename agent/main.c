@@ -27,6 +27,7 @@
 #include "process.h"
 #include "promql/promqltest.h"
 #include "registry.h"
+#include "remote.h"
 #include "rulefmt.h"
 #include "rules.h"
 #include "rulestest.h"
@@ -61,6 +62,7 @@ typedef struct flags {
     const char *external_url;
     const char *resend_delay;
     const char *notification_max_age;
+    const char *remote_max_lag;
     const char *notification_queue_capacity;
     const char *features[MAX_FEATURE_FLAGS]; /* --enable-feature values, in order */
     size_t n_features;
@@ -83,6 +85,7 @@ typedef struct daemon_state {
     scrape_manager *scrape;
     rules_manager *rules;
     notify *notifier;
+    remote *rw; /* remote write queues */
     char *external_url; /* --web.external-url, without a trailing '/' */
     pthread_mutex_t coll_mu; /* guards coll (swapped by reloads, read by /metrics) */
     containers *coll;        /* the container stats collector, NULL when off */
@@ -124,6 +127,9 @@ static void usage(FILE *out)
           "  --web.external-url=URL        the URL sidewatch is reached at (alert generator URLs,\n"
           "                                webhook externalURL; default: http://<hostname>:<port>)\n"
           "  --rules.alert.resend-delay=DUR  least time between resends of an alert (default: 1m)\n"
+          "  --storage.remote.max-lag=DUR  write-ahead rows a remote_write queue has not sent after\n"
+          "                                this long are released anyway and counted as dropped\n"
+          "                                (default: 6h)\n"
           "  --notification.max-age=DUR    undelivered notifications older than this are dropped\n"
           "                                (default: 24h)\n"
           "  --alertmanager.notification-queue-capacity=N  most undelivered notifications kept per\n"
@@ -168,6 +174,7 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"web.external-url", offsetof(flags, external_url)},
         {"rules.alert.resend-delay", offsetof(flags, resend_delay)},
         {"notification.max-age", offsetof(flags, notification_max_age)},
+        {"storage.remote.max-lag", offsetof(flags, remote_max_lag)},
         {"alertmanager.notification-queue-capacity", offsetof(flags, notification_queue_capacity)},
         {"enable-feature", 0},
     };
@@ -510,6 +517,8 @@ static int reload(void *ctx, buf *err)
     if (d->rules && (rc = apply_rules(d, next, err)) < 0) goto refused;
     /* (A notifier error leaves the new rules in place: they are valid.) */
     if (d->notifier && (rc = notify_apply_config(d->notifier, next, err)) < 0) goto refused;
+    /* Remote write: queues whose settings changed restart at their cursor. */
+    if (d->rw && (rc = remote_apply(d->rw, next, err)) < 0) goto refused;
     config *old = d->cfg;
     d->cfg = next;
     d->last_reload_ok = true;
@@ -758,6 +767,20 @@ static int run_daemon(const flags *f)
             log_error("main", "Error applying the alerting config: %s", buf_cstr(&err));
             goto out;
         }
+        int64_t max_lag_ms = 6 * 3600 * 1000LL;
+        if (f->remote_max_lag &&
+            (strutil_parse_duration(f->remote_max_lag, strlen(f->remote_max_lag), &max_lag_ms,
+                                    &err) < 0 ||
+             max_lag_ms <= 0)) {
+            log_error("main", "--storage.remote.max-lag: %s",
+                      err.len ? buf_cstr(&err) : "must be positive");
+            goto out;
+        }
+        remote_options rwo = {.st = d.st, .reg = d.reg, .max_lag_ms = max_lag_ms};
+        if (remote_start(&d.rw, &rwo, d.cfg, &err) < 0) {
+            log_error("main", "Error starting remote write: %s", buf_cstr(&err));
+            goto out;
+        }
         rules_options ro = {
             .notify = send_alerts,
             .notify_ctx = &d,
@@ -800,6 +823,7 @@ static int run_daemon(const flags *f)
         {"web.external-url", d.external_url},
         {"rules.alert.resend-delay", f->resend_delay ? f->resend_delay : "1m"},
         {"notification.max-age", f->notification_max_age ? f->notification_max_age : "24h"},
+        {"storage.remote.max-lag", f->remote_max_lag ? f->remote_max_lag : "6h"},
         {"alertmanager.notification-queue-capacity",
          f->notification_queue_capacity ? f->notification_queue_capacity : "10000"},
         {"enable-feature", d.features_text},
@@ -888,6 +912,9 @@ out:
     rules_manager_free(d.rules);
     /* After the rules (which send to it), before the store (its outbox). */
     notify_free(d.notifier);
+    /* After the producers (their last rows are committed), before the store
+     * (the cursors are saved in it). */
+    remote_stop(d.rw);
     store_close(d.st);
     mem_free(d.external_url);
     registry_free(d.reg);

@@ -1,0 +1,668 @@
+/* remote: the remote write sender against a fake receiver (fakesrv.h) that
+ * decodes every request with rwproto_decode and records what arrived. */
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdarg.h>
+
+#include "testutil.h"
+
+#include "fakesrv.h"
+
+#include "buf.h"
+#include "config.h"
+#include "labels.h"
+#include "mem.h"
+#include "registry.h"
+#include "remote.h"
+#include "rwproto.h"
+#include "store.h"
+#include "strutil.h"
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static char *tmpdir_new(void)
+{
+    char *d = strdup("/tmp/wip-rwsend-test-remote-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void tmpdir_free(char *d)
+{
+    nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
+}
+
+static store *open_store(const char *dir)
+{
+    store_options o = {.path = dir};
+    buf err;
+    buf_init(&err, 4096);
+    store *s = NULL;
+    int rc = store_open(&s, &o, &err);
+    if (rc != 0) fail_msg("store_open: %d %s", rc, buf_cstr(&err));
+    buf_cleanup(&err);
+    return s;
+}
+
+static labels *mk(const char *name, ...)
+{
+    labels_builder b;
+    labels_builder_init(&b);
+    va_list ap;
+    va_start(ap, name);
+    for (const char *n = name; n; n = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        labels_builder_set(&b, n, strlen(n), v, strlen(v));
+    }
+    va_end(ap);
+    labels *ls = labels_builder_finish(&b, NULL);
+    labels_builder_cleanup(&b);
+    return ls;
+}
+
+static config *load_cfg(const char *fmt, ...)
+{
+    char yaml[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(yaml, sizeof yaml, fmt, ap);
+    va_end(ap);
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    config *c = NULL;
+    if (config_load_string(yaml, strlen(yaml), "test.yml", &c, &err) != 0)
+        fail_msg("config: %s\n%s", buf_cstr(&err), yaml);
+    buf_cleanup(&err);
+    return c;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the receiver ---------------------------------------------------------------- */
+
+#define MAX_SERIES 256
+#define MAX_SCRIPT 16
+
+typedef struct rseries_rec {
+    char *key; /* labels_format */
+    int64_t *t;
+    double *v;
+    size_t n, cap;
+} rseries_rec;
+
+typedef struct receiver {
+    pthread_mutex_t mu;
+    rseries_rec series[MAX_SERIES];
+    size_t n_series;
+    size_t total;            /* samples accepted */
+    int script[MAX_SCRIPT];  /* statuses to answer next (0 = end); -1 = hang */
+    size_t n_script, pos;
+    char retry_after[16];    /* sent with 429/5xx answers when set */
+    unsigned long requests, bad_requests;
+    char content_encoding[64], content_type[64], version[32], user_agent[64], custom[64];
+    char auth[128];
+    size_t metadata;
+} receiver;
+
+static void receiver_init(receiver *r)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+}
+
+static void receiver_cleanup(receiver *r)
+{
+    for (size_t i = 0; i < r->n_series; i++) {
+        free(r->series[i].key);
+        free(r->series[i].t);
+        free(r->series[i].v);
+    }
+    pthread_mutex_destroy(&r->mu);
+}
+
+static void receiver_script(receiver *r, const int *statuses, size_t n)
+{
+    pthread_mutex_lock(&r->mu);
+    memcpy(r->script, statuses, n * sizeof *statuses);
+    r->n_script = n;
+    r->pos = 0;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static rseries_rec *rec_series(receiver *r, const char *key)
+{
+    for (size_t i = 0; i < r->n_series; i++)
+        if (strcmp(r->series[i].key, key) == 0) return &r->series[i];
+    assert_true(r->n_series < MAX_SERIES);
+    rseries_rec *s = &r->series[r->n_series++];
+    memset(s, 0, sizeof *s);
+    s->key = strdup(key);
+    return s;
+}
+
+static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
+{
+    receiver *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    r->requests++;
+    int status = r->pos < r->n_script ? r->script[r->pos++] : 200;
+    fsrv_header(rq, "Content-Encoding", r->content_encoding, sizeof r->content_encoding);
+    fsrv_header(rq, "Content-Type", r->content_type, sizeof r->content_type);
+    fsrv_header(rq, "X-Prometheus-Remote-Write-Version", r->version, sizeof r->version);
+    fsrv_header(rq, "User-Agent", r->user_agent, sizeof r->user_agent);
+    fsrv_header(rq, "X-Custom", r->custom, sizeof r->custom);
+    fsrv_header(rq, "Authorization", r->auth, sizeof r->auth);
+    char ra[16];
+    snprintf(ra, sizeof ra, "%s", r->retry_after);
+    pthread_mutex_unlock(&r->mu);
+    if (status < 0) { /* hang until the client gives up or the server stops */
+        fsrv_sleep(srv, 5000);
+        return false;
+    }
+    if (status != 200) {
+        char extra[64] = "";
+        if (ra[0]) snprintf(extra, sizeof extra, "Retry-After: %s\r\n", ra);
+        const char *msg = "refused by the test\n";
+        fsrv_printf(fd, "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+                    status, fsrv_reason(status), extra, strlen(msg), msg);
+        return true;
+    }
+    rwproto_request req;
+    buf err;
+    buf_init(&err, 4096);
+    if (rwproto_decode(rq->body, rq->body_len, 0, &req, &err) != 0) {
+        pthread_mutex_lock(&r->mu);
+        r->bad_requests++;
+        pthread_mutex_unlock(&r->mu);
+        fsrv_respond(fd, 400, "text/plain", buf_cstr(&err), err.len);
+        buf_cleanup(&err);
+        return true;
+    }
+    buf_cleanup(&err);
+    pthread_mutex_lock(&r->mu);
+    buf key;
+    buf_init(&key, BUF_UNLIMITED);
+    for (size_t i = 0; i < req.n_series; i++) {
+        buf_reset(&key);
+        labels_format(req.series[i].ls, &key);
+        rseries_rec *s = rec_series(r, buf_cstr(&key));
+        for (size_t k = 0; k < req.series[i].n_samples; k++) {
+            if (s->n == s->cap) {
+                s->cap = s->cap ? s->cap * 2 : 64;
+                s->t = realloc(s->t, s->cap * sizeof *s->t);
+                s->v = realloc(s->v, s->cap * sizeof *s->v);
+            }
+            s->t[s->n] = req.series[i].samples[k].t;
+            s->v[s->n] = req.series[i].samples[k].v;
+            s->n++;
+            r->total++;
+        }
+    }
+    r->metadata += req.n_metadata;
+    buf_cleanup(&key);
+    pthread_mutex_unlock(&r->mu);
+    rwproto_request_cleanup(&req);
+    fsrv_respond(fd, 204, "text/plain", "", 0);
+    return true;
+}
+
+static size_t received(receiver *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->total;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* Waits up to ms for at least n samples. */
+static bool wait_received(receiver *r, size_t n, int ms)
+{
+    int64_t end = now_ms() + ms;
+    while (now_ms() < end) {
+        if (received(r) >= n) return true;
+        usleep(10 * 1000);
+    }
+    return received(r) >= n;
+}
+
+/* The samples of one series (by its labels_format text); NULL if none. */
+static rseries_rec *find(receiver *r, const char *key)
+{
+    for (size_t i = 0; i < r->n_series; i++)
+        if (strcmp(r->series[i].key, key) == 0) return &r->series[i];
+    return NULL;
+}
+
+/* ---- environment ------------------------------------------------------------------- */
+
+typedef struct env {
+    char *dir;
+    store *st;
+    registry *reg;
+    receiver rcv;
+    fsrv *srv;
+    int port;
+} env;
+
+static void env_init(env *e)
+{
+    memset(e, 0, sizeof *e);
+    e->dir = tmpdir_new();
+    e->st = open_store(e->dir);
+    e->reg = registry_new();
+    receiver_init(&e->rcv);
+    e->srv = fsrv_start_tcp(handle, &e->rcv, &e->port);
+    assert_non_null(e->srv);
+}
+
+static void env_cleanup(env *e)
+{
+    fsrv_stop(e->srv);
+    receiver_cleanup(&e->rcv);
+    registry_free(e->reg);
+    store_close(e->st);
+    tmpdir_free(e->dir);
+}
+
+static remote *start(env *e, config *cfg)
+{
+    remote_options o = {.st = e->st, .reg = e->reg};
+    remote *r = NULL;
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    if (remote_start(&r, &o, cfg, &err) != 0) fail_msg("remote_start: %s", buf_cstr(&err));
+    buf_cleanup(&err);
+    return r;
+}
+
+/* The value of a queue metric (labels remote_name, url [, reason]). */
+static double metric(env *e, const char *name, const char *rname, const char *reason)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/write", e->port);
+    const char *ql[] = {"remote_name", "url", NULL};
+    const char *qr[] = {"remote_name", "url", "reason", NULL};
+    registry_family *f;
+    if (strstr(name, "_total"))
+        f = registry_counter(e->reg, name, "", reason ? qr : ql);
+    else
+        f = registry_gauge(e->reg, name, "", ql);
+    assert_non_null(f);
+    const char *v[] = {rname, url, reason};
+    return registry_value(registry_child(f, v));
+}
+
+/* Appends one row: for each series i of n, sample (t, base_v[i] + t). */
+static void append_row(store *st, const uint64_t *refs, size_t n, int64_t t)
+{
+    store_batch *b = store_batch_new(st);
+    for (size_t i = 0; i < n; i++)
+        store_batch_add(b, refs[i], t, (double)(i * 1000) + (double)t);
+    assert_int_equal(store_batch_commit(b), 0);
+}
+
+static uint64_t ref_of(store *st, labels *ls)
+{
+    uint64_t ref;
+    bool created;
+    assert_int_equal(store_series_ref(st, ls, &ref, &created), 0);
+    labels_free(ls);
+    return ref;
+}
+
+/* Every series key in keys got exactly the samples t0..t0+n-1 (value
+ * i*1000 + t), in order. */
+static void check_series(receiver *r, const char *key, size_t i, int64_t t0, size_t n)
+{
+    pthread_mutex_lock(&r->mu);
+    rseries_rec *s = find(r, key);
+    if (!s) fail_msg("series %s never arrived", key);
+    if (s->n != n) fail_msg("series %s: %zu samples arrived, want %zu", key, s->n, n);
+    for (size_t k = 0; k < n; k++) {
+        if (s->t[k] != t0 + (int64_t)k)
+            fail_msg("series %s: sample %zu has t=%lld, want %lld", key, k, (long long)s->t[k],
+                     (long long)(t0 + (int64_t)k));
+        assert_true(s->v[k] == (double)(i * 1000) + (double)s->t[k]);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static const char *QC = "      queue_config: {batch_send_deadline: 20ms, min_backoff: 10ms, "
+                        "max_backoff: 50ms, max_samples_per_send: %d, min_shards: %d, "
+                        "max_shards: %d, capacity: %d}\n";
+
+static config *cfg_simple(env *e, const char *extra_top, const char *extra_rw, int per_send,
+                          int min_shards, int max_shards)
+{
+    char qc[512];
+    snprintf(qc, sizeof qc, QC, per_send, min_shards, max_shards, 1000);
+    return load_cfg("%s"
+                    "remote_write:\n"
+                    "    - url: http://127.0.0.1:%d/api/v1/write\n"
+                    "      name: rw1\n"
+                    "      remote_timeout: 300ms\n"
+                    "      metadata_config: {send: false}\n"
+                    "%s%s",
+                    extra_top ? extra_top : "", e->port, qc, extra_rw ? extra_rw : "");
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+/* Samples arrive once each and in order per series, with the remote write
+ * headers; external labels are added (the series' own label wins);
+ * write_relabel_configs drop series and change labels. */
+static void test_order_labels_headers(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, "global:\n  external_labels: {cluster: c1, job: ext}\n",
+                             "      headers: {X-Custom: hello}\n"
+                             "      authorization: {credentials: s3cret}\n"
+                             "      write_relabel_configs:\n"
+                             "        - {source_labels: [__name__], regex: drop_me, action: drop}\n"
+                             "        - {target_label: env, replacement: prod}\n",
+                             7, 1, 1);
+    remote *r = start(&e, cfg);
+    uint64_t refs[3] = {
+        ref_of(e.st, mk("__name__", "a", "job", "app", NULL)),
+        ref_of(e.st, mk("__name__", "b", "instance", "x", NULL)),
+        ref_of(e.st, mk("__name__", "drop_me", "job", "app", NULL)),
+    };
+    int64_t t0 = 1700000000000;
+    for (int64_t t = 0; t < 40; t++)
+        append_row(e.st, refs, 3, t0 + t);
+    assert_true(wait_received(&e.rcv, 80, 10000));
+    usleep(200 * 1000); /* nothing more may come */
+    assert_int_equal(received(&e.rcv), 80);
+    check_series(&e.rcv, "{__name__=\"a\", cluster=\"c1\", env=\"prod\", job=\"app\"}", 0, t0, 40);
+    check_series(&e.rcv,
+                 "{__name__=\"b\", cluster=\"c1\", env=\"prod\", instance=\"x\", job=\"ext\"}", 1,
+                 t0, 40);
+    assert_int_equal(e.rcv.n_series, 2);
+    assert_string_equal(e.rcv.content_encoding, "snappy");
+    assert_string_equal(e.rcv.content_type, "application/x-protobuf");
+    assert_string_equal(e.rcv.version, "0.1.0");
+    assert_true(strncmp(e.rcv.user_agent, "sidewatch/", 10) == 0);
+    assert_string_equal(e.rcv.custom, "hello");
+    assert_string_equal(e.rcv.auth, "Bearer s3cret");
+    /* Batches of at most 7 samples: at least 80/7 requests. */
+    assert_true(e.rcv.requests >= 12);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 80);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_dropped_total", "rw1",
+                       "dropped_series") == 40);
+    assert_true(metric(&e, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "rw1",
+                       NULL) == (double)(t0 + 39) / 1000.0);
+    assert_true(metric(&e, "prometheus_remote_storage_shards", "rw1", NULL) == 1);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* 500 twice, then success: retried, nothing lost or duplicated. Then 429
+ * (with Retry-After: 0) is retried as well. */
+static void test_retry_5xx_and_429(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 100, 1, 1);
+    receiver_script(&e.rcv, (int[]){500, 503, 200}, 3);
+    remote *r = start(&e, cfg);
+    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
+                        ref_of(e.st, mk("__name__", "b", NULL))};
+    int64_t t0 = 1000;
+    for (int64_t t = 0; t < 10; t++)
+        append_row(e.st, refs, 2, t0 + t);
+    assert_true(wait_received(&e.rcv, 20, 10000));
+    assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) > 0);
+    assert_true(e.rcv.requests >= 3);
+
+    snprintf(e.rcv.retry_after, sizeof e.rcv.retry_after, "0");
+    receiver_script(&e.rcv, (int[]){429, 429, 200}, 3);
+    double retried = metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL);
+    for (int64_t t = 10; t < 20; t++)
+        append_row(e.st, refs, 2, t0 + t);
+    assert_true(wait_received(&e.rcv, 40, 10000));
+    usleep(200 * 1000);
+    assert_int_equal(received(&e.rcv), 40);
+    check_series(&e.rcv, "{__name__=\"a\"}", 0, t0, 20);
+    check_series(&e.rcv, "{__name__=\"b\"}", 1, t0, 20);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) >
+                retried);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_failed_total", "rw1", NULL) == 0);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 40);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* 400: the batch is dropped and counted as failed; later ones arrive. */
+static void test_400_dropped(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 5, 1, 1);
+    receiver_script(&e.rcv, (int[]){400}, 1);
+    remote *r = start(&e, cfg);
+    uint64_t refs[5];
+    for (int i = 0; i < 5; i++) {
+        char n[8];
+        snprintf(n, sizeof n, "m%d", i);
+        refs[i] = ref_of(e.st, mk("__name__", n, NULL));
+    }
+    append_row(e.st, refs, 5, 100); /* one row of 5: exactly the first batch */
+    int64_t end = now_ms() + 10000;
+    while (metric(&e, "prometheus_remote_storage_samples_failed_total", "rw1", NULL) < 5 &&
+           now_ms() < end)
+        usleep(10 * 1000);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_failed_total", "rw1", NULL) == 5);
+    assert_int_equal(received(&e.rcv), 0);
+    append_row(e.st, refs, 5, 101);
+    assert_true(wait_received(&e.rcv, 5, 10000));
+    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 5);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) == 0);
+    pthread_mutex_lock(&e.rcv.mu);
+    assert_int_equal(find(&e.rcv, "{__name__=\"m0\"}")->t[0], 101);
+    pthread_mutex_unlock(&e.rcv.mu);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* A receiver that hangs is cut off by remote_timeout (300 ms) and the batch
+ * is retried; stopping does not wait for the hanging request. */
+static void test_hanging_receiver(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 100, 1, 1);
+    receiver_script(&e.rcv, (int[]){-1, 200}, 2);
+    remote *r = start(&e, cfg);
+    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    int64_t t_start = now_ms();
+    append_row(e.st, &ref, 1, 5);
+    assert_true(wait_received(&e.rcv, 1, 10000));
+    int64_t took = now_ms() - t_start;
+    assert_true(took >= 250);  /* the hang lasted until the timeout */
+    assert_true(took < 4000);  /* and not until the server gave up (5 s) */
+    assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) == 1);
+    /* Stopping while a request hangs returns promptly. */
+    receiver_script(&e.rcv, (int[]){-1}, 1);
+    append_row(e.st, &ref, 1, 6);
+    usleep(100 * 1000);
+    int64_t s0 = now_ms();
+    remote_stop(r);
+    assert_true(now_ms() - s0 < 1500);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* A queue stopped and started again (store closed and reopened in
+ * between) resumes at its cursor: rows appended while it was stopped
+ * arrive, nothing twice. */
+static void test_restart_resumes(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 50, 1, 1);
+    remote *r = start(&e, cfg);
+    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
+                        ref_of(e.st, mk("__name__", "b", NULL))};
+    for (int64_t t = 0; t < 10; t++)
+        append_row(e.st, refs, 2, 1000 + t);
+    assert_true(wait_received(&e.rcv, 20, 10000));
+    remote_stop(r);
+    /* While stopped: more rows; the store closes and opens again. */
+    for (int64_t t = 10; t < 25; t++)
+        append_row(e.st, refs, 2, 1000 + t);
+    store_close(e.st);
+    e.st = open_store(e.dir);
+    assert_int_equal(received(&e.rcv), 20);
+    /* A fresh registry, as after a process restart. */
+    registry_free(e.reg);
+    e.reg = registry_new();
+    r = start(&e, cfg);
+    for (int64_t t = 25; t < 30; t++)
+        append_row(e.st, refs, 2, 1000 + t);
+    assert_true(wait_received(&e.rcv, 60, 10000));
+    usleep(300 * 1000);
+    assert_int_equal(received(&e.rcv), 60);
+    check_series(&e.rcv, "{__name__=\"a\"}", 0, 1000, 30);
+    check_series(&e.rcv, "{__name__=\"b\"}", 1, 1000, 30);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 40);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* A new queue starts at the store's end: rows from before it existed are
+ * not sent. */
+static void test_new_queue_starts_at_end(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    uint64_t ref = ref_of(e.st, mk("__name__", "old", NULL));
+    for (int64_t t = 0; t < 5; t++)
+        append_row(e.st, &ref, 1, t);
+    config *cfg = cfg_simple(&e, NULL, NULL, 50, 1, 1);
+    remote *r = start(&e, cfg);
+    append_row(e.st, &ref, 1, 5);
+    assert_true(wait_received(&e.rcv, 1, 10000));
+    usleep(200 * 1000);
+    assert_int_equal(received(&e.rcv), 1);
+    pthread_mutex_lock(&e.rcv.mu);
+    assert_int_equal(find(&e.rcv, "{__name__=\"old\"}")->t[0], 5);
+    pthread_mutex_unlock(&e.rcv.mu);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* Several shards: every series' samples arrive complete and in order. */
+static void test_shards_keep_order(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 9, 4, 4);
+    remote *r = start(&e, cfg);
+    enum { NS = 40, NT = 50 };
+    uint64_t refs[NS];
+    for (int i = 0; i < NS; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "s%02d", i);
+        refs[i] = ref_of(e.st, mk("__name__", n, NULL));
+    }
+    for (int64_t t = 0; t < NT; t++)
+        append_row(e.st, refs, NS, 10000 + t);
+    assert_true(wait_received(&e.rcv, NS * NT, 20000));
+    usleep(200 * 1000);
+    assert_int_equal(received(&e.rcv), NS * NT);
+    for (int i = 0; i < NS; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "{__name__=\"s%02d\"}", i);
+        check_series(&e.rcv, key, (size_t)i, 10000, NT);
+    }
+    assert_true(metric(&e, "prometheus_remote_storage_shards", "rw1", NULL) == 4);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_pending", "rw1", NULL) == 0);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* Staleness markers are sent bit for bit; metadata goes too. */
+static void test_stale_markers_and_metadata(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = load_cfg("remote_write:\n"
+                           "    - url: http://127.0.0.1:%d/api/v1/write\n"
+                           "      name: rw1\n"
+                           "      queue_config: {batch_send_deadline: 20ms}\n"
+                           "      metadata_config: {send_interval: 100ms}\n",
+                           e.port);
+    store_batch *b = store_batch_new(e.st);
+    store_batch_metadata(b, "a", EXPFMT_COUNTER, "help of a", "");
+    assert_int_equal(store_batch_commit(b), 0);
+    remote *r = start(&e, cfg);
+    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    b = store_batch_new(e.st);
+    store_batch_add(b, ref, 1, 1.0);
+    assert_int_equal(store_batch_commit(b), 0);
+    b = store_batch_new(e.st);
+    store_batch_add(b, ref, 2, strutil_stale_nan());
+    assert_int_equal(store_batch_commit(b), 0);
+    assert_true(wait_received(&e.rcv, 2, 10000));
+    pthread_mutex_lock(&e.rcv.mu);
+    rseries_rec *s = find(&e.rcv, "{__name__=\"a\"}");
+    assert_non_null(s);
+    assert_true(strutil_is_stale_nan(s->v[1]));
+    pthread_mutex_unlock(&e.rcv.mu);
+    int64_t end = now_ms() + 5000;
+    while (now_ms() < end) {
+        pthread_mutex_lock(&e.rcv.mu);
+        size_t md = e.rcv.metadata;
+        pthread_mutex_unlock(&e.rcv.mu);
+        if (md > 0) break;
+        usleep(10 * 1000);
+    }
+    assert_true(e.rcv.metadata > 0);
+    assert_true(metric(&e, "prometheus_remote_storage_metadata_total", "rw1", NULL) > 0);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_order_labels_headers),
+        cmocka_unit_test(test_retry_5xx_and_429),
+        cmocka_unit_test(test_400_dropped),
+        cmocka_unit_test(test_hanging_receiver),
+        cmocka_unit_test(test_restart_resumes),
+        cmocka_unit_test(test_new_queue_starts_at_end),
+        cmocka_unit_test(test_shards_keep_order),
+        cmocka_unit_test(test_stale_markers_and_metadata),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
