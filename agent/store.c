@@ -37,7 +37,12 @@
  *   wal(slot, data)                    the write-ahead table: slots holding
  *                                      one committed batch each (format
  *                                      below); meta.wal_pin says which are
- *                                      still needed
+ *                                      still needed, meta.wal_head (version
+ *                                      6) from which row on replay must
+ *                                      append them to the head
+ *   wal_consumers(name, next_seq, max_lag_ms, dropped)
+ *                                      (version 6) remote-write cursors:
+ *                                      each holds the rows from next_seq on
  *   metadata(metric, type, help, unit) latest wins
  *   kv(ns, key, value)                 durable state of other modules
  *                                      (version 4): alert state, the
@@ -46,11 +51,15 @@
  * memcmp, i.e. like Go strings).
  *
  * Write-ahead slot: a blob of fixed capacity (size classes: the leaf page,
- * plus one overflow page per class) holding a 12-byte header (the batch's
- * sequence number, 8 bytes, then the row's length, 4 bytes, both
- * little-endian; sequence 0 = never used) and the row. A slot whose
+ * plus one overflow page per class) holding a header and the row. The
+ * header: the batch's sequence number, 8 bytes, then the row's length, 4
+ * bytes, both little-endian (sequence 0 = never used); since version 6 the
+ * length's top bit is set and 8 more bytes follow, the commit's wall-clock
+ * time in ms (20 bytes in all). Rows of older versions have the 12-byte
+ * header and no commit time (store_wal_read reports commit_ms 0; max_lag
+ * counts them as committed when the store was opened). A slot whose
  * sequence number is below meta.wal_pin is free: its samples are all in
- * chunk rows. Slots are rewritten in place (sqlite3_blob_write), which
+ * chunk rows and no consumer needs it. Slots are rewritten in place (sqlite3_blob_write), which
  * changes only the pages the row covers, where an INSERT and a later DELETE
  * also rewrite free-list, pointer-map and header pages: 2 pages per commit
  * instead of 5 for a 1,000-sample batch.
@@ -73,7 +82,27 @@
  * Schema version 5 marks a database that may hold histogram chunks and
  * rows of kind 1: a version-4 binary refuses it (a newer schema) instead of
  * counting the chunks as corrupt and dropping the rows' samples. The
- * upgrade from 4 only adds chunks_hist.
+ * upgrade from 4 only adds chunks_hist. Version 6 marks slots that may
+ * carry the 20-byte header (a version-5 binary would take them for damaged
+ * ones); the upgrade from 5 adds wal_consumers, and old rows stay readable.
+ *
+ * Consumers (remote write, store.h). The release point is
+ * meta.wal_pin = min(the head's pin, every consumer's next_seq): rows a
+ * consumer has not read stay in their slots after their samples are in
+ * chunk rows. meta.wal_head records the head's own pin, so replay at open
+ * appends only rows from there on; rows kept only for consumers stay in
+ * use (readable) but are never appended to the head again. store_maintain
+ * moves the cursor of a consumer past rows committed before now - its
+ * max_lag_ms (adding their samples to its dropped count) in the same
+ * transaction that moves meta.wal_pin, so a crash never releases a row
+ * without counting it. Disk cost: a receiver that is down keeps every row
+ * of up to max_lag_ms (a 1,000-sample scrape row is about 5-10 KB: hours
+ * at 10,000 samples/s are gigabytes); retention by time or size deletes
+ * only chunk rows and does not count the rows kept only for consumers
+ * (max_lag_ms bounds them), so a lagging consumer does not make size
+ * retention delete chunks. The slot pool grows with the rows kept and
+ * shrinks again (store_maintain deletes free slots beyond the number in
+ * use) once the consumer caught up.
  *
  * The head. Each series has an open chunk in memory. A commit writes, in one
  * SQLite transaction: the rows of series created since the last commit,
@@ -106,8 +135,12 @@
  * writing while the head is changed and for reading while a reader copies a
  * series' in-memory chunks; index_mu guards the series index (by_labels,
  * by_id, next_id, pending); readers_mu the list of active read snapshots;
- * stats_mu the counters. Order: write_mu, head_lock, index_mu, readers_mu,
- * stats_mu.
+ * stats_mu the counters; ring_mu the ring of used write-ahead slots (changed
+ * under write_mu too, so the writer reads it without ring_mu) and
+ * last_wal_seq's moves, so store_wal_read finds rows without write_mu;
+ * cons_mu the consumers (changed under write_mu too); wal_rd_mu the
+ * write-ahead reader's connection. Order: write_mu, head_lock, index_mu,
+ * readers_mu, stats_mu, ring_mu, cons_mu; wal_rd_mu is taken alone.
  *
  * Histograms. A series that gets a histogram sample gets a second open
  * chunk (struct hhead, allocated then: float-only series carry only a NULL
@@ -157,7 +190,7 @@
 #include "mem.h"
 #include "strutil.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 #define STORE_APPLICATION_ID 0x53445754 /* "SDWT" */
 #define STORE_DB_NAME "sidewatch.db"
 #define STORE_LOCK_NAME "lock"
@@ -193,6 +226,15 @@
  * and the row. Class 0 holds up to STORE_WAL_SLOT_BASE bytes, which SQLite
  * keeps on the table's leaf page; each class above adds one overflow page. */
 #define STORE_WAL_HEADER 12
+/* The version-6 header: STORE_WAL_HEADER, then the commit time (8 bytes),
+ * flagged by the length's top bit. */
+#define STORE_WAL_HEADER_TIMED 20
+#define STORE_WAL_TIMED 0x80000000u
+/* A consumer name's longest length (bytes). */
+#define STORE_WAL_CONSUMER_NAME_MAX 1024
+/* store_wal_read retries this often when the rows it found were released
+ * (and their slots reused) before it read them. */
+#define STORE_WAL_READ_TRIES 8
 #define STORE_WAL_SLOT_BASE 3800
 #define STORE_WAL_SLOT_STEP (STORE_PAGE_SIZE - 4)
 /* Free slots are listed by class; classes from STORE_WAL_CLASSES - 1 up
@@ -235,9 +277,19 @@ typedef struct mchunk {
 /* A row of the write-ahead table. */
 typedef struct wal_slot {
     int64_t id;
-    uint64_t seq; /* of the batch it holds (while in use) */
-    uint32_t cls; /* size class: capacity slot_capacity(cls) */
+    uint64_t seq;      /* of the batch it holds (while in use) */
+    int64_t commit_ms; /* its commit time (while in use; old rows: open time) */
+    uint32_t cls;      /* size class: capacity slot_capacity(cls) */
+    uint32_t nsamples; /* samples in its row (while in use) */
 } wal_slot;
+
+/* A remote-write consumer of the write-ahead rows (store.h). */
+typedef struct wal_consumer {
+    char *name;
+    uint64_t next_seq;
+    int64_t max_lag_ms;
+    uint64_t dropped;
+} wal_consumer;
 
 /* A series' open histogram chunk (allocated at its first histogram). */
 typedef struct hhead {
@@ -309,6 +361,7 @@ struct store {
         sqlite3_stmt *ins_chunk, *ins_slot, *del_slot, *upsert_metadata;
         sqlite3_stmt *del_chunks_before, *oldest_chunks, *del_chunk;
         sqlite3_stmt *first_chunk, *last_chunk;
+        sqlite3_stmt *upsert_consumer, *del_consumer, *set_consumer;
     } st;
     uint64_t gen;  /* commit generation, for the tentative state */
     hmap metadata; /* metric -> meta_entry: what the database holds */
@@ -318,6 +371,15 @@ struct store {
     _Atomic uint64_t last_wal_seq; /* newest write-ahead row whose samples are in the head */
     uint64_t wal_next;             /* sequence number of the next row */
     uint64_t truncated_upto; /* rows below this are free (and meta.wal_pin says so) */
+    uint64_t head_pinned;    /* meta.wal_head: rows below it are in chunk rows */
+    pthread_mutex_t ring_mu;
+    pthread_mutex_t cons_mu;
+    wal_consumer *cons;
+    size_t ncons, cons_cap;
+    /* store_wal_read's connection (opened at its first call). */
+    pthread_mutex_t wal_rd_mu;
+    sqlite3 *wal_rdb;
+    sqlite3_stmt *wal_rd_row, *wal_rd_begin, *wal_rd_end;
     /* Write-ahead slots: those holding needed rows in sequence order (a
      * ring), and free ones by size class. */
     wal_slot *slots_used;
@@ -781,27 +843,54 @@ static void slot_used_push(store *s, wal_slot x)
     s->used_len++;
 }
 
-/* Frees the slots whose rows are all below `pin` (in chunk rows). */
+/* Frees the slots whose rows are all below `pin` (in chunk rows, and no
+ * consumer needs them). Caller holds write_mu (and takes ring_mu here). */
 static void slots_release_below(store *s, uint64_t pin)
 {
+    pthread_mutex_lock(&s->ring_mu);
     while (s->used_len && s->slots_used[s->used_head].seq < pin) {
         slot_free_push(s, s->slots_used[s->used_head]);
         s->used_head = (s->used_head + 1) % s->used_cap;
         s->used_len--;
     }
+    pthread_mutex_unlock(&s->ring_mu);
 }
 
-/* Writes the write-ahead row `rec` (len bytes, the first STORE_WAL_HEADER
- * of them left for the header) for batch `seq` into a free slot, or a new
- * one. Caller holds write_mu, in a transaction; on success *slot is the
+/* The used slot at position i of the ring (0 = oldest). Caller holds
+ * write_mu or ring_mu. */
+static wal_slot *slot_used_at(store *s, size_t i)
+{
+    return &s->slots_used[(s->used_head + i) % s->used_cap];
+}
+
+/* The position in the ring of the first row with seq >= `seq` (used_len if
+ * none). Caller holds write_mu or ring_mu. */
+static size_t slot_used_find(store *s, uint64_t seq)
+{
+    size_t lo = 0, hi = s->used_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (slot_used_at(s, mid)->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Writes the write-ahead row `rec` (len bytes, the first
+ * STORE_WAL_HEADER_TIMED of them left for the header) of `nsamples`
+ * samples for batch `seq`, committed at commit_ms, into a free slot, or a
+ * new one. Caller holds write_mu, in a transaction; on success *slot is the
  * slot to mark used once the transaction commits, and *created says it is
  * new (its id is next_slot_id); on failure a reused slot is free again. */
-static int slot_write(store *s, uint64_t seq, uint8_t *rec, size_t len, wal_slot *slot,
-                      bool *created)
+static int slot_write(store *s, uint64_t seq, int64_t commit_ms, uint32_t nsamples, uint8_t *rec,
+                      size_t len, wal_slot *slot, bool *created)
 {
-    uint32_t n = (uint32_t)(len - STORE_WAL_HEADER);
+    uint32_t n = (uint32_t)(len - STORE_WAL_HEADER_TIMED) | STORE_WAL_TIMED;
     for (int k = 0; k < 8; k++) rec[k] = (uint8_t)(seq >> (8 * k));
     for (int k = 0; k < 4; k++) rec[8 + k] = (uint8_t)(n >> (8 * k));
+    for (int k = 0; k < 8; k++) rec[12 + k] = (uint8_t)((uint64_t)commit_ms >> (8 * k));
     uint32_t cls = slot_class(len);
     *created = !slot_free_take(s, cls, slot);
     int rc = SQLITE_OK;
@@ -824,21 +913,54 @@ static int slot_write(store *s, uint64_t seq, uint8_t *rec, size_t len, wal_slot
     }
     if (rc != SQLITE_OK && !*created) slot_free_push(s, *slot);
     slot->seq = seq;
+    slot->commit_ms = commit_ms;
+    slot->nsamples = nsamples;
     return rc;
 }
 
+/* A slot's header, as read from the first `avail` bytes of a blob of
+ * blob_len bytes. */
+typedef struct slot_hdr {
+    uint64_t seq;
+    uint32_t len;      /* of the row */
+    uint32_t off;      /* where the row starts: the header's length */
+    int64_t commit_ms; /* 0 in a row of a version before 6 */
+} slot_hdr;
+
 /* Reads a slot's header: false if it holds no row (never written) or a
- * header that does not fit the slot (a damaged file). */
-static bool slot_header(const uint8_t *p, size_t blob_len, uint64_t *seq, uint32_t *len)
+ * header that does not fit the slot (a damaged file); h->seq is set
+ * either way (0 for a slot never written). */
+static bool slot_header(const uint8_t *p, size_t avail, size_t blob_len, slot_hdr *h)
 {
-    if (blob_len < STORE_WAL_HEADER) return false;
+    *h = (slot_hdr){0};
+    if (avail < STORE_WAL_HEADER || blob_len < STORE_WAL_HEADER) return false;
     uint64_t q = 0;
     uint32_t n = 0;
     for (int k = 7; k >= 0; k--) q = q << 8 | p[k];
     for (int k = 3; k >= 0; k--) n = n << 8 | p[8 + k];
-    *seq = q;
-    *len = n;
-    return q != 0 && (size_t)n <= blob_len - STORE_WAL_HEADER;
+    h->seq = q;
+    h->off = STORE_WAL_HEADER;
+    if (n & STORE_WAL_TIMED) {
+        if (avail < STORE_WAL_HEADER_TIMED || blob_len < STORE_WAL_HEADER_TIMED) return false;
+        uint64_t c = 0;
+        for (int k = 7; k >= 0; k--) c = c << 8 | p[12 + k];
+        h->commit_ms = (int64_t)c;
+        h->off = STORE_WAL_HEADER_TIMED;
+        n &= ~STORE_WAL_TIMED;
+    }
+    h->len = n;
+    return q != 0 && (size_t)n <= blob_len - h->off;
+}
+
+/* The number of samples a row holds, from its first bytes (0 if they do
+ * not say). */
+static uint32_t row_count(const uint8_t *p, size_t avail)
+{
+    const uint8_t *end = p + avail;
+    if (avail >= 2 && p[0] == 0) p += 2; /* a row of kind 1 */
+    uint64_t n = 0;
+    if (get_uvarint(&p, end, &n) < 0 || n > UINT32_MAX) return 0;
+    return (uint32_t)n;
 }
 
 /* ---- the head --------------------------------------------------------------------- */
@@ -1054,6 +1176,17 @@ static uint64_t wal_pin(store *s, bool count_unwritten)
     return pin;
 }
 
+/* The release point: the head's pin lowered to every consumer's cursor.
+ * Caller holds write_mu. */
+static uint64_t release_pin(store *s, uint64_t head_pin)
+{
+    uint64_t pin = head_pin;
+    for (size_t i = 0; i < s->ncons; i++) {
+        if (s->cons[i].next_seq < pin) pin = s->cons[i].next_seq;
+    }
+    return pin;
+}
+
 /* ---- open and close ------------------------------------------------------------ */
 
 static const char schema_sql[] =
@@ -1087,6 +1220,11 @@ static const char schema_v4_sql[] = "CREATE TABLE IF NOT EXISTS kv(ns TEXT NOT N
 /* Version 5: histogram chunks (enc 2 and 3); their partial index. */
 static const char schema_v5_sql[] =
     "CREATE INDEX IF NOT EXISTS chunks_hist ON chunks(series_id, max_t) WHERE enc >= 2;";
+
+/* Version 6: remote-write consumers of the write-ahead rows. */
+static const char schema_v6_sql[] =
+    "CREATE TABLE IF NOT EXISTS wal_consumers(name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL,"
+    " max_lag_ms INTEGER NOT NULL, dropped INTEGER NOT NULL) WITHOUT ROWID;";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1200,6 +1338,7 @@ static int init_schema(store *s, buf *err)
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v3_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v4_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v5_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v6_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) goto sqlerr;
     } else if (app_id != STORE_APPLICATION_ID) {
         open_error(err, s, "%s is not a sidewatch database (application_id 0x%" PRIx64 ")",
@@ -1226,6 +1365,10 @@ static int init_schema(store *s, buf *err)
         }
         if (version < 5) {
             rc = sqlite3_exec(s->db, schema_v5_sql, NULL, NULL, NULL);
+            if (rc != SQLITE_OK) goto sqlerr;
+        }
+        if (version < 6) {
+            rc = sqlite3_exec(s->db, schema_v6_sql, NULL, NULL, NULL);
             if (rc != SQLITE_OK) goto sqlerr;
         }
     }
@@ -1280,6 +1423,11 @@ static int prepare_writer(store *s)
         W(first_chunk, "SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
         W(last_chunk, "SELECT max_t, data, enc FROM chunks WHERE series_id = ?1"
                       " ORDER BY max_t DESC LIMIT 1"),
+        W(upsert_consumer, "INSERT INTO wal_consumers(name, next_seq, max_lag_ms, dropped)"
+                           " VALUES(?1, ?2, ?3, 0) ON CONFLICT(name) DO UPDATE SET"
+                           " next_seq = excluded.next_seq, max_lag_ms = excluded.max_lag_ms"),
+        W(del_consumer, "DELETE FROM wal_consumers WHERE name = ?1"),
+        W(set_consumer, "UPDATE wal_consumers SET next_seq = ?2, dropped = ?3 WHERE name = ?1"),
 #undef W
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
@@ -1390,6 +1538,23 @@ static int load_state(store *s, buf *err)
         e->help = mem_strdup((const char *)sqlite3_column_text(st, 2));
         e->unit = mem_strdup((const char *)sqlite3_column_text(st, 3));
         hmap_put(&s->metadata, str_hash(e->metric), e);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc != SQLITE_DONE) goto sqlerr_nofin;
+
+    rc = sqlite3_prepare_v2(s->db, "SELECT name, next_seq, max_lag_ms, dropped FROM wal_consumers",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK) goto sqlerr;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (s->ncons == s->cons_cap) s->cons = mem_grow(s->cons, sizeof *s->cons, s->ncons + 1, &s->cons_cap);
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        s->cons[s->ncons++] = (wal_consumer){
+            .name = mem_strdup(name ? name : ""),
+            .next_seq = (uint64_t)sqlite3_column_int64(st, 1),
+            .max_lag_ms = sqlite3_column_int64(st, 2),
+            .dropped = (uint64_t)sqlite3_column_int64(st, 3),
+        };
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) goto sqlerr_nofin;
@@ -1519,31 +1684,40 @@ static bool replay_row(store *s, replay_ctx *cx, uint64_t seq, const uint8_t *p,
  * become free slots. */
 static int replay_wal(store *s, buf *err)
 {
-    int64_t pin = 0;
+    int64_t pin = 0, head = 0;
     int rc = query_int(s->db, "SELECT value FROM meta WHERE key = 'wal_pin'", &pin);
+    /* Rows kept only for consumers (below meta.wal_head) are in chunk rows:
+     * they stay readable but are not appended again. Without wal_head (a
+     * version before 6) every row from wal_pin on is replayed. */
+    if (rc == SQLITE_OK) rc = query_int(s->db, "SELECT value FROM meta WHERE key = 'wal_head'", &head);
+    if (head < pin) head = pin;
     sqlite3_stmt *st = NULL;
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(s->db, "SELECT slot, length(data), substr(data, 1, 12) FROM wal", -1,
+        rc = sqlite3_prepare_v2(s->db, "SELECT slot, length(data), substr(data, 1, 32) FROM wal", -1,
                                 &st, NULL);
     if (rc != SQLITE_OK) goto sqlerr;
     slot_list used = {0};
     uint64_t max_seq = pin > 0 ? (uint64_t)pin - 1 : 0;
     int64_t max_id = 0;
+    int64_t now = wall_ms();
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         wal_slot x = {.id = sqlite3_column_int64(st, 0),
                       .cls = class_of_capacity(sqlite3_column_int64(st, 1))};
         if (x.id > max_id) max_id = x.id;
-        uint64_t seq = 0;
-        uint32_t len = 0;
         size_t blob_len = (size_t)sqlite3_column_int64(st, 1);
         const uint8_t *h = sqlite3_column_blob(st, 2);
-        bool ok = h && slot_header(h, blob_len, &seq, &len);
-        if (seq > max_seq) max_seq = seq;
-        if (ok && seq >= (uint64_t)pin) {
-            x.seq = seq;
+        size_t avail = (size_t)sqlite3_column_bytes(st, 2);
+        slot_hdr hd = {0};
+        bool ok = h && slot_header(h, avail, blob_len, &hd);
+        if (hd.seq > max_seq) max_seq = hd.seq;
+        if (ok && hd.seq >= (uint64_t)pin) {
+            x.seq = hd.seq;
+            /* A row without its commit time counts as committed now. */
+            x.commit_ms = hd.commit_ms ? hd.commit_ms : now;
+            x.nsamples = row_count(h + hd.off, avail - hd.off < hd.len ? avail - hd.off : hd.len);
             slot_list_push(&used, x);
         } else {
-            if (!ok && seq != 0)
+            if (!ok && hd.seq != 0)
                 log_error(COMPONENT, "write-ahead slot %" PRId64 " has a damaged header; ignored",
                           x.id);
             slot_free_push(s, x);
@@ -1569,24 +1743,27 @@ static int replay_wal(store *s, buf *err)
                                 "SELECT max_t FROM chunks WHERE series_id = ?1 AND enc >= 2"
                                 " ORDER BY max_t DESC LIMIT 1",
                                 -1, &cx.last_hist, NULL);
-    int64_t now = wall_ms();
     uint64_t replayed = 0, skipped = 0, unknown = 0;
+    size_t rows = 0;
     for (size_t i = 0; rc == SQLITE_OK && i < used.n; i++) {
-        sqlite3_bind_int64(st, 1, used.v[i].id);
-        if ((rc = sqlite3_step(st)) != SQLITE_ROW) break;
-        rc = SQLITE_OK;
-        const uint8_t *p = sqlite3_column_blob(st, 0);
-        size_t blob_len = (size_t)sqlite3_column_bytes(st, 0);
-        uint64_t seq;
-        uint32_t len;
-        if (p && slot_header(p, blob_len, &seq, &len) &&
-            !replay_row(s, &cx, seq, p + STORE_WAL_HEADER, len, now, &replayed, &skipped, &unknown))
-            /* A row SQLite committed cannot be torn; a corrupt one means the
-             * file was damaged. Keep what could be read, say so. */
-            log_error(COMPONENT, "write-ahead row %" PRIu64 " is corrupt; samples after the damage "
-                                 "in that row are lost",
-                      seq);
-        sqlite3_reset(st);
+        if (used.v[i].seq >= (uint64_t)head) {
+            sqlite3_bind_int64(st, 1, used.v[i].id);
+            if ((rc = sqlite3_step(st)) != SQLITE_ROW) break;
+            rc = SQLITE_OK;
+            const uint8_t *p = sqlite3_column_blob(st, 0);
+            size_t blob_len = (size_t)sqlite3_column_bytes(st, 0);
+            slot_hdr hd;
+            if (p && slot_header(p, blob_len, blob_len, &hd) &&
+                !replay_row(s, &cx, hd.seq, p + hd.off, hd.len, now, &replayed, &skipped, &unknown))
+                /* A row SQLite committed cannot be torn; a corrupt one means
+                 * the file was damaged. Keep what could be read, say so. */
+                log_error(COMPONENT,
+                          "write-ahead row %" PRIu64 " is corrupt; samples after the damage "
+                          "in that row are lost",
+                          hd.seq);
+            sqlite3_reset(st);
+            rows++;
+        }
         s->last_wal_seq = used.v[i].seq;
         slot_used_push(s, used.v[i]);
     }
@@ -1603,14 +1780,18 @@ static int replay_wal(store *s, buf *err)
     s->last_wal_seq = max_seq;
     s->wal_next = max_seq + 1;
     s->truncated_upto = pin > 0 ? (uint64_t)pin : 0;
+    s->head_pinned = (uint64_t)head;
     s->next_slot_id = max_id + 1;
     s->stats.replayed_samples = replayed;
     s->stats.wal_rows = s->used_len;
-    if (s->used_len)
+    if (rows)
         log_info(COMPONENT,
                  "replayed %" PRIu64 " samples from %zu write-ahead rows (%" PRIu64
                  " already in chunks)",
-                 replayed, s->used_len, skipped);
+                 replayed, rows, skipped);
+    if (s->used_len > rows)
+        log_info(COMPONENT, "%zu write-ahead rows kept for remote-write consumers",
+                 s->used_len - rows);
     if (unknown)
         log_error(COMPONENT, "write-ahead rows reference %" PRIu64 " samples of unknown series",
                   unknown);
@@ -1639,6 +1820,12 @@ static void ckpt_stop(store *s)
 static void free_all(store *s)
 {
     ckpt_stop(s);
+    sqlite3_finalize(s->wal_rd_row);
+    sqlite3_finalize(s->wal_rd_begin);
+    sqlite3_finalize(s->wal_rd_end);
+    if (s->wal_rdb) sqlite3_close(s->wal_rdb);
+    for (size_t i = 0; i < s->ncons; i++) mem_free(s->cons[i].name);
+    mem_free(s->cons);
     if (s->db) {
         sqlite3_stmt **stmts = (sqlite3_stmt **)&s->st;
         for (size_t i = 0; i < sizeof s->st / sizeof(sqlite3_stmt *); i++)
@@ -1676,6 +1863,9 @@ static void free_all(store *s)
     pthread_mutex_destroy(&s->index_mu);
     pthread_mutex_destroy(&s->readers_mu);
     pthread_mutex_destroy(&s->stats_mu);
+    pthread_mutex_destroy(&s->ring_mu);
+    pthread_mutex_destroy(&s->cons_mu);
+    pthread_mutex_destroy(&s->wal_rd_mu);
     pthread_rwlock_destroy(&s->head_lock);
     pthread_mutex_destroy(&s->ckpt_mu);
     pthread_cond_destroy(&s->ckpt_cond);
@@ -1785,6 +1975,9 @@ int store_open(store **out, const store_options *o, buf *err)
     pthread_mutex_init(&s->index_mu, NULL);
     pthread_mutex_init(&s->readers_mu, NULL);
     pthread_mutex_init(&s->stats_mu, NULL);
+    pthread_mutex_init(&s->ring_mu, NULL);
+    pthread_mutex_init(&s->cons_mu, NULL);
+    pthread_mutex_init(&s->wal_rd_mu, NULL);
     pthread_rwlock_init(&s->head_lock, NULL);
     pthread_mutex_init(&s->ckpt_mu, NULL);
     pthread_cond_init(&s->ckpt_cond, NULL);
@@ -2203,6 +2396,15 @@ static int set_wal_pin(store *s, uint64_t pin)
     return step_done(s->st.set_meta);
 }
 
+/* Records that the samples of write-ahead rows below `pin` are in chunk
+ * rows (replay starts there). Caller in a transaction. */
+static int set_wal_head(store *s, uint64_t pin)
+{
+    sqlite3_bind_text(s->st.set_meta, 1, "wal_head", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->st.set_meta, 2, (int64_t)pin);
+    return step_done(s->st.set_meta);
+}
+
 int store_batch_commit(store_batch *b)
 {
     store *s = b->s;
@@ -2318,8 +2520,8 @@ int store_batch_commit(store_batch *b)
      * bytes each: two 10-byte varints and the value). */
     buf wal;
     buf_init(&wal, BUF_UNLIMITED);
-    buf_reserve(&wal, STORE_WAL_HEADER + 12 + nacc * 28 + hb.len);
-    uint8_t *w = (uint8_t *)wal.data + STORE_WAL_HEADER;
+    buf_reserve(&wal, STORE_WAL_HEADER_TIMED + 12 + nacc * 28 + hb.len);
+    uint8_t *w = (uint8_t *)wal.data + STORE_WAL_HEADER_TIMED;
     uint64_t pref = 0;
     int64_t pt = 0;
     if (nhacc) {
@@ -2387,7 +2589,8 @@ int store_batch_commit(store_batch *b)
     s->unwritten = s->unwritten_tail = NULL;
     bool *written_meta = mem_calloc(b->nm ? b->nm : 1, sizeof *written_meta);
     bool truncate = ++s->commits_since_truncate >= STORE_TRUNCATE_EVERY_COMMITS;
-    uint64_t pin = 0;
+    uint64_t pin = 0, head_pin = 0;
+    int64_t now = wall_ms();
     const char *what = "BEGIN";
     int rc = SQLITE_OK;
     uint64_t wal_seq = 0;
@@ -2410,18 +2613,19 @@ int store_batch_commit(store_batch *b)
     if (nacc) {
         what = "writing the write-ahead row";
         wal_seq = s->wal_next;
-        rc = slot_write(s, wal_seq, (uint8_t *)wal.data, wal.len, &slot, &slot_created);
+        rc = slot_write(s, wal_seq, now, (uint32_t)nacc, (uint8_t *)wal.data, wal.len, &slot,
+                        &slot_created);
         if (rc != SQLITE_OK) goto fail;
         have_slot = true;
     }
     if (truncate) {
         /* Chunks written in this transaction no longer pin their rows. */
-        pin = wal_pin(s, false);
-        if (nacc && wal_seq < pin) pin = wal_seq; /* this batch is not in the head yet */
-        if (pin > s->truncated_upto) {
-            what = "truncating the write-ahead table";
-            if ((rc = set_wal_pin(s, pin)) != SQLITE_OK) goto fail;
-        }
+        head_pin = wal_pin(s, false);
+        if (nacc && wal_seq < head_pin) head_pin = wal_seq; /* this batch is not in the head yet */
+        pin = release_pin(s, head_pin);
+        what = "truncating the write-ahead table";
+        if (pin > s->truncated_upto && (rc = set_wal_pin(s, pin)) != SQLITE_OK) goto fail;
+        if (head_pin > s->head_pinned && (rc = set_wal_head(s, head_pin)) != SQLITE_OK) goto fail;
     }
     what = "writing metadata";
     for (size_t i = 0; i < b->nm; i++) {
@@ -2445,7 +2649,6 @@ int store_batch_commit(store_batch *b)
     uint64_t seq = atomic_load(&s->commit_seq);
     pthread_rwlock_wrlock(&s->head_lock);
     mark_written(s, to_write, seq);
-    int64_t now = wall_ms();
     int64_t bmin = INT64_MAX, bmax = INT64_MIN;
     for (size_t i = 0; i < nacc; i++) {
         /* The series (fetched ahead in the check above, maybe evicted
@@ -2469,13 +2672,17 @@ int store_batch_commit(store_batch *b)
     pthread_rwlock_unlock(&s->head_lock);
     atomic_fetch_add(&s->commit_seq, 1);
     if (nacc) {
+        /* The row and the sequence number together, for store_wal_read. */
+        pthread_mutex_lock(&s->ring_mu);
+        slot_used_push(s, slot);
         atomic_store(&s->last_wal_seq, wal_seq);
+        pthread_mutex_unlock(&s->ring_mu);
         s->wal_next = wal_seq + 1;
         if (slot_created) s->next_slot_id++;
-        slot_used_push(s, slot);
     }
     if (truncate) {
         s->commits_since_truncate = 0;
+        if (head_pin > s->head_pinned) s->head_pinned = head_pin;
         if (pin > s->truncated_upto) {
             slots_release_below(s, pin);
             s->truncated_upto = pin;
@@ -2651,9 +2858,29 @@ static void slots_trim(store *s, size_t keep)
     mem_free(doomed.v);
 }
 
+/* A consumer's cursor and dropped count after max_lag (store.h): rows from
+ * its cursor on committed before now_ms - max_lag_ms are passed over and
+ * their samples counted. Caller holds write_mu. */
+static void consumer_lag(store *s, const wal_consumer *c, int64_t now_ms, uint64_t *next,
+                         uint64_t *dropped)
+{
+    *next = c->next_seq;
+    *dropped = c->dropped;
+    if (c->max_lag_ms <= 0 || now_ms < INT64_MIN + c->max_lag_ms) return;
+    int64_t cutoff = now_ms - c->max_lag_ms;
+    for (size_t i = slot_used_find(s, c->next_seq); i < s->used_len; i++) {
+        const wal_slot *x = slot_used_at(s, i);
+        if (x->commit_ms >= cutoff) break;
+        *dropped += x->nsamples;
+        *next = x->seq + 1;
+    }
+}
+
 /* Writes every closed chunk (and pending series) and truncates the
- * write-ahead table to the head's pin. Caller holds write_mu. */
-static int flush(store *s, bool close_all)
+ * write-ahead table to the release point (the head's pin, lowered to the
+ * consumers' cursors; with `lag`, cursors first move past rows older than
+ * their max lag at now_ms). Caller holds write_mu. */
+static int flush(store *s, bool close_all, bool lag, int64_t now_ms)
 {
     if (close_all) {
         pthread_rwlock_wrlock(&s->head_lock);
@@ -2675,9 +2902,46 @@ static int flush(store *s, bool close_all)
     int rc = step_done(s->st.begin);
     if (rc == SQLITE_OK) rc = write_pending_series(s, &taken, &ntaken);
     if (rc == SQLITE_OK) rc = write_chunks(s, to_write);
-    uint64_t pin = wal_pin(s, false);
+    uint64_t head_pin = wal_pin(s, false);
+    /* Consumers' cursors moved by max_lag, written with the pin they allow. */
+    uint64_t *cnext = mem_malloc((s->ncons ? s->ncons : 1) * sizeof *cnext);
+    uint64_t *cdropped = mem_malloc((s->ncons ? s->ncons : 1) * sizeof *cdropped);
+    uint64_t pin = head_pin;
+    for (size_t i = 0; i < s->ncons; i++) {
+        const wal_consumer *c = &s->cons[i];
+        cnext[i] = c->next_seq;
+        cdropped[i] = c->dropped;
+        if (lag) consumer_lag(s, c, now_ms, &cnext[i], &cdropped[i]);
+        if (rc == SQLITE_OK && cnext[i] != c->next_seq) {
+            sqlite3_bind_text(s->st.set_consumer, 1, c->name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s->st.set_consumer, 2, (int64_t)cnext[i]);
+            sqlite3_bind_int64(s->st.set_consumer, 3, (int64_t)cdropped[i]);
+            rc = step_done(s->st.set_consumer);
+        }
+        if (cnext[i] < pin) pin = cnext[i];
+    }
     if (rc == SQLITE_OK && pin > s->truncated_upto) rc = set_wal_pin(s, pin);
+    if (rc == SQLITE_OK && head_pin > s->head_pinned) rc = set_wal_head(s, head_pin);
     if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+    if (rc == SQLITE_OK) {
+        pthread_mutex_lock(&s->cons_mu);
+        for (size_t i = 0; i < s->ncons; i++) {
+            if (cnext[i] != s->cons[i].next_seq) {
+                log_warn(COMPONENT,
+                         "remote-write consumer %s lags more than %" PRId64
+                         " ms: %" PRIu64 " samples of write-ahead rows %" PRIu64 "..%" PRIu64
+                         " dropped",
+                         s->cons[i].name, s->cons[i].max_lag_ms, cdropped[i] - s->cons[i].dropped,
+                         s->cons[i].next_seq, cnext[i] - 1);
+                s->cons[i].next_seq = cnext[i];
+                s->cons[i].dropped = cdropped[i];
+            }
+        }
+        pthread_mutex_unlock(&s->cons_mu);
+        if (head_pin > s->head_pinned) s->head_pinned = head_pin;
+    }
+    mem_free(cnext);
+    mem_free(cdropped);
     if (rc != SQLITE_OK) {
         log_error(COMPONENT, "writing chunks failed: %s", sqlite3_errmsg(s->db));
         if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
@@ -2720,9 +2984,17 @@ static int retention(store *s, int64_t now_ms)
     int rc = SQLITE_OK;
     if (s->retention_ms > 0 && now_ms > INT64_MIN + s->retention_ms)
         rc = delete_before(s, now_ms - s->retention_ms, NULL);
+    /* Rows kept only for consumers (below the head's pin) do not count:
+     * max_lag bounds them, and deleting chunks would not shrink them. */
+    int64_t held = 0;
+    for (size_t i = 0; s->retention_bytes > 0 && i < s->used_len; i++) {
+        const wal_slot *x = slot_used_at(s, i);
+        if (x->seq >= s->head_pinned) break;
+        held += slot_capacity(x->cls);
+    }
     /* Size: drop the oldest hour of chunks until the data fits. */
     for (int guard = 0; rc == SQLITE_OK && s->retention_bytes > 0 && guard < 100000; guard++) {
-        if (used_bytes(s) <= s->retention_bytes) break;
+        if (used_bytes(s) - held <= s->retention_bytes) break;
         int64_t oldest = INT64_MAX;
         pthread_mutex_lock(&s->index_mu);
         for (size_t i = 1; i < s->by_id_cap; i++) {
@@ -2775,7 +3047,7 @@ int store_maintain(store *s, int64_t now_ms)
             close_open_hchunk(s, se);
     }
     pthread_rwlock_unlock(&s->head_lock);
-    int rc = flush(s, false);
+    int rc = flush(s, false, true, now_ms);
     int rc2 = retention(s, now_ms);
     if (rc == 0) rc = rc2;
     /* Move SQLite's WAL into the database file and truncate it, waiting
@@ -2808,7 +3080,7 @@ void store_close(store *s)
     ckpt_stop(s);
     pthread_mutex_lock(&s->write_mu);
     s->closing = true;
-    if (!s->no_flush && flush(s, true) == 0)
+    if (!s->no_flush && flush(s, true, false, 0) == 0)
         sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     pthread_mutex_unlock(&s->write_mu);
     free_all(s);
@@ -4010,6 +4282,283 @@ int store_import_finish(store_import *im)
     return rc;
 }
 
+/* ---- the write-ahead log for remote write ----------------------------------------------- */
+
+uint64_t store_wal_next_seq(store *s)
+{
+    return atomic_load(&s->last_wal_seq) + 1;
+}
+
+static wal_consumer *consumer_find(store *s, const char *name)
+{
+    for (size_t i = 0; i < s->ncons; i++) {
+        if (strcmp(s->cons[i].name, name) == 0) return &s->cons[i];
+    }
+    return NULL;
+}
+
+int store_wal_consumer_set(store *s, const char *name, uint64_t next_seq, int64_t max_lag_ms,
+                           buf *err)
+{
+    if (!name || !*name || strlen(name) > STORE_WAL_CONSUMER_NAME_MAX || max_lag_ms <= 0 ||
+        next_seq > INT64_MAX) {
+        if (err)
+            buf_printf(err, "storage: write-ahead consumer %s: %s", name ? name : "(null)",
+                       max_lag_ms <= 0 ? "max_lag_ms must be > 0" : "invalid name or cursor");
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&s->write_mu);
+    if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    int rc = step_done(s->st.begin);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s->st.upsert_consumer, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s->st.upsert_consumer, 2, (int64_t)next_seq);
+        sqlite3_bind_int64(s->st.upsert_consumer, 3, max_lag_ms);
+        rc = step_done(s->st.upsert_consumer);
+    }
+    if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+    if (rc != SQLITE_OK) {
+        int e = sql_errno(rc) ? sql_errno(rc) : -EIO;
+        if (err)
+            buf_printf(err, "storage: saving write-ahead consumer %s: %s", name,
+                       sqlite3_errmsg(s->db));
+        log_error(COMPONENT, "saving write-ahead consumer %s: %s", name, sqlite3_errmsg(s->db));
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+        pthread_mutex_unlock(&s->write_mu);
+        return e;
+    }
+    pthread_mutex_lock(&s->cons_mu);
+    wal_consumer *c = consumer_find(s, name);
+    if (!c) {
+        if (s->ncons == s->cons_cap)
+            s->cons = mem_grow(s->cons, sizeof *s->cons, s->ncons + 1, &s->cons_cap);
+        c = &s->cons[s->ncons++];
+        *c = (wal_consumer){.name = mem_strdup(name)};
+    }
+    c->next_seq = next_seq;
+    c->max_lag_ms = max_lag_ms;
+    pthread_mutex_unlock(&s->cons_mu);
+    pthread_mutex_unlock(&s->write_mu);
+    return 0;
+}
+
+int store_wal_consumer_get(store *s, const char *name, store_wal_consumer *out)
+{
+    if (!name) return -ENOENT;
+    pthread_mutex_lock(&s->cons_mu);
+    const wal_consumer *c = consumer_find(s, name);
+    if (c)
+        *out = (store_wal_consumer){
+            .next_seq = c->next_seq, .max_lag_ms = c->max_lag_ms, .dropped_samples = c->dropped};
+    pthread_mutex_unlock(&s->cons_mu);
+    return c ? 0 : -ENOENT;
+}
+
+int store_wal_consumer_remove(store *s, const char *name)
+{
+    if (!name) return 0;
+    pthread_mutex_lock(&s->write_mu);
+    if (!consumer_find(s, name)) {
+        pthread_mutex_unlock(&s->write_mu);
+        return 0;
+    }
+    if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    int rc = step_done(s->st.begin);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s->st.del_consumer, 1, name, -1, SQLITE_STATIC);
+        rc = step_done(s->st.del_consumer);
+    }
+    if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "removing write-ahead consumer %s: %s", name, sqlite3_errmsg(s->db));
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+        pthread_mutex_unlock(&s->write_mu);
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    pthread_mutex_lock(&s->cons_mu);
+    wal_consumer *c = consumer_find(s, name);
+    mem_free(c->name);
+    *c = s->cons[--s->ncons];
+    pthread_mutex_unlock(&s->cons_mu);
+    pthread_mutex_unlock(&s->write_mu);
+    return 0;
+}
+
+/* Frees a batch's samples and their histograms. */
+static void wal_batch_cleanup(store_wal_batch *b)
+{
+    for (size_t k = 0; k < b->n; k++) {
+        nhist *h = (nhist *)b->samples[k].h;
+        if (!h) continue;
+        nhist_cleanup(h);
+        mem_free(h);
+    }
+    mem_free(b->samples);
+    b->samples = NULL;
+    b->n = 0;
+}
+
+void store_wal_batches_free(store_wal_batch *b, size_t n)
+{
+    if (!b) return;
+    for (size_t i = 0; i < n; i++) wal_batch_cleanup(&b[i]);
+    mem_free(b);
+}
+
+/* Decodes a write-ahead row into *out (samples owned by it). Returns 0 or
+ * -EINVAL for a corrupt row (nothing kept). */
+static int wal_row_decode(const uint8_t *p, size_t len, store_wal_batch *out)
+{
+    wal_reader w;
+    int r = wal_reader_init(&w, p, len);
+    if (r < 0) return r;
+    out->samples = mem_malloc((w.n ? w.n : 1) * sizeof *out->samples);
+    out->n = 0;
+    uint64_t ref, v;
+    int64_t t;
+    const uint8_t *hp;
+    size_t hlen;
+    while ((r = wal_reader_next(&w, &ref, &t, &v, &hp, &hlen)) == 1) {
+        store_wal_sample *x = &out->samples[out->n];
+        *x = (store_wal_sample){.ref = ref, .t = t, .v = bits_double(v)};
+        if (hp) {
+            nhist *h = mem_malloc(sizeof *h);
+            nhist_init(h);
+            histchunk_iter it;
+            int64_t t0;
+            if (histchunk_iter_init(&it, hp, hlen) < 0 || histchunk_iter_next(&it, &t0, h) != 1) {
+                histchunk_iter_cleanup(&it);
+                nhist_cleanup(h);
+                mem_free(h);
+                r = -EINVAL;
+                break;
+            }
+            histchunk_iter_cleanup(&it);
+            x->h = h;
+            x->v = 0;
+        }
+        out->n++;
+    }
+    if (r < 0) {
+        wal_batch_cleanup(out);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Opens store_wal_read's connection. Caller holds wal_rd_mu. */
+static int wal_rd_open(store *s)
+{
+    if (s->wal_rdb) return SQLITE_OK;
+    int rc = sqlite3_open_v2(s->db_path, &s->wal_rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(s->wal_rdb, STORE_BUSY_TIMEOUT_MS);
+        rc = prepare(s->wal_rdb, "SELECT data FROM wal WHERE slot = ?1", &s->wal_rd_row);
+    }
+    if (rc == SQLITE_OK) rc = prepare(s->wal_rdb, "BEGIN", &s->wal_rd_begin);
+    if (rc == SQLITE_OK) rc = prepare(s->wal_rdb, "COMMIT", &s->wal_rd_end);
+    if (rc != SQLITE_OK) {
+        log_error(COMPONENT, "opening the write-ahead reader on %s: %s", s->db_path,
+                  s->wal_rdb ? sqlite3_errmsg(s->wal_rdb) : sqlite3_errstr(rc));
+        sqlite3_finalize(s->wal_rd_row);
+        sqlite3_finalize(s->wal_rd_begin);
+        sqlite3_finalize(s->wal_rd_end);
+        s->wal_rd_row = s->wal_rd_begin = s->wal_rd_end = NULL;
+        sqlite3_close(s->wal_rdb);
+        s->wal_rdb = NULL;
+    }
+    return rc;
+}
+
+int store_wal_read(store *s, uint64_t from_seq, size_t max_rows, store_wal_batch **out, size_t *n,
+                   uint64_t *first_seq)
+{
+    *out = NULL;
+    *n = 0;
+    *first_seq = from_seq;
+    if (max_rows == 0) return 0;
+    wal_slot *want = NULL;
+    int err = 0;
+    for (int attempt = 0; attempt < STORE_WAL_READ_TRIES; attempt++) {
+        /* Which slots hold rows from from_seq on (committed ones only: a row
+         * enters the ring after its COMMIT). */
+        pthread_mutex_lock(&s->ring_mu);
+        uint64_t next = atomic_load(&s->last_wal_seq) + 1;
+        size_t i0 = slot_used_find(s, from_seq);
+        size_t k = s->used_len - i0 < max_rows ? s->used_len - i0 : max_rows;
+        want = mem_malloc((k ? k : 1) * sizeof *want);
+        for (size_t i = 0; i < k; i++) want[i] = *slot_used_at(s, i0 + i);
+        pthread_mutex_unlock(&s->ring_mu);
+        if (k == 0) {
+            /* Rows from_seq..next-1 were all released. */
+            *first_seq = from_seq < next ? next : from_seq;
+            mem_free(want);
+            return 0;
+        }
+        *first_seq = want[0].seq;
+
+        pthread_mutex_lock(&s->wal_rd_mu);
+        int rc = wal_rd_open(s);
+        if (rc == SQLITE_OK) rc = step_done(s->wal_rd_begin);
+        store_wal_batch *b = NULL;
+        size_t got = 0;
+        if (rc == SQLITE_OK) b = mem_calloc(k, sizeof *b);
+        for (size_t i = 0; rc == SQLITE_OK && i < k; i++) {
+            sqlite3_bind_int64(s->wal_rd_row, 1, want[i].id);
+            int step = sqlite3_step(s->wal_rd_row);
+            if (step != SQLITE_ROW) {
+                sqlite3_reset(s->wal_rd_row);
+                if (step != SQLITE_DONE) rc = step;
+                break; /* the slot was deleted: released meanwhile */
+            }
+            const uint8_t *p = sqlite3_column_blob(s->wal_rd_row, 0);
+            size_t blob_len = (size_t)sqlite3_column_bytes(s->wal_rd_row, 0);
+            slot_hdr hd;
+            bool same = p && slot_header(p, blob_len, blob_len, &hd) && hd.seq == want[i].seq;
+            if (same) {
+                /* Another row there means this one was released and its
+                 * slot reused: stop (the rows after it are newer). */
+                if (wal_row_decode(p + hd.off, hd.len, &b[got]) < 0) {
+                    log_error(COMPONENT, "write-ahead row %" PRIu64 " does not decode", hd.seq);
+                    err = -EIO;
+                } else {
+                    b[got].seq = hd.seq;
+                    b[got].commit_ms = hd.commit_ms;
+                    got++;
+                }
+            }
+            sqlite3_reset(s->wal_rd_row);
+            if (!same || err) break;
+        }
+        if (s->wal_rdb && !sqlite3_get_autocommit(s->wal_rdb)) step_done(s->wal_rd_end);
+        if (rc != SQLITE_OK) {
+            log_error(COMPONENT, "reading the write-ahead table: %s",
+                      s->wal_rdb ? sqlite3_errmsg(s->wal_rdb) : sqlite3_errstr(rc));
+            err = sql_errno(rc) ? sql_errno(rc) : -EIO;
+        }
+        pthread_mutex_unlock(&s->wal_rd_mu);
+        mem_free(want);
+        if (got) {
+            *out = b;
+            *n = got;
+            return 0;
+        }
+        mem_free(b);
+        if (err) return err;
+        /* The first row was released before it could be read: look again. */
+    }
+    return -EAGAIN;
+}
+
+labels *store_series_labels(store *s, uint64_t ref)
+{
+    series *se = series_by_ref(s, ref);
+    if (!se) return NULL;
+    labels *ls = NULL;
+    if (labels_decode(se->lenc, se->lenc_len, &ls) < 0) return NULL;
+    return ls;
+}
+
 /* ---- durable key-value state ------------------------------------------------------ */
 
 static int kv_fail(store *s, int rc, buf *err, const char *what)
@@ -4227,9 +4776,9 @@ int store_check(const char *path, buf *report)
         while (sqlite3_step(st) == SQLITE_ROW) {
             const uint8_t *p = sqlite3_column_blob(st, 1);
             size_t blob_len = (size_t)sqlite3_column_bytes(st, 1);
-            uint64_t seq = 0;
-            uint32_t len = 0;
-            bool ok = p && slot_header(p, blob_len, &seq, &len);
+            slot_hdr hd = {0};
+            bool ok = p && slot_header(p, blob_len, blob_len, &hd);
+            uint64_t seq = hd.seq;
             if (!ok && seq != 0) {
                 buf_printf(report, "write-ahead slot %" PRId64 " has a damaged header\n",
                            (int64_t)sqlite3_column_int64(st, 0));
@@ -4239,7 +4788,7 @@ int store_check(const char *path, buf *report)
             if (!ok || seq < (uint64_t)pin) continue; /* free */
             rows++;
             wal_reader w;
-            int r = wal_reader_init(&w, p + STORE_WAL_HEADER, len);
+            int r = wal_reader_init(&w, p + hd.off, hd.len);
             uint64_t ref, v;
             int64_t t;
             const uint8_t *hp;

@@ -1656,7 +1656,7 @@ static void test_migration_from_v2(void **state)
     snprintf(cmd, sizeof cmd,
              "test \"$(sqlite3 %s/sidewatch.db 'PRAGMA user_version; "
              "SELECT group_concat(name) FROM pragma_index_info(\"chunks_series\")')\" = "
-             "\"$(printf '5\\nseries_id,max_t,min_t')\"",
+             "\"$(printf '6\\nseries_id,max_t,min_t')\"",
              dir);
     assert_int_equal(system(cmd), 0);
     s = open_store(dir, 0);
