@@ -461,7 +461,7 @@ static void test_400_dropped(void **state)
     remote *r = start(&e, cfg);
     uint64_t refs[5];
     for (int i = 0; i < 5; i++) {
-        char n[8];
+        char n[16];
         snprintf(n, sizeof n, "m%d", i);
         refs[i] = ref_of(e.st, mk("__name__", n, NULL));
     }
