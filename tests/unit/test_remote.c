@@ -115,6 +115,7 @@ typedef struct receiver {
     char content_encoding[64], content_type[64], version[32], user_agent[64], custom[64];
     char auth[128];
     size_t metadata;
+    char reject[32]; /* answer 503 to requests holding a series of this name */
 } receiver;
 
 static void receiver_init(receiver *r)
@@ -193,6 +194,16 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
     }
     buf_cleanup(&err);
     pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; r->reject[0] && i < req.n_series; i++) {
+        size_t nl;
+        const char *n = labels_metric_name(req.series[i].ls, &nl);
+        if (nl == strlen(r->reject) && memcmp(n, r->reject, nl) == 0) {
+            pthread_mutex_unlock(&r->mu);
+            rwproto_request_cleanup(&req);
+            fsrv_respond(fd, 503, "text/plain", "busy\n", 5);
+            return true;
+        }
+    }
     buf key;
     buf_init(&key, BUF_UNLIMITED);
     for (size_t i = 0; i < req.n_series; i++) {
@@ -652,6 +663,110 @@ static void test_stale_markers_and_metadata(void **state)
     env_cleanup(&e);
 }
 
+/* Two shards, one of them stuck on 503s while the other sends rows past
+ * the cursor; the queue stops and starts again: what the free shard sent is
+ * not sent a second time (a Prometheus receiver would refuse it as out of
+ * order), what the stuck one held arrives. */
+static void test_restart_after_partial_rows(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 4, 2, 2);
+    labels *la = mk("__name__", "a", NULL);
+    uint64_t pa = labels_hash(la) % 2;
+    char stuck[8] = "";
+    for (int i = 0; i < 20 && !stuck[0]; i++) {
+        char n[8];
+        snprintf(n, sizeof n, "b%d", i);
+        labels *lb = mk("__name__", n, NULL);
+        if (labels_hash(lb) % 2 != pa) snprintf(stuck, sizeof stuck, "%s", n);
+        labels_free(lb);
+    }
+    assert_true(stuck[0] != '\0');
+    uint64_t refs[2] = {ref_of(e.st, la), ref_of(e.st, mk("__name__", stuck, NULL))};
+    snprintf(e.rcv.reject, sizeof e.rcv.reject, "%s", stuck);
+    remote *r = start(&e, cfg);
+    for (int64_t t = 0; t < 12; t++)
+        append_row(e.st, refs, 2, 500 + t);
+    assert_true(wait_received(&e.rcv, 12, 10000)); /* all of a */
+    usleep(100 * 1000);
+    remote_stop(r);
+    assert_int_equal(received(&e.rcv), 12);
+    store_close(e.st);
+    e.st = open_store(e.dir);
+    pthread_mutex_lock(&e.rcv.mu);
+    e.rcv.reject[0] = '\0';
+    pthread_mutex_unlock(&e.rcv.mu);
+    registry_free(e.reg);
+    e.reg = registry_new();
+    r = start(&e, cfg);
+    append_row(e.st, refs, 2, 512);
+    assert_true(wait_received(&e.rcv, 26, 10000));
+    usleep(300 * 1000);
+    assert_int_equal(received(&e.rcv), 26);
+    check_series(&e.rcv, "{__name__=\"a\"}", 0, 500, 13);
+    char key[32];
+    snprintf(key, sizeof key, "{__name__=\"%s\"}", stuck);
+    check_series(&e.rcv, key, 1, 500, 13);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* remote_apply: an unchanged queue keeps running; a removed one stops and
+ * its consumer is forgotten; a new one starts at the store's end. */
+static void test_apply(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 50, 1, 1);
+    remote *r = start(&e, cfg);
+    store_wal_consumer c;
+    assert_int_equal(store_wal_consumer_get(e.st, "remote_write/rw1", &c), 0);
+    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    append_row(e.st, &ref, 1, 1);
+    assert_true(wait_received(&e.rcv, 1, 10000));
+    /* Same settings: nothing restarts (no second "starting" sample loss). */
+    config *same = cfg_simple(&e, NULL, NULL, 50, 1, 1);
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    assert_int_equal(remote_apply(r, same, &err), 0);
+    append_row(e.st, &ref, 1, 2);
+    assert_true(wait_received(&e.rcv, 2, 10000));
+    /* Renamed: rw1 is forgotten, rw2 starts at the end. */
+    config *other = load_cfg("remote_write:\n"
+                             "    - url: http://127.0.0.1:%d/api/v1/write\n"
+                             "      name: rw2\n"
+                             "      queue_config: {batch_send_deadline: 20ms}\n",
+                             e.port);
+    assert_int_equal(remote_apply(r, other, &err), 0);
+    assert_int_equal(store_wal_consumer_get(e.st, "remote_write/rw1", &c), -ENOENT);
+    assert_int_equal(store_wal_consumer_get(e.st, "remote_write/rw2", &c), 0);
+    append_row(e.st, &ref, 1, 3);
+    assert_true(wait_received(&e.rcv, 3, 10000));
+    usleep(200 * 1000);
+    assert_int_equal(received(&e.rcv), 3);
+    check_series(&e.rcv, "{__name__=\"a\"}", 0, 1, 3);
+    /* A config the sender cannot serve is refused and changes nothing. */
+    config *bad = load_cfg("remote_write:\n"
+                           "    - url: http://127.0.0.1:%d/api/v1/write\n"
+                           "      protobuf_message: io.prometheus.write.v2.Request\n",
+                           e.port);
+    buf_reset(&err);
+    assert_int_equal(remote_apply(r, bad, &err), -EINVAL);
+    assert_non_null(strstr(buf_cstr(&err), "not supported"));
+    assert_int_equal(store_wal_consumer_get(e.st, "remote_write/rw2", &c), 0);
+    buf_cleanup(&err);
+    remote_stop(r);
+    config_unref(bad);
+    config_unref(other);
+    config_unref(same);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +778,8 @@ int main(void)
         cmocka_unit_test(test_new_queue_starts_at_end),
         cmocka_unit_test(test_shards_keep_order),
         cmocka_unit_test(test_stale_markers_and_metadata),
+        cmocka_unit_test(test_restart_after_partial_rows),
+        cmocka_unit_test(test_apply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
