@@ -49,5 +49,9 @@ echo "== container stats: one cycle over a generated cgroup tree of 100 containe
 BENCH_SECONDS="${BENCH_SECONDS:-60}" /usr/bin/python3 bench/containers.py 100
 echo
 
+echo "== remote write: catch-up after an outage (10,000 samples/s for 10 min) to a real Prometheus $PROM receiver"
+BUILD="$BUILD" /usr/bin/python3 bench/remote_write.py 10000 600
+echo
+
 echo "== footprint: scraping node_exporter next to Prometheus $PROM"
 /usr/bin/python3 bench/footprint.py "${BENCH_SECONDS:-60}"
