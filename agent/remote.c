@@ -41,7 +41,7 @@
  * Resharding (simplified calculateDesiredShards): every 10 s, from the
  * samples read and sent in the interval and the time spent sending:
  * desired = time_per_sample * (in_rate + 0.05 * backlog), backlog =
- * (highest read - highest sent timestamp) * in_rate; changes within 30 %
+ * (newest sample in the store - highest sent timestamp) * in_rate; changes within 30 %
  * are ignored, never fewer shards while more than 10 s behind, clamped to
  * [min_shards, max_shards]; no change while no sample was sent in the
  * interval. The reader drains every shard before it changes their number
@@ -1063,9 +1063,17 @@ static void maybe_reshard(rqueue *q)
     uint64_t out = atomic_exchange(&q->n_out, 0);
     double out_rate = (double)out / secs;
     double out_secs = (double)atomic_exchange(&q->n_out_ns, 0) / 1e9;
+    /* The highest timestamp ingested (Prometheus's highestRecvTimestamp
+     * comes from its appender, not from what the queue has read): the
+     * store's newest sample. */
+    store_stats stats;
+    store_get_stats(q->r->o.st, &stats);
+    set_max(&q->r->highest_ts_ms, stats.max_time_ms);
+    int64_t newest = atomic_load(&q->r->highest_ts_ms);
+    registry_set(q->r->highest_ts, (double)atomic_load(&q->r->highest_ts_ms) / 1000.0);
     if (out_rate <= 0) return;
     double delay =
-        (double)(atomic_load(&q->highest_recv_ms) - atomic_load(&q->highest_sent_ms)) / 1000.0;
+        (double)(newest - atomic_load(&q->highest_sent_ms)) / 1000.0;
     if (delay < 0) delay = 0;
     double backlog = delay * in_rate;
     double time_per_sample = out_secs / (double)out;

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import json
@@ -40,8 +41,11 @@ def cpu_seconds(pid):
 
 def query(base, q):
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": q})
-    with urllib.request.urlopen(url, timeout=60) as r:
-        return json.load(r)["data"]["result"]
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return json.load(r)["data"]["result"]
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"query {q}: {e.code} {e.read().decode()}")
 
 
 def main():
@@ -80,8 +84,10 @@ def main():
         n = series * outage
         print(f"receiver (Prometheus) cpu over the run: {pc:.1f} s "
               f"({pc / n * 1e6:.3f} cpu-seconds per million samples received)")
-        got = query(base, f'sum(count_over_time({{job="bench"}}[{outage + 120}s]))')
-        total = sum(float(r["value"][1]) for r in got)
+        total = 0.0
+        for i in range(min(series, 100)):  # remote_bench names 100 metrics
+            got = query(base, f'sum(count_over_time(bench_metric_{i}[{outage + 120}s]))')
+            total += sum(float(r["value"][1]) for r in got)
         print(f"receiver holds {total:.0f} of {n} samples")
     finally:
         prom.terminate()
