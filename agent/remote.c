@@ -1185,6 +1185,8 @@ static ssize_t read_rows(rqueue *q)
     int64_t now = wall_ms();
     ssize_t rows = 0;
     for (size_t i = 0; i < n; i++) {
+        /* Between rows: a big backlog keeps the reader here for long. */
+        maybe_reshard(q);
         rrow *row = mem_malloc(sizeof *row);
         row->seq = b[i].seq;
         atomic_store(&row->left, 1);
