@@ -881,11 +881,11 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
         out = send_with_retries(sh, body.data, body.len, counts);
     }
     if (out == SENT) {
-        registry_add(q->m.samples, (double)n_float);
-        registry_add(q->m.histograms, (double)n_hist);
-        registry_add(q->m.bytes, (double)body.len);
         set_max(&q->highest_sent_ms, max_t);
         registry_set(q->m.highest_sent, (double)atomic_load(&q->highest_sent_ms) / 1000.0);
+        registry_add(q->m.bytes, (double)body.len);
+        registry_add(q->m.histograms, (double)n_hist);
+        registry_add(q->m.samples, (double)n_float);
         atomic_fetch_add(&q->n_out, k);
         atomic_fetch_add(&q->sends, 1);
         for (size_t i = 0; i < k; i++) {

@@ -316,6 +316,17 @@ static double metric(env *e, const char *name, const char *rname, const char *re
     return registry_value(registry_child(f, v));
 }
 
+/* Waits up to ms for a queue metric to reach want (the sender counts
+ * after the receiver has answered). */
+static double wait_metric(env *e, const char *name, double want, int ms)
+{
+    int64_t end = now_ms() + ms;
+    double v;
+    while ((v = metric(e, name, "rw1", NULL)) < want && now_ms() < end)
+        usleep(10 * 1000);
+    return v;
+}
+
 /* Appends one row: for each series i of n, sample (t, base_v[i] + t). */
 static void append_row(store *st, const uint64_t *refs, size_t n, int64_t t)
 {
@@ -412,7 +423,7 @@ static void test_order_labels_headers(void **state)
     assert_string_equal(e.rcv.auth, "Bearer s3cret");
     /* Batches of at most 7 samples: at least 80/7 requests. */
     assert_true(e.rcv.requests >= 12);
-    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 80);
+    assert_true(wait_metric(&e, "prometheus_remote_storage_samples_total", 80, 5000) == 80);
     assert_true(metric(&e, "prometheus_remote_storage_samples_dropped_total", "rw1",
                        "dropped_series") == 40);
     assert_true(metric(&e, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "rw1",
@@ -455,7 +466,7 @@ static void test_retry_5xx_and_429(void **state)
     assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) >
                 retried);
     assert_true(metric(&e, "prometheus_remote_storage_samples_failed_total", "rw1", NULL) == 0);
-    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 40);
+    assert_true(wait_metric(&e, "prometheus_remote_storage_samples_total", 40, 5000) == 40);
     remote_stop(r);
     config_unref(cfg);
     env_cleanup(&e);
@@ -485,7 +496,7 @@ static void test_400_dropped(void **state)
     assert_int_equal(received(&e.rcv), 0);
     append_row(e.st, refs, 5, 101);
     assert_true(wait_received(&e.rcv, 5, 10000));
-    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 5);
+    assert_true(wait_metric(&e, "prometheus_remote_storage_samples_total", 5, 5000) == 5);
     assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) == 0);
     pthread_mutex_lock(&e.rcv.mu);
     assert_int_equal(find(&e.rcv, "{__name__=\"m0\"}")->t[0], 101);
@@ -557,7 +568,7 @@ static void test_restart_resumes(void **state)
     assert_int_equal(received(&e.rcv), 60);
     check_series(&e.rcv, "{__name__=\"a\"}", 0, 1000, 30);
     check_series(&e.rcv, "{__name__=\"b\"}", 1, 1000, 30);
-    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 40);
+    assert_true(wait_metric(&e, "prometheus_remote_storage_samples_total", 40, 5000) == 40);
     remote_stop(r);
     config_unref(cfg);
     env_cleanup(&e);
@@ -657,7 +668,7 @@ static void test_stale_markers_and_metadata(void **state)
         usleep(10 * 1000);
     }
     assert_true(e.rcv.metadata > 0);
-    assert_true(metric(&e, "prometheus_remote_storage_metadata_total", "rw1", NULL) > 0);
+    assert_true(wait_metric(&e, "prometheus_remote_storage_metadata_total", 1, 5000) > 0);
     remote_stop(r);
     config_unref(cfg);
     env_cleanup(&e);
@@ -675,9 +686,9 @@ static void test_restart_after_partial_rows(void **state)
     config *cfg = cfg_simple(&e, NULL, NULL, 4, 2, 2);
     labels *la = mk("__name__", "a", NULL);
     uint64_t pa = labels_hash(la) % 2;
-    char stuck[8] = "";
+    char stuck[16] = "";
     for (int i = 0; i < 20 && !stuck[0]; i++) {
-        char n[8];
+        char n[16];
         snprintf(n, sizeof n, "b%d", i);
         labels *lb = mk("__name__", n, NULL);
         if (labels_hash(lb) % 2 != pa) snprintf(stuck, sizeof stuck, "%s", n);
