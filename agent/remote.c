@@ -1017,7 +1017,10 @@ static bool enqueue(rqueue *q, size_t i, const rentry *e)
     sh->ring[(sh->head + sh->len) % sh->cap] = *e;
     sh->len++;
     atomic_fetch_add(e->h ? &q->hist_pending : &q->pending, 1);
-    pthread_cond_broadcast(&sh->cv);
+    /* The shard waits for its first entry (to start the deadline) or for
+     * a full batch; waking it for every entry costs more than sending. */
+    if (sh->len == 1 || sh->len == (size_t)q->rw->queue_max_samples_per_send)
+        pthread_cond_broadcast(&sh->cv);
     pthread_mutex_unlock(&sh->mu);
     return true;
 }

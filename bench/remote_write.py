@@ -86,7 +86,7 @@ def main():
               f"({pc / n * 1e6:.3f} cpu-seconds per million samples received)")
         total = 0.0
         for i in range(min(series, 100)):  # remote_bench names 100 metrics
-            got = query(base, f'sum(count_over_time(bench_metric_{i}[{outage + 120}s]))')
+            got = query(base, f'sum(count_over_time(bench_metric_{i}[{outage + 3600}s]))')
             total += sum(float(r["value"][1]) for r in got)
         print(f"receiver holds {total:.0f} of {n} samples")
     finally:
