@@ -927,7 +927,8 @@ static void *shard_main(void *arg)
     rentry *batch = mem_malloc(max * sizeof *batch);
     for (;;) {
         pthread_mutex_lock(&sh->mu);
-        while (!sh->stop && sh->len < max) {
+        /* (A ring smaller than a batch sends when it is full.) */
+        while (!sh->stop && sh->len < max && sh->len < sh->cap) {
             if (sh->len == 0) {
                 pthread_cond_wait(&sh->cv, &sh->mu);
                 continue;
@@ -1019,7 +1020,8 @@ static bool enqueue(rqueue *q, size_t i, const rentry *e)
     atomic_fetch_add(e->h ? &q->hist_pending : &q->pending, 1);
     /* The shard waits for its first entry (to start the deadline) or for
      * a full batch; waking it for every entry costs more than sending. */
-    if (sh->len == 1 || sh->len == (size_t)q->rw->queue_max_samples_per_send)
+    if (sh->len == 1 || sh->len == (size_t)q->rw->queue_max_samples_per_send ||
+        sh->len == sh->cap)
         pthread_cond_broadcast(&sh->cv);
     pthread_mutex_unlock(&sh->mu);
     return true;
