@@ -75,11 +75,11 @@
 #endif
 
 #define REMOTE_DEFAULT_MAX_LAG_MS ((int64_t)6 * 3600 * 1000)
-#define REMOTE_READ_ROWS 512           /* rows per store_wal_read */
-#define REMOTE_IDLE_POLL_MS 200        /* how often an idle reader looks for new rows */
-#define REMOTE_SAVE_INTERVAL_MS 1000   /* cursor saves */
+#define REMOTE_READ_ROWS 512         /* rows per store_wal_read */
+#define REMOTE_IDLE_POLL_MS 200      /* how often an idle reader looks for new rows */
+#define REMOTE_SAVE_INTERVAL_MS 1000 /* cursor saves */
 #define REMOTE_RESHARD_INTERVAL_MS 10000
-#define REMOTE_RESPONSE_LIMIT (64 * 1024) /* response bodies (error texts) kept */
+#define REMOTE_RESPONSE_LIMIT (64 * 1024)    /* response bodies (error texts) kept */
 #define REMOTE_BODY_LIMIT ((size_t)64 << 20) /* one encoded request */
 #define REMOTE_KV_NS "remote_write"
 #define REMOTE_LOG "remote"
@@ -160,8 +160,8 @@ typedef struct qmetrics {
     registry_metric *metadata, *metadata_failed, *metadata_retried;
     registry_metric *dropped_series, *dropped_too_old, *dropped_unknown, *hist_dropped_series;
     registry_metric *highest_sent, *highest_recv, *shards, *shards_desired, *shards_min,
-        *shards_max, *pending, *hist_pending, *duration, *bytes, *metadata_bytes,
-        *shard_capacity, *max_samples;
+        *shards_max, *pending, *hist_pending, *duration, *bytes, *metadata_bytes, *shard_capacity,
+        *max_samples;
 } qmetrics;
 
 struct rqueue {
@@ -180,12 +180,12 @@ struct rqueue {
     rshard *shards;  /* max_shards of them */
     size_t n_shards; /* running ones (changed by the reader only) */
 
-    hmap series;    /* rseries by ref (reader only; entries never move) */
-    rrow **rows;    /* rows in flight, oldest first (reader only) */
+    hmap series; /* rseries by ref (reader only; entries never move) */
+    rrow **rows; /* rows in flight, oldest first (reader only) */
     size_t rows_head, rows_len, rows_cap;
-    uint64_t next_read;   /* first row not read yet */
-    uint64_t saved;       /* cursor last saved */
-    int64_t last_save_ms; /* monotonic */
+    uint64_t next_read;     /* first row not read yet */
+    uint64_t saved;         /* cursor last saved */
+    int64_t last_save_ms;   /* monotonic */
     uint64_t store_dropped; /* the consumer's dropped_samples already counted */
 
     /* resharding */
@@ -259,7 +259,7 @@ static registry_metric *qdropped(remote *r, rqueue *q, const char *name, const c
 }
 
 static const double DURATION_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-                                         2.5,   5,    10,    25,   60,  120, 300};
+                                         2.5,   5,    10,    25,   60,  120,  300};
 
 static void metrics_init(remote *r, rqueue *q)
 {
@@ -292,7 +292,8 @@ static void metrics_init(remote *r, rqueue *q)
                                    "recoverable.");
     m->dropped_series =
         qdropped(r, q, "prometheus_remote_storage_samples_dropped_total", "dropped_series");
-    m->dropped_too_old = qdropped(r, q, "prometheus_remote_storage_samples_dropped_total", "too_old");
+    m->dropped_too_old =
+        qdropped(r, q, "prometheus_remote_storage_samples_dropped_total", "too_old");
     m->dropped_unknown = qdropped(r, q, "prometheus_remote_storage_samples_dropped_total",
                                   "unintentionally_dropped_series");
     m->hist_dropped_series =
@@ -344,19 +345,18 @@ static void metrics_init(remote *r, rqueue *q)
 /* Removes the queue's children (a queue that reload removed). */
 static void metrics_remove(remote *r, rqueue *q)
 {
-    static const char *const counters[] = {
-        "prometheus_remote_storage_samples_total",
-        "prometheus_remote_storage_samples_failed_total",
-        "prometheus_remote_storage_samples_retried_total",
-        "prometheus_remote_storage_histograms_total",
-        "prometheus_remote_storage_histograms_failed_total",
-        "prometheus_remote_storage_histograms_retried_total",
-        "prometheus_remote_storage_metadata_total",
-        "prometheus_remote_storage_metadata_failed_total",
-        "prometheus_remote_storage_metadata_retried_total",
-        "prometheus_remote_storage_bytes_total",
-        "prometheus_remote_storage_metadata_bytes_total",
-        NULL};
+    static const char *const counters[] = {"prometheus_remote_storage_samples_total",
+                                           "prometheus_remote_storage_samples_failed_total",
+                                           "prometheus_remote_storage_samples_retried_total",
+                                           "prometheus_remote_storage_histograms_total",
+                                           "prometheus_remote_storage_histograms_failed_total",
+                                           "prometheus_remote_storage_histograms_retried_total",
+                                           "prometheus_remote_storage_metadata_total",
+                                           "prometheus_remote_storage_metadata_failed_total",
+                                           "prometheus_remote_storage_metadata_retried_total",
+                                           "prometheus_remote_storage_bytes_total",
+                                           "prometheus_remote_storage_metadata_bytes_total",
+                                           NULL};
     static const char *const gauges[] = {
         "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
         "prometheus_remote_storage_queue_highest_timestamp_seconds",
@@ -387,10 +387,10 @@ static void metrics_remove(remote *r, rqueue *q)
                                                 "prometheus_remote_storage_samples_dropped_total",
                                                 "", QLABELS_REASON),
                                rv);
-        registry_family_remove(registry_counter(r->o.reg,
-                                                "prometheus_remote_storage_histograms_dropped_total",
-                                                "", QLABELS_REASON),
-                               rv);
+        registry_family_remove(
+            registry_counter(r->o.reg, "prometheus_remote_storage_histograms_dropped_total", "",
+                             QLABELS_REASON),
+            rv);
     }
 }
 
@@ -578,8 +578,8 @@ static void skip_load(rqueue *q)
 {
     store_kv_entry *e = NULL;
     size_t n = 0;
-    if (store_kv_list(q->r->o.st, REMOTE_KV_NS, q->consumer, strlen(q->consumer), 0, &e, &n,
-                      NULL) < 0)
+    if (store_kv_list(q->r->o.st, REMOTE_KV_NS, q->consumer, strlen(q->consumer), 0, &e, &n, NULL) <
+        0)
         return;
     for (size_t i = 0; i < n; i++) {
         if (e[i].key_len != strlen(q->consumer)) continue; /* a longer name with this prefix */
@@ -626,13 +626,11 @@ static void advance_cursor(rqueue *q, bool force)
     buf_init(&err, 4096);
     int rc = store_kv_apply(st, &op, 1, &err);
     if (rc == 0)
-        rc = store_wal_consumer_set(st, q->consumer, cursor,
-                                    q->r->o.max_lag_ms > 0 ? q->r->o.max_lag_ms
-                                                           : REMOTE_DEFAULT_MAX_LAG_MS,
-                                    &err);
+        rc = store_wal_consumer_set(
+            st, q->consumer, cursor,
+            q->r->o.max_lag_ms > 0 ? q->r->o.max_lag_ms : REMOTE_DEFAULT_MAX_LAG_MS, &err);
     if (rc < 0) {
-        log_warn(REMOTE_LOG, "remote_name=%s: cannot save the cursor: %s", q->name,
-                 buf_cstr(&err));
+        log_warn(REMOTE_LOG, "remote_name=%s: cannot save the cursor: %s", q->name, buf_cstr(&err));
     } else {
         q->saved = cursor;
         q->saved_sends = sends;
@@ -874,8 +872,7 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
     enum send_outcome out;
     size_t counts[3] = {n_float, n_hist, 0};
     if (rwproto_encode(&req, &body, &err) < 0) {
-        log_error(REMOTE_LOG, "remote_name=%s: cannot encode a batch: %s", q->name,
-                  buf_cstr(&err));
+        log_error(REMOTE_LOG, "remote_name=%s: cannot encode a batch: %s", q->name, buf_cstr(&err));
         out = FAILED;
     } else {
         out = send_with_retries(sh, body.data, body.len, counts);
@@ -920,10 +917,10 @@ static void *shard_main(void *arg)
 {
     rshard *sh = arg;
     rqueue *q = sh->q;
-    size_t max = (size_t)(q->rw->queue_max_samples_per_send > 0 ? q->rw->queue_max_samples_per_send
-                                                                : 2000);
-    int64_t deadline = q->rw->queue_batch_send_deadline_ms > 0 ? q->rw->queue_batch_send_deadline_ms
-                                                               : 5000;
+    size_t max =
+        (size_t)(q->rw->queue_max_samples_per_send > 0 ? q->rw->queue_max_samples_per_send : 2000);
+    int64_t deadline =
+        q->rw->queue_batch_send_deadline_ms > 0 ? q->rw->queue_batch_send_deadline_ms : 5000;
     rentry *batch = mem_malloc(max * sizeof *batch);
     for (;;) {
         pthread_mutex_lock(&sh->mu);
@@ -1020,8 +1017,7 @@ static bool enqueue(rqueue *q, size_t i, const rentry *e)
     atomic_fetch_add(e->h ? &q->hist_pending : &q->pending, 1);
     /* The shard waits for its first entry (to start the deadline) or for
      * a full batch; waking it for every entry costs more than sending. */
-    if (sh->len == 1 || sh->len == (size_t)q->rw->queue_max_samples_per_send ||
-        sh->len == sh->cap)
+    if (sh->len == 1 || sh->len == (size_t)q->rw->queue_max_samples_per_send || sh->len == sh->cap)
         pthread_cond_broadcast(&sh->cv);
     pthread_mutex_unlock(&sh->mu);
     return true;
@@ -1077,8 +1073,7 @@ static void maybe_reshard(rqueue *q)
     int64_t newest = atomic_load(&q->r->highest_ts_ms);
     registry_set(q->r->highest_ts, (double)atomic_load(&q->r->highest_ts_ms) / 1000.0);
     if (out_rate <= 0) return;
-    double delay =
-        (double)(newest - atomic_load(&q->highest_sent_ms)) / 1000.0;
+    double delay = (double)(newest - atomic_load(&q->highest_sent_ms)) / 1000.0;
     if (delay < 0) delay = 0;
     double backlog = delay * in_rate;
     double time_per_sample = out_secs / (double)out;
@@ -1114,8 +1109,8 @@ static void send_metadata(rqueue *q)
         store_metadata_free(md, n);
         return;
     }
-    size_t per = rw->metadata_max_samples_per_send > 0 ? (size_t)rw->metadata_max_samples_per_send
-                                                       : 2000;
+    size_t per =
+        rw->metadata_max_samples_per_send > 0 ? (size_t)rw->metadata_max_samples_per_send : 2000;
     rwproto_metadata *m = mem_calloc(per, sizeof *m);
     buf body, err;
     buf_init(&body, REMOTE_BODY_LIMIT);
@@ -1377,16 +1372,18 @@ static int check_config(const config *cfg, buf *err)
         const config_remote_write *rw = &cfg->remote_write[i];
         if (rw->protobuf_message && strcmp(rw->protobuf_message, "prometheus.WriteRequest") != 0) {
             if (err)
-                buf_printf(err, "remote_write %s: protobuf_message %s is not supported (only "
-                                "prometheus.WriteRequest, remote write 1.0)",
+                buf_printf(err,
+                           "remote_write %s: protobuf_message %s is not supported (only "
+                           "prometheus.WriteRequest, remote write 1.0)",
                            rw->url, rw->protobuf_message);
             return -EINVAL;
         }
         if (rw->queue_max_shards < 1 || rw->queue_capacity < 1 ||
             rw->queue_max_samples_per_send < 1) {
             if (err)
-                buf_printf(err, "remote_write %s: queue_config needs max_shards, capacity and "
-                                "max_samples_per_send above 0",
+                buf_printf(err,
+                           "remote_write %s: queue_config needs max_shards, capacity and "
+                           "max_samples_per_send above 0",
                            rw->url);
             return -EINVAL;
         }
@@ -1397,8 +1394,9 @@ static int check_config(const config *cfg, buf *err)
             mem_free(nk);
             if (dup) {
                 if (err)
-                    buf_printf(err, "remote_write: duplicate remote write configs are not "
-                                    "allowed, found duplicate for URL: %s",
+                    buf_printf(err,
+                               "remote_write: duplicate remote write configs are not "
+                               "allowed, found duplicate for URL: %s",
                                rw->url);
                 mem_free(ni);
                 return -EINVAL;

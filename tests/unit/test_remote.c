@@ -107,10 +107,10 @@ typedef struct receiver {
     pthread_mutex_t mu;
     rseries_rec series[MAX_SERIES];
     size_t n_series;
-    size_t total;            /* samples accepted */
-    int script[MAX_SCRIPT];  /* statuses to answer next (0 = end); -1 = hang */
+    size_t total;           /* samples accepted */
+    int script[MAX_SCRIPT]; /* statuses to answer next (0 = end); -1 = hang */
     size_t n_script, pos;
-    char retry_after[16];    /* sent with 429/5xx answers when set */
+    char retry_after[16]; /* sent with 429/5xx answers when set */
     unsigned long requests, bad_requests;
     char content_encoding[64], content_type[64], version[32], user_agent[64], custom[64];
     char auth[128];
@@ -177,7 +177,8 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
         char extra[64] = "";
         if (ra[0]) snprintf(extra, sizeof extra, "Retry-After: %s\r\n", ra);
         const char *msg = "refused by the test\n";
-        fsrv_printf(fd, "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+        fsrv_printf(fd,
+                    "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
                     status, fsrv_reason(status), extra, strlen(msg), msg);
         return true;
     }
@@ -521,8 +522,8 @@ static void test_hanging_receiver(void **state)
     append_row(e.st, &ref, 1, 5);
     assert_true(wait_received(&e.rcv, 1, 10000));
     int64_t took = now_ms() - t_start;
-    assert_true(took >= 250);  /* the hang lasted until the timeout */
-    assert_true(took < 4000);  /* and not until the server gave up (5 s) */
+    assert_true(took >= 250); /* the hang lasted until the timeout */
+    assert_true(took < 4000); /* and not until the server gave up (5 s) */
     assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) == 1);
     /* Stopping while a request hangs returns promptly. */
     receiver_script(&e.rcv, (int[]){-1}, 1);
