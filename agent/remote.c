@@ -1425,8 +1425,12 @@ int remote_start(remote **out, const remote_options *o, config *cfg, buf *err)
                        "interface, in seconds since epoch.",
                        NULL),
         NULL);
+    if ((rc = remote_apply(r, cfg, err)) < 0) {
+        remote_stop(r);
+        return rc;
+    }
     *out = r;
-    return remote_apply(r, cfg, err);
+    return 0;
 }
 
 int remote_apply(remote *r, config *cfg, buf *err)
