@@ -1179,7 +1179,16 @@ static ssize_t read_rows(rqueue *q)
     store_wal_batch *b = NULL;
     size_t n = 0;
     uint64_t first = q->next_read;
-    if (store_wal_read(q->r->o.st, q->next_read, REMOTE_READ_ROWS, &b, &n, &first) < 0) return 0;
+    int rc = store_wal_read(q->r->o.st, q->next_read, REMOTE_READ_ROWS, &b, &n, &first);
+    if (rc == -EIO) {
+        /* A row that does not decode: skipped (the store logged it), as
+         * Prometheus's WAL watcher gives up on a corrupt segment. */
+        log_error(REMOTE_LOG, "remote_name=%s: write-ahead row %" PRIu64 " is corrupt; skipped",
+                  q->name, first);
+        if (first >= q->next_read) q->next_read = first + 1;
+        return 0;
+    }
+    if (rc < 0) return 0; /* -EAGAIN and the like: again at the next turn */
     if (first > q->next_read) q->next_read = first; /* released rows: counted by the store */
     int64_t age_limit = q->rw->queue_sample_age_limit_ms;
     int64_t now = wall_ms();
