@@ -2637,7 +2637,15 @@ static void test_wal_consumers_hold(void **state)
     assert_int_equal(store_reader_open(s, &r), 0);
     assert_int_equal(count_samples(r, ra, INT64_MIN, INT64_MAX), 270);
     store_reader_close(r);
+    /* The truncation a commit does every 512 commits respects consumers
+     * too: 600 more rows, all kept (the 30 the head needed before are in
+     * chunk rows by then). */
+    assert_int_equal(store_wal_consumer_set(s, "c1", store_wal_next_seq(s), 3600000, NULL), 0);
+    append_run(s, ra, 270000, 1000, 600, 1);
+    assert_int_equal(wal_rows(s), 600);
     assert_int_equal(store_wal_consumer_remove(s, "c1"), 0);
+    append_run(s, ra, 870000, 1000, 512, 1);
+    assert_true(wal_rows(s) < 600); /* without it, the next truncation releases them */
     store_close(s);
     tmpdir_free(dir);
 }
@@ -2800,6 +2808,55 @@ static void test_wal_consumers_durable(void **state)
     assert_int_equal(store_check(dir, &report), 0);
     assert_non_null(strstr(buf_cstr(&report), "155 write-ahead rows"));
     buf_cleanup(&report);
+    labels_free(la);
+    tmpdir_free(dir);
+}
+
+/* Rows kept for a consumer after retention deleted the chunks that held
+ * their samples: a process that dies without closing must not bring those
+ * samples back at replay. */
+static void test_wal_kept_rows_after_retention(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    labels *la = mk("__name__", "a", NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_options o = {.path = dir, .retention_ms = 10000};
+        store *s = NULL;
+        if (store_open(&s, &o, NULL) < 0) _exit(10);
+        uint64_t ra;
+        store_series_ref(s, la, &ra, NULL);
+        if (store_wal_consumer_set(s, "k", store_wal_next_seq(s), 3600000, NULL) < 0) _exit(11);
+        for (int i = 0; i < 250; i++) {
+            store_batch *b = store_batch_new(s);
+            store_batch_add(b, ra, i * 1000, i);
+            if (store_batch_commit(b) < 0) _exit(12);
+        }
+        /* Writes both closed chunks, then retention deletes them (their
+         * samples are decades old). */
+        if (store_maintain(s, test_wall_ms()) < 0) _exit(13);
+        store_stats st;
+        store_get_stats(s, &st);
+        if (st.retention_deleted_samples != 240 || st.wal_rows != 250) _exit(14);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    store *s = open_store(dir, 10000);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.replayed_samples, 10);
+    assert_int_equal(st.wal_rows, 250);
+    uint64_t ra = ref_of(s, la, NULL);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    assert_int_equal(count_samples(r, ra, INT64_MIN, INT64_MAX), 10);
+    store_reader_close(r);
+    store_close(s);
     labels_free(la);
     tmpdir_free(dir);
 }
@@ -2985,6 +3042,7 @@ int main(void)
         cmocka_unit_test(test_wal_consumers_hold),
         cmocka_unit_test(test_wal_max_lag),
         cmocka_unit_test(test_wal_consumers_durable),
+        cmocka_unit_test(test_wal_kept_rows_after_retention),
         cmocka_unit_test(test_wal_histograms),
         cmocka_unit_test(test_wal_read_concurrent),
     };
