@@ -2861,6 +2861,87 @@ static void test_wal_kept_rows_after_retention(void **state)
     tmpdir_free(dir);
 }
 
+/* Rows written by schema version 5 (12-byte slot header, no commit time)
+ * after the upgrade: replayed as before, readable with commit_ms 0, and
+ * counted as committed at open for max_lag. */
+static void test_wal_old_rows(void **state)
+{
+    (void)state;
+    if (system("sqlite3 -version >/dev/null 2>&1") != 0) {
+        print_message("SKIPPED: the sqlite3 shell is not installed\n");
+        skip();
+    }
+    char *dir = tmpdir_new();
+    labels *la = mk("__name__", "a", NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_options o = {.path = dir};
+        store *s = NULL;
+        if (store_open(&s, &o, NULL) < 0) _exit(10);
+        uint64_t ra;
+        store_series_ref(s, la, &ra, NULL);
+        for (int i = 0; i < 5; i++) {
+            store_batch *b = store_batch_new(s);
+            store_batch_add(b, ra, i * 1000, i + 0.5);
+            if (store_batch_commit(b) < 0) _exit(12);
+        }
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* Back to version 5: 12-byte headers (same row, same blob length), no
+     * consumers table. */
+    char cmd[4600];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/sidewatch.db \"UPDATE wal SET data = CAST(substr(data, 1, 11) || x'00' ||"
+             " substr(data, 21) || zeroblob(8) AS BLOB) WHERE substr(data, 12, 1) = x'80';"
+             " DROP TABLE wal_consumers; PRAGMA user_version=5;\"",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(db_int(dir, "SELECT count(*) FROM wal WHERE substr(data, 12, 1) = x'00'"), 5);
+    int64_t opened = test_wall_ms();
+    store *s = open_store(dir, 0);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.replayed_samples, 5);
+    assert_int_equal(st.wal_rows, 5);
+    uint64_t ra = ref_of(s, la, NULL);
+    uint64_t start = store_wal_next_seq(s) - 5;
+    assert_int_equal(store_wal_consumer_set(s, "old", start, 1000, NULL), 0);
+    store_wal_batch *b;
+    size_t n;
+    uint64_t first;
+    assert_int_equal(store_wal_read(s, start, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(first, start);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(b[i].commit_ms, 0);
+        assert_int_equal(b[i].samples[0].ref, ra);
+        assert_int_equal(b[i].samples[0].t, (int64_t)i * 1000);
+        assert_true(b[i].samples[0].v == i + 0.5);
+    }
+    store_wal_batches_free(b, n);
+    /* A new row beside them has its time. */
+    append_run(s, ra, 5000, 1000, 1, 1);
+    assert_int_equal(store_wal_read(s, start + 5, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 1);
+    assert_true(b[0].commit_ms >= opened);
+    store_wal_batches_free(b, n);
+    /* max_lag: the old rows count as committed at open. */
+    assert_int_equal(store_maintain(s, opened), 0);
+    assert_int_equal(consumer(s, "old").dropped_samples, 0);
+    assert_int_equal(store_maintain(s, test_wall_ms() + 3600000), 0);
+    assert_int_equal(consumer(s, "old").dropped_samples, 6);
+    assert_int_equal(consumer(s, "old").next_seq, start + 6);
+    store_close(s);
+    assert_int_equal(db_int(dir, "PRAGMA user_version"), 6);
+    labels_free(la);
+    tmpdir_free(dir);
+}
+
 /* Histogram rows (kind 1) decode: histograms, floats beside them, and the
  * histogram staleness marker. */
 static void test_wal_histograms(void **state)
@@ -3043,6 +3124,7 @@ int main(void)
         cmocka_unit_test(test_wal_max_lag),
         cmocka_unit_test(test_wal_consumers_durable),
         cmocka_unit_test(test_wal_kept_rows_after_retention),
+        cmocka_unit_test(test_wal_old_rows),
         cmocka_unit_test(test_wal_histograms),
         cmocka_unit_test(test_wal_read_concurrent),
     };
