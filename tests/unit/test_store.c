@@ -2660,7 +2660,7 @@ static void test_wal_max_lag(void **state)
     store *s = open_store(dir, 0);
     uint64_t refs[10];
     for (int i = 0; i < 10; i++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "%d", i);
         refs[i] = ref_pairs(s, mk("__name__", "s", "i", v, NULL));
     }
@@ -3032,7 +3032,7 @@ static void test_wal_read_concurrent(void **state)
     walc_ctx c = {.s = s};
     atomic_init(&c.done, 0);
     for (int k = 0; k < WALC_SERIES; k++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "%d", k);
         c.refs[k] = ref_pairs(s, mk("__name__", "c", "k", v, NULL));
     }
