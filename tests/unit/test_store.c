@@ -1841,6 +1841,10 @@ static void test_concurrent(void **state)
 
 /* ---- crash safety -------------------------------------------------------------------- */
 
+static size_t wal_read_all(store *s, uint64_t *cursor, size_t max_rows, store_wal_batch **all,
+                           size_t *nall);
+static void free_all_batches(store_wal_batch *all, size_t n);
+
 #define CRASH_FIXED 100
 #define CRASH_ROUNDS 3
 #define CRASH_ROUND_T 10000000LL
@@ -1876,6 +1880,9 @@ static void crash_child(const char *dir, int round, int fd)
         if (store_series_ref(s, ls, &refs[j], NULL) != 0) _exit(3);
         labels_free(ls);
     }
+    /* A remote-write consumer that reads nothing: this round's rows stay
+     * (and must not be replayed twice). */
+    if (store_wal_consumer_set(s, "crash", store_wal_next_seq(s), 3600000, NULL) != 0) _exit(6);
     for (int64_t i = 0;; i++) {
         int64_t t = round * CRASH_ROUND_T + i;
         char v[32];
@@ -1981,6 +1988,20 @@ static void test_crash_safety(void **state)
         }
         store_select_result_free(&res);
         store_reader_close(r);
+        /* The consumer's rows: exactly this round's batches, whole. */
+        store_wal_consumer wc;
+        assert_int_equal(store_wal_consumer_get(s, "crash", &wc), 0);
+        uint64_t cursor = wc.next_seq;
+        store_wal_batch *rows;
+        size_t nall;
+        assert_int_equal(wal_read_all(s, &cursor, 500, &rows, &nall), present * (CRASH_FIXED + 1));
+        assert_int_equal(nall, present);
+        for (size_t i = 0; i < nall; i++) {
+            assert_int_equal(rows[i].n, CRASH_FIXED + 1);
+            assert_int_equal(rows[i].samples[0].t, t0 + (int64_t)i);
+            assert_true(bits(rows[i].samples[1].v) == bits(crash_value((int64_t)i, 1)));
+        }
+        free_all_batches(rows, nall);
         store_close(s);
     }
     tmpdir_free(dir);
