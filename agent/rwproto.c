@@ -493,9 +493,10 @@ static int dec_series(const Prometheus__TimeSeries *t, size_t idx, rwproto_serie
 }
 
 /* Validation, and how it compares with Prometheus 3.x's receiver:
- * - Snappy: a corrupt block or a declared decompressed size over
- *   max_decoded is rejected before anything is allocated for it (as
- *   client_golang's SnappyDecodeMiddleware; its limit is also 32 MiB).
+ * - Snappy: a declared decompressed size over max_decoded, or a corrupt
+ *   block, is rejected before anything is allocated for it (as
+ *   client_golang's SnappyDecodeMiddleware, whose limit is also 32 MiB,
+ *   but that one allocates before it finds the block corrupt).
  * - Labels: Prometheus requires __name__, non-empty valid UTF-8 names,
  *   valid UTF-8 values and no repeated names, but for a 1.0 request it
  *   only logs and skips a series that fails (its own TODO says it should
@@ -522,6 +523,12 @@ int rwproto_decode(const void *body, size_t len, size_t max_decoded, rwproto_req
         fmt_size(a, sizeof a, raw_len);
         fmt_size(b, sizeof b, max_decoded);
         buf_printf(err, "decompressed size %s exceeds the limit of %s", a, b);
+        return -EINVAL;
+    }
+    /* A pass over the block before allocating for it: a few bytes that
+     * claim 32 MiB get no 32 MiB buffer. */
+    if (snappy_validate_compressed_buffer(body, len) != SNAPPY_OK) {
+        buf_puts(err, "snappy: corrupt input");
         return -EINVAL;
     }
     char *raw = mem_malloc(raw_len);

@@ -6,6 +6,7 @@
  * byte by byte (format: varint length, then literal elements). */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 
@@ -527,6 +528,58 @@ static void test_bad_histograms(void **state)
     labels_free(ls);
 }
 
+/* The fuzz seeds (tests/data/fuzz-seeds/rwproto, written from the wire
+ * format by hand: a mode byte, then a snappy body (0) or a raw
+ * WriteRequest (1)) all decode, with the series and samples they hold. */
+static void test_seed_files(void **state)
+{
+    (void)state;
+    const char *dir = "tests/data/fuzz-seeds/rwproto";
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    size_t n_files = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len = 0;
+        char *data = tu_read_file(path, &len);
+        assert_non_null(data);
+        assert_true(len > 1);
+        buf body;
+        buf_init(&body, BUF_UNLIMITED);
+        if (data[0] & 1)
+            snappy_literal(&body, data + 1, len - 1);
+        else
+            buf_append(&body, data + 1, len - 1);
+        rwproto_request got;
+        buf err;
+        buf_init(&err, 4096);
+        int rc = rwproto_decode(body.data, body.len, 0, &got, &err);
+        if (rc != 0) fail_msg("%s: %s", path, buf_cstr(&err));
+        assert_true(got.n_series > 0);
+        size_t points = 0;
+        for (size_t i = 0; i < got.n_series; i++)
+            points += got.series[i].n_samples + got.series[i].n_hists;
+        assert_true(points > 0);
+        if (strstr(e->d_name, "hists")) {
+            assert_int_equal(got.series[0].n_hists, 3);
+            assert_true(got.series[0].hists[1].h.is_float);
+            assert_int_equal(got.series[0].hists[2].h.schema, NHIST_CUSTOM_SCHEMA);
+            assert_int_equal(got.series[0].n_exemplars, 1);
+            assert_int_equal(got.n_metadata, 1);
+            assert_int_equal(got.metadata[0].type, EXPFMT_COUNTER);
+        }
+        rwproto_request_cleanup(&got);
+        buf_cleanup(&err), buf_cleanup(&body);
+        free(data);
+        n_files++;
+    }
+    closedir(d);
+    assert_true(n_files >= 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,7 +587,7 @@ int main(void)
         cmocka_unit_test(test_empty),             cmocka_unit_test(test_encode_cap),
         cmocka_unit_test(test_bad_snappy),        cmocka_unit_test(test_bad_protobuf),
         cmocka_unit_test(test_bad_labels),        cmocka_unit_test(test_bad_timestamps),
-        cmocka_unit_test(test_bad_histograms),
+        cmocka_unit_test(test_bad_histograms),    cmocka_unit_test(test_seed_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
