@@ -604,9 +604,11 @@ static enum MHD_Result handle_quit(api *a, struct MHD_Connection *c, request *rq
 static char *remote_write_type_error(const char *ct)
 {
     if (!ct) return NULL;
-    while (*ct == ' ' || *ct == '\t') ct++;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
     size_t n = strlen(ct);
-    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
     if (n == 0) return NULL;
     buf msg;
     buf_init(&msg, BUF_UNLIMITED);
@@ -667,7 +669,8 @@ static enum MHD_Result handle_remote_write(api *a, struct MHD_Connection *c, con
     if (strcmp(method, "POST") != 0) return respond_text(c, 405, "Method Not Allowed\n");
     if (!a->o.remote_write)
         return respond_text(
-            c, 404, "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n");
+            c, 404,
+            "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n");
     const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
     if (enc && *enc && strcmp(enc, "snappy") != 0) {
         buf msg;
