@@ -27,7 +27,7 @@ BIN       := $(BUILD)/sidewatch
 OPT       := -O1 -fno-omit-frame-pointer -fsanitize=$(SANITIZER) -fno-sanitize-recover=all
 endif
 
-PKGS      := libcurl libmicrohttpd yaml-0.1 libprotobuf-c sqlite3 libpcre2-8 jansson zlib libcrypto
+PKGS      := libcurl libmicrohttpd yaml-0.1 libprotobuf-c sqlite3 libpcre2-8 jansson zlib libcrypto snappy
 DEPS_OK   := build/.deps-ok
 
 # Deferred (=) so pkg-config runs after the dependency step installed it.
@@ -46,12 +46,17 @@ EXPORTER_SRC := $(wildcard exporter/*.c)
 AGENT_OBJ    := $(AGENT_SRC:%.c=$(BUILD)/%.o)
 EXPORTER_OBJ := $(EXPORTER_SRC:%.c=$(BUILD)/%.o)
 # exporter/metrics.proto -> C with protoc-c at build time; only exporter/
-# includes the generated header.
+# includes the generated header. Likewise agent/remote.proto (remote write),
+# included only by agent/rwproto.c.
 GEN_DIR      := $(BUILD)/gen
 PROTO_C      := $(GEN_DIR)/metrics.pb-c.c
 PROTO_H      := $(GEN_DIR)/metrics.pb-c.h
 PROTO_OBJ    := $(GEN_DIR)/metrics.pb-c.o
 EXPORTER_OBJ += $(PROTO_OBJ)
+RPROTO_C     := $(GEN_DIR)/remote.pb-c.c
+RPROTO_H     := $(GEN_DIR)/remote.pb-c.h
+RPROTO_OBJ   := $(GEN_DIR)/remote.pb-c.o
+AGENT_OBJ    += $(RPROTO_OBJ)
 LIB_OBJ      := $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(EXPORTER_OBJ)
 LIB          := $(BUILD)/libsidewatch.a
 
@@ -86,8 +91,18 @@ $(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: exporter/%.proto | $(DEPS_OK)
 	@mkdir -p $(GEN_DIR)
 	protoc-c --proto_path=exporter --c_out=$(GEN_DIR) $(notdir $<)
 
+$(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: agent/%.proto | $(DEPS_OK)
+	@mkdir -p $(GEN_DIR)
+	protoc-c --proto_path=agent --c_out=$(GEN_DIR) $(notdir $<)
+
 $(PROTO_OBJ): $(PROTO_C) $(PROTO_H) | $(DEPS_OK)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(RPROTO_OBJ): $(RPROTO_C) $(RPROTO_H) | $(DEPS_OK)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+# Likewise the one agent module that includes the remote write header.
+$(BUILD)/agent/rwproto.o: $(RPROTO_H)
 
 # The first build has no .d files yet: exporter objects may include the
 # generated header, so they wait for it.
@@ -105,7 +120,8 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h tests/unit/fake
 -include $(AGENT_OBJ:.o=.d) $(EXPORTER_OBJ:.o=.d)
 
 # Keep the generated sources (make would delete them as intermediates).
-.SECONDARY: $(PROTO_C) $(PROTO_H) $(FUZZ_DIR)/gen/metrics.pb-c.c $(FUZZ_DIR)/gen/metrics.pb-c.h
+.SECONDARY: $(PROTO_C) $(PROTO_H) $(RPROTO_C) $(RPROTO_H) $(FUZZ_DIR)/gen/metrics.pb-c.c \
+    $(FUZZ_DIR)/gen/metrics.pb-c.h $(FUZZ_DIR)/gen/remote.pb-c.c $(FUZZ_DIR)/gen/remote.pb-c.h
 
 run: all
 	./sidewatch
@@ -160,7 +176,7 @@ FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-
                 -Wall -Wextra -Werror -Wno-missing-field-initializers -D_GNU_SOURCE -pthread \
                 -Iagent -Iexporter -I$(FUZZ_DIR)/gen -DSIDEWATCH_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
 FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out agent/main.c,$(AGENT_SRC)) $(EXPORTER_SRC)) \
-                $(FUZZ_DIR)/obj/gen/metrics.pb-c.o
+                $(FUZZ_DIR)/obj/gen/metrics.pb-c.o $(FUZZ_DIR)/obj/gen/remote.pb-c.o
 FUZZ_LIB     := $(FUZZ_DIR)/libsidewatch.a
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
@@ -185,6 +201,8 @@ FUZZ_ARGS_rulefmt       := -max_len=65536
 FUZZ_SEEDS_protoparse   := tests/data/protobuf-seeds tests/data/fuzz-regressions/protoparse
 FUZZ_ARGS_protoparse    := -max_len=65536
 FUZZ_SEEDS_template     := tests/data/template
+FUZZ_SEEDS_rwproto      := tests/data/fuzz-seeds/rwproto tests/data/fuzz-regressions/rwproto
+FUZZ_ARGS_rwproto       := -max_len=65536
 FUZZ_ARGS_template      := -max_len=4096 -timeout=10
 
 $(FUZZ_DIR)/obj/%.o: %.c | $(DEPS_OK)
@@ -195,11 +213,16 @@ $(FUZZ_DIR)/gen/%.pb-c.c $(FUZZ_DIR)/gen/%.pb-c.h: exporter/%.proto | $(DEPS_OK)
 	@mkdir -p $(FUZZ_DIR)/gen
 	protoc-c --proto_path=exporter --c_out=$(FUZZ_DIR)/gen $(notdir $<)
 
-$(FUZZ_DIR)/obj/gen/metrics.pb-c.o: $(FUZZ_DIR)/gen/metrics.pb-c.c $(FUZZ_DIR)/gen/metrics.pb-c.h | $(DEPS_OK)
+$(FUZZ_DIR)/gen/%.pb-c.c $(FUZZ_DIR)/gen/%.pb-c.h: agent/%.proto | $(DEPS_OK)
+	@mkdir -p $(FUZZ_DIR)/gen
+	protoc-c --proto_path=agent --c_out=$(FUZZ_DIR)/gen $(notdir $<)
+
+$(FUZZ_DIR)/obj/gen/%.pb-c.o: $(FUZZ_DIR)/gen/%.pb-c.c $(FUZZ_DIR)/gen/%.pb-c.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(EXPORTER_SRC)): $(FUZZ_DIR)/gen/metrics.pb-c.h
+$(FUZZ_DIR)/obj/agent/rwproto.o: $(FUZZ_DIR)/gen/remote.pb-c.h
 
 $(FUZZ_LIB): $(FUZZ_OBJ)
 	@rm -f $@
