@@ -590,6 +590,129 @@ static enum MHD_Result handle_quit(api *a, struct MHD_Connection *c, request *rq
     return r;
 }
 
+/* ---- remote write ---------------------------------------------------------------------- */
+
+#define API_REMOTE_WRITE_PATH API_V1_PREFIX "/write"
+#define API_PROTOBUF_TYPE "application/x-protobuf"
+#define API_RW1_MESSAGE "prometheus.WriteRequest"
+#define API_RW2_MESSAGE "io.prometheus.write.v2.Request"
+
+/* Content-Type as client_golang's remote write handler (ParseProtoMsg)
+ * reads it: empty means 1.0; else "application/x-protobuf" with an
+ * optional proto= parameter that must name the 1.0 message (2.0 is not
+ * served). Returns NULL, or the 415 message (caller frees). */
+static char *remote_write_type_error(const char *ct)
+{
+    if (!ct) return NULL;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strlen(ct);
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 0) return NULL;
+    buf msg;
+    buf_init(&msg, BUF_UNLIMITED);
+    const char *semi = memchr(ct, ';', n);
+    size_t media = semi ? (size_t)(semi - ct) : n;
+    if (media != strlen(API_PROTOBUF_TYPE) || memcmp(ct, API_PROTOBUF_TYPE, media) != 0) {
+        buf_printf(&msg, "expected %s as the first (media) part, got %.*s content-type",
+                   API_PROTOBUF_TYPE, (int)n, ct);
+        return buf_detach(&msg, NULL);
+    }
+    const char *p = semi;
+    const char *end = ct + n;
+    while (p && p < end) {
+        const char *start = p + 1;
+        const char *next = memchr(start, ';', (size_t)(end - start));
+        const char *pend = next ? next : end;
+        const char *eq = memchr(start, '=', (size_t)(pend - start));
+        if (!eq || memchr(eq + 1, '=', (size_t)(pend - eq - 1))) {
+            buf_printf(&msg,
+                       "as per https://www.rfc-editor.org/rfc/rfc9110#parameter expected "
+                       "parameters to be key-values, got %.*s in %.*s content-type",
+                       (int)(pend - start), start, (int)n, ct);
+            return buf_detach(&msg, NULL);
+        }
+        if (eq - start == 5 && memcmp(start, "proto", 5) == 0) {
+            size_t vl = (size_t)(pend - eq - 1);
+            const char *v = eq + 1;
+            if (vl == strlen(API_RW1_MESSAGE) && memcmp(v, API_RW1_MESSAGE, vl) == 0) {
+                buf_cleanup(&msg);
+                return NULL;
+            }
+            if (vl == strlen(API_RW2_MESSAGE) && memcmp(v, API_RW2_MESSAGE, vl) == 0)
+                buf_printf(&msg,
+                           "%s protobuf message is not accepted by this server; only accepts %s",
+                           API_RW2_MESSAGE, API_RW1_MESSAGE);
+            else
+                buf_printf(&msg,
+                           "got %.*s content type; unknown type for remote write protobuf "
+                           "message %.*s, supported: %s",
+                           (int)n, ct, (int)vl, v, API_RW1_MESSAGE);
+            return buf_detach(&msg, NULL);
+        }
+        p = next;
+    }
+    buf_cleanup(&msg);
+    return NULL;
+}
+
+/* POST /api/v1/write: Prometheus 3.x's checks in about its order
+ * (client_golang's exp/api/remote handler and snappy middleware):
+ * Content-Encoding (415: only snappy or none), body size (413),
+ * Content-Type (415), then decoding and storing (rwrecv: 400 / 500; the
+ * snappy check comes before the Content-Type one in Prometheus), 204 when
+ * stored. Any other method is 405, as Prometheus's router answers. */
+static enum MHD_Result handle_remote_write(api *a, struct MHD_Connection *c, const char *method,
+                                           request *rq)
+{
+    if (strcmp(method, "POST") != 0) return respond_text(c, 405, "Method Not Allowed\n");
+    if (!a->o.remote_write)
+        return respond_text(
+            c, 404,
+            "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n");
+    const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+    if (enc && *enc && strcmp(enc, "snappy") != 0) {
+        buf msg;
+        buf_init(&msg, BUF_UNLIMITED);
+        buf_printf(&msg,
+                   "%s encoding (compression) is not accepted by this server; only snappy is "
+                   "acceptable\n",
+                   enc);
+        return respond(c, 415, "text/plain; charset=utf-8", &msg);
+    }
+    if (rq->too_large) {
+        buf msg;
+        buf_init(&msg, BUF_UNLIMITED);
+        buf_printf(&msg, "request body exceeds the %zu bytes limit\n",
+                   (size_t)API_MAX_REMOTE_WRITE_BODY);
+        return respond(c, 413, "text/plain; charset=utf-8", &msg);
+    }
+    char *terr =
+        remote_write_type_error(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"));
+    if (terr) {
+        buf msg;
+        buf_init(&msg, BUF_UNLIMITED);
+        buf_printf(&msg, "%s\n", terr);
+        mem_free(terr);
+        return respond(c, 415, "text/plain; charset=utf-8", &msg);
+    }
+    buf err;
+    buf_init(&err, 64 * 1024);
+    int rc = a->o.remote_write(a->o.ctx, rq->body.data ? rq->body.data : "", rq->body.len, &err);
+    if (rc == 0) {
+        buf_cleanup(&err);
+        buf none;
+        buf_init(&none, BUF_UNLIMITED);
+        return respond(c, 204, "text/plain; charset=utf-8", &none);
+    }
+    buf msg;
+    buf_init(&msg, BUF_UNLIMITED);
+    buf_printf(&msg, "%s\n", err.len ? buf_cstr(&err) : "remote write failed");
+    buf_cleanup(&err);
+    return respond(c, rc == -EINVAL ? 400 : 500, "text/plain; charset=utf-8", &msg);
+}
+
 /* ---- dispatch --------------------------------------------------------------------------- */
 
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char *url,
@@ -603,7 +726,10 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
     if (!rq->started) {
         rq->started = true;
         /* API requests may carry forms up to Go's 10 MB. */
-        if (v1) buf_init(&rq->body, APIV1_MAX_BODY);
+        if (strcmp(url, API_REMOTE_WRITE_PATH) == 0)
+            buf_init(&rq->body, API_MAX_REMOTE_WRITE_BODY);
+        else if (v1)
+            buf_init(&rq->body, APIV1_MAX_BODY);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -611,6 +737,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         *upload_size = 0;
         return MHD_YES;
     }
+    if (strcmp(url, API_REMOTE_WRITE_PATH) == 0) return handle_remote_write(a, c, method, rq);
     if (v1) return handle_v1(a, c, url, method, rq);
     if (rq->too_large) return respond_text(c, 413, "request body too large\n");
 

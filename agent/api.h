@@ -8,6 +8,8 @@
  *   GET  /-/ready        200 once serving, 503 while starting or stopping
  *   POST /-/reload       reload the configuration (needs --web.enable-lifecycle)
  *   POST /-/quit         shut down cleanly (needs --web.enable-lifecycle)
+ *   POST /api/v1/write   remote write 1.0 receiver (needs
+ *                        --web.enable-remote-write-receiver; 404 otherwise)
  *   /api/v1/...          the Prometheus HTTP API (apiv1.h); large matrices are
  *                        streamed (chunked, gzip-compressed on the fly when
  *                        accepted)
@@ -29,6 +31,9 @@
 
 /* Cap on a request body; larger bodies get 413. */
 #define API_MAX_REQUEST_BODY (1024 * 1024)
+/* Cap on a remote write body (compressed), as client_golang's receiver:
+ * larger bodies get 413. Decompressed, RWPROTO_MAX_DECODED applies. */
+#define API_MAX_REMOTE_WRITE_BODY ((size_t)32 << 20)
 /* Connections served at once; more are refused by the server. */
 #define API_MAX_CONNECTIONS 256
 /* Idle connections are closed after this many seconds. */
@@ -57,6 +62,10 @@ typedef struct api_options {
     /* Appends more families to /metrics (the container collector's) in
      * `format`, without "# EOF"; may be NULL. Returns 0 or -errno. */
     int (*extra_metrics)(void *ctx, enum textparse_format format, buf *out);
+    /* POST /api/v1/write: stores one remote write body (borrowed). Returns
+     * 0 (204), -EINVAL with the reason in err (400), or another -errno
+     * (500). NULL: the receiver is off (404, as Prometheus). */
+    int (*remote_write)(void *ctx, const void *body, size_t len, buf *err);
     /* /api/v1: everything but the store and its readers, which the api
      * provides (st, reader_get, reader_put and reader_ctx are set by
      * api_start; listen_address defaults to the one above). */

@@ -31,6 +31,7 @@
 #include "rulefmt.h"
 #include "rules.h"
 #include "rulestest.h"
+#include "rwrecv.h"
 #include "scrape.h"
 #include "store.h"
 #include "strutil.h"
@@ -55,6 +56,7 @@ typedef struct flags {
     const char *listen;
     const char *log_level;
     bool enable_lifecycle;
+    bool enable_remote_write_receiver;
     const char *query_timeout;
     const char *query_max_samples;
     const char *query_lookback;
@@ -124,6 +126,7 @@ static void usage(FILE *out)
           "                                (512MB, 10GB; default: no limit)\n"
           "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
           "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
+          "  --web.enable-remote-write-receiver  accept remote write 1.0 on POST /api/v1/write\n"
           "  --web.external-url=URL        the URL sidewatch is reached at (alert generator URLs,\n"
           "                                webhook externalURL; default: http://<hostname>:<port>)\n"
           "  --rules.alert.resend-delay=DUR  least time between resends of an alert (default: 1m)\n"
@@ -190,6 +193,10 @@ static int parse_flags(int argc, char **argv, flags *f)
         }
         if (strcmp(a, "--web.enable-lifecycle") == 0) {
             f->enable_lifecycle = true;
+            continue;
+        }
+        if (strcmp(a, "--web.enable-remote-write-receiver") == 0) {
+            f->enable_remote_write_receiver = true;
             continue;
         }
         if (strncmp(a, "--", 2) != 0) {
@@ -500,6 +507,14 @@ static void rules_snapshot_cb(void *ctx, rules_snapshot *out)
         rules_manager_snapshot(d->rules, out);
     else
         memset(out, 0, sizeof *out);
+}
+
+/* POST /api/v1/write (api_options.remote_write): the receiver writes to
+ * the store, which the api itself only reads. */
+static int remote_write(void *ctx, const void *body, size_t len, buf *err)
+{
+    daemon_state *d = ctx;
+    return rwrecv_append(d->st, body, len, err);
 }
 
 /* Loads the config again; on any error the running config stays. */
@@ -815,6 +830,7 @@ static int run_daemon(const flags *f)
         {"storage.retention.size", f->retention_size ? f->retention_size : "0B"},
         {"web.listen-address", f->listen},
         {"web.enable-lifecycle", f->enable_lifecycle ? "true" : "false"},
+        {"web.enable-remote-write-receiver", f->enable_remote_write_receiver ? "true" : "false"},
         {"log.level", f->log_level},
         {"query.timeout", f->query_timeout},
         {"query.max-samples", f->query_max_samples},
@@ -838,6 +854,7 @@ static int run_daemon(const flags *f)
         .quit = quit,
         .current_config = current_config,
         .extra_metrics = container_metrics,
+        .remote_write = f->enable_remote_write_receiver ? remote_write : NULL,
         .ctx = &d,
         .v1 =
             {

@@ -117,9 +117,12 @@
  * STORE_WAL_SPARE_SLOTS (or beyond the number in use). Head chunks open
  * longer than STORE_HEAD_MAX_AGE_MS are closed early by store_maintain, so a
  * series that stopped receiving samples does not pin the table forever.
- * At open the write-ahead rows are replayed into the head, skipping samples
- * already in chunk rows; store_close writes every chunk (open ones too) and
- * empties the table, so a clean restart replays nothing.
+ * At open the write-ahead rows from meta.wal_head on are replayed into the
+ * head, skipping samples already in chunk rows; store_close writes every
+ * chunk (open ones too) and empties the table (but for rows consumers
+ * hold), so a clean restart replays nothing. Sequence numbers continue
+ * across restarts (from the newest slot or meta.wal_pin), so a consumer's
+ * cursor stays valid.
  *
  * Readers. A read merges chunk rows (through the reader's connection) with
  * the series' chunks still in memory. Chunks written to the database stay

@@ -112,9 +112,11 @@ void store_batch_free(store_batch *b);
 int store_apply_retention(store *s, int64_t now_ms);
 
 /* Periodic upkeep; call about once a minute. Closes head chunks that have
- * been open longer than an hour, writes closed chunks, truncates the
- * write-ahead table, applies time and size retention, checkpoints SQLite's
- * own WAL and returns free pages to the file system when many are free.
+ * been open longer than an hour, writes closed chunks, moves the cursors of
+ * write-ahead consumers that lag more than their max_lag_ms at now_ms
+ * (below), truncates the write-ahead table, applies time and size
+ * retention, checkpoints SQLite's own WAL and returns free pages to the
+ * file system when many are free.
  * Returns 0 or -errno (logged). */
 int store_maintain(store *s, int64_t now_ms);
 
@@ -280,12 +282,14 @@ int store_import_finish(store_import *im);
 
 /* ---- the write-ahead log, for remote write ---------------------------------------
  *
- * Every committed batch is one write-ahead row with a sequence number one
- * above the previous batch's. Normally a row is released as soon as its
- * samples are in chunk rows. A *consumer* (a remote-write endpoint, by
- * name) holds the rows from its durable cursor on, so that it can send them
- * after a restart or an outage of the receiver; but never rows whose commit
- * time is older than now - the consumer's max_lag: those are released at
+ * Every committed batch that stores samples is one write-ahead row with a
+ * sequence number one above the previous row's (a batch whose samples were
+ * all dropped, or that only creates series or metadata, writes none).
+ * Normally a row is released as soon as its samples are in chunk rows. A
+ * *consumer* (a remote-write endpoint, by name) holds the rows from its
+ * durable cursor on, so that it can send them after a restart or an outage
+ * of the receiver; but never rows whose commit time is older than now (the
+ * now_ms of store_maintain) - the consumer's max_lag: those are released at
  * the next store_maintain anyway, the consumer's cursor moves past them and
  * their samples are added to its dropped count (nothing is lost silently).
  * Consumers and cursors live in the database (consistent with the rows
@@ -300,7 +304,9 @@ typedef struct store_wal_sample {
 
 typedef struct store_wal_batch {
     uint64_t seq;      /* the row's sequence number */
-    int64_t commit_ms; /* wall-clock time of its commit (ms since the epoch) */
+    int64_t commit_ms; /* wall-clock time of its commit (ms since the epoch);
+                        * 0 for a row written by a version before this
+                        * field (max_lag counts those from the open) */
     store_wal_sample *samples;
     size_t n;
 } store_wal_batch;
@@ -331,7 +337,11 @@ int store_wal_consumer_remove(store *s, const char *name);
  * is nothing new). *first_seq is set to the first row that exists at or
  * after from_seq (> from_seq when rows from_seq.. were released: a gap the
  * caller counts). Reads through its own connection: never blocks a commit
- * for longer than a row copy. Returns 0 or -errno. Thread-safe. */
+ * for longer than a row copy. Returns 0 or -errno: -EIO when the row at
+ * *first_seq does not decode (rows before it are returned first, without
+ * error; skip it by reading from *first_seq + 1), -EAGAIN when the rows
+ * kept being released while it read them (not a consumer's rows: call
+ * again). Thread-safe. */
 int store_wal_read(store *s, uint64_t from_seq, size_t max_rows, store_wal_batch **out, size_t *n,
                    uint64_t *first_seq);
 void store_wal_batches_free(store_wal_batch *b, size_t n);

@@ -6,6 +6,7 @@
  * byte by byte (format: varint length, then literal elements). */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 
@@ -105,8 +106,8 @@ static void test_floats_round_trip(void **state)
     const char *kv1[] = {"__name__", "up", "instance", "a:1", "job", "j\xc3\xa9"};
     const char *kv2[] = {"__name__", "x", "empty", ""}; /* the empty value is dropped */
     labels *l1 = mk(3, kv1), *l2 = raw_labels(2, kv2);
-    rwproto_sample s1[] = {{1000, 1}, {2000, -0.5}, {3000, strutil_stale_nan()}, {4000, NAN},
-                           {5000, INFINITY}, {6000, 1e-300}};
+    rwproto_sample s1[] = {{1000, 1},   {2000, -0.5},     {3000, strutil_stale_nan()},
+                           {4000, NAN}, {5000, INFINITY}, {6000, 1e-300}};
     rwproto_sample s2[] = {{-5, 42}};
     rwproto_series ser[] = {{.ls = l1, .samples = s1, .n_samples = 6},
                             {.ls = l2, .samples = s2, .n_samples = 1}};
@@ -161,8 +162,10 @@ static void assert_hist_equal(const nhist *a, const nhist *b)
     }
     assert_int_equal(a->n_pos, b->n_pos);
     assert_int_equal(a->n_neg, b->n_neg);
-    for (size_t i = 0; i < a->n_pos; i++) assert_true(same_bits(a->pos[i], b->pos[i]));
-    for (size_t i = 0; i < a->n_neg; i++) assert_true(same_bits(a->neg[i], b->neg[i]));
+    for (size_t i = 0; i < a->n_pos; i++)
+        assert_true(same_bits(a->pos[i], b->pos[i]));
+    for (size_t i = 0; i < a->n_neg; i++)
+        assert_true(same_bits(a->neg[i], b->neg[i]));
     assert_int_equal(a->n_custom_values, b->n_custom_values);
     for (size_t i = 0; i < a->n_custom_values; i++)
         assert_true(same_bits(a->custom_values[i], b->custom_values[i]));
@@ -174,22 +177,49 @@ static void test_histograms_round_trip(void **state)
     /* Integer: counts that go down and up (negative deltas on the wire). */
     nhist_span ip[] = {{-2, 3}, {4, 1}}, in[] = {{0, 2}};
     double ipc[] = {5, 2, 9, 1}, inc[] = {3, 3};
-    nhist hi = {.is_float = false, .hint = NHIST_HINT_NOT_RESET, .schema = 3,
-                .zero_threshold = 1e-128, .zero_count = 4, .count = 4 + 17 + 6, .sum = -12.5,
-                .pos_spans = ip, .n_pos_spans = 2, .pos = ipc, .n_pos = 4,
-                .neg_spans = in, .n_neg_spans = 1, .neg = inc, .n_neg = 2};
+    nhist hi = {.is_float = false,
+                .hint = NHIST_HINT_NOT_RESET,
+                .schema = 3,
+                .zero_threshold = 1e-128,
+                .zero_count = 4,
+                .count = 4 + 17 + 6,
+                .sum = -12.5,
+                .pos_spans = ip,
+                .n_pos_spans = 2,
+                .pos = ipc,
+                .n_pos = 4,
+                .neg_spans = in,
+                .n_neg_spans = 1,
+                .neg = inc,
+                .n_neg = 2};
     /* Float. */
     nhist_span fp[] = {{1, 2}};
     double fpc[] = {0.25, 1.5};
-    nhist hf = {.is_float = true, .hint = NHIST_HINT_GAUGE, .schema = -2, .zero_threshold = 0.001,
-                .zero_count = 0.5, .count = 2.25, .sum = 7.75, .pos_spans = fp, .n_pos_spans = 1,
-                .pos = fpc, .n_pos = 2};
+    nhist hf = {.is_float = true,
+                .hint = NHIST_HINT_GAUGE,
+                .schema = -2,
+                .zero_threshold = 0.001,
+                .zero_count = 0.5,
+                .count = 2.25,
+                .sum = 7.75,
+                .pos_spans = fp,
+                .n_pos_spans = 1,
+                .pos = fpc,
+                .n_pos = 2};
     /* Custom buckets (NHCB). */
     nhist_span cp[] = {{0, 2}, {1, 1}};
     double cpc[] = {1, 0, 3}, cv[] = {0.1, 0.5, 2.5};
-    nhist hc = {.is_float = false, .hint = NHIST_HINT_RESET, .schema = NHIST_CUSTOM_SCHEMA,
-                .count = 4, .sum = 3.5, .pos_spans = cp, .n_pos_spans = 2, .pos = cpc, .n_pos = 3,
-                .custom_values = cv, .n_custom_values = 3};
+    nhist hc = {.is_float = false,
+                .hint = NHIST_HINT_RESET,
+                .schema = NHIST_CUSTOM_SCHEMA,
+                .count = 4,
+                .sum = 3.5,
+                .pos_spans = cp,
+                .n_pos_spans = 2,
+                .pos = cpc,
+                .n_pos = 3,
+                .custom_values = cv,
+                .n_custom_values = 3};
     /* A histogram staleness marker. */
     nhist hs;
     nhist_init(&hs);
@@ -206,8 +236,13 @@ static void test_histograms_round_trip(void **state)
     labels *els = mk(2, ekv);
     rwproto_exemplar ex[] = {{els, 150, 0.75}, {NULL, 0, -1}};
     rwproto_sample fl[] = {{50, 1}};
-    rwproto_series ser = {.ls = ls, .samples = fl, .n_samples = 1, .hists = hsv, .n_hists = 4,
-                          .exemplars = ex, .n_exemplars = 2};
+    rwproto_series ser = {.ls = ls,
+                          .samples = fl,
+                          .n_samples = 1,
+                          .hists = hsv,
+                          .n_hists = 4,
+                          .exemplars = ex,
+                          .n_exemplars = 2};
     rwproto_metadata md[] = {{"lat_seconds", "Latency.", "seconds", EXPFMT_HISTOGRAM},
                              {"up", "", "", EXPFMT_GAUGE},
                              {"info_x", NULL, NULL, EXPFMT_INFO}};
@@ -280,7 +315,8 @@ static void test_encode_cap(void **state)
     const char *kv[] = {"__name__", "some_rather_long_metric_name_for_the_test"};
     labels *ls = mk(1, kv);
     rwproto_sample s[64];
-    for (int i = 0; i < 64; i++) s[i] = (rwproto_sample){i * 1000, (double)i * 1.37};
+    for (int i = 0; i < 64; i++)
+        s[i] = (rwproto_sample){i * 1000, (double)i * 1.37};
     rwproto_series ser = {.ls = ls, .samples = s, .n_samples = 64};
     rwproto_request r = {.series = &ser, .n_series = 1};
     buf out, err;
@@ -343,8 +379,7 @@ static void test_bad_snappy(void **state)
     expect_bad(backref, sizeof backref, 0, "snappy: corrupt input");
     /* Claimed size over the cap (the data is never looked at). */
     const unsigned char big[] = {0x80, 0x80, 0x80, 0x14}; /* 40 MiB */
-    expect_bad(big, sizeof big, 0,
-               "decompressed size 40 MiB exceeds the limit of 32 MiB");
+    expect_bad(big, sizeof big, 0, "decompressed size 40 MiB exceeds the limit of 32 MiB");
     /* A real body over a small cap. */
     char want[96];
     snprintf(want, sizeof want, "exceeds the limit of %zu bytes", (size_t)10);
@@ -361,11 +396,11 @@ static void test_bad_protobuf(void **state)
         const char *raw;
         size_t len;
     } cases[] = {
-        {"\x0a\x05\x0a\x03", 4},     /* timeseries field longer than the message */
-        {"\xff\xff\xff", 3},          /* bad tag varint */
-        {"\x0b", 1},                  /* start group (wire type 3) */
-        {"\x0a\x02\x12\x09", 4},      /* nested sample length past the end */
-        {"\x0f\x00", 2},                /* wire type 7 */
+        {"\x0a\x05\x0a\x03", 4}, /* timeseries field longer than the message */
+        {"\xff\xff\xff", 3},     /* bad tag varint */
+        {"\x0b", 1},             /* start group (wire type 3) */
+        {"\x0a\x02\x12\x09", 4}, /* nested sample length past the end */
+        {"\x0f\x00", 2},         /* wire type 7 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         buf b;
@@ -381,9 +416,9 @@ static void test_bad_protobuf(void **state)
 
     /* And a hand-made valid one decodes (so the cases above fail for the
      * reason they claim): one series {__name__="up"} with sample (2, 5). */
-    const unsigned char ok[] = {0x0a, 0x1d, 0x0a, 0x0e, 0x0a, 0x08, '_', '_', 'n', 'a', 'm', 'e',
-                                '_',  '_',  0x12, 0x02, 'u',  'p',  0x12, 0x0b, 0x09, 0,   0,   0,
-                                0,    0,    0,    0x14, 0x40, 0x10, 0x02};
+    const unsigned char ok[] = {0x0a, 0x1d, 0x0a, 0x0e, 0x0a, 0x08, '_',  '_',  'n',  'a',  'm',
+                                'e',  '_',  '_',  0x12, 0x02, 'u',  'p',  0x12, 0x0b, 0x09, 0,
+                                0,    0,    0,    0,    0,    0x14, 0x40, 0x10, 0x02};
     buf b;
     buf_init(&b, BUF_UNLIMITED);
     snappy_literal(&b, ok, sizeof ok);
@@ -503,7 +538,11 @@ static void test_bad_histograms(void **state)
         {{.schema = NHIST_CUSTOM_SCHEMA, .custom_values = cv, .n_custom_values = 2},
          "histogram 0: "},
         /* float: negative count */
-        {{.is_float = true, .count = 2, .pos_spans = sp, .n_pos_spans = 1, .pos = (double[]){-1, 3},
+        {{.is_float = true,
+          .count = 2,
+          .pos_spans = sp,
+          .n_pos_spans = 1,
+          .pos = (double[]){-1, 3},
           .n_pos = 2},
          "histogram 0: "},
     };
@@ -527,14 +566,71 @@ static void test_bad_histograms(void **state)
     labels_free(ls);
 }
 
+/* The fuzz seeds (tests/data/fuzz-seeds/rwproto, written from the wire
+ * format by hand: a mode byte, then a snappy body (0) or a raw
+ * WriteRequest (1)) all decode, with the series and samples they hold. */
+static void test_seed_files(void **state)
+{
+    (void)state;
+    const char *dir = "tests/data/fuzz-seeds/rwproto";
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    size_t n_files = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len = 0;
+        char *data = tu_read_file(path, &len);
+        assert_non_null(data);
+        assert_true(len > 1);
+        buf body;
+        buf_init(&body, BUF_UNLIMITED);
+        if (data[0] & 1)
+            snappy_literal(&body, data + 1, len - 1);
+        else
+            buf_append(&body, data + 1, len - 1);
+        rwproto_request got;
+        buf err;
+        buf_init(&err, 4096);
+        int rc = rwproto_decode(body.data, body.len, 0, &got, &err);
+        if (rc != 0) fail_msg("%s: %s", path, buf_cstr(&err));
+        assert_true(got.n_series > 0);
+        size_t points = 0;
+        for (size_t i = 0; i < got.n_series; i++)
+            points += got.series[i].n_samples + got.series[i].n_hists;
+        assert_true(points > 0);
+        if (strstr(e->d_name, "hists")) {
+            assert_int_equal(got.series[0].n_hists, 3);
+            assert_true(got.series[0].hists[1].h.is_float);
+            assert_int_equal(got.series[0].hists[2].h.schema, NHIST_CUSTOM_SCHEMA);
+            assert_int_equal(got.series[0].n_exemplars, 1);
+            assert_int_equal(got.n_metadata, 1);
+            assert_int_equal(got.metadata[0].type, EXPFMT_COUNTER);
+        }
+        rwproto_request_cleanup(&got);
+        buf_cleanup(&err), buf_cleanup(&body);
+        free(data);
+        n_files++;
+    }
+    closedir(d);
+    assert_true(n_files >= 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_floats_round_trip), cmocka_unit_test(test_histograms_round_trip),
-        cmocka_unit_test(test_empty),             cmocka_unit_test(test_encode_cap),
-        cmocka_unit_test(test_bad_snappy),        cmocka_unit_test(test_bad_protobuf),
-        cmocka_unit_test(test_bad_labels),        cmocka_unit_test(test_bad_timestamps),
+        cmocka_unit_test(test_floats_round_trip),
+        cmocka_unit_test(test_histograms_round_trip),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_encode_cap),
+        cmocka_unit_test(test_bad_snappy),
+        cmocka_unit_test(test_bad_protobuf),
+        cmocka_unit_test(test_bad_labels),
+        cmocka_unit_test(test_bad_timestamps),
         cmocka_unit_test(test_bad_histograms),
+        cmocka_unit_test(test_seed_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

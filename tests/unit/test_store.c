@@ -1841,6 +1841,10 @@ static void test_concurrent(void **state)
 
 /* ---- crash safety -------------------------------------------------------------------- */
 
+static size_t wal_read_all(store *s, uint64_t *cursor, size_t max_rows, store_wal_batch **all,
+                           size_t *nall);
+static void free_all_batches(store_wal_batch *all, size_t n);
+
 #define CRASH_FIXED 100
 #define CRASH_ROUNDS 3
 #define CRASH_ROUND_T 10000000LL
@@ -1876,6 +1880,9 @@ static void crash_child(const char *dir, int round, int fd)
         if (store_series_ref(s, ls, &refs[j], NULL) != 0) _exit(3);
         labels_free(ls);
     }
+    /* A remote-write consumer that reads nothing: this round's rows stay
+     * (and must not be replayed twice). */
+    if (store_wal_consumer_set(s, "crash", store_wal_next_seq(s), 3600000, NULL) != 0) _exit(6);
     for (int64_t i = 0;; i++) {
         int64_t t = round * CRASH_ROUND_T + i;
         char v[32];
@@ -1981,6 +1988,20 @@ static void test_crash_safety(void **state)
         }
         store_select_result_free(&res);
         store_reader_close(r);
+        /* The consumer's rows: exactly this round's batches, whole. */
+        store_wal_consumer wc;
+        assert_int_equal(store_wal_consumer_get(s, "crash", &wc), 0);
+        uint64_t cursor = wc.next_seq;
+        store_wal_batch *rows;
+        size_t nall;
+        assert_int_equal(wal_read_all(s, &cursor, 500, &rows, &nall), present * (CRASH_FIXED + 1));
+        assert_int_equal(nall, present);
+        for (size_t i = 0; i < nall; i++) {
+            assert_int_equal(rows[i].n, CRASH_FIXED + 1);
+            assert_int_equal(rows[i].samples[0].t, t0 + (int64_t)i);
+            assert_true(bits(rows[i].samples[1].v) == bits(crash_value((int64_t)i, 1)));
+        }
+        free_all_batches(rows, nall);
         store_close(s);
     }
     tmpdir_free(dir);
@@ -2400,6 +2421,692 @@ static void test_hist_import_retention(void **state)
     tmpdir_free(dir);
 }
 
+/* ---- the write-ahead log for remote write --------------------------------------------- */
+
+static int64_t test_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads every row from *cursor on (in calls of max_rows), checks there is
+ * no gap, and returns the samples in *out (caller frees with
+ * store_wal_batches_free) and their count; *cursor moves past them. */
+static size_t wal_read_all(store *s, uint64_t *cursor, size_t max_rows, store_wal_batch **all,
+                           size_t *nall)
+{
+    size_t samples = 0, cap = 0;
+    *all = NULL;
+    *nall = 0;
+    for (;;) {
+        store_wal_batch *b;
+        size_t n;
+        uint64_t first;
+        assert_int_equal(store_wal_read(s, *cursor, max_rows, &b, &n, &first), 0);
+        if (n == 0) {
+            assert_null(b);
+            assert_int_equal(first, *cursor);
+            break;
+        }
+        assert_true(n <= max_rows);
+        assert_int_equal(first, *cursor);
+        if (*nall + n > cap) {
+            cap = (*nall + n) * 2;
+            *all = realloc(*all, cap * sizeof **all);
+        }
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(b[i].seq, *cursor + i);
+            samples += b[i].n;
+            (*all)[(*nall)++] = b[i];
+        }
+        *cursor += n;
+        mem_free(b); /* the samples moved to *all */
+    }
+    return samples;
+}
+
+static void free_all_batches(store_wal_batch *all, size_t n)
+{
+    if (!all) return;
+    store_wal_batch *copy = mem_malloc((n ? n : 1) * sizeof *copy);
+    memcpy(copy, all, n * sizeof *copy);
+    store_wal_batches_free(copy, n);
+    free(all);
+}
+
+/* Rows read back in order from a cursor: sequence numbers, commit times,
+ * references, timestamps and bit-exact values (integers, fractions, the
+ * staleness marker); max_rows limits a read; a gap after released rows is
+ * reported by first_seq; series labels by reference. */
+static void test_wal_read(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    labels *la = mk("__name__", "a", "job", "x", NULL), *lb = mk("__name__", "b", NULL);
+    uint64_t ra = ref_of(s, la, NULL), rb = ref_of(s, lb, NULL);
+    uint64_t start = store_wal_next_seq(s);
+    assert_true(start >= 1);
+    store_wal_batch *b;
+    size_t n;
+    uint64_t first;
+    assert_int_equal(store_wal_read(s, start, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(first, start);
+    assert_int_equal(store_wal_consumer_set(s, "r", start, 3600000, NULL), 0);
+    int64_t before = test_wall_ms();
+    const double vals[] = {1, 0.25, -7, 1e300};
+    for (int i = 0; i < 20; i++) {
+        store_batch *bt = store_batch_new(s);
+        store_batch_add(bt, ra, i * 1000, i == 5 ? strutil_stale_nan() : vals[i % 4] + i);
+        if (i % 2) store_batch_add(bt, rb, i * 1000 + 1, -vals[i % 4]);
+        store_batch_add(bt, ra, i * 1000, 99); /* a duplicate timestamp: not in the row */
+        assert_int_equal(store_batch_commit(bt), 0);
+    }
+    /* A batch with nothing accepted writes no row. */
+    store_batch *bt = store_batch_new(s);
+    store_batch_add(bt, ra, 0, 1);
+    assert_int_equal(store_batch_commit(bt), 0);
+    int64_t after = test_wall_ms();
+    assert_int_equal(store_wal_next_seq(s), start + 20);
+
+    uint64_t cursor = start;
+    store_wal_batch *all;
+    size_t nall;
+    assert_int_equal(wal_read_all(s, &cursor, 3, &all, &nall), 20 + 10);
+    assert_int_equal(nall, 20);
+    for (int i = 0; i < 20; i++) {
+        const store_wal_batch *x = &all[i];
+        assert_true(x->commit_ms >= before && x->commit_ms <= after);
+        if (i) assert_true(x->commit_ms >= all[i - 1].commit_ms);
+        assert_int_equal(x->n, i % 2 ? 2 : 1);
+        assert_int_equal(x->samples[0].ref, ra);
+        assert_int_equal(x->samples[0].t, i * 1000);
+        assert_null(x->samples[0].h);
+        double want = i == 5 ? strutil_stale_nan() : vals[i % 4] + i;
+        assert_true(bits(x->samples[0].v) == bits(want));
+        if (i % 2) {
+            assert_int_equal(x->samples[1].ref, rb);
+            assert_int_equal(x->samples[1].t, i * 1000 + 1);
+            assert_true(bits(x->samples[1].v) == bits(-vals[i % 4]));
+        }
+    }
+    free_all_batches(all, nall);
+    /* From the middle, and past the end. */
+    assert_int_equal(store_wal_read(s, start + 18, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(first, start + 18);
+    assert_int_equal(b[1].seq, start + 19);
+    store_wal_batches_free(b, n);
+    assert_int_equal(store_wal_read(s, start + 25, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(first, start + 25);
+
+    /* Labels by reference. */
+    labels *got = store_series_labels(s, rb);
+    assert_non_null(got);
+    assert_int_equal(labels_compare(got, lb), 0);
+    labels_free(got);
+    got = store_series_labels(s, ra);
+    assert_int_equal(labels_compare(got, la), 0);
+    labels_free(got);
+    assert_null(store_series_labels(s, 0));
+    assert_null(store_series_labels(s, rb + 1000));
+
+    /* Without the consumer, a clean close releases every row: reading from
+     * the old cursor reports the gap up to the next row. */
+    assert_int_equal(store_wal_consumer_remove(s, "r"), 0);
+    assert_int_equal(store_wal_consumer_remove(s, "r"), 0); /* unknown: not an error */
+    store_close(s);
+    s = open_store(dir, 0);
+    assert_int_equal(store_wal_next_seq(s), start + 20);
+    assert_int_equal(store_wal_read(s, start, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(first, start + 20);
+    append_run(s, ra, 100000, 1000, 2, 1);
+    assert_int_equal(store_wal_read(s, start, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(first, start + 20);
+    assert_int_equal(b[0].seq, start + 20);
+    assert_int_equal(b[0].samples[0].t, 100000);
+    store_wal_batches_free(b, n);
+    store_wal_consumer c;
+    assert_int_equal(store_wal_consumer_get(s, "r", &c), -ENOENT);
+    assert_int_equal(store_wal_consumer_set(s, "", 1, 1000, NULL), -EINVAL);
+    assert_int_equal(store_wal_consumer_set(s, "x", 1, 0, NULL), -EINVAL);
+    store_close(s);
+    labels_free(la);
+    labels_free(lb);
+    tmpdir_free(dir);
+}
+
+static store_wal_consumer consumer(store *s, const char *name)
+{
+    store_wal_consumer c;
+    assert_int_equal(store_wal_consumer_get(s, name, &c), 0);
+    return c;
+}
+
+static uint64_t wal_rows(store *s)
+{
+    store_stats st;
+    store_get_stats(s, &st);
+    return st.wal_rows;
+}
+
+/* Rows stay while a consumer has not read them, although their samples
+ * are in chunk rows; moving its cursor releases them at the next
+ * maintenance; the release point is the lowest cursor of all consumers;
+ * removing a consumer releases its rows; reads see the kept rows and the
+ * store's samples are not doubled. */
+static void test_wal_consumers_hold(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    uint64_t start = store_wal_next_seq(s);
+    assert_int_equal(store_wal_consumer_set(s, "c1", start, 3600000, NULL), 0);
+    append_run(s, ra, 0, 1000, 250, 1);
+    assert_int_equal(wal_rows(s), 250);
+    assert_int_equal(store_maintain(s, test_wall_ms()), 0);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.chunks_persisted, 2); /* rows start..start+239 are in chunks */
+    assert_int_equal(st.wal_rows, 250);       /* but c1 has not read them */
+    store_wal_batch *b;
+    size_t n;
+    uint64_t first;
+    assert_int_equal(store_wal_read(s, start, 1000, &b, &n, &first), 0);
+    assert_int_equal(n, 250);
+    assert_int_equal(first, start);
+    for (size_t i = 0; i < n; i++) assert_int_equal(b[i].samples[0].t, (int64_t)i * 1000);
+    store_wal_batches_free(b, n);
+
+    assert_int_equal(store_wal_consumer_set(s, "c1", start + 100, 3600000, NULL), 0);
+    assert_int_equal(consumer(s, "c1").next_seq, start + 100);
+    assert_int_equal(wal_rows(s), 250); /* released at the next maintenance */
+    assert_int_equal(store_maintain(s, test_wall_ms()), 0);
+    assert_int_equal(wal_rows(s), 150);
+    /* A second consumer behind the release point sees a gap. */
+    assert_int_equal(store_wal_consumer_set(s, "c2", start + 50, 3600000, NULL), 0);
+    assert_int_equal(store_wal_read(s, start + 50, 10, &b, &n, &first), 0);
+    assert_int_equal(first, start + 100);
+    assert_int_equal(n, 10);
+    assert_int_equal(b[0].seq, start + 100);
+    assert_int_equal(b[0].samples[0].t, 100000);
+    store_wal_batches_free(b, n);
+    /* The lowest cursor holds: c2 at +200, c1 at +245 (past the head's pin
+     * at +240). */
+    assert_int_equal(store_wal_consumer_set(s, "c2", start + 200, 3600000, NULL), 0);
+    assert_int_equal(store_wal_consumer_set(s, "c1", start + 245, 3600000, NULL), 0);
+    assert_int_equal(store_maintain(s, test_wall_ms()), 0);
+    assert_int_equal(wal_rows(s), 50);
+    assert_int_equal(store_wal_consumer_remove(s, "c2"), 0);
+    assert_int_equal(store_wal_consumer_get(s, "c2", &(store_wal_consumer){0}), -ENOENT);
+    assert_int_equal(wal_rows(s), 50);
+    assert_int_equal(store_maintain(s, test_wall_ms()), 0);
+    assert_int_equal(wal_rows(s), 10); /* the head's own rows */
+    /* Slots of released rows are reused: appending more makes no new rows
+     * in the table beyond what is needed (the spare slots cover them). */
+    long long slots = db_int(dir, "SELECT count(*) FROM wal");
+    append_run(s, ra, 250000, 1000, 20, 1);
+    assert_int_equal(wal_rows(s), 30);
+    if (slots >= 0) assert_true(db_int(dir, "SELECT count(*) FROM wal") == slots);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    assert_int_equal(count_samples(r, ra, INT64_MIN, INT64_MAX), 270);
+    store_reader_close(r);
+    /* The truncation a commit does every 512 commits respects consumers
+     * too: 600 more rows, all kept (the 30 the head needed before are in
+     * chunk rows by then). */
+    assert_int_equal(store_wal_consumer_set(s, "c1", store_wal_next_seq(s), 3600000, NULL), 0);
+    append_run(s, ra, 270000, 1000, 600, 1);
+    assert_int_equal(wal_rows(s), 600);
+    assert_int_equal(store_wal_consumer_remove(s, "c1"), 0);
+    append_run(s, ra, 870000, 1000, 512, 1);
+    assert_true(wal_rows(s) < 600); /* without it, the next truncation releases them */
+    store_close(s);
+    tmpdir_free(dir);
+}
+
+/* A consumer that lags more than its max_lag_ms: store_maintain moves its
+ * cursor past the rows committed before now - max_lag, counts their
+ * samples as dropped and releases them; newer rows stay. */
+static void test_wal_max_lag(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    uint64_t refs[10];
+    for (int i = 0; i < 10; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", i);
+        refs[i] = ref_pairs(s, mk("__name__", "s", "i", v, NULL));
+    }
+    uint64_t start = store_wal_next_seq(s);
+    assert_int_equal(store_wal_consumer_set(s, "slow", start, 1000, NULL), 0);
+    assert_int_equal(store_wal_consumer_set(s, "fast", start + 10, 1000, NULL), 0);
+    /* Ten rows of 120 samples (each closes its series' chunk), the second
+     * five 30 ms after the first. */
+    for (int i = 0; i < 10; i++) {
+        if (i == 5) nanosleep(&(struct timespec){0, 30000000}, NULL);
+        append_run(s, refs[i], 0, 1000, 120, 120);
+    }
+    assert_int_equal(store_wal_next_seq(s), start + 10);
+    store_wal_batch *b;
+    size_t n;
+    uint64_t first;
+    assert_int_equal(store_wal_read(s, start, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 10);
+    assert_true(b[4].commit_ms < b[5].commit_ms);
+    int64_t second = b[5].commit_ms;
+    store_wal_batches_free(b, n);
+    /* Within the lag: nothing moves. */
+    assert_int_equal(store_maintain(s, second), 0);
+    assert_int_equal(consumer(s, "slow").next_seq, start);
+    assert_int_equal(wal_rows(s), 10);
+    /* The first five rows are older than the lag. */
+    assert_int_equal(store_maintain(s, second + 1000), 0);
+    store_wal_consumer c = consumer(s, "slow");
+    assert_int_equal(c.next_seq, start + 5);
+    assert_int_equal(c.dropped_samples, 5 * 120);
+    assert_int_equal(c.max_lag_ms, 1000);
+    assert_int_equal(consumer(s, "fast").dropped_samples, 0);
+    assert_int_equal(wal_rows(s), 5);
+    assert_int_equal(store_wal_read(s, start, 10, &b, &n, &first), 0);
+    assert_int_equal(first, start + 5);
+    assert_int_equal(n, 5);
+    store_wal_batches_free(b, n);
+    /* Much later: everything. */
+    assert_int_equal(store_maintain(s, second + 3600000), 0);
+    c = consumer(s, "slow");
+    assert_int_equal(c.next_seq, start + 10);
+    assert_int_equal(c.dropped_samples, 10 * 120);
+    assert_int_equal(wal_rows(s), 0);
+    /* The counts are durable. */
+    store_close(s);
+    s = open_store(dir, 0);
+    c = consumer(s, "slow");
+    assert_int_equal(c.next_seq, start + 10);
+    assert_int_equal(c.dropped_samples, 10 * 120);
+    /* Setting the cursor keeps the dropped count. */
+    assert_int_equal(store_wal_consumer_set(s, "slow", start + 10, 5000, NULL), 0);
+    c = consumer(s, "slow");
+    assert_int_equal(c.dropped_samples, 10 * 120);
+    assert_int_equal(c.max_lag_ms, 5000);
+    store_close(s);
+    tmpdir_free(dir);
+}
+
+/* Consumers and their rows survive a clean close and a process that dies
+ * without closing; replay at open appends only the head's rows again (the
+ * rows kept for consumers are in chunk rows: no sample twice). */
+static void test_wal_consumers_durable(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    labels *la = mk("__name__", "a", NULL);
+    uint64_t start;
+    {
+        store *s = open_store(dir, 0);
+        start = store_wal_next_seq(s);
+        store_close(s);
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_options o = {.path = dir};
+        store *s = NULL;
+        if (store_open(&s, &o, NULL) < 0) _exit(10);
+        uint64_t ra;
+        store_series_ref(s, la, &ra, NULL);
+        if (store_wal_consumer_set(s, "k", start, 3600000, NULL) < 0) _exit(11);
+        if (store_wal_consumer_set(s, "k2", start + 150, 3600000, NULL) < 0) _exit(11);
+        if (store_wal_consumer_set(s, "lag", start + 240, 1, NULL) < 0) _exit(11);
+        for (int i = 0; i < 250; i++) {
+            store_batch *b = store_batch_new(s);
+            store_batch_add(b, ra, i * 1000, i);
+            if (store_batch_commit(b) < 0) _exit(12);
+        }
+        if (store_maintain(s, 0) < 0) _exit(13);
+        if (store_wal_consumer_set(s, "k", start + 100, 3600000, NULL) < 0) _exit(11);
+        if (store_maintain(s, 0) < 0) _exit(13);
+        for (int i = 250; i < 255; i++) {
+            store_batch *b = store_batch_new(s);
+            store_batch_add(b, ra, i * 1000, i);
+            if (store_batch_commit(b) < 0) _exit(12);
+        }
+        /* "lag" (1 ms) loses rows +240..+254 (15 samples); the others keep. */
+        if (store_maintain(s, test_wall_ms() + 60000) < 0) _exit(13);
+        store_stats st;
+        store_get_stats(s, &st);
+        if (st.wal_rows != 155) _exit(14);
+        _exit(0); /* no store_close */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        store *s = open_store(dir, 0);
+        store_stats st;
+        store_get_stats(s, &st);
+        /* pass 0: the open chunk's 10 + 5 rows replayed, not the 140 kept
+         * ones; pass 1: after a clean close, nothing. */
+        assert_int_equal(st.replayed_samples, pass == 0 ? 15 : 0);
+        assert_int_equal(st.wal_rows, 155);
+        assert_int_equal(store_wal_next_seq(s), start + 255);
+        store_wal_consumer c = consumer(s, "k");
+        assert_int_equal(c.next_seq, start + 100);
+        assert_int_equal(c.max_lag_ms, 3600000);
+        assert_int_equal(c.dropped_samples, 0);
+        assert_int_equal(consumer(s, "k2").next_seq, start + 150);
+        c = consumer(s, "lag");
+        assert_int_equal(c.next_seq, start + 255);
+        assert_int_equal(c.dropped_samples, 15);
+        uint64_t ra = ref_of(s, la, NULL);
+        store_reader *r;
+        assert_int_equal(store_reader_open(s, &r), 0);
+        assert_int_equal(count_samples(r, ra, INT64_MIN, INT64_MAX), 255);
+        store_reader_close(r);
+        uint64_t cursor = start + 100;
+        store_wal_batch *all;
+        size_t nall;
+        assert_int_equal(wal_read_all(s, &cursor, 64, &all, &nall), 155);
+        for (size_t i = 0; i < nall; i++) {
+            assert_int_equal(all[i].samples[0].ref, ra);
+            assert_int_equal(all[i].samples[0].t, (int64_t)(100 + i) * 1000);
+            assert_true(all[i].samples[0].v == (double)(100 + i));
+            assert_true(all[i].commit_ms > 0);
+        }
+        free_all_batches(all, nall);
+        store_close(s);
+    }
+    buf report;
+    buf_init(&report, BUF_UNLIMITED);
+    assert_int_equal(store_check(dir, &report), 0);
+    assert_non_null(strstr(buf_cstr(&report), "155 write-ahead rows"));
+    buf_cleanup(&report);
+    labels_free(la);
+    tmpdir_free(dir);
+}
+
+/* Rows kept for a consumer after retention deleted the chunks that held
+ * their samples: a process that dies without closing must not bring those
+ * samples back at replay. */
+static void test_wal_kept_rows_after_retention(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    labels *la = mk("__name__", "a", NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_options o = {.path = dir, .retention_ms = 10000};
+        store *s = NULL;
+        if (store_open(&s, &o, NULL) < 0) _exit(10);
+        uint64_t ra;
+        store_series_ref(s, la, &ra, NULL);
+        if (store_wal_consumer_set(s, "k", store_wal_next_seq(s), 3600000, NULL) < 0) _exit(11);
+        for (int i = 0; i < 250; i++) {
+            store_batch *b = store_batch_new(s);
+            store_batch_add(b, ra, i * 1000, i);
+            if (store_batch_commit(b) < 0) _exit(12);
+        }
+        /* Writes both closed chunks, then retention deletes them (their
+         * samples are decades old). */
+        if (store_maintain(s, test_wall_ms()) < 0) _exit(13);
+        store_stats st;
+        store_get_stats(s, &st);
+        if (st.retention_deleted_samples != 240 || st.wal_rows != 250) _exit(14);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    store *s = open_store(dir, 10000);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.replayed_samples, 10);
+    assert_int_equal(st.wal_rows, 250);
+    uint64_t ra = ref_of(s, la, NULL);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    assert_int_equal(count_samples(r, ra, INT64_MIN, INT64_MAX), 10);
+    store_reader_close(r);
+    store_close(s);
+    labels_free(la);
+    tmpdir_free(dir);
+}
+
+/* Rows written by schema version 5 (12-byte slot header, no commit time)
+ * after the upgrade: replayed as before, readable with commit_ms 0, and
+ * counted as committed at open for max_lag. */
+static void test_wal_old_rows(void **state)
+{
+    (void)state;
+    if (system("sqlite3 -version >/dev/null 2>&1") != 0) {
+        print_message("SKIPPED: the sqlite3 shell is not installed\n");
+        skip();
+    }
+    char *dir = tmpdir_new();
+    labels *la = mk("__name__", "a", NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_options o = {.path = dir};
+        store *s = NULL;
+        if (store_open(&s, &o, NULL) < 0) _exit(10);
+        uint64_t ra;
+        store_series_ref(s, la, &ra, NULL);
+        for (int i = 0; i < 5; i++) {
+            store_batch *b = store_batch_new(s);
+            store_batch_add(b, ra, i * 1000, i + 0.5);
+            if (store_batch_commit(b) < 0) _exit(12);
+        }
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* Back to version 5: 12-byte headers (same row, same blob length), no
+     * consumers table. */
+    char cmd[4600];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/sidewatch.db \"UPDATE wal SET data = CAST(substr(data, 1, 11) || x'00' ||"
+             " substr(data, 21) || zeroblob(8) AS BLOB) WHERE substr(data, 12, 1) = x'80';"
+             " DROP TABLE wal_consumers; PRAGMA user_version=5;\"",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(db_int(dir, "SELECT count(*) FROM wal WHERE substr(data, 12, 1) = x'00'"), 5);
+    int64_t opened = test_wall_ms();
+    store *s = open_store(dir, 0);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.replayed_samples, 5);
+    assert_int_equal(st.wal_rows, 5);
+    uint64_t ra = ref_of(s, la, NULL);
+    uint64_t start = store_wal_next_seq(s) - 5;
+    assert_int_equal(store_wal_consumer_set(s, "old", start, 1000, NULL), 0);
+    store_wal_batch *b;
+    size_t n;
+    uint64_t first;
+    assert_int_equal(store_wal_read(s, start, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(first, start);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(b[i].commit_ms, 0);
+        assert_int_equal(b[i].samples[0].ref, ra);
+        assert_int_equal(b[i].samples[0].t, (int64_t)i * 1000);
+        assert_true(b[i].samples[0].v == i + 0.5);
+    }
+    store_wal_batches_free(b, n);
+    /* A new row beside them has its time. */
+    append_run(s, ra, 5000, 1000, 1, 1);
+    assert_int_equal(store_wal_read(s, start + 5, 10, &b, &n, &first), 0);
+    assert_int_equal(n, 1);
+    assert_true(b[0].commit_ms >= opened);
+    store_wal_batches_free(b, n);
+    /* max_lag: the old rows count as committed at open. */
+    assert_int_equal(store_maintain(s, opened), 0);
+    assert_int_equal(consumer(s, "old").dropped_samples, 0);
+    assert_int_equal(store_maintain(s, test_wall_ms() + 3600000), 0);
+    assert_int_equal(consumer(s, "old").dropped_samples, 6);
+    assert_int_equal(consumer(s, "old").next_seq, start + 6);
+    store_close(s);
+    assert_int_equal(db_int(dir, "PRAGMA user_version"), 6);
+    labels_free(la);
+    tmpdir_free(dir);
+}
+
+/* Histogram rows (kind 1) decode: histograms, floats beside them, and the
+ * histogram staleness marker. */
+static void test_wal_histograms(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    uint64_t rh = ref_pairs(s, mk("__name__", "h", NULL));
+    uint64_t rf = ref_pairs(s, mk("__name__", "f", NULL));
+    uint64_t start = store_wal_next_seq(s);
+    assert_int_equal(store_wal_consumer_set(s, "h", start, 3600000, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        nhist h;
+        mk_hist(&h, 8, i, 0);
+        store_batch *b = store_batch_new(s);
+        store_batch_add(b, rf, i * 1000, i + 0.5);
+        store_batch_add_histogram(b, rh, i * 1000, &h);
+        store_batch_add(b, rf, i * 1000 + 1, (double)i);
+        assert_int_equal(store_batch_commit(b), 0);
+        nhist_cleanup(&h);
+    }
+    store_batch *b = store_batch_new(s);
+    store_batch_add(b, rh, 5000, strutil_stale_nan());
+    assert_int_equal(store_batch_commit(b), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        store_wal_batch *v;
+        size_t n;
+        uint64_t first;
+        assert_int_equal(store_wal_read(s, start, 100, &v, &n, &first), 0);
+        assert_int_equal(n, 6);
+        for (int i = 0; i < 5; i++) {
+            assert_int_equal(v[i].n, 3);
+            assert_int_equal(v[i].samples[0].ref, rf);
+            assert_null(v[i].samples[0].h);
+            assert_true(v[i].samples[0].v == i + 0.5);
+            assert_int_equal(v[i].samples[1].ref, rh);
+            assert_int_equal(v[i].samples[1].t, i * 1000);
+            assert_non_null(v[i].samples[1].h);
+            nhist want;
+            mk_hist(&want, 8, i, 0);
+            assert_true(hist_same(v[i].samples[1].h, &want));
+            nhist_cleanup(&want);
+            assert_int_equal(v[i].samples[2].t, i * 1000 + 1);
+            assert_true(v[i].samples[2].v == (double)i);
+        }
+        assert_int_equal(v[5].n, 1);
+        assert_non_null(v[5].samples[0].h);
+        assert_true(nhist_is_stale(v[5].samples[0].h));
+        store_wal_batches_free(v, n);
+        store_close(s);
+        s = open_store(dir, 0); /* pass 1: the rows after a clean close */
+    }
+    store_close(s);
+    tmpdir_free(dir);
+}
+
+/* A consumer reading while another thread appends and maintains: every
+ * sample arrives once, in order, with no gap. */
+#define WALC_BATCHES 1500
+#define WALC_SERIES 3
+
+typedef struct walc_ctx {
+    store *s;
+    uint64_t refs[WALC_SERIES];
+    atomic_int done;
+    int errors;
+    uint64_t start;
+} walc_ctx;
+
+static void *walc_writer(void *arg)
+{
+    walc_ctx *c = arg;
+    for (int i = 0; i < WALC_BATCHES; i++) {
+        store_batch *b = store_batch_new(c->s);
+        for (int k = 0; k < WALC_SERIES; k++) store_batch_add(b, c->refs[k], i, i * 10 + k);
+        if (store_batch_commit(b) != 0) c->errors++;
+        if (i % 100 == 99 && store_maintain(c->s, test_wall_ms()) != 0) c->errors++;
+    }
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+static void test_wal_read_concurrent(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    store *s = open_store(dir, 0);
+    walc_ctx c = {.s = s};
+    atomic_init(&c.done, 0);
+    for (int k = 0; k < WALC_SERIES; k++) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", k);
+        c.refs[k] = ref_pairs(s, mk("__name__", "c", "k", v, NULL));
+    }
+    c.start = store_wal_next_seq(s);
+    assert_int_equal(store_wal_consumer_set(s, "reader", c.start, 3600000, NULL), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, walc_writer, &c);
+    uint64_t cursor = c.start;
+    int64_t next_t[WALC_SERIES] = {0};
+    uint64_t samples = 0, reads = 0;
+    int errors = 0;
+    for (;;) {
+        bool finished = atomic_load(&c.done);
+        store_wal_batch *b;
+        size_t n;
+        uint64_t first;
+        if (store_wal_read(s, cursor, 7, &b, &n, &first) != 0 || first != cursor) {
+            errors++;
+            break;
+        }
+        reads++;
+        for (size_t i = 0; i < n; i++) {
+            if (b[i].seq != cursor + i || b[i].n != WALC_SERIES) errors++;
+            for (size_t j = 0; j < b[i].n; j++) {
+                const store_wal_sample *x = &b[i].samples[j];
+                int k = (int)j;
+                if (x->ref != c.refs[k] || x->t != next_t[k] || x->v != (double)(x->t * 10 + k))
+                    errors++;
+                next_t[k] = x->t + 1;
+                samples++;
+            }
+        }
+        cursor += n;
+        store_wal_batches_free(b, n);
+        if (n && reads % 5 == 0 &&
+            store_wal_consumer_set(s, "reader", cursor, 3600000, NULL) != 0)
+            errors++;
+        if (finished && n == 0) break;
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(errors, 0);
+    assert_int_equal(c.errors, 0);
+    assert_int_equal(samples, (uint64_t)WALC_BATCHES * WALC_SERIES);
+    assert_int_equal(cursor, c.start + WALC_BATCHES);
+    assert_int_equal(store_wal_next_seq(s), cursor);
+    /* Once the cursor is at the end, maintenance keeps only the head's rows. */
+    assert_int_equal(store_wal_consumer_set(s, "reader", cursor, 3600000, NULL), 0);
+    assert_int_equal(store_maintain(s, test_wall_ms()), 0);
+    assert_int_equal(wal_rows(s), WALC_BATCHES % 120); /* the open chunks' rows */
+    store_close(s);
+    tmpdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2433,6 +3140,14 @@ int main(void)
         cmocka_unit_test(test_commit_failure),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_crash_safety),
+        cmocka_unit_test(test_wal_read),
+        cmocka_unit_test(test_wal_consumers_hold),
+        cmocka_unit_test(test_wal_max_lag),
+        cmocka_unit_test(test_wal_consumers_durable),
+        cmocka_unit_test(test_wal_kept_rows_after_retention),
+        cmocka_unit_test(test_wal_old_rows),
+        cmocka_unit_test(test_wal_histograms),
+        cmocka_unit_test(test_wal_read_concurrent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
