@@ -145,3 +145,40 @@ def test_remote_write_to_prometheus_survives_outage_and_restart(tmp_path, procs,
     for line in m.splitlines():
         if line.startswith("prometheus_remote_storage_samples_failed_total{"):
             assert line.endswith(" 0"), line
+
+
+def test_sidewatch_to_sidewatch(tmp_path, procs, target):
+    """One sidewatch forwards to another that receives
+    (--web.enable-remote-write-receiver): the receiver holds the sender's
+    samples, external labels added."""
+    counter = Counter(target)
+    recv = Sidewatch(tmp_path, None, extra_args=["--web.enable-remote-write-receiver"], name="recv")
+    procs.append(recv)
+    recv.wait_ready()
+    sw = Sidewatch(tmp_path, f"""
+global:
+  scrape_interval: 500ms
+  scrape_timeout: 400ms
+  external_labels: {{sidecar: host-a}}
+scrape_configs:
+  - job_name: t
+    static_configs:
+      - targets: ['{target.addr}']
+remote_write:
+  - url: {recv.url}/api/v1/write
+    queue_config: {{batch_send_deadline: 200ms}}
+""", name="sender")
+    procs.append(sw)
+    sw.wait_ready()
+    wait_until(lambda: len(raw_samples(recv.url, 'c_total{sidecar="host-a"}[1h]')) >= 5, timeout=30,
+               what="samples at the receiving sidewatch")
+    with counter.lock:
+        counter.serving = False
+    time.sleep(1.5)
+
+    def same():
+        a = raw_samples(sw.url)
+        b = raw_samples(recv.url, 'c_total{sidecar="host-a"}[1h]')
+        return a if a and a == b else None
+    got = wait_until(same, timeout=30, interval=0.5, what="the receiving sidewatch to hold the samples")
+    assert [v for _, v in got] == [float(i) for i in range(1, len(got) + 1)]
