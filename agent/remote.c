@@ -896,6 +896,8 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
         registry_add(q->m.hist_failed, (double)n_hist);
     }
     for (size_t i = 0; i < k; i++) {
+        /* Pending until sent or dropped, as Prometheus counts it. */
+        atomic_fetch_sub(ents[i].h ? &q->hist_pending : &q->pending, 1);
         if (out == ABANDONED) {
             /* The row stays incomplete: it is read again after a restart. */
             if (ents[i].h) {
@@ -942,7 +944,6 @@ static void *shard_main(void *arg)
         size_t k = sh->len < max ? sh->len : max;
         for (size_t i = 0; i < k; i++) {
             batch[i] = sh->ring[(sh->head + i) % sh->cap];
-            atomic_fetch_sub(batch[i].h ? &q->hist_pending : &q->pending, 1);
         }
         sh->head = (sh->head + k) % sh->cap;
         sh->len -= k;
