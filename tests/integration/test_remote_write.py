@@ -2,6 +2,7 @@
 on 127.0.0.1): what sidewatch scrapes arrives, identical when queried with
 `promtool query range` from both; an outage of the receiver, during which
 sidewatch is restarted, loses and duplicates nothing."""
+import socket
 import subprocess
 import threading
 import time
@@ -182,3 +183,50 @@ remote_write:
         return a if a and a == b else None
     got = wait_until(same, timeout=30, interval=0.5, what="the receiving sidewatch to hold the samples")
     assert [v for _, v in got] == [float(i) for i in range(1, len(got) + 1)]
+
+
+def test_hanging_receiver_does_not_block_scraping(tmp_path, procs, target):
+    """A receiver that accepts connections and never answers: each request is
+    cut off by remote_timeout and retried, and meanwhile scraping and
+    queries go on at their pace; when a real receiver takes over the port,
+    everything scraped during the hang arrives."""
+    counter = Counter(target)
+    rport = free_port()
+    hang = socket.socket()
+    hang.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hang.bind(("127.0.0.1", rport))
+    hang.listen(64)
+    held = []
+
+    def accept_and_hold():
+        while True:
+            try:
+                c, _ = hang.accept()
+            except OSError:
+                return
+            held.append(c)  # never read, never answered
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+
+    cfg = sw_config(target, rport).replace("remote_timeout: 2s", "remote_timeout: 1s")
+    sw = Sidewatch(tmp_path, cfg)
+    procs.append(sw)
+    sw.wait_ready()
+    t0 = time.time()
+    time.sleep(6)
+    # Scraping went on every 500 ms while every send hung.
+    n = raw_samples(sw.url, "c_total[5s]")
+    assert len(n) >= 8, n
+    m = requests.get(sw.url + "/metrics", timeout=5).text
+    retried = [float(line.rsplit(" ", 1)[1]) for line in m.splitlines()
+               if line.startswith("prometheus_remote_storage_samples_retried_total{")]
+    assert retried and retried[0] > 0, [line for line in m.splitlines() if "remote_storage" in line][:20]
+    assert len(held) >= 2, "every attempt opened a connection that was cut by remote_timeout"
+    # A real receiver on the same port: the backlog arrives, once each.
+    hang.close()
+    for c in held:
+        c.close()
+    start_receiver(tmp_path, procs, rport, "late-receiver")
+    got = frozen_and_equal(sw, f"http://127.0.0.1:{rport}", counter)
+    values = [v for _, v in got]
+    assert values == [float(i) for i in range(1, len(values) + 1)], values[:20]
+    assert got[0][0] <= t0 + 2, "the samples from the hang arrived too"
