@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "strutil.h"
 
 #define HEADER_FLAG_FLOAT 0x01
 #define MAX_INT_COUNT 9007199254740992.0 /* 2^53 */
@@ -278,28 +279,6 @@ static int br_int(bitr *r, histchunk_field *f, uint32_t nvals, int64_t *v)
     return 0;
 }
 
-static int get_uvarint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p >= end) return -EINVAL;
-        uint8_t c = *(*p)++;
-        r |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
-
-static int get_varint(const uint8_t **p, const uint8_t *end, int64_t *v)
-{
-    uint64_t u;
-    if (get_uvarint(p, end, &u) < 0) return -EINVAL;
-    *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-    return 0;
-}
 
 static uint64_t get_u64le(const uint8_t *p)
 {
@@ -562,7 +541,7 @@ static int read_spans(const uint8_t **p, const uint8_t *end, nhist_span **out, s
                       size_t *buckets, size_t *total)
 {
     uint64_t cnt;
-    if (get_uvarint(p, end, &cnt) < 0 || cnt > HISTCHUNK_MAX_SPANS ||
+    if (strutil_get_uvarint(p, end, &cnt) < 0 || cnt > HISTCHUNK_MAX_SPANS ||
         cnt > (uint64_t)(end - *p) / 2)
         return -EINVAL;
     *n = (size_t)cnt;
@@ -571,7 +550,7 @@ static int read_spans(const uint8_t **p, const uint8_t *end, nhist_span **out, s
     for (size_t i = 0; i < cnt; i++) {
         int64_t off;
         uint64_t l;
-        if (get_varint(p, end, &off) < 0 || get_uvarint(p, end, &l) < 0 || off < INT32_MIN ||
+        if (strutil_get_varint(p, end, &off) < 0 || strutil_get_uvarint(p, end, &l) < 0 || off < INT32_MIN ||
             off > INT32_MAX || l > UINT32_MAX)
             return -EINVAL;
         (*out)[i].offset = (int32_t)off;
@@ -600,7 +579,7 @@ int histchunk_iter_init(histchunk_iter *it, const uint8_t *data, size_t len)
     int64_t schema;
     uint64_t cnt;
     size_t total = 0;
-    if (enc < 0 || it->n == 0 || get_varint(&p, end, &schema) < 0 || schema < INT32_MIN ||
+    if (enc < 0 || it->n == 0 || strutil_get_varint(&p, end, &schema) < 0 || schema < INT32_MIN ||
         schema > INT32_MAX || end - p < 8)
         goto bad;
     st->is_float = enc == CHUNKENC_FLOAT_HISTOGRAM;
@@ -610,7 +589,7 @@ int histchunk_iter_init(histchunk_iter *it, const uint8_t *data, size_t len)
     if (read_spans(&p, end, &st->pos_spans, &st->n_pos_spans, &st->n_pos, &total) < 0 ||
         read_spans(&p, end, &st->neg_spans, &st->n_neg_spans, &st->n_neg, &total) < 0)
         goto bad;
-    if (get_uvarint(&p, end, &cnt) < 0 || cnt > HISTCHUNK_MAX_CUSTOM || cnt > (uint64_t)(end - p) / 8)
+    if (strutil_get_uvarint(&p, end, &cnt) < 0 || cnt > HISTCHUNK_MAX_CUSTOM || cnt > (uint64_t)(end - p) / 8)
         goto bad;
     st->n_custom_values = (size_t)cnt;
     st->custom_values = cnt ? mem_malloc((size_t)cnt * sizeof(double)) : NULL;

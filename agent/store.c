@@ -667,41 +667,6 @@ static series *series_by_ref(store *s, uint64_t ref)
 
 /* ---- varints and the write-ahead row ------------------------------------------ */
 
-/* Writes v as an unsigned LEB128 varint into p (room for 10 bytes);
- * returns the length. */
-static size_t encode_uvarint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static int get_uvarint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p >= end) return -EINVAL;
-        uint8_t c = *(*p)++;
-        r |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
-
-static int get_varint(const uint8_t **p, const uint8_t *end, int64_t *v)
-{
-    uint64_t u;
-    if (get_uvarint(p, end, &u) < 0) return -EINVAL;
-    *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-    return 0;
-}
 
 typedef struct wal_reader {
     const uint8_t *p, *end;
@@ -723,7 +688,7 @@ static int wal_reader_init(wal_reader *w, const void *data, size_t len)
         if (len < 2 || w->p[1] != 1) return -EINVAL;
         w->p += 2;
     }
-    if (get_uvarint(&w->p, w->end, &w->n) < 0 || w->n > len) return -EINVAL;
+    if (strutil_get_uvarint(&w->p, w->end, &w->n) < 0 || w->n > len) return -EINVAL;
     return 0;
 }
 
@@ -738,7 +703,7 @@ static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v
     if (w->i >= w->n) return w->p == w->end ? 0 : -EINVAL;
     uint64_t rf;
     int64_t dt;
-    if (get_uvarint(&w->p, w->end, &rf) < 0 || get_varint(&w->p, w->end, &dt) < 0) return -EINVAL;
+    if (strutil_get_uvarint(&w->p, w->end, &rf) < 0 || strutil_get_varint(&w->p, w->end, &dt) < 0) return -EINVAL;
     unsigned kind = 0;
     if (w->kind1) {
         kind = (unsigned)(rf & 3);
@@ -751,13 +716,13 @@ static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v
     uint64_t bits = 0;
     if (kind == 2) {
         uint64_t l;
-        if (get_uvarint(&w->p, w->end, &l) < 0 || l > (uint64_t)(w->end - w->p)) return -EINVAL;
+        if (strutil_get_uvarint(&w->p, w->end, &l) < 0 || l > (uint64_t)(w->end - w->p)) return -EINVAL;
         *hp = w->p;
         *hlen = (size_t)l;
         w->p += l;
     } else if (rf & 1) {
         int64_t iv;
-        if (get_varint(&w->p, w->end, &iv) < 0) return -EINVAL;
+        if (strutil_get_varint(&w->p, w->end, &iv) < 0) return -EINVAL;
         double d = (double)iv;
         memcpy(&bits, &d, sizeof bits);
     } else {
@@ -962,7 +927,7 @@ static uint32_t row_count(const uint8_t *p, size_t avail)
     const uint8_t *end = p + avail;
     if (avail >= 2 && p[0] == 0) p += 2; /* a row of kind 1 */
     uint64_t n = 0;
-    if (get_uvarint(&p, end, &n) < 0 || n > UINT32_MAX) return 0;
+    if (strutil_get_uvarint(&p, end, &n) < 0 || n > UINT32_MAX) return 0;
     return (uint32_t)n;
 }
 
@@ -2531,22 +2496,22 @@ int store_batch_commit(store_batch *b)
         /* A row of kind 1 (see the top). */
         *w++ = 0;
         *w++ = 1;
-        w += encode_uvarint(w, nacc);
+        w += strutil_put_uvarint(w, nacc);
         for (size_t i = 0; i < nacc; i++) {
             int64_t dr = (int64_t)(acc[i].se->id - pref);
             int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
             uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
             int64_t iv = 0;
             unsigned kind = acc[i].h ? 2 : exact_int(acc[i].v, &iv) ? 1 : 0;
-            w += encode_uvarint(w, zr << 2 | kind);
-            w += encode_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
+            w += strutil_put_uvarint(w, zr << 2 | kind);
+            w += strutil_put_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
             if (kind == 2) {
                 size_t off = (size_t)(acc[i].v >> 32), len = (size_t)(acc[i].v & 0xffffffffu);
-                w += encode_uvarint(w, len);
+                w += strutil_put_uvarint(w, len);
                 memcpy(w, hb.data + off, len);
                 w += len;
             } else if (kind == 1) {
-                w += encode_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
+                w += strutil_put_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
             } else {
                 for (int k = 0; k < 8; k++) w[k] = (uint8_t)(acc[i].v >> (8 * k));
                 w += 8;
@@ -2555,7 +2520,7 @@ int store_batch_commit(store_batch *b)
             pt = acc[i].t;
         }
     } else {
-    w += encode_uvarint(w, nacc);
+    w += strutil_put_uvarint(w, nacc);
     for (size_t i = 0; i < nacc; i++) {
         int64_t dr = (int64_t)(acc[i].se->id - pref);
         int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
@@ -2572,10 +2537,10 @@ int store_batch_commit(store_batch *b)
             is_int = bb == v;
         }
         uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
-        w += encode_uvarint(w, zr << 1 | (is_int ? 1 : 0));
-        w += encode_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
+        w += strutil_put_uvarint(w, zr << 1 | (is_int ? 1 : 0));
+        w += strutil_put_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
         if (is_int) {
-            w += encode_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
+            w += strutil_put_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
         } else {
             for (int k = 0; k < 8; k++) w[k] = (uint8_t)(v >> (8 * k));
             w += 8;

@@ -160,4 +160,45 @@ int strutil_go_unquote(const char *s, size_t len, enum strutil_unquote_mode mode
 int strutil_go_unescape(const char *s, size_t len, char quote, buf *out,
                         strutil_unquote_error *err);
 
+/* ---- varints (Go's encoding/binary: LEB128, signed ones zigzag) ---------------
+ *
+ * strutil_put_uvarint writes v into p (room for 10 bytes) and returns the
+ * length. The getters read one varint from *p (advanced past it), never
+ * beyond end: 0, or -EINVAL for a truncated varint or one longer than 64
+ * bits' worth of groups. Inline: the store's write-ahead rows and chunk
+ * codecs call them per sample. */
+static inline size_t strutil_put_uvarint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static inline int strutil_get_uvarint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) return -22; /* -EINVAL, without <errno.h> here */
+        uint8_t c = *(*p)++;
+        r |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -22;
+}
+
+static inline int strutil_get_varint(const uint8_t **p, const uint8_t *end, int64_t *v)
+{
+    uint64_t u;
+    if (strutil_get_uvarint(p, end, &u) < 0) return -22;
+    *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+    return 0;
+}
+
 #endif

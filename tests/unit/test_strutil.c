@@ -712,9 +712,42 @@ static void test_format_rfc3339(void **state)
     }
 }
 
+/* Varints: round trips at every length, zigzag, truncation, overlong. */
+static void test_varints(void **state)
+{
+    (void)state;
+    uint8_t b[10];
+    const uint64_t u[] = {0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX, (uint64_t)1 << 62, UINT64_MAX};
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+        size_t n = strutil_put_uvarint(b, u[i]);
+        const uint8_t *p = b;
+        uint64_t got;
+        assert_int_equal(strutil_get_uvarint(&p, b + n, &got), 0);
+        assert_true(got == u[i]);
+        assert_ptr_equal(p, b + n);
+        p = b; /* one byte short */
+        assert_int_equal(strutil_get_uvarint(&p, b + n - 1, &got), -EINVAL);
+    }
+    const int64_t sv[] = {0, -1, 1, -64, 64, INT64_MIN, INT64_MAX};
+    for (size_t i = 0; i < sizeof sv / sizeof sv[0]; i++) {
+        uint64_t z = ((uint64_t)sv[i] << 1) ^ (uint64_t)(sv[i] >> 63);
+        size_t n = strutil_put_uvarint(b, z);
+        const uint8_t *p = b;
+        int64_t got;
+        assert_int_equal(strutil_get_varint(&p, b + n, &got), 0);
+        assert_true(got == sv[i]);
+    }
+    uint8_t overlong[11];
+    memset(overlong, 0x80, sizeof overlong);
+    const uint8_t *p = overlong;
+    uint64_t got;
+    assert_int_equal(strutil_get_uvarint(&p, overlong + sizeof overlong, &got), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_varints),
         cmocka_unit_test(test_parse_duration), cmocka_unit_test(test_format_duration),
         cmocka_unit_test(test_parse_bytes),    cmocka_unit_test(test_format_float),
         cmocka_unit_test(test_parse_float),    cmocka_unit_test(test_quote_go),
