@@ -1,0 +1,291 @@
+"""Fault tests (issue 10, item 5): SIGKILL during rule evaluation, disk
+full, slow-loris and idle connections against the API, and a scrape target
+that trickles bytes forever. (SIGKILL during ingestion is
+tests/integration/test_storage.py::test_sigkill_during_ingestion_loses_nothing.)
+Every process is stopped by its PID (the procs fixture)."""
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import TEXT, Sidewatch, wait_until
+
+
+def query(sw, q, timeout=5):
+    r = requests.get(sw.url + "/api/v1/query", params={"query": q}, timeout=timeout)
+    r.raise_for_status()
+    return r.json()["data"]["result"]
+
+
+# ---- 6. a target that trickles bytes forever ----------------------------------------------
+
+
+def test_trickling_target_is_cut_off_by_scrape_timeout(tmp_path, start_sidewatch, target):
+    stop = threading.Event()
+
+    def trickle(h):
+        h.send_response(200)
+        h.send_header("Content-Type", TEXT)
+        h.end_headers()  # no Content-Length: the body never ends
+        try:
+            h.wfile.write(b"# HELP x y\n")
+            while not stop.is_set():
+                h.wfile.write(b"#")
+                h.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    def good(h):
+        body = f"good_value {time.time()}\n".encode()
+        h.send_response(200)
+        h.send_header("Content-Type", TEXT)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    target.routes["/trickle"] = trickle
+    target.routes["/good"] = good
+    cfg = f"""
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: trickle
+    metrics_path: /trickle
+    static_configs: [{{targets: ["{target.addr}"]}}]
+  - job_name: good
+    metrics_path: /good
+    static_configs: [{{targets: ["{target.addr}"]}}]
+"""
+    try:
+        sw = start_sidewatch(cfg)
+
+        def trickle_down():
+            for t in requests.get(sw.url + "/api/v1/targets", timeout=5).json()["data"][
+                    "activeTargets"]:
+                if t["labels"]["job"] == "trickle" and t["lastError"]:
+                    return t
+        t = wait_until(trickle_down, timeout=15, what="trickle target's scrape error")
+        assert t["health"] == "down"
+        assert "deadline" in t["lastError"] or "timeout" in t["lastError"].lower(), t["lastError"]
+        assert t["lastScrapeDuration"] < 1.5, t
+        up = query(sw, 'up{job="trickle"}')
+        assert up and up[0]["value"][1] == "0"
+        # The good target keeps its 1 s cadence meanwhile: consecutive samples ~1 s apart.
+        time.sleep(4)
+        r = query(sw, 'good_value[5s]')
+        ts = [float(v[0]) for v in r[0]["values"]]
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        assert len(ts) >= 4 and max(gaps) < 1.5, gaps
+        good = [t for t in requests.get(sw.url + "/api/v1/targets", timeout=5).json()["data"][
+            "activeTargets"] if t["labels"]["job"] == "good"][0]
+        assert good["health"] == "up" and good["lastScrapeDuration"] < 0.5, good
+    finally:
+        stop.set()
+
+
+# ---- 5. idle and slow-loris connections ---------------------------------------------------
+
+
+# Fails today (strict: it is reported as XPASS-failure once fixed, so the marker must go):
+# agent/api.c serves at most API_MAX_CONNECTIONS (256) connections and drops an idle one
+# only after API_CONNECTION_TIMEOUT_S (60 s), so 2,000 idle connections take every slot and
+# each query is reset ("Server reached connection limit" in the debug log).
+@pytest.mark.xfail(strict=True, reason="2,000 idle connections exhaust the API's 256-connection "
+                   "limit (60 s idle timeout): every query is reset; --web.max-connections and "
+                   "timeouts are being added to agent/api.c separately")
+def test_idle_and_slowloris_connections_keep_query_latency(tmp_path, start_sidewatch):
+    sw = start_sidewatch("global: {scrape_interval: 1s}\nscrape_configs: []\n")
+    port = sw.port
+    socks = []
+    stop = threading.Event()
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 2200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+        refused = 0
+        for _ in range(2000):
+            s = socket.socket()
+            s.settimeout(2)
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                refused += 1
+                s.close()
+                continue
+            socks.append(s)
+        loris = []
+        for _ in range(50):
+            s = socket.socket()
+            s.settimeout(2)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /api/v1/query?query=1 HTTP/1.1\r\n")
+            loris.append(s)
+
+        def drip():
+            while not stop.is_set():
+                for s in loris:
+                    try:
+                        s.sendall(b"X")
+                    except OSError:
+                        pass
+                stop.wait(1.0)
+        th = threading.Thread(target=drip, daemon=True)
+        th.start()
+        time.sleep(1.0)
+        lat = []
+        failures = []
+        for _ in range(20):
+            t0 = time.time()
+            try:
+                r = requests.get(sw.url + "/api/v1/query", params={"query": "1+1"}, timeout=5)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+            except requests.RequestException as e:
+                failures.append(repr(e))
+            lat.append(time.time() - t0)
+        assert sw.alive()
+        assert not failures and max(lat) < 1.0, (
+            f"{len(failures)} of 20 queries failed; "
+            f"with {len(socks)} idle ({refused} refused) and 50 slow-loris connections: "
+            f"latencies {[round(x, 3) for x in lat]}, failures {failures[:3]}")
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+
+
+# ---- 2. SIGKILL during rule evaluation ----------------------------------------------------
+
+
+def test_sigkill_during_rule_evaluation(tmp_path, procs):
+    rules = tmp_path / "rules.yml"
+    rules.write_text("""
+groups:
+  - name: rec
+    interval: 200ms
+    rules:
+      - record: job:tick:one
+        expr: vector(1)
+""")
+    cfg = f"""
+global:
+  scrape_interval: 1s
+  evaluation_interval: 200ms
+rule_files: [{rules}]
+"""
+    storage = str(tmp_path / "store")
+    downs = []  # (kill time, restart-ready time)
+    seen = {}
+    for round_ in range(3):
+        sw = Sidewatch(tmp_path, cfg, name=f"rr{round_}", storage=storage)
+        procs.append(sw)
+        sw.wait_ready()
+        if downs:
+            downs[-1] = (downs[-1][0], time.time())
+        time.sleep(2.0)
+        # What the API returns before the kill must still be there after.
+        for v in query(sw, "job:tick:one[10m]")[0]["values"]:
+            seen[float(v[0])] = v[1]
+        downs.append((time.time(), None))
+        sw.stop(signal.SIGKILL)
+    sw = Sidewatch(tmp_path, cfg, name="rr-final", storage=storage)
+    procs.append(sw)
+    sw.wait_ready()
+    downs[-1] = (downs[-1][0], time.time())
+    time.sleep(1.5)
+    vals = query(sw, "job:tick:one[10m]")[0]["values"]
+    ts = [float(v[0]) for v in vals]
+    assert len(ts) == len(set(ts)), "duplicate timestamps"
+    assert ts == sorted(ts)
+    missing = [t for t in seen if t not in set(ts)]
+    assert not missing, f"{len(missing)} acknowledged samples lost: {missing[:5]}"
+    # Recording continues after the last restart.
+    assert ts[-1] > downs[-1][1] - 0.5, (ts[-1], downs[-1])
+    # No gap larger than the downtime (kill to ready again) plus two intervals.
+    for a, b in zip(ts, ts[1:]):
+        gap = b - a
+        if gap <= 0.45:
+            continue
+        covering = [d for d in downs if d[0] - 0.45 <= b and a <= d[1] + 0.45]
+        assert covering, f"gap of {gap:.2f}s at {a} not explained by a restart"
+        worst = max(d[1] - d[0] for d in covering)
+        assert gap <= worst + 0.45, (gap, worst)
+
+
+# ---- 4. disk full -------------------------------------------------------------------------
+
+
+def test_disk_full_keeps_serving_and_recovers(tmp_path, procs, target):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    d = str(tmp_path / "small")
+    os.mkdir(d)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", d], check=True)
+    rnd = random.Random(11)
+
+    def metrics(h):
+        # Random values compress badly: every scrape adds tens of kilobytes.
+        body = "".join(f'fill{{i="{i}"}} {rnd.random()}\n' for i in range(3000)).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", TEXT)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+    target.routes["/m"] = metrics
+    cfg = f"""
+global:
+  scrape_interval: 200ms
+  scrape_timeout: 200ms
+scrape_configs:
+  - job_name: fill
+    metrics_path: /m
+    static_configs: [{{targets: ["{target.addr}"]}}]
+"""
+    try:
+        sw = Sidewatch(tmp_path, cfg, name="full", storage=os.path.join(d, "data"))
+        procs.append(sw)
+        sw.wait_ready()
+        # Leave about 1 MiB free so that the disk fills within seconds.
+        st = os.statvfs(d)
+        with open(os.path.join(d, "filler"), "wb") as f:
+            f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - (1 << 20)))
+
+        def errors():
+            for line in requests.get(sw.url + "/metrics", timeout=5).text.splitlines():
+                if line.startswith("sidewatch_store_commit_errors_total "):
+                    return float(line.split()[1])
+            return 0.0
+        wait_until(lambda: errors() > 0, timeout=40, what="commit errors on a full disk")
+        assert sw.alive()
+        log = sw.output()
+        assert "full" in log.lower() or "no space" in log.lower(), log[-2000:]
+        assert requests.get(sw.url + "/-/healthy", timeout=5).status_code == 200
+        t0 = time.time()
+        assert query(sw, 'count(fill)')
+        assert time.time() - t0 < 2
+        # Space returns: writing resumes and new samples become durable.
+        subprocess.run(["mount", "-o", "remount,size=64m", d], check=True)
+        e0 = errors()
+        time.sleep(3)
+        e1 = errors()
+        time.sleep(2)
+        assert errors() == e1, f"commit errors still growing after space returned ({e0} -> {e1})"
+        before = query(sw, 'timestamp(fill{i="0"})')[0]["value"][1]
+        time.sleep(1)
+        after = query(sw, 'timestamp(fill{i="0"})')[0]["value"][1]
+        assert float(after) > float(before)
+        assert sw.alive()
+    finally:
+        for p in procs:
+            if p.alive() and getattr(p, "storage", "").startswith(d):
+                p.stop(signal.SIGKILL)
+        subprocess.run(["umount", d], check=False)
