@@ -289,3 +289,130 @@ scrape_configs:
             if p.alive() and getattr(p, "storage", "").startswith(d):
                 p.stop(signal.SIGKILL)
         subprocess.run(["umount", d], check=False)
+
+
+# ---- 3. SIGKILL during notification delivery ----------------------------------------------
+
+
+def test_sigkill_during_notification_delivery(tmp_path, procs, target):
+    """A webhook receiver that takes 1 s per request; sidewatch is killed
+    while a delivery is in flight, twice, while alerts fire and resolve.
+    Every group's firing and resolved notifications arrive; repeats of the
+    same state are tolerated (at-least-once), but a firing notification
+    never arrives after its group's resolution."""
+    import http.server
+    import json
+
+    values = {"a": 0.9, "b": 0.9, "c": 0.9}
+
+    def metrics(h):
+        body = "".join(f'v{{k="{k}"}} {x}\n' for k, x in values.items()).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", TEXT)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+    target.routes["/metrics"] = metrics
+
+    lock = threading.Lock()
+    arrived = []  # (group key, status), in arrival order
+    inflight = {"n": 0}
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            with lock:
+                arrived.append((body["groupKey"], body["status"]))
+                inflight["n"] += 1
+            time.sleep(1.0)
+            with lock:
+                inflight["n"] -= 1
+            try:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    rules = tmp_path / "rules.yml"
+    rules.write_text("""
+groups:
+  - name: g
+    interval: 500ms
+    rules:
+      - alert: Hot
+        expr: v > 0.5
+""")
+    cfg = f"""
+global:
+  scrape_interval: 500ms
+  evaluation_interval: 500ms
+rule_files: [{rules}]
+scrape_configs:
+  - job_name: app
+    static_configs: [{{targets: ["{target.addr}"]}}]
+webhooks:
+  - name: hook
+    url: http://127.0.0.1:{srv.server_address[1]}/hook
+    group_by: [alertname, k]
+    group_wait: 0s
+    group_interval: 1s
+    repeat_interval: 1h
+    send_resolved: true
+    timeout: 5s
+"""
+    storage = str(tmp_path / "store")
+
+    def start(name):
+        sw = Sidewatch(tmp_path, cfg, name=name, storage=storage)
+        procs.append(sw)
+        return sw.wait_ready()
+
+    def kill_in_flight(sw, what):
+        n0 = len(arrived)
+        wait_until(lambda: inflight["n"] > 0 and len(arrived) > n0, timeout=20,
+                   interval=0.02, what=what)
+        sw.stop(signal.SIGKILL)
+
+    def statuses():
+        with lock:
+            out = {}
+            for key, st in arrived:
+                out.setdefault(key, []).append(st)
+            return out
+
+    try:
+        sw = start("n0")
+        kill_in_flight(sw, "a firing notification in flight")
+        values["a"] = 0.1
+        sw = start("n1")
+        wait_until(lambda: "resolved" in sum(statuses().values(), []), timeout=30,
+                   what="a resolved notification")
+        values["b"] = 0.1
+        kill_in_flight(sw, "a notification in flight after the restart")
+        values["c"] = 0.1
+        sw = start("n2")
+
+        def all_resolved():
+            s = statuses()
+            return len(s) == 3 and all(v and v[-1] == "resolved" for v in s.values()) and s
+        wait_until(all_resolved, timeout=40, what="every group resolved")
+        time.sleep(3)  # nothing more may arrive
+        s = statuses()
+        print("arrivals per group:", s)
+        assert len(s) == 3, s
+        for key, seq in s.items():
+            collapsed = [x for i, x in enumerate(seq) if i == 0 or seq[i - 1] != x]
+            assert collapsed == ["firing", "resolved"], f"{key}: {seq}"
+            assert seq.count("resolved") <= 2 and seq.count("firing") <= 3, f"{key}: {seq}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
