@@ -1471,7 +1471,8 @@ static void h_runtimeinfo(req *r)
     ok_end(r, &w, NULL);
 }
 
-/* Keys whose values Prometheus's config.String() shows as <secret>. */
+/* Keys whose values Prometheus's config.String() shows as <secret> (and,
+ * in yaml_seq, the items of an http_headers entry's "secrets"). */
 static bool secret_key(const char *key, const char *parent)
 {
     static const char *const keys[] = {"password", "credentials", "bearer_token", "client_secret",
@@ -1545,6 +1546,16 @@ static void yaml_map(buf *out, const yamlconf_node *n, int ind, bool first_inlin
         const char *kname = k->kind == YAMLCONF_SCALAR ? k->str : NULL;
         if (kname && secret_key(kname, parent) && v->kind == YAMLCONF_SCALAR) {
             buf_puts(out, " <secret>\n");
+        } else if (kname && (strcmp(kname, "url") == 0 || strcmp(kname, "proxy_url") == 0) &&
+                   v->kind == YAMLCONF_SCALAR) {
+            /* Prometheus's config.URL marshals Redacted(): a password as xxxxx. */
+            char *red = config_redact_url(v->str);
+            yamlconf_node shown = *v;
+            shown.str = red;
+            shown.len = strlen(red);
+            buf_putc(out, ' ');
+            yaml_leaf(out, &shown);
+            mem_free(red);
         } else if (v->kind == YAMLCONF_MAP && v->n && budget > 0) {
             buf_putc(out, '\n');
             yaml_map(out, v, ind + 2, false, kname, budget - 1);
@@ -1565,7 +1576,9 @@ static void yaml_seq(buf *out, const yamlconf_node *n, int ind, const char *pare
         const yamlconf_node *v = n->items[i];
         indent(out, ind);
         buf_puts(out, "- ");
-        if (v->kind == YAMLCONF_MAP && v->n && budget > 0) {
+        if (parent && strcmp(parent, "secrets") == 0 && v->kind == YAMLCONF_SCALAR) {
+            buf_puts(out, "<secret>\n"); /* http_headers: NAME: secrets: [...] */
+        } else if (v->kind == YAMLCONF_MAP && v->n && budget > 0) {
             yaml_map(out, v, ind + 2, true, parent, budget - 1);
         } else if (v->kind == YAMLCONF_SEQ && v->n && budget > 0) {
             buf_putc(out, '\n');

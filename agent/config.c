@@ -4023,6 +4023,26 @@ config *config_default(const char *self_address)
                                  docker ? "unix://" CONFIG_DEFAULT_DOCKER_SOCKET : NULL);
 }
 
+char *config_redact_url(const char *url)
+{
+    const char *scheme_end = strstr(url, "://");
+    if (!scheme_end) return mem_strdup(url);
+    const char *auth = scheme_end + 3;
+    size_t auth_len = strcspn(auth, "/?#");
+    /* The userinfo ends at the authority's last '@'; its password follows the first ':'. */
+    const char *at = NULL;
+    for (const char *p = auth; p < auth + auth_len; p++)
+        if (*p == '@') at = p;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon) return mem_strdup(url);
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_append(&b, url, (size_t)(colon + 1 - url));
+    buf_puts(&b, "xxxxx");
+    buf_puts(&b, at);
+    return buf_detach(&b, NULL);
+}
+
 char *config_read_secret(const config_secret *s)
 {
     if (s->value) return mem_strdup(s->value);

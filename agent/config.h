@@ -393,6 +393,12 @@ const config_scrape *config_find_job(const config *c, const char *job_name);
  * is set or the file cannot be read (logged without the secret). */
 char *config_read_secret(const config_secret *s);
 
+/* url for display (logs, metric labels, API pages): a password in its
+ * userinfo ("scheme://user:password@host/...") is replaced by "xxxxx", as
+ * Prometheus's config.URL.Redacted() does; anything else is kept as is.
+ * Returns a new string the caller frees (never NULL; aborts on OOM). */
+char *config_redact_url(const char *url);
+
 /* Names of the scrape protocols as written in YAML ("OpenMetricsText1.0.0"). */
 const char *config_scrape_protocol_name(enum config_scrape_protocol p);
 

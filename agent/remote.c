@@ -170,6 +170,7 @@ struct rqueue {
     const config_remote_write *rw;
     char *name;     /* remote_name */
     char *consumer; /* "remote_write/" + name */
+    char *url;      /* rw->url for logs and metric labels: its password shown as xxxxx */
     char *settings; /* everything that decides how the queue sends (reload compares) */
     pthread_t reader;
     bool reader_running;
@@ -236,19 +237,19 @@ static const char *const QLABELS_REASON[] = {"remote_name", "url", "reason", NUL
 
 static registry_metric *qcounter(remote *r, rqueue *q, const char *name, const char *help)
 {
-    const char *v[] = {q->name, q->rw->url};
+    const char *v[] = {q->name, q->url};
     return registry_child(registry_counter(r->o.reg, name, help, QLABELS), v);
 }
 
 static registry_metric *qgauge(remote *r, rqueue *q, const char *name, const char *help)
 {
-    const char *v[] = {q->name, q->rw->url};
+    const char *v[] = {q->name, q->url};
     return registry_child(registry_gauge(r->o.reg, name, help, QLABELS), v);
 }
 
 static registry_metric *qdropped(remote *r, rqueue *q, const char *name, const char *reason)
 {
-    const char *v[] = {q->name, q->rw->url, reason};
+    const char *v[] = {q->name, q->url, reason};
     return registry_child(
         registry_counter(r->o.reg, name,
                          "Total number of samples which were dropped after being read from the "
@@ -330,7 +331,7 @@ static void metrics_init(remote *r, rqueue *q)
     m->metadata_bytes = qcounter(r, q, "prometheus_remote_storage_metadata_bytes_total",
                                  "The total number of bytes of metadata sent by the queue after "
                                  "compression.");
-    const char *v[] = {q->name, q->rw->url};
+    const char *v[] = {q->name, q->url};
     m->duration = registry_child(
         registry_histogram(r->o.reg, "prometheus_remote_storage_sent_batch_duration_seconds",
                            "Duration of send calls to the remote storage.", QLABELS,
@@ -369,7 +370,7 @@ static void metrics_remove(remote *r, rqueue *q)
         "prometheus_remote_storage_shard_capacity",
         "prometheus_remote_storage_max_samples_per_send",
         NULL};
-    const char *v[] = {q->name, q->rw->url, NULL};
+    const char *v[] = {q->name, q->url, NULL};
     for (size_t i = 0; counters[i]; i++)
         registry_family_remove(registry_counter(r->o.reg, counters[i], "", QLABELS), v);
     for (size_t i = 0; gauges[i]; i++)
@@ -382,7 +383,7 @@ static void metrics_remove(remote *r, rqueue *q)
     static const char *const reasons[] = {"dropped_series", "too_old",
                                           "unintentionally_dropped_series"};
     for (size_t i = 0; i < 3; i++) {
-        const char *rv[] = {q->name, q->rw->url, reasons[i]};
+        const char *rv[] = {q->name, q->url, reasons[i]};
         registry_family_remove(registry_counter(r->o.reg,
                                                 "prometheus_remote_storage_samples_dropped_total",
                                                 "", QLABELS_REASON),
@@ -798,12 +799,12 @@ static enum send_outcome send_with_retries(rshard *sh, const char *body, size_t 
         bool recoverable = res.result != HTTPC_OK || res.status / 100 == 5 || res.status == 429;
         if (!recoverable) {
             log_error(REMOTE_LOG, "remote_name=%s url=%s: non-recoverable error: %s", q->name,
-                      rw->url, res.error);
+                      q->url, res.error);
             return FAILED;
         }
         int64_t sleep = res.retry_after_ms > 0 ? res.retry_after_ms : backoff;
         log_warn(REMOTE_LOG, "remote_name=%s url=%s: failed to send batch, retrying: %s", q->name,
-                 rw->url, res.error);
+                 q->url, res.error);
         if (!queue_sleep(q, sleep)) return ABANDONED;
         registry_add(q->m.retried, (double)counts[0]);
         registry_add(q->m.hist_retried, (double)counts[1]);
@@ -1285,6 +1286,7 @@ static rqueue *queue_new(remote *r, config *cfg, size_t idx)
     q->cfg = config_ref(cfg);
     q->rw = &cfg->remote_write[idx];
     q->name = queue_name(q->rw);
+    q->url = config_redact_url(q->rw->url);
     buf b;
     buf_init(&b, BUF_UNLIMITED);
     buf_printf(&b, "remote_write/%s", q->name);
@@ -1321,7 +1323,7 @@ static int queue_run(rqueue *q)
     if (pthread_create(&q->reader, NULL, reader_main, q) != 0) return -EAGAIN;
     q->reader_running = true;
     log_info(REMOTE_LOG, "remote_name=%s url=%s: starting at write-ahead row %" PRIu64, q->name,
-             q->rw->url, q->next_read);
+             q->url, q->next_read);
     return 0;
 }
 
@@ -1370,6 +1372,7 @@ static void queue_free(rqueue *q, bool remove)
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     mem_free(q->name);
+    mem_free(q->url);
     mem_free(q->consumer);
     mem_free(q->settings);
     config_unref(q->cfg);
@@ -1380,12 +1383,14 @@ static int check_config(const config *cfg, buf *err)
 {
     for (size_t i = 0; i < cfg->n_remote_write; i++) {
         const config_remote_write *rw = &cfg->remote_write[i];
+        char *shown = config_redact_url(rw->url); /* for error messages */
         if (rw->protobuf_message && strcmp(rw->protobuf_message, "prometheus.WriteRequest") != 0) {
             if (err)
                 buf_printf(err,
                            "remote_write %s: protobuf_message %s is not supported (only "
                            "prometheus.WriteRequest, remote write 1.0)",
-                           rw->url, rw->protobuf_message);
+                           shown, rw->protobuf_message);
+            mem_free(shown);
             return -EINVAL;
         }
         if (rw->queue_max_shards < 1 || rw->queue_capacity < 1 ||
@@ -1394,7 +1399,8 @@ static int check_config(const config *cfg, buf *err)
                 buf_printf(err,
                            "remote_write %s: queue_config needs max_shards, capacity and "
                            "max_samples_per_send above 0",
-                           rw->url);
+                           shown);
+            mem_free(shown);
             return -EINVAL;
         }
         char *ni = queue_name(rw);
@@ -1407,12 +1413,14 @@ static int check_config(const config *cfg, buf *err)
                     buf_printf(err,
                                "remote_write: duplicate remote write configs are not "
                                "allowed, found duplicate for URL: %s",
-                               rw->url);
+                               shown);
                 mem_free(ni);
+                mem_free(shown);
                 return -EINVAL;
             }
         }
         mem_free(ni);
+        mem_free(shown);
     }
     return 0;
 }
@@ -1481,7 +1489,7 @@ int remote_apply(remote *r, config *cfg, buf *err)
         if (next[i]) continue;
         next[i] = queue_new(r, cfg, i);
         if ((rc = queue_run(next[i])) < 0 && err)
-            buf_printf(err, "remote_write %s: cannot start the queue", next[i]->rw->url);
+            buf_printf(err, "remote_write %s: cannot start the queue", next[i]->url);
     }
     mem_free(r->q);
     mem_free(kept);

@@ -108,6 +108,10 @@ scrape_configs:
     static_configs: [{{targets: ["{target.addr}"]}}]
   - job_name: bearer
     bearer_token: {secret(5)}
+    http_headers:
+      X-Api-Key:
+        secrets: [{secret(16)}]
+        values: [plain-header-value]
     static_configs: [{{targets: ["{target.addr}"]}}]
   - job_name: bearer_file
     bearer_token_file: {files[6]}
@@ -137,6 +141,7 @@ alerting:
 remote_write:
   - url: http://{fail}/api/v1/write
     basic_auth: {{username: u10, password: {secret(10)}}}
+  - url: http://u17:{secret(17)}@{fail}/api/v1/write2
 webhooks:
   - name: hook
     url: http://{fail}/hook
@@ -149,7 +154,7 @@ webhooks:
     group_wait: 0s
     basic_auth: {{username: u13, password_file: {files[13]}}}
 """
-        secrets = [secret(i) for i in range(1, 14)] + [key_line]
+        secrets = [secret(i) for i in range(1, 14)] + [secret(16), secret(17), key_line]
         sw = start_sidewatch(cfg)
 
         # Every client has failed at least once.
@@ -157,13 +162,15 @@ webhooks:
             t = requests.get(sw.url + "/api/v1/targets", timeout=5).json()["data"]
             act = t["activeTargets"]
             errs = [a for a in act if a["health"] == "down" and a["lastError"]]
-            return len(errs) >= 8 and {"/api/v1/write", "/hook", "/hook2"} <= set(
+            return len(errs) >= 8 and {"/api/v1/write", "/api/v1/write2", "/hook", "/hook2"} <= set(
                 p.split("?")[0] for p in posts) and any("/api/v2/alerts" in p for p in posts)
         wait_until(all_failed, timeout=40, what="every client failing")
         # The secrets were really sent (so they were in memory, in use, when things failed).
         sent = [h.get("Authorization", "") for _, h in target.requests]
         assert f"Bearer {secret(3)}" in sent and f"Bearer {secret(5)}" in sent, sent
         assert f"Bearer {secret(6)}" in sent, sent
+        # (a scrape config's http_headers are parsed and validated but not sent yet; their
+        # secrets are still checked everywhere below.)
         # (oauth2 is parsed and validated but not used for requests yet, config.h: no token
         # request is made; its client_secret is still checked everywhere below.)
 
@@ -196,7 +203,11 @@ webhooks:
             assert re.search(rf"^\s*{key}: <secret>$", y, re.M), f"{key} not masked:\n{y}"
         assert re.search(r"^\s*key: <secret>$", y, re.M), f"TLS key not masked:\n{y}"
         assert "BEGIN CERTIFICATE" in y  # a certificate is not a secret
-        assert y.count("<secret>") == 10, y
+        assert y.count("<secret>") == 11, y
+        # A header's secrets are masked, its values are not; a URL's password is xxxxx.
+        assert re.search(r"secrets:\n\s*- <secret>\n", y), y
+        assert "plain-header-value" in y
+        assert f"url: http://u17:xxxxx@{fail}/api/v1/write2" in y, y
         for i in (2, 4, 6, 13):
             assert files[i] in y, f"file path {files[i]} not shown:\n{y}"
     finally:

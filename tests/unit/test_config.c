@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "config.h"
 #include "labels.h"
+#include "mem.h"
 #include "regex.h"
 #include "yamlconf.h"
 
@@ -1599,6 +1600,28 @@ static void test_native_histogram_settings(void **state)
     buf_cleanup(&err);
 }
 
+/* A password in a URL's userinfo is shown as xxxxx (Prometheus's URL.Redacted());
+ * user names, hosts, paths and URLs without a password are kept. */
+static void test_redact_url(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"http://user:s3cr3t@host:9090/api/v1/write", "http://user:xxxxx@host:9090/api/v1/write"},
+        {"https://u:p@x@host/p?q=a:b@c", "https://u:xxxxx@host/p?q=a:b@c"},
+        {"http://user:@host/", "http://user:xxxxx@host/"},
+        {"http://user@host/a:b@c", "http://user@host/a:b@c"},
+        {"http://host:9090/write", "http://host:9090/write"},
+        {"http://host/x?u=a:b@c#f", "http://host/x?u=a:b@c#f"},
+        {"not a url:pw@x", "not a url:pw@x"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = config_redact_url(cases[i][0]);
+        assert_string_equal(got, cases[i][1]);
+        mem_free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1626,6 +1649,7 @@ int main(void)
         cmocka_unit_test(test_conformance_bad),
         cmocka_unit_test(test_conformance_simple_good),
         cmocka_unit_test(test_conformance_conf_good),
+        cmocka_unit_test(test_redact_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
