@@ -244,7 +244,7 @@ static const char *bcrypt_problem(const char *h)
         return "crypto/bcrypt: bcrypt hash has a malformed cost";
     int cost = (h[i] - '0') * 10 + (h[i + 1] - '0');
     if (cost < 4 || cost > 31) {
-        snprintf(msg, sizeof msg, "crypto/bcrypt: cost %d is outside allowed inclusive range 4..31",
+        snprintf(msg, sizeof msg, "crypto/bcrypt: cost %d is outside allowed range (4,31)",
                  cost);
         return msg;
     }
@@ -636,6 +636,38 @@ int webconfig_load_file(const char *path, webconfig **out, buf *err)
     }
     *out = wc;
     return rc;
+}
+
+static void add_token(buf *out, const char *prefix, const char *tok, const char *seen)
+{
+    char t[64];
+    snprintf(t, sizeof t, ":+%s%s", prefix, tok);
+    if (!*tok || strstr(seen, t)) return;
+    buf_puts(out, t);
+}
+
+void webconfig_gnutls_priorities(const webconfig *wc, buf *out)
+{
+    size_t start = out->len;
+    buf_puts(out, "NORMAL:-VERS-ALL");
+    static const char *const vnames[] = {"TLS1.0", "TLS1.1", "TLS1.2", "TLS1.3"};
+    for (uint16_t v = wc->max_version; v >= wc->min_version && v >= WEBCONFIG_TLS10; v--)
+        buf_printf(out, ":+VERS-%s", vnames[v - WEBCONFIG_TLS10]);
+    if (wc->n_cipher_suites) {
+        buf_puts(out, ":-CIPHER-ALL:-KX-ALL:-MAC-ALL");
+        for (size_t i = 0; i < wc->n_cipher_suites; i++) {
+            const webconfig_cipher *cs = wc->cipher_suites[i];
+            add_token(out, "", cs->gnutls_cipher, buf_cstr(out) + start);
+            add_token(out, "", cs->gnutls_kx, buf_cstr(out) + start);
+            add_token(out, "", cs->gnutls_mac, buf_cstr(out) + start);
+        }
+    }
+    if (wc->n_curves) {
+        buf_puts(out, ":-GROUP-ALL");
+        for (size_t i = 0; i < wc->n_curves; i++)
+            add_token(out, "GROUP-", wc->curves[i], buf_cstr(out) + start);
+    }
+    if (wc->prefer_server_cipher_suites) buf_puts(out, ":%SERVER_PRECEDENCE");
 }
 
 const char *webconfig_user_hash(const webconfig *wc, const char *user)

@@ -106,6 +106,13 @@ void webconfig_free(webconfig *wc);
 const char *webconfig_user_hash(const webconfig *wc, const char *user);
 /* The cipher suite with Go's name, or NULL. */
 const webconfig_cipher *webconfig_cipher_by_name(const char *go_name);
+/* Appends the GnuTLS priority string for min/max_version, cipher_suites
+ * and curve_preferences (for libmicrohttpd's MHD_OPTION_HTTPS_PRIORITIES),
+ * e.g. "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2". Cipher suites are
+ * mapped to their GnuTLS cipher, key-exchange and MAC tokens; as GnuTLS
+ * combines those freely, a list may enable a few more TLS 1.2 suites made
+ * of the same parts. prefer_server_cipher_suites adds %SERVER_PRECEDENCE. */
+void webconfig_gnutls_priorities(const webconfig *wc, buf *out);
 /* "NoClientCert", "RequestClientCert", ... */
 const char *webconfig_client_auth_name(enum webconfig_client_auth a);
 

@@ -57,6 +57,11 @@ static void test_tls(void **state)
     assert_int_equal(wc->min_version, WEBCONFIG_TLS13);
     assert_int_equal(wc->max_version, WEBCONFIG_TLS13);
     assert_false(wc->prefer_server_cipher_suites);
+    buf p;
+    buf_init(&p, BUF_UNLIMITED);
+    webconfig_gnutls_priorities(wc, &p);
+    assert_string_equal(buf_cstr(&p), "NORMAL:-VERS-ALL:+VERS-TLS1.3");
+    buf_cleanup(&p);
     webconfig_free(wc);
 }
 
@@ -78,6 +83,15 @@ static void test_ciphers(void **state)
     assert_int_equal(wc->n_client_allowed_sans, 2);
     assert_string_equal(wc->client_allowed_sans[1], "127.0.0.1");
     assert_null(webconfig_cipher_by_name("TLS_RSA_WITH_RC4_128_SHA"));
+    buf p;
+    buf_init(&p, BUF_UNLIMITED);
+    webconfig_gnutls_priorities(wc, &p);
+    assert_string_equal(buf_cstr(&p),
+                        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:-KX-ALL:-MAC-ALL"
+                        ":+AES-128-GCM:+ECDHE-RSA:+AEAD:+CHACHA20-POLY1305:+ECDHE-ECDSA"
+                        ":+AES-256-GCM:-GROUP-ALL:+GROUP-SECP256R1:+GROUP-X25519"
+                        ":%SERVER_PRECEDENCE");
+    buf_cleanup(&p);
     webconfig_free(wc);
 }
 
