@@ -341,6 +341,9 @@ static bool decode_tls(ctx *c, const yamlconf_node *n, webconfig *wc)
                 wc->client_allowed_sans, (wc->n_client_allowed_sans + 1) * sizeof(char *));
             wc->client_allowed_sans[wc->n_client_allowed_sans++] = mem_strdup(q->items[i]->str);
         }
+        /* A restriction that would be silently ignored is refused. */
+        if (wc->n_client_allowed_sans)
+            errorf(c, s[T_SANS].key, "client_allowed_sans is not supported by sidewatch");
     }
     if (ok && !c->failed) {
         if (strcmp(auth, "") == 0 || strcmp(auth, "NoClientCert") == 0)

@@ -73,7 +73,7 @@ typedef struct webconfig {
     char **curves; /* GnuTLS group names: SECP256R1, SECP384R1, SECP521R1, X25519 */
     size_t n_curves;
     bool prefer_server_cipher_suites;
-    char **client_allowed_sans;
+    char **client_allowed_sans; /* refused when non-empty (not enforced yet) */
     size_t n_client_allowed_sans;
     bool http2;
     webconfig_header *headers;
