@@ -244,8 +244,7 @@ static const char *bcrypt_problem(const char *h)
         return "crypto/bcrypt: bcrypt hash has a malformed cost";
     int cost = (h[i] - '0') * 10 + (h[i + 1] - '0');
     if (cost < 4 || cost > 31) {
-        snprintf(msg, sizeof msg, "crypto/bcrypt: cost %d is outside allowed range (4,31)",
-                 cost);
+        snprintf(msg, sizeof msg, "crypto/bcrypt: cost %d is outside allowed range (4,31)", cost);
         return msg;
     }
     return NULL;
@@ -270,9 +269,18 @@ enum {
     T_N
 };
 static const char *const tls_names[T_N] = {
-    "cert",           "key",           "client_ca",         "cert_file",
-    "key_file",       "client_auth_type", "client_ca_file", "cipher_suites",
-    "curve_preferences", "min_version", "max_version",     "prefer_server_cipher_suites",
+    "cert",
+    "key",
+    "client_ca",
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "cipher_suites",
+    "curve_preferences",
+    "min_version",
+    "max_version",
+    "prefer_server_cipher_suites",
     "client_allowed_sans",
 };
 
@@ -337,8 +345,8 @@ static bool decode_tls(ctx *c, const yamlconf_node *n, webconfig *wc)
     if (ok && !c->failed) {
         const yamlconf_node *q = get_seq(c, &s[T_SANS], "[]string");
         for (size_t i = 0; q && i < q->n; i++) {
-            wc->client_allowed_sans = mem_realloc(
-                wc->client_allowed_sans, (wc->n_client_allowed_sans + 1) * sizeof(char *));
+            wc->client_allowed_sans = mem_realloc(wc->client_allowed_sans,
+                                                  (wc->n_client_allowed_sans + 1) * sizeof(char *));
             wc->client_allowed_sans[wc->n_client_allowed_sans++] = mem_strdup(q->items[i]->str);
         }
         /* A restriction that would be silently ignored is refused. */
@@ -570,15 +578,16 @@ static int check_one(const char *what, const char *path, buf *err)
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        if (err) buf_printf(err, "failed to read %s (%s): open %s: %s\n", what, path, path,
-                            strerror(e));
+        if (err)
+            buf_printf(err, "failed to read %s (%s): open %s: %s\n", what, path, path, strerror(e));
         return -e;
     }
     struct stat st;
     int rc = 0;
     if (fstat(fileno(f), &st) == 0 && st.st_size > (off_t)WEBCONFIG_MAX_FILE) {
-        if (err) buf_printf(err, "failed to read %s (%s): over %u bytes\n", what, path,
-                            WEBCONFIG_MAX_FILE);
+        if (err)
+            buf_printf(err, "failed to read %s (%s): over %u bytes\n", what, path,
+                       WEBCONFIG_MAX_FILE);
         rc = -EFBIG;
     }
     fclose(f);
@@ -698,9 +707,11 @@ void webconfig_free(webconfig *wc)
     mem_free(wc->key);
     mem_free(wc->client_ca);
     mem_free(wc->cipher_suites);
-    for (size_t i = 0; i < wc->n_curves; i++) mem_free(wc->curves[i]);
+    for (size_t i = 0; i < wc->n_curves; i++)
+        mem_free(wc->curves[i]);
     mem_free(wc->curves);
-    for (size_t i = 0; i < wc->n_client_allowed_sans; i++) mem_free(wc->client_allowed_sans[i]);
+    for (size_t i = 0; i < wc->n_client_allowed_sans; i++)
+        mem_free(wc->client_allowed_sans[i]);
     mem_free(wc->client_allowed_sans);
     for (size_t i = 0; i < wc->n_headers; i++) {
         mem_free(wc->headers[i].name);

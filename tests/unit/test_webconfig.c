@@ -199,9 +199,9 @@ static void test_missing_file(void **state)
     int rc = webconfig_load_file(DATA_DIR "/missing_file.bad.yml", &wc, &err);
     assert_int_equal(rc, -ENOENT);
     assert_null(wc);
-    assert_string_equal(buf_cstr(&err), "failed to read cert_file (" DATA_DIR
-                                        "/nosuch.crt): open " DATA_DIR
-                                        "/nosuch.crt: No such file or directory\n");
+    assert_string_equal(buf_cstr(&err),
+                        "failed to read cert_file (" DATA_DIR "/nosuch.crt): open " DATA_DIR
+                        "/nosuch.crt: No such file or directory\n");
     buf_reset(&err);
     rc = webconfig_load_file(DATA_DIR "/no-such-config.yml", &wc, &err);
     assert_int_equal(rc, -ENOENT);
@@ -235,10 +235,14 @@ static void test_string_paths(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty_defaults), cmocka_unit_test(test_tls),
-        cmocka_unit_test(test_ciphers),        cmocka_unit_test(test_users),
-        cmocka_unit_test(test_headers),        cmocka_unit_test(test_inline),
-        cmocka_unit_test(test_bad),            cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_empty_defaults),
+        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_ciphers),
+        cmocka_unit_test(test_users),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_inline),
+        cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_string_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
