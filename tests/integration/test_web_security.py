@@ -188,7 +188,7 @@ def test_check_web_config(tmp_path):
 
 def test_server_limits(tmp_path, procs):
     sw = Sidewatch(tmp_path, CONFIG, extra_args=["--web.max-request-bytes=2048",
-                                                 "--web.read-timeout=1s",
+                                                 "--web.read-timeout=2s",
                                                  "--web.max-connections=4"])
     procs.append(sw)
     sw.wait_ready()
@@ -206,19 +206,40 @@ def test_server_limits(tmp_path, procs):
     # memory are refused by libmicrohttpd (431 or 414).
     r = requests.get(sw.url + "/-/healthy", headers={"X-Big": "y" * (2 << 20)}, timeout=10)
     assert r.status_code in (413, 414, 431)
-    # Read timeout: an idle connection is closed after --web.read-timeout.
     port = int(sw.url.rsplit(":", 1)[1])
+    # Read timeout: an idle connection is closed after --web.read-timeout.
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     t0 = time.monotonic()
     assert s.recv(1) == b""
-    assert time.monotonic() - t0 < 5
+    assert 0.9 < time.monotonic() - t0 < 6
     s.close()
+
+
+def test_connection_limit(tmp_path, procs):
     # Connection limit: past --web.max-connections a connection is closed
     # unanswered; once they go, requests are served again.
-    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
-    time.sleep(0.2)
-    with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(sw.url + "/-/healthy", timeout=3)
+    sw = Sidewatch(tmp_path, CONFIG, extra_args=["--web.max-connections=4"], name="conns")
+    procs.append(sw)
+    sw.wait_ready()
+    port = int(sw.url.rsplit(":", 1)[1])
+    # (Each idle connection is made to send a byte, so it is surely
+    # accepted and held by the server before the probes.)
+    idle = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"G")
+        idle.append(s)
+    time.sleep(0.3)
+    # libmicrohttpd (0.9.75, thread per connection) does not refuse every
+    # connection past the limit when the machine is busy (seen: served,
+    # refused, served), so the probe asks for refusals, not for all.
+    got = []
+    for _ in range(5):
+        try:
+            got.append(requests.get(sw.url + "/-/healthy", timeout=3).status_code)
+        except requests.exceptions.ConnectionError:
+            got.append("refused")
+    assert got.count("refused") >= 2, got
     for s in idle:
         s.close()
     wait_until(lambda: requests.get(sw.url + "/-/healthy", timeout=3).status_code == 200,
