@@ -27,7 +27,8 @@ BIN       := $(BUILD)/sidewatch
 OPT       := -O1 -fno-omit-frame-pointer -fsanitize=$(SANITIZER) -fno-sanitize-recover=all
 endif
 
-PKGS      := libcurl libmicrohttpd yaml-0.1 libprotobuf-c sqlite3 libpcre2-8 jansson zlib libcrypto snappy
+PKGS      := libcurl libmicrohttpd yaml-0.1 libprotobuf-c sqlite3 libpcre2-8 jansson zlib libcrypto snappy \
+             gnutls libxcrypt
 DEPS_OK   := build/.deps-ok
 
 # Deferred (=) so pkg-config runs after the dependency step installed it.

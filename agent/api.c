@@ -1,7 +1,9 @@
 #include "api.h"
 
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -25,6 +27,9 @@
 #include "strutil.h"
 #include "textwrite.h"
 
+/* Basic-auth verifications remembered. */
+#define API_AUTH_CACHE 100
+
 /* Responses above this size are gzip-compressed when the client accepts it. */
 #define API_GZIP_MIN_BYTES 1024
 /* Cap on a /federate or /metrics body. */
@@ -41,7 +46,31 @@ struct api {
     size_t n_readers, cap_readers;
 
     apiv1 *v1; /* /api/v1/ */
+
+    /* --web.config.file: the one in force and the ones it replaced (kept
+     * until api_stop: a request may still hold one). */
+    pthread_mutex_t web_mu;
+    webconfig *web;
+    webconfig **old_web;
+    size_t n_old_web;
+    char *tls_cert, *tls_key, *tls_trust, *tls_prio; /* given to MHD, freed after it */
+    enum webconfig_client_auth client_auth;          /* fixed at start, as TLS is */
+
+    /* Verified basic-auth answers, so bcrypt runs once per user and
+     * password (exporter-toolkit caches too); round-robin replacement. */
+    pthread_mutex_t auth_mu;
+    struct auth_entry {
+        char *user, *pass, *hash;
+        bool ok;
+    } auth_cache[API_AUTH_CACHE];
+    size_t auth_next;
+
+    registry_family *refused; /* sidewatch_http_requests_refused_total{reason} */
 };
+
+/* The web config of the request this thread serves (one thread per
+ * connection), for the response headers it sets. */
+static __thread const webconfig *tl_web;
 
 /* Per-request state across MHD callbacks, created by the URI logger (the
  * only place that sees the raw query string). */
@@ -51,6 +80,7 @@ typedef struct request {
     bool too_large;
     bool started; /* the access handler has seen the headers */
     bool quit_after; /* POST /-/quit: shut down once the answer is sent */
+    bool denied;     /* answered 401 before the body was read */
 } request;
 
 #define API_V1_PREFIX "/api/v1"
@@ -115,6 +145,14 @@ static void add_v1_headers(struct MHD_Response *r, const apiv1_response *v)
 static enum MHD_Result respond_v1(struct MHD_Connection *c, unsigned status, const char *ctype,
                                   buf *body, const apiv1_response *v);
 
+/* http_server_config.headers of the web config in force. */
+static void add_web_headers(struct MHD_Response *r)
+{
+    const webconfig *wc = tl_web;
+    for (size_t i = 0; wc && i < wc->n_headers; i++)
+        MHD_add_response_header(r, wc->headers[i].name, wc->headers[i].value);
+}
+
 /* Queues body (taken) with status and content type. */
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype,
                                buf *body)
@@ -150,6 +188,7 @@ static enum MHD_Result respond_v1(struct MHD_Connection *c, unsigned status, con
     if (gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
     MHD_add_response_header(r, "Vary", "Accept-Encoding");
     add_v1_headers(r, v);
+    add_web_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -516,6 +555,7 @@ static enum MHD_Result respond_stream(struct MHD_Connection *c, apiv1_response *
     if (sc->gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
     MHD_add_response_header(r, "Vary", "Accept-Encoding");
     add_v1_headers(r, v);
+    add_web_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, v->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -713,6 +753,114 @@ static enum MHD_Result handle_remote_write(api *a, struct MHD_Connection *c, con
     return respond(c, rc == -EINVAL ? 400 : 500, "text/plain; charset=utf-8", &msg);
 }
 
+/* ---- authentication -------------------------------------------------------------------------- */
+
+static void count_refused(api *a, const char *reason)
+{
+    if (!a->refused) return;
+    const char *lv[] = {reason};
+    registry_metric *m = registry_child(a->refused, lv);
+    if (m) registry_inc(m);
+}
+
+/* Equal strings, in time that depends on the lengths only. */
+static bool ct_equal(const char *x, const char *y)
+{
+    size_t lx = strlen(x), ly = strlen(y), n = lx < ly ? lx : ly;
+    unsigned char d = lx != ly;
+    for (size_t i = 0; i < n; i++)
+        d |= (unsigned char)(x[i] ^ y[i]);
+    return d == 0;
+}
+
+/* bcrypt through libxcrypt, with the answer cached. An unknown user is
+ * checked against a fixed hash, so it costs as long as a known one. */
+static bool check_password(api *a, const char *hash_in, const char *user, const char *pass)
+{
+    static const char dummy[] = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+    const char *hash = hash_in ? hash_in : dummy;
+    bool ok = false, found = false;
+    pthread_mutex_lock(&a->auth_mu);
+    for (size_t i = 0; i < API_AUTH_CACHE && !found; i++) {
+        struct auth_entry *e = &a->auth_cache[i];
+        if (e->user && strcmp(e->user, user) == 0 && strcmp(e->hash, hash) == 0 &&
+            ct_equal(e->pass, pass)) {
+            found = true;
+            ok = e->ok;
+        }
+    }
+    pthread_mutex_unlock(&a->auth_mu);
+    if (!found) {
+        struct crypt_data *cd = mem_calloc(1, sizeof *cd);
+        const char *r = crypt_rn(pass, hash, cd, (int)sizeof *cd);
+        ok = r && r[0] == '$' && ct_equal(r, hash);
+        mem_free(cd);
+        pthread_mutex_lock(&a->auth_mu);
+        struct auth_entry *e = &a->auth_cache[a->auth_next];
+        a->auth_next = (a->auth_next + 1) % API_AUTH_CACHE;
+        mem_free(e->user);
+        mem_free(e->pass);
+        mem_free(e->hash);
+        e->user = mem_strdup(user);
+        e->pass = mem_strdup(pass);
+        e->hash = mem_strdup(hash);
+        e->ok = ok;
+        pthread_mutex_unlock(&a->auth_mu);
+    }
+    return ok && hash_in;
+}
+
+static bool authorized(api *a, const webconfig *wc, struct MHD_Connection *c, const char *url)
+{
+    if (!wc || wc->n_users == 0) return true;
+    if (a->o.healthy_unauthenticated &&
+        (strcmp(url, "/-/healthy") == 0 || strcmp(url, "/-/ready") == 0))
+        return true;
+    char *pass = NULL;
+    char *user = MHD_basic_auth_get_username_password(c, &pass);
+    bool ok = user && check_password(a, webconfig_user_hash(wc, user), user, pass ? pass : "");
+    if (user) MHD_free(user);
+    if (pass) MHD_free(pass);
+    return ok;
+}
+
+static enum MHD_Result respond_unauthorized(struct MHD_Connection *c)
+{
+    static const char text[] = "Unauthorized\n";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+    MHD_add_response_header(r, "WWW-Authenticate", "Basic");
+    add_web_headers(r);
+    enum MHD_Result ret = MHD_queue_response(c, 401, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* client_auth_type beyond what libmicrohttpd does (it only asks for a
+ * certificate when given a trust list): a required certificate must be
+ * there, and a given one must verify against client_ca for the Verify
+ * kinds. Go refuses these in the handshake; here the connection is closed
+ * before any answer. */
+static bool client_cert_ok(api *a, struct MHD_Connection *c)
+{
+    if (a->client_auth == WEBCONFIG_NO_CLIENT_CERT ||
+        a->client_auth == WEBCONFIG_REQUEST_CLIENT_CERT)
+        return true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session) return false;
+    gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+    unsigned int n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
+    if (!certs || n == 0)
+        return a->client_auth == WEBCONFIG_VERIFY_CLIENT_CERT_IF_GIVEN;
+    if (a->client_auth == WEBCONFIG_REQUIRE_ANY_CLIENT_CERT) return true;
+    unsigned int status = 0;
+    return gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
+}
+
 /* ---- dispatch --------------------------------------------------------------------------- */
 
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char *url,
@@ -723,17 +871,39 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
     api *a = cls;
     request *rq = *con_cls;
     bool v1 = strncmp(url, API_V1_PREFIX "/", strlen(API_V1_PREFIX) + 1) == 0;
+    pthread_mutex_lock(&a->web_mu);
+    tl_web = a->web;
+    pthread_mutex_unlock(&a->web_mu);
     if (!rq->started) {
         rq->started = true;
+        if (!client_cert_ok(a, c)) {
+            count_refused(a, "client_certificate");
+            log_debug("web", "client certificate refused for %s", url);
+            return MHD_NO;
+        }
+        if (!authorized(a, tl_web, c, url)) {
+            count_refused(a, "unauthorized");
+            rq->denied = true;
+            return respond_unauthorized(c);
+        }
         /* API requests may carry forms up to Go's 10 MB. */
         if (strcmp(url, API_REMOTE_WRITE_PATH) == 0)
             buf_init(&rq->body, API_MAX_REMOTE_WRITE_BODY);
         else if (v1)
-            buf_init(&rq->body, APIV1_MAX_BODY);
+            buf_init(&rq->body, a->o.max_request_bytes ? a->o.max_request_bytes : APIV1_MAX_BODY);
+        else if (a->o.max_request_bytes)
+            buf_init(&rq->body, a->o.max_request_bytes);
+        return MHD_YES;
+    }
+    if (rq->denied) {
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
-        if (buf_append(&rq->body, upload, *upload_size) < 0) rq->too_large = true;
+        if (buf_append(&rq->body, upload, *upload_size) < 0) {
+            if (!rq->too_large) count_refused(a, "body_too_large");
+            rq->too_large = true;
+        }
         *upload_size = 0;
         return MHD_YES;
     }
@@ -853,42 +1023,153 @@ static int listen_on(const char *addr, buf *err)
     return fd;
 }
 
+/* Reads a PEM file (within WEBCONFIG_MAX_FILE), or copies the inline text
+ * when path is "". Returns a string (caller frees) or NULL with err set. */
+static char *read_pem(const char *what, const char *path, const char *text, buf *err)
+{
+    if (!*path) return mem_strdup(text);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        buf_printf(err, "failed to read %s (%s): %s", what, path, strerror(errno));
+        return NULL;
+    }
+    buf b;
+    buf_init(&b, WEBCONFIG_MAX_FILE);
+    char chunk[4096];
+    size_t r;
+    bool too_big = false;
+    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_append(&b, chunk, r) < 0) too_big = true;
+    fclose(f);
+    if (too_big) {
+        buf_printf(err, "failed to read %s (%s): over %u bytes", what, path, WEBCONFIG_MAX_FILE);
+        buf_cleanup(&b);
+        return NULL;
+    }
+    char *d = buf_detach(&b, NULL);
+    return d ? d : mem_strdup("");
+}
+
+static void free_tls(api *a)
+{
+    mem_free(a->tls_cert);
+    mem_free(a->tls_key);
+    mem_free(a->tls_trust);
+    mem_free(a->tls_prio);
+}
+
 int api_start(api **out, const api_options *o, buf *err)
 {
+    webconfig *wc = o->web;
     int fd = listen_on(o->listen_address, err);
-    if (fd < 0) return fd;
+    if (fd < 0) {
+        webconfig_free(wc);
+        return fd;
+    }
     api *a = mem_calloc(1, sizeof *a);
     a->o = *o;
+    a->o.web = NULL;
+    a->web = wc;
     a->listen_fd = fd;
     pthread_mutex_init(&a->readers_mu, NULL);
-    apiv1_options v1 = o->v1;
-    v1.st = o->st;
-    v1.reader_get = v1_reader_get;
-    v1.reader_put = v1_reader_put;
-    v1.reader_ctx = a;
-    if (!v1.listen_address) v1.listen_address = o->listen_address;
-    a->v1 = apiv1_new(&v1);
-    a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                     MHD_USE_POLL | MHD_USE_ERROR_LOG,
-                                 0, NULL, NULL, dispatch, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-                                 MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned)API_CONNECTION_TIMEOUT_S,
-                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                 (size_t)API_MAX_HEADER_BYTES + 64 * 1024,
-                                 MHD_OPTION_NOTIFY_COMPLETED,
-                                 request_done, a, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, a,
-                                 MHD_OPTION_END);
-    if (!a->daemon) {
-        buf_printf(err, "could not start the HTTP server on %s", o->listen_address);
-        apiv1_free(a->v1);
-        close(fd);
-        pthread_mutex_destroy(&a->readers_mu);
-        mem_free(a);
-        return -EIO;
+    pthread_mutex_init(&a->web_mu, NULL);
+    pthread_mutex_init(&a->auth_mu, NULL);
+    static const char *const reason[] = {"reason", NULL};
+    if (o->reg)
+        a->refused = registry_counter(o->reg, "sidewatch_http_requests_refused_total",
+                                      "HTTP requests refused before they were served, by reason "
+                                      "(unauthorized, client_certificate, body_too_large).",
+                                      reason);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem ops[20];
+    size_t n = 0;
+#define OPT(opt, val, ptr) ops[n++] = (struct MHD_OptionItem){(opt), (intptr_t)(val), (ptr)}
+    OPT(MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a);
+    OPT(MHD_OPTION_LISTEN_SOCKET, fd, NULL);
+    OPT(MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : API_MAX_CONNECTIONS,
+        NULL);
+    OPT(MHD_OPTION_CONNECTION_TIMEOUT,
+        o->read_timeout_s ? o->read_timeout_s : API_CONNECTION_TIMEOUT_S, NULL);
+    OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_MAX_HEADER_BYTES + 64 * 1024, NULL);
+    OPT(MHD_OPTION_NOTIFY_COMPLETED, request_done, a);
+    OPT(MHD_OPTION_URI_LOG_CALLBACK, uri_logger, a);
+    int rc = 0;
+    if (wc && wc->tls_enabled) {
+        a->client_auth = wc->client_auth;
+        a->tls_cert = read_pem("cert_file", wc->cert_file, wc->cert, err);
+        a->tls_key = a->tls_cert ? read_pem("key_file", wc->key_file, wc->key, err) : NULL;
+        if (!a->tls_cert || !a->tls_key) rc = -EINVAL;
+        if (rc == 0 && (*wc->client_ca_file || *wc->client_ca)) {
+            a->tls_trust = read_pem("client_ca_file", wc->client_ca_file, wc->client_ca, err);
+            if (!a->tls_trust) rc = -EINVAL;
+        } else if (rc == 0 && wc->client_auth != WEBCONFIG_NO_CLIENT_CERT) {
+            /* libmicrohttpd asks for a client certificate only when it has
+             * a trust list; without client CAs nothing is verified, so the
+             * server's own certificate serves to make it ask. */
+            a->tls_trust = mem_strdup(a->tls_cert);
+        }
+        buf prio;
+        buf_init(&prio, BUF_UNLIMITED);
+        webconfig_gnutls_priorities(wc, &prio);
+        a->tls_prio = buf_detach(&prio, NULL);
+        flags |= MHD_USE_TLS;
+        OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, a->tls_cert);
+        OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, a->tls_key);
+        if (a->tls_trust) OPT(MHD_OPTION_HTTPS_MEM_TRUST, 0, a->tls_trust);
+        OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, a->tls_prio);
     }
+    OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+    if (rc == 0) {
+        apiv1_options v1 = o->v1;
+        v1.st = o->st;
+        v1.reader_get = v1_reader_get;
+        v1.reader_put = v1_reader_put;
+        v1.reader_ctx = a;
+        if (!v1.listen_address) v1.listen_address = o->listen_address;
+        a->v1 = apiv1_new(&v1);
+        a->daemon = MHD_start_daemon(flags, 0, NULL, NULL, dispatch, a, MHD_OPTION_ARRAY, ops,
+                                     MHD_OPTION_END);
+        if (!a->daemon) {
+            if (wc && wc->tls_enabled)
+                buf_printf(err,
+                           "could not start the HTTPS server on %s (bad certificate, key or "
+                           "TLS settings: %s)",
+                           o->listen_address, a->tls_prio);
+            else
+                buf_printf(err, "could not start the HTTP server on %s", o->listen_address);
+            apiv1_free(a->v1);
+            rc = -EIO;
+        }
+    }
+    if (rc < 0) {
+        close(fd);
+        free_tls(a);
+        webconfig_free(a->web);
+        pthread_mutex_destroy(&a->readers_mu);
+        pthread_mutex_destroy(&a->web_mu);
+        pthread_mutex_destroy(&a->auth_mu);
+        mem_free(a);
+        return rc;
+    }
+    if (wc && wc->tls_enabled)
+        log_info("web", "TLS is enabled (client_auth_type %s)",
+                 webconfig_client_auth_name(wc->client_auth));
     *out = a;
     return 0;
+}
+
+void api_set_webconfig(api *a, webconfig *wc)
+{
+    pthread_mutex_lock(&a->web_mu);
+    if (a->web) {
+        a->old_web = mem_realloc(a->old_web, (a->n_old_web + 1) * sizeof *a->old_web);
+        a->old_web[a->n_old_web++] = a->web;
+    }
+    a->web = wc;
+    pthread_mutex_unlock(&a->web_mu);
 }
 
 void api_set_ready(api *a, bool ready)
@@ -906,5 +1187,17 @@ void api_stop(api *a)
         store_reader_close(a->readers[i]);
     mem_free(a->readers);
     pthread_mutex_destroy(&a->readers_mu);
+    free_tls(a);
+    webconfig_free(a->web);
+    for (size_t i = 0; i < a->n_old_web; i++)
+        webconfig_free(a->old_web[i]);
+    mem_free(a->old_web);
+    for (size_t i = 0; i < API_AUTH_CACHE; i++) {
+        mem_free(a->auth_cache[i].user);
+        mem_free(a->auth_cache[i].pass);
+        mem_free(a->auth_cache[i].hash);
+    }
+    pthread_mutex_destroy(&a->web_mu);
+    pthread_mutex_destroy(&a->auth_mu);
     mem_free(a);
 }

@@ -28,16 +28,19 @@
 #include "config.h"
 #include "registry.h"
 #include "store.h"
+#include "webconfig.h"
 
 /* Cap on a request body; larger bodies get 413. */
 #define API_MAX_REQUEST_BODY (1024 * 1024)
 /* Cap on a remote write body (compressed), as client_golang's receiver:
  * larger bodies get 413. Decompressed, RWPROTO_MAX_DECODED applies. */
 #define API_MAX_REMOTE_WRITE_BODY ((size_t)32 << 20)
-/* Connections served at once; more are refused by the server. */
-#define API_MAX_CONNECTIONS 256
-/* Idle connections are closed after this many seconds. */
-#define API_CONNECTION_TIMEOUT_S 60
+/* Connections served at once (--web.max-connections, Prometheus's default);
+ * more are refused by the server. */
+#define API_MAX_CONNECTIONS 512
+/* Idle connections are closed after this many seconds (--web.read-timeout,
+ * Prometheus's default 5m). */
+#define API_CONNECTION_TIMEOUT_S 300
 /* Memory for one connection's request line and headers (libmicrohttpd's
  * pool, mapped lazily: unused parts cost nothing): Go's
  * DefaultMaxHeaderBytes, so GET queries as long as Prometheus accepts fit.
@@ -70,11 +73,27 @@ typedef struct api_options {
      * provides (st, reader_get, reader_put and reader_ctx are set by
      * api_start; listen_address defaults to the one above). */
     apiv1_options v1;
+    /* --web.config.file, taken by api_start (also when it fails): TLS is
+     * set up from it once; its users and headers apply until replaced by
+     * api_set_webconfig. NULL: plain HTTP, no authentication. */
+    webconfig *web;
+    /* /-/healthy and /-/ready answer without basic auth
+     * (--web.healthy-unauthenticated). */
+    bool healthy_unauthenticated;
+    unsigned max_connections; /* 0: API_MAX_CONNECTIONS */
+    unsigned read_timeout_s;  /* 0: API_CONNECTION_TIMEOUT_S */
+    size_t max_request_bytes; /* body cap outside remote write; 0: API_MAX_REQUEST_BODY for
+                                 non-API paths and APIV1_MAX_BODY under /api/v1 */
 } api_options;
 
 /* Binds and starts serving. Returns 0 and *out, or -errno with the reason
  * ("listen tcp 0.0.0.0:9277: bind: Address already in use") in err. */
 int api_start(api **out, const api_options *o, buf *err);
+/* Replaces the basic_auth_users and response headers in force (reload of
+ * --web.config.file; TLS settings are only read by api_start). Takes wc
+ * (NULL: no authentication, no extra headers); older ones are kept until
+ * api_stop, so requests under way never see freed memory. */
+void api_set_webconfig(api *a, webconfig *wc);
 /* Marks the server ready (or not): /-/ready answers accordingly. */
 void api_set_ready(api *a, bool ready);
 /* Stops accepting, waits for running requests and frees. NULL is a no-op. */

@@ -34,6 +34,7 @@
 #include "rwrecv.h"
 #include "scrape.h"
 #include "store.h"
+#include "webconfig.h"
 #include "strutil.h"
 
 #define DEFAULT_LISTEN "0.0.0.0:9277"
@@ -66,6 +67,11 @@ typedef struct flags {
     const char *notification_max_age;
     const char *remote_max_lag;
     const char *notification_queue_capacity;
+    const char *web_config_file;
+    const char *web_max_connections;
+    const char *web_read_timeout;
+    const char *web_max_request_bytes;
+    bool web_healthy_unauthenticated;
     const char *features[MAX_FEATURE_FLAGS]; /* --enable-feature values, in order */
     size_t n_features;
 } flags;
@@ -108,6 +114,7 @@ static void usage(FILE *out)
           "       sidewatch check rules [--lint=duplicate-rules|none] [--lint-fatal]\n"
           "                             [--ignore-unknown-fields] FILE...\n"
           "       sidewatch check store DIR\n"
+          "       sidewatch check web-config FILE...\n"
           "       sidewatch import openmetrics FILE [--storage.path=DIR]\n"
           "       sidewatch dump DIR [--match=SELECTOR] [--min-time=MS] [--max-time=MS]\n"
           "       sidewatch healthcheck [URL]\n"
@@ -125,6 +132,13 @@ static void usage(FILE *out)
           "  --storage.retention.size=SIZE most bytes of samples to keep, oldest first out\n"
           "                                (512MB, 10GB; default: no limit)\n"
           "  --web.listen-address=ADDR     address to serve HTTP on (default: " DEFAULT_LISTEN ")\n"
+          "  --web.config.file=FILE        TLS and basic auth (Prometheus's web config format);\n"
+          "                                users and headers re-read on reload, TLS at start\n"
+          "  --web.healthy-unauthenticated /-/healthy and /-/ready answer without basic auth\n"
+          "  --web.max-connections=N       most HTTP connections at once (default: 512)\n"
+          "  --web.read-timeout=DUR        an idle connection is closed after this (default: 5m)\n"
+          "  --web.max-request-bytes=N     largest request body outside remote write (default:\n"
+          "                                10485760); larger ones get 413\n"
           "  --web.enable-lifecycle        allow POST /-/reload and /-/quit\n"
           "  --web.enable-remote-write-receiver  accept remote write 1.0 on POST /api/v1/write\n"
           "  --web.external-url=URL        the URL sidewatch is reached at (alert generator URLs,\n"
@@ -179,6 +193,10 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"notification.max-age", offsetof(flags, notification_max_age)},
         {"storage.remote.max-lag", offsetof(flags, remote_max_lag)},
         {"alertmanager.notification-queue-capacity", offsetof(flags, notification_queue_capacity)},
+        {"web.config.file", offsetof(flags, web_config_file)},
+        {"web.max-connections", offsetof(flags, web_max_connections)},
+        {"web.read-timeout", offsetof(flags, web_read_timeout)},
+        {"web.max-request-bytes", offsetof(flags, web_max_request_bytes)},
         {"enable-feature", 0},
     };
     for (int i = 1; i < argc; i++) {
@@ -193,6 +211,10 @@ static int parse_flags(int argc, char **argv, flags *f)
         }
         if (strcmp(a, "--web.enable-lifecycle") == 0) {
             f->enable_lifecycle = true;
+            continue;
+        }
+        if (strcmp(a, "--web.healthy-unauthenticated") == 0) {
+            f->web_healthy_unauthenticated = true;
             continue;
         }
         if (strcmp(a, "--web.enable-remote-write-receiver") == 0) {
@@ -261,6 +283,33 @@ static int load_config(daemon_state *d, config **out, buf *err)
         return 0;
     }
     return config_load_file(d->f.config_file, out, err);
+}
+
+/* ---- check web-config ----------------------------------------------------- */
+
+/* As promtool check web-config: "FILE SUCCESS" or "FILE FAILED: reason"
+ * on stderr, exit 1 if any failed. */
+static int check_web_config(int argc, char **argv)
+{
+    if (argc < 1) {
+        fprintf(stderr, "sidewatch: error: check web-config needs at least one FILE\n");
+        return 2;
+    }
+    int failed = 0;
+    for (int i = 0; i < argc; i++) {
+        buf err;
+        buf_init(&err, BUF_UNLIMITED);
+        webconfig *wc = NULL;
+        if (webconfig_load_file(argv[i], &wc, &err) < 0) {
+            fprintf(stderr, "%s FAILED: %s", argv[i], buf_cstr(&err));
+            failed = 1;
+        } else {
+            fprintf(stderr, "%s SUCCESS\n", argv[i]);
+        }
+        webconfig_free(wc);
+        buf_cleanup(&err);
+    }
+    return failed;
 }
 
 /* ---- check config ------------------------------------------------------- */
@@ -517,6 +566,23 @@ static int remote_write(void *ctx, const void *body, size_t len, buf *err)
     return rwrecv_append(d->st, body, len, err);
 }
 
+/* Re-reads --web.config.file: basic_auth_users and headers take effect for
+ * new requests; TLS settings stay as at start. A file that no longer loads
+ * is logged and the previous settings stay. */
+static void reload_web_config(daemon_state *d)
+{
+    if (!d->f.web_config_file || !d->web) return;
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    webconfig *wc = NULL;
+    if (webconfig_load_file(d->f.web_config_file, &wc, &err) < 0)
+        log_error("main", "Error reloading web config, keeping the previous one: %s",
+                  buf_cstr(&err));
+    else
+        api_set_webconfig(d->web, wc);
+    buf_cleanup(&err);
+}
+
 /* Loads the config again; on any error the running config stays. */
 static int reload(void *ctx, buf *err)
 {
@@ -560,6 +626,7 @@ static int reload(void *ctx, buf *err)
     pthread_mutex_unlock(&d->cfg_mu);
     config_unref(old);
     log_info("main", "Completed loading of configuration file");
+    reload_web_config(d);
     return 0;
 refused:
     config_unref(next);
@@ -831,6 +898,11 @@ static int run_daemon(const flags *f)
         {"web.listen-address", f->listen},
         {"web.enable-lifecycle", f->enable_lifecycle ? "true" : "false"},
         {"web.enable-remote-write-receiver", f->enable_remote_write_receiver ? "true" : "false"},
+        {"web.config.file", f->web_config_file ? f->web_config_file : ""},
+        {"web.max-connections", f->web_max_connections ? f->web_max_connections : "512"},
+        {"web.read-timeout", f->web_read_timeout ? f->web_read_timeout : "5m"},
+        {"web.max-request-bytes", f->web_max_request_bytes ? f->web_max_request_bytes : "10485760"},
+        {"web.healthy-unauthenticated", f->web_healthy_unauthenticated ? "true" : "false"},
         {"log.level", f->log_level},
         {"query.timeout", f->query_timeout},
         {"query.max-samples", f->query_max_samples},
@@ -871,6 +943,49 @@ static int run_daemon(const flags *f)
                 .alertmanagers = alertmanagers_cb,
             },
     };
+    if (f->web_config_file) {
+        if (webconfig_load_file(f->web_config_file, &ao.web, &err) < 0) {
+            log_error("main", "Error loading web config file %s: %s", f->web_config_file,
+                      buf_cstr(&err));
+            goto out;
+        }
+    }
+    if (f->web_max_connections) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(f->web_max_connections, &end, 10);
+        if (errno || *end || end == f->web_max_connections || v == 0 || v > 1000000) {
+            log_error("main", "invalid --web.max-connections %s", f->web_max_connections);
+            webconfig_free(ao.web);
+            goto out;
+        }
+        ao.max_connections = (unsigned)v;
+    }
+    if (f->web_read_timeout) {
+        int64_t ms = 0;
+        if (strutil_parse_duration(f->web_read_timeout, strlen(f->web_read_timeout), &ms, &err) <
+                0 ||
+            ms < 1000 || ms > (int64_t)86400 * 1000) {
+            log_error("main", "invalid --web.read-timeout %s (1s to 24h)", f->web_read_timeout);
+            webconfig_free(ao.web);
+            goto out;
+        }
+        ao.read_timeout_s = (unsigned)(ms / 1000);
+    }
+    if (f->web_max_request_bytes) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(f->web_max_request_bytes, &end, 10);
+        if (errno || *end || end == f->web_max_request_bytes || v < 1024 ||
+            v > API_MAX_REMOTE_WRITE_BODY) {
+            log_error("main", "invalid --web.max-request-bytes %s (1024 to %zu)",
+                      f->web_max_request_bytes, API_MAX_REMOTE_WRITE_BODY);
+            webconfig_free(ao.web);
+            goto out;
+        }
+        ao.max_request_bytes = (size_t)v;
+    }
+    ao.healthy_unauthenticated = f->web_healthy_unauthenticated;
     if (api_start(&d.web, &ao, &err) < 0) {
         log_error("main", "%s", buf_cstr(&err));
         goto out;
@@ -1222,7 +1337,10 @@ int main(int argc, char **argv)
         if (argc >= 3 && strcmp(argv[2], "rules") == 0)
             return rulefmt_check_command(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "store") == 0) return check_store(argc - 3, argv + 3);
-        fprintf(stderr, "sidewatch: error: unknown check '%s' (known: config, rules, store)\n",
+        if (argc >= 3 && strcmp(argv[2], "web-config") == 0)
+            return check_web_config(argc - 3, argv + 3);
+        fprintf(stderr,
+                "sidewatch: error: unknown check '%s' (known: config, rules, store, web-config)\n",
                 argc >= 3 ? argv[2] : "");
         return 2;
     }

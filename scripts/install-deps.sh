@@ -9,7 +9,7 @@ set -eu
 
 PACKAGES="
 build-essential pkg-config clang libclang-rt-14-dev
-libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev
+libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev libgnutls28-dev libcrypt-dev apache2-utils
 libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev sqlite3 libsnappy-dev
 libpcre2-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
 prometheus prometheus-alertmanager prometheus-node-exporter
