@@ -99,9 +99,9 @@ scrape_configs:
 # agent/api.c serves at most API_MAX_CONNECTIONS (256) connections and drops an idle one
 # only after API_CONNECTION_TIMEOUT_S (60 s), so 2,000 idle connections take every slot and
 # each query is reset ("Server reached connection limit" in the debug log).
-@pytest.mark.xfail(strict=True, reason="2,000 idle connections exhaust the API's 256-connection "
-                   "limit (60 s idle timeout): every query is reset; --web.max-connections and "
-                   "timeouts are being added to agent/api.c separately")
+@pytest.mark.xfail(strict=True, reason="2,000 idle connections exhaust the API's connection limit "
+                   "(--web.max-connections, 512; a thread per connection, --web.read-timeout 5m): "
+                   "queries are reset until the API serves connections from an epoll loop")
 def test_idle_and_slowloris_connections_keep_query_latency(tmp_path, start_sidewatch):
     sw = start_sidewatch("global: {scrape_interval: 1s}\nscrape_configs: []\n")
     port = sw.port
