@@ -32,14 +32,6 @@ typedef struct fixture {
     int readers_out;
 } fixture;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static store_reader *fx_reader_get(void *ctx)
 {
     fixture *f = ctx;
@@ -178,7 +170,7 @@ static int teardown(void **state)
     apiv1_free(f->api);
     config_unref(f->cfg);
     store_close(f->st);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(f->dir);
     free(f);
     return 0;
 }

@@ -71,27 +71,6 @@ static int64_t utc_ns(int y, int mo, int d, int h, int mi, int s, int64_t ns)
     return (int64_t)timegm(&tm) * 1000000000 + ns;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static char *tmpdir_new(void)
-{
-    char *d = strdup("/tmp/wip-notify-test-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void tmpdir_free(char *d)
-{
-    nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-}
-
 static store *open_store(const char *dir)
 {
     store_options o = {.path = dir};
@@ -464,7 +443,7 @@ typedef struct env {
 static void env_init(env *e)
 {
     memset(e, 0, sizeof *e);
-    e->dir = tmpdir_new();
+    e->dir = tu_tmpdir_new("sidewatch-notify-test");
     e->st = open_store(e->dir);
     e->reg = registry_new();
     receiver_init(&e->rcv);
@@ -478,7 +457,7 @@ static void env_cleanup(env *e)
     receiver_cleanup(&e->rcv);
     registry_free(e->reg);
     store_close(e->st);
-    tmpdir_free(e->dir);
+    tu_tmpdir_free(e->dir);
 }
 
 static notify *start(env *e, notify_options o, config *cfg)

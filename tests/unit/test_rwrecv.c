@@ -14,12 +14,6 @@
 #include "rwrecv.h"
 #include "store.h"
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 typedef struct fixture {
     char dir[64];
     store *st;
@@ -44,7 +38,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     store_close(f->st);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(f->dir);
     free(f);
     return 0;
 }

@@ -25,27 +25,6 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static char *tmpdir_new(void)
-{
-    char *d = strdup("/tmp/sidewatch-store-test-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void tmpdir_free(char *d)
-{
-    nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-}
-
 static store *open_store(const char *dir, int64_t retention_ms)
 {
     store_options o = {.path = dir, .retention_ms = retention_ms};
@@ -165,7 +144,7 @@ static double from_bits(uint64_t b)
 static void test_roundtrip(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     bool created;
     labels *l1 = mk("__name__", "up", "job", "a", NULL);
@@ -223,13 +202,13 @@ static void test_roundtrip(void **state)
     store_reader_close(r);
     store_close(s);
     labels_free(l1);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_reader_snapshot(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
     store_batch *b = store_batch_new(s);
@@ -259,13 +238,13 @@ static void test_reader_snapshot(void **state)
     store_reader_close(r);
     store_reader_close(NULL);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_matchers(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t refs[] = {
         ref_pairs(s, mk("__name__", "a", "job", "x", "inst", "1", NULL)),
@@ -377,7 +356,7 @@ static void test_matchers(void **state)
 
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -390,7 +369,7 @@ static int cmp_str(const void *a, const void *b)
 static void test_regex_prefix_ranges(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     static const char *const pods[] = {"pod", "pod-", "pod-0", "pod-00", "pod-009", "pod-01", "pod-0/",
                                        "pod-00\xff", "pocket", "q"};
@@ -407,13 +386,13 @@ static void test_regex_prefix_ranges(void **state)
     ASSERT_SEL(r, 0, 10, "m{pod=\"pod\"} m{pod=\"pod-\"}", {MATCH_RE, "pod", "pod-?"});
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_sort_order(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     /* Added in scrambled order; expected order is labels.Compare's. */
     labels *sets[] = {
@@ -486,13 +465,13 @@ static void test_sort_order(void **state)
     store_close(s);
     for (size_t i = 0; i < n; i++)
         labels_free(sets[i]);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_out_of_order_and_duplicates(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ref = ref_pairs(s, mk("__name__", "m", NULL));
     store_batch *b = store_batch_new(s);
@@ -569,13 +548,13 @@ static void test_out_of_order_and_duplicates(void **state)
     assert_int_equal(st.samples_appended, 1);
     assert_int_equal(st.batches_committed, 3);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_values_bit_exact(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     const uint64_t patterns[] = {
         STRUTIL_STALE_NAN_BITS, 0x7ff8000000000001ULL, /* Prometheus's NormalNaN */
@@ -632,13 +611,13 @@ static void test_values_bit_exact(void **state)
     assert_int_equal(count_samples(r, r2, INT64_MIN, -1), 2);
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_metadata(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     store_batch *b = store_batch_new(s);
     store_batch_metadata(b, "http_requests_total", EXPFMT_COUNTER, "Requests \"served\".\n", "");
@@ -688,14 +667,14 @@ static void test_metadata(void **state)
         }
     }
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* store_metadata_list: every family, sorted by name, latest values. */
 static void test_metadata_list(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
@@ -727,7 +706,7 @@ static void test_metadata_list(void **state)
     store_reader_end(r);
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void assert_stats(const store_stat *v, size_t n, const char *expect)
@@ -744,7 +723,7 @@ static void assert_stats(const store_stat *v, size_t n, const char *expect)
 static void test_index_stats(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
@@ -794,7 +773,7 @@ static void test_index_stats(void **state)
     store_index_stats_free(&st);
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Appends n samples t = t0, t0+step, ... with value = t to one series, in
@@ -816,7 +795,7 @@ static void append_run(store *s, uint64_t ref, int64_t t0, int64_t step, int n, 
 static void test_retention(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 100000);
     uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
     uint64_t rb = ref_pairs(s, mk("__name__", "b", NULL));
@@ -870,7 +849,7 @@ static void test_retention(void **state)
     store_get_stats(s, &st);
     assert_int_equal(st.retention_deleted_samples, 0);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* --storage.retention.size: the oldest chunks go until the data fits, and
@@ -879,7 +858,7 @@ static void test_retention(void **state)
 static void test_size_retention_and_file_growth(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store_options o = {.path = dir, .retention_bytes = 2 * 1024 * 1024};
     buf err;
     buf_init(&err, 4096);
@@ -927,7 +906,7 @@ static void test_size_retention_and_file_growth(void **state)
     store_reader_close(r);
     store_close(s);
     buf_cleanup(&err);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* The write-ahead table is truncated while samples move into chunks, is
@@ -935,7 +914,7 @@ static void test_size_retention_and_file_growth(void **state)
 static void test_write_ahead_table(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     labels *la = mk("__name__", "a", NULL), *lb = mk("__name__", "b", NULL);
     /* A child process does the work and dies without closing (as after
      * SIGKILL); it reports through its exit status. */
@@ -1001,7 +980,7 @@ static void test_write_ahead_table(void **state)
     store_close(s);
     labels_free(la);
     labels_free(lb);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* An integer from the sqlite3 shell (-1 if it fails). */
@@ -1029,7 +1008,7 @@ static void test_write_ahead_slots(void **state)
         print_message("SKIPPED: the sqlite3 shell is not installed\n");
         skip();
     }
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     enum { WIDE = 3000 };
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -1131,7 +1110,7 @@ static void test_write_ahead_slots(void **state)
     store_get_stats(s, &st);
     assert_int_equal(st.replayed_samples, 4);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* store_maintain closes head chunks that stay open too long, so a series
@@ -1139,7 +1118,7 @@ static void test_write_ahead_slots(void **state)
 static void test_head_age(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store_options o = {.path = dir, .head_max_age_ms = 1};
     buf err;
     buf_init(&err, 4096);
@@ -1161,14 +1140,14 @@ static void test_head_age(void **state)
     store_reader_close(r);
     store_close(s);
     buf_cleanup(&err);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Backfill writes chunks directly; overlapping data merges on read. */
 static void test_import(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
     append_run(s, ra, 100000, 1000, 10, 10); /* live samples at 100..109 s */
@@ -1201,7 +1180,7 @@ static void test_import(void **state)
     store_reader_close(r);
     store_close(s);
     labels_free(la);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* The key-value state: puts, deletes and listing in key order, in one
@@ -1209,7 +1188,7 @@ static void test_import(void **state)
 static void test_kv(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     store_kv_op ops[] = {
         {"outbox", "0002", 4, "second", 6},
@@ -1249,13 +1228,13 @@ static void test_kv(void **state)
     assert_int_equal(n, 0);
     assert_null(e);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_reopen(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t refs[50];
     labels *ls[50];
@@ -1314,13 +1293,13 @@ static void test_reopen(void **state)
     store_close(s);
     for (int i = 0; i < 50; i++)
         labels_free(ls[i]);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_open_errors(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     /* A second open of the same directory is refused while the first holds
      * it. */
@@ -1375,7 +1354,7 @@ static void test_open_errors(void **state)
     assert_int_equal(store_series_ref(s, empty, &ref, NULL), -EINVAL);
     labels_free(empty);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* A commit that fails (here: a trigger added behind the store's back with
@@ -1389,7 +1368,7 @@ static void test_commit_failure(void **state)
         print_message("SKIPPED: the sqlite3 shell is not installed\n");
         skip();
     }
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
     store_batch *b = store_batch_new(s);
@@ -1448,7 +1427,7 @@ static void test_commit_failure(void **state)
     assert_false(created);
     store_close(s);
     labels_free(lb);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* A damaged database gives a clear error, never a crash: a file that is not
@@ -1457,7 +1436,7 @@ static void test_commit_failure(void **state)
 static void test_corruption(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     char path[4200];
     snprintf(path, sizeof path, "%s/sidewatch.db", dir);
     /* Garbage instead of a database. */
@@ -1528,7 +1507,7 @@ static void test_corruption(void **state)
     }
     buf_cleanup(&report);
     buf_cleanup(&err);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* A full disk (here: the file size limit, RLIMIT_FSIZE) makes commits fail
@@ -1536,7 +1515,7 @@ static void test_corruption(void **state)
 static void test_disk_full(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -1569,7 +1548,7 @@ static void test_disk_full(void **state)
     assert_true(count_samples(r, ref, 0, 9000) == 10);
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* A database written by schema version 1 (one row per sample) is migrated
@@ -1581,7 +1560,7 @@ static void test_migration_from_v1(void **state)
         print_message("SKIPPED: the sqlite3 shell is not installed\n");
         skip();
     }
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     char cmd[8192];
     /* Labels {__name__="up"} encoded: n=1, len 8 "__name__", len 2 "up";
      * values are the float64 bits byte-swapped (1.0 -> 0x000000000000f03f). */
@@ -1627,7 +1606,7 @@ static void test_migration_from_v1(void **state)
     buf_init(&report, 1 << 16);
     assert_int_equal(store_check(dir, &report), 0);
     buf_cleanup(&report);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* A version 2 database (chunk index without min_t) gets the version 3
@@ -1640,7 +1619,7 @@ static void test_migration_from_v2(void **state)
         print_message("SKIPPED: the sqlite3 shell is not installed\n");
         skip();
     }
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ref = ref_pairs(s, mk("__name__", "up", NULL));
     append_run(s, ref, 0, 1000, 1200, 100); /* ten chunks of 120 */
@@ -1680,7 +1659,7 @@ static void test_migration_from_v2(void **state)
     }
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* ---- concurrency ------------------------------------------------------------------- */
@@ -1788,7 +1767,7 @@ static void *conc_reader(void *arg)
 static void test_concurrent(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     atomic_int done;
     atomic_init(&done, 0);
@@ -1836,7 +1815,7 @@ static void test_concurrent(void **state)
                          2 * (uint64_t)(CONC_OWN * CONC_BATCHES - CONC_OWN * (CONC_OWN - 1) / 2));
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* ---- crash safety -------------------------------------------------------------------- */
@@ -1905,7 +1884,7 @@ static void crash_child(const char *dir, int round, int fd)
 static void test_crash_safety(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);
     uint64_t fixed_refs[CRASH_FIXED] = {0};
@@ -2004,7 +1983,7 @@ static void test_crash_safety(void **state)
         free_all_batches(rows, nall);
         store_close(s);
     }
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* ---- native histograms --------------------------------------------------------------- */
@@ -2083,7 +2062,7 @@ static void check_hist_series(store_reader *r, uint64_t ref, int n, int64_t mint
 static void test_hist_append_read(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ref = ref_pairs(s, mk("__name__", "lat", NULL));
     uint64_t fref = ref_pairs(s, mk("__name__", "up", NULL));
@@ -2151,7 +2130,7 @@ static void test_hist_append_read(void **state)
     assert_int_equal(store_check(dir, &report), 0);
     assert_non_null(strstr(buf_cstr(&report), "0 problem(s)"));
     buf_cleanup(&report);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Floats and histograms in one series: one newest timestamp for both
@@ -2160,7 +2139,7 @@ static void test_hist_append_read(void **state)
 static void test_hist_mixed(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ref = ref_pairs(s, mk("__name__", "mixed", NULL));
     for (int i = 1; i <= 30; i++) {
@@ -2238,7 +2217,7 @@ static void test_hist_mixed(void **state)
     nhist_cleanup(&h);
     store_reader_close(r);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* SIGKILL-style reopen: histogram samples come back from the write-ahead
@@ -2247,7 +2226,7 @@ static void test_hist_mixed(void **state)
 static void test_hist_replay(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     labels *lm = mk("__name__", "m", NULL), *lh = mk("__name__", "h", NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -2337,7 +2316,7 @@ static void test_hist_replay(void **state)
     buf_cleanup(&report);
     labels_free(lm);
     labels_free(lh);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Backfill of histograms, then retention dropping their oldest chunks;
@@ -2345,7 +2324,7 @@ static void test_hist_replay(void **state)
 static void test_hist_import_retention(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 1000);
     enum { N = 500 };
     store_hsample *in = calloc(N, sizeof *in);
@@ -2418,7 +2397,7 @@ static void test_hist_import_retention(void **state)
     for (int i = 0; i < N; i++) nhist_cleanup(&in[i].h);
     free(in);
     labels_free(ls);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* ---- the write-ahead log for remote write --------------------------------------------- */
@@ -2482,7 +2461,7 @@ static void free_all_batches(store_wal_batch *all, size_t n)
 static void test_wal_read(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     labels *la = mk("__name__", "a", "job", "x", NULL), *lb = mk("__name__", "b", NULL);
     uint64_t ra = ref_of(s, la, NULL), rb = ref_of(s, lb, NULL);
@@ -2578,7 +2557,7 @@ static void test_wal_read(void **state)
     store_close(s);
     labels_free(la);
     labels_free(lb);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 static store_wal_consumer consumer(store *s, const char *name)
@@ -2603,7 +2582,7 @@ static uint64_t wal_rows(store *s)
 static void test_wal_consumers_hold(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
     uint64_t start = store_wal_next_seq(s);
@@ -2668,7 +2647,7 @@ static void test_wal_consumers_hold(void **state)
     append_run(s, ra, 870000, 1000, 512, 1);
     assert_true(wal_rows(s) < 600); /* without it, the next truncation releases them */
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* A consumer that lags more than its max_lag_ms: store_maintain moves its
@@ -2677,7 +2656,7 @@ static void test_wal_consumers_hold(void **state)
 static void test_wal_max_lag(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t refs[10];
     for (int i = 0; i < 10; i++) {
@@ -2737,7 +2716,7 @@ static void test_wal_max_lag(void **state)
     assert_int_equal(c.dropped_samples, 10 * 120);
     assert_int_equal(c.max_lag_ms, 5000);
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Consumers and their rows survive a clean close and a process that dies
@@ -2746,7 +2725,7 @@ static void test_wal_max_lag(void **state)
 static void test_wal_consumers_durable(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     labels *la = mk("__name__", "a", NULL);
     uint64_t start;
     {
@@ -2830,7 +2809,7 @@ static void test_wal_consumers_durable(void **state)
     assert_non_null(strstr(buf_cstr(&report), "155 write-ahead rows"));
     buf_cleanup(&report);
     labels_free(la);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Rows kept for a consumer after retention deleted the chunks that held
@@ -2839,7 +2818,7 @@ static void test_wal_consumers_durable(void **state)
 static void test_wal_kept_rows_after_retention(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     labels *la = mk("__name__", "a", NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -2879,7 +2858,7 @@ static void test_wal_kept_rows_after_retention(void **state)
     store_reader_close(r);
     store_close(s);
     labels_free(la);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Rows written by schema version 5 (12-byte slot header, no commit time)
@@ -2892,7 +2871,7 @@ static void test_wal_old_rows(void **state)
         print_message("SKIPPED: the sqlite3 shell is not installed\n");
         skip();
     }
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     labels *la = mk("__name__", "a", NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -2960,7 +2939,7 @@ static void test_wal_old_rows(void **state)
     store_close(s);
     assert_int_equal(db_int(dir, "PRAGMA user_version"), 6);
     labels_free(la);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* Histogram rows (kind 1) decode: histograms, floats beside them, and the
@@ -2968,7 +2947,7 @@ static void test_wal_old_rows(void **state)
 static void test_wal_histograms(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t rh = ref_pairs(s, mk("__name__", "h", NULL));
     uint64_t rf = ref_pairs(s, mk("__name__", "f", NULL));
@@ -3016,7 +2995,7 @@ static void test_wal_histograms(void **state)
         s = open_store(dir, 0); /* pass 1: the rows after a clean close */
     }
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* A consumer reading while another thread appends and maintains: every
@@ -3048,7 +3027,7 @@ static void *walc_writer(void *arg)
 static void test_wal_read_concurrent(void **state)
 {
     (void)state;
-    char *dir = tmpdir_new();
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     walc_ctx c = {.s = s};
     atomic_init(&c.done, 0);
@@ -3104,7 +3083,7 @@ static void test_wal_read_concurrent(void **state)
     assert_int_equal(store_maintain(s, test_wall_ms()), 0);
     assert_int_equal(wal_rows(s), WALC_BATCHES % 120); /* the open chunks' rows */
     store_close(s);
-    tmpdir_free(dir);
+    tu_tmpdir_free(dir);
 }
 
 int main(void)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 
 /* Reads a whole file; returns NULL if it cannot be read. Caller frees. */
@@ -35,6 +36,36 @@ static inline char *tu_read_file(const char *path, size_t *len)
     d[n] = '\0';
     if (len) *len = n;
     return d;
+}
+
+/* Temporary directories for tests that need files (stores, outboxes):
+ * tu_tmpdir_new makes an empty /tmp/<prefix>-XXXXXX (caller frees with
+ * tu_tmpdir_free, which removes it and everything below); tu_rm_tree only
+ * removes a tree. */
+static inline int tu_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static inline void tu_rm_tree(const char *dir)
+{
+    nftw(dir, tu_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline char *tu_tmpdir_new(const char *prefix)
+{
+    char *d = malloc(strlen(prefix) + 16);
+    assert_non_null(d);
+    sprintf(d, "/tmp/%s-XXXXXX", prefix);
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static inline void tu_tmpdir_free(char *d)
+{
+    tu_rm_tree(d);
+    free(d);
 }
 
 static inline const char *tu_shared_dir(void)
