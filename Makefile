@@ -138,9 +138,14 @@ check-unit: $(UNIT_BIN) $(BIN)
 check-promql: $(BIN)
 	@SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) BUILD=$(BUILD) tests/run-promql.sh
 
+# The integration tests mostly wait (scrape intervals, peers starting), so
+# they run in TEST_JOBS pytest-xdist workers (4 on the 2-core CI machine; a
+# test file stays on one worker, the private dockerd's tests share one);
+# TEST_JOBS=0 runs them in one process.
+TEST_JOBS ?= 4
 check-integration: $(BIN)
 	SIDEWATCH_SHARED=$(SHARED) SIDEWATCH_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -rs tests/integration \
-	    --ignore=tests/integration/test_image.py
+	    --ignore=tests/integration/test_image.py -n $(TEST_JOBS) --dist loadgroup
 
 # The container image for real (minutes; not part of `make test`, CI runs it
 # once): makes debian:bookworm-slim with debootstrap (cached in

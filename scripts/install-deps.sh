@@ -14,7 +14,7 @@ libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev sqlite3 libsnappy-dev
 libpcre2-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
 prometheus prometheus-alertmanager prometheus-node-exporter
 docker.io busybox-static debootstrap
-python3 python3-pytest python3-requests python3-yaml docker-compose python3-fastapi python3-uvicorn
+python3 python3-pytest python3-pytest-xdist python3-requests python3-yaml docker-compose python3-fastapi python3-uvicorn
 python3-prometheus-client python3-redis redis-server nginx
 curl procps openssl
 "

@@ -331,3 +331,13 @@ def docker_engine():
             shutil.rmtree(d, ignore_errors=True)
         else:
             print(f"scripts/engine.sh stop {d} failed ({s.returncode}): {s.stderr}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`make check-integration` runs two workers,
+    --dist loadgroup), a test file's tests stay on one worker, so its
+    module-scoped peers start once, and every test that needs the private
+    dockerd runs on the same worker, so only one engine is started."""
+    for item in items:
+        group = "docker" if "docker_engine" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
