@@ -421,6 +421,18 @@ static void test_regex_backtracking_bounded(void **state)
     assert_true(took < 10000);
     /* Ordinary matches neither hit the limit nor change their answer. */
     assert_true(regex_match(re, s, 40));
+    /* 20 a's and a b: about 2^20 steps, under PCRE2's own default limit
+     * (10,000,000) but over REGEX_MATCH_LIMIT: so the tighter limit is the
+     * one in force. 16 a's stay under it. */
+    memset(s, 'a', 20);
+    s[20] = 'b';
+    assert_false(regex_match(re, s, 21));
+    assert_true(regex_limit_hits() == before + 2);
+    memset(s, 'a', 16);
+    s[16] = 'b';
+    assert_false(regex_match(re, s, 17));
+    assert_true(regex_limit_hits() == before + 2);
+    before += 1;
     regex_free(re);
     pat = "api-[0-9]+|web.*";
     assert_int_equal(regex_compile(&re, pat, strlen(pat), NULL), 0);
