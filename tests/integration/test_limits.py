@@ -100,7 +100,7 @@ scrape_configs:
     assert flags["rules.max-rules-per-group"] == "10000"
 
 
-def test_scrape_counters_start_at_zero(start_sidewatch):
+def test_counters_start_at_zero(start_sidewatch):
     sw = start_sidewatch()
     for name in SCRAPE_COUNTERS:
         assert metric(sw, name) == 0, name
@@ -108,6 +108,8 @@ def test_scrape_counters_start_at_zero(start_sidewatch):
         assert metric(sw, f'sidewatch_queries_refused_total{{reason="{reason}"}}') == 0
     assert metric(sw, "sidewatch_rule_groups_refused_total") == 0
     assert metric(sw, "sidewatch_regex_match_limit_hits_total") is not None
+    for reason in ("unauthorized", "client_certificate", "body_too_large"):
+        assert metric(sw, f'sidewatch_http_requests_refused_total{{reason="{reason}"}}') == 0
 
 
 REASONS = ("max_samples", "timeout", "too_many_points", "regex_too_large")
