@@ -1080,6 +1080,10 @@ int api_start(api **out, const api_options *o, buf *err)
                                       "HTTP requests refused before they were served, by reason "
                                       "(unauthorized, client_certificate, body_too_large).",
                                       reason);
+    /* Every reason from the start, at 0, so dashboards and alerts see them. */
+    static const char *const reasons[] = {"unauthorized", "client_certificate", "body_too_large"};
+    for (size_t i = 0; a->refused && i < sizeof reasons / sizeof reasons[0]; i++)
+        registry_child(a->refused, (const char *const[]){reasons[i], NULL});
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;

@@ -41,7 +41,25 @@ struct apiv1 {
     pthread_mutex_t slots_mu;
     pthread_cond_t slots_cv; /* on CLOCK_MONOTONIC */
     int slots_free;
+    registry_metric *refused[APIV1_REFUSED_COUNT]; /* sidewatch_queries_refused_total; NULL: none */
 };
+
+static const char *const refused_reasons[APIV1_REFUSED_COUNT] = {
+    [APIV1_REFUSED_MAX_SAMPLES] = "max_samples",
+    [APIV1_REFUSED_TIMEOUT] = "timeout",
+    [APIV1_REFUSED_TOO_MANY_POINTS] = "too_many_points",
+    [APIV1_REFUSED_REGEX_TOO_LARGE] = "regex_too_large",
+};
+
+const char *apiv1_refused_reason(enum apiv1_refused r)
+{
+    return r < APIV1_REFUSED_COUNT ? refused_reasons[r] : "";
+}
+
+static void count_refused(apiv1 *a, enum apiv1_refused why)
+{
+    if (a->refused[why]) registry_inc(a->refused[why]);
+}
 
 /* ---- parameters ------------------------------------------------------------------ */
 
@@ -533,14 +551,18 @@ static void matcher_sets_free(matcher_sets *m)
 
 /* parseMatchersParam: parses every match[]; each must have a matcher that
  * does not match "". Returns 0, or -EINVAL with the message in err. */
-static int parse_matchers(const apiv1_param *const *v, size_t n, matcher_sets *out, buf *err)
+static int parse_matchers(req *r, const apiv1_param *const *v, size_t n, matcher_sets *out,
+                          buf *err)
 {
     memset(out, 0, sizeof *out);
     out->sets = mem_calloc(n + 1, sizeof *out->sets);
     out->counts = mem_calloc(n + 1, sizeof *out->counts);
     for (size_t i = 0; i < n; i++) {
-        if (labels_parse_metric_selector(v[i]->value, v[i]->value_len, &out->sets[i],
-                                         &out->counts[i], err) < 0) {
+        int rc = labels_parse_metric_selector_max(v[i]->value, v[i]->value_len,
+                                                  r->a->o.parse.max_regex_bytes, &out->sets[i],
+                                                  &out->counts[i], err);
+        if (rc < 0) {
+            if (rc == -E2BIG) count_refused(r->a, APIV1_REFUSED_REGEX_TOO_LARGE);
             matcher_sets_free(out);
             return -EINVAL;
         }
@@ -614,7 +636,7 @@ static void label_strings(req *r, const char *name, size_t name_len)
     matcher_sets ms;
     buf err;
     buf_init(&err, 64 * 1024);
-    if (parse_matchers(mv, nm, &ms, &err) < 0) {
+    if (parse_matchers(r, mv, nm, &ms, &err) < 0) {
         respond_error(r, ERR_BAD_DATA, buf_cstr(&err));
         buf_cleanup(&err);
         mem_free(mv);
@@ -760,7 +782,7 @@ static void h_series(req *r)
     matcher_sets ms;
     buf err;
     buf_init(&err, 64 * 1024);
-    int prc = parse_matchers(mv, nm, &ms, &err);
+    int prc = parse_matchers(r, mv, nm, &ms, &err);
     mem_free(mv);
     if (prc < 0) {
         respond_param_error(r, "match[]", buf_cstr(&err));
@@ -1113,7 +1135,7 @@ static void h_rules(req *r)
     matcher_sets ms = {0};
     buf err;
     buf_init(&err, BUF_UNLIMITED);
-    if (n_match && parse_matchers(match, n_match, &ms, &err) < 0) {
+    if (n_match && parse_matchers(r, match, n_match, &ms, &err) < 0) {
         respond_param_error(r, "match[]", buf_cstr(&err));
         goto out;
     }
@@ -1964,9 +1986,14 @@ static int query_opts(req *r, int64_t *lookback_ms)
     return 0;
 }
 
-/* Maps an evaluation failure to the API's error (returnAPIError). */
-static void respond_eval_error(req *r, const promql_error *e, const querier *q)
+/* Maps an evaluation failure (rc from promql_eval) to the API's error
+ * (returnAPIError), counting the limits. */
+static void respond_eval_error(req *r, int rc, const promql_error *e, const querier *q)
 {
+    if (q->limit == QUERIER_LIMIT_SAMPLES || (q->limit == QUERIER_LIMIT_NONE && rc == -E2BIG))
+        count_refused(r->a, APIV1_REFUSED_MAX_SAMPLES);
+    else if (q->limit == QUERIER_LIMIT_DEADLINE || e->kind == PROMQL_ERR_TIMEOUT)
+        count_refused(r->a, APIV1_REFUSED_TIMEOUT);
     if (q->limit == QUERIER_LIMIT_SAMPLES) {
         respond_error(r, ERR_EXEC,
                       "query processing would load too many samples into memory in query "
@@ -2080,7 +2107,9 @@ static void run_query(req *r, const query_args *qa)
     promql_ast *ast = NULL;
     buf err;
     buf_init(&err, 64 * 1024);
-    if (promql_parse(text, text_len, &a->o.parse, &ast, &err) < 0) {
+    int prc = promql_parse(text, text_len, &a->o.parse, &ast, &err);
+    if (prc < 0) {
+        if (prc == -E2BIG) count_refused(a, APIV1_REFUSED_REGEX_TOO_LARGE);
         respond_param_error(r, "query", buf_cstr(&err));
         buf_cleanup(&err);
         return;
@@ -2105,6 +2134,7 @@ static void run_query(req *r, const query_args *qa)
     if (qa->timeout_ms >= 0 && qa->timeout_ms < timeout) timeout = qa->timeout_ms;
     int64_t deadline = querier_now_ms() + timeout;
     if (timeout <= 0 || slot_acquire(a, deadline) < 0) {
+        count_refused(a, APIV1_REFUSED_TIMEOUT);
         respond_error(r, ERR_TIMEOUT, "query timed out in query queue");
         promql_ast_free(ast);
         return;
@@ -2114,10 +2144,12 @@ static void run_query(req *r, const query_args *qa)
     if (remaining <= 0 || !sr) {
         slot_release(a);
         promql_ast_free(ast);
-        if (remaining <= 0)
+        if (remaining <= 0) {
+            count_refused(a, APIV1_REFUSED_TIMEOUT);
             respond_error(r, ERR_TIMEOUT, "query timed out in expression evaluation");
-        else
+        } else {
             respond_error(r, ERR_UNAVAILABLE, "storage is not available");
+        }
         return;
     }
     promql_engine_options eo = a->o.engine;
@@ -2157,7 +2189,7 @@ static void run_query(req *r, const query_args *qa)
     reader_put(r, sr);
     slot_release(a);
     if (rc < 0) {
-        respond_eval_error(r, &perr, &q);
+        respond_eval_error(r, rc, &perr, &q);
         promql_value_cleanup(&val);
     } else {
         respond_value(r, &val, &ann, qa->limit);
@@ -2225,6 +2257,7 @@ static void h_query_range(req *r)
     else
         range_ns = range_ms * 1000000;
     if (range_ns / step_ns > APIV1_MAX_POINTS_PER_SERIES) {
+        count_refused(r->a, APIV1_REFUSED_TOO_MANY_POINTS);
         respond_error(r, ERR_BAD_DATA,
                       "exceeded maximum resolution of 11,000 points per timeseries. Try "
                       "decreasing the query resolution (?step=XX)");
@@ -2245,8 +2278,9 @@ static promql_ast *parse_query_param(req *r, bool param_error)
     promql_ast *ast = NULL;
     buf err;
     buf_init(&err, 64 * 1024);
-    if (promql_parse(qp ? qp->value : "", qp ? qp->value_len : 0, &r->a->o.parse, &ast, &err) <
-        0) {
+    int rc = promql_parse(qp ? qp->value : "", qp ? qp->value_len : 0, &r->a->o.parse, &ast, &err);
+    if (rc < 0) {
+        if (rc == -E2BIG) count_refused(r->a, APIV1_REFUSED_REGEX_TOO_LARGE);
         if (param_error)
             respond_param_error(r, "query", buf_cstr(&err));
         else
@@ -2780,6 +2814,19 @@ apiv1 *apiv1_new(const apiv1_options *o)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&a->slots_cv, &ca);
     pthread_condattr_destroy(&ca);
+    if (o->reg) {
+        static const char *const reason[] = {"reason", NULL};
+        registry_family *f = registry_counter(
+            o->reg, "sidewatch_queries_refused_total",
+            "API queries refused by a limit, by reason (max_samples: --query.max-samples, timeout: "
+            "--query.timeout, too_many_points: 11,000 points per series, regex_too_large: "
+            "--query.max-regex-bytes).",
+            reason);
+        for (int i = 0; f && i < APIV1_REFUSED_COUNT; i++) {
+            const char *lv[] = {refused_reasons[i], NULL};
+            a->refused[i] = registry_child(f, lv);
+        }
+    }
     return a;
 }
 

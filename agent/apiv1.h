@@ -55,6 +55,7 @@
 #include "config.h"
 #include "promql/eval.h"
 #include "promql/parse.h"
+#include "registry.h"
 #include "rules.h"
 #include "scrape.h"
 #include "store.h"
@@ -200,7 +201,31 @@ typedef struct apiv1_options {
     /* The Alertmanager URLs alerts go to, for /alertmanagers (caller-owned
      * strings and array, freed by the handler); NULL: none. */
     void (*alertmanagers)(void *ctx, char ***urls, size_t *n);
+    /* Where sidewatch_queries_refused_total{reason} is registered (borrowed,
+     * must outlive the apiv1); NULL: refusals are not counted. */
+    registry *reg;
 } apiv1_options;
+
+/* Why a query was refused by a limit: the `reason` label of
+ * sidewatch_queries_refused_total. Every reason's child exists from
+ * apiv1_new on (at 0). Counted for /query and /query_range (max_samples:
+ * --query.max-samples, in the querier or the engine; timeout: --query.timeout
+ * or the timeout parameter, in the queue, while loading or evaluating;
+ * too_many_points: a range query over APIV1_MAX_POINTS_PER_SERIES points per
+ * series), and regex_too_large (parse.max_regex_bytes, --query.max-regex-bytes)
+ * also for the match[] of /series, /labels, /label/<name>/values and /rules
+ * and for /format_query and /parse_query. Rule evaluations are not API
+ * queries: their failures, limits included, are counted by the rule engine
+ * (sidewatch_rule_evaluation_failures_total). */
+enum apiv1_refused {
+    APIV1_REFUSED_MAX_SAMPLES,
+    APIV1_REFUSED_TIMEOUT,
+    APIV1_REFUSED_TOO_MANY_POINTS,
+    APIV1_REFUSED_REGEX_TOO_LARGE,
+    APIV1_REFUSED_COUNT
+};
+/* The label value for r ("max_samples", ...). Static. */
+const char *apiv1_refused_reason(enum apiv1_refused r);
 
 typedef struct apiv1 apiv1;
 

@@ -463,6 +463,8 @@ typedef struct sel_parser {
     size_t len, i;
     buf *err;
     bool failed;
+    size_t max_regex; /* 0 = no limit */
+    bool too_large;   /* a regex was over max_regex */
 } sel_parser;
 
 static void sel_error(sel_parser *p, size_t at, const char *fmt, ...)
@@ -537,6 +539,12 @@ typedef struct sel_list {
 static bool sel_add(sel_parser *p, sel_list *l, enum matcher_type t, const char *name, size_t nl,
                     const char *value, size_t vl, size_t at)
 {
+    if ((t == MATCH_RE || t == MATCH_NRE) && p->max_regex && vl > p->max_regex) {
+        sel_error(p, at, "regular expression is too large (%zu bytes, the limit is %zu bytes)", vl,
+                  p->max_regex);
+        p->too_large = true;
+        return false;
+    }
     l->v = mem_grow(l->v, sizeof *l->v, l->n + 1, &l->cap);
     buf e;
     buf_init(&e, 4096);
@@ -558,24 +566,30 @@ void labels_matchers_free(label_matcher *ms, size_t n)
     mem_free(ms);
 }
 
-static int parse_selector(const char *s, size_t len, bool need_nonempty, label_matcher **out,
-                          size_t *n, buf *err);
+static int parse_selector(const char *s, size_t len, bool need_nonempty, size_t max_regex,
+                          label_matcher **out, size_t *n, buf *err);
 
 int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t *n, buf *err)
 {
-    return parse_selector(s, len, true, out, n, err);
+    return parse_selector(s, len, true, 0, out, n, err);
 }
 
 int labels_parse_metric_selector(const char *s, size_t len, label_matcher **out, size_t *n,
                                  buf *err)
 {
-    return parse_selector(s, len, false, out, n, err);
+    return parse_selector(s, len, false, 0, out, n, err);
 }
 
-static int parse_selector(const char *s, size_t len, bool need_nonempty, label_matcher **out,
-                          size_t *n, buf *err)
+int labels_parse_metric_selector_max(const char *s, size_t len, size_t max_regex_bytes,
+                                     label_matcher **out, size_t *n, buf *err)
 {
-    sel_parser p = {s, len, 0, err, false};
+    return parse_selector(s, len, false, max_regex_bytes, out, n, err);
+}
+
+static int parse_selector(const char *s, size_t len, bool need_nonempty, size_t max_regex,
+                          label_matcher **out, size_t *n, buf *err)
+{
+    sel_parser p = {s, len, 0, err, false, max_regex, false};
     sel_list l = {0};
     buf name, value;
     buf_init(&name, BUF_UNLIMITED);
@@ -706,5 +720,5 @@ fail:
     labels_matchers_free(l.v, l.n);
     *out = NULL;
     *n = 0;
-    return -EINVAL;
+    return p.too_large ? -E2BIG : -EINVAL;
 }

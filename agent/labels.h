@@ -128,6 +128,13 @@ int labels_parse_selector(const char *s, size_t len, label_matcher **out, size_t
  * the API reports "match[] must contain at least one non-empty matcher"). */
 int labels_parse_metric_selector(const char *s, size_t len, label_matcher **out, size_t *n,
                                  buf *err);
+/* labels_parse_metric_selector with a cap on each =~ and !~ value
+ * (max_regex_bytes, 0 = none; --query.max-regex-bytes for the API's
+ * match[]): a longer one fails with -E2BIG, before it is compiled, and
+ * "<line>:<col>: parse error: regular expression is too large (N bytes, the
+ * limit is M bytes)" in err. Other failures as above. */
+int labels_parse_metric_selector_max(const char *s, size_t len, size_t max_regex_bytes,
+                                     label_matcher **out, size_t *n, buf *err);
 void labels_matchers_free(label_matcher *ms, size_t n);
 
 #endif

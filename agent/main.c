@@ -25,6 +25,7 @@
 #include "mem.h"
 #include "notify.h"
 #include "process.h"
+#include "regex.h"
 #include "promql/promqltest.h"
 #include "registry.h"
 #include "remote.h"
@@ -44,6 +45,12 @@
 #define DEFAULT_QUERY_TIMEOUT "2m"
 #define DEFAULT_QUERY_MAX_SAMPLES "50000000"
 #define DEFAULT_QUERY_MAX_CONCURRENCY "20"
+/* --query.max-regex-bytes: regex.h's REGEX_MAX_PATTERN (64 KiB). */
+#define DEFAULT_QUERY_MAX_REGEX_BYTES "65536"
+/* --scrape.max-body-bytes: scrape.h's SCRAPE_DEFAULT_MAX_BODY_BYTES (256 MiB). */
+#define DEFAULT_SCRAPE_MAX_BODY_BYTES "268435456"
+/* --rules.max-rules-per-group (0 = no limit). */
+#define DEFAULT_RULES_MAX_RULES_PER_GROUP "10000"
 /* Cap on --enable-feature values kept (each may list several). */
 #define MAX_FEATURE_FLAGS 64
 /* How often retention runs. */
@@ -62,6 +69,9 @@ typedef struct flags {
     const char *query_max_samples;
     const char *query_lookback;
     const char *query_max_concurrency;
+    const char *query_max_regex_bytes;
+    const char *scrape_max_body_bytes;
+    const char *rules_max_rules_per_group;
     const char *external_url;
     const char *resend_delay;
     const char *notification_max_age;
@@ -79,8 +89,9 @@ typedef struct flags {
 /* What the flags select for queries. */
 typedef struct query_settings {
     promql_engine_options engine;
-    promql_parse_options parse;
+    promql_parse_options parse; /* for rules and the API alike */
     int max_concurrency;
+    size_t max_regex_bytes; /* API queries only (--query.max-regex-bytes) */
 } query_settings;
 
 /* Everything the running daemon owns. */
@@ -99,6 +110,8 @@ typedef struct daemon_state {
     containers *coll;        /* the container stats collector, NULL when off */
     api *web;
     registry_metric *m_reload_success, *m_reload_ts;
+    registry_metric *m_groups_refused; /* sidewatch_rule_groups_refused_total */
+    size_t max_rules_per_group;        /* --rules.max-rules-per-group */
     pthread_t main_thread;
     int64_t start_ms;
     bool last_reload_ok;     /* under cfg_mu */
@@ -158,6 +171,12 @@ static void usage(FILE *out)
           "  --query.lookback-delta=DUR    how far back an instant selector looks for a sample\n"
           "                                (default: " DEFAULT_LOOKBACK ")\n"
           "  --query.max-concurrency=N     queries evaluated at once; more wait (default: " DEFAULT_QUERY_MAX_CONCURRENCY ")\n"
+          "  --query.max-regex-bytes=N     longest regex (=~, !~, label_replace, match[]) an API\n"
+          "                                query may carry (1 to 65536; default: " DEFAULT_QUERY_MAX_REGEX_BYTES ")\n"
+          "  --scrape.max-body-bytes=N     largest scrape body (decompressed) whatever\n"
+          "                                body_size_limit says (default: " DEFAULT_SCRAPE_MAX_BODY_BYTES ")\n"
+          "  --rules.max-rules-per-group=N a rule file with a larger group is refused (0: no\n"
+          "                                limit; default: " DEFAULT_RULES_MAX_RULES_PER_GROUP ")\n"
           "  --enable-feature=NAME,...     Prometheus feature flags: promql-experimental-functions,\n"
           "                                promql-extended-range-selectors,\n"
           "                                promql-binop-fill-modifiers, promql-delayed-name-removal\n"
@@ -188,6 +207,9 @@ static int parse_flags(int argc, char **argv, flags *f)
         {"query.max-samples", offsetof(flags, query_max_samples)},
         {"query.lookback-delta", offsetof(flags, query_lookback)},
         {"query.max-concurrency", offsetof(flags, query_max_concurrency)},
+        {"query.max-regex-bytes", offsetof(flags, query_max_regex_bytes)},
+        {"scrape.max-body-bytes", offsetof(flags, scrape_max_body_bytes)},
+        {"rules.max-rules-per-group", offsetof(flags, rules_max_rules_per_group)},
         {"web.external-url", offsetof(flags, external_url)},
         {"rules.alert.resend-delay", offsetof(flags, resend_delay)},
         {"notification.max-age", offsetof(flags, notification_max_age)},
@@ -409,6 +431,14 @@ static int query_settings_from_flags(const flags *f, query_settings *q, char *fe
         return -1;
     }
     q->max_concurrency = (int)n;
+    errno = 0;
+    n = strtoll(f->query_max_regex_bytes, &end, 10);
+    if (errno || *end || end == f->query_max_regex_bytes || n <= 0 || n > REGEX_MAX_PATTERN) {
+        fprintf(stderr, "sidewatch: error: --query.max-regex-bytes must be an integer from 1 to %d\n",
+                REGEX_MAX_PATTERN);
+        return -1;
+    }
+    q->max_regex_bytes = (size_t)n;
     /* Duration expressions are always on in Prometheus 3.14. */
     q->parse.duration_expressions = true;
     static const char *const ignored[] = {
@@ -511,7 +541,10 @@ static int container_metrics(void *ctx, enum textparse_format format, buf *out)
 /* Loads cfg's rule files into the rule manager. */
 static int apply_rules(daemon_state *d, const config *cfg, buf *err)
 {
-    rulefmt_options fo = {.legacy_name_validation = cfg->global.legacy_name_validation};
+    size_t refused = 0;
+    rulefmt_options fo = {.legacy_name_validation = cfg->global.legacy_name_validation,
+                          .max_rules_per_group = d->max_rules_per_group,
+                          .groups_refused = &refused};
     rules_config rc = {
         .files = cfg->rule_files,
         .n_files = cfg->n_rule_files,
@@ -521,7 +554,9 @@ static int apply_rules(daemon_state *d, const config *cfg, buf *err)
         .external_labels = cfg->global.external_labels,
         .external_url = d->external_url,
     };
-    return rules_manager_update(d->rules, &rc, err);
+    int r = rules_manager_update(d->rules, &rc, err);
+    if (refused && d->m_groups_refused) registry_add(d->m_groups_refused, (double)refused);
+    return r;
 }
 
 /* The rule engine's alerts to the notifier (same fields). */
@@ -705,6 +740,17 @@ static void collect_store(registry_collect *c, void *ctx)
     }
 }
 
+/* Regex matches stopped by PCRE2's limits (regex.h), process-wide. */
+static void collect_regex(registry_collect *c, void *ctx)
+{
+    (void)ctx;
+    registry_collect_family(c, "sidewatch_regex_match_limit_hits_total",
+                            "Regex matches stopped by the backtracking limits (counted as no "
+                            "match): queries, relabeling and templates alike.",
+                            EXPFMT_COUNTER);
+    registry_collect_sample(c, NULL, 0, (double)regex_limit_hits());
+}
+
 static void register_self_metrics(daemon_state *d)
 {
     static const char *const bl[] = {"version", NULL};
@@ -723,8 +769,15 @@ static void register_self_metrics(daemon_state *d)
         registry_gauge(d->reg, "sidewatch_config_last_reload_success_timestamp_seconds",
                        "Timestamp of the last successful configuration reload.", NULL),
         NULL);
+    d->m_groups_refused = registry_child(
+        registry_counter(d->reg, "sidewatch_rule_groups_refused_total",
+                         "Rule groups refused at load or reload because they had more rules than "
+                         "--rules.max-rules-per-group (their file is refused).",
+                         NULL),
+        NULL);
     process_register(d->reg);
     registry_add_collector(d->reg, collect_store, d->st);
+    registry_add_collector(d->reg, collect_regex, NULL);
 }
 
 static int run_daemon(const flags *f)
@@ -750,6 +803,26 @@ static int run_daemon(const flags *f)
     }
     query_settings qs;
     if (query_settings_from_flags(f, &qs, d.features_text, sizeof d.features_text) < 0) return 1;
+    size_t scrape_max_body;
+    {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(f->scrape_max_body_bytes, &end, 10);
+        if (errno || *end || end == f->scrape_max_body_bytes || v < 1024 || v > ((size_t)1 << 40)) {
+            fprintf(stderr, "sidewatch: error: --scrape.max-body-bytes must be an integer from "
+                            "1024 to 1099511627776\n");
+            return 1;
+        }
+        scrape_max_body = (size_t)v;
+        errno = 0;
+        v = strtoull(f->rules_max_rules_per_group, &end, 10);
+        if (errno || *end || end == f->rules_max_rules_per_group || f->rules_max_rules_per_group[0] == '-') {
+            fprintf(stderr, "sidewatch: error: --rules.max-rules-per-group must be a non-negative "
+                            "integer\n");
+            return 1;
+        }
+        d.max_rules_per_group = (size_t)v;
+    }
     d.start_ms = wall_ms();
     /* runtimeinfo's storageRetention: "15d", "15d or 512MiB" */
     {
@@ -889,6 +962,7 @@ static int run_daemon(const flags *f)
         log_error("main", "could not create the scrape manager");
         goto out;
     }
+    scrape_manager_set_max_body_bytes(d.scrape, scrape_max_body);
     /* Every flag with its value, for /api/v1/status/flags. */
     const apiv1_flag flag_list[] = {
         {"config.file", f->config_file ? f->config_file : ""},
@@ -908,6 +982,9 @@ static int run_daemon(const flags *f)
         {"query.max-samples", f->query_max_samples},
         {"query.lookback-delta", f->query_lookback},
         {"query.max-concurrency", f->query_max_concurrency},
+        {"query.max-regex-bytes", f->query_max_regex_bytes},
+        {"scrape.max-body-bytes", f->scrape_max_body_bytes},
+        {"rules.max-rules-per-group", f->rules_max_rules_per_group},
         {"web.external-url", d.external_url},
         {"rules.alert.resend-delay", f->resend_delay ? f->resend_delay : "1m"},
         {"notification.max-age", f->notification_max_age ? f->notification_max_age : "24h"},
@@ -939,6 +1016,7 @@ static int run_daemon(const flags *f)
                 .engine = qs.engine,
                 .parse = qs.parse,
                 .max_concurrency = qs.max_concurrency,
+                .reg = d.reg,
                 .rules_snapshot = rules_snapshot_cb,
                 .alertmanagers = alertmanagers_cb,
             },
@@ -986,6 +1064,9 @@ static int run_daemon(const flags *f)
         ao.max_request_bytes = (size_t)v;
     }
     ao.healthy_unauthenticated = f->web_healthy_unauthenticated;
+    /* The regex limit is for queries users send; rule files are the
+     * operator's and keep only regex.h's cap. */
+    ao.v1.parse.max_regex_bytes = qs.max_regex_bytes;
     if (api_start(&d.web, &ao, &err) < 0) {
         log_error("main", "%s", buf_cstr(&err));
         goto out;
@@ -1374,6 +1455,9 @@ int main(int argc, char **argv)
         .query_max_samples = DEFAULT_QUERY_MAX_SAMPLES,
         .query_lookback = DEFAULT_LOOKBACK,
         .query_max_concurrency = DEFAULT_QUERY_MAX_CONCURRENCY,
+        .query_max_regex_bytes = DEFAULT_QUERY_MAX_REGEX_BYTES,
+        .scrape_max_body_bytes = DEFAULT_SCRAPE_MAX_BODY_BYTES,
+        .rules_max_rules_per_group = DEFAULT_RULES_MAX_RULES_PER_GROUP,
     };
     int rc = parse_flags(argc, argv, &f);
     if (rc != 0) return rc > 0 ? 0 : 1;

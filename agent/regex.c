@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pcre2.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "expfmt.h"
@@ -34,9 +35,39 @@ static void md_destroy(void *p)
     pcre2_match_data_free(p);
 }
 
+/* One match context for every match (read-only once made, so shared by
+ * all threads): PCRE2 backtracks, so a pattern like (a|a)* against a long
+ * value could otherwise run for a very long time; the limits make such a
+ * match stop (as "no match") after a bounded amount of work. */
+static pcre2_match_context *match_ctx;
+static atomic_uint_fast64_t limit_hits;
+
 static void md_key_init(void)
 {
     pthread_key_create(&md_key, md_destroy);
+    match_ctx = pcre2_match_context_create(NULL);
+    if (match_ctx) {
+        pcre2_set_match_limit(match_ctx, REGEX_MATCH_LIMIT);
+        pcre2_set_depth_limit(match_ctx, REGEX_DEPTH_LIMIT);
+        pcre2_set_heap_limit(match_ctx, REGEX_HEAP_LIMIT_KIB);
+    }
+}
+
+uint64_t regex_limit_hits(void)
+{
+    return atomic_load(&limit_hits);
+}
+
+/* pcre2_match with the limits; a match stopped by one counts as no match. */
+static int match_limited(const regex *re, const char *s, size_t len, pcre2_match_data *md)
+{
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md, match_ctx);
+    if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+        rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+        atomic_fetch_add(&limit_hits, 1);
+        return PCRE2_ERROR_NOMATCH;
+    }
+    return rc;
 }
 
 #define MD_PAIRS 64
@@ -297,11 +328,11 @@ static pcre2_match_data *run(const regex *re, const char *s, size_t len, const c
     *subject = s;
     pcre2_match_data *md = thread_match_data(re->captures + 1);
     if (!md) return NULL;
-    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+    int rc = match_limited(re, s, len, md);
     if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21) {
         size_t clen;
         char *copy = sanitize_utf8(s, len, &clen);
-        rc = pcre2_match(re->code, (PCRE2_SPTR)copy, clen, 0, 0, md, NULL);
+        rc = match_limited(re, copy, clen, md);
         *subject = copy;
     }
     return rc >= 0 ? md : NULL;

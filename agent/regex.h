@@ -13,12 +13,25 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
 /* Longest pattern accepted (Prometheus has no limit; RE2 refuses programs
  * over ~1 MB compiled). Longer patterns fail with "expression too large". */
 #define REGEX_MAX_PATTERN (64 * 1024)
+
+/* Bounds on one match (PCRE2 backtracks; RE2 does not, so Prometheus needs
+ * none): at most REGEX_MATCH_LIMIT backtracking steps (pcre2_set_match_limit,
+ * about 20 ms of CPU on a pathological pattern such as (a|a)* against 40
+ * a's and a b), REGEX_DEPTH_LIMIT nested backtracking points and
+ * REGEX_HEAP_LIMIT_KIB of backtracking memory (interpreter), and JIT's own
+ * stack. A match that hits one is "no match" (the series is not selected,
+ * relabeling does not apply) and is counted in regex_limit_hits(); ordinary
+ * patterns over label-sized text stay far below them. */
+#define REGEX_MATCH_LIMIT 1000000
+#define REGEX_DEPTH_LIMIT 100000
+#define REGEX_HEAP_LIMIT_KIB 65536
 
 typedef struct regex regex;
 
@@ -31,7 +44,12 @@ void regex_free(regex *re);
 /* The pattern as given (not anchored). Borrowed. */
 const char *regex_pattern(const regex *re);
 
-/* True if the whole of s[0..len) matches. */
+/* Matches stopped by the limits above since the process started (all
+ * regexes, all threads). Never fails. */
+uint64_t regex_limit_hits(void);
+
+/* True if the whole of s[0..len) matches (false also when a limit stopped
+ * the match). */
 bool regex_match(const regex *re, const char *s, size_t len);
 
 /* The literal text every match must start with (maybe empty), as a view

@@ -476,6 +476,15 @@ static void validate(ctx *c, const rulefmt_file *f, const group_nodes *gn)
             }
         }
         check_labels(c, gn[j].labels, g, 0, NULL, false);
+        if (c->o.max_rules_per_group && g->n_rules > c->o.max_rules_per_group) {
+            /* One error for the group, not one per rule of it. */
+            errorf(c, gn[j].node,
+                   "group \"%s\" has %zu rules, more than the limit of %zu "
+                   "(--rules.max-rules-per-group)",
+                   g->name, g->n_rules, c->o.max_rules_per_group);
+            if (c->o.groups_refused) (*c->o.groups_refused)++;
+            continue;
+        }
         for (size_t i = 0; i < g->n_rules; i++)
             validate_rule(c, g, i, &g->rules[i], &gn[j].rules[i]);
     }

@@ -70,6 +70,12 @@ typedef struct rulefmt_options {
                                   * (label, annotation and record names
                                   * must match [a-zA-Z_][a-zA-Z0-9_]* /
                                   * [a-zA-Z_:][a-zA-Z0-9_:]*) */
+    /* Most rules in one group (--rules.max-rules-per-group); 0 = no limit.
+     * A group with more is an error of its file ("<src>:L:C: group \"g\"
+     * has N rules, more than the limit of M (--rules.max-rules-per-group)"),
+     * and groups_refused (when not NULL) is incremented for it. */
+    size_t max_rules_per_group;
+    size_t *groups_refused;
 } rulefmt_options;
 
 /* Parses and validates YAML text; `source` names the file in messages.

@@ -126,7 +126,8 @@ struct scrape_manager {
 
     registry_family *f_up, *f_duration, *f_samples, *f_scrapes, *f_failures, *f_targets;
     registry_metric *m_sample_limit, *m_body_limit, *m_duplicates, *m_label_limit;
-    registry_metric *m_bucket_limit;
+    registry_metric *m_bucket_limit, *m_target_limit;
+    size_t max_body_bytes; /* hard cap on a decoded body (--scrape.max-body-bytes) */
     bool legacy_names; /* legacy_name_validation of the config targets were last built with */
 };
 
@@ -726,6 +727,7 @@ static void rebuild_targets(scrape_manager *m)
                 next[k]->error_reason = mem_strdup(msg);
             }
             log_warn("scrape", "job %s: %s", sc->job_name, msg);
+            registry_inc(m->m_target_limit);
         }
         const char *jv[1] = {sc->job_name};
         registry_set(registry_child(m->f_targets, jv), (double)(n_next - job_start));
@@ -950,6 +952,7 @@ static labels *sample_labels(scrape_manager *m, target *t, labels_builder *expos
             return NULL;
         }
         if (check_label_limits(t->sc, res, err) < 0) {
+            registry_inc(m->m_label_limit);
             labels_free(res);
             return NULL;
         }
@@ -1619,7 +1622,12 @@ static void on_scrape_done(void *ctx, const httpc_response *r)
     int rc = -EINVAL;
 
     if (r->result == HTTPC_ERR_TOO_LARGE) {
-        buf_puts(&err, "body size limit exceeded");
+        /* Prometheus's message for body_size_limit; the hard cap says so. */
+        if (t->sc->body_size_limit > 0 && (uint64_t)t->sc->body_size_limit <= m->max_body_bytes)
+            buf_puts(&err, "body size limit exceeded");
+        else
+            buf_printf(&err, "body size limit exceeded (--scrape.max-body-bytes=%zu)",
+                       m->max_body_bytes);
         registry_inc(m->m_body_limit);
     } else if (r->result == HTTPC_ERR_TIMEOUT) {
         buf_printf(&err, "Get \"%s\": context deadline exceeded", t->url);
@@ -1686,6 +1694,15 @@ static void on_scrape_done(void *ctx, const httpc_response *r)
     buf_cleanup(&err);
 }
 
+size_t scrape_body_limit(int64_t body_size_limit, size_t max_body_bytes)
+{
+    /* As Prometheus, a body of body_size_limit bytes is already too large
+     * (httpc cannot express "nothing": a limit of 1 allows one byte). */
+    if (body_size_limit > 0 && (uint64_t)body_size_limit - 1 < max_body_bytes)
+        return body_size_limit > 1 ? (size_t)body_size_limit - 1 : 1;
+    return max_body_bytes;
+}
+
 static void start_scrape(scrape_manager *m, target *t, int64_t now)
 {
     const config_scrape *sc = t->sc;
@@ -1720,7 +1737,7 @@ static void start_scrape(scrape_manager *m, target *t, int64_t now)
         .headers = headers,
         .gzip = sc->enable_compression,
         .timeout_ms = t->timeout_ms,
-        .body_limit = sc->body_size_limit > 0 ? (size_t)sc->body_size_limit - 1 : 0,
+        .body_limit = scrape_body_limit(sc->body_size_limit, m->max_body_bytes),
         .basic_user = user,
         .basic_password = pass,
         .tls_ca_file = hc->tls_ca_file,
@@ -1808,6 +1825,7 @@ scrape_manager *scrape_manager_new(store *st, registry *reg)
     scrape_manager *m = mem_calloc(1, sizeof *m);
     m->st = st;
     m->reg = reg;
+    m->max_body_bytes = SCRAPE_DEFAULT_MAX_BODY_BYTES;
     pthread_mutex_init(&m->mu, NULL);
     m->http = httpc_new();
     m->disc = discovery_new(reg);
@@ -1842,12 +1860,29 @@ scrape_manager *scrape_manager_new(store *st, registry *reg)
         registry_counter(reg, "sidewatch_scrapes_sample_duplicate_total",
                          "Samples dropped because a series appeared twice in one scrape.", NULL),
         NULL);
+    m->m_label_limit = registry_child(
+        registry_counter(reg, "sidewatch_scrapes_exceeded_label_limits_total",
+                         "Scrapes that failed because label_limit, label_name_length_limit or "
+                         "label_value_length_limit was exceeded.",
+                         NULL),
+        NULL);
+    m->m_target_limit = registry_child(
+        registry_counter(reg, "sidewatch_scrape_pool_exceeded_target_limit_total",
+                         "Target set updates where a scrape pool had more targets than its "
+                         "target_limit (all its targets then fail).",
+                         NULL),
+        NULL);
     m->m_bucket_limit = registry_child(
         registry_counter(reg, "sidewatch_scrapes_exceeded_bucket_limit_total",
                          "Scrapes that failed because native_histogram_bucket_limit was exceeded.",
                          NULL),
         NULL);
     return m;
+}
+
+void scrape_manager_set_max_body_bytes(scrape_manager *m, size_t bytes)
+{
+    m->max_body_bytes = bytes ? bytes : SCRAPE_DEFAULT_MAX_BODY_BYTES;
 }
 
 int scrape_manager_start(scrape_manager *m, config *cfg)

@@ -25,8 +25,34 @@
 
 typedef struct scrape_manager scrape_manager;
 
-/* Borrows the store and the registry (both must outlive the manager). */
+/* Hard cap on a scrape's body after decompression when body_size_limit is 0
+ * or larger (--scrape.max-body-bytes): a target with no configured limit
+ * still cannot make sidewatch hold more than this. Over it the scrape fails
+ * as over body_size_limit and is counted the same way. */
+#define SCRAPE_DEFAULT_MAX_BODY_BYTES ((size_t)256 << 20)
+
+/* Limits and what counts their refusals (all counters in the registry):
+ *   body_size_limit, --scrape.max-body-bytes
+ *       sidewatch_scrapes_exceeded_body_size_limit_total
+ *   sample_limit       sidewatch_scrapes_exceeded_sample_limit_total
+ *   label_limit, label_name_length_limit, label_value_length_limit
+ *       sidewatch_scrapes_exceeded_label_limits_total
+ *   native_histogram_bucket_limit
+ *       sidewatch_scrapes_exceeded_bucket_limit_total
+ *   target_limit       sidewatch_scrape_pool_exceeded_target_limit_total
+ *       (once per target set update over the limit) */
+
+/* Borrows the store and the registry (both must outlive the manager).
+ * The counters above are registered here, at 0. */
 scrape_manager *scrape_manager_new(store *st, registry *reg);
+/* Sets the hard body cap (0: SCRAPE_DEFAULT_MAX_BODY_BYTES). Call before
+ * scrape_manager_start. Never fails. */
+void scrape_manager_set_max_body_bytes(scrape_manager *m, size_t bytes);
+/* The httpc body_limit for a scrape: body_size_limit - 1 (a body of exactly
+ * body_size_limit bytes fails, as in Prometheus) when that is set and below
+ * max_body_bytes, else max_body_bytes. Never 0 (never unlimited) when
+ * max_body_bytes is not. */
+size_t scrape_body_limit(int64_t body_size_limit, size_t max_body_bytes);
 /* Starts the scrape thread serving cfg (a reference is taken). Returns 0 or
  * -errno. */
 int scrape_manager_start(scrape_manager *m, config *cfg);

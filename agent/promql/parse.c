@@ -186,7 +186,8 @@ typedef struct parser {
     int depth;
     const promql_node *bypass; /* info()'s label selector argument */
     jmp_buf fail;
-    buf msg; /* the error */
+    buf msg;     /* the error */
+    int fail_rc; /* what promql_parse returns on failure: -EINVAL, or -E2BIG */
 } parser;
 
 /* Every node carries its depth in the tree just before it, so that trees
@@ -723,9 +724,21 @@ static void register_matchers(parser *p, label_matcher *v, size_t n)
 
 /* The list is registered with the tree before any matcher is added, and its
  * count kept current, so a failure at any point frees what was built. */
+/* Fails with -E2BIG when a regex from the query is longer than
+ * opts->max_regex_bytes (before it is compiled). */
+static void check_regex_size(parser *p, size_t len, uint32_t pos)
+{
+    size_t max = p->opts->max_regex_bytes;
+    if (max == 0 || len <= max) return;
+    p->fail_rc = -E2BIG;
+    fail_at(p, pos, "regular expression is too large (%zu bytes, the limit is %zu bytes)", len,
+            max);
+}
+
 static void matchers_add(parser *p, matcher_list *l, size_t slot, enum matcher_type type,
                          const char *name, size_t nl, const char *val, size_t vl, uint32_t pos)
 {
+    if (type == MATCH_RE || type == MATCH_NRE) check_regex_size(p, vl, pos);
     /* In the arena, as every array of the tree (promql_ast_free releases
      * what the matchers own, not the arrays). */
     l->v = grow(p, l->v, l->n, &l->cap, sizeof *l->v);
@@ -2094,6 +2107,12 @@ static enum promql_type check(parser *p, promql_node *n)
                         promql_type_doc_name(f->arg_types[k]), qname, promql_type_doc_name(t));
         }
         p->bypass = saved_bypass;
+        if (strcmp(f->name, "label_replace") == 0 && got == 5) {
+            const promql_node *re = n->call.args[4];
+            while (re->kind == PROMQL_NODE_PAREN)
+                re = re->paren.expr;
+            if (re->kind == PROMQL_NODE_STRING) check_regex_size(p, re->string.val.len, re->pos.start);
+        }
         break;
     }
     case PROMQL_NODE_PAREN:
@@ -2175,6 +2194,7 @@ int promql_parse(const char *query, size_t len, const promql_parse_options *opts
     p->ctx = CTX_TOP;
     promql_lex_init(&p->lx, ast->query, len);
     buf_init(&p->msg, BUF_UNLIMITED);
+    p->fail_rc = -EINVAL;
 
     int rc = 0;
     if (setjmp(p->fail) == 0) {
@@ -2184,7 +2204,7 @@ int promql_parse(const char *query, size_t len, const promql_parse_options *opts
         check(p, root);
         ast->root = root;
     } else {
-        rc = -EINVAL;
+        rc = p->fail_rc;
         buf_append(err, p->msg.data ? p->msg.data : "", p->msg.len);
     }
     buf_cleanup(&p->msg);

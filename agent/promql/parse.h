@@ -37,6 +37,10 @@ typedef struct promql_parse_options {
     bool duration_expressions;     /* step(), range(), min_of/max_of, arithmetic in [] and offset */
     bool extended_range_selectors; /* anchored, smoothed */
     bool fill_modifiers;           /* fill(), fill_left(), fill_right() */
+    /* Longest regex a query may carry, in bytes (=~ and !~ matchers,
+     * label_replace's regex; --query.max-regex-bytes); 0 = only regex.h's
+     * REGEX_MAX_PATTERN. Checked before the regex is compiled. */
+    size_t max_regex_bytes;
 } promql_parse_options;
 
 /* Parses a PromQL expression. On success returns 0 and a new tree in *out
@@ -51,7 +55,10 @@ typedef struct promql_parse_options {
  * query is longer than ... bytes") and trees deeper than PROMQL_MAX_DEPTH
  * nodes, long operator chains included ("... parse error: expression nested
  * too deeply (more than 1000 levels)") are refused, never a stack overflow;
- * Prometheus has neither limit. */
+ * Prometheus has neither limit. A regex longer than opts->max_regex_bytes
+ * fails with -E2BIG (not -EINVAL) and "<pos>: parse error: regular
+ * expression is too large (N bytes, the limit is M bytes)", so callers can
+ * count that refusal apart. */
 #define PROMQL_MAX_QUERY_BYTES (1 << 20)
 #define PROMQL_MAX_DEPTH 1000
 int promql_parse(const char *query, size_t len, const promql_parse_options *opts, promql_ast **out,

@@ -534,6 +534,13 @@ static void test_alert_duplicate_and_limit(void **state)
     assert_string_equal(snap_rule(&s, 0, 2)->last_error, "exceeded limit of 1 with 2 series");
     assert_int_equal(s.groups[0].limit, 1);
     rules_snapshot_cleanup(&s);
+    /* A rule over the group's limit is a failed evaluation, and counted as
+     * one (with the duplicate): three failures. */
+    const char *lv[] = {"a.yml;g", NULL};
+    assert_true(registry_value(registry_child(
+                    registry_counter(f->reg, "sidewatch_rule_evaluation_failures_total", "",
+                                     (const char *const[]){"rule_group", NULL}),
+                    lv)) == 3);
     fx_free(f);
 }
 
