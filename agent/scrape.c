@@ -1047,6 +1047,86 @@ static int limit_histogram(const config_scrape *sc, const nhist *h, nhist *tmp, 
     return 0;
 }
 
+/* One exemplar of an exposed sample, for sorting. */
+typedef struct scraped_exemplar {
+    labels *ls;
+    double v;
+    int64_t t;
+} scraped_exemplar;
+
+/* Prometheus's exemplar.Compare: by timestamp, value, then labels. */
+static int cmp_scraped_exemplar(const void *x, const void *y)
+{
+    const scraped_exemplar *a = x, *b = y;
+    if (a->t != b->t) return a->t < b->t ? -1 : 1;
+    if (a->v != b->v) return a->v < b->v ? -1 : 1;
+    return labels_compare(a->ls, b->ls);
+}
+
+/* Adds the exemplars of the sample x (stored as series ref at sts) to the
+ * batch, as Prometheus 3.x's scrape loop does: an exemplar without a
+ * timestamp gets the sample's timestamp, except on a native histogram,
+ * where it is dropped; they are sorted (exemplar.Compare) and appended in
+ * that order. Exemplars with invalid labels (repeated names) are dropped. */
+static void append_exemplars(scrape_manager *m, const exposed_sample *x, uint64_t ref, int64_t sts,
+                             store_batch *b, arena *a)
+{
+    if (!store_exemplars_enabled(m->st)) return;
+    scraped_exemplar v[8], *ex = v;
+    size_t n = 0, total = 0;
+    if (x->tp) {
+        total = textparse_has_exemplar(x->tp) ? 1 : 0;
+    } else if (x->pp) {
+        total = protoparse_exemplar_count(x->pp);
+    }
+    if (total == 0) return;
+    if (total > sizeof v / sizeof v[0]) ex = mem_malloc(total * sizeof *ex);
+    labels_builder lb;
+    labels_builder_init(&lb);
+    for (size_t i = 0; i < total; i++) {
+        labels_builder_reset(&lb);
+        double val;
+        bool has_ts;
+        int64_t t = 0;
+        if (x->tp) {
+            size_t nl = textparse_exemplar_label_count(x->tp);
+            for (size_t j = 0; j < nl; j++) {
+                textparse_str ln, lv;
+                textparse_exemplar_label(x->tp, j, &ln, &lv);
+                size_t l1, l2;
+                const char *n1 = view_str(a, ln, &l1), *v1 = view_str(a, lv, &l2);
+                labels_builder_add(&lb, n1, l1, v1, l2);
+            }
+            val = textparse_exemplar_value(x->tp);
+            has_ts = textparse_exemplar_timestamp(x->tp, &t);
+        } else {
+            size_t nl = protoparse_exemplar_label_count(x->pp, i);
+            for (size_t j = 0; j < nl; j++) {
+                const char *n1, *v1;
+                size_t l1, l2;
+                protoparse_exemplar_label(x->pp, i, j, &n1, &l1, &v1, &l2);
+                labels_builder_add(&lb, n1, l1, v1, l2);
+            }
+            protoparse_exemplar(x->pp, i, &val, &has_ts, &t);
+        }
+        if (!has_ts) {
+            if (x->h) continue;
+            t = sts;
+        }
+        const char *dup = NULL;
+        labels *ls = labels_builder_finish(&lb, &dup);
+        if (!ls) continue;
+        ex[n++] = (scraped_exemplar){ls, val, t};
+    }
+    labels_builder_cleanup(&lb);
+    if (n > 1) qsort(ex, n, sizeof *ex, cmp_scraped_exemplar);
+    for (size_t i = 0; i < n; i++) {
+        store_batch_add_exemplar(b, ref, ex[i].t, ex[i].v, ex[i].ls);
+        labels_free(ex[i].ls);
+    }
+    if (ex != v) mem_free(ex);
+}
+
 /* Looks a sample's series up (creating its entry and store series when
  * new) and adds the sample to the batch. Returns 0, or -EINVAL with the
  * reason in err (the scrape then fails). */
@@ -1101,6 +1181,7 @@ static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, 
     }
     if (!x->h) {
         store_batch_add(b, se->ref, sts, x->v);
+        append_exemplars(m, x, se->ref, sts, b, a);
         return 0;
     }
     nhist tmp;
@@ -1109,6 +1190,7 @@ static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, 
     int rc = limit_histogram(t->sc, x->h, &tmp, &hh);
     if (rc == 0) {
         store_batch_add_histogram(b, se->ref, sts, hh);
+        append_exemplars(m, x, se->ref, sts, b, a);
     } else if (rc == -E2BIG) {
         buf_puts(err, "histogram bucket limit exceeded");
         registry_inc(m->m_bucket_limit);
