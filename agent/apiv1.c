@@ -2594,7 +2594,8 @@ static void collect_selectors(const promql_node *n, selector_list *out)
         collect_selectors(n->binary.rhs, out);
         break;
     case PROMQL_NODE_CALL:
-        for (size_t i = 0; i < n->call.nargs; i++) collect_selectors(n->call.args[i], out);
+        for (size_t i = 0; i < n->call.nargs; i++)
+            collect_selectors(n->call.args[i], out);
         break;
     case PROMQL_NODE_SUBQUERY:
         collect_selectors(n->subquery.expr, out);

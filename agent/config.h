@@ -235,7 +235,7 @@ typedef struct config_remote_write {
     bool metadata_send;                    /* true */
     int64_t metadata_send_interval_ms;     /* 1m */
     int64_t metadata_max_samples_per_send; /* 2000 */
-    bool send_exemplars; /* false (Prometheus's default) */
+    bool send_exemplars;                   /* false (Prometheus's default) */
     /* "prometheus.WriteRequest" (remote write 1.0, default) or
      * "io.prometheus.write.v2.Request" */
     char *protobuf_message;

@@ -433,10 +433,10 @@ static void metrics_remove(remote *r, rqueue *q)
             registry_counter(r->o.reg, "prometheus_remote_storage_histograms_dropped_total", "",
                              QLABELS_REASON),
             rv);
-        registry_family_remove(
-            registry_counter(r->o.reg, "prometheus_remote_storage_exemplars_dropped_total", "",
-                             QLABELS_REASON),
-            rv);
+        registry_family_remove(registry_counter(r->o.reg,
+                                                "prometheus_remote_storage_exemplars_dropped_total",
+                                                "", QLABELS_REASON),
+                               rv);
     }
 }
 
@@ -931,7 +931,8 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
             /* As Prometheus: one TimeSeries per exemplar, with the series'
              * labels and no samples. */
             exs[eo] = (rwproto_exemplar){.ls = ents[i].ex, .t = ents[i].t, .v = ents[i].v};
-            ser[ns++] = (rwproto_series){.ls = ents[i].s->ls, .exemplars = &exs[eo], .n_exemplars = 1};
+            ser[ns++] =
+                (rwproto_series){.ls = ents[i].s->ls, .exemplars = &exs[eo], .n_exemplars = 1};
             eo++;
             continue;
         }

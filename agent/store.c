@@ -318,12 +318,12 @@ typedef struct wal_consumer {
  * its exemplars in the table. */
 typedef struct exstate {
     int64_t t;
-    uint64_t v;      /* bits */
-    uint64_t lhash;  /* strutil_hash64 of the labels' encoding */
-    uint8_t *lenc;   /* labels_encode() of its labels */
+    uint64_t v;     /* bits */
+    uint64_t lhash; /* strutil_hash64 of the labels' encoding */
+    uint8_t *lenc;  /* labels_encode() of its labels */
     uint32_t lenc_len;
-    bool has;        /* t, v, lhash, lenc describe a stored exemplar */
-    uint64_t count;  /* rows in the exemplars table */
+    bool has;       /* t, v, lhash, lenc describe a stored exemplar */
+    uint64_t count; /* rows in the exemplars table */
     /* Tentative newest while a commit checks its batch (write_mu). */
     uint64_t gen;
     int64_t tent_t;
@@ -825,7 +825,8 @@ static int wal_exemplars_decode(const uint8_t *p, const uint8_t *end, store_wal_
             rc = -EINVAL;
             break;
         }
-        for (int k = 7; k >= 0; k--) bits = (bits << 8) | p[k];
+        for (int k = 7; k >= 0; k--)
+            bits = (bits << 8) | p[k];
         p += 8;
         labels *ls = NULL;
         if (strutil_get_uvarint(&p, end, &l) < 0 || l > (uint64_t)(end - p) ||
@@ -835,14 +836,16 @@ static int wal_exemplars_decode(const uint8_t *p, const uint8_t *end, store_wal_
         }
         p += l;
         if (v) {
-            v[got++] = (store_wal_exemplar){.ref = ref, .t = t, .v = bits_double(bits), .labels = ls};
+            v[got++] =
+                (store_wal_exemplar){.ref = ref, .t = t, .v = bits_double(bits), .labels = ls};
         } else {
             labels_free(ls);
         }
     }
     if (rc == 0 && p != end) rc = -EINVAL;
     if (rc < 0) {
-        for (size_t i = 0; i < got; i++) labels_free(v[i].labels);
+        for (size_t i = 0; i < got; i++)
+            labels_free(v[i].labels);
         mem_free(v);
         return rc;
     }
@@ -2395,7 +2398,8 @@ store_batch *store_batch_new(store *s)
 static size_t rune_count(const char *p, size_t len)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) n += ((unsigned char)p[i] & 0xc0) != 0x80;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)p[i] & 0xc0) != 0x80;
     return n;
 }
 
@@ -2815,12 +2819,15 @@ int store_batch_commit(store_batch *b)
     size_t nexacc = b->nex ? exemplars_check(s, b, gen, exacc, &exooo, &exdup, &unknown) : 0;
     pthread_mutex_unlock(&s->index_mu);
     if (unknown)
-        log_warn(COMPONENT, "dropping %" PRIu64 " sample(s) or exemplar(s) with unknown series references", unknown);
+        log_warn(COMPONENT,
+                 "dropping %" PRIu64 " sample(s) or exemplar(s) with unknown series references",
+                 unknown);
     if (b->ex_long)
-        log_debug(COMPONENT, "dropped %" PRIu64 " exemplar(s) with labels over %d runes", b->ex_long,
-                  STORE_EXEMPLAR_MAX_LABEL_RUNES);
+        log_debug(COMPONENT, "dropped %" PRIu64 " exemplar(s) with labels over %d runes",
+                  b->ex_long, STORE_EXEMPLAR_MAX_LABEL_RUNES);
     size_t exbytes = 0;
-    for (size_t i = 0; i < nexacc; i++) exbytes += exacc[i].llen + 40;
+    for (size_t i = 0; i < nexacc; i++)
+        exbytes += exacc[i].llen + 40;
 
     /* The write-ahead row: the accepted samples, compactly (at most 28
      * bytes each: two 10-byte varints and the value). */
@@ -2863,7 +2870,8 @@ int store_batch_commit(store_batch *b)
                 int64_t t = exacc[i].t;
                 w += strutil_put_uvarint(w, exacc[i].se->id);
                 w += strutil_put_uvarint(w, ((uint64_t)t << 1) ^ (uint64_t)(t >> 63));
-                for (int k = 0; k < 8; k++) w[k] = (uint8_t)(exacc[i].v >> (8 * k));
+                for (int k = 0; k < 8; k++)
+                    w[k] = (uint8_t)(exacc[i].v >> (8 * k));
                 w += 8;
                 w += strutil_put_uvarint(w, exacc[i].llen);
                 memcpy(w, exacc[i].lenc, exacc[i].llen);
@@ -2871,34 +2879,36 @@ int store_batch_commit(store_batch *b)
             }
         }
     } else {
-    w += strutil_put_uvarint(w, nacc);
-    for (size_t i = 0; i < nacc; i++) {
-        int64_t dr = (int64_t)(acc[i].se->id - pref);
-        int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
-        uint64_t v = acc[i].v;
-        double d;
-        memcpy(&d, &v, sizeof d);
-        /* Integers a double holds exactly, bit for bit (not -0). */
-        bool is_int = d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
-        int64_t iv = is_int ? (int64_t)d : 0;
-        if (is_int) {
-            double back = (double)iv;
-            uint64_t bb;
-            memcpy(&bb, &back, sizeof bb);
-            is_int = bb == v;
+        w += strutil_put_uvarint(w, nacc);
+        for (size_t i = 0; i < nacc; i++) {
+            int64_t dr = (int64_t)(acc[i].se->id - pref);
+            int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
+            uint64_t v = acc[i].v;
+            double d;
+            memcpy(&d, &v, sizeof d);
+            /* Integers a double holds exactly, bit for bit (not -0). */
+            bool is_int =
+                d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
+            int64_t iv = is_int ? (int64_t)d : 0;
+            if (is_int) {
+                double back = (double)iv;
+                uint64_t bb;
+                memcpy(&bb, &back, sizeof bb);
+                is_int = bb == v;
+            }
+            uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
+            w += strutil_put_uvarint(w, zr << 1 | (is_int ? 1 : 0));
+            w += strutil_put_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
+            if (is_int) {
+                w += strutil_put_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
+            } else {
+                for (int k = 0; k < 8; k++)
+                    w[k] = (uint8_t)(v >> (8 * k));
+                w += 8;
+            }
+            pref = acc[i].se->id;
+            pt = acc[i].t;
         }
-        uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
-        w += strutil_put_uvarint(w, zr << 1 | (is_int ? 1 : 0));
-        w += strutil_put_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
-        if (is_int) {
-            w += strutil_put_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
-        } else {
-            for (int k = 0; k < 8; k++) w[k] = (uint8_t)(v >> (8 * k));
-            w += 8;
-        }
-        pref = acc[i].se->id;
-        pt = acc[i].t;
-    }
     }
     wal.len = (size_t)(w - (uint8_t *)wal.data);
 
@@ -3867,7 +3877,8 @@ int store_exemplars_select(store_reader *r, const label_matcher *const *sets, co
         rc = exemplars_read(r, all.v[i], start, end, &x);
         if (x.n && rc == SQLITE_OK) x.labels = series_labels(r->s, all.v[i]);
         if (!x.labels) {
-            for (size_t k = 0; k < x.n; k++) labels_free(x.ex[k].labels);
+            for (size_t k = 0; k < x.n; k++)
+                labels_free(x.ex[k].labels);
             mem_free(x.ex);
             continue;
         }
@@ -3892,7 +3903,8 @@ void store_exemplar_series_free(store_exemplar_series *x, size_t n)
     if (!x) return;
     for (size_t i = 0; i < n; i++) {
         labels_free(x[i].labels);
-        for (size_t k = 0; k < x[i].n; k++) labels_free(x[i].ex[k].labels);
+        for (size_t k = 0; k < x[i].n; k++)
+            labels_free(x[i].ex[k].labels);
         mem_free(x[i].ex);
     }
     mem_free(x);
@@ -4866,7 +4878,8 @@ static void wal_batch_cleanup(store_wal_batch *b)
     mem_free(b->samples);
     b->samples = NULL;
     b->n = 0;
-    for (size_t k = 0; k < b->n_exemplars; k++) labels_free(b->exemplars[k].labels);
+    for (size_t k = 0; k < b->n_exemplars; k++)
+        labels_free(b->exemplars[k].labels);
     mem_free(b->exemplars);
     b->exemplars = NULL;
     b->n_exemplars = 0;

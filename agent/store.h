@@ -73,7 +73,7 @@ typedef struct store_stats {
     uint64_t exemplars_out_of_order; /* refused: older than the series' newest */
     uint64_t exemplars_in_storage;
     uint64_t series_with_exemplars;
-    int64_t max_exemplars;           /* the current bound; 0 = off */
+    int64_t max_exemplars;            /* the current bound; 0 = off */
     int64_t size_bytes;               /* database + WAL files on disk */
     int64_t min_time_ms, max_time_ms; /* of stored samples; 0 when empty */
 } store_stats;
@@ -222,8 +222,8 @@ typedef struct store_exemplar {
 } store_exemplar;
 
 typedef struct store_exemplar_series {
-    labels *labels;       /* the series' labels, owned */
-    store_exemplar *ex;   /* in timestamp order, owned */
+    labels *labels;     /* the series' labels, owned */
+    store_exemplar *ex; /* in timestamp order, owned */
     size_t n;
 } store_exemplar_series;
 

@@ -78,7 +78,8 @@ static char *query(store *s, const char *const *selectors, size_t nsel, int64_t 
     for (size_t i = 0; i < nsel; i++) {
         buf err;
         buf_init(&err, 1024);
-        assert_int_equal(labels_parse_selector(selectors[i], strlen(selectors[i]), &ms[i], &lens[i], &err), 0);
+        assert_int_equal(
+            labels_parse_selector(selectors[i], strlen(selectors[i]), &ms[i], &lens[i], &err), 0);
         buf_cleanup(&err);
     }
     store_reader *r;
@@ -104,7 +105,8 @@ static char *query(store *s, const char *const *selectors, size_t nsel, int64_t 
     }
     store_exemplar_series_free(res, n);
     store_reader_close(r);
-    for (size_t i = 0; i < nsel; i++) labels_matchers_free(ms[i], lens[i]);
+    for (size_t i = 0; i < nsel; i++)
+        labels_matchers_free(ms[i], lens[i]);
     char *text = mem_strdup(buf_cstr(&out));
     buf_cleanup(&out);
     return text;
@@ -151,9 +153,11 @@ static void test_query(void **state)
     store_batch_add(bt, c, 1000, 1);
     assert_int_equal(store_batch_commit(bt), 0);
 
-    assert_query(s, "req_total", 0, 10000,
-                 "{__name__=\"req_total\", job=\"a\"}: b0@1001=0 b1@2001=1 b2@3001=2 b3@4001=3 b4@5001=4\n"
-                 "{__name__=\"req_total\", job=\"b\"}: a0@1000=0.5 a1@2000=1.5 a2@3000=2.5 a3@4000=3.5 a4@5000=4.5\n");
+    assert_query(
+        s, "req_total", 0, 10000,
+        "{__name__=\"req_total\", job=\"a\"}: b0@1001=0 b1@2001=1 b2@3001=2 b3@4001=3 b4@5001=4\n"
+        "{__name__=\"req_total\", job=\"b\"}: a0@1000=0.5 a1@2000=1.5 a2@3000=2.5 a3@4000=3.5 "
+        "a4@5000=4.5\n");
     /* Inclusive bounds. */
     assert_query(s, "{job=\"b\"}", 2000, 3000,
                  "{__name__=\"req_total\", job=\"b\"}: a1@2000=1.5 a2@3000=2.5\n");
@@ -307,7 +311,8 @@ static void test_eviction(void **state)
     labels *el = mk("trace_id", "a0", NULL);
     store_batch_add_exemplar(bt, a, 500, 0.5, el);
     /* More in one batch than the bound: only the newest 4 stay. */
-    for (int i = 0; i < 5; i++) store_batch_add_exemplar(bt, b, 5000 + i, i, el);
+    for (int i = 0; i < 5; i++)
+        store_batch_add_exemplar(bt, b, 5000 + i, i, el);
     labels_free(el);
     assert_int_equal(store_batch_commit(bt), 0);
     st = stats(s);
@@ -380,7 +385,8 @@ static void test_off_and_resize(void **state)
     assert_query(s, "req_total", 0, 10000, "");
     store_set_max_exemplars(s, 3);
     assert_true(store_exemplars_enabled(s));
-    for (int i = 0; i < 5; i++) add1(s, a, 2000 + i, i, "a");
+    for (int i = 0; i < 5; i++)
+        add1(s, a, 2000 + i, i, "a");
     st = stats(s);
     assert_int_equal(st.exemplars_in_storage, 3);
     assert_int_equal(st.max_exemplars, 3);
@@ -412,8 +418,8 @@ static void test_write_ahead_rows(void **state)
     uint64_t from = store_wal_next_seq(s);
     add1(s, a, 1000, 1, "a1");
     store_batch *b = store_batch_new(s);
-    store_batch_add(b, a, 1000, 1);  /* a duplicate sample */
-    store_batch_add(b, h, 1000, 7);  /* a new sample */
+    store_batch_add(b, a, 1000, 1); /* a duplicate sample */
+    store_batch_add(b, h, 1000, 7); /* a new sample */
     labels *el = mk("trace_id", "t2", "span_id", "s", NULL);
     store_batch_add_exemplar(b, a, 1000, 1, el);   /* duplicate exemplar: not in the row */
     store_batch_add_exemplar(b, h, 990, 0.25, el); /* accepted */
@@ -512,9 +518,11 @@ static void test_sigkill(void **state)
     }
     close(fds[1]);
     int64_t last = -1, x;
-    while (last < 300 && read(fds[0], &x, sizeof x) == sizeof x) last = x;
+    while (last < 300 && read(fds[0], &x, sizeof x) == sizeof x)
+        last = x;
     kill(pid, SIGKILL);
-    while (read(fds[0], &x, sizeof x) == sizeof x) last = x;
+    while (read(fds[0], &x, sizeof x) == sizeof x)
+        last = x;
     close(fds[0]);
     int status;
     waitpid(pid, &status, 0);
@@ -526,7 +534,8 @@ static void test_sigkill(void **state)
     char *got = query(s, sel, 1, 0, last * 10);
     /* Every committed one, in order. */
     size_t count = 0;
-    for (const char *p = strchr(got, '@'); p; p = strchr(p + 1, '@')) count++;
+    for (const char *p = strchr(got, '@'); p; p = strchr(p + 1, '@'))
+        count++;
     assert_int_equal(count, (size_t)last + 1);
     char want[64];
     snprintf(want, sizeof want, " t%lld@%lld=%lld\n", (long long)last, (long long)last * 10,

@@ -590,7 +590,8 @@ static void append_row_ex(store *st, const uint64_t *refs, int64_t t)
 {
     store_batch *b = store_batch_new(st);
     char tr[32];
-    for (size_t i = 0; i < 2; i++) store_batch_add(b, refs[i], t, (double)(i * 1000) + (double)t);
+    for (size_t i = 0; i < 2; i++)
+        store_batch_add(b, refs[i], t, (double)(i * 1000) + (double)t);
     snprintf(tr, sizeof tr, "a%lld", (long long)t);
     labels *el = mk("trace_id", tr, NULL);
     store_batch_add_exemplar(b, refs[0], t, (double)t + 0.5, el);
@@ -650,10 +651,12 @@ static void test_exemplars(void **state)
     remote *r = start(&e, cfg);
     uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
                         ref_of(e.st, mk("__name__", "b", NULL))};
-    for (int64_t t = 1000; t < 1020; t++) append_row_ex(e.st, refs, t);
+    for (int64_t t = 1000; t < 1020; t++)
+        append_row_ex(e.st, refs, t);
     assert_true(wait_received(&e.rcv, 40, 10000));
     int64_t end = now_ms() + 10000;
-    while (received_exemplars(&e.rcv) < 30 && now_ms() < end) usleep(10 * 1000);
+    while (received_exemplars(&e.rcv) < 30 && now_ms() < end)
+        usleep(10 * 1000);
     usleep(200 * 1000);
     assert_int_equal(received(&e.rcv), 40);
     check_exemplars(&e.rcv, ", cluster=\"c1\"", 1000, 1020, 0);
@@ -662,7 +665,8 @@ static void test_exemplars(void **state)
     assert_true(metric(&e, "prometheus_remote_storage_exemplars_failed_total", "rw1", NULL) == 0);
     remote_stop(r);
     /* While stopped: more rows; then a restart. */
-    for (int64_t t = 1020; t < 1030; t++) append_row_ex(e.st, refs, t);
+    for (int64_t t = 1020; t < 1030; t++)
+        append_row_ex(e.st, refs, t);
     store_close(e.st);
     e.st = open_store(e.dir);
     registry_free(e.reg);
@@ -670,7 +674,8 @@ static void test_exemplars(void **state)
     r = start(&e, cfg);
     assert_true(wait_received(&e.rcv, 60, 10000));
     end = now_ms() + 10000;
-    while (received_exemplars(&e.rcv) < 45 && now_ms() < end) usleep(10 * 1000);
+    while (received_exemplars(&e.rcv) < 45 && now_ms() < end)
+        usleep(10 * 1000);
     usleep(300 * 1000);
     assert_int_equal(received(&e.rcv), 60);
     check_series(&e.rcv, "{__name__=\"a\", cluster=\"c1\"}", 0, 1000, 30);
@@ -692,7 +697,8 @@ static void test_exemplars_off_and_retried(void **state)
     remote *r = start(&e, cfg);
     uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
                         ref_of(e.st, mk("__name__", "b", NULL))};
-    for (int64_t t = 1000; t < 1010; t++) append_row_ex(e.st, refs, t);
+    for (int64_t t = 1000; t < 1010; t++)
+        append_row_ex(e.st, refs, t);
     assert_true(wait_received(&e.rcv, 20, 10000));
     usleep(200 * 1000);
     assert_int_equal(received_exemplars(&e.rcv), 0);
