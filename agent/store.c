@@ -2879,36 +2879,34 @@ int store_batch_commit(store_batch *b)
             }
         }
     } else {
-        w += strutil_put_uvarint(w, nacc);
-        for (size_t i = 0; i < nacc; i++) {
-            int64_t dr = (int64_t)(acc[i].se->id - pref);
-            int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
-            uint64_t v = acc[i].v;
-            double d;
-            memcpy(&d, &v, sizeof d);
-            /* Integers a double holds exactly, bit for bit (not -0). */
-            bool is_int =
-                d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
-            int64_t iv = is_int ? (int64_t)d : 0;
-            if (is_int) {
-                double back = (double)iv;
-                uint64_t bb;
-                memcpy(&bb, &back, sizeof bb);
-                is_int = bb == v;
-            }
-            uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
-            w += strutil_put_uvarint(w, zr << 1 | (is_int ? 1 : 0));
-            w += strutil_put_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
-            if (is_int) {
-                w += strutil_put_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
-            } else {
-                for (int k = 0; k < 8; k++)
-                    w[k] = (uint8_t)(v >> (8 * k));
-                w += 8;
-            }
-            pref = acc[i].se->id;
-            pt = acc[i].t;
+    w += strutil_put_uvarint(w, nacc);
+    for (size_t i = 0; i < nacc; i++) {
+        int64_t dr = (int64_t)(acc[i].se->id - pref);
+        int64_t dt = (int64_t)((uint64_t)acc[i].t - (uint64_t)pt);
+        uint64_t v = acc[i].v;
+        double d;
+        memcpy(&d, &v, sizeof d);
+        /* Integers a double holds exactly, bit for bit (not -0). */
+        bool is_int = d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
+        int64_t iv = is_int ? (int64_t)d : 0;
+        if (is_int) {
+            double back = (double)iv;
+            uint64_t bb;
+            memcpy(&bb, &back, sizeof bb);
+            is_int = bb == v;
         }
+        uint64_t zr = ((uint64_t)dr << 1) ^ (uint64_t)(dr >> 63);
+        w += strutil_put_uvarint(w, zr << 1 | (is_int ? 1 : 0));
+        w += strutil_put_uvarint(w, ((uint64_t)dt << 1) ^ (uint64_t)(dt >> 63));
+        if (is_int) {
+            w += strutil_put_uvarint(w, ((uint64_t)iv << 1) ^ (uint64_t)(iv >> 63));
+        } else {
+            for (int k = 0; k < 8; k++) w[k] = (uint8_t)(v >> (8 * k));
+            w += 8;
+        }
+        pref = acc[i].se->id;
+        pt = acc[i].t;
+    }
     }
     wal.len = (size_t)(w - (uint8_t *)wal.data);
 
