@@ -669,8 +669,8 @@ static void collect_store(registry_collect *c, void *ctx)
         double value;
     } m[] = {
         {"sidewatch_store_series", "Series in the store's index.", EXPFMT_GAUGE, (double)s.series},
-        {"sidewatch_store_samples_appended_total", "Samples committed to the store.",
-         EXPFMT_COUNTER, (double)s.samples_appended},
+        {"sidewatch_store_samples_appended_total", "Samples committed to the store.", EXPFMT_COUNTER,
+         (double)s.samples_appended},
         {"sidewatch_store_commits_total", "Append batches committed.", EXPFMT_COUNTER,
          (double)s.batches_committed},
         {"sidewatch_store_commit_errors_total", "Append batches that failed to commit.",
@@ -691,8 +691,7 @@ static void collect_store(registry_collect *c, void *ctx)
          (double)s.head_chunks},
         {"sidewatch_store_head_memory_bytes", "Bytes of chunk data held in memory.", EXPFMT_GAUGE,
          (double)s.head_memory_bytes},
-        {"sidewatch_store_write_ahead_rows",
-         "Write-ahead rows still needed (samples not all in chunk rows yet).", EXPFMT_GAUGE,
+        {"sidewatch_store_write_ahead_rows", "Write-ahead rows still needed (samples not all in chunk rows yet).", EXPFMT_GAUGE,
          (double)s.wal_rows},
         {"sidewatch_store_size_bytes", "Size of the database files on disk.", EXPFMT_GAUGE,
          (double)s.size_bytes},
