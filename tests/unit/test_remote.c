@@ -101,6 +101,7 @@ typedef struct receiver {
      * TimeSeries>\n", in arrival order. */
     char *exlog;
     size_t exlog_len, n_ex;
+    bool reject_exemplars; /* answer 503 to requests holding an exemplar */
 } receiver;
 
 static void receiver_init(receiver *r)
@@ -181,6 +182,14 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
     }
     buf_cleanup(&err);
     pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; r->reject_exemplars && i < req.n_series; i++) {
+        if (req.series[i].n_exemplars) {
+            pthread_mutex_unlock(&r->mu);
+            rwproto_request_cleanup(&req);
+            fsrv_respond(fd, 503, "text/plain", "busy\n", 5);
+            return true;
+        }
+    }
     for (size_t i = 0; r->reject[0] && i < req.n_series; i++) {
         size_t nl;
         const char *n = labels_metric_name(req.series[i].ls, &nl);
@@ -686,6 +695,61 @@ static void test_exemplars(void **state)
     env_cleanup(&e);
 }
 
+/* The resend guard (newest sent sample per series) does not drop an
+ * exemplar that was never sent: each request holds one entry; a's samples
+ * go through, its exemplars (older than the samples) get 503s; after a
+ * restart the samples are not resent and every exemplar arrives once. */
+static void test_exemplars_not_dropped_by_resend_guard(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, "      send_exemplars: true\n", 1, 1, 1);
+    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    e.rcv.reject_exemplars = true;
+    remote *r = start(&e, cfg);
+    for (int64_t t = 500; t < 504; t++) {
+        store_batch *b = store_batch_new(e.st);
+        store_batch_add(b, ref, t, (double)t);
+        char tr[16];
+        snprintf(tr, sizeof tr, "a%lld", (long long)t);
+        labels *el = mk("trace_id", tr, NULL);
+        store_batch_add_exemplar(b, ref, t - 100, 1, el);
+        labels_free(el);
+        assert_int_equal(store_batch_commit(b), 0);
+    }
+    assert_true(wait_received(&e.rcv, 1, 10000)); /* the first sample; then a 503 loop */
+    usleep(200 * 1000);
+    remote_stop(r);
+    assert_int_equal(received(&e.rcv), 1);
+    assert_int_equal(received_exemplars(&e.rcv), 0);
+    pthread_mutex_lock(&e.rcv.mu);
+    e.rcv.reject_exemplars = false;
+    pthread_mutex_unlock(&e.rcv.mu);
+    registry_free(e.reg);
+    e.reg = registry_new();
+    r = start(&e, cfg);
+    assert_true(wait_received(&e.rcv, 4, 10000));
+    int64_t end = now_ms() + 10000;
+    while (received_exemplars(&e.rcv) < 4 && now_ms() < end)
+        usleep(10 * 1000);
+    usleep(300 * 1000);
+    assert_int_equal(received(&e.rcv), 4);
+    check_series(&e.rcv, "{__name__=\"a\"}", 0, 500, 4);
+    pthread_mutex_lock(&e.rcv.mu);
+    assert_int_equal(e.rcv.n_ex, 4);
+    for (int64_t t = 500; t < 504; t++) {
+        char line[128];
+        snprintf(line, sizeof line, "{__name__=\"a\"} {trace_id=\"a%lld\"} %lld=1 0\n",
+                 (long long)t, (long long)(t - 100));
+        assert_non_null(strstr(e.rcv.exlog, line));
+    }
+    pthread_mutex_unlock(&e.rcv.mu);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
 /* send_exemplars false (the default): samples only. A 5xx is retried for
  * the exemplars too (counted as retried). */
 static void test_exemplars_off_and_retried(void **state)
@@ -943,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_exemplars),
         cmocka_unit_test(test_exemplars_off_and_retried),
+        cmocka_unit_test(test_exemplars_not_dropped_by_resend_guard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
