@@ -249,3 +249,29 @@ remote_write:
                for exs in mine.values() for e in exs)
     wait_same(recv, "the receiver to hold the exemplars after the restart")
     wait_same(sw_b.url, "the sidewatch receiver to hold the exemplars after the restart")
+
+
+def test_nhcb_keeps_bucket_exemplars(tmp_path, procs, target):
+    """convert_classic_histograms_to_nhcb: the buckets' exemplars go with the
+    native histogram (as Prometheus 3.x's NHCB parser hands them over);
+    the classic series are not kept, so they have none."""
+    ex = ExemplarTarget(target)
+    sw = Sidewatch(tmp_path, sw_config(target).replace(
+        "  - job_name: ex\n", "  - job_name: ex\n    convert_classic_histograms_to_nhcb: true\n"))
+    procs.append(sw)
+    sw.wait_ready()
+    scraped(sw.url)
+    ex.step()
+    time.sleep(1.5)
+    data = canon(query_exemplars(sw.url, "lat_seconds"))
+    assert len(data) == 1, data
+    (key, exs), = data.items()
+    assert dict(key)["__name__"] == "lat_seconds" and "le" not in dict(key)
+    want = []
+    for k in range(1, ex.k + 1):
+        want.append(((("trace_id", f"h{k}"),), "0.05", round(ex.base + k + 0.25, 3)))
+        want.append(((("trace_id", f"g{k}"),), f"{0.5 + k / 100:.2f}", round(ex.base + k + 0.5, 3)))
+    assert exs == want
+    assert query_exemplars(sw.url, "lat_seconds_bucket") == []
+    # The counter's exemplars are unaffected.
+    assert len(query_exemplars(sw.url, "req_total")[0]["exemplars"]) == ex.k
