@@ -142,7 +142,7 @@ static void test_query(void **state)
     uint64_t b = series(s, "req_total", "a");
     uint64_t c = series(s, "other", "a");
     for (int i = 0; i < 5; i++) {
-        char tr[16];
+        char tr[32];
         snprintf(tr, sizeof tr, "a%d", i);
         add1(s, a, 1000 * (i + 1), i + 0.5, tr);
         snprintf(tr, sizeof tr, "b%d", i);

@@ -711,7 +711,7 @@ static void test_exemplars_not_dropped_by_resend_guard(void **state)
     for (int64_t t = 500; t < 504; t++) {
         store_batch *b = store_batch_new(e.st);
         store_batch_add(b, ref, t, (double)t);
-        char tr[16];
+        char tr[32];
         snprintf(tr, sizeof tr, "a%lld", (long long)t);
         labels *el = mk("trace_id", tr, NULL);
         store_batch_add_exemplar(b, ref, t - 100, 1, el);
