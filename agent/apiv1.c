@@ -2597,34 +2597,56 @@ static void h_parse_query(req *r)
     promql_ast_free(ast);
 }
 
-static bool has_selector(const promql_node *n)
+/* The vector selectors of an expression, as Prometheus's
+ * parser.ExtractSelectors: every vector selector's matchers (borrowed from
+ * the AST), in the order of a depth-first walk. */
+typedef struct selector_list {
+    const label_matcher **sets;
+    size_t *lens;
+    size_t n, cap, lcap;
+} selector_list;
+
+static void collect_selectors(const promql_node *n, selector_list *out)
 {
-    if (!n) return false;
+    if (!n) return;
     switch (n->kind) {
     case PROMQL_NODE_VECTOR_SELECTOR:
+        out->sets = mem_grow(out->sets, sizeof *out->sets, out->n + 1, &out->cap);
+        out->lens = mem_grow(out->lens, sizeof *out->lens, out->n + 1, &out->lcap);
+        out->sets[out->n] = n->vector.matchers;
+        out->lens[out->n++] = n->vector.n_matchers;
+        break;
     case PROMQL_NODE_MATRIX_SELECTOR:
-        return true;
+        collect_selectors(n->matrix.vs, out);
+        break;
     case PROMQL_NODE_AGGREGATE:
-        return has_selector(n->aggregate.expr) || has_selector(n->aggregate.param);
+        collect_selectors(n->aggregate.expr, out);
+        collect_selectors(n->aggregate.param, out);
+        break;
     case PROMQL_NODE_BINARY:
-        return has_selector(n->binary.lhs) || has_selector(n->binary.rhs);
+        collect_selectors(n->binary.lhs, out);
+        collect_selectors(n->binary.rhs, out);
+        break;
     case PROMQL_NODE_CALL:
-        for (size_t i = 0; i < n->call.nargs; i++) {
-            if (has_selector(n->call.args[i])) return true;
-        }
-        return false;
+        for (size_t i = 0; i < n->call.nargs; i++)
+            collect_selectors(n->call.args[i], out);
+        break;
     case PROMQL_NODE_SUBQUERY:
-        return has_selector(n->subquery.expr);
+        collect_selectors(n->subquery.expr, out);
+        break;
     case PROMQL_NODE_PAREN:
-        return has_selector(n->paren.expr);
+        collect_selectors(n->paren.expr, out);
+        break;
     case PROMQL_NODE_UNARY:
-        return has_selector(n->unary.expr);
+        collect_selectors(n->unary.expr, out);
+        break;
     default:
-        return false;
+        break;
     }
 }
 
-/* sidewatch stores no exemplars: every selection is empty. */
+/* Prometheus's queryExemplars: the exemplars of the series any vector
+ * selector of the query matches, between start and end. */
 static void h_query_exemplars(req *r)
 {
     int64_t start, end;
@@ -2636,17 +2658,57 @@ static void h_query_exemplars(req *r)
     }
     promql_ast *ast = parse_query_param(r, false);
     if (!ast) return;
-    bool any = has_selector(ast->root);
-    promql_ast_free(ast);
-    if (!any) { /* no data: 204, as Prometheus */
+    selector_list sel = {0};
+    collect_selectors(ast->root, &sel);
+    if (sel.n == 0) { /* no data: 204, as Prometheus */
+        promql_ast_free(ast);
         r->out->status = 204;
         r->out->content_type = NULL;
+        return;
+    }
+    store_reader *sr = reader_get(r);
+    if (!sr) {
+        promql_ast_free(ast);
+        mem_free(sel.sets);
+        mem_free(sel.lens);
+        respond_error(r, ERR_UNAVAILABLE, "storage is not available");
+        return;
+    }
+    store_exemplar_series *res = NULL;
+    size_t n = 0;
+    int rc = store_exemplars_select(sr, sel.sets, sel.lens, sel.n, start, end, &res, &n);
+    reader_put(r, sr);
+    promql_ast_free(ast);
+    mem_free(sel.sets);
+    mem_free(sel.lens);
+    if (rc < 0) {
+        respond_error(r, ERR_INTERNAL, strerror(-rc));
         return;
     }
     json_writer w;
     ok_begin(r, &w);
     json_write_array_begin(&w);
+    for (size_t i = 0; i < n; i++) {
+        json_write_object_begin(&w);
+        json_write_key(&w, "seriesLabels");
+        write_labels(&w, res[i].labels, false);
+        json_write_key(&w, "exemplars");
+        json_write_array_begin(&w);
+        for (size_t k = 0; k < res[i].n; k++) {
+            json_write_object_begin(&w);
+            json_write_key(&w, "labels");
+            write_labels(&w, res[i].ex[k].labels, false);
+            json_write_key(&w, "value");
+            json_write_float_string(&w, res[i].ex[k].v);
+            json_write_key(&w, "timestamp");
+            json_write_timestamp(&w, res[i].ex[k].t);
+            json_write_object_end(&w);
+        }
+        json_write_array_end(&w);
+        json_write_object_end(&w);
+    }
     json_write_array_end(&w);
+    store_exemplar_series_free(res, n);
     ok_end(r, &w, NULL);
 }
 

@@ -12,7 +12,10 @@
  *   status/buildinfo, config,   about the process
  *   flags, runtimeinfo, tsdb
  *   format_query, parse_query   the parser's Pretty() and syntax tree
- *   query_exemplars             always empty (sidewatch keeps no exemplars)
+ *   query_exemplars             the stored exemplars (store_exemplars_select) of
+ *                               the series any vector selector of the query
+ *                               matches, between start and end; 204 when the
+ *                               query has no selector
  *   rules, alerts               the rule engine's groups, rules and active
  *                               alerts (rules.h), with rules' type,
  *                               rule_name[], rule_group[], file[], match[]

@@ -2837,7 +2837,7 @@ static void decode_remote_write(ctx *c, const yamlconf_node *n, config_remote_wr
                     &r->write_relabel_configs, &r->n_write_relabel_configs);
     get_string(c, &s[RW_NAME], &r->name);
     bool dummy = false;
-    get_bool(c, &s[RW_SEND_EXEMPLARS], &dummy);
+    get_bool(c, &s[RW_SEND_EXEMPLARS], &r->send_exemplars);
     get_bool(c, &s[RW_SEND_NATIVE_HISTOGRAMS], &dummy);
     get_bool(c, &s[RW_ROUND_ROBIN_DNS], &dummy);
     get_bool(c, &s[RW_FAILED_REQUEST_LOGGING], &dummy);
@@ -2997,7 +2997,8 @@ static char *decode_remote_read(ctx *c, const yamlconf_node *n)
     return name ? name : mem_strdup("");
 }
 
-/* ---- ignored sections: storage, tracing, runtime, otlp ------------------------------ */
+/* ---- storage (exemplars.max_exemplars is used; the rest is checked and ignored), tracing,
+ * runtime, otlp ---------------------------------------------------------------------------- */
 
 static const char *const storage_names[] = {"tsdb", "exemplars"};
 static const char *const tsdb_names[] = {
@@ -3050,7 +3051,7 @@ static void decode_storage(ctx *c, const yamlconf_node *n)
     slot e[1];
     if (s[1].key && decode_map(c, s[1].val, "config.ExemplarsConfig", exemplars_names, 1, e) > 0) {
         int64_t v;
-        get_int(c, &e[0], &v, "int64");
+        if (get_int(c, &e[0], &v, "int64") > 0) c->cfg->max_exemplars = v < 0 ? 0 : v;
     }
 }
 
@@ -3821,6 +3822,7 @@ int config_load_string_opts(const char *yaml, size_t len, const char *source,
     c.opts = opts;
     c.cfg = mem_calloc(1, sizeof *c.cfg);
     c.cfg->refs = 1;
+    c.cfg->max_exemplars = CONFIG_DEFAULT_MAX_EXEMPLARS;
     c.cfg->source = mem_strdup(source);
     c.cfg->yaml = mem_strndup(yaml, len);
 

@@ -235,6 +235,7 @@ typedef struct config_remote_write {
     bool metadata_send;                    /* true */
     int64_t metadata_send_interval_ms;     /* 1m */
     int64_t metadata_max_samples_per_send; /* 2000 */
+    bool send_exemplars;                   /* false (Prometheus's default) */
     /* "prometheus.WriteRequest" (remote write 1.0, default) or
      * "io.prometheus.write.v2.Request" */
     char *protobuf_message;
@@ -340,7 +341,13 @@ typedef struct config {
     config_containers containers;
     config_webhook *webhooks; /* sidewatch's `webhooks:` receivers, in config order */
     size_t n_webhooks;
+    /* storage.exemplars.max_exemplars: CONFIG_DEFAULT_MAX_EXEMPLARS when
+     * absent (exemplar storage is on by default in sidewatch); 0 (or a
+     * negative value) = off. */
+    int64_t max_exemplars;
 } config;
+
+#define CONFIG_DEFAULT_MAX_EXEMPLARS 100000
 
 /* Parses and validates YAML text. `source` names the file in messages
  * ("<file>:<line>:<col>: <message>"); relative paths in the config are

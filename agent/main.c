@@ -639,6 +639,7 @@ static int reload(void *ctx, buf *err)
     d->cfg = next;
     d->last_reload_ok = true;
     d->last_reload_ms = wall_ms();
+    store_set_max_exemplars(d->st, next->max_exemplars);
     scrape_manager_reload(d->scrape, next);
     /* The collector is replaced only when its settings changed (its series
      * go stale and the new one starts over). */
@@ -733,6 +734,21 @@ static void collect_store(registry_collect *c, void *ctx)
          EXPFMT_GAUGE, (double)s.min_time_ms / 1000.0},
         {"sidewatch_store_highest_timestamp_seconds", "Newest sample timestamp in the store.",
          EXPFMT_GAUGE, (double)s.max_time_ms / 1000.0},
+        /* Exemplar storage: Prometheus's own names (dashboards use them). */
+        {"prometheus_tsdb_exemplar_exemplars_appended_total", "Total number of appended exemplars.",
+         EXPFMT_COUNTER, (double)s.exemplars_appended},
+        {"prometheus_tsdb_exemplar_exemplars_in_storage",
+         "Number of exemplars currently in circular storage.", EXPFMT_GAUGE,
+         (double)s.exemplars_in_storage},
+        {"prometheus_tsdb_exemplar_series_with_exemplars_in_storage",
+         "Number of series with exemplars currently in circular storage.", EXPFMT_GAUGE,
+         (double)s.series_with_exemplars},
+        {"prometheus_tsdb_exemplar_out_of_order_exemplars_total",
+         "Total number of out of order exemplar ingestion failed attempts.", EXPFMT_COUNTER,
+         (double)s.exemplars_out_of_order},
+        {"prometheus_tsdb_exemplar_max_exemplars",
+         "Total number of exemplars the exemplar storage can store, resizeable.", EXPFMT_GAUGE,
+         (double)s.max_exemplars},
     };
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
         registry_collect_family(c, m[i].name, m[i].help, m[i].type);
@@ -854,8 +870,10 @@ static int run_daemon(const flags *f)
         log_error("main", "could not initialise libcurl");
         goto out;
     }
-    store_options so = {
-        .path = f->storage_path, .retention_ms = retention_ms, .retention_bytes = retention_bytes};
+    store_options so = {.path = f->storage_path,
+                        .retention_ms = retention_ms,
+                        .retention_bytes = retention_bytes,
+                        .max_exemplars = d.cfg->max_exemplars};
     if (store_open(&d.st, &so, &err) < 0) {
         log_error("main", "Opening storage failed: %s", buf_cstr(&err));
         goto out;

@@ -27,6 +27,17 @@
  * when the option is false). Any other status drops the batch, counted in
  * *_failed_total.
  *
+ * Exemplars (send_exemplars: true): the exemplars a write-ahead row
+ * carries (those the store accepted with the row's batch) are entries of
+ * the same shard as their series' samples, after the row's samples, and
+ * each is sent in its own TimeSeries (the series' labels and the one
+ * exemplar), as Prometheus's populateTimeSeries does; they count against
+ * max_samples_per_send and capacity like samples. The resend guard below
+ * (skip_t) is about samples only: exemplars neither move it nor are
+ * filtered by it (an exemplar's timestamp may be older or newer than its
+ * sample's), so after a restart the exemplars of rows past the cursor may
+ * be sent twice, which a Prometheus receiver ignores (duplicate exemplar).
+ *
  * No loss and no duplicates across restarts: a row is sent by several
  * shards, so when the queue stops (or crashes) some of its samples may have
  * reached the receiver and others not. Resending the sent ones would make a
@@ -136,7 +147,8 @@ typedef struct rentry {
     rrow *row;
     int64_t t;
     double v;
-    nhist *h; /* owned copy or NULL */
+    nhist *h;   /* owned copy or NULL */
+    labels *ex; /* an exemplar (its labels, an owned copy), or NULL */
 } rentry;
 
 typedef struct rqueue rqueue;
@@ -157,6 +169,8 @@ typedef struct rshard {
 
 typedef struct qmetrics {
     registry_metric *samples, *failed, *retried, *histograms, *hist_failed, *hist_retried;
+    registry_metric *exemplars, *ex_failed, *ex_retried, *ex_pending;
+    registry_metric *ex_dropped_series, *ex_dropped_too_old, *ex_dropped_unknown;
     registry_metric *metadata, *metadata_failed, *metadata_retried;
     registry_metric *dropped_series, *dropped_too_old, *dropped_unknown, *hist_dropped_series;
     registry_metric *highest_sent, *highest_recv, *shards, *shards_desired, *shards_min,
@@ -192,7 +206,7 @@ struct rqueue {
     /* resharding */
     _Atomic uint64_t n_in, n_out, n_out_ns;
     _Atomic int64_t highest_recv_ms, highest_sent_ms;
-    _Atomic int64_t pending, hist_pending; /* entries in the shards */
+    _Atomic int64_t pending, hist_pending, ex_pending; /* entries in the shards */
     _Atomic uint64_t sends;                /* successful sends (a save is due after one) */
     uint64_t saved_sends;
     int64_t last_reshard_ms;
@@ -250,11 +264,17 @@ static registry_metric *qgauge(remote *r, rqueue *q, const char *name, const cha
 static registry_metric *qdropped(remote *r, rqueue *q, const char *name, const char *reason)
 {
     const char *v[] = {q->name, q->url, reason};
+    bool ex = strstr(name, "exemplars") != NULL;
     return registry_child(
         registry_counter(r->o.reg, name,
-                         "Total number of samples which were dropped after being read from the "
-                         "WAL before being sent via remote write, either via relabelling, due to "
-                         "being too old or unintentionally because of an unknown reference ID.",
+                         ex ? "Total number of exemplars which were dropped after being read from "
+                              "the WAL before being sent to remote write, either via relabelling, "
+                              "due to being too old or unintentionally because of an unknown "
+                              "reference ID."
+                            : "Total number of samples which were dropped after being read from "
+                              "the WAL before being sent via remote write, either via "
+                              "relabelling, due to being too old or unintentionally because of "
+                              "an unknown reference ID.",
                          QLABELS_REASON),
         v);
 }
@@ -282,6 +302,23 @@ static void metrics_init(remote *r, rqueue *q)
                                "Total number of histograms which failed on send to remote "
                                "storage but were retried because the send error was "
                                "recoverable.");
+    m->exemplars = qcounter(r, q, "prometheus_remote_storage_exemplars_total",
+                            "Total number of exemplars sent to remote storage.");
+    m->ex_failed = qcounter(r, q, "prometheus_remote_storage_exemplars_failed_total",
+                            "Total number of exemplars which failed on send to remote storage, "
+                            "non-recoverable errors.");
+    m->ex_retried = qcounter(r, q, "prometheus_remote_storage_exemplars_retried_total",
+                             "Total number of exemplars which failed on send to remote storage "
+                             "but were retried because the send error was recoverable.");
+    m->ex_pending = qgauge(r, q, "prometheus_remote_storage_exemplars_pending",
+                           "The number of exemplars pending in the queues shards to be sent to "
+                           "the remote storage.");
+    m->ex_dropped_series =
+        qdropped(r, q, "prometheus_remote_storage_exemplars_dropped_total", "dropped_series");
+    m->ex_dropped_too_old =
+        qdropped(r, q, "prometheus_remote_storage_exemplars_dropped_total", "too_old");
+    m->ex_dropped_unknown = qdropped(r, q, "prometheus_remote_storage_exemplars_dropped_total",
+                                     "unintentionally_dropped_series");
     m->metadata = qcounter(r, q, "prometheus_remote_storage_metadata_total",
                            "Total number of metadata entries sent to remote storage.");
     m->metadata_failed = qcounter(r, q, "prometheus_remote_storage_metadata_failed_total",
@@ -352,6 +389,9 @@ static void metrics_remove(remote *r, rqueue *q)
                                            "prometheus_remote_storage_histograms_total",
                                            "prometheus_remote_storage_histograms_failed_total",
                                            "prometheus_remote_storage_histograms_retried_total",
+                                           "prometheus_remote_storage_exemplars_total",
+                                           "prometheus_remote_storage_exemplars_failed_total",
+                                           "prometheus_remote_storage_exemplars_retried_total",
                                            "prometheus_remote_storage_metadata_total",
                                            "prometheus_remote_storage_metadata_failed_total",
                                            "prometheus_remote_storage_metadata_retried_total",
@@ -367,6 +407,7 @@ static void metrics_remove(remote *r, rqueue *q)
         "prometheus_remote_storage_shards_max",
         "prometheus_remote_storage_samples_pending",
         "prometheus_remote_storage_histograms_pending",
+        "prometheus_remote_storage_exemplars_pending",
         "prometheus_remote_storage_shard_capacity",
         "prometheus_remote_storage_max_samples_per_send",
         NULL};
@@ -392,6 +433,10 @@ static void metrics_remove(remote *r, rqueue *q)
             registry_counter(r->o.reg, "prometheus_remote_storage_histograms_dropped_total", "",
                              QLABELS_REASON),
             rv);
+        registry_family_remove(registry_counter(r->o.reg,
+                                                "prometheus_remote_storage_exemplars_dropped_total",
+                                                "", QLABELS_REASON),
+                               rv);
     }
 }
 
@@ -399,6 +444,25 @@ static void update_pending(rqueue *q)
 {
     registry_set(q->m.pending, (double)atomic_load(&q->pending));
     registry_set(q->m.hist_pending, (double)atomic_load(&q->hist_pending));
+    registry_set(q->m.ex_pending, (double)atomic_load(&q->ex_pending));
+}
+
+/* The pending counter of an entry's kind. */
+static _Atomic int64_t *pending_of(rqueue *q, const rentry *e)
+{
+    return e->ex ? &q->ex_pending : e->h ? &q->hist_pending : &q->pending;
+}
+
+/* Frees what an entry owns (its histogram or exemplar labels). */
+static void entry_release(rentry *e)
+{
+    if (e->h) {
+        nhist_cleanup(e->h);
+        mem_free(e->h);
+        e->h = NULL;
+    }
+    labels_free(e->ex);
+    e->ex = NULL;
 }
 
 static void set_max(_Atomic int64_t *a, int64_t v)
@@ -454,6 +518,7 @@ static char *settings_text(const config *cfg, const config_remote_write *rw)
                rw->queue_max_samples_per_send, rw->queue_batch_send_deadline_ms,
                rw->queue_min_backoff_ms, rw->queue_max_backoff_ms, rw->queue_retry_on_http_429,
                rw->queue_sample_age_limit_ms);
+    buf_printf(&b, "send_exemplars %d\n", rw->send_exemplars);
     buf_printf(&b, "metadata %d %" PRId64 " %" PRId64 "\n", rw->metadata_send,
                rw->metadata_send_interval_ms, rw->metadata_max_samples_per_send);
     buf_puts(&b, "external");
@@ -779,10 +844,10 @@ static bool post(rshard *sh, const char *body, size_t len, send_result *res)
 
 enum send_outcome { SENT, FAILED, ABANDONED };
 
-/* Sends body with retries. counts[0..2] = samples, histograms, metadata in
- * it (for the retried counters). */
+/* Sends body with retries. counts[0..3] = samples, histograms, metadata,
+ * exemplars in it (for the retried counters). */
 static enum send_outcome send_with_retries(rshard *sh, const char *body, size_t len,
-                                           const size_t counts[3])
+                                           const size_t counts[4])
 {
     rqueue *q = sh->q;
     const config_remote_write *rw = q->rw;
@@ -809,6 +874,7 @@ static enum send_outcome send_with_retries(rshard *sh, const char *body, size_t 
         registry_add(q->m.retried, (double)counts[0]);
         registry_add(q->m.hist_retried, (double)counts[1]);
         registry_add(q->m.metadata_retried, (double)counts[2]);
+        registry_add(q->m.ex_retried, (double)counts[3]);
         backoff = sleep * 2;
         if (rw->queue_max_backoff_ms > 0 && backoff > rw->queue_max_backoff_ms)
             backoff = rw->queue_max_backoff_ms;
@@ -817,11 +883,7 @@ static enum send_outcome send_with_retries(rshard *sh, const char *body, size_t 
 
 static void entry_done(rentry *e)
 {
-    if (e->h) {
-        nhist_cleanup(e->h);
-        mem_free(e->h);
-        e->h = NULL;
-    }
+    entry_release(e);
     atomic_fetch_sub(&e->row->left, 1);
 }
 
@@ -832,9 +894,13 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
     rqueue *q = sh->q;
     /* Group by series, keeping each series' order. */
     rwproto_series *ser = mem_calloc(k, sizeof *ser);
-    size_t ns = 0, n_float = 0, n_hist = 0;
+    size_t ns = 0, n_float = 0, n_hist = 0, n_ex = 0;
     for (size_t i = 0; i < k; i++) {
         rseries *s = ents[i].s;
+        if (ents[i].ex) { /* its own TimeSeries, added below */
+            n_ex++;
+            continue;
+        }
         if (s->bidx >= ns || ser[s->bidx].ls != s->ls) {
             s->bidx = ns;
             ser[ns++].ls = s->ls;
@@ -858,7 +924,18 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
         ser[i].n_samples = ser[i].n_hists = 0;
     }
     int64_t max_t = INT64_MIN;
+    rwproto_exemplar *exs = mem_malloc((n_ex ? n_ex : 1) * sizeof *exs);
+    size_t eo = 0;
     for (size_t i = 0; i < k; i++) {
+        if (ents[i].ex) {
+            /* As Prometheus: one TimeSeries per exemplar, with the series'
+             * labels and no samples. */
+            exs[eo] = (rwproto_exemplar){.ls = ents[i].ex, .t = ents[i].t, .v = ents[i].v};
+            ser[ns++] =
+                (rwproto_series){.ls = ents[i].s->ls, .exemplars = &exs[eo], .n_exemplars = 1};
+            eo++;
+            continue;
+        }
         rwproto_series *s = &ser[ents[i].s->bidx];
         if (ents[i].h)
             s->hists[s->n_hists++] = (rwproto_hsample){.t = ents[i].t, .h = *ents[i].h};
@@ -871,7 +948,7 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
     buf_init(&body, REMOTE_BODY_LIMIT);
     buf_init(&err, 1024);
     enum send_outcome out;
-    size_t counts[3] = {n_float, n_hist, 0};
+    size_t counts[4] = {n_float, n_hist, 0, n_ex};
     if (rwproto_encode(&req, &body, &err) < 0) {
         log_error(REMOTE_LOG, "remote_name=%s: cannot encode a batch: %s", q->name, buf_cstr(&err));
         out = FAILED;
@@ -884,10 +961,12 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
         registry_add(q->m.bytes, (double)body.len);
         registry_add(q->m.histograms, (double)n_hist);
         registry_add(q->m.samples, (double)n_float);
+        registry_add(q->m.exemplars, (double)n_ex);
         atomic_fetch_add(&q->n_out, k);
         atomic_fetch_add(&q->sends, 1);
         for (size_t i = 0; i < k; i++) {
             rseries *s = ents[i].s;
+            if (ents[i].ex) continue; /* exemplars do not move the resend guard */
             if (ents[i].t > atomic_load(&s->sent_t)) atomic_store(&s->sent_t, ents[i].t);
             if (ents[i].row->seq > atomic_load(&s->sent_seq))
                 atomic_store(&s->sent_seq, ents[i].row->seq);
@@ -895,16 +974,14 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
     } else if (out == FAILED) {
         registry_add(q->m.failed, (double)n_float);
         registry_add(q->m.hist_failed, (double)n_hist);
+        registry_add(q->m.ex_failed, (double)n_ex);
     }
     for (size_t i = 0; i < k; i++) {
         /* Pending until sent or dropped, as Prometheus counts it. */
-        atomic_fetch_sub(ents[i].h ? &q->hist_pending : &q->pending, 1);
+        atomic_fetch_sub(pending_of(q, &ents[i]), 1);
         if (out == ABANDONED) {
             /* The row stays incomplete: it is read again after a restart. */
-            if (ents[i].h) {
-                nhist_cleanup(ents[i].h);
-                mem_free(ents[i].h);
-            }
+            entry_release(&ents[i]);
         } else {
             entry_done(&ents[i]);
         }
@@ -913,6 +990,7 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
     buf_cleanup(&err);
     mem_free(samples);
     mem_free(hists);
+    mem_free(exs);
     mem_free(ser);
 }
 
@@ -988,11 +1066,8 @@ static void shard_stop(rshard *sh)
     sh->http = NULL;
     for (size_t i = 0; i < sh->len; i++) {
         rentry *e = &sh->ring[(sh->head + i) % sh->cap];
-        atomic_fetch_sub(e->h ? &sh->q->hist_pending : &sh->q->pending, 1);
-        if (e->h) {
-            nhist_cleanup(e->h);
-            mem_free(e->h);
-        }
+        atomic_fetch_sub(pending_of(sh->q, e), 1);
+        entry_release(e);
     }
     sh->head = sh->len = 0;
 }
@@ -1016,7 +1091,7 @@ static bool enqueue(rqueue *q, size_t i, const rentry *e)
     if (sh->len == 0) sh->oldest_ms = mono_ms();
     sh->ring[(sh->head + sh->len) % sh->cap] = *e;
     sh->len++;
-    atomic_fetch_add(e->h ? &q->hist_pending : &q->pending, 1);
+    atomic_fetch_add(pending_of(q, e), 1);
     /* The shard waits for its first entry (to start the deadline) or for
      * a full batch; waking it for every entry costs more than sending. */
     if (sh->len == 1 || sh->len == (size_t)q->rw->queue_max_samples_per_send || sh->len == sh->cap)
@@ -1130,7 +1205,7 @@ static void send_metadata(rqueue *q)
             registry_add(q->m.metadata_failed, (double)k);
             continue;
         }
-        size_t counts[3] = {0, 0, k};
+        size_t counts[4] = {0, 0, k, 0};
         /* From the reader thread, with a client of its own. */
         rshard tmp = {.q = q, .http = httpc_new()};
         enum send_outcome out = send_with_retries(&tmp, body.data, body.len, counts);
@@ -1240,10 +1315,35 @@ static ssize_t read_rows(rqueue *q)
             size_t shard = (size_t)(s->ls->hash % q->n_shards);
             if (!enqueue(q, shard, &e)) {
                 atomic_fetch_sub(&row->left, 1);
-                if (e.h) {
-                    nhist_cleanup(e.h);
-                    mem_free(e.h);
-                }
+                entry_release(&e);
+                stopped = true;
+            }
+        }
+        /* The row's exemplars, after its samples (same shard as their
+         * series). Not filtered by skip_t: see the top. */
+        for (size_t k = 0; q->rw->send_exemplars && k < b[i].n_exemplars && !stopped; k++) {
+            const store_wal_exemplar *we = &b[i].exemplars[k];
+            bool unknown;
+            rseries *s = series_resolve(q, we->ref, &unknown);
+            if (unknown) {
+                registry_inc(q->m.ex_dropped_unknown);
+                continue;
+            }
+            if (!s->ls) {
+                registry_inc(q->m.ex_dropped_series);
+                continue;
+            }
+            if (age_limit > 0 && now - we->t > age_limit) {
+                registry_inc(q->m.ex_dropped_too_old);
+                continue;
+            }
+            rentry e = {.s = s, .row = row, .t = we->t, .v = we->v, .ex = labels_dup(we->labels)};
+            atomic_fetch_add(&row->left, 1);
+            atomic_fetch_add(&q->n_in, 1);
+            size_t shard = (size_t)(s->ls->hash % q->n_shards);
+            if (!enqueue(q, shard, &e)) {
+                atomic_fetch_sub(&row->left, 1);
+                entry_release(&e);
                 stopped = true;
             }
         }

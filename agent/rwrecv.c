@@ -20,8 +20,12 @@
  * a timeout) thus gets a 204 and no duplicates, where Prometheus would
  * answer 400 unless the values are identical.
  *
- * Exemplars are decoded and validated but not stored (the store keeps
- * none); metadata is recorded with the batch (latest wins). */
+ * Exemplars are stored with the batch (store_batch_add_exemplar: while
+ * exemplar storage is on; duplicates are dropped silently, out-of-order
+ * ones and labels over 128 runes are dropped and never fail the request,
+ * as in Prometheus's handler, which logs them at debug level); a series
+ * that only carries exemplars is created. Metadata is recorded with the
+ * batch (latest wins). */
 #include "rwrecv.h"
 
 #include <errno.h>
@@ -83,7 +87,7 @@ int rwrecv_append(store *st, const void *body, size_t len, buf *err)
     store_batch *b = store_batch_new(st);
     for (size_t i = 0; i < r.n_series; i++) {
         const rwproto_series *s = &r.series[i];
-        if (s->n_samples == 0 && s->n_hists == 0) continue;
+        if (s->n_samples == 0 && s->n_hists == 0 && s->n_exemplars == 0) continue;
         uint64_t ref = 0;
         bool created = false;
         rc = store_series_ref(st, s->ls, &ref, &created);
@@ -95,6 +99,9 @@ int rwrecv_append(store *st, const void *body, size_t len, buf *err)
             store_batch_add(b, ref, s->samples[j].t, s->samples[j].v);
         for (size_t j = 0; j < s->n_hists; j++)
             store_batch_add_histogram(b, ref, s->hists[j].t, &s->hists[j].h);
+        for (size_t j = 0; j < s->n_exemplars; j++)
+            store_batch_add_exemplar(b, ref, s->exemplars[j].t, s->exemplars[j].v,
+                                     s->exemplars[j].ls);
     }
     for (size_t i = 0; i < r.n_metadata; i++) {
         const rwproto_metadata *m = &r.metadata[i];

@@ -997,6 +997,14 @@ static void note_metadata(target *t, store_batch *b, textparse_str name, enum ex
     buf_cleanup(&hb);
 }
 
+/* An exposed exemplar (labels owned by whoever holds the array). */
+typedef struct scraped_exemplar {
+    labels *ls;
+    double v;
+    int64_t t;
+    bool has_ts;
+} scraped_exemplar;
+
 /* One exposed sample of either parser, for append_sample. */
 typedef struct exposed_sample {
     const char *key; /* series bytes: equal bytes, same series (per format) */
@@ -1009,6 +1017,9 @@ typedef struct exposed_sample {
     double v;
     const nhist *h;   /* a native histogram sample, or NULL */
     const labels *ls; /* exposed labels given directly (an NHCB), or NULL */
+    bool ex_given;              /* exemplars given directly (an NHCB's): ex, n_ex */
+    const scraped_exemplar *ex; /* (else the parser's are read) */
+    size_t n_ex;
 } exposed_sample;
 
 /* Prometheus's pickSchema: the largest exponential schema whose bucket
@@ -1048,6 +1059,103 @@ static int limit_histogram(const config_scrape *sc, const nhist *h, nhist *tmp, 
     }
     *out = tmp;
     return 0;
+}
+
+/* Prometheus's exemplar.Compare: by timestamp, value, then labels. */
+static int cmp_scraped_exemplar(const void *x, const void *y)
+{
+    const scraped_exemplar *a = x, *b = y;
+    if (a->t != b->t) return a->t < b->t ? -1 : 1;
+    if (a->v != b->v) return a->v < b->v ? -1 : 1;
+    return labels_compare(a->ls, b->ls);
+}
+
+/* Appends the exemplars the parser holds for the sample x to *v (labels
+ * owned by the array). Exemplars with invalid labels (a repeated name) are
+ * left out. */
+static void read_exemplars(const exposed_sample *x, arena *a, scraped_exemplar **v, size_t *n,
+                           size_t *cap)
+{
+    size_t total = 0;
+    if (x->tp)
+        total = textparse_has_exemplar(x->tp) ? 1 : 0;
+    else if (x->pp)
+        total = protoparse_exemplar_count(x->pp);
+    if (total == 0) return;
+    labels_builder lb;
+    labels_builder_init(&lb);
+    for (size_t i = 0; i < total; i++) {
+        labels_builder_reset(&lb);
+        scraped_exemplar e = {0};
+        if (x->tp) {
+            size_t nl = textparse_exemplar_label_count(x->tp);
+            for (size_t j = 0; j < nl; j++) {
+                textparse_str ln, lv;
+                textparse_exemplar_label(x->tp, j, &ln, &lv);
+                size_t l1, l2;
+                const char *n1 = view_str(a, ln, &l1), *v1 = view_str(a, lv, &l2);
+                labels_builder_add(&lb, n1, l1, v1, l2);
+            }
+            e.v = textparse_exemplar_value(x->tp);
+            e.has_ts = textparse_exemplar_timestamp(x->tp, &e.t);
+        } else {
+            size_t nl = protoparse_exemplar_label_count(x->pp, i);
+            for (size_t j = 0; j < nl; j++) {
+                const char *n1, *v1;
+                size_t l1, l2;
+                protoparse_exemplar_label(x->pp, i, j, &n1, &l1, &v1, &l2);
+                labels_builder_add(&lb, n1, l1, v1, l2);
+            }
+            protoparse_exemplar(x->pp, i, &e.v, &e.has_ts, &e.t);
+        }
+        const char *dup = NULL;
+        e.ls = labels_builder_finish(&lb, &dup);
+        if (!e.ls) continue;
+        if (*n == *cap) *v = mem_grow(*v, sizeof **v, *n + 1, cap);
+        (*v)[(*n)++] = e;
+    }
+    labels_builder_cleanup(&lb);
+}
+
+static void scraped_exemplars_free(scraped_exemplar *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        labels_free(v[i].ls);
+    mem_free(v);
+}
+
+/* Adds the exemplars of the sample x (stored as series ref at sts) to the
+ * batch, as Prometheus 3.x's scrape loop does: an exemplar without a
+ * timestamp gets the sample's timestamp, except on a histogram (native, or
+ * an NHCB), where it is dropped; they are sorted (exemplar.Compare) and
+ * appended in that order. */
+static void append_exemplars(scrape_manager *m, const exposed_sample *x, uint64_t ref, int64_t sts,
+                             store_batch *b, arena *a)
+{
+    if (!store_exemplars_enabled(m->st)) return;
+    scraped_exemplar *own = NULL;
+    size_t n = 0, cap = 0;
+    const scraped_exemplar *src = x->ex;
+    if (x->ex_given) {
+        n = x->n_ex;
+    } else {
+        read_exemplars(x, a, &own, &n, &cap);
+        src = own;
+    }
+    if (n == 0) return;
+    scraped_exemplar *use = mem_malloc(n * sizeof *use);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!src[i].has_ts && x->h) continue;
+        use[k] = src[i];
+        if (!src[i].has_ts) use[k].t = sts;
+        k++;
+    }
+    if (k > 1) qsort(use, k, sizeof *use, cmp_scraped_exemplar);
+    for (size_t i = 0; i < k; i++)
+        store_batch_add_exemplar(b, ref, use[i].t, use[i].v, use[i].ls);
+    mem_free(use);
+    if (own) scraped_exemplars_free(own, n);
 }
 
 /* Looks a sample's series up (creating its entry and store series when
@@ -1104,6 +1212,7 @@ static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, 
     }
     if (!x->h) {
         store_batch_add(b, se->ref, sts, x->v);
+        append_exemplars(m, x, se->ref, sts, b, a);
         return 0;
     }
     nhist tmp;
@@ -1112,6 +1221,7 @@ static int append_sample(scrape_manager *m, target *t, const exposed_sample *x, 
     int rc = limit_histogram(t->sc, x->h, &tmp, &hh);
     if (rc == 0) {
         store_batch_add_histogram(b, se->ref, sts, hh);
+        append_exemplars(m, x, se->ref, sts, b, a);
     } else if (rc == -E2BIG) {
         buf_puts(err, "histogram bucket limit exceeded");
         registry_inc(m->m_bucket_limit);
@@ -1164,6 +1274,9 @@ typedef struct nhcb_state {
     nhcb c;
     nhcb_held *held; /* when classic series are not kept */
     size_t n_held, cap_held;
+    scraped_exemplar *ex; /* the buckets' exemplars, for the NHCB (as Prometheus's
+                           * NHCBParser collects them) */
+    size_t n_ex, cap_ex;
 } nhcb_state;
 
 static void nhcb_drop_held(nhcb_state *st)
@@ -1193,6 +1306,7 @@ static void nhcb_state_cleanup(nhcb_state *st)
     nhcb_cleanup(&st->c);
     nhcb_drop_held(st);
     mem_free(st->held);
+    scraped_exemplars_free(st->ex, st->n_ex);
 }
 
 /* Hash of a label set without __name__ and le (HashWithoutLabels). */
@@ -1269,7 +1383,8 @@ static int nhcb_emit(scrape_manager *m, target *t, nhcb_state *st, int64_t ts, s
         buf_init(&key, BUF_UNLIMITED);
         labels_encode(st->base, &key);
         exposed_sample x = {.key = buf_cstr(&key), .key_len = key.len, .format = SCRAPE_FMT_NHCB,
-                            .has_ts = st->has_ts, .ts = st->ts, .h = &h, .ls = st->base};
+                            .has_ts = st->has_ts, .ts = st->ts, .h = &h, .ls = st->base,
+                            .ex_given = true, .ex = st->ex, .n_ex = st->n_ex};
         rc = append_sample(m, t, &x, ts, b, res, a, err);
         buf_cleanup(&key);
         nhcb_drop_held(st);
@@ -1287,6 +1402,9 @@ static int nhcb_emit(scrape_manager *m, target *t, nhcb_state *st, int64_t ts, s
     nhcb_reset(&st->c);
     labels_free(st->base);
     st->base = NULL;
+    for (size_t i = 0; i < st->n_ex; i++)
+        labels_free(st->ex[i].ls);
+    st->n_ex = 0;
     return rc;
 }
 
@@ -1347,6 +1465,8 @@ static int nhcb_series(scrape_manager *m, target *t, nhcb_state *st, const expos
         st->ts = x->ts;
         st->state = NHCB_COLLECTING;
     }
+    if (kind == 1 && store_exemplars_enabled(m->st))
+        read_exemplars(x, a, &st->ex, &st->n_ex, &st->cap_ex);
     if (kind == 1)
         nhcb_set_bucket(&st->c, le, x->v);
     else if (kind == 2)

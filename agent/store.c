@@ -47,6 +47,16 @@
  *   kv(ns, key, value)                 durable state of other modules
  *                                      (version 4): alert state, the
  *                                      notification outbox (store_kv_*)
+ *   exemplars(id, series_id, t, v, labels)
+ *                                      (version 7) stored exemplars, id in
+ *                                      append order (v: the double's bits;
+ *                                      labels: labels_encode()); at most
+ *                                      max_exemplars rows: the commit that
+ *                                      adds some deletes the lowest ids
+ *                                      beyond (Prometheus's circular buffer
+ *                                      evicts its oldest entries the same
+ *                                      way); index exemplars_series
+ *                                      (series_id, t)
  * Label names and values are BLOBs (they may contain NUL; BLOBs compare with
  * memcmp, i.e. like Go strings).
  *
@@ -78,6 +88,13 @@
  * (as I above), 2 a histogram: uvarint length, then a histogram chunk
  * (histchunk.h) of that one sample. Batches without histograms keep the old
  * row, so the float path and old rows are unchanged.
+ * A batch with accepted exemplars (version 7) is written as a row of kind
+ * 2: bytes 0x00 0x02, then the samples exactly as in kind 1 (n may be 0),
+ * then uvarint m and m exemplars, each as: uvarint series id, zigzag
+ * varint t, the value's 8 bytes little-endian, uvarint length and the
+ * labels_encode() bytes of its labels. Replay ignores the exemplars (they
+ * are in the exemplars table, written in the same transaction); they are
+ * there for store_wal_read (remote write).
  *
  * Schema version 5 marks a database that may hold histogram chunks and
  * rows of kind 1: a version-4 binary refuses it (a newer schema) instead of
@@ -85,6 +102,8 @@
  * upgrade from 4 only adds chunks_hist. Version 6 marks slots that may
  * carry the 20-byte header (a version-5 binary would take them for damaged
  * ones); the upgrade from 5 adds wal_consumers, and old rows stay readable.
+ * Version 7 marks rows of kind 2 (a version-6 binary would call them
+ * corrupt); the upgrade from 6 adds the exemplars table.
  *
  * Consumers (remote write, store.h). The release point is
  * meta.wal_pin = min(the head's pin, every consumer's next_seq): rows a
@@ -193,7 +212,7 @@
 #include "mem.h"
 #include "strutil.h"
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 #define STORE_APPLICATION_ID 0x53445754 /* "SDWT" */
 #define STORE_DB_NAME "sidewatch.db"
 #define STORE_LOCK_NAME "lock"
@@ -294,6 +313,26 @@ typedef struct wal_consumer {
     uint64_t dropped;
 } wal_consumer;
 
+/* A series' exemplar state (allocated at its first exemplar): the newest
+ * stored exemplar, for the duplicate and order checks, and the number of
+ * its exemplars in the table. */
+typedef struct exstate {
+    int64_t t;
+    uint64_t v;     /* bits */
+    uint64_t lhash; /* strutil_hash64 of the labels' encoding */
+    uint8_t *lenc;  /* labels_encode() of its labels */
+    uint32_t lenc_len;
+    bool has;       /* t, v, lhash, lenc describe a stored exemplar */
+    uint64_t count; /* rows in the exemplars table */
+    /* Tentative newest while a commit checks its batch (write_mu). */
+    uint64_t gen;
+    int64_t tent_t;
+    uint64_t tent_v, tent_lhash;
+    const uint8_t *tent_lenc;
+    uint32_t tent_lenc_len;
+    bool tent_has;
+} exstate;
+
 /* A series' open histogram chunk (allocated at its first histogram). */
 typedef struct hhead {
     histchunk_appender open;
@@ -338,6 +377,7 @@ struct series {
     bool tent_v_known;
     bool tent_hist;
     hhead *hh; /* histogram head; NULL until the series gets a histogram */
+    exstate *ex; /* exemplar state; NULL until the series gets an exemplar */
 };
 
 typedef struct meta_entry {
@@ -365,7 +405,13 @@ struct store {
         sqlite3_stmt *del_chunks_before, *oldest_chunks, *del_chunk;
         sqlite3_stmt *first_chunk, *last_chunk;
         sqlite3_stmt *upsert_consumer, *del_consumer, *set_consumer;
+        sqlite3_stmt *ins_ex, *trim_ex;
     } st;
+    /* Exemplar storage (write_mu; ex_total and ex_series also read under
+     * stats_mu). */
+    _Atomic int64_t max_ex; /* 0 = off */
+    uint64_t ex_total;      /* rows in the exemplars table */
+    uint64_t ex_series;     /* series with rows there */
     uint64_t gen;  /* commit generation, for the tentative state */
     hmap metadata; /* metric -> meta_entry: what the database holds */
     mchunk *unwritten, *unwritten_tail; /* closed chunks to write, oldest first */
@@ -440,10 +486,23 @@ typedef struct batch_meta {
 /* A histogram sample in a batch: ref | BATCH_HIST, v = index into h. */
 #define BATCH_HIST (UINT64_C(1) << 63)
 
+/* An exemplar in a batch: labels encoded into the batch's exb buffer. */
+typedef struct batch_exemplar {
+    uint64_t ref;
+    int64_t t;
+    uint64_t v; /* bits */
+    size_t loff;
+    uint32_t llen;
+} batch_exemplar;
+
 struct store_batch {
     store *s;
     batch_sample *v;
     size_t n, cap;
+    batch_exemplar *ex;
+    size_t nex, excap;
+    buf exb;          /* the exemplars' encoded labels */
+    uint64_t ex_long; /* refused: labels over STORE_EXEMPLAR_MAX_LABEL_RUNES */
     nhist *h; /* the batch's histograms (owned copies) */
     size_t nh, hcap;
     batch_meta *m;
@@ -461,7 +520,7 @@ struct store_reader {
         sqlite3_stmt *begin, *end;
         sqlite3_stmt *lv_eq, *lv_name, *lv_range, *postings;
         sqlite3_stmt *chunks, *hchunks, *metadata, *names, *values, *touch;
-        sqlite3_stmt *meta_all, *lv_all;
+        sqlite3_stmt *meta_all, *lv_all, *exemplars;
     } st;
 };
 
@@ -673,7 +732,8 @@ typedef struct wal_reader {
     uint64_t n, i;
     uint64_t ref;
     int64_t t;
-    bool kind1; /* a row of kind 1 (with histograms) */
+    bool kind1; /* a row of kind 1 or 2 (with histograms or exemplars) */
+    bool kind2; /* a row of kind 2: exemplars follow the samples */
 } wal_reader;
 
 static int wal_reader_init(wal_reader *w, const void *data, size_t len)
@@ -684,8 +744,10 @@ static int wal_reader_init(wal_reader *w, const void *data, size_t len)
     w->ref = 0;
     w->t = 0;
     w->kind1 = len > 0 && w->p[0] == 0;
+    w->kind2 = false;
     if (w->kind1) {
-        if (len < 2 || w->p[1] != 1) return -EINVAL;
+        if (len < 2 || (w->p[1] != 1 && w->p[1] != 2)) return -EINVAL;
+        w->kind2 = w->p[1] == 2;
         w->p += 2;
     }
     if (strutil_get_uvarint(&w->p, w->end, &w->n) < 0 || w->n > len) return -EINVAL;
@@ -700,7 +762,8 @@ static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v
 {
     *hp = NULL;
     *hlen = 0;
-    if (w->i >= w->n) return w->p == w->end ? 0 : -EINVAL;
+    /* In a row of kind 2 the exemplars follow (w->p is at them). */
+    if (w->i >= w->n) return w->p == w->end || w->kind2 ? 0 : -EINVAL;
     uint64_t rf;
     int64_t dt;
     if (strutil_get_uvarint(&w->p, w->end, &rf) < 0 || strutil_get_varint(&w->p, w->end, &dt) < 0) return -EINVAL;
@@ -737,6 +800,60 @@ static int wal_reader_next(wal_reader *w, uint64_t *ref, int64_t *t, uint64_t *v
     *t = w->t;
     *v = bits;
     return 1;
+}
+
+/* Decodes the exemplar section of a row of kind 2 (from p, the end of its
+ * samples, to end). With out NULL only checks it. Returns 0 (and *out,
+ * *n: the array and its labels owned by the caller) or -EINVAL. */
+static int wal_exemplars_decode(const uint8_t *p, const uint8_t *end, store_wal_exemplar **out,
+                                size_t *n)
+{
+    uint64_t m;
+    if (out) {
+        *out = NULL;
+        *n = 0;
+    }
+    if (strutil_get_uvarint(&p, end, &m) < 0 || m > (uint64_t)(end - p)) return -EINVAL;
+    store_wal_exemplar *v = out && m ? mem_calloc((size_t)m, sizeof *v) : NULL;
+    size_t got = 0;
+    int rc = 0;
+    for (uint64_t i = 0; i < m; i++) {
+        uint64_t ref, l, bits = 0;
+        int64_t t;
+        if (strutil_get_uvarint(&p, end, &ref) < 0 || strutil_get_varint(&p, end, &t) < 0 ||
+            end - p < 8) {
+            rc = -EINVAL;
+            break;
+        }
+        for (int k = 7; k >= 0; k--)
+            bits = (bits << 8) | p[k];
+        p += 8;
+        labels *ls = NULL;
+        if (strutil_get_uvarint(&p, end, &l) < 0 || l > (uint64_t)(end - p) ||
+            labels_decode(p, (size_t)l, &ls) < 0) {
+            rc = -EINVAL;
+            break;
+        }
+        p += l;
+        if (v) {
+            v[got++] =
+                (store_wal_exemplar){.ref = ref, .t = t, .v = bits_double(bits), .labels = ls};
+        } else {
+            labels_free(ls);
+        }
+    }
+    if (rc == 0 && p != end) rc = -EINVAL;
+    if (rc < 0) {
+        for (size_t i = 0; i < got; i++)
+            labels_free(v[i].labels);
+        mem_free(v);
+        return rc;
+    }
+    if (out) {
+        *out = v;
+        *n = got;
+    }
+    return 0;
 }
 
 /* ---- write-ahead slots ---------------------------------------------------------------- */
@@ -1189,6 +1306,12 @@ static const char schema_v4_sql[] = "CREATE TABLE IF NOT EXISTS kv(ns TEXT NOT N
 static const char schema_v5_sql[] =
     "CREATE INDEX IF NOT EXISTS chunks_hist ON chunks(series_id, max_t) WHERE enc >= 2;";
 
+/* Version 7: stored exemplars. */
+static const char schema_v7_sql[] =
+    "CREATE TABLE IF NOT EXISTS exemplars(id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,"
+    " t INTEGER NOT NULL, v INTEGER NOT NULL, labels BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS exemplars_series ON exemplars(series_id, t);";
+
 /* Version 6: remote-write consumers of the write-ahead rows. */
 static const char schema_v6_sql[] =
     "CREATE TABLE IF NOT EXISTS wal_consumers(name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL,"
@@ -1307,6 +1430,7 @@ static int init_schema(store *s, buf *err)
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v4_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v5_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v6_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v7_sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) goto sqlerr;
     } else if (app_id != STORE_APPLICATION_ID) {
         open_error(err, s, "%s is not a sidewatch database (application_id 0x%" PRIx64 ")",
@@ -1337,6 +1461,10 @@ static int init_schema(store *s, buf *err)
         }
         if (version < 6) {
             rc = sqlite3_exec(s->db, schema_v6_sql, NULL, NULL, NULL);
+            if (rc != SQLITE_OK) goto sqlerr;
+        }
+        if (version < 7) {
+            rc = sqlite3_exec(s->db, schema_v7_sql, NULL, NULL, NULL);
             if (rc != SQLITE_OK) goto sqlerr;
         }
     }
@@ -1396,6 +1524,9 @@ static int prepare_writer(store *s)
                            " next_seq = excluded.next_seq, max_lag_ms = excluded.max_lag_ms"),
         W(del_consumer, "DELETE FROM wal_consumers WHERE name = ?1"),
         W(set_consumer, "UPDATE wal_consumers SET next_seq = ?2, dropped = ?3 WHERE name = ?1"),
+        W(ins_ex, "INSERT INTO exemplars(series_id, t, v, labels) VALUES(?1, ?2, ?3, ?4)"),
+        W(trim_ex, "DELETE FROM exemplars WHERE id IN (SELECT id FROM exemplars ORDER BY id"
+                   " LIMIT ?1) RETURNING series_id"),
 #undef W
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
@@ -1506,6 +1637,37 @@ static int load_state(store *s, buf *err)
         e->help = mem_strdup((const char *)sqlite3_column_text(st, 2));
         e->unit = mem_strdup((const char *)sqlite3_column_text(st, 3));
         hmap_put(&s->metadata, str_hash(e->metric), e);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc != SQLITE_DONE) goto sqlerr_nofin;
+
+    /* Each series' newest exemplar (the highest id: per series they are
+     * appended in order) and how many it has. */
+    rc = sqlite3_prepare_v2(s->db,
+                            "SELECT e.series_id, c.n, e.t, e.v, e.labels FROM (SELECT series_id,"
+                            " count(*) AS n, max(id) AS mid FROM exemplars GROUP BY series_id) c"
+                            " JOIN exemplars e ON e.id = c.mid",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK) goto sqlerr;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        series *se = id > 0 && (uint64_t)id < s->by_id_cap ? s->by_id[id] : NULL;
+        if (!se) continue;
+        exstate *e = se->ex = mem_calloc(1, sizeof *se->ex);
+        e->count = (uint64_t)sqlite3_column_int64(st, 1);
+        e->t = sqlite3_column_int64(st, 2);
+        e->v = (uint64_t)sqlite3_column_int64(st, 3);
+        const char *p;
+        size_t len;
+        column_bytes(st, 4, &p, &len);
+        e->lenc = mem_malloc(len ? len : 1);
+        memcpy(e->lenc, p, len);
+        e->lenc_len = (uint32_t)len;
+        e->lhash = strutil_hash64(p, len, 0);
+        e->has = true;
+        s->ex_total += e->count;
+        s->ex_series++;
     }
     sqlite3_finalize(st);
     st = NULL;
@@ -1814,6 +1976,8 @@ static void free_all(store *s)
         chunkenc_cleanup(&se->open);
         if (se->hh) histchunk_cleanup(&se->hh->open);
         mem_free(se->hh);
+        if (se->ex) mem_free(se->ex->lenc);
+        mem_free(se->ex);
         mem_free(se->lenc);
         mem_free(se);
     }
@@ -1939,6 +2103,7 @@ int store_open(store **out, const store_options *o, buf *err)
     s->retention_ms = o->retention_ms > 0 ? o->retention_ms : 0;
     s->retention_bytes = o->retention_bytes > 0 ? o->retention_bytes : 0;
     s->head_max_age_ms = o->head_max_age_ms > 0 ? o->head_max_age_ms : STORE_HEAD_MAX_AGE_MS;
+    atomic_init(&s->max_ex, o->max_exemplars > 0 ? o->max_exemplars : 0);
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->index_mu, NULL);
     pthread_mutex_init(&s->readers_mu, NULL);
@@ -2225,7 +2390,40 @@ store_batch *store_batch_new(store *s)
 {
     store_batch *b = mem_calloc(1, sizeof *b);
     b->s = s;
+    buf_init(&b->exb, BUF_UNLIMITED);
     return b;
+}
+
+/* Runes of a UTF-8 string (bytes that do not continue a sequence). */
+static size_t rune_count(const char *p, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)p[i] & 0xc0) != 0x80;
+    return n;
+}
+
+void store_batch_add_exemplar(store_batch *b, uint64_t ref, int64_t t_ms, double v,
+                              const labels *ls)
+{
+    if (atomic_load(&b->s->max_ex) <= 0) return;
+    if (!ls) ls = labels_empty();
+    size_t runes = 0;
+    for (uint32_t i = 0; i < ls->n; i++)
+        runes += rune_count(ls->v[i].name, ls->v[i].name_len) +
+                 rune_count(ls->v[i].value, ls->v[i].value_len);
+    if (runes > STORE_EXEMPLAR_MAX_LABEL_RUNES) {
+        b->ex_long++;
+        return;
+    }
+    if (b->nex == b->excap) b->ex = mem_grow(b->ex, sizeof *b->ex, b->nex + 1, &b->excap);
+    batch_exemplar *x = &b->ex[b->nex++];
+    x->ref = ref;
+    x->t = t_ms;
+    memcpy(&x->v, &v, sizeof x->v);
+    x->loff = b->exb.len;
+    labels_encode(ls, &b->exb);
+    x->llen = (uint32_t)(b->exb.len - x->loff);
 }
 
 void store_batch_add(store_batch *b, uint64_t ref, int64_t t_ms, double v)
@@ -2281,6 +2479,8 @@ void store_batch_free(store_batch *b)
     mem_free(b->v);
     for (size_t i = 0; i < b->nh; i++) nhist_cleanup(&b->h[i]);
     mem_free(b->h);
+    mem_free(b->ex);
+    buf_cleanup(&b->exb);
     mem_free(b);
 }
 
@@ -2353,6 +2553,140 @@ static int hist_prepare(const nhist *h, buf *hb, uint64_t *loc, uint64_t *hash)
     }
     histchunk_cleanup(&a);
     return rc == 0 ? 0 : -EINVAL;
+}
+
+/* One accepted exemplar of a batch. */
+typedef struct ex_accepted {
+    series *se;
+    int64_t t;
+    uint64_t v;
+    uint64_t lhash;
+    const uint8_t *lenc; /* in the batch's exb */
+    uint32_t llen;
+} ex_accepted;
+
+/* Checks the batch's exemplars as Prometheus's validateExemplar does (see
+ * store_batch_add_exemplar), in batch order against each series' newest
+ * (tentatively accepted) one. Caller holds write_mu and index_mu. Fills
+ * acc (b->nex entries) and returns how many were accepted. */
+static size_t exemplars_check(store *s, store_batch *b, uint64_t gen, ex_accepted *acc,
+                              uint64_t *ooo, uint64_t *dup, uint64_t *unknown)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->nex; i++) {
+        const batch_exemplar *x = &b->ex[i];
+        series *se = x->ref < s->by_id_cap ? s->by_id[x->ref] : NULL;
+        if (!se) {
+            (*unknown)++;
+            continue;
+        }
+        if (!se->ex) se->ex = mem_calloc(1, sizeof *se->ex);
+        exstate *e = se->ex;
+        if (e->gen != gen) {
+            e->gen = gen;
+            e->tent_has = e->has;
+            e->tent_t = e->t;
+            e->tent_v = e->v;
+            e->tent_lhash = e->lhash;
+            e->tent_lenc = e->lenc;
+            e->tent_lenc_len = e->lenc_len;
+        }
+        const uint8_t *lenc = (const uint8_t *)b->exb.data + x->loff;
+        uint64_t lhash = strutil_hash64(lenc, x->llen, 0);
+        if (e->tent_has) {
+            double nv = bits_double(x->v), ov = bits_double(e->tent_v);
+            if (x->t == e->tent_t && nv == ov && x->llen == e->tent_lenc_len &&
+                memcmp(lenc, e->tent_lenc, x->llen) == 0) {
+                (*dup)++;
+                continue;
+            }
+            if (x->t < e->tent_t || (x->t == e->tent_t && nv < ov) ||
+                (x->t == e->tent_t && nv == ov && lhash < e->tent_lhash)) {
+                (*ooo)++;
+                continue;
+            }
+        }
+        e->tent_has = true;
+        e->tent_t = x->t;
+        e->tent_v = x->v;
+        e->tent_lhash = lhash;
+        e->tent_lenc = lenc;
+        e->tent_lenc_len = x->llen;
+        acc[n++] = (ex_accepted){se, x->t, x->v, lhash, lenc, x->llen};
+    }
+    return n;
+}
+
+/* Inserts the accepted exemplars and deletes the oldest rows beyond the
+ * bound; the series ids of deleted rows go to *evicted (caller frees).
+ * Caller holds write_mu, in a transaction. */
+static int exemplars_write(store *s, const ex_accepted *acc, size_t n, uint64_t **evicted,
+                           size_t *nevicted)
+{
+    *evicted = NULL;
+    *nevicted = 0;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = s->st.ins_ex;
+        sqlite3_bind_int64(st, 1, (int64_t)acc[i].se->id);
+        sqlite3_bind_int64(st, 2, acc[i].t);
+        sqlite3_bind_int64(st, 3, (int64_t)acc[i].v);
+        sqlite3_bind_blob(st, 4, acc[i].lenc, (int)acc[i].llen, SQLITE_STATIC);
+        int rc = step_done(st);
+        if (rc != SQLITE_OK) return rc;
+    }
+    int64_t max = atomic_load(&s->max_ex);
+    if (max < 0) max = 0;
+    uint64_t total = s->ex_total + n;
+    if (total <= (uint64_t)max) return SQLITE_OK;
+    sqlite3_stmt *st = s->st.trim_ex;
+    sqlite3_bind_int64(st, 1, (int64_t)(total - (uint64_t)max));
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*nevicted == cap) *evicted = mem_grow(*evicted, sizeof **evicted, *nevicted + 1, &cap);
+        (*evicted)[(*nevicted)++] = (uint64_t)sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* After a committed exemplars_write: the series' newest exemplars and the
+ * counts. Caller holds write_mu. */
+static void exemplars_committed(store *s, const ex_accepted *acc, size_t n, const uint64_t *evicted,
+                                size_t nevicted)
+{
+    uint64_t series_delta_add = 0, series_delta_sub = 0;
+    for (size_t i = 0; i < n; i++) {
+        exstate *e = acc[i].se->ex;
+        if (e->count++ == 0) series_delta_add++;
+        e->has = true;
+        e->t = acc[i].t;
+        e->v = acc[i].v;
+        e->lhash = acc[i].lhash;
+        if (e->lenc_len != acc[i].llen || !e->lenc) {
+            mem_free(e->lenc);
+            e->lenc = mem_malloc(acc[i].llen ? acc[i].llen : 1);
+            e->lenc_len = acc[i].llen;
+        }
+        memcpy(e->lenc, acc[i].lenc, acc[i].llen);
+        e->gen = 0;
+    }
+    pthread_mutex_lock(&s->index_mu);
+    for (size_t i = 0; i < nevicted; i++) {
+        series *se = evicted[i] < s->by_id_cap ? s->by_id[evicted[i]] : NULL;
+        if (!se || !se->ex || se->ex->count == 0) continue;
+        if (--se->ex->count == 0) {
+            /* As Prometheus drops the series' index entry: no newest left. */
+            se->ex->has = false;
+            series_delta_sub++;
+        }
+    }
+    pthread_mutex_unlock(&s->index_mu);
+    pthread_mutex_lock(&s->stats_mu);
+    s->ex_total = s->ex_total + n - nevicted;
+    s->ex_series = s->ex_series + series_delta_add - series_delta_sub;
+    s->stats.exemplars_appended += n;
+    pthread_mutex_unlock(&s->stats_mu);
 }
 
 /* Records that write-ahead rows below `pin` are no longer needed (their
@@ -2480,22 +2814,33 @@ int store_batch_commit(store_batch *b)
         se->tent_v_known = true;
         acc[nacc++] = (accepted){se, x->t, x->v, NULL};
     }
+    uint64_t exooo = 0, exdup = 0;
+    ex_accepted *exacc = b->nex ? mem_malloc(b->nex * sizeof *exacc) : NULL;
+    size_t nexacc = b->nex ? exemplars_check(s, b, gen, exacc, &exooo, &exdup, &unknown) : 0;
     pthread_mutex_unlock(&s->index_mu);
     if (unknown)
-        log_warn(COMPONENT, "dropping %" PRIu64 " sample(s) with unknown series references", unknown);
+        log_warn(COMPONENT,
+                 "dropping %" PRIu64 " sample(s) or exemplar(s) with unknown series references",
+                 unknown);
+    if (b->ex_long)
+        log_debug(COMPONENT, "dropped %" PRIu64 " exemplar(s) with labels over %d runes",
+                  b->ex_long, STORE_EXEMPLAR_MAX_LABEL_RUNES);
+    size_t exbytes = 0;
+    for (size_t i = 0; i < nexacc; i++)
+        exbytes += exacc[i].llen + 40;
 
     /* The write-ahead row: the accepted samples, compactly (at most 28
      * bytes each: two 10-byte varints and the value). */
     buf wal;
     buf_init(&wal, BUF_UNLIMITED);
-    buf_reserve(&wal, STORE_WAL_HEADER_TIMED + 12 + nacc * 28 + hb.len);
+    buf_reserve(&wal, STORE_WAL_HEADER_TIMED + 24 + nacc * 28 + hb.len + exbytes);
     uint8_t *w = (uint8_t *)wal.data + STORE_WAL_HEADER_TIMED;
     uint64_t pref = 0;
     int64_t pt = 0;
-    if (nhacc) {
-        /* A row of kind 1 (see the top). */
+    if (nhacc || nexacc) {
+        /* A row of kind 1, or 2 with exemplars (see the top). */
         *w++ = 0;
-        *w++ = 1;
+        *w++ = nexacc ? 2 : 1;
         w += strutil_put_uvarint(w, nacc);
         for (size_t i = 0; i < nacc; i++) {
             int64_t dr = (int64_t)(acc[i].se->id - pref);
@@ -2518,6 +2863,20 @@ int store_batch_commit(store_batch *b)
             }
             pref = acc[i].se->id;
             pt = acc[i].t;
+        }
+        if (nexacc) {
+            w += strutil_put_uvarint(w, nexacc);
+            for (size_t i = 0; i < nexacc; i++) {
+                int64_t t = exacc[i].t;
+                w += strutil_put_uvarint(w, exacc[i].se->id);
+                w += strutil_put_uvarint(w, ((uint64_t)t << 1) ^ (uint64_t)(t >> 63));
+                for (int k = 0; k < 8; k++)
+                    w[k] = (uint8_t)(exacc[i].v >> (8 * k));
+                w += 8;
+                w += strutil_put_uvarint(w, exacc[i].llen);
+                memcpy(w, exacc[i].lenc, exacc[i].llen);
+                w += exacc[i].llen;
+            }
         }
     } else {
     w += strutil_put_uvarint(w, nacc);
@@ -2564,9 +2923,11 @@ int store_batch_commit(store_batch *b)
     uint64_t wal_seq = 0;
     wal_slot slot = {0};
     bool have_slot = false, slot_created = false;
+    uint64_t *evicted = NULL;
+    size_t nevicted = 0;
 
     pthread_mutex_lock(&s->index_mu);
-    bool anything = s->npending > 0 || nacc > 0 || b->nm > 0 || to_write;
+    bool anything = s->npending > 0 || nacc > 0 || nexacc > 0 || b->nm > 0 || to_write;
     pthread_mutex_unlock(&s->index_mu);
     if (!anything) goto done;
 
@@ -2578,7 +2939,7 @@ int store_batch_commit(store_batch *b)
     if ((rc = write_pending_series(s, &taken, &ntaken)) != SQLITE_OK) goto fail;
     what = "writing chunks";
     if ((rc = write_chunks(s, to_write)) != SQLITE_OK) goto fail;
-    if (nacc) {
+    if (nacc || nexacc) {
         what = "writing the write-ahead row";
         wal_seq = s->wal_next;
         rc = slot_write(s, wal_seq, now, (uint32_t)nacc, (uint8_t *)wal.data, wal.len, &slot,
@@ -2594,6 +2955,10 @@ int store_batch_commit(store_batch *b)
         what = "truncating the write-ahead table";
         if (pin > s->truncated_upto && (rc = set_wal_pin(s, pin)) != SQLITE_OK) goto fail;
         if (head_pin > s->head_pinned && (rc = set_wal_head(s, head_pin)) != SQLITE_OK) goto fail;
+    }
+    if (nexacc) {
+        what = "writing exemplars";
+        if ((rc = exemplars_write(s, exacc, nexacc, &evicted, &nevicted)) != SQLITE_OK) goto fail;
     }
     what = "writing metadata";
     for (size_t i = 0; i < b->nm; i++) {
@@ -2639,7 +3004,8 @@ int store_batch_commit(store_batch *b)
     release_retained(s);
     pthread_rwlock_unlock(&s->head_lock);
     atomic_fetch_add(&s->commit_seq, 1);
-    if (nacc) {
+    if (nexacc) exemplars_committed(s, exacc, nexacc, evicted, nevicted);
+    if (nacc || nexacc) {
         /* The row and the sequence number together, for store_wal_read. */
         pthread_mutex_lock(&s->ring_mu);
         slot_used_push(s, slot);
@@ -2673,11 +3039,14 @@ done:
     s->stats.batches_committed++;
     s->stats.out_of_order_samples += ooo;
     s->stats.duplicate_samples += dup;
+    s->stats.exemplars_out_of_order += exooo;
     pthread_mutex_unlock(&s->stats_mu);
     pthread_mutex_unlock(&s->write_mu);
     buf_cleanup(&hb);
     buf_cleanup(&wal);
     mem_free(acc);
+    mem_free(exacc);
+    mem_free(evicted);
     mem_free(written_meta);
     store_batch_free(b);
     return 0;
@@ -2707,6 +3076,8 @@ fail:;
     buf_cleanup(&hb);
     buf_cleanup(&wal);
     mem_free(acc);
+    mem_free(exacc);
+    mem_free(evicted);
     mem_free(written_meta);
     store_batch_free(b);
     return err;
@@ -2996,6 +3367,41 @@ int store_apply_retention(store *s, int64_t now_ms)
     return rc;
 }
 
+/* Deletes stored exemplars beyond the bound (after store_set_max_exemplars
+ * lowered it). Caller holds write_mu, outside a transaction. */
+static int exemplars_trim(store *s)
+{
+    pthread_mutex_lock(&s->stats_mu);
+    uint64_t total = s->ex_total;
+    pthread_mutex_unlock(&s->stats_mu);
+    int64_t max = atomic_load(&s->max_ex);
+    if (total <= (uint64_t)(max > 0 ? max : 0)) return 0;
+    uint64_t *evicted = NULL;
+    size_t nevicted = 0;
+    if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    int rc = step_done(s->st.begin);
+    if (rc == SQLITE_OK) rc = exemplars_write(s, NULL, 0, &evicted, &nevicted);
+    if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+    if (rc == SQLITE_OK) {
+        exemplars_committed(s, NULL, 0, evicted, nevicted);
+    } else {
+        log_error(COMPONENT, "deleting exemplars beyond max_exemplars: %s", sqlite3_errmsg(s->db));
+        if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
+    }
+    mem_free(evicted);
+    return rc == SQLITE_OK ? 0 : (sql_errno(rc) ? sql_errno(rc) : -EIO);
+}
+
+void store_set_max_exemplars(store *s, int64_t max_exemplars)
+{
+    atomic_store(&s->max_ex, max_exemplars > 0 ? max_exemplars : 0);
+}
+
+bool store_exemplars_enabled(store *s)
+{
+    return atomic_load(&s->max_ex) > 0;
+}
+
 int store_maintain(store *s, int64_t now_ms)
 {
     pthread_mutex_lock(&s->write_mu);
@@ -3017,6 +3423,8 @@ int store_maintain(store *s, int64_t now_ms)
     pthread_rwlock_unlock(&s->head_lock);
     int rc = flush(s, false, true, now_ms);
     int rc2 = retention(s, now_ms);
+    if (rc == 0) rc = rc2;
+    rc2 = exemplars_trim(s);
     if (rc == 0) rc = rc2;
     /* Move SQLite's WAL into the database file and truncate it, waiting
      * only briefly for readers (a busy checkpoint is retried next time);
@@ -3061,6 +3469,9 @@ void store_get_stats(store *s, store_stats *out)
     bool empty = s->mint > s->maxt;
     out->min_time_ms = empty ? 0 : s->mint;
     out->max_time_ms = empty ? 0 : s->maxt;
+    out->exemplars_in_storage = s->ex_total;
+    out->series_with_exemplars = s->ex_series;
+    out->max_exemplars = atomic_load(&s->max_ex);
     pthread_mutex_unlock(&s->stats_mu);
     pthread_rwlock_rdlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
@@ -3224,6 +3635,8 @@ int store_reader_open(store *s, store_reader **out)
         R(touch, "SELECT 1 FROM meta LIMIT 1"),
         R(meta_all, "SELECT metric, type, help, unit FROM metadata ORDER BY metric"),
         R(lv_all, "SELECT name, value, series FROM label_values"),
+        R(exemplars, "SELECT t, v, labels FROM exemplars WHERE series_id = ?1 AND t >= ?2"
+                     " AND t <= ?3 ORDER BY t, id"),
 #undef R
     };
     *out = NULL;
@@ -3394,6 +3807,105 @@ int store_select(store_reader *r, const label_matcher *ms, size_t n, int64_t min
     }
     if (out->n > 1) qsort(out->series, out->n, sizeof *out->series, cmp_series);
     return 0;
+}
+
+/* ---- exemplars ------------------------------------------------------------------ */
+
+static int cmp_exemplar_series(const void *x, const void *y)
+{
+    const store_exemplar_series *a = x, *b = y;
+    return labels_compare(a->labels, b->labels);
+}
+
+/* Reads series id's exemplars in [start, end] into *x (x->n 0: none). */
+static int exemplars_read(store_reader *r, int64_t id, int64_t start, int64_t end,
+                          store_exemplar_series *x)
+{
+    sqlite3_stmt *st = r->st.exemplars;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, start);
+    sqlite3_bind_int64(st, 3, end);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *p;
+        size_t len;
+        column_bytes(st, 2, &p, &len);
+        labels *ls = NULL;
+        if (labels_decode(p, len, &ls) < 0) {
+            log_error(COMPONENT, "series %" PRId64 ": an exemplar's labels do not decode", id);
+            continue;
+        }
+        x->ex = mem_grow(x->ex, sizeof *x->ex, x->n + 1, &cap);
+        x->ex[x->n++] = (store_exemplar){.labels = ls,
+                                         .t = sqlite3_column_int64(st, 0),
+                                         .v = bits_double((uint64_t)sqlite3_column_int64(st, 1))};
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_exemplars_select(store_reader *r, const label_matcher *const *sets, const size_t *lens,
+                           size_t nsets, int64_t start, int64_t end, store_exemplar_series **out,
+                           size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    for (size_t i = 0; i < nsets; i++)
+        if (!selectable(sets[i], lens[i])) return -EINVAL;
+    if (atomic_load(&r->s->max_ex) <= 0 || start > end || nsets == 0) return 0;
+    idvec all = {0};
+    int rc = reader_begin(r);
+    for (size_t i = 0; i < nsets && rc == SQLITE_OK; i++) {
+        idvec ids = {0};
+        rc = select_candidates(r, sets[i], lens[i], &ids);
+        for (size_t k = 0; k < ids.n && rc == SQLITE_OK; k++) {
+            labels *ls = series_labels(r->s, ids.v[k]);
+            if (ls && labels_match_all(ls, sets[i], lens[i])) idvec_push(&all, ids.v[k]);
+            labels_free(ls);
+        }
+        mem_free(ids.v);
+    }
+    if (all.n > 1) qsort(all.v, all.n, sizeof *all.v, cmp_i64);
+    store_exemplar_series *res = NULL;
+    size_t nres = 0, cap = 0;
+    for (size_t i = 0; i < all.n && rc == SQLITE_OK; i++) {
+        if (i > 0 && all.v[i] == all.v[i - 1]) continue;
+        store_exemplar_series x = {0};
+        rc = exemplars_read(r, all.v[i], start, end, &x);
+        if (x.n && rc == SQLITE_OK) x.labels = series_labels(r->s, all.v[i]);
+        if (!x.labels) {
+            for (size_t k = 0; k < x.n; k++)
+                labels_free(x.ex[k].labels);
+            mem_free(x.ex);
+            continue;
+        }
+        res = mem_grow(res, sizeof *res, nres + 1, &cap);
+        res[nres++] = x;
+    }
+    if (rc != SQLITE_OK) log_error(COMPONENT, "exemplars: %s", sqlite3_errmsg(r->db));
+    reader_end(r);
+    mem_free(all.v);
+    if (rc != SQLITE_OK) {
+        store_exemplar_series_free(res, nres);
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    if (nres > 1) qsort(res, nres, sizeof *res, cmp_exemplar_series);
+    *out = res;
+    *n = nres;
+    return 0;
+}
+
+void store_exemplar_series_free(store_exemplar_series *x, size_t n)
+{
+    if (!x) return;
+    for (size_t i = 0; i < n; i++) {
+        labels_free(x[i].labels);
+        for (size_t k = 0; k < x[i].n; k++)
+            labels_free(x[i].ex[k].labels);
+        mem_free(x[i].ex);
+    }
+    mem_free(x);
 }
 
 void store_select_result_free(store_select_result *res)
@@ -4364,6 +4876,11 @@ static void wal_batch_cleanup(store_wal_batch *b)
     mem_free(b->samples);
     b->samples = NULL;
     b->n = 0;
+    for (size_t k = 0; k < b->n_exemplars; k++)
+        labels_free(b->exemplars[k].labels);
+    mem_free(b->exemplars);
+    b->exemplars = NULL;
+    b->n_exemplars = 0;
 }
 
 void store_wal_batches_free(store_wal_batch *b, size_t n)
@@ -4407,6 +4924,9 @@ static int wal_row_decode(const uint8_t *p, size_t len, store_wal_batch *out)
         }
         out->n++;
     }
+    out->exemplars = NULL;
+    out->n_exemplars = 0;
+    if (r == 0 && w.kind2) r = wal_exemplars_decode(w.p, w.end, &out->exemplars, &out->n_exemplars);
     if (r < 0) {
         wal_batch_cleanup(out);
         return -EINVAL;
@@ -4775,6 +5295,7 @@ int store_check(const char *path, buf *report)
                 histchunk_iter_cleanup(&hit);
             }
             nhist_cleanup(&h);
+            if (r == 0 && w.kind2) r = wal_exemplars_decode(w.p, w.end, NULL, NULL);
             if (r < 0) {
                 buf_printf(report, "write-ahead row %" PRIu64 " does not decode\n", seq);
                 problems++;

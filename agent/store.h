@@ -47,6 +47,8 @@ typedef struct store_options {
     int64_t retention_bytes; /* 0 = no size limit; else oldest chunks go first */
     int64_t head_max_age_ms; /* store_maintain closes head chunks open longer
                               * than this; 0 = one hour */
+    int64_t max_exemplars;   /* exemplar storage bound (storage.exemplars.
+                              * max_exemplars); 0 = exemplar storage off */
 } store_options;
 
 typedef struct store_stats {
@@ -66,6 +68,12 @@ typedef struct store_stats {
     uint64_t head_memory_bytes;  /* bytes of chunk data held in memory */
     uint64_t wal_rows;           /* write-ahead rows not yet truncated */
     uint64_t replayed_samples;   /* samples replayed from the write-ahead table at open */
+    /* Exemplar storage (Prometheus's prometheus_tsdb_exemplar_* metrics). */
+    uint64_t exemplars_appended;     /* since open */
+    uint64_t exemplars_out_of_order; /* refused: older than the series' newest */
+    uint64_t exemplars_in_storage;
+    uint64_t series_with_exemplars;
+    int64_t max_exemplars;            /* the current bound; 0 = off */
     int64_t size_bytes;               /* database + WAL files on disk */
     int64_t min_time_ms, max_time_ms; /* of stored samples; 0 when empty */
 } store_stats;
@@ -97,6 +105,20 @@ void store_batch_add(store_batch *b, uint64_t ref, int64_t t_ms, double v);
  * Same rules as store_batch_add; a histogram that fails nhist_validate is
  * counted (store_stats.invalid_histograms) and dropped at commit. */
 void store_batch_add_histogram(store_batch *b, uint64_t ref, int64_t t_ms, const nhist *h);
+/* Adds an exemplar of a series reference (ls copied; NULL = no labels).
+ * Checked at commit as Prometheus's CircularExemplarStorage does, per
+ * series in append order: one equal to the series' newest exemplar (labels,
+ * value, timestamp) is a silent duplicate; one older than it (or at the same
+ * timestamp with a smaller value, or equal value and a smaller label hash)
+ * is out of order (counted in store_stats.exemplars_out_of_order); one whose
+ * label names and values hold more than STORE_EXEMPLAR_MAX_LABEL_RUNES
+ * runes in all is refused. Accepted ones are written in the batch's
+ * transaction (the exemplars table and the write-ahead row) and the oldest
+ * stored exemplars are evicted beyond max_exemplars. A no-op while exemplar
+ * storage is off. Never fails. */
+#define STORE_EXEMPLAR_MAX_LABEL_RUNES 128
+void store_batch_add_exemplar(store_batch *b, uint64_t ref, int64_t t_ms, double v,
+                              const labels *ls);
 /* Records metadata for a metric family (kept: latest wins). Strings copied. */
 void store_batch_metadata(store_batch *b, const char *metric, enum expfmt_type type,
                           const char *help, const char *unit);
@@ -121,6 +143,13 @@ int store_apply_retention(store *s, int64_t now_ms);
 int store_maintain(store *s, int64_t now_ms);
 
 void store_get_stats(store *s, store_stats *out);
+
+/* Changes the exemplar bound (config reload); 0 turns exemplar storage off.
+ * Stored exemplars beyond the bound (oldest first; all of them for 0) are
+ * deleted by the next commit with exemplars or store_maintain. */
+void store_set_max_exemplars(store *s, int64_t max_exemplars);
+/* Whether exemplar storage is on (max_exemplars > 0). Thread-safe. */
+bool store_exemplars_enabled(store *s);
 
 /* ---- reading ----------------------------------------------------------------- */
 
@@ -183,6 +212,32 @@ int store_read_histograms(store_reader *r, uint64_t ref, int64_t mint, int64_t m
                           store_hsample **out, size_t *n);
 /* Frees the histograms and the array; NULL is a no-op. */
 void store_hsamples_free(store_hsample *s, size_t n);
+
+/* ---- exemplars (for /api/v1/query_exemplars) ------------------------------- */
+
+typedef struct store_exemplar {
+    labels *labels; /* owned; never NULL (may be empty) */
+    double v;
+    int64_t t;
+} store_exemplar;
+
+typedef struct store_exemplar_series {
+    labels *labels;     /* the series' labels, owned */
+    store_exemplar *ex; /* in timestamp order, owned */
+    size_t n;
+} store_exemplar_series;
+
+/* The exemplars with start <= t <= end of the series matching any of the
+ * nsets matcher sets (set i: sets[i], lens[i] matchers; each set needs a
+ * matcher that does not match "", else -EINVAL), as Prometheus's
+ * ExemplarQuerier.Select: series sorted by labels, only those with at least
+ * one exemplar in range. Returns 0 and *out (free with
+ * store_exemplar_series_free; NULL/0 when none) or a negative errno. Empty
+ * while exemplar storage is off. */
+int store_exemplars_select(store_reader *r, const label_matcher *const *sets, const size_t *lens,
+                           size_t nsets, int64_t start, int64_t end, store_exemplar_series **out,
+                           size_t *n);
+void store_exemplar_series_free(store_exemplar_series *x, size_t n);
 
 /* Metadata of a metric family; returns 0 and copies (caller frees), or
  * -ENOENT. */
@@ -282,7 +337,7 @@ int store_import_finish(store_import *im);
 
 /* ---- the write-ahead log, for remote write ---------------------------------------
  *
- * Every committed batch that stores samples is one write-ahead row with a
+ * Every committed batch that stores samples or exemplars is one write-ahead row with a
  * sequence number one above the previous row's (a batch whose samples were
  * all dropped, or that only creates series or metadata, writes none).
  * Normally a row is released as soon as its samples are in chunk rows. A
@@ -302,6 +357,14 @@ typedef struct store_wal_sample {
     const nhist *h; /* a histogram sample, or NULL; owned by the batch array */
 } store_wal_sample;
 
+/* An exemplar accepted with the row's batch. */
+typedef struct store_wal_exemplar {
+    uint64_t ref;
+    int64_t t;
+    double v;
+    labels *labels; /* owned by the batch array; never NULL */
+} store_wal_exemplar;
+
 typedef struct store_wal_batch {
     uint64_t seq;      /* the row's sequence number */
     int64_t commit_ms; /* wall-clock time of its commit (ms since the epoch);
@@ -309,6 +372,8 @@ typedef struct store_wal_batch {
                         * field (max_lag counts those from the open) */
     store_wal_sample *samples;
     size_t n;
+    store_wal_exemplar *exemplars; /* accepted exemplars of the batch (schema 7) */
+    size_t n_exemplars;
 } store_wal_batch;
 
 typedef struct store_wal_consumer {

@@ -886,6 +886,44 @@ static void test_remote_write(void **state)
     config_unref(c);
 }
 
+/* storage.exemplars.max_exemplars (default 100000 in sidewatch; 0 or
+ * negative: off) and remote_write send_exemplars (default false). */
+static void test_exemplar_settings(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml;
+        int64_t max;
+    } cases[] = {
+        {"global: {}\n", 100000},
+        {"storage: {exemplars: {}}\n", 100000},
+        {"storage: {exemplars: {max_exemplars: 5}}\n", 5},
+        {"storage: {exemplars: {max_exemplars: 0}}\n", 0},
+        {"storage: {exemplars: {max_exemplars: -3}}\n", 0},
+    };
+    buf err;
+    buf_init(&err, BUF_UNLIMITED);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf_reset(&err);
+        config *c = load_yaml(cases[i].yaml, &err);
+        if (!c) fail_msg("%s: %s", cases[i].yaml, buf_cstr(&err));
+        assert_int_equal(c->max_exemplars, cases[i].max);
+        config_unref(c);
+    }
+    buf_reset(&err);
+    assert_null(load_yaml("storage: {exemplars: {max_exemplars: many}}\n", &err));
+    assert_non_null(strstr(buf_cstr(&err), "int64"));
+    buf_reset(&err);
+    config *c = load_yaml("remote_write:\n  - url: http://a/w\n    send_exemplars: true\n"
+                          "  - url: http://b/w\n",
+                          &err);
+    if (!c) fail_msg("%s", buf_cstr(&err));
+    assert_true(c->remote_write[0].send_exemplars);
+    assert_false(c->remote_write[1].send_exemplars);
+    config_unref(c);
+    buf_cleanup(&err);
+}
+
 static void test_ignored_sections(void **state)
 {
     (void)state;
@@ -1637,6 +1675,7 @@ int main(void)
         cmocka_unit_test(test_alerting),
         cmocka_unit_test(test_remote_write),
         cmocka_unit_test(test_ignored_sections),
+        cmocka_unit_test(test_exemplar_settings),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_many_errors),
         cmocka_unit_test(test_load_file_errors),

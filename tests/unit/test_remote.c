@@ -23,7 +23,7 @@
 
 static store *open_store(const char *dir)
 {
-    store_options o = {.path = dir};
+    store_options o = {.path = dir, .max_exemplars = 100000};
     buf err;
     buf_init(&err, 4096);
     store *s = NULL;
@@ -97,6 +97,11 @@ typedef struct receiver {
     char auth[128];
     size_t metadata;
     char reject[32]; /* answer 503 to requests holding a series of this name */
+    /* Exemplars: one line each, "<series> <exemplar labels> <t>=<v> <samples in its
+     * TimeSeries>\n", in arrival order. */
+    char *exlog;
+    size_t exlog_len, n_ex;
+    bool reject_exemplars; /* answer 503 to requests holding an exemplar */
 } receiver;
 
 static void receiver_init(receiver *r)
@@ -112,6 +117,7 @@ static void receiver_cleanup(receiver *r)
         free(r->series[i].t);
         free(r->series[i].v);
     }
+    free(r->exlog);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -176,6 +182,14 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
     }
     buf_cleanup(&err);
     pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; r->reject_exemplars && i < req.n_series; i++) {
+        if (req.series[i].n_exemplars) {
+            pthread_mutex_unlock(&r->mu);
+            rwproto_request_cleanup(&req);
+            fsrv_respond(fd, 503, "text/plain", "busy\n", 5);
+            return true;
+        }
+    }
     for (size_t i = 0; r->reject[0] && i < req.n_series; i++) {
         size_t nl;
         const char *n = labels_metric_name(req.series[i].ls, &nl);
@@ -202,6 +216,20 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
             s->v[s->n] = req.series[i].samples[k].v;
             s->n++;
             r->total++;
+        }
+        for (size_t k = 0; k < req.series[i].n_exemplars; k++) {
+            const rwproto_exemplar *x = &req.series[i].exemplars[k];
+            buf line;
+            buf_init(&line, BUF_UNLIMITED);
+            buf_printf(&line, "%s ", buf_cstr(&key));
+            labels_format(x->ls, &line);
+            buf_printf(&line, " %lld=%g %zu\n", (long long)x->t, x->v,
+                       req.series[i].n_samples + req.series[i].n_hists);
+            r->exlog = realloc(r->exlog, r->exlog_len + line.len + 1);
+            memcpy(r->exlog + r->exlog_len, line.data, line.len + 1);
+            r->exlog_len += line.len;
+            r->n_ex++;
+            buf_cleanup(&line);
         }
     }
     r->metadata += req.n_metadata;
@@ -556,6 +584,210 @@ static void test_restart_resumes(void **state)
     env_cleanup(&e);
 }
 
+static size_t received_exemplars(receiver *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->n_ex;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* One row: samples (t, i*1000 + t) of each series and, for series a
+ * (refs[0]), an exemplar {trace_id="a<t>"} at t; for b (refs[1]) at even
+ * t an exemplar older than its sample (t - 500). */
+static void append_row_ex(store *st, const uint64_t *refs, int64_t t)
+{
+    store_batch *b = store_batch_new(st);
+    char tr[32];
+    for (size_t i = 0; i < 2; i++)
+        store_batch_add(b, refs[i], t, (double)(i * 1000) + (double)t);
+    snprintf(tr, sizeof tr, "a%lld", (long long)t);
+    labels *el = mk("trace_id", tr, NULL);
+    store_batch_add_exemplar(b, refs[0], t, (double)t + 0.5, el);
+    labels_free(el);
+    if (t % 2 == 0) {
+        snprintf(tr, sizeof tr, "b%lld", (long long)t);
+        el = mk("trace_id", tr, NULL);
+        store_batch_add_exemplar(b, refs[1], t - 500, 1, el);
+        labels_free(el);
+    }
+    assert_int_equal(store_batch_commit(b), 0);
+}
+
+/* The receiver's exemplar log must hold, for each t in [from, to), the
+ * exemplars append_row_ex wrote, each in a TimeSeries of its own (no
+ * samples), a's in order; at most `dup` of them twice. */
+static void check_exemplars(receiver *r, const char *ext, int64_t from, int64_t to, size_t dup)
+{
+    pthread_mutex_lock(&r->mu);
+    const char *log = r->exlog ? r->exlog : "";
+    const char *prev_a = log;
+    size_t total = 0;
+    for (int64_t t = from; t < to; t++) {
+        char line[256];
+        snprintf(line, sizeof line, "{__name__=\"a\"%s} {trace_id=\"a%lld\"} %lld=%g 0\n", ext,
+                 (long long)t, (long long)t, (double)t + 0.5);
+        const char *at = strstr(log, line);
+        if (!at) fail_msg("exemplar missing: %s\nlog:\n%s", line, log);
+        if (at < prev_a && !dup) fail_msg("exemplar out of order: %s", line);
+        prev_a = at;
+        total++;
+        if (t % 2 == 0) {
+            snprintf(line, sizeof line, "{__name__=\"b\"%s} {trace_id=\"b%lld\"} %lld=1 0\n", ext,
+                     (long long)t, (long long)(t - 500));
+            if (!strstr(log, line)) fail_msg("exemplar missing: %s\nlog:\n%s", line, log);
+            total++;
+        }
+    }
+    if (r->n_ex < total || r->n_ex > total + dup)
+        fail_msg("%zu exemplars arrived, want %zu (+%zu)", r->n_ex, total, dup);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* send_exemplars: true: the exemplars of each row arrive, each in its own
+ * TimeSeries with the series' (external-labelled) labels, after the
+ * samples; exemplars older than their samples are not taken for resends;
+ * counted in prometheus_remote_storage_exemplars_total; after a restart
+ * the rows past the cursor bring every exemplar (some maybe twice), and
+ * the samples exactly once. */
+static void test_exemplars(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, "global:\n  external_labels: {cluster: c1}\n",
+                             "      send_exemplars: true\n", 7, 1, 1);
+    remote *r = start(&e, cfg);
+    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
+                        ref_of(e.st, mk("__name__", "b", NULL))};
+    for (int64_t t = 1000; t < 1020; t++)
+        append_row_ex(e.st, refs, t);
+    assert_true(wait_received(&e.rcv, 40, 10000));
+    int64_t end = now_ms() + 10000;
+    while (received_exemplars(&e.rcv) < 30 && now_ms() < end)
+        usleep(10 * 1000);
+    usleep(200 * 1000);
+    assert_int_equal(received(&e.rcv), 40);
+    check_exemplars(&e.rcv, ", cluster=\"c1\"", 1000, 1020, 0);
+    assert_true(wait_metric(&e, "prometheus_remote_storage_exemplars_total", 30, 5000) == 30);
+    assert_true(metric(&e, "prometheus_remote_storage_exemplars_pending", "rw1", NULL) == 0);
+    assert_true(metric(&e, "prometheus_remote_storage_exemplars_failed_total", "rw1", NULL) == 0);
+    remote_stop(r);
+    /* While stopped: more rows; then a restart. */
+    for (int64_t t = 1020; t < 1030; t++)
+        append_row_ex(e.st, refs, t);
+    store_close(e.st);
+    e.st = open_store(e.dir);
+    registry_free(e.reg);
+    e.reg = registry_new();
+    r = start(&e, cfg);
+    assert_true(wait_received(&e.rcv, 60, 10000));
+    end = now_ms() + 10000;
+    while (received_exemplars(&e.rcv) < 45 && now_ms() < end)
+        usleep(10 * 1000);
+    usleep(300 * 1000);
+    assert_int_equal(received(&e.rcv), 60);
+    check_series(&e.rcv, "{__name__=\"a\", cluster=\"c1\"}", 0, 1000, 30);
+    check_series(&e.rcv, "{__name__=\"b\", cluster=\"c1\"}", 1, 1000, 30);
+    check_exemplars(&e.rcv, ", cluster=\"c1\"", 1000, 1030, 3);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* The resend guard (newest sent sample per series) does not drop an
+ * exemplar that was never sent: each request holds one entry; a's samples
+ * go through, its exemplars (older than the samples) get 503s; after a
+ * restart the samples are not resent and every exemplar arrives once. */
+static void test_exemplars_not_dropped_by_resend_guard(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, "      send_exemplars: true\n", 1, 1, 1);
+    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    e.rcv.reject_exemplars = true;
+    remote *r = start(&e, cfg);
+    for (int64_t t = 500; t < 504; t++) {
+        store_batch *b = store_batch_new(e.st);
+        store_batch_add(b, ref, t, (double)t);
+        char tr[32];
+        snprintf(tr, sizeof tr, "a%lld", (long long)t);
+        labels *el = mk("trace_id", tr, NULL);
+        store_batch_add_exemplar(b, ref, t - 100, 1, el);
+        labels_free(el);
+        assert_int_equal(store_batch_commit(b), 0);
+    }
+    assert_true(wait_received(&e.rcv, 1, 10000)); /* the first sample; then a 503 loop */
+    usleep(200 * 1000);
+    remote_stop(r);
+    assert_int_equal(received(&e.rcv), 1);
+    assert_int_equal(received_exemplars(&e.rcv), 0);
+    pthread_mutex_lock(&e.rcv.mu);
+    e.rcv.reject_exemplars = false;
+    pthread_mutex_unlock(&e.rcv.mu);
+    registry_free(e.reg);
+    e.reg = registry_new();
+    r = start(&e, cfg);
+    assert_true(wait_received(&e.rcv, 4, 10000));
+    int64_t end = now_ms() + 10000;
+    while (received_exemplars(&e.rcv) < 4 && now_ms() < end)
+        usleep(10 * 1000);
+    usleep(300 * 1000);
+    assert_int_equal(received(&e.rcv), 4);
+    check_series(&e.rcv, "{__name__=\"a\"}", 0, 500, 4);
+    pthread_mutex_lock(&e.rcv.mu);
+    assert_int_equal(e.rcv.n_ex, 4);
+    for (int64_t t = 500; t < 504; t++) {
+        char line[128];
+        snprintf(line, sizeof line, "{__name__=\"a\"} {trace_id=\"a%lld\"} %lld=1 0\n",
+                 (long long)t, (long long)(t - 100));
+        assert_non_null(strstr(e.rcv.exlog, line));
+    }
+    pthread_mutex_unlock(&e.rcv.mu);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
+/* send_exemplars false (the default): samples only. A 5xx is retried for
+ * the exemplars too (counted as retried). */
+static void test_exemplars_off_and_retried(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    config *cfg = cfg_simple(&e, NULL, NULL, 50, 1, 1);
+    remote *r = start(&e, cfg);
+    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
+                        ref_of(e.st, mk("__name__", "b", NULL))};
+    for (int64_t t = 1000; t < 1010; t++)
+        append_row_ex(e.st, refs, t);
+    assert_true(wait_received(&e.rcv, 20, 10000));
+    usleep(200 * 1000);
+    assert_int_equal(received_exemplars(&e.rcv), 0);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+
+    env_init(&e);
+    cfg = cfg_simple(&e, NULL, "      send_exemplars: true\n", 100, 1, 1);
+    int script[] = {503};
+    receiver_script(&e.rcv, script, 1);
+    r = start(&e, cfg);
+    refs[0] = ref_of(e.st, mk("__name__", "a", NULL));
+    refs[1] = ref_of(e.st, mk("__name__", "b", NULL));
+    append_row_ex(e.st, refs, 1000); /* 2 samples, 2 exemplars in one request */
+    assert_true(wait_received(&e.rcv, 2, 10000));
+    assert_true(wait_metric(&e, "prometheus_remote_storage_exemplars_total", 2, 5000) == 2);
+    assert_true(metric(&e, "prometheus_remote_storage_exemplars_retried_total", "rw1", NULL) == 2);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_retried_total", "rw1", NULL) == 2);
+    check_exemplars(&e.rcv, "", 1000, 1001, 0);
+    remote_stop(r);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
 /* A new queue starts at the store's end: rows from before it existed are
  * not sent. */
 static void test_new_queue_starts_at_end(void **state)
@@ -773,6 +1005,9 @@ int main(void)
         cmocka_unit_test(test_stale_markers_and_metadata),
         cmocka_unit_test(test_restart_after_partial_rows),
         cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_exemplars),
+        cmocka_unit_test(test_exemplars_off_and_retried),
+        cmocka_unit_test(test_exemplars_not_dropped_by_resend_guard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

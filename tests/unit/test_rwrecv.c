@@ -24,7 +24,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/wip-rwproto-rwrecv-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    store_options o = {.path = f->dir};
+    store_options o = {.path = f->dir, .max_exemplars = 1000};
     buf err;
     buf_init(&err, 4096);
     int rc = store_open(&f->st, &o, &err);
@@ -220,11 +220,71 @@ static void test_refused_requests_store_nothing(void **state)
     labels_free(lg), labels_free(lf);
 }
 
+/* Exemplars are stored: with samples in their TimeSeries or in a
+ * TimeSeries of their own (as Prometheus sends them); a resent one is a
+ * silent duplicate, an older one is dropped (counted) without failing the
+ * request. */
+static void test_exemplars_stored(void **state)
+{
+    fixture *f = *state;
+    int64_t t0 = now_ms() - 60000;
+    labels *ls = name_only("rw_ex");
+    labels_builder b;
+    labels_builder_init(&b);
+    labels_builder_set(&b, "trace_id", 8, "abc", 3);
+    labels *el = labels_builder_finish(&b, NULL);
+    labels_builder_cleanup(&b);
+    rwproto_sample sm = {t0, 2};
+    rwproto_exemplar ex[3] = {{el, t0 - 10, 1.5}, {el, t0, 2}, {el, t0 - 20, 9}};
+    rwproto_series ser[2] = {{.ls = ls, .samples = &sm, .n_samples = 1},
+                             {.ls = ls, .exemplars = ex, .n_exemplars = 2}};
+    rwproto_request req = {.series = ser, .n_series = 2};
+    buf body, err;
+    buf_init(&err, 4096);
+    encode(&req, &body);
+    assert_int_equal(append(f->st, &body, &err), 0);
+    buf_cleanup(&body);
+    /* Resent, plus an older one. */
+    ser[1].n_exemplars = 3;
+    encode(&req, &body);
+    assert_int_equal(append(f->st, &body, &err), 0);
+    buf_cleanup(&body);
+    store_stats st;
+    store_get_stats(f->st, &st);
+    assert_int_equal(st.exemplars_appended, 2);
+    assert_int_equal(st.exemplars_in_storage, 2);
+    assert_int_equal(st.exemplars_out_of_order, 2); /* t0-10 after t0, and t0-20 */
+
+    store_reader *r;
+    assert_int_equal(store_reader_open(f->st, &r), 0);
+    label_matcher m;
+    assert_int_equal(labels_matcher_init(&m, MATCH_EQ, "__name__", 8, "rw_ex", 5, NULL), 0);
+    const label_matcher *sets[1] = {&m};
+    size_t lens[1] = {1};
+    store_exemplar_series *res;
+    size_t n;
+    assert_int_equal(store_exemplars_select(r, sets, lens, 1, INT64_MIN, INT64_MAX, &res, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(labels_equal(res[0].labels, ls));
+    assert_int_equal(res[0].n, 2);
+    assert_int_equal(res[0].ex[0].t, t0 - 10);
+    assert_true(res[0].ex[0].v == 1.5);
+    assert_true(labels_equal(res[0].ex[0].labels, el));
+    assert_int_equal(res[0].ex[1].t, t0);
+    store_exemplar_series_free(res, n);
+    labels_matcher_cleanup(&m);
+    store_reader_close(r);
+    buf_cleanup(&err);
+    labels_free(ls);
+    labels_free(el);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_and_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_requests_store_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exemplars_stored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1635,7 +1635,7 @@ static void test_migration_from_v2(void **state)
     snprintf(cmd, sizeof cmd,
              "test \"$(sqlite3 %s/sidewatch.db 'PRAGMA user_version; "
              "SELECT group_concat(name) FROM pragma_index_info(\"chunks_series\")')\" = "
-             "\"$(printf '6\\nseries_id,max_t,min_t')\"",
+             "\"$(printf '7\\nseries_id,max_t,min_t')\"",
              dir);
     assert_int_equal(system(cmd), 0);
     s = open_store(dir, 0);
@@ -2898,7 +2898,7 @@ static void test_wal_old_rows(void **state)
     snprintf(cmd, sizeof cmd,
              "sqlite3 %s/sidewatch.db \"UPDATE wal SET data = CAST(substr(data, 1, 11) || x'00' ||"
              " substr(data, 21) || zeroblob(8) AS BLOB) WHERE substr(data, 12, 1) = x'80';"
-             " DROP TABLE wal_consumers; PRAGMA user_version=5;\"",
+             " DROP TABLE wal_consumers; DROP TABLE exemplars; PRAGMA user_version=5;\"",
              dir);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(db_int(dir, "SELECT count(*) FROM wal WHERE substr(data, 12, 1) = x'00'"), 5);
@@ -2937,7 +2937,8 @@ static void test_wal_old_rows(void **state)
     assert_int_equal(consumer(s, "old").dropped_samples, 6);
     assert_int_equal(consumer(s, "old").next_seq, start + 6);
     store_close(s);
-    assert_int_equal(db_int(dir, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(dir, "PRAGMA user_version"), 7);
+    assert_int_equal(db_int(dir, "SELECT count(*) FROM exemplars"), 0); /* added by the upgrade */
     labels_free(la);
     tu_tmpdir_free(dir);
 }
