@@ -135,7 +135,10 @@
  * open or unwritten chunk. store_maintain deletes free slots beyond
  * STORE_WAL_SPARE_SLOTS (or beyond the number in use). Head chunks open
  * longer than STORE_HEAD_MAX_AGE_MS are closed early by store_maintain, so a
- * series that stopped receiving samples does not pin the table forever.
+ * series that stopped receiving samples does not pin the table forever;
+ * those of a series whose newest sample is a staleness marker are closed by
+ * the next store_maintain (their memory is freed once written and no
+ * reader needs it), so series churn does not grow the head.
  * At open the write-ahead rows from meta.wal_head on are replayed into the
  * head, skipping samples already in chunk rows; store_close writes every
  * chunk (open ones too) and empties the table (but for rows consumers
@@ -3402,11 +3405,23 @@ bool store_exemplars_enabled(store *s)
     return atomic_load(&s->max_ex) > 0;
 }
 
+/* Whether a series' newest sample is a staleness marker (float, or the
+ * histogram marker): its target or rule stopped producing it, and it gets
+ * no more samples unless it comes back. Caller holds write_mu. */
+static bool series_stale(const store *s, const series *se)
+{
+    if (!se->has_last || !se->last_v_known) return false;
+    return se->last_hist ? se->last_v == s->stale_hash : strutil_is_stale_nan(bits_double(se->last_v));
+}
+
 int store_maintain(store *s, int64_t now_ms)
 {
     pthread_mutex_lock(&s->write_mu);
     /* Close head chunks open for too long (also those of series that stopped
-     * receiving samples), so they are written and stop pinning rows. */
+     * receiving samples), so they are written and stop pinning rows; and
+     * those of series that went stale at once, so a churned series (a pod
+     * replaced, a target gone) gives its head memory back within one
+     * maintenance instead of after head_max_age_ms. */
     int64_t wall = wall_ms();
     pthread_rwlock_wrlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
@@ -3415,9 +3430,11 @@ int store_maintain(store *s, int64_t now_ms)
     pthread_mutex_unlock(&s->index_mu);
     for (size_t i = 1; i < n; i++) {
         series *se = by_id[i];
-        if (se && se->open.count && wall - se->open_since_ms >= s->head_max_age_ms)
+        if (!se) continue;
+        bool stale = series_stale(s, se);
+        if (se->open.count && (stale || wall - se->open_since_ms >= s->head_max_age_ms))
             close_open_chunk(s, se);
-        if (se && se->hh && se->hh->open.count && wall - se->hh->open_since_ms >= s->head_max_age_ms)
+        if (se->hh && se->hh->open.count && (stale || wall - se->hh->open_since_ms >= s->head_max_age_ms))
             close_open_hchunk(s, se);
     }
     pthread_rwlock_unlock(&s->head_lock);

@@ -134,7 +134,9 @@ void store_batch_free(store_batch *b);
 int store_apply_retention(store *s, int64_t now_ms);
 
 /* Periodic upkeep; call about once a minute. Closes head chunks that have
- * been open longer than an hour, writes closed chunks, moves the cursors of
+ * been open longer than an hour and those of series whose newest sample is
+ * a staleness marker (churned series free their head memory), writes
+ * closed chunks, moves the cursors of
  * write-ahead consumers that lag more than their max_lag_ms at now_ms
  * (below), truncates the write-ahead table, applies time and size
  * retention, checkpoints SQLite's own WAL and returns free pages to the

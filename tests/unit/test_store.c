@@ -2059,6 +2059,82 @@ static void check_hist_series(store_reader *r, uint64_t ref, int n, int64_t mint
     store_hsamples_free(v, got);
 }
 
+/* A series whose newest sample is a staleness marker (a churned pod, a
+ * target gone) has its head chunks closed, written and freed by the next
+ * store_maintain, long before head_max_age_ms: series churn must not grow
+ * the head (the soak, bench/soak.py, found it growing by each churned
+ * series' open chunk for an hour). Live series keep their open chunks, and
+ * a stale series that comes back starts a new chunk. */
+static void test_stale_head(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir_new("sidewatch-store-test");
+    store *s = open_store(dir, 0);
+    uint64_t live = ref_pairs(s, mk("__name__", "live", NULL));
+    uint64_t gone = ref_pairs(s, mk("__name__", "gone", NULL));
+    uint64_t hgone = ref_pairs(s, mk("__name__", "hgone", NULL));
+    append_run(s, live, 0, 1000, 20, 1);
+    append_run(s, gone, 0, 1000, 20, 1);
+    for (int i = 0; i < 20; i++) {
+        nhist h;
+        mk_hist(&h, 8, i + 1, 0);
+        add_hist(s, hgone, i * 1000, &h);
+        nhist_cleanup(&h);
+    }
+    store_stats before;
+    store_get_stats(s, &before);
+    assert_int_equal(before.head_chunks, 3);
+
+    /* Maintenance without staleness closes nothing (head age is an hour). */
+    assert_int_equal(store_maintain(s, 0), 0);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.head_chunks, 3);
+    assert_int_equal(st.chunks_persisted, 0);
+
+    store_batch *b = store_batch_new(s);
+    store_batch_add(b, gone, 20000, strutil_stale_nan());
+    store_batch_add(b, hgone, 20000, strutil_stale_nan()); /* becomes the histogram marker */
+    store_batch_add(b, live, 20000, 20000);
+    assert_int_equal(store_batch_commit(b), 0);
+    assert_int_equal(store_maintain(s, 0), 0);
+    store_get_stats(s, &st);
+    assert_int_equal(st.head_chunks, 1); /* only the live series' */
+    assert_int_equal(st.chunks_persisted, 2);
+    assert_true(st.head_memory_bytes < before.head_memory_bytes / 2);
+
+    /* Everything is still read, the markers included. */
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    assert_int_equal(count_samples(r, gone, INT64_MIN, INT64_MAX), 21);
+    assert_int_equal(count_samples(r, live, INT64_MIN, INT64_MAX), 21);
+    store_hsample *hv;
+    size_t hn;
+    assert_int_equal(store_read_histograms(r, hgone, INT64_MIN, INT64_MAX, &hv, &hn), 0);
+    assert_int_equal(hn, 21);
+    assert_true(nhist_is_stale(&hv[20].h));
+    store_hsamples_free(hv, hn);
+    store_reader_close(r);
+
+    /* The series comes back: a new chunk, nothing lost. */
+    append_run(s, gone, 30000, 1000, 5, 1);
+    store_get_stats(s, &st);
+    assert_int_equal(st.head_chunks, 2);
+    assert_int_equal(store_reader_open(s, &r), 0);
+    assert_int_equal(count_samples(r, gone, INT64_MIN, INT64_MAX), 26);
+    store_reader_close(r);
+    store_close(s);
+
+    /* And after a restart. */
+    s = open_store(dir, 0);
+    assert_int_equal(store_reader_open(s, &r), 0);
+    assert_int_equal(count_samples(r, gone, INT64_MIN, INT64_MAX), 26);
+    assert_int_equal(count_samples(r, live, INT64_MIN, INT64_MAX), 21);
+    store_reader_close(r);
+    store_close(s);
+    tu_tmpdir_free(dir);
+}
+
 static void test_hist_append_read(void **state)
 {
     (void)state;
@@ -3091,6 +3167,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hist_append_read),
+        cmocka_unit_test(test_stale_head),
         cmocka_unit_test(test_hist_mixed),
         cmocka_unit_test(test_hist_replay),
         cmocka_unit_test(test_hist_import_retention),
