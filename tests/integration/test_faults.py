@@ -160,6 +160,46 @@ def test_idle_and_slowloris_connections_keep_query_latency(tmp_path, start_sidew
             s.close()
 
 
+# A query that takes seconds runs on a worker thread: the event loop keeps answering
+# /-/healthy and a cheap query (on another worker) meanwhile.
+SLOW_QUERY = "sum(count_over_time(vector(time())[10s:1ms]))"
+
+
+def test_slow_query_does_not_delay_cheap_requests(tmp_path, start_sidewatch):
+    sw = start_sidewatch("global: {scrape_interval: 1s}\nscrape_configs: []\n")
+    slow = {}
+
+    def run_slow():
+        t0 = time.monotonic()
+        r = requests.get(sw.url + "/api/v1/query_range",
+                         params={"query": SLOW_QUERY, "start": 0, "end": 2999, "step": 1},
+                         timeout=120)
+        slow["status"] = r.status_code
+        slow["end"] = time.monotonic()
+        slow["took"] = slow["end"] - t0
+
+    th = threading.Thread(target=run_slow, daemon=True)
+    th.start()
+    time.sleep(0.3)  # the slow query is evaluating
+    done = []  # (end time, latency, what)
+    while th.is_alive() and len(done) < 40:
+        for what in ("healthy", "1+1"):
+            t0 = time.monotonic()
+            if what == "healthy":
+                assert requests.get(sw.url + "/-/healthy", timeout=5).status_code == 200
+            else:
+                assert query(sw, "1+1")  # one sample
+            t1 = time.monotonic()
+            done.append((t1, t1 - t0, what))
+    th.join(120)
+    assert slow.get("status") == 200, slow
+    # The slow query was slow, and the cheap requests overlapped it.
+    assert slow["took"] >= 1.0, slow
+    during = [(round(lat, 3), what) for t1, lat, what in done if t1 < slow["end"]]
+    assert len(during) >= 4, (slow, during)
+    assert max(lat for lat, _ in during) < 0.5, (slow, during)
+
+
 # ---- 2. SIGKILL during rule evaluation ----------------------------------------------------
 
 
