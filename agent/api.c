@@ -198,8 +198,8 @@ static void add_v1_headers(struct MHD_Response *r, const apiv1_response *v)
         MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 }
 
-static enum MHD_Result respond_v1(request *rq, unsigned status, const char *ctype,
-                                  buf *body, const apiv1_response *v);
+static enum MHD_Result respond_v1(request *rq, unsigned status, const char *ctype, buf *body,
+                                  const apiv1_response *v);
 
 /* http_server_config.headers of the web config in force. */
 static void add_web_headers(struct MHD_Response *r, const webconfig *wc)
@@ -209,15 +209,14 @@ static void add_web_headers(struct MHD_Response *r, const webconfig *wc)
 }
 
 /* Makes the answer: body (taken) with status and content type. */
-static enum MHD_Result respond(request *rq, unsigned status, const char *ctype,
-                               buf *body)
+static enum MHD_Result respond(request *rq, unsigned status, const char *ctype, buf *body)
 {
     return respond_v1(rq, status, ctype, body, NULL);
 }
 
 /* respond(), with the extra headers of an /api/v1 response (v may be NULL). */
-static enum MHD_Result respond_v1(request *rq, unsigned status, const char *ctype,
-                                  buf *body, const apiv1_response *v)
+static enum MHD_Result respond_v1(request *rq, unsigned status, const char *ctype, buf *body,
+                                  const apiv1_response *v)
 {
     bool gz = false;
     if (body->len >= API_GZIP_MIN_BYTES && rq->accept_gzip) {
@@ -597,8 +596,8 @@ static enum MHD_Result respond_stream(request *rq, apiv1_response *v)
     if (rq->accept_gzip &&
         deflateInit2(&sc->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK)
         sc->gz = true;
-    struct MHD_Response *r = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, APIV1_STREAM_CHUNK, stream_read, sc, stream_free);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, APIV1_STREAM_CHUNK,
+                                                               stream_read, sc, stream_free);
     if (!r) {
         stream_free(sc);
         return MHD_NO;
@@ -776,8 +775,7 @@ static enum MHD_Result handle_remote_write(api *a, request *rq)
                    (size_t)API_MAX_REMOTE_WRITE_BODY);
         return respond(rq, 413, "text/plain; charset=utf-8", &msg);
     }
-    char *terr =
-        remote_write_type_error(rq->content_type);
+    char *terr = remote_write_type_error(rq->content_type);
     if (terr) {
         buf msg;
         buf_init(&msg, BUF_UNLIMITED);
@@ -921,8 +919,7 @@ static bool client_cert_ok(api *a, struct MHD_Connection *c)
     gnutls_session_t s = (gnutls_session_t)ci->tls_session;
     unsigned int n = 0;
     const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
-    if (!certs || n == 0)
-        return a->client_auth == WEBCONFIG_VERIFY_CLIENT_CERT_IF_GIVEN;
+    if (!certs || n == 0) return a->client_auth == WEBCONFIG_VERIFY_CLIENT_CERT_IF_GIVEN;
     if (a->client_auth == WEBCONFIG_REQUIRE_ANY_CLIENT_CERT) return true;
     unsigned int status = 0;
     return gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
@@ -1067,12 +1064,23 @@ static void run_job(void *arg)
     case ROUTE_AUTH:
         rq->auth_ok = check_password(a, rq->auth_hash, rq->auth_user, rq->auth_pass);
         break;
-    case ROUTE_METRICS: handle_metrics(a, rq); break;
-    case ROUTE_FEDERATE: handle_federate(a, rq); break;
-    case ROUTE_RELOAD: handle_reload(a, rq); break;
-    case ROUTE_REMOTE_WRITE: handle_remote_write(a, rq); break;
-    case ROUTE_V1: handle_v1(a, rq); break;
-    case ROUTE_NONE: break;
+    case ROUTE_METRICS:
+        handle_metrics(a, rq);
+        break;
+    case ROUTE_FEDERATE:
+        handle_federate(a, rq);
+        break;
+    case ROUTE_RELOAD:
+        handle_reload(a, rq);
+        break;
+    case ROUTE_REMOTE_WRITE:
+        handle_remote_write(a, rq);
+        break;
+    case ROUTE_V1:
+        handle_v1(a, rq);
+        break;
+    case ROUTE_NONE:
+        break;
     }
     atomic_store(&rq->job, JOB_DONE);
     MHD_resume_connection(rq->c); /* the last touch: rq may be freed after it */

@@ -104,12 +104,12 @@ typedef struct api_options {
     /* /-/healthy and /-/ready answer without basic auth
      * (--web.healthy-unauthenticated). */
     bool healthy_unauthenticated;
-    unsigned max_connections; /* 0: API_MAX_CONNECTIONS */
-    unsigned read_timeout_s;  /* 0: API_CONNECTION_TIMEOUT_S */
+    unsigned max_connections;  /* 0: API_MAX_CONNECTIONS */
+    unsigned read_timeout_s;   /* 0: API_CONNECTION_TIMEOUT_S */
     unsigned header_timeout_s; /* 0: API_HEADER_TIMEOUT_S (capped at read_timeout_s) */
     unsigned max_workers;      /* 0: v1.max_concurrency + API_EXTRA_WORKERS */
-    size_t max_request_bytes; /* body cap outside remote write; 0: API_MAX_REQUEST_BODY for
-                                 non-API paths and APIV1_MAX_BODY under /api/v1 */
+    size_t max_request_bytes;  /* body cap outside remote write; 0: API_MAX_REQUEST_BODY for
+                                  non-API paths and APIV1_MAX_BODY under /api/v1 */
 } api_options;
 
 /* Binds and starts serving. Returns 0 and *out, or -errno with the reason
