@@ -26,6 +26,7 @@
 #include "registry.h"
 #include "strutil.h"
 #include "textwrite.h"
+#include "workq.h"
 
 /* Basic-auth verifications remembered. */
 #define API_AUTH_CACHE 100
@@ -66,21 +67,66 @@ struct api {
     size_t auth_next;
 
     registry_family *refused; /* sidewatch_http_requests_refused_total{reason} */
+
+    workq *wq; /* runs the requests that take time (dispatch, run_job) */
+
+    /* Connections still sending their first request's headers, oldest
+     * first, and the thread that closes those past header_timeout_s. */
+    pthread_mutex_t track_mu;
+    pthread_cond_t sweeper_cv;
+    struct conn_track *waiting_head, *waiting_tail;
+    unsigned header_timeout_s;
+    bool sweeper_stop, sweeper_started;
+    pthread_t sweeper_thread;
 };
 
-/* The web config of the request this thread serves (one thread per
- * connection), for the response headers it sets. */
-static __thread const webconfig *tl_web;
+/* What the event loop does with a request once its body is in. */
+enum route {
+    ROUTE_NONE,
+    ROUTE_AUTH, /* basic auth not in the cache: bcrypt on a worker */
+    ROUTE_METRICS,
+    ROUTE_FEDERATE,
+    ROUTE_RELOAD,
+    ROUTE_REMOTE_WRITE,
+    ROUTE_V1,
+};
+
+/* Where a request stands with the worker pool. */
+enum job_state {
+    JOB_NONE,    /* nothing handed to a worker */
+    JOB_RUNNING, /* a worker has it; the connection is suspended */
+    JOB_DONE,    /* the worker finished and resumed the connection */
+};
 
 /* Per-request state across MHD callbacks, created by the URI logger (the
- * only place that sees the raw query string). */
+ * only place that sees the raw query string). Everything a handler reads
+ * from the connection is copied here on the event loop, so a worker never
+ * touches the MHD connection (only MHD_resume_connection, its last act). */
 typedef struct request {
+    api *a;
+    struct MHD_Connection *c;
     char *uri; /* as received: path and query string, still escaped */
+    char *url, *method;
+    char *accept, *content_type, *content_encoding; /* headers, or NULL */
+    bool accept_gzip, has_origin;
+    const char **fed_match; /* /federate's match[] arguments (owned copies) */
+    size_t n_fed_match;
+    const webconfig *web; /* in force when the headers arrived (kept until api_stop) */
     buf body;
     bool too_large;
-    bool started; /* the access handler has seen the headers */
+    bool started;    /* the access handler has seen the headers */
     bool quit_after; /* POST /-/quit: shut down once the answer is sent */
     bool denied;     /* answered 401 before the body was read */
+    /* Basic auth checked on a worker (bcrypt is slow): the credentials
+     * copied from the request, and the answer. */
+    char *auth_user, *auth_pass;
+    const char *auth_hash;
+    bool auth_ok;
+    enum route route;
+    _Atomic enum job_state job;
+    /* The answer a handler made, queued by the event loop. */
+    struct MHD_Response *resp;
+    unsigned status;
 } request;
 
 #define API_V1_PREFIX "/api/v1"
@@ -91,6 +137,16 @@ static bool accepts_gzip(struct MHD_Connection *c)
 {
     const char *ae = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept-Encoding");
     return ae && strstr(ae, "gzip");
+}
+
+/* Keeps r as the request's answer (replacing one made before) and returns
+ * MHD_YES; the event loop queues it. */
+static enum MHD_Result set_response(request *rq, unsigned status, struct MHD_Response *r)
+{
+    if (rq->resp) MHD_destroy_response(rq->resp);
+    rq->resp = r;
+    rq->status = status;
+    return MHD_YES;
 }
 
 /* gzip-compresses in into out; returns 0 or -EIO. */
@@ -142,30 +198,28 @@ static void add_v1_headers(struct MHD_Response *r, const apiv1_response *v)
         MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 }
 
-static enum MHD_Result respond_v1(struct MHD_Connection *c, unsigned status, const char *ctype,
-                                  buf *body, const apiv1_response *v);
+static enum MHD_Result respond_v1(request *rq, unsigned status, const char *ctype, buf *body,
+                                  const apiv1_response *v);
 
 /* http_server_config.headers of the web config in force. */
-static void add_web_headers(struct MHD_Response *r)
+static void add_web_headers(struct MHD_Response *r, const webconfig *wc)
 {
-    const webconfig *wc = tl_web;
     for (size_t i = 0; wc && i < wc->n_headers; i++)
         MHD_add_response_header(r, wc->headers[i].name, wc->headers[i].value);
 }
 
-/* Queues body (taken) with status and content type. */
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype,
-                               buf *body)
+/* Makes the answer: body (taken) with status and content type. */
+static enum MHD_Result respond(request *rq, unsigned status, const char *ctype, buf *body)
 {
-    return respond_v1(c, status, ctype, body, NULL);
+    return respond_v1(rq, status, ctype, body, NULL);
 }
 
 /* respond(), with the extra headers of an /api/v1 response (v may be NULL). */
-static enum MHD_Result respond_v1(struct MHD_Connection *c, unsigned status, const char *ctype,
-                                  buf *body, const apiv1_response *v)
+static enum MHD_Result respond_v1(request *rq, unsigned status, const char *ctype, buf *body,
+                                  const apiv1_response *v)
 {
     bool gz = false;
-    if (body->len >= API_GZIP_MIN_BYTES && accepts_gzip(c)) {
+    if (body->len >= API_GZIP_MIN_BYTES && rq->accept_gzip) {
         buf z;
         buf_init(&z, API_MAX_RESPONSE);
         if (gzip_buf(body, &z) == 0) {
@@ -188,18 +242,16 @@ static enum MHD_Result respond_v1(struct MHD_Connection *c, unsigned status, con
     if (gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
     MHD_add_response_header(r, "Vary", "Accept-Encoding");
     add_v1_headers(r, v);
-    add_web_headers(r);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    add_web_headers(r, rq->web);
+    return set_response(rq, status, r);
 }
 
-static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text)
+static enum MHD_Result respond_text(request *rq, unsigned status, const char *text)
 {
     buf b;
     buf_init(&b, BUF_UNLIMITED);
     buf_puts(&b, text);
-    return respond(c, status, "text/plain; charset=utf-8", &b);
+    return respond(rq, status, "text/plain; charset=utf-8", &b);
 }
 
 /* ---- store readers ------------------------------------------------------------ */
@@ -229,7 +281,7 @@ static void reader_put(api *a, store_reader *r)
 
 /* /metrics in the protobuf format: the registry, then the extra metrics
  * (written as text) converted. */
-static enum MHD_Result handle_metrics_protobuf(api *a, struct MHD_Connection *c)
+static enum MHD_Result handle_metrics_protobuf(api *a, request *rq)
 {
     buf b;
     buf_init(&b, API_MAX_RESPONSE);
@@ -243,21 +295,21 @@ static enum MHD_Result handle_metrics_protobuf(api *a, struct MHD_Connection *c)
     }
     if (rc < 0) {
         buf_cleanup(&b);
-        return respond_text(c, 500, "error writing metrics\n");
+        return respond_text(rq, 500, "error writing metrics\n");
     }
-    return respond(c, 200, PROTOPARSE_CONTENT_TYPE, &b);
+    return respond(rq, 200, PROTOPARSE_CONTENT_TYPE, &b);
 }
 
-static enum MHD_Result handle_metrics(api *a, struct MHD_Connection *c)
+static enum MHD_Result handle_metrics(api *a, request *rq)
 {
-    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
-    if (registry_negotiate_protobuf(accept)) return handle_metrics_protobuf(a, c);
+    const char *accept = rq->accept;
+    if (registry_negotiate_protobuf(accept)) return handle_metrics_protobuf(a, rq);
     enum textparse_format f = textwrite_negotiate(accept);
     buf b;
     buf_init(&b, API_MAX_RESPONSE);
     if (registry_write(a->o.reg, f, buf_sink, &b) < 0) {
         buf_cleanup(&b);
-        return respond_text(c, 500, "error writing metrics\n");
+        return respond_text(rq, 500, "error writing metrics\n");
     }
     if (a->o.extra_metrics) {
         static const char eof[] = "# EOF\n";
@@ -266,10 +318,10 @@ static enum MHD_Result handle_metrics(api *a, struct MHD_Connection *c)
         if (om) buf_truncate(&b, b.len - (sizeof eof - 1));
         if (a->o.extra_metrics(a->o.ctx, f, &b) < 0 || (om && buf_puts(&b, eof) < 0)) {
             buf_cleanup(&b);
-            return respond_text(c, 500, "error writing metrics\n");
+            return respond_text(rq, 500, "error writing metrics\n");
         }
     }
-    return respond(c, 200,
+    return respond(rq, 200,
                    f == TEXTPARSE_OPENMETRICS ? TEXTWRITE_CONTENT_TYPE_OPENMETRICS
                                               : TEXTWRITE_CONTENT_TYPE_PROMETHEUS,
                    &b);
@@ -290,7 +342,7 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     arg_list *l = cls;
     if (key && strcmp(key, l->name) == 0) {
         l->v = mem_grow(l->v, sizeof *l->v, l->n + 1, &l->cap);
-        l->v[l->n++] = value ? value : "";
+        l->v[l->n++] = mem_strdup(value ? value : ""); /* MHD's copy is the connection's */
     }
     return MHD_YES;
 }
@@ -325,10 +377,9 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
+static enum MHD_Result handle_federate(api *a, request *rq)
 {
-    arg_list args = {.name = "match[]"};
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
+    arg_list args = {.v = rq->fed_match, .n = rq->n_fed_match};
     int64_t maxt = wall_ms(), mint = maxt - a->o.lookback_ms;
     buf err;
     buf_init(&err, 4096);
@@ -383,13 +434,12 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
     }
     if (r) reader_put(a, r);
     hmap_cleanup(&seen);
-    mem_free(args.v);
     if (status != 200) {
         for (size_t i = 0; i < nvec; i++)
             labels_free(vec[i].ls);
         mem_free(vec);
         buf_putc(&err, '\n');
-        enum MHD_Result ret = respond(c, status, "text/plain; charset=utf-8", &err);
+        enum MHD_Result ret = respond(rq, status, "text/plain; charset=utf-8", &err);
         return ret;
     }
     buf_cleanup(&err);
@@ -454,9 +504,9 @@ static enum MHD_Result handle_federate(api *a, struct MHD_Connection *c)
     mem_free(vec);
     if (textwrite_error(&w) < 0) {
         buf_cleanup(&out);
-        return respond_text(c, 500, "federation response too large\n");
+        return respond_text(rq, 500, "federation response too large\n");
     }
-    return respond(c, 200, TEXTWRITE_CONTENT_TYPE_PROMETHEUS, &out);
+    return respond(rq, 200, TEXTWRITE_CONTENT_TYPE_PROMETHEUS, &out);
 }
 
 /* ---- /api/v1 ---------------------------------------------------------------------------- */
@@ -496,8 +546,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max)
 {
     (void)pos;
     stream_ctx *c = cls;
-    /* MHD runs this on the connection's thread: block until there is data
-     * (0 would make it spin). */
+    /* MHD runs this on its event loop: each call makes at most one part
+     * (about APIV1_STREAM_CHUNK bytes of JSON from a result already
+     * evaluated), so no call holds the loop for long. 0 would make it spin. */
     while (c->off == c->out.len) {
         if (c->done) return MHD_CONTENT_READER_END_OF_STREAM;
         buf_reset(&c->out);
@@ -535,18 +586,18 @@ static void stream_free(void *cls)
     mem_free(c);
 }
 
-static enum MHD_Result respond_stream(struct MHD_Connection *c, apiv1_response *v)
+static enum MHD_Result respond_stream(request *rq, apiv1_response *v)
 {
     stream_ctx *sc = mem_calloc(1, sizeof *sc);
     sc->s = v->stream;
     v->stream = NULL;
     buf_init(&sc->part, BUF_UNLIMITED);
     buf_init(&sc->out, BUF_UNLIMITED);
-    if (accepts_gzip(c) &&
+    if (rq->accept_gzip &&
         deflateInit2(&sc->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK)
         sc->gz = true;
-    struct MHD_Response *r = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, APIV1_STREAM_CHUNK, stream_read, sc, stream_free);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, APIV1_STREAM_CHUNK,
+                                                               stream_read, sc, stream_free);
     if (!r) {
         stream_free(sc);
         return MHD_NO;
@@ -555,36 +606,33 @@ static enum MHD_Result respond_stream(struct MHD_Connection *c, apiv1_response *
     if (sc->gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
     MHD_add_response_header(r, "Vary", "Accept-Encoding");
     add_v1_headers(r, v);
-    add_web_headers(r);
-    enum MHD_Result ret = MHD_queue_response(c, v->status, r);
-    MHD_destroy_response(r);
-    return ret;
+    add_web_headers(r, rq->web);
+    return set_response(rq, v->status, r);
 }
 
-static enum MHD_Result handle_v1(api *a, struct MHD_Connection *c, const char *url,
-                                 const char *method, request *rq)
+static enum MHD_Result handle_v1(api *a, request *rq)
 {
     const char *q = strchr(rq->uri, '?');
     apiv1_request ar = {
-        .method = method,
-        .path = url + strlen(API_V1_PREFIX),
+        .method = rq->method,
+        .path = rq->url + strlen(API_V1_PREFIX),
         .query = q ? q + 1 : NULL,
         .query_len = q ? strlen(q + 1) : 0,
-        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
+        .content_type = rq->content_type,
         .body = rq->body.data,
         .body_len = rq->body.len,
         .body_too_large = rq->too_large,
-        .has_origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin") != NULL,
+        .has_origin = rq->has_origin,
     };
     apiv1_response v;
     apiv1_handle(a->v1, &ar, &v);
     enum MHD_Result ret;
     if (v.stream) {
-        ret = respond_stream(c, &v);
+        ret = respond_stream(rq, &v);
     } else {
         buf body = v.body;
         buf_init(&v.body, BUF_UNLIMITED);
-        ret = respond_v1(c, v.status, v.content_type, &body, &v);
+        ret = respond_v1(rq, v.status, v.content_type, &body, &v);
     }
     apiv1_response_cleanup(&v);
     return ret;
@@ -602,9 +650,9 @@ static void v1_reader_put(void *ctx, store_reader *r)
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
-static enum MHD_Result handle_reload(api *a, struct MHD_Connection *c)
+static enum MHD_Result handle_reload(api *a, request *rq)
 {
-    if (!a->o.enable_lifecycle) return respond_text(c, 403, "Lifecycle API is not enabled.\n");
+    if (!a->o.enable_lifecycle) return respond_text(rq, 403, "Lifecycle API is not enabled.\n");
     buf err;
     buf_init(&err, 64 * 1024);
     if (a->o.reload(a->o.ctx, &err) < 0) {
@@ -612,20 +660,20 @@ static enum MHD_Result handle_reload(api *a, struct MHD_Connection *c)
         buf_init(&msg, BUF_UNLIMITED);
         buf_printf(&msg, "failed to reload config: %s\n", buf_cstr(&err));
         buf_cleanup(&err);
-        return respond(c, 500, "text/plain; charset=utf-8", &msg);
+        return respond(rq, 500, "text/plain; charset=utf-8", &msg);
     }
     buf_cleanup(&err);
     buf ok;
     buf_init(&ok, BUF_UNLIMITED);
-    return respond(c, 200, "text/plain; charset=utf-8", &ok);
+    return respond(rq, 200, "text/plain; charset=utf-8", &ok);
 }
 
 /* The shutdown starts in request_done, after the answer went out: started
  * here, it could stop the server before the client read its 200. */
-static enum MHD_Result handle_quit(api *a, struct MHD_Connection *c, request *rq)
+static enum MHD_Result handle_quit(api *a, request *rq)
 {
-    if (!a->o.enable_lifecycle) return respond_text(c, 403, "Lifecycle API is not enabled.\n");
-    enum MHD_Result r = respond_text(c, 200, "Requesting termination... Goodbye!\n");
+    if (!a->o.enable_lifecycle) return respond_text(rq, 403, "Lifecycle API is not enabled.\n");
+    enum MHD_Result r = respond_text(rq, 200, "Requesting termination... Goodbye!\n");
     rq->quit_after = true;
     return r;
 }
@@ -703,15 +751,14 @@ static char *remote_write_type_error(const char *ct)
  * Content-Type (415), then decoding and storing (rwrecv: 400 / 500; the
  * snappy check comes before the Content-Type one in Prometheus), 204 when
  * stored. Any other method is 405, as Prometheus's router answers. */
-static enum MHD_Result handle_remote_write(api *a, struct MHD_Connection *c, const char *method,
-                                           request *rq)
+static enum MHD_Result handle_remote_write(api *a, request *rq)
 {
-    if (strcmp(method, "POST") != 0) return respond_text(c, 405, "Method Not Allowed\n");
+    if (strcmp(rq->method, "POST") != 0) return respond_text(rq, 405, "Method Not Allowed\n");
     if (!a->o.remote_write)
         return respond_text(
-            c, 404,
+            rq, 404,
             "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n");
-    const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+    const char *enc = rq->content_encoding;
     if (enc && *enc && strcmp(enc, "snappy") != 0) {
         buf msg;
         buf_init(&msg, BUF_UNLIMITED);
@@ -719,23 +766,22 @@ static enum MHD_Result handle_remote_write(api *a, struct MHD_Connection *c, con
                    "%s encoding (compression) is not accepted by this server; only snappy is "
                    "acceptable\n",
                    enc);
-        return respond(c, 415, "text/plain; charset=utf-8", &msg);
+        return respond(rq, 415, "text/plain; charset=utf-8", &msg);
     }
     if (rq->too_large) {
         buf msg;
         buf_init(&msg, BUF_UNLIMITED);
         buf_printf(&msg, "request body exceeds the %zu bytes limit\n",
                    (size_t)API_MAX_REMOTE_WRITE_BODY);
-        return respond(c, 413, "text/plain; charset=utf-8", &msg);
+        return respond(rq, 413, "text/plain; charset=utf-8", &msg);
     }
-    char *terr =
-        remote_write_type_error(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"));
+    char *terr = remote_write_type_error(rq->content_type);
     if (terr) {
         buf msg;
         buf_init(&msg, BUF_UNLIMITED);
         buf_printf(&msg, "%s\n", terr);
         mem_free(terr);
-        return respond(c, 415, "text/plain; charset=utf-8", &msg);
+        return respond(rq, 415, "text/plain; charset=utf-8", &msg);
     }
     buf err;
     buf_init(&err, 64 * 1024);
@@ -744,13 +790,13 @@ static enum MHD_Result handle_remote_write(api *a, struct MHD_Connection *c, con
         buf_cleanup(&err);
         buf none;
         buf_init(&none, BUF_UNLIMITED);
-        return respond(c, 204, "text/plain; charset=utf-8", &none);
+        return respond(rq, 204, "text/plain; charset=utf-8", &none);
     }
     buf msg;
     buf_init(&msg, BUF_UNLIMITED);
     buf_printf(&msg, "%s\n", err.len ? buf_cstr(&err) : "remote write failed");
     buf_cleanup(&err);
-    return respond(c, rc == -EINVAL ? 400 : 500, "text/plain; charset=utf-8", &msg);
+    return respond(rq, rc == -EINVAL ? 400 : 500, "text/plain; charset=utf-8", &msg);
 }
 
 /* ---- authentication -------------------------------------------------------------------------- */
@@ -773,58 +819,79 @@ static bool ct_equal(const char *x, const char *y)
     return d == 0;
 }
 
-/* bcrypt through libxcrypt, with the answer cached. An unknown user is
- * checked against a fixed hash, so it costs as long as a known one. */
-static bool check_password(api *a, const char *hash_in, const char *user, const char *pass)
+/* The cached answer for user/password against hash: 1 (right), 0
+ * (wrong) or -1 (not cached: bcrypt must run). */
+static int auth_cached(api *a, const char *hash, const char *user, const char *pass)
 {
-    static const char dummy[] = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
-    const char *hash = hash_in ? hash_in : dummy;
-    bool ok = false, found = false;
+    int ans = -1;
     pthread_mutex_lock(&a->auth_mu);
-    for (size_t i = 0; i < API_AUTH_CACHE && !found; i++) {
+    for (size_t i = 0; i < API_AUTH_CACHE && ans < 0; i++) {
         struct auth_entry *e = &a->auth_cache[i];
         if (e->user && strcmp(e->user, user) == 0 && strcmp(e->hash, hash) == 0 &&
-            ct_equal(e->pass, pass)) {
-            found = true;
-            ok = e->ok;
-        }
+            ct_equal(e->pass, pass))
+            ans = e->ok;
     }
     pthread_mutex_unlock(&a->auth_mu);
-    if (!found) {
-        struct crypt_data *cd = mem_calloc(1, sizeof *cd);
-        const char *r = crypt_rn(pass, hash, cd, (int)sizeof *cd);
-        ok = r && r[0] == '$' && ct_equal(r, hash);
-        mem_free(cd);
-        pthread_mutex_lock(&a->auth_mu);
-        struct auth_entry *e = &a->auth_cache[a->auth_next];
-        a->auth_next = (a->auth_next + 1) % API_AUTH_CACHE;
-        mem_free(e->user);
-        mem_free(e->pass);
-        mem_free(e->hash);
-        e->user = mem_strdup(user);
-        e->pass = mem_strdup(pass);
-        e->hash = mem_strdup(hash);
-        e->ok = ok;
-        pthread_mutex_unlock(&a->auth_mu);
-    }
+    return ans;
+}
+
+/* An unknown user is checked against this hash, so it costs as long as a
+ * known one. */
+static const char dummy_hash[] = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+
+/* bcrypt through libxcrypt (tens of milliseconds: run on a worker), the
+ * answer remembered. */
+static bool check_password(api *a, const char *hash_in, const char *user, const char *pass)
+{
+    const char *hash = hash_in ? hash_in : dummy_hash;
+    int cached = auth_cached(a, hash, user, pass);
+    if (cached >= 0) return cached && hash_in;
+    struct crypt_data *cd = mem_calloc(1, sizeof *cd);
+    const char *r = crypt_rn(pass, hash, cd, (int)sizeof *cd);
+    bool ok = r && r[0] == '$' && ct_equal(r, hash);
+    mem_free(cd);
+    pthread_mutex_lock(&a->auth_mu);
+    struct auth_entry *e = &a->auth_cache[a->auth_next];
+    a->auth_next = (a->auth_next + 1) % API_AUTH_CACHE;
+    mem_free(e->user);
+    mem_free(e->pass);
+    mem_free(e->hash);
+    e->user = mem_strdup(user);
+    e->pass = mem_strdup(pass);
+    e->hash = mem_strdup(hash);
+    e->ok = ok;
+    pthread_mutex_unlock(&a->auth_mu);
     return ok && hash_in;
 }
 
-static bool authorized(api *a, const webconfig *wc, struct MHD_Connection *c, const char *url)
+/* Basic auth on the event loop: 1 (let in), 0 (401), or -1 when bcrypt
+ * must run (the credentials are then copied into rq for a worker). */
+static int authorized(api *a, request *rq, struct MHD_Connection *c)
 {
-    if (!wc || wc->n_users == 0) return true;
+    const webconfig *wc = rq->web;
+    if (!wc || wc->n_users == 0) return 1;
     if (a->o.healthy_unauthenticated &&
-        (strcmp(url, "/-/healthy") == 0 || strcmp(url, "/-/ready") == 0))
-        return true;
+        (strcmp(rq->url, "/-/healthy") == 0 || strcmp(rq->url, "/-/ready") == 0))
+        return 1;
     char *pass = NULL;
     char *user = MHD_basic_auth_get_username_password(c, &pass);
-    bool ok = user && check_password(a, webconfig_user_hash(wc, user), user, pass ? pass : "");
+    int ans = 0;
+    if (user) {
+        const char *hash = webconfig_user_hash(wc, user);
+        ans = auth_cached(a, hash ? hash : dummy_hash, user, pass ? pass : "");
+        if (ans > 0 && !hash) ans = 0;
+        if (ans < 0) {
+            rq->auth_user = mem_strdup(user);
+            rq->auth_pass = mem_strdup(pass ? pass : "");
+            rq->auth_hash = hash; /* the webconfig outlives the request */
+        }
+    }
     if (user) MHD_free(user);
     if (pass) MHD_free(pass);
-    return ok;
+    return ans;
 }
 
-static enum MHD_Result respond_unauthorized(struct MHD_Connection *c)
+static enum MHD_Result respond_unauthorized(request *rq)
 {
     static const char text[] = "Unauthorized\n";
     struct MHD_Response *r =
@@ -832,10 +899,8 @@ static enum MHD_Result respond_unauthorized(struct MHD_Connection *c)
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
     MHD_add_response_header(r, "WWW-Authenticate", "Basic");
-    add_web_headers(r);
-    enum MHD_Result ret = MHD_queue_response(c, 401, r);
-    MHD_destroy_response(r);
-    return ret;
+    add_web_headers(r, rq->web);
+    return set_response(rq, 401, r);
 }
 
 /* client_auth_type beyond what libmicrohttpd does (it only asks for a
@@ -854,15 +919,258 @@ static bool client_cert_ok(api *a, struct MHD_Connection *c)
     gnutls_session_t s = (gnutls_session_t)ci->tls_session;
     unsigned int n = 0;
     const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
-    if (!certs || n == 0)
-        return a->client_auth == WEBCONFIG_VERIFY_CLIENT_CERT_IF_GIVEN;
+    if (!certs || n == 0) return a->client_auth == WEBCONFIG_VERIFY_CLIENT_CERT_IF_GIVEN;
     if (a->client_auth == WEBCONFIG_REQUIRE_ANY_CLIENT_CERT) return true;
     unsigned int status = 0;
     return gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
 }
 
+/* ---- slow-loris bound ------------------------------------------------------------------- */
+
+/* A connection that has not sent a complete request line and headers yet.
+ * They are listed in the order they connected, so the ones past their
+ * deadline are at the head. */
+typedef struct conn_track {
+    int fd;
+    int64_t deadline_ms; /* CLOCK_MONOTONIC */
+    bool listed;
+    struct conn_track *prev, *next;
+} conn_track;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void track_unlink(api *a, conn_track *t)
+{
+    if (!t->listed) return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        a->waiting_head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        a->waiting_tail = t->prev;
+    t->prev = t->next = NULL;
+    t->listed = false;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION, on the event loop: a new connection is
+ * listed until its first request's headers are in; a closed one is
+ * forgotten (before MHD closes its socket, so the sweeper never shuts down
+ * a descriptor that was reused). */
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+    api *a = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci) return;
+        conn_track *t = mem_calloc(1, sizeof *t);
+        t->fd = ci->connect_fd;
+        t->deadline_ms = mono_ms() + (int64_t)a->header_timeout_s * 1000;
+        pthread_mutex_lock(&a->track_mu);
+        t->prev = a->waiting_tail;
+        if (a->waiting_tail)
+            a->waiting_tail->next = t;
+        else
+            a->waiting_head = t;
+        a->waiting_tail = t;
+        t->listed = true;
+        pthread_mutex_unlock(&a->track_mu);
+        *socket_context = t;
+        return;
+    }
+    conn_track *t = *socket_context;
+    if (!t) return;
+    pthread_mutex_lock(&a->track_mu);
+    track_unlink(a, t);
+    pthread_mutex_unlock(&a->track_mu);
+    mem_free(t);
+    *socket_context = NULL;
+}
+
+/* The first request's headers are in: the connection leaves the list. */
+static void headers_arrived(api *a, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t || !t->listed) return;
+    pthread_mutex_lock(&a->track_mu);
+    track_unlink(a, t);
+    pthread_mutex_unlock(&a->track_mu);
+}
+
+/* Once a second, shuts down the sockets of connections that are past
+ * their header deadline; the event loop then sees them end and closes
+ * them. (MHD's own timeout counts from the last byte received, so a client
+ * sending one byte a second would never reach it.) */
+static void *sweeper(void *arg)
+{
+    api *a = arg;
+    pthread_mutex_lock(&a->track_mu);
+    while (!a->sweeper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&a->sweeper_cv, &a->track_mu, &ts);
+        int64_t now = mono_ms();
+        unsigned n = 0;
+        while (a->waiting_head && a->waiting_head->deadline_ms <= now) {
+            conn_track *t = a->waiting_head;
+            shutdown(t->fd, SHUT_RDWR);
+            track_unlink(a, t);
+            n++;
+        }
+        if (n) {
+            pthread_mutex_unlock(&a->track_mu);
+            for (unsigned i = 0; i < n; i++)
+                count_refused(a, "header_timeout");
+            log_debug("web", "closed %u connections that sent no complete request headers in %us",
+                      n, a->header_timeout_s);
+            pthread_mutex_lock(&a->track_mu);
+        }
+    }
+    pthread_mutex_unlock(&a->track_mu);
+    return NULL;
+}
+
 /* ---- dispatch --------------------------------------------------------------------------- */
 
+/* Queues the answer a handler made; none (the handler gave up) closes the
+ * connection. */
+static enum MHD_Result queue_answer(request *rq, struct MHD_Connection *c)
+{
+    if (!rq->resp) return MHD_NO;
+    enum MHD_Result ret = MHD_queue_response(c, rq->status, rq->resp);
+    MHD_destroy_response(rq->resp);
+    rq->resp = NULL;
+    return ret;
+}
+
+/* A worker's part: bcrypt or a handler that takes time; then the
+ * connection goes back to the event loop, which queues the answer. */
+static void run_job(void *arg)
+{
+    request *rq = arg;
+    api *a = rq->a;
+    switch (rq->route) {
+    case ROUTE_AUTH:
+        rq->auth_ok = check_password(a, rq->auth_hash, rq->auth_user, rq->auth_pass);
+        break;
+    case ROUTE_METRICS:
+        handle_metrics(a, rq);
+        break;
+    case ROUTE_FEDERATE:
+        handle_federate(a, rq);
+        break;
+    case ROUTE_RELOAD:
+        handle_reload(a, rq);
+        break;
+    case ROUTE_REMOTE_WRITE:
+        handle_remote_write(a, rq);
+        break;
+    case ROUTE_V1:
+        handle_v1(a, rq);
+        break;
+    case ROUTE_NONE:
+        break;
+    }
+    atomic_store(&rq->job, JOB_DONE);
+    MHD_resume_connection(rq->c); /* the last touch: rq may be freed after it */
+}
+
+/* Suspends the connection and gives the request to a worker; the event
+ * loop goes on with other connections and calls dispatch again once the
+ * worker resumes this one. */
+static enum MHD_Result hand_off(api *a, request *rq, struct MHD_Connection *c)
+{
+    atomic_store(&rq->job, JOB_RUNNING);
+    MHD_suspend_connection(c);
+    if (workq_submit(a->wq, run_job, rq) < 0) {
+        /* api_stop has begun. */
+        rq->route = ROUTE_NONE;
+        respond_text(rq, 503, "Service Unavailable\n");
+        atomic_store(&rq->job, JOB_DONE);
+        MHD_resume_connection(c);
+    }
+    return MHD_YES;
+}
+
+/* The headers passed (or failed) basic auth. */
+static enum MHD_Result after_auth(api *a, request *rq, struct MHD_Connection *c, bool ok)
+{
+    if (!ok) {
+        count_refused(a, "unauthorized");
+        rq->denied = true;
+        respond_unauthorized(rq);
+        return queue_answer(rq, c);
+    }
+    /* API requests may carry forms up to Go's 10 MB. */
+    bool v1 = strncmp(rq->url, API_V1_PREFIX "/", strlen(API_V1_PREFIX) + 1) == 0;
+    if (strcmp(rq->url, API_REMOTE_WRITE_PATH) == 0)
+        buf_init(&rq->body, API_MAX_REMOTE_WRITE_BODY);
+    else if (v1)
+        buf_init(&rq->body, a->o.max_request_bytes ? a->o.max_request_bytes : APIV1_MAX_BODY);
+    else if (a->o.max_request_bytes)
+        buf_init(&rq->body, a->o.max_request_bytes);
+    return MHD_YES;
+}
+
+static char *header_copy(struct MHD_Connection *c, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+    return v ? mem_strdup(v) : NULL;
+}
+
+/* The headers are in: copies what handlers read, checks the client
+ * certificate and basic auth. */
+static enum MHD_Result first_call(api *a, request *rq, struct MHD_Connection *c, const char *url,
+                                  const char *method)
+{
+    rq->started = true;
+    rq->a = a;
+    rq->c = c;
+    rq->url = mem_strdup(url);
+    rq->method = mem_strdup(method);
+    headers_arrived(a, c);
+    pthread_mutex_lock(&a->web_mu);
+    rq->web = a->web;
+    pthread_mutex_unlock(&a->web_mu);
+    if (!client_cert_ok(a, c)) {
+        count_refused(a, "client_certificate");
+        log_debug("web", "client certificate refused for %s", url);
+        return MHD_NO;
+    }
+    rq->accept = header_copy(c, "Accept");
+    rq->content_type = header_copy(c, "Content-Type");
+    rq->content_encoding = header_copy(c, "Content-Encoding");
+    rq->accept_gzip = accepts_gzip(c);
+    rq->has_origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin") != NULL;
+    if (strcmp(url, "/federate") == 0) {
+        arg_list args = {.name = "match[]"};
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
+        rq->fed_match = args.v;
+        rq->n_fed_match = args.n;
+    }
+    int au = authorized(a, rq, c);
+    if (au < 0) {
+        rq->route = ROUTE_AUTH;
+        return hand_off(a, rq, c);
+    }
+    return after_auth(a, rq, c, au > 0);
+}
+
+/* The access handler, on the event loop: MHD calls it when the headers are
+ * in, for each part of the body, once more when the body is complete, and
+ * again after a worker resumed the connection. Cheap answers are made
+ * here; the rest go to a worker (run_job). */
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char *url,
                                 const char *method, const char *version, const char *upload,
                                 size_t *upload_size, void **con_cls)
@@ -870,30 +1178,15 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
     (void)version;
     api *a = cls;
     request *rq = *con_cls;
-    bool v1 = strncmp(url, API_V1_PREFIX "/", strlen(API_V1_PREFIX) + 1) == 0;
-    pthread_mutex_lock(&a->web_mu);
-    tl_web = a->web;
-    pthread_mutex_unlock(&a->web_mu);
-    if (!rq->started) {
-        rq->started = true;
-        if (!client_cert_ok(a, c)) {
-            count_refused(a, "client_certificate");
-            log_debug("web", "client certificate refused for %s", url);
-            return MHD_NO;
+    if (!rq->started) return first_call(a, rq, c, url, method);
+    if (atomic_load(&rq->job) == JOB_DONE) {
+        atomic_store(&rq->job, JOB_NONE);
+        if (rq->route == ROUTE_AUTH) {
+            rq->route = ROUTE_NONE;
+            return after_auth(a, rq, c, rq->auth_ok);
         }
-        if (!authorized(a, tl_web, c, url)) {
-            count_refused(a, "unauthorized");
-            rq->denied = true;
-            return respond_unauthorized(c);
-        }
-        /* API requests may carry forms up to Go's 10 MB. */
-        if (strcmp(url, API_REMOTE_WRITE_PATH) == 0)
-            buf_init(&rq->body, API_MAX_REMOTE_WRITE_BODY);
-        else if (v1)
-            buf_init(&rq->body, a->o.max_request_bytes ? a->o.max_request_bytes : APIV1_MAX_BODY);
-        else if (a->o.max_request_bytes)
-            buf_init(&rq->body, a->o.max_request_bytes);
-        return MHD_YES;
+        rq->route = ROUTE_NONE;
+        return queue_answer(rq, c);
     }
     if (rq->denied) {
         *upload_size = 0;
@@ -907,27 +1200,38 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         *upload_size = 0;
         return MHD_YES;
     }
-    if (strcmp(url, API_REMOTE_WRITE_PATH) == 0) return handle_remote_write(a, c, method, rq);
-    if (v1) return handle_v1(a, c, url, method, rq);
-    if (rq->too_large) return respond_text(c, 413, "request body too large\n");
-
+    bool v1 = strncmp(url, API_V1_PREFIX "/", strlen(API_V1_PREFIX) + 1) == 0;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
-    if (strcmp(url, "/metrics") == 0 && get) return handle_metrics(a, c);
-    if (strcmp(url, "/federate") == 0 && get) return handle_federate(a, c);
-    if (strcmp(url, "/-/healthy") == 0 && get)
-        return respond_text(c, 200, "sidewatch is Healthy.\n");
-    if (strcmp(url, "/-/ready") == 0 && get) {
-        if (atomic_load(&a->ready)) return respond_text(c, 200, "sidewatch is Ready.\n");
-        return respond_text(c, 503, "Service Unavailable\n");
-    }
-    if (strcmp(url, "/-/reload") == 0 && post) return handle_reload(a, c);
-    if (strcmp(url, "/-/quit") == 0 && post) return handle_quit(a, c, rq);
-    if (strcmp(url, "/-/reload") == 0 || strcmp(url, "/-/quit") == 0 ||
-        strcmp(url, "/metrics") == 0 || strcmp(url, "/federate") == 0 ||
-        strcmp(url, "/-/healthy") == 0 || strcmp(url, "/-/ready") == 0)
-        return respond_text(c, 405, "Method Not Allowed\n");
-    return respond_text(c, 404, "404 page not found\n");
+    if (strcmp(url, API_REMOTE_WRITE_PATH) == 0)
+        rq->route = ROUTE_REMOTE_WRITE;
+    else if (v1)
+        rq->route = ROUTE_V1;
+    else if (rq->too_large)
+        respond_text(rq, 413, "request body too large\n");
+    else if (strcmp(url, "/metrics") == 0 && get)
+        rq->route = ROUTE_METRICS;
+    else if (strcmp(url, "/federate") == 0 && get)
+        rq->route = ROUTE_FEDERATE;
+    else if (strcmp(url, "/-/healthy") == 0 && get)
+        respond_text(rq, 200, "sidewatch is Healthy.\n");
+    else if (strcmp(url, "/-/ready") == 0 && get) {
+        if (atomic_load(&a->ready))
+            respond_text(rq, 200, "sidewatch is Ready.\n");
+        else
+            respond_text(rq, 503, "Service Unavailable\n");
+    } else if (strcmp(url, "/-/reload") == 0 && post)
+        rq->route = ROUTE_RELOAD;
+    else if (strcmp(url, "/-/quit") == 0 && post)
+        handle_quit(a, rq);
+    else if (strcmp(url, "/-/reload") == 0 || strcmp(url, "/-/quit") == 0 ||
+             strcmp(url, "/metrics") == 0 || strcmp(url, "/federate") == 0 ||
+             strcmp(url, "/-/healthy") == 0 || strcmp(url, "/-/ready") == 0)
+        respond_text(rq, 405, "Method Not Allowed\n");
+    else
+        respond_text(rq, 404, "404 page not found\n");
+    if (rq->route != ROUTE_NONE) return hand_off(a, rq, c);
+    return queue_answer(rq, c);
 }
 
 static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -941,6 +1245,17 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
     if (rq->quit_after) a->o.quit(a->o.ctx);
     buf_cleanup(&rq->body);
     mem_free(rq->uri);
+    mem_free(rq->url);
+    mem_free(rq->method);
+    mem_free(rq->accept);
+    mem_free(rq->content_type);
+    mem_free(rq->content_encoding);
+    for (size_t i = 0; i < rq->n_fed_match; i++)
+        mem_free((char *)rq->fed_match[i]);
+    mem_free(rq->fed_match);
+    mem_free(rq->auth_user);
+    mem_free(rq->auth_pass);
+    if (rq->resp) MHD_destroy_response(rq->resp);
     mem_free(rq);
     *con_cls = NULL;
 }
@@ -1074,19 +1389,34 @@ int api_start(api **out, const api_options *o, buf *err)
     pthread_mutex_init(&a->readers_mu, NULL);
     pthread_mutex_init(&a->web_mu, NULL);
     pthread_mutex_init(&a->auth_mu, NULL);
+    pthread_mutex_init(&a->track_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->sweeper_cv, &ca);
+    pthread_condattr_destroy(&ca);
     static const char *const reason[] = {"reason", NULL};
     if (o->reg)
         a->refused = registry_counter(o->reg, "sidewatch_http_requests_refused_total",
                                       "HTTP requests refused before they were served, by reason "
-                                      "(unauthorized, client_certificate, body_too_large).",
+                                      "(unauthorized, client_certificate, body_too_large, "
+                                      "header_timeout).",
                                       reason);
     /* Every reason from the start, at 0, so dashboards and alerts see them. */
-    static const char *const reasons[] = {"unauthorized", "client_certificate", "body_too_large"};
+    static const char *const reasons[] = {"unauthorized", "client_certificate", "body_too_large",
+                                         "header_timeout"};
     for (size_t i = 0; a->refused && i < sizeof reasons / sizeof reasons[0]; i++)
         registry_child(a->refused, (const char *const[]){reasons[i], NULL});
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    /* One event loop (epoll) serves every connection; the requests that
+     * take time run on the worker pool while their connection is
+     * suspended. */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned read_timeout = o->read_timeout_s ? o->read_timeout_s : API_CONNECTION_TIMEOUT_S;
+    a->header_timeout_s = o->header_timeout_s ? o->header_timeout_s : API_HEADER_TIMEOUT_S;
+    if (a->header_timeout_s > read_timeout) a->header_timeout_s = read_timeout;
+    int max_q = o->v1.max_concurrency > 0 ? o->v1.max_concurrency : APIV1_DEFAULT_MAX_CONCURRENCY;
+    unsigned workers = o->max_workers ? o->max_workers : (unsigned)max_q + API_EXTRA_WORKERS;
     struct MHD_OptionItem ops[20];
     size_t n = 0;
 #define OPT(opt, val, ptr) ops[n++] = (struct MHD_OptionItem){(opt), (intptr_t)(val), (ptr)}
@@ -1094,8 +1424,8 @@ int api_start(api **out, const api_options *o, buf *err)
     OPT(MHD_OPTION_LISTEN_SOCKET, fd, NULL);
     OPT(MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : API_MAX_CONNECTIONS,
         NULL);
-    OPT(MHD_OPTION_CONNECTION_TIMEOUT,
-        o->read_timeout_s ? o->read_timeout_s : API_CONNECTION_TIMEOUT_S, NULL);
+    OPT(MHD_OPTION_CONNECTION_TIMEOUT, read_timeout, NULL);
+    OPT(MHD_OPTION_NOTIFY_CONNECTION, notify_connection, a);
     OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_MAX_HEADER_BYTES + 64 * 1024, NULL);
     OPT(MHD_OPTION_NOTIFY_COMPLETED, request_done, a);
     OPT(MHD_OPTION_URI_LOG_CALLBACK, uri_logger, a);
@@ -1134,6 +1464,7 @@ int api_start(api **out, const api_options *o, buf *err)
         v1.reader_ctx = a;
         if (!v1.listen_address) v1.listen_address = o->listen_address;
         a->v1 = apiv1_new(&v1);
+        a->wq = workq_new("web", workers);
         a->daemon = MHD_start_daemon(flags, 0, NULL, NULL, dispatch, a, MHD_OPTION_ARRAY, ops,
                                      MHD_OPTION_END);
         if (!a->daemon) {
@@ -1145,8 +1476,16 @@ int api_start(api **out, const api_options *o, buf *err)
             else
                 buf_printf(err, "could not start the HTTP server on %s", o->listen_address);
             apiv1_free(a->v1);
+            workq_free(a->wq);
             rc = -EIO;
         }
+    }
+    if (rc == 0) {
+        int trc = pthread_create(&a->sweeper_thread, NULL, sweeper, a);
+        if (trc == 0)
+            a->sweeper_started = true;
+        else
+            log_warn("web", "no header timeout: cannot start its thread: %s", strerror(trc));
     }
     if (rc < 0) {
         close(fd);
@@ -1155,6 +1494,8 @@ int api_start(api **out, const api_options *o, buf *err)
         pthread_mutex_destroy(&a->readers_mu);
         pthread_mutex_destroy(&a->web_mu);
         pthread_mutex_destroy(&a->auth_mu);
+        pthread_mutex_destroy(&a->track_mu);
+        pthread_cond_destroy(&a->sweeper_cv);
         mem_free(a);
         return rc;
     }
@@ -1184,7 +1525,18 @@ void api_set_ready(api *a, bool ready)
 void api_stop(api *a)
 {
     if (!a) return;
+    if (a->sweeper_started) {
+        pthread_mutex_lock(&a->track_mu);
+        a->sweeper_stop = true;
+        pthread_cond_signal(&a->sweeper_cv);
+        pthread_mutex_unlock(&a->track_mu);
+        pthread_join(a->sweeper_thread, NULL);
+    }
+    /* Requests under way finish first and resume their connections (new
+     * ones get 503), so that MHD stops with no connection suspended. */
+    workq_stop(a->wq);
     MHD_stop_daemon(a->daemon);
+    workq_free(a->wq);
     close(a->listen_fd);
     apiv1_free(a->v1);
     for (size_t i = 0; i < a->n_readers; i++)
@@ -1203,5 +1555,7 @@ void api_stop(api *a)
     }
     pthread_mutex_destroy(&a->web_mu);
     pthread_mutex_destroy(&a->auth_mu);
+    pthread_mutex_destroy(&a->track_mu);
+    pthread_cond_destroy(&a->sweeper_cv);
     mem_free(a);
 }

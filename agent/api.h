@@ -15,8 +15,19 @@
  *                        accepted)
  *
  * The api only reads state; changes (reload, quit) go through callbacks
- * that main.c provides. Requests run on libmicrohttpd's threads, one per
- * connection. */
+ * that main.c provides.
+ *
+ * Threads: one libmicrohttpd event loop (epoll) holds every connection, so
+ * an idle one costs a socket and a few KB, not a thread. The loop reads
+ * requests and answers the cheap ones itself (/-/healthy, /-/ready,
+ * /-/quit, 404, 405, 413, a 401 whose password is in the cache). Everything
+ * else (/api/v1, /metrics, /federate, /-/reload, remote write, a bcrypt
+ * check) runs on a pool of at most API_EXTRA_WORKERS more threads than
+ * --query.max-concurrency (workq.h) while its connection is suspended
+ * (MHD_suspend_connection); the worker's answer is queued by the loop once
+ * it resumes the connection. The callbacks in api_options are therefore
+ * called from worker threads, several at once (quit from the loop).
+ * Streamed /api/v1 bodies are produced part by part on the loop. */
 #ifndef SIDEWATCH_API_H
 #define SIDEWATCH_API_H
 
@@ -35,12 +46,25 @@
 /* Cap on a remote write body (compressed), as client_golang's receiver:
  * larger bodies get 413. Decompressed, RWPROTO_MAX_DECODED applies. */
 #define API_MAX_REMOTE_WRITE_BODY ((size_t)32 << 20)
-/* Connections served at once (--web.max-connections, Prometheus's default);
- * more are refused by the server. */
-#define API_MAX_CONNECTIONS 512
+/* Connections held at once (--web.max-connections); more are closed
+ * unanswered. Prometheus's default is 512, which a few hundred idle or
+ * slow-loris clients fill; here an idle connection costs a socket and a
+ * few KB in the event loop (no thread), so the default holds thousands and
+ * queries keep being served under such a flood. */
+#define API_MAX_CONNECTIONS 4096
 /* Idle connections are closed after this many seconds (--web.read-timeout,
- * Prometheus's default 5m). */
+ * Prometheus's default 5m): libmicrohttpd's timeout, counted from the last
+ * byte received. */
 #define API_CONNECTION_TIMEOUT_S 300
+/* A connection that has not sent its first request's line and headers
+ * this many seconds after it connected is closed, however slowly it keeps
+ * sending (a slow-loris bound; at most --web.read-timeout). Prometheus has
+ * no such deadline (its ReadTimeout covers it). Counted as
+ * sidewatch_http_requests_refused_total{reason="header_timeout"}. */
+#define API_HEADER_TIMEOUT_S 60
+/* Worker threads beyond --query.max-concurrency, so that /metrics, remote
+ * write and the rest are served while every query slot is taken. */
+#define API_EXTRA_WORKERS 8
 /* Memory for one connection's request line and headers (libmicrohttpd's
  * pool, mapped lazily: unused parts cost nothing): Go's
  * DefaultMaxHeaderBytes, so GET queries as long as Prometheus accepts fit.
@@ -80,10 +104,12 @@ typedef struct api_options {
     /* /-/healthy and /-/ready answer without basic auth
      * (--web.healthy-unauthenticated). */
     bool healthy_unauthenticated;
-    unsigned max_connections; /* 0: API_MAX_CONNECTIONS */
-    unsigned read_timeout_s;  /* 0: API_CONNECTION_TIMEOUT_S */
-    size_t max_request_bytes; /* body cap outside remote write; 0: API_MAX_REQUEST_BODY for
-                                 non-API paths and APIV1_MAX_BODY under /api/v1 */
+    unsigned max_connections;  /* 0: API_MAX_CONNECTIONS */
+    unsigned read_timeout_s;   /* 0: API_CONNECTION_TIMEOUT_S */
+    unsigned header_timeout_s; /* 0: API_HEADER_TIMEOUT_S (capped at read_timeout_s) */
+    unsigned max_workers;      /* 0: v1.max_concurrency + API_EXTRA_WORKERS */
+    size_t max_request_bytes;  /* body cap outside remote write; 0: API_MAX_REQUEST_BODY for
+                                  non-API paths and APIV1_MAX_BODY under /api/v1 */
 } api_options;
 
 /* Binds and starts serving. Returns 0 and *out, or -errno with the reason
@@ -96,7 +122,9 @@ int api_start(api **out, const api_options *o, buf *err);
 void api_set_webconfig(api *a, webconfig *wc);
 /* Marks the server ready (or not): /-/ready answers accordingly. */
 void api_set_ready(api *a, bool ready);
-/* Stops accepting, waits for running requests and frees. NULL is a no-op. */
+/* Waits for the requests workers are running (requests arriving meanwhile
+ * get 503), stops the server, closes every connection and frees. NULL is a
+ * no-op. */
 void api_stop(api *a);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,9 @@
 #define DEFAULT_SCRAPE_MAX_BODY_BYTES "268435456"
 /* --rules.max-rules-per-group (0 = no limit). */
 #define DEFAULT_RULES_MAX_RULES_PER_GROUP "10000"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DEFAULT_WEB_MAX_CONNECTIONS STR(API_MAX_CONNECTIONS)
 /* Cap on --enable-feature values kept (each may list several). */
 #define MAX_FEATURE_FLAGS 64
 /* How often retention runs. */
@@ -148,7 +152,9 @@ static void usage(FILE *out)
           "  --web.config.file=FILE        TLS and basic auth (Prometheus's web config format);\n"
           "                                users and headers re-read on reload, TLS at start\n"
           "  --web.healthy-unauthenticated /-/healthy and /-/ready answer without basic auth\n"
-          "  --web.max-connections=N       most HTTP connections at once (default: 512)\n"
+          "  --web.max-connections=N       most HTTP connections at once (default: " DEFAULT_WEB_MAX_CONNECTIONS ";\n"
+          "                                an idle one costs a few KB, so thousands of idle or\n"
+          "                                slow clients leave room for queries; Prometheus: 512)\n"
           "  --web.read-timeout=DUR        an idle connection is closed after this (default: 5m)\n"
           "  --web.max-request-bytes=N     largest request body outside remote write (default:\n"
           "                                10485760); larger ones get 413\n"
@@ -991,7 +997,8 @@ static int run_daemon(const flags *f)
         {"web.enable-lifecycle", f->enable_lifecycle ? "true" : "false"},
         {"web.enable-remote-write-receiver", f->enable_remote_write_receiver ? "true" : "false"},
         {"web.config.file", f->web_config_file ? f->web_config_file : ""},
-        {"web.max-connections", f->web_max_connections ? f->web_max_connections : "512"},
+        {"web.max-connections",
+         f->web_max_connections ? f->web_max_connections : DEFAULT_WEB_MAX_CONNECTIONS},
         {"web.read-timeout", f->web_read_timeout ? f->web_read_timeout : "5m"},
         {"web.max-request-bytes", f->web_max_request_bytes ? f->web_max_request_bytes : "10485760"},
         {"web.healthy-unauthenticated", f->web_healthy_unauthenticated ? "true" : "false"},
@@ -1429,6 +1436,29 @@ static int healthcheck_main(int argc, char **argv)
     return rc;
 }
 
+/* Raises the soft limit on open files to the hard one, as Go's runtime
+ * does at start (Prometheus inherits that): every HTTP connection, scrape
+ * and store file takes a descriptor, and --web.max-connections is
+ * thousands. Failure is logged and ignored. */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
+    if (rl.rlim_cur == rl.rlim_max) {
+        log_debug("main", "open file limit %llu (the hard limit)", (unsigned long long)rl.rlim_cur);
+        return;
+    }
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_debug("main", "cannot raise the open file limit from %llu to %llu: %s",
+                  (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(errno));
+        return;
+    }
+    log_debug("main", "raised the open file limit from %llu to %llu", (unsigned long long)old,
+              (unsigned long long)rl.rlim_max);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) {
@@ -1485,5 +1515,6 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(lvl);
+    raise_nofile_limit();
     return run_daemon(&f);
 }

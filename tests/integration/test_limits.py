@@ -108,7 +108,7 @@ def test_counters_start_at_zero(start_sidewatch):
         assert metric(sw, f'sidewatch_queries_refused_total{{reason="{reason}"}}') == 0
     assert metric(sw, "sidewatch_rule_groups_refused_total") == 0
     assert metric(sw, "sidewatch_regex_match_limit_hits_total") is not None
-    for reason in ("unauthorized", "client_certificate", "body_too_large"):
+    for reason in ("unauthorized", "client_certificate", "body_too_large", "header_timeout"):
         assert metric(sw, f'sidewatch_http_requests_refused_total{{reason="{reason}"}}') == 0
 
 
