@@ -33,9 +33,24 @@
  *    back as a binary operation on the offset `offset 5m`;
  *  - `offset +(5)`, allowed without duration expressions, prints as
  *    `offset (5)`, which needs them;
+ *  - `offset +(5)` with duration expressions prints as `offset (5)` too
+ *    (applyUnaryOpToDurationExpr drops a unary plus), and `x offset +(5) + y`
+ *    then reads back with `+ y` inside the duration expression;
  *  - `info(x, {})` prints as `info(x, )` (an empty selector prints as
  *    nothing), which reads back as `info(x)` (a trailing comma is allowed). */
 static bool durations_off;
+static const char *query_text; /* the query being parsed, for positions */
+
+/* Whether a parenthesised offset expression was written with a unary plus
+ * (`offset +(5)`): its node starts inside the parentheses, after `+(`. */
+static bool unary_plus_before(const promql_node *d)
+{
+    uint32_t i = d->pos.start;
+    while (i > 0 && (query_text[i - 1] == ' ' || query_text[i - 1] == '(' || query_text[i - 1] == '\t' ||
+                     query_text[i - 1] == '\n' || query_text[i - 1] == '\r'))
+        i--;
+    return i > 0 && query_text[i - 1] == '+';
+}
 
 static bool leftmost_number(const promql_node *d)
 {
@@ -50,6 +65,7 @@ static bool offset_lossy(const promql_offset *o)
     if (o->ns != 0 && o->original_ms == 0) return true;
     if (durations_off && o->expr && o->expr->duration.op == PROMQL_OP_ADD && !o->expr->duration.rhs)
         return true;
+    if (o->expr && o->expr->duration.wrapped && unary_plus_before(o->expr)) return true;
     return o->expr && !o->expr->duration.wrapped && o->expr->duration.rhs &&
            o->expr->duration.op != PROMQL_OP_MIN_OF && o->expr->duration.op != PROMQL_OP_MAX_OF &&
            leftmost_number(o->expr);
@@ -102,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *q = malloc(n ? n : 1);
     CHECK(q);
     if (n) memcpy(q, data + 1, n);
+    query_text = q;
 
     promql_ast *ast = NULL;
     buf err;
