@@ -393,7 +393,10 @@ static enum MHD_Result handle_federate(api *a, request *rq)
     for (size_t i = 0; i < args.n && status == 200; i++) {
         label_matcher *ms;
         size_t nm;
-        if (labels_parse_selector(args.v[i], strlen(args.v[i]), &ms, &nm, &err) < 0) {
+        int prc = labels_parse_selector_max(args.v[i], strlen(args.v[i]),
+                                            a->o.v1.parse.max_regex_bytes, &ms, &nm, &err);
+        if (prc < 0) {
+            if (prc == -E2BIG && a->v1) apiv1_count_refused(a->v1, APIV1_REFUSED_REGEX_TOO_LARGE);
             status = 400;
             break;
         }

@@ -61,6 +61,11 @@ static void count_refused(apiv1 *a, enum apiv1_refused why)
     if (a->refused[why]) registry_inc(a->refused[why]);
 }
 
+void apiv1_count_refused(apiv1 *a, enum apiv1_refused why)
+{
+    count_refused(a, why);
+}
+
 /* ---- parameters ------------------------------------------------------------------ */
 
 void apiv1_params_init(apiv1_params *p)

@@ -216,8 +216,8 @@ typedef struct apiv1_options {
  * or the timeout parameter, in the queue, while loading or evaluating;
  * too_many_points: a range query over APIV1_MAX_POINTS_PER_SERIES points per
  * series), and regex_too_large (parse.max_regex_bytes, --query.max-regex-bytes)
- * also for the match[] of /series, /labels, /label/<name>/values and /rules
- * and for /format_query and /parse_query. Rule evaluations are not API
+ * also for the match[] of /series, /labels, /label/<name>/values, /rules and
+ * /federate and for /format_query and /parse_query. Rule evaluations are not API
  * queries: their failures, limits included, are counted by the rule engine
  * (sidewatch_rule_evaluation_failures_total). */
 enum apiv1_refused {
@@ -236,6 +236,10 @@ typedef struct apiv1 apiv1;
 apiv1 *apiv1_new(const apiv1_options *o);
 /* NULL is a no-op. No apiv1_handle may be running. */
 void apiv1_free(apiv1 *a);
+
+/* Counts one refusal for a request served outside apiv1 (/federate's
+ * match[] over --query.max-regex-bytes). Thread-safe. */
+void apiv1_count_refused(apiv1 *a, enum apiv1_refused why);
 
 /* Answers one request. *out is initialised by the call and cleaned up by
  * the caller (apiv1_response_cleanup). Never fails: errors become error

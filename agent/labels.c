@@ -586,6 +586,12 @@ int labels_parse_metric_selector_max(const char *s, size_t len, size_t max_regex
     return parse_selector(s, len, false, max_regex_bytes, out, n, err);
 }
 
+int labels_parse_selector_max(const char *s, size_t len, size_t max_regex_bytes,
+                              label_matcher **out, size_t *n, buf *err)
+{
+    return parse_selector(s, len, true, max_regex_bytes, out, n, err);
+}
+
 static int parse_selector(const char *s, size_t len, bool need_nonempty, size_t max_regex,
                           label_matcher **out, size_t *n, buf *err)
 {

@@ -135,6 +135,11 @@ int labels_parse_metric_selector(const char *s, size_t len, label_matcher **out,
  * limit is M bytes)" in err. Other failures as above. */
 int labels_parse_metric_selector_max(const char *s, size_t len, size_t max_regex_bytes,
                                      label_matcher **out, size_t *n, buf *err);
+/* labels_parse_selector (some matcher must not match "") with the same
+ * regex cap and -E2BIG failure as labels_parse_metric_selector_max: for
+ * /federate's match[]. */
+int labels_parse_selector_max(const char *s, size_t len, size_t max_regex_bytes,
+                              label_matcher **out, size_t *n, buf *err);
 void labels_matchers_free(label_matcher *ms, size_t n);
 
 #endif

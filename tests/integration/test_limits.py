@@ -167,6 +167,11 @@ scrape_configs:
     expect("regex_too_large", 400,
            query='label_replace(x, "d", "$1", "i", "(.*)|0123456789abc")')
     expect("regex_too_large", 400, path="/api/v1/series", **{"match[]": 'x{i=~"[0-4]|0123456789a"}'})
+    # /federate's match[] too (served outside /api/v1)
+    r = expect(None, 200, path="/federate", **{"match[]": 'x{i=~"[0-4]|0123456789"}'})
+    assert sum(1 for line in r.text.splitlines() if line.startswith("x{")) == 5, r.text
+    r = expect("regex_too_large", 400, path="/federate", **{"match[]": 'x{i=~"[0-4]|0123456789a"}'})
+    assert "regular expression is too large" in r.text, r.text
     # Other bad queries are not limit refusals.
     expect(None, 400, query="sum(")
 
