@@ -5,6 +5,7 @@
  * for the same data. Table-driven: each case is a request and the exact
  * status and body (or a fragment of it). */
 #include "testutil.h"
+#include "teststore.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -69,22 +70,6 @@ static void fx_runtime(void *ctx, apiv1_runtime *out)
     snprintf(out->storage_retention, sizeof out->storage_retention, "15d");
 }
 
-static labels *mk(const char *name, ...)
-{
-    labels_builder b;
-    labels_builder_init(&b);
-    va_list ap;
-    va_start(ap, name);
-    for (const char *n = name; n; n = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        labels_builder_set(&b, n, strlen(n), v, strlen(v));
-    }
-    va_end(ap);
-    labels *ls = labels_builder_finish(&b, NULL);
-    labels_builder_cleanup(&b);
-    return ls;
-}
-
 static uint64_t ref(store *s, labels *ls)
 {
     uint64_t r;
@@ -123,11 +108,11 @@ static int setup(void **state)
     assert_int_equal(config_load_string(test_config, strlen(test_config), "test.yml", &f->cfg, &err),
                      0);
     buf_cleanup(&err);
-    uint64_t up1 = ref(f->st, mk("__name__", "up", "job", "a", "instance", "h:1", NULL));
-    uint64_t up2 = ref(f->st, mk("__name__", "up", "job", "b", "instance", "h:2", NULL));
-    uint64_t r200 = ref(f->st, mk("__name__", "req_total", "job", "a", "code", "200", NULL));
-    uint64_t r500 = ref(f->st, mk("__name__", "req_total", "job", "a", "code", "500", NULL));
-    uint64_t odd = ref(f->st, mk("__name__", "odd.metric", "a.b", "x<y>&", NULL));
+    uint64_t up1 = ref(f->st, tu_labels("__name__", "up", "job", "a", "instance", "h:1", NULL));
+    uint64_t up2 = ref(f->st, tu_labels("__name__", "up", "job", "b", "instance", "h:2", NULL));
+    uint64_t r200 = ref(f->st, tu_labels("__name__", "req_total", "job", "a", "code", "200", NULL));
+    uint64_t r500 = ref(f->st, tu_labels("__name__", "req_total", "job", "a", "code", "500", NULL));
+    uint64_t odd = ref(f->st, tu_labels("__name__", "odd.metric", "a.b", "x<y>&", NULL));
     for (int64_t t = 0; t <= 300000; t += 15000) {
         store_batch *b = store_batch_new(f->st);
         store_batch_add(b, up1, t, 1);
@@ -918,7 +903,7 @@ static void test_limits(void **state)
 static void test_querier(void **state)
 {
     fixture *f = *state;
-    uint64_t s = ref(f->st, mk("__name__", "stale_test", NULL));
+    uint64_t s = ref(f->st, tu_labels("__name__", "stale_test", NULL));
     store_batch *b = store_batch_new(f->st);
     store_batch_add(b, s, 1000, 1);
     store_batch_add(b, s, 2000, strutil_stale_nan());

@@ -5,6 +5,7 @@
  * resized, and the write-ahead rows that carry exemplars to remote write.
  * Each test works in its own temporary directory under /tmp. */
 #include "testutil.h"
+#include "teststore.h"
 
 #include <errno.h>
 #include <math.h>
@@ -22,35 +23,12 @@
 static store *open_ex(const char *dir, int64_t max_exemplars)
 {
     store_options o = {.path = dir, .max_exemplars = max_exemplars};
-    buf err;
-    buf_init(&err, 4096);
-    store *s = NULL;
-    int rc = store_open(&s, &o, &err);
-    if (rc != 0) fail_msg("store_open: %d %s", rc, buf_cstr(&err));
-    buf_cleanup(&err);
-    return s;
-}
-
-/* Labels from name, value pairs ending with NULL. */
-static labels *mk(const char *name, ...)
-{
-    labels_builder b;
-    labels_builder_init(&b);
-    va_list ap;
-    va_start(ap, name);
-    for (const char *n = name; n; n = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        labels_builder_set(&b, n, strlen(n), v, strlen(v));
-    }
-    va_end(ap);
-    labels *ls = labels_builder_finish(&b, NULL);
-    labels_builder_cleanup(&b);
-    return ls;
+    return tu_store_open(&o);
 }
 
 static uint64_t series(store *s, const char *metric, const char *job)
 {
-    labels *ls = mk("__name__", metric, "job", job, NULL);
+    labels *ls = tu_labels("__name__", metric, "job", job, NULL);
     uint64_t ref = 0;
     assert_int_equal(store_series_ref(s, ls, &ref, NULL), 0);
     labels_free(ls);
@@ -62,7 +40,7 @@ static void add1(store *s, uint64_t ref, int64_t t, double v, const char *trace)
 {
     store_batch *b = store_batch_new(s);
     store_batch_add(b, ref, t, v);
-    labels *el = mk("trace_id", trace, NULL);
+    labels *el = tu_labels("trace_id", trace, NULL);
     store_batch_add_exemplar(b, ref, t, v, el);
     labels_free(el);
     assert_int_equal(store_batch_commit(b), 0);
@@ -211,7 +189,7 @@ static void test_duplicate_and_out_of_order(void **state)
     assert_int_equal(st.exemplars_out_of_order, 0);
 
     store_batch *b = store_batch_new(s);
-    labels *lx = mk("trace_id", "x", NULL), *ly = mk("trace_id", "y", NULL);
+    labels *lx = tu_labels("trace_id", "x", NULL), *ly = tu_labels("trace_id", "y", NULL);
     store_batch_add_exemplar(b, a, 1999, 9, lx); /* older: out of order */
     store_batch_add_exemplar(b, a, 2000, 4, lx); /* same time, smaller value */
     store_batch_add_exemplar(b, a, 2000, 6, ly); /* same time, larger value: ok */
@@ -257,10 +235,10 @@ static void test_label_length(void **state)
         v[k++] = (char)0xa9;
     }
     v[k] = 0;
-    labels *ok = mk("trace_id", v, NULL);
+    labels *ok = tu_labels("trace_id", v, NULL);
     v[k++] = 'z';
     v[k] = 0;
-    labels *over = mk("trace_id", v, NULL);
+    labels *over = tu_labels("trace_id", v, NULL);
     store_batch *b = store_batch_new(s);
     store_batch_add_exemplar(b, a, 1000, 1, ok);
     store_batch_add_exemplar(b, a, 2000, 2, over);
@@ -308,7 +286,7 @@ static void test_eviction(void **state)
                  "{__name__=\"req_total\", job=\"b\"}: b1@1500=1 b2@2500=2 b3@3500=3 b4@4500=4\n");
     /* a's newest was evicted: an older exemplar for a is accepted. */
     store_batch *bt = store_batch_new(s);
-    labels *el = mk("trace_id", "a0", NULL);
+    labels *el = tu_labels("trace_id", "a0", NULL);
     store_batch_add_exemplar(bt, a, 500, 0.5, el);
     /* More in one batch than the bound: only the newest 4 stay. */
     for (int i = 0; i < 5; i++)
@@ -347,7 +325,7 @@ static void test_restart(void **state)
                  "{__name__=\"req_total\", job=\"a\"}: a1@1000=1 a2@2000=2\n"
                  "{__name__=\"req_total\", job=\"b\"}: b1@1500=1\n");
     store_batch *bt = store_batch_new(s);
-    labels *a2 = mk("trace_id", "a2", NULL);
+    labels *a2 = tu_labels("trace_id", "a2", NULL);
     store_batch_add_exemplar(bt, a, 2000, 2, a2); /* duplicate of the newest */
     store_batch_add_exemplar(bt, a, 1800, 2, a2); /* out of order */
     labels_free(a2);
@@ -420,7 +398,7 @@ static void test_write_ahead_rows(void **state)
     store_batch *b = store_batch_new(s);
     store_batch_add(b, a, 1000, 1); /* a duplicate sample */
     store_batch_add(b, h, 1000, 7); /* a new sample */
-    labels *el = mk("trace_id", "t2", "span_id", "s", NULL);
+    labels *el = tu_labels("trace_id", "t2", "span_id", "s", NULL);
     store_batch_add_exemplar(b, a, 1000, 1, el);   /* duplicate exemplar: not in the row */
     store_batch_add_exemplar(b, h, 990, 0.25, el); /* accepted */
     assert_int_equal(store_batch_commit(b), 0);
@@ -500,7 +478,7 @@ static void test_sigkill(void **state)
         store_options o = {.path = dir, .max_exemplars = 1000000};
         store *s;
         if (store_open(&s, &o, NULL) != 0) _exit(2);
-        labels *ls = mk("__name__", "req_total", "job", "k", NULL);
+        labels *ls = tu_labels("__name__", "req_total", "job", "k", NULL);
         uint64_t ref;
         if (store_series_ref(s, ls, &ref, NULL) != 0) _exit(3);
         labels_free(ls);
@@ -509,7 +487,7 @@ static void test_sigkill(void **state)
             snprintf(tr, sizeof tr, "t%lld", (long long)i);
             store_batch *b = store_batch_new(s);
             store_batch_add(b, ref, i * 10, (double)i);
-            labels *el = mk("trace_id", tr, NULL);
+            labels *el = tu_labels("trace_id", tr, NULL);
             store_batch_add_exemplar(b, ref, i * 10, (double)i, el);
             labels_free(el);
             if (store_batch_commit(b) != 0) _exit(4);

@@ -14,6 +14,7 @@
 
 #include "fakesrv.h"
 #include "testutil.h"
+#include "teststore.h"
 
 #include "config.h"
 #include "json.h"
@@ -24,22 +25,6 @@
 #include "strutil.h"
 
 /* ---- helpers ---------------------------------------------------------------------- */
-
-static labels *mk(const char *name, ...)
-{
-    labels_builder b;
-    labels_builder_init(&b);
-    va_list ap;
-    va_start(ap, name);
-    for (const char *n = name; n; n = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        labels_builder_set(&b, n, strlen(n), v, strlen(v));
-    }
-    va_end(ap);
-    labels *ls = labels_builder_finish(&b, NULL);
-    labels_builder_cleanup(&b);
-    return ls;
-}
 
 /* Labels from a JSON object of strings. */
 static labels *from_json(const json_val *obj)
@@ -74,13 +59,7 @@ static int64_t utc_ns(int y, int mo, int d, int h, int mi, int s, int64_t ns)
 static store *open_store(const char *dir)
 {
     store_options o = {.path = dir};
-    buf err;
-    buf_init(&err, 4096);
-    store *s = NULL;
-    int rc = store_open(&s, &o, &err);
-    if (rc != 0) fail_msg("store_open: %d %s", rc, buf_cstr(&err));
-    buf_cleanup(&err);
-    return s;
+    return tu_store_open(&o);
 }
 
 static config *load_cfg(const char *fmt, ...)
@@ -232,13 +211,13 @@ static int wait_count(receiver *r, const char *prefix, int want, int timeout_ms)
 static void test_fingerprint(void **state)
 {
     (void)state;
-    labels *ls = mk("alertname", "HighRequestLatency", "instance", "127.0.0.1:19101", "job", "app",
-                    "severity", "page", NULL);
+    labels *ls = tu_labels("alertname", "HighRequestLatency", "instance", "127.0.0.1:19101", "job",
+                           "app", "severity", "page", NULL);
     char fp[17];
     snprintf(fp, sizeof fp, "%016" PRIx64, notify_fingerprint(ls));
     assert_string_equal(fp, "95180991a2d053c3");
-    labels *other = mk("alertname", "HighRequestLatency", "instance", "127.0.0.1:19102", "job",
-                       "app", "severity", "page", NULL);
+    labels *other = tu_labels("alertname", "HighRequestLatency", "instance", "127.0.0.1:19102",
+                              "job", "app", "severity", "page", NULL);
     assert_true(notify_fingerprint(other) != notify_fingerprint(ls));
     /* An empty set hashes to FNV-1a's offset basis, as model's emptyLabelSignature. */
     assert_true(notify_fingerprint(labels_empty()) == 14695981039346656037ULL);
@@ -274,12 +253,12 @@ static void test_group_key(void **state)
     (void)state;
     buf b;
     buf_init(&b, BUF_UNLIMITED);
-    labels *ls = mk("alertname", "HighRequestLatency", NULL);
+    labels *ls = tu_labels("alertname", "HighRequestLatency", NULL);
     notify_group_key(ls, &b);
     assert_string_equal(buf_cstr(&b), "{}:{alertname=\"HighRequestLatency\"}");
     labels_free(ls);
     buf_reset(&b);
-    ls = mk("job", "a\"b", "alertname", "X", NULL);
+    ls = tu_labels("job", "a\"b", "alertname", "X", NULL);
     notify_group_key(ls, &b);
     assert_string_equal(buf_cstr(&b), "{}:{alertname=\"X\", job=\"a\\\"b\"}");
     labels_free(ls);
@@ -374,12 +353,12 @@ static void test_webhook_payload_captures(void **state)
 static void test_webhook_order_common_truncation(void **state)
 {
     (void)state;
-    labels *l1 = mk("alertname", "A", "job", "b", "instance", "2", "env", "prod", NULL);
-    labels *l2 = mk("alertname", "A", "job", "a", "instance", "9", "env", "prod", NULL);
-    labels *l3 = mk("alertname", "A", "job", "b", "instance", "1", "env", "prod", NULL);
-    labels *l4 = mk("alertname", "A", "env", "prod", NULL); /* no job: last */
-    labels *ann = mk("summary", "s", NULL);
-    labels *gl = mk("alertname", "A", NULL);
+    labels *l1 = tu_labels("alertname", "A", "job", "b", "instance", "2", "env", "prod", NULL);
+    labels *l2 = tu_labels("alertname", "A", "job", "a", "instance", "9", "env", "prod", NULL);
+    labels *l3 = tu_labels("alertname", "A", "job", "b", "instance", "1", "env", "prod", NULL);
+    labels *l4 = tu_labels("alertname", "A", "env", "prod", NULL); /* no job: last */
+    labels *ann = tu_labels("summary", "s", NULL);
+    labels *gl = tu_labels("alertname", "A", NULL);
     notify_webhook_alert v[] = {
         {.labels = l4, .starts_at_ns = 1},
         {.labels = l1, .annotations = ann, .starts_at_ns = 1},
@@ -475,7 +454,7 @@ static notify *start(env *e, notify_options o, config *cfg)
 
 static void send_one(notify *n, const char *name, int64_t starts, int64_t ends)
 {
-    labels *ls = mk("alertname", name, "job", "app", NULL);
+    labels *ls = tu_labels("alertname", name, "job", "app", NULL);
     notify_alert a = {.labels = ls, .starts_at_ms = starts, .ends_at_ms = ends};
     notify_send(n, &a, 1);
     labels_free(ls);
@@ -508,11 +487,11 @@ static void test_alertmanager_body_and_batches(void **state)
     /* 300 alerts (one dropped by relabeling): batches of 256 and 43. */
     notify_alert al[300];
     labels *ls[300];
-    labels *ann = mk("summary", "a < b & c > d", NULL);
+    labels *ann = tu_labels("summary", "a < b & c > d", NULL);
     for (int i = 0; i < 300; i++) {
         char name[32];
         snprintf(name, sizeof name, i == 7 ? "Drop%d" : "A%d", i);
-        ls[i] = mk("alertname", name, "job", "app", NULL);
+        ls[i] = tu_labels("alertname", name, "job", "app", NULL);
         al[i] = (notify_alert){.labels = ls[i],
                                .annotations = ann,
                                .starts_at_ms = 1764078686717,
@@ -852,7 +831,7 @@ static void test_webhook_grouping_timing(void **state)
     /* A second alert of the same group: sent at the next group_interval. */
     FIRE("X", 60);
     STEP(60);
-    labels *y = mk("alertname", "X", "job", "other", NULL);
+    labels *y = tu_labels("alertname", "X", "job", "other", NULL);
     notify_alert ya = {.labels = y, .starts_at_ms = AT(60), .ends_at_ms = AT(60) + 240000};
     notify_send(n, &ya, 1);
     FIRE("X", 329);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 
 #include "testutil.h"
+#include "teststore.h"
 
 #include "fakesrv.h"
 
@@ -24,29 +25,7 @@
 static store *open_store(const char *dir)
 {
     store_options o = {.path = dir, .max_exemplars = 100000};
-    buf err;
-    buf_init(&err, 4096);
-    store *s = NULL;
-    int rc = store_open(&s, &o, &err);
-    if (rc != 0) fail_msg("store_open: %d %s", rc, buf_cstr(&err));
-    buf_cleanup(&err);
-    return s;
-}
-
-static labels *mk(const char *name, ...)
-{
-    labels_builder b;
-    labels_builder_init(&b);
-    va_list ap;
-    va_start(ap, name);
-    for (const char *n = name; n; n = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        labels_builder_set(&b, n, strlen(n), v, strlen(v));
-    }
-    va_end(ap);
-    labels *ls = labels_builder_finish(&b, NULL);
-    labels_builder_cleanup(&b);
-    return ls;
+    return tu_store_open(&o);
 }
 
 static config *load_cfg(const char *fmt, ...)
@@ -410,9 +389,9 @@ static void test_order_labels_headers(void **state)
                              7, 1, 1);
     remote *r = start(&e, cfg);
     uint64_t refs[3] = {
-        ref_of(e.st, mk("__name__", "a", "job", "app", NULL)),
-        ref_of(e.st, mk("__name__", "b", "instance", "x", NULL)),
-        ref_of(e.st, mk("__name__", "drop_me", "job", "app", NULL)),
+        ref_of(e.st, tu_labels("__name__", "a", "job", "app", NULL)),
+        ref_of(e.st, tu_labels("__name__", "b", "instance", "x", NULL)),
+        ref_of(e.st, tu_labels("__name__", "drop_me", "job", "app", NULL)),
     };
     int64_t t0 = 1700000000000;
     for (int64_t t = 0; t < 40; t++)
@@ -454,8 +433,8 @@ static void test_retry_5xx_and_429(void **state)
     config *cfg = cfg_simple(&e, NULL, NULL, 100, 1, 1);
     receiver_script(&e.rcv, (int[]){500, 503, 200}, 3);
     remote *r = start(&e, cfg);
-    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
-                        ref_of(e.st, mk("__name__", "b", NULL))};
+    uint64_t refs[2] = {ref_of(e.st, tu_labels("__name__", "a", NULL)),
+                        ref_of(e.st, tu_labels("__name__", "b", NULL))};
     int64_t t0 = 1000;
     for (int64_t t = 0; t < 10; t++)
         append_row(e.st, refs, 2, t0 + t);
@@ -495,7 +474,7 @@ static void test_400_dropped(void **state)
     for (int i = 0; i < 5; i++) {
         char n[16];
         snprintf(n, sizeof n, "m%d", i);
-        refs[i] = ref_of(e.st, mk("__name__", n, NULL));
+        refs[i] = ref_of(e.st, tu_labels("__name__", n, NULL));
     }
     append_row(e.st, refs, 5, 100); /* one row of 5: exactly the first batch */
     int64_t end = now_ms() + 10000;
@@ -526,7 +505,7 @@ static void test_hanging_receiver(void **state)
     config *cfg = cfg_simple(&e, NULL, NULL, 100, 1, 1);
     receiver_script(&e.rcv, (int[]){-1, 200}, 2);
     remote *r = start(&e, cfg);
-    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    uint64_t ref = ref_of(e.st, tu_labels("__name__", "a", NULL));
     int64_t t_start = now_ms();
     append_row(e.st, &ref, 1, 5);
     assert_true(wait_received(&e.rcv, 1, 10000));
@@ -555,8 +534,8 @@ static void test_restart_resumes(void **state)
     env_init(&e);
     config *cfg = cfg_simple(&e, NULL, NULL, 50, 1, 1);
     remote *r = start(&e, cfg);
-    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
-                        ref_of(e.st, mk("__name__", "b", NULL))};
+    uint64_t refs[2] = {ref_of(e.st, tu_labels("__name__", "a", NULL)),
+                        ref_of(e.st, tu_labels("__name__", "b", NULL))};
     for (int64_t t = 0; t < 10; t++)
         append_row(e.st, refs, 2, 1000 + t);
     assert_true(wait_received(&e.rcv, 20, 10000));
@@ -602,12 +581,12 @@ static void append_row_ex(store *st, const uint64_t *refs, int64_t t)
     for (size_t i = 0; i < 2; i++)
         store_batch_add(b, refs[i], t, (double)(i * 1000) + (double)t);
     snprintf(tr, sizeof tr, "a%lld", (long long)t);
-    labels *el = mk("trace_id", tr, NULL);
+    labels *el = tu_labels("trace_id", tr, NULL);
     store_batch_add_exemplar(b, refs[0], t, (double)t + 0.5, el);
     labels_free(el);
     if (t % 2 == 0) {
         snprintf(tr, sizeof tr, "b%lld", (long long)t);
-        el = mk("trace_id", tr, NULL);
+        el = tu_labels("trace_id", tr, NULL);
         store_batch_add_exemplar(b, refs[1], t - 500, 1, el);
         labels_free(el);
     }
@@ -658,8 +637,8 @@ static void test_exemplars(void **state)
     config *cfg = cfg_simple(&e, "global:\n  external_labels: {cluster: c1}\n",
                              "      send_exemplars: true\n", 7, 1, 1);
     remote *r = start(&e, cfg);
-    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
-                        ref_of(e.st, mk("__name__", "b", NULL))};
+    uint64_t refs[2] = {ref_of(e.st, tu_labels("__name__", "a", NULL)),
+                        ref_of(e.st, tu_labels("__name__", "b", NULL))};
     for (int64_t t = 1000; t < 1020; t++)
         append_row_ex(e.st, refs, t);
     assert_true(wait_received(&e.rcv, 40, 10000));
@@ -705,7 +684,7 @@ static void test_exemplars_not_dropped_by_resend_guard(void **state)
     env e;
     env_init(&e);
     config *cfg = cfg_simple(&e, NULL, "      send_exemplars: true\n", 1, 1, 1);
-    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    uint64_t ref = ref_of(e.st, tu_labels("__name__", "a", NULL));
     e.rcv.reject_exemplars = true;
     remote *r = start(&e, cfg);
     for (int64_t t = 500; t < 504; t++) {
@@ -713,7 +692,7 @@ static void test_exemplars_not_dropped_by_resend_guard(void **state)
         store_batch_add(b, ref, t, (double)t);
         char tr[32];
         snprintf(tr, sizeof tr, "a%lld", (long long)t);
-        labels *el = mk("trace_id", tr, NULL);
+        labels *el = tu_labels("trace_id", tr, NULL);
         store_batch_add_exemplar(b, ref, t - 100, 1, el);
         labels_free(el);
         assert_int_equal(store_batch_commit(b), 0);
@@ -759,8 +738,8 @@ static void test_exemplars_off_and_retried(void **state)
     env_init(&e);
     config *cfg = cfg_simple(&e, NULL, NULL, 50, 1, 1);
     remote *r = start(&e, cfg);
-    uint64_t refs[2] = {ref_of(e.st, mk("__name__", "a", NULL)),
-                        ref_of(e.st, mk("__name__", "b", NULL))};
+    uint64_t refs[2] = {ref_of(e.st, tu_labels("__name__", "a", NULL)),
+                        ref_of(e.st, tu_labels("__name__", "b", NULL))};
     for (int64_t t = 1000; t < 1010; t++)
         append_row_ex(e.st, refs, t);
     assert_true(wait_received(&e.rcv, 20, 10000));
@@ -775,8 +754,8 @@ static void test_exemplars_off_and_retried(void **state)
     int script[] = {503};
     receiver_script(&e.rcv, script, 1);
     r = start(&e, cfg);
-    refs[0] = ref_of(e.st, mk("__name__", "a", NULL));
-    refs[1] = ref_of(e.st, mk("__name__", "b", NULL));
+    refs[0] = ref_of(e.st, tu_labels("__name__", "a", NULL));
+    refs[1] = ref_of(e.st, tu_labels("__name__", "b", NULL));
     append_row_ex(e.st, refs, 1000); /* 2 samples, 2 exemplars in one request */
     assert_true(wait_received(&e.rcv, 2, 10000));
     assert_true(wait_metric(&e, "prometheus_remote_storage_exemplars_total", 2, 5000) == 2);
@@ -795,7 +774,7 @@ static void test_new_queue_starts_at_end(void **state)
     (void)state;
     env e;
     env_init(&e);
-    uint64_t ref = ref_of(e.st, mk("__name__", "old", NULL));
+    uint64_t ref = ref_of(e.st, tu_labels("__name__", "old", NULL));
     for (int64_t t = 0; t < 5; t++)
         append_row(e.st, &ref, 1, t);
     config *cfg = cfg_simple(&e, NULL, NULL, 50, 1, 1);
@@ -825,7 +804,7 @@ static void test_shards_keep_order(void **state)
     for (int i = 0; i < NS; i++) {
         char n[16];
         snprintf(n, sizeof n, "s%02d", i);
-        refs[i] = ref_of(e.st, mk("__name__", n, NULL));
+        refs[i] = ref_of(e.st, tu_labels("__name__", n, NULL));
     }
     for (int64_t t = 0; t < NT; t++)
         append_row(e.st, refs, NS, 10000 + t);
@@ -860,7 +839,7 @@ static void test_stale_markers_and_metadata(void **state)
     store_batch_metadata(b, "a", EXPFMT_COUNTER, "help of a", "");
     assert_int_equal(store_batch_commit(b), 0);
     remote *r = start(&e, cfg);
-    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    uint64_t ref = ref_of(e.st, tu_labels("__name__", "a", NULL));
     b = store_batch_new(e.st);
     store_batch_add(b, ref, 1, 1.0);
     assert_int_equal(store_batch_commit(b), 0);
@@ -898,18 +877,18 @@ static void test_restart_after_partial_rows(void **state)
     env e;
     env_init(&e);
     config *cfg = cfg_simple(&e, NULL, NULL, 4, 2, 2);
-    labels *la = mk("__name__", "a", NULL);
+    labels *la = tu_labels("__name__", "a", NULL);
     uint64_t pa = labels_hash(la) % 2;
     char stuck[16] = "";
     for (int i = 0; i < 20 && !stuck[0]; i++) {
         char n[16];
         snprintf(n, sizeof n, "b%d", i);
-        labels *lb = mk("__name__", n, NULL);
+        labels *lb = tu_labels("__name__", n, NULL);
         if (labels_hash(lb) % 2 != pa) snprintf(stuck, sizeof stuck, "%s", n);
         labels_free(lb);
     }
     assert_true(stuck[0] != '\0');
-    uint64_t refs[2] = {ref_of(e.st, la), ref_of(e.st, mk("__name__", stuck, NULL))};
+    uint64_t refs[2] = {ref_of(e.st, la), ref_of(e.st, tu_labels("__name__", stuck, NULL))};
     snprintf(e.rcv.reject, sizeof e.rcv.reject, "%s", stuck);
     remote *r = start(&e, cfg);
     for (int64_t t = 0; t < 12; t++)
@@ -950,7 +929,7 @@ static void test_apply(void **state)
     remote *r = start(&e, cfg);
     store_wal_consumer c;
     assert_int_equal(store_wal_consumer_get(e.st, "remote_write/rw1", &c), 0);
-    uint64_t ref = ref_of(e.st, mk("__name__", "a", NULL));
+    uint64_t ref = ref_of(e.st, tu_labels("__name__", "a", NULL));
     append_row(e.st, &ref, 1, 1);
     assert_true(wait_received(&e.rcv, 1, 10000));
     /* Same settings: nothing restarts (no second "starting" sample loss). */

@@ -4,6 +4,7 @@
  * process SIGKILLed while committing). Each test works in its own temporary
  * directory under /tmp, removed afterwards. */
 #include "testutil.h"
+#include "teststore.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,30 +29,7 @@
 static store *open_store(const char *dir, int64_t retention_ms)
 {
     store_options o = {.path = dir, .retention_ms = retention_ms};
-    buf err;
-    buf_init(&err, 4096);
-    store *s = NULL;
-    int rc = store_open(&s, &o, &err);
-    if (rc != 0) fail_msg("store_open: %d %s", rc, buf_cstr(&err));
-    buf_cleanup(&err);
-    return s;
-}
-
-/* Labels from name, value pairs ending with NULL. */
-static labels *mk(const char *name, ...)
-{
-    labels_builder b;
-    labels_builder_init(&b);
-    va_list ap;
-    va_start(ap, name);
-    for (const char *n = name; n; n = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        labels_builder_set(&b, n, strlen(n), v, strlen(v));
-    }
-    va_end(ap);
-    labels *ls = labels_builder_finish(&b, NULL);
-    labels_builder_cleanup(&b);
-    return ls;
+    return tu_store_open(&o);
 }
 
 static uint64_t ref_of(store *s, labels *ls, bool *created)
@@ -147,12 +125,12 @@ static void test_roundtrip(void **state)
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     bool created;
-    labels *l1 = mk("__name__", "up", "job", "a", NULL);
+    labels *l1 = tu_labels("__name__", "up", "job", "a", NULL);
     uint64_t r1 = ref_of(s, l1, &created);
     assert_true(created);
     assert_int_equal(ref_of(s, l1, &created), r1);
     assert_false(created);
-    uint64_t r2 = ref_pairs(s, mk("__name__", "up", "job", "b", NULL));
+    uint64_t r2 = ref_pairs(s, tu_labels("__name__", "up", "job", "b", NULL));
     assert_true(r2 != r1);
 
     store_batch *b = store_batch_new(s);
@@ -210,7 +188,7 @@ static void test_reader_snapshot(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
     store_batch *b = store_batch_new(s);
     store_batch_add(b, ra, 1, 1);
     assert_int_equal(store_batch_commit(b), 0);
@@ -221,7 +199,7 @@ static void test_reader_snapshot(void **state)
     assert_int_equal(store_reader_begin(r), -EINVAL);
     ASSERT_SEL(r, 0, 10, "a", {MATCH_RE, "__name__", "a|b"});
     /* Commits after the snapshot started are not visible in it... */
-    uint64_t rb = ref_pairs(s, mk("__name__", "b", NULL));
+    uint64_t rb = ref_pairs(s, tu_labels("__name__", "b", NULL));
     b = store_batch_new(s);
     store_batch_add(b, ra, 2, 2);
     store_batch_add(b, rb, 2, 2);
@@ -247,11 +225,12 @@ static void test_matchers(void **state)
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
     uint64_t refs[] = {
-        ref_pairs(s, mk("__name__", "a", "job", "x", "inst", "1", NULL)),
-        ref_pairs(s, mk("__name__", "a", "job", "y", "inst", "2", NULL)),
-        ref_pairs(s, mk("__name__", "a", "inst", "3", NULL)),
-        ref_pairs(s, mk("__name__", "b", "job", "x", NULL)),
-        ref_pairs(s, mk("__name__", "old", "job", "x", NULL)), /* samples outside the range */
+        ref_pairs(s, tu_labels("__name__", "a", "job", "x", "inst", "1", NULL)),
+        ref_pairs(s, tu_labels("__name__", "a", "job", "y", "inst", "2", NULL)),
+        ref_pairs(s, tu_labels("__name__", "a", "inst", "3", NULL)),
+        ref_pairs(s, tu_labels("__name__", "b", "job", "x", NULL)),
+        ref_pairs(s,
+                  tu_labels("__name__", "old", "job", "x", NULL)), /* samples outside the range */
     };
     /* A value with a NUL byte and one with non-ASCII bytes. */
     labels_builder lb;
@@ -261,9 +240,9 @@ static void test_matchers(void **state)
     labels *nul = labels_builder_finish(&lb, NULL);
     labels_builder_cleanup(&lb);
     uint64_t rnul = ref_pairs(s, nul);
-    uint64_t rutf = ref_pairs(s, mk("__name__", "c", "v", "\xc3\xa9t\xc3\xa9", NULL));
+    uint64_t rutf = ref_pairs(s, tu_labels("__name__", "c", "v", "\xc3\xa9t\xc3\xa9", NULL));
     /* A series without samples at all. */
-    ref_pairs(s, mk("__name__", "a", "job", "z", NULL));
+    ref_pairs(s, tu_labels("__name__", "a", "job", "z", NULL));
 
     store_batch *b = store_batch_new(s);
     for (size_t i = 0; i < 4; i++)
@@ -375,7 +354,7 @@ static void test_regex_prefix_ranges(void **state)
                                        "pod-00\xff", "pocket", "q"};
     store_batch *b = store_batch_new(s);
     for (size_t i = 0; i < sizeof pods / sizeof pods[0]; i++)
-        store_batch_add(b, ref_pairs(s, mk("__name__", "m", "pod", pods[i], NULL)), 1, 1);
+        store_batch_add(b, ref_pairs(s, tu_labels("__name__", "m", "pod", pods[i], NULL)), 1, 1);
     assert_int_equal(store_batch_commit(b), 0);
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
@@ -396,14 +375,14 @@ static void test_sort_order(void **state)
     store *s = open_store(dir, 0);
     /* Added in scrambled order; expected order is labels.Compare's. */
     labels *sets[] = {
-        mk("__name__", "m", "x", "2", NULL),
-        mk("__name__", "m", "x", "10", NULL),
-        mk("__name__", "m", NULL),
-        mk("__name__", "m", "a", "z", NULL),
-        mk("__name__", "m", "x", "1", "y", "1", NULL),
-        mk("__name__", "m", "x", "1", NULL),
-        mk("__name__", "m", "x", "1", "z", "0", NULL),
-        mk("__name__", "m", "A", "1", NULL),
+        tu_labels("__name__", "m", "x", "2", NULL),
+        tu_labels("__name__", "m", "x", "10", NULL),
+        tu_labels("__name__", "m", NULL),
+        tu_labels("__name__", "m", "a", "z", NULL),
+        tu_labels("__name__", "m", "x", "1", "y", "1", NULL),
+        tu_labels("__name__", "m", "x", "1", NULL),
+        tu_labels("__name__", "m", "x", "1", "z", "0", NULL),
+        tu_labels("__name__", "m", "A", "1", NULL),
     };
     const size_t n = sizeof sets / sizeof sets[0];
     store_batch *b = store_batch_new(s);
@@ -473,7 +452,7 @@ static void test_out_of_order_and_duplicates(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ref = ref_pairs(s, mk("__name__", "m", NULL));
+    uint64_t ref = ref_pairs(s, tu_labels("__name__", "m", NULL));
     store_batch *b = store_batch_new(s);
     store_batch_add(b, ref, 100, 1);
     store_batch_add(b, ref, 200, 2);
@@ -574,7 +553,7 @@ static void test_values_bit_exact(void **state)
         0xffffffffffffffffULL,  0x00000000000000ffULL,
     };
     const size_t np = sizeof patterns / sizeof patterns[0];
-    uint64_t ref = ref_pairs(s, mk("__name__", "bits", NULL));
+    uint64_t ref = ref_pairs(s, tu_labels("__name__", "bits", NULL));
     store_batch *b = store_batch_new(s);
     for (size_t i = 0; i < np; i++)
         store_batch_add(b, ref, (int64_t)i, from_bits(patterns[i]));
@@ -599,7 +578,7 @@ static void test_values_bit_exact(void **state)
         s = open_store(dir, 0);
     }
     /* Extreme timestamps. */
-    uint64_t r2 = ref_pairs(s, mk("__name__", "times", NULL));
+    uint64_t r2 = ref_pairs(s, tu_labels("__name__", "times", NULL));
     b = store_batch_new(s);
     store_batch_add(b, r2, INT64_MIN, 1);
     store_batch_add(b, r2, -1, 2);
@@ -738,13 +717,16 @@ static void test_index_stats(void **state)
      * one series with a long value. */
     const char *jobs[] = {"a", "b", "c"};
     for (int i = 0; i < 3; i++)
-        store_batch_add(b, ref_pairs(s, mk("__name__", "up", "job", jobs[i], NULL)), 1000, 1);
-    store_batch_add(b, ref_pairs(s, mk("__name__", "http_total", "job", "a", "code", "200", NULL)),
+        store_batch_add(b, ref_pairs(s, tu_labels("__name__", "up", "job", jobs[i], NULL)), 1000,
+                        1);
+    store_batch_add(
+        b, ref_pairs(s, tu_labels("__name__", "http_total", "job", "a", "code", "200", NULL)), 1000,
+        1);
+    store_batch_add(
+        b, ref_pairs(s, tu_labels("__name__", "http_total", "job", "a", "code", "500", NULL)), 1000,
+        1);
+    store_batch_add(b, ref_pairs(s, tu_labels("__name__", "x", "path", "/a/very/long/path", NULL)),
                     1000, 1);
-    store_batch_add(b, ref_pairs(s, mk("__name__", "http_total", "job", "a", "code", "500", NULL)),
-                    1000, 1);
-    store_batch_add(b, ref_pairs(s, mk("__name__", "x", "path", "/a/very/long/path", NULL)), 1000,
-                    1);
     assert_int_equal(store_batch_commit(b), 0);
 
     assert_int_equal(store_index_stats_get(r, 10, &st), 0);
@@ -797,8 +779,8 @@ static void test_retention(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 100000);
-    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
-    uint64_t rb = ref_pairs(s, mk("__name__", "b", NULL));
+    uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
+    uint64_t rb = ref_pairs(s, tu_labels("__name__", "b", NULL));
     /* a: 300 samples at t = 0..299000: chunks [0,119000], [120000,239000]
      * and 60 samples in the head. b: 10 samples, all in the head. */
     append_run(s, ra, 0, 1000, 300, 7);
@@ -869,7 +851,7 @@ static void test_size_retention_and_file_growth(void **state)
     for (int i = 0; i < NS; i++) {
         char v[16];
         snprintf(v, sizeof v, "%d", i);
-        refs[i] = ref_pairs(s, mk("__name__", "g", "i", v, NULL));
+        refs[i] = ref_pairs(s, tu_labels("__name__", "g", "i", v, NULL));
     }
     int64_t sizes[8];
     uint64_t rnd = 42;
@@ -915,7 +897,7 @@ static void test_write_ahead_table(void **state)
 {
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
-    labels *la = mk("__name__", "a", NULL), *lb = mk("__name__", "b", NULL);
+    labels *la = tu_labels("__name__", "a", NULL), *lb = tu_labels("__name__", "b", NULL);
     /* A child process does the work and dies without closing (as after
      * SIGKILL); it reports through its exit status. */
     pid_t pid = fork();
@@ -1014,12 +996,12 @@ static void test_write_ahead_slots(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         store *s = open_store(dir, 0);
-        uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+        uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
         uint64_t *wide = malloc(WIDE * sizeof *wide);
         for (int i = 0; i < WIDE; i++) {
             char v[16];
             snprintf(v, sizeof v, "%d", i);
-            wide[i] = ref_pairs(s, mk("__name__", "w", "i", v, NULL));
+            wide[i] = ref_pairs(s, tu_labels("__name__", "w", "i", v, NULL));
         }
         /* 20 rounds of 120 one-sample commits (a chunk each) and a
          * store_maintain. Within a round all 120 rows are needed; the spare
@@ -1066,8 +1048,8 @@ static void test_write_ahead_slots(void **state)
     store_get_stats(s, &st);
     assert_int_equal(st.replayed_samples, 2 * WIDE + 30);
     assert_int_equal(st.wal_rows, 32);
-    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
-    uint64_t w7 = ref_pairs(s, mk("__name__", "w", "i", "7", NULL));
+    uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
+    uint64_t w7 = ref_pairs(s, tu_labels("__name__", "w", "i", "7", NULL));
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
     assert_int_equal(count_samples(r, ra, INT64_MIN, INT64_MAX), 20 * 120 + 30);
@@ -1124,7 +1106,7 @@ static void test_head_age(void **state)
     buf_init(&err, 4096);
     store *s = NULL;
     assert_int_equal(store_open(&s, &o, &err), 0);
-    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
     append_run(s, ra, 0, 1000, 5, 1);
     usleep(5000);
     assert_int_equal(store_maintain(s, 0), 0);
@@ -1149,13 +1131,13 @@ static void test_import(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
     append_run(s, ra, 100000, 1000, 10, 10); /* live samples at 100..109 s */
     store_import *im;
     assert_int_equal(store_import_begin(s, &im), 0);
     store_sample old[300], bad[2] = {{5, 1}, {5, 2}};
     for (int i = 0; i < 300; i++) old[i] = (store_sample){i * 500, i}; /* 0..149.5 s */
-    labels *la = mk("__name__", "a", NULL), *lnew = mk("__name__", "imported", NULL);
+    labels *la = tu_labels("__name__", "a", NULL), *lnew = tu_labels("__name__", "imported", NULL);
     assert_int_equal(store_import_series(im, la, old, 300), 0);
     assert_int_equal(store_import_series(im, lnew, old, 300), 0);
     assert_int_equal(store_import_series(im, lnew, bad, 2), -EINVAL);
@@ -1242,7 +1224,7 @@ static void test_reopen(void **state)
     for (int i = 0; i < 50; i++) {
         char v[16];
         snprintf(v, sizeof v, "%d", i);
-        ls[i] = mk("__name__", "m", "i", v, NULL);
+        ls[i] = tu_labels("__name__", "m", "i", v, NULL);
         refs[i] = ref_of(s, ls[i], NULL);
         store_batch_add(b, refs[i], 1000, i);
     }
@@ -1250,7 +1232,7 @@ static void test_reopen(void **state)
     assert_int_equal(store_batch_commit(b), 0);
     /* A series created but never committed: its id may be handed out again,
      * but never one that is in the database. */
-    uint64_t uncommitted = ref_pairs(s, mk("__name__", "never", NULL));
+    uint64_t uncommitted = ref_pairs(s, tu_labels("__name__", "never", NULL));
     store_close(s);
 
     s = open_store(dir, 0);
@@ -1264,7 +1246,7 @@ static void test_reopen(void **state)
         assert_false(created);
     }
     bool created;
-    uint64_t fresh = ref_pairs(s, mk("__name__", "new", NULL));
+    uint64_t fresh = ref_pairs(s, tu_labels("__name__", "new", NULL));
     for (int i = 0; i < 50; i++)
         assert_true(fresh != refs[i]);
     assert_true(fresh >= uncommitted);
@@ -1286,7 +1268,7 @@ static void test_reopen(void **state)
     assert_int_equal(store_batch_commit(b), 0);
     store_close(s);
     s = open_store(dir, 0);
-    labels *nl = mk("__name__", "new", NULL);
+    labels *nl = tu_labels("__name__", "new", NULL);
     assert_int_equal(ref_of(s, nl, &created), fresh);
     assert_false(created);
     labels_free(nl);
@@ -1349,7 +1331,7 @@ static void test_open_errors(void **state)
     snprintf(nested, sizeof nested, "%s/x/y/z/", dir);
     unlink(path);
     s = open_store(nested, 0);
-    labels *empty = mk(NULL);
+    labels *empty = tu_labels(NULL);
     uint64_t ref;
     assert_int_equal(store_series_ref(s, empty, &ref, NULL), -EINVAL);
     labels_free(empty);
@@ -1370,7 +1352,7 @@ static void test_commit_failure(void **state)
     }
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
     store_batch *b = store_batch_new(s);
     store_batch_add(b, ra, 1, 1);
     assert_int_equal(store_batch_commit(b), 0);
@@ -1383,7 +1365,7 @@ static void test_commit_failure(void **state)
     assert_int_equal(system(cmd), 0);
 
     bool created;
-    labels *lb = mk("__name__", "b", NULL);
+    labels *lb = tu_labels("__name__", "b", NULL);
     uint64_t rb = ref_of(s, lb, &created);
     assert_true(created);
     b = store_batch_new(s);
@@ -1459,7 +1441,7 @@ static void test_corruption(void **state)
     for (int i = 0; i < 100; i++) {
         char v[16];
         snprintf(v, sizeof v, "%d", i);
-        refs[i] = ref_pairs(s, mk("__name__", "m", "i", v, NULL));
+        refs[i] = ref_pairs(s, tu_labels("__name__", "m", "i", v, NULL));
         append_run(s, refs[i], 0, 1000, 130, 130);
     }
     store_close(s);
@@ -1521,7 +1503,7 @@ static void test_disk_full(void **state)
     if (pid == 0) {
         signal(SIGXFSZ, SIG_IGN);
         store *s = open_store(dir, 0);
-        uint64_t ref = ref_pairs(s, mk("__name__", "a", NULL));
+        uint64_t ref = ref_pairs(s, tu_labels("__name__", "a", NULL));
         append_run(s, ref, 0, 1000, 10, 10);
         struct stat st;
         char path[4200];
@@ -1542,7 +1524,7 @@ static void test_disk_full(void **state)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0); /* the commit failed, nothing crashed */
     store *s = open_store(dir, 0);
-    uint64_t ref = ref_pairs(s, mk("__name__", "a", NULL));
+    uint64_t ref = ref_pairs(s, tu_labels("__name__", "a", NULL));
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
     assert_true(count_samples(r, ref, 0, 9000) == 10);
@@ -1585,7 +1567,7 @@ static void test_migration_from_v1(void **state)
              dir);
     assert_int_equal(system(cmd), 0);
     store *s = open_store(dir, 0);
-    uint64_t ref = ref_pairs(s, mk("__name__", "up", NULL));
+    uint64_t ref = ref_pairs(s, tu_labels("__name__", "up", NULL));
     assert_int_equal(ref, 1);
     store_reader *r;
     assert_int_equal(store_reader_open(s, &r), 0);
@@ -1621,7 +1603,7 @@ static void test_migration_from_v2(void **state)
     }
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ref = ref_pairs(s, mk("__name__", "up", NULL));
+    uint64_t ref = ref_pairs(s, tu_labels("__name__", "up", NULL));
     append_run(s, ref, 0, 1000, 1200, 100); /* ten chunks of 120 */
     store_close(s);
     char cmd[1024];
@@ -1688,7 +1670,7 @@ static void *conc_writer(void *arg)
         if (bi < CONC_OWN) {
             char k[16];
             snprintf(k, sizeof k, "%d", bi);
-            labels *ls = mk("__name__", "conc", "w", w, "k", k, NULL);
+            labels *ls = tu_labels("__name__", "conc", "w", w, "k", k, NULL);
             if (store_series_ref(c->s, ls, &c->own_refs[bi], NULL) != 0) c->errors++;
             labels_free(ls);
         }
@@ -1700,7 +1682,7 @@ static void *conc_writer(void *arg)
         for (int k = 0; k < CONC_SHARED; k++) {
             char kk[16];
             snprintf(kk, sizeof kk, "%d", k);
-            labels *ls = mk("__name__", "shared", "k", kk, NULL);
+            labels *ls = tu_labels("__name__", "shared", "k", kk, NULL);
             uint64_t ref;
             if (store_series_ref(c->s, ls, &ref, NULL) != 0) c->errors++;
             labels_free(ls);
@@ -1804,7 +1786,7 @@ static void test_concurrent(void **state)
     for (int k = 0; k < CONC_SHARED; k++) {
         char kk[16];
         snprintf(kk, sizeof kk, "%d", k);
-        uint64_t ref = ref_pairs(s, mk("__name__", "shared", "k", kk, NULL));
+        uint64_t ref = ref_pairs(s, tu_labels("__name__", "shared", "k", kk, NULL));
         size_t n = count_samples(r, ref, INT64_MIN, INT64_MAX);
         assert_true(n <= CONC_BATCHES);
         assert_int_equal(count_samples(r, ref, CONC_BATCHES - 1, CONC_BATCHES - 1), 1);
@@ -1832,7 +1814,7 @@ static labels *crash_fixed_labels(int j)
 {
     char v[16];
     snprintf(v, sizeof v, "%d", j);
-    return mk("__name__", "crash", "j", v, NULL);
+    return tu_labels("__name__", "crash", "j", v, NULL);
 }
 
 static double crash_value(int64_t i, int j)
@@ -1866,7 +1848,7 @@ static void crash_child(const char *dir, int round, int fd)
         int64_t t = round * CRASH_ROUND_T + i;
         char v[32];
         snprintf(v, sizeof v, "%d_%lld", round, (long long)i);
-        labels *nl = mk("__name__", "crash_new", "i", v, NULL);
+        labels *nl = tu_labels("__name__", "crash_new", "i", v, NULL);
         uint64_t nref;
         if (store_series_ref(s, nl, &nref, NULL) != 0) _exit(3);
         labels_free(nl);
@@ -2070,9 +2052,9 @@ static void test_stale_head(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t live = ref_pairs(s, mk("__name__", "live", NULL));
-    uint64_t gone = ref_pairs(s, mk("__name__", "gone", NULL));
-    uint64_t hgone = ref_pairs(s, mk("__name__", "hgone", NULL));
+    uint64_t live = ref_pairs(s, tu_labels("__name__", "live", NULL));
+    uint64_t gone = ref_pairs(s, tu_labels("__name__", "gone", NULL));
+    uint64_t hgone = ref_pairs(s, tu_labels("__name__", "hgone", NULL));
     append_run(s, live, 0, 1000, 20, 1);
     append_run(s, gone, 0, 1000, 20, 1);
     for (int i = 0; i < 20; i++) {
@@ -2140,8 +2122,8 @@ static void test_hist_append_read(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ref = ref_pairs(s, mk("__name__", "lat", NULL));
-    uint64_t fref = ref_pairs(s, mk("__name__", "up", NULL));
+    uint64_t ref = ref_pairs(s, tu_labels("__name__", "lat", NULL));
+    uint64_t fref = ref_pairs(s, tu_labels("__name__", "up", NULL));
     enum { N = 300 };
     for (int i = 0; i < N; i++) {
         nhist h;
@@ -2217,7 +2199,7 @@ static void test_hist_mixed(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ref = ref_pairs(s, mk("__name__", "mixed", NULL));
+    uint64_t ref = ref_pairs(s, tu_labels("__name__", "mixed", NULL));
     for (int i = 1; i <= 30; i++) {
         store_batch *b = store_batch_new(s);
         if (i > 10 && i <= 20) {
@@ -2303,7 +2285,7 @@ static void test_hist_replay(void **state)
 {
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
-    labels *lm = mk("__name__", "m", NULL), *lh = mk("__name__", "h", NULL);
+    labels *lm = tu_labels("__name__", "m", NULL), *lh = tu_labels("__name__", "h", NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -2408,7 +2390,7 @@ static void test_hist_import_retention(void **state)
         in[i].t = (int64_t)i * 60000;
         mk_hist(&in[i].h, 10, i, 0);
     }
-    labels *ls = mk("__name__", "imported", NULL);
+    labels *ls = tu_labels("__name__", "imported", NULL);
     store_import *im;
     assert_int_equal(store_import_begin(s, &im), 0);
     /* Unsorted or invalid: refused whole. */
@@ -2539,7 +2521,8 @@ static void test_wal_read(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    labels *la = mk("__name__", "a", "job", "x", NULL), *lb = mk("__name__", "b", NULL);
+    labels *la = tu_labels("__name__", "a", "job", "x", NULL),
+           *lb = tu_labels("__name__", "b", NULL);
     uint64_t ra = ref_of(s, la, NULL), rb = ref_of(s, lb, NULL);
     uint64_t start = store_wal_next_seq(s);
     assert_true(start >= 1);
@@ -2660,7 +2643,7 @@ static void test_wal_consumers_hold(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t ra = ref_pairs(s, mk("__name__", "a", NULL));
+    uint64_t ra = ref_pairs(s, tu_labels("__name__", "a", NULL));
     uint64_t start = store_wal_next_seq(s);
     assert_int_equal(store_wal_consumer_set(s, "c1", start, 3600000, NULL), 0);
     append_run(s, ra, 0, 1000, 250, 1);
@@ -2738,7 +2721,7 @@ static void test_wal_max_lag(void **state)
     for (int i = 0; i < 10; i++) {
         char v[16];
         snprintf(v, sizeof v, "%d", i);
-        refs[i] = ref_pairs(s, mk("__name__", "s", "i", v, NULL));
+        refs[i] = ref_pairs(s, tu_labels("__name__", "s", "i", v, NULL));
     }
     uint64_t start = store_wal_next_seq(s);
     assert_int_equal(store_wal_consumer_set(s, "slow", start, 1000, NULL), 0);
@@ -2802,7 +2785,7 @@ static void test_wal_consumers_durable(void **state)
 {
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
-    labels *la = mk("__name__", "a", NULL);
+    labels *la = tu_labels("__name__", "a", NULL);
     uint64_t start;
     {
         store *s = open_store(dir, 0);
@@ -2895,7 +2878,7 @@ static void test_wal_kept_rows_after_retention(void **state)
 {
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
-    labels *la = mk("__name__", "a", NULL);
+    labels *la = tu_labels("__name__", "a", NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -2948,7 +2931,7 @@ static void test_wal_old_rows(void **state)
         skip();
     }
     char *dir = tu_tmpdir_new("sidewatch-store-test");
-    labels *la = mk("__name__", "a", NULL);
+    labels *la = tu_labels("__name__", "a", NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -3026,8 +3009,8 @@ static void test_wal_histograms(void **state)
     (void)state;
     char *dir = tu_tmpdir_new("sidewatch-store-test");
     store *s = open_store(dir, 0);
-    uint64_t rh = ref_pairs(s, mk("__name__", "h", NULL));
-    uint64_t rf = ref_pairs(s, mk("__name__", "f", NULL));
+    uint64_t rh = ref_pairs(s, tu_labels("__name__", "h", NULL));
+    uint64_t rf = ref_pairs(s, tu_labels("__name__", "f", NULL));
     uint64_t start = store_wal_next_seq(s);
     assert_int_equal(store_wal_consumer_set(s, "h", start, 3600000, NULL), 0);
     for (int i = 0; i < 5; i++) {
@@ -3111,7 +3094,7 @@ static void test_wal_read_concurrent(void **state)
     for (int k = 0; k < WALC_SERIES; k++) {
         char v[16];
         snprintf(v, sizeof v, "%d", k);
-        c.refs[k] = ref_pairs(s, mk("__name__", "c", "k", v, NULL));
+        c.refs[k] = ref_pairs(s, tu_labels("__name__", "c", "k", v, NULL));
     }
     c.start = store_wal_next_seq(s);
     assert_int_equal(store_wal_consumer_set(s, "reader", c.start, 3600000, NULL), 0);
