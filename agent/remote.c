@@ -35,8 +35,8 @@
  * max_samples_per_send and capacity like samples. The resend guard below
  * (skip_t) is about samples only: exemplars neither move it nor are
  * filtered by it (an exemplar's timestamp may be older or newer than its
- * sample's), so after a restart the exemplars of rows past the cursor may
- * be sent twice, which a Prometheus receiver ignores (duplicate exemplar).
+ * sample's); after a restart they are sent again only within the requests
+ * below.
  *
  * No loss and no duplicates across restarts: a row is sent by several
  * shards, so when the queue stops (or crashes) some of its samples may have
@@ -45,9 +45,26 @@
  * next to the cursor the queue saves, per series that has samples sent
  * beyond the cursor, the timestamp of its newest sent sample (store kv
  * namespace "remote_write", key = consumer name; written before the
- * cursor). After a restart, samples at or before that timestamp are taken
- * as sent. A kill -9 may still resend what was sent in the last second
- * (the save interval).
+ * cursor, at most once a second). After a restart, samples at or before
+ * that timestamp are taken as sent (the resend guard).
+ *
+ * Requests in flight: the guard is a second old at worst, and a request
+ * whose answer never came may or may not have been applied, so before
+ * each request is sent a record of it is saved (same namespace, key =
+ * consumer, 0x01, its first place; 41 bytes: the places (row, index in the
+ * row) of its first and last entries in its shard's entry stream, the
+ * shard, the number of shards, a run generation and a fingerprint of the
+ * labelling settings); records are deleted once the saved cursor is past
+ * their last row. After a restart, recover() rebuilds each saved request
+ * from the rows and sends it again, alone and before anything else (oldest
+ * run first); those entries are then skipped by the reader. A Prometheus
+ * receiver applies a request whole or not at all, so it either accepts the
+ * request now (it had not arrived) or refuses it as out of order (it had,
+ * whole, so nothing is lost; logged as information, not counted as failed).
+ * An entry inside the ranges of records of several runs belongs to the
+ * oldest (a later run skipped it). With other write_relabel_configs or
+ * external labels (another fingerprint) the records are dropped, and only
+ * the guard protects the restart.
  *
  * Resharding (simplified calculateDesiredShards): every 10 s, from the
  * samples read and sent in the interval and the time spent sending:
@@ -148,8 +165,19 @@ typedef struct rentry {
     int64_t t;
     double v;
     nhist *h;   /* owned copy or NULL */
-    labels *ex; /* an exemplar (its labels, an owned copy), or NULL */
+    labels *ex;   /* an exemplar (its labels, an owned copy), or NULL */
+    uint32_t idx; /* its place in its row: samples first, then exemplars */
 } rentry;
+
+/* A request as saved before it is sent: the places (row, index in the row)
+ * of its first and last entries in the entry stream of one shard (shard of
+ * n_shards). The entries between are exactly the shard's entries of those
+ * rows, so after a restart the request can be rebuilt from the rows. */
+typedef struct rrecord {
+    uint64_t first_seq, last_seq;
+    uint32_t first_idx, last_idx;
+    uint32_t n_shards, shard;
+} rrecord;
 
 typedef struct rqueue rqueue;
 
@@ -209,6 +237,20 @@ struct rqueue {
     _Atomic int64_t pending, hist_pending, ex_pending; /* entries in the shards */
     _Atomic uint64_t sends;                /* successful sends (a save is due after one) */
     uint64_t saved_sends;
+    _Atomic size_t layout; /* n_shards as the shards see it (set while they are idle) */
+
+    /* Requests saved before they were sent (see "Requests in flight" at
+     * the top): recs are the saved ones not yet behind the saved cursor
+     * (under rec_mu: shards add, the reader removes); old are those of the
+     * previous run, sorted (the reader's), old_end past their last row. */
+    uint32_t fingerprint; /* of what decides a series' labels and so its shard */
+    pthread_mutex_t rec_mu;
+    rrecord *recs;
+    size_t n_recs, cap_recs;
+    struct rrecord_gen *old;
+    size_t n_old, cap_old;
+    uint64_t old_end;
+    uint32_t gen; /* this run's generation (one more than the newest saved) */
     int64_t last_reshard_ms;
     int64_t last_metadata_ms;
     qmetrics m;
@@ -529,6 +571,22 @@ static char *settings_text(const config *cfg, const config_remote_write *rw)
     return buf_detach(&b, NULL);
 }
 
+/* A hash of what decides the labels a series is sent with and so its shard
+ * (write_relabel_configs, external labels): saved requests are rebuilt after
+ * a restart only when it is unchanged. */
+static uint32_t labelling_fingerprint(const config *cfg, const config_remote_write *rw)
+{
+    buf b;
+    buf_init(&b, BUF_UNLIMITED);
+    put_relabel(&b, rw->write_relabel_configs, rw->n_write_relabel_configs);
+    const labels *el = cfg->global.external_labels;
+    for (uint32_t i = 0; el && i < el->n; i++)
+        buf_printf(&b, " %s=%s", el->v[i].name, el->v[i].value);
+    uint32_t h = (uint32_t)strutil_hash64(b.data ? b.data : "", b.len, 0x7265636f7264ULL);
+    buf_cleanup(&b);
+    return h;
+}
+
 /* The queue's name: its `name`, else the first 6 hex digits of the MD5 of
  * its url (Prometheus hashes the whole entry; the url alone keeps the
  * cursor when other settings change). */
@@ -663,6 +721,204 @@ static void skip_load(rqueue *q)
     store_kv_entries_free(e, n);
 }
 
+/* ---- requests in flight ------------------------------------------------------------ */
+
+#define RECORD_VERSION 1
+#define RECORD_LEN 41 /* version, fingerprint, generation, n_shards, shard, first, last */
+
+typedef struct rrecord_gen {
+    rrecord r;
+    uint32_t gen;
+} rrecord_gen;
+
+static void put_be(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+}
+
+static uint64_t get_be(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* (seq_a, idx_a) <= (seq_b, idx_b) */
+static bool pos_le(uint64_t seq_a, uint32_t idx_a, uint64_t seq_b, uint32_t idx_b)
+{
+    return seq_a < seq_b || (seq_a == seq_b && idx_a <= idx_b);
+}
+
+/* The kv key of a record: the consumer, 0x01, its first place (12 bytes). */
+static void record_key(const rqueue *q, const rrecord *rc, buf *out)
+{
+    buf_puts(out, q->consumer);
+    unsigned char k[13];
+    k[0] = 1;
+    put_be(k + 1, rc->first_seq, 8);
+    put_be(k + 9, rc->first_idx, 4);
+    buf_append(out, k, sizeof k);
+}
+
+/* Saves the request of ents[0..k) (one shard's, in stream order) before it
+ * is sent. A failed save is logged; the request is sent anyway (a restart
+ * may then resend it mixed with newer samples). */
+static void record_save(rshard *sh, const rentry *ents, size_t k)
+{
+    rqueue *q = sh->q;
+    rrecord rc = {.first_seq = ents[0].row->seq,
+                  .first_idx = ents[0].idx,
+                  .last_seq = ents[k - 1].row->seq,
+                  .last_idx = ents[k - 1].idx,
+                  .n_shards = (uint32_t)atomic_load(&q->layout),
+                  .shard = (uint32_t)(sh - q->shards)};
+    unsigned char v[RECORD_LEN];
+    v[0] = RECORD_VERSION;
+    put_be(v + 1, q->fingerprint, 4);
+    put_be(v + 5, q->gen, 4);
+    put_be(v + 9, rc.n_shards, 4);
+    put_be(v + 13, rc.shard, 4);
+    put_be(v + 17, rc.first_seq, 8);
+    put_be(v + 25, rc.first_idx, 4);
+    put_be(v + 29, rc.last_seq, 8);
+    put_be(v + 37, rc.last_idx, 4);
+    buf key, err;
+    buf_init(&key, BUF_UNLIMITED);
+    buf_init(&err, 4096);
+    record_key(q, &rc, &key);
+    store_kv_op op = {.ns = REMOTE_KV_NS,
+                      .key = key.data,
+                      .key_len = key.len,
+                      .value = v,
+                      .value_len = sizeof v};
+    if (store_kv_apply(q->r->o.st, &op, 1, &err) < 0) {
+        log_warn(REMOTE_LOG, "remote_name=%s: cannot save a request before sending it: %s",
+                 q->name, buf_cstr(&err));
+    } else {
+        pthread_mutex_lock(&q->rec_mu);
+        if (q->n_recs == q->cap_recs) q->recs = mem_grow(q->recs, sizeof *q->recs, q->n_recs + 1, &q->cap_recs);
+        q->recs[q->n_recs++] = rc;
+        pthread_mutex_unlock(&q->rec_mu);
+    }
+    buf_cleanup(&key);
+    buf_cleanup(&err);
+}
+
+/* Deletes the saved records whose rows are all before cursor (saved). */
+static void records_prune(rqueue *q, uint64_t cursor)
+{
+    buf keys;
+    buf_init(&keys, BUF_UNLIMITED);
+    size_t klen = strlen(q->consumer) + 13, n = 0;
+    pthread_mutex_lock(&q->rec_mu);
+    size_t w = 0;
+    for (size_t i = 0; i < q->n_recs; i++) {
+        if (q->recs[i].last_seq < cursor) {
+            record_key(q, &q->recs[i], &keys);
+            n++;
+        } else {
+            q->recs[w++] = q->recs[i];
+        }
+    }
+    q->n_recs = w;
+    pthread_mutex_unlock(&q->rec_mu);
+    if (n > 0) {
+        store_kv_op *ops = mem_calloc(n, sizeof *ops);
+        for (size_t i = 0; i < n; i++)
+            ops[i] = (store_kv_op){.ns = REMOTE_KV_NS, .key = keys.data + i * klen, .key_len = klen};
+        buf err;
+        buf_init(&err, 4096);
+        if (store_kv_apply(q->r->o.st, ops, n, &err) < 0)
+            log_warn(REMOTE_LOG, "remote_name=%s: cannot delete sent requests: %s", q->name,
+                     buf_cstr(&err));
+        buf_cleanup(&err);
+        mem_free(ops);
+    }
+    buf_cleanup(&keys);
+}
+
+static int gen_cmp(const void *a, const void *b)
+{
+    const rrecord_gen *x = a, *y = b;
+    if (x->gen != y->gen) return x->gen < y->gen ? -1 : 1;
+    if (x->r.first_seq != y->r.first_seq) return x->r.first_seq < y->r.first_seq ? -1 : 1;
+    if (x->r.first_idx != y->r.first_idx) return x->r.first_idx < y->r.first_idx ? -1 : 1;
+    return 0;
+}
+
+/* Loads the records of the previous run that reach the cursor (others, and
+ * those saved with other labelling settings, are deleted). remove: delete
+ * them all (the queue is forgotten). */
+static void records_load(rqueue *q, bool remove)
+{
+    store *st = q->r->o.st;
+    size_t clen = strlen(q->consumer);
+    char *prefix = mem_malloc(clen + 1);
+    memcpy(prefix, q->consumer, clen);
+    prefix[clen] = 1;
+    store_kv_entry *e = NULL;
+    size_t n = 0;
+    int rc = store_kv_list(st, REMOTE_KV_NS, prefix, clen + 1, 0, &e, &n, NULL);
+    mem_free(prefix);
+    if (rc < 0) return;
+    store_kv_op *del = mem_calloc(n ? n : 1, sizeof *del);
+    size_t nd = 0;
+    uint32_t max_gen = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *v = e[i].value;
+        bool ok = !remove && e[i].key_len == clen + 13 && e[i].value_len == RECORD_LEN &&
+                  v[0] == RECORD_VERSION;
+        rrecord_gen g = {0};
+        if (ok) {
+            g.gen = (uint32_t)get_be(v + 5, 4);
+            g.r.n_shards = (uint32_t)get_be(v + 9, 4);
+            g.r.shard = (uint32_t)get_be(v + 13, 4);
+            g.r.first_seq = get_be(v + 17, 8);
+            g.r.first_idx = (uint32_t)get_be(v + 25, 4);
+            g.r.last_seq = get_be(v + 29, 8);
+            g.r.last_idx = (uint32_t)get_be(v + 37, 4);
+            if (g.gen > max_gen) max_gen = g.gen;
+            ok = (uint32_t)get_be(v + 1, 4) == q->fingerprint && g.r.n_shards > 0 &&
+                 g.r.shard < g.r.n_shards &&
+                 pos_le(g.r.first_seq, g.r.first_idx, g.r.last_seq, g.r.last_idx) &&
+                 g.r.last_seq >= q->next_read;
+        }
+        if (!ok) {
+            del[nd++] = (store_kv_op){.ns = REMOTE_KV_NS, .key = e[i].key, .key_len = e[i].key_len};
+            continue;
+        }
+        q->old = mem_grow(q->old, sizeof *q->old, q->n_old + 1, &q->cap_old);
+        q->old[q->n_old++] = g;
+        if (g.r.last_seq + 1 > q->old_end) q->old_end = g.r.last_seq + 1;
+        pthread_mutex_lock(&q->rec_mu);
+        q->recs = mem_grow(q->recs, sizeof *q->recs, q->n_recs + 1, &q->cap_recs);
+        q->recs[q->n_recs++] = g.r;
+        pthread_mutex_unlock(&q->rec_mu);
+    }
+    if (nd > 0) store_kv_apply(st, del, nd, NULL);
+    mem_free(del);
+    store_kv_entries_free(e, n);
+    if (q->n_old > 1) qsort(q->old, q->n_old, sizeof *q->old, gen_cmp);
+    q->gen = max_gen + 1;
+}
+
+/* The record of the previous run whose request held the entry of series s
+ * at (seq, idx), or -1. An entry inside the ranges of records of several
+ * runs belongs to the oldest run (a later run never sent it again). */
+static ssize_t old_record(const rqueue *q, const rseries *s, uint64_t seq, uint32_t idx)
+{
+    if (seq >= q->old_end) return -1;
+    for (size_t i = 0; i < q->n_old; i++) { /* oldest run first */
+        const rrecord *rc = &q->old[i].r;
+        if (pos_le(rc->first_seq, rc->first_idx, seq, idx) &&
+            pos_le(seq, idx, rc->last_seq, rc->last_idx) && s->ls->hash % rc->n_shards == rc->shard)
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
 /* Moves the cursor past completed rows; saves it (skip table first) when
  * it moved and the last save is older than a second, or when `force`. */
 static void advance_cursor(rqueue *q, bool force)
@@ -701,6 +957,7 @@ static void advance_cursor(rqueue *q, bool force)
         q->saved = cursor;
         q->saved_sends = sends;
         q->last_save_ms = now;
+        records_prune(q, cursor);
     }
     buf_cleanup(&err);
     buf_cleanup(&skip);
@@ -765,9 +1022,8 @@ static void wipe_free(char *s)
 }
 
 /* One POST of body; false when the queue stopped before it completed. */
-static bool post(rshard *sh, const char *body, size_t len, send_result *res)
+static bool post(rqueue *q, httpc *http, const char *body, size_t len, send_result *res)
 {
-    rqueue *q = sh->q;
     const config_remote_write *rw = q->rw;
     const config_http_client *hc = &rw->http;
     size_t nh = 0, cap = rw->n_headers + 8;
@@ -818,7 +1074,7 @@ static bool post(rshard *sh, const char *body, size_t len, send_result *res)
     };
     memset(res, 0, sizeof *res);
     httpc_transfer *t = NULL;
-    if (httpc_start(sh->http, &req, on_sent, res, &t) < 0) {
+    if (httpc_start(http, &req, on_sent, res, &t) < 0) {
         res->done = true;
         res->result = HTTPC_ERR_TRANSFER;
         snprintf(res->error, sizeof res->error, "cannot start the request");
@@ -833,11 +1089,11 @@ static bool post(rshard *sh, const char *body, size_t len, send_result *res)
     bool stopped = false;
     while (!res->done) {
         if (queue_stopping(q)) {
-            httpc_cancel(sh->http, t);
+            httpc_cancel(http, t);
             stopped = true;
             break;
         }
-        httpc_poll(sh->http, 100, -1);
+        httpc_poll(http, 100, -1);
     }
     return !stopped;
 }
@@ -845,23 +1101,31 @@ static bool post(rshard *sh, const char *body, size_t len, send_result *res)
 enum send_outcome { SENT, FAILED, ABANDONED };
 
 /* Sends body with retries. counts[0..3] = samples, histograms, metadata,
- * exemplars in it (for the retried counters). */
-static enum send_outcome send_with_retries(rshard *sh, const char *body, size_t len,
-                                           const size_t counts[4])
+ * exemplars in it (for the retried counters). resend: a request that may
+ * have reached the receiver before a restart, whose refusal is expected
+ * (logged as information, not as an error). */
+static enum send_outcome send_with_retries(rqueue *q, httpc *http, const char *body, size_t len,
+                                           const size_t counts[4], bool resend)
 {
-    rqueue *q = sh->q;
     const config_remote_write *rw = q->rw;
     int64_t backoff = rw->queue_min_backoff_ms > 0 ? rw->queue_min_backoff_ms : 30;
     for (;;) {
         send_result res;
         int64_t t0 = mono_ms();
-        if (!post(sh, body, len, &res)) return ABANDONED;
+        if (!post(q, http, body, len, &res)) return ABANDONED;
         int64_t took = mono_ms() - t0;
         registry_observe(q->m.duration, (double)took / 1000.0);
         atomic_fetch_add(&q->n_out_ns, (uint64_t)took * 1000000ULL);
         bool ok = res.result == HTTPC_OK && res.status / 100 == 2;
         if (ok) return SENT;
         bool recoverable = res.result != HTTPC_OK || res.status / 100 == 5 || res.status == 429;
+        if (!recoverable && resend) {
+            log_info(REMOTE_LOG,
+                     "remote_name=%s url=%s: a request sent before the restart was refused again "
+                     "(%s); taken as received then",
+                     q->name, q->url, res.error);
+            return FAILED;
+        }
         if (!recoverable) {
             log_error(REMOTE_LOG, "remote_name=%s url=%s: non-recoverable error: %s", q->name,
                       q->url, res.error);
@@ -887,11 +1151,15 @@ static void entry_done(rentry *e)
     atomic_fetch_sub(&e->row->left, 1);
 }
 
-/* Sends k entries (in arrival order) as one request; completes them unless
- * the queue stopped first. */
-static void send_entries(rshard *sh, rentry *ents, size_t k)
+/* Encodes k entries (in arrival order) as one write request into body:
+ * grouped by series, each series' order kept; exemplars each in a
+ * TimeSeries of their own. counts[] as send_with_retries wants them;
+ * *max_t: the newest sample's timestamp. Uses the series' bidx scratch, so
+ * one thread at a time per series (its shard, or the reader before the
+ * shards have anything). -1 with err set when it cannot be encoded. */
+static int encode_entries(rentry *ents, size_t k, buf *body, size_t counts[4], int64_t *max_t,
+                          buf *err)
 {
-    rqueue *q = sh->q;
     /* Group by series, keeping each series' order. */
     rwproto_series *ser = mem_calloc(k, sizeof *ser);
     size_t ns = 0, n_float = 0, n_hist = 0, n_ex = 0;
@@ -923,7 +1191,7 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
         ho += ser[i].n_hists;
         ser[i].n_samples = ser[i].n_hists = 0;
     }
-    int64_t max_t = INT64_MIN;
+    *max_t = INT64_MIN;
     rwproto_exemplar *exs = mem_malloc((n_ex ? n_ex : 1) * sizeof *exs);
     size_t eo = 0;
     for (size_t i = 0; i < k; i++) {
@@ -941,27 +1209,54 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
             s->hists[s->n_hists++] = (rwproto_hsample){.t = ents[i].t, .h = *ents[i].h};
         else
             s->samples[s->n_samples++] = (rwproto_sample){.t = ents[i].t, .v = ents[i].v};
-        if (ents[i].t > max_t) max_t = ents[i].t;
+        if (ents[i].t > *max_t) *max_t = ents[i].t;
     }
     rwproto_request req = {.series = ser, .n_series = ns};
+    counts[0] = n_float;
+    counts[1] = n_hist;
+    counts[2] = 0;
+    counts[3] = n_ex;
+    int rc = rwproto_encode(&req, body, err);
+    mem_free(samples);
+    mem_free(hists);
+    mem_free(exs);
+    mem_free(ser);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Counts a request of k entries as sent. */
+static void count_sent(rqueue *q, const size_t counts[4], size_t body_len, int64_t max_t)
+{
+    set_max(&q->highest_sent_ms, max_t);
+    registry_set(q->m.highest_sent, (double)atomic_load(&q->highest_sent_ms) / 1000.0);
+    registry_add(q->m.bytes, (double)body_len);
+    registry_add(q->m.histograms, (double)counts[1]);
+    registry_add(q->m.samples, (double)counts[0]);
+    registry_add(q->m.exemplars, (double)counts[3]);
+}
+
+/* Sends k entries (in arrival order) as one request, saved first (see
+ * "Requests in flight" at the top); completes them unless the queue
+ * stopped first. */
+static void send_entries(rshard *sh, rentry *ents, size_t k)
+{
+    rqueue *q = sh->q;
+    if (k == 0) return;
+    record_save(sh, ents, k);
     buf body, err;
     buf_init(&body, REMOTE_BODY_LIMIT);
     buf_init(&err, 1024);
     enum send_outcome out;
-    size_t counts[4] = {n_float, n_hist, 0, n_ex};
-    if (rwproto_encode(&req, &body, &err) < 0) {
+    size_t counts[4];
+    int64_t max_t;
+    if (encode_entries(ents, k, &body, counts, &max_t, &err) < 0) {
         log_error(REMOTE_LOG, "remote_name=%s: cannot encode a batch: %s", q->name, buf_cstr(&err));
         out = FAILED;
     } else {
-        out = send_with_retries(sh, body.data, body.len, counts);
+        out = send_with_retries(q, sh->http, body.data, body.len, counts, false);
     }
     if (out == SENT) {
-        set_max(&q->highest_sent_ms, max_t);
-        registry_set(q->m.highest_sent, (double)atomic_load(&q->highest_sent_ms) / 1000.0);
-        registry_add(q->m.bytes, (double)body.len);
-        registry_add(q->m.histograms, (double)n_hist);
-        registry_add(q->m.samples, (double)n_float);
-        registry_add(q->m.exemplars, (double)n_ex);
+        count_sent(q, counts, body.len, max_t);
         atomic_fetch_add(&q->n_out, k);
         atomic_fetch_add(&q->sends, 1);
         for (size_t i = 0; i < k; i++) {
@@ -972,9 +1267,9 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
                 atomic_store(&s->sent_seq, ents[i].row->seq);
         }
     } else if (out == FAILED) {
-        registry_add(q->m.failed, (double)n_float);
-        registry_add(q->m.hist_failed, (double)n_hist);
-        registry_add(q->m.ex_failed, (double)n_ex);
+        registry_add(q->m.failed, (double)counts[0]);
+        registry_add(q->m.hist_failed, (double)counts[1]);
+        registry_add(q->m.ex_failed, (double)counts[3]);
     }
     for (size_t i = 0; i < k; i++) {
         /* Pending until sent or dropped, as Prometheus counts it. */
@@ -988,10 +1283,6 @@ static void send_entries(rshard *sh, rentry *ents, size_t k)
     }
     buf_cleanup(&body);
     buf_cleanup(&err);
-    mem_free(samples);
-    mem_free(hists);
-    mem_free(exs);
-    mem_free(ser);
 }
 
 static void *shard_main(void *arg)
@@ -1127,6 +1418,7 @@ static void reshard(rqueue *q, size_t want)
     for (size_t i = q->n_shards; i < want; i++)
         shard_start(q, &q->shards[i]);
     q->n_shards = want;
+    atomic_store(&q->layout, want);
     registry_set(q->m.shards, (double)want);
 }
 
@@ -1207,9 +1499,9 @@ static void send_metadata(rqueue *q)
         }
         size_t counts[4] = {0, 0, k, 0};
         /* From the reader thread, with a client of its own. */
-        rshard tmp = {.q = q, .http = httpc_new()};
-        enum send_outcome out = send_with_retries(&tmp, body.data, body.len, counts);
-        httpc_free(tmp.http);
+        httpc *http = httpc_new();
+        enum send_outcome out = send_with_retries(q, http, body.data, body.len, counts, false);
+        httpc_free(http);
         if (out == SENT) {
             registry_add(q->m.metadata, (double)k);
             registry_add(q->m.metadata_bytes, (double)body.len);
@@ -1247,6 +1539,7 @@ static void queue_open_cursor(rqueue *q)
     q->saved = q->next_read;
     q->last_save_ms = mono_ms();
     skip_load(q);
+    records_load(q, false);
 }
 
 /* Reads one slice of rows and hands their samples to the shards. Returns
@@ -1297,11 +1590,12 @@ static ssize_t read_rows(rqueue *q)
                 continue;
             }
             if (ws->t <= s->skip_t) continue; /* sent before the restart */
+            if (old_record(q, s, b[i].seq, (uint32_t)k) >= 0) continue; /* resent by recover() */
             if (age_limit > 0 && now - ws->t > age_limit) {
                 registry_inc(q->m.dropped_too_old);
                 continue;
             }
-            rentry e = {.s = s, .row = row, .t = ws->t, .v = ws->v};
+            rentry e = {.s = s, .row = row, .t = ws->t, .v = ws->v, .idx = (uint32_t)k};
             if (ws->h) {
                 e.h = mem_malloc(sizeof *e.h);
                 nhist_init(e.h);
@@ -1333,11 +1627,18 @@ static ssize_t read_rows(rqueue *q)
                 registry_inc(q->m.ex_dropped_series);
                 continue;
             }
+            uint32_t idx = (uint32_t)(b[i].n + k);
+            if (old_record(q, s, b[i].seq, idx) >= 0) continue; /* resent by recover() */
             if (age_limit > 0 && now - we->t > age_limit) {
                 registry_inc(q->m.ex_dropped_too_old);
                 continue;
             }
-            rentry e = {.s = s, .row = row, .t = we->t, .v = we->v, .ex = labels_dup(we->labels)};
+            rentry e = {.s = s,
+                        .row = row,
+                        .t = we->t,
+                        .v = we->v,
+                        .ex = labels_dup(we->labels),
+                        .idx = idx};
             atomic_fetch_add(&row->left, 1);
             atomic_fetch_add(&q->n_in, 1);
             size_t shard = (size_t)(s->ls->hash % q->n_shards);
@@ -1355,14 +1656,138 @@ static ssize_t read_rows(rqueue *q)
         atomic_fetch_sub(&row->left, 1);
     }
     store_wal_batches_free(b, n);
+    if (q->old_end && q->next_read >= q->old_end) { /* past what the previous run sent */
+        mem_free(q->old);
+        q->old = NULL;
+        q->n_old = q->cap_old = 0;
+        q->old_end = 0;
+    }
     registry_set(q->m.highest_recv, (double)atomic_load(&q->highest_recv_ms) / 1000.0);
     registry_set(q->r->highest_ts, (double)atomic_load(&q->r->highest_ts_ms) / 1000.0);
     return rows;
 }
 
+/* Appends a copy of e to the list (*v, *n, *cap). */
+static void entries_push(rentry **v, size_t *n, size_t *cap, const rentry *e)
+{
+    *v = mem_grow(*v, sizeof **v, *n + 1, cap);
+    (*v)[(*n)++] = *e;
+}
+
+/* Sends again, before anything else, the requests the previous run saved
+ * and may have sent (q->old), each rebuilt from the rows as a request of
+ * its own, oldest run first. A Prometheus receiver applies a request whole
+ * or not at all, so each is either accepted now (it had not arrived) or
+ * refused as out of order (it had, whole); mixed with newer samples, as
+ * before, that refusal dropped the newer ones too. false when the queue
+ * stops first (the records stay for the next start). */
+static bool recover(rqueue *q)
+{
+    if (q->n_old == 0) return true;
+    store *st = q->r->o.st;
+    rentry **reqs = mem_calloc(q->n_old, sizeof *reqs);
+    size_t *lens = mem_calloc(q->n_old, sizeof *lens);
+    size_t *caps = mem_calloc(q->n_old, sizeof *caps);
+    int64_t age_limit = q->rw->queue_sample_age_limit_ms;
+    int64_t now = wall_ms();
+    uint64_t next = q->next_read;
+    bool ok = true;
+    while (next < q->old_end) {
+        store_wal_batch *b = NULL;
+        size_t n = 0;
+        uint64_t first = next;
+        int rc = store_wal_read(st, next, REMOTE_READ_ROWS, &b, &n, &first);
+        if (rc == -EIO) { /* read_rows logs and skips it */
+            next = (first >= next ? first : next) + 1;
+            continue;
+        }
+        if (rc < 0) {
+            if (!queue_sleep(q, REMOTE_IDLE_POLL_MS)) {
+                ok = false;
+                break;
+            }
+            continue;
+        }
+        if (n == 0) break; /* the rows are gone (released) */
+        for (size_t i = 0; i < n && b[i].seq < q->old_end; i++) {
+            next = b[i].seq + 1;
+            size_t nk = b[i].n + (q->rw->send_exemplars ? b[i].n_exemplars : 0);
+            for (size_t k = 0; k < nk; k++) {
+                bool ex = k >= b[i].n;
+                const store_wal_sample *ws = ex ? NULL : &b[i].samples[k];
+                const store_wal_exemplar *we = ex ? &b[i].exemplars[k - b[i].n] : NULL;
+                bool unknown;
+                rseries *s = series_resolve(q, ex ? we->ref : ws->ref, &unknown);
+                if (unknown || !s->ls) continue;
+                int64_t t = ex ? we->t : ws->t;
+                if (!ex && t <= s->skip_t) continue;
+                if (age_limit > 0 && now - t > age_limit) continue;
+                ssize_t r = old_record(q, s, b[i].seq, (uint32_t)k);
+                if (r < 0) continue;
+                rentry e = {.s = s, .t = t, .v = ex ? we->v : ws->v, .idx = (uint32_t)k};
+                if (ex) {
+                    e.ex = labels_dup(we->labels);
+                } else if (ws->h) {
+                    e.h = mem_malloc(sizeof *e.h);
+                    nhist_init(e.h);
+                    if (nhist_copy(e.h, ws->h) < 0) {
+                        mem_free(e.h);
+                        continue;
+                    }
+                }
+                entries_push(&reqs[r], &lens[r], &caps[r], &e);
+            }
+        }
+        if (n > 0 && b[n - 1].seq + 1 > next && b[n - 1].seq < q->old_end) next = b[n - 1].seq + 1;
+        store_wal_batches_free(b, n);
+    }
+    httpc *http = httpc_new();
+    size_t accepted = 0, refused = 0;
+    for (size_t i = 0; ok && i < q->n_old; i++) {
+        if (lens[i] == 0) continue;
+        buf body, err;
+        buf_init(&body, REMOTE_BODY_LIMIT);
+        buf_init(&err, 1024);
+        size_t counts[4];
+        int64_t max_t;
+        if (encode_entries(reqs[i], lens[i], &body, counts, &max_t, &err) < 0) {
+            log_error(REMOTE_LOG, "remote_name=%s: cannot encode a batch: %s", q->name,
+                      buf_cstr(&err));
+        } else {
+            enum send_outcome out = send_with_retries(q, http, body.data, body.len, counts, true);
+            if (out == SENT) {
+                count_sent(q, counts, body.len, max_t);
+                accepted++;
+            } else if (out == FAILED) {
+                refused++;
+            } else {
+                ok = false;
+            }
+        }
+        buf_cleanup(&body);
+        buf_cleanup(&err);
+    }
+    httpc_free(http);
+    for (size_t i = 0; i < q->n_old; i++) {
+        for (size_t k = 0; k < lens[i]; k++)
+            entry_release(&reqs[i][k]);
+        mem_free(reqs[i]);
+    }
+    mem_free(reqs);
+    mem_free(lens);
+    mem_free(caps);
+    if (accepted + refused > 0)
+        log_info(REMOTE_LOG,
+                 "remote_name=%s: %zu requests of the previous run sent again first: %zu "
+                 "accepted, %zu refused as received before",
+                 q->name, accepted + refused, accepted, refused);
+    return ok;
+}
+
 static void *reader_main(void *arg)
 {
     rqueue *q = arg;
+    if (!recover(q)) return NULL;
     q->last_reshard_ms = mono_ms();
     for (;;) {
         if (queue_stopping(q)) break;
@@ -1392,6 +1817,8 @@ static rqueue *queue_new(remote *r, config *cfg, size_t idx)
     buf_printf(&b, "remote_write/%s", q->name);
     q->consumer = buf_detach(&b, NULL);
     q->settings = settings_text(cfg, q->rw);
+    q->fingerprint = labelling_fingerprint(cfg, q->rw);
+    pthread_mutex_init(&q->rec_mu, NULL);
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     hmap_init(&q->series);
@@ -1418,6 +1845,7 @@ static int queue_run(rqueue *q)
     for (size_t i = 0; i < n; i++)
         shard_start(q, &q->shards[i]);
     q->n_shards = n;
+    atomic_store(&q->layout, n);
     registry_set(q->m.shards, (double)n);
     registry_set(q->m.shards_desired, (double)n);
     if (pthread_create(&q->reader, NULL, reader_main, q) != 0) return -EAGAIN;
@@ -1447,6 +1875,7 @@ static void queue_free(rqueue *q, bool remove)
         store_wal_consumer_remove(q->r->o.st, q->consumer);
         store_kv_op op = {.ns = REMOTE_KV_NS, .key = q->consumer, .key_len = strlen(q->consumer)};
         store_kv_apply(q->r->o.st, &op, 1, NULL);
+        records_load(q, true);
         metrics_remove(q->r, q);
     }
     for (size_t i = 0; i < (size_t)q->rw->queue_max_shards; i++) {
@@ -1475,6 +1904,9 @@ static void queue_free(rqueue *q, bool remove)
     mem_free(q->url);
     mem_free(q->consumer);
     mem_free(q->settings);
+    mem_free(q->recs);
+    mem_free(q->old);
+    pthread_mutex_destroy(&q->rec_mu);
     config_unref(q->cfg);
     mem_free(q);
 }

@@ -2,6 +2,8 @@
 on 127.0.0.1): what sidewatch scrapes arrives, identical when queried with
 `promtool query range` from both; an outage of the receiver, during which
 sidewatch is restarted, loses and duplicates nothing."""
+import random
+import signal
 import socket
 import subprocess
 import threading
@@ -143,6 +145,43 @@ def test_remote_write_to_prometheus_survives_outage_and_restart(tmp_path, procs,
     assert ts == sorted(set(ts))
     m = requests.get(sw.url + "/metrics", timeout=5).text
     assert 'prometheus_remote_storage_samples_failed_total{remote_name="receiver"' in m
+    for line in m.splitlines():
+        if line.startswith("prometheus_remote_storage_samples_failed_total{"):
+            assert line.endswith(" 0"), line
+
+
+def test_remote_write_to_prometheus_survives_sigkill(tmp_path, procs, target):
+    """kill -9 at random moments while sending: a request may have reached
+    the receiver without its answer reaching sidewatch, or been answered
+    after the last cursor save. With several samples of the series per
+    request (a scrape every 100 ms, a request every 500 ms), sending such a request
+    again mixed with newer samples makes a Prometheus receiver refuse the
+    whole request (out of order) and the newer samples were lost. Every
+    value must arrive once, in order."""
+    counter = Counter(target)
+    rport = free_port()
+    rbase = f"http://127.0.0.1:{rport}"
+    start_receiver(tmp_path, procs, rport, "receiver")
+    config = (sw_config(target, rport).replace("batch_send_deadline: 200ms", "batch_send_deadline: 500ms")
+              .replace("scrape_interval: 500ms", "scrape_interval: 100ms")
+              .replace("scrape_timeout: 400ms", "scrape_timeout: 90ms"))
+    assert "scrape_interval: 100ms" in config and "batch_send_deadline: 500ms" in config
+    sw = Sidewatch(tmp_path, config)
+    procs.append(sw)
+    sw.wait_ready()
+    rnd = random.Random(9)
+    for i in range(5):
+        time.sleep(1.5 + rnd.random() * 2)
+        sw.send_signal(signal.SIGKILL)
+        sw.p.wait(10)
+        sw = Sidewatch(tmp_path, config, storage=sw.storage, name=f"sidewatch-{i + 2}")
+        procs.append(sw)
+        sw.wait_ready()
+    time.sleep(3)
+    got = frozen_and_equal(sw, rbase, counter)
+    values = [v for _, v in got]
+    assert values == [float(i) for i in range(1, counter.n + 1)], values
+    m = requests.get(sw.url + "/metrics", timeout=5).text
     for line in m.splitlines():
         if line.startswith("prometheus_remote_storage_samples_failed_total{"):
             assert line.endswith(" 0"), line

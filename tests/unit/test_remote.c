@@ -68,7 +68,8 @@ typedef struct receiver {
     rseries_rec series[MAX_SERIES];
     size_t n_series;
     size_t total;           /* samples accepted */
-    int script[MAX_SCRIPT]; /* statuses to answer next (0 = end); -1 = hang */
+    int script[MAX_SCRIPT]; /* statuses to answer next (0 = end); -1 = hang; -2 = apply,
+                               then hang */
     size_t n_script, pos;
     char retry_after[16]; /* sent with 429/5xx answers when set */
     unsigned long requests, bad_requests;
@@ -81,6 +82,11 @@ typedef struct receiver {
     char *exlog;
     size_t exlog_len, n_ex;
     bool reject_exemplars; /* answer 503 to requests holding an exemplar */
+    /* As a Prometheus receiver: a request holding a sample older than its
+     * series' newest is refused whole (400, nothing applied); one equal to
+     * the newest (same value) is ignored. */
+    bool prometheus;
+    unsigned long out_of_order; /* requests refused so */
 } receiver;
 
 static void receiver_init(receiver *r)
@@ -120,6 +126,8 @@ static rseries_rec *rec_series(receiver *r, const char *key)
     return s;
 }
 
+static rseries_rec *find(receiver *r, const char *key);
+
 static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
 {
     receiver *r = ctx;
@@ -135,11 +143,11 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
     char ra[16];
     snprintf(ra, sizeof ra, "%s", r->retry_after);
     pthread_mutex_unlock(&r->mu);
-    if (status < 0) { /* hang until the client gives up or the server stops */
+    if (status == -1) { /* hang until the client gives up or the server stops */
         fsrv_sleep(srv, 5000);
         return false;
     }
-    if (status != 200) {
+    if (status != 200 && status != -2) {
         char extra[64] = "";
         if (ra[0]) snprintf(extra, sizeof extra, "Retry-After: %s\r\n", ra);
         const char *msg = "refused by the test\n";
@@ -181,11 +189,28 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
     }
     buf key;
     buf_init(&key, BUF_UNLIMITED);
+    for (size_t i = 0; r->prometheus && i < req.n_series; i++) {
+        buf_reset(&key);
+        labels_format(req.series[i].ls, &key);
+        rseries_rec *s = find(r, buf_cstr(&key));
+        for (size_t k = 0; s && s->n && k < req.series[i].n_samples; k++) {
+            if (req.series[i].samples[k].t < s->t[s->n - 1]) {
+                r->out_of_order++;
+                pthread_mutex_unlock(&r->mu);
+                buf_cleanup(&key);
+                rwproto_request_cleanup(&req);
+                fsrv_respond(fd, 400, "text/plain", "out of order sample\n", 20);
+                return true;
+            }
+        }
+    }
     for (size_t i = 0; i < req.n_series; i++) {
         buf_reset(&key);
         labels_format(req.series[i].ls, &key);
         rseries_rec *s = rec_series(r, buf_cstr(&key));
         for (size_t k = 0; k < req.series[i].n_samples; k++) {
+            if (r->prometheus && s->n && req.series[i].samples[k].t == s->t[s->n - 1])
+                continue; /* a duplicate */
             if (s->n == s->cap) {
                 s->cap = s->cap ? s->cap * 2 : 64;
                 s->t = realloc(s->t, s->cap * sizeof *s->t);
@@ -215,6 +240,10 @@ static bool handle(fsrv *srv, int fd, const fsrv_req *rq, void *ctx)
     buf_cleanup(&key);
     pthread_mutex_unlock(&r->mu);
     rwproto_request_cleanup(&req);
+    if (status == -2) { /* applied, but the answer never comes */
+        fsrv_sleep(srv, 5000);
+        return false;
+    }
     fsrv_respond(fd, 204, "text/plain", "", 0);
     return true;
 }
@@ -918,6 +947,63 @@ static void test_restart_after_partial_rows(void **state)
     env_cleanup(&e);
 }
 
+/* A request the receiver applied but never answered (the sender stopped
+ * meanwhile, as at a kill -9) is sent again after the restart as a request
+ * of its own: a Prometheus receiver refuses it as out of order (it holds
+ * it), and the newer samples, sent apart, all arrive. (Sent together with
+ * the old ones, the refusal lost them.) Sent requests are forgotten once
+ * the cursor is past them. */
+static void test_restart_after_unanswered_request(void **state)
+{
+    (void)state;
+    env e;
+    env_init(&e);
+    e.rcv.prometheus = true;
+    config *cfg = load_cfg("remote_write:\n"
+                           "    - url: http://127.0.0.1:%d/api/v1/write\n"
+                           "      name: rw1\n"
+                           "      remote_timeout: 20s\n"
+                           "      metadata_config: {send: false}\n"
+                           "      queue_config: {batch_send_deadline: 50ms, min_backoff: 10ms, "
+                           "max_backoff: 50ms, max_samples_per_send: 100, min_shards: 1, "
+                           "max_shards: 1, capacity: 1000}\n",
+                           e.port);
+    uint64_t refs[2] = {ref_of(e.st, tu_labels("__name__", "a", NULL)),
+                        ref_of(e.st, tu_labels("__name__", "b", NULL))};
+    remote *r = start(&e, cfg); /* registers its cursor at the end */
+    remote_stop(r);
+    for (int64_t t = 0; t < 10; t++)
+        append_row(e.st, refs, 2, 1000 + t);
+    receiver_script(&e.rcv, (int[]){-2}, 1);
+    r = start(&e, cfg);
+    assert_true(wait_received(&e.rcv, 20, 10000)); /* applied, unanswered */
+    remote_stop(r);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_total", "rw1", NULL) == 0);
+
+    store_close(e.st);
+    e.st = open_store(e.dir);
+    registry_free(e.reg);
+    e.reg = registry_new();
+    for (int64_t t = 10; t < 15; t++)
+        append_row(e.st, refs, 2, 1000 + t);
+    r = start(&e, cfg);
+    assert_true(wait_received(&e.rcv, 30, 10000));
+    assert_true(wait_metric(&e, "prometheus_remote_storage_samples_total", 10, 5000) == 10);
+    usleep(300 * 1000);
+    assert_int_equal(received(&e.rcv), 30);
+    check_series(&e.rcv, "{__name__=\"a\"}", 0, 1000, 15);
+    check_series(&e.rcv, "{__name__=\"b\"}", 1, 1000, 15);
+    pthread_mutex_lock(&e.rcv.mu);
+    assert_int_equal(e.rcv.out_of_order, 1); /* the old request, refused alone */
+    pthread_mutex_unlock(&e.rcv.mu);
+    assert_true(metric(&e, "prometheus_remote_storage_samples_failed_total", "rw1", NULL) == 0);
+    remote_stop(r);
+    /* What is left in the queue's state: at most its resend guard. */
+    assert_true(store_kv_count(e.st, "remote_write") <= 1);
+    config_unref(cfg);
+    env_cleanup(&e);
+}
+
 /* remote_apply: an unchanged queue keeps running; a removed one stops and
  * its consumer is forgotten; a new one starts at the store's end. */
 static void test_apply(void **state)
@@ -983,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_shards_keep_order),
         cmocka_unit_test(test_stale_markers_and_metadata),
         cmocka_unit_test(test_restart_after_partial_rows),
+        cmocka_unit_test(test_restart_after_unanswered_request),
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_exemplars),
         cmocka_unit_test(test_exemplars_off_and_retried),
