@@ -413,6 +413,7 @@ struct series {
     uint64_t batch_seq;     /* write-ahead row of the last batch appended */
     int64_t batch_first_t;  /* timestamp of that batch's first sample here */
     int64_t active_ms;      /* wall time of the last append (or the load) */
+    bool pending;           /* its row is not committed yet (write_mu) */
 
     /* Tentative state while a commit checks its batch (write_mu). */
     uint64_t gen;
@@ -2499,6 +2500,8 @@ int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created)
     } else if (id == 0) {
         pthread_mutex_lock(&s->index_mu);
         se = series_new(s->next_id++, ls, &enc);
+        se->pending = true;
+        se->active_ms = wall_ms();
         index_add(s, se);
         s->pending = mem_grow(s->pending, sizeof *s->pending, s->npending + 1, &s->pending_cap);
         s->pending[s->npending++] = se;
@@ -2578,6 +2581,14 @@ static int write_pending_series(store *s, series ***taken, size_t *ntaken)
         rc = step_done(s->st.set_meta);
     }
     return rc;
+}
+
+/* After the commit that wrote their rows: the series may be evicted now.
+ * Frees the list. Caller holds write_mu. */
+static void rows_written(series **taken, size_t ntaken)
+{
+    for (size_t i = 0; i < ntaken; i++) taken[i]->pending = false;
+    mem_free(taken);
 }
 
 /* Puts series rows that a failed commit did not write back in the queue,
@@ -3242,7 +3253,7 @@ int store_batch_commit(store_batch *b)
     if ((rc = step_done(s->st.commit)) != SQLITE_OK) goto fail;
 
     /* Committed: now the head may change. */
-    mem_free(taken);
+    rows_written(taken, ntaken);
     size_t nwritten = list_len(to_write);
     uint64_t seq = atomic_load(&s->commit_seq);
     pthread_rwlock_wrlock(&s->head_lock);
@@ -3581,7 +3592,7 @@ static int flush(store *s, bool close_all, bool lag, int64_t now_ms)
         }
         return sql_errno(rc) ? sql_errno(rc) : -EIO;
     }
-    mem_free(taken);
+    rows_written(taken, ntaken);
     size_t nwritten = list_len(to_write);
     uint64_t seq = atomic_load(&s->commit_seq);
     pthread_rwlock_wrlock(&s->head_lock);
@@ -3706,10 +3717,10 @@ static void evict_idle(store *s, int64_t now_ms)
     pthread_mutex_lock(&s->index_mu);
     for (size_t i = 1; i < s->by_id_cap; i++) {
         series *se = s->by_id[i];
-        /* A series without samples may still wait for its row (pending). */
-        if (!se || !se->has_last || se->open.count || (se->hh && se->hh->open.count) || se->chunks)
+        if (!se || se->pending || se->open.count || (se->hh && se->hh->open.count) || se->chunks)
             continue;
         if (se->ex && se->ex->count) continue;
+        /* (One that never got a sample goes after evict_idle_ms.) */
         int64_t idle = now_ms - se->active_ms;
         if (idle < s->evict_idle_ms && (idle < s->evict_stale_ms || !series_stale(s, se))) continue;
         index_del(s, se);
@@ -4981,7 +4992,7 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
     series **taken = NULL;
     size_t ntaken = 0;
     rc = write_pending_series(s, &taken, &ntaken);
-    mem_free(taken);
+    rows_written(taken, ntaken); /* the import holds write_mu until it commits */
     if (rc != SQLITE_OK) goto fail;
     /* Chunks of CHUNKENC_TARGET_SAMPLES, each in the smaller encoding. */
     for (size_t i = 0; i < n && rc == SQLITE_OK; i += CHUNKENC_TARGET_SAMPLES) {
@@ -5094,7 +5105,7 @@ int store_import_histograms(store_import *im, const labels *ls, const store_hsam
     series **taken = NULL;
     size_t ntaken = 0;
     rc = write_pending_series(s, &taken, &ntaken);
-    mem_free(taken);
+    rows_written(taken, ntaken); /* the import holds write_mu until it commits */
     if (rc != SQLITE_OK) goto fail;
     /* Chunks cut as the head cuts them. */
     histchunk_appender a;
