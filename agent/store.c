@@ -1662,8 +1662,10 @@ static int prepare_writer(store *s)
         W(trim_ex, "DELETE FROM exemplars WHERE id IN (SELECT id FROM exemplars ORDER BY id"
                    " LIMIT ?1) RETURNING series_id"),
         W(series_row, "SELECT labels FROM series WHERE id = ?1"),
-        /* Served by chunks_time: the series with chunks ending before ?1. */
-        W(ended_before, "SELECT DISTINCT series_id FROM chunks WHERE max_t < ?1 LIMIT ?2"),
+        /* The series with chunks ending before ?1, from chunks_time (named:
+         * for DISTINCT the planner would rather scan all of chunks_series). */
+        W(ended_before, "SELECT DISTINCT series_id FROM chunks INDEXED BY chunks_time"
+                        " WHERE max_t < ?1 LIMIT ?2"),
         W(oldest_chunk, "SELECT min_t, max_t FROM chunks ORDER BY max_t LIMIT ?1"),
         W(newest_chunk, "SELECT max(max_t) FROM chunks"),
 #undef W

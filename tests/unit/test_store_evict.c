@@ -7,6 +7,7 @@
 #include "testutil.h"
 #include "teststore.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <math.h>
@@ -759,6 +760,45 @@ static void test_evict_idle(void **state)
     tu_tmpdir_free(dir);
 }
 
+/* store_check reports what would make an evicted series unfindable or
+ * give a label set a second id: a label hash that does not match, the same
+ * labels twice. */
+static void test_evict_check_problems(void **state)
+{
+    (void)state;
+    if (system("sqlite3 -version >/dev/null 2>&1") != 0) {
+        print_message("SKIPPED: the sqlite3 shell is not installed\n");
+        skip();
+    }
+    char *dir = tu_tmpdir_new("wip-evict-test");
+    store *s = open_evicting(dir, 0, 0);
+    uint64_t a = ref_pairs(s, tu_labels("__name__", "m_a", NULL));
+    append_run(s, a, 0, 1000, 3, 3);
+    store_close(s);
+    buf report;
+    buf_init(&report, 1 << 16);
+    assert_int_equal(store_check(dir, &report), 0);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/sidewatch.db \"INSERT INTO series(id, labels, metric, lhash)"
+             " SELECT 99, labels, metric, lhash FROM series WHERE id = %llu;"
+             " UPDATE series SET lhash = lhash + 1 WHERE id = %llu\"",
+             dir, (unsigned long long)a, (unsigned long long)a);
+    assert_int_equal(system(cmd), 0);
+    buf_reset(&report);
+    assert_int_equal(store_check(dir, &report), -EIO);
+    assert_non_null(strstr(buf_cstr(&report), "label hash does not match"));
+    snprintf(cmd, sizeof cmd, "sqlite3 %s/sidewatch.db \"UPDATE series SET lhash = lhash - 1 WHERE id = %llu\"",
+             dir, (unsigned long long)a);
+    assert_int_equal(system(cmd), 0);
+    buf_reset(&report);
+    assert_int_equal(store_check(dir, &report), -EIO);
+    assert_non_null(strstr(buf_cstr(&report), "have the same labels"));
+    assert_null(strstr(buf_cstr(&report), "label hash does not match"));
+    buf_cleanup(&report);
+    tu_tmpdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -771,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_evict_wal_labels),
         cmocka_unit_test(test_evict_memory),
         cmocka_unit_test(test_evict_idle),
+        cmocka_unit_test(test_evict_check_problems),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
