@@ -576,7 +576,7 @@ struct store_reader {
         sqlite3_stmt *lv_eq, *lv_name, *lv_range, *postings;
         sqlite3_stmt *chunks, *hchunks, *metadata, *names, *values, *touch;
         sqlite3_stmt *meta_all, *lv_all, *exemplars;
-        sqlite3_stmt *series_row, *first_chunk, *last_chunk;
+        sqlite3_stmt *series_row, *series_info;
     } st;
 };
 
@@ -3979,8 +3979,10 @@ int store_reader_open(store *s, store_reader **out)
         R(exemplars, "SELECT t, v, labels FROM exemplars WHERE series_id = ?1 AND t >= ?2"
                      " AND t <= ?3 ORDER BY t, id"),
         R(series_row, "SELECT labels FROM series WHERE id = ?1"),
-        R(first_chunk, "SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
-        R(last_chunk, "SELECT max_t FROM chunks WHERE series_id = ?1 ORDER BY max_t DESC LIMIT 1"),
+        R(series_info, "SELECT labels,"
+                       " (SELECT max_t FROM chunks WHERE series_id = ?1 ORDER BY max_t DESC LIMIT 1),"
+                       " (SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1)"
+                       " FROM series WHERE id = ?1"),
 #undef R
     };
     *out = NULL;
@@ -4124,33 +4126,40 @@ static labels *series_labels(store_reader *r, int64_t id)
     return row_labels(r->db, r->st.series_row, id);
 }
 
-/* Whether a series may have samples in [mint, maxt]: its stored range,
- * chunk-granular (retention drops whole chunks). For a series not in
- * memory, the same range from its chunk rows (all its samples are there):
- * the end of the newest, the start of the one that ends first, as
- * series_load_range would set it. Returns an SQLite code. */
-static int series_in_range(store_reader *r, int64_t id, int64_t mint, int64_t maxt, bool *yes)
+/* Whether a series may have samples in [mint, maxt] (*yes): its stored
+ * range, chunk-granular (retention drops whole chunks); and then its labels
+ * (*ls, NULL if they do not decode). For a series not in memory, the same
+ * range from its chunk rows in the reader's snapshot (all its samples are
+ * there): the end of the newest, the start of the one that ends first, as
+ * series_load_range would set it; with its labels, in one statement.
+ * Returns an SQLite code. */
+static int series_in_range(store_reader *r, int64_t id, int64_t mint, int64_t maxt, bool *yes,
+                           labels **ls)
 {
     store *s = r->s;
     *yes = false;
+    *ls = NULL;
     pthread_rwlock_rdlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
     series *se = (uint64_t)id < s->by_id_cap ? s->by_id[id] : NULL;
+    if (se) {
+        *yes = se->has_data && se->has_last && se->min_t <= maxt && se->last_t >= mint;
+        if (*yes && labels_decode(se->lenc, se->lenc_len, ls) < 0) *ls = NULL;
+    }
     pthread_mutex_unlock(&s->index_mu);
-    if (se) *yes = se->has_data && se->has_last && se->min_t <= maxt && se->last_t >= mint;
     pthread_rwlock_unlock(&s->head_lock);
     if (se) return SQLITE_OK;
-    sqlite3_stmt *st = r->st.last_chunk;
+    sqlite3_stmt *st = r->st.series_info;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
-    bool maybe = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= mint;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
-    if (!maybe) return SQLITE_OK;
-    st = r->st.first_chunk;
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    *yes = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) <= maxt;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 1) != SQLITE_NULL &&
+        sqlite3_column_int64(st, 1) >= mint && sqlite3_column_int64(st, 2) <= maxt) {
+        *yes = true;
+        const char *p;
+        size_t len;
+        column_bytes(st, 0, &p, &len);
+        if (labels_decode(p, len, ls) < 0) *ls = NULL;
+    }
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -4181,9 +4190,8 @@ int store_select(store_reader *r, const label_matcher *ms, size_t n, int64_t min
     if (rc == SQLITE_OK) rc = select_candidates(r, ms, n, &ids);
     for (size_t i = 0; i < ids.n && rc == SQLITE_OK; i++) {
         bool in;
-        if ((rc = series_in_range(r, ids.v[i], mint, maxt, &in)) != SQLITE_OK || !in) continue;
-        labels *ls = series_labels(r, ids.v[i]);
-        if (!ls) continue;
+        labels *ls;
+        if ((rc = series_in_range(r, ids.v[i], mint, maxt, &in, &ls)) != SQLITE_OK || !ls) continue;
         if (!labels_match_all(ls, ms, n)) {
             labels_free(ls);
             continue;
