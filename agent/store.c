@@ -11,13 +11,24 @@
  * On-disk format (schema version STORE_SCHEMA_VERSION in PRAGMA
  * user_version, application_id "SDWT"; auto_vacuum=INCREMENTAL):
  *   meta(key, value)                   next_series_id high-water mark
- *   series(id, labels, metric, lhash)  labels = labels_encode() of the
+ *   series(id, labels, metric, lhash, first_end)
+ *                                      labels = labels_encode() of the
  *                                      canonical set (unique: a set is
  *                                      looked up in memory, then by lhash,
  *                                      before it gets an id); lhash
  *                                      (version 8) = strutil_hash64 (seed 0)
  *                                      of labels, as a signed integer, with
- *                                      the index series_lhash
+ *                                      the index series_lhash; first_end
+ *                                      (version 8) = max_t of the series'
+ *                                      chunk row that ends first, NULL
+ *                                      without chunk rows (kept in the
+ *                                      transactions that write and delete
+ *                                      chunk rows), with the partial index
+ *                                      series_first_end: retention and the
+ *                                      store's time range find the oldest
+ *                                      data of every series, in memory or
+ *                                      not, without a walk over all series
+ *                                      and without an index per chunk row
  *   label_values(id, name, value, series)
  *                                      one row per label pair, with the
  *                                      number of series carrying it (the
@@ -37,12 +48,7 @@
  *                                      the partial index chunks_hist
  *                                      (series_id, max_t) WHERE enc >= 2
  *                                      (version 5) finds a series' newest
- *                                      histogram chunk at replay; the index
- *                                      chunks_time (max_t, series_id)
- *                                      (version 8) finds the oldest chunks
- *                                      of every series (retention, the
- *                                      store's time range) without a
- *                                      walk over all series
+ *                                      histogram chunk at replay
  *   wal(slot, data)                    the write-ahead table: slots holding
  *                                      one committed batch each (format
  *                                      below); meta.wal_pin says which are
@@ -113,9 +119,10 @@
  * ones); the upgrade from 5 adds wal_consumers, and old rows stay readable.
  * Version 7 marks rows of kind 2 (a version-6 binary would call them
  * corrupt); the upgrade from 6 adds the exemplars table. Version 8 adds
- * series.lhash (computed for existing rows by the upgrade) and the indexes
- * series_lhash and chunks_time: a version-7 binary would create series
- * rows without lhash, which the lookup of evicted series could not find.
+ * series.lhash and series.first_end (computed for existing rows by the
+ * upgrade) and their indexes: a version-7 binary would write series and
+ * chunk rows without them, which the lookup of evicted series and
+ * retention could not find.
  *
  * Consumers (remote write, store.h). The release point is
  * meta.wal_pin = min(the head's pin, every consumer's next_seq): rows a
@@ -405,6 +412,7 @@ struct series {
     bool last_hist;    /* the newest sample is a histogram (last_v: its hash) */
     int64_t min_t;     /* oldest sample stored (never raised by retention) */
     int64_t persisted_max_t; /* newest sample in a chunk row, INT64_MIN if none */
+    int64_t first_end;       /* series.first_end as committed, INT64_MAX for NULL */
     chunk_appender open;
     int64_t open_min_t;
     uint64_t open_seq;      /* write-ahead row of the open chunk's first sample */
@@ -453,7 +461,7 @@ struct store {
         sqlite3_stmt *first_chunk, *last_chunk;
         sqlite3_stmt *upsert_consumer, *del_consumer, *set_consumer;
         sqlite3_stmt *ins_ex, *trim_ex;
-        sqlite3_stmt *series_row, *ended_before, *oldest_chunk, *newest_chunk;
+        sqlite3_stmt *series_row, *ended_before, *oldest_series, *set_first_end, *lower_first_end;
     } st;
     /* Exemplar storage (write_mu; ex_total and ex_series also read under
      * stats_mu). */
@@ -521,6 +529,7 @@ struct store {
     store_stats stats;  /* counters; series, size, head and time range are
                          * filled in by store_get_stats */
     int64_t mint, maxt; /* of stored samples; INT64_MAX, INT64_MIN when none */
+    int64_t ev_maxt;    /* newest sample of the series not in memory (at most) */
     uint64_t head_bytes;
     uint64_t stale_hash; /* hash of the histogram staleness marker (last_v) */
 };
@@ -800,6 +809,7 @@ static series *series_new(uint64_t id, const labels *ls, const buf *enc)
     se->lenc_len = (uint32_t)enc->len;
     se->hash = labels_hash(ls);
     se->persisted_max_t = INT64_MIN;
+    se->first_end = INT64_MAX;
     chunkenc_init(&se->open);
     return se;
 }
@@ -1318,6 +1328,7 @@ static void mark_written(store *s, mchunk *first, uint64_t seq)
         mchunk *next = first->gnext;
         first->persisted_seq = seq;
         if (first->max_t > first->se->persisted_max_t) first->se->persisted_max_t = first->max_t;
+        if (first->max_t < first->se->first_end) first->se->first_end = first->max_t;
         list_push(&s->retained, &s->retained_tail, first);
         first = next;
     }
@@ -1401,11 +1412,14 @@ static const char schema_v6_sql[] =
 
 /* Version 8: series.lhash (filled in by migrate_v8) and the indexes for
  * series not in memory. */
-static const char schema_v8_sql[] =
+static const char schema_v8_lhash_sql[] =
     "ALTER TABLE series ADD COLUMN lhash INTEGER NOT NULL DEFAULT 0;";
+static const char schema_v8_first_end_sql[] = "ALTER TABLE series ADD COLUMN first_end INTEGER;";
 static const char schema_v8_index_sql[] =
+    "UPDATE series SET first_end = (SELECT max_t FROM chunks WHERE series_id = series.id"
+    " ORDER BY max_t LIMIT 1);"
     "CREATE INDEX IF NOT EXISTS series_lhash ON series(lhash);"
-    "CREATE INDEX IF NOT EXISTS chunks_time ON chunks(max_t, series_id);";
+    "CREATE INDEX IF NOT EXISTS series_first_end ON series(first_end) WHERE first_end IS NOT NULL;";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1495,15 +1509,21 @@ static int migrate_v1(store *s)
 }
 
 /* Adds series.lhash, computed from each row's labels (decoded and encoded
- * again, as store_series_ref encodes a set), and the version-8 indexes.
+ * again, as store_series_ref encodes a set), series.first_end from the
+ * chunk rows, and the version-8 indexes.
  * Runs inside init_schema's transaction. */
 static int migrate_v8(store *s)
 {
-    /* A database downgraded by hand (user_version lowered) may have it. */
+    /* A database downgraded by hand (user_version lowered) may have them. */
     int64_t has = 0;
     int rc = query_int(s->db, "SELECT count(*) FROM pragma_table_info('series') WHERE name = 'lhash'",
                        &has);
-    if (rc == SQLITE_OK && !has) rc = sqlite3_exec(s->db, schema_v8_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && !has) rc = sqlite3_exec(s->db, schema_v8_lhash_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = query_int(s->db,
+                       "SELECT count(*) FROM pragma_table_info('series') WHERE name = 'first_end'",
+                       &has);
+    if (rc == SQLITE_OK && !has) rc = sqlite3_exec(s->db, schema_v8_first_end_sql, NULL, NULL, NULL);
     sqlite3_stmt *rd = NULL, *wr = NULL;
     if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(s->db, "SELECT id, labels FROM series", -1, &rd, NULL);
     if (rc == SQLITE_OK)
@@ -1650,7 +1670,7 @@ static int prepare_writer(store *s)
         W(oldest_chunks, "SELECT series_id, max_t, min_t FROM chunks ORDER BY max_t LIMIT ?1"),
         W(del_chunk, "DELETE FROM chunks WHERE series_id = ?1 AND max_t = ?2 AND min_t = ?3"
                      " RETURNING data"),
-        W(first_chunk, "SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
+        W(first_chunk, "SELECT min_t, max_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
         W(last_chunk, "SELECT max_t, data, enc FROM chunks WHERE series_id = ?1"
                       " ORDER BY max_t DESC LIMIT 1"),
         W(upsert_consumer, "INSERT INTO wal_consumers(name, next_seq, max_lag_ms, dropped)"
@@ -1662,12 +1682,14 @@ static int prepare_writer(store *s)
         W(trim_ex, "DELETE FROM exemplars WHERE id IN (SELECT id FROM exemplars ORDER BY id"
                    " LIMIT ?1) RETURNING series_id"),
         W(series_row, "SELECT labels FROM series WHERE id = ?1"),
-        /* The series with chunks ending before ?1, from chunks_time (named:
-         * for DISTINCT the planner would rather scan all of chunks_series). */
-        W(ended_before, "SELECT DISTINCT series_id FROM chunks INDEXED BY chunks_time"
-                        " WHERE max_t < ?1 LIMIT ?2"),
-        W(oldest_chunk, "SELECT min_t, max_t FROM chunks ORDER BY max_t LIMIT ?1"),
-        W(newest_chunk, "SELECT max(max_t) FROM chunks"),
+        /* From series_first_end: the series with chunks ending before ?1,
+         * and those whose first chunk ends first. */
+        W(ended_before, "SELECT id FROM series WHERE first_end < ?1 LIMIT ?2"),
+        W(oldest_series, "SELECT id, first_end FROM series WHERE first_end IS NOT NULL"
+                         " ORDER BY first_end LIMIT ?1"),
+        W(set_first_end, "UPDATE series SET first_end = ?2 WHERE id = ?1"),
+        W(lower_first_end, "UPDATE series SET first_end = ?2 WHERE id = ?1"
+                           " AND (first_end IS NULL OR first_end > ?2)"),
 #undef W
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
@@ -1724,6 +1746,7 @@ static int series_load_range(store *s, series *se)
     rc = sqlite3_step(s->st.first_chunk);
     if (rc == SQLITE_ROW) {
         se->min_t = sqlite3_column_int64(s->st.first_chunk, 0);
+        se->first_end = sqlite3_column_int64(s->st.first_chunk, 1);
         se->has_data = true;
     }
     sqlite3_reset(s->st.first_chunk);
@@ -1792,6 +1815,17 @@ static int load_state(store *s, buf *err)
     int rc = query_int(s->db, "SELECT max(id) FROM series", &max_id);
     if (rc != SQLITE_OK) goto sqlerr_nofin;
     if (max_id < 0) max_id = 0;
+    /* The newest sample in chunk rows (the store's time range; no series
+     * is in memory yet): a scan of the chunks_series index. */
+    int64_t newest = INT64_MIN;
+    rc = sqlite3_prepare_v2(s->db, "SELECT max(max_t) FROM chunks", -1, &st, NULL);
+    if (rc != SQLITE_OK) goto sqlerr;
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        newest = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr_nofin;
+    s->ev_maxt = newest;
 
     int64_t hwm = 0;
     rc = query_int(s->db, "SELECT value FROM meta WHERE key = 'next_series_id'", &hwm);
@@ -2234,12 +2268,13 @@ static void ckpt_start(store *s)
     sqlite3_wal_hook(s->db, wal_hook, s);
 }
 
-static int oldest_chunks(store *s, int64_t *mint, int64_t *first_end);
+static int oldest_chunks(store *s, size_t limit, int64_t *mint, int64_t *first_end);
 
 /* The store's time range: of the series in memory (their head too) and of
- * the chunk rows (series not in memory): the newest chunk row's end and the
- * oldest start among the STORE_MINT_CHUNKS rows that end first. Takes
- * write_mu. */
+ * the chunk rows of those not in memory: the newest sample of series
+ * evicted or on disk at open (ev_maxt), and the oldest start among the
+ * first chunks of the STORE_MINT_CHUNKS series whose first chunk ends
+ * first. Takes write_mu. */
 static void recompute_time_range(store *s)
 {
     int64_t mint = INT64_MAX, maxt = INT64_MIN;
@@ -2253,18 +2288,13 @@ static void recompute_time_range(store *s)
     pthread_mutex_unlock(&s->index_mu);
     pthread_mutex_lock(&s->write_mu);
     int64_t oldest, first_end;
-    int rc = oldest_chunks(s, &oldest, &first_end);
+    int rc = oldest_chunks(s, STORE_MINT_CHUNKS, &oldest, &first_end);
     if (rc == SQLITE_OK && oldest < mint) mint = oldest;
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s->st.newest_chunk);
-        if (rc == SQLITE_ROW && sqlite3_column_type(s->st.newest_chunk, 0) != SQLITE_NULL &&
-            sqlite3_column_int64(s->st.newest_chunk, 0) > maxt)
-            maxt = sqlite3_column_int64(s->st.newest_chunk, 0);
-        sqlite3_reset(s->st.newest_chunk);
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
     if (rc != SQLITE_OK) log_warn(COMPONENT, "reading the time range: %s", sqlite3_errmsg(s->db));
     pthread_mutex_unlock(&s->write_mu);
+    pthread_mutex_lock(&s->stats_mu);
+    if (s->ev_maxt > maxt) maxt = s->ev_maxt;
+    pthread_mutex_unlock(&s->stats_mu);
     pthread_mutex_lock(&s->stats_mu);
     s->mint = mint;
     s->maxt = maxt;
@@ -2307,6 +2337,7 @@ int store_open(store **out, const store_options *o, buf *err)
     atomic_init(&s->commit_seq, 1);
     s->mint = INT64_MAX;
     s->maxt = INT64_MIN;
+    s->ev_maxt = INT64_MIN;
 
     int rc = mkdir_p(o->path);
     if (rc < 0) {
@@ -2612,11 +2643,25 @@ static void requeue_series(store *s, series **taken, size_t ntaken)
     pthread_mutex_unlock(&s->index_mu);
 }
 
+/* Lowers series.first_end of series id to max_t if that is lower (or it is
+ * NULL). Caller holds write_mu, in a transaction. */
+static int lower_first_end(store *s, uint64_t id, int64_t max_t)
+{
+    sqlite3_bind_int64(s->st.lower_first_end, 1, (int64_t)id);
+    sqlite3_bind_int64(s->st.lower_first_end, 2, max_t);
+    return step_done(s->st.lower_first_end);
+}
+
 /* Writes the chunks of the unwritten list. Caller holds write_mu, in a
  * transaction. */
 static int write_chunks(store *s, mchunk *first)
 {
     for (mchunk *c = first; c; c = c->gnext) {
+        /* A series' first chunk row (or one older than its first). */
+        if (c->max_t < c->se->first_end) {
+            int rc = lower_first_end(s, c->se->id, c->max_t);
+            if (rc != SQLITE_OK) return rc;
+        }
         if (c->enc >= CHUNKENC_HISTOGRAM) {
             sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)c->se->id);
             sqlite3_bind_int64(s->st.ins_chunk, 2, c->max_t);
@@ -3371,8 +3416,8 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
     int rc = SQLITE_OK;
     int64_t todo[STORE_RETENTION_SERIES_PER_TX];
     for (;;) {
-        /* The series with chunks to delete, whether in memory or not, from
-         * the chunks_time index. */
+        /* The series with chunks to delete, in memory or not: those whose
+         * first chunk ends before the cutoff (series_first_end). */
         size_t n = 0;
         sqlite3_stmt *q = s->st.ended_before;
         sqlite3_bind_int64(q, 1, cutoff);
@@ -3383,7 +3428,6 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) break;
         rc = SQLITE_OK;
         if (n == 0) break;
-        uint64_t round = 0;
         if ((rc = step_done(s->st.begin)) != SQLITE_OK) break;
         for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
             sqlite3_stmt *st = s->st.del_chunks_before;
@@ -3398,24 +3442,30 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
             if (rc != SQLITE_DONE) break;
             rc = SQLITE_OK;
             chunks += here;
-            round += here;
-            if (!here) continue;
             /* The series now starts at its first remaining chunk (or in
-             * the head); one not in memory reads it from there when
-             * loaded. */
+             * the head): first_end follows (even if nothing was deleted, so
+             * a wrong one cannot select the series forever). */
             sqlite3_bind_int64(s->st.first_chunk, 1, todo[i]);
             int r = sqlite3_step(s->st.first_chunk);
             int64_t first = r == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 0) : INT64_MAX;
+            int64_t first_end = r == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 1) : INT64_MAX;
             sqlite3_reset(s->st.first_chunk);
             if (r != SQLITE_ROW && r != SQLITE_DONE) {
                 rc = r;
                 break;
             }
+            sqlite3_bind_int64(s->st.set_first_end, 1, todo[i]);
+            if (first_end == INT64_MAX)
+                sqlite3_bind_null(s->st.set_first_end, 2);
+            else
+                sqlite3_bind_int64(s->st.set_first_end, 2, first_end);
+            if ((rc = step_done(s->st.set_first_end)) != SQLITE_OK) break;
             pthread_rwlock_wrlock(&s->head_lock);
             pthread_mutex_lock(&s->index_mu);
             series *se = (uint64_t)todo[i] < s->by_id_cap ? s->by_id[todo[i]] : NULL;
             pthread_mutex_unlock(&s->index_mu);
-            if (se) {
+            if (se) { /* a failed commit leaves these a little low: harmless */
+                se->first_end = first_end;
                 for (mchunk *c = se->chunks; c; c = c->next) {
                     if (c->persisted_seq == 0 && c->min_t < first) first = c->min_t;
                 }
@@ -3432,33 +3482,45 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
             pthread_rwlock_unlock(&s->head_lock);
         }
         if (rc == SQLITE_OK) rc = step_done(s->st.commit);
-        if (rc != SQLITE_OK || round == 0) break;
+        if (rc != SQLITE_OK) break;
     }
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
     pthread_mutex_lock(&s->stats_mu);
     s->stats.retention_deleted_chunks += chunks;
     s->stats.retention_deleted_samples += samples;
+    if (rc == SQLITE_OK && s->ev_maxt < cutoff) s->ev_maxt = INT64_MIN; /* all of it went */
     pthread_mutex_unlock(&s->stats_mu);
     if (deleted_chunks) *deleted_chunks = chunks;
     return rc;
 }
 
-/* The oldest sample time among the STORE_MINT_CHUNKS chunk rows that end
- * first (*mint), and the time the oldest chunk row ends (*first_end); both
- * INT64_MAX without chunk rows. Caller holds write_mu. */
-static int oldest_chunks(store *s, int64_t *mint, int64_t *first_end)
+/* The oldest sample time among the first chunks of the `limit` series whose
+ * first chunk ends first (*mint; the chunks of different series overlap in
+ * time), and the time the first of them ends (*first_end); both INT64_MAX
+ * without chunk rows. Caller holds write_mu. */
+static int oldest_chunks(store *s, size_t limit, int64_t *mint, int64_t *first_end)
 {
     *mint = *first_end = INT64_MAX;
-    sqlite3_stmt *st = s->st.oldest_chunk;
-    sqlite3_bind_int64(st, 1, STORE_MINT_CHUNKS);
+    int64_t ids[STORE_MINT_CHUNKS];
+    size_t n = 0;
+    sqlite3_stmt *st = s->st.oldest_series;
+    sqlite3_bind_int64(st, 1, (int64_t)(limit < STORE_MINT_CHUNKS ? limit : STORE_MINT_CHUNKS));
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t min_t = sqlite3_column_int64(st, 0), max_t = sqlite3_column_int64(st, 1);
-        if (min_t < *mint) *mint = min_t;
-        if (max_t < *first_end) *first_end = max_t;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < STORE_MINT_CHUNKS) {
+        ids[n++] = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_int64(st, 1) < *first_end) *first_end = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return rc;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s->st.first_chunk, 1, ids[i]);
+        rc = sqlite3_step(s->st.first_chunk);
+        if (rc == SQLITE_ROW && sqlite3_column_int64(s->st.first_chunk, 0) < *mint)
+            *mint = sqlite3_column_int64(s->st.first_chunk, 0);
+        sqlite3_reset(s->st.first_chunk);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    }
+    return SQLITE_OK;
 }
 
 /* Bytes the database's pages hold (free pages excluded). */
@@ -3636,7 +3698,7 @@ static int retention(store *s, int64_t now_ms)
         if (used_bytes(s) - held <= s->retention_bytes) break;
         /* The oldest chunk rows, of every series (in memory or not). */
         int64_t oldest, first_end;
-        if ((rc = oldest_chunks(s, &oldest, &first_end)) != SQLITE_OK) break;
+        if ((rc = oldest_chunks(s, 1, &oldest, &first_end)) != SQLITE_OK) break;
         if (oldest == INT64_MAX) break; /* only the head is left */
         uint64_t deleted = 0;
         rc = delete_before(s, oldest + STRUTIL_MS_PER_HOUR, &deleted);
@@ -3715,6 +3777,7 @@ static bool series_stale(const store *s, const series *se)
 static void evict_idle(store *s, int64_t now_ms)
 {
     uint64_t n = 0;
+    int64_t ev_maxt = INT64_MIN;
     pthread_rwlock_wrlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
     for (size_t i = 1; i < s->by_id_cap; i++) {
@@ -3727,6 +3790,7 @@ static void evict_idle(store *s, int64_t now_ms)
         if (idle < s->evict_idle_ms && (idle < s->evict_stale_ms || !series_stale(s, se))) continue;
         index_del(s, se);
         if (se->hh) s->head_bytes -= sizeof *se->hh;
+        if (se->has_data && se->persisted_max_t > ev_maxt) ev_maxt = se->persisted_max_t;
         series_free(se);
         n++;
     }
@@ -3734,6 +3798,7 @@ static void evict_idle(store *s, int64_t now_ms)
     pthread_rwlock_unlock(&s->head_lock);
     if (n) log_debug(COMPONENT, "evicted %" PRIu64 " idle series from memory", n);
     pthread_mutex_lock(&s->stats_mu);
+    if (ev_maxt > s->ev_maxt) s->ev_maxt = ev_maxt;
     s->stats.series_evicted += n;
     pthread_mutex_unlock(&s->stats_mu);
 }
@@ -4962,6 +5027,25 @@ int store_import_begin(store *s, store_import **out)
     return 0;
 }
 
+/* Sets series.first_end (and se's) from the series' chunk rows, after an
+ * import wrote some (in any order). Caller holds write_mu, in the import's
+ * transaction. Returns an SQLite code. */
+static int refresh_first_end(store *s, series *se)
+{
+    sqlite3_bind_int64(s->st.first_chunk, 1, (int64_t)se->id);
+    int rc = sqlite3_step(s->st.first_chunk);
+    int64_t first_end = rc == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 1) : INT64_MAX;
+    sqlite3_reset(s->st.first_chunk);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    sqlite3_bind_int64(s->st.set_first_end, 1, (int64_t)se->id);
+    if (first_end == INT64_MAX)
+        sqlite3_bind_null(s->st.set_first_end, 2);
+    else
+        sqlite3_bind_int64(s->st.set_first_end, 2, first_end);
+    if ((rc = step_done(s->st.set_first_end)) == SQLITE_OK) se->first_end = first_end;
+    return rc;
+}
+
 /* Commits the open import transaction. Caller holds write_mu. */
 static int import_commit(store_import *im)
 {
@@ -5032,6 +5116,7 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
         chunkenc_cleanup(&a);
         im->chunks_in_tx++;
     }
+    if (rc == SQLITE_OK) rc = refresh_first_end(s, se);
     if (rc != SQLITE_OK) goto fail;
     /* The series' range grows; later live samples must be newer than what
      * was imported. */
@@ -5139,6 +5224,7 @@ int store_import_histograms(store_import *im, const labels *ls, const store_hsam
     }
     if (rc == SQLITE_OK && a.count) rc = import_hchunk(im, ref, &a, min_t);
     histchunk_cleanup(&a);
+    if (rc == SQLITE_OK) rc = refresh_first_end(s, se);
     if (rc != SQLITE_OK) goto fail;
     pthread_rwlock_wrlock(&s->head_lock);
     int64_t first = samples[0].t, last = samples[n - 1].t;
@@ -5648,6 +5734,20 @@ int store_check(const char *path, buf *report)
             problems++;
         }
         buf_cleanup(&enc);
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, first_end FROM series WHERE first_end IS NOT"
+                           " (SELECT max_t FROM chunks WHERE series_id = series.id ORDER BY max_t"
+                           " LIMIT 1)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            buf_printf(report, "series %" PRId64 ": first_end %s does not match its chunks\n",
+                       (int64_t)sqlite3_column_int64(st, 0),
+                       sqlite3_column_type(st, 1) == SQLITE_NULL ? "NULL"
+                                                                 : (const char *)sqlite3_column_text(st, 1));
+            problems++;
+        }
         sqlite3_finalize(st);
     }
     if (sqlite3_prepare_v2(s->db,

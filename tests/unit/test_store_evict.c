@@ -760,9 +760,9 @@ static void test_evict_idle(void **state)
     tu_tmpdir_free(dir);
 }
 
-/* store_check reports what would make an evicted series unfindable or
- * give a label set a second id: a label hash that does not match, the same
- * labels twice. */
+/* store_check reports what would make an evicted series unfindable, give
+ * a label set a second id or hide its chunks from retention: a label hash
+ * that does not match, the same labels twice, a wrong first_end. */
 static void test_evict_check_problems(void **state)
 {
     (void)state;
@@ -795,6 +795,16 @@ static void test_evict_check_problems(void **state)
     assert_int_equal(store_check(dir, &report), -EIO);
     assert_non_null(strstr(buf_cstr(&report), "have the same labels"));
     assert_null(strstr(buf_cstr(&report), "label hash does not match"));
+    assert_null(strstr(buf_cstr(&report), "first_end"));
+    /* Retention finds a series by series.first_end: it must match. */
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/sidewatch.db \"DELETE FROM series WHERE id = 99;"
+             " UPDATE series SET first_end = 5 WHERE id = %llu\"",
+             dir, (unsigned long long)a);
+    assert_int_equal(system(cmd), 0);
+    buf_reset(&report);
+    assert_int_equal(store_check(dir, &report), -EIO);
+    assert_non_null(strstr(buf_cstr(&report), "first_end 5 does not match its chunks"));
     buf_cleanup(&report);
     tu_tmpdir_free(dir);
 }
