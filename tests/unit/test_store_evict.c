@@ -809,6 +809,68 @@ static void test_evict_check_problems(void **state)
     tu_tmpdir_free(dir);
 }
 
+/* A version-7 database (no lhash, no first_end): the upgrade computes
+ * them, so its series are found by labels (same ids) and by retention. */
+static void test_evict_migration_v7(void **state)
+{
+    (void)state;
+    if (system("sqlite3 -version >/dev/null 2>&1") != 0) {
+        print_message("SKIPPED: the sqlite3 shell is not installed\n");
+        skip();
+    }
+    char *dir = tu_tmpdir_new("wip-evict-test");
+    int64_t now = wall_now(), hour = 3600 * 1000;
+    store *s = open_evicting(dir, 0, 0);
+    uint64_t refs[5];
+    for (int i = 0; i < 5; i++) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", i);
+        refs[i] = ref_pairs(s, tu_labels("__name__", "m_v7", "i", v, NULL));
+        append_run(s, refs[i], now - 5 * hour + i * hour, 60000, 130, 130);
+    }
+    store_close(s);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/sidewatch.db \"DROP INDEX series_lhash; DROP INDEX series_first_end;"
+             " ALTER TABLE series DROP COLUMN lhash; ALTER TABLE series DROP COLUMN first_end;"
+             " PRAGMA user_version=7;\"",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    s = open_evicting(dir, 2 * hour, 0);
+    for (int i = 0; i < 5; i++) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", i);
+        bool created = true;
+        assert_int_equal(ref_new(s, tu_labels("__name__", "m_v7", "i", v, NULL), &created), refs[i]);
+        assert_false(created);
+    }
+    assert_int_equal(stats(s).series, 0);
+    /* Retention (2 h) finds the chunks of the first two series (chunks of
+     * 120 and 10 samples ending 181 and 171 min ago; 121 and 111) without
+     * loading them. */
+    assert_int_equal(store_maintain(s, now), 0);
+    store_stats st = stats(s);
+    assert_int_equal(st.retention_deleted_chunks, 3);
+    assert_int_equal(st.series, 0);
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    store_sample *v;
+    size_t n;
+    assert_int_equal(store_read_samples(r, refs[0], INT64_MIN, INT64_MAX, &v, &n), 0);
+    assert_int_equal(n, 0);
+    mem_free(v);
+    assert_int_equal(store_read_samples(r, refs[1], INT64_MIN, INT64_MAX, &v, &n), 0);
+    assert_int_equal(n, 10);
+    mem_free(v);
+    assert_int_equal(store_read_samples(r, refs[4], INT64_MIN, INT64_MAX, &v, &n), 0);
+    assert_int_equal(n, 130);
+    mem_free(v);
+    store_reader_close(r);
+    assert_int_equal(check_store(dir, &s), 5);
+    store_close(s);
+    tu_tmpdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -822,6 +884,7 @@ int main(void)
         cmocka_unit_test(test_evict_memory),
         cmocka_unit_test(test_evict_idle),
         cmocka_unit_test(test_evict_check_problems),
+        cmocka_unit_test(test_evict_migration_v7),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
