@@ -178,7 +178,7 @@
  * state and the head's structure; head_lock (a read-write lock) is held for
  * writing while the head is changed and for reading while a reader copies a
  * series' in-memory chunks; index_mu guards the series index (by_labels,
- * by_id, next_id, pending); readers_mu the list of active read snapshots;
+ * id_pages, next_id, pending); readers_mu the list of active read snapshots;
  * stats_mu the counters; ring_mu the ring of used write-ahead slots (changed
  * under write_mu too, so the writer reads it without ring_mu) and
  * last_wal_seq's moves, so store_wal_read finds rows without write_mu;
@@ -209,8 +209,8 @@
  * (references are stable for the database's lifetime, and ids are never
  * reused: next_id = max(max(series.id) + 1, meta.next_series_id)).
  *
- * Eviction. Only the series in use are in memory (struct series in by_id
- * and by_labels): store_maintain evicts a series that is fully written (no
+ * Eviction. Only the series in use are in memory (struct series in
+ * id_pages and by_labels): store_maintain evicts a series that is fully written (no
  * open head chunk, no closed chunk in memory, so no reader can need its
  * memory either: written chunks stay in se->chunks while a reader older
  * than their write is active) and idle: its newest sample is a staleness
@@ -434,6 +434,17 @@ struct series {
     exstate *ex; /* exemplar state; NULL until the series gets an exemplar */
 };
 
+/* The series in memory by id: pages of STORE_ID_PAGE slots; a page is
+ * freed when its last series leaves memory. Ids are handed out in order,
+ * so churned series empty whole pages: the table follows the series in
+ * memory, not every id ever used (the directory costs a pointer per page). */
+#define STORE_ID_PAGE_BITS 9
+#define STORE_ID_PAGE (1u << STORE_ID_PAGE_BITS)
+typedef struct id_page {
+    uint32_t live; /* non-NULL slots */
+    series *v[STORE_ID_PAGE];
+} id_page;
+
 typedef struct meta_entry {
     char *metric;
     enum expfmt_type type;
@@ -507,8 +518,8 @@ struct store {
 
     pthread_mutex_t index_mu;
     hmap by_labels; /* labels -> series */
-    series **by_id; /* index = id; NULL for ids never assigned */
-    size_t by_id_cap;
+    id_page **id_pages; /* by id (series_at); NULL: no series in memory there */
+    size_t id_npages, id_pages_cap;
     uint64_t next_id;
     series **pending; /* series whose rows are not committed yet */
     size_t npending, pending_cap;
@@ -755,25 +766,53 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The series in memory with this id, or NULL. Caller holds index_mu. */
+static inline series *series_at(const store *s, uint64_t id)
+{
+    uint64_t p = id >> STORE_ID_PAGE_BITS;
+    if (p >= s->id_npages || !s->id_pages[p]) return NULL;
+    return s->id_pages[p]->v[id & (STORE_ID_PAGE - 1)];
+}
+
+/* Iterates over the series in memory (se); the body may remove se from
+ * the index (index_del). Caller holds index_mu. */
+#define FOR_EACH_SERIES(s, se)                                                                     \
+    for (size_t p_ = 0; p_ < (s)->id_npages; p_++)                                                 \
+        for (size_t k_ = 0; (s)->id_pages[p_] && k_ < STORE_ID_PAGE; k_++)                          \
+            if (((se) = (s)->id_pages[p_]->v[k_]) != NULL)
+
 /* Adds a series to the in-memory index. Caller holds index_mu (or owns the
  * store exclusively, at open). */
 static void index_add(store *s, series *se)
 {
     hmap_put(&s->by_labels, se->hash, se);
-    if (se->id >= s->by_id_cap) {
-        size_t old = s->by_id_cap;
-        s->by_id = mem_grow(s->by_id, sizeof *s->by_id, se->id + 1, &s->by_id_cap);
-        memset(s->by_id + old, 0, (s->by_id_cap - old) * sizeof *s->by_id);
+    uint64_t p = se->id >> STORE_ID_PAGE_BITS;
+    if (p >= s->id_npages) {
+        s->id_pages = mem_grow(s->id_pages, sizeof *s->id_pages, p + 1, &s->id_pages_cap);
+        memset(s->id_pages + s->id_npages, 0, (p + 1 - s->id_npages) * sizeof *s->id_pages);
+        s->id_npages = p + 1;
     }
-    s->by_id[se->id] = se;
+    if (!s->id_pages[p]) s->id_pages[p] = mem_calloc(1, sizeof **s->id_pages);
+    id_page *pg = s->id_pages[p];
+    series **slot = &pg->v[se->id & (STORE_ID_PAGE - 1)];
+    if (!*slot) pg->live++;
+    *slot = se;
 }
 
-/* Removes a series from the in-memory index. Caller holds index_mu. */
+/* Removes a series from the in-memory index (its page goes with its last
+ * series). Caller holds index_mu. */
 static void index_del(store *s, series *se)
 {
     buf key = {.data = (char *)se->lenc, .len = se->lenc_len};
     hmap_del(&s->by_labels, se->hash, series_eq, &key);
-    if (se->id < s->by_id_cap && s->by_id[se->id] == se) s->by_id[se->id] = NULL;
+    uint64_t p = se->id >> STORE_ID_PAGE_BITS;
+    id_page *pg = p < s->id_npages ? s->id_pages[p] : NULL;
+    if (!pg || pg->v[se->id & (STORE_ID_PAGE - 1)] != se) return;
+    pg->v[se->id & (STORE_ID_PAGE - 1)] = NULL;
+    if (--pg->live == 0) {
+        mem_free(pg);
+        s->id_pages[p] = NULL;
+    }
 }
 
 /* The series.lhash of an encoded label set (the top). */
@@ -1345,10 +1384,10 @@ static uint64_t wal_pin(store *s, bool count_unwritten)
         }
     }
     pthread_mutex_lock(&s->index_mu);
-    for (size_t i = 1; i < s->by_id_cap; i++) {
-        series *se = s->by_id[i];
-        if (se && se->open.count && se->open_seq < pin) pin = se->open_seq;
-        if (se && se->hh && se->hh->open.count && se->hh->open_seq < pin) pin = se->hh->open_seq;
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (se->open.count && se->open_seq < pin) pin = se->open_seq;
+        if (se->hh && se->hh->open.count && se->hh->open_seq < pin) pin = se->hh->open_seq;
     }
     pthread_mutex_unlock(&s->index_mu);
     return pin;
@@ -1801,7 +1840,7 @@ static series *series_load(store *s, uint64_t id)
  * write_mu and index_mu. */
 static series *series_get_or_load(store *s, uint64_t id)
 {
-    series *se = id < s->by_id_cap ? s->by_id[id] : NULL;
+    series *se = series_at(s, id);
     return se ? se : series_load(s, id);
 }
 
@@ -2176,10 +2215,10 @@ static void free_all(store *s)
         if (sqlite3_close(s->db) != SQLITE_OK)
             log_error(COMPONENT, "closing %s: %s", s->db_path, sqlite3_errmsg(s->db));
     }
-    for (size_t i = 0; i < s->by_id_cap; i++) {
-        if (s->by_id[i]) series_free(s->by_id[i]);
-    }
-    mem_free(s->by_id);
+    series *se;
+    FOR_EACH_SERIES(s, se) series_free(se);
+    for (size_t i = 0; i < s->id_npages; i++) mem_free(s->id_pages[i]);
+    mem_free(s->id_pages);
     mem_free(s->pending);
     mem_free(s->slots_used);
     for (int i = 0; i < STORE_WAL_CLASSES; i++) mem_free(s->slots_free[i].v);
@@ -2279,9 +2318,9 @@ static void recompute_time_range(store *s)
 {
     int64_t mint = INT64_MAX, maxt = INT64_MIN;
     pthread_mutex_lock(&s->index_mu);
-    for (size_t i = 0; i < s->by_id_cap; i++) {
-        series *se = s->by_id[i];
-        if (!se || !se->has_data) continue;
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (!se->has_data) continue;
         if (se->min_t < mint) mint = se->min_t;
         if (se->has_last && se->last_t > maxt) maxt = se->last_t;
     }
@@ -2987,7 +3026,7 @@ static void exemplars_committed(store *s, const ex_accepted *acc, size_t n, cons
     }
     pthread_mutex_lock(&s->index_mu);
     for (size_t i = 0; i < nevicted; i++) {
-        series *se = evicted[i] < s->by_id_cap ? s->by_id[evicted[i]] : NULL;
+        series *se = series_at(s, evicted[i]);
         if (!se || !se->ex || se->ex->count == 0) continue;
         if (--se->ex->count == 0) {
             /* As Prometheus drops the series' index entry: no newest left. */
@@ -3039,20 +3078,15 @@ int store_batch_commit(store_batch *b)
     /* Check every sample against its series' newest one (and the samples
      * before it in this batch) without touching the series yet. */
     pthread_mutex_lock(&s->index_mu);
-    series **by_id = s->by_id;
-    size_t cap = s->by_id_cap;
     for (size_t i = 0; i < b->n; i++) {
         const batch_sample *x = &b->v[i];
         /* Series are scattered in memory; fetch a few samples ahead. */
-        if (i + STORE_PREFETCH < b->n && b->v[i + STORE_PREFETCH].ref < cap)
-            __builtin_prefetch(by_id[b->v[i + STORE_PREFETCH].ref], 1);
-        series *se = x->ref < cap ? by_id[x->ref] : NULL;
+        if (i + STORE_PREFETCH < b->n) __builtin_prefetch(series_at(s, b->v[i + STORE_PREFETCH].ref), 1);
+        series *se = series_at(s, x->ref);
         if (__builtin_expect(!se, 0)) {
             /* A histogram, or a series not in memory: load it (a scrape
              * cache's reference to an evicted series appends again). */
             se = series_get_or_load(s, x->ref & ~BATCH_HIST);
-            by_id = s->by_id;
-            cap = s->by_id_cap;
             if (!se) {
                 unknown++;
                 continue;
@@ -3462,7 +3496,7 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
             if ((rc = step_done(s->st.set_first_end)) != SQLITE_OK) break;
             pthread_rwlock_wrlock(&s->head_lock);
             pthread_mutex_lock(&s->index_mu);
-            series *se = (uint64_t)todo[i] < s->by_id_cap ? s->by_id[todo[i]] : NULL;
+            series *se = series_at(s, (uint64_t)todo[i]);
             pthread_mutex_unlock(&s->index_mu);
             if (se) { /* a failed commit leaves these a little low: harmless */
                 se->first_end = first_end;
@@ -3587,10 +3621,10 @@ static int flush(store *s, bool close_all, bool lag, int64_t now_ms)
     if (close_all) {
         pthread_rwlock_wrlock(&s->head_lock);
         pthread_mutex_lock(&s->index_mu);
-        for (size_t i = 1; i < s->by_id_cap; i++) {
-            series *se = s->by_id[i];
-            if (se && se->open.count) close_open_chunk(s, se);
-            if (se && se->hh) close_open_hchunk(s, se);
+        series *se;
+        FOR_EACH_SERIES(s, se) {
+            if (se->open.count) close_open_chunk(s, se);
+            if (se->hh) close_open_hchunk(s, se);
         }
         pthread_mutex_unlock(&s->index_mu);
         pthread_rwlock_unlock(&s->head_lock);
@@ -3780,10 +3814,9 @@ static void evict_idle(store *s, int64_t now_ms)
     int64_t ev_maxt = INT64_MIN;
     pthread_rwlock_wrlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
-    for (size_t i = 1; i < s->by_id_cap; i++) {
-        series *se = s->by_id[i];
-        if (!se || se->pending || se->open.count || (se->hh && se->hh->open.count) || se->chunks)
-            continue;
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (se->pending || se->open.count || (se->hh && se->hh->open.count) || se->chunks) continue;
         if (se->ex && se->ex->count) continue;
         /* (One that never got a sample goes after evict_idle_ms.) */
         int64_t idle = now_ms - se->active_ms;
@@ -3813,10 +3846,9 @@ int store_maintain(store *s, int64_t now_ms)
      * maintenance instead of after head_max_age_ms. */
     int64_t wall = wall_ms();
     pthread_rwlock_wrlock(&s->head_lock);
-    pthread_mutex_lock(&s->index_mu); /* held: store_series_ref may grow by_id */
-    for (size_t i = 1; i < s->by_id_cap; i++) {
-        series *se = s->by_id[i];
-        if (!se) continue;
+    pthread_mutex_lock(&s->index_mu); /* held: store_series_ref may add pages */
+    series *se;
+    FOR_EACH_SERIES(s, se) {
         /* Idle series too, so that they can be evicted. */
         bool done = series_stale(s, se) || now_ms - se->active_ms >= s->evict_idle_ms;
         if (se->open.count && (done || wall - se->open_since_ms >= s->head_max_age_ms))
@@ -3883,9 +3915,10 @@ void store_get_stats(store *s, store_stats *out)
     pthread_mutex_lock(&s->index_mu);
     out->series = hmap_len(&s->by_labels);
     uint64_t open = 0;
-    for (size_t i = 1; i < s->by_id_cap; i++) {
-        if (s->by_id[i] && s->by_id[i]->open.count) open++;
-        if (s->by_id[i] && s->by_id[i]->hh && s->by_id[i]->hh->open.count) open++;
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (se->open.count) open++;
+        if (se->hh && se->hh->open.count) open++;
     }
     pthread_mutex_unlock(&s->index_mu);
     out->head_chunks = open;
@@ -4157,7 +4190,7 @@ static bool resident_labels(store *s, uint64_t id, labels **ls)
 {
     *ls = NULL;
     pthread_mutex_lock(&s->index_mu);
-    series *se = id < s->by_id_cap ? s->by_id[id] : NULL;
+    series *se = series_at(s, id);
     if (se && labels_decode(se->lenc, se->lenc_len, ls) < 0) *ls = NULL;
     pthread_mutex_unlock(&s->index_mu);
     return se != NULL;
@@ -4206,7 +4239,7 @@ static int series_in_range(store_reader *r, int64_t id, int64_t mint, int64_t ma
     *ls = NULL;
     pthread_rwlock_rdlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
-    series *se = (uint64_t)id < s->by_id_cap ? s->by_id[id] : NULL;
+    series *se = series_at(s, (uint64_t)id);
     if (se) {
         *yes = se->has_data && se->has_last && se->min_t <= maxt && se->last_t >= mint;
         if (*yes && labels_decode(se->lenc, se->lenc_len, ls) < 0) *ls = NULL;
@@ -4440,7 +4473,7 @@ static void copy_head(store *s, uint64_t ref, uint64_t visible, int64_t mint, in
      * cannot free the series while it is copied. */
     pthread_rwlock_rdlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
-    series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
+    series *se = series_at(s, ref);
     pthread_mutex_unlock(&s->index_mu);
     if (!se) { /* not in memory: everything is in chunk rows */
         pthread_rwlock_unlock(&s->head_lock);
