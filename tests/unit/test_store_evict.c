@@ -823,7 +823,7 @@ static void test_evict_migration_v7(void **state)
     store *s = open_evicting(dir, 0, 0);
     uint64_t refs[5];
     for (int i = 0; i < 5; i++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "%d", i);
         refs[i] = ref_pairs(s, tu_labels("__name__", "m_v7", "i", v, NULL));
         append_run(s, refs[i], now - 5 * hour + i * hour, 60000, 130, 130);
@@ -838,7 +838,7 @@ static void test_evict_migration_v7(void **state)
     assert_int_equal(system(cmd), 0);
     s = open_evicting(dir, 2 * hour, 0);
     for (int i = 0; i < 5; i++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "%d", i);
         bool created = true;
         assert_int_equal(ref_new(s, tu_labels("__name__", "m_v7", "i", v, NULL), &created), refs[i]);
