@@ -596,7 +596,7 @@ struct store_reader {
         sqlite3_stmt *lv_eq, *lv_name, *lv_range, *postings;
         sqlite3_stmt *chunks, *hchunks, *metadata, *names, *values, *touch;
         sqlite3_stmt *meta_all, *lv_all, *exemplars;
-        sqlite3_stmt *series_row, *series_info;
+        sqlite3_stmt *series_row, *last_chunk, *series_info;
     } st;
 };
 
@@ -4077,8 +4077,8 @@ int store_reader_open(store *s, store_reader **out)
         R(exemplars, "SELECT t, v, labels FROM exemplars WHERE series_id = ?1 AND t >= ?2"
                      " AND t <= ?3 ORDER BY t, id"),
         R(series_row, "SELECT labels FROM series WHERE id = ?1"),
+        R(last_chunk, "SELECT max_t FROM chunks WHERE series_id = ?1 ORDER BY max_t DESC LIMIT 1"),
         R(series_info, "SELECT labels,"
-                       " (SELECT max_t FROM chunks WHERE series_id = ?1 ORDER BY max_t DESC LIMIT 1),"
                        " (SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1)"
                        " FROM series WHERE id = ?1"),
 #undef R
@@ -4229,8 +4229,9 @@ static labels *series_labels(store_reader *r, int64_t id)
  * (*ls, NULL if they do not decode). For a series not in memory, the same
  * range from its chunk rows in the reader's snapshot (all its samples are
  * there): the end of the newest, the start of the one that ends first, as
- * series_load_range would set it; with its labels, in one statement.
- * Returns an SQLite code. */
+ * series_load_range would set it: one seek for a series that ended before
+ * mint (most of those a query meets), then its start and labels in one
+ * statement. Returns an SQLite code. */
 static int series_in_range(store_reader *r, int64_t id, int64_t mint, int64_t maxt, bool *yes,
                            labels **ls)
 {
@@ -4247,11 +4248,18 @@ static int series_in_range(store_reader *r, int64_t id, int64_t mint, int64_t ma
     pthread_mutex_unlock(&s->index_mu);
     pthread_rwlock_unlock(&s->head_lock);
     if (se) return SQLITE_OK;
-    sqlite3_stmt *st = r->st.series_info;
+    sqlite3_stmt *st = r->st.last_chunk;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
+    bool maybe = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= mint;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    if (!maybe) return SQLITE_OK;
+    st = r->st.series_info;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && sqlite3_column_type(st, 1) != SQLITE_NULL &&
-        sqlite3_column_int64(st, 1) >= mint && sqlite3_column_int64(st, 2) <= maxt) {
+        sqlite3_column_int64(st, 1) <= maxt) {
         *yes = true;
         const char *p;
         size_t len;
