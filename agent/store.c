@@ -4184,17 +4184,43 @@ void store_reader_end(store_reader *r)
     reader_end(r);
 }
 
+/* Encoded labels copied out of a series while index_mu is held, decoded
+ * after it is released (commits wait for index_mu). */
+typedef struct lenc_copy {
+    uint8_t small[512];
+    uint8_t *p;
+    uint32_t len;
+} lenc_copy;
+
+static void lenc_copy_take(lenc_copy *c, const series *se)
+{
+    c->len = se->lenc_len;
+    c->p = c->len <= sizeof c->small ? c->small : mem_malloc(c->len);
+    memcpy(c->p, se->lenc, c->len);
+}
+
+static labels *lenc_copy_decode(lenc_copy *c)
+{
+    labels *ls = NULL;
+    if (labels_decode(c->p, c->len, &ls) < 0) ls = NULL;
+    if (c->p != c->small) mem_free(c->p);
+    return ls;
+}
+
 /* Decodes the labels of a series in memory into *ls (NULL if they do not
  * decode); false if the series is not in memory. */
 static bool resident_labels(store *s, uint64_t id, labels **ls)
 {
     *ls = NULL;
+    lenc_copy lc;
     pthread_mutex_lock(&s->index_mu);
     series *se = series_at(s, id);
-    if (se && labels_decode(se->lenc, se->lenc_len, ls) < 0) *ls = NULL;
+    if (se) lenc_copy_take(&lc, se);
     pthread_mutex_unlock(&s->index_mu);
+    if (se) *ls = lenc_copy_decode(&lc);
     return se != NULL;
 }
+
 
 /* The labels of a series row through st (SELECT labels ... WHERE id = ?1),
  * or NULL (none, or an error: logged). */
@@ -4238,16 +4264,20 @@ static int series_in_range(store_reader *r, int64_t id, int64_t mint, int64_t ma
     store *s = r->s;
     *yes = false;
     *ls = NULL;
+    lenc_copy lc;
     pthread_rwlock_rdlock(&s->head_lock);
     pthread_mutex_lock(&s->index_mu);
     series *se = series_at(s, (uint64_t)id);
     if (se) {
         *yes = se->has_data && se->has_last && se->min_t <= maxt && se->last_t >= mint;
-        if (*yes && labels_decode(se->lenc, se->lenc_len, ls) < 0) *ls = NULL;
+        if (*yes) lenc_copy_take(&lc, se);
     }
     pthread_mutex_unlock(&s->index_mu);
     pthread_rwlock_unlock(&s->head_lock);
-    if (se) return SQLITE_OK;
+    if (se) {
+        if (*yes) *ls = lenc_copy_decode(&lc);
+        return SQLITE_OK;
+    }
     sqlite3_stmt *st = r->st.last_chunk;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
