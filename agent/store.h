@@ -475,8 +475,9 @@ int64_t store_kv_count(store *s, const char *ns);
 
 /* ---- checking --------------------------------------------------------------------- */
 
-/* `sidewatch check store DIR`: runs SQLite's integrity_check and decodes every
- * chunk and write-ahead row. Appends one line per problem (and a summary) to
+/* `sidewatch check store DIR`: runs SQLite's integrity_check, decodes every
+ * series row (its label hash and first chunk end must match; no label set
+ * twice), chunk and write-ahead row. Appends one line per problem (and a summary) to
  * report. Returns 0 if the store is sound, -EIO if problems were found, or
  * another -errno if it could not be checked. Opens the store itself (so it
  * fails with -EBUSY while a sidewatch process holds it). */
