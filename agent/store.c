@@ -210,8 +210,8 @@
  * reused: next_id = max(max(series.id) + 1, meta.next_series_id)).
  *
  * Eviction. Only the series in use are in memory (struct series in
- * id_pages and by_labels): store_maintain evicts a series that is fully written (no
- * open head chunk, no closed chunk in memory, so no reader can need its
+ * id_pages and by_labels): store_maintain evicts a series that is fully
+ * written (no open head chunk, no closed chunk in memory, so no reader can need its
  * memory either: written chunks stay in se->chunks while a reader older
  * than their write is active) and idle: its newest sample is a staleness
  * marker appended evict_stale_ms ago, or nothing was appended for
@@ -227,10 +227,11 @@
  * with the writer connection (series_load: its row, its newest and oldest
  * chunk rows for the order and duplicate checks and its time range).
  * Readers never load series: for one not in memory they read its labels
- * and time range from their own snapshot. Memory is freed at once: every
- * use of a series pointer outside write_mu holds head_lock (copy_head,
- * series_in_range) or index_mu (series_labels), and eviction holds all
- * three. */
+ * and time range from their own snapshot. Retention finds the chunks of
+ * every series through series.first_end. Memory is freed at once: every
+ * use of a series pointer outside write_mu holds head_lock (copy_head) or
+ * index_mu (series_in_range, resident_labels: they copy what they need),
+ * and eviction holds all three. */
 #include "store.h"
 
 #include <errno.h>
