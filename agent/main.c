@@ -709,7 +709,13 @@ static void collect_store(registry_collect *c, void *ctx)
         enum expfmt_type type;
         double value;
     } m[] = {
-        {"sidewatch_store_series", "Series in the store's index.", EXPFMT_GAUGE, (double)s.series},
+        {"sidewatch_store_series", "Series in memory (idle ones are evicted; all stay on disk).",
+         EXPFMT_GAUGE, (double)s.series},
+        {"sidewatch_store_series_evicted_total", "Idle series evicted from memory.",
+         EXPFMT_COUNTER, (double)s.series_evicted},
+        {"sidewatch_store_series_loaded_total",
+         "Series loaded into memory from disk (evicted ones used again, or at start-up).",
+         EXPFMT_COUNTER, (double)s.series_loaded},
         {"sidewatch_store_samples_appended_total", "Samples committed to the store.", EXPFMT_COUNTER,
          (double)s.samples_appended},
         {"sidewatch_store_commits_total", "Append batches committed.", EXPFMT_COUNTER,

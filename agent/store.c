@@ -11,9 +11,24 @@
  * On-disk format (schema version STORE_SCHEMA_VERSION in PRAGMA
  * user_version, application_id "SDWT"; auto_vacuum=INCREMENTAL):
  *   meta(key, value)                   next_series_id high-water mark
- *   series(id, labels, metric)         labels = labels_encode() of the
- *                                      canonical set (unique: the in-memory
- *                                      index never creates a set twice)
+ *   series(id, labels, metric, lhash, first_end)
+ *                                      labels = labels_encode() of the
+ *                                      canonical set (unique: a set is
+ *                                      looked up in memory, then by lhash,
+ *                                      before it gets an id); lhash
+ *                                      (version 8) = strutil_hash64 (seed 0)
+ *                                      of labels, as a signed integer, with
+ *                                      the index series_lhash; first_end
+ *                                      (version 8) = max_t of the series'
+ *                                      chunk row that ends first, NULL
+ *                                      without chunk rows (kept in the
+ *                                      transactions that write and delete
+ *                                      chunk rows), with the partial index
+ *                                      series_first_end: retention and the
+ *                                      store's time range find the oldest
+ *                                      data of every series, in memory or
+ *                                      not, without a walk over all series
+ *                                      and without an index per chunk row
  *   label_values(id, name, value, series)
  *                                      one row per label pair, with the
  *                                      number of series carrying it (the
@@ -103,7 +118,11 @@
  * carry the 20-byte header (a version-5 binary would take them for damaged
  * ones); the upgrade from 5 adds wal_consumers, and old rows stay readable.
  * Version 7 marks rows of kind 2 (a version-6 binary would call them
- * corrupt); the upgrade from 6 adds the exemplars table.
+ * corrupt); the upgrade from 6 adds the exemplars table. Version 8 adds
+ * series.lhash and series.first_end (computed for existing rows by the
+ * upgrade) and their indexes: a version-7 binary would write series and
+ * chunk rows without them, which the lookup of evicted series and
+ * retention could not find.
  *
  * Consumers (remote write, store.h). The release point is
  * meta.wal_pin = min(the head's pin, every consumer's next_seq): rows a
@@ -159,7 +178,7 @@
  * state and the head's structure; head_lock (a read-write lock) is held for
  * writing while the head is changed and for reading while a reader copies a
  * series' in-memory chunks; index_mu guards the series index (by_labels,
- * by_id, next_id, pending); readers_mu the list of active read snapshots;
+ * id_pages, next_id, pending); readers_mu the list of active read snapshots;
  * stats_mu the counters; ring_mu the ring of used write-ahead slots (changed
  * under write_mu too, so the writer reads it without ring_mu) and
  * last_wal_seq's moves, so store_wal_read finds rows without write_mu;
@@ -186,9 +205,33 @@
  * Series lifecycle: store_series_ref() gives a new series its id at once and
  * queues it in `pending`; the next commit writes every pending series row in
  * the same transaction as its samples, so no committed sample can reference
- * a series row that is not committed. Series are never deleted (references
- * are stable for the database's lifetime, and ids are never reused:
- * next_id = max(max(series.id) + 1, meta.next_series_id)). */
+ * a series row that is not committed. Series rows are never deleted
+ * (references are stable for the database's lifetime, and ids are never
+ * reused: next_id = max(max(series.id) + 1, meta.next_series_id)).
+ *
+ * Eviction. Only the series in use are in memory (struct series in
+ * id_pages and by_labels): store_maintain evicts a series that is fully
+ * written (no open head chunk, no closed chunk in memory, so no reader can need its
+ * memory either: written chunks stay in se->chunks while a reader older
+ * than their write is active) and idle: its newest sample is a staleness
+ * marker appended evict_stale_ms ago, or nothing was appended for
+ * evict_idle_ms (whose head chunk store_maintain closes first). Series with
+ * stored exemplars stay (max_exemplars bounds them; the exemplar counts
+ * stay exact). store_open loads no series but those with exemplars and
+ * those replay appends to; the others come back on demand. An evicted
+ * series keeps its id: store_series_ref finds it by lhash in the series
+ * table (through its own read connection, lk_db, under lookup_mu, which
+ * also serializes the creation of new series, so a label set never gets
+ * two ids) and returns its id without loading it; a commit (or replay, or
+ * an import) that meets a reference not in memory loads the series by id
+ * with the writer connection (series_load: its row, its newest and oldest
+ * chunk rows for the order and duplicate checks and its time range).
+ * Readers never load series: for one not in memory they read its labels
+ * and time range from their own snapshot. Retention finds the chunks of
+ * every series through series.first_end. Memory is freed at once: every
+ * use of a series pointer outside write_mu holds head_lock (copy_head) or
+ * index_mu (series_in_range, resident_labels: they copy what they need),
+ * and eviction holds all three. */
 #include "store.h"
 
 #include <errno.h>
@@ -215,7 +258,7 @@
 #include "mem.h"
 #include "strutil.h"
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 #define STORE_APPLICATION_ID 0x53445754 /* "SDWT" */
 #define STORE_DB_NAME "sidewatch.db"
 #define STORE_LOCK_NAME "lock"
@@ -243,6 +286,12 @@
 /* A head chunk open longer than this is closed by store_maintain (default
  * of store_options.head_max_age_ms). */
 #define STORE_HEAD_MAX_AGE_MS (60 * 60 * 1000)
+/* Defaults of store_options.evict_stale_ms and evict_idle_ms (store.h). */
+#define STORE_EVICT_STALE_MS (2 * 60 * 1000)
+#define STORE_EVICT_IDLE_MS (15 * 60 * 1000)
+/* The store's oldest sample is looked for among this many of the chunk rows
+ * that end first (chunks of different series overlap in time). */
+#define STORE_MINT_CHUNKS 256
 /* Commits between write-ahead truncations done inside a commit (besides
  * store_maintain's). */
 #define STORE_TRUNCATE_EVERY_COMMITS 512
@@ -364,6 +413,7 @@ struct series {
     bool last_hist;    /* the newest sample is a histogram (last_v: its hash) */
     int64_t min_t;     /* oldest sample stored (never raised by retention) */
     int64_t persisted_max_t; /* newest sample in a chunk row, INT64_MIN if none */
+    int64_t first_end;       /* series.first_end as committed, INT64_MAX for NULL */
     chunk_appender open;
     int64_t open_min_t;
     uint64_t open_seq;      /* write-ahead row of the open chunk's first sample */
@@ -371,6 +421,8 @@ struct series {
     mchunk *chunks;         /* closed chunks in memory, oldest first */
     uint64_t batch_seq;     /* write-ahead row of the last batch appended */
     int64_t batch_first_t;  /* timestamp of that batch's first sample here */
+    int64_t active_ms;      /* wall time of the last append (or the load) */
+    bool pending;           /* its row is not committed yet (write_mu) */
 
     /* Tentative state while a commit checks its batch (write_mu). */
     uint64_t gen;
@@ -382,6 +434,17 @@ struct series {
     hhead *hh; /* histogram head; NULL until the series gets a histogram */
     exstate *ex; /* exemplar state; NULL until the series gets an exemplar */
 };
+
+/* The series in memory by id: pages of STORE_ID_PAGE slots; a page is
+ * freed when its last series leaves memory. Ids are handed out in order,
+ * so churned series empty whole pages: the table follows the series in
+ * memory, not every id ever used (the directory costs a pointer per page). */
+#define STORE_ID_PAGE_BITS 9
+#define STORE_ID_PAGE (1u << STORE_ID_PAGE_BITS)
+typedef struct id_page {
+    uint32_t live; /* non-NULL slots */
+    series *v[STORE_ID_PAGE];
+} id_page;
 
 typedef struct meta_entry {
     char *metric;
@@ -398,6 +461,7 @@ struct store {
     int64_t retention_ms;
     int64_t retention_bytes;
     int64_t head_max_age_ms;
+    int64_t evict_stale_ms, evict_idle_ms;
 
     pthread_mutex_t write_mu;
     sqlite3 *db;
@@ -409,6 +473,7 @@ struct store {
         sqlite3_stmt *first_chunk, *last_chunk;
         sqlite3_stmt *upsert_consumer, *del_consumer, *set_consumer;
         sqlite3_stmt *ins_ex, *trim_ex;
+        sqlite3_stmt *series_row, *ended_before, *oldest_series, *set_first_end, *lower_first_end;
     } st;
     /* Exemplar storage (write_mu; ex_total and ex_series also read under
      * stats_mu). */
@@ -454,11 +519,18 @@ struct store {
 
     pthread_mutex_t index_mu;
     hmap by_labels; /* labels -> series */
-    series **by_id; /* index = id; NULL for ids never assigned */
-    size_t by_id_cap;
+    id_page **id_pages; /* by id (series_at); NULL: no series in memory there */
+    size_t id_npages, id_pages_cap;
     uint64_t next_id;
     series **pending; /* series whose rows are not committed yet */
     size_t npending, pending_cap;
+
+    /* Label-set lookups of series not in memory (store_series_ref, and
+     * store_series_labels): their own read connection. lookup_mu is taken
+     * before index_mu; a new series is only created under it. */
+    pthread_mutex_t lookup_mu;
+    sqlite3 *lk_db;
+    sqlite3_stmt *lk_hash, *lk_id;
 
     pthread_mutex_t readers_mu;
     struct store_reader *readers; /* open readers (for their snapshots) */
@@ -469,6 +541,7 @@ struct store {
     store_stats stats;  /* counters; series, size, head and time range are
                          * filled in by store_get_stats */
     int64_t mint, maxt; /* of stored samples; INT64_MAX, INT64_MIN when none */
+    int64_t ev_maxt;    /* newest sample of the series not in memory (at most) */
     uint64_t head_bytes;
     uint64_t stale_hash; /* hash of the histogram staleness marker (last_v) */
 };
@@ -524,6 +597,7 @@ struct store_reader {
         sqlite3_stmt *lv_eq, *lv_name, *lv_range, *postings;
         sqlite3_stmt *chunks, *hchunks, *metadata, *names, *values, *touch;
         sqlite3_stmt *meta_all, *lv_all, *exemplars;
+        sqlite3_stmt *series_row, *last_chunk, *series_info;
     } st;
 };
 
@@ -693,17 +767,77 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The series in memory with this id, or NULL. Caller holds index_mu. */
+static inline series *series_at(const store *s, uint64_t id)
+{
+    uint64_t p = id >> STORE_ID_PAGE_BITS;
+    if (p >= s->id_npages || !s->id_pages[p]) return NULL;
+    return s->id_pages[p]->v[id & (STORE_ID_PAGE - 1)];
+}
+
+/* Iterates over the series in memory (se); the body may remove se from
+ * the index (index_del). Caller holds index_mu. */
+#define FOR_EACH_SERIES(s, se)                                                                     \
+    for (size_t p_ = 0; p_ < (s)->id_npages; p_++)                                                 \
+        for (size_t k_ = 0; (s)->id_pages[p_] && k_ < STORE_ID_PAGE; k_++)                          \
+            if (((se) = (s)->id_pages[p_]->v[k_]) != NULL)
+
 /* Adds a series to the in-memory index. Caller holds index_mu (or owns the
  * store exclusively, at open). */
 static void index_add(store *s, series *se)
 {
     hmap_put(&s->by_labels, se->hash, se);
-    if (se->id >= s->by_id_cap) {
-        size_t old = s->by_id_cap;
-        s->by_id = mem_grow(s->by_id, sizeof *s->by_id, se->id + 1, &s->by_id_cap);
-        memset(s->by_id + old, 0, (s->by_id_cap - old) * sizeof *s->by_id);
+    uint64_t p = se->id >> STORE_ID_PAGE_BITS;
+    if (p >= s->id_npages) {
+        s->id_pages = mem_grow(s->id_pages, sizeof *s->id_pages, p + 1, &s->id_pages_cap);
+        memset(s->id_pages + s->id_npages, 0, (p + 1 - s->id_npages) * sizeof *s->id_pages);
+        s->id_npages = p + 1;
     }
-    s->by_id[se->id] = se;
+    if (!s->id_pages[p]) s->id_pages[p] = mem_calloc(1, sizeof **s->id_pages);
+    id_page *pg = s->id_pages[p];
+    series **slot = &pg->v[se->id & (STORE_ID_PAGE - 1)];
+    if (!*slot) pg->live++;
+    *slot = se;
+}
+
+/* Removes a series from the in-memory index (its page goes with its last
+ * series). Caller holds index_mu. */
+static void index_del(store *s, series *se)
+{
+    buf key = {.data = (char *)se->lenc, .len = se->lenc_len};
+    hmap_del(&s->by_labels, se->hash, series_eq, &key);
+    uint64_t p = se->id >> STORE_ID_PAGE_BITS;
+    id_page *pg = p < s->id_npages ? s->id_pages[p] : NULL;
+    if (!pg || pg->v[se->id & (STORE_ID_PAGE - 1)] != se) return;
+    pg->v[se->id & (STORE_ID_PAGE - 1)] = NULL;
+    if (--pg->live == 0) {
+        mem_free(pg);
+        s->id_pages[p] = NULL;
+    }
+}
+
+/* The series.lhash of an encoded label set (the top). */
+static int64_t series_lhash(const void *lenc, size_t len)
+{
+    return (int64_t)strutil_hash64(lenc, len, 0);
+}
+
+/* Frees a series and everything it owns (its chunks in memory too). */
+static void series_free(series *se)
+{
+    mchunk *c = se->chunks;
+    while (c) {
+        mchunk *next = c->next;
+        mem_free(c);
+        c = next;
+    }
+    chunkenc_cleanup(&se->open);
+    if (se->hh) histchunk_cleanup(&se->hh->open);
+    mem_free(se->hh);
+    if (se->ex) mem_free(se->ex->lenc);
+    mem_free(se->ex);
+    mem_free(se->lenc);
+    mem_free(se);
 }
 
 static series *series_new(uint64_t id, const labels *ls, const buf *enc)
@@ -715,15 +849,8 @@ static series *series_new(uint64_t id, const labels *ls, const buf *enc)
     se->lenc_len = (uint32_t)enc->len;
     se->hash = labels_hash(ls);
     se->persisted_max_t = INT64_MIN;
+    se->first_end = INT64_MAX;
     chunkenc_init(&se->open);
-    return se;
-}
-
-static series *series_by_ref(store *s, uint64_t ref)
-{
-    pthread_mutex_lock(&s->index_mu);
-    series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
-    pthread_mutex_unlock(&s->index_mu);
     return se;
 }
 
@@ -1095,6 +1222,7 @@ static void head_append(store *s, series *se, int64_t t, uint64_t v, uint64_t se
         se->batch_seq = seq;
         se->batch_first_t = t;
     }
+    se->active_ms = now;
     if (se->open.count == 0) {
         se->open_min_t = t;
         se->open_seq = seq;
@@ -1167,6 +1295,7 @@ static void head_append_hist(store *s, series *se, int64_t t, const nhist *h, ui
         se->batch_seq = seq;
         se->batch_first_t = t;
     }
+    se->active_ms = now;
     size_t before = histchunk_memory(&hh->open);
     int rc = hh->open.count ? histchunk_append(&hh->open, t, h) : HISTCHUNK_CUT;
     if (rc == HISTCHUNK_CUT || rc == HISTCHUNK_CUT_RESET) {
@@ -1239,6 +1368,7 @@ static void mark_written(store *s, mchunk *first, uint64_t seq)
         mchunk *next = first->gnext;
         first->persisted_seq = seq;
         if (first->max_t > first->se->persisted_max_t) first->se->persisted_max_t = first->max_t;
+        if (first->max_t < first->se->first_end) first->se->first_end = first->max_t;
         list_push(&s->retained, &s->retained_tail, first);
         first = next;
     }
@@ -1255,10 +1385,10 @@ static uint64_t wal_pin(store *s, bool count_unwritten)
         }
     }
     pthread_mutex_lock(&s->index_mu);
-    for (size_t i = 1; i < s->by_id_cap; i++) {
-        series *se = s->by_id[i];
-        if (se && se->open.count && se->open_seq < pin) pin = se->open_seq;
-        if (se && se->hh && se->hh->open.count && se->hh->open_seq < pin) pin = se->hh->open_seq;
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (se->open.count && se->open_seq < pin) pin = se->open_seq;
+        if (se->hh && se->hh->open.count && se->hh->open_seq < pin) pin = se->hh->open_seq;
     }
     pthread_mutex_unlock(&s->index_mu);
     return pin;
@@ -1319,6 +1449,17 @@ static const char schema_v7_sql[] =
 static const char schema_v6_sql[] =
     "CREATE TABLE IF NOT EXISTS wal_consumers(name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL,"
     " max_lag_ms INTEGER NOT NULL, dropped INTEGER NOT NULL) WITHOUT ROWID;";
+
+/* Version 8: series.lhash (filled in by migrate_v8) and the indexes for
+ * series not in memory. */
+static const char schema_v8_lhash_sql[] =
+    "ALTER TABLE series ADD COLUMN lhash INTEGER NOT NULL DEFAULT 0;";
+static const char schema_v8_first_end_sql[] = "ALTER TABLE series ADD COLUMN first_end INTEGER;";
+static const char schema_v8_index_sql[] =
+    "UPDATE series SET first_end = (SELECT max_t FROM chunks WHERE series_id = series.id"
+    " ORDER BY max_t LIMIT 1);"
+    "CREATE INDEX IF NOT EXISTS series_lhash ON series(lhash);"
+    "CREATE INDEX IF NOT EXISTS series_first_end ON series(first_end) WHERE first_end IS NOT NULL;";
 
 static void open_error(buf *err, const store *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1407,6 +1548,54 @@ static int migrate_v1(store *s)
     return rc;
 }
 
+/* Adds series.lhash, computed from each row's labels (decoded and encoded
+ * again, as store_series_ref encodes a set), series.first_end from the
+ * chunk rows, and the version-8 indexes.
+ * Runs inside init_schema's transaction. */
+static int migrate_v8(store *s)
+{
+    /* A database downgraded by hand (user_version lowered) may have them. */
+    int64_t has = 0;
+    int rc = query_int(s->db, "SELECT count(*) FROM pragma_table_info('series') WHERE name = 'lhash'",
+                       &has);
+    if (rc == SQLITE_OK && !has) rc = sqlite3_exec(s->db, schema_v8_lhash_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = query_int(s->db,
+                       "SELECT count(*) FROM pragma_table_info('series') WHERE name = 'first_end'",
+                       &has);
+    if (rc == SQLITE_OK && !has) rc = sqlite3_exec(s->db, schema_v8_first_end_sql, NULL, NULL, NULL);
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(s->db, "SELECT id, labels FROM series", -1, &rd, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, "UPDATE series SET lhash = ?2 WHERE id = ?1", -1, &wr, NULL);
+    buf enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    uint64_t n = 0;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(rd)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        const char *p;
+        size_t len;
+        column_bytes(rd, 1, &p, &len);
+        labels *ls;
+        if (labels_decode(p, len, &ls) < 0) continue; /* store_check reports it */
+        buf_reset(&enc);
+        labels_encode(ls, &enc);
+        labels_free(ls);
+        sqlite3_bind_int64(wr, 1, sqlite3_column_int64(rd, 0));
+        sqlite3_bind_int64(wr, 2, series_lhash(enc.data, enc.len));
+        rc = step_done(wr);
+        n++;
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    buf_cleanup(&enc);
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v8_index_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && n)
+        log_info(COMPONENT, "migrated %" PRIu64 " series to schema version 8 (label hashes)", n);
+    return rc;
+}
+
 /* Creates the schema or checks (and migrates) the existing one, in one
  * transaction. */
 static int init_schema(store *s, buf *err)
@@ -1434,6 +1623,7 @@ static int init_schema(store *s, buf *err)
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v5_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v6_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, schema_v7_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK) rc = migrate_v8(s);
         if (rc != SQLITE_OK) goto sqlerr;
     } else if (app_id != STORE_APPLICATION_ID) {
         open_error(err, s, "%s is not a sidewatch database (application_id 0x%" PRIx64 ")",
@@ -1470,6 +1660,7 @@ static int init_schema(store *s, buf *err)
             rc = sqlite3_exec(s->db, schema_v7_sql, NULL, NULL, NULL);
             if (rc != SQLITE_OK) goto sqlerr;
         }
+        if (version < 8 && (rc = migrate_v8(s)) != SQLITE_OK) goto sqlerr;
     }
     if (version < STORE_SCHEMA_VERSION) {
         char pragmas[128];
@@ -1499,7 +1690,7 @@ static int prepare_writer(store *s)
         W(begin, "BEGIN IMMEDIATE"),
         W(commit, "COMMIT"),
         W(rollback, "ROLLBACK"),
-        W(ins_series, "INSERT INTO series(id, labels, metric) VALUES(?1, ?2, ?3)"),
+        W(ins_series, "INSERT INTO series(id, labels, metric, lhash) VALUES(?1, ?2, ?3, ?4)"),
         /* Not one UPSERT ... RETURNING: SQLite runs RETURNING through a
          * temporary table, 50 times slower than these three. */
         W(find_lv, "SELECT id FROM label_values WHERE name = ?1 AND value = ?2"),
@@ -1519,7 +1710,7 @@ static int prepare_writer(store *s)
         W(oldest_chunks, "SELECT series_id, max_t, min_t FROM chunks ORDER BY max_t LIMIT ?1"),
         W(del_chunk, "DELETE FROM chunks WHERE series_id = ?1 AND max_t = ?2 AND min_t = ?3"
                      " RETURNING data"),
-        W(first_chunk, "SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
+        W(first_chunk, "SELECT min_t, max_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1"),
         W(last_chunk, "SELECT max_t, data, enc FROM chunks WHERE series_id = ?1"
                       " ORDER BY max_t DESC LIMIT 1"),
         W(upsert_consumer, "INSERT INTO wal_consumers(name, next_seq, max_lag_ms, dropped)"
@@ -1530,6 +1721,15 @@ static int prepare_writer(store *s)
         W(ins_ex, "INSERT INTO exemplars(series_id, t, v, labels) VALUES(?1, ?2, ?3, ?4)"),
         W(trim_ex, "DELETE FROM exemplars WHERE id IN (SELECT id FROM exemplars ORDER BY id"
                    " LIMIT ?1) RETURNING series_id"),
+        W(series_row, "SELECT labels FROM series WHERE id = ?1"),
+        /* From series_first_end: the series with chunks ending before ?1,
+         * and those whose first chunk ends first. */
+        W(ended_before, "SELECT id FROM series WHERE first_end < ?1 LIMIT ?2"),
+        W(oldest_series, "SELECT id, first_end FROM series WHERE first_end IS NOT NULL"
+                         " ORDER BY first_end LIMIT ?1"),
+        W(set_first_end, "UPDATE series SET first_end = ?2 WHERE id = ?1"),
+        W(lower_first_end, "UPDATE series SET first_end = ?2 WHERE id = ?1"
+                           " AND (first_end IS NULL OR first_end > ?2)"),
 #undef W
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
@@ -1556,79 +1756,121 @@ static bool chunk_last(int enc, const uint8_t *data, size_t len, int64_t *t, uin
     return any && rc == 0;
 }
 
-/* Loads the series index, each series' stored time range and newest sample,
- * the id high-water mark and the metadata cache. */
+/* Reads a series' stored range and newest sample from its chunk rows (two
+ * seeks on the chunks key). Caller holds write_mu (or owns the store, at
+ * open). Returns an SQLite code. */
+static int series_load_range(store *s, series *se)
+{
+    sqlite3_bind_int64(s->st.last_chunk, 1, (int64_t)se->id);
+    int rc = sqlite3_step(s->st.last_chunk);
+    if (rc == SQLITE_ROW) {
+        se->persisted_max_t = sqlite3_column_int64(s->st.last_chunk, 0);
+        se->last_t = se->persisted_max_t;
+        se->has_last = true;
+        /* A histogram chunk: its hash is not known (chunk_last fails). */
+        se->last_hist = sqlite3_column_int(s->st.last_chunk, 2) >= CHUNKENC_HISTOGRAM;
+        const char *p;
+        size_t len;
+        column_bytes(s->st.last_chunk, 1, &p, &len);
+        int64_t lt = 0;
+        uint64_t lv = 0;
+        int enc = sqlite3_column_int(s->st.last_chunk, 2);
+        if (chunk_last(enc, (const uint8_t *)p, len, &lt, &lv) && lt == se->last_t) {
+            se->last_v = lv;
+            se->last_v_known = true;
+        }
+    }
+    sqlite3_reset(s->st.last_chunk);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    sqlite3_bind_int64(s->st.first_chunk, 1, (int64_t)se->id);
+    rc = sqlite3_step(s->st.first_chunk);
+    if (rc == SQLITE_ROW) {
+        se->min_t = sqlite3_column_int64(s->st.first_chunk, 0);
+        se->first_end = sqlite3_column_int64(s->st.first_chunk, 1);
+        se->has_data = true;
+    }
+    sqlite3_reset(s->st.first_chunk);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Loads a series that is not in memory (evicted, or not loaded at open) by
+ * id from its row and chunk rows, and adds it to the index. Caller holds
+ * write_mu (or owns the store, at open) and index_mu, and has checked that
+ * the id is not in memory. Returns the series, or NULL for an id without a
+ * (decodable) series row or on a database error (logged). */
+static series *series_load(store *s, uint64_t id)
+{
+    if (id == 0 || id >= s->next_id) return NULL;
+    sqlite3_stmt *st = s->st.series_row;
+    sqlite3_bind_int64(st, 1, (int64_t)id);
+    int rc = sqlite3_step(st);
+    labels *ls = NULL;
+    if (rc == SQLITE_ROW) {
+        const char *p;
+        size_t len;
+        column_bytes(st, 0, &p, &len);
+        if (labels_decode(p, len, &ls) < 0) {
+            log_error(COMPONENT, "series %" PRIu64 ": its labels do not decode", id);
+            ls = NULL;
+        }
+    } else if (rc != SQLITE_DONE) {
+        log_error(COMPONENT, "loading series %" PRIu64 ": %s", id, sqlite3_errmsg(s->db));
+    }
+    sqlite3_reset(st);
+    if (!ls) return NULL;
+    buf enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    labels_encode(ls, &enc);
+    series *se = series_new(id, ls, &enc);
+    labels_free(ls);
+    buf_cleanup(&enc);
+    if ((rc = series_load_range(s, se)) != SQLITE_OK) {
+        log_error(COMPONENT, "loading series %" PRIu64 ": %s", id, sqlite3_errmsg(s->db));
+        series_free(se);
+        return NULL;
+    }
+    se->active_ms = wall_ms();
+    index_add(s, se);
+    pthread_mutex_lock(&s->stats_mu);
+    s->stats.series_loaded++;
+    pthread_mutex_unlock(&s->stats_mu);
+    return se;
+}
+
+/* The series of an id, in memory or loaded (series_load). Caller holds
+ * write_mu and index_mu. */
+static series *series_get_or_load(store *s, uint64_t id)
+{
+    series *se = series_at(s, id);
+    return se ? se : series_load(s, id);
+}
+
+/* Loads the id high-water mark, the metadata cache, the series with stored
+ * exemplars (with their exemplar state) and the consumers. Other series
+ * are loaded on demand (the top: eviction). */
 static int load_state(store *s, buf *err)
 {
     sqlite3_stmt *st = NULL;
-    buf enc;
-    buf_init(&enc, BUF_UNLIMITED);
-    int rc = sqlite3_prepare_v2(s->db, "SELECT id, labels FROM series ORDER BY id", -1, &st, NULL);
+    int64_t max_id = 0;
+    int rc = query_int(s->db, "SELECT max(id) FROM series", &max_id);
+    if (rc != SQLITE_OK) goto sqlerr_nofin;
+    if (max_id < 0) max_id = 0;
+    /* The newest sample in chunk rows (the store's time range; no series
+     * is in memory yet): a scan of the chunks_series index. */
+    int64_t newest = INT64_MIN;
+    rc = sqlite3_prepare_v2(s->db, "SELECT max(max_t) FROM chunks", -1, &st, NULL);
     if (rc != SQLITE_OK) goto sqlerr;
-    uint64_t max_id = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        const char *p;
-        size_t len;
-        column_bytes(st, 1, &p, &len);
-        labels *ls;
-        if (id <= 0 || labels_decode(p, len, &ls) < 0) {
-            open_error(err, s, "corrupt series row %" PRId64, id);
-            sqlite3_finalize(st);
-            buf_cleanup(&enc);
-            return -EIO;
-        }
-        buf_reset(&enc);
-        labels_encode(ls, &enc);
-        series *se = series_new((uint64_t)id, ls, &enc);
-        labels_free(ls);
-        index_add(s, se);
-        if (se->id > max_id) max_id = se->id;
-    }
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        newest = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    buf_cleanup(&enc);
-    if (rc != SQLITE_DONE) goto sqlerr;
-
-    /* Each series' stored range: two seeks on the chunks key per series. */
-    for (uint64_t id = 1; id <= max_id; id++) {
-        series *se = s->by_id[id];
-        if (!se) continue;
-        sqlite3_bind_int64(s->st.last_chunk, 1, (int64_t)id);
-        rc = sqlite3_step(s->st.last_chunk);
-        if (rc == SQLITE_ROW) {
-            se->persisted_max_t = sqlite3_column_int64(s->st.last_chunk, 0);
-            se->last_t = se->persisted_max_t;
-            se->has_last = true;
-            /* A histogram chunk: its hash is not known (chunk_last fails). */
-            se->last_hist = sqlite3_column_int(s->st.last_chunk, 2) >= CHUNKENC_HISTOGRAM;
-            const char *p;
-            size_t len;
-            column_bytes(s->st.last_chunk, 1, &p, &len);
-            int64_t lt = 0;
-            uint64_t lv = 0;
-            int enc = sqlite3_column_int(s->st.last_chunk, 2);
-            if (chunk_last(enc, (const uint8_t *)p, len, &lt, &lv) && lt == se->last_t) {
-                se->last_v = lv;
-                se->last_v_known = true;
-            }
-        }
-        sqlite3_reset(s->st.last_chunk);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr;
-        sqlite3_bind_int64(s->st.first_chunk, 1, (int64_t)id);
-        rc = sqlite3_step(s->st.first_chunk);
-        if (rc == SQLITE_ROW) {
-            se->min_t = sqlite3_column_int64(s->st.first_chunk, 0);
-            se->has_data = true;
-        }
-        sqlite3_reset(s->st.first_chunk);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr;
-    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto sqlerr_nofin;
+    s->ev_maxt = newest;
 
     int64_t hwm = 0;
     rc = query_int(s->db, "SELECT value FROM meta WHERE key = 'next_series_id'", &hwm);
     if (rc != SQLITE_OK) goto sqlerr;
-    s->next_id = max_id + 1;
+    s->next_id = (uint64_t)max_id + 1;
     if (hwm > 0 && (uint64_t)hwm > s->next_id) s->next_id = (uint64_t)hwm;
 
     rc = sqlite3_prepare_v2(s->db, "SELECT metric, type, help, unit FROM metadata", -1, &st, NULL);
@@ -1655,8 +1897,10 @@ static int load_state(store *s, buf *err)
     if (rc != SQLITE_OK) goto sqlerr;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
-        series *se = id > 0 && (uint64_t)id < s->by_id_cap ? s->by_id[id] : NULL;
-        if (!se) continue;
+        pthread_mutex_lock(&s->index_mu);
+        series *se = id > 0 ? series_get_or_load(s, (uint64_t)id) : NULL;
+        pthread_mutex_unlock(&s->index_mu);
+        if (!se || se->ex) continue;
         exstate *e = se->ex = mem_calloc(1, sizeof *se->ex);
         e->count = (uint64_t)sqlite3_column_int64(st, 1);
         e->t = sqlite3_column_int64(st, 2);
@@ -1771,8 +2015,11 @@ static bool replay_row(store *s, replay_ctx *cx, uint64_t seq, const uint8_t *p,
     nhist_init(&h);
     while (r == 0 && (r = wal_reader_next(&w, &ref, &t, &v, &hp, &hlen)) == 1) {
         r = 0;
-        series *se = ref < s->by_id_cap ? s->by_id[ref] : NULL;
-        if (!se) {
+        /* Series are loaded as their rows come (open loads none). */
+        pthread_mutex_lock(&s->index_mu);
+        series *se = series_get_or_load(s, ref);
+        pthread_mutex_unlock(&s->index_mu);
+        if (!se || se->id >= cx->n) {
             (*unknown)++;
             continue;
         }
@@ -1863,8 +2110,7 @@ static int replay_wal(store *s, buf *err)
         goto sqlerr_nofin;
     }
     if (used.n) qsort(used.v, used.n, sizeof *used.v, cmp_slot_seq);
-    replay_ctx cx = {.wm = mem_calloc(s->by_id_cap ? s->by_id_cap : 1, sizeof *cx.wm),
-                     .n = s->by_id_cap};
+    replay_ctx cx = {.wm = mem_calloc(s->next_id, sizeof *cx.wm), .n = s->next_id};
     rc = sqlite3_prepare_v2(s->db, "SELECT data FROM wal WHERE slot = ?1", -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(s->db,
@@ -1957,6 +2203,9 @@ static void free_all(store *s)
     sqlite3_finalize(s->wal_rd_begin);
     sqlite3_finalize(s->wal_rd_end);
     if (s->wal_rdb) sqlite3_close(s->wal_rdb);
+    sqlite3_finalize(s->lk_hash);
+    sqlite3_finalize(s->lk_id);
+    if (s->lk_db) sqlite3_close(s->lk_db);
     for (size_t i = 0; i < s->ncons; i++) mem_free(s->cons[i].name);
     mem_free(s->cons);
     if (s->db) {
@@ -1967,24 +2216,10 @@ static void free_all(store *s)
         if (sqlite3_close(s->db) != SQLITE_OK)
             log_error(COMPONENT, "closing %s: %s", s->db_path, sqlite3_errmsg(s->db));
     }
-    for (size_t i = 0; i < s->by_id_cap; i++) {
-        series *se = s->by_id[i];
-        if (!se) continue;
-        mchunk *c = se->chunks;
-        while (c) {
-            mchunk *next = c->next;
-            mem_free(c);
-            c = next;
-        }
-        chunkenc_cleanup(&se->open);
-        if (se->hh) histchunk_cleanup(&se->hh->open);
-        mem_free(se->hh);
-        if (se->ex) mem_free(se->ex->lenc);
-        mem_free(se->ex);
-        mem_free(se->lenc);
-        mem_free(se);
-    }
-    mem_free(s->by_id);
+    series *se;
+    FOR_EACH_SERIES(s, se) series_free(se);
+    for (size_t i = 0; i < s->id_npages; i++) mem_free(s->id_pages[i]);
+    mem_free(s->id_pages);
     mem_free(s->pending);
     mem_free(s->slots_used);
     for (int i = 0; i < STORE_WAL_CLASSES; i++) mem_free(s->slots_free[i].v);
@@ -1996,6 +2231,7 @@ static void free_all(store *s)
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->index_mu);
+    pthread_mutex_destroy(&s->lookup_mu);
     pthread_mutex_destroy(&s->readers_mu);
     pthread_mutex_destroy(&s->stats_mu);
     pthread_mutex_destroy(&s->ring_mu);
@@ -2072,17 +2308,33 @@ static void ckpt_start(store *s)
     sqlite3_wal_hook(s->db, wal_hook, s);
 }
 
+static int oldest_chunks(store *s, size_t limit, int64_t *mint, int64_t *first_end);
+
+/* The store's time range: of the series in memory (their head too) and of
+ * the chunk rows of those not in memory: the newest sample of series
+ * evicted or on disk at open (ev_maxt), and the oldest start among the
+ * first chunks of the STORE_MINT_CHUNKS series whose first chunk ends
+ * first. Takes write_mu. */
 static void recompute_time_range(store *s)
 {
     int64_t mint = INT64_MAX, maxt = INT64_MIN;
     pthread_mutex_lock(&s->index_mu);
-    for (size_t i = 0; i < s->by_id_cap; i++) {
-        series *se = s->by_id[i];
-        if (!se || !se->has_data) continue;
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (!se->has_data) continue;
         if (se->min_t < mint) mint = se->min_t;
         if (se->has_last && se->last_t > maxt) maxt = se->last_t;
     }
     pthread_mutex_unlock(&s->index_mu);
+    pthread_mutex_lock(&s->write_mu);
+    int64_t oldest, first_end;
+    int rc = oldest_chunks(s, STORE_MINT_CHUNKS, &oldest, &first_end);
+    if (rc == SQLITE_OK && oldest < mint) mint = oldest;
+    if (rc != SQLITE_OK) log_warn(COMPONENT, "reading the time range: %s", sqlite3_errmsg(s->db));
+    pthread_mutex_unlock(&s->write_mu);
+    pthread_mutex_lock(&s->stats_mu);
+    if (s->ev_maxt > maxt) maxt = s->ev_maxt;
+    pthread_mutex_unlock(&s->stats_mu);
     pthread_mutex_lock(&s->stats_mu);
     s->mint = mint;
     s->maxt = maxt;
@@ -2106,9 +2358,12 @@ int store_open(store **out, const store_options *o, buf *err)
     s->retention_ms = o->retention_ms > 0 ? o->retention_ms : 0;
     s->retention_bytes = o->retention_bytes > 0 ? o->retention_bytes : 0;
     s->head_max_age_ms = o->head_max_age_ms > 0 ? o->head_max_age_ms : STORE_HEAD_MAX_AGE_MS;
+    s->evict_stale_ms = o->evict_stale_ms > 0 ? o->evict_stale_ms : STORE_EVICT_STALE_MS;
+    s->evict_idle_ms = o->evict_idle_ms > 0 ? o->evict_idle_ms : STORE_EVICT_IDLE_MS;
     atomic_init(&s->max_ex, o->max_exemplars > 0 ? o->max_exemplars : 0);
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->index_mu, NULL);
+    pthread_mutex_init(&s->lookup_mu, NULL);
     pthread_mutex_init(&s->readers_mu, NULL);
     pthread_mutex_init(&s->stats_mu, NULL);
     pthread_mutex_init(&s->ring_mu, NULL);
@@ -2122,6 +2377,7 @@ int store_open(store **out, const store_options *o, buf *err)
     atomic_init(&s->commit_seq, 1);
     s->mint = INT64_MAX;
     s->maxt = INT64_MIN;
+    s->ev_maxt = INT64_MIN;
 
     int rc = mkdir_p(o->path);
     if (rc < 0) {
@@ -2212,6 +2468,18 @@ int store_open(store **out, const store_options *o, buf *err)
     if (rc == 0) rc = replay_wal(s, err);
     sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc < 0) goto fail;
+    sqlrc = sqlite3_open_v2(s->db_path, &s->lk_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (sqlrc == SQLITE_OK) {
+        sqlite3_busy_timeout(s->lk_db, STORE_BUSY_TIMEOUT_MS);
+        sqlrc = prepare(s->lk_db, "SELECT id, labels FROM series WHERE lhash = ?1", &s->lk_hash);
+    }
+    if (sqlrc == SQLITE_OK) sqlrc = prepare(s->lk_db, "SELECT labels FROM series WHERE id = ?1", &s->lk_id);
+    if (sqlrc != SQLITE_OK) {
+        rc = sql_errno(sqlrc);
+        open_error(err, s, "opening the series lookup connection: %s",
+                   s->lk_db ? sqlite3_errmsg(s->lk_db) : sqlite3_errstr(sqlrc));
+        goto fail;
+    }
     recompute_time_range(s);
     {
         buf hb;
@@ -2237,6 +2505,43 @@ fail:
 
 /* ---- series ---------------------------------------------------------------------- */
 
+/* The id of the series row holding the encoded set enc, 0 if none, or a
+ * negative errno. Caller holds lookup_mu. */
+static int64_t lookup_by_labels(store *s, const buf *enc)
+{
+    sqlite3_stmt *st = s->lk_hash;
+    sqlite3_bind_int64(st, 1, series_lhash(enc->data, enc->len));
+    int64_t found = 0;
+    int rc;
+    buf again;
+    buf_init(&again, BUF_UNLIMITED);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *p;
+        size_t len;
+        column_bytes(st, 1, &p, &len);
+        labels *ls;
+        if (labels_decode(p, len, &ls) < 0) continue;
+        /* Compared as encoded now (as the hash was computed). */
+        buf_reset(&again);
+        labels_encode(ls, &again);
+        labels_free(ls);
+        if (again.len == enc->len && memcmp(again.data, enc->data, enc->len) == 0) {
+            found = sqlite3_column_int64(st, 0);
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    buf_cleanup(&again);
+    sqlite3_reset(st);
+    /* The next statement starts a new read transaction: each lookup sees
+     * every row committed before it. */
+    if (rc != SQLITE_DONE) {
+        log_error(COMPONENT, "looking up a series: %s", sqlite3_errmsg(s->lk_db));
+        return sql_errno(rc) ? sql_errno(rc) : -EIO;
+    }
+    return found;
+}
+
 int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created)
 {
     if (created) *created = false;
@@ -2246,17 +2551,40 @@ int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created)
     labels_encode(ls, &enc);
     pthread_mutex_lock(&s->index_mu);
     series *se = hmap_get(&s->by_labels, labels_hash(ls), series_eq, &enc);
-    if (!se) {
+    if (se) {
+        *ref = se->id;
+        pthread_mutex_unlock(&s->index_mu);
+        buf_cleanup(&enc);
+        return 0;
+    }
+    pthread_mutex_unlock(&s->index_mu);
+    /* Not in memory: evicted (its row says its id) or new. New series are
+     * only created under lookup_mu, and a series is only evicted once its
+     * row is committed, so after a miss in memory here the table is
+     * authoritative. */
+    pthread_mutex_lock(&s->lookup_mu);
+    pthread_mutex_lock(&s->index_mu);
+    se = hmap_get(&s->by_labels, labels_hash(ls), series_eq, &enc);
+    int64_t id = se ? (int64_t)se->id : 0;
+    pthread_mutex_unlock(&s->index_mu);
+    if (!id) id = lookup_by_labels(s, &enc);
+    if (id > 0) {
+        *ref = (uint64_t)id;
+    } else if (id == 0) {
+        pthread_mutex_lock(&s->index_mu);
         se = series_new(s->next_id++, ls, &enc);
+        se->pending = true;
+        se->active_ms = wall_ms();
         index_add(s, se);
         s->pending = mem_grow(s->pending, sizeof *s->pending, s->npending + 1, &s->pending_cap);
         s->pending[s->npending++] = se;
+        *ref = se->id;
+        pthread_mutex_unlock(&s->index_mu);
         if (created) *created = true;
     }
-    *ref = se->id;
-    pthread_mutex_unlock(&s->index_mu);
+    pthread_mutex_unlock(&s->lookup_mu);
     buf_cleanup(&enc);
-    return 0;
+    return id < 0 ? (int)id : 0;
 }
 
 /* Writes a series row and its postings. Caller holds write_mu, in a
@@ -2270,6 +2598,7 @@ static int write_series(store *s, const series *se)
     sqlite3_bind_int64(s->st.ins_series, 1, (int64_t)se->id);
     bind_bytes(s->st.ins_series, 2, (const char *)se->lenc, se->lenc_len);
     bind_bytes(s->st.ins_series, 3, metric, mlen);
+    sqlite3_bind_int64(s->st.ins_series, 4, series_lhash(se->lenc, se->lenc_len));
     int rc = step_done(s->st.ins_series);
     for (uint32_t i = 0; rc == SQLITE_OK && i < ls->n; i++) {
         const label *l = &ls->v[i];
@@ -2327,6 +2656,14 @@ static int write_pending_series(store *s, series ***taken, size_t *ntaken)
     return rc;
 }
 
+/* After the commit that wrote their rows: the series may be evicted now.
+ * Frees the list. Caller holds write_mu. */
+static void rows_written(series **taken, size_t ntaken)
+{
+    for (size_t i = 0; i < ntaken; i++) taken[i]->pending = false;
+    mem_free(taken);
+}
+
 /* Puts series rows that a failed commit did not write back in the queue,
  * ahead of any created meanwhile. */
 static void requeue_series(store *s, series **taken, size_t ntaken)
@@ -2346,11 +2683,25 @@ static void requeue_series(store *s, series **taken, size_t ntaken)
     pthread_mutex_unlock(&s->index_mu);
 }
 
+/* Lowers series.first_end of series id to max_t if that is lower (or it is
+ * NULL). Caller holds write_mu, in a transaction. */
+static int lower_first_end(store *s, uint64_t id, int64_t max_t)
+{
+    sqlite3_bind_int64(s->st.lower_first_end, 1, (int64_t)id);
+    sqlite3_bind_int64(s->st.lower_first_end, 2, max_t);
+    return step_done(s->st.lower_first_end);
+}
+
 /* Writes the chunks of the unwritten list. Caller holds write_mu, in a
  * transaction. */
 static int write_chunks(store *s, mchunk *first)
 {
     for (mchunk *c = first; c; c = c->gnext) {
+        /* A series' first chunk row (or one older than its first). */
+        if (c->max_t < c->se->first_end) {
+            int rc = lower_first_end(s, c->se->id, c->max_t);
+            if (rc != SQLITE_OK) return rc;
+        }
         if (c->enc >= CHUNKENC_HISTOGRAM) {
             sqlite3_bind_int64(s->st.ins_chunk, 1, (int64_t)c->se->id);
             sqlite3_bind_int64(s->st.ins_chunk, 2, c->max_t);
@@ -2578,7 +2929,7 @@ static size_t exemplars_check(store *s, store_batch *b, uint64_t gen, ex_accepte
     size_t n = 0;
     for (size_t i = 0; i < b->nex; i++) {
         const batch_exemplar *x = &b->ex[i];
-        series *se = x->ref < s->by_id_cap ? s->by_id[x->ref] : NULL;
+        series *se = series_get_or_load(s, x->ref);
         if (!se) {
             (*unknown)++;
             continue;
@@ -2676,7 +3027,7 @@ static void exemplars_committed(store *s, const ex_accepted *acc, size_t n, cons
     }
     pthread_mutex_lock(&s->index_mu);
     for (size_t i = 0; i < nevicted; i++) {
-        series *se = evicted[i] < s->by_id_cap ? s->by_id[evicted[i]] : NULL;
+        series *se = series_at(s, evicted[i]);
         if (!se || !se->ex || se->ex->count == 0) continue;
         if (--se->ex->count == 0) {
             /* As Prometheus drops the series' index entry: no newest left. */
@@ -2728,18 +3079,22 @@ int store_batch_commit(store_batch *b)
     /* Check every sample against its series' newest one (and the samples
      * before it in this batch) without touching the series yet. */
     pthread_mutex_lock(&s->index_mu);
-    series **by_id = s->by_id;
-    size_t cap = s->by_id_cap;
     for (size_t i = 0; i < b->n; i++) {
         const batch_sample *x = &b->v[i];
         /* Series are scattered in memory; fetch a few samples ahead. */
-        if (i + STORE_PREFETCH < b->n && b->v[i + STORE_PREFETCH].ref < cap)
-            __builtin_prefetch(by_id[b->v[i + STORE_PREFETCH].ref], 1);
-        series *se = x->ref < cap ? by_id[x->ref] : NULL;
-        if (!se) {
-            if ((x->ref & BATCH_HIST) && (x->ref & ~BATCH_HIST) < cap &&
-                by_id[x->ref & ~BATCH_HIST] && x->v < b->nh) {
-                se = by_id[x->ref & ~BATCH_HIST];
+        if (i + STORE_PREFETCH < b->n) __builtin_prefetch(series_at(s, b->v[i + STORE_PREFETCH].ref), 1);
+        series *se = series_at(s, x->ref);
+        if (__builtin_expect(!se, 0)) {
+            /* A histogram, or a series not in memory: load it (a scrape
+             * cache's reference to an evicted series appends again). */
+            se = series_get_or_load(s, x->ref & ~BATCH_HIST);
+            if (!se) {
+                unknown++;
+                continue;
+            }
+        }
+        if (__builtin_expect((x->ref & BATCH_HIST) != 0, 0)) {
+            if (x->v < b->nh) {
                 const nhist *h = &b->h[x->v];
                 uint64_t loc, hash;
                 if (hist_prepare(h, &hb, &loc, &hash) < 0) {
@@ -2980,7 +3335,7 @@ int store_batch_commit(store_batch *b)
     if ((rc = step_done(s->st.commit)) != SQLITE_OK) goto fail;
 
     /* Committed: now the head may change. */
-    mem_free(taken);
+    rows_written(taken, ntaken);
     size_t nwritten = list_len(to_write);
     uint64_t seq = atomic_load(&s->commit_seq);
     pthread_rwlock_wrlock(&s->head_lock);
@@ -3092,49 +3447,60 @@ fail:;
  * series per transaction. Caller holds write_mu, outside a transaction. */
 static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
 {
-    size_t cursor = 1;
     uint64_t chunks = 0, samples = 0;
     int rc = SQLITE_OK;
-    series *todo[STORE_RETENTION_SERIES_PER_TX];
+    int64_t todo[STORE_RETENTION_SERIES_PER_TX];
     for (;;) {
+        /* The series with chunks to delete, in memory or not: those whose
+         * first chunk ends before the cutoff (series_first_end). */
         size_t n = 0;
-        pthread_mutex_lock(&s->index_mu);
-        size_t end = s->by_id_cap;
-        while (cursor < end && n < STORE_RETENTION_SERIES_PER_TX) {
-            series *se = s->by_id[cursor++];
-            if (se && se->has_data && se->min_t < cutoff && se->persisted_max_t != INT64_MIN)
-                todo[n++] = se;
-        }
-        bool last = cursor >= end;
-        pthread_mutex_unlock(&s->index_mu);
-        if (n > 0) {
-            if ((rc = step_done(s->st.begin)) != SQLITE_OK) break;
-            for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
-                sqlite3_stmt *st = s->st.del_chunks_before;
-                sqlite3_bind_int64(st, 1, (int64_t)todo[i]->id);
-                sqlite3_bind_int64(st, 2, cutoff);
-                uint64_t here = 0;
-                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                    samples += (uint64_t)sqlite3_column_int64(st, 0);
-                    here++;
-                }
-                sqlite3_reset(st);
-                if (rc != SQLITE_DONE) break;
-                rc = SQLITE_OK;
-                chunks += here;
-                if (!here) continue;
-                /* The series now starts at its first remaining chunk (or in
-                 * the head). */
-                sqlite3_bind_int64(s->st.first_chunk, 1, (int64_t)todo[i]->id);
-                int r = sqlite3_step(s->st.first_chunk);
-                int64_t first = r == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 0) : INT64_MAX;
-                sqlite3_reset(s->st.first_chunk);
-                if (r != SQLITE_ROW && r != SQLITE_DONE) {
-                    rc = r;
-                    break;
-                }
-                pthread_rwlock_wrlock(&s->head_lock);
-                series *se = todo[i];
+        sqlite3_stmt *q = s->st.ended_before;
+        sqlite3_bind_int64(q, 1, cutoff);
+        sqlite3_bind_int64(q, 2, STORE_RETENTION_SERIES_PER_TX);
+        while (n < STORE_RETENTION_SERIES_PER_TX && (rc = sqlite3_step(q)) == SQLITE_ROW)
+            todo[n++] = sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) break;
+        rc = SQLITE_OK;
+        if (n == 0) break;
+        if ((rc = step_done(s->st.begin)) != SQLITE_OK) break;
+        for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+            sqlite3_stmt *st = s->st.del_chunks_before;
+            sqlite3_bind_int64(st, 1, todo[i]);
+            sqlite3_bind_int64(st, 2, cutoff);
+            uint64_t here = 0;
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                samples += (uint64_t)sqlite3_column_int64(st, 0);
+                here++;
+            }
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE) break;
+            rc = SQLITE_OK;
+            chunks += here;
+            /* The series now starts at its first remaining chunk (or in
+             * the head): first_end follows (even if nothing was deleted, so
+             * a wrong one cannot select the series forever). */
+            sqlite3_bind_int64(s->st.first_chunk, 1, todo[i]);
+            int r = sqlite3_step(s->st.first_chunk);
+            int64_t first = r == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 0) : INT64_MAX;
+            int64_t first_end = r == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 1) : INT64_MAX;
+            sqlite3_reset(s->st.first_chunk);
+            if (r != SQLITE_ROW && r != SQLITE_DONE) {
+                rc = r;
+                break;
+            }
+            sqlite3_bind_int64(s->st.set_first_end, 1, todo[i]);
+            if (first_end == INT64_MAX)
+                sqlite3_bind_null(s->st.set_first_end, 2);
+            else
+                sqlite3_bind_int64(s->st.set_first_end, 2, first_end);
+            if ((rc = step_done(s->st.set_first_end)) != SQLITE_OK) break;
+            pthread_rwlock_wrlock(&s->head_lock);
+            pthread_mutex_lock(&s->index_mu);
+            series *se = series_at(s, (uint64_t)todo[i]);
+            pthread_mutex_unlock(&s->index_mu);
+            if (se) { /* a failed commit leaves these a little low: harmless */
+                se->first_end = first_end;
                 for (mchunk *c = se->chunks; c; c = c->next) {
                     if (c->persisted_seq == 0 && c->min_t < first) first = c->min_t;
                 }
@@ -3147,20 +3513,49 @@ static int delete_before(store *s, int64_t cutoff, uint64_t *deleted_chunks)
                 } else {
                     se->min_t = first;
                 }
-                pthread_rwlock_unlock(&s->head_lock);
             }
-            if (rc == SQLITE_OK) rc = step_done(s->st.commit);
-            if (rc != SQLITE_OK) break;
+            pthread_rwlock_unlock(&s->head_lock);
         }
-        if (last) break;
+        if (rc == SQLITE_OK) rc = step_done(s->st.commit);
+        if (rc != SQLITE_OK) break;
     }
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
     pthread_mutex_lock(&s->stats_mu);
     s->stats.retention_deleted_chunks += chunks;
     s->stats.retention_deleted_samples += samples;
+    if (rc == SQLITE_OK && s->ev_maxt < cutoff) s->ev_maxt = INT64_MIN; /* all of it went */
     pthread_mutex_unlock(&s->stats_mu);
     if (deleted_chunks) *deleted_chunks = chunks;
     return rc;
+}
+
+/* The oldest sample time among the first chunks of the `limit` series whose
+ * first chunk ends first (*mint; the chunks of different series overlap in
+ * time), and the time the first of them ends (*first_end); both INT64_MAX
+ * without chunk rows. Caller holds write_mu. */
+static int oldest_chunks(store *s, size_t limit, int64_t *mint, int64_t *first_end)
+{
+    *mint = *first_end = INT64_MAX;
+    int64_t ids[STORE_MINT_CHUNKS];
+    size_t n = 0;
+    sqlite3_stmt *st = s->st.oldest_series;
+    sqlite3_bind_int64(st, 1, (int64_t)(limit < STORE_MINT_CHUNKS ? limit : STORE_MINT_CHUNKS));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < STORE_MINT_CHUNKS) {
+        ids[n++] = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_int64(st, 1) < *first_end) *first_end = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return rc;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s->st.first_chunk, 1, ids[i]);
+        rc = sqlite3_step(s->st.first_chunk);
+        if (rc == SQLITE_ROW && sqlite3_column_int64(s->st.first_chunk, 0) < *mint)
+            *mint = sqlite3_column_int64(s->st.first_chunk, 0);
+        sqlite3_reset(s->st.first_chunk);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    }
+    return SQLITE_OK;
 }
 
 /* Bytes the database's pages hold (free pages excluded). */
@@ -3227,13 +3622,12 @@ static int flush(store *s, bool close_all, bool lag, int64_t now_ms)
     if (close_all) {
         pthread_rwlock_wrlock(&s->head_lock);
         pthread_mutex_lock(&s->index_mu);
-        size_t n = s->by_id_cap;
-        series **by_id = s->by_id;
-        pthread_mutex_unlock(&s->index_mu);
-        for (size_t i = 1; i < n; i++) {
-            if (by_id[i] && by_id[i]->open.count) close_open_chunk(s, by_id[i]);
-            if (by_id[i] && by_id[i]->hh) close_open_hchunk(s, by_id[i]);
+        series *se;
+        FOR_EACH_SERIES(s, se) {
+            if (se->open.count) close_open_chunk(s, se);
+            if (se->hh) close_open_hchunk(s, se);
         }
+        pthread_mutex_unlock(&s->index_mu);
         pthread_rwlock_unlock(&s->head_lock);
     }
     mchunk *to_write = s->unwritten;
@@ -3297,7 +3691,7 @@ static int flush(store *s, bool close_all, bool lag, int64_t now_ms)
         }
         return sql_errno(rc) ? sql_errno(rc) : -EIO;
     }
-    mem_free(taken);
+    rows_written(taken, ntaken);
     size_t nwritten = list_len(to_write);
     uint64_t seq = atomic_load(&s->commit_seq);
     pthread_rwlock_wrlock(&s->head_lock);
@@ -3337,20 +3731,18 @@ static int retention(store *s, int64_t now_ms)
     /* Size: drop the oldest hour of chunks until the data fits. */
     for (int guard = 0; rc == SQLITE_OK && s->retention_bytes > 0 && guard < 100000; guard++) {
         if (used_bytes(s) - held <= s->retention_bytes) break;
-        int64_t oldest = INT64_MAX;
-        pthread_mutex_lock(&s->index_mu);
-        for (size_t i = 1; i < s->by_id_cap; i++) {
-            series *se = s->by_id[i];
-            if (se && se->has_data && se->persisted_max_t != INT64_MIN && se->min_t < oldest)
-                oldest = se->min_t;
-        }
-        pthread_mutex_unlock(&s->index_mu);
+        /* The oldest chunk rows, of every series (in memory or not). */
+        int64_t oldest, first_end;
+        if ((rc = oldest_chunks(s, 1, &oldest, &first_end)) != SQLITE_OK) break;
         if (oldest == INT64_MAX) break; /* only the head is left */
         uint64_t deleted = 0;
         rc = delete_before(s, oldest + STRUTIL_MS_PER_HOUR, &deleted);
         if (rc == SQLITE_OK && deleted == 0) {
             /* Nothing ended within that hour: widen the step. */
             rc = delete_before(s, oldest + 24 * STRUTIL_MS_PER_HOUR, &deleted);
+            /* At least the chunk that ends first goes. */
+            if (rc == SQLITE_OK && deleted == 0 && first_end < INT64_MAX)
+                rc = delete_before(s, first_end + 1, &deleted);
             if (deleted == 0) break;
         }
         /* Free pages count only once vacuumed; reuse makes the file stop
@@ -3414,6 +3806,37 @@ static bool series_stale(const store *s, const series *se)
     return se->last_hist ? se->last_v == s->stale_hash : strutil_is_stale_nan(bits_double(se->last_v));
 }
 
+/* Evicts the series that are fully written and idle (the top) from memory.
+ * Caller holds write_mu, after a flush (which wrote what store_maintain
+ * closed). */
+static void evict_idle(store *s, int64_t now_ms)
+{
+    uint64_t n = 0;
+    int64_t ev_maxt = INT64_MIN;
+    pthread_rwlock_wrlock(&s->head_lock);
+    pthread_mutex_lock(&s->index_mu);
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (se->pending || se->open.count || (se->hh && se->hh->open.count) || se->chunks) continue;
+        if (se->ex && se->ex->count) continue;
+        /* (One that never got a sample goes after evict_idle_ms.) */
+        int64_t idle = now_ms - se->active_ms;
+        if (idle < s->evict_idle_ms && (idle < s->evict_stale_ms || !series_stale(s, se))) continue;
+        index_del(s, se);
+        if (se->hh) s->head_bytes -= sizeof *se->hh;
+        if (se->has_data && se->persisted_max_t > ev_maxt) ev_maxt = se->persisted_max_t;
+        series_free(se);
+        n++;
+    }
+    pthread_mutex_unlock(&s->index_mu);
+    pthread_rwlock_unlock(&s->head_lock);
+    if (n) log_debug(COMPONENT, "evicted %" PRIu64 " idle series from memory", n);
+    pthread_mutex_lock(&s->stats_mu);
+    if (ev_maxt > s->ev_maxt) s->ev_maxt = ev_maxt;
+    s->stats.series_evicted += n;
+    pthread_mutex_unlock(&s->stats_mu);
+}
+
 int store_maintain(store *s, int64_t now_ms)
 {
     pthread_mutex_lock(&s->write_mu);
@@ -3424,21 +3847,20 @@ int store_maintain(store *s, int64_t now_ms)
      * maintenance instead of after head_max_age_ms. */
     int64_t wall = wall_ms();
     pthread_rwlock_wrlock(&s->head_lock);
-    pthread_mutex_lock(&s->index_mu);
-    size_t n = s->by_id_cap;
-    series **by_id = s->by_id;
-    pthread_mutex_unlock(&s->index_mu);
-    for (size_t i = 1; i < n; i++) {
-        series *se = by_id[i];
-        if (!se) continue;
-        bool stale = series_stale(s, se);
-        if (se->open.count && (stale || wall - se->open_since_ms >= s->head_max_age_ms))
+    pthread_mutex_lock(&s->index_mu); /* held: store_series_ref may add pages */
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        /* Idle series too, so that they can be evicted. */
+        bool done = series_stale(s, se) || now_ms - se->active_ms >= s->evict_idle_ms;
+        if (se->open.count && (done || wall - se->open_since_ms >= s->head_max_age_ms))
             close_open_chunk(s, se);
-        if (se->hh && se->hh->open.count && (stale || wall - se->hh->open_since_ms >= s->head_max_age_ms))
+        if (se->hh && se->hh->open.count && (done || wall - se->hh->open_since_ms >= s->head_max_age_ms))
             close_open_hchunk(s, se);
     }
+    pthread_mutex_unlock(&s->index_mu);
     pthread_rwlock_unlock(&s->head_lock);
     int rc = flush(s, false, true, now_ms);
+    if (rc == 0) evict_idle(s, now_ms);
     int rc2 = retention(s, now_ms);
     if (rc == 0) rc = rc2;
     rc2 = exemplars_trim(s);
@@ -3494,9 +3916,10 @@ void store_get_stats(store *s, store_stats *out)
     pthread_mutex_lock(&s->index_mu);
     out->series = hmap_len(&s->by_labels);
     uint64_t open = 0;
-    for (size_t i = 1; i < s->by_id_cap; i++) {
-        if (s->by_id[i] && s->by_id[i]->open.count) open++;
-        if (s->by_id[i] && s->by_id[i]->hh && s->by_id[i]->hh->open.count) open++;
+    series *se;
+    FOR_EACH_SERIES(s, se) {
+        if (se->open.count) open++;
+        if (se->hh && se->hh->open.count) open++;
     }
     pthread_mutex_unlock(&s->index_mu);
     out->head_chunks = open;
@@ -3654,6 +4077,11 @@ int store_reader_open(store *s, store_reader **out)
         R(lv_all, "SELECT name, value, series FROM label_values"),
         R(exemplars, "SELECT t, v, labels FROM exemplars WHERE series_id = ?1 AND t >= ?2"
                      " AND t <= ?3 ORDER BY t, id"),
+        R(series_row, "SELECT labels FROM series WHERE id = ?1"),
+        R(last_chunk, "SELECT max_t FROM chunks WHERE series_id = ?1 ORDER BY max_t DESC LIMIT 1"),
+        R(series_info, "SELECT labels,"
+                       " (SELECT min_t FROM chunks WHERE series_id = ?1 ORDER BY max_t LIMIT 1)"
+                       " FROM series WHERE id = ?1"),
 #undef R
     };
     *out = NULL;
@@ -3757,25 +4185,120 @@ void store_reader_end(store_reader *r)
     reader_end(r);
 }
 
-/* The labels of a series, from memory. */
-static labels *series_labels(store *s, int64_t id)
+/* Encoded labels copied out of a series while index_mu is held, decoded
+ * after it is released (commits wait for index_mu). */
+typedef struct lenc_copy {
+    uint8_t small[512];
+    uint8_t *p;
+    uint32_t len;
+} lenc_copy;
+
+static void lenc_copy_take(lenc_copy *c, const series *se)
 {
-    series *se = series_by_ref(s, (uint64_t)id);
+    c->len = se->lenc_len;
+    c->p = c->len <= sizeof c->small ? c->small : mem_malloc(c->len);
+    memcpy(c->p, se->lenc, c->len);
+}
+
+static labels *lenc_copy_decode(lenc_copy *c)
+{
     labels *ls = NULL;
-    if (se && labels_decode(se->lenc, se->lenc_len, &ls) < 0) ls = NULL;
+    if (labels_decode(c->p, c->len, &ls) < 0) ls = NULL;
+    if (c->p != c->small) mem_free(c->p);
     return ls;
 }
 
-/* Whether a series may have samples in [mint, maxt]: its stored range,
- * chunk-granular (retention drops whole chunks). */
-static bool series_in_range(store *s, int64_t id, int64_t mint, int64_t maxt)
+/* Decodes the labels of a series in memory into *ls (NULL if they do not
+ * decode); false if the series is not in memory. */
+static bool resident_labels(store *s, uint64_t id, labels **ls)
 {
-    series *se = series_by_ref(s, (uint64_t)id);
-    if (!se) return false;
+    *ls = NULL;
+    lenc_copy lc;
+    pthread_mutex_lock(&s->index_mu);
+    series *se = series_at(s, id);
+    if (se) lenc_copy_take(&lc, se);
+    pthread_mutex_unlock(&s->index_mu);
+    if (se) *ls = lenc_copy_decode(&lc);
+    return se != NULL;
+}
+
+
+/* The labels of a series row through st (SELECT labels ... WHERE id = ?1),
+ * or NULL (none, or an error: logged). */
+static labels *row_labels(sqlite3 *db, sqlite3_stmt *st, int64_t id)
+{
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    labels *ls = NULL;
+    if (rc == SQLITE_ROW) {
+        const char *p;
+        size_t len;
+        column_bytes(st, 0, &p, &len);
+        if (labels_decode(p, len, &ls) < 0) ls = NULL;
+    } else if (rc != SQLITE_DONE) {
+        log_error(COMPONENT, "reading series %" PRId64 ": %s", id, sqlite3_errmsg(db));
+    }
+    sqlite3_reset(st);
+    return ls;
+}
+
+/* The labels of a series: from memory, or (not in memory) from the
+ * reader's snapshot. */
+static labels *series_labels(store_reader *r, int64_t id)
+{
+    labels *ls;
+    if (resident_labels(r->s, (uint64_t)id, &ls)) return ls;
+    return row_labels(r->db, r->st.series_row, id);
+}
+
+/* Whether a series may have samples in [mint, maxt] (*yes): its stored
+ * range, chunk-granular (retention drops whole chunks); and then its labels
+ * (*ls, NULL if they do not decode). For a series not in memory, the same
+ * range from its chunk rows in the reader's snapshot (all its samples are
+ * there): the end of the newest, the start of the one that ends first, as
+ * series_load_range would set it: one seek for a series that ended before
+ * mint (most of those a query meets), then its start and labels in one
+ * statement. Returns an SQLite code. */
+static int series_in_range(store_reader *r, int64_t id, int64_t mint, int64_t maxt, bool *yes,
+                           labels **ls)
+{
+    store *s = r->s;
+    *yes = false;
+    *ls = NULL;
+    lenc_copy lc;
     pthread_rwlock_rdlock(&s->head_lock);
-    bool yes = se->has_data && se->has_last && se->min_t <= maxt && se->last_t >= mint;
+    pthread_mutex_lock(&s->index_mu);
+    series *se = series_at(s, (uint64_t)id);
+    if (se) {
+        *yes = se->has_data && se->has_last && se->min_t <= maxt && se->last_t >= mint;
+        if (*yes) lenc_copy_take(&lc, se);
+    }
+    pthread_mutex_unlock(&s->index_mu);
     pthread_rwlock_unlock(&s->head_lock);
-    return yes;
+    if (se) {
+        if (*yes) *ls = lenc_copy_decode(&lc);
+        return SQLITE_OK;
+    }
+    sqlite3_stmt *st = r->st.last_chunk;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    bool maybe = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) >= mint;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    if (!maybe) return SQLITE_OK;
+    st = r->st.series_info;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 1) != SQLITE_NULL &&
+        sqlite3_column_int64(st, 1) <= maxt) {
+        *yes = true;
+        const char *p;
+        size_t len;
+        column_bytes(st, 0, &p, &len);
+        if (labels_decode(p, len, ls) < 0) *ls = NULL;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 static int cmp_series(const void *x, const void *y)
@@ -3803,9 +4326,9 @@ int store_select(store_reader *r, const label_matcher *ms, size_t n, int64_t min
     int rc = reader_begin(r);
     if (rc == SQLITE_OK) rc = select_candidates(r, ms, n, &ids);
     for (size_t i = 0; i < ids.n && rc == SQLITE_OK; i++) {
-        if (!series_in_range(r->s, ids.v[i], mint, maxt)) continue;
-        labels *ls = series_labels(r->s, ids.v[i]);
-        if (!ls) continue;
+        bool in;
+        labels *ls;
+        if ((rc = series_in_range(r, ids.v[i], mint, maxt, &in, &ls)) != SQLITE_OK || !ls) continue;
         if (!labels_match_all(ls, ms, n)) {
             labels_free(ls);
             continue;
@@ -3877,7 +4400,7 @@ int store_exemplars_select(store_reader *r, const label_matcher *const *sets, co
         idvec ids = {0};
         rc = select_candidates(r, sets[i], lens[i], &ids);
         for (size_t k = 0; k < ids.n && rc == SQLITE_OK; k++) {
-            labels *ls = series_labels(r->s, ids.v[k]);
+            labels *ls = series_labels(r, ids.v[k]);
             if (ls && labels_match_all(ls, sets[i], lens[i])) idvec_push(&all, ids.v[k]);
             labels_free(ls);
         }
@@ -3890,7 +4413,7 @@ int store_exemplars_select(store_reader *r, const label_matcher *const *sets, co
         if (i > 0 && all.v[i] == all.v[i - 1]) continue;
         store_exemplar_series x = {0};
         rc = exemplars_read(r, all.v[i], start, end, &x);
-        if (x.n && rc == SQLITE_OK) x.labels = series_labels(r->s, all.v[i]);
+        if (x.n && rc == SQLITE_OK) x.labels = series_labels(r, all.v[i]);
         if (!x.labels) {
             for (size_t k = 0; k < x.n; k++)
                 labels_free(x.ex[k].labels);
@@ -3980,10 +4503,21 @@ typedef struct head_copy {
  * (isolation: a read sees whole batches). Only the last batch per series is
  * tracked; a read that lasts longer than two of a series' batches may see
  * the older one. */
-static void copy_head(store *s, series *se, uint64_t visible, int64_t mint, int64_t maxt,
+static void copy_head(store *s, uint64_t ref, uint64_t visible, int64_t mint, int64_t maxt,
                       head_copy *hc, bool *hide, int64_t *hide_from, bool hist)
 {
+    *hide = false;
+    *hide_from = 0;
+    /* Looked up under head_lock: eviction (which takes it for writing)
+     * cannot free the series while it is copied. */
     pthread_rwlock_rdlock(&s->head_lock);
+    pthread_mutex_lock(&s->index_mu);
+    series *se = series_at(s, ref);
+    pthread_mutex_unlock(&s->index_mu);
+    if (!se) { /* not in memory: everything is in chunk rows */
+        pthread_rwlock_unlock(&s->head_lock);
+        return;
+    }
     *hide = se->batch_seq > visible;
     *hide_from = se->batch_first_t;
     for (mchunk *c = se->chunks; c; c = c->next) {
@@ -4019,8 +4553,6 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     *n = 0;
     if (mint > maxt) return 0;
     store *s = r->s;
-    series *se = series_by_ref(s, ref);
-    if (!se) return 0;
     int rc = reader_begin(r);
     if (rc != SQLITE_OK) {
         log_error(COMPONENT, "reading samples: %s", sqlite3_errmsg(r->db));
@@ -4064,7 +4596,7 @@ int store_read_samples(store_reader *r, uint64_t ref, int64_t mint, int64_t maxt
     buf_init(&hc.data, BUF_UNLIMITED);
     int64_t hide_from;
     bool hide;
-    copy_head(s, se, r->visible, mint, maxt, &hc, &hide, &hide_from, false);
+    copy_head(s, ref, r->visible, mint, maxt, &hc, &hide, &hide_from, false);
     reader_end(r);
     size_t off = 0;
     for (size_t i = 0; i < hc.n; i++) {
@@ -4152,8 +4684,6 @@ int store_read_histograms(store_reader *r, uint64_t ref, int64_t mint, int64_t m
     *n = 0;
     if (mint > maxt) return 0;
     store *s = r->s;
-    series *se = series_by_ref(s, ref);
-    if (!se) return 0;
     int rc = reader_begin(r);
     if (rc != SQLITE_OK) {
         log_error(COMPONENT, "reading histograms: %s", sqlite3_errmsg(r->db));
@@ -4183,7 +4713,7 @@ int store_read_histograms(store_reader *r, uint64_t ref, int64_t mint, int64_t m
     buf_init(&hc.data, BUF_UNLIMITED);
     int64_t hide_from;
     bool hide;
-    copy_head(s, se, r->visible, mint, maxt, &hc, &hide, &hide_from, true);
+    copy_head(s, ref, r->visible, mint, maxt, &hc, &hide, &hide_from, true);
     reader_end(r);
     size_t off = 0;
     for (size_t i = 0; i < hc.n; i++) {
@@ -4569,6 +5099,25 @@ int store_import_begin(store *s, store_import **out)
     return 0;
 }
 
+/* Sets series.first_end (and se's) from the series' chunk rows, after an
+ * import wrote some (in any order). Caller holds write_mu, in the import's
+ * transaction. Returns an SQLite code. */
+static int refresh_first_end(store *s, series *se)
+{
+    sqlite3_bind_int64(s->st.first_chunk, 1, (int64_t)se->id);
+    int rc = sqlite3_step(s->st.first_chunk);
+    int64_t first_end = rc == SQLITE_ROW ? sqlite3_column_int64(s->st.first_chunk, 1) : INT64_MAX;
+    sqlite3_reset(s->st.first_chunk);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    sqlite3_bind_int64(s->st.set_first_end, 1, (int64_t)se->id);
+    if (first_end == INT64_MAX)
+        sqlite3_bind_null(s->st.set_first_end, 2);
+    else
+        sqlite3_bind_int64(s->st.set_first_end, 2, first_end);
+    if ((rc = step_done(s->st.set_first_end)) == SQLITE_OK) se->first_end = first_end;
+    return rc;
+}
+
 /* Commits the open import transaction. Caller holds write_mu. */
 static int import_commit(store_import *im)
 {
@@ -4597,7 +5146,10 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
     bool created;
     int rc = store_series_ref(s, ls, &ref, &created);
     if (rc < 0) return rc;
-    series *se = series_by_ref(s, ref);
+    pthread_mutex_lock(&s->index_mu);
+    series *se = series_get_or_load(s, ref); /* write_mu is held: stays in memory */
+    pthread_mutex_unlock(&s->index_mu);
+    if (!se) return -EIO;
     if (!im->in_tx) {
         if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
         if ((rc = step_done(s->st.begin)) != SQLITE_OK) goto fail;
@@ -4606,7 +5158,7 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
     series **taken = NULL;
     size_t ntaken = 0;
     rc = write_pending_series(s, &taken, &ntaken);
-    mem_free(taken);
+    rows_written(taken, ntaken); /* the import holds write_mu until it commits */
     if (rc != SQLITE_OK) goto fail;
     /* Chunks of CHUNKENC_TARGET_SAMPLES, each in the smaller encoding. */
     for (size_t i = 0; i < n && rc == SQLITE_OK; i += CHUNKENC_TARGET_SAMPLES) {
@@ -4636,6 +5188,7 @@ int store_import_series(store_import *im, const labels *ls, const store_sample *
         chunkenc_cleanup(&a);
         im->chunks_in_tx++;
     }
+    if (rc == SQLITE_OK) rc = refresh_first_end(s, se);
     if (rc != SQLITE_OK) goto fail;
     /* The series' range grows; later live samples must be newer than what
      * was imported. */
@@ -4707,7 +5260,10 @@ int store_import_histograms(store_import *im, const labels *ls, const store_hsam
     bool created;
     int rc = store_series_ref(s, ls, &ref, &created);
     if (rc < 0) return rc;
-    series *se = series_by_ref(s, ref);
+    pthread_mutex_lock(&s->index_mu);
+    series *se = series_get_or_load(s, ref); /* write_mu is held: stays in memory */
+    pthread_mutex_unlock(&s->index_mu);
+    if (!se) return -EIO;
     if (!im->in_tx) {
         if (!sqlite3_get_autocommit(s->db)) step_done(s->st.rollback);
         if ((rc = step_done(s->st.begin)) != SQLITE_OK) goto fail;
@@ -4716,7 +5272,7 @@ int store_import_histograms(store_import *im, const labels *ls, const store_hsam
     series **taken = NULL;
     size_t ntaken = 0;
     rc = write_pending_series(s, &taken, &ntaken);
-    mem_free(taken);
+    rows_written(taken, ntaken); /* the import holds write_mu until it commits */
     if (rc != SQLITE_OK) goto fail;
     /* Chunks cut as the head cuts them. */
     histchunk_appender a;
@@ -4740,6 +5296,7 @@ int store_import_histograms(store_import *im, const labels *ls, const store_hsam
     }
     if (rc == SQLITE_OK && a.count) rc = import_hchunk(im, ref, &a, min_t);
     histchunk_cleanup(&a);
+    if (rc == SQLITE_OK) rc = refresh_first_end(s, se);
     if (rc != SQLITE_OK) goto fail;
     pthread_rwlock_wrlock(&s->head_lock);
     int64_t first = samples[0].t, last = samples[n - 1].t;
@@ -5057,10 +5614,13 @@ int store_wal_read(store *s, uint64_t from_seq, size_t max_rows, store_wal_batch
 
 labels *store_series_labels(store *s, uint64_t ref)
 {
-    series *se = series_by_ref(s, ref);
-    if (!se) return NULL;
-    labels *ls = NULL;
-    if (labels_decode(se->lenc, se->lenc_len, &ls) < 0) return NULL;
+    labels *ls;
+    if (resident_labels(s, ref, &ls)) return ls;
+    /* Not in memory (evicted): its committed row. */
+    if (ref == 0 || ref > INT64_MAX) return NULL;
+    pthread_mutex_lock(&s->lookup_mu);
+    ls = row_labels(s->lk_db, s->lk_id, (int64_t)ref);
+    pthread_mutex_unlock(&s->lookup_mu);
     return ls;
 }
 
@@ -5214,8 +5774,69 @@ int store_check(const char *path, buf *report)
         buf_printf(report, "integrity_check could not run: %s\n", sqlite3_errmsg(s->db));
         problems++;
     }
-    if (sqlite3_prepare_v2(s->db, "SELECT series_id, max_t, min_t, data, enc, count FROM chunks", -1, &st, NULL) ==
-        SQLITE_OK) {
+    /* Series rows: labels that decode, lhash that matches them, no label set
+     * twice (a series evicted and back must keep its id). */
+    uint64_t nseries = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT id, labels, lhash FROM series", -1, &st, NULL) == SQLITE_OK) {
+        buf enc;
+        buf_init(&enc, BUF_UNLIMITED);
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            nseries++;
+            int64_t id = sqlite3_column_int64(st, 0);
+            const char *p;
+            size_t len;
+            column_bytes(st, 1, &p, &len);
+            labels *ls;
+            if (labels_decode(p, len, &ls) < 0) {
+                buf_printf(report, "series %" PRId64 ": its labels do not decode\n", id);
+                problems++;
+                continue;
+            }
+            buf_reset(&enc);
+            labels_encode(ls, &enc);
+            labels_free(ls);
+            if (series_lhash(enc.data, enc.len) != sqlite3_column_int64(st, 2)) {
+                buf_printf(report, "series %" PRId64 ": its label hash does not match its labels\n", id);
+                problems++;
+            }
+        }
+        if (step != SQLITE_DONE) {
+            buf_printf(report, "reading series: %s\n", sqlite3_errmsg(s->db));
+            problems++;
+        }
+        buf_cleanup(&enc);
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, first_end FROM series WHERE first_end IS NOT"
+                           " (SELECT max_t FROM chunks WHERE series_id = series.id ORDER BY max_t"
+                           " LIMIT 1)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            buf_printf(report, "series %" PRId64 ": first_end %s does not match its chunks\n",
+                       (int64_t)sqlite3_column_int64(st, 0),
+                       sqlite3_column_type(st, 1) == SQLITE_NULL ? "NULL"
+                                                                 : (const char *)sqlite3_column_text(st, 1));
+            problems++;
+        }
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT a.id, b.id FROM series a JOIN series b ON b.lhash = a.lhash"
+                           " AND b.id > a.id AND b.labels = a.labels",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            buf_printf(report, "series %" PRId64 " and %" PRId64 " have the same labels\n",
+                       (int64_t)sqlite3_column_int64(st, 0), (int64_t)sqlite3_column_int64(st, 1));
+            problems++;
+        }
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT c.series_id, c.max_t, c.min_t, c.data, c.enc, c.count,"
+                           " s.id IS NULL FROM chunks c LEFT JOIN series s ON s.id = c.series_id",
+                           -1, &st, NULL) == SQLITE_OK) {
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
             chunks++;
@@ -5254,15 +5875,15 @@ int store_check(const char *path, buf *report)
                 }
             }
             samples += count;
+            bool orphan = sqlite3_column_int(st, 6) != 0;
             if (r < 0 || count == 0 || first != min_t || lastt != max_t ||
-                count != (uint64_t)sqlite3_column_int64(st, 5) ||
-                (uint64_t)id >= s->by_id_cap || !s->by_id[id]) {
+                count != (uint64_t)sqlite3_column_int64(st, 5) || orphan) {
                 buf_printf(report,
                            "chunk of series %" PRId64 " [%" PRId64 ", %" PRId64 "]: %s\n", id,
                            min_t, max_t,
                            r < 0                ? "does not decode"
                            : count == 0         ? "is empty"
-                           : (uint64_t)id >= s->by_id_cap || !s->by_id[id] ? "has no series row"
+                           : orphan             ? "has no series row"
                                                 : "bounds do not match its samples");
                 problems++;
             }
@@ -5321,9 +5942,9 @@ int store_check(const char *path, buf *report)
         sqlite3_finalize(st);
     }
     buf_printf(report,
-               "%zu series, %" PRIu64 " chunks with %" PRIu64 " samples, %" PRIu64
+               "%" PRIu64 " series, %" PRIu64 " chunks with %" PRIu64 " samples, %" PRIu64
                " write-ahead rows: %" PRIu64 " problem(s)\n",
-               hmap_len(&s->by_labels), chunks, samples, rows, problems);
+               nseries, chunks, samples, rows, problems);
     s->no_flush = true;
     store_close(s);
     return problems ? -EIO : 0;

@@ -49,10 +49,24 @@ typedef struct store_options {
                               * than this; 0 = one hour */
     int64_t max_exemplars;   /* exemplar storage bound (storage.exemplars.
                               * max_exemplars); 0 = exemplar storage off */
+    /* Eviction from memory (store_maintain): a series whose samples are all
+     * in chunk rows leaves memory once its newest sample is a staleness
+     * marker appended at least evict_stale_ms before (0 = 2 minutes: a
+     * target or rule that stopped producing it; a brief outage does not
+     * reload it), or once nothing was appended to it for evict_idle_ms
+     * (0 = 15 minutes; its head chunk is closed then). Evicted series keep
+     * their reference and stay on disk: every call below finds them, and
+     * appending to them loads them again. */
+    int64_t evict_stale_ms;
+    int64_t evict_idle_ms;
 } store_options;
 
 typedef struct store_stats {
-    uint64_t series;           /* series in the index */
+    uint64_t series;           /* series in memory (not evicted; the store
+                                * holds more on disk) */
+    uint64_t series_evicted;   /* evicted from memory since open */
+    uint64_t series_loaded;    /* loaded from disk into memory since open
+                                * (at open, or an evicted one used again) */
     uint64_t samples_appended; /* since open */
     uint64_t batches_committed;
     uint64_t commit_errors;
@@ -88,8 +102,11 @@ int store_open(store **out, const store_options *o, buf *err);
 void store_close(store *s);
 
 /* The reference for a label set, creating the series if it is new
- * (*created = true). References are stable for the database's lifetime.
- * Thread-safe. The labels are copied. Returns 0 or a negative errno. */
+ * (*created = true). References are stable for the database's lifetime,
+ * also across eviction (an evicted series is found on disk and keeps its
+ * reference; it is loaded when samples are appended to it). Thread-safe.
+ * The labels are copied. Returns 0 or a negative errno (a failed lookup
+ * on disk). */
 int store_series_ref(store *s, const labels *ls, uint64_t *ref, bool *created);
 
 /* ---- appending ------------------------------------------------------------ */
@@ -135,8 +152,10 @@ int store_apply_retention(store *s, int64_t now_ms);
 
 /* Periodic upkeep; call about once a minute. Closes head chunks that have
  * been open longer than an hour and those of series whose newest sample is
- * a staleness marker (churned series free their head memory), writes
- * closed chunks, moves the cursors of
+ * a staleness marker (churned series free their head memory) or that got
+ * no sample for evict_idle_ms, writes closed chunks, evicts idle series
+ * from memory (store_options; now_ms is compared with the wall-clock time
+ * of their last append), moves the cursors of
  * write-ahead consumers that lag more than their max_lag_ms at now_ms
  * (below), truncates the write-ahead table, applies time and size
  * retention, checkpoints SQLite's own WAL and returns free pages to the
@@ -456,8 +475,9 @@ int64_t store_kv_count(store *s, const char *ns);
 
 /* ---- checking --------------------------------------------------------------------- */
 
-/* `sidewatch check store DIR`: runs SQLite's integrity_check and decodes every
- * chunk and write-ahead row. Appends one line per problem (and a summary) to
+/* `sidewatch check store DIR`: runs SQLite's integrity_check, decodes every
+ * series row (its label hash and first chunk end must match; no label set
+ * twice), chunk and write-ahead row. Appends one line per problem (and a summary) to
  * report. Returns 0 if the store is sound, -EIO if problems were found, or
  * another -errno if it could not be checked. Opens the store itself (so it
  * fails with -EBUSY while a sidewatch process holds it). */
