@@ -7,6 +7,7 @@
 #include "testutil.h"
 #include "teststore.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -871,6 +872,95 @@ static void test_evict_migration_v7(void **state)
     tu_tmpdir_free(dir);
 }
 
+/* kB the process has resident of its mappings of files whose path ends in
+ * suffix (/proc/self/smaps). */
+static long rss_of_file_kb(const char *suffix)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[4096];
+    long total = 0, kb;
+    bool in = false;
+    size_t sl = strlen(suffix);
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strcspn(line, "\n");
+        line[len] = '\0';
+        if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && isxdigit((unsigned char)line[0])) {
+            in = len >= sl && strcmp(line + len - sl, suffix) == 0;
+        } else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1) {
+            total += kb;
+        }
+    }
+    fclose(f);
+    return total;
+}
+
+/* A reader maps the database file: what it read stays resident while the
+ * mapping lives. Between reads, a mapping older than reader_remap_ms is
+ * made again, so that file-backed memory goes back down. */
+static void test_reader_remap(void **state)
+{
+    (void)state;
+    enum { SERIES = 400, SAMPLES = 4000 };
+    char *dir = tu_tmpdir_new("wip-remap-test");
+    store_options o = {.path = dir, .reader_remap_ms = 300};
+    store *s = tu_store_open(&o);
+    store_import *im;
+    assert_int_equal(store_import_begin(s, &im), 0);
+    store_sample *smp = mem_malloc(SAMPLES * sizeof *smp);
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < SERIES; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "s%04d", i);
+        for (int k = 0; k < SAMPLES; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            smp[k] = (store_sample){.t = 1000 + (int64_t)k * 15000, .v = (double)x / 3.0};
+        }
+        labels *ls = tu_labels("__name__", "remap", "i", n, NULL);
+        assert_int_equal(store_import_series(im, ls, smp, SAMPLES), 0);
+        labels_free(ls);
+    }
+    assert_int_equal(store_import_finish(im), 0);
+    mem_free(smp);
+    store_close(s); /* checkpointed: the pages are in the database file, which readers map */
+    s = tu_store_open(&o);
+
+    store_reader *r;
+    assert_int_equal(store_reader_open(s, &r), 0);
+    label_matcher m = matcher(MATCH_EQ, "__name__", "remap");
+    long before = rss_of_file_kb("/sidewatch.db");
+    store_select_result res;
+    assert_int_equal(store_select(r, &m, 1, INT64_MIN / 2, INT64_MAX / 2, &res), 0);
+    assert_int_equal(res.n, SERIES);
+    size_t total = 0;
+    for (size_t i = 0; i < res.n; i++) {
+        store_sample *out;
+        size_t n;
+        assert_int_equal(store_read_samples(r, res.series[i].ref, INT64_MIN / 2, INT64_MAX / 2,
+                                            &out, &n), 0);
+        total += n;
+        mem_free(out);
+    }
+    assert_int_equal(total, (size_t)SERIES * SAMPLES);
+    long read_all = rss_of_file_kb("/sidewatch.db");
+    usleep(400 * 1000);
+    assert_int_equal(store_reader_begin(r), 0); /* remapped first */
+    store_reader_end(r);
+    long after = rss_of_file_kb("/sidewatch.db");
+    print_message("database mapped and resident: %ld kB, %ld after reading everything, %ld after the "
+                  "remap\n",
+                  before, read_all, after);
+    assert_true(read_all - before > 8 * 1024); /* the data is mapped */
+    assert_true(after < before + (read_all - before) / 4);
+    store_select_result_free(&res);
+    labels_matcher_cleanup(&m);
+    store_reader_close(r);
+    store_close(s);
+    tu_tmpdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -885,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_evict_idle),
         cmocka_unit_test(test_evict_check_problems),
         cmocka_unit_test(test_evict_migration_v7),
+        cmocka_unit_test(test_reader_remap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
