@@ -265,10 +265,6 @@
 /* How long a connection waits for a lock held by another connection
  * (checkpoints, WAL recovery) before giving up with -EBUSY. */
 #define STORE_BUSY_TIMEOUT_MS 10000
-/* Address space a reader maps (SQLite caps it at its compile-time maximum). */
-#define STORE_READER_MMAP_BYTES "1099511627776"
-/* Default of store_options.reader_remap_ms. */
-#define STORE_READER_REMAP_MS 60000
 /* Database page size: chunk rows average a few hundred bytes, and a page
  * wastes on average half a row at its end. */
 #ifndef STORE_PAGE_SIZE
@@ -464,7 +460,6 @@ struct store {
     int64_t retention_bytes;
     int64_t head_max_age_ms;
     int64_t evict_stale_ms, evict_idle_ms;
-    int64_t reader_remap_ms; /* store_options.reader_remap_ms, resolved */
 
     pthread_mutex_t write_mu;
     sqlite3 *db;
@@ -594,7 +589,6 @@ struct store_reader {
     bool snapshot;     /* between store_reader_begin and store_reader_end */
     uint64_t snap_seq; /* commit_seq at registration; 0 = not registered */
     uint64_t visible;  /* last_wal_seq at registration: newer batches are hidden */
-    int64_t mapped_ms; /* monotonic time its mapping of the file was made */
     struct store_reader *next;
     struct {
         sqlite3_stmt *begin, *end;
@@ -762,13 +756,6 @@ static bool series_eq(const void *val, const void *key)
     const series *se = val;
     const buf *enc = key;
     return se->lenc_len == enc->len && memcmp(se->lenc, enc->data, enc->len) == 0;
-}
-
-static int64_t mono_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int64_t wall_ms(void)
@@ -2371,7 +2358,6 @@ int store_open(store **out, const store_options *o, buf *err)
     s->head_max_age_ms = o->head_max_age_ms > 0 ? o->head_max_age_ms : STORE_HEAD_MAX_AGE_MS;
     s->evict_stale_ms = o->evict_stale_ms > 0 ? o->evict_stale_ms : STORE_EVICT_STALE_MS;
     s->evict_idle_ms = o->evict_idle_ms > 0 ? o->evict_idle_ms : STORE_EVICT_IDLE_MS;
-    s->reader_remap_ms = o->reader_remap_ms > 0 ? o->reader_remap_ms : STORE_READER_REMAP_MS;
     atomic_init(&s->max_ex, o->max_exemplars > 0 ? o->max_exemplars : 0);
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->index_mu, NULL);
@@ -4102,11 +4088,15 @@ int store_reader_open(store *s, store_reader **out)
     int rc = sqlite3_open_v2(s->db_path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(r->db, STORE_BUSY_TIMEOUT_MS);
-        /* Readers map the file instead of copying each page out of the OS
-         * cache: a query touches thousands of chunk pages and a pooled
-         * reader's page cache is dropped whenever a scrape commits. */
-        rc = sqlite3_exec(r->db, "PRAGMA mmap_size=" STORE_READER_MMAP_BYTES, NULL, NULL, NULL);
-        r->mapped_ms = mono_now_ms();
+        /* Readers do not map the file (SQLite's mmap_size is 0, its
+         * default): every page a mapping touched stays resident in the
+         * process for as long as the mapping lives, so pooled readers made
+         * file-backed memory grow with the database (the soak: 15 -> 36 MiB
+         * in 10 minutes, and still 15 -> 24 MiB when each mapping was
+         * renewed every minute). Pages come from the OS cache into the
+         * connection's bounded page cache instead; see bench/README.md
+         * "Soak" for what it costs queries. */
+        rc = sqlite3_exec(r->db, "PRAGMA mmap_size=0", NULL, NULL, NULL);
         for (size_t i = 0; i < sizeof stmts / sizeof stmts[0] && rc == SQLITE_OK; i++)
             rc = prepare(r->db, stmts[i].sql, (sqlite3_stmt **)((char *)r + stmts[i].off));
     }
@@ -4139,25 +4129,6 @@ void store_reader_close(store_reader *r)
     reader_free(r);
 }
 
-/* Every page of the file a reader's mapping has touched stays resident in
- * the process (file-backed RSS) as long as the mapping lives, so a reader
- * kept for the process's life would end up with every page any query read
- * mapped (the database grows until retention). Between reads, once its
- * mapping is reader_remap_ms old, it is dropped and made again (SQLite
- * unmaps when mmap_size changes; the new mapping fills as pages are read,
- * from the OS cache): the resident part is then what was read recently. */
-static void reader_remap(store_reader *r)
-{
-    int64_t now = mono_now_ms();
-    if (now - r->mapped_ms < r->s->reader_remap_ms || !sqlite3_get_autocommit(r->db)) return;
-    r->mapped_ms = now;
-    if (sqlite3_exec(r->db, "PRAGMA mmap_size=0", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(r->db, "PRAGMA mmap_size=" STORE_READER_MMAP_BYTES, NULL, NULL, NULL) !=
-            SQLITE_OK)
-        log_warn(COMPONENT, "remapping a reader's view of %s: %s", r->s->db_path,
-                 sqlite3_errmsg(r->db));
-}
-
 /* Registers a read: chunks written from now on stay in memory until
  * unregister. Must happen before the SQLite snapshot starts. */
 static void reader_register(store_reader *r)
@@ -4180,7 +4151,6 @@ static void reader_unregister(store_reader *r)
 static int reader_begin(store_reader *r)
 {
     if (r->snapshot) return SQLITE_OK;
-    reader_remap(r);
     reader_register(r);
     int rc = step_done(r->st.begin);
     if (rc == SQLITE_OK) { /* a first read starts the snapshot now */

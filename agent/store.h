@@ -59,10 +59,6 @@ typedef struct store_options {
      * appending to them loads them again. */
     int64_t evict_stale_ms;
     int64_t evict_idle_ms;
-    /* A reader maps the database file; between reads, a mapping older than
-     * this (0 = 1 minute) is dropped and made again, so the file-backed
-     * memory it holds is what was read since, not every page ever read. */
-    int64_t reader_remap_ms;
 } store_options;
 
 typedef struct store_stats {
