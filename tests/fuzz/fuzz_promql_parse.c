@@ -35,14 +35,17 @@
  *    `offset (5)`, which needs them;
  *  - `offset +(5)` with duration expressions prints as `offset (5)` too
  *    (applyUnaryOpToDurationExpr drops a unary plus), and `x offset +(5) + y`
- *    then reads back with `+ y` inside the duration expression;
+ *    then reads back with `+ y` inside the duration expression; likewise
+ *    `x offset +-1^1` (the offset -(1^1)) prints as `x offset -1 ^ 1`,
+ *    which reads back as `(x offset -1s) ^ 1`;
  *  - `info(x, {})` prints as `info(x, )` (an empty selector prints as
  *    nothing), which reads back as `info(x)` (a trailing comma is allowed). */
 static bool durations_off;
 static const char *query_text; /* the query being parsed, for positions */
 
-/* Whether a parenthesised offset expression was written with a unary plus
- * (`offset +(5)`): its node starts inside the parentheses, after `+(`. */
+/* Whether an offset expression was written with a unary plus (`offset
+ * +(5)`, `offset +-1^1`): its node starts after the `+` (and inside the
+ * parentheses, after `+(`). */
 static bool unary_plus_before(const promql_node *d)
 {
     uint32_t i = d->pos.start;
@@ -65,7 +68,7 @@ static bool offset_lossy(const promql_offset *o)
     if (o->ns != 0 && o->original_ms == 0) return true;
     if (durations_off && o->expr && o->expr->duration.op == PROMQL_OP_ADD && !o->expr->duration.rhs)
         return true;
-    if (o->expr && o->expr->duration.wrapped && unary_plus_before(o->expr)) return true;
+    if (o->expr && unary_plus_before(o->expr)) return true;
     return o->expr && !o->expr->duration.wrapped && o->expr->duration.rhs &&
            o->expr->duration.op != PROMQL_OP_MIN_OF && o->expr->duration.op != PROMQL_OP_MAX_OF &&
            leftmost_number(o->expr);
